@@ -1,0 +1,119 @@
+package tidings
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Event names. Durable events are stored in the event log; typing and
+// presence (added with realtime delivery) are live-only.
+const (
+	EventProfileUpdate = "profile.update"
+
+	EventConversationCreate   = "conversation.create"
+	EventConversationUpdate   = "conversation.update"
+	EventConversationDelete   = "conversation.delete"
+	EventConversationUndelete = "conversation.undelete"
+	EventParticipantAdded     = "conversation.participantAdded"
+	EventParticipantUpdated   = "conversation.participantUpdated"
+	EventParticipantRemoved   = "conversation.participantRemoved"
+
+	EventMessageSent      = "conversationMessage.sent"
+	EventMessageEdited    = "conversationMessage.edited"
+	EventMessageDeleted   = "conversationMessage.deleted"
+	EventMessageDelivered = "conversationMessage.delivered"
+	EventMessageRead      = "conversationMessage.read"
+)
+
+// Event is a change that happened in an app: every change made through a
+// service produces exactly one or more events, through one place in each
+// implementation, stored in the same transaction as the change (so an
+// event exists if and only if its change does) and published after commit.
+//
+// Who may see an event: for a conversation event (ConversationID set), the
+// participants of that conversation at the time of the event, plus UserID
+// when set (e.g. the participant who was removed); for a profile event,
+// the user and the participants of the conversations they share.
+type Event struct {
+	// Seq is the event's position in the log of all events (all apps),
+	// increasing in commit order. Set when stored.
+	Seq   int64     `json:"seq"`
+	ID    string    `json:"id"`
+	AppID string    `json:"app"`
+	Name  string    `json:"name"`
+	Time  time.Time `json:"time"`
+	// Actor is who made the change; nil when it was the app server.
+	Actor *Profile `json:"actor,omitempty"`
+	// ConversationID is set for conversation and message events.
+	ConversationID string `json:"conversationId,omitempty"`
+	// UserID is the user the event is about: the profile updated, the
+	// participant added, updated or removed, the user whose status moved.
+	UserID string `json:"userId,omitempty"`
+	// Payload holds the event's fields (one of the *Payload types below),
+	// encoded as JSON.
+	Payload json.RawMessage `json:"payload"`
+}
+
+// ProfilePayload is the payload of profile.update.
+type ProfilePayload struct {
+	ProfileID string `json:"profileId"`
+	User      *User  `json:"profile"`
+}
+
+// ConversationPayload is the payload of conversation.create and
+// conversation.update: the conversation's state after the change.
+// Participants is set on create only.
+type ConversationPayload struct {
+	ConversationID string           `json:"conversationId"`
+	Name           string           `json:"name"`
+	Description    string           `json:"description"`
+	IsPublic       bool             `json:"isPublic"`
+	Roles          Roles            `json:"roles"`
+	Participants   []NewParticipant `json:"participants,omitempty"`
+}
+
+// ConversationDatePayload is the payload of conversation.delete and
+// conversation.undelete.
+type ConversationDatePayload struct {
+	ConversationID string    `json:"conversationId"`
+	Date           time.Time `json:"date"`
+}
+
+// ParticipantPayload is the payload of participantAdded, participantUpdated
+// and participantRemoved. Role is empty for participantRemoved.
+type ParticipantPayload struct {
+	ConversationID string `json:"conversationId"`
+	ProfileID      string `json:"profileId"`
+	Role           Role   `json:"role,omitempty"`
+}
+
+// MessagePayload is the payload of conversationMessage.sent (the new
+// message), .edited and .deleted (the message after the change, with
+// ReferrerID naming the original message).
+type MessagePayload struct {
+	*Message
+	ReferrerID string `json:"referrerId,omitempty"`
+}
+
+// StatusPayload is the payload of conversationMessage.delivered and .read:
+// ProfileID has delivered or read every message up to Seq (MessageID is
+// the message at Seq).
+type StatusPayload struct {
+	ConversationID string    `json:"conversationId"`
+	ProfileID      string    `json:"profileId"`
+	Seq            int64     `json:"seq"`
+	MessageID      string    `json:"messageId"`
+	Timestamp      time.Time `json:"timestamp"`
+}
+
+// EventPublisher receives events after their change is committed, in
+// commit order. Publish must not block for long: it runs on the write
+// path. Realtime delivery subscribes here.
+type EventPublisher interface {
+	Publish(events ...*Event)
+}
+
+// EventPublisherFunc adapts a function to EventPublisher.
+type EventPublisherFunc func(events ...*Event)
+
+func (f EventPublisherFunc) Publish(events ...*Event) { f(events...) }
