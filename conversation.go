@@ -110,11 +110,14 @@ type Conversation struct {
 	// LastSeq is the sequence number of the newest message (0: none).
 	LastSeq int64 `json:"lastSeq"`
 	// ParticipantCount is the number of current participants.
-	ParticipantCount int        `json:"participantCount"`
-	CreatedBy        string     `json:"createdBy"`
-	CreatedAt        time.Time  `json:"createdAt"`
-	UpdatedAt        time.Time  `json:"updatedAt"`
-	DeletedAt        *time.Time `json:"deletedAt,omitempty"`
+	ParticipantCount int    `json:"participantCount"`
+	CreatedBy        string `json:"createdBy"`
+	// LastActivityAt is when the last message was sent (or the
+	// conversation created); conversation lists are sorted by it.
+	LastActivityAt time.Time  `json:"lastActivityAt"`
+	CreatedAt      time.Time  `json:"createdAt"`
+	UpdatedAt      time.Time  `json:"updatedAt"`
+	DeletedAt      *time.Time `json:"deletedAt,omitempty"`
 
 	// Caller-specific view, filled when the caller is a participant.
 	Role        Role  `json:"role,omitempty"` // the caller's role

@@ -1,0 +1,549 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tidings/tidings"
+)
+
+// ConversationService implements tidings.ConversationService.
+type ConversationService struct{ db *DB }
+
+var _ tidings.ConversationService = (*ConversationService)(nil)
+
+func NewConversationService(db *DB) *ConversationService { return &ConversationService{db: db} }
+
+// rowQuerier is what both the read pool and the write connection offer.
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// conversationView selects a conversation with the caller's participation
+// (role and read mark; NULL when not a participant). Arguments: user id,
+// then the WHERE clause's.
+const conversationView = `SELECT c.id, c.name, c.description, c.is_public, c.roles, c.last_seq, c.participant_count,
+	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq
+	FROM conversations c LEFT JOIN participants p
+	ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?`
+
+func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversation, error) {
+	var c tidings.Conversation
+	var roles string
+	var created, updated, activity int64
+	var deleted sql.NullInt64
+	var role sql.NullString
+	var readSeq sql.NullInt64
+	if err := row.Scan(&c.ID, &c.Name, &c.Description, &c.IsPublic, &roles, &c.LastSeq, &c.ParticipantCount,
+		&c.CreatedBy, &created, &updated, &activity, &deleted, &role, &readSeq); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(roles), &c.Roles); err != nil {
+		return nil, fmt.Errorf("conversation %s: bad roles: %w", c.ID, err)
+	}
+	c.CreatedAt, c.UpdatedAt, c.LastActivityAt = fromMicros(created), fromMicros(updated), fromMicros(activity)
+	c.DeletedAt = fromNullMicros(deleted)
+	c.Role = tidings.Role(role.String)
+	c.ReadSeq = readSeq.Int64
+	if c.Role != "" {
+		c.UnreadCount = max(0, c.LastSeq-c.ReadSeq)
+	}
+	return &c, nil
+}
+
+// visibleConversation loads a conversation as the user caller sees it: a
+// private conversation they do not take part in, or a deleted one, does not
+// exist for them.
+func visibleConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id string) (*tidings.Conversation, error) {
+	conv, err := scanConversation(q.QueryRowContext(ctx, conversationView+` WHERE c.app_id = ? AND c.id = ?`, c.UserID, c.AppID, id))
+	if isNoRows(err) || (err == nil && conv.Role == "" && (!conv.IsPublic || conv.DeletedAt != nil)) {
+		return nil, tidings.Errorf(tidings.ENotFound, "conversation %q not found", id)
+	}
+	return conv, err
+}
+
+// memberOf loads a conversation the caller takes part in, checking that
+// their role allows perm ("" checks participation only) and, unless
+// allowDeleted, that the conversation is not deleted.
+func (tx *Tx) memberOf(c tidings.Caller, id string, perm tidings.Permission, allowDeleted bool) (*tidings.Conversation, error) {
+	conv, err := visibleConversation(tx.ctx, tx.db.wconn, c, id)
+	if err != nil {
+		return nil, err
+	}
+	if conv.Role == "" {
+		return nil, tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q", id)
+	}
+	if conv.DeletedAt != nil && !allowDeleted {
+		return nil, tidings.Errorf(tidings.EConflict, "conversation %q is deleted", id)
+	}
+	if perm != "" && !conv.Roles.Allows(conv.Role, perm) {
+		return nil, tidings.Errorf(tidings.EForbidden, "your role (%s) does not allow %s in this conversation", conv.Role, perm)
+	}
+	return conv, nil
+}
+
+func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.Validate(); err != nil {
+		return nil, err
+	}
+	// The creator is the owner, whatever the list says.
+	others := make([]tidings.NewParticipant, 0, len(nc.Participants))
+	for _, p := range nc.Participants {
+		if p.UserID != c.UserID {
+			others = append(others, p)
+		}
+	}
+	all := append([]tidings.NewParticipant{{UserID: c.UserID, Role: tidings.RoleOwner}}, others...)
+	roles, err := json.Marshal(nc.Roles)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := tx.queryRow(`SELECT COUNT(*) FROM conversations WHERE app_id = ? AND id = ?`, []any{c.AppID, nc.ID}, &n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return tidings.Errorf(tidings.EConflict, "conversation %q already exists", nc.ID)
+		}
+		for _, p := range others {
+			if _, err := tx.findUser(c.AppID, p.UserID); err != nil {
+				return err
+			}
+		}
+		now := micros(tx.now)
+		if _, err := tx.exec(`INSERT INTO conversations (app_id, id, name, description, is_public, roles, participant_count,
+			created_by, created_at, updated_at, last_activity_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.AppID, nc.ID, nc.Name, nc.Description, nc.IsPublic, string(roles), len(all), c.UserID, now, now, now); err != nil {
+			return err
+		}
+		if err := tx.emit(c.AppID, tidings.EventConversationCreate, actor, nc.ID, "", tidings.ConversationPayload{
+			ConversationID: nc.ID, Name: nc.Name, Description: nc.Description, IsPublic: nc.IsPublic,
+			Roles: *nc.Roles, Participants: all,
+		}); err != nil {
+			return err
+		}
+		for _, p := range all {
+			if err := tx.addParticipant(c.AppID, nc.ID, p, actor); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.FindConversationByID(ctx, nc.ID)
+}
+
+// addParticipant inserts a participant and emits participantAdded. It does
+// not change the conversation's participant count.
+func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, actor *tidings.Profile) error {
+	if _, err := tx.exec(`INSERT INTO participants (app_id, conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?, ?)`,
+		appID, convID, p.UserID, string(p.Role), micros(tx.now)); err != nil {
+		return err
+	}
+	return tx.emit(appID, tidings.EventParticipantAdded, actor, convID, p.UserID,
+		tidings.ParticipantPayload{ConversationID: convID, ProfileID: p.UserID, Role: p.Role})
+}
+
+func (s *ConversationService) FindConversationByID(ctx context.Context, id string) (*tidings.Conversation, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return visibleConversation(ctx, s.db.read, c, id)
+}
+
+// The list cursor is the last conversation's activity time and id.
+func encodeCursor(conv *tidings.Conversation) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(micros(conv.LastActivityAt), 10) + ":" + conv.ID))
+}
+
+func decodeCursor(s string) (int64, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		if at, id, ok := strings.Cut(string(b), ":"); ok {
+			if n, err := strconv.ParseInt(at, 10, 64); err == nil {
+				return n, id, nil
+			}
+		}
+	}
+	return 0, "", tidings.Errorf(tidings.EInvalid, "cursor is not valid: pass the nextCursor of a previous page")
+}
+
+func (s *ConversationService) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit := clampLimit(f.Limit)
+	query := conversationView + ` WHERE p.user_id IS NOT NULL AND c.app_id = ?`
+	args := []any{c.UserID, c.AppID}
+	if !f.IncludeDeleted {
+		query += ` AND c.deleted_at IS NULL`
+	}
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		query += ` AND (c.last_activity_at < ? OR (c.last_activity_at = ? AND c.id < ?))`
+		args = append(args, at, at, id)
+	}
+	query += ` ORDER BY c.last_activity_at DESC, c.id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &tidings.ConversationPage{Conversations: []*tidings.Conversation{}}
+	for rows.Next() {
+		conv, err := scanConversation(rows)
+		if err != nil {
+			return nil, err
+		}
+		page.Conversations = append(page.Conversations, conv)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Conversations) > limit {
+		page.Conversations = page.Conversations[:limit]
+		page.NextCursor = encodeCursor(page.Conversations[limit-1])
+	}
+	return page, nil
+}
+
+func (s *ConversationService) UpdateConversation(ctx context.Context, id string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, id, tidings.PermUpdate, false)
+		if err != nil {
+			return err
+		}
+		if upd.Roles != nil && conv.Role != tidings.RoleOwner {
+			return tidings.Errorf(tidings.EForbidden, "only an owner can change what roles may do")
+		}
+		if err := upd.Apply(conv); err != nil {
+			return err
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		roles, err := json.Marshal(conv.Roles)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE conversations SET name = ?, description = ?, is_public = ?, roles = ?, updated_at = ?
+			WHERE app_id = ? AND id = ?`, conv.Name, conv.Description, conv.IsPublic, string(roles), micros(tx.now), c.AppID, id); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventConversationUpdate, actor, id, "", tidings.ConversationPayload{
+			ConversationID: id, Name: conv.Name, Description: conv.Description, IsPublic: conv.IsPublic, Roles: conv.Roles,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.FindConversationByID(ctx, id)
+}
+
+func (s *ConversationService) DeleteConversation(ctx context.Context, id string) error {
+	_, err := s.setDeleted(ctx, id, true)
+	return err
+}
+
+func (s *ConversationService) UndeleteConversation(ctx context.Context, id string) (*tidings.Conversation, error) {
+	return s.setDeleted(ctx, id, false)
+}
+
+// setDeleted soft-deletes or restores a conversation. Doing it twice is
+// not an error and emits no second event.
+func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted bool) (*tidings.Conversation, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, id, tidings.PermDelete, true)
+		if err != nil || (conv.DeletedAt != nil) == deleted {
+			return err
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		name, at := tidings.EventConversationUndelete, any(nil)
+		if deleted {
+			name, at = tidings.EventConversationDelete, micros(tx.now)
+		}
+		if _, err := tx.exec(`UPDATE conversations SET deleted_at = ?, updated_at = ? WHERE app_id = ? AND id = ?`,
+			at, micros(tx.now), c.AppID, id); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, name, actor, id, "", tidings.ConversationDatePayload{ConversationID: id, Date: tx.now})
+	})
+	if err != nil || deleted {
+		return nil, err
+	}
+	return s.FindConversationByID(ctx, id)
+}
+
+const participantColumns = `p.user_id, p.role, p.delivered_seq, p.read_seq, p.joined_at,
+	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+
+const participantFrom = ` FROM participants p JOIN users u ON u.app_id = p.app_id AND u.id = p.user_id`
+
+func scanParticipant(row interface{ Scan(...any) error }) (*tidings.Participant, error) {
+	var p tidings.Participant
+	var joined int64
+	var idValue, idKind sql.NullString
+	if err := row.Scan(&p.UserID, &p.Role, &p.DeliveredSeq, &p.ReadSeq, &joined,
+		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind); err != nil {
+		return nil, err
+	}
+	p.Profile.ID = p.UserID
+	if idValue.Valid {
+		p.Profile.Identifier = &tidings.Identifier{Value: idValue.String, Kind: idKind.String}
+	}
+	p.JoinedAt = fromMicros(joined)
+	return &p, nil
+}
+
+func findParticipant(ctx context.Context, q rowQuerier, appID, convID, userID string) (*tidings.Participant, error) {
+	p, err := scanParticipant(q.QueryRowContext(ctx, `SELECT `+participantColumns+participantFrom+`
+		WHERE p.app_id = ? AND p.conversation_id = ? AND p.user_id = ?`, appID, convID, userID))
+	if isNoRows(err) {
+		return nil, tidings.Errorf(tidings.ENotFound, "user %q does not take part in conversation %q", userID, convID)
+	}
+	return p, err
+}
+
+func (s *ConversationService) ListParticipants(ctx context.Context, id string) ([]*tidings.Participant, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := visibleConversation(ctx, s.db.read, c, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+participantColumns+participantFrom+`
+		WHERE p.app_id = ? AND p.conversation_id = ? ORDER BY p.joined_at, p.user_id`, c.AppID, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ps := []*tidings.Participant{}
+	for rows.Next() {
+		p, err := scanParticipant(rows)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, rows.Err()
+}
+
+func (s *ConversationService) AddParticipant(ctx context.Context, id string, np tidings.NewParticipant) (*tidings.Participant, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := np.Validate(); err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, id, tidings.PermAddParticipants, false)
+		if err != nil {
+			return err
+		}
+		if !conv.Role.AtLeast(np.Role) {
+			return tidings.Errorf(tidings.EForbidden, "you (%s) cannot grant the %s role", conv.Role, np.Role)
+		}
+		if _, err := tx.findUser(c.AppID, np.UserID); err != nil {
+			return err
+		}
+		if _, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, np.UserID); err == nil {
+			return tidings.Errorf(tidings.EConflict, "user %q already takes part in conversation %q", np.UserID, id)
+		}
+		return tx.join(c, id, np)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return findParticipant(ctx, s.db.read, c.AppID, id, np.UserID)
+}
+
+// join adds a participant on behalf of the caller and counts them.
+func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant) error {
+	actor, err := tx.actor(c)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec(`UPDATE conversations SET participant_count = participant_count + 1 WHERE app_id = ? AND id = ?`, c.AppID, convID); err != nil {
+		return err
+	}
+	return tx.addParticipant(c.AppID, convID, np, actor)
+}
+
+func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID string, role tidings.Role) (*tidings.Participant, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !role.Valid() {
+		return nil, tidings.Errorf(tidings.EInvalid, "role %q is not a role: use owner, admin or member", role)
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, id, tidings.PermUpdate, false)
+		if err != nil {
+			return err
+		}
+		target, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, userID)
+		if err != nil {
+			return err
+		}
+		if target.Role == role {
+			return nil
+		}
+		if !conv.Role.AtLeast(role) || !conv.Role.AtLeast(target.Role) {
+			return tidings.Errorf(tidings.EForbidden, "you (%s) cannot change a %s into a %s", conv.Role, target.Role, role)
+		}
+		if target.Role == tidings.RoleOwner {
+			if err := tx.keepAnOwner(c.AppID, id); err != nil {
+				return err
+			}
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE participants SET role = ? WHERE app_id = ? AND conversation_id = ? AND user_id = ?`,
+			string(role), c.AppID, id, userID); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventParticipantUpdated, actor, id, userID,
+			tidings.ParticipantPayload{ConversationID: id, ProfileID: userID, Role: role})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return findParticipant(ctx, s.db.read, c.AppID, id, userID)
+}
+
+// keepAnOwner fails if the conversation has only one owner (who is about
+// to stop being one).
+func (tx *Tx) keepAnOwner(appID, convID string) error {
+	var owners int
+	if err := tx.queryRow(`SELECT COUNT(*) FROM participants WHERE app_id = ? AND conversation_id = ? AND role = 'owner'`,
+		[]any{appID, convID}, &owners); err != nil {
+		return err
+	}
+	if owners <= 1 {
+		return tidings.Errorf(tidings.EConflict, "conversation %q needs an owner: make another participant owner first", convID)
+	}
+	return nil
+}
+
+func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID string) error {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return err
+	}
+	if userID == c.UserID {
+		return s.Leave(ctx, id)
+	}
+	return s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, id, tidings.PermRemoveParticipants, false)
+		if err != nil {
+			return err
+		}
+		target, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, userID)
+		if err != nil {
+			return err
+		}
+		if !conv.Role.AtLeast(target.Role) {
+			return tidings.Errorf(tidings.EForbidden, "you (%s) cannot remove a %s", conv.Role, target.Role)
+		}
+		return tx.removeParticipant(c, id, userID)
+	})
+}
+
+// removeParticipant deletes a participant, uncounts them and emits
+// participantRemoved.
+func (tx *Tx) removeParticipant(c tidings.Caller, convID, userID string) error {
+	actor, err := tx.actor(c)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec(`DELETE FROM participants WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, c.AppID, convID, userID); err != nil {
+		return err
+	}
+	if _, err := tx.exec(`UPDATE conversations SET participant_count = participant_count - 1 WHERE app_id = ? AND id = ?`, c.AppID, convID); err != nil {
+		return err
+	}
+	return tx.emit(c.AppID, tidings.EventParticipantRemoved, actor, convID, userID,
+		tidings.ParticipantPayload{ConversationID: convID, ProfileID: userID})
+}
+
+func (s *ConversationService) Join(ctx context.Context, id string) (*tidings.Participant, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := visibleConversation(tx.ctx, tx.db.wconn, c, id)
+		switch {
+		case err != nil:
+			return err
+		case conv.Role != "":
+			return nil // already in: joining again changes nothing
+		case conv.DeletedAt != nil:
+			return tidings.Errorf(tidings.EConflict, "conversation %q is deleted", id)
+		}
+		return tx.join(c, id, tidings.NewParticipant{UserID: c.UserID, Role: tidings.RoleMember})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return findParticipant(ctx, s.db.read, c.AppID, id, c.UserID)
+}
+
+func (s *ConversationService) Leave(ctx context.Context, id string) error {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return err
+	}
+	return s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, id, "", true)
+		if err != nil {
+			return err
+		}
+		if conv.Role == tidings.RoleOwner && conv.ParticipantCount > 1 {
+			if err := tx.keepAnOwner(c.AppID, id); err != nil {
+				return err
+			}
+		}
+		return tx.removeParticipant(c, id, c.UserID)
+	})
+}

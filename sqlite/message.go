@@ -1,0 +1,427 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/tidings/tidings"
+)
+
+// MessageService implements tidings.MessageService.
+type MessageService struct {
+	db       *DB
+	maxBytes int
+}
+
+var _ tidings.MessageService = (*MessageService)(nil)
+
+// NewMessageService returns the message service; maxMessageBytes bounds the
+// size of a message's parts, metadata and alert (0: the default, 64 KiB).
+func NewMessageService(db *DB, maxMessageBytes int) *MessageService {
+	if maxMessageBytes <= 0 {
+		maxMessageBytes = tidings.DefaultMessageSize
+	}
+	return &MessageService{db: db, maxBytes: maxMessageBytes}
+}
+
+const messageColumns = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.parts, m.metadata, m.alert,
+	m.sent_at, m.edited_at, m.deleted_at, u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+
+const messageFrom = ` FROM messages m JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+
+func scanMessage(row interface{ Scan(...any) error }) (*tidings.Message, error) {
+	var m tidings.Message
+	var clientID, meta, idValue, idKind sql.NullString
+	var parts string
+	var sent int64
+	var edited, deleted sql.NullInt64
+	if err := row.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.Sender.ID, &clientID, &parts, &meta, &m.Alert,
+		&sent, &edited, &deleted, &m.Sender.DisplayName, &m.Sender.AvatarURL, &idValue, &idKind); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(parts), &m.Parts); err != nil {
+		return nil, fmt.Errorf("message %s: bad parts: %w", m.ID, err)
+	}
+	if meta.Valid {
+		m.Metadata = json.RawMessage(meta.String)
+	}
+	if idValue.Valid {
+		m.Sender.Identifier = &tidings.Identifier{Value: idValue.String, Kind: idKind.String}
+	}
+	m.ClientID = clientID.String
+	m.SentAt = fromMicros(sent)
+	m.EditedAt, m.DeletedAt = fromNullMicros(edited), fromNullMicros(deleted)
+	return &m, nil
+}
+
+func findMessage(ctx context.Context, q rowQuerier, appID, convID, msgID string) (*tidings.Message, error) {
+	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+messageFrom+`
+		WHERE m.app_id = ? AND m.conversation_id = ? AND m.id = ?`, appID, convID, msgID))
+	if isNoRows(err) {
+		return nil, tidings.Errorf(tidings.ENotFound, "message %q not found in conversation %q", msgID, convID)
+	}
+	return m, err
+}
+
+// sendCheck reads, in one query, what sending needs to know: whether the
+// conversation exists and is deleted, the sender's role and the roles'
+// permissions, and the sender's profile.
+const sendCheck = `SELECT c.is_public, c.deleted_at, c.roles, p.role,
+	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
+	FROM conversations c
+	LEFT JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?
+	LEFT JOIN users u ON u.app_id = c.app_id AND u.id = ?
+	WHERE c.app_id = ? AND c.id = ?`
+
+func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := nm.Validate(s.maxBytes); err != nil {
+		return nil, false, err
+	}
+	var msg *tidings.Message
+	created := false
+	err = s.db.update(ctx, func(tx *Tx) error {
+		var isPublic bool
+		var deleted sql.NullInt64
+		var rolesJSON string
+		var role, name, avatar, idValue, idKind sql.NullString
+		err := tx.queryRow(sendCheck, []any{c.UserID, c.UserID, c.AppID, convID},
+			&isPublic, &deleted, &rolesJSON, &role, &name, &avatar, &idValue, &idKind)
+		switch {
+		case isNoRows(err), err == nil && !role.Valid && (!isPublic || deleted.Valid):
+			return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
+		case err != nil:
+			return err
+		case !name.Valid:
+			return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
+		case !role.Valid:
+			return tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q: join it first", convID)
+		case deleted.Valid:
+			return tidings.Errorf(tidings.EConflict, "conversation %q is deleted", convID)
+		}
+		var roles tidings.Roles
+		if err := json.Unmarshal([]byte(rolesJSON), &roles); err != nil {
+			return err
+		}
+		if !roles.Allows(tidings.Role(role.String), tidings.PermSend) {
+			return tidings.Errorf(tidings.EForbidden, "your role (%s) does not allow sending in this conversation", role.String)
+		}
+		if nm.ClientID != "" {
+			s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
+				WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = ? AND m.client_id = ?`)
+			if err != nil {
+				return err
+			}
+			msg, err = scanMessage(s.QueryRowContext(tx.ctx, c.AppID, convID, c.UserID, nm.ClientID))
+			if err == nil || !isNoRows(err) {
+				return err // found: the earlier message is the answer
+			}
+		}
+		parts, err := tx.resolveFiles(c.AppID, convID, nm.Parts)
+		if err != nil {
+			return err
+		}
+		partsJSON, err := json.Marshal(parts)
+		if err != nil {
+			return err
+		}
+		msg = &tidings.Message{
+			ID: tidings.NewID(), ConversationID: convID, ClientID: nm.ClientID,
+			Sender: tidings.Profile{ID: c.UserID, DisplayName: name.String, AvatarURL: avatar.String},
+			Parts:  parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
+		}
+		if idValue.Valid {
+			msg.Sender.Identifier = &tidings.Identifier{Value: idValue.String, Kind: idKind.String}
+		}
+		if err := tx.queryRow(`UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?
+			WHERE app_id = ? AND id = ? RETURNING last_seq`, []any{micros(tx.now), c.AppID, convID}, &msg.Seq); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
+			return err
+		}
+		// The sender has seen their own message, and what came before it.
+		if _, err := tx.exec(`UPDATE participants SET delivered_seq = ?, read_seq = ?
+			WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, msg.Seq, msg.Seq, c.AppID, convID, c.UserID); err != nil {
+			return err
+		}
+		created = true
+		sender := msg.Sender
+		return tx.emit(c.AppID, tidings.EventMessageSent, &sender, convID, "", tidings.MessagePayload{Message: msg})
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return msg, created, nil
+}
+
+// resolveFiles checks that every part's file was uploaded to the
+// conversation and fills the part's name, type and size from it.
+func (tx *Tx) resolveFiles(appID, convID string, parts []tidings.Part) ([]tidings.Part, error) {
+	parts = append([]tidings.Part(nil), parts...)
+	for i := range parts {
+		p := &parts[i]
+		if p.FileID == "" {
+			continue
+		}
+		var name, typ string
+		var size int64
+		err := tx.queryRow(`SELECT name, type, size FROM files WHERE app_id = ? AND conversation_id = ? AND id = ?`,
+			[]any{appID, convID, p.FileID}, &name, &typ, &size)
+		if isNoRows(err) {
+			return nil, tidings.Errorf(tidings.EInvalid, "parts[%d].fileId %q is not a file of this conversation: upload it first", i, p.FileID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.Name == "" {
+			p.Name = name
+		}
+		p.Size = size
+		if p.Type == "" {
+			p.Type = typ
+		}
+	}
+	return parts, nil
+}
+
+// readable checks that the caller may read the conversation's messages.
+func readable(ctx context.Context, q rowQuerier, c tidings.Caller, convID string) (*tidings.Conversation, error) {
+	conv, err := visibleConversation(ctx, q, c, convID)
+	if err != nil {
+		return nil, err
+	}
+	if conv.Role == "" {
+		return nil, tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q: join it first", convID)
+	}
+	return conv, nil
+}
+
+func (s *MessageService) FindMessage(ctx context.Context, convID, msgID string) (*tidings.Message, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := readable(ctx, s.db.read, c, convID); err != nil {
+		return nil, err
+	}
+	return findMessage(ctx, s.db.read, c.AppID, convID, msgID)
+}
+
+func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f.Before < 0 || f.After < 0 {
+		return nil, tidings.Errorf(tidings.EInvalid, "before and after must not be negative")
+	}
+	if f.Before > 0 && f.After > 0 {
+		return nil, tidings.Errorf(tidings.EInvalid, "give before or after, not both")
+	}
+	if _, err := readable(ctx, s.db.read, c, convID); err != nil {
+		return nil, err
+	}
+	limit := clampLimit(f.Limit)
+	query := `SELECT ` + messageColumns + messageFrom + ` WHERE m.app_id = ? AND m.conversation_id = ?`
+	var args []any
+	if f.After > 0 {
+		query += ` AND m.seq > ? ORDER BY m.seq ASC LIMIT ?`
+		args = []any{c.AppID, convID, f.After, limit + 1}
+	} else {
+		before := f.Before
+		if before == 0 {
+			before = math.MaxInt64
+		}
+		query += ` AND m.seq < ? ORDER BY m.seq DESC LIMIT ?`
+		args = []any{c.AppID, convID, before, limit + 1}
+	}
+	rows, err := s.db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &tidings.MessagePage{Messages: make([]*tidings.Message, 0, limit)}
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		page.Messages = append(page.Messages, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Messages) > limit {
+		page.Messages, page.HasMore = page.Messages[:limit], true
+	}
+	if f.After == 0 { // newest first from the query; pages are ascending
+		ms := page.Messages
+		for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
+			ms[i], ms[j] = ms[j], ms[i]
+		}
+	}
+	return page, nil
+}
+
+func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, e tidings.MessageEdit) (*tidings.Message, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Validate(s.maxBytes); err != nil {
+		return nil, err
+	}
+	var msg *tidings.Message
+	err = s.db.update(ctx, func(tx *Tx) error {
+		if _, err := tx.memberOf(c, convID, "", false); err != nil {
+			return err
+		}
+		var err error
+		if msg, err = findMessage(tx.ctx, tx.db.wconn, c.AppID, convID, msgID); err != nil {
+			return err
+		}
+		if msg.Sender.ID != c.UserID {
+			return tidings.Errorf(tidings.EForbidden, "only the sender can edit a message")
+		}
+		if msg.DeletedAt != nil {
+			return tidings.Errorf(tidings.EConflict, "message %q is deleted", msgID)
+		}
+		if msg.Parts, err = tx.resolveFiles(c.AppID, convID, e.Parts); err != nil {
+			return err
+		}
+		if e.Metadata != nil {
+			msg.Metadata = *e.Metadata
+		}
+		partsJSON, err := json.Marshal(msg.Parts)
+		if err != nil {
+			return err
+		}
+		msg.EditedAt = &tx.now
+		if _, err := tx.exec(`UPDATE messages SET parts = ?, metadata = ?, edited_at = ? WHERE app_id = ? AND conversation_id = ? AND id = ?`,
+			string(partsJSON), nullBytes(msg.Metadata), micros(tx.now), c.AppID, convID, msgID); err != nil {
+			return err
+		}
+		sender := msg.Sender
+		return tx.emit(c.AppID, tidings.EventMessageEdited, &sender, convID, "", tidings.MessagePayload{Message: msg, ReferrerID: msgID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+func (s *MessageService) DeleteMessage(ctx context.Context, convID, msgID string) (*tidings.Message, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var msg *tidings.Message
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, convID, "", false)
+		if err != nil {
+			return err
+		}
+		if msg, err = findMessage(tx.ctx, tx.db.wconn, c.AppID, convID, msgID); err != nil {
+			return err
+		}
+		if msg.Sender.ID != c.UserID && !conv.Roles.Allows(conv.Role, tidings.PermRemoveParticipants) {
+			return tidings.Errorf(tidings.EForbidden, "only the sender or a moderator can delete a message")
+		}
+		if msg.DeletedAt != nil {
+			return nil
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		msg.Parts, msg.Metadata, msg.Alert, msg.DeletedAt = []tidings.Part{}, nil, "", &tx.now
+		if _, err := tx.exec(`UPDATE messages SET parts = '[]', metadata = NULL, alert = '', deleted_at = ?
+			WHERE app_id = ? AND conversation_id = ? AND id = ?`, micros(tx.now), c.AppID, convID, msgID); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventMessageDeleted, actor, convID, "", tidings.MessagePayload{Message: msg, ReferrerID: msgID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+func (s *MessageService) MarkDelivered(ctx context.Context, convID string, seq int64) (*tidings.MessageStatus, error) {
+	return s.mark(ctx, convID, seq, false)
+}
+
+func (s *MessageService) MarkRead(ctx context.Context, convID string, seq int64) (*tidings.MessageStatus, error) {
+	return s.mark(ctx, convID, seq, true)
+}
+
+// mark moves the caller's delivered mark (and, when read, their read mark)
+// forward to seq, and emits the matching event if a mark moved.
+func (s *MessageService) mark(ctx context.Context, convID string, seq int64, read bool) (*tidings.MessageStatus, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if seq < 0 {
+		return nil, tidings.Errorf(tidings.EInvalid, "seq must not be negative")
+	}
+	var st *tidings.MessageStatus
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.memberOf(c, convID, "", true)
+		if err != nil {
+			return err
+		}
+		if seq == 0 {
+			seq = conv.LastSeq
+		}
+		if seq > conv.LastSeq {
+			return tidings.Errorf(tidings.EInvalid, "seq %d is beyond the newest message (%d)", seq, conv.LastSeq)
+		}
+		p, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, convID, c.UserID)
+		if err != nil {
+			return err
+		}
+		st = &tidings.MessageStatus{ConversationID: convID, UserID: c.UserID, DeliveredSeq: max(p.DeliveredSeq, seq), ReadSeq: p.ReadSeq}
+		if read {
+			st.ReadSeq = max(p.ReadSeq, seq)
+		}
+		st.UnreadCount = max(0, conv.LastSeq-st.ReadSeq)
+		name := tidings.EventMessageDelivered
+		moved := st.DeliveredSeq != p.DeliveredSeq
+		if read {
+			name, moved = tidings.EventMessageRead, st.ReadSeq != p.ReadSeq
+		}
+		if !moved || seq == 0 {
+			return nil
+		}
+		if _, err := tx.exec(`UPDATE participants SET delivered_seq = ?, read_seq = ? WHERE app_id = ? AND conversation_id = ? AND user_id = ?`,
+			st.DeliveredSeq, st.ReadSeq, c.AppID, convID, c.UserID); err != nil {
+			return err
+		}
+		var msgID string
+		if err := tx.queryRow(`SELECT id FROM messages WHERE app_id = ? AND conversation_id = ? AND seq = ?`,
+			[]any{c.AppID, convID, seq}, &msgID); err != nil {
+			return err
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, name, actor, convID, c.UserID, tidings.StatusPayload{
+			ConversationID: convID, ProfileID: c.UserID, Seq: seq, MessageID: msgID, Timestamp: tx.now,
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}

@@ -1,0 +1,174 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+
+	"github.com/tidings/tidings"
+)
+
+// UserService implements tidings.UserService.
+type UserService struct{ db *DB }
+
+var _ tidings.UserService = (*UserService)(nil)
+
+func NewUserService(db *DB) *UserService { return &UserService{db: db} }
+
+const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at`
+
+func scanUser(row interface{ Scan(...any) error }) (*tidings.User, error) {
+	var u tidings.User
+	var idValue, idKind, meta sql.NullString
+	var created, updated int64
+	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &created, &updated); err != nil {
+		return nil, err
+	}
+	if idValue.Valid {
+		u.Identifier = &tidings.Identifier{Value: idValue.String, Kind: idKind.String}
+	}
+	if meta.Valid {
+		u.Metadata = json.RawMessage(meta.String)
+	}
+	u.CreatedAt, u.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return &u, nil
+}
+
+func identifierArgs(id *tidings.Identifier) (value, kind any) {
+	if id == nil {
+		return nil, nil
+	}
+	return id.Value, id.Kind
+}
+
+func (s *UserService) CreateUser(ctx context.Context, u *tidings.User) (*tidings.User, error) {
+	c, err := serverCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nu := *u
+	if err := nu.Validate(); err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		var n int
+		if err := tx.queryRow(`SELECT COUNT(*) FROM users WHERE app_id = ? AND id = ?`, []any{c.AppID, nu.ID}, &n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return tidings.Errorf(tidings.EConflict, "user %q already exists", nu.ID)
+		}
+		nu.CreatedAt, nu.UpdatedAt = tx.now, tx.now
+		idValue, idKind := identifierArgs(nu.Identifier)
+		if _, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.AppID, nu.ID, nu.DisplayName, nu.AvatarURL, idValue, idKind, nullBytes(nu.Metadata), micros(tx.now), micros(tx.now)); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventProfileUpdate, nil, "", nu.ID, tidings.ProfilePayload{ProfileID: nu.ID, User: &nu})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &nu, nil
+}
+
+func (s *UserService) FindUserByID(ctx context.Context, id string) (*tidings.User, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := scanUser(s.db.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id = ?`, c.AppID, id))
+	if isNoRows(err) {
+		return nil, tidings.Errorf(tidings.ENotFound, "user %q not found", id)
+	}
+	return u, err
+}
+
+func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*tidings.User, error) {
+	c, err := serverCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.read.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		c.AppID, f.After, clampLimit(f.Limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	users := []*tidings.User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, u)
+	}
+	return users, rows.Err()
+}
+
+func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.UserUpdate) (*tidings.User, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Server && c.UserID != id {
+		return nil, tidings.Errorf(tidings.EForbidden, "a user can only update their own profile")
+	}
+	var u *tidings.User
+	err = s.db.update(ctx, func(tx *Tx) error {
+		var err error
+		u, err = tx.findUser(c.AppID, id)
+		if err != nil {
+			return err
+		}
+		if err := upd.Apply(u); err != nil {
+			return err
+		}
+		u.UpdatedAt = tx.now
+		idValue, idKind := identifierArgs(u.Identifier)
+		if _, err := tx.exec(`UPDATE users SET display_name = ?, avatar_url = ?, identifier_value = ?, identifier_kind = ?, metadata = ?, updated_at = ?
+			WHERE app_id = ? AND id = ?`,
+			u.DisplayName, u.AvatarURL, idValue, idKind, nullBytes(u.Metadata), micros(tx.now), c.AppID, id); err != nil {
+			return err
+		}
+		var actor *tidings.Profile
+		if !c.Server {
+			p := u.Summary()
+			actor = &p
+		}
+		return tx.emit(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: u})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// findUser reads a user within the write transaction.
+func (tx *Tx) findUser(appID, id string) (*tidings.User, error) {
+	s, err := tx.stmt(`SELECT ` + userColumns + ` FROM users WHERE app_id = ? AND id = ?`)
+	if err != nil {
+		return nil, err
+	}
+	u, err := scanUser(s.QueryRowContext(tx.ctx, appID, id))
+	if isNoRows(err) {
+		return nil, tidings.Errorf(tidings.ENotFound, "user %q not found", id)
+	}
+	return u, err
+}
+
+// actor returns the profile of the caller for events (nil for the server).
+func (tx *Tx) actor(c tidings.Caller) (*tidings.Profile, error) {
+	if c.Server {
+		return nil, nil
+	}
+	u, err := tx.findUser(c.AppID, c.UserID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return nil, tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := u.Summary()
+	return &p, nil
+}

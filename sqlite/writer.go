@@ -1,0 +1,233 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// job is one write request waiting for the writer.
+type job struct {
+	ctx    context.Context
+	fn     func(*Tx) error
+	err    error
+	events []*tidings.Event
+	done   chan struct{}
+}
+
+// update runs fn in a write transaction and returns once that transaction
+// has committed (and is durable) or fn has failed. fn may run in the same
+// transaction as other jobs, inside a savepoint of its own: if fn returns
+// an error, its writes are undone and the others are not affected. fn must
+// only use tx, and must not keep it.
+func (db *DB) update(ctx context.Context, fn func(*Tx) error) error {
+	j := &job{ctx: ctx, fn: fn, done: make(chan struct{})}
+	db.closeMu.RLock()
+	if db.closed || db.jobs == nil {
+		db.closeMu.RUnlock()
+		return tidings.Errorf(tidings.EUnavailable, "the database is closed")
+	}
+	select {
+	case db.jobs <- j:
+		db.closeMu.RUnlock()
+	case <-ctx.Done():
+		db.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	// Wait for the outcome even if ctx ends meanwhile: once queued, a job
+	// is committed or not as a whole, and the caller must learn which.
+	<-j.done
+	return j.err
+}
+
+// writer commits the queued jobs in groups until the queue is closed.
+func (db *DB) writer() {
+	defer close(db.done)
+	batch := make([]*job, 0, db.MaxBatch)
+	for j := range db.jobs {
+		batch = append(batch[:0], j)
+	fill:
+		for len(batch) < db.MaxBatch {
+			select {
+			case j, ok := <-db.jobs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		db.commit(batch)
+		db.metrics.batchSize.Observe(float64(len(batch)))
+	}
+}
+
+// commit runs a group of jobs in one transaction and answers them.
+func (db *DB) commit(batch []*job) {
+	bg := context.Background()
+	fail := func(err error) {
+		db.Logger.Error("write transaction failed", "err", err, "jobs", len(batch))
+		db.wconn.ExecContext(bg, "ROLLBACK")
+		for _, j := range batch {
+			if j.err == nil {
+				j.err = tidings.Errorf(tidings.EInternal, "the write could not be stored")
+			}
+			j.events = nil
+		}
+	}
+	defer func() {
+		for _, j := range batch {
+			close(j.done)
+		}
+	}()
+	if _, err := db.wconn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
+		fail(err)
+		return
+	}
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			continue
+		}
+		if _, err := db.wconn.ExecContext(bg, "SAVEPOINT job"); err != nil {
+			fail(err)
+			return
+		}
+		tx := &Tx{db: db, ctx: j.ctx, now: db.Now().UTC().Truncate(time.Microsecond)}
+		if err := tx.run(j.fn); err != nil {
+			j.err = err
+			if _, err := db.wconn.ExecContext(bg, "ROLLBACK TO job"); err != nil {
+				fail(err)
+				return
+			}
+		} else {
+			j.events = tx.events
+		}
+		if _, err := db.wconn.ExecContext(bg, "RELEASE job"); err != nil {
+			fail(err)
+			return
+		}
+	}
+	if _, err := db.wconn.ExecContext(bg, "COMMIT"); err != nil {
+		fail(err)
+		return
+	}
+	db.metrics.commits.Inc()
+	if db.Publisher == nil {
+		return
+	}
+	for _, j := range batch {
+		if len(j.events) > 0 {
+			db.Publisher.Publish(j.events...)
+		}
+	}
+}
+
+// Tx is one job's view of the write transaction.
+type Tx struct {
+	db     *DB
+	ctx    context.Context
+	now    time.Time
+	events []*tidings.Event
+}
+
+// run calls fn, turning a panic into an internal error so that one bad job
+// cannot take the writer down.
+func (tx *Tx) run(fn func(*Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			tx.db.Logger.Error("panic in write job", "panic", r, "stack", string(debug.Stack()))
+			err = tidings.Errorf(tidings.EInternal, "internal error")
+		}
+	}()
+	return fn(tx)
+}
+
+// stmt returns the statement for query, prepared once on the write
+// connection.
+func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
+	if s, ok := tx.db.stmts[query]; ok {
+		return s, nil
+	}
+	s, err := tx.db.wconn.PrepareContext(context.Background(), query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %q: %w", query, err)
+	}
+	tx.db.stmts[query] = s
+	return s, nil
+}
+
+func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
+	s, err := tx.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(tx.ctx, args...)
+}
+
+// queryRow runs a query expected to return one row and scans it into dest.
+// It returns sql.ErrNoRows when there is none.
+func (tx *Tx) queryRow(query string, args []any, dest ...any) error {
+	s, err := tx.stmt(query)
+	if err != nil {
+		return err
+	}
+	return s.QueryRowContext(tx.ctx, args...).Scan(dest...)
+}
+
+func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	s, err := tx.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(tx.ctx, args...)
+}
+
+// emit records an event of the change being made: it is stored in the
+// event log within the transaction, and published once the transaction
+// has committed. It is the one place where events are made.
+func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) error {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("encode %s payload: %w", name, err)
+	}
+	ev := &tidings.Event{
+		ID: tidings.NewID(), AppID: appID, Name: name, Time: tx.now, Actor: actor,
+		ConversationID: conversationID, UserID: userID, Payload: body,
+	}
+	var actorJSON []byte
+	if actor != nil {
+		if actorJSON, err = json.Marshal(actor); err != nil {
+			return err
+		}
+	}
+	err = tx.queryRow(`INSERT INTO events (id, app_id, name, time, actor, conversation_id, user_id, payload)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		[]any{ev.ID, appID, name, tx.now.UnixMicro(), nullBytes(actorJSON), nullString(conversationID), nullString(userID), body},
+		&ev.Seq)
+	if err != nil {
+		return fmt.Errorf("store %s event: %w", name, err)
+	}
+	tx.events = append(tx.events, ev)
+	return nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
