@@ -72,7 +72,10 @@ func TestPrivateConversationIsInvisibleToOthers(t *testing.T) {
 			_, _, err := e.messages.SendMessage(user("a", "eve"), c.ID, tidings.NewMessage{Parts: text("hi")})
 			return err
 		}()},
-		{"history", func() error { _, err := e.messages.ListMessages(user("a", "eve"), c.ID, tidings.MessageFilter{}); return err }()},
+		{"history", func() error {
+			_, err := e.messages.ListMessages(user("a", "eve"), c.ID, tidings.MessageFilter{})
+			return err
+		}()},
 		{"other app, same user id", func() error { _, err := e.convs.FindConversationByID(user("b", "alice"), c.ID); return err }()},
 	} {
 		if code := tidings.ErrorCode(ctx.err); code != tidings.ENotFound {
