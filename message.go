@@ -55,12 +55,13 @@ type MessageEdit struct {
 }
 
 // MessageFilter selects a page of history. With Before, the newest Limit
-// messages with seq < Before; with After, the oldest Limit messages with
-// seq > After; with neither, the newest Limit messages. Pages are always
-// in ascending seq order.
+// messages with seq < *Before; with After, the oldest Limit messages with
+// seq > *After (After = 0 pages forward from the first message); with
+// neither, the newest Limit messages. Pages are always in ascending seq
+// order.
 type MessageFilter struct {
-	Before int64
-	After  int64
+	Before *int64
+	After  *int64
 	Limit  int // 0 means 50; capped at 200
 }
 

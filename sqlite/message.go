@@ -221,11 +221,11 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 	if err != nil {
 		return nil, err
 	}
-	if f.Before < 0 || f.After < 0 {
-		return nil, tidings.Errorf(tidings.EInvalid, "before and after must not be negative")
-	}
-	if f.Before > 0 && f.After > 0 {
+	if f.Before != nil && f.After != nil {
 		return nil, tidings.Errorf(tidings.EInvalid, "give before or after, not both")
+	}
+	if (f.Before != nil && *f.Before < 0) || (f.After != nil && *f.After < 0) {
+		return nil, tidings.Errorf(tidings.EInvalid, "before and after must not be negative")
 	}
 	if _, err := readable(ctx, s.db.read, c, convID); err != nil {
 		return nil, err
@@ -233,13 +233,14 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 	limit := clampLimit(f.Limit)
 	query := `SELECT ` + messageColumns + messageFrom + ` WHERE m.app_id = ? AND m.conversation_id = ?`
 	var args []any
-	if f.After > 0 {
+	forward := f.After != nil
+	if forward {
 		query += ` AND m.seq > ? ORDER BY m.seq ASC LIMIT ?`
-		args = []any{c.AppID, convID, f.After, limit + 1}
+		args = []any{c.AppID, convID, *f.After, limit + 1}
 	} else {
-		before := f.Before
-		if before == 0 {
-			before = math.MaxInt64
+		before := int64(math.MaxInt64)
+		if f.Before != nil {
+			before = *f.Before
 		}
 		query += ` AND m.seq < ? ORDER BY m.seq DESC LIMIT ?`
 		args = []any{c.AppID, convID, before, limit + 1}
@@ -263,7 +264,7 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 	if len(page.Messages) > limit {
 		page.Messages, page.HasMore = page.Messages[:limit], true
 	}
-	if f.After == 0 { // newest first from the query; pages are ascending
+	if !forward { // newest first from the query; pages are ascending
 		ms := page.Messages
 		for i, j := 0, len(ms)-1; i < j; i, j = i+1, j-1 {
 			ms[i], ms[j] = ms[j], ms[i]

@@ -144,6 +144,8 @@ func TestFailingWriteDoesNotDisturbItsBatch(t *testing.T) {
 	}
 }
 
+func ptr(n int64) *int64 { return &n }
+
 func TestHistoryPagination(t *testing.T) {
 	e, conv := pair(t)
 	for i := 1; i <= 7; i++ {
@@ -164,24 +166,28 @@ func TestHistoryPagination(t *testing.T) {
 	if !slices.Equal(seqs(p), []int64{5, 6, 7}) || !p.HasMore {
 		t.Fatalf("newest page %v more=%v", seqs(p), p.HasMore)
 	}
-	p = list(tidings.MessageFilter{Before: 5, Limit: 3})
+	p = list(tidings.MessageFilter{Before: ptr(5), Limit: 3})
 	if !slices.Equal(seqs(p), []int64{2, 3, 4}) || !p.HasMore {
 		t.Fatalf("before 5: %v more=%v", seqs(p), p.HasMore)
 	}
-	p = list(tidings.MessageFilter{Before: 2, Limit: 3})
+	p = list(tidings.MessageFilter{Before: ptr(2), Limit: 3})
 	if !slices.Equal(seqs(p), []int64{1}) || p.HasMore {
 		t.Fatalf("before 2: %v more=%v", seqs(p), p.HasMore)
 	}
 	// Forwards.
-	p = list(tidings.MessageFilter{After: 2, Limit: 3})
+	p = list(tidings.MessageFilter{After: ptr(2), Limit: 3})
 	if !slices.Equal(seqs(p), []int64{3, 4, 5}) || !p.HasMore {
 		t.Fatalf("after 2: %v more=%v", seqs(p), p.HasMore)
 	}
-	p = list(tidings.MessageFilter{After: 5, Limit: 3})
+	p = list(tidings.MessageFilter{After: ptr(0), Limit: 3})
+	if !slices.Equal(seqs(p), []int64{1, 2, 3}) || !p.HasMore {
+		t.Fatalf("after 0: %v more=%v", seqs(p), p.HasMore)
+	}
+	p = list(tidings.MessageFilter{After: ptr(5), Limit: 3})
 	if !slices.Equal(seqs(p), []int64{6, 7}) || p.HasMore {
 		t.Fatalf("after 5: %v more=%v", seqs(p), p.HasMore)
 	}
-	_, err := e.messages.ListMessages(user("a", "bob"), conv, tidings.MessageFilter{Before: 3, After: 1})
+	_, err := e.messages.ListMessages(user("a", "bob"), conv, tidings.MessageFilter{Before: ptr(3), After: ptr(1)})
 	wantCode(t, err, tidings.EInvalid)
 }
 
