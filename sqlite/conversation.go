@@ -547,3 +547,21 @@ func (s *ConversationService) Leave(ctx context.Context, id string) error {
 		return tx.removeParticipant(c, id, c.UserID)
 	})
 }
+
+// parseRoles decodes a conversation's roles column, remembering the few
+// distinct values there are so that sending does not decode JSON each
+// time. Only the writer calls it.
+func (db *DB) parseRoles(s string) (tidings.Roles, error) {
+	if r, ok := db.roles[s]; ok {
+		return r, nil
+	}
+	var r tidings.Roles
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		return r, fmt.Errorf("bad roles %q: %w", s, err)
+	}
+	if len(db.roles) > 1024 {
+		clear(db.roles)
+	}
+	db.roles[s] = r
+	return r, nil
+}

@@ -53,7 +53,9 @@ type DB struct {
 	write *sql.DB
 	wconn *sql.Conn
 	read  *sql.DB
-	stmts map[string]*sql.Stmt // prepared on wconn; used by the writer only
+	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
+	roles map[string]tidings.Roles // decoded roles columns; writer only
+	cache *sendCache               // writer only
 
 	metrics *metrics
 	jobs    chan *job
@@ -92,7 +94,9 @@ func (db *DB) Open() error {
 			return fmt.Errorf("sqlite: create data directory: %w", err)
 		}
 	}
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
+	// temp_store(MEMORY) keeps the savepoint journals of group commit in
+	// memory instead of temporary files.
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
 	var err error
 	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
@@ -120,6 +124,8 @@ func (db *DB) Open() error {
 	db.read.SetMaxOpenConns(8)
 	db.read.SetMaxIdleConns(8)
 	db.stmts = make(map[string]*sql.Stmt)
+	db.roles = make(map[string]tidings.Roles)
+	db.cache = newSendCache(db)
 	db.jobs = make(chan *job, 4*db.MaxBatch)
 	db.done = make(chan struct{})
 	go db.writer()

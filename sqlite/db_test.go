@@ -50,9 +50,15 @@ type env struct {
 	messages *sqlite.MessageService
 }
 
-func openDB(t testing.TB, path string) *env {
+func openDB(t testing.TB, path string) *env { return openDBWith(t, path, nil) }
+
+// openDBWith opens the database at path after letting configure set it up.
+func openDBWith(t testing.TB, path string, configure func(*sqlite.DB)) *env {
 	t.Helper()
 	db := sqlite.NewDB(path)
+	if configure != nil {
+		configure(db)
+	}
 	rec := &recorder{}
 	db.Publisher = rec
 	if err := db.Open(); err != nil {

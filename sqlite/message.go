@@ -66,16 +66,6 @@ func findMessage(ctx context.Context, q rowQuerier, appID, convID, msgID string)
 	return m, err
 }
 
-// sendCheck reads, in one query, what sending needs to know: whether the
-// conversation exists and is deleted, the sender's role and the roles'
-// permissions, and the sender's profile.
-const sendCheck = `SELECT c.is_public, c.deleted_at, c.roles, p.role,
-	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
-	FROM conversations c
-	LEFT JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?
-	LEFT JOIN users u ON u.app_id = c.app_id AND u.id = ?
-	WHERE c.app_id = ? AND c.id = ?`
-
 func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
 	c, err := userCaller(ctx)
 	if err != nil {
@@ -86,31 +76,24 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 	}
 	var msg *tidings.Message
 	created := false
-	err = s.db.update(ctx, func(tx *Tx) error {
-		var isPublic bool
-		var deleted sql.NullInt64
-		var rolesJSON string
-		var role, name, avatar, idValue, idKind sql.NullString
-		err := tx.queryRow(sendCheck, []any{c.UserID, c.UserID, c.AppID, convID},
-			&isPublic, &deleted, &rolesJSON, &role, &name, &avatar, &idValue, &idKind)
+	err = s.db.updateSends(ctx, func(tx *Tx) error {
+		created = false
+		sender, err := tx.db.cache.sender(tx, c.AppID, convID, c.UserID)
+		if err != nil {
+			return err
+		}
+		conv := sender.conv
 		switch {
-		case isNoRows(err), err == nil && !role.Valid && (!isPublic || deleted.Valid):
+		case sender.role == "" && (!conv.isPublic || conv.deleted):
 			return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
-		case err != nil:
-			return err
-		case !name.Valid:
+		case sender.profile == nil:
 			return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
-		case !role.Valid:
+		case sender.role == "":
 			return tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q: join it first", convID)
-		case deleted.Valid:
+		case conv.deleted:
 			return tidings.Errorf(tidings.EConflict, "conversation %q is deleted", convID)
-		}
-		var roles tidings.Roles
-		if err := json.Unmarshal([]byte(rolesJSON), &roles); err != nil {
-			return err
-		}
-		if !roles.Allows(tidings.Role(role.String), tidings.PermSend) {
-			return tidings.Errorf(tidings.EForbidden, "your role (%s) does not allow sending in this conversation", role.String)
+		case !conv.roles.Allows(tidings.Role(sender.role), tidings.PermSend):
+			return tidings.Errorf(tidings.EForbidden, "your role (%s) does not allow sending in this conversation", sender.role)
 		}
 		if nm.ClientID != "" {
 			s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
@@ -132,30 +115,22 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			return err
 		}
 		msg = &tidings.Message{
-			ID: tidings.NewID(), ConversationID: convID, ClientID: nm.ClientID,
-			Sender: tidings.Profile{ID: c.UserID, DisplayName: name.String, AvatarURL: avatar.String},
-			Parts:  parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
-		}
-		if idValue.Valid {
-			msg.Sender.Identifier = &tidings.Identifier{Value: idValue.String, Kind: idKind.String}
-		}
-		if err := tx.queryRow(`UPDATE conversations SET last_seq = last_seq + 1, last_activity_at = ?
-			WHERE app_id = ? AND id = ? RETURNING last_seq`, []any{micros(tx.now), c.AppID, convID}, &msg.Seq); err != nil {
-			return err
+			ID: tidings.NewID(), ConversationID: convID, Seq: conv.lastSeq + 1, ClientID: nm.ClientID,
+			Sender: *sender.profile, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
 		}
 		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
 			return err
 		}
-		// The sender has seen their own message, and what came before it.
-		if _, err := tx.exec(`UPDATE participants SET delivered_seq = ?, read_seq = ?
-			WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, msg.Seq, msg.Seq, c.AppID, convID, c.UserID); err != nil {
+		if err := tx.emit(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.MessagePayload{Message: msg}); err != nil {
 			return err
 		}
+		// Last, once nothing can fail: the conversation's last seq and the
+		// sender's marks are written when the cache is flushed.
+		tx.db.cache.sent(sender, msg.Seq, micros(tx.now))
 		created = true
-		sender := msg.Sender
-		return tx.emit(c.AppID, tidings.EventMessageSent, &sender, convID, "", tidings.MessagePayload{Message: msg})
+		return nil
 	})
 	if err != nil {
 		return nil, false, err

@@ -304,3 +304,58 @@ func TestMessageBadInput(t *testing.T) {
 	_, err = small.FindMessage(user("a", "alice"), conv, "nope")
 	wantCode(t, err, tidings.ENotFound)
 }
+
+// Sends share per-batch state (see sendcache.go); other writes committed in
+// the same batches must see and keep it right.
+func TestSendsMixedWithOtherWrites(t *testing.T) {
+	e, conv := pair(t)
+	var wg sync.WaitGroup
+	for _, who := range []string{"alice", "bob"} {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				e.send(t, who, conv, "x")
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range 30 {
+				if who == "bob" {
+					if _, err := e.messages.MarkRead(user("a", "bob"), conv, 0); err != nil {
+						t.Error(err)
+					}
+				} else {
+					name := fmt.Sprint("name ", i)
+					if _, err := e.convs.UpdateConversation(user("a", "alice"), conv, tidings.ConversationUpdate{Name: &name}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	c := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), conv))
+	if c.LastSeq != 200 || c.Name != "name 29" {
+		t.Fatalf("lastSeq %d name %q; want 200 and the last name", c.LastSeq, c.Name)
+	}
+	all := must[*tidings.MessagePage](t)(e.messages.ListMessages(user("a", "bob"), conv, tidings.MessageFilter{After: ptr(0), Limit: 200}))
+	last := map[string]int64{}
+	for i, m := range all.Messages {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("message %d has seq %d", i, m.Seq)
+		}
+		last[m.Sender.ID] = m.Seq
+	}
+	for _, p := range must[[]*tidings.Participant](t)(e.convs.ListParticipants(user("a", "alice"), conv)) {
+		if p.ReadSeq < last[p.UserID] {
+			t.Fatalf("%s read mark %d is before their own last message %d", p.UserID, p.ReadSeq, last[p.UserID])
+		}
+	}
+	// A send after the change of roles sees it at once.
+	roles := tidings.DefaultRoles()
+	roles.Member.Send = false
+	must[*tidings.Conversation](t)(e.convs.UpdateConversation(user("a", "alice"), conv, tidings.ConversationUpdate{Roles: &roles}))
+	_, _, err := e.messages.SendMessage(user("a", "bob"), conv, tidings.NewMessage{Parts: text("x")})
+	wantCode(t, err, tidings.EForbidden)
+}

@@ -1,5 +1,7 @@
 -- Tidings schema, version 1. Times are Unix microseconds (BIGINT) so the
--- SQL stays portable to PostgreSQL.
+-- SQL stays portable to PostgreSQL. Tables keyed by (app_id, …) are
+-- WITHOUT ROWID: their rows are stored in key order, so a lookup or a
+-- range scan (history pages) reads one B-tree, and an insert writes one.
 
 CREATE TABLE apps (
 	id             TEXT PRIMARY KEY,
@@ -20,7 +22,7 @@ CREATE TABLE users (
 	created_at       BIGINT NOT NULL,
 	updated_at       BIGINT NOT NULL,
 	PRIMARY KEY (app_id, id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE conversations (
 	app_id            TEXT NOT NULL REFERENCES apps (id),
@@ -37,7 +39,7 @@ CREATE TABLE conversations (
 	last_activity_at  BIGINT NOT NULL,
 	deleted_at        BIGINT,
 	PRIMARY KEY (app_id, id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE participants (
 	app_id          TEXT NOT NULL,
@@ -50,7 +52,7 @@ CREATE TABLE participants (
 	PRIMARY KEY (app_id, conversation_id, user_id),
 	FOREIGN KEY (app_id, conversation_id) REFERENCES conversations (app_id, id),
 	FOREIGN KEY (app_id, user_id) REFERENCES users (app_id, id)
-);
+) WITHOUT ROWID;
 CREATE INDEX participants_by_user ON participants (app_id, user_id);
 
 CREATE TABLE messages (
@@ -67,7 +69,7 @@ CREATE TABLE messages (
 	edited_at       BIGINT,
 	deleted_at      BIGINT,
 	PRIMARY KEY (app_id, conversation_id, seq)
-);
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX messages_by_id ON messages (app_id, conversation_id, id);
 CREATE UNIQUE INDEX messages_by_client_id ON messages (app_id, conversation_id, sender_id, client_id)
 	WHERE client_id IS NOT NULL;
@@ -83,12 +85,14 @@ CREATE TABLE files (
 	blob_key        TEXT NOT NULL,
 	created_at      BIGINT NOT NULL,
 	PRIMARY KEY (app_id, conversation_id, id)
-);
+) WITHOUT ROWID;
 
 -- The event log: one row per event, whatever the number of receivers.
--- seq orders all events in commit order.
+-- seq orders all events in commit order. (No AUTOINCREMENT, which costs a
+-- write per insert: seq is the largest plus one, so pruning old events
+-- must always keep the newest.)
 CREATE TABLE events (
-	seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq             INTEGER PRIMARY KEY,
 	id              TEXT NOT NULL,
 	app_id          TEXT NOT NULL,
 	name            TEXT NOT NULL,
