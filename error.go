@@ -19,6 +19,7 @@ const (
 	EMethodNotAllowed = "method_not_allowed"     // the path exists, not with that method
 	ERateLimited      = "rate_limited"           // too many requests
 	EUnavailable      = "unavailable"            // shutting down or overloaded; retry later
+	EResyncRequired   = "resync_required"        // updates after the given ref are no longer kept: rebuild from the REST API
 	EInternal         = "internal"               // a bug or a storage failure; never the client's fault
 )
 

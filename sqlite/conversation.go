@@ -131,14 +131,16 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 			c.AppID, nc.ID, nc.Name, nc.Description, nc.IsPublic, string(roles), len(all), c.UserID, now, now, now); err != nil {
 			return err
 		}
-		if err := tx.emit(c.AppID, tidings.EventConversationCreate, actor, nc.ID, "", tidings.ConversationPayload{
+		created, err := tx.emitEvent(c.AppID, tidings.EventConversationCreate, actor, nc.ID, "", tidings.ConversationPayload{
 			ConversationID: nc.ID, Name: nc.Name, Description: nc.Description, IsPublic: nc.IsPublic,
 			Roles: *nc.Roles, Participants: all,
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
+		// The first participants see the conversation from its creation.
 		for _, p := range all {
-			if err := tx.addParticipant(c.AppID, nc.ID, p, actor); err != nil {
+			if err := tx.addParticipant(c.AppID, nc.ID, p, actor, created.Seq); err != nil {
 				return err
 			}
 		}
@@ -150,15 +152,26 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 	return s.FindConversationByID(ctx, nc.ID)
 }
 
-// addParticipant inserts a participant and emits participantAdded. It does
-// not change the conversation's participant count.
-func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, actor *tidings.Profile) error {
+// addParticipant inserts a participant, emits participantAdded and opens
+// their membership of the conversation's events from fromSeq (0: from
+// that participantAdded event). It does not change the conversation's
+// participant count.
+func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, actor *tidings.Profile, fromSeq int64) error {
 	if _, err := tx.exec(`INSERT INTO participants (app_id, conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?, ?)`,
 		appID, convID, p.UserID, string(p.Role), micros(tx.now)); err != nil {
 		return err
 	}
-	return tx.emit(appID, tidings.EventParticipantAdded, actor, convID, p.UserID,
+	ev, err := tx.emitEvent(appID, tidings.EventParticipantAdded, actor, convID, p.UserID,
 		tidings.ParticipantPayload{ConversationID: convID, ProfileID: p.UserID, Role: p.Role})
+	if err != nil {
+		return err
+	}
+	if fromSeq == 0 {
+		fromSeq = ev.Seq
+	}
+	_, err = tx.exec(`INSERT INTO memberships (app_id, conversation_id, user_id, from_seq) VALUES (?, ?, ?, ?)`,
+		appID, convID, p.UserID, fromSeq)
+	return err
 }
 
 func (s *ConversationService) FindConversationByID(ctx context.Context, id string) (*tidings.Conversation, error) {
@@ -403,7 +416,7 @@ func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant) e
 	if _, err := tx.exec(`UPDATE conversations SET participant_count = participant_count + 1 WHERE app_id = ? AND id = ?`, c.AppID, convID); err != nil {
 		return err
 	}
-	return tx.addParticipant(c.AppID, convID, np, actor)
+	return tx.addParticipant(c.AppID, convID, np, actor, 0)
 }
 
 func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID string, role tidings.Role) (*tidings.Participant, error) {
@@ -502,8 +515,15 @@ func (tx *Tx) removeParticipant(c tidings.Caller, convID, userID string) error {
 	if _, err := tx.exec(`UPDATE conversations SET participant_count = participant_count - 1 WHERE app_id = ? AND id = ?`, c.AppID, convID); err != nil {
 		return err
 	}
-	return tx.emit(c.AppID, tidings.EventParticipantRemoved, actor, convID, userID,
+	ev, err := tx.emitEvent(c.AppID, tidings.EventParticipantRemoved, actor, convID, userID,
 		tidings.ParticipantPayload{ConversationID: convID, ProfileID: userID})
+	if err != nil {
+		return err
+	}
+	// They see their removal, and nothing after it.
+	_, err = tx.exec(`UPDATE memberships SET to_seq = ? WHERE app_id = ? AND user_id = ? AND conversation_id = ? AND to_seq IS NULL`,
+		ev.Seq, c.AppID, userID, convID)
+	return err
 }
 
 func (s *ConversationService) Join(ctx context.Context, id string) (*tidings.Participant, error) {

@@ -265,9 +265,15 @@ func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 // event log within the transaction, and published once the transaction
 // has committed. It is the one place where events are made.
 func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) error {
+	_, err := tx.emitEvent(appID, name, actor, conversationID, userID, payload)
+	return err
+}
+
+// emitEvent is emit returning the event, whose Seq is set.
+func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) (*tidings.Event, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return fmt.Errorf("encode %s payload: %w", name, err)
+		return nil, fmt.Errorf("encode %s payload: %w", name, err)
 	}
 	ev := &tidings.Event{
 		ID: tidings.NewID(), AppID: appID, Name: name, Time: tx.now, Actor: actor,
@@ -276,7 +282,7 @@ func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, u
 	var actorJSON []byte
 	if actor != nil {
 		if actorJSON, err = json.Marshal(actor); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// LastInsertId rather than RETURNING: it costs far less in SQLite.
@@ -287,10 +293,10 @@ func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, u
 		ev.Seq, err = res.LastInsertId()
 	}
 	if err != nil {
-		return fmt.Errorf("store %s event: %w", name, err)
+		return nil, fmt.Errorf("store %s event: %w", name, err)
 	}
 	tx.events = append(tx.events, ev)
-	return nil
+	return ev, nil
 }
 
 func nullString(s string) any {

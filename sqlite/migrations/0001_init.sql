@@ -104,3 +104,33 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq);
 CREATE INDEX events_by_user ON events (app_id, user_id, seq) WHERE user_id IS NOT NULL;
+
+-- Who took part in which conversation over which part of the event log:
+-- a user sees a conversation's events from from_seq to to_seq (inclusive;
+-- open while NULL). Leaving and joining again makes a second row.
+CREATE TABLE memberships (
+	app_id          TEXT NOT NULL,
+	conversation_id TEXT NOT NULL,
+	user_id         TEXT NOT NULL,
+	from_seq        BIGINT NOT NULL,
+	to_seq          BIGINT,
+	PRIMARY KEY (app_id, user_id, conversation_id, from_seq)
+) WITHOUT ROWID;
+
+-- Where each device of a user stands in its stream of updates: the last
+-- ref it acknowledged.
+CREATE TABLE cursors (
+	app_id     TEXT NOT NULL,
+	user_id    TEXT NOT NULL,
+	device     TEXT NOT NULL,
+	seq        BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	PRIMARY KEY (app_id, user_id, device)
+) WITHOUT ROWID;
+
+-- Small facts about the database: pruned_seq, the newest event removed by
+-- retention (a cursor before it cannot be resumed).
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value BIGINT NOT NULL
+);

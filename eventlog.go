@@ -1,0 +1,46 @@
+package tidings
+
+import (
+	"context"
+	"time"
+)
+
+// EventLog is the durable log of events as realtime delivery reads it.
+//
+// Each event is stored once, whatever the number of its receivers. The
+// stream of one user is the subsequence of the log they may see: the
+// events of a conversation while they take part in it (from the event that
+// added them, or the conversation's creation, to the event that removed
+// them, both included) and the events about themselves that belong to no
+// conversation (their profile). A user's updates are that stream, in seq
+// order; an update's ref is the event's seq.
+//
+// EventLog takes no caller from the context: realtime delivery calls it for
+// users it has authenticated.
+type EventLog interface {
+	// UserEvents returns, in seq order, up to limit events of userID's
+	// stream with seq > after. It returns EResyncRequired when events after
+	// `after` were pruned by retention.
+	UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*Event, error)
+	// LastEventSeq returns the seq of the newest event (0 when none).
+	LastEventSeq(ctx context.Context) (int64, error)
+	// UserConversations returns the ids of the conversations userID takes
+	// part in now.
+	UserConversations(ctx context.Context, appID, userID string) ([]string, error)
+	// Cursor returns the last ref acknowledged by the user's device (0 when
+	// none).
+	Cursor(ctx context.Context, appID, userID, device string) (int64, error)
+	// SaveCursors stores acknowledged refs; a cursor never moves back.
+	SaveCursors(ctx context.Context, cursors []Cursor) error
+	// Prune removes the events older than before, but always keeps the
+	// newest one, and returns how many it removed.
+	Prune(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Cursor is the last ref one device of a user acknowledged.
+type Cursor struct {
+	AppID  string
+	UserID string
+	Device string
+	Seq    int64
+}

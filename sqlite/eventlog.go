@@ -1,0 +1,161 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// EventLog implements tidings.EventLog on the events table.
+type EventLog struct{ db *DB }
+
+var _ tidings.EventLog = (*EventLog)(nil)
+
+func NewEventLog(db *DB) *EventLog { return &EventLog{db: db} }
+
+const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversation_id, e.user_id, e.payload`
+
+// userStream selects the events of a user's stream after a seq: those of
+// the conversations they took part in, within their memberships, and
+// those about them outside any conversation. Arguments: app, user, after,
+// app, user, after, limit.
+const userStream = `SELECT ` + eventColumns + ` FROM memberships m
+	JOIN events e ON e.app_id = m.app_id AND e.conversation_id = m.conversation_id
+		AND e.seq >= m.from_seq AND (m.to_seq IS NULL OR e.seq <= m.to_seq)
+	WHERE m.app_id = ? AND m.user_id = ? AND e.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?)
+	UNION ALL
+	SELECT ` + eventColumns + ` FROM events e
+	WHERE e.app_id = ? AND e.user_id = ? AND e.conversation_id IS NULL AND e.seq > ?
+	ORDER BY 1 LIMIT ?`
+
+func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
+	var e tidings.Event
+	var at int64
+	var actor, conv, user sql.NullString
+	var payload string
+	if err := row.Scan(&e.Seq, &e.ID, &e.AppID, &e.Name, &at, &actor, &conv, &user, &payload); err != nil {
+		return nil, err
+	}
+	e.Time = fromMicros(at)
+	if actor.Valid {
+		e.Actor = new(tidings.Profile)
+		if err := json.Unmarshal([]byte(actor.String), e.Actor); err != nil {
+			return nil, fmt.Errorf("event %d: bad actor: %w", e.Seq, err)
+		}
+	}
+	e.ConversationID, e.UserID = conv.String, user.String
+	e.Payload = json.RawMessage(payload)
+	return &e, nil
+}
+
+func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*tidings.Event, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	if pruned, err := l.prunedSeq(ctx); err != nil {
+		return nil, err
+	} else if after < pruned {
+		return nil, tidings.Errorf(tidings.EResyncRequired,
+			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned)
+	}
+	rows, err := l.db.read.QueryContext(ctx, userStream, appID, userID, after, after, appID, userID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var evs []*tidings.Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	return evs, rows.Err()
+}
+
+// prunedSeq is the newest seq removed by retention (0 when none).
+func (l *EventLog) prunedSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := l.db.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'pruned_seq'`).Scan(&seq)
+	if isNoRows(err) {
+		return 0, nil
+	}
+	return seq, err
+}
+
+func (l *EventLog) LastEventSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := l.db.read.QueryRowContext(ctx, `SELECT MAX(seq) FROM events`).Scan(&seq)
+	return seq.Int64, err
+}
+
+func (l *EventLog) UserConversations(ctx context.Context, appID, userID string) ([]string, error) {
+	rows, err := l.db.read.QueryContext(ctx, `SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, appID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (l *EventLog) Cursor(ctx context.Context, appID, userID, device string) (int64, error) {
+	var seq int64
+	err := l.db.read.QueryRowContext(ctx, `SELECT seq FROM cursors WHERE app_id = ? AND user_id = ? AND device = ?`,
+		appID, userID, device).Scan(&seq)
+	if isNoRows(err) {
+		return 0, nil
+	}
+	return seq, err
+}
+
+func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) error {
+	if len(cursors) == 0 {
+		return nil
+	}
+	return l.db.update(ctx, func(tx *Tx) error {
+		for _, c := range cursors {
+			if _, err := tx.exec(`INSERT INTO cursors (app_id, user_id, device, seq, updated_at) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (app_id, user_id, device) DO UPDATE SET seq = max(seq, excluded.seq), updated_at = excluded.updated_at`,
+				c.AppID, c.UserID, c.Device, c.Seq, micros(tx.now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := l.db.update(ctx, func(tx *Tx) error {
+		var cut sql.NullInt64
+		if err := tx.queryRow(`SELECT MAX(seq) FROM events WHERE time < ? AND seq < (SELECT MAX(seq) FROM events)`,
+			[]any{micros(before)}, &cut); err != nil || !cut.Valid {
+			return err
+		}
+		res, err := tx.exec(`DELETE FROM events WHERE seq <= ?`, cut.Int64)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		if _, err := tx.exec(`DELETE FROM memberships WHERE to_seq IS NOT NULL AND to_seq <= ?`, cut.Int64); err != nil {
+			return err
+		}
+		_, err = tx.exec(`INSERT INTO meta (key, value) VALUES ('pruned_seq', ?)
+			ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`, cut.Int64)
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,125 @@
+package sqlite_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
+)
+
+// stream returns the names of userID's events after seq, and their seqs.
+func stream(t *testing.T, log *sqlite.EventLog, app, userID string, after int64) ([]string, []int64) {
+	t.Helper()
+	evs, err := log.UserEvents(context.Background(), app, userID, after, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns []string
+	var seqs []int64
+	for _, e := range evs {
+		ns = append(ns, e.Name)
+		seqs = append(seqs, e.Seq)
+	}
+	return ns, seqs
+}
+
+func TestUserStreamFollowsMembership(t *testing.T) {
+	e := newEnv(t)
+	log := sqlite.NewEventLog(e.db)
+	e.mkUsers(t, "a", "alice", "bob", "carol")
+	e.mkUsers(t, "b", "bob")
+	ctx := context.Background()
+	start, _ := log.LastEventSeq(ctx)
+
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.send(t, "alice", c.ID, "m1")
+	if err := e.convs.RemoveParticipant(user("a", "alice"), c.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	e.send(t, "alice", c.ID, "m2")
+	must[*tidings.Participant](t)(e.convs.AddParticipant(user("a", "alice"), c.ID, tidings.NewParticipant{UserID: "carol"}))
+	e.send(t, "carol", c.ID, "m3")
+	name := "Bobby"
+	must[*tidings.User](t)(e.users.UpdateUser(user("a", "bob"), "bob", tidings.UserUpdate{DisplayName: &name}))
+
+	const (
+		create  = tidings.EventConversationCreate
+		added   = tidings.EventParticipantAdded
+		removed = tidings.EventParticipantRemoved
+		sent    = tidings.EventMessageSent
+		profile = tidings.EventProfileUpdate
+	)
+	bob, _ := stream(t, log, "a", "bob", start)
+	if want := []string{create, added, added, sent, removed, profile}; !slices.Equal(bob, want) {
+		t.Fatalf("bob's stream %v, want %v: nothing after his removal but his own profile", bob, want)
+	}
+	carol, _ := stream(t, log, "a", "carol", start)
+	if want := []string{added, sent}; !slices.Equal(carol, want) {
+		t.Fatalf("carol's stream %v, want %v: nothing before she was added", carol, want)
+	}
+	alice, seqs := stream(t, log, "a", "alice", start)
+	if want := []string{create, added, added, sent, removed, sent, added, sent}; !slices.Equal(alice, want) {
+		t.Fatalf("alice's stream %v, want %v", alice, want)
+	}
+	if !slices.IsSorted(seqs) {
+		t.Fatalf("stream not in seq order: %v", seqs)
+	}
+	// Resuming after a ref gives exactly what follows it.
+	rest, _ := stream(t, log, "a", "alice", seqs[4])
+	if !slices.Equal(rest, alice[5:]) {
+		t.Fatalf("after ref %d: %v, want %v", seqs[4], rest, alice[5:])
+	}
+	// Another app's bob sees none of it.
+	if other, _ := stream(t, log, "b", "bob", start); len(other) != 0 {
+		t.Fatalf("app b's bob sees %v", other)
+	}
+	// Re-added, bob sees again from that point.
+	must[*tidings.Participant](t)(e.convs.AddParticipant(user("a", "alice"), c.ID, tidings.NewParticipant{UserID: "bob"}))
+	e.send(t, "alice", c.ID, "m4")
+	bob2, _ := stream(t, log, "a", "bob", start)
+	if want := []string{create, added, added, sent, removed, profile, added, sent}; !slices.Equal(bob2, want) {
+		t.Fatalf("bob's stream after re-adding %v, want %v", bob2, want)
+	}
+	convs := must[[]string](t)(log.UserConversations(ctx, "a", "bob"))
+	if !slices.Equal(convs, []string{c.ID}) {
+		t.Fatalf("bob's conversations %v", convs)
+	}
+}
+
+func TestCursorsAndRetention(t *testing.T) {
+	e, conv := pair(t)
+	log := sqlite.NewEventLog(e.db)
+	ctx := context.Background()
+	if err := log.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "bob", Device: "phone", Seq: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	log.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "bob", Device: "phone", Seq: 3}})
+	if seq := must[int64](t)(log.Cursor(ctx, "a", "bob", "phone")); seq != 7 {
+		t.Fatalf("cursor %d, want 7: a cursor never moves back", seq)
+	}
+	if seq := must[int64](t)(log.Cursor(ctx, "a", "bob", "laptop")); seq != 0 {
+		t.Fatalf("unknown device cursor %d", seq)
+	}
+
+	e.send(t, "alice", conv, "old")
+	_, seqs := stream(t, log, "a", "bob", 0)
+	n := must[int64](t)(log.Prune(ctx, time.Now().Add(time.Hour)))
+	if n != int64(len(seqs)-1) && n < 1 {
+		t.Fatalf("pruned %d events", n)
+	}
+	last := must[int64](t)(log.LastEventSeq(ctx))
+	if last != seqs[len(seqs)-1] {
+		t.Fatalf("the newest event was pruned: last seq %d, want %d", last, seqs[len(seqs)-1])
+	}
+	_, err := log.UserEvents(ctx, "a", "bob", 0, 10)
+	wantCode(t, err, tidings.EResyncRequired)
+	// From the newest ref on, the stream goes on.
+	e.send(t, "alice", conv, "new")
+	names, _ := stream(t, log, "a", "bob", last)
+	if !slices.Equal(names, []string{tidings.EventMessageSent}) {
+		t.Fatalf("after the newest ref: %v", names)
+	}
+}
