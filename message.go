@@ -91,8 +91,8 @@ const (
 )
 
 // MessageService sends and reads messages. All methods need a user caller
-// who takes part in the conversation (ENotFound otherwise, also for a
-// public conversation: join first).
+// who takes part in the conversation: ENotFound otherwise, or EForbidden
+// for a public conversation (it can be seen, but must be joined first).
 //
 // Events: SendMessage emits EventMessageSent; EditMessage EventMessageEdited
 // and DeleteMessage EventMessageDeleted, whose payload names the original

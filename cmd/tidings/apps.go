@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
+)
+
+const appsNote = `
+The apps commands open the database of the data directory directly, which
+is safe while the server runs.`
+
+var appsCreateCommand = &command{
+	name:  "apps create",
+	args:  "[--name NAME] [flags] [ID]",
+	short: "create an app and print its credentials",
+	long: `
+Apps create creates an app (a tenant: nothing crosses between apps) and
+prints its id, name, server key and signing secret. Without ID, the app
+gets a generated id. It creates the database if there is none yet.` + appsNote,
+	run: runAppsCreate,
+}
+
+var appsListCommand = &command{
+	name:  "apps list",
+	args:  "[flags]",
+	short: "list the apps",
+	long: `
+Apps list prints the id, name and creation time of every app, oldest
+first. It prints no credentials.` + appsNote,
+	run: runAppsList,
+}
+
+var appsShowCommand = &command{
+	name:  "apps show",
+	args:  "[flags] ID",
+	short: "print an app's id, name, server key and signing secret",
+	long: `
+Apps show prints the id, name, creation time, server key and signing
+secret of the app ID. The server key authenticates your backend to the
+API; the signing secret lets your backend mint user access tokens itself.
+Keep both secret.` + appsNote,
+	run: runAppsShow,
+}
+
+var appsRotateKeyCommand = &command{
+	name:  "apps rotate-key",
+	args:  "[flags] ID",
+	short: "replace an app's server key and print the new one",
+	long: `
+Apps rotate-key gives the app ID a new server key, prints the app like
+"apps show", and makes the old key stop working at once. The signing
+secret, and so the user access tokens already minted, do not change.` + appsNote,
+	run: runAppsRotateKey,
+}
+
+// dataFlags returns the flag set of a command whose only settings are the
+// data directory and the configuration file.
+func dataFlags(name string, cfg *config) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	addDataFlags(fs, cfg)
+	return fs
+}
+
+func runAppsCreate(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs := dataFlags("apps create", &cfg)
+	name := fs.String("name", "", "the app's `name` (default: its id)")
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 0, 1, "app ID"); err != nil {
+		return err
+	}
+	id := ""
+	if len(args) == 1 {
+		id = args[0]
+	}
+	db, err := openDB(cfg, c.stderr, true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	app, err := sqlite.NewAppService(db).CreateApp(ctx, id, *name)
+	if err != nil {
+		return err
+	}
+	printApp(c.stdout, app)
+	return db.Close()
+}
+
+func runAppsList(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs := dataFlags("apps list", &cfg)
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 0, 0, ""); err != nil {
+		return err
+	}
+	db, err := openDB(cfg, c.stderr, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	apps, err := sqlite.NewAppService(db).ListApps(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tCREATED")
+	for _, app := range apps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", app.ID, app.Name, app.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return db.Close()
+}
+
+func runAppsShow(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs := dataFlags("apps show", &cfg)
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
+		return err
+	}
+	db, err := openDB(cfg, c.stderr, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	app, err := sqlite.NewAppService(db).FindAppByID(ctx, args[0])
+	if err != nil {
+		return appError(err, args[0])
+	}
+	printApp(c.stdout, app)
+	return db.Close()
+}
+
+func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs := dataFlags("apps rotate-key", &cfg)
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
+		return err
+	}
+	db, err := openDB(cfg, c.stderr, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	app, err := sqlite.NewAppService(db).RotateServerKey(ctx, args[0])
+	if err != nil {
+		return appError(err, args[0])
+	}
+	printApp(c.stdout, app)
+	return db.Close()
+}
+
+// printApp prints an app with its credentials, one "label: value" a line.
+func printApp(w io.Writer, app *tidings.App) {
+	fmt.Fprintf(w, "id:             %s\n", app.ID)
+	fmt.Fprintf(w, "name:           %s\n", app.Name)
+	fmt.Fprintf(w, "created:        %s\n", app.CreatedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "server key:     %s\n", app.ServerKey)
+	fmt.Fprintf(w, "signing secret: %s\n", app.SigningSecret)
+}
+
+// appError explains an error finding the app id.
+func appError(err error, id string) error {
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return fmt.Errorf("there is no app %q (see \"tidings apps list\")", id)
+	}
+	return err
+}
+
+// openDB opens the database of the data directory for an operator
+// command, logging only warnings and errors. Unless create is true, a
+// missing database is an error rather than created: it most likely means
+// a wrong --data.
+func openDB(cfg config, stderr io.Writer, create bool) (*sqlite.DB, error) {
+	path := filepath.Join(cfg.Data, dbFile)
+	if !create {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("there is no database %s: start the server once with \"tidings serve\", or use --data to name its data directory", path)
+		}
+	}
+	db := sqlite.NewDB(path)
+	db.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := db.Open(); err != nil {
+		return nil, err
+	}
+	return db, nil
+}

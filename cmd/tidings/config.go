@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	tidingshttp "github.com/tidings/tidings/http"
+)
+
+// config is the configuration of the server. Every field is a setting: a
+// flag of "tidings serve" that can also come from the environment or from
+// a configuration file (see applySettings).
+type config struct {
+	Addr              string
+	Data              string
+	ConfigFile        string
+	LogLevel          slog.Level
+	LogFormat         string
+	MaxBodyBytes      int64
+	MaxMessageBytes   int64
+	MaxFileBytes      int64
+	TokenTTL          time.Duration
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// Defaults that are not the HTTP server's own.
+const (
+	defaultAddr            = "127.0.0.1:8080"
+	defaultData            = "tidings-data"
+	defaultMaxMessageBytes = 64 << 10
+	defaultShutdownTimeout = 15 * time.Second
+)
+
+// defaultConfig returns the configuration used when nothing is set.
+func defaultConfig() config {
+	return config{
+		Addr:              defaultAddr,
+		Data:              defaultData,
+		LogLevel:          slog.LevelInfo,
+		LogFormat:         "text",
+		MaxBodyBytes:      tidingshttp.DefaultMaxBodyBytes,
+		MaxMessageBytes:   defaultMaxMessageBytes,
+		MaxFileBytes:      tidingshttp.DefaultMaxFileBytes,
+		TokenTTL:          tidingshttp.DefaultMaxTokenTTL,
+		ReadHeaderTimeout: tidingshttp.DefaultReadHeaderTimeout,
+		ReadTimeout:       tidingshttp.DefaultReadTimeout,
+		WriteTimeout:      tidingshttp.DefaultWriteTimeout,
+		IdleTimeout:       tidingshttp.DefaultIdleTimeout,
+		ShutdownTimeout:   defaultShutdownTimeout,
+	}
+}
+
+// addDataFlags registers the settings of every command that opens the
+// data directory.
+func addDataFlags(fs *flag.FlagSet, cfg *config) {
+	fs.StringVar(&cfg.Data, "data", cfg.Data,
+		"`directory` holding the database (tidings.db) and the uploaded files (files/)")
+	fs.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile,
+		"JSON configuration `file` of settings, keyed by the flag names of serve")
+}
+
+// addServeFlags registers every setting of the server.
+func addServeFlags(fs *flag.FlagSet, cfg *config) {
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr,
+		"TCP `address` to listen on; port 0 picks a free port")
+	addDataFlags(fs, cfg)
+	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel,
+		"lowest `level` logged: debug, info, warn or error")
+	fs.Var((*logFormatValue)(&cfg.LogFormat), "log-format",
+		"log `format`: text or json")
+	fs.Var((*byteSizeValue)(&cfg.MaxBodyBytes), "max-body-bytes",
+		"largest JSON request body, in `bytes` (suffixes KiB, MiB and GiB allowed)")
+	fs.Var((*byteSizeValue)(&cfg.MaxMessageBytes), "max-message-bytes",
+		"largest message (its parts, metadata and alert), in `bytes`")
+	fs.Var((*byteSizeValue)(&cfg.MaxFileBytes), "max-file-bytes",
+		"largest uploaded file, in `bytes`")
+	fs.Var((*durationValue)(&cfg.TokenTTL), "token-ttl",
+		"default and longest lifetime (a `duration`) of the access tokens minted by the API")
+	fs.Var((*durationValue)(&cfg.ReadHeaderTimeout), "read-header-timeout",
+		"the `duration` allowed to read a request's headers; 0 means no limit")
+	fs.Var((*durationValue)(&cfg.ReadTimeout), "read-timeout",
+		"the `duration` allowed to read a whole request, body included; 0 means no limit")
+	fs.Var((*durationValue)(&cfg.WriteTimeout), "write-timeout",
+		"the `duration` allowed to write a response; 0 means no limit")
+	fs.Var((*durationValue)(&cfg.IdleTimeout), "idle-timeout",
+		"the `duration` an idle keep-alive connection is kept open; 0 means the read timeout")
+	fs.Var((*durationValue)(&cfg.ShutdownTimeout), "shutdown-timeout",
+		"the `duration` allowed for requests in flight to finish when stopping")
+}
+
+// check reports settings that are valid one by one but not together, or
+// out of range.
+func (cfg *config) check() error {
+	switch {
+	case cfg.Addr == "":
+		return errors.New("--addr must not be empty")
+	case cfg.Data == "":
+		return errors.New("--data must not be empty")
+	case cfg.MaxMessageBytes > 1<<30:
+		return errors.New("--max-message-bytes must be at most 1GiB")
+	case cfg.MaxBodyBytes <= cfg.MaxMessageBytes:
+		return fmt.Errorf("--max-body-bytes (%d) must be larger than --max-message-bytes (%d): a message is sent as a JSON body",
+			cfg.MaxBodyBytes, cfg.MaxMessageBytes)
+	case cfg.TokenTTL < time.Second:
+		return errors.New("--token-ttl must be at least 1s")
+	case cfg.ShutdownTimeout <= 0:
+		return errors.New("--shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// envPrefix starts the name of every environment variable of a setting.
+const envPrefix = "TIDINGS_"
+
+// envName returns the environment variable of the setting name: "max-file-bytes"
+// is read from TIDINGS_MAX_FILE_BYTES.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// settingNames returns the names of all settings: the flags of serve.
+var settingNames = sync.OnceValue(func() []string {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfg := defaultConfig()
+	addServeFlags(fs, &cfg)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+})
+
+// isSetting reports whether a flag is a setting, which may then also come
+// from the environment and the configuration file. Other flags (such as
+// token's --user) only come from the command line.
+func isSetting(name string) bool { return slices.Contains(settingNames(), name) }
+
+// applySettings fills in the settings of fs that the command line did not
+// give (call it after fs.Parse). Each takes, in order of precedence, the
+// value of its environment variable (TIDINGS_ and its name in upper case
+// with underscores; an empty variable counts as unset), then the value of
+// its key in the configuration file named by the config setting, and
+// otherwise keeps its default.
+//
+// The configuration file is a JSON object whose keys are setting names and
+// whose values are strings, numbers or booleans, e.g.
+//
+//	{"addr": "0.0.0.0:8080", "max-file-bytes": "100MiB", "read-timeout": "5m"}
+//
+// A key that is not a setting is an error; a setting that fs does not have
+// (one of serve's, read by another command) is ignored.
+func applySettings(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	given := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || !isSetting(f.Name) {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := lookupEnv(name)
+		if !ok || v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("invalid value %q for environment variable %s: %v", v, name, err))
+			return
+		}
+		given[f.Name] = true
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+
+	cf := fs.Lookup("config")
+	if cf == nil || cf.Value.String() == "" {
+		return nil
+	}
+	path := cf.Value.String()
+	values, err := readConfigFile(path)
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		switch {
+		case k == "config":
+			errs = append(errs, fmt.Errorf("config file %s: a config file cannot name another one", path))
+		case !isSetting(k):
+			errs = append(errs, fmt.Errorf("config file %s: unknown setting %q (the keys are the flag names of \"tidings serve\")", path, k))
+		case fs.Lookup(k) == nil || given[k]:
+			// Not this command's, or given by a flag or the environment.
+		default:
+			if err := fs.Set(k, values[k]); err != nil {
+				errs = append(errs, fmt.Errorf("config file %s: invalid value %q for %q: %v", path, values[k], k, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readConfigFile reads a JSON object of settings and returns each value as
+// the text a flag would take.
+func readConfigFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("config file %s: not a JSON object: %v", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("config file %s: more than one JSON value", path)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("config file %s: not a JSON object", path)
+	}
+	values := make(map[string]string, len(raw))
+	for k, v := range raw {
+		dec := json.NewDecoder(bytes.NewReader(v))
+		dec.UseNumber()
+		var x any
+		if err := dec.Decode(&x); err != nil {
+			return nil, fmt.Errorf("config file %s: %q: %v", path, k, err)
+		}
+		switch x := x.(type) {
+		case string:
+			values[k] = x
+		case json.Number:
+			values[k] = x.String()
+		case bool:
+			values[k] = strconv.FormatBool(x)
+		default:
+			return nil, fmt.Errorf("config file %s: %q must be a string, a number or a boolean, not %s", path, k, v)
+		}
+	}
+	return values, nil
+}
+
+// durationValue is a flag.Value for a time.Duration that cannot be
+// negative, with an error message saying what is expected.
+type durationValue time.Duration
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration: use a number and a unit, such as 30s, 5m or 1h30m")
+	}
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+// String formats the duration without zero trailing units: "2m", not "2m0s".
+func (d *durationValue) String() string {
+	s := time.Duration(*d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+func (d *durationValue) Get() any { return time.Duration(*d) }
+
+// byteSizeValue is a flag.Value for a positive number of bytes, given as
+// a number with an optional suffix: KiB, MiB or GiB (case-insensitive).
+type byteSizeValue int64
+
+var byteSuffixes = []struct {
+	suffix string
+	size   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+func (b *byteSizeValue) Set(s string) error {
+	num, unit := strings.TrimSpace(s), int64(1)
+	for _, u := range byteSuffixes {
+		if len(num) > len(u.suffix) && strings.EqualFold(num[len(num)-len(u.suffix):], u.suffix) {
+			num, unit = strings.TrimSpace(num[:len(num)-len(u.suffix)]), u.size
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/unit {
+		return errors.New("not a size: use a positive whole number of bytes, optionally with KiB, MiB or GiB, such as 65536 or 25MiB")
+	}
+	*b = byteSizeValue(n * unit)
+	return nil
+}
+
+// String gives the size in the largest unit that divides it exactly.
+func (b *byteSizeValue) String() string {
+	n := int64(*b)
+	for _, u := range byteSuffixes {
+		if n != 0 && n%u.size == 0 && u.size > 1 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSizeValue) Get() any { return int64(*b) }
+
+// logFormatValue is a flag.Value accepting "text" or "json".
+type logFormatValue string
+
+func (f *logFormatValue) Set(s string) error {
+	switch s {
+	case "text", "json":
+		*f = logFormatValue(s)
+		return nil
+	}
+	return errors.New(`must be "text" or "json"`)
+}
+
+func (f *logFormatValue) String() string { return string(*f) }
+func (f *logFormatValue) Get() any       { return string(*f) }
+
+// newLogger returns the logger of the server, writing to w.
+func newLogger(w io.Writer, cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseServeEnv parses the settings of serve as "tidings serve args" would
+// with the environment env.
+func parseServeEnv(t *testing.T, env map[string]string, args ...string) (config, error) {
+	t.Helper()
+	c := &cli{stdout: io.Discard, stderr: io.Discard, lookupEnv: mapEnv(env), cmd: serveCommand}
+	return parseServe(c, args)
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tidings.json")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := parseServeEnv(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:8080" || cfg.Data != "tidings-data" {
+		t.Errorf("addr %q, data %q", cfg.Addr, cfg.Data)
+	}
+	if cfg.MaxMessageBytes != 65536 || cfg.MaxFileBytes != 25<<20 || cfg.TokenTTL != 24*time.Hour {
+		t.Errorf("max-message-bytes %d, max-file-bytes %d, token-ttl %v", cfg.MaxMessageBytes, cfg.MaxFileBytes, cfg.TokenTTL)
+	}
+	if cfg.LogFormat != "text" || cfg.LogLevel.String() != "INFO" {
+		t.Errorf("log format %q, level %v", cfg.LogFormat, cfg.LogLevel)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `{"addr": "file:1", "data": "file-data", "max-file-bytes": 1000, "read-timeout": "1s"}`)
+	env := map[string]string{
+		"TIDINGS_CONFIG":         file,
+		"TIDINGS_DATA":           "env-data",
+		"TIDINGS_MAX_FILE_BYTES": "2000",
+	}
+	cfg, err := parseServeEnv(t, env, "--max-file-bytes", "3000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxFileBytes != 3000 {
+		t.Errorf("max-file-bytes = %d: the flag should win over the environment and the file", cfg.MaxFileBytes)
+	}
+	if cfg.Data != "env-data" {
+		t.Errorf("data = %q: the environment should win over the file", cfg.Data)
+	}
+	if cfg.Addr != "file:1" || cfg.ReadTimeout != time.Second {
+		t.Errorf("addr = %q, read-timeout = %v: the file should win over the defaults", cfg.Addr, cfg.ReadTimeout)
+	}
+	if cfg.WriteTimeout != defaultConfig().WriteTimeout {
+		t.Errorf("write-timeout = %v, want the default", cfg.WriteTimeout)
+	}
+
+	// The --config flag names the file as well, and wins over TIDINGS_CONFIG.
+	other := writeFile(t, `{"addr": "other:2"}`)
+	cfg, err = parseServeEnv(t, env, "--config", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "other:2" || cfg.MaxFileBytes != 2000 {
+		t.Errorf("addr = %q, max-file-bytes = %d", cfg.Addr, cfg.MaxFileBytes)
+	}
+
+	// An empty environment variable counts as unset.
+	cfg, err = parseServeEnv(t, map[string]string{"TIDINGS_ADDR": ""})
+	if err != nil || cfg.Addr != defaultAddr {
+		t.Errorf("addr = %q, %v; want the default", cfg.Addr, err)
+	}
+}
+
+func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
+	values := map[string]string{
+		"addr": "0.0.0.0:9", "data": "/srv/tidings", "config": "", "log-level": "debug", "log-format": "json",
+		"max-body-bytes": "2MiB", "max-message-bytes": "1MiB", "max-file-bytes": "1GiB", "token-ttl": "1h",
+		"read-header-timeout": "1s", "read-timeout": "2s", "write-timeout": "3s", "idle-timeout": "4s",
+		"shutdown-timeout": "5s",
+	}
+	env := make(map[string]string)
+	for _, name := range settingNames() {
+		v, ok := values[name]
+		if !ok {
+			t.Fatalf("no test value for setting %q", name)
+		}
+		env[envName(name)] = v
+	}
+	cfg, err := parseServeEnv(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		Addr: "0.0.0.0:9", Data: "/srv/tidings", LogLevel: -4, LogFormat: "json",
+		MaxBodyBytes: 2 << 20, MaxMessageBytes: 1 << 20, MaxFileBytes: 1 << 30, TokenTTL: time.Hour,
+		ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second,
+		IdleTimeout: 4 * time.Second, ShutdownTimeout: 5 * time.Second,
+	}
+	if cfg != want {
+		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)
+	}
+	if envName("max-file-bytes") != "TIDINGS_MAX_FILE_BYTES" {
+		t.Errorf("envName(max-file-bytes) = %q", envName("max-file-bytes"))
+	}
+}
+
+func TestConfigFileValues(t *testing.T) {
+	file := writeFile(t, `{
+		"max-body-bytes": "4MiB", "max-message-bytes": 131072, "max-file-bytes": "100 mib",
+		"log-level": "WARN", "token-ttl": "30m", "idle-timeout": "0s"
+	}`)
+	cfg, err := parseServeEnv(t, nil, "--config", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxBodyBytes != 4<<20 || cfg.MaxMessageBytes != 131072 || cfg.MaxFileBytes != 100<<20 ||
+		cfg.LogLevel.String() != "WARN" || cfg.TokenTTL != 30*time.Minute || cfg.IdleTimeout != 0 {
+		t.Errorf("config from the file: %+v", cfg)
+	}
+}
+
+func TestBadSettings(t *testing.T) {
+	file := func(content string) string { return writeFile(t, content) }
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // in the error
+	}{
+		{"bad flag size", nil, []string{"--max-file-bytes", "lots"}, "max-file-bytes"},
+		{"zero size", nil, []string{"--max-message-bytes", "0"}, "positive"},
+		{"bad flag duration", nil, []string{"--read-timeout", "10"}, "duration"},
+		{"negative duration", nil, []string{"--write-timeout", "-1s"}, "negative"},
+		{"bad log format", nil, []string{"--log-format", "xml"}, "json"},
+		{"bad log level", nil, []string{"--log-level", "loud"}, "log-level"},
+		{"unknown flag", nil, []string{"--port", "80"}, "port"},
+		{"argument", nil, []string{"now"}, `"now"`},
+		{"bad env", map[string]string{"TIDINGS_READ_TIMEOUT": "soon"}, nil, "TIDINGS_READ_TIMEOUT"},
+		{"bad env size", map[string]string{"TIDINGS_MAX_FILE_BYTES": "-5"}, nil, "TIDINGS_MAX_FILE_BYTES"},
+		{"unknown key", nil, []string{"--config", file(`{"adress": "x:1"}`)}, `unknown setting "adress"`},
+		{"non-flag key", nil, []string{"--config", file(`{"user": "alice"}`)}, `unknown setting "user"`},
+		{"nested config", nil, []string{"--config", file(`{"config": "x.json"}`)}, "another"},
+		{"bad file value", nil, []string{"--config", file(`{"max-file-bytes": 2.5}`)}, "max-file-bytes"},
+		{"object value", nil, []string{"--config", file(`{"addr": {"host": "x"}}`)}, "addr"},
+		{"null value", nil, []string{"--config", file(`{"addr": null}`)}, "addr"},
+		{"not JSON", nil, []string{"--config", file(`addr = "x"`)}, "JSON"},
+		{"not an object", nil, []string{"--config", file(`["addr"]`)}, "object"},
+		{"two objects", nil, []string{"--config", file(`{} {}`)}, "more than one"},
+		{"missing file", map[string]string{"TIDINGS_CONFIG": "/nonexistent/tidings.json"}, nil, "nonexistent"},
+		{"body smaller than message", nil, []string{"--max-body-bytes", "64KiB"}, "max-body-bytes"},
+		{"short token ttl", nil, []string{"--token-ttl", "0s"}, "token-ttl"},
+		{"empty addr", nil, []string{"--addr", ""}, "addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseServeEnv(t, tt.env, tt.args...)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+
+			// Run for real, serve exits with code 2 before starting.
+			env := map[string]string{"TIDINGS_DATA": t.TempDir(), "TIDINGS_ADDR": "127.0.0.1:0"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			r := runCLI(t, env, append([]string{"serve"}, tt.args...)...)
+			if r.code != exitUsage {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", r.code, exitUsage, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr does not mention %q:\n%s", tt.want, r.stderr)
+			}
+		})
+	}
+}
+
+func TestByteSizes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1": 1, "65536": 65536, "64KiB": 64 << 10, "25MiB": 25 << 20, "2 GiB": 2 << 30, "10b": 10, "3kib": 3 << 10,
+	} {
+		var v byteSizeValue
+		if err := v.Set(in); err != nil || int64(v) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, v, err, want)
+		}
+	}
+	for _, in := range []string{"", "KiB", "1.5MiB", "-1", "0", "1TB", "9999999999GiB"} {
+		var v byteSizeValue
+		if err := v.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d, want an error", in, v)
+		}
+	}
+	for in, want := range map[int64]string{65536: "64KiB", 25 << 20: "25MiB", 1000: "1000", 1 << 30: "1GiB"} {
+		v := byteSizeValue(in)
+		if v.String() != want {
+			t.Errorf("String(%d) = %q, want %q", in, v.String(), want)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/disk"
+	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/sqlite"
+)
+
+// Where things live in the data directory.
+const (
+	dbFile   = "tidings.db"
+	filesDir = "files"
+)
+
+// defaultAppID is the app created on the first start.
+const defaultAppID = "default"
+
+var serveCommand = &command{
+	name:  "serve",
+	args:  "[flags]",
+	short: "run the server",
+	long: `
+Serve runs the Tidings API server until it receives SIGINT or SIGTERM,
+then stops accepting connections, lets the requests in flight finish
+(up to --shutdown-timeout) and closes the database.
+
+Everything is kept in the data directory: the SQLite database tidings.db
+and the uploaded files under files/. On the first start, when there is no
+app yet, serve creates the app "default"; print its server key with
+"tidings apps show default".
+
+Logs go to stderr. Every flag can also be set with the environment
+variable shown below it, or in the JSON file given by --config (keys are
+the flag names, e.g. {"addr": "0.0.0.0:8080", "max-file-bytes": "100MiB"}).
+A flag wins over the environment, which wins over the file. Sizes are
+numbers of bytes, optionally with KiB, MiB or GiB; durations are written
+like 30s, 5m or 1h30m.`,
+	run: runServe,
+}
+
+func runServe(ctx context.Context, c *cli, args []string) error {
+	cfg, err := parseServe(c, args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c.stderr, cfg)
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("tidings stopped on an error", "err", err)
+		return errLogged
+	}
+	return nil
+}
+
+// parseServe returns the configuration given by the command line args of
+// serve, the environment and the configuration file.
+func parseServe(c *cli, args []string) (config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	addServeFlags(fs, &cfg)
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return cfg, err
+	}
+	if err := wantArgs(args, 0, 0, ""); err != nil {
+		return cfg, err
+	}
+	if err := cfg.check(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+// serve runs the server configured by cfg until ctx is done.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	dataDir := cfg.Data
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	db := sqlite.NewDB(filepath.Join(dataDir, dbFile))
+	db.Logger = log
+	if err := db.Open(); err != nil {
+		return err
+	}
+	defer db.Close() // after a failure; the normal path closes it below
+
+	apps := sqlite.NewAppService(db)
+	if err := ensureDefaultApp(ctx, apps, cfg, log); err != nil {
+		return err
+	}
+
+	srv := tidingshttp.NewServer()
+	srv.Addr = cfg.Addr
+	srv.Apps = apps
+	srv.Users = sqlite.NewUserService(db)
+	srv.Conversations = sqlite.NewConversationService(db)
+	srv.Messages = sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
+	srv.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dataDir, filesDir)), cfg.MaxFileBytes)
+	srv.Logger = log
+	srv.Ready = db.Ping
+	srv.MaxBodyBytes = cfg.MaxBodyBytes
+	srv.MaxFileBytes = cfg.MaxFileBytes
+	srv.MaxTokenTTL = cfg.TokenTTL
+	srv.ReadHeaderTimeout = cfg.ReadHeaderTimeout
+	srv.ReadTimeout = cfg.ReadTimeout
+	srv.WriteTimeout = cfg.WriteTimeout
+	srv.IdleTimeout = cfg.IdleTimeout
+	for _, col := range db.Collectors() {
+		if err := srv.Registry.Register(col); err != nil {
+			return fmt.Errorf("register database metrics: %w", err)
+		}
+	}
+	if err := srv.Open(); err != nil {
+		return err
+	}
+	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "version", versionString())
+
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		// Requests still running after the timeout are cut off; what they
+		// wrote to the database is committed or not, never half-done.
+		log.Warn("requests in flight did not finish in time", "err", err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// ensureDefaultApp creates the app "default" if there is no app at all,
+// and then tells, once, how to get its server key. The key itself is never
+// logged.
+func ensureDefaultApp(ctx context.Context, apps tidings.AppService, cfg config, log *slog.Logger) error {
+	list, err := apps.ListApps(ctx)
+	if err != nil {
+		return fmt.Errorf("list apps: %w", err)
+	}
+	if len(list) > 0 {
+		return nil
+	}
+	_, err = apps.CreateApp(ctx, defaultAppID, defaultAppID)
+	if tidings.ErrorCode(err) == tidings.EConflict {
+		return nil // created meanwhile by "tidings apps create default"
+	} else if err != nil {
+		return fmt.Errorf("create the default app: %w", err)
+	}
+	show := "tidings apps show " + defaultAppID
+	if cfg.Data != defaultData {
+		show = fmt.Sprintf("tidings apps show --data %s %s", shellQuote(cfg.Data), defaultAppID)
+	}
+	log.Info(fmt.Sprintf("created app %s; run `%s` to print its server key", defaultAppID, show), "app", defaultAppID)
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell if it needs it.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '/' || r == '.' || r == '_' || r == '-' || r == ':' || r == '=' || r == '+' || r == ',') {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	var b []byte
+	b = append(b, '\'')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			b = append(b, `'\''`...)
+		} else {
+			b = append(b, s[i])
+		}
+	}
+	return string(append(b, '\''))
+}

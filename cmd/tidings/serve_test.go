@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startServe runs "tidings serve" on a free port with the data directory
+// dir until the returned stop function is called, which returns the exit
+// code and everything logged.
+func startServe(t *testing.T, dir string) (url string, stop func() (int, string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := new(syncBuffer)
+	c := &cli{stdout: logs, stderr: logs, lookupEnv: mapEnv(nil)}
+	done := make(chan int, 1)
+	go func() { done <- c.main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", dir}) }()
+
+	stop = func() (int, string) {
+		cancel()
+		select {
+		case code := <-done:
+			return code, logs.String()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("serve did not stop within 10s of its context being cancelled; logs:\n%s", logs)
+			return 0, ""
+		}
+	}
+	listening := regexp.MustCompile(`msg="tidings is listening" url=(\S+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			return m[1], stop
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited with code %d before listening; logs:\n%s", code, logs)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	t.Fatalf("serve did not log that it is listening within 10s; logs:\n%s", logs)
+	return "", nil
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	const created = "created app default; run `tidings apps show --data "
+
+	url, stop := startServe(t, dir)
+	if code := get(t, url+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz: %d", code)
+	}
+	if code := get(t, url+"/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz: %d", code)
+	}
+	code, logs := stop()
+	if code != exitOK {
+		t.Errorf("serve exited with code %d; logs:\n%s", code, logs)
+	}
+	if n := strings.Count(logs, created); n != 1 {
+		t.Errorf("the first start logged %d times how to get the server key, want once; logs:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "stopped") {
+		t.Errorf("serve did not log that it stopped; logs:\n%s", logs)
+	}
+
+	// Neither credential of the default app is ever logged.
+	show := mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout
+	for _, line := range strings.Split(strings.TrimSpace(show), "\n") {
+		label, value, _ := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		if (label == "server key" || label == "signing secret") && (value == "" || strings.Contains(logs, value)) {
+			t.Errorf("%s %q is empty or was logged", label, value)
+		}
+	}
+
+	// The second start finds the app and neither creates another nor
+	// repeats the message.
+	url, stop = startServe(t, dir)
+	if code := get(t, url+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz after a restart: %d", code)
+	}
+	code, logs = stop()
+	if code != exitOK {
+		t.Errorf("second serve exited with code %d; logs:\n%s", code, logs)
+	}
+	if strings.Contains(logs, "created app") {
+		t.Errorf("the second start created an app; logs:\n%s", logs)
+	}
+	list := mustRun(t, nil, "apps", "list", "--data", dir).stdout
+	if lines := strings.Split(strings.TrimSpace(list), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "default ") {
+		t.Errorf("apps list after two starts:\n%s", list)
+	}
+}
+
+func TestServeFailsOnBusyAddress(t *testing.T) {
+	url, stop := startServe(t, t.TempDir())
+	defer stop()
+	addr := strings.TrimPrefix(url, "http://")
+	r := runCLI(t, nil, "serve", "--addr", addr, "--data", t.TempDir())
+	if r.code != exitFailure {
+		t.Errorf("serve on a busy address: exit code %d, want %d; stderr:\n%s", r.code, exitFailure, r.stderr)
+	}
+}
+
+func getWithKey(t *testing.T, url, key string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// The apps commands work on the data directory of a running server, and
+// the server sees their changes at once.
+func TestAppsWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startServe(t, dir)
+	defer stop()
+
+	created := parseApp(t, mustRun(t, nil, "apps", "create", "--data", dir, "live").stdout)
+	if code := getWithKey(t, url+"/v1/users", created["server key"]); code != http.StatusOK {
+		t.Errorf("GET /v1/users with the key of an app created while serving: %d", code)
+	}
+	rotated := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "live").stdout)
+	if code := getWithKey(t, url+"/v1/users", created["server key"]); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/users with the rotated-out key: %d, want 401", code)
+	}
+	if code := getWithKey(t, url+"/v1/users", rotated["server key"]); code != http.StatusOK {
+		t.Errorf("GET /v1/users with the new key: %d", code)
+	}
+
+	// A token minted before its user exists works once the user does.
+	tok := strings.TrimSpace(mustRun(t, nil, "token", "--data", dir, "--app", "live", "--user", "carol").stdout)
+	if code := getWithKey(t, url+"/v1/conversations", tok); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/conversations as a user that does not exist: %d, want 401", code)
+	}
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/users", strings.NewReader(`{"id": "carol"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+rotated["server key"])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/users: %d", resp.StatusCode)
+	}
+	if code := getWithKey(t, url+"/v1/conversations", tok); code != http.StatusOK {
+		t.Errorf("GET /v1/conversations with a token from \"tidings token\": %d", code)
+	}
+}

@@ -1,0 +1,172 @@
+package http
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tidings/tidings"
+)
+
+// authKind is the kind of credential a route needs.
+type authKind int
+
+const (
+	authNone   authKind = iota // no credential
+	authServer                 // the app server key
+	authUser                   // a user access token
+	authAny                    // either
+)
+
+// handlerFunc is an API handler: it writes a successful response, or
+// returns an error, which the caller writes in the error shape.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route is one entry of the route table.
+type route struct {
+	method  string
+	pattern string // a ServeMux path pattern, e.g. "/v1/users/{userId}"
+	auth    authKind
+	handler handlerFunc
+}
+
+// routes is the route table: every route of the API, once. The OpenAPI
+// document must list exactly these (see TestOpenAPIMatchesRoutes).
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/healthz", authNone, s.handleHealthz},
+		{"GET", "/readyz", authNone, s.handleReadyz},
+		{"GET", "/metrics", authNone, s.handleMetrics},
+		{"GET", "/v1/openapi.json", authNone, handleOpenAPI},
+
+		{"POST", "/v1/users", authServer, s.handleCreateUser},
+		{"GET", "/v1/users", authServer, s.handleListUsers},
+		{"GET", "/v1/users/{userId}", authAny, s.handleGetUser},
+		{"PATCH", "/v1/users/{userId}", authAny, s.handleUpdateUser},
+		{"POST", "/v1/users/{userId}/tokens", authServer, s.handleCreateToken},
+		{"GET", "/v1/me", authUser, s.handleMe},
+
+		{"POST", "/v1/conversations", authUser, s.handleCreateConversation},
+		{"GET", "/v1/conversations", authUser, s.handleListConversations},
+		{"GET", "/v1/conversations/{conversationId}", authUser, s.handleGetConversation},
+		{"PATCH", "/v1/conversations/{conversationId}", authUser, s.handleUpdateConversation},
+		{"DELETE", "/v1/conversations/{conversationId}", authUser, s.handleDeleteConversation},
+		{"POST", "/v1/conversations/{conversationId}/undelete", authUser, s.handleUndeleteConversation},
+
+		{"GET", "/v1/conversations/{conversationId}/participants", authUser, s.handleListParticipants},
+		{"POST", "/v1/conversations/{conversationId}/participants", authUser, s.handleAddParticipant},
+		{"PATCH", "/v1/conversations/{conversationId}/participants/{userId}", authUser, s.handleUpdateParticipant},
+		{"DELETE", "/v1/conversations/{conversationId}/participants/{userId}", authUser, s.handleRemoveParticipant},
+		{"POST", "/v1/conversations/{conversationId}/join", authUser, s.handleJoin},
+		{"POST", "/v1/conversations/{conversationId}/leave", authUser, s.handleLeave},
+
+		{"POST", "/v1/conversations/{conversationId}/messages", authUser, s.handleSendMessage},
+		{"GET", "/v1/conversations/{conversationId}/messages", authUser, s.handleListMessages},
+		{"GET", "/v1/conversations/{conversationId}/messages/{messageId}", authUser, s.handleGetMessage},
+		{"PATCH", "/v1/conversations/{conversationId}/messages/{messageId}", authUser, s.handleEditMessage},
+		{"DELETE", "/v1/conversations/{conversationId}/messages/{messageId}", authUser, s.handleDeleteMessage},
+		{"POST", "/v1/conversations/{conversationId}/delivered", authUser, s.handleMarkDelivered},
+		{"POST", "/v1/conversations/{conversationId}/read", authUser, s.handleMarkRead},
+
+		{"POST", "/v1/conversations/{conversationId}/files", authUser, s.handleUploadFile},
+		{"GET", "/v1/conversations/{conversationId}/files/{fileId}", authUser, s.handleDownloadFile},
+	}
+}
+
+// buildHandler registers the route table on a ServeMux and wraps it in the
+// middleware. From the outside in: request id, access log and metrics,
+// panic recovery, security headers, routing (with JSON 404 and 405), and
+// per route authentication.
+func (s *Server) buildHandler() http.Handler {
+	if s.Registry == nil {
+		s.Registry = prometheus.NewRegistry()
+	}
+	m := newMetrics(s.Registry)
+	s.metricsHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.method+" "+rt.pattern, s.routeHandler(rt))
+	}
+	var h http.Handler = s.serveMux(mux)
+	h = securityHeaders(h)
+	h = s.recoverPanics(h)
+	h = s.observe(m, h)
+	h = requestID(h)
+	return h
+}
+
+// routeHandler returns the handler of one route: it records the route for
+// the access log and metrics, authenticates the caller as the route needs,
+// and writes the error the route's handler returns.
+func (s *Server) routeHandler(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := infoFromContext(r.Context())
+		info.route = rt.pattern
+		if rt.auth != authNone {
+			ctx, err := s.authenticate(r, rt.auth)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			r = r.WithContext(ctx)
+		}
+		if err := rt.handler(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// serveMux serves r through mux, answering the requests no route matches
+// with JSON errors instead of ServeMux's plain text: 404 not_found for an
+// unknown path, 405 method_not_allowed (with an Allow header) for a known
+// path with another method.
+func (s *Server) serveMux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			// ServeHTTP, not h, so that r gets its path values.
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// No route: let ServeMux decide what it would answer, and rewrite
+		// its 404 and 405 in the JSON shape. Anything else (a redirect to
+		// the cleaned path) passes through as it is.
+		rec := &recorder{header: make(http.Header)}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusNotFound:
+			s.writeError(w, r, tidings.Errorf(tidings.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			s.writeError(w, r, tidings.Errorf(tidings.EMethodNotAllowed, "%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, rec.header.Get("Allow")))
+		default:
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.status)
+			_, _ = w.Write(rec.body)
+		}
+	})
+}
+
+// recorder is a minimal ResponseWriter that keeps what is written to it.
+type recorder struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	r.body = append(r.body, p...)
+	return len(p), nil
+}

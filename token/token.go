@@ -1,0 +1,157 @@
+// Package token mints and verifies user access tokens.
+//
+// An access token is a JWT signed with HS256 using the app's signing
+// secret, so that a customer's backend holding the secret can mint tokens
+// itself, without calling Tidings. Its claims are:
+//
+//	sub  the user id (required)
+//	app  the app id (required)
+//	exp  the expiry time, in seconds since the Unix epoch (required)
+//	iat  the time the token was minted
+//	jti  a random token id
+//
+// Tokens signed with any other algorithm, tokens without exp and tokens
+// naming an unknown app are rejected.
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tidings/tidings"
+)
+
+// Algorithm is the only signing algorithm accepted.
+const Algorithm = "HS256"
+
+// Leeway is the clock skew tolerated when checking exp (and nbf, if set).
+const Leeway = 30 * time.Second
+
+// claims are the claims of an access token.
+type claims struct {
+	App string `json:"app"`
+	jwt.RegisteredClaims
+}
+
+// Mint returns a signed token for userID in app, valid for ttl from now.
+// The returned expiry is the one written in the token, which has a
+// precision of one second.
+func Mint(app *tidings.App, userID string, ttl time.Duration, now time.Time) (token string, expiresAt time.Time, err error) {
+	switch {
+	case app == nil || app.ID == "":
+		return "", time.Time{}, errors.New("token: mint: no app")
+	case app.SigningSecret == "":
+		return "", time.Time{}, fmt.Errorf("token: mint: app %q has no signing secret", app.ID)
+	case !tidings.ValidID(userID):
+		return "", time.Time{}, tidings.Errorf(tidings.EInvalid, "invalid user id")
+	case ttl < time.Second:
+		return "", time.Time{}, tidings.Errorf(tidings.EInvalid, "token lifetime must be at least one second")
+	}
+	c := claims{
+		App: app.ID,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   userID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			ID:        tidings.NewID(),
+		},
+	}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(app.SigningSecret))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("token: mint: %w", err)
+	}
+	return signed, c.ExpiresAt.Time, nil
+}
+
+// Verify checks tok and returns the user it was minted for. It reads the
+// app claim without trusting it, loads that app through apps.FindAppByID,
+// then verifies the signature with the app's signing secret, so a token of
+// one app can never be used in another. The expiry is required and checked
+// against now, with Leeway.
+//
+// Every problem with the token itself is a *tidings.Error with code
+// tidings.EUnauthenticated, whose message says what is wrong (malformed,
+// unknown app, bad signature, expired…) and never includes the token or
+// the secret. A failure to load the app other than ENotFound (e.g. the
+// database is down) is returned as it is, since the token may be fine.
+func Verify(ctx context.Context, apps tidings.AppService, tok string, now time.Time) (tidings.Caller, error) {
+	if tok == "" {
+		return tidings.Caller{}, unauthenticated("missing access token")
+	}
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{Algorithm}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+
+	// Find out which app the token claims to belong to, to know which
+	// secret must have signed it. Nothing read here is trusted until the
+	// signature is verified below.
+	var unverified claims
+	t, _, err := parser.ParseUnverified(tok, &unverified)
+	if err != nil {
+		return tidings.Caller{}, verifyError(err)
+	}
+	if alg := t.Method.Alg(); alg != Algorithm {
+		return tidings.Caller{}, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
+	}
+	if unverified.App == "" {
+		return tidings.Caller{}, unauthenticated("access token has no app claim")
+	}
+	app, err := apps.FindAppByID(ctx, unverified.App)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return tidings.Caller{}, unauthenticated("access token names an unknown app")
+	} else if err != nil {
+		return tidings.Caller{}, fmt.Errorf("token: find app: %w", err)
+	}
+	if app.SigningSecret == "" {
+		// An empty HMAC key would let anyone sign tokens.
+		return tidings.Caller{}, unauthenticated("the app of this access token cannot verify tokens")
+	}
+
+	var c claims
+	_, err = parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) {
+		return []byte(app.SigningSecret), nil
+	})
+	if err != nil {
+		return tidings.Caller{}, verifyError(err)
+	}
+	if c.App != app.ID {
+		return tidings.Caller{}, unauthenticated("access token names an unknown app")
+	}
+	if !tidings.ValidID(c.Subject) {
+		return tidings.Caller{}, unauthenticated("access token has no valid sub (user id) claim")
+	}
+	return tidings.Caller{AppID: app.ID, UserID: c.Subject}, nil
+}
+
+// verifyError turns an error of the jwt package into an EUnauthenticated
+// error with a message fit for the client. The jwt package's own messages
+// are not used: they are not written for API clients.
+func verifyError(err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return unauthenticated("access token is malformed")
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return unauthenticated("access token uses an unsupported signing algorithm; only %s is accepted", Algorithm)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return unauthenticated("access token signature is invalid")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return unauthenticated("access token has no exp (expiry) claim")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return unauthenticated("access token has expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return unauthenticated("access token is not valid yet")
+	default:
+		return unauthenticated("access token is invalid")
+	}
+}
+
+func unauthenticated(format string, args ...any) error {
+	return tidings.Errorf(tidings.EUnauthenticated, format, args...)
+}
