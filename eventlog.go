@@ -24,9 +24,9 @@ type EventLog interface {
 	UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*Event, error)
 	// LastEventSeq returns the seq of the newest event (0 when none).
 	LastEventSeq(ctx context.Context) (int64, error)
-	// UserConversations returns the ids of the conversations userID takes
-	// part in now.
-	UserConversations(ctx context.Context, appID, userID string) ([]string, error)
+	// UserConversations returns the conversations userID takes part in
+	// now, each with the seq from which its events are theirs.
+	UserConversations(ctx context.Context, appID, userID string) ([]Membership, error)
 	// Cursor returns the last ref acknowledged by the user's device (0 when
 	// none).
 	Cursor(ctx context.Context, appID, userID, device string) (int64, error)
@@ -43,4 +43,10 @@ type Cursor struct {
 	UserID string
 	Device string
 	Seq    int64
+}
+
+// Membership says from which event on a user sees a conversation's events.
+type Membership struct {
+	ConversationID string
+	FromSeq        int64
 }

@@ -71,6 +71,10 @@ func (s *Server) routes() []route {
 
 		{"POST", "/v1/conversations/{conversationId}/files", authUser, s.handleUploadFile},
 		{"GET", "/v1/conversations/{conversationId}/files/{fileId}", authUser, s.handleDownloadFile},
+
+		{"GET", "/v1/realtime", authNone, s.handleRealtime},
+		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},
+		{"POST", "/v1/realtime/replies", authUser, s.handleReply},
 	}
 }
 

@@ -56,6 +56,11 @@ type Server struct {
 	Messages      tidings.MessageService
 	Files         tidings.FileService
 
+	// Realtime serves WebSocket connections at GET /v1/realtime (package
+	// ws); Poller, the polling transport. Without them those routes are 404.
+	Realtime http.Handler
+	Poller   Poller
+
 	// Logger receives the access log and the errors the API hides from
 	// clients. It never receives credentials.
 	Logger *slog.Logger

@@ -94,21 +94,22 @@ func (l *EventLog) LastEventSeq(ctx context.Context) (int64, error) {
 	return seq.Int64, err
 }
 
-func (l *EventLog) UserConversations(ctx context.Context, appID, userID string) ([]string, error) {
-	rows, err := l.db.read.QueryContext(ctx, `SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, appID, userID)
+func (l *EventLog) UserConversations(ctx context.Context, appID, userID string) ([]tidings.Membership, error) {
+	rows, err := l.db.read.QueryContext(ctx, `SELECT conversation_id, from_seq FROM memberships
+		WHERE app_id = ? AND user_id = ? AND to_seq IS NULL`, appID, userID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var ids []string
+	var ms []tidings.Membership
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var m tidings.Membership
+		if err := rows.Scan(&m.ConversationID, &m.FromSeq); err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		ms = append(ms, m)
 	}
-	return ids, rows.Err()
+	return ms, rows.Err()
 }
 
 func (l *EventLog) Cursor(ctx context.Context, appID, userID, device string) (int64, error) {

@@ -79,8 +79,15 @@ func Mint(app *tidings.App, userID string, ttl time.Duration, now time.Time) (to
 // the secret. A failure to load the app other than ENotFound (e.g. the
 // database is down) is returned as it is, since the token may be fine.
 func Verify(ctx context.Context, apps tidings.AppService, tok string, now time.Time) (tidings.Caller, error) {
+	c, _, err := VerifyWithExpiry(ctx, apps, tok, now)
+	return c, err
+}
+
+// VerifyWithExpiry is Verify, also returning when the token expires (for
+// connections that must end when their token does).
+func VerifyWithExpiry(ctx context.Context, apps tidings.AppService, tok string, now time.Time) (tidings.Caller, time.Time, error) {
 	if tok == "" {
-		return tidings.Caller{}, unauthenticated("missing access token")
+		return tidings.Caller{}, time.Time{}, unauthenticated("missing access token")
 	}
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{Algorithm}),
@@ -95,23 +102,23 @@ func Verify(ctx context.Context, apps tidings.AppService, tok string, now time.T
 	var unverified claims
 	t, _, err := parser.ParseUnverified(tok, &unverified)
 	if err != nil {
-		return tidings.Caller{}, verifyError(err)
+		return tidings.Caller{}, time.Time{}, verifyError(err)
 	}
 	if alg := t.Method.Alg(); alg != Algorithm {
-		return tidings.Caller{}, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
+		return tidings.Caller{}, time.Time{}, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
 	}
 	if unverified.App == "" {
-		return tidings.Caller{}, unauthenticated("access token has no app claim")
+		return tidings.Caller{}, time.Time{}, unauthenticated("access token has no app claim")
 	}
 	app, err := apps.FindAppByID(ctx, unverified.App)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
-		return tidings.Caller{}, unauthenticated("access token names an unknown app")
+		return tidings.Caller{}, time.Time{}, unauthenticated("access token names an unknown app")
 	} else if err != nil {
-		return tidings.Caller{}, fmt.Errorf("token: find app: %w", err)
+		return tidings.Caller{}, time.Time{}, fmt.Errorf("token: find app: %w", err)
 	}
 	if app.SigningSecret == "" {
 		// An empty HMAC key would let anyone sign tokens.
-		return tidings.Caller{}, unauthenticated("the app of this access token cannot verify tokens")
+		return tidings.Caller{}, time.Time{}, unauthenticated("the app of this access token cannot verify tokens")
 	}
 
 	var c claims
@@ -119,15 +126,15 @@ func Verify(ctx context.Context, apps tidings.AppService, tok string, now time.T
 		return []byte(app.SigningSecret), nil
 	})
 	if err != nil {
-		return tidings.Caller{}, verifyError(err)
+		return tidings.Caller{}, time.Time{}, verifyError(err)
 	}
 	if c.App != app.ID {
-		return tidings.Caller{}, unauthenticated("access token names an unknown app")
+		return tidings.Caller{}, time.Time{}, unauthenticated("access token names an unknown app")
 	}
 	if !tidings.ValidID(c.Subject) {
-		return tidings.Caller{}, unauthenticated("access token has no valid sub (user id) claim")
+		return tidings.Caller{}, time.Time{}, unauthenticated("access token has no valid sub (user id) claim")
 	}
-	return tidings.Caller{AppID: app.ID, UserID: c.Subject}, nil
+	return tidings.Caller{AppID: app.ID, UserID: c.Subject}, c.ExpiresAt.Time, nil
 }
 
 // verifyError turns an error of the jwt package into an EUnauthenticated

@@ -36,6 +36,19 @@ type config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+
+	// Realtime delivery.
+	PingInterval    time.Duration
+	PongTimeout     time.Duration
+	AuthTimeout     time.Duration
+	RealtimeIdle    time.Duration
+	TypingTimeout   time.Duration
+	MaxFrameBytes   int64
+	SendQueue       int
+	MaxConnsPerUser int
+	CommandRate     float64
+	AllowedOrigins  string
+	Retention       time.Duration
 }
 
 // Defaults that are not the HTTP server's own.
@@ -62,6 +75,15 @@ func defaultConfig() config {
 		WriteTimeout:      tidingshttp.DefaultWriteTimeout,
 		IdleTimeout:       tidingshttp.DefaultIdleTimeout,
 		ShutdownTimeout:   defaultShutdownTimeout,
+		PingInterval:      25 * time.Second,
+		PongTimeout:       10 * time.Second,
+		AuthTimeout:       10 * time.Second,
+		TypingTimeout:     5 * time.Second,
+		MaxFrameBytes:     256 << 10,
+		SendQueue:         4096,
+		MaxConnsPerUser:   32,
+		CommandRate:       50,
+		Retention:         30 * 24 * time.Hour,
 	}
 }
 
@@ -101,6 +123,29 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"the `duration` an idle keep-alive connection is kept open; 0 means the read timeout")
 	fs.Var((*durationValue)(&cfg.ShutdownTimeout), "shutdown-timeout",
 		"the `duration` allowed for requests in flight to finish when stopping")
+
+	fs.Var((*durationValue)(&cfg.PingInterval), "ping-interval",
+		"how often (a `duration`) the server pings a quiet realtime connection")
+	fs.Var((*durationValue)(&cfg.PongTimeout), "pong-timeout",
+		"the `duration` after a ping without any answer at which a realtime connection is closed as dead")
+	fs.Var((*durationValue)(&cfg.AuthTimeout), "auth-timeout",
+		"the `duration` a new realtime connection has to authenticate an account")
+	fs.Var((*durationValue)(&cfg.RealtimeIdle), "realtime-idle-timeout",
+		"close a realtime connection that sent no command or reply for this `duration`; 0 never does")
+	fs.Var((*durationValue)(&cfg.TypingTimeout), "typing-timeout",
+		"the `duration` after which a typing indicator that was not refreshed ends")
+	fs.Var((*byteSizeValue)(&cfg.MaxFrameBytes), "max-frame-bytes",
+		"largest realtime frame from a client, in `bytes`")
+	fs.IntVar(&cfg.SendQueue, "send-queue", cfg.SendQueue,
+		"updates that may wait for one realtime connection (a `count`); past it the connection is closed as a slow consumer")
+	fs.IntVar(&cfg.MaxConnsPerUser, "max-conns-per-user", cfg.MaxConnsPerUser,
+		"realtime connections one user may hold (a `count`)")
+	fs.Float64Var(&cfg.CommandRate, "command-rate", cfg.CommandRate,
+		"realtime commands per second one connection may send (a `rate`; bursts of twice that)")
+	fs.StringVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins,
+		"comma-separated `origins` (https://app.example.com) whose pages may open realtime connections; * allows any; empty allows the server's own host only")
+	fs.Var((*durationValue)(&cfg.Retention), "retention",
+		"how long (a `duration`) updates are kept for clients that are away; older ones need a resync")
 }
 
 // check reports settings that are valid one by one but not together, or
@@ -120,6 +165,17 @@ func (cfg *config) check() error {
 		return errors.New("--token-ttl must be at least 1s")
 	case cfg.ShutdownTimeout <= 0:
 		return errors.New("--shutdown-timeout must be positive")
+	case cfg.PingInterval < 100*time.Millisecond || cfg.PongTimeout < 100*time.Millisecond:
+		return errors.New("--ping-interval and --pong-timeout must be at least 100ms")
+	case cfg.AuthTimeout <= 0 || cfg.TypingTimeout <= 0:
+		return errors.New("--auth-timeout and --typing-timeout must be positive")
+	case cfg.MaxFrameBytes <= cfg.MaxMessageBytes:
+		return fmt.Errorf("--max-frame-bytes (%d) must be larger than --max-message-bytes (%d): a message can be sent as a frame",
+			cfg.MaxFrameBytes, cfg.MaxMessageBytes)
+	case cfg.SendQueue < 16 || cfg.MaxConnsPerUser < 1 || cfg.CommandRate <= 0:
+		return errors.New("--send-queue must be at least 16, --max-conns-per-user at least 1 and --command-rate positive")
+	case cfg.Retention < time.Hour:
+		return errors.New("--retention must be at least 1h")
 	}
 	return nil
 }

@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/sqlite"
+	"github.com/tidings/tidings/ws"
 )
 
 // Where things live in the data directory.
@@ -95,12 +99,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 
+	users := sqlite.NewUserService(db)
+	messages := sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
+	eventLog := sqlite.NewEventLog(db)
+	node := realtime.NewNode()
+	node.Apps, node.Users, node.Messages, node.Log, node.Logger = apps, users, messages, eventLog, log
+	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
+	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
+	node.CommandRate, node.CommandBurst = cfg.CommandRate, 2*cfg.CommandRate
+	if err := node.Open(); err != nil {
+		return err
+	}
+	db.Publisher = node
+	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
+		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
+	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
+
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
 	srv.Apps = apps
-	srv.Users = sqlite.NewUserService(db)
+	srv.Users = users
 	srv.Conversations = sqlite.NewConversationService(db)
-	srv.Messages = sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
+	srv.Messages = messages
+	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dataDir, filesDir)), cfg.MaxFileBytes)
 	srv.Logger = log
 	srv.Ready = db.Ping
@@ -111,7 +132,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
-	for _, col := range db.Collectors() {
+	for _, col := range append(db.Collectors(), node.Collectors()...) {
 		if err := srv.Registry.Register(col); err != nil {
 			return fmt.Errorf("register database metrics: %w", err)
 		}
@@ -125,6 +146,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// Realtime connections first, with "going away": clients reconnect and
+	// resume where they stopped once the server is back.
+	stopPruning()
+	node.Close()
+	wsHandler.Close()
 	if err := srv.Shutdown(sctx); err != nil {
 		// Requests still running after the timeout are cut off; what they
 		// wrote to the database is committed or not, never half-done.
@@ -135,6 +161,43 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// pruneEvents removes, every hour, the updates older than retention; it
+// returns a function that stops it.
+func pruneEvents(l *sqlite.EventLog, retention time.Duration, log *slog.Logger) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			n, err := l.Prune(context.Background(), time.Now().Add(-retention))
+			if err != nil {
+				log.Error("prune old updates", "err", err)
+			} else if n > 0 {
+				log.Info("pruned old updates", "count", n, "retention", retention)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// splitList splits a comma-separated setting, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // ensureDefaultApp creates the app "default" if there is no app at all,

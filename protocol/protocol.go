@@ -1,0 +1,163 @@
+// Package protocol is the Tidings realtime wire protocol, shared by the
+// server and the Go SDK. docs/protocol.md describes it for people who
+// write a client in another language.
+//
+// A connection carries JSON frames. The client sends commands (each with
+// an id) and replies (acknowledging an update's ref); the server sends
+// answers (to a command, with the same id) and updates. One WebSocket
+// message from the server may hold several frames separated by '\n'; a
+// client message holds one frame.
+package protocol
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Subprotocol is the WebSocket subprotocol of this version.
+const Subprotocol = "tidings.v1"
+
+// Frame types.
+const (
+	TypeCommand = "command" // client → server
+	TypeAnswer  = "answer"  // server → client, answers a command
+	TypeUpdate  = "update"  // server → client
+	TypeReply   = "reply"   // client → server, acknowledges updates
+)
+
+// Frame is the envelope of every frame; which fields are set depends on
+// Type.
+type Frame struct {
+	Type string `json:"type"`
+	// ID is set by the client on a command and copied on its answer.
+	ID string `json:"id,omitempty"`
+	// Command names the command.
+	Command string `json:"command,omitempty"`
+	// Account names which authenticated account of the connection a
+	// command, update or reply is about (default "default").
+	Account string `json:"account,omitempty"`
+	// Data holds a command's arguments.
+	Data json.RawMessage `json:"data,omitempty"`
+	// Result holds a successful answer's value; Error a failed one's.
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+	// Ref identifies an update in its account's stream. Replying with it
+	// acknowledges that update and every earlier one. Live-only updates
+	// (typing, presence) have no ref and need no reply.
+	Ref string `json:"ref,omitempty"`
+	// Silent is true on an update that should not raise a notification
+	// (your own actions, status changes, typing).
+	Silent bool `json:"silent,omitempty"`
+	// Action is new, update or delete.
+	Action string `json:"action,omitempty"`
+	// Event is the update's event.
+	Event json.RawMessage `json:"event,omitempty"`
+}
+
+// Error is a failed answer. Code is one of the error codes of the HTTP API
+// (tidings.E…). Ref is set with resync_required: the newest ref, to
+// resume from once the client has rebuilt its state.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Ref     string `json:"ref,omitempty"`
+}
+
+// Update actions.
+const (
+	ActionNew    = "new"
+	ActionUpdate = "update"
+	ActionDelete = "delete"
+)
+
+// Commands.
+const (
+	CmdAuth          = "auth"              // AuthArgs → AuthResult
+	CmdLogout        = "logout"            // {} → {}: ends the account on this connection
+	CmdPing          = "ping"              // {} → PingResult
+	CmdSend          = "message.send"      // SendArgs → tidings.Message
+	CmdMarkDelivered = "message.delivered" // MarkArgs → tidings.MessageStatus
+	CmdMarkRead      = "message.read"      // MarkArgs → tidings.MessageStatus
+	CmdTypingStart   = "typing.start"      // TypingArgs → {}
+	CmdTypingStop    = "typing.stop"       // TypingArgs → {}
+)
+
+// AuthArgs authenticates an account on the connection, or refreshes its
+// token when the account is already authenticated (same user).
+type AuthArgs struct {
+	Token string `json:"token"`
+	// Device names the client's installation; the server keeps one cursor
+	// (last acknowledged ref) per user and device. Default "default".
+	Device string `json:"device,omitempty"`
+	// ResumeAfter, when set, is the ref after which to resume, overriding
+	// the server's cursor (a client that keeps its own cursor). "latest"
+	// starts with new updates only.
+	ResumeAfter string `json:"resumeAfter,omitempty"`
+}
+
+// AuthResult answers auth.
+type AuthResult struct {
+	Account   string `json:"account"`
+	AppID     string `json:"app"`
+	UserID    string `json:"userId"`
+	Device    string `json:"device"`
+	ExpiresAt string `json:"expiresAt"` // RFC 3339: when the token expires
+	// ResumedAfter is the ref after which updates are sent: replayed ones
+	// first, then live ones.
+	ResumedAfter string `json:"resumedAfter"`
+}
+
+// PingResult answers ping.
+type PingResult struct {
+	Time string `json:"time"` // server clock, RFC 3339
+}
+
+// SendArgs sends a message (the fields of tidings.NewMessage).
+type SendArgs struct {
+	ConversationID string          `json:"conversationId"`
+	ClientID       string          `json:"clientId,omitempty"`
+	Parts          json.RawMessage `json:"parts"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	Alert          string          `json:"alert,omitempty"`
+}
+
+// MarkArgs moves a delivered or read mark (seq 0: the newest message).
+type MarkArgs struct {
+	ConversationID string `json:"conversationId"`
+	Seq            int64  `json:"seq,omitempty"`
+}
+
+// TypingArgs says in which conversation the user types.
+type TypingArgs struct {
+	ConversationID string `json:"conversationId"`
+}
+
+// Live-only event names, besides the durable ones of package tidings.
+const (
+	EventTyping      = "conversation.participantTyping"
+	EventTypingOff   = "conversation.participantTypingOff"
+	EventPresence    = "presence.update"
+	EventAccountEnds = "account.closed" // the account was closed by the server (token expired)
+)
+
+// FormatRef and ParseRef convert between refs and event seqs.
+func FormatRef(seq int64) string { return strconv.FormatInt(seq, 10) }
+
+func ParseRef(ref string) (int64, bool) {
+	n, err := strconv.ParseInt(ref, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// Close codes sent by the server (besides RFC 6455's own).
+const (
+	CloseNormal       = 1000 // the client asked, or every account logged out
+	CloseGoingAway    = 1001 // the server shuts down: reconnect and resume
+	CloseTooBig       = 1009 // a frame was larger than the limit
+	CloseBadFrame     = 4000 // a frame was not valid JSON or not a known type
+	CloseAuthTimeout  = 4001 // no account authenticated in time after connecting
+	CloseTokenExpired = 4003 // the last account's token expired without refresh
+	ClosePingTimeout  = 4004 // no pong (or ping command) in time: the connection is dead
+	CloseIdle         = 4005 // no command or reply for longer than the idle timeout
+	CloseSlowConsumer = 4009 // updates were not read fast enough: reconnect and resume
+	CloseTooManyConns = 4010 // the user has too many connections
+)

@@ -1,0 +1,410 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/token"
+)
+
+// Transport carries the frames of one connection.
+type Transport interface {
+	// Write queues one encoded frame. It returns false when the queue of
+	// the connection is full: the peer reads too slowly.
+	Write(frame []byte) bool
+	// Close closes the connection with a close code and a reason.
+	Close(code int, reason string)
+}
+
+// Client is one connection: it authenticates accounts and runs their
+// commands. The transport calls Handle for each frame the peer sends, one
+// at a time, and Gone when the connection has ended.
+type Client struct {
+	node *Node
+	t    Transport
+
+	mu          sync.Mutex
+	accounts    map[string]*Session
+	closed      bool
+	connectedAt time.Time
+	lastActive  time.Time // last command or reply
+	tokens      float64   // command rate limit bucket
+	refilled    time.Time
+}
+
+// Connect returns the client of a new connection.
+func (n *Node) Connect(t Transport) *Client {
+	now := n.Now()
+	c := &Client{node: n, t: t, accounts: make(map[string]*Session), connectedAt: now, lastActive: now,
+		tokens: n.CommandBurst, refilled: now}
+	n.mu.Lock()
+	n.clients[c] = struct{}{}
+	n.mu.Unlock()
+	n.metrics.connections.Inc()
+	return c
+}
+
+// Gone ends the client after its connection ended.
+func (c *Client) Gone() { c.end() }
+
+// close ends the client and closes its connection.
+func (c *Client) close(code int, reason string) {
+	if c.end() {
+		if _, poll := c.t.(*pollTransport); code == protocol.CloseSlowConsumer && !poll {
+			c.node.metrics.slow.Inc()
+		}
+		c.t.Close(code, reason)
+	}
+}
+
+// end unregisters the client and its sessions and stores their cursors;
+// it reports whether it was the first to end the client.
+func (c *Client) end() bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.closed = true
+	sessions := c.accounts
+	c.accounts = nil
+	c.mu.Unlock()
+	n := c.node
+	n.mu.Lock()
+	delete(n.clients, c)
+	n.mu.Unlock()
+	n.metrics.connections.Dec()
+	var keys []deviceKey
+	for _, s := range sessions {
+		n.endSession(s)
+		keys = append(keys, s.cursorKey())
+	}
+	if len(keys) > 0 {
+		n.flushCursors(context.Background(), keys...)
+	}
+	return true
+}
+
+// endSession stops a session's deliveries and takes it off the index.
+func (n *Node) endSession(s *Session) {
+	s.mu.Lock()
+	s.closed = true
+	s.pending = nil
+	s.mu.Unlock()
+	n.unregister(s)
+	n.stopTypingOf(s)
+}
+
+// check closes the client if it has overstayed: no account authenticated
+// within AuthTimeout, idle past IdleTimeout, or its last token expired.
+func (c *Client) check(now time.Time) {
+	n := c.node
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	var expired []*Session
+	for name, s := range c.accounts {
+		s.mu.Lock()
+		if now.After(s.expires) {
+			expired = append(expired, s)
+			delete(c.accounts, name)
+		}
+		s.mu.Unlock()
+	}
+	noAccount := len(c.accounts) == 0
+	authLate := noAccount && len(expired) == 0 && now.Sub(c.connectedAt) > n.AuthTimeout
+	idle := n.IdleTimeout > 0 && now.Sub(c.lastActive) > n.IdleTimeout
+	c.mu.Unlock()
+
+	for _, s := range expired {
+		n.endSession(s)
+		n.flushCursors(context.Background(), s.cursorKey())
+		c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
+			map[string]string{"account": s.account, "reason": "token_expired"}))
+	}
+	switch {
+	case len(expired) > 0 && noAccount:
+		c.close(protocol.CloseTokenExpired, "the access token expired: authenticate again with a fresh one")
+	case authLate:
+		c.close(protocol.CloseAuthTimeout, "no account authenticated in time")
+	case idle:
+		c.close(protocol.CloseIdle, "idle for too long: send a ping command to stay connected")
+	}
+}
+
+// Handle processes one frame from the peer.
+func (c *Client) Handle(data []byte) {
+	var f protocol.Frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		c.close(protocol.CloseBadFrame, "a frame is not valid JSON")
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.lastActive = c.node.Now()
+	c.mu.Unlock()
+	switch f.Type {
+	case protocol.TypeCommand:
+		c.command(&f)
+	case protocol.TypeReply:
+		seq, ok := protocol.ParseRef(f.Ref)
+		if !ok {
+			c.close(protocol.CloseBadFrame, "a reply has no valid ref")
+			return
+		}
+		if s := c.session(f.Account); s != nil {
+			s.ack(seq)
+		}
+	default:
+		c.close(protocol.CloseBadFrame, fmt.Sprintf("unknown frame type %q", f.Type))
+	}
+}
+
+func accountName(a string) string {
+	if a == "" {
+		return "default"
+	}
+	return a
+}
+
+func (c *Client) session(account string) *Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.accounts[accountName(account)]
+}
+
+// allow takes a token from the command rate limit bucket.
+func (c *Client) allow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.node.Now()
+	c.tokens = min(c.node.CommandBurst, c.tokens+now.Sub(c.refilled).Seconds()*c.node.CommandRate)
+	c.refilled = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+func (c *Client) answer(id string, result any, err error) {
+	if err != nil && tidings.ErrorCode(err) == tidings.EInternal {
+		c.node.Logger.Error("realtime command failed", "err", err)
+	}
+	c.t.Write(answerFrame(id, result, err))
+}
+
+// decode reads command arguments strictly.
+func decode(data json.RawMessage, v any) error {
+	if len(data) == 0 {
+		data = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return tidings.Errorf(tidings.EInvalidJSON, "the command's data is not valid: %v", err)
+	}
+	return nil
+}
+
+func (c *Client) command(f *protocol.Frame) {
+	if f.ID == "" {
+		c.close(protocol.CloseBadFrame, "a command has no id")
+		return
+	}
+	if !c.allow() {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.ERateLimited, "too many commands: at most %g per second", c.node.CommandRate))
+		return
+	}
+	n := c.node
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	switch f.Command {
+	case protocol.CmdAuth:
+		c.auth(ctx, f)
+		return
+	case protocol.CmdPing:
+		c.answer(f.ID, protocol.PingResult{Time: n.Now().UTC().Format(time.RFC3339Nano)}, nil)
+		return
+	}
+	s := c.session(f.Account)
+	if s == nil {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.EUnauthenticated, "account %q is not authenticated on this connection: send auth first", accountName(f.Account)))
+		return
+	}
+	ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
+	var result any
+	var err error
+	switch f.Command {
+	case protocol.CmdLogout:
+		c.mu.Lock()
+		delete(c.accounts, s.account)
+		c.mu.Unlock()
+		n.endSession(s)
+		n.flushCursors(ctx, s.cursorKey())
+		result = struct{}{}
+	case protocol.CmdSend:
+		var a protocol.SendArgs
+		if err = decode(f.Data, &a); err == nil {
+			nm := tidings.NewMessage{ClientID: a.ClientID, Metadata: a.Metadata, Alert: a.Alert}
+			if err = decode(a.Parts, &nm.Parts); err == nil {
+				result, _, err = n.Messages.SendMessage(ctx, a.ConversationID, nm)
+			}
+		}
+	case protocol.CmdMarkDelivered, protocol.CmdMarkRead:
+		var a protocol.MarkArgs
+		if err = decode(f.Data, &a); err == nil {
+			if f.Command == protocol.CmdMarkRead {
+				result, err = n.Messages.MarkRead(ctx, a.ConversationID, a.Seq)
+			} else {
+				result, err = n.Messages.MarkDelivered(ctx, a.ConversationID, a.Seq)
+			}
+		}
+	case protocol.CmdTypingStart, protocol.CmdTypingStop:
+		var a protocol.TypingArgs
+		if err = decode(f.Data, &a); err == nil {
+			err = n.setTyping(s, a.ConversationID, f.Command == protocol.CmdTypingStart)
+			result = struct{}{}
+		}
+	default:
+		err = tidings.Errorf(tidings.EInvalid, "unknown command %q", f.Command)
+	}
+	c.answer(f.ID, result, err)
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// auth authenticates an account (or refreshes its token), then replays
+// what it missed and turns it live.
+func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
+	n := c.node
+	var a protocol.AuthArgs
+	if err := decode(f.Data, &a); err != nil {
+		c.answer(f.ID, nil, err)
+		return
+	}
+	account := accountName(f.Account)
+	device := a.Device
+	if device == "" {
+		device = "default"
+	}
+	if !namePattern.MatchString(account) || !namePattern.MatchString(device) {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.EInvalid, "account and device names are 1 to 64 letters, digits, _ and -"))
+		return
+	}
+	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
+	if err != nil {
+		c.answer(f.ID, nil, err)
+		return
+	}
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
+	u, err := n.Users.FindUserByID(server, caller.UserID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		err = tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	}
+	if err != nil {
+		c.answer(f.ID, nil, err)
+		return
+	}
+	result := protocol.AuthResult{Account: account, AppID: caller.AppID, UserID: caller.UserID, Device: device,
+		ExpiresAt: expires.UTC().Format(time.RFC3339)}
+
+	// A second auth for the account refreshes its token.
+	if s := c.session(account); s != nil {
+		if s.app != caller.AppID || s.user != caller.UserID {
+			c.answer(f.ID, nil, tidings.Errorf(tidings.EConflict, "account %q is signed in as another user: logout first", account))
+			return
+		}
+		s.mu.Lock()
+		s.expires = expires
+		result.Device, result.ResumedAfter = s.device, protocol.FormatRef(s.lastSent)
+		s.mu.Unlock()
+		c.answer(f.ID, result, nil)
+		return
+	}
+	if n.userSessions(caller.AppID, caller.UserID) >= n.MaxConnsPerUser {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.ERateLimited, "too many connections for this user (at most %d)", n.MaxConnsPerUser))
+		c.mu.Lock()
+		none := len(c.accounts) == 0
+		c.mu.Unlock()
+		if none {
+			c.close(protocol.CloseTooManyConns, "too many connections for this user")
+		}
+		return
+	}
+	after, err := n.resumePoint(ctx, caller, device, a.ResumeAfter)
+	if err != nil {
+		c.answer(f.ID, nil, err)
+		return
+	}
+	s := &Session{client: c, account: account, app: caller.AppID, user: caller.UserID, device: device,
+		profile: u.Summary(), expires: expires, replaying: true}
+	if err := n.register(ctx, s); err != nil {
+		c.answer(f.ID, nil, err)
+		return
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		n.endSession(s)
+		return
+	}
+	c.accounts[account] = s
+	c.mu.Unlock()
+	result.ResumedAfter = protocol.FormatRef(after)
+	c.answer(f.ID, result, nil)
+	if err := s.replay(ctx, after); err != nil {
+		n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
+		c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
+	}
+}
+
+// resumePoint says after which ref a session starts: the one the client
+// asked for, else the device's cursor, else (a new device) the newest ref,
+// stored at once as the device's cursor. EResyncRequired (with the newest
+// ref) when what follows it is no longer kept.
+func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (int64, error) {
+	latest, err := n.Log.LastEventSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var after int64
+	switch resumeAfter {
+	case "latest":
+		return latest, nil
+	case "":
+		if after, err = n.Log.Cursor(ctx, caller.AppID, caller.UserID, device); err != nil {
+			return 0, err
+		}
+		// Acknowledged on this node but maybe not stored yet.
+		after = max(after, n.ackedInMemory(deviceKey{caller.AppID, caller.UserID, device}))
+		if after == 0 {
+			cur := tidings.Cursor{AppID: caller.AppID, UserID: caller.UserID, Device: device, Seq: latest}
+			return latest, n.Log.SaveCursors(ctx, []tidings.Cursor{cur})
+		}
+	default:
+		var ok bool
+		if after, ok = protocol.ParseRef(resumeAfter); !ok || after > latest {
+			return 0, tidings.Errorf(tidings.EInvalid, "resumeAfter %q is not a ref of this server", resumeAfter)
+		}
+	}
+	if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {
+		if tidings.ErrorCode(err) == tidings.EResyncRequired {
+			return 0, &resyncError{err: err, latest: latest}
+		}
+		return 0, err
+	}
+	return after, nil
+}

@@ -1,0 +1,177 @@
+package realtime
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+)
+
+// Live-only updates: typing indicators and presence. They are never
+// stored nor replayed, carry no ref and need no reply.
+
+type typingKey struct {
+	convKey
+	user string
+}
+
+// TypingPayload is the payload of participantTyping and participantTypingOff.
+type TypingPayload struct {
+	ConversationID string `json:"conversationId"`
+	ProfileID      string `json:"profileId"`
+}
+
+// PresencePayload is the payload of presence.update.
+type PresencePayload struct {
+	ProfileID string `json:"profileId"`
+	Status    string `json:"status"` // online or offline
+}
+
+// liveEvent makes a live-only event.
+func (n *Node) liveEvent(app, name string, actor *tidings.Profile, convID string, payload any) *tidings.Event {
+	body, _ := json.Marshal(payload)
+	return &tidings.Event{ID: tidings.NewID(), AppID: app, Name: name, Time: n.Now().UTC().Truncate(time.Microsecond),
+		Actor: actor, ConversationID: convID, Payload: body}
+}
+
+// liveFrame encodes a live-only update for one account.
+func (n *Node) liveFrame(account, app, name string, actor *tidings.Profile, convID string, payload any) []byte {
+	ev := n.liveEvent(app, name, actor, convID, payload)
+	body, _ := encodeEvent(ev)
+	return updateFrame(account, 0, true, actionOf(name), body)
+}
+
+// broadcast sends a live-only event to sessions, encoded once.
+func (n *Node) broadcast(ev *tidings.Event, targets []*Session) {
+	if len(targets) == 0 {
+		return
+	}
+	body, err := encodeEvent(ev)
+	if err != nil {
+		return
+	}
+	fs := framesFor(ev, body)
+	for _, s := range targets {
+		s.deliver(0, fs.get(s))
+	}
+	n.metrics.deliveries.Add(float64(len(targets)))
+}
+
+// othersLocked returns the sessions of a conversation but those of user.
+func (n *Node) othersLocked(ck convKey, user string) []*Session {
+	var out []*Session
+	for s := range n.convs[ck] {
+		if s.user != user {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// setTyping starts or stops the typing indicator of s's user in a
+// conversation they take part in. Starting again refreshes it; it stops by
+// itself after TypingTimeout.
+func (n *Node) setTyping(s *Session, convID string, on bool) error {
+	ck := convKey{s.app, convID}
+	tk := typingKey{ck, s.user}
+	n.mu.Lock()
+	if _, ok := n.convs[ck][s]; !ok {
+		n.mu.Unlock()
+		return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
+	}
+	_, was := n.typing[tk]
+	if on {
+		n.typing[tk] = n.Now().Add(n.TypingTimeout)
+	} else {
+		delete(n.typing, tk)
+	}
+	var targets []*Session
+	if on != was {
+		targets = n.othersLocked(ck, s.user)
+	}
+	n.mu.Unlock()
+	if on != was {
+		name := protocol.EventTypingOff
+		if on {
+			name = protocol.EventTyping
+		}
+		p := s.profile
+		n.broadcast(n.liveEvent(s.app, name, &p, convID, TypingPayload{ConversationID: convID, ProfileID: s.user}), targets)
+	}
+	return nil
+}
+
+// setTypingOff ends a user's typing indicator, if on.
+func (n *Node) setTypingOff(app, convID, user string) {
+	n.mu.Lock()
+	tk := typingKey{convKey{app, convID}, user}
+	if _, ok := n.typing[tk]; !ok {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.typing, tk)
+	targets := n.othersLocked(tk.convKey, user)
+	n.mu.Unlock()
+	n.broadcast(n.liveEvent(app, protocol.EventTypingOff, nil, convID, TypingPayload{ConversationID: convID, ProfileID: user}), targets)
+}
+
+// expireTyping ends the typing indicators not refreshed in time.
+func (n *Node) expireTyping(now time.Time) {
+	n.mu.Lock()
+	var expired []typingKey
+	for tk, until := range n.typing {
+		if now.After(until) {
+			expired = append(expired, tk)
+		}
+	}
+	n.mu.Unlock()
+	for _, tk := range expired {
+		n.setTypingOff(tk.app, tk.conv, tk.user)
+	}
+}
+
+// stopTypingOf ends the typing indicators of a session's user when they
+// have no session left.
+func (n *Node) stopTypingOf(s *Session) {
+	if n.userSessions(s.app, s.user) > 0 {
+		return
+	}
+	n.mu.Lock()
+	var mine []typingKey
+	for tk := range n.typing {
+		if tk.app == s.app && tk.user == s.user {
+			mine = append(mine, tk)
+		}
+	}
+	n.mu.Unlock()
+	for _, tk := range mine {
+		n.setTypingOff(tk.app, tk.conv, tk.user)
+	}
+}
+
+// peersLocked returns the sessions of other users who share a
+// conversation with s's user: those who see their presence.
+func (n *Node) peersLocked(s *Session) []*Session {
+	seen := make(map[*Session]struct{})
+	var out []*Session
+	for ck := range s.subs {
+		for p := range n.convs[ck] {
+			if _, ok := seen[p]; !ok && p.user != s.user {
+				seen[p] = struct{}{}
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// presence tells peers that s's user came online or went offline.
+func (n *Node) presence(s *Session, online bool, peers []*Session) {
+	status := "offline"
+	if online {
+		status = "online"
+	}
+	p := s.profile
+	n.broadcast(n.liveEvent(s.app, protocol.EventPresence, &p, "", PresencePayload{ProfileID: s.user, Status: status}), peers)
+}

@@ -1,0 +1,411 @@
+// Package realtime delivers updates to connected clients: the events of
+// every committed change, to exactly the users who may see them, replayed
+// from the event log after the last acknowledged ref when a client comes
+// back, then live.
+//
+// A Node receives events from the store (it is the store's
+// tidings.EventPublisher), keeps an index of the online sessions of each
+// user and each conversation, and fans each event out to them: the event
+// is encoded once, and each receiver gets it wrapped in an update frame.
+// Clients (client.go) are connections whose transport (WebSocket, package
+// ws; long polling, poll.go) hands their frames to the node; each account
+// authenticated on a client is a Session (session.go).
+package realtime
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// Node is the realtime hub of one server.
+type Node struct {
+	Apps     tidings.AppService
+	Users    tidings.UserService
+	Messages tidings.MessageService
+	Log      tidings.EventLog
+	Logger   *slog.Logger
+	Now      func() time.Time
+
+	// QueueSize bounds the updates waiting for one session during replay
+	// (and, in transports, for one connection): past it the connection is
+	// closed as a slow consumer. Default 4096.
+	QueueSize int
+	// ReplayBatch is how many events a replay reads at a time (default 256).
+	ReplayBatch int
+	// AuthTimeout closes a connection with no authenticated account after
+	// it (default 10s).
+	AuthTimeout time.Duration
+	// IdleTimeout closes a connection from which no command or reply came
+	// for that long (0, the default: never).
+	IdleTimeout time.Duration
+	// TypingTimeout ends a typing indicator not refreshed for that long
+	// (default 5s).
+	TypingTimeout time.Duration
+	// MaxConnsPerUser bounds the connections of one user (default 32).
+	MaxConnsPerUser int
+	// CommandRate and CommandBurst limit the commands of one connection per
+	// second (defaults 50 and 100).
+	CommandRate  float64
+	CommandBurst float64
+	// CursorFlushInterval is how often acknowledged refs are stored
+	// (default 1s); they are also stored when a session ends.
+	CursorFlushInterval time.Duration
+
+	metrics *metrics
+
+	queueMu sync.Mutex
+	queue   []*tidings.Event
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
+	users    map[userKey]map[*Session]struct{}
+	clients  map[*Client]struct{}
+	sessions int
+	typing   map[typingKey]time.Time
+
+	acksMu sync.Mutex
+	acks   map[deviceKey]*cursorState // acknowledged refs, stored by flushCursors
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type convKey struct{ app, conv string }
+type userKey struct{ app, user string }
+
+// NewNode returns a node with default settings; set its services, then Open it.
+func NewNode() *Node {
+	return &Node{
+		Logger: slog.Default(), Now: time.Now,
+		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
+		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second,
+		metrics: newMetrics(),
+	}
+}
+
+// Open starts the node's goroutines.
+func (n *Node) Open() error {
+	if n.metrics == nil {
+		n.metrics = newMetrics()
+	}
+	n.wake = make(chan struct{}, 1)
+	n.convs = make(map[convKey]map[*Session]int64)
+	n.users = make(map[userKey]map[*Session]struct{})
+	n.clients = make(map[*Client]struct{})
+	n.typing = make(map[typingKey]time.Time)
+	n.acks = make(map[deviceKey]*cursorState)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go n.run()
+	go n.tick()
+	return nil
+}
+
+// Close closes every connection with "going away" (clients reconnect and
+// resume elsewhere or later), stores the cursors and stops the node.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	clients := make([]*Client, 0, len(n.clients))
+	for c := range n.clients {
+		clients = append(clients, c)
+	}
+	n.mu.Unlock()
+	for _, c := range clients {
+		c.close(1001, "the server is shutting down: reconnect")
+	}
+	n.cancel()
+	n.wg.Wait()
+	return nil
+}
+
+// Publish receives the events of committed changes, in commit order. It
+// never blocks: events are queued for the node's goroutine.
+func (n *Node) Publish(events ...*tidings.Event) {
+	n.queueMu.Lock()
+	n.queue = append(n.queue, events...)
+	n.queueMu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run fans the queued events out, one at a time, in order.
+func (n *Node) run() {
+	defer n.wg.Done()
+	var batch []*tidings.Event
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.wake:
+		}
+		n.queueMu.Lock()
+		batch, n.queue = n.queue, batch[:0]
+		n.queueMu.Unlock()
+		for i, ev := range batch {
+			n.dispatch(ev)
+			batch[i] = nil
+		}
+	}
+}
+
+// dispatch delivers one durable event to the sessions that may see it,
+// keeping the conversation index in step with membership events.
+func (n *Node) dispatch(ev *tidings.Event) {
+	body, err := encodeEvent(ev)
+	if err != nil {
+		n.Logger.Error("encode event", "err", err, "event", ev.Name)
+		return
+	}
+	targets := n.audience(ev)
+	frames := framesFor(ev, body)
+	for _, s := range targets {
+		s.deliver(ev.Seq, frames.get(s))
+	}
+	if ev.Name == tidings.EventMessageSent && ev.Actor != nil {
+		n.setTypingOff(ev.AppID, ev.ConversationID, ev.Actor.ID) // sending ends typing
+	}
+	n.metrics.events.Inc()
+	n.metrics.deliveries.Add(float64(len(targets)))
+}
+
+// audience returns the sessions an event goes to, and updates the
+// conversation index: a participant added starts receiving with that
+// event; a participant removed receives that event, and nothing after.
+func (n *Node) audience(ev *tidings.Event) []*Session {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var targets []*Session
+	if ev.ConversationID == "" {
+		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+			targets = append(targets, s)
+		}
+		return targets
+	}
+	ck := convKey{ev.AppID, ev.ConversationID}
+	if ev.Name == tidings.EventParticipantAdded && ev.UserID != "" {
+		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+			n.subscribeLocked(ck, s, ev.Seq)
+		}
+	}
+	for s, from := range n.convs[ck] {
+		if ev.Seq >= from {
+			targets = append(targets, s)
+		}
+	}
+	if ev.Name == tidings.EventParticipantRemoved && ev.UserID != "" {
+		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+			n.unsubscribeLocked(ck, s)
+		}
+	}
+	return targets
+}
+
+func (n *Node) subscribeLocked(ck convKey, s *Session, from int64) {
+	m := n.convs[ck]
+	if m == nil {
+		m = make(map[*Session]int64)
+		n.convs[ck] = m
+	}
+	if _, ok := m[s]; !ok {
+		m[s] = from
+		s.subs[ck] = struct{}{}
+	}
+}
+
+func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
+	if m := n.convs[ck]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(n.convs, ck)
+		}
+	}
+	delete(s.subs, ck)
+}
+
+// register indexes a session by its user and conversations. It is called
+// before the session's replay starts, so that nothing committed after the
+// replay's first read is missed.
+func (n *Node) register(ctx context.Context, s *Session) error {
+	n.mu.Lock()
+	s.subs = make(map[convKey]struct{})
+	uk := userKey{s.app, s.user}
+	if n.users[uk] == nil {
+		n.users[uk] = make(map[*Session]struct{})
+	}
+	n.users[uk][s] = struct{}{}
+	first := len(n.users[uk]) == 1
+	n.sessions++
+	n.mu.Unlock()
+	// Indexed by user first: a participantAdded committed from now on
+	// subscribes the session even if the list below does not have it yet.
+	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
+	if err != nil {
+		n.unregister(s)
+		return err
+	}
+	n.mu.Lock()
+	for _, m := range ms {
+		n.subscribeLocked(convKey{s.app, m.ConversationID}, s, m.FromSeq)
+	}
+	var peers []*Session
+	if first {
+		peers = n.peersLocked(s)
+	}
+	n.mu.Unlock()
+	if first {
+		n.presence(s, true, peers)
+	}
+	n.metrics.sessions.Inc()
+	return nil
+}
+
+// unregister removes a session from the index.
+func (n *Node) unregister(s *Session) {
+	n.mu.Lock()
+	uk := userKey{s.app, s.user}
+	if _, ok := n.users[uk][s]; !ok {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.users[uk], s)
+	last := len(n.users[uk]) == 0
+	var peers []*Session
+	if last {
+		delete(n.users, uk)
+		peers = n.peersLocked(s)
+	}
+	for ck := range s.subs {
+		n.unsubscribeLocked(ck, s)
+	}
+	n.sessions--
+	n.mu.Unlock()
+	if last {
+		n.presence(s, false, peers)
+	}
+	n.metrics.sessions.Dec()
+}
+
+// userSessions counts the sessions of a user on this node.
+func (n *Node) userSessions(app, user string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.users[userKey{app, user}])
+}
+
+// tick runs the timers of the node: cursor flushes, typing expiry, token
+// expiry, authentication and idle timeouts.
+func (n *Node) tick() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.tickInterval())
+	defer t.Stop()
+	lastFlush := n.Now()
+	for {
+		select {
+		case <-n.ctx.Done():
+			n.flushCursors(context.Background())
+			return
+		case <-t.C:
+		}
+		now := n.Now()
+		if now.Sub(lastFlush) >= n.CursorFlushInterval {
+			n.flushCursors(n.ctx)
+			lastFlush = now
+		}
+		n.expireTyping(now)
+		n.checkClients(now)
+	}
+}
+
+func (n *Node) tickInterval() time.Duration {
+	d := min(n.CursorFlushInterval, n.TypingTimeout/5, time.Second)
+	return max(d, 10*time.Millisecond)
+}
+
+// deviceKey names the cursor of one device of a user.
+type deviceKey struct{ app, user, device string }
+
+// cursorState is a device's acknowledged ref, and the one last stored.
+type cursorState struct {
+	acked, saved int64
+	touched      time.Time
+}
+
+// noteAck records a device's acknowledged ref in memory; flushCursors
+// stores it. A reconnecting device resumes from it even before it is
+// stored (see resumePoint).
+func (n *Node) noteAck(k deviceKey, seq int64) {
+	n.acksMu.Lock()
+	defer n.acksMu.Unlock()
+	c := n.acks[k]
+	if c == nil {
+		c = &cursorState{}
+		n.acks[k] = c
+	}
+	c.acked = max(c.acked, seq)
+	c.touched = n.Now()
+}
+
+// ackedInMemory returns a device's acknowledged ref not yet forgotten.
+func (n *Node) ackedInMemory(k deviceKey) int64 {
+	n.acksMu.Lock()
+	defer n.acksMu.Unlock()
+	if c := n.acks[k]; c != nil {
+		return c.acked
+	}
+	return 0
+}
+
+// flushCursors stores the refs acknowledged since the last flush (of the
+// given devices only, when keys are given), and forgets the cursors stored
+// and untouched for a minute.
+func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) {
+	n.acksMu.Lock()
+	var cs []tidings.Cursor
+	now := n.Now()
+	save := func(k deviceKey, c *cursorState) {
+		if c.acked > c.saved {
+			cs = append(cs, tidings.Cursor{AppID: k.app, UserID: k.user, Device: k.device, Seq: c.acked})
+			c.saved = c.acked
+		}
+	}
+	if len(keys) > 0 {
+		for _, k := range keys {
+			if c := n.acks[k]; c != nil {
+				save(k, c)
+			}
+		}
+	} else {
+		for k, c := range n.acks {
+			save(k, c)
+			if c.acked == c.saved && now.Sub(c.touched) > time.Minute {
+				delete(n.acks, k)
+			}
+		}
+	}
+	n.acksMu.Unlock()
+	if err := n.Log.SaveCursors(ctx, cs); err != nil && ctx.Err() == nil {
+		n.Logger.Error("save cursors", "err", err, "count", len(cs))
+	}
+}
+
+// checkClients closes the clients whose time is up: no account in time,
+// idle too long, or every token expired.
+func (n *Node) checkClients(now time.Time) {
+	n.mu.Lock()
+	clients := make([]*Client, 0, len(n.clients))
+	for c := range n.clients {
+		clients = append(clients, c)
+	}
+	n.mu.Unlock()
+	for _, c := range clients {
+		c.check(now)
+	}
+}

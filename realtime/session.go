@@ -1,0 +1,145 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+)
+
+// Session is one authenticated account on a connection: it receives the
+// updates of one user, replayed from the event log after the cursor it
+// resumed from, then live, without a gap or a duplicate at the seam.
+type Session struct {
+	client  *Client
+	account string
+	app     string
+	user    string
+	device  string
+	profile tidings.Profile
+	subs    map[convKey]struct{} // the conversations it is indexed under; guarded by Node.mu
+
+	mu        sync.Mutex
+	expires   time.Time
+	replaying bool
+	pending   []pendingUpdate // live updates that arrived during replay
+	lastSent  int64           // the highest ref written to the connection
+	closed    bool
+}
+
+type pendingUpdate struct {
+	seq   int64
+	frame []byte
+}
+
+// resyncError is EResyncRequired with the newest ref to resume from.
+type resyncError struct {
+	err    error
+	latest int64
+}
+
+func (e *resyncError) Error() string { return e.err.Error() }
+func (e *resyncError) Unwrap() error { return e.err }
+
+func asResync(err error, target **resyncError) bool { return errors.As(err, target) }
+
+// deliver sends a durable update (seq > 0) or a live one (seq == 0, never
+// queued for replay and dropped while replaying).
+func (s *Session) deliver(seq int64, frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return
+	case s.replaying:
+		if seq == 0 {
+			return
+		}
+		if len(s.pending) >= s.client.node.QueueSize {
+			s.closed = true
+			go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+			return
+		}
+		s.pending = append(s.pending, pendingUpdate{seq, frame})
+		return
+	case seq > 0 && seq <= s.lastSent:
+		return // already sent by the replay
+	}
+	s.writeLocked(seq, frame)
+}
+
+// writeLocked writes the frame of update seq (0: live-only). A full queue
+// means a slow consumer, whose connection is closed: the log keeps what it
+// did not get, and lastSent stays the last ref actually written.
+func (s *Session) writeLocked(seq int64, frame []byte) {
+	if !s.client.t.Write(frame) {
+		s.closed = true
+		go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+		return
+	}
+	if seq > 0 {
+		s.lastSent = seq
+	}
+}
+
+// replay sends the user's updates after `after` from the log, then turns
+// the session live. The session is registered for live updates before
+// replay starts, and those that arrive meanwhile wait in pending: the ones
+// the replay also found are dropped by their seq.
+func (s *Session) replay(ctx context.Context, after int64) error {
+	n := s.client.node
+	s.mu.Lock()
+	s.lastSent = after
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		from := s.lastSent
+		s.mu.Unlock()
+		evs, err := n.Log.UserEvents(ctx, s.app, s.user, from, n.ReplayBatch)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			body, err := encodeEvent(ev)
+			if err != nil {
+				return err
+			}
+			frame := updateFrame(s.account, ev.Seq, silentFor(ev, s.user), actionOf(ev.Name), body)
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				return nil
+			}
+			if ev.Seq > s.lastSent {
+				s.writeLocked(ev.Seq, frame)
+			}
+			s.mu.Unlock()
+		}
+		n.metrics.replayed.Add(float64(len(evs)))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pending {
+		if p.seq > s.lastSent && !s.closed {
+			s.writeLocked(p.seq, p.frame)
+		}
+	}
+	s.pending, s.replaying = nil, false
+	return nil
+}
+
+// ack records that the client processed every update up to ref.
+func (s *Session) ack(seq int64) {
+	s.mu.Lock()
+	seq = min(seq, s.lastSent) // cannot acknowledge what was not sent
+	s.mu.Unlock()
+	s.client.node.noteAck(s.cursorKey(), seq)
+}
+
+func (s *Session) cursorKey() deviceKey { return deviceKey{s.app, s.user, s.device} }

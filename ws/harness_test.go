@@ -1,0 +1,341 @@
+package ws_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	nethttp "net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/tidings/tidings"
+	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/realtime"
+	"github.com/tidings/tidings/sqlite"
+	"github.com/tidings/tidings/token"
+	"github.com/tidings/tidings/ws"
+)
+
+// stack is a whole Tidings server on 127.0.0.1: store, realtime node,
+// WebSocket handler and HTTP API.
+type stack struct {
+	t     testing.TB
+	db    *sqlite.DB
+	node  *realtime.Node
+	ws    *ws.Handler
+	srv   *tidingshttp.Server
+	apps  *sqlite.AppService
+	log   *sqlite.EventLog
+	users *sqlite.UserService
+	convs *sqlite.ConversationService
+	msgs  *sqlite.MessageService
+}
+
+// startStack starts a server; configure may change the node and handler
+// before they start.
+func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stack {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	db.Logger = logger
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{t: t, db: db, apps: sqlite.NewAppService(db), log: sqlite.NewEventLog(db),
+		users: sqlite.NewUserService(db), convs: sqlite.NewConversationService(db), msgs: sqlite.NewMessageService(db, 0)}
+	s.node = realtime.NewNode()
+	s.node.Apps, s.node.Users, s.node.Messages, s.node.Log, s.node.Logger = s.apps, s.users, s.msgs, s.log, logger
+	s.ws = &ws.Handler{Node: s.node, Logger: logger}
+	if configure != nil {
+		configure(s.node, s.ws)
+	}
+	if err := s.node.Open(); err != nil {
+		t.Fatal(err)
+	}
+	db.Publisher = s.node
+	s.srv = tidingshttp.NewServer()
+	s.srv.Addr = "127.0.0.1:0"
+	s.srv.Apps, s.srv.Users, s.srv.Conversations, s.srv.Messages = s.apps, s.users, s.convs, s.msgs
+	s.srv.Realtime, s.srv.Poller, s.srv.Logger = s.ws, s.node, logger
+	if err := s.srv.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	for _, app := range []string{"a", "b"} {
+		if _, err := s.apps.CreateApp(context.Background(), app, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+var stopOnce sync.Map
+
+func (s *stack) stop() {
+	if _, done := stopOnce.LoadOrStore(s, true); done {
+		return
+	}
+	s.node.Close()
+	s.ws.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.srv.Shutdown(ctx)
+	s.db.Close()
+}
+
+func (s *stack) wsURL() string { return "ws" + strings.TrimPrefix(s.srv.URL(), "http") + "/v1/realtime" }
+
+func (s *stack) server(app string) context.Context {
+	return tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: app, Server: true})
+}
+
+func (s *stack) as(app, user string) context.Context {
+	return tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: app, UserID: user})
+}
+
+func (s *stack) mkUsers(app string, ids ...string) {
+	s.t.Helper()
+	for _, id := range ids {
+		if _, err := s.users.CreateUser(s.server(app), &tidings.User{ID: id}); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+func (s *stack) token(app, user string) string {
+	s.t.Helper()
+	a, err := s.apps.FindAppByID(context.Background(), app)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	tok, _, err := token.Mint(a, user, time.Hour, time.Now())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// conv creates a conversation of owner with the others as members.
+func (s *stack) conv(app, owner string, others ...string) string {
+	s.t.Helper()
+	var ps []tidings.NewParticipant
+	for _, o := range others {
+		ps = append(ps, tidings.NewParticipant{UserID: o})
+	}
+	c, err := s.convs.CreateConversation(s.as(app, owner), tidings.NewConversation{Participants: ps})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c.ID
+}
+
+func (s *stack) send(app, from, conv, text string) *tidings.Message {
+	s.t.Helper()
+	m, _, err := s.msgs.SendMessage(s.as(app, from), conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: text}}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return m
+}
+
+// update is a received update frame with its event decoded.
+type update struct {
+	protocol.Frame
+	ev tidings.Event
+}
+
+func (u update) text() string {
+	var p tidings.MessagePayload
+	json.Unmarshal(u.ev.Payload, &p)
+	if p.Message == nil || len(p.Parts) == 0 {
+		return ""
+	}
+	return p.Parts[0].Data
+}
+
+// client is a test WebSocket client: it collects what the server sends.
+type client struct {
+	t       testing.TB
+	conn    *gws.Conn
+	mu      sync.Mutex
+	n       int
+	answers map[string]chan protocol.Frame
+	updates chan update
+	closed  chan struct{}
+	code    uint16 // close code from the server
+	noPong  bool
+}
+
+func dial(t testing.TB, s *stack) *client {
+	t.Helper()
+	c, err := tryDial(t, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func tryDial(t testing.TB, s *stack, header nethttp.Header) (*client, error) {
+	c := &client{t: t, answers: map[string]chan protocol.Frame{}, updates: make(chan update, 10000), closed: make(chan struct{})}
+	if header == nil {
+		header = nethttp.Header{}
+	}
+	header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
+	conn, _, err := gws.NewClient((*clientEvents)(c), &gws.ClientOption{Addr: s.wsURL(), RequestHeader: header,
+		ReadMaxPayloadSize: 16 << 20})
+	if err != nil {
+		return nil, err
+	}
+	c.conn = conn
+	go conn.ReadLoop()
+	t.Cleanup(func() { conn.WriteClose(1000, nil) })
+	return c, nil
+}
+
+type clientEvents client
+
+func (e *clientEvents) OnOpen(*gws.Conn) {}
+func (e *clientEvents) OnClose(_ *gws.Conn, err error) {
+	c := (*client)(e)
+	if ce, ok := err.(*gws.CloseError); ok {
+		c.code = ce.Code
+	}
+	close(c.closed)
+}
+func (e *clientEvents) OnPing(conn *gws.Conn, p []byte) {
+	if !(*client)(e).noPong {
+		conn.WritePong(p)
+	}
+}
+func (e *clientEvents) OnPong(*gws.Conn, []byte) {}
+func (e *clientEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
+	c := (*client)(e)
+	defer m.Close()
+	for _, line := range bytes.Split(m.Bytes(), []byte("\n")) {
+		var f protocol.Frame
+		if err := json.Unmarshal(line, &f); err != nil {
+			c.t.Errorf("server sent a frame that is not JSON: %q", line)
+			continue
+		}
+		switch f.Type {
+		case protocol.TypeAnswer:
+			c.mu.Lock()
+			ch := c.answers[f.ID]
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- f
+			}
+		case protocol.TypeUpdate:
+			u := update{Frame: f}
+			if err := json.Unmarshal(f.Event, &u.ev); err != nil {
+				c.t.Errorf("update with a bad event: %s", line)
+			}
+			c.updates <- u
+		default:
+			c.t.Errorf("unexpected frame %s", line)
+		}
+	}
+}
+
+// command sends a command and waits for its answer.
+func (c *client) command(account, name string, data any) protocol.Frame {
+	c.t.Helper()
+	c.mu.Lock()
+	c.n++
+	id := fmt.Sprint(c.n)
+	ch := make(chan protocol.Frame, 1)
+	c.answers[id] = ch
+	c.mu.Unlock()
+	raw, _ := json.Marshal(data)
+	c.write(protocol.Frame{Type: protocol.TypeCommand, ID: id, Command: name, Account: account, Data: raw})
+	select {
+	case f := <-ch:
+		return f
+	case <-c.closed:
+		c.t.Fatalf("connection closed (code %d) while waiting for the answer to %s", c.code, name)
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("no answer to %s", name)
+	}
+	return protocol.Frame{}
+}
+
+func (c *client) write(f protocol.Frame) {
+	b, _ := json.Marshal(f)
+	c.conn.WriteMessage(gws.OpcodeText, b)
+}
+
+// auth authenticates an account and fails the test on error.
+func (c *client) auth(account, tok string, args protocol.AuthArgs) protocol.AuthResult {
+	c.t.Helper()
+	args.Token = tok
+	f := c.command(account, protocol.CmdAuth, args)
+	if f.Error != nil {
+		c.t.Fatalf("auth: %s: %s", f.Error.Code, f.Error.Message)
+	}
+	var r protocol.AuthResult
+	json.Unmarshal(f.Result, &r)
+	return r
+}
+
+func (c *client) reply(account, ref string) {
+	c.write(protocol.Frame{Type: protocol.TypeReply, Account: account, Ref: ref})
+}
+
+// next returns the next update, failing after a while.
+func (c *client) next() update {
+	c.t.Helper()
+	select {
+	case u := <-c.updates:
+		return u
+	case <-time.After(10 * time.Second):
+		c.t.Fatal("no update came")
+	}
+	return update{}
+}
+
+// nextNamed skips updates until one named name.
+func (c *client) nextNamed(name string) update {
+	c.t.Helper()
+	for {
+		if u := c.next(); u.ev.Name == name {
+			return u
+		}
+	}
+}
+
+// none checks that no durable update comes within a short while.
+func (c *client) none() {
+	c.t.Helper()
+	deadline := time.After(300 * time.Millisecond)
+	for {
+		select {
+		case u := <-c.updates:
+			if u.Ref != "" {
+				c.t.Fatalf("unexpected update %s (ref %s)", u.ev.Name, u.Ref)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// waitClosed waits for the server to close the connection and returns the code.
+func (c *client) waitClosed() uint16 {
+	c.t.Helper()
+	select {
+	case <-c.closed:
+		return c.code
+	case <-time.After(15 * time.Second):
+		c.t.Fatal("the server did not close the connection")
+	}
+	return 0
+}

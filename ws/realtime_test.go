@@ -1,0 +1,177 @@
+package ws_test
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/realtime"
+	"github.com/tidings/tidings/ws"
+)
+
+func TestLiveUpdateReachesParticipantsOnly(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob", "eve")
+	conv := s.conv("a", "alice", "bob")
+	alice, bob, eve := dial(t, s), dial(t, s), dial(t, s)
+	alice.auth("", s.token("a", "alice"), protocol.AuthArgs{})
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	eve.auth("", s.token("a", "eve"), protocol.AuthArgs{})
+
+	m := s.send("a", "alice", conv, "hello bob")
+	u := bob.nextNamed(tidings.EventMessageSent)
+	if u.text() != "hello bob" || u.Silent || u.Action != protocol.ActionNew || u.Account != "default" || u.Ref == "" {
+		t.Fatalf("bob got %+v", u.Frame)
+	}
+	if u.ev.Actor == nil || u.ev.Actor.ID != "alice" || u.ev.ConversationID != conv || u.ev.AppID != "a" || u.ev.Time.IsZero() {
+		t.Fatalf("event %+v", u.ev)
+	}
+	if ref := strconv.FormatInt(u.ev.Seq, 10); ref != u.Ref {
+		t.Fatalf("ref %s is not the event's seq %d", u.Ref, u.ev.Seq)
+	}
+	// The sender gets their own echo, silent.
+	echo := alice.nextNamed(tidings.EventMessageSent)
+	if !echo.Silent || echo.text() != "hello bob" {
+		t.Fatalf("alice's echo %+v", echo.Frame)
+	}
+	// Someone outside the conversation gets nothing.
+	eve.none()
+	_ = m
+}
+
+func TestTenantsNeverSeeEachOther(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob")
+	s.mkUsers("b", "alice", "bob")
+	convA := s.conv("a", "alice", "bob")
+	bobB := dial(t, s)
+	bobB.auth("", s.token("b", "bob"), protocol.AuthArgs{})
+	s.send("a", "alice", convA, "for app a only")
+	bobB.none()
+	// And a token of app b cannot act in app a's conversation.
+	f := bobB.command("", protocol.CmdSend, map[string]any{"conversationId": convA, "parts": []tidings.Part{{Type: "text/plain", Data: "x"}}})
+	if f.Error == nil || f.Error.Code != tidings.ENotFound {
+		t.Fatalf("send into another app's conversation: %+v", f)
+	}
+}
+
+// collect reads updates until n message texts arrived, replying to each;
+// it returns the texts in arrival order.
+func collect(t *testing.T, c *client, n int) []string {
+	t.Helper()
+	var texts []string
+	for len(texts) < n {
+		u := c.next()
+		if u.Ref != "" {
+			c.reply(u.Account, u.Ref)
+		}
+		if u.ev.Name == tidings.EventMessageSent {
+			texts = append(texts, u.text())
+		}
+	}
+	return texts
+}
+
+func TestOfflineUpdatesAreRedeliveredInOrder(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "phone"})
+	s.send("a", "alice", conv, "before")
+	if got := collect(t, bob, 1); got[0] != "before" {
+		t.Fatalf("got %v", got)
+	}
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+
+	var want []string
+	for i := range 5 {
+		want = append(want, fmt.Sprint("while away ", i))
+		s.send("a", "alice", conv, want[i])
+	}
+	bob = dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "phone"})
+	if got := collect(t, bob, 5); !slices.Equal(got, want) {
+		t.Fatalf("after reconnecting bob got %v, want %v", got, want)
+	}
+	// Everything was acknowledged: the next connection replays nothing.
+	bob.command("", protocol.CmdPing, nil) // the replies are processed before the ping's answer
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+	bob = dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "phone"})
+	bob.none()
+}
+
+func TestReplyAcknowledgesEverythingBefore(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"})
+	for i := range 3 {
+		s.send("a", "alice", conv, fmt.Sprint(i))
+	}
+	var refs []string
+	for len(refs) < 3 {
+		if u := bob.nextNamed(tidings.EventMessageSent); u.Ref != "" {
+			refs = append(refs, u.Ref)
+		}
+	}
+	bob.reply("", refs[0]) // only the first
+	bob.command("", protocol.CmdPing, nil)
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+
+	bob = dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"})
+	if got := collect(t, bob, 2); !slices.Equal(got, []string{"1", "2"}) {
+		t.Fatalf("replayed %v, want the two unacknowledged", got)
+	}
+	// Replying to the last acknowledges both.
+	bob.command("", protocol.CmdPing, nil)
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+	bob = dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"})
+	bob.none()
+}
+
+// While bob reconnects and his backlog replays, alice keeps sending: bob
+// must see every message exactly once, in order.
+func TestReplayToLiveSeamHasNoGapNorDuplicate(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) { n.ReplayBatch = 7 })
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"})
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+	const backlog, during = 100, 200
+	for i := range backlog {
+		s.send("a", "alice", conv, fmt.Sprint(i))
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := backlog; i < backlog+during; i++ {
+			s.send("a", "alice", conv, fmt.Sprint(i))
+		}
+	}()
+	bob = dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"})
+	got := collect(t, bob, backlog+during)
+	wg.Wait()
+	for i, text := range got {
+		if text != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q: gap, duplicate or disorder at the seam (got %v)", i, text, got)
+		}
+	}
+	bob.none()
+}

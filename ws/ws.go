@@ -1,0 +1,319 @@
+// Package ws is the WebSocket transport of the realtime protocol, on the
+// gws library (github.com/lxzan/gws, which passes the Autobahn suite).
+//
+// Each connection reads frames in the goroutine of its HTTP request and
+// hands them to its realtime.Client. Writes are queued per connection and
+// coalesced: the frames waiting when the connection's writer runs go out in
+// one WebSocket message, separated by '\n', so a burst costs one write
+// while a lone frame is not delayed. One goroutine pings every connection
+// in turn and closes those that stopped answering.
+package ws
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/realtime"
+)
+
+// Handler upgrades HTTP requests to realtime WebSocket connections.
+type Handler struct {
+	Node   *realtime.Node
+	Logger *slog.Logger
+	// AllowedOrigins lists the origins (scheme://host[:port]) from which
+	// browsers may connect; "*" allows any. Requests without an Origin
+	// header (clients that are not browsers) are always allowed; with an
+	// empty list, a browser must come from the server's own host.
+	AllowedOrigins []string
+	// PingInterval is how often the server pings (default 25s); a
+	// connection from which nothing (not even a pong) arrived for
+	// PingInterval+PongTimeout (default 10s) is closed as dead.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// MaxFrameBytes bounds a frame from the client (default 256 KiB).
+	MaxFrameBytes int
+	// WriteQueue bounds the frames waiting to be written to one connection
+	// (default 4096); past it the connection is closed as a slow consumer.
+	WriteQueue int
+	// WriteTimeout bounds one write to a connection (default 10s).
+	WriteTimeout time.Duration
+
+	once      sync.Once
+	upgraders [2]*gws.Upgrader // without and with the subprotocol
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+func (h *Handler) init() {
+	h.once.Do(func() {
+		if h.Logger == nil {
+			h.Logger = slog.Default()
+		}
+		if h.PingInterval <= 0 {
+			h.PingInterval = 25 * time.Second
+		}
+		if h.PongTimeout <= 0 {
+			h.PongTimeout = 10 * time.Second
+		}
+		if h.MaxFrameBytes <= 0 {
+			h.MaxFrameBytes = 256 << 10
+		}
+		if h.WriteQueue <= 0 {
+			h.WriteQueue = 4096
+		}
+		if h.WriteTimeout <= 0 {
+			h.WriteTimeout = 10 * time.Second
+		}
+		for i, sub := range [][]string{nil, {protocol.Subprotocol}} {
+			h.upgraders[i] = gws.NewUpgrader((*events)(h), &gws.ServerOption{
+				ReadMaxPayloadSize: h.MaxFrameBytes,
+				CheckUtf8Enabled:   true,
+				HandshakeTimeout:   10 * time.Second,
+				SubProtocols:       sub,
+				Recovery:           gws.Recovery,
+			})
+		}
+		h.conns = make(map[*conn]struct{})
+		h.stop = make(chan struct{})
+		h.done = make(chan struct{})
+		go h.heartbeat()
+	})
+}
+
+// Close stops the heartbeat. Connections are closed by the node's Close.
+func (h *Handler) Close() {
+	h.init()
+	close(h.stop)
+	<-h.done
+}
+
+// ServeHTTP upgrades the request and serves the connection until it ends.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.init()
+	if !h.originAllowed(r) {
+		http.Error(w, `{"error":{"code":"forbidden","message":"this origin may not open realtime connections"}}`, http.StatusForbidden)
+		return
+	}
+	up := h.upgraders[0]
+	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
+		up = h.upgraders[1] // a client that names subprotocols must name ours
+	}
+	socket, err := up.Upgrade(w, r)
+	if err != nil {
+		return // gws has answered the handshake's failure
+	}
+	socket.ReadLoop() // OnOpen, then frames, then OnClose
+}
+
+func (h *Handler) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range h.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	if len(h.AllowedOrigins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	return false
+}
+
+// heartbeat pings the connections that have been quiet for a
+// PingInterval and closes those quiet for longer than it plus PongTimeout.
+func (h *Handler) heartbeat() {
+	defer close(h.done)
+	t := time.NewTicker(min(time.Second, h.PingInterval/2))
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		h.mu.Lock()
+		for c := range h.conns {
+			quiet := time.Duration(now - c.lastSeen.Load())
+			switch {
+			case quiet > h.PingInterval+h.PongTimeout:
+				go c.Close(protocol.ClosePingTimeout, "no pong in time")
+			case quiet > h.PingInterval && time.Duration(now-c.lastPing.Load()) > h.PingInterval:
+				c.lastPing.Store(now)
+				c.ws.Async(func() { c.ws.WritePing(nil) })
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// conn is one WebSocket connection: the realtime.Transport of its client.
+type conn struct {
+	h        *Handler
+	ws       *gws.Conn
+	client   *realtime.Client
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame from the peer
+	lastPing atomic.Int64
+
+	mu        sync.Mutex
+	queue     [][]byte
+	scheduled bool
+	closed    bool
+}
+
+// maxMessage bounds the frames coalesced into one WebSocket message.
+const maxMessage = 64 << 10
+
+var newline = []byte("\n")
+
+// Write queues a frame; the connection's writer sends the frames queued
+// when it runs in one message.
+func (c *conn) Write(frame []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return true // the client is being ended: nothing to report
+	}
+	if len(c.queue) >= c.h.WriteQueue {
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	if !c.scheduled {
+		c.scheduled = true
+		c.ws.Async(c.flush)
+	}
+	return true
+}
+
+// flush writes the queued frames, up to maxMessage bytes per message.
+func (c *conn) flush() {
+	c.mu.Lock()
+	q := c.queue
+	n, size := 0, 0
+	for n < len(q) && (n == 0 || size+len(q[n]) <= maxMessage) {
+		size += len(q[n]) + 1
+		n++
+	}
+	batch := q[:n:n]
+	c.queue = q[n:]
+	if len(c.queue) > 0 {
+		c.ws.Async(c.flush)
+	} else {
+		c.queue, c.scheduled = nil, false
+	}
+	c.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	if len(batch) == 1 {
+		c.ws.WriteMessage(gws.OpcodeText, batch[0])
+		return
+	}
+	parts := make([][]byte, 0, 2*len(batch)-1)
+	for i, f := range batch {
+		if i > 0 {
+			parts = append(parts, newline)
+		}
+		parts = append(parts, f)
+	}
+	c.ws.Writev(gws.OpcodeText, parts...)
+}
+
+// Close closes the connection with a code, after the frames already
+// queued (but at once for a slow or dead peer, whose queue will not
+// drain).
+func (c *conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	closeFrame := func() {
+		c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+		c.ws.WriteClose(uint16(code), []byte(reason))
+	}
+	if code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout {
+		c.ws.SetDeadline(time.Now()) // unblock a write stuck on the peer
+		go closeFrame()
+		return
+	}
+	c.ws.Async(closeFrame)
+}
+
+// events receives the connection events of gws.
+type events Handler
+
+func (e *events) OnOpen(socket *gws.Conn) {
+	h := (*Handler)(e)
+	c := &conn{h: h, ws: socket}
+	now := time.Now().UnixNano()
+	c.lastSeen.Store(now)
+	c.lastPing.Store(now)
+	socket.Session().Store("conn", c)
+	c.client = h.Node.Connect(c)
+	h.mu.Lock()
+	h.conns[c] = struct{}{}
+	h.mu.Unlock()
+}
+
+func connOf(socket *gws.Conn) *conn {
+	v, _ := socket.Session().Load("conn")
+	c, _ := v.(*conn)
+	return c
+}
+
+func (e *events) OnClose(socket *gws.Conn, err error) {
+	if c := connOf(socket); c != nil {
+		h := (*Handler)(e)
+		h.mu.Lock()
+		delete(h.conns, c)
+		h.mu.Unlock()
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		c.client.Gone()
+	}
+}
+
+func (e *events) OnPing(socket *gws.Conn, payload []byte) {
+	if c := connOf(socket); c != nil {
+		c.lastSeen.Store(time.Now().UnixNano())
+	}
+	socket.WritePong(payload)
+}
+
+func (e *events) OnPong(socket *gws.Conn, payload []byte) {
+	if c := connOf(socket); c != nil {
+		c.lastSeen.Store(time.Now().UnixNano())
+	}
+}
+
+func (e *events) OnMessage(socket *gws.Conn, message *gws.Message) {
+	defer message.Close()
+	c := connOf(socket)
+	if c == nil {
+		return
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	if message.Opcode != gws.OpcodeText {
+		c.Close(protocol.CloseBadFrame, "frames are JSON text")
+		return
+	}
+	c.client.Handle(message.Bytes()) // Handle keeps no reference to it
+}
