@@ -92,7 +92,9 @@ func (s *stack) stop() {
 	s.db.Close()
 }
 
-func (s *stack) wsURL() string { return "ws" + strings.TrimPrefix(s.srv.URL(), "http") + "/v1/realtime" }
+func (s *stack) wsURL() string {
+	return "ws" + strings.TrimPrefix(s.srv.URL(), "http") + "/v1/realtime"
+}
 
 func (s *stack) server(app string) context.Context {
 	return tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: app, Server: true})
