@@ -365,7 +365,8 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	c.mu.Unlock()
 	result.ResumedAfter = protocol.FormatRef(after)
 	c.answer(f.ID, result, nil)
-	if err := s.replay(ctx, after); err != nil {
+	// The replay may outlast the command's timeout: it ends with the node.
+	if err := s.replay(n.ctx, after); err != nil {
 		n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
 		c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
 	}

@@ -61,6 +61,11 @@ type Node struct {
 	queue   []*tidings.Event
 	wake    chan struct{}
 
+	// dispatchMu orders registrations and dispatch: a session reads its
+	// conversations and subscribes to them with no event dispatched in
+	// between (see register).
+	dispatchMu sync.RWMutex
+
 	mu       sync.Mutex
 	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
 	users    map[userKey]map[*Session]struct{}
@@ -159,6 +164,8 @@ func (n *Node) run() {
 // dispatch delivers one durable event to the sessions that may see it,
 // keeping the conversation index in step with membership events.
 func (n *Node) dispatch(ev *tidings.Event) {
+	n.dispatchMu.Lock()
+	defer n.dispatchMu.Unlock()
 	body, err := encodeEvent(ev)
 	if err != nil {
 		n.Logger.Error("encode event", "err", err, "event", ev.Name)
@@ -244,10 +251,14 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	first := len(n.users[uk]) == 1
 	n.sessions++
 	n.mu.Unlock()
-	// Indexed by user first: a participantAdded committed from now on
-	// subscribes the session even if the list below does not have it yet.
+	// Indexed by user first: a participantAdded dispatched from now on
+	// subscribes the session even if the list below does not have it. No
+	// event is dispatched between reading the list and subscribing to it,
+	// or a removal dispatched in between would be undone.
+	n.dispatchMu.RLock()
 	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
 	if err != nil {
+		n.dispatchMu.RUnlock()
 		n.unregister(s)
 		return err
 	}
@@ -255,12 +266,14 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	for _, m := range ms {
 		n.subscribeLocked(convKey{s.app, m.ConversationID}, s, m.FromSeq)
 	}
+	announce := first && !s.poll
 	var peers []*Session
-	if first {
+	if announce {
 		peers = n.peersLocked(s)
 	}
 	n.mu.Unlock()
-	if first {
+	n.dispatchMu.RUnlock()
+	if announce {
 		n.presence(s, true, peers)
 	}
 	n.metrics.sessions.Inc()
@@ -277,9 +290,12 @@ func (n *Node) unregister(s *Session) {
 	}
 	delete(n.users[uk], s)
 	last := len(n.users[uk]) == 0
+	announce := last && !s.poll
 	var peers []*Session
 	if last {
 		delete(n.users, uk)
+	}
+	if announce {
 		peers = n.peersLocked(s)
 	}
 	for ck := range s.subs {
@@ -287,7 +303,7 @@ func (n *Node) unregister(s *Session) {
 	}
 	n.sessions--
 	n.mu.Unlock()
-	if last {
+	if announce {
 		n.presence(s, false, peers)
 	}
 	n.metrics.sessions.Dec()

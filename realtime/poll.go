@@ -83,7 +83,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 	c := n.Connect(pt)
 	defer c.end()
 	s := &Session{client: c, account: "default", app: caller.AppID, user: caller.UserID, device: req.Device,
-		profile: u.Summary(), expires: n.Now().Add(req.Wait + time.Minute), replaying: true}
+		profile: u.Summary(), expires: n.Now().Add(req.Wait + time.Minute), replaying: true, poll: true}
 	if err := n.register(ctx, s); err != nil {
 		return nil, err
 	}
