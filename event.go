@@ -89,10 +89,21 @@ type ParticipantPayload struct {
 
 // MessagePayload is the payload of conversationMessage.sent (the new
 // message), .edited and .deleted (the message after the change, with
-// ReferrerID naming the original message).
+// ReferrerID naming the original message). MessageID, ProfileID (the
+// sender) and Timestamp (when it was sent) repeat fields of the message
+// under the names hosted chat SDKs use.
 type MessagePayload struct {
 	*Message
-	ReferrerID string `json:"referrerId,omitempty"`
+	MessageID  string    `json:"messageId"`
+	ProfileID  string    `json:"profileId"`
+	Timestamp  time.Time `json:"timestamp"`
+	ReferrerID string    `json:"referrerId,omitempty"`
+}
+
+// NewMessagePayload returns the payload of an event about m; referrerID
+// names the original message of an edit or a deletion.
+func NewMessagePayload(m *Message, referrerID string) MessagePayload {
+	return MessagePayload{Message: m, MessageID: m.ID, ProfileID: m.Sender.ID, Timestamp: m.SentAt, ReferrerID: referrerID}
 }
 
 // StatusPayload is the payload of conversationMessage.delivered and .read:

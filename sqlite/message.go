@@ -123,7 +123,7 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
 			return err
 		}
-		if err := tx.emit(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.MessagePayload{Message: msg}); err != nil {
+		if err := tx.emit(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, "")); err != nil {
 			return err
 		}
 		// Last, once nothing can fail: the conversation's last seq and the
@@ -287,7 +287,7 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 			return err
 		}
 		sender := msg.Sender
-		return tx.emit(c.AppID, tidings.EventMessageEdited, &sender, convID, "", tidings.MessagePayload{Message: msg, ReferrerID: msgID})
+		return tx.emit(c.AppID, tidings.EventMessageEdited, &sender, convID, "", tidings.NewMessagePayload(msg, msgID))
 	})
 	if err != nil {
 		return nil, err
@@ -324,7 +324,7 @@ func (s *MessageService) DeleteMessage(ctx context.Context, convID, msgID string
 			WHERE app_id = ? AND conversation_id = ? AND id = ?`, micros(tx.now), c.AppID, convID, msgID); err != nil {
 			return err
 		}
-		return tx.emit(c.AppID, tidings.EventMessageDeleted, actor, convID, "", tidings.MessagePayload{Message: msg, ReferrerID: msgID})
+		return tx.emit(c.AppID, tidings.EventMessageDeleted, actor, convID, "", tidings.NewMessagePayload(msg, msgID))
 	})
 	if err != nil {
 		return nil, err
