@@ -113,7 +113,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	db.Publisher = node
 	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
 		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
-	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -138,9 +137,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 	}
 	if err := srv.Open(); err != nil {
+		node.Close()
 		return err
 	}
 	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "version", versionString())
+	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
