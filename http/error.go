@@ -23,6 +23,7 @@ var statusOf = map[string]int{
 	tidings.EMethodNotAllowed: http.StatusMethodNotAllowed,
 	tidings.ERateLimited:      http.StatusTooManyRequests,
 	tidings.EUnavailable:      http.StatusServiceUnavailable,
+	tidings.EResyncRequired:   http.StatusGone,
 	tidings.EInternal:         http.StatusInternalServerError,
 }
 
@@ -36,7 +37,13 @@ type errorResponse struct {
 type errorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Ref is set with resync_required: the newest ref, to resume from
+	// once the client has rebuilt its state.
+	Ref string `json:"ref,omitempty"`
 }
+
+// resumer is an error that tells from which ref to resume.
+type resumer interface{ ResumeRef() string }
 
 // writeError writes err in the error shape. A *tidings.Error is shown as
 // it is; any other error (and any internal one) is logged with the
@@ -58,7 +65,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == tidings.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
-	s.writeJSON(w, r, status, errorResponse{Error: errorBody{Code: code, Message: msg}})
+	body := errorBody{Code: code, Message: msg}
+	var rr resumer
+	if errors.As(err, &rr) {
+		body.Ref = rr.ResumeRef()
+	}
+	s.writeJSON(w, r, status, errorResponse{Error: body})
 }
 
 // writeJSON writes v as a JSON response with the given status.

@@ -48,6 +48,10 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// A poll must answer before the server's write timeout cuts it off.
+	if wt := s.WriteTimeout; wt > 0 && time.Duration(wait)*time.Second > wt-5*time.Second {
+		wait = int64(max(0, (wt-5*time.Second)/time.Second))
+	}
 	limit, err := queryInt(r, "limit", 1, 1000)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"sync"
@@ -200,6 +201,9 @@ func (c *Client) allow() bool {
 }
 
 func (c *Client) answer(id string, result any, err error) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = tidings.Errorf(tidings.EUnavailable, "the server could not answer in time: retry")
+	}
 	if err != nil && tidings.ErrorCode(err) == tidings.EInternal {
 		c.node.Logger.Error("realtime command failed", "err", err)
 	}
@@ -251,15 +255,23 @@ func (c *Client) command(f *protocol.Frame) {
 	case protocol.CmdLogout:
 		c.mu.Lock()
 		delete(c.accounts, s.account)
+		none := len(c.accounts) == 0
 		c.mu.Unlock()
 		n.endSession(s)
 		n.flushCursors(ctx, s.cursorKey())
-		result = struct{}{}
+		c.answer(f.ID, struct{}{}, nil)
+		if none {
+			c.close(protocol.CloseNormal, "logged out")
+		}
+		return
 	case protocol.CmdSend:
 		var a protocol.SendArgs
 		if err = decode(f.Data, &a); err == nil {
 			nm := tidings.NewMessage{ClientID: a.ClientID, Metadata: a.Metadata, Alert: a.Alert}
-			if err = decode(a.Parts, &nm.Parts); err == nil {
+			if len(a.Parts) > 0 { // none: the validation says so
+				err = decode(a.Parts, &nm.Parts)
+			}
+			if err == nil {
 				result, _, err = n.Messages.SendMessage(ctx, a.ConversationID, nm)
 			}
 		}
@@ -305,6 +317,11 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		return
 	}
 	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
+	if err == nil && !expires.After(n.Now()) {
+		// Within the leeway the API allows for clock skew, but a session
+		// ends when its token expires: it would end at once.
+		err = tidings.Errorf(tidings.EUnauthenticated, "the access token has expired")
+	}
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -398,7 +415,7 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 	default:
 		var ok bool
 		if after, ok = protocol.ParseRef(resumeAfter); !ok || after > latest {
-			return 0, tidings.Errorf(tidings.EInvalid, "resumeAfter %q is not a ref of this server", resumeAfter)
+			return 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref of this server", resumeAfter)
 		}
 	}
 	if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {

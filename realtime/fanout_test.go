@@ -31,7 +31,7 @@ func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
 	node.convs = make(map[convKey]map[*Session]int64)
 	node.users = make(map[userKey]map[*Session]struct{})
 	node.clients = make(map[*Client]struct{})
-	node.typing = make(map[typingKey]time.Time)
+	node.typing = make(map[typingKey]typingState)
 	ts := make([]*countingTransport, n)
 	for i := range n {
 		ts[i] = &countingTransport{}

@@ -16,6 +16,12 @@ type typingKey struct {
 	user string
 }
 
+// typingState is a typing indicator that is on: until when, and who types.
+type typingState struct {
+	until   time.Time
+	profile tidings.Profile
+}
+
 // TypingPayload is the payload of participantTyping and participantTypingOff.
 type TypingPayload struct {
 	ConversationID string `json:"conversationId"`
@@ -82,7 +88,7 @@ func (n *Node) setTyping(s *Session, convID string, on bool) error {
 	}
 	_, was := n.typing[tk]
 	if on {
-		n.typing[tk] = n.Now().Add(n.TypingTimeout)
+		n.typing[tk] = typingState{until: n.Now().Add(n.TypingTimeout), profile: s.profile}
 	} else {
 		delete(n.typing, tk)
 	}
@@ -106,22 +112,23 @@ func (n *Node) setTyping(s *Session, convID string, on bool) error {
 func (n *Node) setTypingOff(app, convID, user string) {
 	n.mu.Lock()
 	tk := typingKey{convKey{app, convID}, user}
-	if _, ok := n.typing[tk]; !ok {
+	st, ok := n.typing[tk]
+	if !ok {
 		n.mu.Unlock()
 		return
 	}
 	delete(n.typing, tk)
 	targets := n.othersLocked(tk.convKey, user)
 	n.mu.Unlock()
-	n.broadcast(n.liveEvent(app, protocol.EventTypingOff, nil, convID, TypingPayload{ConversationID: convID, ProfileID: user}), targets)
+	n.broadcast(n.liveEvent(app, protocol.EventTypingOff, &st.profile, convID, TypingPayload{ConversationID: convID, ProfileID: user}), targets)
 }
 
 // expireTyping ends the typing indicators not refreshed in time.
 func (n *Node) expireTyping(now time.Time) {
 	n.mu.Lock()
 	var expired []typingKey
-	for tk, until := range n.typing {
-		if now.After(until) {
+	for tk, st := range n.typing {
+		if now.After(st.until) {
 			expired = append(expired, tk)
 		}
 	}
@@ -134,10 +141,11 @@ func (n *Node) expireTyping(now time.Time) {
 // stopTypingOf ends the typing indicators of a session's user when they
 // have no session left.
 func (n *Node) stopTypingOf(s *Session) {
-	if n.userSessions(s.app, s.user) > 0 {
+	n.mu.Lock()
+	if n.liveSessionsLocked(userKey{s.app, s.user}) > 0 {
+		n.mu.Unlock()
 		return
 	}
-	n.mu.Lock()
 	var mine []typingKey
 	for tk := range n.typing {
 		if tk.app == s.app && tk.user == s.user {

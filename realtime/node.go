@@ -14,6 +14,7 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
@@ -71,7 +72,7 @@ type Node struct {
 	users    map[userKey]map[*Session]struct{}
 	clients  map[*Client]struct{}
 	sessions int
-	typing   map[typingKey]time.Time
+	typing   map[typingKey]typingState
 
 	acksMu sync.Mutex
 	acks   map[deviceKey]*cursorState // acknowledged refs, stored by flushCursors
@@ -103,7 +104,7 @@ func (n *Node) Open() error {
 	n.convs = make(map[convKey]map[*Session]int64)
 	n.users = make(map[userKey]map[*Session]struct{})
 	n.clients = make(map[*Client]struct{})
-	n.typing = make(map[typingKey]time.Time)
+	n.typing = make(map[typingKey]typingState)
 	n.acks = make(map[deviceKey]*cursorState)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(2)
@@ -197,6 +198,17 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 		return targets
 	}
 	ck := convKey{ev.AppID, ev.ConversationID}
+	if ev.Name == tidings.EventConversationCreate {
+		// The first participants see the conversation from its creation.
+		var p tidings.ConversationPayload
+		if err := json.Unmarshal(ev.Payload, &p); err == nil {
+			for _, np := range p.Participants {
+				for s := range n.users[userKey{ev.AppID, np.UserID}] {
+					n.subscribeLocked(ck, s, ev.Seq)
+				}
+			}
+		}
+	}
 	if ev.Name == tidings.EventParticipantAdded && ev.UserID != "" {
 		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.subscribeLocked(ck, s, ev.Seq)
@@ -248,7 +260,7 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		n.users[uk] = make(map[*Session]struct{})
 	}
 	n.users[uk][s] = struct{}{}
-	first := len(n.users[uk]) == 1
+	first := !s.poll && n.liveSessionsLocked(uk) == 1
 	n.sessions++
 	n.mu.Unlock()
 	// Indexed by user first: a participantAdded dispatched from now on
@@ -266,14 +278,13 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	for _, m := range ms {
 		n.subscribeLocked(convKey{s.app, m.ConversationID}, s, m.FromSeq)
 	}
-	announce := first && !s.poll
 	var peers []*Session
-	if announce {
+	if first {
 		peers = n.peersLocked(s)
 	}
 	n.mu.Unlock()
 	n.dispatchMu.RUnlock()
-	if announce {
+	if first {
 		n.presence(s, true, peers)
 	}
 	n.metrics.sessions.Inc()
@@ -289,12 +300,11 @@ func (n *Node) unregister(s *Session) {
 		return
 	}
 	delete(n.users[uk], s)
-	last := len(n.users[uk]) == 0
-	announce := last && !s.poll
-	var peers []*Session
-	if last {
+	if len(n.users[uk]) == 0 {
 		delete(n.users, uk)
 	}
+	announce := !s.poll && n.liveSessionsLocked(uk) == 0
+	var peers []*Session
 	if announce {
 		peers = n.peersLocked(s)
 	}
@@ -307,6 +317,18 @@ func (n *Node) unregister(s *Session) {
 		n.presence(s, false, peers)
 	}
 	n.metrics.sessions.Dec()
+}
+
+// liveSessionsLocked counts the sessions of a user but polls: those that
+// make the user present.
+func (n *Node) liveSessionsLocked(uk userKey) int {
+	count := 0
+	for s := range n.users[uk] {
+		if !s.poll {
+			count++
+		}
+	}
+	return count
 }
 
 // userSessions counts the sessions of a user on this node.

@@ -26,10 +26,11 @@ type PollRequest struct {
 }
 
 // PollResult holds updates as the same frames the WebSocket carries.
-// LastRef is the ref of the last durable update in it ("" when none).
+// LastRef is where the device now stands: the ref of the last durable
+// update in it, or the ref the poll resumed after when it has none.
 type PollResult struct {
 	Updates []json.RawMessage `json:"updates"`
-	LastRef string            `json:"lastRef,omitempty"`
+	LastRef string            `json:"lastRef"`
 }
 
 // pollTransport collects the frames of one poll.
@@ -115,9 +116,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 	s.mu.Lock()
 	last := s.lastSent
 	s.mu.Unlock()
-	if last > after {
-		res.LastRef = protocol.FormatRef(last)
-	}
+	res.LastRef = protocol.FormatRef(max(last, after))
 	return res, nil
 }
 

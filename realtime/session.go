@@ -45,6 +45,9 @@ type resyncError struct {
 func (e *resyncError) Error() string { return e.err.Error() }
 func (e *resyncError) Unwrap() error { return e.err }
 
+// ResumeRef is the ref to resume from after rebuilding.
+func (e *resyncError) ResumeRef() string { return protocol.FormatRef(e.latest) }
+
 func asResync(err error, target **resyncError) bool { return errors.As(err, target) }
 
 // deliver sends a durable update (seq > 0) or a live one (seq == 0, never

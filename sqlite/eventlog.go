@@ -60,7 +60,7 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 		return nil, err
 	} else if after < pruned {
 		return nil, tidings.Errorf(tidings.EResyncRequired,
-			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned)
+			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
 	}
 	rows, err := l.db.read.QueryContext(ctx, userStream, appID, userID, after, after, appID, userID, after, limit)
 	if err != nil {

@@ -10,6 +10,7 @@
 package ws
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -101,18 +102,58 @@ func (h *Handler) Close() {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
 	if !h.originAllowed(r) {
-		http.Error(w, `{"error":{"code":"forbidden","message":"this origin may not open realtime connections"}}`, http.StatusForbidden)
+		writeError(w, http.StatusForbidden, "forbidden", "this origin may not open realtime connections")
+		return
+	}
+	if msg := badHandshake(r); msg != "" {
+		writeError(w, http.StatusBadRequest, "invalid_argument", msg)
 		return
 	}
 	up := h.upgraders[0]
 	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
-		up = h.upgraders[1] // a client that names subprotocols must name ours
+		up = h.upgraders[1] // a client that names subprotocols names ours (checked above)
 	}
 	socket, err := up.Upgrade(w, r)
 	if err != nil {
 		return // gws has answered the handshake's failure
 	}
 	socket.ReadLoop() // OnOpen, then frames, then OnClose
+}
+
+// badHandshake says what is wrong with a WebSocket handshake request, so
+// that it is answered in the API's error shape before the library takes
+// the connection over ("" when nothing is).
+func badHandshake(r *http.Request) string {
+	switch {
+	case !headerHas(r.Header, "Connection", "upgrade") || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		return "this endpoint speaks WebSocket only (Upgrade: websocket); see docs/protocol.md, or use /v1/realtime/poll"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return "WebSocket version 13 is required"
+	case r.Header.Get("Sec-WebSocket-Key") == "":
+		return "Sec-WebSocket-Key is missing"
+	case r.Header.Get("Sec-WebSocket-Protocol") != "" && !headerHas(r.Header, "Sec-WebSocket-Protocol", protocol.Subprotocol):
+		return "the only subprotocol spoken here is " + protocol.Subprotocol
+	}
+	return ""
+}
+
+// headerHas reports whether a comma-separated header lists token.
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, item := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(item), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
 }
 
 func (h *Handler) originAllowed(r *http.Request) bool {
