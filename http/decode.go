@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tidings/tidings"
 )
@@ -24,10 +25,10 @@ const (
 
 // decodeJSON decodes the JSON body of r into v, strictly: the body must be
 // at most MaxBodyBytes (else too_large), sent as application/json (else
-// unsupported_media_type), hold exactly one JSON value, with no field v
-// does not have and every field of the right type (else invalid_json,
-// with a message naming the field). An empty body is invalid_json unless
-// optional, in which case v is left as it is.
+// unsupported_media_type), be valid UTF-8 and hold exactly one JSON value,
+// with no field v does not have and every field of the right type (else
+// invalid_json, with a message naming the field). An empty body is
+// invalid_json unless optional, in which case v is left as it is.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	max := s.maxBodyBytes()
 	if r.ContentLength > max {
@@ -45,6 +46,13 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optio
 	}
 	if err := requireJSONContentType(r); err != nil {
 		return err
+	}
+	// JSON is UTF-8 (RFC 8259). encoding/json would turn invalid bytes in
+	// strings into U+FFFD silently, and pass them through as they are in a
+	// json.RawMessage (metadata), to be stored and sent back in answers
+	// and events that are not valid JSON text.
+	if !utf8.Valid(body) {
+		return tidings.Errorf(tidings.EInvalidJSON, "request body is not valid UTF-8")
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(body))
