@@ -124,18 +124,42 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 				s.writeLocked(ev.Seq, frame)
 			}
 			s.mu.Unlock()
+			s.waitRoom(ctx)
 		}
 		n.metrics.replayed.Add(float64(len(evs)))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.pending {
-		if p.seq > s.lastSent && !s.closed {
+	// Then what came live meanwhile, paced the same way; the session turns
+	// live once none is left.
+	for {
+		s.mu.Lock()
+		if s.closed || len(s.pending) == 0 {
+			s.pending, s.replaying = nil, false
+			s.mu.Unlock()
+			return nil
+		}
+		p := s.pending[0]
+		s.pending = s.pending[1:]
+		if p.seq > s.lastSent {
 			s.writeLocked(p.seq, p.frame)
 		}
+		s.mu.Unlock()
+		s.waitRoom(ctx)
 	}
-	s.pending, s.replaying = nil, false
-	return nil
+}
+
+// RoomWaiter is a Transport whose queue a replay can wait on: a replay
+// reads the log faster than most connections carry it, and must not
+// overflow the queue of a client that reads, only more slowly.
+type RoomWaiter interface {
+	// WaitRoom waits until the queue has room again. It gives up (and the
+	// next Write may fail) when the connection does not drain in time.
+	WaitRoom(ctx context.Context)
+}
+
+func (s *Session) waitRoom(ctx context.Context) {
+	if w, ok := s.client.t.(RoomWaiter); ok {
+		w.WaitRoom(ctx)
+	}
 }
 
 // ack records that the client processed every update up to ref.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,7 +175,8 @@ type client struct {
 	updates chan update
 	closed  chan struct{}
 	code    uint16 // close code from the server
-	noPong  bool
+	noPong  atomic.Bool
+	pings   atomic.Int64 // pings received from the server
 }
 
 func dial(t testing.TB, s *stack) *client {
@@ -187,12 +189,16 @@ func dial(t testing.TB, s *stack) *client {
 }
 
 func tryDial(t testing.TB, s *stack, header nethttp.Header) (*client, error) {
+	return tryDialURL(t, s.wsURL(), header)
+}
+
+func tryDialURL(t testing.TB, url string, header nethttp.Header) (*client, error) {
 	c := &client{t: t, answers: map[string]chan protocol.Frame{}, updates: make(chan update, 10000), closed: make(chan struct{})}
 	if header == nil {
 		header = nethttp.Header{}
 	}
 	header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
-	conn, _, err := gws.NewClient((*clientEvents)(c), &gws.ClientOption{Addr: s.wsURL(), RequestHeader: header,
+	conn, _, err := gws.NewClient((*clientEvents)(c), &gws.ClientOption{Addr: url, RequestHeader: header,
 		ReadMaxPayloadSize: 16 << 20})
 	if err != nil {
 		return nil, err
@@ -214,7 +220,9 @@ func (e *clientEvents) OnClose(_ *gws.Conn, err error) {
 	close(c.closed)
 }
 func (e *clientEvents) OnPing(conn *gws.Conn, p []byte) {
-	if !(*client)(e).noPong {
+	c := (*client)(e)
+	c.pings.Add(1)
+	if !c.noPong.Load() {
 		conn.WritePong(p)
 	}
 }
@@ -275,7 +283,10 @@ func (c *client) write(f protocol.Frame) {
 	c.conn.WriteMessage(gws.OpcodeText, b)
 }
 
-// auth authenticates an account and fails the test on error.
+// auth authenticates an account and fails the test on error. It returns
+// once the account is live: the frames of a connection are handled one at
+// a time, so the answer to a ping sent after the auth comes once its
+// replay is done (live-only updates are dropped during a replay).
 func (c *client) auth(account, tok string, args protocol.AuthArgs) protocol.AuthResult {
 	c.t.Helper()
 	args.Token = tok
@@ -285,6 +296,7 @@ func (c *client) auth(account, tok string, args protocol.AuthArgs) protocol.Auth
 	}
 	var r protocol.AuthResult
 	json.Unmarshal(f.Result, &r)
+	c.command(account, protocol.CmdPing, nil)
 	return r
 }
 
@@ -340,4 +352,43 @@ func (c *client) waitClosed() uint16 {
 		c.t.Fatal("the server did not close the connection")
 	}
 	return 0
+}
+
+// pending returns the updates received so far, without waiting. An update
+// the server sent before the answer to a command is pending once the
+// command returns: frames of a connection arrive in order.
+func (c *client) pending() []update {
+	var us []update
+	for {
+		select {
+		case u := <-c.updates:
+			us = append(us, u)
+		default:
+			return us
+		}
+	}
+}
+
+// until returns the updates that came before the next one named name, and
+// that one.
+func (c *client) until(name string) ([]update, update) {
+	c.t.Helper()
+	var before []update
+	for {
+		u := c.next()
+		if u.ev.Name == name {
+			return before, u
+		}
+		before = append(before, u)
+	}
+}
+
+// hangUp closes the connection once the server has processed everything
+// sent before (a ping's answer comes after it): closing at once could
+// lose frames still unread by the server.
+func (c *client) hangUp() {
+	c.t.Helper()
+	c.command("", protocol.CmdPing, nil)
+	c.conn.WriteClose(1000, nil)
+	c.waitClosed()
 }

@@ -86,6 +86,7 @@ func TestOfflineUpdatesAreRedeliveredInOrder(t *testing.T) {
 	if got := collect(t, bob, 1); got[0] != "before" {
 		t.Fatalf("got %v", got)
 	}
+	bob.command("", protocol.CmdPing, nil) // the reply is processed before the ping's answer
 	bob.conn.WriteClose(1000, nil)
 	bob.waitClosed()
 

@@ -10,6 +10,7 @@
 package ws
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -213,6 +214,8 @@ type conn struct {
 	queue     [][]byte
 	scheduled bool
 	closed    bool
+	aborted   bool          // closed at once (slow or dead peer): what is queued is dropped
+	drained   chan struct{} // signalled when the queue shrinks or the connection closes
 }
 
 // maxMessage bounds the frames coalesced into one WebSocket message.
@@ -242,6 +245,13 @@ func (c *conn) Write(frame []byte) bool {
 // flush writes the queued frames, up to maxMessage bytes per message.
 func (c *conn) flush() {
 	c.mu.Lock()
+	if c.aborted {
+		c.queue, c.scheduled = nil, false
+		c.mu.Unlock()
+		return
+	}
+	// Under c.mu, so that Close's deadline for an abort comes after it.
+	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
 	q := c.queue
 	n, size := 0, 0
 	for n < len(q) && (n == 0 || size+len(q[n]) <= maxMessage) {
@@ -250,6 +260,7 @@ func (c *conn) flush() {
 	}
 	batch := q[:n:n]
 	c.queue = q[n:]
+	c.signalDrained()
 	if len(c.queue) > 0 {
 		c.ws.Async(c.flush)
 	} else {
@@ -259,7 +270,6 @@ func (c *conn) flush() {
 	if len(batch) == 0 {
 		return
 	}
-	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
 	if len(batch) == 1 {
 		c.ws.WriteMessage(gws.OpcodeText, batch[0])
 		return
@@ -274,6 +284,40 @@ func (c *conn) flush() {
 	c.ws.Writev(gws.OpcodeText, parts...)
 }
 
+func (c *conn) signalDrained() {
+	select {
+	case c.drained <- struct{}{}:
+	default:
+	}
+}
+
+// WaitRoom waits until at most half the write queue is taken, so that a
+// replay keeps pace with the connection (realtime.RoomWaiter). It gives up
+// after WriteTimeout, when the connection closes or ctx ends.
+func (c *conn) WaitRoom(ctx context.Context) {
+	var timeout <-chan time.Time
+	for {
+		c.mu.Lock()
+		done := c.closed || len(c.queue) <= c.h.WriteQueue/2
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		if timeout == nil {
+			t := time.NewTimer(c.h.WriteTimeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-c.drained:
+		case <-timeout:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // Close closes the connection with a code, after the frames already
 // queued (but at once for a slow or dead peer, whose queue will not
 // drain).
@@ -284,13 +328,20 @@ func (c *conn) Close(code int, reason string) {
 		return
 	}
 	c.closed = true
+	abort := code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout
+	if abort {
+		c.aborted, c.queue = true, nil
+		// Unblock a write stuck on the peer. Not the reads: a failed read
+		// would end the connection before the close frame is written.
+		c.ws.SetWriteDeadline(time.Now())
+	}
 	c.mu.Unlock()
+	c.signalDrained()
 	closeFrame := func() {
 		c.ws.SetWriteDeadline(time.Now().Add(time.Second))
 		c.ws.WriteClose(uint16(code), []byte(reason))
 	}
-	if code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout {
-		c.ws.SetDeadline(time.Now()) // unblock a write stuck on the peer
+	if abort {
 		go closeFrame()
 		return
 	}
@@ -302,7 +353,7 @@ type events Handler
 
 func (e *events) OnOpen(socket *gws.Conn) {
 	h := (*Handler)(e)
-	c := &conn{h: h, ws: socket}
+	c := &conn{h: h, ws: socket, drained: make(chan struct{}, 1)}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.lastPing.Store(now)
