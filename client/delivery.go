@@ -1,0 +1,252 @@
+package client
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidings/tidings/protocol"
+)
+
+// ackEvery bounds the updates processed before an acknowledgement is sent
+// while more keep coming; an acknowledgement is also sent whenever the
+// queue is empty.
+const ackEvery = 64
+
+type itemKind int
+
+const (
+	itemEvent  itemKind = iota // an update from a connection
+	itemResync                 // a ResyncRequired made by the client
+	itemStatus                 // a status change
+)
+
+// item is an entry of the delivery queue.
+type item struct {
+	kind   itemKind
+	ev     Event
+	seq    int64 // the update's ref; 0 for live-only updates
+	conn   *conn // where it came from, to acknowledge it
+	sess   *session
+	status StatusChange
+}
+
+// queue is the unbounded FIFO between the connections' read loops and the
+// delivery goroutine; only updates count towards the limit given to push.
+type queue struct {
+	mu     sync.Mutex
+	items  []*item
+	head   int
+	events int
+	closed bool
+	signal chan struct{}
+}
+
+func newQueue() *queue { return &queue{signal: make(chan struct{}, 1)} }
+
+// push appends it; false if the queue holds limit updates already (limit
+// 0: no limit) or is closed.
+func (q *queue) push(it *item, limit int) bool {
+	q.mu.Lock()
+	if q.closed || (limit > 0 && it.kind == itemEvent && q.events >= limit) {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, it)
+	if it.kind == itemEvent {
+		q.events++
+	}
+	q.mu.Unlock()
+	q.wake()
+	return true
+}
+
+// pop waits for the next item; more says whether others follow it. While
+// hold reports true, updates wait in the queue and only status changes
+// are returned. Once the queue is closed, pop returns the status changes
+// left and drops the rest, then ok is false.
+func (q *queue) pop(hold func() bool) (it *item, more, ok bool) {
+	for {
+		q.mu.Lock()
+		if q.closed || hold() {
+			for i := q.head; i < len(q.items); i++ {
+				if q.items[i].kind == itemStatus {
+					it = q.items[i]
+					q.items = append(q.items[:i], q.items[i+1:]...)
+					q.mu.Unlock()
+					return it, false, true
+				}
+			}
+			if q.closed {
+				q.items, q.head, q.events = nil, 0, 0
+				q.mu.Unlock()
+				return nil, false, false
+			}
+		} else if q.head < len(q.items) {
+			it = q.items[q.head]
+			q.items[q.head] = nil
+			q.head++
+			if it.kind == itemEvent {
+				q.events--
+			}
+			more = q.head < len(q.items)
+			if !more {
+				q.items, q.head = q.items[:0], 0
+			}
+			q.mu.Unlock()
+			return it, more, true
+		}
+		q.mu.Unlock()
+		<-q.signal
+	}
+}
+
+// wake makes a waiting pop look again.
+func (q *queue) wake() {
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake()
+}
+
+// listenerSet is a list of listeners that may change while it is called.
+type listenerSet[T any] struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]*listener[T]]
+}
+
+type listener[T any] struct {
+	fn      func(T)
+	removed atomic.Bool
+}
+
+func (s *listenerSet[T]) add(fn func(T)) (remove func()) {
+	if fn == nil {
+		return func() {}
+	}
+	l := &listener[T]{fn: fn}
+	s.mu.Lock()
+	var list []*listener[T]
+	if p := s.list.Load(); p != nil {
+		list = slices.Clone(*p)
+	}
+	list = append(list, l)
+	s.list.Store(&list)
+	s.mu.Unlock()
+	return func() {
+		if l.removed.Swap(true) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		list := slices.DeleteFunc(slices.Clone(*s.list.Load()), func(x *listener[T]) bool { return x == l })
+		s.list.Store(&list)
+	}
+}
+
+// empty reports whether no listener is registered.
+func (s *listenerSet[T]) empty() bool {
+	p := s.list.Load()
+	return p == nil || len(*p) == 0
+}
+
+// call calls the listeners registered now, but not those removed while
+// the others run.
+func (s *listenerSet[T]) call(v T) {
+	p := s.list.Load()
+	if p == nil {
+		return
+	}
+	for _, l := range *p {
+		if !l.removed.Load() {
+			l.fn(v)
+		}
+	}
+}
+
+// deliver is the delivery goroutine: it calls the listeners with each
+// item of the queue, in order, skipping updates already processed, and
+// acknowledges updates once processed. Updates wait while there is no
+// event listener: one that nobody processed must not be acknowledged.
+func (c *Client) deliver() {
+	defer close(c.deliveryDone)
+	var unacked *item // the last update processed and not yet acknowledged
+	n := 0
+	for {
+		it, more, ok := c.q.pop(c.events.empty)
+		if !ok {
+			break
+		}
+		switch it.kind {
+		case itemStatus:
+			c.statuses.call(it.status)
+		case itemEvent:
+			if it.sess != c.session() {
+				continue // from a previous login
+			}
+			if it.seq > 0 && it.seq <= it.sess.lastRef.Load() {
+				continue // already processed: a replay overlapping what came before
+			}
+			c.events.call(it.ev)
+			if it.seq > 0 {
+				it.sess.lastRef.Store(it.seq)
+				unacked = it
+				n++
+			}
+		case itemResync:
+			if it.sess != c.session() {
+				continue
+			}
+			c.events.call(it.ev)
+			rs := it.ev.(*ResyncRequired)
+			if ref, ok := protocol.ParseRef(rs.Ref); ok {
+				it.sess.lastRef.Store(ref)
+			} else {
+				it.sess.lastRef.Store(0)
+				it.sess.resumeLatest.Store(true)
+			}
+			unacked = nil
+			if rs.Ref != "" {
+				c.saveCursor(it.sess, rs.Ref)
+			}
+			_ = c.call(func(m *machine) { m.resyncPending = false })
+		}
+		if unacked != nil && (!more || n >= ackEvery) {
+			c.ack(unacked)
+			unacked, n = nil, 0
+		}
+	}
+	if unacked != nil {
+		c.ack(unacked)
+	}
+}
+
+// ack saves the cursor, then acknowledges the update to the server.
+func (c *Client) ack(it *item) {
+	ref := it.ev.Info().Ref
+	c.saveCursor(it.sess, ref)
+	_ = it.conn.reply(ref) // the connection may be gone: the next one resumes after ref
+}
+
+func (c *Client) saveCursor(sess *session, ref string) {
+	if c.opts.cursor == nil {
+		return
+	}
+	c.mu.Lock()
+	cur := Cursor{AppID: sess.appID, UserID: sess.userID, Device: c.opts.device, Ref: ref}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.opts.cursor.SaveCursor(ctx, cur); err != nil {
+		c.opts.logger.Warn("tidings: could not save the cursor", "err", err)
+	}
+}

@@ -1,0 +1,367 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/client"
+	"github.com/tidings/tidings/protocol"
+)
+
+// fakeServer speaks the realtime protocol as a test scripts it, to make
+// the server misbehave in ways the real one does only by accident:
+// overlapping replays, resyncs, unknown events.
+type fakeServer struct {
+	t   testing.TB
+	srv *httptest.Server
+	// onAuth answers the n-th auth (from 0) of the connection, and may send
+	// updates after.
+	onAuth func(fc *fakeConn, n int, args protocol.AuthArgs)
+
+	mu      sync.Mutex
+	auths   []protocol.AuthArgs
+	replies []string
+	conns   []*gws.Conn
+	changed chan struct{}
+}
+
+type fakeConn struct {
+	s  *fakeServer
+	ws *gws.Conn
+	id string // the id of the auth command being answered
+}
+
+func newFakeServer(t testing.TB, onAuth func(fc *fakeConn, n int, args protocol.AuthArgs)) *fakeServer {
+	s := &fakeServer{t: t, onAuth: onAuth, changed: make(chan struct{})}
+	up := gws.NewUpgrader((*fakeEvents)(s), &gws.ServerOption{SubProtocols: []string{protocol.Subprotocol}})
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		socket, err := up.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns = append(s.conns, socket)
+		s.mu.Unlock()
+		socket.ReadLoop()
+	}))
+	t.Cleanup(func() {
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.NetConn().Close()
+		}
+		s.mu.Unlock()
+		s.srv.Close()
+	})
+	return s
+}
+
+func (s *fakeServer) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// waitFor waits until cond holds of the auths and replies received.
+func (s *fakeServer) waitFor(what string, cond func(auths []protocol.AuthArgs, replies []string) bool) {
+	s.t.Helper()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		ok, ch := cond(slices.Clone(s.auths), slices.Clone(s.replies)), s.changed
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			s.t.Fatalf("timed out waiting for %s (auths %+v, replies %v)", what, s.auths, s.replies)
+		}
+	}
+}
+
+type fakeEvents fakeServer
+
+func (e *fakeEvents) OnOpen(*gws.Conn)                   {}
+func (e *fakeEvents) OnClose(*gws.Conn, error)           {}
+func (e *fakeEvents) OnPing(c *gws.Conn, payload []byte) { c.WritePong(payload) }
+func (e *fakeEvents) OnPong(*gws.Conn, []byte)           {}
+func (e *fakeEvents) OnMessage(c *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	s := (*fakeServer)(e)
+	var f protocol.Frame
+	if err := json.Unmarshal(m.Bytes(), &f); err != nil {
+		s.t.Errorf("the client sent a frame that is not JSON: %q", m.Bytes())
+		return
+	}
+	fc := &fakeConn{s: s, ws: c, id: f.ID}
+	switch {
+	case f.Type == protocol.TypeReply:
+		s.mu.Lock()
+		s.replies = append(s.replies, f.Ref)
+		s.notify()
+		s.mu.Unlock()
+	case f.Type == protocol.TypeCommand && f.Command == protocol.CmdAuth:
+		var a protocol.AuthArgs
+		json.Unmarshal(f.Data, &a)
+		s.mu.Lock()
+		n := len(s.auths)
+		s.auths = append(s.auths, a)
+		s.notify()
+		s.mu.Unlock()
+		s.onAuth(fc, n, a)
+	case f.Type == protocol.TypeCommand:
+		fc.answer(struct{}{})
+	}
+}
+
+func (fc *fakeConn) answer(result any) {
+	r, _ := json.Marshal(result)
+	b, _ := json.Marshal(protocol.Frame{Type: protocol.TypeAnswer, ID: fc.id, Result: r})
+	fc.ws.WriteMessage(gws.OpcodeText, b)
+}
+
+func (fc *fakeConn) fail(code, ref string) {
+	b, _ := json.Marshal(protocol.Frame{Type: protocol.TypeAnswer, ID: fc.id, Error: &protocol.Error{Code: code, Message: "no", Ref: ref}})
+	fc.ws.WriteMessage(gws.OpcodeText, b)
+}
+
+func (fc *fakeConn) ok(resumedAfter string) {
+	fc.answer(protocol.AuthResult{Account: "default", AppID: testApp, UserID: "alice", Device: "default",
+		ExpiresAt: time.Now().Add(time.Hour).UTC().Format(time.RFC3339), ResumedAfter: resumedAfter})
+}
+
+// send writes frames in one WebSocket message, separated by '\n'.
+func (fc *fakeConn) send(frames ...[]byte) {
+	fc.ws.WriteMessage(gws.OpcodeText, bytes.Join(frames, []byte("\n")))
+}
+
+// messageFrame is the update of a message sent, with the given ref.
+func messageFrame(ref int64, text string) []byte {
+	m := &tidings.Message{ID: fmt.Sprintf("msg%d", ref), ConversationID: "conv", Seq: ref, Sender: tidings.Profile{ID: "bob"},
+		Parts: []tidings.Part{{Type: "text/plain", Data: text}}}
+	return eventFrame(ref, tidings.EventMessageSent, tidings.NewMessagePayload(m, ""))
+}
+
+func eventFrame(ref int64, name string, payload any) []byte {
+	p, _ := json.Marshal(payload)
+	ev, _ := json.Marshal(tidings.Event{Seq: ref, ID: fmt.Sprint("ev", ref), AppID: testApp, Name: name, Time: time.Now(),
+		ConversationID: "conv", Payload: p})
+	f := protocol.Frame{Type: protocol.TypeUpdate, Account: "default", Action: protocol.ActionNew, Event: ev}
+	if ref > 0 {
+		f.Ref = protocol.FormatRef(ref)
+	}
+	b, _ := json.Marshal(f)
+	return b
+}
+
+// fakeToken is a token whose claims the client can read (the fake server
+// checks nothing).
+func fakeToken(user string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	claims, _ := json.Marshal(map[string]any{"sub": user, "app": testApp, "exp": time.Now().Add(time.Hour).Unix()})
+	return enc([]byte(`{"alg":"HS256"}`)) + "." + enc(claims) + ".c2ln"
+}
+
+func TestDuplicatesAcrossReconnectionAreDropped(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t, func(fc *fakeConn, n int, a protocol.AuthArgs) {
+		switch n {
+		case 0:
+			fc.ok("0")
+			// Several frames in one message, and an event from the future.
+			fc.send(messageFrame(1, "m000"), messageFrame(2, "m001"),
+				eventFrame(0, "future.thing", map[string]string{"x": "y"}), messageFrame(3, "m002"))
+		default:
+			// The server resumes too early: 2 and 3 again.
+			fc.ok("1")
+			fc.send(messageFrame(2, "m001"), messageFrame(3, "m002"))
+			fc.send(messageFrame(4, "m003"))
+		}
+	})
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), fastBackoff)
+	rec := newRecorder()
+	c.AddEventListener(rec.listen)
+	s.waitFor("the reply to ref 3", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "3") })
+	if c.LastRef() != "3" {
+		t.Fatalf("LastRef %q", c.LastRef())
+	}
+	// Drop the connection: the client resumes after the last ref it processed.
+	s.mu.Lock()
+	s.conns[0].WriteClose(protocol.CloseGoingAway, nil)
+	s.mu.Unlock()
+	got := rec.waitTexts(t, "conv", 4)
+	checkSequence(t, got, 4)
+	s.waitFor("the reply to ref 4", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "4") })
+	s.mu.Lock()
+	auths := slices.Clone(s.auths)
+	s.mu.Unlock()
+	if len(auths) != 2 || auths[0].ResumeAfter != "" || auths[1].ResumeAfter != "3" || auths[1].Device != "default" {
+		t.Fatalf("auths %+v", auths)
+	}
+	var unknown *client.UnknownEvent
+	for _, e := range rec.all() {
+		if u, ok := e.(*client.UnknownEvent); ok {
+			unknown = u
+		}
+	}
+	if unknown == nil || unknown.Name != "future.thing" || string(unknown.Payload) != `{"x":"y"}` || unknown.Ref != "" {
+		t.Fatalf("unknown event %+v", unknown)
+	}
+	if evs := rec.all(); len(evs) != 5 || evs[2] != client.Event(unknown) {
+		t.Fatalf("events %d, the unknown one not third", len(evs))
+	}
+}
+
+// memCursor is a CursorStore in memory.
+type memCursor struct {
+	mu    sync.Mutex
+	cur   client.Cursor
+	saves int
+}
+
+func (m *memCursor) LoadCursor(context.Context) (client.Cursor, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur, nil
+}
+
+func (m *memCursor) SaveCursor(_ context.Context, c client.Cursor) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cur = c
+	m.saves++
+	return nil
+}
+
+func (m *memCursor) ref() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur.Ref
+}
+
+func TestResyncRequired(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t, func(fc *fakeConn, n int, a protocol.AuthArgs) {
+		switch n {
+		case 0: // what follows the stored cursor was pruned
+			fc.fail(tidings.EResyncRequired, "10")
+		case 1:
+			fc.ok(a.ResumeAfter)
+			fc.send(messageFrame(11, "m000"))
+		case 2: // the server was restored from a backup: it does not know ref 11
+			fc.fail(tidings.EInvalid, "")
+		case 3:
+			fc.ok("20")
+			fc.send(messageFrame(21, "m001"))
+		}
+	})
+	store := &memCursor{cur: client.Cursor{AppID: testApp, UserID: "alice", Device: "default", Ref: "5"}}
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), client.WithCursorStore(store), fastBackoff)
+	rec := newRecorder()
+	var lastRefSeen []string
+	c.AddEventListener(func(e client.Event) {
+		if _, ok := e.(*client.ResyncRequired); ok {
+			lastRefSeen = append(lastRefSeen, c.LastRef())
+		}
+		rec.listen(e)
+	})
+	s.waitFor("the reply to ref 11", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "11") })
+	s.mu.Lock()
+	s.conns[1].WriteClose(protocol.CloseGoingAway, nil)
+	s.mu.Unlock()
+	got := rec.waitTexts(t, "conv", 2)
+	checkSequence(t, got, 2)
+	s.mu.Lock()
+	auths := slices.Clone(s.auths)
+	s.mu.Unlock()
+	var resumes []string
+	for _, a := range auths {
+		resumes = append(resumes, a.ResumeAfter)
+	}
+	if !slices.Equal(resumes, []string{"5", "10", "11", "latest"}) {
+		t.Fatalf("resumed after %v", resumes)
+	}
+	var resyncs []string
+	for _, e := range rec.all() {
+		if r, ok := e.(*client.ResyncRequired); ok {
+			resyncs = append(resyncs, r.Ref)
+			if r.Name != client.EventResyncRequired {
+				t.Errorf("resync event name %q", r.Name)
+			}
+		}
+	}
+	if !slices.Equal(resyncs, []string{"10", ""}) || !slices.Equal(lastRefSeen, []string{"5", "11"}) {
+		t.Fatalf("resyncs %v, seen with last refs %v", resyncs, lastRefSeen)
+	}
+	s.waitFor("the reply to ref 21", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "21") })
+	if store.ref() != "21" || c.LastRef() != "21" {
+		t.Fatalf("cursor %q, last ref %q", store.ref(), c.LastRef())
+	}
+}
+
+func TestSlowListenersDoNotMakeTheQueueGrow(t *testing.T) {
+	t.Parallel()
+	const n = 20
+	s := newFakeServer(t, func(fc *fakeConn, _ int, a protocol.AuthArgs) {
+		after, _ := protocol.ParseRef(a.ResumeAfter)
+		fc.ok(fmt.Sprint(after))
+		for ref := after + 1; ref <= n; ref++ {
+			fc.send(messageFrame(ref, fmt.Sprintf("m%03d", ref-1)))
+		}
+	})
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), client.WithMaxQueue(5), fastBackoff)
+	release := make(chan struct{})
+	rec := newRecorder()
+	c.AddEventListener(func(e client.Event) {
+		<-release
+		rec.listen(e)
+	})
+	// The first update blocks the listener; the queue fills and the client
+	// drops the connection, then tries again.
+	s.waitFor("a reconnection", func(auths []protocol.AuthArgs, _ []string) bool { return len(auths) >= 2 })
+	close(release)
+	checkSequence(t, rec.waitTexts(t, "conv", n), n)
+}
+
+func TestUpdatesWaitForAListener(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t, func(fc *fakeConn, _ int, a protocol.AuthArgs) {
+		fc.ok("0")
+		fc.send(messageFrame(1, "m000"), messageFrame(2, "m001"))
+		fc.send(messageFrame(3, "m002"))
+	})
+	var statuses statusLog
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), client.WithStatusListener(statuses.listen))
+	waitConnected(t, c)
+	if err := c.Ping(ctxT(t)); err != nil { // answered after the updates
+		t.Fatal(err)
+	}
+	// Status changes are not held.
+	waitFor(t, "the status changes", func() bool { return statuses.count(client.StatusConnected) == 1 })
+	if ch := statuses.all(); ch[0].Status != client.StatusConnecting {
+		t.Errorf("first status change %v", ch)
+	}
+	s.mu.Lock()
+	replies := slices.Clone(s.replies)
+	s.mu.Unlock()
+	if len(replies) > 0 || c.LastRef() != "" {
+		t.Fatalf("updates acknowledged with no listener: %v", replies)
+	}
+	rec := newRecorder()
+	c.AddEventListener(rec.listen)
+	checkSequence(t, rec.waitTexts(t, "conv", 3), 3)
+	s.waitFor("the reply to ref 3", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "3") })
+}

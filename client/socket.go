@@ -1,0 +1,78 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+)
+
+// Socket runs commands on the open realtime connection, which answers
+// faster than the REST API. Its methods return ErrNotConnected when there
+// is no connection, ErrConnectionLost when it ends before the answer, and
+// the server's *Error when the command fails.
+type Socket struct{ c *Client }
+
+// Socket returns the commands of the realtime connection.
+func (c *Client) Socket() Socket { return Socket{c} }
+
+func (s Socket) command(ctx context.Context, name string, args, out any) error {
+	cn, err := s.c.current()
+	if err != nil {
+		return err
+	}
+	raw, err := cn.command(ctx, name, args)
+	if err != nil || out == nil {
+		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// SendMessage sends a message. Sending again with the same m.ClientID
+// returns the first message instead of sending a new one: give one to
+// retry safely after ErrConnectionLost.
+func (s Socket) SendMessage(ctx context.Context, conversationID string, m tidings.NewMessage) (*tidings.Message, error) {
+	parts, err := json.Marshal(m.Parts)
+	if err != nil {
+		return nil, err
+	}
+	args := protocol.SendArgs{ConversationID: conversationID, ClientID: m.ClientID, Parts: parts, Metadata: m.Metadata, Alert: m.Alert}
+	var out tidings.Message
+	if err := s.command(ctx, protocol.CmdSend, args, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MarkDelivered moves the user's delivered mark to seq (0: the newest
+// message).
+func (s Socket) MarkDelivered(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
+	var out tidings.MessageStatus
+	if err := s.command(ctx, protocol.CmdMarkDelivered, protocol.MarkArgs{ConversationID: conversationID, Seq: seq}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MarkRead moves the user's read mark (and delivered mark) to seq (0: the
+// newest message).
+func (s Socket) MarkRead(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
+	var out tidings.MessageStatus
+	if err := s.command(ctx, protocol.CmdMarkRead, protocol.MarkArgs{ConversationID: conversationID, Seq: seq}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// StartTyping tells the other participants that the user is typing. The
+// indicator ends by itself after a few seconds: call it again while the
+// user keeps typing. Sending a message ends it too.
+func (s Socket) StartTyping(ctx context.Context, conversationID string) error {
+	return s.command(ctx, protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conversationID}, nil)
+}
+
+// StopTyping ends the typing indicator.
+func (s Socket) StopTyping(ctx context.Context, conversationID string) error {
+	return s.command(ctx, protocol.CmdTypingStop, protocol.TypingArgs{ConversationID: conversationID}, nil)
+}
