@@ -62,6 +62,11 @@ func NormalizeMetadata(field string, m json.RawMessage, max int) (json.RawMessag
 	if t[0] != '{' || !json.Valid(t) {
 		return nil, invalid("%s must be a JSON object", field)
 	}
+	// json.Valid lets invalid UTF-8 through in strings: stored as it is, it
+	// would come back in answers and events that are not valid JSON text.
+	if !utf8.Valid(t) {
+		return nil, invalid("%s is not valid UTF-8", field)
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, t); err != nil {
 		return nil, invalid("%s must be a JSON object", field)
