@@ -33,7 +33,8 @@ const (
 // Who may see an event: for a conversation event (ConversationID set), the
 // participants of that conversation at the time of the event, plus UserID
 // when set (e.g. the participant who was removed); for a profile event,
-// the user and the participants of the conversations they share.
+// the user themself only (other users learn of profile changes through the
+// actor and sender profiles that later events carry).
 type Event struct {
 	// Seq is the event's position in the log of all events (all apps),
 	// increasing in commit order. Set when stored.

@@ -392,7 +392,8 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 // resumePoint says after which ref a session starts: the one the client
 // asked for, else the device's cursor, else (a new device) the newest ref,
 // stored at once as the device's cursor. EResyncRequired (with the newest
-// ref) when what follows it is no longer kept.
+// ref) when what follows it is no longer kept, or when it is newer than
+// the newest ref (state from another server, or from wiped data).
 func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (int64, error) {
 	latest, err := n.Log.LastEventSeq(ctx)
 	if err != nil {
@@ -414,8 +415,15 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		}
 	default:
 		var ok bool
-		if after, ok = protocol.ParseRef(resumeAfter); !ok || after > latest {
-			return 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref of this server", resumeAfter)
+		if after, ok = protocol.ParseRef(resumeAfter); !ok {
+			return 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref", resumeAfter)
+		}
+		if after > latest {
+			// A ref this server never gave: the client kept state from
+			// another server or from data since wiped. Rebuilding is all
+			// that can bring it back in step.
+			err := tidings.Errorf(tidings.EResyncRequired, "ref %s is newer than the newest ref %d: rebuild your state from the REST API and resume from the newest ref", resumeAfter, latest)
+			return 0, &resyncError{err: err, latest: latest}
 		}
 	}
 	if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {

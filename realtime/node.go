@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
 )
 
 // Node is the realtime hub of one server.
@@ -123,7 +124,7 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	for _, c := range clients {
-		c.close(1001, "the server is shutting down: reconnect")
+		c.close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
 	}
 	n.cancel()
 	n.wg.Wait()

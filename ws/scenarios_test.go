@@ -1073,10 +1073,18 @@ func TestResumeAfter(t *testing.T) {
 		t.Fatalf("resuming after the first message bob got %v", got)
 	}
 
-	// Something that is not a ref of this server is refused.
-	for _, ref := range []string{"abc", "-1", "999999"} {
+	// Something that is not a ref is refused.
+	for _, ref := range []string{"abc", "-1"} {
 		c := dial(t, s)
 		wantError(t, c.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: ref}), tidings.EInvalid)
+	}
+	// A ref newer than any this server gave (the client kept it from data
+	// since wiped) asks for a resync, with the newest ref to resume after.
+	c := dial(t, s)
+	ans := c.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "999999"})
+	wantError(t, ans, tidings.EResyncRequired)
+	if ans.Error.Ref == "" || ans.Error.Ref == "999999" {
+		t.Fatalf("resync_required carries ref %q, want the newest ref", ans.Error.Ref)
 	}
 }
 
