@@ -382,11 +382,16 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	c.mu.Unlock()
 	result.ResumedAfter = protocol.FormatRef(after)
 	c.answer(f.ID, result, nil)
-	// The replay may outlast the command's timeout: it ends with the node.
-	if err := s.replay(n.ctx, after); err != nil {
-		n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
-		c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
-	}
+	// The replay runs beside the connection's reads, which go on meanwhile
+	// (pongs, replies, commands): a long replay paced by a slow reader
+	// must not look like a dead peer. It may outlast the command's
+	// timeout, and ends with the node or the session.
+	go func() {
+		if err := s.replay(n.ctx, after); err != nil {
+			n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
+			c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
+		}
+	}()
 }
 
 // resumePoint says after which ref a session starts: the one the client

@@ -50,8 +50,9 @@ func (e *resyncError) ResumeRef() string { return protocol.FormatRef(e.latest) }
 
 func asResync(err error, target **resyncError) bool { return errors.As(err, target) }
 
-// deliver sends a durable update (seq > 0) or a live one (seq == 0, never
-// queued for replay and dropped while replaying).
+// deliver sends a durable update (seq > 0) or a live one (seq == 0: typing
+// and presence, never stored). During a replay both wait in pending, in the
+// order they came, and follow the replay.
 func (s *Session) deliver(seq int64, frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -59,9 +60,6 @@ func (s *Session) deliver(seq int64, frame []byte) {
 	case s.closed:
 		return
 	case s.replaying:
-		if seq == 0 {
-			return
-		}
 		if len(s.pending) >= s.client.node.QueueSize {
 			s.closed = true
 			go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
@@ -139,7 +137,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 		}
 		p := s.pending[0]
 		s.pending = s.pending[1:]
-		if p.seq > s.lastSent {
+		if p.seq == 0 || p.seq > s.lastSent {
 			s.writeLocked(p.seq, p.frame)
 		}
 		s.mu.Unlock()
