@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -84,6 +85,11 @@ func TestEventCatalogue(t *testing.T) {
 	}
 	if ty := waitEvent[*client.ParticipantTyping](t, rec, nil); ty.ProfileID != "bob" || ty.Ref != "" || ty.ConversationID != conv.ID {
 		t.Errorf("typing: %+v", ty)
+	}
+	// The same picture on demand, for a client that opens the conversation.
+	if online, typing, err := alice.Socket().Presence(ctx, conv.ID); err != nil ||
+		!slices.Equal(online, []string{"alice", "bob"}) || !slices.Equal(typing, []string{"bob"}) {
+		t.Errorf("presence: online %v, typing %v, %v; want alice and bob online, bob typing", online, typing, err)
 	}
 	if err := bob.Socket().StopTyping(ctx, conv.ID); err != nil {
 		t.Fatal(err)

@@ -76,3 +76,14 @@ func (s Socket) StartTyping(ctx context.Context, conversationID string) error {
 func (s Socket) StopTyping(ctx context.Context, conversationID string) error {
 	return s.command(ctx, protocol.CmdTypingStop, protocol.TypingArgs{ConversationID: conversationID}, nil)
 }
+
+// Presence says who among a conversation's participants is online now
+// (the user included) and who is typing in it. Presence and typing events
+// keep that picture current afterwards.
+func (s Socket) Presence(ctx context.Context, conversationID string) (online, typing []string, err error) {
+	var out protocol.PresenceResult
+	if err := s.command(ctx, protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: conversationID}, &out); err != nil {
+		return nil, nil, err
+	}
+	return out.Online, out.Typing, nil
+}

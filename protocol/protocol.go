@@ -80,6 +80,7 @@ const (
 	CmdMarkRead      = "message.read"      // MarkArgs → tidings.MessageStatus
 	CmdTypingStart   = "typing.start"      // TypingArgs → {}
 	CmdTypingStop    = "typing.stop"       // TypingArgs → {}
+	CmdPresenceGet   = "presence.get"      // PresenceArgs → PresenceResult
 )
 
 // AuthArgs authenticates an account on the connection, or refreshes its
@@ -130,6 +131,19 @@ type MarkArgs struct {
 // TypingArgs says in which conversation the user types.
 type TypingArgs struct {
 	ConversationID string `json:"conversationId"`
+}
+
+// PresenceArgs names the conversation whose presence is asked.
+type PresenceArgs struct {
+	ConversationID string `json:"conversationId"`
+}
+
+// PresenceResult is who, among a conversation's participants, is online
+// now (the asking user included) and who is typing in it, each sorted.
+// From then on, presence.update and typing updates keep it current.
+type PresenceResult struct {
+	Online []string `json:"online"`
+	Typing []string `json:"typing"`
 }
 
 // Live-only event names, besides the durable ones of package tidings.

@@ -290,6 +290,11 @@ func (c *Client) command(f *protocol.Frame) {
 			err = n.setTyping(s, a.ConversationID, f.Command == protocol.CmdTypingStart)
 			result = struct{}{}
 		}
+	case protocol.CmdPresenceGet:
+		var a protocol.PresenceArgs
+		if err = decode(f.Data, &a); err == nil {
+			result, err = n.presenceOf(s, a.ConversationID)
+		}
 	default:
 		err = tidings.Errorf(tidings.EInvalid, "unknown command %q", f.Command)
 	}

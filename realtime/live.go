@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -182,4 +183,31 @@ func (n *Node) presence(s *Session, online bool, peers []*Session) {
 	}
 	p := s.profile
 	n.broadcast(n.liveEvent(s.app, protocol.EventPresence, &p, "", PresencePayload{ProfileID: s.user, Status: status}), peers)
+}
+
+// presenceOf says which participants of a conversation that s's user takes
+// part in are online now, and which are typing in it: what a client shows
+// when it opens the conversation, before presence and typing updates come.
+func (n *Node) presenceOf(s *Session, convID string) (protocol.PresenceResult, error) {
+	ck := convKey{s.app, convID}
+	res := protocol.PresenceResult{Online: []string{}, Typing: []string{}}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.convs[ck][s]; !ok {
+		return res, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
+	}
+	for p := range n.convs[ck] {
+		if !p.poll && !slices.Contains(res.Online, p.user) {
+			res.Online = append(res.Online, p.user)
+		}
+	}
+	now := n.Now()
+	for tk, st := range n.typing {
+		if tk.convKey == ck && st.until.After(now) {
+			res.Typing = append(res.Typing, tk.user)
+		}
+	}
+	slices.Sort(res.Online)
+	slices.Sort(res.Typing)
+	return res, nil
 }

@@ -295,6 +295,42 @@ func TestPresenceReachesPeersOnly(t *testing.T) {
 	}
 }
 
+// A client opening a conversation learns who is online and typing in it
+// now; updates keep it current from then on.
+func TestPresenceGetTellsWhoIsOnlineAndTyping(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) { n.TypingTimeout = time.Hour })
+	s.mkUsers("a", "alice", "bob", "carol", "eve")
+	conv := s.conv("a", "alice", "bob", "carol")
+	alice, bob, eve := dial(t, s), dial(t, s), dial(t, s)
+	alice.auth("", s.token("a", "alice"), protocol.AuthArgs{})
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	eve.auth("", s.token("a", "eve"), protocol.AuthArgs{})
+	wantOK(t, bob.command("", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conv}))
+
+	get := func(c *client) protocol.PresenceResult {
+		t.Helper()
+		ans := c.command("", protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: conv})
+		wantOK(t, ans)
+		var r protocol.PresenceResult
+		if err := json.Unmarshal(ans.Result, &r); err != nil {
+			t.Fatalf("presence %s: %v", ans.Result, err)
+		}
+		return r
+	}
+	// Carol is offline; eve is online but not a participant.
+	r := get(alice)
+	if !slices.Equal(r.Online, []string{"alice", "bob"}) || !slices.Equal(r.Typing, []string{"bob"}) {
+		t.Fatalf("presence %+v, want alice and bob online, bob typing", r)
+	}
+	bob.hangUp()
+	waitFor(t, "bob to go offline", func() bool {
+		r := get(alice)
+		return slices.Equal(r.Online, []string{"alice"}) && len(r.Typing) == 0
+	})
+	// Someone outside the conversation learns nothing about it.
+	wantError(t, eve.command("", protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: conv}), tidings.ENotFound)
+}
+
 // --- Membership changes on open connections --------------------------------
 
 func TestRemovedParticipantStopsReceivingAtOnce(t *testing.T) {
