@@ -262,8 +262,12 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 			return nil, err
 		}
 		caller = tidings.Caller{AppID: app.ID, Server: true}
+	} else if c, ok := s.tokens.get(cred, s.now()); ok {
+		caller = c
 	} else {
-		caller, err = token.Verify(ctx, s.Apps, cred, s.now())
+		now := s.now()
+		var expires time.Time
+		caller, expires, err = token.VerifyWithExpiry(ctx, s.Apps, cred, now)
 		if err != nil {
 			return nil, err
 		}
@@ -275,6 +279,7 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 		} else if err != nil {
 			return nil, err
 		}
+		s.tokens.put(cred, caller, expires, now)
 	}
 	infoFromContext(ctx).appID = caller.AppID
 

@@ -90,6 +90,8 @@ type Server struct {
 	// Now returns the current time (for token expiry); time.Now by default.
 	Now func() time.Time
 
+	tokens tokenCache // user access tokens verified recently
+
 	handlerOnce    sync.Once
 	handler        http.Handler
 	metricsHandler http.Handler
