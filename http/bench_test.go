@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -17,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidings/tidings"
-	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
 )
@@ -32,31 +29,8 @@ import (
 // jobs/batch is the mean number of write jobs group commit put in one
 // transaction.
 func benchHTTPSend(b *testing.B, parallelism int) {
-	dir := b.TempDir()
-	logger := slog.New(slog.DiscardHandler)
-	db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
-	db.Logger = logger
-	if err := db.Open(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-
-	s := tidingshttp.NewServer()
-	s.Addr = "127.0.0.1:0"
-	s.Logger = logger
-	apps := sqlite.NewAppService(db)
-	s.Apps = apps
-	s.Users = sqlite.NewUserService(db)
-	s.Conversations = sqlite.NewConversationService(db)
-	s.Messages = sqlite.NewMessageService(db, tidings.DefaultMessageSize)
-	if err := s.Open(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	s, db := startStack(b, stackOptions{})
+	apps := s.Apps.(*sqlite.AppService)
 
 	ctx := context.Background()
 	app, err := apps.CreateApp(ctx, "bench", "")

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
@@ -59,35 +57,10 @@ func (b *lockedBuffer) String() string {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	dir := t.TempDir()
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 
-	db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
-	db.Logger = logger
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-
-	s := tidingshttp.NewServer()
-	s.Addr = "127.0.0.1:0"
-	s.Logger = logger
-	s.Apps = sqlite.NewAppService(db)
-	s.Users = sqlite.NewUserService(db)
-	s.Conversations = sqlite.NewConversationService(db)
-	s.Messages = sqlite.NewMessageService(db, tidings.DefaultMessageSize)
-	s.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "blobs")), e2eMaxFileBytes)
-	s.MaxFileBytes = e2eMaxFileBytes
-	s.Ready = db.Ping
-	if err := s.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	s, db := startStack(t, stackOptions{logger: logger, maxFileBytes: e2eMaxFileBytes})
 
 	w := &world{t: t, srv: s, db: db, apps: s.Apps.(*sqlite.AppService), logs: logs,
 		client: &http.Client{Timeout: 10 * time.Second}}

@@ -29,7 +29,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -37,8 +36,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/disk"
-	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
 )
@@ -116,38 +113,13 @@ type fuzzServer struct {
 // server of its own.
 func newFuzzServer(f testing.TB) *fuzzServer {
 	f.Helper()
-	dir := f.TempDir()
 	logs := &fuzzLog{}
 	logger := slog.New(logs)
 
-	db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
-	db.Logger = logger
 	// Durability is not what is tested here; without an fsync per commit
 	// the fuzzer runs many more inputs per second.
-	db.Synchronous = "NORMAL"
-	if err := db.Open(); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { db.Close() })
-
-	s := tidingshttp.NewServer()
-	s.Addr = "127.0.0.1:0"
-	s.Logger = logger
-	apps := sqlite.NewAppService(db)
-	s.Apps = apps
-	s.Users = sqlite.NewUserService(db)
-	s.Conversations = sqlite.NewConversationService(db)
-	s.Messages = sqlite.NewMessageService(db, tidings.DefaultMessageSize)
-	s.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "blobs")), 1<<20)
-	s.Ready = db.Ping
-	if err := s.Open(); err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
+	s, _ := startStack(f, stackOptions{logger: logger, synchronous: "NORMAL", maxFileBytes: 1 << 20})
+	apps := s.Apps.(*sqlite.AppService)
 
 	ctx := context.Background()
 	app, err := apps.CreateApp(ctx, "acme", "Acme")
