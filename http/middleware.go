@@ -262,15 +262,17 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 			return nil, err
 		}
 		caller = tidings.Caller{AppID: app.ID, Server: true}
-	} else if c, ok := s.tokens.get(cred, s.now()); ok {
-		caller = c
 	} else {
 		now := s.now()
-		var expires time.Time
-		caller, expires, err = token.VerifyWithExpiry(ctx, s.Apps, cred, now)
-		if err != nil {
-			return nil, err
+		c, ok := s.tokens.get(cred, now)
+		if !ok {
+			var expires time.Time
+			if c, expires, err = token.VerifyWithExpiry(ctx, s.Apps, cred, now); err != nil {
+				return nil, err
+			}
+			s.tokens.put(cred, c, expires, now)
 		}
+		caller = c
 		// The token may outlive its user: check that the user still exists,
 		// asking as the app's server, which may see every user.
 		server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
@@ -279,7 +281,6 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 		} else if err != nil {
 			return nil, err
 		}
-		s.tokens.put(cred, caller, expires, now)
 	}
 	infoFromContext(ctx).appID = caller.AppID
 

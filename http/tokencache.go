@@ -9,10 +9,10 @@ import (
 
 // tokenCache remembers the user access tokens verified recently: a user's
 // app sends the same token with every request, and verifying it costs two
-// parses, a signature check and two reads (the app's signing secret, the
-// user's existence). An entry is kept for at most tokenCacheTTL and never
-// past the token's expiry. Server keys are not cached: rotating one must
-// end it at once.
+// parses, a signature check and a read (the app's signing secret). An
+// entry is kept for at most tokenCacheTTL and never past the token's
+// expiry. The user's existence is still checked on every request, and
+// server keys are not cached: rotating one must end it at once.
 type tokenCache struct {
 	mu sync.Mutex
 	m  map[string]cachedCaller
@@ -25,8 +25,8 @@ type cachedCaller struct {
 
 const (
 	// tokenCacheTTL bounds how long a change that makes a token invalid
-	// before its expiry (none exists today: apps keep their signing
-	// secret and users are not deleted) could go unnoticed.
+	// before its expiry could go unnoticed (none exists today: an app
+	// keeps its signing secret).
 	tokenCacheTTL = time.Minute
 	// tokenCacheMax bounds the memory it takes: about 400 bytes a token.
 	tokenCacheMax = 20_000
