@@ -387,6 +387,9 @@ func (cn *conn) update(f *protocol.Frame) {
 		return
 	}
 	if !cn.c.q.push(&item{kind: itemEvent, ev: ev, seq: seq, conn: cn, sess: cn.sess}, cn.c.opts.maxQueue) {
+		if cn.c.q.isClosed() {
+			return // the client is closing: the update is not acknowledged
+		}
 		// Drop the connection rather than the update: the next one
 		// resumes after the last update processed.
 		cn.c.opts.logger.Warn("tidings: listeners too slow: dropping the connection", "queue", cn.c.opts.maxQueue)
