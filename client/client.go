@@ -457,8 +457,9 @@ func (c *Client) InBackground() bool {
 // Close closes the realtime connection, stops every goroutine of the
 // client and waits for them, including a listener call in progress: do
 // not call it from a listener. The updates the listeners processed are
-// acknowledged before the connection closes, so that the next connection
-// of the same user and device does not get them again; updates received
+// acknowledged before the connection closes (Close waits a moment for the
+// server to confirm), so that the next connection of the same user and
+// device does not get them again; updates received
 // and not yet delivered are not delivered (nor acknowledged). Close always
 // returns nil; calling it again does nothing.
 func (c *Client) Close() error {
@@ -471,6 +472,12 @@ func (c *Client) Close() error {
 		// still open.
 		c.q.close()
 		<-c.deliveryDone
+		c.mu.Lock()
+		cn := c.cur
+		c.mu.Unlock()
+		if cn != nil {
+			cn.confirmReplies()
+		}
 		c.cancel()
 		<-c.loopDone
 		c.wg.Wait()
