@@ -182,10 +182,15 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 	defer cancel()
 	c.ctx, c.scr = ctx, scr
 	c.printHeader()
-	if c.cl.Status() != client.StatusConnected {
+	// Say so when connecting takes more than a moment.
+	wctx, wcancel := context.WithTimeout(ctx, time.Second)
+	err := c.cl.WaitConnected(wctx)
+	wcancel()
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		scr.println(c.st.dim("connecting..."))
+		err = c.cl.WaitConnected(ctx)
 	}
-	if err := c.cl.WaitConnected(ctx); err != nil {
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -197,7 +202,7 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 	c.mu.Lock()
 	c.cl.AddStatusListener(c.onStatus)
 	c.cl.AddEventListener(c.onEvent)
-	err := c.showRecent(ctx)
+	err = c.showRecent(ctx)
 	newest := c.newestShown()
 	c.mu.Unlock()
 	if err != nil {
@@ -462,6 +467,9 @@ func (c *chat) showMessage(m *tidings.Message) bool {
 	own := m.Sender.ID == c.me.ID
 	if own {
 		c.lastOwn = max(c.lastOwn, m.Seq)
+		if p := c.people[c.me.ID]; p != nil { // sending moves the sender's marks
+			p.readSeq, p.deliveredSeq = max(p.readSeq, m.Seq), max(p.deliveredSeq, m.Seq)
+		}
 	}
 	at := m.SentAt.Local()
 	if day := at.Format("Monday 2 January 2006"); day != c.lastDay {

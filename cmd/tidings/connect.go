@@ -44,6 +44,7 @@ type remote struct {
 }
 
 const remoteHelp = `
+
 The server is --server (or TIDINGS_SERVER), http://127.0.0.1:8080 by
 default. The user is the one of the access token given in TIDINGS_TOKEN or
 with --token (your backend mints tokens: see POST /v1/users/{userId}/tokens,
