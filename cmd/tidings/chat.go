@@ -713,12 +713,24 @@ func (c *chat) onStatus(ch client.StatusChange) {
 	case ch.Status == client.StatusReconnecting && prev != client.StatusReconnecting:
 		c.typing = nil
 		c.scr.setTyping("")
-		c.scr.println(c.st.dim(printable(fmt.Sprintf("connection lost (%v); reconnecting...", ch.Err))))
+		c.scr.println(c.st.dim(printable(fmt.Sprintf("connection lost (%s); reconnecting...", statusReason(ch.Err)))))
 	case ch.Status == client.StatusConnected && prev == client.StatusReconnecting:
 		c.scr.println(c.st.dim("connected again"))
 	case ch.Status == client.StatusDisconnected && ch.Err != nil:
 		c.end(ch.Err)
 	}
+}
+
+// statusReason says in a few words why the connection was lost.
+func statusReason(err error) string {
+	var ce *client.CloseError
+	switch {
+	case err == nil:
+		return "no reason given"
+	case errors.As(err, &ce) && ce.Reason != "":
+		return ce.Reason
+	}
+	return strings.TrimPrefix(err.Error(), "client: ")
 }
 
 // end makes run return err.

@@ -223,3 +223,29 @@ func TestChatOnATerminal(t *testing.T) {
 		t.Fatal("Ctrl-D did not end the chat")
 	}
 }
+
+// The chat says when the connection is lost and when it is back, once
+// each, and forgets who was typing meanwhile.
+func TestChatConnectionStatus(t *testing.T) {
+	out := new(syncBuffer)
+	ch := newChat(nil, "lunch", style{}, 20)
+	ch.scr = newPlainScreen(strings.NewReader(""), out)
+	ch.typing = []string{"bob"}
+	lost := &client.CloseError{Code: 1001, Reason: "the server is shutting down: reconnect"}
+	ch.onStatus(client.StatusChange{Status: client.StatusReconnecting, Err: lost})
+	ch.onStatus(client.StatusChange{Status: client.StatusReconnecting, Err: fmt.Errorf("client: dial: connection refused")})
+	ch.onStatus(client.StatusChange{Status: client.StatusConnected})
+	want := "connection lost (the server is shutting down: reconnect); reconnecting...\nconnected again\n"
+	if out.String() != want || len(ch.typing) != 0 {
+		t.Errorf("printed %q, typing %v; want %q", out, ch.typing, want)
+	}
+	ch.onStatus(client.StatusChange{Status: client.StatusDisconnected, Err: lost})
+	select {
+	case err := <-ch.fatal:
+		if err != lost {
+			t.Errorf("ended with %v", err)
+		}
+	default:
+		t.Errorf("a connection refused for good does not end the chat")
+	}
+}

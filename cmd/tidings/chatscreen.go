@@ -142,6 +142,7 @@ func (s *plainScreen) close()             {}
 // prompt.
 type termScreen struct {
 	t       *term.Terminal
+	w       io.Writer // the terminal, under t
 	st      style
 	size    func() (width, height int, err error) // nil: 80 columns
 	restore func()
@@ -155,7 +156,7 @@ type termScreen struct {
 const promptText = "> "
 
 func newTermScreen(rw io.ReadWriter, st style) *termScreen {
-	s := &termScreen{t: term.NewTerminal(rw, ""), st: st, width: 80}
+	s := &termScreen{t: term.NewTerminal(rw, ""), w: rw, st: st, width: 80}
 	s.setPrompt("")
 	s.t.AutoCompleteCallback = func(line string, pos int, key rune) (string, int, bool) {
 		s.mu.Lock()
@@ -216,6 +217,8 @@ func (s *termScreen) onKey(f func(string)) {
 }
 
 func (s *termScreen) close() {
+	// Erase the prompt, which the shell's would follow.
+	_, _ = io.WriteString(s.w, "\r\x1b[K")
 	if s.restore != nil {
 		s.restore()
 	}

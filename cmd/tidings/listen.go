@@ -109,7 +109,7 @@ func listen(ctx context.Context, c *cli, r *remote, o listenOptions) error {
 				fmt.Fprintln(c.stderr, "connected again")
 			}
 		case client.StatusReconnecting:
-			fmt.Fprintf(c.stderr, "not connected (%v); trying again...\n", r.explain(ch.Err))
+			fmt.Fprintf(c.stderr, "not connected (%s); trying again...\n", statusReason(r.explain(ch.Err)))
 		case client.StatusDisconnected:
 			if ch.Err != nil {
 				select {
