@@ -260,7 +260,8 @@ func (c *Client) AddEventListener(l func(Event)) (remove func()) {
 
 // AddStatusListener registers a listener of the connection status and
 // returns a function that removes it. Status listeners are called from
-// the same goroutine as event listeners, in order.
+// the same goroutine as event listeners, in order (the last change, to
+// StatusClosed, from the goroutine that calls Close).
 func (c *Client) AddStatusListener(l func(StatusChange)) (remove func()) {
 	return c.statuses.add(l)
 }
@@ -455,19 +456,36 @@ func (c *Client) InBackground() bool {
 
 // Close closes the realtime connection, stops every goroutine of the
 // client and waits for them, including a listener call in progress: do
-// not call it from a listener. Updates received and not yet delivered are
-// not delivered (nor acknowledged). Close always returns nil; calling it
-// again does nothing.
+// not call it from a listener. The updates the listeners processed are
+// acknowledged before the connection closes (Close waits a moment for the
+// server to confirm), so that the next connection of the same user and
+// device does not get them again; updates received
+// and not yet delivered are not delivered (nor acknowledged). Close always
+// returns nil; calling it again does nothing.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
-		c.cancel()
-		<-c.loopDone
+		// Stop the delivery first: once the listener call in progress
+		// returns, it acknowledges what was processed on the connection,
+		// still open.
 		c.q.close()
 		<-c.deliveryDone
+		c.mu.Lock()
+		cn := c.cur
+		c.mu.Unlock()
+		if cn != nil {
+			cn.confirmReplies()
+		}
+		c.cancel()
+		<-c.loopDone
 		c.wg.Wait()
+		// The last status changes (to StatusClosed) came after the
+		// delivery goroutine stopped.
+		for _, it := range c.q.rest() {
+			c.statuses.call(it.status)
+		}
 		if c.opts.ownHTTP {
 			c.opts.httpClient.CloseIdleConnections()
 		}

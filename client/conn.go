@@ -24,6 +24,10 @@ import (
 // writeTimeout bounds one write to the realtime connection.
 const writeTimeout = 10 * time.Second
 
+// closeConfirmTimeout bounds how long Close waits for the server to
+// confirm that it took the last acknowledgements.
+const closeConfirmTimeout = 2 * time.Second
+
 // maxMessageBytes bounds a WebSocket message from the server.
 const maxMessageBytes = 16 << 20
 
@@ -51,6 +55,7 @@ type conn struct {
 
 	nextID   atomic.Uint64
 	dropping atomic.Bool // no longer takes updates (queue full, or closing)
+	replied  atomic.Bool // a reply was sent
 	wmu      sync.Mutex  // pairs each write with its deadline
 
 	mu      sync.Mutex
@@ -258,7 +263,20 @@ func (cn *conn) command(ctx context.Context, name string, data any) (json.RawMes
 
 // reply acknowledges the updates up to ref.
 func (cn *conn) reply(ref string) error {
+	cn.replied.Store(true)
 	return cn.write(&protocol.Frame{Type: protocol.TypeReply, Ref: ref})
+}
+
+// confirmReplies waits, within closeConfirmTimeout, until the server has
+// processed the replies sent: it answers a ping after the frames that came
+// before it.
+func (cn *conn) confirmReplies() {
+	if !cn.replied.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeConfirmTimeout)
+	defer cancel()
+	_, _ = cn.command(ctx, protocol.CmdPing, struct{}{})
 }
 
 func (cn *conn) write(f *protocol.Frame) error {
@@ -387,6 +405,9 @@ func (cn *conn) update(f *protocol.Frame) {
 		return
 	}
 	if !cn.c.q.push(&item{kind: itemEvent, ev: ev, seq: seq, conn: cn, sess: cn.sess}, cn.c.opts.maxQueue) {
+		if cn.c.q.isClosed() {
+			return // the client is closing: the update is not acknowledged
+		}
 		// Drop the connection rather than the update: the next one
 		// resumes after the last update processed.
 		cn.c.opts.logger.Warn("tidings: listeners too slow: dropping the connection", "queue", cn.c.opts.maxQueue)

@@ -47,10 +47,11 @@ type queue struct {
 func newQueue() *queue { return &queue{signal: make(chan struct{}, 1)} }
 
 // push appends it; false if the queue holds limit updates already (limit
-// 0: no limit) or is closed.
+// 0: no limit) or is closed. A closed queue still takes status changes,
+// for rest.
 func (q *queue) push(it *item, limit int) bool {
 	q.mu.Lock()
-	if q.closed || (limit > 0 && it.kind == itemEvent && q.events >= limit) {
+	if (q.closed && it.kind != itemStatus) || (limit > 0 && it.kind == itemEvent && q.events >= limit) {
 		q.mu.Unlock()
 		return false
 	}
@@ -109,6 +110,28 @@ func (q *queue) wake() {
 	case q.signal <- struct{}{}:
 	default:
 	}
+}
+
+// rest empties a closed queue and returns the status changes it holds:
+// those pushed after pop said there were no more.
+func (q *queue) rest() []*item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var rest []*item
+	for _, it := range q.items[q.head:] {
+		if it.kind == itemStatus {
+			rest = append(rest, it)
+		}
+	}
+	q.items, q.head, q.events = nil, 0, 0
+	return rest
+}
+
+// isClosed reports whether close was called.
+func (q *queue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
 }
 
 func (q *queue) close() {
@@ -220,7 +243,9 @@ func (c *Client) deliver() {
 			}
 			_ = c.call(func(m *machine) { m.resyncPending = false })
 		}
-		if unacked != nil && (!more || n >= ackEvery) {
+		// Acknowledge when nothing follows, every ackEvery updates, and
+		// before updates wait for a listener.
+		if unacked != nil && (!more || n >= ackEvery || c.events.empty()) {
 			c.ack(unacked)
 			unacked, n = nil, 0
 		}

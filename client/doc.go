@@ -48,7 +48,8 @@
 // client drops an update whose ref is not after the last one processed (a
 // replay overlapping what came before a reconnection), and acknowledges an
 // update to the server only once every listener has returned: a program
-// that crashes in a listener gets the update again. With a cursor store
+// that crashes in a listener gets the update again; Close acknowledges the
+// updates processed before it closes the connection. With a cursor store
 // (WithCursorStore, FileCursor) the last processed ref survives a restart
 // of the program, which then resumes where it stopped. When the server no
 // longer keeps the updates after that ref, listeners get a ResyncRequired

@@ -365,3 +365,40 @@ func TestUpdatesWaitForAListener(t *testing.T) {
 	checkSequence(t, rec.waitTexts(t, "conv", 3), 3)
 	s.waitFor("the reply to ref 3", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "3") })
 }
+
+// A program that stops after the updates it wanted (a listener removes
+// itself, then the program closes the client) has them acknowledged, and
+// only them: the next connection of the device does not get them again.
+func TestCloseAcknowledgesWhatWasProcessed(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t, func(fc *fakeConn, _ int, a protocol.AuthArgs) {
+		fc.ok("0")
+		// In one message, so that the second is queued while the first is
+		// delivered.
+		fc.send(messageFrame(1, "m000"), messageFrame(2, "m001"))
+	})
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")))
+	got := make(chan string, 2)
+	var mu sync.Mutex
+	var remove func()
+	mu.Lock()
+	remove = c.AddEventListener(func(e client.Event) {
+		if m, ok := e.(*client.MessageSent); ok {
+			mu.Lock()
+			remove() // the updates after this one wait, unacknowledged
+			mu.Unlock()
+			got <- m.Message.Parts[0].Data
+		}
+	})
+	mu.Unlock()
+	if text := next(got); text != "m000" {
+		t.Fatalf("got %q, want m000", text)
+	}
+	c.Close()
+	s.waitFor("the reply to ref 1", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "1") })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.replies, "2") {
+		t.Errorf("an update no listener processed was acknowledged: replies %v", s.replies)
+	}
+}

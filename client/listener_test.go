@@ -183,3 +183,24 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 		t.Errorf("carol's WaitConnected: %v", err)
 	}
 }
+
+// Once Close returns, the server has the acknowledgements: the next
+// connection of the device, at once, gets only what was not processed.
+func TestCloseLeavesTheServerCursorAfterWhatWasProcessed(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	s.mkUsers(t, "alice", "bob")
+	conv := s.conv(t, "bob", "alice")
+	for round := range 5 {
+		c := newClient(t, s.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("cli"))
+		rec := newRecorder()
+		c.AddEventListener(rec.listen)
+		waitConnected(t, c)
+		text := expected(round + 1)[round]
+		s.send(t, "bob", conv, text)
+		if got := rec.waitTexts(t, conv, 1); len(got) != 1 || got[0] != text {
+			t.Fatalf("round %d: got %v, want [%s]", round, got, text)
+		}
+		c.Close()
+	}
+}

@@ -34,6 +34,7 @@ func commands() []*command {
 		serveCommand,
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand,
 		tokenCommand,
+		listenCommand, sendCommand, chatCommand,
 		versionCommand,
 	}
 }
@@ -41,6 +42,7 @@ func commands() []*command {
 // cli is what the commands write to and read the environment from; tests
 // give their own.
 type cli struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	lookupEnv      func(string) (string, bool)
 	cmd            *command // the command running, for its help
@@ -50,7 +52,7 @@ type cli struct {
 // the process exit code. ctx is cancelled when the process is asked to
 // stop.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
+	c := &cli{stdin: os.Stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 	return c.main(ctx, args)
 }
 
@@ -215,7 +217,8 @@ Run "tidings help <command>" (or "tidings <command> --help") to learn a
 command's flags. The settings of serve, and --data and --config for every
 command, can also be given as environment variables (TIDINGS_ADDR,
 TIDINGS_DATA, ...) or in a JSON configuration file; a flag wins over the
-environment, which wins over the file.
+environment, which wins over the file. Listen, send and chat find the
+server and the user's access token in TIDINGS_SERVER and TIDINGS_TOKEN.
 `
 
 // printUsage prints the list of commands.
@@ -274,7 +277,7 @@ func (c *cli) printHelp(w io.Writer, fs *flag.FlagSet) {
 				notes = append(notes, "default "+f.DefValue)
 			}
 		}
-		if isSetting(f.Name) {
+		if isSetting(f.Name) || isClientSetting(f.Name) {
 			notes = append(notes, "environment "+envName(f.Name))
 		}
 		if len(notes) > 0 {

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/client"
+)
+
+// recorder keeps the updates an SDK client receives.
+type recorder struct {
+	mu      sync.Mutex
+	events  []client.Event
+	changed chan struct{}
+}
+
+// listen returns a client of user, connected, whose updates r records.
+func (w *world) listen(t *testing.T, user string) (*client.Client, *recorder) {
+	t.Helper()
+	r := &recorder{changed: make(chan struct{})}
+	c := w.client(t, user, client.WithDevice("test"), client.WithEventListener(func(e client.Event) {
+		r.mu.Lock()
+		r.events = append(r.events, e)
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := c.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c, r
+}
+
+// waitFor waits for an update that match accepts.
+func (r *recorder) waitFor(t *testing.T, what string, match func(client.Event) bool) {
+	t.Helper()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		for _, e := range r.events {
+			if match(e) {
+				r.mu.Unlock()
+				return
+			}
+		}
+		ch := r.changed
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// waitMessage waits for the message text from user.
+func (r *recorder) waitMessage(t *testing.T, from, text string) {
+	t.Helper()
+	r.waitFor(t, fmt.Sprintf("the message %q from %s", text, from), func(e client.Event) bool {
+		m, ok := e.(*client.MessageSent)
+		return ok && m.Message.Sender.ID == from && m.Message.Parts[0].Data == text
+	})
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestChat(t *testing.T) {
+	w := newWorld(t)
+	earlier := w.send(t, "bob", "earlier message")
+	bob, bobGot := w.listen(t, "bob")
+
+	chat := start(t, w.env("alice"), "chat", "lunch")
+	chat.waitOutput(t, false, "/help lists the commands")
+	chat.waitOutput(t, false, "  Bob  earlier message\n")
+	// Shown, it is marked read.
+	bobGot.waitFor(t, "alice's read mark", func(e client.Event) bool {
+		r, ok := e.(*client.MessageRead)
+		return ok && r.ProfileID == "alice" && r.Seq == earlier.Seq
+	})
+
+	// Bob types, then sends: alice sees both.
+	if err := bob.Socket().StartTyping(ctxT(t), "lunch"); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "\nBob is typing…\n")
+	if _, err := bob.Socket().SendMessage(ctxT(t), "lunch", tidings.NewMessage{ClientID: "b1",
+		Parts: []tidings.Part{{Type: "text/plain", Data: "hi alice\nhow are you?"}}}); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "  Bob  hi alice\n"+strings.Repeat(" ", len("15:04  Bob  "))+"how are you?\n")
+
+	// Alice's lines are sent; shown with a mark that bob read them once
+	// he has.
+	io.WriteString(chat.stdin, "hello bob\n")
+	bobGot.waitMessage(t, "alice", "hello bob")
+	chat.waitOutput(t, false, "  you  hello bob ✓")
+	if _, err := bob.Socket().MarkRead(ctxT(t), "lunch", 0); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "✓✓ read by Bob\n")
+	io.WriteString(chat.stdin, "//slash\n")
+	bobGot.waitMessage(t, "alice", "/slash")
+
+	io.WriteString(chat.stdin, "/who\n")
+	chat.waitOutput(t, false, "Bob (bob), member, read up to #3")
+	io.WriteString(chat.stdin, "/nope\n")
+	chat.waitOutput(t, false, "unknown command /nope")
+	io.WriteString(chat.stdin, "/quit\n")
+	if code := chat.exit(t); code != exitOK {
+		t.Errorf("/quit: exit code %d; stderr:\n%s", code, chat.stderr)
+	}
+	if out := chat.stdout.String(); strings.Contains(out, "\x1b") {
+		t.Errorf("escape sequences written to a non-terminal:\n%q", out)
+	}
+}
+
+func TestChatHistory(t *testing.T) {
+	w := newWorld(t)
+	for _, text := range []string{"m1", "m2", "m3\x1b[31mred"} {
+		w.send(t, "bob", text)
+	}
+	chat := start(t, w.env("alice"), "chat", "--history", "1", "lunch")
+	chat.waitOutput(t, false, "(/history shows earlier messages)")
+	chat.waitOutput(t, false, "Bob  m3�[31mred\n") // no escape sequence from others
+	io.WriteString(chat.stdin, "/history 5\n")
+	chat.waitOutput(t, false, "── 2 earlier messages ──")
+	chat.waitOutput(t, false, "── end of the earlier messages ──")
+	out := chat.stdout.String()
+	if i, j := strings.Index(out, "Bob  m1\n"), strings.Index(out, "Bob  m2\n"); i < 0 || j < i {
+		t.Errorf("/history shows:\n%s", out)
+	}
+	io.WriteString(chat.stdin, "/history\n")
+	chat.waitOutput(t, false, "No earlier messages.")
+	chat.stdin.Close() // the end of the input ends the chat
+	if code := chat.exit(t); code != exitOK {
+		t.Errorf("exit code %d at the end of the input; stderr:\n%s", code, chat.stderr)
+	}
+}
+
+func TestChatErrors(t *testing.T) {
+	w := newWorld(t)
+	r := runCLI(t, w.env("alice"), "chat", "nope")
+	if r.code != exitFailure || !strings.Contains(r.stderr, `tidings chat: conversation "nope" not found`) {
+		t.Errorf("chat nope: exit code %d, stderr %q", r.code, r.stderr)
+	}
+	r = runCLI(t, w.env("alice"), "chat")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "missing conversation ID") {
+		t.Errorf("chat without a conversation: exit code %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// On a terminal, typing tells the others; the prompt says who else types.
+func TestChatOnATerminal(t *testing.T) {
+	w := newWorld(t)
+	bob, bobGot := w.listen(t, "bob")
+	alice := w.client(t, "alice", client.WithDevice("terminal"))
+	ch := newChat(alice, "lunch", style{color: true}, 20)
+	if err := ch.open(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	in, keys := io.Pipe()
+	out := new(syncBuffer)
+	scr := newTermScreen(struct {
+		io.Reader
+		io.Writer
+	}{in, out}, style{color: true})
+	done := make(chan error, 1)
+	go func() { done <- ch.run(context.Background(), scr) }()
+	t.Cleanup(func() { keys.Close() })
+	waitText := func(text string) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for !strings.Contains(out.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %q in:\n%q", text, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitText("/help lists the commands")
+
+	io.WriteString(keys, "hel")
+	bobGot.waitFor(t, "alice typing", func(e client.Event) bool {
+		ty, ok := e.(*client.ParticipantTyping)
+		return ok && ty.ProfileID == "alice"
+	})
+	io.WriteString(keys, "lo\r")
+	bobGot.waitMessage(t, "alice", "hello")
+	waitText("you\x1b[0m  hello")
+
+	// A draft erased, then an empty line: no longer typing.
+	io.WriteString(keys, "draft\x15\r")
+	bobGot.waitFor(t, "alice no longer typing", func(e client.Event) bool {
+		ty, ok := e.(*client.ParticipantTypingOff)
+		return ok && ty.ProfileID == "alice"
+	})
+
+	if err := bob.Socket().StartTyping(ctxT(t), "lunch"); err != nil {
+		t.Fatal(err)
+	}
+	waitText("Bob is typing…\x1b[0m \x1b[1m> ")
+
+	io.WriteString(keys, "\x04") // Ctrl-D
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Ctrl-D did not end the chat")
+	}
+}
+
+// The chat says when the connection is lost and when it is back, once
+// each, and forgets who was typing meanwhile.
+func TestChatConnectionStatus(t *testing.T) {
+	out := new(syncBuffer)
+	ch := newChat(nil, "lunch", style{}, 20)
+	ch.scr = newPlainScreen(strings.NewReader(""), out)
+	ch.typing = []string{"bob"}
+	lost := &client.CloseError{Code: 1001, Reason: "the server is shutting down: reconnect"}
+	ch.onStatus(client.StatusChange{Status: client.StatusReconnecting, Err: lost})
+	ch.onStatus(client.StatusChange{Status: client.StatusReconnecting, Err: fmt.Errorf("client: dial: connection refused")})
+	ch.onStatus(client.StatusChange{Status: client.StatusConnected})
+	want := "connection lost (the server is shutting down: reconnect); reconnecting...\nconnected again\n"
+	if out.String() != want || len(ch.typing) != 0 {
+		t.Errorf("printed %q, typing %v; want %q", out, ch.typing, want)
+	}
+	ch.onStatus(client.StatusChange{Status: client.StatusDisconnected, Err: lost})
+	select {
+	case err := <-ch.fatal:
+		if err != lost {
+			t.Errorf("ended with %v", err)
+		}
+	default:
+		t.Errorf("a connection refused for good does not end the chat")
+	}
+}
