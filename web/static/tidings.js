@@ -191,6 +191,7 @@ class SocketConn {
     this.kind = 'websocket';
     this.sess = sess;
     this.token = '';
+    this.expiresAt = 0;
     this.onUpdate = onUpdate;
     this.pending = new Map();
     this.nextId = 1;
@@ -211,8 +212,7 @@ class SocketConn {
           : sdkError(ErrorCode.ConnectionLost, `connection closed (${e.code}${e.reason ? ': ' + e.reason : ''})`, { closeCode: e.code });
         if (!this.opened) {
           const failed = err || sdkError(ErrorCode.Network, 'could not open the WebSocket connection');
-          failed.wsNeverOpened = true;
-          reject(failed);
+          reject(Object.assign(failed, { wsNeverOpened: true }));
         }
         this.end(err);
       };
@@ -403,7 +403,7 @@ export class Client {
     this._idle = [];     // resolvers waiting for the queue to drain
 
     this._sess = null;
-    this._status = Status.Disconnected;
+    /** @type {string} */ this._status = Status.Disconnected;
     this._statusError = null;
     this._statusWaiters = [];
     this._closed = false;
@@ -710,6 +710,12 @@ export class Client {
    * Makes a request as the user of sess and returns the response, or
    * throws a TidingsError. A 401 gets a new token from the provider and
    * one more try.
+   */
+  /**
+   * @param {any} sess
+   * @param {string} method
+   * @param {string} path
+   * @param {{json?: any, body?: any, contentType?: string, signal?: AbortSignal, tokenSink?: (t: string) => void}} [opts]
    */
   async _fetchAs(sess, method, path, { json, body, contentType, signal, tokenSink } = {}) {
     for (let attempt = 0; ; attempt++) {
