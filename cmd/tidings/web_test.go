@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/kb"
 )
 
 // The web chat page in a real browser, against "tidings serve --dev".
@@ -43,7 +42,15 @@ func (pg *page) openConversation(name string) {
 // send types text in the message box and presses Enter.
 func (pg *page) send(text string) {
 	pg.t.Helper()
-	pg.run(chromedp.SendKeys(chromedp.CSS("#text"), text+kb.Enter))
+	pg.run(chromedp.SendKeys(chromedp.CSS("#text"), text))
+	pg.pressEnter()
+}
+
+// pressEnter presses Enter in the message box. (The key events of
+// SendKeys would type a newline after the page sent the message.)
+func (pg *page) pressEnter() {
+	pg.t.Helper()
+	pg.eval(`document.getElementById('text').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }))`, new(bool))
 }
 
 // messagesJS lists the texts of the messages of the open conversation
@@ -99,7 +106,7 @@ func TestWebChat(t *testing.T) {
 	t.Run("typing indicator", func(t *testing.T) {
 		bp.run(chromedp.SendKeys(chromedp.CSS("#text"), "On my w"))
 		a.waitFor("bob's typing indicator", `document.getElementById('typing').textContent === 'bob is typing…'`, `document.getElementById('typing').textContent`)
-		bp.run(chromedp.SendKeys(chromedp.CSS("#text"), "ay"+kb.Enter))
+		bp.send("ay")
 		a.waitFor("the typing indicator to go", `document.getElementById('typing').textContent === ''`, `document.getElementById('typing').textContent`)
 		a.waitMessages("Noon at the usual place?", "See you there!", "On my way")
 	})

@@ -174,6 +174,17 @@ async function loadAll() {
     console.warn('tidings: could not load the conversations', err);
   }
   renderConvList();
+  // The list does not carry the last messages: fetch them for the previews.
+  for (const c of state.convs.values()) {
+    if (c.lastSeq > 0 && !c.lastMessage) {
+      client.listMessages(c.id, { limit: 1 }).then(page => {
+        if (!c.lastMessage && page.messages.length) {
+          c.lastMessage = page.messages[0];
+          renderConvList();
+        }
+      }, () => {});
+    }
+  }
   if (state.current) {
     const id = state.current;
     state.current = '';
@@ -320,20 +331,41 @@ function initials(name) {
   return ((words[0]?.[0] || '?') + (words.length > 1 ? words[words.length - 1][0] : '')).toUpperCase();
 }
 
-/** A dark colour per name: white text on it keeps a contrast above 4.5:1. */
+/** A colour per name, from dark ones: white text on each keeps a contrast above 4.5:1. */
+const palette = ['#1f5fbf', '#7c3aed', '#b42318', '#0f766e', '#9a3412', '#be185d', '#3f6212', '#0369a1', '#6b21a8', '#a16207'];
 function colour(key) {
   let n = 0;
   for (const ch of String(key)) n = (n * 31 + ch.codePointAt(0)) >>> 0;
-  return `hsl(${n % 360} 55% 36%)`;
+  return palette[n % palette.length];
 }
 
-const avatar = (key, name) => h('span', { class: 'avatar', style: `background:${colour(key)}`, 'aria-hidden': 'true' }, initials(name));
+function avatar(key, name) {
+  const el = h('span', { class: 'avatar', 'aria-hidden': 'true' }, initials(name));
+  el.style.background = colour(key); // a property, not a style attribute, which the page's CSP forbids
+  return el;
+}
+
+/** A small inline icon (the page's CSP allows no emoji fonts to be counted on). */
+function icon(name) {
+  const paths = {
+    file: 'M6 2h8l4 4v14a2 2 0 0 1-2 2H6a2 2 0 0 1-2-2V4a2 2 0 0 1 2-2zm7 1.5V7h3.5',
+    clock: 'M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zm0 4v5l3 2',
+  };
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', paths[name]);
+  svg.append(path);
+  return svg;
+}
 
 function preview(m) {
   if (!m) return 'No messages yet';
   if (m.deletedAt) return 'Message deleted';
   const part = m.parts?.[0];
-  const text = part?.fileId ? '📎 ' + (part.name || 'file') : part?.data || '';
+  const text = part?.fileId ? 'File: ' + (part.name || 'file') : part?.data || '';
   return (m.sender?.id === state.me.id ? 'You: ' : (m.sender?.displayName || '') + ': ') + text;
 }
 
@@ -563,7 +595,7 @@ function partElement(m, p) {
       a.click();
       a.remove();
     },
-  }, '📄 ', label));
+  }, icon('file'), label));
 }
 
 const fileURLs = new Map();
@@ -587,7 +619,7 @@ function ticksElement(m) {
   if (m.pending) {
     return m.error
       ? h('span', { class: 'ticks failed', title: m.error }, 'Not sent: ' + m.error)
-      : h('span', { class: 'ticks', 'aria-label': 'Waiting to be sent', title: 'Waiting to be sent' }, '🕓');
+      : h('span', { class: 'ticks pending-tick', title: 'Waiting to be sent' }, icon('clock'), h('span', { class: 'visually-hidden' }, 'Waiting to be sent'));
   }
   const others = [...(state.threads.get(m.conversationId)?.participants.values() || [])].filter(p => p.userId !== state.me.id);
   let kind = 'sent';
