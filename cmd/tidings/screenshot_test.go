@@ -108,7 +108,7 @@ func TestScreenshot(t *testing.T) {
 	a.waitFor("the design review unread", `document.querySelector('#conv-list .unread')`, "")
 	a.eval(`document.activeElement.blur(), true`, new(bool))
 	a.run(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 600, 5)) // no message hovered
-	time.Sleep(300 * time.Millisecond) // let the last frame paint
+	time.Sleep(300 * time.Millisecond)                                         // let the last frame paint
 
 	ctxShot, cancel := context.WithTimeout(a.ctx, 20*time.Second)
 	defer cancel()

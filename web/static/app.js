@@ -419,6 +419,7 @@ async function openConversation(id) {
   renderChatHead();
   if (!t.loaded) {
     t.loaded = true;
+    t.messages.clear();
     await Promise.all([loadOlder(id, true), refreshParticipants(id)]);
   } else {
     for (const m of sortedMessages(t)) placeMessage(m);
@@ -461,9 +462,11 @@ function renderChatHead() {
 }
 
 async function refreshParticipants(id) {
+  const t = state.threads.get(id);
+  if (!t) return; // loaded when the conversation opens
   try {
     const list = await state.client.listParticipants(id);
-    thread(id).participants = new Map(list.map(p => [p.userId, p]));
+    t.participants = new Map(list.map(p => [p.userId, p]));
   } catch (err) {
     return;
   }
@@ -514,7 +517,7 @@ $('messages').addEventListener('scroll', () => {
 
 function upsertMessage(m) {
   const t = state.threads.get(m.conversationId);
-  if (!t) return; // not opened yet: loaded from the API when it is
+  if (!t?.loaded) return; // not opened yet: loaded from the API when it is
   const old = t.messages.get(m.id);
   if (old && old.editedAt === m.editedAt && old.deletedAt === m.deletedAt) return; // a replay
   t.messages.set(m.id, m);
