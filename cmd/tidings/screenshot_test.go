@@ -77,6 +77,7 @@ func TestScreenshot(t *testing.T) {
 	a.signIn("alice")
 	a.openConversation("Lunch on Friday")
 	a.send("Count me in. Noon works for me.")
+	a.waitMessages("Anyone up for lunch on Friday?", "Yes! The noodle place on 5th?", "Count me in. Noon works for me.")
 	say(bob, "lunch", "Great, I'll book a table for three.")
 	f, err := carol.UploadFile(ctx, "lunch", "menu.txt", "text/plain", strings.NewReader("Soups, noodles, dumplings.\n"))
 	if err != nil {
