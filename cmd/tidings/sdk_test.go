@@ -217,3 +217,37 @@ func TestSDKRepliesAfterProcessing(t *testing.T) {
 		t.Errorf("got %v\nwant %v", got, want)
 	}
 }
+
+// A client with a token provider refreshes its token on the open
+// connection before it expires: the connection never drops.
+func TestSDKRefreshesTokens(t *testing.T) {
+	b := newBrowser(t)
+	url, stop := startServe(t, t.TempDir(), "--dev", "--token-ttl", "3s")
+	t.Cleanup(func() { stop() })
+	pg := b.newProfile("sdk").open(url + "/")
+	var got map[string]any
+	pg.eval(sdkScript(`
+		const mint = async user => (await fetch('/v1/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: user }) }).then(r => r.json())).token;
+		let minted = 0;
+		const statuses = [];
+		const bob = new Client(location.origin, { device: 'sdk-refresh', tokenProvider: () => { minted++; return mint('bob'); } });
+		bob.addStatusListener(s => statuses.push(s.status));
+		const texts = [];
+		bob.addEventListener(ev => { if (ev.name === 'conversationMessage.sent') texts.push(ev.payload.parts[0].data); });
+		await bob.waitConnected();
+		const firstExpiry = bob.tokenExpiry.getTime();
+		// Three tokens later, the first one has expired.
+		await until('three tokens', () => minted >= 3 && bob.tokenExpiry.getTime() > firstExpiry + 1000);
+		const alice = new Client(location.origin, { mode: 'manual', tokenProvider: () => mint('alice') });
+		const conv = await alice.createConversation({ name: 'refresh', participants: [{ userId: 'bob' }] });
+		await alice.sendMessage(conv.id, { parts: [{ type: 'text/plain', data: 'still there?' }] });
+		await until('the message', () => texts.length === 1);
+		bob.close();
+		alice.close();
+		return { statuses, texts };
+	`), &got)
+	want := map[string]any{"statuses": []any{"connected", "closed"}, "texts": []any{"still there?"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
