@@ -123,7 +123,17 @@ async function start() {
   const opts = {
     device: deviceId(),
     eventListeners: [onEvent],
-    statusListeners: [({ status }) => { state.status = status; showStatus(); if (status === Status.Connected) flushOutbox(); }],
+    statusListeners: [({ status, error }) => {
+      state.status = status;
+      showStatus();
+      if (status === Status.Connected) flushOutbox();
+      // A token that can no longer be renewed (it expired, or the user was deleted): sign in again.
+      if (status === Status.Disconnected && (error?.code === 'unauthenticated' || error?.code === 'token_rejected')) {
+        stop();
+        store.del('session');
+        showSignIn('Your session has ended: sign in again.');
+      }
+    }],
   };
   // A dev session signs in again by name whenever the token nears its expiry.
   if (session.dev) opts.tokenProvider = () => devToken(session.dev);
