@@ -264,6 +264,7 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 		"UserPage":           userPage{},
 		"TokenRequest":       tokenRequest{},
 		"Token":              tokenResponse{},
+		"DevTokenRequest":    devTokenRequest{},
 		"Conversation":       tidings.Conversation{},
 		"NewConversation":    tidings.NewConversation{},
 		"ConversationUpdate": tidings.ConversationUpdate{},

@@ -2,6 +2,7 @@ package http
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,6 +76,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/realtime", authNone, s.handleRealtime},
 		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},
 		{"POST", "/v1/realtime/replies", authUser, s.handleReply},
+
+		{"POST", "/v1/dev/token", authNone, s.handleDevToken},
 	}
 }
 
@@ -131,6 +134,12 @@ func (s *Server) serveMux(mux *http.ServeMux) http.Handler {
 		if pattern != "" {
 			// ServeHTTP, not h, so that r gets its path values.
 			mux.ServeHTTP(w, r)
+			return
+		}
+		if s.Web != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+			r.URL.Path != "/v1" && !strings.HasPrefix(r.URL.Path, "/v1/") {
+			infoFromContext(r.Context()).route = "web"
+			s.Web.ServeHTTP(w, r)
 			return
 		}
 		// No route: let ServeMux decide what it would answer, and rewrite

@@ -61,6 +61,15 @@ type Server struct {
 	Realtime http.Handler
 	Poller   Poller
 
+	// Web serves the web pages (package web): the GET and HEAD requests
+	// to paths outside /v1/ that no route matches. Nil serves none.
+	Web http.Handler
+
+	// DevApp turns development mode on: POST /v1/dev/token then creates
+	// users and mints their tokens in this app, without credentials, for
+	// requests from the loopback interface. Empty (the default) is off.
+	DevApp string
+
 	// Logger receives the access log and the errors the API hides from
 	// clients. It never receives credentials.
 	Logger *slog.Logger

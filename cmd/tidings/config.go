@@ -49,6 +49,9 @@ type config struct {
 	CommandRate     float64
 	AllowedOrigins  string
 	Retention       time.Duration
+
+	// Dev turns development mode on (POST /v1/dev/token).
+	Dev bool
 }
 
 // Defaults that are not the HTTP server's own.
@@ -146,6 +149,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"comma-separated `origins` (https://app.example.com) whose pages may open realtime connections; * allows any; empty allows the server's own host only")
 	fs.Var((*durationValue)(&cfg.Retention), "retention",
 		"how long (a `duration`) updates are kept for clients that are away; older ones need a resync")
+	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev,
+		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
 }
 
 // check reports settings that are valid one by one but not together, or

@@ -14,6 +14,7 @@ import (
 	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/sqlite"
+	"github.com/tidings/tidings/web"
 	"github.com/tidings/tidings/ws"
 )
 
@@ -121,6 +122,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
 	srv.Realtime, srv.Poller = wsHandler, node
+	srv.Web = web.Handler()
+	if cfg.Dev {
+		srv.DevApp = defaultAppID
+		log.Warn("DEVELOPMENT MODE (--dev): anyone on this machine may sign in as any user of the app "+defaultAppID+
+			" without credentials, at POST /v1/dev/token; never run a shared server like this", "app", defaultAppID)
+	}
 	srv.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dataDir, filesDir)), cfg.MaxFileBytes)
 	srv.Logger = log
 	srv.Ready = db.Ping

@@ -10,15 +10,16 @@ import (
 )
 
 // startServe runs "tidings serve" on a free port with the data directory
-// dir until the returned stop function is called, which returns the exit
-// code and everything logged.
-func startServe(t *testing.T, dir string) (url string, stop func() (int, string)) {
+// dir (and any extra flags) until the returned stop function is called,
+// which returns the exit code and everything logged.
+func startServe(t *testing.T, dir string, extra ...string) (url string, stop func() (int, string)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := new(syncBuffer)
 	c := &cli{stdout: logs, stderr: logs, lookupEnv: mapEnv(nil)}
 	done := make(chan int, 1)
-	go func() { done <- c.main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", dir}) }()
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, extra...)
+	go func() { done <- c.main(ctx, args) }()
 
 	stop = func() (int, string) {
 		cancel()
@@ -174,4 +175,42 @@ func TestAppsWhileServing(t *testing.T) {
 	if code := getWithKey(t, url+"/v1/conversations", tok); code != http.StatusOK {
 		t.Errorf("GET /v1/conversations with a token from \"tidings token\": %d", code)
 	}
+}
+
+// The web page is served at /, and development sign-in only with --dev.
+func TestServeWebAndDevMode(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startServe(t, dir)
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET / = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if code := devToken(t, url, "alice"); code != http.StatusNotFound {
+		t.Errorf("POST /v1/dev/token without --dev = %d, want 404", code)
+	}
+	if _, logs := stop(); strings.Contains(logs, "DEVELOPMENT MODE") {
+		t.Errorf("serve without --dev logged development mode:\n%s", logs)
+	}
+
+	url, stop = startServe(t, dir, "--dev")
+	if code := devToken(t, url, "alice"); code != http.StatusCreated {
+		t.Errorf("POST /v1/dev/token with --dev = %d, want 201", code)
+	}
+	if _, logs := stop(); !strings.Contains(logs, "level=WARN msg=\"DEVELOPMENT MODE") {
+		t.Errorf("serve --dev did not warn about development mode:\n%s", logs)
+	}
+}
+
+func devToken(t *testing.T, url, user string) int {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/dev/token", "application/json", strings.NewReader(`{"userId":"`+user+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

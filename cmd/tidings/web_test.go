@@ -1,0 +1,285 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// The web chat page in a real browser, against "tidings serve --dev".
+
+// signIn signs the page in by name (development sign-in) and waits until
+// its realtime connection is up.
+func (pg *page) signIn(user string) {
+	pg.t.Helper()
+	pg.waitFor("the sign-in form", `!document.getElementById('dev-form').hidden`, "")
+	pg.run(
+		chromedp.SendKeys(chromedp.CSS("#dev-user"), user),
+		chromedp.Click(chromedp.CSS("#dev-form button[type=submit]")),
+	)
+	pg.waitConnected()
+}
+
+// waitConnected waits until the page says it is connected.
+func (pg *page) waitConnected() {
+	pg.t.Helper()
+	pg.waitFor("the page to be connected", `!document.getElementById('app').hidden && document.getElementById('conn').dataset.status === 'connected'`,
+		`document.getElementById('conn').textContent`)
+}
+
+// openConversation opens the conversation named name in the list.
+func (pg *page) openConversation(name string) {
+	pg.t.Helper()
+	sel := `[...document.querySelectorAll('#conv-list .conv-name')].find(e => e.textContent === ` + js(name) + `)`
+	pg.waitFor("conversation "+name+" in the list", sel, `document.getElementById('conv-list').textContent`)
+	pg.eval(sel+`.closest('button').click(), true`, new(bool))
+	pg.waitFor("conversation "+name+" open", `document.getElementById('chat-title').textContent === `+js(name), "")
+}
+
+// send types text in the message box and presses Enter.
+func (pg *page) send(text string) {
+	pg.t.Helper()
+	pg.run(chromedp.SendKeys(chromedp.CSS("#text"), text))
+	pg.pressEnter()
+}
+
+// pressEnter presses Enter in the message box. (The key events of
+// SendKeys would type a newline after the page sent the message.)
+func (pg *page) pressEnter() {
+	pg.t.Helper()
+	pg.eval(`document.getElementById('text').dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }))`, new(bool))
+}
+
+// messagesJS lists the texts of the messages of the open conversation
+// that the server has acknowledged.
+const messagesJS = `[...document.querySelectorAll('#message-list .msg:not(.pending) .body')].map(e => e.textContent)`
+
+// step logs the start of a step of a scenario. (Steps are not subtests:
+// the pages fail the test they were opened by.)
+func step(t *testing.T, name string) {
+	t.Helper()
+	t.Logf("--- %s", name)
+}
+
+// waitMessages waits until the open conversation shows exactly want.
+func (pg *page) waitMessages(want ...string) {
+	pg.t.Helper()
+	b, _ := json.Marshal(want)
+	pg.waitFor("messages "+string(b), `JSON.stringify(`+messagesJS+`) === `+js(string(b)), `JSON.stringify(`+messagesJS+`)`)
+}
+
+func (pg *page) text(sel string) string {
+	pg.t.Helper()
+	var s string
+	pg.eval(`document.querySelector(`+js(sel)+`)?.textContent ?? ''`, &s)
+	return s
+}
+
+func TestWebChat(t *testing.T) {
+	b := newBrowser(t)
+	dir := t.TempDir()
+	url, stop := startServe(t, dir, "--dev")
+	defer func() { stop() }()
+
+	alice, bob := b.newProfile("alice"), b.newProfile("bob")
+	a := alice.open(url + "/")
+	a.signIn("alice")
+	bp := bob.open(url + "/")
+	bp.signIn("bob")
+
+	// Alice starts a conversation with bob; it appears on bob's page live.
+	a.run(chromedp.Click(chromedp.CSS("#new-conv")))
+	a.run(
+		chromedp.SendKeys(chromedp.CSS("#new-conv-name"), "Lunch"),
+		chromedp.SendKeys(chromedp.CSS("#new-conv-people"), "bob"),
+		chromedp.Click(chromedp.CSS("#new-conv-form button[type=submit]")),
+	)
+	a.waitFor("the new conversation open", `document.getElementById('chat-title').textContent === 'Lunch'`, "")
+	bp.openConversation("Lunch")
+
+	step(t, "both ways, live")
+	{
+		a.send("Noon at the usual place?")
+		bp.waitMessages("Noon at the usual place?")
+		bp.send("See you there!")
+		a.waitMessages("Noon at the usual place?", "See you there!")
+		// Bob read alice's message on his open page: her tick says so.
+		a.waitFor("alice's message marked read", `document.querySelector('#message-list .msg.mine .ticks')?.dataset.tick === 'read'`,
+			`document.querySelector('#message-list .msg.mine .ticks')?.dataset.tick`)
+	}
+
+	step(t, "typing indicator")
+	{
+		bp.run(chromedp.SendKeys(chromedp.CSS("#text"), "On my w"))
+		a.waitFor("bob's typing indicator", `document.getElementById('typing').textContent === 'bob is typing…'`, `document.getElementById('typing').textContent`)
+		bp.send("ay")
+		a.waitFor("the typing indicator to go", `document.getElementById('typing').textContent === ''`, `document.getElementById('typing').textContent`)
+		a.waitMessages("Noon at the usual place?", "See you there!", "On my way")
+	}
+
+	before := []string{"Noon at the usual place?", "See you there!", "On my way"}
+	step(t, "three messages while the page is closed")
+	{
+		bp.close()
+		for _, s := range []string{"one", "two", "three"} {
+			a.send(s)
+		}
+		a.waitMessages(append(before, "one", "two", "three")...)
+		bp = bob.open(url + "/")
+		bp.waitConnected()
+		bp.waitFor("3 unread in the list", `document.querySelector('#conv-list .unread')?.textContent.includes('3')`,
+			`document.getElementById('conv-list').textContent`)
+		bp.openConversation("Lunch")
+		bp.waitMessages(append(before, "one", "two", "three")...)
+	}
+
+	step(t, "the server restarts")
+	{
+		addr := strings.TrimPrefix(url, "http://")
+		if code, logs := stop(); code != exitOK {
+			t.Fatalf("serve exited with %d:\n%s", code, logs)
+		}
+		a.waitFor("alice's page to see the server gone", `document.getElementById('conn').dataset.status !== 'connected'`, "")
+		// Typed while the server is away: kept, and sent once it is back.
+		a.send("sent while offline")
+		a.waitFor("the message waiting in the outbox", `document.querySelector('#message-list .msg.pending')`, "")
+		url, stop = startServe(t, dir, "--dev", "--addr", addr)
+		a.waitConnected()
+		bp.waitConnected()
+		want := append(before, "one", "two", "three", "sent while offline")
+		bp.waitMessages(want...)
+		a.waitMessages(want...)
+		bp.send("welcome back")
+		a.waitMessages(append(want, "welcome back")...)
+	}
+
+	// Tokens travel in headers and in the first WebSocket frame, never in a URL.
+	for _, pg := range []*page{a, bp} {
+		for _, u := range pg.requested() {
+			if strings.Contains(u, "eyJ") || strings.Contains(strings.ToLower(u), "token=") {
+				t.Errorf("[%s] a URL carries a token: %s", pg.name, u)
+			}
+		}
+		if !slices.ContainsFunc(pg.requested(), func(u string) bool { return strings.HasSuffix(u, "/v1/realtime") }) {
+			t.Errorf("[%s] never opened the realtime WebSocket; requests: %v", pg.name, pg.requested())
+		}
+	}
+}
+
+// restPost sends a JSON request to the API with a user's token, failing the
+// test unless it succeeds.
+func restPost(t *testing.T, url, token, path, body string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("POST %s: %d", path, resp.StatusCode)
+	}
+}
+
+func TestWebChatFeatures(t *testing.T) {
+	b := newBrowser(t)
+	url, stop := startServe(t, t.TempDir(), "--dev")
+	defer stop()
+	aliceToken := mintDevToken(t, url, "alice")
+	mintDevToken(t, url, "carol") // carol exists, and is added below
+
+	alice, bob := b.newProfile("alice"), b.newProfile("bob")
+	bp := bob.open(url + "/")
+	bp.signIn("bob")
+	restPost(t, url, aliceToken, "/v1/conversations", `{"id":"team","name":"Team","participants":[{"userId":"bob"}]}`)
+	var want []string
+	for i := 1; i <= 60; i++ {
+		text := fmt.Sprintf("message %d", i)
+		restPost(t, url, aliceToken, "/v1/conversations/team/messages", `{"parts":[{"type":"text/plain","data":"`+text+`"}]}`)
+		want = append(want, text)
+	}
+
+	step(t, "history loads when scrolled up")
+	{
+		bp.waitFor("60 unread", `document.querySelector('#conv-list .unread')?.textContent.includes('60')`, `document.getElementById('conv-list').textContent`)
+		bp.openConversation("Team")
+		bp.waitMessages(want[10:]...) // the newest page
+		bp.eval(`document.getElementById('messages').scrollTop = 0, true`, new(bool))
+		bp.waitMessages(want...)
+		bp.waitFor("the start of the conversation", `document.getElementById('history-status').textContent.includes('start')`, "")
+		bp.waitFor("no unread left", `!document.querySelector('#conv-list .unread')`, `document.getElementById('conv-list').textContent`)
+	}
+
+	a := alice.open(url + "/#c=team")
+	a.signIn("alice")
+	a.waitFor("the conversation open from the URL", `document.getElementById('chat-title').textContent === 'Team'`, "")
+	a.waitMessages(want[10:]...)
+
+	step(t, "presence")
+	{
+		a.close()
+		bp.waitFor("alice offline", `document.querySelector('#chat-members .presence')?.title === 'offline'`, `document.getElementById('chat-members').innerHTML`)
+		a = alice.open(url + "/#c=team")
+		a.waitConnected()
+		bp.waitFor("alice online", `document.querySelector('#chat-members .presence')?.title === 'online'`, `document.getElementById('chat-members').innerHTML`)
+		a.waitFor("the conversation open", `document.getElementById('chat-title').textContent === 'Team'`, "")
+	}
+
+	step(t, "edit and delete")
+	{
+		a.waitMessages(want[10:]...)
+		last := `[...document.querySelectorAll('#message-list .msg.mine')].at(-1)`
+		a.eval(last+`.querySelector('.actions button').click(), true`, new(bool)) // Edit
+		a.waitFor("the edit box", `document.querySelector('.edit-form input')`, "")
+		a.eval(`(() => { const i = document.querySelector('.edit-form input'); i.value = 'message 60, edited'; i.form.requestSubmit(); return true; })()`, new(bool))
+		bp.waitMessages(append(append([]string{}, want[:59]...), "message 60, edited")...)
+		bp.waitFor("the edited mark", `[...document.querySelectorAll('#message-list .msg')].at(-1).querySelector('.meta').textContent.includes('edited')`, "")
+
+		a.eval(`window.confirm = () => true, `+last+`.querySelectorAll('.actions button')[1].click(), true`, new(bool)) // Delete
+		bp.waitMessages(append(append([]string{}, want[:59]...), "This message was deleted.")...)
+	}
+
+	step(t, "files")
+	{
+		// A 1×1 PNG, chosen in the file picker.
+		a.eval(`(() => {
+			const png = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='), c => c.charCodeAt(0));
+			const dt = new DataTransfer();
+			dt.items.add(new File([png], 'dot.png', { type: 'image/png' }));
+			const input = document.getElementById('file');
+			input.files = dt.files;
+			input.dispatchEvent(new Event('change'));
+			return true;
+		})()`, new(bool))
+		bp.waitFor("the image, downloaded with the token", `[...document.querySelectorAll('#message-list .file img')].some(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth === 1)`,
+			`document.getElementById('message-list').lastElementChild.innerHTML`)
+	}
+
+	step(t, "add people")
+	{
+		a.run(chromedp.Click(chromedp.CSS("#add-people")))
+		a.run(
+			chromedp.SendKeys(chromedp.CSS("#add-people-ids"), "carol"),
+			chromedp.Click(chromedp.CSS("#add-people-form button[type=submit]")),
+		)
+		a.waitFor("carol among the members", `document.getElementById('chat-members').textContent.includes('carol')`, `document.getElementById('chat-members').textContent`)
+		bp.waitFor("carol among bob's members too", `document.getElementById('chat-members').textContent.includes('carol')`, `document.getElementById('chat-members').textContent`)
+		// A user that does not exist is refused, and said so.
+		a.run(chromedp.Click(chromedp.CSS("#add-people")))
+		a.run(
+			chromedp.SendKeys(chromedp.CSS("#add-people-ids"), "nobody"),
+			chromedp.Click(chromedp.CSS("#add-people-form button[type=submit]")),
+		)
+		a.waitFor("an error in the dialog", `document.querySelector('#add-people-dialog .error').textContent !== ''`, "")
+	}
+}

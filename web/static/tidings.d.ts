@@ -1,0 +1,216 @@
+// TypeScript declarations of the Tidings browser SDK (tidings.js).
+// Served at /sdk/tidings.d.ts next to /sdk/tidings.js.
+
+/** The state of the realtime connection. */
+export declare const Status: {
+  readonly Disconnected: 'disconnected';
+  readonly Connecting: 'connecting';
+  readonly Connected: 'connected';
+  readonly Reconnecting: 'reconnecting';
+  readonly Closed: 'closed';
+};
+export type Status = (typeof Status)[keyof typeof Status];
+
+/** Codes of the errors made by the SDK itself (server errors carry the API's codes). */
+export declare const ErrorCode: {
+  readonly NotLoggedIn: 'not_logged_in';
+  readonly AlreadyLoggedIn: 'already_logged_in';
+  readonly AlreadyConnected: 'already_connected';
+  readonly NotConnected: 'not_connected';
+  readonly Closed: 'closed';
+  readonly AutoMode: 'auto_mode';
+  readonly ConnectionLost: 'connection_lost';
+  readonly BackgroundTimeout: 'background_timeout';
+  readonly TokenRejected: 'token_rejected';
+  readonly Network: 'network_error';
+  readonly Timeout: 'timeout';
+};
+
+/** An error of the server (`code` from the API: not_found, forbidden…) or of the SDK (ErrorCode). */
+export declare class TidingsError extends Error {
+  readonly code: string;
+  /** The HTTP status, for errors of the REST API. */
+  readonly status?: number;
+  /** With resync_required: the newest ref. */
+  readonly ref?: string;
+  /** The WebSocket close code, when the server closed the connection. */
+  readonly closeCode?: number;
+}
+
+/** Spacing of reconnection attempts, in milliseconds. */
+export interface Backoff {
+  /** Default 500. */
+  initial?: number;
+  /** Default 30000. */
+  max?: number;
+  /** Default 2. */
+  multiplier?: number;
+  /** The random part taken off each wait, from 0 to 1. Default 0.5. */
+  jitter?: number;
+}
+export declare const DefaultBackoff: Readonly<Required<Backoff>>;
+/** The wait after `failures` consecutive failures (0 for the first). */
+export declare function backoffDelay(b: Backoff, failures: number): number;
+
+/** Where a client keeps the last processed ref, so that a reloaded page resumes after it. */
+export interface CursorStore {
+  load(c: { appId: string; userId: string; device: string }): string | null | Promise<string | null>;
+  save(c: { appId: string; userId: string; device: string; ref: string }): void | Promise<void>;
+}
+export declare function localStorageCursor(prefix?: string): CursorStore;
+
+export interface Options {
+  /** A fixed access token: the client is logged in at once (and, in auto mode, connects). */
+  token?: string;
+  /** A function returning a token, called again when it nears its expiry or is rejected. */
+  tokenProvider?: () => Promise<string>;
+  /** This installation's name (1 to 64 letters, digits, _ and -). Default "default". */
+  device?: string;
+  /** Who manages the connection. Default "auto". */
+  mode?: 'auto' | 'manual';
+  /** "auto" (the default) uses a WebSocket, and polling when WebSockets cannot connect. */
+  transport?: 'auto' | 'websocket' | 'polling';
+  backoff?: Backoff;
+  /** How often to ping an open WebSocket (ms; default 25000; 0 disables). */
+  keepAlive?: number;
+  /** How long to wait for a ping's answer before dropping the connection (ms; default 10000). */
+  keepAliveTimeout?: number;
+  /** How long one connection attempt may take (ms; default 30000). */
+  dialTimeout?: number;
+  /** How long before its expiry a token is refreshed (ms; default 60000). */
+  refreshMargin?: number;
+  /** Manual mode: how long a connection is kept in the background without a ping (ms; default 30000). */
+  backgroundTimeout?: number;
+  /** How long one poll waits for updates (ms; default 25000). */
+  pollWait?: number;
+  /** Updates that may wait for the listeners before the connection is dropped (default 10000). */
+  maxQueue?: number;
+  cursorStore?: CursorStore | null;
+  /** Where the client logs (console works); default nowhere. */
+  logger?: { debug?(...a: unknown[]): void; info?(...a: unknown[]): void; warn?(...a: unknown[]): void } | null;
+  /** Listeners registered before the client starts, for good. */
+  eventListeners?: Array<(ev: TidingsEvent) => void | Promise<void>>;
+  statusListeners?: Array<(change: StatusChange) => void>;
+}
+
+export interface StatusChange {
+  status: Status;
+  /** Why, for disconnected and reconnecting; null when the application asked. */
+  error: Error | null;
+}
+
+export interface Profile {
+  id: string;
+  displayName: string;
+  avatarUrl?: string;
+  identifier?: { value: string; kind: string };
+}
+
+/**
+ * An update: the event of docs/protocol.md with the fields of its frame.
+ * `name` tells which: "conversationMessage.sent", "presence.update"… or
+ * "resyncRequired", made by the SDK when the server no longer has the
+ * updates after the last one processed: rebuild the state from the REST
+ * API, after which the client resumes after `ref`.
+ */
+export interface TidingsEvent {
+  name: string;
+  /** The update's position in the user's stream; "" on live-only updates (typing, presence). */
+  ref: string;
+  silent: boolean;
+  action: 'new' | 'update' | 'delete';
+  account: string;
+  seq: number;
+  id: string;
+  app: string;
+  time: string;
+  actor?: Profile;
+  conversationId?: string;
+  userId?: string;
+  payload: any;
+}
+
+export interface Part { type: string; name?: string; data?: string; fileId?: string; size?: number }
+export interface Message {
+  id: string; conversationId: string; seq: number; sender: Profile; clientId?: string; parts: Part[];
+  metadata?: unknown; alert?: string; sentAt: string; editedAt?: string; deletedAt?: string;
+}
+export interface NewMessage { parts: Part[]; clientId?: string; metadata?: unknown; alert?: string }
+export interface MessagePage { messages: Message[]; hasMore: boolean }
+export interface MessageStatus { conversationId: string; userId: string; deliveredSeq: number; readSeq: number; unreadCount: number }
+export interface Conversation {
+  id: string; name: string; description?: string; isPublic: boolean; roles: unknown; lastSeq: number;
+  participantCount: number; createdBy: string; lastActivityAt: string; createdAt: string; updatedAt: string;
+  deletedAt?: string; role?: string; readSeq: number; unreadCount: number;
+}
+export interface Participant { userId: string; profile: Profile; role: string; deliveredSeq: number; readSeq: number; joinedAt: string }
+export interface User extends Profile { metadata?: unknown; createdAt: string; updatedAt: string }
+export interface FileInfo { id: string; conversationId: string; uploaderId: string; name: string; type: string; size: number; createdAt: string }
+
+/** The commands of the WebSocket connection; they reject with not_connected without one. */
+export interface Socket {
+  sendMessage(conversationId: string, m: NewMessage): Promise<Message>;
+  markDelivered(conversationId: string, seq?: number): Promise<MessageStatus>;
+  markRead(conversationId: string, seq?: number): Promise<MessageStatus>;
+  startTyping(conversationId: string): Promise<{}>;
+  stopTyping(conversationId: string): Promise<{}>;
+}
+
+/** A connection to a Tidings server for one user. */
+export declare class Client {
+  /** @param serverURL The server's base URL; the page's origin by default. */
+  constructor(serverURL?: string, options?: Options);
+  readonly device: string;
+  readonly mode: 'auto' | 'manual';
+  readonly status: Status;
+  readonly userId: string;
+  /** The ref of the last update the listeners processed ("" if none). */
+  readonly lastRef: string;
+  /** "websocket" or "polling" while connected, else "". */
+  readonly transport: '' | 'websocket' | 'polling';
+  readonly tokenExpiry: Date | null;
+
+  /** Every listener gets every update once, in order; updates are acknowledged once all returned (and their promises settled). */
+  addEventListener(fn: (ev: TidingsEvent) => void | Promise<void>): () => void;
+  addStatusListener(fn: (change: StatusChange) => void): () => void;
+
+  login(tokenOrProvider: string | (() => Promise<string>)): Promise<User>;
+  logout(): void;
+  /** Manual mode. Rejects with already_connected, not_logged_in, auto_mode, or the server's error. */
+  connect(): Promise<void>;
+  /** Manual mode; throws auto_mode in auto mode. */
+  disconnect(): void;
+  /** Rejects with not_connected when there is no connection. */
+  ping(): Promise<{ time: string }>;
+  enterBackground(): void;
+  enterForeground(): void;
+  waitConnected(): Promise<void>;
+  close(): void;
+
+  readonly socket: Socket;
+
+  me(): Promise<User>;
+  getUser(userId: string): Promise<User>;
+  updateUser(userId: string, update: Partial<Pick<User, 'displayName' | 'avatarUrl' | 'identifier' | 'metadata'>>): Promise<User>;
+  createConversation(c: { id?: string; name?: string; description?: string; isPublic?: boolean; roles?: unknown; participants?: Array<{ userId: string; role?: string }> }): Promise<Conversation>;
+  getConversation(id: string): Promise<Conversation>;
+  listConversations(filter?: { limit?: number; cursor?: string; includeDeleted?: boolean }): Promise<{ conversations: Conversation[]; nextCursor?: string }>;
+  updateConversation(id: string, update: { name?: string; description?: string; isPublic?: boolean; roles?: unknown }): Promise<Conversation>;
+  deleteConversation(id: string): Promise<null>;
+  undeleteConversation(id: string): Promise<Conversation>;
+  listParticipants(id: string): Promise<Participant[]>;
+  addParticipant(id: string, p: { userId: string; role?: string }): Promise<Participant>;
+  updateParticipant(id: string, userId: string, role: string): Promise<Participant>;
+  removeParticipant(id: string, userId: string): Promise<null>;
+  join(id: string): Promise<Participant>;
+  leave(id: string): Promise<null>;
+  sendMessage(id: string, m: NewMessage): Promise<Message>;
+  listMessages(id: string, filter?: { before?: number; after?: number; limit?: number }): Promise<MessagePage>;
+  getMessage(id: string, messageId: string): Promise<Message>;
+  editMessage(id: string, messageId: string, edit: { parts: Part[]; metadata?: unknown }): Promise<Message>;
+  deleteMessage(id: string, messageId: string): Promise<null>;
+  markDelivered(id: string, seq?: number): Promise<MessageStatus>;
+  markRead(id: string, seq?: number): Promise<MessageStatus>;
+  uploadFile(id: string, blob: Blob, name?: string): Promise<FileInfo>;
+  downloadFile(id: string, fileId: string): Promise<Blob>;
+}

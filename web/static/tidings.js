@@ -1,0 +1,1220 @@
+// tidings.js: the browser SDK of Tidings, one ES module without
+// dependencies. Served by every Tidings server at /sdk/tidings.js, with
+// TypeScript declarations at /sdk/tidings.d.ts.
+//
+//   import { Client } from '/sdk/tidings.js';
+//   const client = new Client(location.origin, { token, device: 'laptop' });
+//   client.addEventListener(ev => console.log(ev.name, ev.payload));
+//
+// It mirrors the Go SDK (package client): a Client is one user's
+// connection to a server. In auto mode (the default) it opens the realtime
+// connection as soon as it is logged in and reconnects by itself, with
+// exponential backoff and jitter, resuming after the last update the
+// listeners processed. In manual mode the application calls connect,
+// disconnect and ping. Updates reach every event listener once, in order;
+// an update is acknowledged to the server only once every listener has
+// returned (or the promise it returned has settled). The realtime
+// connection is a WebSocket, or long polling when WebSockets are not
+// available. Tokens travel in the first WebSocket frame and in
+// Authorization headers, never in a URL. The protocol is described in
+// docs/protocol.md.
+
+const SUBPROTOCOL = 'tidings.v1';
+const ACK_EVERY = 64; // updates processed before an acknowledgement while more keep coming
+
+/**
+ * The state of the realtime connection.
+ * @readonly
+ * @enum {string}
+ */
+export const Status = Object.freeze({
+  /** No connection, and none is being opened. */
+  Disconnected: 'disconnected',
+  /** A first connection is being opened. */
+  Connecting: 'connecting',
+  /** The connection is open and authenticated: updates flow. */
+  Connected: 'connected',
+  /** The connection was lost; a new one is being opened, with backoff. */
+  Reconnecting: 'reconnecting',
+  /** The client was closed. */
+  Closed: 'closed',
+});
+
+/**
+ * The codes of the errors made by the SDK itself; the server's errors
+ * carry the codes of the API (not_found, forbidden…).
+ * @readonly
+ * @enum {string}
+ */
+export const ErrorCode = Object.freeze({
+  NotLoggedIn: 'not_logged_in',
+  AlreadyLoggedIn: 'already_logged_in',
+  AlreadyConnected: 'already_connected',
+  NotConnected: 'not_connected',
+  Closed: 'closed',
+  AutoMode: 'auto_mode',
+  ConnectionLost: 'connection_lost',
+  BackgroundTimeout: 'background_timeout',
+  TokenRejected: 'token_rejected',
+  Network: 'network_error',
+  Timeout: 'timeout',
+});
+
+/** An error of the server (code from the API) or of the SDK (ErrorCode). */
+export class TidingsError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{status?: number, ref?: string, closeCode?: number, cause?: unknown}} [more]
+   */
+  constructor(code, message, more = {}) {
+    super(message, more.cause === undefined ? undefined : { cause: more.cause });
+    this.name = 'TidingsError';
+    /** @type {string} */ this.code = code;
+    /** The HTTP status, for errors of the REST API. @type {number|undefined} */ this.status = more.status;
+    /** With resync_required: the newest ref. @type {string|undefined} */ this.ref = more.ref;
+    /** The WebSocket close code, when the server closed the connection. @type {number|undefined} */
+    this.closeCode = more.closeCode;
+  }
+}
+
+const sdkError = (code, message, more) => new TidingsError(code, message, more);
+
+/** @type {Required<import('./tidings.d.ts').Backoff>} */
+export const DefaultBackoff = Object.freeze({ initial: 500, max: 30000, multiplier: 2, jitter: 0.5 });
+
+/**
+ * The wait in milliseconds after `failures` consecutive failures (0 for
+ * the first): initial×multiplier^failures, at most max, less a random part
+ * of up to `jitter` of it so that clients do not all come back at once.
+ * @param {import('./tidings.d.ts').Backoff} b
+ * @param {number} failures
+ */
+export function backoffDelay(b, failures) {
+  const { initial, max, multiplier, jitter } = { ...DefaultBackoff, ...b };
+  let d = initial;
+  for (let i = 0; i < failures && d < max; i++) d *= multiplier;
+  d = Math.min(d, max);
+  return d - d * Math.min(Math.max(jitter, 0), 1) * Math.random();
+}
+
+/** Compares two refs (decimal strings, up to 2^63-1) as integers. */
+function refAfter(a, b) {
+  if (!b) return !!a;
+  if (!a) return false;
+  return BigInt(a) > BigInt(b);
+}
+
+/** The claims of a JWT, read without verifying it (only the server can). */
+function jwtClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Keeps a token from a provider and asks for a new one when it nears its
+ * expiry or was rejected. Concurrent callers share one provider call.
+ */
+class TokenSource {
+  constructor(provider, isStatic, margin) {
+    this.provider = provider;
+    this.static = isStatic;
+    this.margin = margin;
+    this.token = '';
+    this.exp = 0; // ms since the epoch; 0 when unknown
+    this.obtained = 0;
+    this.rejected = '';
+    this.pending = null;
+  }
+
+  /** When the token should be replaced (0: never). */
+  refreshAt() {
+    if (this.static || !this.exp) return 0;
+    // Never before half its lifetime, so short-lived tokens do not loop.
+    return Math.max(this.exp - this.margin, this.obtained + (this.exp - this.obtained) / 2);
+  }
+
+  async get() {
+    const at = this.refreshAt();
+    if (this.token && (!at || Date.now() < at)) return this.token;
+    if (!this.pending) {
+      this.pending = (async () => {
+        const tok = await this.provider();
+        if (!tok || tok === this.rejected) {
+          throw sdkError(ErrorCode.TokenRejected, 'the token provider gave a token the server rejected');
+        }
+        this.token = tok;
+        this.exp = (jwtClaims(tok).exp || 0) * 1000;
+        this.obtained = Date.now();
+        return tok;
+      })().finally(() => { this.pending = null; });
+    }
+    return this.pending;
+  }
+
+  reject(tok) {
+    if (tok && tok === this.token) {
+      this.rejected = tok;
+      this.token = '';
+    }
+  }
+}
+
+/** Thrown by a connection attempt when the server no longer has the updates asked for. */
+class ResyncError extends Error {
+  constructor(ref, cause) {
+    super('resync required', { cause });
+    this.ref = ref || '';
+  }
+}
+
+/** Rejects after ms with a timeout error, unless p settles first. */
+function withTimeout(p, ms, what) {
+  if (!ms || ms <= 0) return p;
+  let t;
+  return Promise.race([
+    p,
+    new Promise((_, reject) => { t = setTimeout(() => reject(sdkError(ErrorCode.Timeout, `${what}: no answer within ${ms} ms`)), ms); }),
+  ]).finally(() => clearTimeout(t));
+}
+
+/**
+ * One WebSocket connection: commands matched to their answers by id,
+ * updates handed to onUpdate in order.
+ */
+class SocketConn {
+  constructor(url, sess, onUpdate) {
+    this.kind = 'websocket';
+    this.sess = sess;
+    this.token = '';
+    this.expiresAt = 0;
+    this.onUpdate = onUpdate;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.ended = false;
+    this.opened = false;
+    this.closed = new Promise(resolve => { this.resolveClosed = resolve; });
+    this.ws = new WebSocket(url, SUBPROTOCOL);
+    this.open = new Promise((resolve, reject) => {
+      this.ws.onopen = () => {
+        this.opened = true;
+        if (this.ws.protocol !== SUBPROTOCOL) {
+          this.abort(sdkError(ErrorCode.Network, `the server did not select the subprotocol ${SUBPROTOCOL}`));
+        }
+        resolve();
+      };
+      this.ws.onclose = e => {
+        const err = e.code === 1000 ? null
+          : sdkError(ErrorCode.ConnectionLost, `connection closed (${e.code}${e.reason ? ': ' + e.reason : ''})`, { closeCode: e.code });
+        if (!this.opened) {
+          const failed = err || sdkError(ErrorCode.Network, 'could not open the WebSocket connection');
+          reject(Object.assign(failed, { wsNeverOpened: true }));
+        }
+        this.end(err);
+      };
+    });
+    this.open.catch(() => {});
+    this.ws.onmessage = e => this.receive(e.data);
+  }
+
+  receive(data) {
+    if (typeof data !== 'string') return;
+    // A message holds one or more frames, separated by newlines.
+    for (const line of data.split('\n')) {
+      if (!line.trim()) continue;
+      let f;
+      try { f = JSON.parse(line); } catch { continue; }
+      if (f.type === 'answer') {
+        const p = this.pending.get(f.id);
+        if (!p) continue;
+        this.pending.delete(f.id);
+        if (f.error) p.reject(sdkError(f.error.code, f.error.message, { ref: f.error.ref }));
+        else p.resolve(f.result);
+      } else if (f.type === 'update') {
+        this.onUpdate(this, f);
+      }
+    }
+  }
+
+  /** Sends a command and waits for its answer. */
+  command(name, data, timeout) {
+    if (this.ended || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(sdkError(ErrorCode.NotConnected, 'not connected'));
+    }
+    const id = String(this.nextId++);
+    const p = new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const frame = { type: 'command', id, command: name };
+    if (data !== undefined) frame.data = data;
+    this.ws.send(JSON.stringify(frame));
+    return withTimeout(p, timeout, name).finally(() => this.pending.delete(id));
+  }
+
+  reply(ref) {
+    if (!this.ended && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify({ type: 'reply', ref }));
+    }
+  }
+
+  /** Ends the connection with an error, without waiting for the network. */
+  abort(err) {
+    try { this.ws.close(1000); } catch { /* already closing */ }
+    this.end(err);
+  }
+
+  close() { this.abort(null); }
+
+  end(err) {
+    if (this.ended) return;
+    this.ended = true;
+    for (const p of this.pending.values()) {
+      p.reject(sdkError(ErrorCode.ConnectionLost, 'the connection ended before the answer'));
+    }
+    this.pending.clear();
+    this.resolveClosed(err);
+  }
+}
+
+/**
+ * The polling transport: GET /v1/realtime/poll in a loop, each batch
+ * handed to onBatch, which resolves once the listeners processed it;
+ * acknowledgements by POST /v1/realtime/replies.
+ */
+class PollConn {
+  constructor(client, sess, onBatch) {
+    this.kind = 'polling';
+    this.client = client;
+    this.sess = sess;
+    this.token = '';
+    this.onBatch = onBatch;
+    this.ended = false;
+    this.abortCtl = new AbortController();
+    this.closed = new Promise(resolve => { this.resolveClosed = resolve; });
+  }
+
+  /** Polls once at once (this proves the token and the transport), then keeps polling. */
+  async start(after) {
+    const first = await this.poll(after, 0);
+    queueMicrotask(() => this.loop(first));
+  }
+
+  async loop(res) {
+    while (!this.ended) {
+      try {
+        await this.onBatch(this, res.updates || []);
+        if (this.ended) return;
+        // Resume after the last update processed, or where the server stood.
+        const after = this.sess.lastRef && !refAfter(res.lastRef, this.sess.lastRef) ? this.sess.lastRef : res.lastRef;
+        res = await this.poll(after, this.client.options.pollWait);
+      } catch (err) {
+        this.end(err.code === 'resync_required' ? new ResyncError(err.ref, err) : err);
+        return;
+      }
+    }
+  }
+
+  async poll(after, wait) {
+    const q = new URLSearchParams({ device: this.client.device, wait: String(Math.round(wait / 1000)) });
+    if (after) q.set('after', after);
+    const resp = await this.client._fetchAs(this.sess, 'GET', '/v1/realtime/poll?' + q, { signal: this.abortCtl.signal, tokenSink: t => { this.token = t; } });
+    return resp.json();
+  }
+
+  command(name) {
+    if (this.ended) return Promise.reject(sdkError(ErrorCode.NotConnected, 'not connected'));
+    if (name === 'ping') {
+      // One quick poll proves that the server answers.
+      return this.poll('latest', 0).then(() => ({ time: new Date().toISOString() }));
+    }
+    return Promise.reject(sdkError(ErrorCode.NotConnected, `the command ${name} needs a WebSocket connection; this one polls`));
+  }
+
+  reply(ref) {
+    this.client._fetchAs(this.sess, 'POST', '/v1/realtime/replies', { json: { ref, device: this.client.device } })
+      .catch(() => { /* the next poll resumes after the last processed ref anyway */ });
+  }
+
+  abort(err) {
+    this.abortCtl.abort();
+    this.end(err);
+  }
+
+  close() { this.abort(null); }
+
+  end(err) {
+    if (this.ended) return;
+    this.ended = true;
+    this.abortCtl.abort();
+    this.resolveClosed(err);
+  }
+}
+
+/**
+ * A connection to a Tidings server for one user: the realtime updates,
+ * delivered to listeners, and the REST API.
+ */
+export class Client {
+  /**
+   * @param {string} [serverURL] The server's base URL; the page's origin by default.
+   * @param {import('./tidings.d.ts').Options} [options]
+   */
+  constructor(serverURL, options = {}) {
+    const base = new URL(serverURL || globalThis.location.origin);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError(`tidings: the server URL must be http or https, not ${base.protocol}`);
+    }
+    this.baseURL = (base.origin + base.pathname).replace(/\/+$/, '');
+    this.wsURL = this.baseURL.replace(/^http/, 'ws') + '/v1/realtime';
+    this.options = {
+      device: 'default',
+      mode: 'auto',
+      transport: 'auto',
+      keepAlive: 25000,
+      keepAliveTimeout: 10000,
+      dialTimeout: 30000,
+      refreshMargin: 60000,
+      backgroundTimeout: 30000,
+      pollWait: 25000,
+      maxQueue: 10000,
+      cursorStore: null,
+      logger: null,
+      ...options,
+      backoff: { ...DefaultBackoff, ...(options.backoff || {}) },
+    };
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.options.device)) {
+      throw new TypeError(`tidings: device name "${this.options.device}" is not valid: use 1 to 64 letters, digits, _ and -`);
+    }
+    if (!['auto', 'manual'].includes(this.options.mode)) throw new TypeError(`tidings: unknown mode "${this.options.mode}"`);
+    if (!['auto', 'websocket', 'polling'].includes(this.options.transport)) {
+      throw new TypeError(`tidings: unknown transport "${this.options.transport}"`);
+    }
+    /** The device name of this installation. */
+    this.device = this.options.device;
+    /** 'auto' or 'manual'. */
+    this.mode = this.options.mode;
+
+    this._events = [];   // {fn, removed}
+    this._statuses = [];
+    this._queue = [];    // items waiting for the listeners
+    this._delivering = false;
+    this._idle = [];     // resolvers waiting for the queue to drain
+
+    this._sess = null;
+    /** @type {string} */ this._status = Status.Disconnected;
+    this._statusError = null;
+    this._statusWaiters = [];
+    this._closed = false;
+    this._manualWant = false;
+    this._background = false;
+    this._gaveUp = false;
+    this._conn = null;
+    this._dial = null;
+    this._connected = false; // a connection was open since it was wanted: a new one is a reconnection
+    this._failures = 0;
+    this._lastErr = null;
+    this._timers = { retry: 0, bg: 0, refresh: 0, keep: 0 };
+    this._resyncPending = false;
+    this._waiters = [];      // connect() calls waiting for the attempt
+    this._wsMisses = 0;      // WebSocket attempts in a row that never opened
+    this._usePolling = this.options.transport === 'polling' || typeof WebSocket !== 'function';
+    this._tokenExp = 0;
+
+    for (const l of [].concat(options.eventListeners || [])) this.addEventListener(l);
+    for (const l of [].concat(options.statusListeners || [])) this.addStatusListener(l);
+
+    // Come back at once when the browser says the network is back.
+    this._onOnline = () => { if (this._timers.retry) { this._disarm('retry'); this._reconcile(); } };
+    globalThis.addEventListener?.('online', this._onOnline);
+
+    if (options.token || options.tokenProvider) {
+      const provider = options.tokenProvider || (() => Promise.resolve(options.token));
+      this._setSession(this._newSession(provider, !options.tokenProvider, options.token));
+    }
+    this._reconcile();
+  }
+
+  // ---- Public state -------------------------------------------------------
+
+  /** The current state of the realtime connection. */
+  get status() { return this._status; }
+
+  /** The logged-in user's id ('' when not logged in, or not known yet). */
+  get userId() { return this._sess ? this._sess.userId : ''; }
+
+  /** The ref of the last update the listeners processed ('' if none). */
+  get lastRef() { return this._sess ? this._sess.lastRef : ''; }
+
+  /** 'websocket' or 'polling' while connected, else ''. */
+  get transport() { return this._conn ? this._conn.kind : ''; }
+
+  /** When the token accepted on the realtime connection expires (a Date, or null). */
+  get tokenExpiry() { return this._tokenExp ? new Date(this._tokenExp) : null; }
+
+  // ---- Listeners ----------------------------------------------------------
+
+  /**
+   * Registers a listener of updates; returns a function that removes it.
+   * Listeners are called one at a time, in the order they were added, and
+   * every listener gets every update once, in the order of the user's
+   * stream. An update is acknowledged once every listener has returned and
+   * the promises they returned have settled. While no event listener is
+   * registered, updates wait.
+   * @param {(ev: import('./tidings.d.ts').TidingsEvent) => void | Promise<void>} fn
+   */
+  addEventListener(fn) {
+    const l = { fn, removed: false };
+    this._events.push(l);
+    this._pump();
+    return () => {
+      l.removed = true;
+      this._events = this._events.filter(x => x !== l);
+    };
+  }
+
+  /**
+   * Registers a listener of the connection status; returns a function that
+   * removes it. It gets {status, error}: error says why, for disconnected
+   * and reconnecting.
+   * @param {(change: import('./tidings.d.ts').StatusChange) => void} fn
+   */
+  addStatusListener(fn) {
+    const l = { fn, removed: false };
+    this._statuses.push(l);
+    return () => {
+      l.removed = true;
+      this._statuses = this._statuses.filter(x => x !== l);
+    };
+  }
+
+  // ---- Login --------------------------------------------------------------
+
+  /**
+   * Logs a user in with a token, or a function returning one (called again
+   * when the token nears its expiry or is rejected): checks it with GET
+   * /v1/me and returns the user's profile. In auto mode the realtime
+   * connection then opens.
+   * @param {string | (() => Promise<string>)} tokenOrProvider
+   */
+  async login(tokenOrProvider) {
+    this._checkOpen();
+    if (this._sess) throw sdkError(ErrorCode.AlreadyLoggedIn, 'already logged in: log out first');
+    const isStatic = typeof tokenOrProvider === 'string';
+    const provider = isStatic ? () => Promise.resolve(tokenOrProvider) : tokenOrProvider;
+    const sess = this._newSession(provider, isStatic, isStatic ? tokenOrProvider : '');
+    const me = await this._fetchAs(sess, 'GET', '/v1/me').then(r => r.json());
+    if (!sess.userId) sess.userId = me.id;
+    this._checkOpen();
+    if (this._sess) throw sdkError(ErrorCode.AlreadyLoggedIn, 'already logged in: log out first');
+    this._setSession(sess);
+    this._reconcile();
+    return me;
+  }
+
+  /** Closes the realtime connection and forgets the credentials. */
+  logout() {
+    if (!this._sess) return;
+    this._setSession(null);
+    this._manualWant = false;
+    this._resolveWaiters(sdkError(ErrorCode.NotLoggedIn, 'logged out'));
+    this._reconcile();
+  }
+
+  // ---- Manual mode --------------------------------------------------------
+
+  /**
+   * Opens the realtime connection (manual mode); resolves once it is open
+   * and authenticated. Rejects with already_connected, not_logged_in,
+   * auto_mode, or the server's error (a refused token).
+   */
+  connect() {
+    this._checkOpen();
+    if (this.mode === 'auto') {
+      return Promise.reject(sdkError(ErrorCode.AutoMode, 'the connection is managed by the client in auto mode; use mode: "manual" to manage it yourself'));
+    }
+    if (!this._sess) return Promise.reject(sdkError(ErrorCode.NotLoggedIn, 'not logged in'));
+    if (this._conn) return Promise.reject(sdkError(ErrorCode.AlreadyConnected, 'already connected'));
+    const p = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    if (!this._manualWant) {
+      this._manualWant = true;
+      this._connected = false;
+      this._failures = 0;
+      this._lastErr = null;
+    }
+    this._reconcile();
+    return p;
+  }
+
+  /** Closes the realtime connection (manual mode). */
+  disconnect() {
+    this._checkOpen();
+    if (this.mode === 'auto') {
+      throw sdkError(ErrorCode.AutoMode, 'the connection is managed by the client in auto mode');
+    }
+    this._manualWant = false;
+    this._lastErr = null;
+    this._resolveWaiters(sdkError(ErrorCode.NotConnected, 'disconnected'));
+    this._reconcile();
+  }
+
+  /**
+   * Pings the server on the realtime connection and resolves with its
+   * answer ({time}). Rejects with not_connected when there is no
+   * connection. In manual mode in the background, it also keeps the
+   * connection, which is dropped after backgroundTimeout without a ping.
+   */
+  async ping() {
+    this._checkOpen();
+    const cn = this._conn;
+    if (!cn) throw sdkError(ErrorCode.NotConnected, 'not connected');
+    if (this._timers.bg) this._armBackground();
+    return cn.command('ping', undefined, this.options.keepAliveTimeout);
+  }
+
+  /**
+   * Tells the client that the application went to the background: in auto
+   * mode the connection closes at once; in manual mode it is kept while
+   * the application pings.
+   */
+  enterBackground() { this._background = true; this._reconcile(); }
+
+  /** Tells the client that the application is in the foreground again. */
+  enterForeground() {
+    this._background = false;
+    this._gaveUp = false;
+    this._reconcile();
+  }
+
+  /**
+   * Resolves once the connection is open. Rejects at once when the client
+   * is not trying to connect: not_logged_in, closed, or not_connected with
+   * the reason of the last failure as its cause.
+   */
+  waitConnected() {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        switch (true) {
+          case this._status === Status.Connected: resolve(); return true;
+          case this._status === Status.Closed: reject(sdkError(ErrorCode.Closed, 'closed')); return true;
+          case !this._sess: reject(sdkError(ErrorCode.NotLoggedIn, 'not logged in')); return true;
+          case this._status === Status.Disconnected:
+            reject(sdkError(ErrorCode.NotConnected, 'not connected' + (this._statusError ? ': ' + this._statusError.message : ''), { cause: this._statusError || undefined }));
+            return true;
+        }
+        return false;
+      };
+      if (!check()) this._statusWaiters.push(check);
+    });
+  }
+
+  /** Closes the connection and stops every timer. The client cannot be used after. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    globalThis.removeEventListener?.('online', this._onOnline);
+    this._resolveWaiters(sdkError(ErrorCode.Closed, 'closed'));
+    this._reconcile();
+    for (const k of Object.keys(this._timers)) this._disarm(k);
+    this._queue = [];
+  }
+
+  // ---- Socket commands ----------------------------------------------------
+
+  /**
+   * The commands of the WebSocket connection, faster than the REST API.
+   * They reject with not_connected when there is no WebSocket connection.
+   */
+  get socket() {
+    const cmd = (name, data) => {
+      const cn = this._conn;
+      if (!cn || cn.kind !== 'websocket') return Promise.reject(sdkError(ErrorCode.NotConnected, 'no WebSocket connection'));
+      return cn.command(name, data, 30000);
+    };
+    return {
+      sendMessage: (conversationId, m) => cmd('message.send', { conversationId, ...m }),
+      markDelivered: (conversationId, seq = 0) => cmd('message.delivered', { conversationId, seq }),
+      markRead: (conversationId, seq = 0) => cmd('message.read', { conversationId, seq }),
+      startTyping: conversationId => cmd('typing.start', { conversationId }),
+      stopTyping: conversationId => cmd('typing.stop', { conversationId }),
+    };
+  }
+
+  // ---- REST API -----------------------------------------------------------
+
+  me() { return this._api('GET', '/v1/me'); }
+  getUser(userId) { return this._api('GET', `/v1/users/${enc(userId)}`); }
+  updateUser(userId, update) { return this._api('PATCH', `/v1/users/${enc(userId)}`, update); }
+
+  createConversation(conversation) { return this._api('POST', '/v1/conversations', conversation); }
+  getConversation(id) { return this._api('GET', `/v1/conversations/${enc(id)}`); }
+  /** @param {{limit?: number, cursor?: string, includeDeleted?: boolean}} [filter] */
+  listConversations(filter = {}) { return this._api('GET', '/v1/conversations' + query(filter)); }
+  updateConversation(id, update) { return this._api('PATCH', `/v1/conversations/${enc(id)}`, update); }
+  deleteConversation(id) { return this._api('DELETE', `/v1/conversations/${enc(id)}`); }
+  undeleteConversation(id) { return this._api('POST', `/v1/conversations/${enc(id)}/undelete`); }
+
+  async listParticipants(id) { return (await this._api('GET', `/v1/conversations/${enc(id)}/participants`)).participants; }
+  addParticipant(id, participant) { return this._api('POST', `/v1/conversations/${enc(id)}/participants`, participant); }
+  updateParticipant(id, userId, role) { return this._api('PATCH', `/v1/conversations/${enc(id)}/participants/${enc(userId)}`, { role }); }
+  removeParticipant(id, userId) { return this._api('DELETE', `/v1/conversations/${enc(id)}/participants/${enc(userId)}`); }
+  join(id) { return this._api('POST', `/v1/conversations/${enc(id)}/join`); }
+  leave(id) { return this._api('POST', `/v1/conversations/${enc(id)}/leave`); }
+
+  /**
+   * Sends a message by the REST API. Sending again with the same clientId
+   * returns the first message instead of sending a new one: give one to
+   * retry safely.
+   */
+  sendMessage(id, message) { return this._api('POST', `/v1/conversations/${enc(id)}/messages`, message); }
+  /** @param {{before?: number, after?: number, limit?: number}} [filter] */
+  listMessages(id, filter = {}) { return this._api('GET', `/v1/conversations/${enc(id)}/messages` + query(filter)); }
+  getMessage(id, messageId) { return this._api('GET', `/v1/conversations/${enc(id)}/messages/${enc(messageId)}`); }
+  editMessage(id, messageId, edit) { return this._api('PATCH', `/v1/conversations/${enc(id)}/messages/${enc(messageId)}`, edit); }
+  deleteMessage(id, messageId) { return this._api('DELETE', `/v1/conversations/${enc(id)}/messages/${enc(messageId)}`); }
+  markDelivered(id, seq = 0) { return this._api('POST', `/v1/conversations/${enc(id)}/delivered`, { seq }); }
+  markRead(id, seq = 0) { return this._api('POST', `/v1/conversations/${enc(id)}/read`, { seq }); }
+
+  /** Uploads a Blob or File; returns the file's description, whose id a message part names. */
+  async uploadFile(id, blob, name = blob.name || 'file') {
+    const resp = await this._fetchAs(this._session(), 'POST', `/v1/conversations/${enc(id)}/files?name=${enc(name)}`,
+      { body: blob, contentType: blob.type || 'application/octet-stream' });
+    return resp.json();
+  }
+
+  /** Downloads a file; resolves with a Blob. */
+  async downloadFile(id, fileId) {
+    const resp = await this._fetchAs(this._session(), 'GET', `/v1/conversations/${enc(id)}/files/${enc(fileId)}`);
+    return resp.blob();
+  }
+
+  // ---- Internals: REST ----------------------------------------------------
+
+  _checkOpen() {
+    if (this._closed) throw sdkError(ErrorCode.Closed, 'closed');
+  }
+
+  _session() {
+    this._checkOpen();
+    if (!this._sess) throw sdkError(ErrorCode.NotLoggedIn, 'not logged in');
+    return this._sess;
+  }
+
+  async _api(method, path, json) {
+    const resp = await this._fetchAs(this._session(), method, path, json === undefined ? {} : { json });
+    return resp.status === 204 ? null : resp.json();
+  }
+
+  /**
+   * Makes a request as the user of sess and returns the response, or
+   * throws a TidingsError. A 401 gets a new token from the provider and
+   * one more try.
+   */
+  /**
+   * @param {any} sess
+   * @param {string} method
+   * @param {string} path
+   * @param {{json?: any, body?: any, contentType?: string, signal?: AbortSignal, tokenSink?: (t: string) => void}} [opts]
+   */
+  async _fetchAs(sess, method, path, { json, body, contentType, signal, tokenSink } = {}) {
+    for (let attempt = 0; ; attempt++) {
+      const tok = await sess.tokens.get();
+      tokenSink?.(tok);
+      const headers = { Authorization: 'Bearer ' + tok };
+      if (json !== undefined) {
+        headers['Content-Type'] = 'application/json';
+        body = JSON.stringify(json);
+      } else if (contentType) {
+        headers['Content-Type'] = contentType;
+      }
+      let resp;
+      try {
+        resp = await fetch(this.baseURL + path, { method, headers, body, signal, cache: 'no-store' });
+      } catch (e) {
+        if (signal?.aborted) throw sdkError(ErrorCode.ConnectionLost, 'aborted', { cause: e });
+        throw sdkError(ErrorCode.Network, `${method} ${path.split('?')[0]}: the server could not be reached`, { cause: e });
+      }
+      if (resp.ok) return resp;
+      const err = await errorOf(resp);
+      if (resp.status === 401) {
+        sess.tokens.reject(tok);
+        if (attempt === 0 && !sess.tokens.static) continue;
+      }
+      throw err;
+    }
+  }
+
+  // ---- Internals: the connection supervisor ------------------------------
+  //
+  // Like the Go SDK's machine: the methods change what is wanted, and
+  // _reconcile makes the connection, the timers and the status follow.
+
+  _newSession(provider, isStatic, token) {
+    const sess = { tokens: new TokenSource(provider, isStatic, this.options.refreshMargin), userId: '', appId: '', lastRef: '', resumeLatest: false, cursorLoaded: false };
+    if (token) {
+      const c = jwtClaims(token);
+      sess.userId = c.sub || '';
+      sess.appId = c.app || '';
+    }
+    return sess;
+  }
+
+  _setSession(sess) {
+    this._sess = sess;
+    this._gaveUp = false;
+    this._failures = 0;
+    this._lastErr = null;
+    this._resyncPending = false;
+  }
+
+  _want() {
+    if (!this._sess || this._closed) return false;
+    if (this.mode === 'manual') return this._manualWant;
+    return !this._background && !this._gaveUp;
+  }
+
+  _reconcile() {
+    if (this._want()) {
+      if (!this._conn && !this._dial && !this._timers.retry && !this._resyncPending) this._startDial();
+    } else {
+      if (this._dial) {
+        this._dial.conn?.close();
+        this._dial = null;
+      }
+      this._disarm('retry');
+      if (this._conn) this._dropConn();
+      this._connected = false;
+      this._failures = 0;
+      this._resolveWaiters(sdkError(ErrorCode.NotConnected, 'not connected'));
+    }
+    if (this.mode === 'manual' && this._background && this._manualWant) {
+      if (!this._timers.bg) this._armBackground();
+    } else {
+      this._disarm('bg');
+    }
+    let s;
+    if (this._closed) s = Status.Closed;
+    else if (this._conn) s = Status.Connected;
+    else if (this._want() && this._connected) s = Status.Reconnecting;
+    else if (this._want()) s = Status.Connecting;
+    else s = Status.Disconnected;
+    this._setStatus(s, this._lastErr);
+  }
+
+  _setStatus(status, error) {
+    if (status === this._status) return;
+    if (status !== Status.Disconnected && status !== Status.Reconnecting) error = null;
+    this._status = status;
+    this._statusError = error;
+    this._log('debug', 'tidings: status', status, error);
+    this._statusWaiters = this._statusWaiters.filter(check => !check());
+    const change = { status, error };
+    for (const l of this._statuses.slice()) {
+      if (!l.removed) {
+        try { l.fn(change); } catch (e) { report(e); }
+      }
+    }
+  }
+
+  _resolveWaiters(err) {
+    const ws = this._waiters;
+    this._waiters = [];
+    for (const w of ws) err ? w.reject(err) : w.resolve();
+  }
+
+  _arm(name, ms, fn) {
+    this._disarm(name);
+    this._timers[name] = setTimeout(() => {
+      this._timers[name] = 0;
+      fn();
+      this._reconcile();
+    }, Math.max(ms, 0));
+  }
+
+  _disarm(name) {
+    if (this._timers[name]) clearTimeout(this._timers[name]);
+    this._timers[name] = 0;
+  }
+
+  _armBackground() {
+    this._arm('bg', this.options.backgroundTimeout, () => {
+      this._manualWant = false;
+      this._lastErr = sdkError(ErrorCode.BackgroundTimeout, 'no ping in the background for too long');
+      this._resolveWaiters(this._lastErr);
+    });
+  }
+
+  _startDial() {
+    const attempt = { conn: null };
+    this._dial = attempt;
+    const sess = this._sess;
+    const polling = this._usePolling;
+    withTimeout(this._open(sess, polling, attempt), this.options.dialTimeout, 'connecting')
+      .then(cn => this._dialed(attempt, cn, null, polling), err => this._dialed(attempt, null, err, polling));
+  }
+
+  /** Opens and authenticates a connection. */
+  async _open(sess, polling, attempt) {
+    const tok = await sess.tokens.get();
+    await this._loadCursor(sess);
+    if (polling) {
+      const cn = new PollConn(this, sess, (cn, updates) => this._receiveBatch(cn, updates));
+      attempt.conn = cn;
+      const after = sess.resumeLatest ? 'latest' : sess.lastRef;
+      try {
+        await cn.start(after);
+      } catch (err) {
+        cn.close();
+        throw this._authError(err, sess, tok, after);
+      }
+      sess.resumeLatest = false;
+      return cn;
+    }
+    const cn = new SocketConn(this.wsURL, sess, (cn, f) => this._receive(cn, f));
+    attempt.conn = cn;
+    try {
+      await cn.open;
+    } catch (err) {
+      // Tell a WebSocket that cannot open (a proxy dropping upgrades)
+      // from a server that cannot be reached.
+      err.wsBlocked = await this._reachable();
+      throw err;
+    }
+    const args = { token: tok, device: this.device };
+    if (sess.resumeLatest) args.resumeAfter = 'latest';
+    else if (sess.lastRef) args.resumeAfter = sess.lastRef;
+    let res;
+    try {
+      res = await cn.command('auth', args, this.options.dialTimeout);
+    } catch (err) {
+      cn.close();
+      throw this._authError(err, sess, tok, args.resumeAfter);
+    }
+    cn.token = tok;
+    cn.expiresAt = Date.parse(res.expiresAt) || 0;
+    if (!sess.userId) { sess.userId = res.userId; sess.appId = res.app; }
+    if (args.resumeAfter === 'latest') {
+      if (!sess.lastRef) sess.lastRef = res.resumedAfter || '';
+      sess.resumeLatest = false;
+    }
+    return cn;
+  }
+
+  /** Whether the server answers plain HTTP requests. */
+  async _reachable() {
+    try {
+      const resp = await withTimeout(fetch(this.baseURL + '/healthz', { cache: 'no-store' }), 5000, 'healthz');
+      return resp.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  _authError(err, sess, tok, resumeAfter) {
+    if (err.code === 'unauthenticated') sess.tokens.reject(tok);
+    if (err.code === 'resync_required') return new ResyncError(err.ref, err);
+    // The server does not know our ref (another server, a restored backup).
+    if (err.code === 'invalid_argument' && resumeAfter && resumeAfter !== 'latest') return new ResyncError('', err);
+    return err;
+  }
+
+  _dialed(attempt, cn, err, polling) {
+    if (this._dial !== attempt) { // abandoned meanwhile
+      (cn || attempt.conn)?.close();
+      return;
+    }
+    this._dial = null;
+    if (!err) {
+      this._log('info', 'tidings: connected', cn.kind);
+      this._conn = cn;
+      this._connected = true;
+      this._failures = 0;
+      this._lastErr = null;
+      if (!polling) this._wsMisses = 0;
+      this._tokenExp = cn.expiresAt || cn.sess.tokens.exp || 0;
+      cn.closed.then(reason => {
+        if (this._conn === cn) {
+          this._connLost(reason);
+          this._reconcile();
+        }
+      });
+      this._resolveWaiters(null);
+      this._armRefresh();
+      this._armKeepAlive();
+      this._reconcile();
+      return;
+    }
+    attempt.conn?.close();
+    if (err instanceof ResyncError) {
+      this._startResync(err);
+      this._reconcile();
+      return;
+    }
+    if (this._closed) return;
+    this._log('warn', 'tidings: could not connect', err);
+    this._lastErr = err;
+    // Auto transport: WebSockets that never open while HTTP works (a proxy
+    // that drops upgrades) switch this client to polling.
+    if (!polling && err.wsBlocked && this.options.transport === 'auto' && ++this._wsMisses >= 2) {
+      this._log('warn', 'tidings: WebSocket unavailable: falling back to polling');
+      this._usePolling = true;
+    } else if (!polling) {
+      this._wsMisses = 0;
+    }
+    const fatal = err.code === ErrorCode.TokenRejected || (err.code === 'unauthenticated' && this._sess.tokens.static);
+    if (fatal || (this.mode === 'manual' && !this._connected)) {
+      if (this.mode === 'manual') this._manualWant = false;
+      else this._gaveUp = true;
+      this._resolveWaiters(err);
+      this._reconcile();
+      return;
+    }
+    this._arm('retry', backoffDelay(this.options.backoff, this._failures), () => {});
+    this._failures++;
+    this._reconcile();
+  }
+
+  _connLost(reason) {
+    this._conn = null;
+    this._disarm('refresh');
+    this._disarm('keep');
+    this._lastErr = reason;
+    this._log('info', 'tidings: connection lost', reason);
+    if (reason instanceof ResyncError) {
+      this._startResync(reason);
+      return;
+    }
+    if (reason?.code === 'unauthenticated' && this._sess?.tokens.static) {
+      this._gaveUp = this.mode === 'auto';
+      this._manualWant = false;
+      return;
+    }
+    if (this.mode === 'manual' && this._background) this._manualWant = false;
+    if (this._want()) {
+      this._arm('retry', backoffDelay(this.options.backoff, this._failures), () => {});
+      this._failures++;
+    }
+  }
+
+  _dropConn() {
+    const cn = this._conn;
+    this._conn = null;
+    this._disarm('refresh');
+    this._disarm('keep');
+    cn.close();
+  }
+
+  /** The listeners rebuild the application's state, then the client resumes. */
+  _startResync(err) {
+    this._log('warn', 'tidings: the server no longer has the updates after the last one processed: resync', err.ref);
+    this._resyncPending = true;
+    this._push({ kind: 'resync', ev: { name: 'resyncRequired', ref: err.ref, time: new Date().toISOString() }, sess: this._sess });
+  }
+
+  _armRefresh() {
+    const cn = this._conn;
+    if (!cn || cn.kind !== 'websocket') return; // polls take the token of the moment
+    const at = cn.sess.tokens.refreshAt();
+    if (!at) return;
+    this._arm('refresh', Math.max(at - Date.now(), 1000), () => this._refresh(cn));
+  }
+
+  /** Gets a new token and authenticates it on the open connection: the server takes it as a refresh. */
+  async _refresh(cn) {
+    if (this._conn !== cn) return;
+    let err = null;
+    try {
+      const tok = await cn.sess.tokens.get();
+      if (tok !== cn.token) {
+        try {
+          const res = await cn.command('auth', { token: tok, device: this.device }, this.options.dialTimeout);
+          cn.token = tok;
+          this._tokenExp = Date.parse(res.expiresAt) || 0;
+        } catch (e) {
+          if (e.code === 'unauthenticated') cn.sess.tokens.reject(tok);
+          throw e;
+        }
+      }
+    } catch (e) {
+      err = e;
+    }
+    if (this._conn !== cn) return;
+    if (!err) {
+      this._armRefresh();
+      return;
+    }
+    this._log('warn', 'tidings: token refresh failed', err);
+    const left = this._tokenExp - Date.now();
+    this._arm('refresh', Math.min(Math.max(left / 4, 1000), 30000), () => this._refresh(cn));
+  }
+
+  _armKeepAlive() {
+    if (this.options.keepAlive > 0 && this._conn?.kind === 'websocket') {
+      this._arm('keep', this.options.keepAlive, () => this._keepAlive(this._conn));
+    }
+  }
+
+  /** A ping not answered in time means a dead network: the connection is dropped, and reopened. */
+  _keepAlive(cn) {
+    if (!cn || this._conn !== cn) return;
+    this._armKeepAlive();
+    cn.command('ping', undefined, this.options.keepAliveTimeout).catch(err => {
+      if (err.code === ErrorCode.Timeout) cn.abort(sdkError(ErrorCode.ConnectionLost, 'keepalive ping not answered in time'));
+    });
+  }
+
+  // ---- Internals: delivery ------------------------------------------------
+
+  async _loadCursor(sess) {
+    const store = this.options.cursorStore;
+    if (!store || sess.cursorLoaded) return;
+    sess.cursorLoaded = true;
+    try {
+      const ref = await store.load({ appId: sess.appId, userId: sess.userId, device: this.device });
+      if (ref && refAfter(ref, sess.lastRef)) sess.lastRef = String(ref);
+    } catch (e) {
+      this._log('warn', 'tidings: could not load the cursor', e);
+    }
+  }
+
+  _receive(cn, frame) {
+    const ev = { ...frame.event, ref: frame.ref || '', silent: !!frame.silent, action: frame.action, account: frame.account };
+    if (!this._push({ kind: 'event', ev, ref: frame.ref || '', conn: cn, sess: cn.sess }, this.options.maxQueue)) {
+      // Drop the connection rather than the update: the next one resumes after the last processed.
+      cn.abort(sdkError(ErrorCode.ConnectionLost, 'too many updates waiting for the listeners'));
+    }
+  }
+
+  /** Queues a batch of polled updates and resolves once the listeners processed them. */
+  _receiveBatch(cn, updates) {
+    for (const f of updates) this._receive(cn, f);
+    return this._drained();
+  }
+
+  _push(item, limit = 0) {
+    if (this._closed) return false;
+    if (limit > 0 && this._queue.length >= limit) return false;
+    this._queue.push(item);
+    this._pump();
+    return true;
+  }
+
+  _drained() {
+    if (!this._queue.length && !this._delivering) return Promise.resolve();
+    return new Promise(resolve => this._idle.push(resolve));
+  }
+
+  /** Delivers the queue to the listeners, one update at a time, and acknowledges what they processed. */
+  async _pump() {
+    if (this._delivering) return;
+    this._delivering = true;
+    let unacked = null;
+    let n = 0;
+    try {
+      while (this._queue.length && this._events.length) {
+        const it = this._queue.shift();
+        const sess = it.sess;
+        if (sess !== this._sess) continue; // from a previous login
+        if (it.kind === 'event') {
+          if (it.ref && !refAfter(it.ref, sess.lastRef)) continue; // a replay overlapping what came before
+          await this._callListeners(it.ev);
+          if (it.ref && sess === this._sess) {
+            sess.lastRef = it.ref;
+            unacked = it;
+            n++;
+          }
+        } else if (it.kind === 'resync') {
+          await this._callListeners(it.ev);
+          if (it.ev.ref) sess.lastRef = it.ev.ref;
+          else { sess.lastRef = ''; sess.resumeLatest = true; }
+          unacked = null;
+          if (it.ev.ref) await this._saveCursor(sess, it.ev.ref);
+          this._resyncPending = false;
+          this._reconcile();
+        }
+        if (unacked && (!this._queue.length || n >= ACK_EVERY)) {
+          await this._ack(unacked);
+          unacked = null;
+          n = 0;
+        }
+      }
+      if (unacked) await this._ack(unacked);
+    } finally {
+      this._delivering = false;
+    }
+    if (this._queue.length && this._events.length) {
+      this._pump();
+    } else if (!this._queue.length) {
+      const idle = this._idle;
+      this._idle = [];
+      idle.forEach(r => r());
+    }
+  }
+
+  async _callListeners(ev) {
+    for (const l of this._events.slice()) {
+      if (l.removed) continue;
+      try {
+        await l.fn(ev);
+      } catch (e) {
+        report(e); // a failing listener must not stop the stream
+      }
+    }
+  }
+
+  async _ack(it) {
+    await this._saveCursor(it.sess, it.ref);
+    it.conn.reply(it.ref); // the connection may be gone: the next one resumes after the ref anyway
+  }
+
+  async _saveCursor(sess, ref) {
+    const store = this.options.cursorStore;
+    if (!store) return;
+    try {
+      await store.save({ appId: sess.appId, userId: sess.userId, device: this.device, ref });
+    } catch (e) {
+      this._log('warn', 'tidings: could not save the cursor', e);
+    }
+  }
+
+  _log(level, ...args) {
+    const l = this.options.logger;
+    if (l && typeof l[level] === 'function') l[level](...args);
+  }
+}
+
+/**
+ * A cursor store in localStorage: the last processed ref survives a reload
+ * of the page, which then resumes after it.
+ * @param {string} [prefix]
+ * @returns {import('./tidings.d.ts').CursorStore}
+ */
+export function localStorageCursor(prefix = 'tidings.cursor') {
+  const key = c => `${prefix}/${c.appId}/${c.userId}/${c.device}`;
+  return {
+    load: c => globalThis.localStorage.getItem(key(c)),
+    save: c => globalThis.localStorage.setItem(key(c), c.ref),
+  };
+}
+
+function enc(s) { return encodeURIComponent(s); }
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  const s = q.toString();
+  return s ? '?' + s : '';
+}
+
+async function errorOf(resp) {
+  let body = null;
+  try { body = await resp.json(); } catch { /* not JSON */ }
+  const e = body && body.error;
+  return sdkError(e?.code || 'internal', e?.message || `HTTP ${resp.status}`, { status: resp.status, ref: e?.ref });
+}
+
+function report(e) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(e);
+  else console.error(e);
+}
