@@ -233,6 +233,8 @@ func TestWebChatFeatures(t *testing.T) {
 		a.waitConnected()
 		bp.waitFor("alice online", `document.querySelector('#chat-members .presence')?.title === 'online'`, `document.getElementById('chat-members').innerHTML`)
 		a.waitFor("the conversation open", `document.getElementById('chat-title').textContent === 'Team'`, "")
+		// Bob came online before alice's page opened: the page asks who is.
+		a.waitFor("bob online on a page opened after him", `document.querySelector('#chat-members .presence')?.title === 'online'`, `document.getElementById('chat-members').innerHTML`)
 	}
 
 	step(t, "edit and delete")

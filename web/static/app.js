@@ -126,7 +126,11 @@ async function start() {
     statusListeners: [({ status, error }) => {
       state.status = status;
       showStatus();
-      if (status === Status.Connected) flushOutbox();
+      if (status === Status.Connected) {
+        flushOutbox();
+        // Presence changed while away went unseen: ask again.
+        if (state.current && state.threads.get(state.current)?.loaded) refreshPresence(state.current);
+      }
       // A token that can no longer be renewed (it expired, or the user was deleted): sign in again.
       if (status === Status.Disconnected && (error?.code === 'unauthenticated' || error?.code === 'token_rejected')) {
         stop();
@@ -480,9 +484,30 @@ async function refreshParticipants(id) {
   } catch (err) {
     return;
   }
+  await refreshPresence(id);
   if (id === state.current) {
     renderChatHead();
     updateTicks();
+  }
+}
+
+// Who is online and typing now; presence and typing updates keep it current.
+// Only over a WebSocket: a polling client learns presence from updates alone.
+async function refreshPresence(id) {
+  const t = state.threads.get(id);
+  let now;
+  try {
+    now = await state.client.socket.presence(id);
+  } catch (err) {
+    return;
+  }
+  for (const userId of t.participants.keys()) {
+    state.presence.set(userId, now.online.includes(userId) ? 'online' : 'offline');
+  }
+  for (const userId of now.typing) {
+    if (userId === state.me.id) continue;
+    const p = t.participants.get(userId);
+    setTyping(id, userId, p?.profile?.displayName || userId, true);
   }
 }
 

@@ -154,6 +154,8 @@ export interface Socket {
   markRead(conversationId: string, seq?: number): Promise<MessageStatus>;
   startTyping(conversationId: string): Promise<{}>;
   stopTyping(conversationId: string): Promise<{}>;
+  /** Who, among the conversation's participants, is online and who is typing now (user ids, sorted). */
+  presence(conversationId: string): Promise<{ online: string[]; typing: string[] }>;
 }
 
 /** A connection to a Tidings server for one user. */

@@ -638,6 +638,8 @@ export class Client {
       markRead: (conversationId, seq = 0) => cmd('message.read', { conversationId, seq }),
       startTyping: conversationId => cmd('typing.start', { conversationId }),
       stopTyping: conversationId => cmd('typing.stop', { conversationId }),
+      /** Who is online and typing in the conversation now: {online, typing}, user ids. */
+      presence: conversationId => cmd('presence.get', { conversationId }),
     };
   }
 
