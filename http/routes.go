@@ -96,6 +96,7 @@ func (s *Server) buildHandler() http.Handler {
 		mux.Handle(rt.method+" "+rt.pattern, s.routeHandler(rt))
 	}
 	var h http.Handler = s.serveMux(mux)
+	h = s.cors(h)
 	h = securityHeaders(h)
 	h = s.recoverPanics(h)
 	h = s.observe(m, h)

@@ -61,6 +61,11 @@ type Server struct {
 	Realtime http.Handler
 	Poller   Poller
 
+	// AllowedOrigins lists the origins (scheme://host[:port]) of web
+	// pages that may call the API from another origin (CORS); "*" allows
+	// any. Empty allows none: pages the server serves itself need none.
+	AllowedOrigins []string
+
 	// Web serves the web pages (package web): the GET and HEAD requests
 	// to paths outside /v1/ that no route matches. Nil serves none.
 	Web http.Handler

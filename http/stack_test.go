@@ -18,6 +18,7 @@ type stackOptions struct {
 	logger       *slog.Logger
 	synchronous  string // the store's synchronous mode; "" for FULL, as served
 	maxFileBytes int64  // upload limit; 0 for the default
+	origins      []string
 }
 
 // startStack runs the whole API over a real SQLite store in a temporary
@@ -52,6 +53,7 @@ func startStack(tb testing.TB, o stackOptions) (*tidingshttp.Server, *sqlite.DB)
 	s.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "blobs")), maxFile)
 	s.MaxFileBytes = maxFile
 	s.Ready = db.Ping
+	s.AllowedOrigins = o.origins
 	if err := s.Open(); err != nil {
 		tb.Fatal(err)
 	}

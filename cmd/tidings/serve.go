@@ -123,6 +123,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Messages = messages
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Web = web.Handler()
+	srv.AllowedOrigins = splitList(cfg.AllowedOrigins)
 	if cfg.Dev {
 		srv.DevApp = defaultAppID
 		log.Warn("DEVELOPMENT MODE (--dev): anyone on this machine may sign in as any user of the app "+defaultAppID+
