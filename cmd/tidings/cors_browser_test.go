@@ -52,7 +52,7 @@ func TestSDKFromAnotherOrigin(t *testing.T) {
 		return out;
 	})()`
 	var got map[string]any
-	b.newProfile("app").open(app.URL + "/").eval(script, &got)
+	b.newProfile("app").open(app.URL+"/").eval(script, &got)
 	want := map[string]any{"me": "alice", "received": "hello across origins", "transport": "websocket"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("from the allowed origin: %v, want %v", got, want)
