@@ -65,7 +65,7 @@ func (s *AppService) CreateApp(ctx context.Context, id, name string) (*tidings.A
 }
 
 func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, error) {
-	a, err := scanApp(s.db.read.QueryRowContext(ctx, `SELECT `+appColumns+` FROM apps WHERE id = ?`, id))
+	a, err := scanApp(s.db.queryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE id = ?`, id))
 	if isNoRows(err) {
 		return nil, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
 	}
@@ -73,7 +73,7 @@ func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, 
 }
 
 func (s *AppService) FindAppByServerKey(ctx context.Context, key string) (*tidings.App, error) {
-	a, err := scanApp(s.db.read.QueryRowContext(ctx, `SELECT `+appColumns+` FROM apps WHERE server_key = ?`, key))
+	a, err := scanApp(s.db.queryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE server_key = ?`, key))
 	if isNoRows(err) {
 		return nil, tidings.Errorf(tidings.EUnauthenticated, "unknown server key")
 	}
@@ -81,7 +81,7 @@ func (s *AppService) FindAppByServerKey(ctx context.Context, key string) (*tidin
 }
 
 func (s *AppService) ListApps(ctx context.Context) ([]*tidings.App, error) {
-	rows, err := s.db.read.QueryContext(ctx, `SELECT `+appColumns+` FROM apps ORDER BY created_at, id`)
+	rows, err := s.db.query(ctx, `SELECT `+appColumns+` FROM apps ORDER BY created_at, id`)
 	if err != nil {
 		return nil, err
 	}

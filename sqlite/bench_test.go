@@ -63,3 +63,20 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkFindUserByID measures the read that every authenticated API
+// request makes: is the token's user still there?
+func BenchmarkFindUserByID(b *testing.B) {
+	e := openDBWith(b, filepath.Join(b.TempDir(), "bench.db"), nil)
+	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
+		b.Fatal(err)
+	}
+	e.mkUsers(b, "a", "alice", "bob")
+	ctx := user("a", "bob")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.users.FindUserByID(ctx, "alice"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -220,7 +220,7 @@ func (s *ConversationService) ListConversations(ctx context.Context, f tidings.C
 	}
 	query += ` ORDER BY c.last_activity_at DESC, c.id DESC LIMIT ?`
 	args = append(args, limit+1)
-	rows, err := s.db.read.QueryContext(ctx, query, args...)
+	rows, err := s.db.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +360,7 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string) (
 	if _, err := visibleConversation(ctx, s.db.read, c, id); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.read.QueryContext(ctx, `SELECT `+participantColumns+participantFrom+`
+	rows, err := s.db.query(ctx, `SELECT `+participantColumns+participantFrom+`
 		WHERE p.app_id = ? AND p.conversation_id = ? ORDER BY p.joined_at, p.user_id`, c.AppID, id)
 	if err != nil {
 		return nil, err

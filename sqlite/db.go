@@ -53,6 +53,7 @@ type DB struct {
 	write *sql.DB
 	wconn *sql.Conn
 	read  *sql.DB
+	reads readStmts // statements prepared on read
 	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
@@ -147,6 +148,7 @@ func (db *DB) Close() error {
 	for _, s := range db.stmts {
 		s.Close()
 	}
+	db.closeReadStmts()
 	return errors.Join(db.wconn.Close(), db.write.Close(), db.read.Close())
 }
 

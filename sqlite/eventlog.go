@@ -81,7 +81,7 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 // prunedSeq is the newest seq removed by retention (0 when none).
 func (l *EventLog) prunedSeq(ctx context.Context) (int64, error) {
 	var seq int64
-	err := l.db.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'pruned_seq'`).Scan(&seq)
+	err := l.db.queryRow(ctx, `SELECT value FROM meta WHERE key = 'pruned_seq'`).Scan(&seq)
 	if isNoRows(err) {
 		return 0, nil
 	}
@@ -90,12 +90,12 @@ func (l *EventLog) prunedSeq(ctx context.Context) (int64, error) {
 
 func (l *EventLog) LastEventSeq(ctx context.Context) (int64, error) {
 	var seq sql.NullInt64
-	err := l.db.read.QueryRowContext(ctx, `SELECT MAX(seq) FROM events`).Scan(&seq)
+	err := l.db.queryRow(ctx, `SELECT MAX(seq) FROM events`).Scan(&seq)
 	return seq.Int64, err
 }
 
 func (l *EventLog) UserConversations(ctx context.Context, appID, userID string) ([]tidings.Membership, error) {
-	rows, err := l.db.read.QueryContext(ctx, `SELECT conversation_id, from_seq FROM memberships
+	rows, err := l.db.query(ctx, `SELECT conversation_id, from_seq FROM memberships
 		WHERE app_id = ? AND user_id = ? AND to_seq IS NULL`, appID, userID)
 	if err != nil {
 		return nil, err
@@ -114,7 +114,7 @@ func (l *EventLog) UserConversations(ctx context.Context, appID, userID string) 
 
 func (l *EventLog) Cursor(ctx context.Context, appID, userID, device string) (int64, error) {
 	var seq int64
-	err := l.db.read.QueryRowContext(ctx, `SELECT seq FROM cursors WHERE app_id = ? AND user_id = ? AND device = ?`,
+	err := l.db.queryRow(ctx, `SELECT seq FROM cursors WHERE app_id = ? AND user_id = ? AND device = ?`,
 		appID, userID, device).Scan(&seq)
 	if isNoRows(err) {
 		return 0, nil

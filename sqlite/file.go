@@ -110,7 +110,7 @@ func (s *FileService) find(ctx context.Context, convID, fileID string) (*tidings
 	f := &tidings.File{ID: fileID, ConversationID: convID}
 	var key string
 	var created int64
-	err = s.db.read.QueryRowContext(ctx, `SELECT uploader_id, name, type, size, blob_key, created_at FROM files
+	err = s.db.queryRow(ctx, `SELECT uploader_id, name, type, size, blob_key, created_at FROM files
 		WHERE app_id = ? AND conversation_id = ? AND id = ?`, c.AppID, convID, fileID).
 		Scan(&f.UploaderID, &f.Name, &f.Type, &f.Size, &key, &created)
 	if isNoRows(err) {

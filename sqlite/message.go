@@ -220,7 +220,7 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 		query += ` AND m.seq < ? ORDER BY m.seq DESC LIMIT ?`
 		args = []any{c.AppID, convID, before, limit + 1}
 	}
-	rows, err := s.db.read.QueryContext(ctx, query, args...)
+	rows, err := s.db.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func (s *UserService) FindUserByID(ctx context.Context, id string) (*tidings.Use
 	if err != nil {
 		return nil, err
 	}
-	u, err := scanUser(s.db.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id = ?`, c.AppID, id))
+	u, err := scanUser(s.db.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id = ?`, c.AppID, id))
 	if isNoRows(err) {
 		return nil, tidings.Errorf(tidings.ENotFound, "user %q not found", id)
 	}
@@ -89,7 +89,7 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.read.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?`,
+	rows, err := s.db.query(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?`,
 		c.AppID, f.After, clampLimit(f.Limit))
 	if err != nil {
 		return nil, err
