@@ -53,7 +53,7 @@ type DB struct {
 	write *sql.DB
 	wconn *sql.Conn
 	read  *sql.DB
-	reads readStmts // statements prepared on read
+	reads readStmts                // statements prepared on read
 	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
