@@ -34,6 +34,7 @@ func commands() []*command {
 		serveCommand,
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand,
 		tokenCommand,
+		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchPlotCommand,
 		versionCommand,
 	}
 }
