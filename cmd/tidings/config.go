@@ -49,6 +49,9 @@ type config struct {
 	CommandRate     float64
 	AllowedOrigins  string
 	Retention       time.Duration
+
+	// DebugAddr, when set, serves the Go profiler (/debug/pprof/) there.
+	DebugAddr string
 }
 
 // Defaults that are not the HTTP server's own.
@@ -146,6 +149,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"comma-separated `origins` (https://app.example.com) whose pages may open realtime connections; * allows any; empty allows the server's own host only")
 	fs.Var((*durationValue)(&cfg.Retention), "retention",
 		"how long (a `duration`) updates are kept for clients that are away; older ones need a resync")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,
+		"TCP `address` of a separate listener serving the Go profiler at /debug/pprof/; empty serves none")
 }
 
 // check reports settings that are valid one by one but not together, or

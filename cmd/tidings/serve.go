@@ -141,6 +141,16 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "version", versionString())
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			node.Close()
+			wsHandler.Close()
+			srv.Shutdown(context.Background())
+			return err
+		}
+		defer stopDebug()
+	}
 	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
 
 	<-ctx.Done()
