@@ -18,7 +18,9 @@ func startServe(t *testing.T, dir string, extra ...string) (url string, stop fun
 	logs := new(syncBuffer)
 	c := &cli{stdout: logs, stderr: logs, lookupEnv: mapEnv(nil)}
 	done := make(chan int, 1)
-	go func() { done <- c.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, extra...)) }()
+	go func() {
+		done <- c.main(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir}, extra...))
+	}()
 
 	stop = func() (int, string) {
 		cancel()
