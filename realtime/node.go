@@ -55,6 +55,11 @@ type Node struct {
 	// CursorFlushInterval is how often acknowledged refs are stored
 	// (default 1s); they are also stored when a session ends.
 	CursorFlushInterval time.Duration
+	// PresenceLimit is the largest number of online sessions a
+	// conversation may have for presence to go through it (default 100):
+	// in larger ones (channels), a user coming online would otherwise
+	// tell every other member, and N members connecting cost N² updates.
+	PresenceLimit int
 
 	metrics *metrics
 
@@ -90,7 +95,7 @@ func NewNode() *Node {
 	return &Node{
 		Logger: slog.Default(), Now: time.Now,
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
-		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second,
+		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
 		metrics: newMetrics(),
 	}
 }
