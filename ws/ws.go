@@ -79,10 +79,14 @@ func (h *Handler) init() {
 		for i, sub := range [][]string{nil, {protocol.Subprotocol}} {
 			h.upgraders[i] = gws.NewUpgrader((*events)(h), &gws.ServerOption{
 				ReadMaxPayloadSize: h.MaxFrameBytes,
-				CheckUtf8Enabled:   true,
-				HandshakeTimeout:   10 * time.Second,
-				SubProtocols:       sub,
-				Recovery:           gws.Recovery,
+				// Client frames are small commands; a larger one is read
+				// past the buffer. Each connection holds its buffer.
+				ReadBufferSize:   readBufferSize,
+				NewSession:       func() gws.SessionStorage { return new(oneValue) },
+				CheckUtf8Enabled: true,
+				HandshakeTimeout: 10 * time.Second,
+				SubProtocols:     sub,
+				Recovery:         gws.Recovery,
 			})
 		}
 		h.conns = make(map[*conn]struct{})
@@ -118,7 +122,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // gws has answered the handshake's failure
 	}
-	socket.ReadLoop() // OnOpen, then frames, then OnClose
+	// OnOpen, then frames, then OnClose, on a goroutine of its own: the
+	// request's goroutine returns, and with it net/http's buffers and the
+	// request, which an idle connection would otherwise keep (8 KiB and
+	// more each).
+	go socket.ReadLoop()
 }
 
 // badHandshake says what is wrong with a WebSocket handshake request, so
@@ -216,6 +224,59 @@ type conn struct {
 	closed    bool
 	aborted   bool          // closed at once (slow or dead peer): what is queued is dropped
 	drained   chan struct{} // signalled when the queue shrinks or the connection closes
+}
+
+// readBufferSize is the read buffer of a connection.
+const readBufferSize = 1024
+
+// oneValue is the session storage of a connection (gws.SessionStorage):
+// it only ever holds the conn, and costs less than gws's map.
+type oneValue struct {
+	mu    sync.Mutex
+	key   string
+	value any
+}
+
+func (o *oneValue) Len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.key == "" {
+		return 0
+	}
+	return 1
+}
+
+func (o *oneValue) Load(key string) (any, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if key == "" || key != o.key {
+		return nil, false
+	}
+	return o.value, true
+}
+
+func (o *oneValue) Delete(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if key == o.key {
+		o.key, o.value = "", nil
+	}
+}
+
+// Store keeps one value: storing another key replaces it.
+func (o *oneValue) Store(key string, value any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.key, o.value = key, value
+}
+
+func (o *oneValue) Range(f func(key string, value any) bool) {
+	o.mu.Lock()
+	k, v := o.key, o.value
+	o.mu.Unlock()
+	if k != "" {
+		f(k, v)
+	}
 }
 
 // maxMessage bounds the frames coalesced into one WebSocket message.
