@@ -203,7 +203,7 @@ func (h *Handler) heartbeat() {
 				go c.Close(protocol.ClosePingTimeout, "no pong in time")
 			case quiet > h.PingInterval && time.Duration(now-c.lastPing.Load()) > h.PingInterval:
 				c.lastPing.Store(now)
-				c.ws.Async(func() { c.ws.WritePing(nil) })
+				c.ws.Async(func() { c.control(func() { c.ws.WritePing(nil) }) })
 			}
 		}
 		h.mu.Unlock()
@@ -345,6 +345,21 @@ func (c *conn) flush() {
 	c.ws.Writev(gws.OpcodeText, parts...)
 }
 
+// control writes a control frame (ping, pong) with a fresh write
+// deadline: the one of the last flush may have passed long ago on a quiet
+// connection, and a write past it fails and cuts the connection. Nothing
+// is written once the connection was aborted.
+func (c *conn) control(write func()) {
+	c.mu.Lock()
+	if c.aborted {
+		c.mu.Unlock()
+		return
+	}
+	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	c.mu.Unlock()
+	write()
+}
+
 func (c *conn) signalDrained() {
 	select {
 	case c.drained <- struct{}{}:
@@ -445,10 +460,14 @@ func (e *events) OnClose(socket *gws.Conn, err error) {
 }
 
 func (e *events) OnPing(socket *gws.Conn, payload []byte) {
-	if c := connOf(socket); c != nil {
-		c.lastSeen.Store(time.Now().UnixNano())
+	c := connOf(socket)
+	if c == nil {
+		socket.WritePong(payload)
+		return
 	}
-	socket.WritePong(payload)
+	c.lastSeen.Store(time.Now().UnixNano())
+	payload = append([]byte(nil), payload...) // gws reuses it after OnPing
+	socket.Async(func() { c.control(func() { socket.WritePong(payload) }) })
 }
 
 func (e *events) OnPong(socket *gws.Conn, payload []byte) {
