@@ -89,6 +89,9 @@ func RunConnections(ctx context.Context, cfg ConnectionsConfig) (*Result, error)
 	}
 	r.ToolRSSPerConnKiB = float64(SampleSelf().RSS-self0.RSS) / float64(len(rs)) / 1024
 	r.UnexpectedClose, r.CloseCodes = closes(rs)
+	if r.UnexpectedClose > 0 {
+		e.note("the first connection closed: %s", closeReason(rs))
+	}
 	r.finish(e)
 	return r, nil
 }

@@ -22,7 +22,7 @@ type FanoutConfig struct {
 	// Warmup runs the load before measuring (default 2s).
 	Warmup time.Duration
 	// Drain bounds the wait for the last deliveries after the senders
-	// stop (default 10s).
+	// stop, as long as they keep coming (default 60s).
 	Drain time.Duration
 	// Poll receives through the long-polling transport instead of the
 	// WebSocket (the poll scenario).
@@ -42,7 +42,7 @@ func (c *FanoutConfig) defaults() {
 		c.Warmup = 2 * time.Second
 	}
 	if c.Drain <= 0 {
-		c.Drain = 10 * time.Second
+		c.Drain = time.Minute
 	}
 }
 
@@ -142,7 +142,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 
 	// Wait for the last deliveries.
 	_, acked, _, _ := senderTotals(ss)
-	waitFor(ctx, cfg.Drain, func() bool { return aud.delivered.Load() >= acked*n })
+	drain(ctx, cfg.Drain, aud.delivered.Load, acked*n)
 
 	r.Sent, r.Acked, r.SendErrors, r.SendErrorCodes = senderTotals(ss)
 	r.Deliveries = d1 - d0
@@ -150,8 +150,14 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	r.MessagesPerSec = float64(r.Deliveries) / float64(n) / r.Seconds
 	l := aud.hist.Summary()
 	r.Latency = &l
+	if a := ss[0].ackLat.Summary(); a.Count > 0 {
+		r.AckLatency = &a // all the senders share it
+	}
 	r.Lost, r.Duplicated, r.OutOfOrder = check(rs, ss)
 	r.UnexpectedClose, r.CloseCodes = closes(rs)
+	if r.UnexpectedClose > 0 {
+		e.note("the first connection closed: %s", closeReason(rs))
+	}
 	r.finish(e)
 	return r, nil
 }

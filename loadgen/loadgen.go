@@ -210,6 +210,21 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool 
 	return true
 }
 
+// drain waits until count reaches want, for as long as it keeps growing
+// (it gives up after 3 s without progress) and at most limit.
+func drain(ctx context.Context, limit time.Duration, count func() int64, want int64) {
+	deadline := time.Now().Add(limit)
+	last, lastChange := count(), time.Now()
+	for last < want && time.Now().Before(deadline) && time.Since(lastChange) < 3*time.Second {
+		if sleep(ctx, 20*time.Millisecond) != nil {
+			return
+		}
+		if c := count(); c != last {
+			last, lastChange = c, time.Now()
+		}
+	}
+}
+
 func parseHostPort(rawURL string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {

@@ -115,6 +115,20 @@ func (r *receiver) setSocket(s *socket) {
 	r.mu.Unlock()
 }
 
+// closeReason returns why the first closed socket of rs closed ("" if none).
+func closeReason(rs []*receiver) string {
+	for _, r := range rs {
+		if s := r.socket(); s != nil {
+			select {
+			case <-s.closed:
+				return s.err.Error()
+			default:
+			}
+		}
+	}
+	return ""
+}
+
 // closes counts the receivers' sockets closed by the server, by code.
 func closes(rs []*receiver) (n int, codes []int) {
 	seen := map[int]bool{}

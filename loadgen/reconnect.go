@@ -173,11 +173,17 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	r.Server, r.Tool = m.stop()
 	r.Seconds = time.Since(start).Seconds()
 	_, acked, _, _ := senderTotals(ss)
-	waitFor(ctx, 10*time.Second, func() bool { return aud.delivered.Load() >= acked*int64(len(rs)) })
+	drain(ctx, time.Minute, aud.delivered.Load, acked*int64(len(rs)))
 	r.Sent, r.Acked, r.SendErrors, r.SendErrorCodes = senderTotals(ss)
 	r.Deliveries = aud.delivered.Load()
 	r.Lost, r.Duplicated, r.OutOfOrder = check(rs, ss)
+	if a := ss[0].ackLat.Summary(); a.Count > 0 {
+		r.AckLatency = &a
+	}
 	r.UnexpectedClose, r.CloseCodes = closes(rs)
+	if r.UnexpectedClose > 0 {
+		e.note("the first connection closed: %s", closeReason(rs))
+	}
 	if r.CaughtUp < len(rs) {
 		e.note("%d clients had not caught up after %s", len(rs)-r.CaughtUp, cfg.Timeout)
 	}
