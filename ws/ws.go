@@ -1,8 +1,9 @@
 // Package ws is the WebSocket transport of the realtime protocol, on the
 // gws library (github.com/lxzan/gws, which passes the Autobahn suite).
 //
-// Each connection reads frames in the goroutine of its HTTP request and
-// hands them to its realtime.Client. Writes are queued per connection and
+// Each connection reads frames on a goroutine of its own (the HTTP
+// request's returns after the upgrade) and hands them to its
+// realtime.Client. Writes are queued per connection and
 // coalesced: the frames waiting when the connection's writer runs go out in
 // one WebSocket message, separated by '\n', so a burst costs one write
 // while a lone frame is not delayed. One goroutine pings every connection
