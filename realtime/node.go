@@ -61,6 +61,11 @@ type Node struct {
 	// tell every other member, and N members connecting cost N² updates.
 	PresenceLimit int
 
+	// Batcher, when set (before Open), is told when the node starts and
+	// ends delivering a batch of events, so that the transport can write
+	// each connection once per batch rather than once per event.
+	Batcher Batcher
+
 	metrics *metrics
 
 	queueMu sync.Mutex
@@ -147,6 +152,14 @@ func (n *Node) Publish(events ...*tidings.Event) {
 	}
 }
 
+// Batcher is told when the node delivers a batch of events: the writes to
+// connections between BeginBatch and EndBatch may wait for EndBatch, so
+// that the frames of several events go out in one write.
+type Batcher interface {
+	BeginBatch()
+	EndBatch()
+}
+
 // run fans the queued events out, one at a time, in order.
 func (n *Node) run() {
 	defer n.wg.Done()
@@ -160,9 +173,15 @@ func (n *Node) run() {
 		n.queueMu.Lock()
 		batch, n.queue = n.queue, batch[:0]
 		n.queueMu.Unlock()
+		if n.Batcher != nil {
+			n.Batcher.BeginBatch()
+		}
 		for i, ev := range batch {
 			n.dispatch(ev)
 			batch[i] = nil
+		}
+		if n.Batcher != nil {
+			n.Batcher.EndBatch()
 		}
 	}
 }

@@ -49,6 +49,10 @@ type Handler struct {
 	// WriteTimeout bounds one write to a connection (default 10s).
 	WriteTimeout time.Duration
 
+	batchMu  sync.Mutex
+	batching bool
+	held     []*conn // connections whose writer waits for the batch's end
+
 	once      sync.Once
 	upgraders [2]*gws.Upgrader // without and with the subprotocol
 	mu        sync.Mutex
@@ -299,9 +303,43 @@ func (c *conn) Write(frame []byte) bool {
 	c.queue = append(c.queue, frame)
 	if !c.scheduled {
 		c.scheduled = true
-		c.ws.Async(c.flush)
+		if !c.h.hold(c) {
+			c.ws.Async(c.flush)
+		}
 	}
 	return true
+}
+
+// BeginBatch makes the connections written to wait for EndBatch before
+// their writer runs (realtime.Batcher): the node is about to deliver
+// several events, and each connection then gets their frames in one
+// write instead of one write per event.
+func (h *Handler) BeginBatch() {
+	h.batchMu.Lock()
+	h.batching = true
+	h.batchMu.Unlock()
+}
+
+// EndBatch starts the writers of the connections written to since
+// BeginBatch.
+func (h *Handler) EndBatch() {
+	h.batchMu.Lock()
+	held := h.held
+	h.held, h.batching = nil, false
+	h.batchMu.Unlock()
+	for _, c := range held {
+		c.ws.Async(c.flush)
+	}
+}
+
+// hold keeps c's writer for the end of the batch, if one is under way.
+func (h *Handler) hold(c *conn) bool {
+	h.batchMu.Lock()
+	defer h.batchMu.Unlock()
+	if h.batching {
+		h.held = append(h.held, c)
+	}
+	return h.batching
 }
 
 // flush writes the queued frames, up to maxMessage bytes per message.
