@@ -113,7 +113,7 @@ func (b *recordingBatcher) add(e string) {
 
 type batchTransport struct{ b *recordingBatcher }
 
-func (t batchTransport) Write([]byte) bool  { t.b.add("write"); return true }
+func (t batchTransport) Write([]byte) bool { t.b.add("write"); return true }
 func (t batchTransport) Close(int, string) {}
 
 func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
