@@ -6,7 +6,9 @@
 // realtime.Client. Writes are queued per connection and
 // coalesced: the frames waiting when the connection's writer runs go out in
 // one WebSocket message, separated by '\n', so a burst costs one write
-// while a lone frame is not delayed. One goroutine pings every connection
+// while a lone frame is not delayed; while the node delivers a batch of
+// events, writers wait for its end (BeginBatch, EndBatch), so that each
+// connection gets the whole batch in one write. One goroutine pings every connection
 // in turn and closes those that stopped answering.
 package ws
 
