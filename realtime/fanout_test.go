@@ -1,8 +1,11 @@
 package realtime
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +94,55 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
 		})
+	}
+}
+
+// recordingBatcher records the batches around the writes of a transport.
+type recordingBatcher struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (b *recordingBatcher) BeginBatch() { b.add("begin") }
+func (b *recordingBatcher) EndBatch()   { b.add("end") }
+func (b *recordingBatcher) add(e string) {
+	b.mu.Lock()
+	b.events = append(b.events, e)
+	b.mu.Unlock()
+}
+
+type batchTransport struct{ b *recordingBatcher }
+
+func (t batchTransport) Write([]byte) bool { t.b.add("write"); return true }
+func (t batchTransport) Close(int, string) {}
+
+func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
+	node, _ := fanoutNode(t, 0)
+	b := &recordingBatcher{}
+	node.Batcher = b
+	for i := range 2 {
+		c := &Client{node: node, t: batchTransport{b}, accounts: map[string]*Session{}}
+		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i), subs: map[convKey]struct{}{}}
+		node.subscribeLocked(convKey{"a", "c"}, s, 0)
+	}
+	node.wake = make(chan struct{}, 1)
+	node.ctx, node.cancel = context.WithCancel(context.Background())
+	node.wg.Add(1)
+	go node.run()
+	defer func() { node.cancel(); node.wg.Wait() }()
+	node.Publish(messageEvent(1), messageEvent(2), messageEvent(3))
+	want := "begin write write write write write write end"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		got := strings.Join(b.events, " ")
+		b.mu.Unlock()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -160,11 +160,15 @@ func (n *Node) stopTypingOf(s *Session) {
 }
 
 // peersLocked returns the sessions of other users who share a
-// conversation with s's user: those who see their presence.
+// conversation with s's user: those who see their presence. Conversations
+// with more than PresenceLimit online sessions do not count.
 func (n *Node) peersLocked(s *Session) []*Session {
 	seen := make(map[*Session]struct{})
 	var out []*Session
 	for ck := range s.subs {
+		if len(n.convs[ck]) > n.PresenceLimit {
+			continue
+		}
 		for p := range n.convs[ck] {
 			if _, ok := seen[p]; !ok && p.user != s.user {
 				seen[p] = struct{}{}

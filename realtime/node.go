@@ -56,6 +56,16 @@ type Node struct {
 	// CursorFlushInterval is how often acknowledged refs are stored
 	// (default 1s); they are also stored when a session ends.
 	CursorFlushInterval time.Duration
+	// PresenceLimit is the largest number of online sessions a
+	// conversation may have for presence to go through it (default 100):
+	// in larger ones (channels), a user coming online would otherwise
+	// tell every other member, and N members connecting cost N² updates.
+	PresenceLimit int
+
+	// Batcher, when set (before Open), is told when the node starts and
+	// ends delivering a batch of events, so that the transport can write
+	// each connection once per batch rather than once per event.
+	Batcher Batcher
 
 	metrics *metrics
 
@@ -91,7 +101,7 @@ func NewNode() *Node {
 	return &Node{
 		Logger: slog.Default(), Now: time.Now,
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
-		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second,
+		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
 		metrics: newMetrics(),
 	}
 }
@@ -143,6 +153,14 @@ func (n *Node) Publish(events ...*tidings.Event) {
 	}
 }
 
+// Batcher is told when the node delivers a batch of events: the writes to
+// connections between BeginBatch and EndBatch may wait for EndBatch, so
+// that the frames of several events go out in one write.
+type Batcher interface {
+	BeginBatch()
+	EndBatch()
+}
+
 // run fans the queued events out, one at a time, in order.
 func (n *Node) run() {
 	defer n.wg.Done()
@@ -156,9 +174,15 @@ func (n *Node) run() {
 		n.queueMu.Lock()
 		batch, n.queue = n.queue, batch[:0]
 		n.queueMu.Unlock()
+		if n.Batcher != nil {
+			n.Batcher.BeginBatch()
+		}
 		for i, ev := range batch {
 			n.dispatch(ev)
 			batch[i] = nil
+		}
+		if n.Batcher != nil {
+			n.Batcher.EndBatch()
 		}
 	}
 }

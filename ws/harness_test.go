@@ -56,6 +56,7 @@ func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stac
 	s.node = realtime.NewNode()
 	s.node.Apps, s.node.Users, s.node.Messages, s.node.Log, s.node.Logger = s.apps, s.users, s.msgs, s.log, logger
 	s.ws = &ws.Handler{Node: s.node, Logger: logger}
+	s.node.Batcher = s.ws
 	if configure != nil {
 		configure(s.node, s.ws)
 	}

@@ -650,6 +650,26 @@ func TestDeadConnectionIsClosedLiveOneIsKept(t *testing.T) {
 	wantOK(t, alive.command("", protocol.CmdPing, nil))
 }
 
+// A connection quiet for longer than the write timeout is pinged, not cut:
+// the ping is not written past the deadline of the last frame sent.
+func TestQuietConnectionOutlivesTheWriteTimeout(t *testing.T) {
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) {
+		h.PingInterval = 300 * time.Millisecond
+		h.PongTimeout = time.Second
+		h.WriteTimeout = 100 * time.Millisecond
+	})
+	s.mkUsers("a", "bob")
+	c := dial(t, s)
+	c.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	waitFor(t, "three pings", func() bool { return c.pings.Load() >= 3 })
+	select {
+	case <-c.closed:
+		t.Fatalf("the connection was closed (%d)", c.code)
+	default:
+	}
+	wantOK(t, c.command("", protocol.CmdPing, nil))
+}
+
 func TestCommandRateLimit(t *testing.T) {
 	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) {
 		n.CommandRate = 1

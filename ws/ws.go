@@ -1,11 +1,14 @@
 // Package ws is the WebSocket transport of the realtime protocol, on the
 // gws library (github.com/lxzan/gws, which passes the Autobahn suite).
 //
-// Each connection reads frames in the goroutine of its HTTP request and
-// hands them to its realtime.Client. Writes are queued per connection and
+// Each connection reads frames on a goroutine of its own (the HTTP
+// request's returns after the upgrade) and hands them to its
+// realtime.Client. Writes are queued per connection and
 // coalesced: the frames waiting when the connection's writer runs go out in
 // one WebSocket message, separated by '\n', so a burst costs one write
-// while a lone frame is not delayed. One goroutine pings every connection
+// while a lone frame is not delayed; while the node delivers a batch of
+// events, writers wait for its end (BeginBatch, EndBatch), so that each
+// connection gets the whole batch in one write. One goroutine pings every connection
 // in turn and closes those that stopped answering.
 package ws
 
@@ -48,6 +51,10 @@ type Handler struct {
 	// WriteTimeout bounds one write to a connection (default 10s).
 	WriteTimeout time.Duration
 
+	batchMu  sync.Mutex
+	batching bool
+	held     []*conn // connections whose writer waits for the batch's end
+
 	once      sync.Once
 	upgraders [2]*gws.Upgrader // without and with the subprotocol
 	mu        sync.Mutex
@@ -79,10 +86,14 @@ func (h *Handler) init() {
 		for i, sub := range [][]string{nil, {protocol.Subprotocol}} {
 			h.upgraders[i] = gws.NewUpgrader((*events)(h), &gws.ServerOption{
 				ReadMaxPayloadSize: h.MaxFrameBytes,
-				CheckUtf8Enabled:   true,
-				HandshakeTimeout:   10 * time.Second,
-				SubProtocols:       sub,
-				Recovery:           gws.Recovery,
+				// Client frames are small commands; a larger one is read
+				// past the buffer. Each connection holds its buffer.
+				ReadBufferSize:   readBufferSize,
+				NewSession:       func() gws.SessionStorage { return new(oneValue) },
+				CheckUtf8Enabled: true,
+				HandshakeTimeout: 10 * time.Second,
+				SubProtocols:     sub,
+				Recovery:         gws.Recovery,
 			})
 		}
 		h.conns = make(map[*conn]struct{})
@@ -118,7 +129,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // gws has answered the handshake's failure
 	}
-	socket.ReadLoop() // OnOpen, then frames, then OnClose
+	// OnOpen, then frames, then OnClose, on a goroutine of its own: the
+	// request's goroutine returns, and with it net/http's buffers and the
+	// request, which an idle connection would otherwise keep (8 KiB and
+	// more each).
+	go socket.ReadLoop()
 }
 
 // badHandshake says what is wrong with a WebSocket handshake request, so
@@ -195,7 +210,7 @@ func (h *Handler) heartbeat() {
 				go c.Close(protocol.ClosePingTimeout, "no pong in time")
 			case quiet > h.PingInterval && time.Duration(now-c.lastPing.Load()) > h.PingInterval:
 				c.lastPing.Store(now)
-				c.ws.Async(func() { c.ws.WritePing(nil) })
+				c.ws.Async(func() { c.control(func() { c.ws.WritePing(nil) }) })
 			}
 		}
 		h.mu.Unlock()
@@ -218,6 +233,59 @@ type conn struct {
 	drained   chan struct{} // signalled when the queue shrinks or the connection closes
 }
 
+// readBufferSize is the read buffer of a connection.
+const readBufferSize = 1024
+
+// oneValue is the session storage of a connection (gws.SessionStorage):
+// it only ever holds the conn, and costs less than gws's map.
+type oneValue struct {
+	mu    sync.Mutex
+	key   string
+	value any
+}
+
+func (o *oneValue) Len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.key == "" {
+		return 0
+	}
+	return 1
+}
+
+func (o *oneValue) Load(key string) (any, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if key == "" || key != o.key {
+		return nil, false
+	}
+	return o.value, true
+}
+
+func (o *oneValue) Delete(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if key == o.key {
+		o.key, o.value = "", nil
+	}
+}
+
+// Store keeps one value: storing another key replaces it.
+func (o *oneValue) Store(key string, value any) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.key, o.value = key, value
+}
+
+func (o *oneValue) Range(f func(key string, value any) bool) {
+	o.mu.Lock()
+	k, v := o.key, o.value
+	o.mu.Unlock()
+	if k != "" {
+		f(k, v)
+	}
+}
+
 // maxMessage bounds the frames coalesced into one WebSocket message.
 const maxMessage = 64 << 10
 
@@ -237,9 +305,43 @@ func (c *conn) Write(frame []byte) bool {
 	c.queue = append(c.queue, frame)
 	if !c.scheduled {
 		c.scheduled = true
-		c.ws.Async(c.flush)
+		if !c.h.hold(c) {
+			c.ws.Async(c.flush)
+		}
 	}
 	return true
+}
+
+// BeginBatch makes the connections written to wait for EndBatch before
+// their writer runs (realtime.Batcher): the node is about to deliver
+// several events, and each connection then gets their frames in one
+// write instead of one write per event.
+func (h *Handler) BeginBatch() {
+	h.batchMu.Lock()
+	h.batching = true
+	h.batchMu.Unlock()
+}
+
+// EndBatch starts the writers of the connections written to since
+// BeginBatch.
+func (h *Handler) EndBatch() {
+	h.batchMu.Lock()
+	held := h.held
+	h.held, h.batching = nil, false
+	h.batchMu.Unlock()
+	for _, c := range held {
+		c.ws.Async(c.flush)
+	}
+}
+
+// hold keeps c's writer for the end of the batch, if one is under way.
+func (h *Handler) hold(c *conn) bool {
+	h.batchMu.Lock()
+	defer h.batchMu.Unlock()
+	if h.batching {
+		h.held = append(h.held, c)
+	}
+	return h.batching
 }
 
 // flush writes the queued frames, up to maxMessage bytes per message.
@@ -282,6 +384,21 @@ func (c *conn) flush() {
 		parts = append(parts, f)
 	}
 	c.ws.Writev(gws.OpcodeText, parts...)
+}
+
+// control writes a control frame (ping, pong) with a fresh write
+// deadline: the one of the last flush may have passed long ago on a quiet
+// connection, and a write past it fails and cuts the connection. Nothing
+// is written once the connection was aborted.
+func (c *conn) control(write func()) {
+	c.mu.Lock()
+	if c.aborted {
+		c.mu.Unlock()
+		return
+	}
+	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	c.mu.Unlock()
+	write()
 }
 
 func (c *conn) signalDrained() {
@@ -384,10 +501,14 @@ func (e *events) OnClose(socket *gws.Conn, err error) {
 }
 
 func (e *events) OnPing(socket *gws.Conn, payload []byte) {
-	if c := connOf(socket); c != nil {
-		c.lastSeen.Store(time.Now().UnixNano())
+	c := connOf(socket)
+	if c == nil {
+		socket.WritePong(payload)
+		return
 	}
-	socket.WritePong(payload)
+	c.lastSeen.Store(time.Now().UnixNano())
+	payload = append([]byte(nil), payload...) // gws reuses it after OnPing
+	socket.Async(func() { c.control(func() { socket.WritePong(payload) }) })
 }
 
 func (e *events) OnPong(socket *gws.Conn, payload []byte) {

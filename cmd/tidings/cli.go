@@ -35,6 +35,7 @@ func commands() []*command {
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand,
 		tokenCommand,
 		listenCommand, sendCommand, chatCommand,
+		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchPlotCommand,
 		versionCommand,
 	}
 }

@@ -52,6 +52,8 @@ type config struct {
 
 	// Dev turns development mode on (POST /v1/dev/token).
 	Dev bool
+	// DebugAddr, when set, serves the Go profiler (/debug/pprof/) there.
+	DebugAddr string
 }
 
 // Defaults that are not the HTTP server's own.
@@ -151,6 +153,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"how long (a `duration`) updates are kept for clients that are away; older ones need a resync")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev,
 		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,
+		"TCP `address` of a separate listener serving the Go profiler at /debug/pprof/; empty serves none")
 }
 
 // check reports settings that are valid one by one but not together, or

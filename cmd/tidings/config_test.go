@@ -91,7 +91,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"shutdown-timeout": "5s", "ping-interval": "6s", "pong-timeout": "7s", "auth-timeout": "8s",
 		"realtime-idle-timeout": "9s", "typing-timeout": "10s", "max-frame-bytes": "2MiB", "send-queue": "100",
 		"max-conns-per-user": "3", "command-rate": "12.5", "allowed-origins": "https://a.example, https://b.example",
-		"retention": "48h", "dev": "true",
+		"retention": "48h", "dev": "true", "debug-addr": "127.0.0.1:6060",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -113,7 +113,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		PingInterval: 6 * time.Second, PongTimeout: 7 * time.Second, AuthTimeout: 8 * time.Second,
 		RealtimeIdle: 9 * time.Second, TypingTimeout: 10 * time.Second, MaxFrameBytes: 2 << 20, SendQueue: 100,
 		MaxConnsPerUser: 3, CommandRate: 12.5, AllowedOrigins: "https://a.example, https://b.example",
-		Retention: 48 * time.Hour, Dev: true,
+		Retention: 48 * time.Hour, Dev: true, DebugAddr: "127.0.0.1:6060",
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)

@@ -108,12 +108,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.CommandRate, node.CommandBurst = cfg.CommandRate, 2*cfg.CommandRate
+	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
+		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
+	node.Batcher = wsHandler
 	if err := node.Open(); err != nil {
 		return err
 	}
 	db.Publisher = node
-	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
-		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -149,6 +150,16 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "version", versionString())
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			node.Close()
+			wsHandler.Close()
+			srv.Shutdown(context.Background())
+			return err
+		}
+		defer stopDebug()
+	}
 	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
 
 	<-ctx.Done()

@@ -32,6 +32,7 @@ func startServe(t *testing.T, dir string, extra ...string) (url string, stop fun
 		}
 	}
 	listening := regexp.MustCompile(`msg="tidings is listening" url=(\S+)`)
+
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(logs.String()); m != nil {
@@ -213,4 +214,35 @@ func devToken(t *testing.T, url, user string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+func TestServeDebugListener(t *testing.T) {
+	logs := new(syncBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &cli{stdout: logs, stderr: logs, lookupEnv: mapEnv(nil)}
+	done := make(chan int, 1)
+	go func() {
+		done <- c.main(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", t.TempDir(), "--debug-addr", "127.0.0.1:0"})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	debug := regexp.MustCompile(`url=(http://\S+/debug/pprof/)`)
+	var m []string
+	for deadline := time.Now().Add(10 * time.Second); m == nil && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		m = debug.FindStringSubmatch(logs.String())
+	}
+	if m == nil {
+		t.Fatalf("serve did not log where the profiler is:\n%s", logs)
+	}
+	if code := get(t, m[1]); code != http.StatusOK {
+		t.Errorf("GET %s: %d", m[1], code)
+	}
+	// Not on the API's listener.
+	api := regexp.MustCompile(`msg="tidings is listening" url=(\S+)`).FindStringSubmatch(logs.String())
+	if code := get(t, api[1]+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("the API serves the profiler: %d", code)
+	}
 }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidings/tidings/loadgen"
+)
+
+// TestBenchScenarios runs each load scenario briefly, with a handful of
+// clients, against a real server: the tool keeps working, and finds
+// nothing lost or duplicated.
+func TestBenchScenarios(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startServe(t, dir)
+	defer stop()
+	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	env := map[string]string{"TIDINGS_SERVER_KEY": key}
+	common := []string{"--url", url, "--json", "--duration", "1s", "--workers", "4"}
+	results := filepath.Join(t.TempDir(), "results.jsonl")
+
+	cases := []struct {
+		args  []string
+		check func(t *testing.T, r *loadgen.Result)
+	}{
+		{[]string{"bench", "fanout", "--subscribers", "5", "--senders", "2", "--rate", "20", "--warmup", "200ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				if r.Deliveries == 0 || r.Latency == nil || r.Latency.Count == 0 || r.Acked == 0 || r.Connections != 7 {
+					t.Errorf("fanout: %+v", r)
+				}
+			}},
+		{[]string{"bench", "fanout", "--subscribers", "3", "--senders", "1", "--rate", "0", "--window", "2", "--warmup", "200ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				if r.Deliveries == 0 || r.Acked == 0 {
+					t.Errorf("fanout as fast as possible: %+v", r)
+				}
+			}},
+		{[]string{"bench", "poll", "--subscribers", "4", "--senders", "1", "--rate", "10", "--warmup", "200ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				if r.Deliveries == 0 || r.Latency == nil || r.Latency.Count == 0 {
+					t.Errorf("poll: %+v", r)
+				}
+			}},
+		{[]string{"bench", "connections", "--connections", "6", "--settle", "100ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				if r.Connections != 6 || r.Seconds < 1 {
+					t.Errorf("connections: %+v", r)
+				}
+			}},
+		{[]string{"bench", "persist", "--api-senders", "2", "--socket-senders", "2"},
+			func(t *testing.T, r *loadgen.Result) {
+				// The socket senders may be refused some (rate_limited: the
+				// server's default command rate is low for a benchmark).
+				if r.Acked == 0 || r.APIMessagesPerSec == 0 || r.SocketMessagesPerSec == 0 {
+					t.Errorf("persist: %+v", r)
+				}
+			}},
+		{[]string{"bench", "reconnect", "--clients", "5", "--missed", "4", "--rate", "20"},
+			func(t *testing.T, r *loadgen.Result) {
+				if r.CaughtUp != 5 || r.Missed < 4 || r.Acked == 0 {
+					t.Errorf("reconnect: %+v", r)
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args[:2], "-"), func(t *testing.T) {
+			res := runCLI(t, env, append(c.args, common...)...)
+			if res.code != exitOK {
+				t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+			}
+			var r loadgen.Result
+			if err := json.Unmarshal([]byte(res.stdout), &r); err != nil {
+				t.Fatalf("summary is not JSON: %v\n%s", err, res.stdout)
+			}
+			if !r.OK() || r.Lost != 0 || r.Duplicated != 0 {
+				t.Errorf("lost %d, duplicated %d, out of order %d, closed %d", r.Lost, r.Duplicated, r.OutOfOrder, r.UnexpectedClose)
+			}
+			if r.Machine.CPUs == 0 || r.Tool == nil {
+				t.Errorf("no machine or tool usage: %+v", r)
+			}
+			c.check(t, &r)
+			f, err := os.OpenFile(results, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString(res.stdout)
+			f.Close()
+		})
+	}
+
+	// The table says the same for people.
+	res := mustRun(t, env, "bench", "fanout", "--url", url, "--duration", "500ms", "--subscribers", "2", "--senders", "1", "--rate", "10", "--warmup", "100ms")
+	for _, want := range []string{"deliveries", "latency", "lost / duplicated", "0 / 0", "OK"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("the table does not say %q:\n%s", want, res.stdout)
+		}
+	}
+
+	png1 := filepath.Join(t.TempDir(), "latency.png")
+	mustRun(t, nil, "bench", "plot", "-o", png1, results)
+	f, err := os.Open(png1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("the plot is not a PNG: %v", err)
+	}
+}
+
+func TestBenchRefusesOtherHostsAndNeedsAKey(t *testing.T) {
+	r := runCLI(t, map[string]string{"TIDINGS_SERVER_KEY": "k"}, "bench", "fanout", "--url", "http://192.0.2.1:8080")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "--allow-remote") {
+		t.Errorf("a remote server: exit %d, stderr %s", r.code, r.stderr)
+	}
+	r = runCLI(t, nil, "bench", "connections")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "TIDINGS_SERVER_KEY") {
+		t.Errorf("no key: exit %d, stderr %s", r.code, r.stderr)
+	}
+}
