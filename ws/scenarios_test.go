@@ -526,6 +526,24 @@ func TestTwoAccountsOnOneConnection(t *testing.T) {
 	}
 }
 
+// A connection closed while its frames wait for the end of a batch of
+// events (held back to be written together) writes them before the close.
+func TestCloseWritesWhatIsHeldForABatch(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "bob")
+	c := dial(t, s)
+	c.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	// The node is delivering a batch: writers wait for its end.
+	s.ws.BeginBatch()
+	t.Cleanup(s.ws.EndBatch)
+	// The answer to logout is held; the close that follows must not
+	// overtake it.
+	wantOK(t, c.command("", protocol.CmdLogout, nil))
+	if code := c.waitClosed(); code != protocol.CloseNormal {
+		t.Fatalf("closed with %d after the logout, want %d", code, protocol.CloseNormal)
+	}
+}
+
 func TestEveryDeviceGetsEveryUpdateAndAcknowledgesForItself(t *testing.T) {
 	s := startStack(t, nil)
 	s.mkUsers("a", "alice", "bob")

@@ -344,13 +344,22 @@ func (h *Handler) hold(c *conn) bool {
 	return h.batching
 }
 
-// flush writes the queued frames, up to maxMessage bytes per message.
+// flush writes the queued frames, up to maxMessage bytes per message,
+// and schedules itself again while frames remain.
 func (c *conn) flush() {
+	if c.writeQueued() {
+		c.ws.Async(c.flush)
+	}
+}
+
+// writeQueued writes the queued frames, up to maxMessage bytes, in one
+// message, and reports whether frames remain.
+func (c *conn) writeQueued() (more bool) {
 	c.mu.Lock()
 	if c.aborted {
 		c.queue, c.scheduled = nil, false
 		c.mu.Unlock()
-		return
+		return false
 	}
 	// Under c.mu, so that Close's deadline for an abort comes after it.
 	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
@@ -363,27 +372,26 @@ func (c *conn) flush() {
 	batch := q[:n:n]
 	c.queue = q[n:]
 	c.signalDrained()
-	if len(c.queue) > 0 {
-		c.ws.Async(c.flush)
-	} else {
+	more = len(c.queue) > 0
+	if !more {
 		c.queue, c.scheduled = nil, false
 	}
 	c.mu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	if len(batch) == 1 {
+	switch len(batch) {
+	case 0:
+	case 1:
 		c.ws.WriteMessage(gws.OpcodeText, batch[0])
-		return
-	}
-	parts := make([][]byte, 0, 2*len(batch)-1)
-	for i, f := range batch {
-		if i > 0 {
-			parts = append(parts, newline)
+	default:
+		parts := make([][]byte, 0, 2*len(batch)-1)
+		for i, f := range batch {
+			if i > 0 {
+				parts = append(parts, newline)
+			}
+			parts = append(parts, f)
 		}
-		parts = append(parts, f)
+		c.ws.Writev(gws.OpcodeText, parts...)
 	}
-	c.ws.Writev(gws.OpcodeText, parts...)
+	return more
 }
 
 // control writes a control frame (ping, pong) with a fresh write
@@ -455,6 +463,10 @@ func (c *conn) Close(code int, reason string) {
 	c.mu.Unlock()
 	c.signalDrained()
 	closeFrame := func() {
+		// What is queued goes first, even when its writer is not due yet
+		// (held for the end of a batch of events).
+		for c.writeQueued() {
+		}
 		c.ws.SetWriteDeadline(time.Now().Add(time.Second))
 		c.ws.WriteClose(uint16(code), []byte(reason))
 	}
