@@ -68,6 +68,7 @@ type Node struct {
 	Batcher Batcher
 
 	metrics *metrics
+	bodies  *bodyCache // encoded events, shared by live delivery and replays
 
 	queueMu sync.Mutex
 	queue   []*tidings.Event
@@ -102,7 +103,7 @@ func NewNode() *Node {
 		Logger: slog.Default(), Now: time.Now,
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
-		metrics: newMetrics(),
+		metrics: newMetrics(), bodies: newBodyCache(),
 	}
 }
 
@@ -192,7 +193,7 @@ func (n *Node) run() {
 func (n *Node) dispatch(ev *tidings.Event) {
 	n.dispatchMu.Lock()
 	defer n.dispatchMu.Unlock()
-	body, err := encodeEvent(ev)
+	body, err := n.encodeStored(ev)
 	if err != nil {
 		n.Logger.Error("encode event", "err", err, "event", ev.Name)
 		return

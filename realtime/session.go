@@ -108,7 +108,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 			break
 		}
 		for _, ev := range evs {
-			body, err := encodeEvent(ev)
+			body, err := n.encodeStored(ev)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,65 @@
+package realtime
+
+import (
+	"sync"
+
+	"github.com/tidings/tidings"
+)
+
+// bodyCache keeps the encoded bodies of the newest events by seq. An event
+// never changes once stored, so its bytes serve every session that
+// replays it: when many clients come back together (a reconnect storm),
+// they replay the same recent events, and each would otherwise encode
+// them again. The live path fills it as it dispatches.
+type bodyCache struct {
+	mu   sync.Mutex
+	m    map[int64][]byte
+	ring []int64 // the seqs kept, oldest at next
+	next int
+}
+
+// bodyCacheSize is how many encoded events are kept (a few MiB).
+const bodyCacheSize = 4096
+
+func newBodyCache() *bodyCache {
+	return &bodyCache{m: make(map[int64][]byte, bodyCacheSize), ring: make([]int64, 0, bodyCacheSize)}
+}
+
+func (c *bodyCache) get(seq int64) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[seq]
+	return b, ok
+}
+
+func (c *bodyCache) put(seq int64, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[seq]; ok {
+		return
+	}
+	if len(c.ring) < bodyCacheSize {
+		c.ring = append(c.ring, seq)
+	} else {
+		delete(c.m, c.ring[c.next])
+		c.ring[c.next] = seq
+		c.next = (c.next + 1) % bodyCacheSize
+	}
+	c.m[seq] = body
+}
+
+// encodeStored encodes a durable event, or finds it encoded already.
+func (n *Node) encodeStored(ev *tidings.Event) ([]byte, error) {
+	if n.bodies == nil || ev.Seq <= 0 {
+		return encodeEvent(ev)
+	}
+	if b, ok := n.bodies.get(ev.Seq); ok {
+		return b, nil
+	}
+	b, err := encodeEvent(ev)
+	if err != nil {
+		return nil, err
+	}
+	n.bodies.put(ev.Seq, b)
+	return b, nil
+}

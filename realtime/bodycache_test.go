@@ -1,0 +1,41 @@
+package realtime
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+func TestBodyCacheKeepsTheNewestEvents(t *testing.T) {
+	c := newBodyCache()
+	for seq := int64(1); seq <= bodyCacheSize+10; seq++ {
+		c.put(seq, []byte(fmt.Sprint(seq)))
+	}
+	if len(c.m) != bodyCacheSize {
+		t.Fatalf("the cache holds %d bodies, want at most %d", len(c.m), bodyCacheSize)
+	}
+	for seq := int64(1); seq <= 10; seq++ {
+		if _, ok := c.get(seq); ok {
+			t.Fatalf("event %d, among the oldest, is still kept", seq)
+		}
+	}
+	if b, ok := c.get(bodyCacheSize + 10); !ok || !bytes.Equal(b, []byte(fmt.Sprint(bodyCacheSize+10))) {
+		t.Fatalf("the newest event: %v, %v", b, ok)
+	}
+}
+
+// A replay after live delivery sends the very bytes that were delivered
+// live, encoded once.
+func TestReplayReusesTheLiveEncoding(t *testing.T) {
+	node, _ := fanoutNode(t, 1)
+	ev := messageEvent(42)
+	node.dispatch(ev)
+	live, ok := node.bodies.get(42)
+	if !ok {
+		t.Fatal("dispatch did not keep the encoded event")
+	}
+	again, err := node.encodeStored(messageEvent(42))
+	if err != nil || &again[0] != &live[0] {
+		t.Fatalf("the replay encoded the event again (%v)", err)
+	}
+}
