@@ -96,33 +96,26 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 	s.mu.Lock()
 	s.lastSent = after
 	s.mu.Unlock()
+	// Batches of at most the room left in the connection's queue, handed
+	// over at once so that the connection writes each in one go.
+	holder, _ := s.client.t.(Holder)
 	for {
+		batch := n.ReplayBatch
+		if room, ok := s.waitRoom(ctx); ok {
+			batch = max(1, min(batch, room))
+		}
 		s.mu.Lock()
 		from := s.lastSent
 		s.mu.Unlock()
-		evs, err := n.Log.UserEvents(ctx, s.app, s.user, from, n.ReplayBatch)
+		evs, err := n.Log.UserEvents(ctx, s.app, s.user, from, batch)
 		if err != nil {
 			return err
 		}
 		if len(evs) == 0 {
 			break
 		}
-		for _, ev := range evs {
-			body, err := n.encodeStored(ev)
-			if err != nil {
-				return err
-			}
-			frame := updateFrame(s.account, ev.Seq, silentFor(ev, s.user), actionOf(ev.Name), body)
-			s.mu.Lock()
-			if s.closed {
-				s.mu.Unlock()
-				return nil
-			}
-			if ev.Seq > s.lastSent {
-				s.writeLocked(ev.Seq, frame)
-			}
-			s.mu.Unlock()
-			s.waitRoom(ctx)
+		if err := s.replayBatch(evs, holder); err != nil || s.isClosed() {
+			return err
 		}
 		n.metrics.replayed.Add(float64(len(evs)))
 	}
@@ -145,19 +138,63 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 	}
 }
 
+// replayBatch writes the updates of events read from the log, held
+// together when the transport can.
+func (s *Session) replayBatch(evs []*tidings.Event, holder Holder) error {
+	n := s.client.node
+	if holder != nil {
+		holder.Hold()
+		defer holder.Release()
+	}
+	for _, ev := range evs {
+		body, err := n.encodeStored(ev)
+		if err != nil {
+			return err
+		}
+		frame := updateFrame(s.account, ev.Seq, silentFor(ev, s.user), actionOf(ev.Name), body)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil
+		}
+		if ev.Seq > s.lastSent {
+			s.writeLocked(ev.Seq, frame)
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func (s *Session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Holder is a Transport that can hold the frames written to it and write
+// them together once released.
+type Holder interface {
+	Hold()
+	Release()
+}
+
 // RoomWaiter is a Transport whose queue a replay can wait on: a replay
 // reads the log faster than most connections carry it, and must not
 // overflow the queue of a client that reads, only more slowly.
 type RoomWaiter interface {
-	// WaitRoom waits until the queue has room again. It gives up (and the
-	// next Write may fail) when the connection does not drain in time.
-	WaitRoom(ctx context.Context)
+	// WaitRoom waits until the queue has room again, and returns how many
+	// frames it can take. It gives up (and the next Write may fail) when
+	// the connection does not drain in time.
+	WaitRoom(ctx context.Context) int
 }
 
-func (s *Session) waitRoom(ctx context.Context) {
+// waitRoom waits for room in the transport's queue, and says how much
+// there is, when the transport knows.
+func (s *Session) waitRoom(ctx context.Context) (int, bool) {
 	if w, ok := s.client.t.(RoomWaiter); ok {
-		w.WaitRoom(ctx)
+		return w.WaitRoom(ctx), true
 	}
+	return 0, false
 }
 
 // ack records that the client processed every update up to ref.

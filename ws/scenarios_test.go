@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -541,6 +542,74 @@ func TestCloseWritesWhatIsHeldForABatch(t *testing.T) {
 	wantOK(t, c.command("", protocol.CmdLogout, nil))
 	if code := c.waitClosed(); code != protocol.CloseNormal {
 		t.Fatalf("closed with %d after the logout, want %d", code, protocol.CloseNormal)
+	}
+}
+
+// A device that comes back gets what it missed in as few writes as the
+// queue allows: a batch of the replay goes out in one WebSocket message
+// (frames separated by newlines), sharing at most one with the answer.
+func TestReplayIsWrittenInBatches(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	first := dial(t, s)
+	first.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "phone"})
+	first.hangUp()
+	waitFor(t, "bob to go away", func() bool { return s.metric("tidings_realtime_sessions") == 0 })
+	const missed = 20
+	for i := range missed {
+		s.send("a", "alice", conv, fmt.Sprint("missed ", i))
+	}
+
+	bob, status := handshake(t, s, nil, 4096)
+	if bob == nil {
+		t.Fatalf("handshake: %d", status)
+	}
+	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
+		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":"phone"}`, s.token("a", "bob")))})
+	if err := bob.writeText(auth); err != nil {
+		t.Fatal(err)
+	}
+	bob.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var texts []string
+	messages := 0 // WebSocket messages that carried updates
+	for len(texts) < missed {
+		op, p, err := bob.readFrame()
+		if err != nil {
+			t.Fatalf("after %d updates: %v", len(texts), err)
+		}
+		if op != 1 {
+			continue
+		}
+		carried := false
+		for _, line := range bytes.Split(p, []byte("\n")) {
+			var f protocol.Frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatalf("a line of a message is not a frame: %v: %s", err, line)
+			}
+			if f.Type != protocol.TypeUpdate {
+				continue
+			}
+			carried = true
+			var ev tidings.Event
+			json.Unmarshal(f.Event, &ev)
+			if ev.Name == tidings.EventMessageSent {
+				var m tidings.MessagePayload
+				json.Unmarshal(ev.Payload, &m)
+				texts = append(texts, m.Parts[0].Data)
+			}
+		}
+		if carried {
+			messages++
+		}
+	}
+	for i, got := range texts {
+		if want := fmt.Sprint("missed ", i); got != want {
+			t.Fatalf("update %d is %q, want %q", i, got, want)
+		}
+	}
+	if messages > 2 {
+		t.Errorf("%d missed updates came in %d WebSocket messages, want at most 2", missed, messages)
 	}
 }
 

@@ -230,6 +230,7 @@ type conn struct {
 	scheduled bool
 	closed    bool
 	aborted   bool          // closed at once (slow or dead peer): what is queued is dropped
+	held      bool          // frames wait for Release before the writer runs (a replay's batch)
 	drained   chan struct{} // signalled when the queue shrinks or the connection closes
 }
 
@@ -303,13 +304,37 @@ func (c *conn) Write(frame []byte) bool {
 		return false
 	}
 	c.queue = append(c.queue, frame)
-	if !c.scheduled {
-		c.scheduled = true
-		if !c.h.hold(c) {
-			c.ws.Async(c.flush)
-		}
-	}
+	c.scheduleLocked()
 	return true
+}
+
+// scheduleLocked starts the writer for what is queued, unless it is
+// started already or held.
+func (c *conn) scheduleLocked() {
+	if c.scheduled || c.held || len(c.queue) == 0 {
+		return
+	}
+	c.scheduled = true
+	if !c.h.hold(c) {
+		c.ws.Async(c.flush)
+	}
+}
+
+// Hold makes the frames written next wait for Release, to go out in one
+// write (realtime.Holder: a replay hands over its updates a batch at a
+// time).
+func (c *conn) Hold() {
+	c.mu.Lock()
+	c.held = true
+	c.mu.Unlock()
+}
+
+// Release starts the writer for the frames written since Hold.
+func (c *conn) Release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = false
+	c.scheduleLocked()
 }
 
 // BeginBatch makes the connections written to wait for EndBatch before
@@ -417,16 +442,18 @@ func (c *conn) signalDrained() {
 }
 
 // WaitRoom waits until at most half the write queue is taken, so that a
-// replay keeps pace with the connection (realtime.RoomWaiter). It gives up
-// after WriteTimeout, when the connection closes or ctx ends.
-func (c *conn) WaitRoom(ctx context.Context) {
+// replay keeps pace with the connection (realtime.RoomWaiter), and returns
+// how many frames the queue can take then. It gives up after
+// WriteTimeout, when the connection closes or ctx ends.
+func (c *conn) WaitRoom(ctx context.Context) int {
 	var timeout <-chan time.Time
 	for {
 		c.mu.Lock()
+		room := c.h.WriteQueue - len(c.queue)
 		done := c.closed || len(c.queue) <= c.h.WriteQueue/2
 		c.mu.Unlock()
 		if done {
-			return
+			return max(room, 0)
 		}
 		if timeout == nil {
 			t := time.NewTimer(c.h.WriteTimeout)
@@ -436,9 +463,9 @@ func (c *conn) WaitRoom(ctx context.Context) {
 		select {
 		case <-c.drained:
 		case <-timeout:
-			return
+			return max(room, 0)
 		case <-ctx.Done():
-			return
+			return max(room, 0)
 		}
 	}
 }
