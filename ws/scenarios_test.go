@@ -561,15 +561,7 @@ func TestReplayIsWrittenInBatches(t *testing.T) {
 		s.send("a", "alice", conv, fmt.Sprint("missed ", i))
 	}
 
-	bob, status := handshake(t, s, nil, 4096)
-	if bob == nil {
-		t.Fatalf("handshake: %d", status)
-	}
-	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
-		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":"phone"}`, s.token("a", "bob")))})
-	if err := bob.writeText(auth); err != nil {
-		t.Fatal(err)
-	}
+	bob := rawAuth(t, s, "bob", "phone")
 	bob.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var texts []string
 	messages := 0 // WebSocket messages that carried updates
@@ -920,6 +912,22 @@ func (c *rawConn) writeText(payload []byte) error {
 }
 
 // readFrame reads one (unmasked, unfragmented) frame from the server.
+// rawAuth opens a raw connection as user of app a and sends auth for
+// device (command id "1"), without reading the answer.
+func rawAuth(t testing.TB, s *stack, user, device string) *rawConn {
+	t.Helper()
+	c, status := handshake(t, s, nil, 4096)
+	if c == nil {
+		t.Fatalf("handshake: %d", status)
+	}
+	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
+		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":%q}`, s.token("a", user), device))})
+	if err := c.writeText(auth); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func (c *rawConn) readFrame() (opcode byte, payload []byte, err error) {
 	var h [2]byte
 	if _, err := io.ReadFull(c.br, h[:]); err != nil {
@@ -953,15 +961,7 @@ func TestSlowConsumerIsClosedOthersKeepReceiving(t *testing.T) {
 	carol.auth("", s.token("a", "carol"), protocol.AuthArgs{})
 
 	// Bob authenticates, then never reads again.
-	bob, status := handshake(t, s, nil, 4096)
-	if bob == nil {
-		t.Fatalf("handshake: %d", status)
-	}
-	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
-		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":"slow"}`, s.token("a", "bob")))})
-	if err := bob.writeText(auth); err != nil {
-		t.Fatal(err)
-	}
+	bob := rawAuth(t, s, "bob", "slow")
 	bob.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		op, p, err := bob.readFrame()
