@@ -43,6 +43,7 @@ type config struct {
 	AuthTimeout     time.Duration
 	RealtimeIdle    time.Duration
 	TypingTimeout   time.Duration
+	PresenceLimit   int
 	MaxFrameBytes   int64
 	SendQueue       int
 	MaxConnsPerUser int
@@ -84,6 +85,7 @@ func defaultConfig() config {
 		PongTimeout:       10 * time.Second,
 		AuthTimeout:       10 * time.Second,
 		TypingTimeout:     5 * time.Second,
+		PresenceLimit:     100,
 		MaxFrameBytes:     256 << 10,
 		SendQueue:         4096,
 		MaxConnsPerUser:   32,
@@ -139,6 +141,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"close a realtime connection that sent no command or reply for this `duration`; 0 never does")
 	fs.Var((*durationValue)(&cfg.TypingTimeout), "typing-timeout",
 		"the `duration` after which a typing indicator that was not refreshed ends")
+	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
+		"presence updates go through conversations of at most this many online connections (a `count`; 0: none)")
 	fs.Var((*byteSizeValue)(&cfg.MaxFrameBytes), "max-frame-bytes",
 		"largest realtime frame from a client, in `bytes`")
 	fs.IntVar(&cfg.SendQueue, "send-queue", cfg.SendQueue,
@@ -185,6 +189,8 @@ func (cfg *config) check() error {
 		return errors.New("--send-queue must be at least 16, --max-conns-per-user at least 1 and --command-rate positive")
 	case cfg.Retention < time.Hour:
 		return errors.New("--retention must be at least 1h")
+	case cfg.PresenceLimit < 0:
+		return errors.New("--presence-limit must not be negative")
 	}
 	return nil
 }

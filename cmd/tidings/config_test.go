@@ -89,7 +89,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"max-body-bytes": "2MiB", "max-message-bytes": "1MiB", "max-file-bytes": "1GiB", "token-ttl": "1h",
 		"read-header-timeout": "1s", "read-timeout": "2s", "write-timeout": "3s", "idle-timeout": "4s",
 		"shutdown-timeout": "5s", "ping-interval": "6s", "pong-timeout": "7s", "auth-timeout": "8s",
-		"realtime-idle-timeout": "9s", "typing-timeout": "10s", "max-frame-bytes": "2MiB", "send-queue": "100",
+		"realtime-idle-timeout": "9s", "typing-timeout": "10s", "presence-limit": "7", "max-frame-bytes": "2MiB", "send-queue": "100",
 		"max-conns-per-user": "3", "command-rate": "12.5", "allowed-origins": "https://a.example, https://b.example",
 		"retention": "48h", "dev": "true", "debug-addr": "127.0.0.1:6060",
 	}
@@ -111,7 +111,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second,
 		IdleTimeout: 4 * time.Second, ShutdownTimeout: 5 * time.Second,
 		PingInterval: 6 * time.Second, PongTimeout: 7 * time.Second, AuthTimeout: 8 * time.Second,
-		RealtimeIdle: 9 * time.Second, TypingTimeout: 10 * time.Second, MaxFrameBytes: 2 << 20, SendQueue: 100,
+		RealtimeIdle: 9 * time.Second, TypingTimeout: 10 * time.Second, PresenceLimit: 7, MaxFrameBytes: 2 << 20, SendQueue: 100,
 		MaxConnsPerUser: 3, CommandRate: 12.5, AllowedOrigins: "https://a.example, https://b.example",
 		Retention: 48 * time.Hour, Dev: true, DebugAddr: "127.0.0.1:6060",
 	}

@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = apps, users, messages, eventLog, log
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
+	node.PresenceLimit = cfg.PresenceLimit
 	node.CommandRate, node.CommandBurst = cfg.CommandRate, 2*cfg.CommandRate
 	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
 		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
