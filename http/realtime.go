@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/realtime"
 )
 
@@ -13,6 +14,10 @@ import (
 type Poller interface {
 	Poll(ctx context.Context, caller tidings.Caller, req realtime.PollRequest) (*realtime.PollResult, error)
 	Ack(ctx context.Context, caller tidings.Caller, device, ref string) error
+	// SetTyping and Presence are the socket's typing.start, typing.stop
+	// and presence.get, for clients without a WebSocket.
+	SetTyping(ctx context.Context, caller tidings.Caller, conversationID string, on bool) error
+	Presence(ctx context.Context, caller tidings.Caller, conversationID string) (protocol.PresenceResult, error)
 }
 
 // maxPollWait bounds how long one poll may wait.
@@ -87,5 +92,42 @@ func (s *Server) handleReply(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// typingRequest turns the caller's typing indicator on or off.
+type typingRequest struct {
+	Typing *bool `json:"typing"`
+}
+
+func (s *Server) handleTyping(w http.ResponseWriter, r *http.Request) error {
+	if s.Poller == nil {
+		return tidings.Errorf(tidings.ENotFound, "realtime delivery is not enabled on this server")
+	}
+	var req typingRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if req.Typing == nil {
+		return tidings.Errorf(tidings.EInvalid, "typing is required: true while the user types, false when they stop")
+	}
+	caller, _ := tidings.CallerFromContext(r.Context())
+	if err := s.Poller.SetTyping(r.Context(), caller, r.PathValue("conversationId"), *req.Typing); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handlePresence(w http.ResponseWriter, r *http.Request) error {
+	if s.Poller == nil {
+		return tidings.Errorf(tidings.ENotFound, "realtime delivery is not enabled on this server")
+	}
+	caller, _ := tidings.CallerFromContext(r.Context())
+	res, err := s.Poller.Presence(r.Context(), caller, r.PathValue("conversationId"))
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, r, http.StatusOK, res)
 	return nil
 }

@@ -76,6 +76,8 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/realtime", authNone, s.handleRealtime},
 		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},
 		{"POST", "/v1/realtime/replies", authUser, s.handleReply},
+		{"POST", "/v1/conversations/{conversationId}/typing", authUser, s.handleTyping},
+		{"GET", "/v1/conversations/{conversationId}/presence", authUser, s.handlePresence},
 
 		{"POST", "/v1/dev/token", authNone, s.handleDevToken},
 	}

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"time"
@@ -81,32 +82,79 @@ func (n *Node) othersLocked(ck convKey, user string) []*Session {
 // itself after TypingTimeout.
 func (n *Node) setTyping(s *Session, convID string, on bool) error {
 	ck := convKey{s.app, convID}
-	tk := typingKey{ck, s.user}
 	n.mu.Lock()
 	if _, ok := n.convs[ck][s]; !ok {
 		n.mu.Unlock()
 		return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
+	targets, changed := n.typingLocked(ck, s.user, s.profile, on)
+	n.mu.Unlock()
+	if changed {
+		n.tellTyping(ck, s.user, s.profile, on, targets)
+	}
+	return nil
+}
+
+// SetTyping is typing.start and typing.stop for clients without a
+// WebSocket connection (the REST API): the same indicator, whose typer
+// holds no session here, so that only its expiry or a stop ends it.
+func (n *Node) SetTyping(ctx context.Context, caller tidings.Caller, convID string, on bool) error {
+	profile, err := n.participant(ctx, caller, convID)
+	if err != nil {
+		return err
+	}
+	ck := convKey{caller.AppID, convID}
+	n.mu.Lock()
+	targets, changed := n.typingLocked(ck, caller.UserID, profile, on)
+	n.mu.Unlock()
+	if changed {
+		n.tellTyping(ck, caller.UserID, profile, on, targets)
+	}
+	return nil
+}
+
+// typingLocked turns user's indicator in ck on (refreshing it) or off,
+// and says whether that changed it and, if so, whom to tell. n.mu is held.
+func (n *Node) typingLocked(ck convKey, user string, profile tidings.Profile, on bool) (targets []*Session, changed bool) {
+	tk := typingKey{ck, user}
 	_, was := n.typing[tk]
 	if on {
-		n.typing[tk] = typingState{until: n.Now().Add(n.TypingTimeout), profile: s.profile}
+		n.typing[tk] = typingState{until: n.Now().Add(n.TypingTimeout), profile: profile}
 	} else {
 		delete(n.typing, tk)
 	}
-	var targets []*Session
-	if on != was {
-		targets = n.othersLocked(ck, s.user)
+	if on == was {
+		return nil, false
 	}
-	n.mu.Unlock()
-	if on != was {
-		name := protocol.EventTypingOff
-		if on {
-			name = protocol.EventTyping
-		}
-		p := s.profile
-		n.broadcast(n.liveEvent(s.app, name, &p, convID, TypingPayload{ConversationID: convID, ProfileID: s.user}), targets)
+	return n.othersLocked(ck, user), true
+}
+
+// tellTyping sends the typing update of user to targets.
+func (n *Node) tellTyping(ck convKey, user string, profile tidings.Profile, on bool, targets []*Session) {
+	name := protocol.EventTypingOff
+	if on {
+		name = protocol.EventTyping
 	}
-	return nil
+	n.broadcast(n.liveEvent(ck.app, name, &profile, ck.conv, TypingPayload{ConversationID: ck.conv, ProfileID: user}), targets)
+}
+
+// participant checks in the store that the caller takes part in the
+// conversation (a caller without a session has no place in the index),
+// and returns their profile.
+func (n *Node) participant(ctx context.Context, caller tidings.Caller, convID string) (tidings.Profile, error) {
+	ms, err := n.Log.UserConversations(ctx, caller.AppID, caller.UserID)
+	if err != nil {
+		return tidings.Profile{}, err
+	}
+	if !slices.ContainsFunc(ms, func(m tidings.Membership) bool { return m.ConversationID == convID }) {
+		return tidings.Profile{}, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
+	}
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
+	u, err := n.Users.FindUserByID(server, caller.UserID)
+	if err != nil {
+		return tidings.Profile{}, err
+	}
+	return u.Summary(), nil
 }
 
 // setTypingOff ends a user's typing indicator, if on.
@@ -194,12 +242,29 @@ func (n *Node) presence(s *Session, online bool, peers []*Session) {
 // when it opens the conversation, before presence and typing updates come.
 func (n *Node) presenceOf(s *Session, convID string) (protocol.PresenceResult, error) {
 	ck := convKey{s.app, convID}
-	res := protocol.PresenceResult{Online: []string{}, Typing: []string{}}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.convs[ck][s]; !ok {
-		return res, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
+		return protocol.PresenceResult{}, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
+	return n.presenceLocked(ck), nil
+}
+
+// Presence is presence.get for clients without a WebSocket connection
+// (the REST API).
+func (n *Node) Presence(ctx context.Context, caller tidings.Caller, convID string) (protocol.PresenceResult, error) {
+	if _, err := n.participant(ctx, caller, convID); err != nil {
+		return protocol.PresenceResult{}, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.presenceLocked(convKey{caller.AppID, convID}), nil
+}
+
+// presenceLocked lists who is online in ck and who types in it. n.mu is
+// held.
+func (n *Node) presenceLocked(ck convKey) protocol.PresenceResult {
+	res := protocol.PresenceResult{Online: []string{}, Typing: []string{}}
 	for p := range n.convs[ck] {
 		if !p.poll && !slices.Contains(res.Online, p.user) {
 			res.Online = append(res.Online, p.user)
@@ -213,5 +278,5 @@ func (n *Node) presenceOf(s *Session, convID string) (protocol.PresenceResult, e
 	}
 	slices.Sort(res.Online)
 	slices.Sort(res.Typing)
-	return res, nil
+	return res
 }

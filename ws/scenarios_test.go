@@ -1361,6 +1361,61 @@ func TestPollingSeesWhatTheSocketSees(t *testing.T) {
 	}
 }
 
+// A client without a WebSocket types and asks who is online through the
+// REST API, as socket clients do with typing.start and presence.get.
+func TestTypingAndPresenceWithoutAWebSocket(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) { n.TypingTimeout = time.Hour })
+	s.mkUsers("a", "alice", "bob", "eve")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	rest := func(method, path, tok, body string) (int, []byte) {
+		t.Helper()
+		req, _ := nethttp.NewRequest(method, s.srv.URL()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := nethttp.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	alice, eve := s.token("a", "alice"), s.token("a", "eve")
+
+	if code, b := rest("POST", "/v1/conversations/"+conv+"/typing", alice, `{"typing":true}`); code != 204 {
+		t.Fatalf("typing on: %d %s", code, b)
+	}
+	u := bob.nextNamed(protocol.EventTyping)
+	if p := decodePayload[realtime.TypingPayload](t, u); p.ProfileID != "alice" || u.ev.Actor == nil || u.ev.Actor.ID != "alice" {
+		t.Fatalf("typing update %+v, payload %+v", u.ev, p)
+	}
+	code, b := rest("GET", "/v1/conversations/"+conv+"/presence", alice, "")
+	var got protocol.PresenceResult
+	if err := json.Unmarshal(b, &got); code != 200 || err != nil ||
+		!slices.Equal(got.Online, []string{"bob"}) || !slices.Equal(got.Typing, []string{"alice"}) {
+		t.Fatalf("presence: %d %s, want bob online (alice only polls) and alice typing", code, b)
+	}
+	if code, b := rest("POST", "/v1/conversations/"+conv+"/typing", alice, `{"typing":false}`); code != 204 {
+		t.Fatalf("typing off: %d %s", code, b)
+	}
+	bob.nextNamed(protocol.EventTypingOff)
+
+	// Only participants; and the body must say which way.
+	if code, _ := rest("POST", "/v1/conversations/"+conv+"/typing", eve, `{"typing":true}`); code != 404 {
+		t.Fatalf("typing in someone else's conversation: %d, want 404", code)
+	}
+	if code, _ := rest("GET", "/v1/conversations/"+conv+"/presence", eve, ""); code != 404 {
+		t.Fatalf("presence of someone else's conversation: %d, want 404", code)
+	}
+	if code, _ := rest("POST", "/v1/conversations/"+conv+"/typing", alice, `{}`); code != 400 {
+		t.Fatalf("typing without a value: %d, want 400", code)
+	}
+}
+
 func TestPollWaitsForTheNextUpdate(t *testing.T) {
 	s := startStack(t, nil)
 	s.mkUsers("a", "alice", "bob")

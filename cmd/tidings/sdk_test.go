@@ -153,6 +153,9 @@ func TestSDKTransports(t *testing.T) {
 				out.first = first;
 				out.second = second;
 				out.lastRefIsNumber = /^[0-9]+$/.test(bob.lastRef);
+				// Typing goes over the socket, or through the REST API without one.
+				await (bob.transport === 'websocket' ? bob.socket.startTyping(conv.id) : bob.setTyping(conv.id, true));
+				out.typing = (await bob.getPresence(conv.id)).typing;
 				bob.close();
 				alice.close();
 				return out;
@@ -166,6 +169,7 @@ func TestSDKTransports(t *testing.T) {
 				"first":           []any{"one", "two", "three"},
 				"second":          []any{"one", "two"},
 				"lastRefIsNumber": true,
+				"typing":          []any{"bob"},
 			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got %v\nwant %v", got, want)

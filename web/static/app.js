@@ -492,12 +492,12 @@ async function refreshParticipants(id) {
 }
 
 // Who is online and typing now; presence and typing updates keep it current.
-// Only over a WebSocket: a polling client learns presence from updates alone.
 async function refreshPresence(id) {
   const t = state.threads.get(id);
   let now;
   try {
-    now = await state.client.socket.presence(id);
+    const c = state.client;
+    now = await (c.transport === 'websocket' ? c.socket.presence(id) : c.getPresence(id));
   } catch (err) {
     return;
   }
@@ -764,14 +764,19 @@ function typed() {
   saveDraft();
   autosize();
   const c = state.client;
-  if (!state.current || c?.transport !== 'websocket') return;
+  if (!state.current || !c?.transport) return;
+  const id = state.current;
+  // Over the socket when there is one, else through the REST API.
+  const typing = on => (c.transport === 'websocket'
+    ? (on ? c.socket.startTyping(id) : c.socket.stopTyping(id))
+    : c.setTyping(id, on)).catch(() => {});
   if (!$('text').value.trim()) {
-    if (lastTypingSent) c.socket.stopTyping(state.current).catch(() => {});
+    if (lastTypingSent) typing(false);
     lastTypingSent = 0;
   } else if (Date.now() - lastTypingSent > 2000) {
     // Repeated every two seconds while typing: the server ends it after five without one.
     lastTypingSent = Date.now();
-    c.socket.startTyping(state.current).catch(() => {});
+    typing(true);
   }
 }
 

@@ -213,6 +213,10 @@ export declare class Client {
   deleteMessage(id: string, messageId: string): Promise<null>;
   markDelivered(id: string, seq?: number): Promise<MessageStatus>;
   markRead(id: string, seq?: number): Promise<MessageStatus>;
+  /** Turns the typing indicator on or off through the REST API (for polling clients). */
+  setTyping(id: string, typing: boolean): Promise<null>;
+  /** Who is online and typing now, through the REST API (for polling clients). */
+  getPresence(id: string): Promise<{ online: string[]; typing: string[] }>;
   uploadFile(id: string, blob: Blob, name?: string): Promise<FileInfo>;
   downloadFile(id: string, fileId: string): Promise<Blob>;
 }

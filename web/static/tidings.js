@@ -677,6 +677,10 @@ export class Client {
   deleteMessage(id, messageId) { return this._api('DELETE', `/v1/conversations/${enc(id)}/messages/${enc(messageId)}`); }
   markDelivered(id, seq = 0) { return this._api('POST', `/v1/conversations/${enc(id)}/delivered`, { seq }); }
   markRead(id, seq = 0) { return this._api('POST', `/v1/conversations/${enc(id)}/read`, { seq }); }
+  /** Turns the typing indicator on or off without a WebSocket (socket.startTyping does it over one). */
+  setTyping(id, typing) { return this._api('POST', `/v1/conversations/${enc(id)}/typing`, { typing: !!typing }); }
+  /** Who is online and typing in the conversation now, without a WebSocket: {online, typing}. */
+  getPresence(id) { return this._api('GET', `/v1/conversations/${enc(id)}/presence`); }
 
   /** Uploads a Blob or File; returns the file's description, whose id a message part names. */
   async uploadFile(id, blob, name = blob.name || 'file') {
