@@ -237,7 +237,15 @@ func (c *Client) command(f *protocol.Frame) {
 	defer cancel()
 	switch f.Command {
 	case protocol.CmdAuth:
-		c.auth(ctx, f)
+		// On a goroutine of its own, waited for: auth goes deep (token,
+		// store), and the stack it grows would otherwise stay with the
+		// connection's reading goroutine, idle for hours.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.auth(ctx, f)
+		}()
+		<-done
 		return
 	case protocol.CmdPing:
 		c.answer(f.ID, protocol.PingResult{Time: n.Now().UTC().Format(time.RFC3339Nano)}, nil)
