@@ -83,6 +83,8 @@ export interface Options {
   backgroundTimeout?: number;
   /** How long one poll waits for updates (ms; default 25000). */
   pollWait?: number;
+  /** After falling back to polling (transport "auto"), how often to try a WebSocket again (ms; default 60000). */
+  upgradeInterval?: number;
   /** Updates that may wait for the listeners before the connection is dropped (default 10000). */
   maxQueue?: number;
   cursorStore?: CursorStore | null;

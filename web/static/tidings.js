@@ -378,6 +378,7 @@ export class Client {
       refreshMargin: 60000,
       backgroundTimeout: 30000,
       pollWait: 25000,
+      upgradeInterval: 60000,
       maxQueue: 10000,
       cursorStore: null,
       logger: null,
@@ -415,7 +416,7 @@ export class Client {
     this._connected = false; // a connection was open since it was wanted: a new one is a reconnection
     this._failures = 0;
     this._lastErr = null;
-    this._timers = { retry: 0, bg: 0, refresh: 0, keep: 0 };
+    this._timers = { retry: 0, bg: 0, refresh: 0, keep: 0, upgrade: 0 };
     this._resyncPending = false;
     this._waiters = [];      // connect() calls waiting for the attempt
     this._wsMisses = 0;      // WebSocket attempts in a row that never opened
@@ -948,6 +949,7 @@ export class Client {
       this._resolveWaiters(null);
       this._armRefresh();
       this._armKeepAlive();
+      this._armUpgrade(cn);
       this._reconcile();
       return;
     }
@@ -985,6 +987,7 @@ export class Client {
     this._conn = null;
     this._disarm('refresh');
     this._disarm('keep');
+    this._disarm('upgrade');
     this._lastErr = reason;
     this._log('info', 'tidings: connection lost', reason);
     if (reason instanceof ResyncError) {
@@ -1008,6 +1011,7 @@ export class Client {
     this._conn = null;
     this._disarm('refresh');
     this._disarm('keep');
+    this._disarm('upgrade');
     cn.close();
   }
 
@@ -1016,6 +1020,42 @@ export class Client {
     this._log('warn', 'tidings: the server no longer has the updates after the last one processed: resync', err.ref);
     this._resyncPending = true;
     this._push({ kind: 'resync', ev: { name: 'resyncRequired', ref: err.ref, time: new Date().toISOString() }, sess: this._sess });
+  }
+
+  /**
+   * A client that fell back to polling (the auto transport, after WebSockets
+   * would not open) tries a WebSocket again now and then: a network that
+   * blocked them may let them through later (another Wi-Fi, a proxy gone).
+   * A probe that opens moves the client back to a WebSocket, resuming
+   * after the last update processed; one that fails changes nothing.
+   */
+  _armUpgrade(cn) {
+    if (cn.kind !== 'polling' || this.options.transport !== 'auto' || typeof WebSocket !== 'function') return;
+    this._arm('upgrade', this.options.upgradeInterval, () => {
+      let probe;
+      try {
+        probe = new WebSocket(this.wsURL, SUBPROTOCOL);
+      } catch {
+        this._armUpgrade(cn);
+        return;
+      }
+      const done = ok => {
+        probe.onopen = probe.onclose = probe.onerror = null;
+        try { probe.close(1000); } catch { /* closing anyway */ }
+        if (this._conn !== cn) return;
+        if (!ok) {
+          this._armUpgrade(cn);
+          return;
+        }
+        this._log('info', 'tidings: WebSockets open again: leaving polling');
+        this._usePolling = false;
+        this._wsMisses = 0;
+        this._dropConn();
+        this._reconcile();
+      };
+      probe.onopen = () => done(probe.protocol === SUBPROTOCOL);
+      probe.onclose = probe.onerror = () => done(false);
+    });
   }
 
   _armRefresh() {
