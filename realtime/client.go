@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -173,6 +174,16 @@ func (c *Client) Handle(data []byte) {
 	}
 }
 
+// recoverPanic, deferred on the goroutines the client starts (the
+// transport recovers its own), logs a panic with its stack and runs
+// then, instead of letting it end the whole server.
+func (c *Client) recoverPanic(what string, then func()) {
+	if r := recover(); r != nil {
+		c.node.Logger.Error("realtime: panic", "in", what, "panic", r, "stack", string(debug.Stack()))
+		then()
+	}
+}
+
 func accountName(a string) string {
 	if a == "" {
 		return "default"
@@ -243,6 +254,9 @@ func (c *Client) command(f *protocol.Frame) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
+			defer c.recoverPanic("auth", func() {
+				c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
+			})
 			c.auth(ctx, f)
 		}()
 		<-done
@@ -400,6 +414,9 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	// must not look like a dead peer. It may outlast the command's
 	// timeout, and ends with the node or the session.
 	go func() {
+		defer c.recoverPanic("replay", func() {
+			c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
+		})
 		if err := s.replay(n.ctx, after); err != nil {
 			n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
 			c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
