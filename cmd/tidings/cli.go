@@ -79,6 +79,10 @@ func isHelpFlag(arg string) bool {
 	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
+func isVersionFlag(arg string) bool {
+	return arg == "-version" || arg == "--version"
+}
+
 // main runs the command line args and returns the exit code: it finds the
 // command, runs it and reports its error.
 func (c *cli) main(ctx context.Context, args []string) int {
@@ -90,6 +94,9 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	case isHelpFlag(args[0]):
 		c.printUsage(c.stdout)
 		return exitOK
+	case isVersionFlag(args[0]):
+		// "--version" is "version", as most programs have it.
+		return c.main(ctx, append([]string{"version"}, args[1:]...))
 	case args[0] == "help":
 		if len(args) == 1 {
 			c.printUsage(c.stdout)
@@ -220,6 +227,7 @@ command, can also be given as environment variables (TIDINGS_ADDR,
 TIDINGS_DATA, ...) or in a JSON configuration file; a flag wins over the
 environment, which wins over the file. Listen, send and chat find the
 server and the user's access token in TIDINGS_SERVER and TIDINGS_TOKEN.
+"tidings --version" is "tidings version".
 `
 
 // printUsage prints the list of commands.

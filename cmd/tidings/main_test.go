@@ -148,4 +148,13 @@ func TestVersion(t *testing.T) {
 	if r := runCLI(t, nil, "version", "extra"); r.code != exitUsage {
 		t.Errorf("version extra: exit code %d, want %d", r.code, exitUsage)
 	}
+	// The flags most programs have print the same.
+	for _, flag := range []string{"--version", "-version"} {
+		if f := mustRun(t, nil, flag); f.stdout != r.stdout || f.stderr != "" {
+			t.Errorf("tidings %s printed %q, stderr %q; want %q", flag, f.stdout, f.stderr, r.stdout)
+		}
+	}
+	if r := runCLI(t, nil, "--version", "extra"); r.code != exitUsage {
+		t.Errorf("--version extra: exit code %d, want %d", r.code, exitUsage)
+	}
 }
