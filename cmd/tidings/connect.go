@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -150,16 +152,54 @@ func (r *remote) newClient(ctx context.Context, c *cli, opts ...client.Option) (
 // explain makes the error of a request to the server clear to a person:
 // the server's own message, or that it could not be reached.
 func (r *remote) explain(err error) error {
-	var uerr *url.Error
 	switch {
 	case err == nil:
 		return nil
 	case client.ErrorCode(err) == tidings.EUnauthenticated:
 		return fmt.Errorf("the server refused the access token: %s", errorText(err))
-	case errors.As(err, &uerr) && !errors.Is(err, context.Canceled):
-		return fmt.Errorf("cannot reach the server at %s: %v", r.server, uerr.Err)
+	}
+	if why, ok := unreachable(err); ok {
+		return fmt.Errorf("cannot reach the server at %s: %s", r.server, why)
 	}
 	return err
+}
+
+// unreachable reports whether err says that the server could not be
+// reached (rather than that it answered with an error), and why, in a few
+// words for a person: "connection refused", "no such host"...
+func unreachable(err error) (why string, ok bool) {
+	var (
+		uerr   *url.Error
+		operr  *net.OpError
+		dnserr *net.DNSError
+		nerr   net.Error
+	)
+	switch {
+	case err == nil || errors.Is(err, context.Canceled):
+		return "", false
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused", true
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "the connection was reset", true
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "no route to the host", true
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "the network is unreachable", true
+	case errors.As(err, &dnserr):
+		if dnserr.IsNotFound {
+			return "no such host", true
+		}
+		return "the name could not be resolved", true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection closed before the answer", true
+	case errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time", true
+	case errors.As(err, &operr):
+		return operr.Err.Error(), true
+	case errors.As(err, &uerr):
+		return uerr.Err.Error(), true
+	}
+	return "", false
 }
 
 // input returns the standard input of the command (empty in tests that

@@ -22,15 +22,20 @@ const wait = 20 * time.Second
 type world struct {
 	url, dir string
 	tokens   map[string]string
+	stop     func() (int, string) // stops the server
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	dir := t.TempDir()
 	url, stop := startServe(t, dir)
-	t.Cleanup(func() { stop() })
 	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
-	w := &world{url: url, dir: dir, tokens: make(map[string]string)}
+	w := &world{url: url, dir: dir, tokens: make(map[string]string), stop: stop}
+	t.Cleanup(func() {
+		if w.stop != nil {
+			w.stop()
+		}
+	})
 	for _, id := range []string{"alice", "bob"} {
 		body := fmt.Sprintf(`{"id": %q, "displayName": %q}`, id, strings.ToUpper(id[:1])+id[1:])
 		req, err := http.NewRequest(http.MethodPost, url+"/v1/users", strings.NewReader(body))
@@ -55,6 +60,25 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// stopServer stops the server, as if it went down.
+func (w *world) stopServer(t *testing.T) {
+	t.Helper()
+	w.stop()
+	w.stop = nil
+}
+
+// startServer starts the server stopped by stopServer again, at the same
+// address, with the same data.
+func (w *world) startServer(t *testing.T) {
+	t.Helper()
+	url, stop := startServe(t, w.dir, "--addr", strings.TrimPrefix(w.url, "http://"))
+	if url != w.url {
+		stop()
+		t.Fatalf("the server started again at %s, not %s", url, w.url)
+	}
+	w.stop = stop
 }
 
 // env is the environment of a command run as user.

@@ -27,7 +27,9 @@ Listen connects to the server as a user and prints the user's updates
 each, until it is interrupted (Ctrl-C). It reconnects by itself when the
 connection drops, and resumes where it stopped. Each update is
 acknowledged once printed: the server does not send it again to the same
-device. Connection changes are reported on stderr.
+device. Connection changes are reported on stderr, at once when the
+server cannot be reached ("cannot reach ...: connection refused;
+retrying").
 
 A line shows the time of the event, its name, the conversation, who made
 the change, and what it is (the text of a message):
@@ -126,7 +128,7 @@ func listen(ctx context.Context, c *cli, r *remote, o listenOptions) error {
 	}
 	defer cl.Close()
 	// Updates wait in the client until a listener is added.
-	if err := cl.WaitConnected(ctx); err != nil {
+	if err := waitConnected(ctx, c, r, cl); err != nil {
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded) && o.count > 0:
 			return fmt.Errorf("timed out after %s before connecting", o.timeout)
@@ -176,6 +178,45 @@ func listen(ctx context.Context, c *cli, r *remote, o listenOptions) error {
 	}
 	cl.Close() // acknowledges what was printed
 	return err
+}
+
+// Until the first connection opens, listen checks every reachCheck why
+// it has not yet, and says so.
+const reachCheck = 2 * time.Second
+
+// waitConnected waits for the first connection of cl. The client keeps
+// trying by itself; when it has not connected after a moment, this asks
+// the server over HTTP whether it is there, and says on stderr that it
+// cannot be reached (and why) as soon as that is so, and again when the
+// reason changes.
+func waitConnected(ctx context.Context, c *cli, r *remote, cl *client.Client) error {
+	said := ""
+	wait := 250 * time.Millisecond // the first connection is usually faster
+	for {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := cl.WaitConnected(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		wait = reachCheck
+		pctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		_, err = cl.Me(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var now string
+		if why, ok := unreachable(err); ok {
+			now = fmt.Sprintf("cannot reach %s: %s; retrying", r.server, why)
+		} else if client.ErrorCode(err) == tidings.EUnavailable {
+			now = fmt.Sprintf("%s is unavailable; retrying", r.server)
+		}
+		if now != said && now != "" {
+			fmt.Fprintln(c.stderr, now)
+		}
+		said = now
+	}
 }
 
 // updatePrinter prints updates, one line each.

@@ -128,3 +128,22 @@ func TestListenErrors(t *testing.T) {
 		t.Errorf("listen extra: exit code %d", r.code)
 	}
 }
+
+// Listen says at once when the server cannot be reached, keeps trying,
+// and listens once it is back.
+func TestListenWhileTheServerIsDown(t *testing.T) {
+	w := newWorld(t)
+	w.stopServer(t)
+	l := start(t, w.env("alice"), "listen")
+	l.waitOutput(t, true, "cannot reach "+w.url+": connection refused; retrying\n")
+	if out := l.stderr.String(); strings.Contains(out, "dial tcp") {
+		t.Errorf("raw error text on stderr:\n%s", out)
+	}
+	w.startServer(t)
+	l.waitOutput(t, true, listening+w.url+" as alice")
+	w.send(t, "bob", "back again")
+	l.waitOutput(t, false, "#1 back again")
+	if code := l.stop(t); code != exitOK {
+		t.Errorf("listen stopped: exit code %d; stderr:\n%s", code, l.stderr)
+	}
+}
