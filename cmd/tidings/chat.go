@@ -9,6 +9,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,15 +38,19 @@ bottom and tells the others that you are typing.
 
 Commands, typed as a line:
 
-  /history [N]  show N earlier messages (default: --history)
-  /who          list the participants and how far they read
-  /help         list the commands
-  /quit         leave (Ctrl-D and Ctrl-C too)
+` + chatHelpText() + `
 
-A line starting with // sends the rest of it, from its second /. When the
-standard input is not a terminal, chat reads the lines to send from it and
-stops at its end. Colours are left out when the output is not a terminal,
-or NO_COLOR is set.` + remoteHelp,
+A line starting with // sends the rest of it, from its second /.
+
+When the server cannot be reached, the lines typed are queued: shown as
+pending ("server unreachable, message queued"), then sent in order once
+the server answers again (each with an id of its own, so that a message
+is never sent twice). Leaving with messages queued waits for them to be
+sent; leaving again (or Ctrl-C) leaves without them.
+
+When the standard input is not a terminal, chat reads the lines to send
+from it and stops at its end. Colours are left out when the output is not
+a terminal, or NO_COLOR is set.` + remoteHelp,
 	run: runChat,
 }
 
@@ -91,25 +99,32 @@ const typingRefresh = 3 * time.Second
 // commandTimeout bounds each request of the chat to the server.
 const commandTimeout = 30 * time.Second
 
+// resendEvery is how often the chat tries again to send the messages
+// queued while the server could not be reached (and at once when the
+// realtime connection opens again).
+const resendEvery = 2 * time.Second
+
 // maxNameWidth bounds the column of the names.
 const maxNameWidth = 16
 
-// chat is an interactive chat in one conversation, as one user, on a
-// screen. Create it with newChat, call open, then run.
+// chat is an interactive chat, as one user, on a screen, in one
+// conversation at a time. Create it with newChat, call open, then run.
 type chat struct {
 	cl      *client.Client
-	conv    string
 	st      style
 	history int
 	scr     screen
 
-	me    *tidings.User   // set by open
-	typer chan bool       // to the goroutine that sends typing indicators
-	fatal chan error      // ends run
-	wg    sync.WaitGroup  // the goroutine of typer
-	ctx   context.Context // of run, for the listeners' requests
+	me      *tidings.User   // set by open
+	typer   chan typing     // to the goroutine that sends typing indicators
+	fatal   chan error      // ends run
+	kick    chan struct{}   // wakes the sender up: something to send
+	drained chan struct{}   // the outbox became empty
+	wg      sync.WaitGroup  // the goroutines of typer and kick
+	ctx     context.Context // of run, for the listeners' requests
 
 	mu       sync.Mutex
+	conv     string // the conversation shown
 	title    string
 	people   map[string]*person // the participants, by user id
 	width    int                // of the names' column
@@ -119,7 +134,9 @@ type chat struct {
 	lastOwn  int64              // the newest own message shown
 	typing   []string           // who else is typing, in the order they started
 	status   client.Status
-	typingAt time.Time // when the user's typing was last told; zero when not typing
+	typingAt time.Time   // when the user's typing was last told; zero when not typing
+	outbox   []*outgoing // the messages to send, in order
+	offline  bool        // the last attempt to send found the server unreachable
 }
 
 // person is a participant.
@@ -130,10 +147,62 @@ type person struct {
 	readSeq      int64
 }
 
+// typing is a typing indicator to send.
+type typing struct {
+	conv string
+	on   bool
+}
+
+// outgoing is a message the user typed, waiting to be sent.
+type outgoing struct {
+	conv    string
+	msg     tidings.NewMessage // with a ClientID: sending it again does not send it twice
+	at      time.Time          // when it was typed
+	pending bool               // shown as pending
+}
+
 func newChat(cl *client.Client, conv string, st style, history int) *chat {
 	return &chat{cl: cl, conv: conv, st: st, history: history, people: make(map[string]*person),
-		shown: make(map[int64]bool), typer: make(chan bool, 1), fatal: make(chan error, 1),
-		status: client.StatusConnected}
+		shown: make(map[int64]bool), typer: make(chan typing, 1), fatal: make(chan error, 1),
+		kick: make(chan struct{}, 1), drained: make(chan struct{}, 1), status: client.StatusConnected}
+}
+
+// view is what the chat reads of a conversation to show it.
+type view struct {
+	id, title string
+	member    bool // the user takes part in it
+	public    bool
+	people    map[string]*person
+	width     int
+}
+
+// readConversation reads a conversation and its participants.
+func (c *chat) readConversation(ctx context.Context, id string) (*view, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	conv, err := c.cl.GetConversation(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &view{id: id, title: conv.Name, member: conv.Role != "", public: conv.IsPublic,
+		people: make(map[string]*person), width: utf8.RuneCountInString("you")}
+	if conv.DeletedAt != nil {
+		v.title += " (deleted)"
+	}
+	if !v.member {
+		return v, nil
+	}
+	parts, err := c.cl.ListParticipants(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range parts {
+		v.people[p.UserID] = &person{name: displayName(p.Profile), role: p.Role, deliveredSeq: p.DeliveredSeq, readSeq: p.ReadSeq}
+		if p.UserID != c.me.ID {
+			v.width = max(v.width, min(maxNameWidth, utf8.RuneCountInString(displayName(p.Profile))))
+		}
+	}
+	return v, nil
 }
 
 // open reads the user, the conversation and its participants: it fails
@@ -146,26 +215,36 @@ func (c *chat) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conv, err := c.cl.GetConversation(ctx, c.conv)
+	c.me = me
+	v, err := c.readConversation(ctx, c.conv)
 	if err != nil {
 		return err
 	}
-	parts, err := c.cl.ListParticipants(ctx, c.conv)
-	if err != nil {
-		return err
+	if !v.member {
+		return notMember(v)
 	}
-	c.me, c.title = me, conv.Name
-	c.width = utf8.RuneCountInString("you")
-	for _, p := range parts {
-		c.people[p.UserID] = &person{name: displayName(p.Profile), role: p.Role, deliveredSeq: p.DeliveredSeq, readSeq: p.ReadSeq}
-		if p.UserID != me.ID {
-			c.width = max(c.width, min(maxNameWidth, utf8.RuneCountInString(displayName(p.Profile))))
-		}
-	}
-	if conv.DeletedAt != nil {
-		c.title += " (deleted)"
-	}
+	c.mu.Lock()
+	c.setView(v)
+	c.mu.Unlock()
 	return nil
+}
+
+// notMember is the error of opening a conversation the user is not in.
+func notMember(v *view) error {
+	if v.public {
+		return fmt.Errorf("you are not in the conversation %q: /join %s joins it", v.id, v.id)
+	}
+	return fmt.Errorf("you are not in the conversation %q", v.id)
+}
+
+// setView makes the conversation of v the one shown, from scratch. c.mu
+// is held.
+func (c *chat) setView(v *view) {
+	c.conv, c.title, c.people, c.width = v.id, v.title, v.people, v.width
+	c.shown, c.oldest, c.lastDay, c.lastOwn = make(map[int64]bool), 0, "", 0
+	if c.typing = nil; c.scr != nil {
+		c.scr.setTyping("")
+	}
 }
 
 func displayName(p tidings.Profile) string {
@@ -203,18 +282,20 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 	c.cl.AddStatusListener(c.onStatus)
 	c.cl.AddEventListener(c.onEvent)
 	err = c.showRecent(ctx)
-	newest := c.newestShown()
+	conv, newest := c.conv, c.newestShown()
 	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	c.markRead(newest)
+	c.markRead(conv, newest)
 
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.sendTyping(ctx)
+	go c.sender(ctx)
 	defer func() {
 		c.stopTyping()
 		close(c.typer)
+		cancel()
 		c.wg.Wait()
 	}()
 	scr.onKey(c.keystroke)
@@ -223,6 +304,9 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 		line string
 		err  error
 	}
+	// On a terminal, Ctrl-D and Ctrl-C end a line, not the input: the
+	// user may type on.
+	_, terminal := scr.(*termScreen)
 	lines := make(chan input)
 	go func() {
 		for {
@@ -232,29 +316,68 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 			case <-ctx.Done():
 				return
 			}
-			if err != nil {
+			if err != nil && (!terminal || !errors.Is(err, io.EOF)) {
 				return
 			}
 		}
 	}()
+	leaving := false
+	// leave reports whether the chat may end: not while messages wait to
+	// be sent, unless the user asks twice.
+	leave := func() (bool, error) {
+		n := c.queued()
+		switch {
+		case n == 0:
+			return true, nil
+		case leaving:
+			return true, fmt.Errorf("left with %s not sent", plural(n, "queued message"))
+		}
+		leaving = true
+		again := "Ctrl-C leaves without them"
+		if terminal {
+			again = "/quit again (or Ctrl-D) leaves without them"
+		}
+		scr.println(c.st.dim(fmt.Sprintf("%s not sent yet: waiting for the server; %s", plural(n, "message"), again)))
+		return false, nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			if n := c.queued(); n > 0 {
+				return fmt.Errorf("left with %s not sent", plural(n, "queued message"))
+			}
 			return nil
 		case err := <-c.fatal:
 			return err
+		case <-c.drained:
+			if leaving && c.queued() == 0 {
+				return nil
+			}
 		case in := <-lines:
+			quit := false
 			switch {
 			case errors.Is(in.err, io.EOF):
-				return nil
+				quit = true
 			case in.err != nil:
 				return in.err
+			default:
+				quit = c.handle(ctx, in.line)
 			}
-			if quit := c.handle(ctx, in.line); quit {
-				return nil
+			if quit {
+				if ok, err := leave(); ok {
+					return err
+				}
 			}
 		}
 	}
+}
+
+// plural returns "1 message", "2 messages"...
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func (c *chat) printHeader() {
@@ -274,25 +397,30 @@ func (c *chat) printHeader() {
 	c.scr.println(c.st.dim("Type a message and press Enter; /help lists the commands, /quit leaves."))
 }
 
-// showRecent shows the last messages of the conversation. c.mu is held.
+// showRecent shows the last messages of the conversation, then those
+// waiting to be sent to it. c.mu is held.
 func (c *chat) showRecent(ctx context.Context) error {
-	if c.history == 0 {
-		return nil
+	if c.history > 0 {
+		ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		defer cancel()
+		page, err := c.cl.ListMessages(ctx, c.conv, tidings.MessageFilter{Limit: c.history})
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(page.Messages) == 0:
+			c.scr.println(c.st.dim("No messages yet."))
+		case page.HasMore:
+			c.scr.println(c.st.dim("(/history shows earlier messages)"))
+		}
+		for _, m := range page.Messages {
+			c.showMessage(m)
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	page, err := c.cl.ListMessages(ctx, c.conv, tidings.MessageFilter{Limit: c.history})
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(page.Messages) == 0:
-		c.scr.println(c.st.dim("No messages yet."))
-	case page.HasMore:
-		c.scr.println(c.st.dim("(/history shows earlier messages)"))
-	}
-	for _, m := range page.Messages {
-		c.showMessage(m)
+	for _, o := range c.outbox {
+		if o.pending && o.conv == c.conv {
+			c.showPending(o)
+		}
 	}
 	return nil
 }
@@ -311,30 +439,61 @@ func (c *chat) handle(ctx context.Context, line string) (quit bool) {
 	case strings.TrimSpace(line) == "":
 		c.stopTyping()
 	case strings.HasPrefix(line, "//"):
-		c.send(ctx, line[1:])
+		c.send(line[1:])
 	case strings.HasPrefix(line, "/"):
 		c.stopTyping()
 		return c.command(ctx, line)
 	default:
-		c.send(ctx, line)
+		c.send(line)
 	}
 	return false
 }
 
-const chatHelp = `/history [N]  show N earlier messages
-/who          list the participants and how far they read
-/help         list the commands
-/quit         leave (Ctrl-D and Ctrl-C too)
-//text        send "/text"`
+// chatCommands are the commands of the chat, for the help.
+var chatCommands = []struct{ usage, help string }{
+	{"/list", "list your conversations, with their unread messages"},
+	{"/switch ID", "show the conversation ID instead (/s)"},
+	{"/join ID", "join the public conversation ID, and show it"},
+	{"/new ID [USER...]", "create the conversation ID with the users given, and show it"},
+	{"/upload PATH", "send the file at PATH"},
+	{"/history [N]", "show N earlier messages"},
+	{"/who", "list the participants and how far they read"},
+	{"/help", "list the commands"},
+	{"/quit", "leave (Ctrl-D and Ctrl-C too)"},
+	{"//text", `send "/text"`},
+}
+
+// chatHelpText lists the commands, one a line.
+func chatHelpText() string {
+	width := 0
+	for _, cmd := range chatCommands {
+		width = max(width, len(cmd.usage))
+	}
+	var b strings.Builder
+	for i, cmd := range chatCommands {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "  %-*s  %s", width, cmd.usage, cmd.help)
+	}
+	return b.String()
+}
 
 func (c *chat) command(ctx context.Context, line string) (quit bool) {
 	fields := strings.Fields(line)
+	arg := func(what string) (string, bool) {
+		if len(fields) != 2 {
+			c.say(fmt.Sprintf("%s takes %s: /help lists the commands", fields[0], what))
+			return "", false
+		}
+		return fields[1], true
+	}
 	switch fields[0] {
 	case "/quit", "/exit", "/q":
 		return true
 	case "/help", "/?":
-		for _, l := range strings.Split(chatHelp, "\n") {
-			c.scr.println(c.st.dim(l))
+		for _, l := range strings.Split(chatHelpText(), "\n") {
+			c.scr.println(c.st.dim(strings.TrimPrefix(l, "  ")))
 		}
 	case "/who":
 		c.who()
@@ -343,18 +502,194 @@ func (c *chat) command(ctx context.Context, line string) (quit bool) {
 		if len(fields) > 1 {
 			v, err := strconv.Atoi(fields[1])
 			if err != nil || v < 1 || v > 200 {
-				c.scr.println(c.st.dim("/history takes a number of messages, from 1 to 200"))
+				c.say("/history takes a number of messages, from 1 to 200")
 				return false
 			}
 			n = v
 		}
 		if err := c.showEarlier(ctx, n); err != nil {
-			c.scr.println(c.st.dim("could not read the history: " + errorText(err)))
+			c.say("could not read the history: " + c.problem(err))
 		}
+	case "/list", "/ls":
+		c.list(ctx)
+	case "/switch", "/s":
+		if id, ok := arg("the id of a conversation"); ok {
+			c.switchTo(ctx, id, false)
+		}
+	case "/join":
+		if id, ok := arg("the id of a conversation"); ok {
+			c.switchTo(ctx, id, true)
+		}
+	case "/new":
+		if len(fields) < 2 {
+			c.say("/new takes the id of the new conversation, then the users to add: /new ID [USER...]")
+			return false
+		}
+		c.create(ctx, fields[1], fields[2:])
+	case "/upload":
+		path := strings.TrimSpace(strings.TrimPrefix(line, fields[0]))
+		if path == "" {
+			c.say("/upload takes the path of a file: /upload PATH")
+			return false
+		}
+		c.upload(ctx, path)
 	default:
-		c.scr.println(c.st.dim(printable(fmt.Sprintf("unknown command %s: /help lists the commands", fields[0]))))
+		c.say(fmt.Sprintf("unknown command %s: /help lists the commands", fields[0]))
 	}
 	return false
+}
+
+// say shows a line from the chat itself.
+func (c *chat) say(text string) {
+	c.scr.println(c.st.dim(printable(text)))
+}
+
+// problem says what went wrong with a request, for a person.
+func (c *chat) problem(err error) string {
+	if why, ok := unreachable(err); ok {
+		return "the server cannot be reached (" + why + ")"
+	}
+	return errorText(err)
+}
+
+// list lists the user's conversations.
+func (c *chat) list(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	page, err := c.cl.ListConversations(ctx, tidings.ConversationFilter{Limit: 100})
+	if err != nil {
+		c.say("could not list the conversations: " + c.problem(err))
+		return
+	}
+	if len(page.Conversations) == 0 {
+		c.say("You are in no conversation yet: /new ID [USER...] creates one.")
+		return
+	}
+	c.mu.Lock()
+	current := c.conv
+	c.mu.Unlock()
+	width := 0
+	for _, conv := range page.Conversations {
+		width = max(width, utf8.RuneCountInString(conv.ID))
+	}
+	for _, conv := range page.Conversations {
+		line := "  " + pad(conv.ID, width) + "  " + conv.Name
+		if conv.ID == current {
+			line = "* " + line[2:]
+		}
+		if conv.UnreadCount > 0 {
+			line += fmt.Sprintf(" (%d unread)", conv.UnreadCount)
+		}
+		if conv.DeletedAt != nil {
+			line += " (deleted)"
+		}
+		c.say(line)
+	}
+	if page.NextCursor != "" {
+		c.say(fmt.Sprintf("(the %d most recently active)", len(page.Conversations)))
+	}
+}
+
+// switchTo shows the conversation id instead of the current one, after
+// joining it if join.
+func (c *chat) switchTo(ctx context.Context, id string, join bool) {
+	if join {
+		jctx, cancel := context.WithTimeout(ctx, commandTimeout)
+		_, err := c.cl.Join(jctx, id)
+		cancel()
+		if err != nil {
+			c.say(fmt.Sprintf("could not join %s: %s", id, c.problem(err)))
+			return
+		}
+	}
+	v, err := c.readConversation(ctx, id)
+	switch {
+	case err != nil:
+		c.say(fmt.Sprintf("could not open %s: %s", id, c.problem(err)))
+		return
+	case !v.member:
+		c.say(notMember(v).Error())
+		return
+	}
+	c.stopTyping()
+	c.mu.Lock()
+	c.setView(v)
+	c.printHeader()
+	err = c.showRecent(ctx)
+	newest := c.newestShown()
+	c.mu.Unlock()
+	if err != nil {
+		c.say("could not read the messages: " + c.problem(err))
+	}
+	c.markRead(id, newest)
+}
+
+// create creates the conversation id with the users given, and shows it.
+func (c *chat) create(ctx context.Context, id string, users []string) {
+	nc := tidings.NewConversation{ID: id, Name: id}
+	for _, u := range users {
+		nc.Participants = append(nc.Participants, tidings.NewParticipant{UserID: u})
+	}
+	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	_, err := c.cl.CreateConversation(cctx, nc)
+	cancel()
+	if err != nil {
+		c.say(fmt.Sprintf("could not create %s: %s", id, c.problem(err)))
+		return
+	}
+	c.switchTo(ctx, id, false)
+}
+
+// upload uploads the file at path to the conversation, and sends a
+// message with it.
+func (c *chat) upload(ctx context.Context, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		var perr *os.PathError
+		if errors.As(err, &perr) {
+			err = perr.Err
+		}
+		c.say(fmt.Sprintf("cannot read %s: %v", path, err))
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		c.say(fmt.Sprintf("cannot read %s: %v", path, err))
+		return
+	case fi.IsDir():
+		c.say(fmt.Sprintf("cannot send %s: it is a directory", path))
+		return
+	}
+	typ := mime.TypeByExtension(filepath.Ext(path))
+	if typ == "" {
+		head := make([]byte, 512)
+		n, _ := io.ReadFull(f, head)
+		typ = http.DetectContentType(head[:n])
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			c.say(fmt.Sprintf("cannot read %s: %v", path, err))
+			return
+		}
+	}
+	if mt, _, err := mime.ParseMediaType(typ); err == nil {
+		typ = mt // without its parameters, which a message's part cannot have
+	}
+	c.mu.Lock()
+	conv := c.conv
+	c.mu.Unlock()
+	name := filepath.Base(path)
+	c.say(fmt.Sprintf("uploading %s (%s)...", name, byteSize(fi.Size())))
+	file, err := c.cl.UploadFile(ctx, conv, name, typ, f)
+	if err != nil {
+		if _, ok := unreachable(err); ok {
+			c.say(fmt.Sprintf("%s not sent: %s; /upload it again once it answers", name, c.problem(err)))
+			return
+		}
+		c.say(fmt.Sprintf("%s not sent: %s", name, errorText(err)))
+		return
+	}
+	c.queue(conv, []tidings.Part{{Type: typ, Name: file.Name, FileID: file.ID, Size: file.Size}})
 }
 
 // who lists the participants.
@@ -382,7 +717,7 @@ func (c *chat) who() {
 // showEarlier shows up to n messages before the oldest one shown.
 func (c *chat) showEarlier(ctx context.Context, n int) error {
 	c.mu.Lock()
-	before := c.oldest
+	before, conv := c.oldest, c.conv
 	c.mu.Unlock()
 	if before == 1 {
 		c.scr.println(c.st.dim("No earlier messages."))
@@ -394,12 +729,15 @@ func (c *chat) showEarlier(ctx context.Context, n int) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	page, err := c.cl.ListMessages(ctx, c.conv, f)
+	page, err := c.cl.ListMessages(ctx, conv, f)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.conv != conv {
+		return nil
+	}
 	var old []*tidings.Message
 	for _, m := range page.Messages {
 		if !c.shown[m.Seq] {
@@ -425,26 +763,161 @@ func (c *chat) showEarlier(ctx context.Context, n int) error {
 	return nil
 }
 
-// send sends text as a message, over the realtime connection, or the
-// REST API when there is none.
-func (c *chat) send(ctx context.Context, text string) {
+// send sends text as a message to the conversation shown.
+func (c *chat) send(text string) {
 	c.mu.Lock()
 	c.typingAt = time.Time{} // sending ends the typing indicator
+	conv := c.conv
 	c.mu.Unlock()
+	c.queue(conv, []tidings.Part{{Type: "text/plain", Data: text}})
+}
+
+// queue adds a message to the outbox, which the sender sends in order.
+func (c *chat) queue(conv string, parts []tidings.Part) {
+	o := &outgoing{conv: conv, msg: tidings.NewMessage{ClientID: newClientID(), Parts: parts}, at: time.Now()}
+	c.mu.Lock()
+	c.outbox = append(c.outbox, o)
+	c.mu.Unlock()
+	c.wake()
+}
+
+// wake tells the sender to try and send the outbox.
+func (c *chat) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default: // it will
+	}
+}
+
+// queued returns the number of messages waiting to be sent.
+func (c *chat) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.outbox)
+}
+
+// sender sends the outbox, in order, when woken up, and every
+// resendEvery while the server cannot be reached.
+func (c *chat) sender(ctx context.Context) {
+	defer c.wg.Done()
+	retry := time.NewTimer(resendEvery)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-retry.C:
+		}
+		if !c.flush(ctx) && ctx.Err() == nil {
+			retry.Reset(resendEvery)
+		}
+	}
+}
+
+// flush sends the messages of the outbox, in order, and reports whether
+// it is empty. It stops at the first that could not be sent for want of
+// a server: that one and those after it are shown as pending, to be sent
+// later. A message the server refuses is dropped, and said so.
+func (c *chat) flush(ctx context.Context) bool {
+	for {
+		c.mu.Lock()
+		if len(c.outbox) == 0 {
+			was := c.offline
+			c.offline = false
+			c.mu.Unlock()
+			if was {
+				c.say("the server answers again: the queued messages were sent")
+			}
+			select {
+			case c.drained <- struct{}{}:
+			default:
+			}
+			return true
+		}
+		o := c.outbox[0]
+		c.mu.Unlock()
+
+		m, err := c.deliver(ctx, o)
+		if ctx.Err() != nil {
+			return false
+		}
+		c.mu.Lock()
+		switch {
+		case err == nil:
+			c.outbox = c.outbox[1:]
+			if o.conv == c.conv {
+				c.showMessage(m)
+			} else if o.pending {
+				c.scr.println(c.st.dim(printable(fmt.Sprintf("sent to %s: %s", o.conv, oneLine(messageText(m))))))
+			}
+		case retryable(err):
+			var fresh int
+			for _, q := range c.outbox {
+				if !q.pending {
+					q.pending = true
+					fresh++
+					if q.conv == c.conv {
+						c.showPending(q)
+					}
+				}
+			}
+			c.offline = true
+			if fresh > 0 {
+				what := "server unreachable, message queued"
+				if _, ok := unreachable(err); !ok {
+					what = "server unavailable (" + errorText(err) + "), message queued"
+				}
+				if n := len(c.outbox); n > 1 {
+					what += fmt.Sprintf(" (%d waiting); they are sent, in order, once it answers again", n)
+				} else {
+					what += "; it is sent once the server answers again"
+				}
+				c.scr.println(c.st.dim(printable(what)))
+			}
+			c.mu.Unlock()
+			return false
+		default:
+			c.outbox = c.outbox[1:]
+			what := "not sent: " + errorText(err)
+			if o.pending || o.conv != c.conv {
+				what = fmt.Sprintf("not sent to %s: %s (%s)", o.conv, oneLine(messageText(&tidings.Message{Parts: o.msg.Parts})), errorText(err))
+			}
+			c.scr.println(c.st.dim(printable(what)))
+		}
+		c.mu.Unlock()
+	}
+}
+
+// deliver sends a message over the realtime connection, or the REST API
+// when there is none.
+func (c *chat) deliver(ctx context.Context, o *outgoing) (*tidings.Message, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	nm := tidings.NewMessage{ClientID: newClientID(), Parts: []tidings.Part{{Type: "text/plain", Data: text}}}
-	m, err := c.cl.Socket().SendMessage(ctx, c.conv, nm)
+	m, err := c.cl.Socket().SendMessage(ctx, o.conv, o.msg)
 	if errors.Is(err, client.ErrNotConnected) || errors.Is(err, client.ErrConnectionLost) {
-		m, err = c.cl.SendMessage(ctx, c.conv, nm) // the same ClientID: not sent twice
+		m, err = c.cl.SendMessage(ctx, o.conv, o.msg) // the same ClientID: not sent twice
 	}
-	if err != nil {
-		c.scr.println(c.st.dim(printable("not sent: " + errorText(err))))
-		return
+	return m, err
+}
+
+// retryable reports whether a message that could not be sent for err may
+// be sent later: the server could not be reached, or was unavailable.
+func retryable(err error) bool {
+	if _, ok := unreachable(err); ok {
+		return true
 	}
-	c.mu.Lock()
-	c.showMessage(m)
-	c.mu.Unlock()
+	switch client.ErrorCode(err) {
+	case tidings.EUnavailable, tidings.EInternal, tidings.ERateLimited:
+		return true
+	}
+	return errors.Is(err, client.ErrNotConnected) || errors.Is(err, client.ErrConnectionLost)
+}
+
+// showPending shows a message waiting to be sent. c.mu is held.
+func (c *chat) showPending(o *outgoing) {
+	c.printLines(o.at.Local(), c.me.Summary(), messageText(&tidings.Message{Parts: o.msg.Parts}), " "+c.st.dim("(pending)"))
 }
 
 // newClientID returns a random id for a message, to send it again safely.
@@ -576,11 +1049,19 @@ func (c *chat) nameOf(id string) string {
 // onEvent is the listener of updates.
 func (c *chat) onEvent(e client.Event) {
 	info := e.Info()
-	if info.ConversationID != "" && info.ConversationID != c.conv {
+	c.mu.Lock()
+	conv := c.conv
+	known := true
+	if pa, ok := e.(*client.ParticipantAdded); ok {
+		_, known = c.people[pa.ProfileID]
+	}
+	c.mu.Unlock()
+	if info.ConversationID != "" && info.ConversationID != conv {
+		c.elsewhere(e)
 		return
 	}
 	var markSeq int64
-	if pa, ok := e.(*client.ParticipantAdded); ok && c.people[pa.ProfileID] == nil {
+	if pa, ok := e.(*client.ParticipantAdded); ok && !known {
 		// Learn the name before taking c.mu (which blocks the chat).
 		ctx, cancel := context.WithTimeout(c.ctx, commandTimeout)
 		u, err := c.cl.GetUser(ctx, pa.ProfileID)
@@ -590,10 +1071,16 @@ func (c *chat) onEvent(e client.Event) {
 			name = displayName(u.Summary())
 		}
 		c.mu.Lock()
-		c.people[pa.ProfileID] = &person{name: name, role: pa.Role}
+		if c.conv == conv {
+			c.people[pa.ProfileID] = &person{name: name, role: pa.Role}
+		}
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
+	if c.conv != conv { // the user switched meanwhile
+		c.mu.Unlock()
+		return
+	}
 	switch e := e.(type) {
 	case *client.MessageSent:
 		c.stoppedTyping(e.Message.Sender.ID)
@@ -668,7 +1155,26 @@ func (c *chat) onEvent(e client.Event) {
 	}
 	c.mu.Unlock()
 	if markSeq > 0 {
-		c.markRead(markSeq)
+		c.markRead(conv, markSeq)
+	}
+}
+
+// elsewhere tells of what happens in the other conversations: new
+// messages, and being added to one.
+func (c *chat) elsewhere(e client.Event) {
+	switch e := e.(type) {
+	case *client.MessageSent:
+		if e.Message.Sender.ID != c.me.ID {
+			c.say(fmt.Sprintf("[%s] %s: %s", e.Message.ConversationID, displayName(e.Message.Sender), oneLine(messageText(e.Message))))
+		}
+	case *client.ParticipantAdded:
+		if e.ProfileID == c.me.ID && (e.Actor == nil || e.Actor.ID != c.me.ID) {
+			by := "the server"
+			if e.Actor != nil {
+				by = displayName(*e.Actor)
+			}
+			c.say(fmt.Sprintf("%s added you to %s: /switch %s shows it", by, e.ConversationID, e.ConversationID))
+		}
 	}
 }
 
@@ -716,6 +1222,7 @@ func (c *chat) onStatus(ch client.StatusChange) {
 		c.scr.println(c.st.dim(printable(fmt.Sprintf("connection lost (%s); reconnecting...", statusReason(ch.Err)))))
 	case ch.Status == client.StatusConnected && prev == client.StatusReconnecting:
 		c.scr.println(c.st.dim("connected again"))
+		c.wake() // to send what waits
 	case ch.Status == client.StatusDisconnected && ch.Err != nil:
 		c.end(ch.Err)
 	}
@@ -730,6 +1237,9 @@ func statusReason(err error) string {
 	case errors.As(err, &ce) && ce.Reason != "":
 		return ce.Reason
 	}
+	if why, ok := unreachable(err); ok {
+		return "the server cannot be reached: " + why
+	}
 	return strings.TrimPrefix(err.Error(), "client: ")
 }
 
@@ -741,20 +1251,21 @@ func (c *chat) end(err error) {
 	}
 }
 
-// markRead moves the user's read mark to seq.
-func (c *chat) markRead(seq int64) {
+// markRead moves the user's read mark in conv to seq, while conv is the
+// conversation shown.
+func (c *chat) markRead(conv string, seq int64) {
 	c.mu.Lock()
 	p := c.people[c.me.ID]
-	if seq == 0 || p == nil || p.readSeq >= seq {
+	if seq == 0 || p == nil || p.readSeq >= seq || c.conv != conv {
 		c.mu.Unlock()
 		return
 	}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(c.ctx, commandTimeout)
 	defer cancel()
-	_, err := c.cl.Socket().MarkRead(ctx, c.conv, seq)
+	_, err := c.cl.Socket().MarkRead(ctx, conv, seq)
 	if errors.Is(err, client.ErrNotConnected) || errors.Is(err, client.ErrConnectionLost) {
-		_, err = c.cl.MarkRead(ctx, c.conv, seq)
+		_, err = c.cl.MarkRead(ctx, conv, seq)
 	}
 	if err == nil {
 		c.mu.Lock()
@@ -775,9 +1286,10 @@ func (c *chat) keystroke(line string) {
 		return
 	}
 	c.typingAt = now
+	conv := c.conv
 	c.mu.Unlock()
 	select {
-	case c.typer <- true:
+	case c.typer <- typing{conv, true}:
 	default: // one is on its way
 	}
 }
@@ -788,21 +1300,22 @@ func (c *chat) stopTyping() {
 	c.mu.Lock()
 	was := !c.typingAt.IsZero()
 	c.typingAt = time.Time{}
+	conv := c.conv
 	c.mu.Unlock()
 	if was {
-		c.typer <- false
+		c.typer <- typing{conv, false}
 	}
 }
 
 // sendTyping sends the typing indicators of c.typer.
 func (c *chat) sendTyping(ctx context.Context) {
 	defer c.wg.Done()
-	for on := range c.typer {
+	for t := range c.typer {
 		ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-		if on {
-			_ = c.cl.Socket().StartTyping(ctx, c.conv)
+		if t.on {
+			_ = c.cl.Socket().StartTyping(ctx, t.conv)
 		} else {
-			_ = c.cl.Socket().StopTyping(ctx, c.conv)
+			_ = c.cl.Socket().StopTyping(ctx, t.conv)
 		}
 		cancel()
 	}

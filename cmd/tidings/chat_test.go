@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -247,5 +249,165 @@ func TestChatConnectionStatus(t *testing.T) {
 		}
 	default:
 		t.Errorf("a connection refused for good does not end the chat")
+	}
+}
+
+// Lines typed while the server is down are queued, shown as pending, and
+// sent in order, once each, when it is back; the chat waits for them
+// before it ends.
+func TestChatQueuesWhileTheServerIsDown(t *testing.T) {
+	w := newWorld(t)
+	chat := start(t, w.env("alice"), "chat", "lunch")
+	chat.waitOutput(t, false, "/help lists the commands")
+	io.WriteString(chat.stdin, "before\n")
+	chat.waitOutput(t, false, "  you  before ✓")
+
+	w.stopServer(t)
+	io.WriteString(chat.stdin, "first offline\n")
+	chat.waitOutput(t, false, "  you  first offline (pending)\n")
+	chat.waitOutput(t, false, "server unreachable, message queued")
+	io.WriteString(chat.stdin, "second offline\n")
+	chat.waitOutput(t, false, "  you  second offline (pending)\n")
+	// The end of the input waits for the queue.
+	chat.stdin.Close()
+	chat.waitOutput(t, false, "2 messages not sent yet: waiting for the server")
+	select {
+	case code := <-chat.done:
+		t.Fatalf("the chat ended (code %d) with messages queued; stdout:\n%s", code, chat.stdout)
+	default:
+	}
+
+	w.startServer(t)
+	if code := chat.exit(t); code != exitOK {
+		t.Errorf("exit code %d; stderr:\n%s", code, chat.stderr)
+	}
+	out := chat.stdout.String() + chat.stderr.String()
+	for _, raw := range []string{"dial tcp", "connect:", "Post \""} {
+		if strings.Contains(out, raw) {
+			t.Errorf("the chat shows the error text %q:\n%s", raw, out)
+		}
+	}
+	if i, j := strings.Index(out, "  you  first offline ✓"), strings.Index(out, "  you  second offline ✓"); i < 0 || j < i {
+		t.Errorf("the queued messages are not shown as sent, in order:\n%s", out)
+	}
+	page, err := w.client(t, "bob", client.WithMode(client.ManualMode)).ListMessages(ctxT(t), "lunch", tidings.MessageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range page.Messages {
+		got = append(got, m.Parts[0].Data)
+		if !strings.HasPrefix(m.ClientID, "cli-") {
+			t.Errorf("message %q sent without a client id", m.Parts[0].Data)
+		}
+	}
+	if strings.Join(got, "|") != "before|first offline|second offline" {
+		t.Errorf("bob reads %q", got)
+	}
+}
+
+// The chat lists, switches to, joins and creates conversations, and
+// sends files.
+func TestChatConversationsAndFiles(t *testing.T) {
+	w := newWorld(t)
+	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
+	for _, nc := range []tidings.NewConversation{
+		{ID: "dinner", Name: "Dinner", Participants: []tidings.NewParticipant{{UserID: "alice"}}},
+		{ID: "town", Name: "Town square", IsPublic: true},
+	} {
+		if _, err := bob.CreateConversation(ctxT(t), nc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chat := start(t, w.env("alice"), "chat", "lunch")
+	chat.waitOutput(t, false, "/help lists the commands")
+
+	io.WriteString(chat.stdin, "/help\n")
+	for _, cmd := range []string{"/list", "/switch ID", "/join ID", "/new ID [USER...]", "/upload PATH", "/history [N]", "/who", "/help", "/quit"} {
+		chat.waitOutput(t, false, "\n"+cmd+" ")
+	}
+
+	// A message elsewhere is told of; /list shows it unread.
+	for _, text := range []string{"dinner at 8?", "or 9"} {
+		if _, err := bob.SendMessage(ctxT(t), "dinner", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: text}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chat.waitOutput(t, false, "[dinner] Bob: or 9\n")
+	io.WriteString(chat.stdin, "/list\n")
+	chat.waitOutput(t, false, "dinner  Dinner (2 unread)\n")
+	chat.waitOutput(t, false, "* lunch   Lunch\n")
+
+	io.WriteString(chat.stdin, "/switch dinner\n")
+	chat.waitOutput(t, false, "Dinner · dinner\n")
+	chat.waitOutput(t, false, "  Bob  or 9\n")
+	io.WriteString(chat.stdin, "yes, 8\n")
+	chat.waitOutput(t, false, "  you  yes, 8 ✓")
+	waitMessages(t, bob, "dinner", "dinner at 8?|or 9|yes, 8")
+
+	io.WriteString(chat.stdin, "/switch town\n")
+	chat.waitOutput(t, false, `you are not in the conversation "town": /join town joins it`)
+	io.WriteString(chat.stdin, "/join town\n")
+	chat.waitOutput(t, false, "Town square · town\n")
+	io.WriteString(chat.stdin, "/switch nope\n")
+	chat.waitOutput(t, false, `could not open nope: conversation "nope" not found`)
+
+	io.WriteString(chat.stdin, "/new picnic bob\n")
+	chat.waitOutput(t, false, "picnic · picnic\n")
+	chat.waitOutput(t, false, "With Bob (bob).")
+
+	path := filepath.Join(t.TempDir(), "menu.txt")
+	if err := os.WriteFile(path, []byte("sandwiches"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(chat.stdin, "/upload "+path+"\n")
+	chat.waitOutput(t, false, "  you  [file menu.txt, text/plain, 10 B] ✓")
+	page, err := bob.ListMessages(ctxT(t), "picnic", tidings.MessageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != 1 || len(page.Messages[0].Parts) != 1 || page.Messages[0].Parts[0].FileID == "" {
+		t.Fatalf("bob reads %+v in picnic", page.Messages)
+	}
+	p := page.Messages[0].Parts[0]
+	rc, _, err := bob.DownloadFile(ctxT(t), "picnic", p.FileID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if p.Name != "menu.txt" || string(b) != "sandwiches" {
+		t.Errorf("the file sent is %q: %q", p.Name, b)
+	}
+	io.WriteString(chat.stdin, "/upload "+path+".missing\n")
+	chat.waitOutput(t, false, "cannot read "+path+".missing: no such file or directory")
+
+	io.WriteString(chat.stdin, "/quit\n")
+	if code := chat.exit(t); code != exitOK {
+		t.Errorf("/quit: exit code %d; stderr:\n%s", code, chat.stderr)
+	}
+}
+
+// waitMessages waits until the texts of conv's messages, joined by |, are
+// want.
+func waitMessages(t *testing.T, c *client.Client, conv, want string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		page, err := c.ListMessages(ctxT(t), conv, tidings.MessageFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range page.Messages {
+			got = append(got, m.Parts[0].Data)
+		}
+		if strings.Join(got, "|") == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %q, want %q", conv, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
