@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
@@ -185,7 +184,7 @@ func (c *chat) readConversation(ctx context.Context, id string) (*view, error) {
 		return nil, err
 	}
 	v := &view{id: id, title: conv.Name, member: conv.Role != "", public: conv.IsPublic,
-		people: make(map[string]*person), width: utf8.RuneCountInString("you")}
+		people: make(map[string]*person), width: stringWidth("you")}
 	if conv.DeletedAt != nil {
 		v.title += " (deleted)"
 	}
@@ -199,7 +198,7 @@ func (c *chat) readConversation(ctx context.Context, id string) (*view, error) {
 	for _, p := range parts {
 		v.people[p.UserID] = &person{name: displayName(p.Profile), role: p.Role, deliveredSeq: p.DeliveredSeq, readSeq: p.ReadSeq}
 		if p.UserID != c.me.ID {
-			v.width = max(v.width, min(maxNameWidth, utf8.RuneCountInString(displayName(p.Profile))))
+			v.width = max(v.width, min(maxNameWidth, stringWidth(printable(displayName(p.Profile)))))
 		}
 	}
 	return v, nil
@@ -570,7 +569,7 @@ func (c *chat) list(ctx context.Context) {
 	c.mu.Unlock()
 	width := 0
 	for _, conv := range page.Conversations {
-		width = max(width, utf8.RuneCountInString(conv.ID))
+		width = max(width, stringWidth(conv.ID))
 	}
 	for _, conv := range page.Conversations {
 		line := "  " + pad(conv.ID, width) + "  " + conv.Name
@@ -991,14 +990,22 @@ func (c *chat) name(p tidings.Profile) string {
 	return c.st.paint(nameColors[h.Sum32()%uint32(len(nameColors))], pad(printable(name), c.width))
 }
 
-// pad cuts or pads s to width characters.
+// pad cuts or pads s to width columns of a terminal.
 func pad(s string, width int) string {
-	n := utf8.RuneCountInString(s)
-	if n > width {
-		r := []rune(s)
-		return string(r[:width-1]) + "…"
+	n := stringWidth(s)
+	if n <= width {
+		return s + strings.Repeat(" ", width-n)
 	}
-	return s + strings.Repeat(" ", width-n)
+	var b strings.Builder
+	w := 0
+	for _, r := range s {
+		if w+runeWidth(r) > width-1 {
+			break
+		}
+		b.WriteRune(r)
+		w += runeWidth(r)
+	}
+	return b.String() + "…" + strings.Repeat(" ", width-1-w)
 }
 
 // marks tells how far an own message went: ✓ stored, ✓✓ delivered to
