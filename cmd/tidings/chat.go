@@ -33,7 +33,9 @@ user: it shows the last messages, then new ones as they arrive, and sends
 each line typed as a message. It marks the messages it shows read, shows
 who is typing and, after your own messages, whether the others got them
 (✓✓) and read them. On a terminal the line being typed is kept at the
-bottom and tells the others that you are typing.
+bottom and tells the others that you are typing. Commands list, switch
+to, join and create other conversations, and send files; the new
+messages of the conversations not shown are told of in a line each.
 
 Commands, typed as a line:
 
@@ -307,6 +309,7 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 	// user may type on.
 	_, terminal := scr.(*termScreen)
 	lines := make(chan input)
+	next := make(chan struct{}, 1) // read the next line: the last one was handled
 	go func() {
 		for {
 			line, err := scr.readLine()
@@ -316,6 +319,11 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 				return
 			}
 			if err != nil && (!terminal || !errors.Is(err, io.EOF)) {
+				return
+			}
+			select {
+			case <-next:
+			case <-ctx.Done():
 				return
 			}
 		}
@@ -367,6 +375,7 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 					return err
 				}
 			}
+			next <- struct{}{}
 		}
 	}
 }
@@ -450,7 +459,7 @@ func (c *chat) handle(ctx context.Context, line string) (quit bool) {
 
 // chatCommands are the commands of the chat, for the help.
 var chatCommands = []struct{ usage, help string }{
-	{"/list", "list your conversations, with their unread messages"},
+	{"/list", "list your conversations, with their unread messages (/ls)"},
 	{"/switch ID", "show the conversation ID instead (/s)"},
 	{"/join ID", "join the public conversation ID, and show it"},
 	{"/new ID [USER...]", "create the conversation ID with the users given, and show it"},

@@ -260,7 +260,7 @@ func (s *termScreen) readLine() (string, error) {
 		case r == '\t':
 			r = ' '
 			fallthrough
-		case unicode.IsPrint(r) || runeWidth(r) == 0 && !unicode.IsControl(r):
+		case unicode.IsGraphic(r) || unicode.Is(unicode.Cf, r): // Cf: joiners of emoji, marks of direction
 			s.line = slices.Insert(s.line, s.pos, r)
 			s.pos++
 			s.redraw()
