@@ -118,7 +118,11 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 			return err
 		}
 		if n > 0 {
-			return tidings.Errorf(tidings.EConflict, "conversation %q already exists", nc.ID)
+			// The same answer whether the conversation is public, private or
+			// deleted, and whether the caller takes part in it or not: it
+			// tells that the id is taken, which any create with a chosen id
+			// must, and nothing of the conversation holding it.
+			return errIDNotAvailable(nc.ID)
 		}
 		for _, p := range others {
 			if _, err := tx.findUser(c.AppID, p.UserID); err != nil {
@@ -150,6 +154,11 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		return nil, err
 	}
 	return s.FindConversationByID(ctx, nc.ID)
+}
+
+// errIDNotAvailable answers a create with an id already in use.
+func errIDNotAvailable(id string) error {
+	return tidings.Errorf(tidings.EConflict, "conversation id %q is not available: choose another id, or leave it out to have one generated", id)
 }
 
 // addParticipant inserts a participant, emits participantAdded and opens
