@@ -1,10 +1,15 @@
 package http_test
 
 import (
+	"context"
+	"fmt"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
 )
 
 func TestE2EMessageValidation(t *testing.T) {
@@ -51,4 +56,62 @@ func TestE2ETakenConversationIDRevealsNothing(t *testing.T) {
 	if len(answers) != 1 {
 		t.Errorf("taken ids get different answers: %v", answers)
 	}
+}
+
+// GET .../participants answers a page at a time: a channel never comes in
+// one answer.
+func TestE2EParticipantsArePaged(t *testing.T) {
+	w := newWorld(t)
+	alice := w.createUser(w.acme, "alice")
+	users := sqlite.NewUserService(w.db)
+	server := tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: w.acme.ID, Server: true})
+	var others []map[string]any
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range 250 {
+		id := fmt.Sprintf("u%03d", i)
+		others = append(others, map[string]any{"userId": id})
+		wg.Go(func() {
+			if _, err := users.CreateUser(server, &tidings.User{ID: id}); err != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	w.call("POST", "/v1/conversations", alice, map[string]any{"id": "channel", "participants": others}).ok(t, 201, nil)
+
+	var page tidings.ParticipantPage
+	w.call("GET", "/v1/conversations/channel/participants", alice, nil).ok(t, 200, &page)
+	if len(page.Participants) != tidings.DefaultParticipantPage || page.NextCursor == "" {
+		t.Fatalf("first page: %d participants, next cursor %q; want %d and a cursor", len(page.Participants), page.NextCursor, tidings.DefaultParticipantPage)
+	}
+	if page.Participants[0].UserID != "alice" {
+		t.Errorf("first participant %s; want the owner, who joined first", page.Participants[0].UserID)
+	}
+	seen := map[string]bool{}
+	pages := 0
+	for cursor := ""; ; {
+		path := "/v1/conversations/channel/participants?limit=100"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		w.call("GET", path, alice, nil).ok(t, 200, &page)
+		pages++
+		for _, p := range page.Participants {
+			if seen[p.UserID] {
+				t.Fatalf("%s is on two pages", p.UserID)
+			}
+			seen[p.UserID] = true
+		}
+		if cursor = page.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(seen) != 251 || pages != 3 {
+		t.Errorf("paging by 100 saw %d participants in %d pages; want 251 in 3", len(seen), pages)
+	}
+	w.call("GET", "/v1/conversations/channel/participants?limit=1001", alice, nil).fails(t, 400, tidings.EInvalid)
+	w.call("GET", "/v1/conversations/channel/participants?cursor=nonsense", alice, nil).fails(t, 400, tidings.EInvalid)
 }
