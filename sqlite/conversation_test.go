@@ -66,7 +66,10 @@ func TestPrivateConversationIsInvisibleToOthers(t *testing.T) {
 		err  error
 	}{
 		{"find", func() error { _, err := e.convs.FindConversationByID(user("a", "eve"), c.ID); return err }()},
-		{"participants", func() error { _, err := e.convs.ListParticipants(user("a", "eve"), c.ID, tidings.ParticipantFilter{}); return err }()},
+		{"participants", func() error {
+			_, err := e.convs.ListParticipants(user("a", "eve"), c.ID, tidings.ParticipantFilter{})
+			return err
+		}()},
 		{"join", func() error { _, err := e.convs.Join(user("a", "eve"), c.ID); return err }()},
 		{"send", func() error {
 			_, _, err := e.messages.SendMessage(user("a", "eve"), c.ID, tidings.NewMessage{Parts: text("hi")})
