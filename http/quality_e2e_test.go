@@ -1,8 +1,13 @@
 package http_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -114,4 +119,94 @@ func TestE2EParticipantsArePaged(t *testing.T) {
 	}
 	w.call("GET", "/v1/conversations/channel/participants?limit=1001", alice, nil).fails(t, 400, tidings.EInvalid)
 	w.call("GET", "/v1/conversations/channel/participants?cursor=nonsense", alice, nil).fails(t, 400, tidings.EInvalid)
+}
+
+// multipartBody builds a multipart/form-data body: each part is a field
+// (no filename) or a file (with one, and its Content-Type if any).
+type formPart struct{ field, filename, contentType, content string }
+
+func multipartBody(t *testing.T, parts ...formPart) (string, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, p := range parts {
+		h := textproto.MIMEHeader{}
+		disp := fmt.Sprintf(`form-data; name=%q`, p.field)
+		if p.filename != "" {
+			disp += fmt.Sprintf(`; filename=%q`, p.filename)
+		}
+		h.Set("Content-Disposition", disp)
+		if p.contentType != "" {
+			h.Set("Content-Type", p.contentType)
+		}
+		pw, err := mw.CreatePart(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(pw, p.content)
+	}
+	mw.Close()
+	return mw.FormDataContentType(), &buf
+}
+
+// A browser's FormData upload, or curl -F, stores the file part: its own
+// name, type and content, never the multipart envelope.
+func TestE2EMultipartUpload(t *testing.T) {
+	w := newWorld(t)
+	alice := w.createUser(w.acme, "alice")
+	w.call("POST", "/v1/conversations", alice, map[string]any{"id": "c"}).ok(t, 201, nil)
+	upload := func(query, contentType string, body io.Reader) result {
+		req, _ := http.NewRequest("POST", w.srv.URL()+"/v1/conversations/c/files"+query, body)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		req.Header.Set("Content-Type", contentType)
+		return w.do(req)
+	}
+
+	content := "\x89PNG\r\n\x1a\n" + strings.Repeat("pixels", 1000)
+	ct, body := multipartBody(t,
+		formPart{field: "caption", content: "holidays"},
+		formPart{field: "file", filename: "beach.png", contentType: "image/png", content: content},
+		formPart{field: "after", content: "ignored"})
+	var f tidings.File
+	upload("", ct, body).ok(t, 201, &f)
+	if f.Name != "beach.png" || f.Type != "image/png" || f.Size != int64(len(content)) {
+		t.Errorf("stored %+v; want beach.png, image/png, %d bytes", f, len(content))
+	}
+	got := w.call("GET", "/v1/conversations/c/files/"+f.ID, alice, nil)
+	if got.status != 200 || string(got.body) != content || got.header.Get("Content-Type") != "image/png" {
+		t.Errorf("download: %d, %s, %d bytes equal=%v", got.status, got.header.Get("Content-Type"), len(got.body), string(got.body) == content)
+	}
+
+	// The name query parameter wins; a part without a type is octet-stream.
+	ct, body = multipartBody(t, formPart{field: "file", filename: "x", content: "data"})
+	upload("?name=renamed.bin", ct, body).ok(t, 201, &f)
+	if f.Name != "renamed.bin" || f.Type != "application/octet-stream" || f.Size != 4 {
+		t.Errorf("stored %+v", f)
+	}
+
+	// At the limit: the envelope does not count.
+	ct, body = multipartBody(t, formPart{field: "file", filename: "max.bin", content: strings.Repeat("x", e2eMaxFileBytes)})
+	upload("", ct, body).ok(t, 201, &f)
+	if f.Size != e2eMaxFileBytes {
+		t.Errorf("stored %d bytes; want %d", f.Size, e2eMaxFileBytes)
+	}
+
+	// Mistakes.
+	ct, body = multipartBody(t, formPart{field: "file", filename: "big.bin", content: strings.Repeat("x", e2eMaxFileBytes+1)})
+	upload("", ct, body).fails(t, 413, tidings.ETooLarge)
+	ct, body = multipartBody(t, formPart{field: "file", filename: "big.bin", content: strings.Repeat("x", e2eMaxFileBytes+1)})
+	upload("", ct, io.MultiReader(body)).fails(t, 413, tidings.ETooLarge) // no Content-Length
+	ct, body = multipartBody(t, formPart{field: "a", filename: "a.txt", content: "a"}, formPart{field: "b", filename: "b.txt", content: "b"})
+	if msg := upload("", ct, body).fails(t, 400, tidings.EInvalid); !strings.Contains(msg, "more than one file") {
+		t.Errorf("two files: %q", msg)
+	}
+	ct, body = multipartBody(t, formPart{field: "caption", content: "no file"})
+	if msg := upload("", ct, body).fails(t, 400, tidings.EInvalid); !strings.Contains(msg, "no file part") {
+		t.Errorf("no file: %q", msg)
+	}
+	upload("", "multipart/form-data", strings.NewReader("x")).fails(t, 400, tidings.EInvalid)
+	upload("", "multipart/form-data; boundary=zz", strings.NewReader("garbage")).fails(t, 400, tidings.EInvalid)
+	ct, body = multipartBody(t, formPart{field: "file", filename: "a.txt", contentType: "text/plain; x=" + strings.Repeat("y", 300), content: "a"})
+	upload("", ct, body).fails(t, 400, tidings.EInvalid)
+
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"mime"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -41,9 +40,9 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 	if name == "" || name == "." || name == "/" || len(name) > 255 || !utf8.ValidString(name) {
 		return nil, tidings.Errorf(tidings.EInvalid, "a file needs a name of 1 to 255 bytes")
 	}
-	mediaType, _, err := mime.ParseMediaType(contentType)
-	if err != nil || !strings.Contains(mediaType, "/") {
-		return nil, tidings.Errorf(tidings.EUnsupportedType, "the file's content type %q is not valid", contentType)
+	contentType, err = tidings.NormalizeMediaType("the file's content type", contentType)
+	if err != nil {
+		return nil, err
 	}
 	// Check the right to upload before reading anything.
 	if err := s.db.update(ctx, func(tx *Tx) error {
