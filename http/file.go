@@ -37,7 +37,7 @@ func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) error 
 	}
 	body := &errReader{r: http.MaxBytesReader(w, r.Body, max)}
 	f, err := s.Files.CreateFile(r.Context(), r.PathValue("conversationId"), name, contentType, body)
-	if err := uploadReadError(body.err, max); err != nil {
+	if err := s.uploadReadError(body.err, max); err != nil {
 		return err // a failure to read the body explains any error of the service
 	}
 	if err != nil {
@@ -75,14 +75,14 @@ func (s *Server) uploadMultipart(w http.ResponseWriter, r *http.Request, boundar
 		if err == io.EOF {
 			return tidings.Errorf(tidings.EInvalid, "the multipart/form-data body has no file part: send the file as a part with a filename")
 		} else if err != nil {
-			return multipartError(body.err, err, max)
+			return s.multipartError(body.err, err, max)
 		}
 		if p.FileName() != "" {
 			part = p
 			break
 		}
 		if _, err := io.Copy(io.Discard, p); err != nil {
-			return multipartError(body.err, err, max)
+			return s.multipartError(body.err, err, max)
 		}
 	}
 	name := r.URL.Query().Get("name")
@@ -96,7 +96,7 @@ func (s *Server) uploadMultipart(w http.ResponseWriter, r *http.Request, boundar
 	file := &errReader{r: &lastPart{part: part, mr: mr}}
 	f, err := s.Files.CreateFile(r.Context(), r.PathValue("conversationId"), name, contentType, file)
 	if file.err != nil {
-		return multipartError(body.err, file.err, max)
+		return s.multipartError(body.err, file.err, max)
 	}
 	if err != nil {
 		return err
@@ -135,8 +135,8 @@ func (l *lastPart) Read(p []byte) (int, error) {
 
 // multipartError is the error for a failure err to read a multipart upload
 // whose body read ended with bodyErr.
-func multipartError(bodyErr, err error, max int64) error {
-	if err := uploadReadError(bodyErr, max); err != nil {
+func (s *Server) multipartError(bodyErr, err error, max int64) error {
+	if err := s.uploadReadError(bodyErr, max); err != nil {
 		return err
 	}
 	if errors.Is(err, errSecondFile) {
@@ -147,9 +147,12 @@ func multipartError(bodyErr, err error, max int64) error {
 
 // uploadReadError is the error for a failure to read an upload's body, or
 // nil if there was none.
-func uploadReadError(err error, max int64) error {
+func (s *Server) uploadReadError(err error, max int64) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, errBodyTimeout) {
+		return s.bodyTimeoutError()
 	}
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return tidings.Errorf(tidings.ETooLarge, "file is larger than %d bytes", max)

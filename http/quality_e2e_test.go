@@ -210,3 +210,32 @@ func TestE2EMultipartUpload(t *testing.T) {
 	upload("", ct, body).fails(t, 400, tidings.EInvalid)
 
 }
+
+// A user past their upload quota is answered 429, saying which limit and
+// when to try again; a file past the size limit is 413.
+func TestE2EUploadQuota(t *testing.T) {
+	s, db := startStack(t, stackOptions{maxFileBytes: 1000, files: func(f *sqlite.FileService) { f.UserQuota = 2500 }})
+	w := &world{t: t, srv: s, db: db, apps: s.Apps.(*sqlite.AppService), client: &http.Client{}}
+	var err error
+	if w.acme, err = w.apps.CreateApp(context.Background(), "acme", "Acme"); err != nil {
+		t.Fatal(err)
+	}
+	alice := w.createUser(w.acme, "alice")
+	w.call("POST", "/v1/conversations", alice, map[string]any{"id": "c"}).ok(t, 201, nil)
+	upload := func(n int) result {
+		req, _ := http.NewRequest("POST", w.srv.URL()+"/v1/conversations/c/files?name=f.bin", strings.NewReader(strings.Repeat("x", n)))
+		req.Header.Set("Authorization", "Bearer "+alice)
+		return w.do(req)
+	}
+	upload(1001).fails(t, 413, tidings.ETooLarge)
+	upload(1000).ok(t, 201, nil)
+	upload(1000).ok(t, 201, nil)
+	r := upload(1000)
+	if msg := r.fails(t, 429, tidings.ERateLimited); !strings.Contains(msg, "quota") {
+		t.Errorf("message %q does not say which limit", msg)
+	}
+	if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After = %q", ra)
+	}
+	upload(500).ok(t, 201, nil)
+}
