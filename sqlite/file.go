@@ -132,15 +132,18 @@ func (s *FileService) reserve(ctx context.Context, c tidings.Caller) (int64, err
 			WHERE app_id = ? AND uploader_id = ? AND created_at > ?`, c.AppID, c.UserID, micros(now.Add(-window))).Scan(&used, &oldest); err != nil {
 			return 0, nil, nil, err
 		}
-		// Room frees up as the oldest upload of the window leaves it (or,
-		// with only uploads in progress, a window from now at most).
+		// Room frees up as the oldest upload of the window leaves it, or
+		// as uploads in progress end.
 		retry := window
 		if oldest.Valid {
 			retry = fromMicros(oldest.Int64).Add(window).Sub(now)
 		}
-		err := &tidings.RetryError{After: max(retry, time.Second), Err: tidings.Errorf(tidings.ERateLimited,
-			"upload quota used up: each user may upload %s every %s; try again later", byteSize(s.UserQuota), window)}
 		room := s.UserQuota - used.Int64 - s.inFlight[userKey]
+		if room <= 0 && used.Int64 < s.UserQuota {
+			retry = min(retry, 10*time.Second) // uploads in progress hold the room
+		}
+		err := &tidings.RetryError{After: max(retry, time.Second), Err: tidings.Errorf(tidings.ERateLimited,
+			"upload quota used up: each user may upload %s every %s; try again later", byteSize(s.UserQuota), duration(window))}
 		if room <= 0 {
 			return 0, nil, nil, err
 		}
@@ -189,6 +192,24 @@ func byteSize(n int64) string {
 		}
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// duration writes d for people: 24 hours, 90 minutes, 45 seconds.
+func duration(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return plural(int64(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return plural(int64(d/time.Minute), "minute")
+	}
+	return d.String()
+}
+
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 // RemoveUnattached removes the files uploaded more than grace ago that no
