@@ -164,6 +164,27 @@ type ConversationPage struct {
 	NextCursor    string          `json:"nextCursor,omitempty"`
 }
 
+// ParticipantFilter pages through a conversation's participants, in the
+// order they joined.
+type ParticipantFilter struct {
+	// Cursor is an opaque value from a previous page's NextCursor.
+	Cursor string
+	Limit  int // 0 means DefaultParticipantPage; capped at MaxParticipantPage
+}
+
+// ParticipantPage is a page of participants.
+type ParticipantPage struct {
+	Participants []*Participant `json:"participants"`
+	NextCursor   string         `json:"nextCursor,omitempty"`
+}
+
+// Page sizes of participant lists: large enough that most conversations
+// fit in one page, bounded so that a channel's never comes in one answer.
+const (
+	DefaultParticipantPage = 200
+	MaxParticipantPage     = 1000
+)
+
 // Participant is a user's membership of a conversation, with their
 // message status high-water marks.
 type Participant struct {
@@ -204,7 +225,9 @@ type ConversationService interface {
 	DeleteConversation(ctx context.Context, id string) error
 	UndeleteConversation(ctx context.Context, id string) (*Conversation, error)
 
-	ListParticipants(ctx context.Context, conversationID string) ([]*Participant, error)
+	// ListParticipants returns a page of the participants, in the order
+	// they joined.
+	ListParticipants(ctx context.Context, conversationID string, f ParticipantFilter) (*ParticipantPage, error)
 	// AddParticipant needs PermAddParticipants and cannot grant a role above
 	// the caller's own. EConflict if already a participant.
 	AddParticipant(ctx context.Context, conversationID string, p NewParticipant) (*Participant, error)

@@ -23,12 +23,28 @@ type File struct {
 // to take part in the conversation.
 type FileService interface {
 	// CreateFile reads r to its end. ETooLarge past the configured limit,
-	// in which case nothing is kept.
+	// in which case nothing is kept; ERateLimited, as a *RetryError, when
+	// an upload quota (the uploader's, or the app's) is used up.
 	CreateFile(ctx context.Context, conversationID, name, contentType string, r io.Reader) (*File, error)
 	FindFile(ctx context.Context, conversationID, fileID string) (*File, error)
 	// OpenFile returns the file and its content; the caller closes it.
 	OpenFile(ctx context.Context, conversationID, fileID string) (*File, io.ReadCloser, error)
 }
+
+// RetryError is an error that passes once time goes by, such as an upload
+// quota that is used up: After tells when to try again.
+type RetryError struct {
+	Err   *Error
+	After time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the *Error, so that ErrorCode and ErrorMessage see it.
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryAfter is how long to wait before trying again.
+func (e *RetryError) RetryAfter() time.Duration { return e.After }
 
 // BlobStore keeps file contents by key. The default stores them under the
 // data directory (package disk); an object store can implement it too.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -74,7 +75,63 @@ func NormalizeMetadata(field string, m json.RawMessage, max int) (json.RawMessag
 	if buf.Len() > max {
 		return nil, Errorf(ETooLarge, "%s is larger than %d bytes", field, max)
 	}
+	if jsonDepth(buf.Bytes()) > MaxMetadataDepth {
+		return nil, invalid("%s is nested more than %d levels deep", field, MaxMetadataDepth)
+	}
 	return buf.Bytes(), nil
+}
+
+// MaxMetadataDepth is how deeply objects and arrays may nest in metadata
+// (the outer object is level 1): clients with recursive parsers must be
+// able to read every message they are sent.
+const MaxMetadataDepth = 32
+
+// jsonDepth returns the deepest nesting of objects and arrays in the valid
+// JSON text b.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			if c == '\\' {
+				i++ // skip the escaped character
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// MaxMediaTypeLen bounds a content type: a part's type and an uploaded
+// file's.
+const MaxMediaTypeLen = 255
+
+// NormalizeMediaType checks that s is a media type (type/subtype, with
+// optional parameters) of at most MaxMediaTypeLen bytes, and returns it in
+// canonical form. A type that is too long is EInvalid; one that is not a
+// media type is EUnsupportedType.
+func NormalizeMediaType(field, s string) (string, error) {
+	if len(s) > MaxMediaTypeLen {
+		return "", invalid("%s is longer than %d bytes", field, MaxMediaTypeLen)
+	}
+	mt, params, err := mime.ParseMediaType(s)
+	if err != nil || !strings.Contains(mt, "/") {
+		return "", Errorf(EUnsupportedType, "%s is not a valid media type (type/subtype, such as image/png)", field)
+	}
+	ct := mime.FormatMediaType(mt, params)
+	if ct == "" || len(ct) > MaxMediaTypeLen {
+		return "", Errorf(EUnsupportedType, "%s is not a valid media type (type/subtype, such as image/png)", field)
+	}
+	return ct, nil
 }
 
 // Validate checks a user to be created and fills defaults.
@@ -234,7 +291,7 @@ func ValidateParts(parts []Part) error {
 		if p.Type == "" {
 			return invalid("parts[%d].type is required (a content type such as text/plain)", i)
 		}
-		if err := validText("parts[].type", p.Type, 255); err != nil {
+		if err := validText("parts[].type", p.Type, MaxMediaTypeLen); err != nil {
 			return err
 		}
 		if strings.ContainsAny(p.Type, " \t\r\n") || !strings.Contains(p.Type, "/") {
@@ -245,6 +302,9 @@ func ValidateParts(parts []Part) error {
 		}
 		if p.FileID != "" && p.Data != "" {
 			return invalid("parts[%d] has both data and fileId: give one", i)
+		}
+		if p.FileID == "" && p.Data == "" {
+			return invalid("parts[%d] is empty: give its data, or the fileId of an uploaded file", i)
 		}
 		if p.Size < 0 {
 			return invalid("parts[%d].size cannot be negative", i)

@@ -208,13 +208,22 @@ func (c *Client) UndeleteConversation(ctx context.Context, conversationID string
 
 // Participants.
 
-// ListParticipants returns the participants of a conversation.
+// ListParticipants returns all the participants of a conversation,
+// following the pages of the API.
 func (c *Client) ListParticipants(ctx context.Context, conversationID string) ([]*tidings.Participant, error) {
-	var list struct {
-		Participants []*tidings.Participant `json:"participants"`
+	var all []*tidings.Participant
+	q := url.Values{"limit": {strconv.Itoa(tidings.MaxParticipantPage)}}
+	for {
+		page, err := apiCall[tidings.ParticipantPage](ctx, c, "GET", "/v1/conversations/"+seg(conversationID)+"/participants", q, nil)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Participants...)
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		q.Set("cursor", page.NextCursor)
 	}
-	err := c.api(ctx, "GET", "/v1/conversations/"+seg(conversationID)+"/participants", nil, nil, &list)
-	return list.Participants, err
 }
 
 // AddParticipant adds a user to a conversation (default role member).

@@ -116,6 +116,24 @@ func (s *BlobStore) Put(ctx context.Context, key string, r io.Reader, max int64)
 	return size, nil
 }
 
+// RemoveTemp empties the directory where Put writes before renaming, of
+// the partial files a crash (or kill -9) left in the middle of a Put. Call
+// it when the program starts, before the first Put.
+func (s *BlobStore) RemoveTemp() error {
+	entries, err := os.ReadDir(filepath.Join(s.dir, tmpDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.dir, tmpDir, e.Name())); err != nil {
+			return fmt.Errorf("disk: %w", err)
+		}
+	}
+	return nil
+}
+
 // Open returns the content of the blob stored under key, or an ENotFound
 // error if there is none. The caller closes it.
 func (s *BlobStore) Open(ctx context.Context, key string) (io.ReadCloser, error) {

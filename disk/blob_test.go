@@ -275,3 +275,36 @@ func TestConcurrentPutsOfOneKey(t *testing.T) {
 	}
 	t.Errorf("content is a mix of the writes (%d bytes)", len(got))
 }
+
+// Partial files left by a Put that a crash interrupted are removed at the
+// next start; blobs are not touched.
+func TestRemoveTempClearsPartialPuts(t *testing.T) {
+	dir := t.TempDir()
+	s := disk.NewBlobStore(dir)
+	if err := s.RemoveTemp(); err != nil {
+		t.Fatalf("RemoveTemp with no directory yet: %v", err)
+	}
+	if _, err := s.Put(context.Background(), "a/b", strings.NewReader("kept"), -1); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"put-123", "put-456"} {
+		if err := os.WriteFile(filepath.Join(dir, "tmp", name), []byte("half a fi"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RemoveTemp(); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(entries) != 0 {
+		t.Errorf("tmp holds %d entries (%v); want none", len(entries), err)
+	}
+	rc, err := s.Open(context.Background(), "a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "kept" {
+		t.Errorf("blob = %q", b)
+	}
+}

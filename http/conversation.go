@@ -6,11 +6,6 @@ import (
 	"github.com/tidings/tidings"
 )
 
-// participantList is the body of GET .../participants.
-type participantList struct {
-	Participants []*tidings.Participant `json:"participants"`
-}
-
 // roleRequest is the body of PATCH .../participants/{userId}.
 type roleRequest struct {
 	Role tidings.Role `json:"role"`
@@ -93,14 +88,21 @@ func (s *Server) handleUndeleteConversation(w http.ResponseWriter, r *http.Reque
 }
 
 func (s *Server) handleListParticipants(w http.ResponseWriter, r *http.Request) error {
-	ps, err := s.Conversations.ListParticipants(r.Context(), r.PathValue("conversationId"))
+	limit, err := queryInt(r, "limit", 1, tidings.MaxParticipantPage)
 	if err != nil {
 		return err
 	}
-	if ps == nil {
-		ps = []*tidings.Participant{}
+	page, err := s.Conversations.ListParticipants(r.Context(), r.PathValue("conversationId"), tidings.ParticipantFilter{
+		Cursor: r.URL.Query().Get("cursor"),
+		Limit:  int(limit),
+	})
+	if err != nil {
+		return err
 	}
-	s.writeJSON(w, r, http.StatusOK, participantList{Participants: ps})
+	if page.Participants == nil {
+		page.Participants = []*tidings.Participant{}
+	}
+	s.writeJSON(w, r, http.StatusOK, page)
 	return nil
 }
 

@@ -35,7 +35,9 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optio
 		return tidings.Errorf(tidings.ETooLarge, "request body is larger than %d bytes", max)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
+	if errors.Is(err, errBodyTimeout) {
+		return s.bodyTimeoutError()
+	} else if err != nil {
 		return bodyReadError(err, max)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {

@@ -649,7 +649,7 @@ func TestE2EFiles(t *testing.T) {
 	w.call("GET", "/v1/conversations/c/files/"+f.ID, carol, nil).fails(t, 404, tidings.ENotFound)
 	upload(carol, "x.txt", "text/plain", strings.NewReader("x")).fails(t, 404, tidings.ENotFound)
 	// Mistakes.
-	upload(alice, "x.txt", "", strings.NewReader("x")).fails(t, 415, tidings.EUnsupportedType)
+	upload(alice, "x.txt", "no type", strings.NewReader("x")).fails(t, 415, tidings.EUnsupportedType)
 	upload(alice, "", "text/plain", strings.NewReader("x")).fails(t, 400, tidings.EInvalid)
 	upload(alice, "big.bin", "application/octet-stream", bytes.NewReader(make([]byte, e2eMaxFileBytes+1))).fails(t, 413, tidings.ETooLarge)
 	upload(alice, "big.bin", "application/octet-stream", io.MultiReader(bytes.NewReader(make([]byte, e2eMaxFileBytes+1)))).fails(t, 413, tidings.ETooLarge)

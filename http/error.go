@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -42,6 +45,9 @@ type errorBody struct {
 	Ref string `json:"ref,omitempty"`
 }
 
+// retryAfter is an error that tells when to try again (Retry-After).
+type retryAfter interface{ RetryAfter() time.Duration }
+
 // resumer is an error that tells from which ref to resume.
 type resumer interface{ ResumeRef() string }
 
@@ -64,6 +70,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == tidings.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	var ra retryAfter
+	if errors.As(err, &ra) && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(ra.RetryAfter().Seconds())), 10))
 	}
 	body := errorBody{Code: code, Message: msg}
 	var rr resumer

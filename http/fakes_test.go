@@ -204,8 +204,8 @@ func (f *fakeConversations) Leave(_ context.Context, id string) error {
 	return f.record("leave " + id)
 }
 
-func (f *fakeConversations) ListParticipants(_ context.Context, id string) ([]*tidings.Participant, error) {
-	return nil, f.record("participants " + id)
+func (f *fakeConversations) ListParticipants(_ context.Context, id string, _ tidings.ParticipantFilter) (*tidings.ParticipantPage, error) {
+	return &tidings.ParticipantPage{}, f.record("participants " + id)
 }
 
 // fakeMessages records the filter of ListMessages and the seq of marks, and

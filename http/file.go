@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,15 +14,20 @@ import (
 	"github.com/tidings/tidings"
 )
 
-// handleUploadFile stores the raw request body as a file of the
-// conversation. The file's name comes from the name query parameter and
-// its type from the Content-Type header.
+// handleUploadFile stores a file of the conversation, sent either as the
+// raw request body (its name in the name query parameter, its type in the
+// Content-Type header) or as the one file part of a multipart/form-data
+// body, as a browser's FormData or curl -F send it.
 func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) error {
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "multipart/form-data" {
+		return s.uploadMultipart(w, r, params["boundary"])
+	}
 	name := r.URL.Query().Get("name")
 	if name == "" {
 		return tidings.Errorf(tidings.EInvalid, "query parameter \"name\" (the file's name) is required")
 	}
-	contentType, err := fileContentType(r)
+	contentType, err := fileContentType(r.Header.Get("Content-Type"), "Content-Type")
 	if err != nil {
 		return err
 	}
@@ -29,14 +35,10 @@ func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) error 
 	if r.ContentLength > max {
 		return tidings.Errorf(tidings.ETooLarge, "file is larger than %d bytes", max)
 	}
-
 	body := &errReader{r: http.MaxBytesReader(w, r.Body, max)}
 	f, err := s.Files.CreateFile(r.Context(), r.PathValue("conversationId"), name, contentType, body)
-	// A failure to read the body explains any error of the service.
-	if _, ok := errors.AsType[*http.MaxBytesError](body.err); ok {
-		return tidings.Errorf(tidings.ETooLarge, "file is larger than %d bytes", max)
-	} else if body.err != nil {
-		return tidings.Errorf(tidings.EInvalid, "could not read the request body")
+	if err := s.uploadReadError(body.err, max); err != nil {
+		return err // a failure to read the body explains any error of the service
 	}
 	if err != nil {
 		return err
@@ -45,22 +47,131 @@ func (s *Server) handleUploadFile(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-// fileContentType returns the media type of an upload, from its required
-// Content-Type header, in canonical form.
-func fileContentType(r *http.Request) (string, error) {
-	h := r.Header.Get("Content-Type")
-	if h == "" {
-		return "", tidings.Errorf(tidings.EUnsupportedType, "Content-Type is required: send the file's media type, e.g. image/png")
+// multipartSlack is what a multipart upload may hold besides the file's
+// content: the boundaries, the parts' headers and any small form field.
+const multipartSlack = 64 << 10
+
+// errSecondFile is the error of a multipart body holding more than one file.
+var errSecondFile = errors.New("a second file part")
+
+// uploadMultipart stores the one file part (the part with a filename) of a
+// multipart/form-data body. The part is streamed to the store as it comes;
+// other fields are read and ignored. The file's name is the name query
+// parameter if given, else the part's filename; its type, the part's
+// Content-Type.
+func (s *Server) uploadMultipart(w http.ResponseWriter, r *http.Request, boundary string) error {
+	if boundary == "" {
+		return tidings.Errorf(tidings.EInvalid, "a multipart/form-data upload needs a boundary in its Content-Type")
 	}
-	mt, params, err := mime.ParseMediaType(h)
+	max := s.maxFileBytes()
+	if r.ContentLength > max+multipartSlack {
+		return tidings.Errorf(tidings.ETooLarge, "file is larger than %d bytes", max)
+	}
+	body := &errReader{r: http.MaxBytesReader(w, r.Body, max+multipartSlack)}
+	mr := multipart.NewReader(body, boundary)
+	var part *multipart.Part
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return tidings.Errorf(tidings.EInvalid, "the multipart/form-data body has no file part: send the file as a part with a filename")
+		} else if err != nil {
+			return s.multipartError(body.err, err, max)
+		}
+		if p.FileName() != "" {
+			part = p
+			break
+		}
+		if _, err := io.Copy(io.Discard, p); err != nil {
+			return s.multipartError(body.err, err, max)
+		}
+	}
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		name = part.FileName()
+	}
+	contentType, err := fileContentType(part.Header.Get("Content-Type"), "the file part's Content-Type")
 	if err != nil {
-		return "", tidings.Errorf(tidings.EUnsupportedType, "Content-Type is not a valid media type")
+		return err
 	}
-	ct := mime.FormatMediaType(mt, params)
-	if ct == "" {
-		return "", tidings.Errorf(tidings.EUnsupportedType, "Content-Type is not a valid media type")
+	file := &errReader{r: &lastPart{part: part, mr: mr}}
+	f, err := s.Files.CreateFile(r.Context(), r.PathValue("conversationId"), name, contentType, file)
+	if file.err != nil {
+		return s.multipartError(body.err, file.err, max)
 	}
-	return ct, nil
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, r, http.StatusCreated, f)
+	return nil
+}
+
+// lastPart reads a file part, then checks that no other file follows it:
+// it ends with errSecondFile if one does, before the store keeps anything.
+type lastPart struct {
+	part *multipart.Part
+	mr   *multipart.Reader
+}
+
+func (l *lastPart) Read(p []byte) (int, error) {
+	n, err := l.part.Read(p)
+	if err != io.EOF {
+		return n, err
+	}
+	for {
+		next, err := l.mr.NextPart()
+		if err == io.EOF {
+			return n, io.EOF
+		} else if err != nil {
+			return n, err
+		}
+		if next.FileName() != "" {
+			return n, errSecondFile
+		}
+		if _, err := io.Copy(io.Discard, next); err != nil {
+			return n, err
+		}
+	}
+}
+
+// multipartError is the error for a failure err to read a multipart upload
+// whose body read ended with bodyErr.
+func (s *Server) multipartError(bodyErr, err error, max int64) error {
+	if err := s.uploadReadError(bodyErr, max); err != nil {
+		return err
+	}
+	if errors.Is(err, errSecondFile) {
+		return tidings.Errorf(tidings.EInvalid, "the multipart/form-data body has more than one file part: upload one file per request")
+	}
+	return tidings.Errorf(tidings.EInvalid, "the multipart/form-data body is not valid")
+}
+
+// uploadReadError is the error for a failure to read an upload's body, or
+// nil if there was none.
+func (s *Server) uploadReadError(err error, max int64) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, errBodyTimeout) {
+		return s.bodyTimeoutError()
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return tidings.Errorf(tidings.ETooLarge, "file is larger than %d bytes", max)
+	}
+	return tidings.Errorf(tidings.EInvalid, "could not read the request body")
+}
+
+// fileContentType returns the media type of an upload in canonical form,
+// from header (the request's Content-Type, or a file part's). A file sent
+// without one, or as application/x-www-form-urlencoded (what curl
+// --data-binary says of any file), is application/octet-stream.
+func fileContentType(header, field string) (string, error) {
+	if strings.TrimSpace(header) == "" {
+		return "application/octet-stream", nil
+	}
+	if mt, _, err := mime.ParseMediaType(header); err == nil && mt == "application/x-www-form-urlencoded" {
+		return "application/octet-stream", nil
+	}
+	return tidings.NormalizeMediaType(field, header)
 }
 
 // errReader remembers the first error other than io.EOF its reader

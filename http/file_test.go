@@ -74,20 +74,26 @@ func TestUploadErrors(t *testing.T) {
 	e := newEnv(t, func(s *Server) { s.MaxFileBytes = 1000 })
 	alice := e.tokenFor(e.acme, "alice")
 
-	msg := wantError(t, e.upload(alice, "a.txt", "", strings.NewReader("hello"), 5), 415, tidings.EUnsupportedType)
-	if !strings.Contains(msg, "Content-Type") {
-		t.Errorf("message %q does not say Content-Type is needed", msg)
-	}
 	wantError(t, e.upload(alice, "a.txt", "not a type", strings.NewReader("hello"), 5), 415, tidings.EUnsupportedType)
 	wantError(t, e.upload(alice, "", "text/plain", strings.NewReader("hello"), 5), 400, tidings.EInvalid)
+	// A type as long as a part's may be; a longer one is refused.
+	long := "text/plain; x=" + strings.Repeat("y", 255-len("text/plain; x="))
+	if resp := e.upload(alice, "a.txt", long, strings.NewReader("hello"), 5); resp.StatusCode != 201 {
+		t.Errorf("upload with a type of 255 bytes = %d %s", resp.StatusCode, resp.body)
+	}
+	msg := wantError(t, e.upload(alice, "a.txt", long+"y", strings.NewReader("hello"), 5), 400, tidings.EInvalid)
+	if !strings.Contains(msg, "Content-Type") || !strings.Contains(msg, "255") {
+		t.Errorf("message %q does not say the Content-Type is too long", msg)
+	}
+	wantError(t, e.upload(alice, "a.txt", "text/plain; x="+strings.Repeat("y", 100<<10), strings.NewReader("hello"), 5), 400, tidings.EInvalid)
 
 	big := strings.Repeat("x", 1001)
 	// Announced as too large: refused before reading.
 	wantError(t, e.upload(alice, "big.txt", "text/plain", strings.NewReader(big), 1001), 413, tidings.ETooLarge)
 	// Streamed without a length: cut off while reading.
 	wantError(t, e.upload(alice, "big.txt", "text/plain", io.MultiReader(strings.NewReader(big)), -1), 413, tidings.ETooLarge)
-	if n := e.files.count(); n != 0 {
-		t.Errorf("%d files kept after failed uploads", n)
+	if n := e.files.count(); n != 1 {
+		t.Errorf("%d files kept after failed uploads; want the 1 that succeeded", n-1)
 	}
 
 	// Exactly at the limit is fine.
@@ -107,6 +113,23 @@ func TestContentDisposition(t *testing.T) {
 	} {
 		if got := contentDisposition(name); got != want {
 			t.Errorf("contentDisposition(%q) = %s; want %s", name, got, want)
+		}
+	}
+}
+
+// A file sent without a type, or with the type curl --data-binary gives any
+// file, is stored as application/octet-stream.
+func TestUploadWithoutAType(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.tokenFor(e.acme, "alice")
+	for _, ct := range []string{"", "application/x-www-form-urlencoded"} {
+		resp := e.upload(alice, "a.bin", ct, strings.NewReader("\x00\x01"), 2)
+		if resp.StatusCode != 201 {
+			t.Fatalf("upload with Content-Type %q = %d %s", ct, resp.StatusCode, resp.body)
+		}
+		var f tidings.File
+		if err := json.Unmarshal(resp.body, &f); err != nil || f.Type != "application/octet-stream" {
+			t.Errorf("upload with Content-Type %q stored as %q (%v)", ct, f.Type, err)
 		}
 	}
 }

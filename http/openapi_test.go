@@ -274,7 +274,7 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 		"NewParticipant":     tidings.NewParticipant{},
 		"RoleUpdate":         roleRequest{},
 		"Participant":        tidings.Participant{},
-		"ParticipantList":    participantList{},
+		"ParticipantList":    tidings.ParticipantPage{},
 		"Part":               tidings.Part{},
 		"Message":            tidings.Message{},
 		"NewMessage":         tidings.NewMessage{},

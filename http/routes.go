@@ -91,6 +91,11 @@ func (s *Server) buildHandler() http.Handler {
 	if s.Registry == nil {
 		s.Registry = prometheus.NewRegistry()
 	}
+	n := s.MaxBodyReads
+	if n <= 0 {
+		n = DefaultMaxBodyReads
+	}
+	s.bodyTurns = make(chan struct{}, n)
 	m := newMetrics(s.Registry)
 	s.metricsHandler = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
@@ -108,7 +113,8 @@ func (s *Server) buildHandler() http.Handler {
 
 // routeHandler returns the handler of one route: it records the route for
 // the access log and metrics, authenticates the caller as the route needs,
-// and writes the error the route's handler returns.
+// bounds the reading of the request's body (admitBody), and writes the
+// error the route's handler returns.
 func (s *Server) routeHandler(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := infoFromContext(r.Context())
@@ -121,6 +127,12 @@ func (s *Server) routeHandler(rt route) http.Handler {
 			}
 			r = r.WithContext(ctx)
 		}
+		done, err := s.admitBody(w, r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer done()
 		if err := rt.handler(w, r); err != nil {
 			s.writeError(w, r, err)
 		}

@@ -93,6 +93,15 @@ type Server struct {
 	// access tokens minted through the API (default 24h).
 	MaxTokenTTL time.Duration
 
+	// MaxBodyReads bounds the request bodies read at once (default 64);
+	// past it a request waits up to a second for its turn, then is
+	// answered 503 with Retry-After. BodyTimeout (default 30s) plus the
+	// body's size at BodyMinRate bytes a second (default 64 KiB) is the
+	// time allowed to read a body, within ReadTimeout.
+	MaxBodyReads int
+	BodyTimeout  time.Duration
+	BodyMinRate  int64
+
 	// Timeouts of the underlying http.Server (see its documentation).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 
@@ -104,7 +113,8 @@ type Server struct {
 	// Now returns the current time (for token expiry); time.Now by default.
 	Now func() time.Time
 
-	tokens tokenCache // user access tokens verified recently
+	tokens    tokenCache    // user access tokens verified recently
+	bodyTurns chan struct{} // one token per body being read
 
 	handlerOnce    sync.Once
 	handler        http.Handler
@@ -128,6 +138,9 @@ func NewServer() *Server {
 		MaxBodyBytes:      DefaultMaxBodyBytes,
 		MaxFileBytes:      DefaultMaxFileBytes,
 		MaxTokenTTL:       DefaultMaxTokenTTL,
+		MaxBodyReads:      DefaultMaxBodyReads,
+		BodyTimeout:       DefaultBodyTimeout,
+		BodyMinRate:       DefaultBodyMinRate,
 		ReadHeaderTimeout: DefaultReadHeaderTimeout,
 		ReadTimeout:       DefaultReadTimeout,
 		WriteTimeout:      DefaultWriteTimeout,

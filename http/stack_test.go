@@ -19,6 +19,8 @@ type stackOptions struct {
 	synchronous  string // the store's synchronous mode; "" for FULL, as served
 	maxFileBytes int64  // upload limit; 0 for the default
 	origins      []string
+	files        func(*sqlite.FileService) // sets the file service up
+	server       func(*tidingshttp.Server) // sets the server up before it opens
 }
 
 // startStack runs the whole API over a real SQLite store in a temporary
@@ -50,10 +52,17 @@ func startStack(tb testing.TB, o stackOptions) (*tidingshttp.Server, *sqlite.DB)
 	if maxFile == 0 {
 		maxFile = s.MaxFileBytes
 	}
-	s.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "blobs")), maxFile)
+	files := sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "blobs")), maxFile)
+	if o.files != nil {
+		o.files(files)
+	}
+	s.Files = files
 	s.MaxFileBytes = maxFile
 	s.Ready = db.Ping
 	s.AllowedOrigins = o.origins
+	if o.server != nil {
+		o.server(s)
+	}
 	if err := s.Open(); err != nil {
 		tb.Fatal(err)
 	}

@@ -118,7 +118,11 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 			return err
 		}
 		if n > 0 {
-			return tidings.Errorf(tidings.EConflict, "conversation %q already exists", nc.ID)
+			// The same answer whether the conversation is public, private or
+			// deleted, and whether the caller takes part in it or not: it
+			// tells that the id is taken, which any create with a chosen id
+			// must, and nothing of the conversation holding it.
+			return errIDNotAvailable(nc.ID)
 		}
 		for _, p := range others {
 			if _, err := tx.findUser(c.AppID, p.UserID); err != nil {
@@ -150,6 +154,11 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		return nil, err
 	}
 	return s.FindConversationByID(ctx, nc.ID)
+}
+
+// errIDNotAvailable answers a create with an id already in use.
+func errIDNotAvailable(id string) error {
+	return tidings.Errorf(tidings.EConflict, "conversation id %q is not available: choose another id, or leave it out to have one generated", id)
 }
 
 // addParticipant inserts a participant, emits participantAdded and opens
@@ -352,29 +361,55 @@ func findParticipant(ctx context.Context, q rowQuerier, appID, convID, userID st
 	return p, err
 }
 
-func (s *ConversationService) ListParticipants(ctx context.Context, id string) ([]*tidings.Participant, error) {
+func (s *ConversationService) ListParticipants(ctx context.Context, id string, f tidings.ParticipantFilter) (*tidings.ParticipantPage, error) {
 	c, err := userCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
+	limit := f.Limit
+	switch {
+	case limit <= 0:
+		limit = tidings.DefaultParticipantPage
+	case limit > tidings.MaxParticipantPage:
+		limit = tidings.MaxParticipantPage
+	}
 	if _, err := visibleConversation(ctx, s.db.read, c, id); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.query(ctx, `SELECT `+participantColumns+participantFrom+`
-		WHERE p.app_id = ? AND p.conversation_id = ? ORDER BY p.joined_at, p.user_id`, c.AppID, id)
+	query := `SELECT ` + participantColumns + participantFrom + ` WHERE p.app_id = ? AND p.conversation_id = ?`
+	args := []any{c.AppID, id}
+	if f.Cursor != "" {
+		at, userID, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		query += ` AND (p.joined_at > ? OR (p.joined_at = ? AND p.user_id > ?))`
+		args = append(args, at, at, userID)
+	}
+	query += ` ORDER BY p.joined_at, p.user_id LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.db.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	ps := []*tidings.Participant{}
+	page := &tidings.ParticipantPage{Participants: []*tidings.Participant{}}
 	for rows.Next() {
 		p, err := scanParticipant(rows)
 		if err != nil {
 			return nil, err
 		}
-		ps = append(ps, p)
+		page.Participants = append(page.Participants, p)
 	}
-	return ps, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Participants) > limit {
+		page.Participants = page.Participants[:limit]
+		last := page.Participants[limit-1]
+		page.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(micros(last.JoinedAt), 10) + ":" + last.UserID))
+	}
+	return page, nil
 }
 
 func (s *ConversationService) AddParticipant(ctx context.Context, id string, np tidings.NewParticipant) (*tidings.Participant, error) {

@@ -41,7 +41,7 @@ func TestCreateConversationMakesOwnerAndEvents(t *testing.T) {
 	if p.Name != "Team" || len(p.Participants) != 2 {
 		t.Fatalf("create payload %s", evs[0].Payload)
 	}
-	ps := must[[]*tidings.Participant](t)(e.convs.ListParticipants(user("a", "bob"), c.ID))
+	ps := must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", "bob"), c.ID, tidings.ParticipantFilter{})).Participants
 	if len(ps) != 2 || ps[0].UserID != "alice" || ps[0].Role != tidings.RoleOwner || ps[1].Role != tidings.RoleMember {
 		t.Fatalf("participants %+v", ps)
 	}
@@ -66,7 +66,10 @@ func TestPrivateConversationIsInvisibleToOthers(t *testing.T) {
 		err  error
 	}{
 		{"find", func() error { _, err := e.convs.FindConversationByID(user("a", "eve"), c.ID); return err }()},
-		{"participants", func() error { _, err := e.convs.ListParticipants(user("a", "eve"), c.ID); return err }()},
+		{"participants", func() error {
+			_, err := e.convs.ListParticipants(user("a", "eve"), c.ID, tidings.ParticipantFilter{})
+			return err
+		}()},
 		{"join", func() error { _, err := e.convs.Join(user("a", "eve"), c.ID); return err }()},
 		{"send", func() error {
 			_, _, err := e.messages.SendMessage(user("a", "eve"), c.ID, tidings.NewMessage{Parts: text("hi")})

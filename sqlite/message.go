@@ -157,6 +157,11 @@ func (tx *Tx) resolveFiles(appID, convID string, parts []tidings.Part) ([]tiding
 		if err != nil {
 			return nil, err
 		}
+		// Attached, the file is kept (see FileService.RemoveUnattached).
+		if _, err := tx.exec(`UPDATE files SET attached = 1 WHERE app_id = ? AND conversation_id = ? AND id = ? AND attached = 0`,
+			appID, convID, p.FileID); err != nil {
+			return nil, err
+		}
 		if p.Name == "" {
 			p.Name = name
 		}

@@ -273,7 +273,7 @@ func TestReadMarksAndUnreadCounts(t *testing.T) {
 	if p.ProfileID != "bob" || p.Seq != 3 || p.MessageID == "" {
 		t.Fatalf("read payload %s", evs[2].Payload)
 	}
-	ps := must[[]*tidings.Participant](t)(e.convs.ListParticipants(user("a", "alice"), conv))
+	ps := must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", "alice"), conv, tidings.ParticipantFilter{})).Participants
 	for _, p := range ps {
 		if p.ReadSeq != 3 || p.DeliveredSeq != 3 {
 			t.Fatalf("participant %s marks %d/%d, want 3/3", p.UserID, p.DeliveredSeq, p.ReadSeq)
@@ -347,7 +347,7 @@ func TestSendsMixedWithOtherWrites(t *testing.T) {
 		}
 		last[m.Sender.ID] = m.Seq
 	}
-	for _, p := range must[[]*tidings.Participant](t)(e.convs.ListParticipants(user("a", "alice"), conv)) {
+	for _, p := range must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", "alice"), conv, tidings.ParticipantFilter{})).Participants {
 		if p.ReadSeq < last[p.UserID] {
 			t.Fatalf("%s read mark %d is before their own last message %d", p.UserID, p.ReadSeq, last[p.UserID])
 		}

@@ -37,6 +37,17 @@ type config struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 
+	// Request bodies.
+	MaxBodyReads int
+	BodyTimeout  time.Duration
+	BodyMinRate  int64
+
+	// Uploads.
+	UserUploadQuota     int64
+	UserUploadWindow    time.Duration
+	AppStorageQuota     int64
+	UnattachedFileGrace time.Duration
+
 	// Realtime delivery.
 	PingInterval    time.Duration
 	PongTimeout     time.Duration
@@ -91,6 +102,14 @@ func defaultConfig() config {
 		MaxConnsPerUser:   32,
 		CommandRate:       50,
 		Retention:         30 * 24 * time.Hour,
+
+		// Request bodies and uploads.
+		MaxBodyReads:        tidingshttp.DefaultMaxBodyReads,
+		BodyTimeout:         tidingshttp.DefaultBodyTimeout,
+		BodyMinRate:         tidingshttp.DefaultBodyMinRate,
+		UserUploadQuota:     1 << 30,
+		UserUploadWindow:    24 * time.Hour,
+		UnattachedFileGrace: 24 * time.Hour,
 	}
 }
 
@@ -118,6 +137,14 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"largest message (its parts, metadata and alert), in `bytes`")
 	fs.Var((*byteSizeValue)(&cfg.MaxFileBytes), "max-file-bytes",
 		"largest uploaded file, in `bytes`")
+	fs.Var((*optionalSizeValue)(&cfg.UserUploadQuota), "user-upload-quota",
+		"`bytes` one user may upload within --user-upload-window; 0 means no limit")
+	fs.Var((*durationValue)(&cfg.UserUploadWindow), "user-upload-window",
+		"the `duration` over which --user-upload-quota counts a user's uploads")
+	fs.Var((*optionalSizeValue)(&cfg.AppStorageQuota), "app-storage-quota",
+		"`bytes` of files one app may store in all; 0 means no limit")
+	fs.Var((*durationValue)(&cfg.UnattachedFileGrace), "unattached-file-grace",
+		"uploaded files that no message refers to are removed after this `duration`")
 	fs.Var((*durationValue)(&cfg.TokenTTL), "token-ttl",
 		"default and longest lifetime (a `duration`) of the access tokens minted by the API")
 	fs.Var((*durationValue)(&cfg.ReadHeaderTimeout), "read-header-timeout",
@@ -126,6 +153,12 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"the `duration` allowed to read a whole request, body included; 0 means no limit")
 	fs.Var((*durationValue)(&cfg.WriteTimeout), "write-timeout",
 		"the `duration` allowed to write a response; 0 means no limit")
+	fs.IntVar(&cfg.MaxBodyReads, "max-body-reads", cfg.MaxBodyReads,
+		"request bodies read at once (a `count`); past it a request waits a second, then is answered 503")
+	fs.Var((*durationValue)(&cfg.BodyTimeout), "body-timeout",
+		"the `duration` allowed to read a request body, plus the time to read it at --body-min-rate")
+	fs.Var((*byteSizeValue)(&cfg.BodyMinRate), "body-min-rate",
+		"slowest rate, in `bytes` per second, at which a request body may come once --body-timeout has passed")
 	fs.Var((*durationValue)(&cfg.IdleTimeout), "idle-timeout",
 		"the `duration` an idle keep-alive connection is kept open; 0 means the read timeout")
 	fs.Var((*durationValue)(&cfg.ShutdownTimeout), "shutdown-timeout",
@@ -191,6 +224,14 @@ func (cfg *config) check() error {
 		return errors.New("--retention must be at least 1h")
 	case cfg.PresenceLimit < 0:
 		return errors.New("--presence-limit must not be negative")
+	case cfg.MaxBodyReads < 1:
+		return errors.New("--max-body-reads must be at least 1")
+	case cfg.BodyTimeout < time.Second:
+		return errors.New("--body-timeout must be at least 1s")
+	case cfg.UserUploadWindow < time.Minute:
+		return errors.New("--user-upload-window must be at least 1m")
+	case cfg.UnattachedFileGrace < time.Minute:
+		return errors.New("--unattached-file-grace must be at least 1m")
 	}
 	return nil
 }
@@ -394,6 +435,24 @@ func (b *byteSizeValue) String() string {
 }
 
 func (b *byteSizeValue) Get() any { return int64(*b) }
+
+// optionalSizeValue is a byteSizeValue that may also be 0, for a limit
+// that is off.
+type optionalSizeValue int64
+
+func (b *optionalSizeValue) Set(s string) error {
+	if strings.TrimSpace(s) == "0" {
+		*b = 0
+		return nil
+	}
+	if err := (*byteSizeValue)(b).Set(s); err != nil {
+		return errors.New("not a size: use 0 for no limit, or a positive whole number of bytes, optionally with KiB, MiB or GiB, such as 500MiB")
+	}
+	return nil
+}
+
+func (b *optionalSizeValue) String() string { return (*byteSizeValue)(b).String() }
+func (b *optionalSizeValue) Get() any       { return int64(*b) }
 
 // logFormatValue is a flag.Value accepting "text" or "json".
 type logFormatValue string

@@ -92,6 +92,8 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"realtime-idle-timeout": "9s", "typing-timeout": "10s", "presence-limit": "7", "max-frame-bytes": "2MiB", "send-queue": "100",
 		"max-conns-per-user": "3", "command-rate": "12.5", "allowed-origins": "https://a.example, https://b.example",
 		"retention": "48h", "dev": "true", "debug-addr": "127.0.0.1:6060",
+		"max-body-reads": "5", "body-timeout": "11s", "body-min-rate": "1KiB",
+		"user-upload-quota": "0", "user-upload-window": "1h", "app-storage-quota": "10GiB", "unattached-file-grace": "2h",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -114,6 +116,8 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		RealtimeIdle: 9 * time.Second, TypingTimeout: 10 * time.Second, PresenceLimit: 7, MaxFrameBytes: 2 << 20, SendQueue: 100,
 		MaxConnsPerUser: 3, CommandRate: 12.5, AllowedOrigins: "https://a.example, https://b.example",
 		Retention: 48 * time.Hour, Dev: true, DebugAddr: "127.0.0.1:6060",
+		MaxBodyReads: 5, BodyTimeout: 11 * time.Second, BodyMinRate: 1 << 10,
+		UserUploadQuota: 0, UserUploadWindow: time.Hour, AppStorageQuota: 10 << 30, UnattachedFileGrace: 2 * time.Hour,
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)
@@ -169,6 +173,9 @@ func TestBadSettings(t *testing.T) {
 		{"body smaller than message", nil, []string{"--max-body-bytes", "64KiB"}, "max-body-bytes"},
 		{"short token ttl", nil, []string{"--token-ttl", "0s"}, "token-ttl"},
 		{"empty addr", nil, []string{"--addr", ""}, "addr"},
+		{"bad quota", nil, []string{"--user-upload-quota", "-1"}, "user-upload-quota"},
+		{"short grace", nil, []string{"--unattached-file-grace", "1s"}, "unattached-file-grace"},
+		{"no body reads", nil, []string{"--max-body-reads", "0"}, "max-body-reads"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -131,12 +131,22 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("DEVELOPMENT MODE (--dev): anyone on this machine may sign in as any user of the app "+defaultAppID+
 			" without credentials, at POST /v1/dev/token; never run a shared server like this", "app", defaultAppID)
 	}
-	srv.Files = sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dataDir, filesDir)), cfg.MaxFileBytes)
+	blobs := disk.NewBlobStore(filepath.Join(dataDir, filesDir))
+	// Uploads cut short by a crash left partial files; no upload runs yet.
+	if err := blobs.RemoveTemp(); err != nil {
+		node.Close()
+		return fmt.Errorf("remove partial uploads: %w", err)
+	}
+	files := sqlite.NewFileService(db, blobs, cfg.MaxFileBytes)
+	files.UserQuota, files.UserQuotaWindow = cfg.UserUploadQuota, cfg.UserUploadWindow
+	files.AppQuota = cfg.AppStorageQuota
+	srv.Files = files
 	srv.Logger = log
 	srv.Ready = db.Ping
 	srv.MaxBodyBytes = cfg.MaxBodyBytes
 	srv.MaxFileBytes = cfg.MaxFileBytes
 	srv.MaxTokenTTL = cfg.TokenTTL
+	srv.MaxBodyReads, srv.BodyTimeout, srv.BodyMinRate = cfg.MaxBodyReads, cfg.BodyTimeout, cfg.BodyMinRate
 	srv.ReadHeaderTimeout = cfg.ReadHeaderTimeout
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
@@ -162,6 +172,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		defer stopDebug()
 	}
 	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
+	stopSweeping := removeUnattachedFiles(files, cfg.UnattachedFileGrace, log)
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
@@ -170,6 +181,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// Realtime connections first, with "going away": clients reconnect and
 	// resume where they stopped once the server is back.
 	stopPruning()
+	stopSweeping()
 	node.Close()
 	wsHandler.Close()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -199,6 +211,34 @@ func pruneEvents(l *sqlite.EventLog, retention time.Duration, log *slog.Logger) 
 				log.Error("prune old updates", "err", err)
 			} else if n > 0 {
 				log.Info("pruned old updates", "count", n, "retention", retention)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// removeUnattachedFiles removes, at start and then every grace/4 (at most
+// every hour), the uploaded files no message referred to within grace; it
+// returns a function that stops it.
+func removeUnattachedFiles(files *sqlite.FileService, grace time.Duration, log *slog.Logger) func() {
+	every := min(grace/4, time.Hour)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			n, err := files.RemoveUnattached(context.Background(), grace)
+			if err != nil {
+				log.Error("remove unattached files", "err", err)
+			} else if n > 0 {
+				log.Info("removed files no message refers to", "count", n, "grace", grace)
 			}
 			select {
 			case <-stop:

@@ -202,6 +202,7 @@ export declare class Client {
   updateConversation(id: string, update: { name?: string; description?: string; isPublic?: boolean; roles?: unknown }): Promise<Conversation>;
   deleteConversation(id: string): Promise<null>;
   undeleteConversation(id: string): Promise<Conversation>;
+  /** All the participants, in the order they joined (follows the pages of the API). */
   listParticipants(id: string): Promise<Participant[]>;
   addParticipant(id: string, p: { userId: string; role?: string }): Promise<Participant>;
   updateParticipant(id: string, userId: string, role: string): Promise<Participant>;

@@ -658,7 +658,7 @@ export class Client {
   deleteConversation(id) { return this._api('DELETE', `/v1/conversations/${enc(id)}`); }
   undeleteConversation(id) { return this._api('POST', `/v1/conversations/${enc(id)}/undelete`); }
 
-  async listParticipants(id) { return (await this._api('GET', `/v1/conversations/${enc(id)}/participants`)).participants; }
+  async listParticipants(id) { const all = []; let cursor = ''; do { const page = await this._api('GET', `/v1/conversations/${enc(id)}/participants?limit=1000${cursor ? `&cursor=${enc(cursor)}` : ''}`); all.push(...page.participants); cursor = page.nextCursor; } while (cursor); return all; }
   addParticipant(id, participant) { return this._api('POST', `/v1/conversations/${enc(id)}/participants`, participant); }
   updateParticipant(id, userId, role) { return this._api('PATCH', `/v1/conversations/${enc(id)}/participants/${enc(userId)}`, { role }); }
   removeParticipant(id, userId) { return this._api('DELETE', `/v1/conversations/${enc(id)}/participants/${enc(userId)}`); }
