@@ -1,0 +1,529 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// apiDoc is the OpenAPI document a server serves, walked as plain JSON,
+// to check the server's answers against it.
+type apiDoc struct {
+	root  map[string]any
+	paths []apiPath
+}
+
+type apiPath struct {
+	template string
+	re       *regexp.Regexp
+	item     map[string]any
+}
+
+func fetchAPIDoc(t *testing.T, url string) *apiDoc {
+	t.Helper()
+	resp, err := http.Get(url + "/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	d := &apiDoc{}
+	if err := json.NewDecoder(resp.Body).Decode(&d.root); err != nil {
+		t.Fatalf("GET /v1/openapi.json: %v", err)
+	}
+	wildcard := regexp.MustCompile(`\\\{[^}]+\\\}`)
+	for template, item := range d.root["paths"].(map[string]any) {
+		re := "^" + wildcard.ReplaceAllString(regexp.QuoteMeta(template), "[^/]+") + "$"
+		d.paths = append(d.paths, apiPath{template, regexp.MustCompile(re), item.(map[string]any)})
+	}
+	// Literal paths before templates that also match them.
+	slices.SortFunc(d.paths, func(a, b apiPath) int {
+		return strings.Count(a.template, "{") - strings.Count(b.template, "{")
+	})
+	return d
+}
+
+// resolve follows a local $ref if v is one.
+func (d *apiDoc) resolve(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	ref, ok := m["$ref"].(string)
+	if !ok {
+		return m
+	}
+	var cur any = d.root
+	for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+		cur = cur.(map[string]any)[part]
+	}
+	return d.resolve(cur)
+}
+
+// check returns how an answer of the server to method path departs from
+// the document: a status it does not list for the operation, a body that
+// does not fit the schema, a documented header missing.
+func (d *apiDoc) check(method, path string, status int, header http.Header, body []byte) []string {
+	path, _, _ = strings.Cut(path, "?")
+	var op map[string]any
+	for _, p := range d.paths {
+		if p.re.MatchString(path) {
+			op, _ = p.item[strings.ToLower(method)].(map[string]any)
+			break
+		}
+	}
+	if op == nil {
+		return []string{"no operation documented"}
+	}
+	resp, ok := op["responses"].(map[string]any)[fmt.Sprint(status)]
+	if !ok {
+		return []string{fmt.Sprintf("status %d is not documented", status)}
+	}
+	r := d.resolve(resp)
+	var problems []string
+	headers, _ := r["headers"].(map[string]any)
+	for name := range headers {
+		if header.Get(name) == "" {
+			problems = append(problems, fmt.Sprintf("documented header %s is missing", name))
+		}
+	}
+	content, _ := r["content"].(map[string]any)
+	if len(content) == 0 {
+		if len(body) != 0 {
+			problems = append(problems, fmt.Sprintf("documented without a body, has %q", body))
+		}
+		return problems
+	}
+	media, ok := content["application/json"].(map[string]any)
+	if !ok {
+		return problems // a file, metrics: any bytes
+	}
+	if ct := header.Get("Content-Type"); ct != "application/json" {
+		problems = append(problems, fmt.Sprintf("Content-Type %q, documented application/json", ct))
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return append(problems, fmt.Sprintf("body is not JSON: %v", err))
+	}
+	return append(problems, d.validate(media["schema"], v, "body")...)
+}
+
+// validate checks v against schema, with the keywords the document uses.
+// Objects are closed: a property the schema does not list is reported,
+// unless additionalProperties allows it.
+func (d *apiDoc) validate(schema any, v any, at string) []string {
+	s := d.resolve(schema)
+	if s == nil {
+		return nil
+	}
+	var problems []string
+	bad := func(format string, args ...any) {
+		problems = append(problems, at+": "+fmt.Sprintf(format, args...))
+	}
+	if c, ok := s["const"]; ok && c != v {
+		bad("%v, documented %v", v, c)
+	}
+	if enum, ok := s["enum"].([]any); ok && !slices.Contains(enum, v) {
+		bad("%v is not one of %v", v, enum)
+	}
+	switch s["type"] {
+	case "object":
+		obj, ok := v.(map[string]any)
+		if !ok {
+			bad("%s, documented an object", jsonKind(v))
+			break
+		}
+		required, _ := s["required"].([]any)
+		for _, name := range required {
+			if _, ok := obj[name.(string)]; !ok {
+				bad("required property %q is missing", name)
+			}
+		}
+		props, _ := s["properties"].(map[string]any)
+		if props == nil && s["additionalProperties"] == nil {
+			break // any object
+		}
+		for name, pv := range obj {
+			if ps, ok := props[name]; ok {
+				problems = append(problems, d.validate(ps, pv, at+"."+name)...)
+				continue
+			}
+			switch extra := s["additionalProperties"].(type) {
+			case bool:
+				if !extra {
+					bad("property %q is not documented", name)
+				}
+			case map[string]any:
+				problems = append(problems, d.validate(extra, pv, at+"."+name)...)
+			default:
+				bad("property %q is not documented", name)
+			}
+		}
+	case "array":
+		arr, ok := v.([]any)
+		if !ok {
+			bad("%s, documented an array", jsonKind(v))
+			break
+		}
+		for i, item := range arr {
+			problems = append(problems, d.validate(s["items"], item, fmt.Sprintf("%s[%d]", at, i))...)
+		}
+	case "string":
+		str, ok := v.(string)
+		if !ok {
+			bad("%s, documented a string", jsonKind(v))
+			break
+		}
+		if p, ok := s["pattern"].(string); ok && !regexp.MustCompile(p).MatchString(str) {
+			bad("%q does not match %s", str, p)
+		}
+		if s["format"] == "date-time" {
+			if _, err := time.Parse(time.RFC3339Nano, str); err != nil {
+				bad("%q is not a date-time", str)
+			}
+		}
+	case "integer":
+		n, ok := v.(float64)
+		if !ok || n != math.Trunc(n) {
+			bad("%s, documented an integer", jsonKind(v))
+			break
+		}
+		if m, ok := s["minimum"].(float64); ok && n < m {
+			bad("%v is below the minimum %v", n, m)
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			bad("%s, documented a boolean", jsonKind(v))
+		}
+	}
+	return problems
+}
+
+func jsonKind(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return fmt.Sprintf("string %q", v)
+	case float64, bool:
+		return fmt.Sprintf("%T %v", v, v)
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// apiCaller sends requests to a server and checks every answer against
+// its OpenAPI document.
+type apiCaller struct {
+	t   *testing.T
+	url string
+	doc *apiDoc
+}
+
+type apiAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// call sends body (JSON unless contentType says otherwise; none if empty)
+// with the credential cred ("" for none), checks the answer against the
+// document and that its status is want, and returns it.
+func (c *apiCaller) call(want int, method, path, cred, contentType, body string) apiAnswer {
+	c.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.url+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != "" {
+		if contentType == "" {
+			contentType = "application/json"
+		}
+		req.Header.Set("Content-Type", contentType)
+	}
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	return c.do(want, req)
+}
+
+func (c *apiCaller) do(want int, req *http.Request) apiAnswer {
+	c.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b []byte
+	if resp.StatusCode != http.StatusSwitchingProtocols { // a WebSocket: no body to read
+		if b, err = io.ReadAll(resp.Body); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	a := apiAnswer{resp.StatusCode, resp.Header, b}
+	method, path := req.Method, req.URL.RequestURI()
+	for _, p := range c.doc.check(method, path, a.status, a.header, a.body) {
+		c.t.Errorf("%s %s → %d: %s", method, path, a.status, p)
+	}
+	if a.status != want {
+		c.t.Errorf("%s %s: status %d, want %d; body %s", method, path, a.status, want, b)
+	}
+	return a
+}
+
+// callHeader sends a request with the headers h and no body, and
+// checks the answer as call does.
+func (c *apiCaller) callHeader(want int, method, path string, h http.Header) apiAnswer {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.url+path, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header = h
+	return c.do(want, req)
+}
+
+// field returns the string field name of a JSON answer.
+func (a apiAnswer) field(t *testing.T, name string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(a.body, &m); err != nil {
+		t.Fatalf("answer %s: %v", a.body, err)
+	}
+	s, _ := m[name].(string)
+	return s
+}
+
+// errorCode returns the code of an error answer.
+func (a apiAnswer) errorCode() string {
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(a.body, &e)
+	return e.Error.Code
+}
+
+// TestServedAPIMatchesOpenAPI drives every operation of a real server, as
+// "tidings serve" runs it, through its successes and its common errors, and
+// checks every answer against the OpenAPI document the server serves:
+// each status is one the operation documents, each JSON body fits the
+// documented schema (with no undocumented property), each documented
+// header is there.
+func TestServedAPIMatchesOpenAPI(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startServe(t, dir, "--max-body-bytes", "100KiB")
+	t.Cleanup(func() { stop() })
+	c := &apiCaller{t: t, url: url, doc: fetchAPIDoc(t, url)}
+	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+
+	// Health, metrics, the document itself: no credential.
+	c.call(200, "GET", "/healthz", "", "", "")
+	c.call(200, "GET", "/readyz", "", "", "")
+	c.call(200, "GET", "/metrics", "", "", "")
+	c.call(200, "GET", "/v1/openapi.json", "", "", "")
+	c.call(404, "POST", "/v1/dev/token", "", "", `{"userId":"alice"}`) // not in development mode
+
+	// Users, with the server key.
+	c.call(201, "POST", "/v1/users", key, "", `{"id":"alice","displayName":"Alice","identifier":{"value":"alice@example.com","kind":"email"},"metadata":{"plan":"pro"}}`)
+	c.call(201, "POST", "/v1/users", key, "", `{"id":"bob","displayName":"Bob"}`)
+	c.call(201, "POST", "/v1/users", key, "", `{"id":"carol"}`)
+	c.call(409, "POST", "/v1/users", key, "", `{"id":"bob"}`)
+	c.call(200, "GET", "/v1/users?limit=2", key, "", "")
+	c.call(200, "GET", "/v1/users?after=alice", key, "", "")
+	c.call(400, "GET", "/v1/users?limit=nope", key, "", "")
+	c.call(200, "GET", "/v1/users/alice", key, "", "")
+	c.call(404, "GET", "/v1/users/nobody", key, "", "")
+	c.call(200, "PATCH", "/v1/users/bob", key, "", `{"displayName":"Robert"}`)
+	c.call(404, "PATCH", "/v1/users/nobody", key, "", `{"displayName":"X"}`)
+	alice := c.call(201, "POST", "/v1/users/alice/tokens", key, "", "").field(t, "token")
+	bob := c.call(201, "POST", "/v1/users/bob/tokens", key, "", `{"ttlSeconds":3600}`).field(t, "token")
+	carol := c.call(201, "POST", "/v1/users/carol/tokens", key, "", "").field(t, "token")
+	c.call(404, "POST", "/v1/users/nobody/tokens", key, "", "")
+	c.call(400, "POST", "/v1/users/alice/tokens", key, "", `{"ttlSeconds":-1}`)
+
+	// The common errors, documented on every operation that can have
+	// them: 401 with WWW-Authenticate, 403, 400, 413, 415.
+	for _, cred := range []string{"", "nonsense", "tsk_nonsense", alice[:len(alice)-2] + "xx"} {
+		a := c.call(401, "GET", "/v1/users", cred, "", "")
+		if a.header.Get("WWW-Authenticate") != "Bearer" || a.errorCode() != "unauthenticated" {
+			t.Errorf("credential %q: WWW-Authenticate %q, code %q", cred, a.header.Get("WWW-Authenticate"), a.errorCode())
+		}
+		c.call(401, "GET", "/v1/me", cred, "", "")
+	}
+	for _, a := range []apiAnswer{
+		c.call(403, "GET", "/v1/users", alice, "", ""),
+		c.call(403, "POST", "/v1/users/bob/tokens", alice, "", ""),
+		c.call(403, "GET", "/v1/me", key, "", ""),
+		c.call(403, "GET", "/v1/conversations", key, "", ""),
+		c.call(403, "PATCH", "/v1/users/bob", alice, "", `{"displayName":"Bobby"}`),
+	} {
+		if a.errorCode() != "forbidden" {
+			t.Errorf("403 with code %q", a.errorCode())
+		}
+	}
+	for _, tc := range []struct {
+		status            int
+		code, ctype, body string
+	}{
+		{400, "invalid_json", "", `{"id":"dave","nickname":"D"}`},
+		{400, "invalid_json", "", `{"id":"dave",}`},
+		{400, "invalid_argument", "", `{"id":"-dave"}`},
+		{413, "too_large", "", `{"id":"dave","displayName":"` + strings.Repeat("x", 100<<10) + `"}`},
+		{415, "unsupported_media_type", "text/plain", `{"id":"dave"}`},
+	} {
+		if a := c.call(tc.status, "POST", "/v1/users", key, tc.ctype, tc.body); a.errorCode() != tc.code {
+			t.Errorf("POST /v1/users %.40s: code %q, want %q", tc.body, a.errorCode(), tc.code)
+		}
+	}
+	c.call(200, "GET", "/v1/me", alice, "", "")
+	c.call(200, "GET", "/v1/users/bob", alice, "", "")
+	c.call(200, "PATCH", "/v1/users/alice", alice, "", `{"avatarUrl":"https://example.com/alice.png"}`)
+
+	// Conversations.
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"lunch","name":"Lunch","participants":[{"userId":"bob"}]}`)
+	c.call(409, "POST", "/v1/conversations", alice, "", `{"id":"lunch"}`)
+	c.call(404, "POST", "/v1/conversations", alice, "", `{"participants":[{"userId":"nobody"}]}`)
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"square","name":"Town square","isPublic":true}`)
+	c.call(200, "GET", "/v1/conversations", bob, "", "")
+	c.call(200, "GET", "/v1/conversations?limit=1&includeDeleted=true", alice, "", "")
+	c.call(400, "GET", "/v1/conversations?limit=0", alice, "", "")
+	c.call(200, "GET", "/v1/conversations/lunch", bob, "", "")
+	c.call(404, "GET", "/v1/conversations/nope", bob, "", "")
+	c.call(404, "GET", "/v1/conversations/lunch", carol, "", "")
+	c.call(200, "PATCH", "/v1/conversations/lunch", alice, "", `{"name":"Lunch at noon"}`)
+	c.call(403, "PATCH", "/v1/conversations/lunch", bob, "", `{"name":"Bob's lunch"}`)
+	c.call(200, "GET", "/v1/conversations/lunch/participants", bob, "", "")
+	c.call(201, "POST", "/v1/conversations/lunch/participants", alice, "", `{"userId":"carol"}`)
+	c.call(409, "POST", "/v1/conversations/lunch/participants", alice, "", `{"userId":"carol"}`)
+	c.call(200, "PATCH", "/v1/conversations/lunch/participants/carol", alice, "", `{"role":"admin"}`)
+	c.call(204, "DELETE", "/v1/conversations/lunch/participants/carol", alice, "", "")
+	c.call(404, "DELETE", "/v1/conversations/lunch/participants/carol", alice, "", "")
+	c.call(200, "POST", "/v1/conversations/square/join", bob, "", "")
+	c.call(204, "POST", "/v1/conversations/square/leave", bob, "", "")
+	c.call(404, "POST", "/v1/conversations/lunch/join", carol, "", "")
+
+	// Messages and marks.
+	c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", `{"clientId":"m1","parts":[{"type":"text/plain","data":"hi bob"}],"metadata":{"k":"v"},"alert":"Alice: hi bob"}`)
+	c.call(200, "POST", "/v1/conversations/lunch/messages", alice, "", `{"clientId":"m1","parts":[{"type":"text/plain","data":"hi bob"}]}`)
+	m := c.call(201, "POST", "/v1/conversations/lunch/messages", bob, "", `{"parts":[{"type":"text/plain","data":"hi"}]}`).field(t, "id")
+	c.call(400, "POST", "/v1/conversations/lunch/messages", bob, "", `{"parts":[]}`)
+	c.call(404, "POST", "/v1/conversations/nope/messages", bob, "", `{"parts":[{"type":"text/plain","data":"hi"}]}`)
+	c.call(200, "GET", "/v1/conversations/lunch/messages?limit=1", bob, "", "")
+	c.call(200, "GET", "/v1/conversations/lunch/messages?after=0", bob, "", "")
+	c.call(400, "GET", "/v1/conversations/lunch/messages?before=2&after=0", bob, "", "")
+	c.call(400, "GET", "/v1/conversations/lunch/messages?before=x", bob, "", "")
+	c.call(200, "GET", "/v1/conversations/lunch/messages/"+m, alice, "", "")
+	c.call(404, "GET", "/v1/conversations/lunch/messages/nope", alice, "", "")
+	c.call(200, "PATCH", "/v1/conversations/lunch/messages/"+m, bob, "", `{"parts":[{"type":"text/plain","data":"hello"}]}`)
+	c.call(403, "PATCH", "/v1/conversations/lunch/messages/"+m, alice, "", `{"parts":[{"type":"text/plain","data":"hacked"}]}`)
+	c.call(200, "POST", "/v1/conversations/lunch/delivered", alice, "", `{"seq":2}`)
+	c.call(200, "POST", "/v1/conversations/lunch/read", alice, "", `{"seq":2}`)
+	c.call(200, "POST", "/v1/conversations/lunch/read", bob, "", `{}`)
+	c.call(400, "POST", "/v1/conversations/lunch/read", alice, "", `{"seq":99}`)
+	c.call(204, "DELETE", "/v1/conversations/lunch/messages/"+m, bob, "", "")
+
+	// Files.
+	f := c.call(201, "POST", "/v1/conversations/lunch/files?name=menu.txt", bob, "text/plain", "soup, bread").field(t, "id")
+	c.call(200, "GET", "/v1/conversations/lunch/files/"+f, alice, "", "")
+	c.call(404, "GET", "/v1/conversations/lunch/files/nope", alice, "", "")
+	c.call(404, "POST", "/v1/conversations/nope/files?name=x.txt", bob, "text/plain", "x")
+
+	// Realtime, for clients without a WebSocket.
+	c.call(200, "GET", "/v1/realtime/poll?device=laptop", bob, "", "")
+	c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", `{"parts":[{"type":"text/plain","data":"news"}]}`)
+	ref := c.call(200, "GET", "/v1/realtime/poll?device=laptop&wait=5&limit=10", bob, "", "").field(t, "lastRef")
+	c.call(204, "POST", "/v1/realtime/replies", bob, "", `{"device":"laptop","ref":"`+ref+`"}`)
+	c.call(400, "POST", "/v1/realtime/replies", bob, "", `{"device":"laptop","ref":"not a ref"}`)
+	c.call(400, "GET", "/v1/realtime/poll?wait=61", bob, "", "")
+	c.call(400, "GET", "/v1/realtime/poll?device=a%20b", bob, "", "")
+	c.call(204, "POST", "/v1/conversations/lunch/typing", bob, "", `{"typing":true}`)
+	c.call(400, "POST", "/v1/conversations/lunch/typing", bob, "", `{}`)
+	c.call(200, "GET", "/v1/conversations/lunch/presence", alice, "", "")
+	c.call(400, "GET", "/v1/realtime", "", "", "") // not a WebSocket handshake
+	handshake := func(extra ...string) http.Header {
+		h := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"},
+			"Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Sec-Websocket-Protocol": {"tidings.v1"}}
+		for i := 0; i < len(extra); i += 2 {
+			h.Set(extra[i], extra[i+1])
+		}
+		return h
+	}
+	c.callHeader(101, "GET", "/v1/realtime", handshake())
+	c.callHeader(403, "GET", "/v1/realtime", handshake("Origin", "https://elsewhere.example"))
+	c.callHeader(400, "GET", "/v1/realtime", handshake("Sec-Websocket-Protocol", "tidings.v0"))
+	c.callHeader(400, "GET", "/v1/realtime", handshake("Sec-Websocket-Version", "8"))
+	c.call(404, "GET", "/v1/conversations/nope/presence", alice, "", "")
+
+	// Deleting a conversation, and undoing it.
+	c.call(403, "DELETE", "/v1/conversations/lunch", bob, "", "")
+	c.call(204, "DELETE", "/v1/conversations/lunch", alice, "", "")
+	c.call(200, "POST", "/v1/conversations/lunch/undelete", alice, "", "")
+	c.call(200, "POST", "/v1/conversations/lunch/undelete", alice, "", "") // already undone
+}
+
+// The checker itself finds what it is there to find.
+func TestAPIDocCheck(t *testing.T) {
+	var d apiDoc
+	if err := json.Unmarshal([]byte(`{
+		"paths": {"/v1/things/{id}": {"get": {"responses": {
+			"200": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}},
+			"204": {"headers": {"X-Count": {}}}
+		}}}},
+		"components": {"schemas": {"Thing": {"type": "object", "required": ["id"], "properties": {
+			"id": {"type": "string", "pattern": "^[a-z]+$"},
+			"n": {"type": "integer", "minimum": 0},
+			"at": {"type": "string", "format": "date-time"},
+			"kind": {"type": "string", "enum": ["a", "b"]},
+			"tags": {"type": "array", "items": {"type": "string"}},
+			"meta": {"type": "object", "additionalProperties": true}
+		}}}}
+	}`), &d.root); err != nil {
+		t.Fatal(err)
+	}
+	d.paths = []apiPath{{"/v1/things/{id}", regexp.MustCompile(`^/v1/things/[^/]+$`), d.root["paths"].(map[string]any)["/v1/things/{id}"].(map[string]any)}}
+	jsonHeader := http.Header{"Content-Type": {"application/json"}}
+	if p := d.check("GET", "/v1/things/x?q=1", 200, jsonHeader,
+		[]byte(`{"id":"x","n":1,"at":"2026-01-02T03:04:05.5Z","kind":"a","tags":["t"],"meta":{"any":[1]}}`)); len(p) != 0 {
+		t.Errorf("a valid answer: %v", p)
+	}
+	for body, want := range map[string]string{
+		`{"n":1}`:               `required property "id"`,
+		`{"id":"x","extra":1}`:  `property "extra" is not documented`,
+		`{"id":"X"}`:            "does not match",
+		`{"id":"x","n":1.5}`:    "documented an integer",
+		`{"id":"x","n":-1}`:     "minimum",
+		`{"id":"x","at":"now"}`: "not a date-time",
+		`{"id":"x","kind":"c"}`: "not one of",
+		`{"id":"x","tags":[1]}`: "body.tags[0]",
+		`{"id":null}`:           "null, documented a string",
+		`[]`:                    "documented an object",
+	} {
+		if p := strings.Join(d.check("GET", "/v1/things/x", 200, jsonHeader, []byte(body)), "; "); !strings.Contains(p, want) {
+			t.Errorf("%s: problems %q, want one mentioning %q", body, p, want)
+		}
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		header       http.Header
+		body, want   string
+	}{
+		{"GET", "/v1/things/x", 404, nil, "", "status 404 is not documented"},
+		{"POST", "/v1/things/x", 200, nil, "", "no operation"},
+		{"GET", "/v1/other", 200, nil, "", "no operation"},
+		{"GET", "/v1/things/x", 204, nil, "", "header X-Count is missing"},
+		{"GET", "/v1/things/x", 204, http.Header{"X-Count": {"1"}}, "x", "without a body"},
+		{"GET", "/v1/things/x", 200, http.Header{"Content-Type": {"text/plain"}}, `{"id":"x"}`, "Content-Type"},
+	} {
+		if p := strings.Join(d.check(tc.method, tc.path, tc.status, tc.header, []byte(tc.body)), "; "); !strings.Contains(p, tc.want) {
+			t.Errorf("%s %s %d: problems %q, want one mentioning %q", tc.method, tc.path, tc.status, p, tc.want)
+		}
+	}
+}
