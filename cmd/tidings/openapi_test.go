@@ -63,18 +63,35 @@ func (d *apiDoc) resolve(v any) map[string]any {
 	return d.resolve(cur)
 }
 
+// operation returns the operation that answers method path, and its
+// parameters (resolved); nil if none does.
+func (d *apiDoc) operation(method, path string) (map[string]any, []map[string]any) {
+	path, _, _ = strings.Cut(path, "?")
+	for _, p := range d.paths {
+		if !p.re.MatchString(path) {
+			continue
+		}
+		op, _ := p.item[strings.ToLower(method)].(map[string]any)
+		if op == nil {
+			return nil, nil
+		}
+		var params []map[string]any
+		for _, list := range []any{p.item["parameters"], op["parameters"]} {
+			l, _ := list.([]any)
+			for _, param := range l {
+				params = append(params, d.resolve(param))
+			}
+		}
+		return op, params
+	}
+	return nil, nil
+}
+
 // check returns how an answer of the server to method path departs from
 // the document: a status it does not list for the operation, a body that
 // does not fit the schema, a documented header missing.
 func (d *apiDoc) check(method, path string, status int, header http.Header, body []byte) []string {
-	path, _, _ = strings.Cut(path, "?")
-	var op map[string]any
-	for _, p := range d.paths {
-		if p.re.MatchString(path) {
-			op, _ = p.item[strings.ToLower(method)].(map[string]any)
-			break
-		}
-	}
+	op, _ := d.operation(method, path)
 	if op == nil {
 		return []string{"no operation documented"}
 	}
@@ -269,6 +286,9 @@ func (c *apiCaller) do(want int, req *http.Request) apiAnswer {
 	}
 	a := apiAnswer{resp.StatusCode, resp.Header, b}
 	method, path := req.Method, req.URL.RequestURI()
+	if a.header.Get("X-Request-Id") == "" && a.status != http.StatusSwitchingProtocols {
+		c.t.Errorf("%s %s → %d: no X-Request-Id", method, path, a.status)
+	}
 	for _, p := range c.doc.check(method, path, a.status, a.header, a.body) {
 		c.t.Errorf("%s %s → %d: %s", method, path, a.status, p)
 	}
@@ -276,6 +296,56 @@ func (c *apiCaller) do(want int, req *http.Request) apiAnswer {
 		c.t.Errorf("%s %s: status %d, want %d; body %s", method, path, a.status, want, b)
 	}
 	return a
+}
+
+// checkQuery calls GET path (whose query, if any, ends with "&") with each
+// integer or boolean query parameter it documents: at its documented
+// bounds, which must be accepted, and past them or of the wrong type,
+// which must be 400.
+func (c *apiCaller) checkQuery(path, cred string) {
+	c.t.Helper()
+	_, params := c.doc.operation("GET", path)
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = ""
+	}
+	n := 0
+	for _, p := range params {
+		if p["in"] != "query" {
+			continue
+		}
+		s := c.doc.resolve(p["schema"])
+		name := p["name"].(string)
+		good, bad := []string{}, []string{"x"}
+		switch s["type"] {
+		case "integer":
+			for _, bound := range []struct {
+				key  string
+				past float64
+			}{{"minimum", -1}, {"maximum", 1}} {
+				if b, ok := s[bound.key].(float64); ok {
+					good = append(good, fmt.Sprint(b))
+					bad = append(bad, fmt.Sprint(b+bound.past))
+				}
+			}
+		case "boolean":
+			good = []string{"true", "false"}
+		default:
+			continue
+		}
+		n++
+		for _, v := range good {
+			c.call(200, "GET", path+sep+name+"="+v, cred, "", "")
+		}
+		for _, v := range bad {
+			if a := c.call(400, "GET", path+sep+name+"="+v, cred, "", ""); a.errorCode() != "invalid_argument" {
+				c.t.Errorf("GET %s%s%s=%s: code %q, want invalid_argument", path, sep, name, v, a.errorCode())
+			}
+		}
+	}
+	if n == 0 {
+		c.t.Errorf("GET %s documents no integer or boolean query parameter", path)
+	}
 }
 
 // callHeader sends a request with the headers h and no body, and
@@ -460,6 +530,36 @@ func TestServedAPIMatchesOpenAPI(t *testing.T) {
 	c.callHeader(400, "GET", "/v1/realtime", handshake("Sec-Websocket-Protocol", "tidings.v0"))
 	c.callHeader(400, "GET", "/v1/realtime", handshake("Sec-Websocket-Version", "8"))
 	c.call(404, "GET", "/v1/conversations/nope/presence", alice, "", "")
+
+	// The query parameters, at and past their documented bounds; the poll
+	// from the start of the stream, which answers at once even with wait.
+	c.checkQuery("/v1/users", key)
+	c.checkQuery("/v1/conversations", bob)
+	c.checkQuery("/v1/conversations/lunch/messages", bob)
+	c.checkQuery("/v1/realtime/poll?after=0&", bob)
+	c.call(200, "GET", "/v1/realtime/poll?after=latest&device="+strings.Repeat("d", 64), bob, "", "")
+	c.call(400, "GET", "/v1/realtime/poll?device="+strings.Repeat("d", 65), bob, "", "")
+	c.call(400, "GET", "/v1/realtime/poll?after=x", bob, "", "")
+	if a := c.call(410, "GET", "/v1/realtime/poll?after=999999", bob, "", ""); a.errorCode() != "resync_required" || !strings.Contains(string(a.body), `"ref":"`) {
+		t.Errorf("a poll after a ref the server never gave: %s; want resync_required with the newest ref", a.body)
+	}
+
+	// Limit's default: 50.
+	for i := range 50 {
+		c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", fmt.Sprintf(`{"parts":[{"type":"text/plain","data":"%d"}]}`, i))
+	}
+	var page struct {
+		Messages []json.RawMessage `json:"messages"`
+		HasMore  bool              `json:"hasMore"`
+	}
+	if err := json.Unmarshal(c.call(200, "GET", "/v1/conversations/lunch/messages", bob, "", "").body, &page); err != nil || len(page.Messages) != 50 || !page.HasMore {
+		t.Errorf("a page of messages without limit: %d messages, hasMore %v, %v; want the documented default, 50, and more", len(page.Messages), page.HasMore, err)
+	}
+
+	// Credentials are never taken from the URL.
+	for _, q := range []string{"access_token", "token", "key"} {
+		c.call(401, "GET", "/v1/me?"+q+"="+alice, "", "", "")
+	}
 
 	// Deleting a conversation, and undoing it.
 	c.call(403, "DELETE", "/v1/conversations/lunch", bob, "", "")
