@@ -627,3 +627,114 @@ func TestAPIDocCheck(t *testing.T) {
 		}
 	}
 }
+
+// schemaNumber returns the number keyword of a property of a schema of
+// the document, e.g. ("NewConversation", "name", "maxLength").
+func (d *apiDoc) schemaNumber(t *testing.T, schema, property, keyword string) int {
+	t.Helper()
+	s := d.resolve(map[string]any{"$ref": "#/components/schemas/" + schema})
+	if property != "" {
+		props, _ := s["properties"].(map[string]any)
+		s = d.resolve(props[property])
+	}
+	n, ok := s[keyword].(float64)
+	if !ok {
+		t.Fatalf("openapi.json: %s.%s has no %s", schema, property, keyword)
+	}
+	return int(n)
+}
+
+// TestServedAPIRequestLimits checks the limits openapi.json sets on
+// request bodies on a real server: a value at the limit is accepted, one
+// past it refused.
+func TestServedAPIRequestLimits(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startServe(t, dir)
+	t.Cleanup(func() { stop() })
+	c := &apiCaller{t: t, url: url, doc: fetchAPIDoc(t, url)}
+	d := c.doc
+	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	c.call(201, "POST", "/v1/users", key, "", `{"id":"alice"}`)
+	alice := c.call(201, "POST", "/v1/users/alice/tokens", key, "", "").field(t, "token")
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"lunch"}`)
+	quote := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+	// Text limits count bytes of UTF-8: "é" is two.
+	for _, tc := range []struct {
+		schema, property, method, path, body string
+		created                              bool
+	}{
+		{"NewConversation", "name", "POST", "/v1/conversations", `{"name":%s}`, true},
+		{"NewConversation", "description", "POST", "/v1/conversations", `{"description":%s}`, true},
+		{"ConversationUpdate", "name", "PATCH", "/v1/conversations/lunch", `{"name":%s}`, false},
+		{"ConversationUpdate", "description", "PATCH", "/v1/conversations/lunch", `{"description":%s}`, false},
+		{"NewMessage", "alert", "POST", "/v1/conversations/lunch/messages", `{"parts":[{"type":"text/plain","data":"x"}],"alert":%s}`, true},
+	} {
+		n := d.schemaNumber(t, tc.schema, tc.property, "maxLength")
+		ok := 200
+		if tc.created {
+			ok = 201
+		}
+		c.call(ok, tc.method, tc.path, alice, "", fmt.Sprintf(tc.body, quote(strings.Repeat("x", n))))
+		c.call(ok, tc.method, tc.path, alice, "", fmt.Sprintf(tc.body, quote(strings.Repeat("é", n/2))))
+		c.call(400, tc.method, tc.path, alice, "", fmt.Sprintf(tc.body, quote(strings.Repeat("x", n+1))))
+		c.call(400, tc.method, tc.path, alice, "", fmt.Sprintf(tc.body, quote(strings.Repeat("é", n/2+1))))
+	}
+
+	// Ids: 1 to 128 letters, digits and . _ @ : -, not starting with
+	// punctuation.
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"`+strings.Repeat("c", 128)+`"}`)
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"a.b_c@d:e-f"}`)
+	for _, id := range []string{strings.Repeat("c", 129), "-c", ".c", "c d", "c/d", "ç"} {
+		c.call(400, "POST", "/v1/conversations", alice, "", `{"id":`+quote(id)+`}`)
+	}
+
+	// Parts: minItems and maxItems, on sending and editing.
+	parts := func(n int) string {
+		p := make([]string, n)
+		for i := range p {
+			p[i] = `{"type":"text/plain","data":"x"}`
+		}
+		return `{"parts":[` + strings.Join(p, ",") + `]}`
+	}
+	for _, schema := range []string{"NewMessage", "MessageEdit"} {
+		lo, hi := d.schemaNumber(t, schema, "parts", "minItems"), d.schemaNumber(t, schema, "parts", "maxItems")
+		m := c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", parts(hi)).field(t, "id")
+		c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", parts(lo))
+		c.call(400, "POST", "/v1/conversations/lunch/messages", alice, "", parts(hi+1))
+		c.call(400, "POST", "/v1/conversations/lunch/messages", alice, "", parts(lo-1))
+		c.call(200, "PATCH", "/v1/conversations/lunch/messages/"+m, alice, "", parts(hi))
+		c.call(400, "PATCH", "/v1/conversations/lunch/messages/"+m, alice, "", parts(hi+1))
+	}
+	n := d.schemaNumber(t, "NewConversation", "participants", "maxItems")
+	many := make([]string, n+1)
+	for i := range many {
+		many[i] = fmt.Sprintf(`{"userId":"u%d"}`, i)
+	}
+	c.call(400, "POST", "/v1/conversations", alice, "", `{"participants":[`+strings.Join(many, ",")+`]}`)
+
+	// Numbers with a minimum.
+	c.call(400, "POST", "/v1/users/alice/tokens", key, "", fmt.Sprintf(`{"ttlSeconds":%d}`, d.schemaNumber(t, "TokenRequest", "ttlSeconds", "minimum")-1))
+	c.call(400, "POST", "/v1/conversations/lunch/read", alice, "", fmt.Sprintf(`{"seq":%d}`, d.schemaNumber(t, "MarkRequest", "seq", "minimum")-1))
+	c.call(400, "POST", "/v1/realtime/replies", alice, "", `{"device":"`+strings.Repeat("d", 65)+`","ref":"1"}`)
+	c.call(400, "POST", "/v1/realtime/replies", alice, "", `{"device":"laptop"}`) // ref is required
+
+	// Metadata: 16 KiB encoded on a user; on a message, what the
+	// message's size limit (64 KiB by default, parts and alert included)
+	// leaves.
+	meta := func(n int) string { // an object of n bytes encoded
+		return `{"k":"` + strings.Repeat("x", n-8) + `"}`
+	}
+	c.call(201, "POST", "/v1/users", key, "", `{"id":"bob","metadata":`+meta(16<<10)+`}`)
+	if a := c.call(413, "POST", "/v1/users", key, "", `{"id":"carol","metadata":`+meta(16<<10+1)+`}`); a.errorCode() != "too_large" {
+		t.Errorf("user metadata past 16 KiB: %s", a.body)
+	}
+	m := c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", `{"parts":[{"type":"text/plain","data":"x"}],"metadata":`+meta(32<<10)+`}`).field(t, "id")
+	c.call(200, "PATCH", "/v1/conversations/lunch/messages/"+m, alice, "", `{"parts":[{"type":"text/plain","data":"y"}],"metadata":`+meta(48<<10)+`}`)
+	if a := c.call(413, "PATCH", "/v1/conversations/lunch/messages/"+m, alice, "", `{"parts":[{"type":"text/plain","data":"y"}],"metadata":`+meta(64<<10)+`}`); a.errorCode() != "too_large" {
+		t.Errorf("an edit past 64 KiB: %s", a.body)
+	}
+	if a := c.call(413, "POST", "/v1/conversations/lunch/messages", alice, "", `{"parts":[{"type":"text/plain","data":"x"}],"metadata":`+meta(64<<10)+`}`); a.errorCode() != "too_large" {
+		t.Errorf("a message past 64 KiB: %s", a.body)
+	}
+}
