@@ -411,3 +411,56 @@ exit 127
 		t.Errorf("the walk-through has %d blocks, the test knows %d: change the test with the README", len(blocks), len(steps))
 	}
 }
+
+// TestREADMECommandLine checks the README's list of commands: every
+// command is in it, and every flag it shows exists, with the default it
+// shows.
+func TestREADMECommandLine(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Command line\n")
+	if !ok {
+		t.Fatal(`README.md has no section "## Command line"`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	section = strings.Join(strings.Fields(section), " ") // lines joined
+	for _, cmd := range commands() {
+		name := cmd.name
+		if g, sub, ok := strings.Cut(name, " "); ok && g == "bench" && sub != "plot" {
+			name = "bench " + `[a-z|]*\b` + sub + `\b`
+		}
+		if !regexp.MustCompile("`(tidings )?" + name).MatchString(section) {
+			t.Errorf("README.md's command line does not list %q", cmd.name)
+		}
+	}
+	mention := regexp.MustCompile("`tidings ([a-z-]+(?: [a-z-]+)?)([^`]*)`")
+	flagRe := regexp.MustCompile(`--([a-z-]+)(?: ([a-z0-9]+))?`)
+	for _, m := range mention.FindAllStringSubmatch(section, -1) {
+		cmd, _ := findCommand(strings.Fields(m[1]))
+		if cmd == nil {
+			if cmd, _ = findCommand(strings.Fields(m[1])[:1]); cmd == nil && m[1] != "help" && !strings.HasPrefix(m[1], "bench") {
+				t.Errorf("README.md names a command %q that does not exist", m[1])
+			}
+		}
+		if cmd == nil {
+			continue
+		}
+		help := mustRun(t, nil, append([]string{"help"}, strings.Fields(cmd.name)...)...).stdout
+		for _, f := range flagRe.FindAllStringSubmatch(m[2], -1) {
+			_, entry, ok := strings.Cut(help, "  --"+f[1]+" ")
+			if !ok {
+				_, entry, ok = strings.Cut(help, "  --"+f[1]+"\n")
+			}
+			if !ok {
+				t.Errorf("README.md shows tidings %s --%s, which it does not have", cmd.name, f[1])
+				continue
+			}
+			entry, _, _ = strings.Cut(entry, "\n  --")
+			if v := f[2]; v != "" && v == strings.ToLower(v) && strings.ContainsAny(v, "0123456789") && !strings.Contains(entry, "default "+v) {
+				t.Errorf("README.md shows tidings %s --%s %s, but its default is not %s:\n  --%s %s", cmd.name, f[1], v, v, f[1], entry)
+			}
+		}
+	}
+}
