@@ -509,7 +509,14 @@ func TestServedAPIMatchesOpenAPI(t *testing.T) {
 	c.call(200, "GET", "/v1/realtime/poll?device=laptop", bob, "", "")
 	c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", `{"parts":[{"type":"text/plain","data":"news"}]}`)
 	ref := c.call(200, "GET", "/v1/realtime/poll?device=laptop&wait=5&limit=10", bob, "", "").field(t, "lastRef")
+	// Polling does not move the device's cursor; a reply does.
+	if a := c.call(200, "GET", "/v1/realtime/poll?device=laptop", bob, "", ""); !strings.Contains(string(a.body), `"ref":"`+ref+`"`) {
+		t.Errorf("a second poll before the reply: %s; want update %s again", a.body, ref)
+	}
 	c.call(204, "POST", "/v1/realtime/replies", bob, "", `{"device":"laptop","ref":"`+ref+`"}`)
+	if a := c.call(200, "GET", "/v1/realtime/poll?device=laptop", bob, "", ""); a.field(t, "lastRef") != ref || strings.Contains(string(a.body), `"ref":"`) {
+		t.Errorf("a poll after the reply: %s; want no update, and lastRef %s", a.body, ref)
+	}
 	c.call(400, "POST", "/v1/realtime/replies", bob, "", `{"device":"laptop","ref":"not a ref"}`)
 	c.call(400, "GET", "/v1/realtime/poll?wait=61", bob, "", "")
 	c.call(400, "GET", "/v1/realtime/poll?device=a%20b", bob, "", "")
@@ -736,5 +743,144 @@ func TestServedAPIRequestLimits(t *testing.T) {
 	}
 	if a := c.call(413, "POST", "/v1/conversations/lunch/messages", alice, "", `{"parts":[{"type":"text/plain","data":"x"}],"metadata":`+meta(64<<10)+`}`); a.errorCode() != "too_large" {
 		t.Errorf("a message past 64 KiB: %s", a.body)
+	}
+}
+
+// TestServedAPIBehavesAsDocumented checks, on a real server, what the
+// descriptions of the operations in openapi.json promise.
+func TestServedAPIBehavesAsDocumented(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startServe(t, dir)
+	t.Cleanup(func() { stop() })
+	c := &apiCaller{t: t, url: url, doc: fetchAPIDoc(t, url)}
+	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	tokens := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		c.call(201, "POST", "/v1/users", key, "", `{"id":"`+u+`"}`)
+		tokens[u] = c.call(201, "POST", "/v1/users/"+u+"/tokens", key, "", "").field(t, "token")
+	}
+	alice, bob, carol := tokens["alice"], tokens["bob"], tokens["carol"]
+	decode := func(a apiAnswer, v any) {
+		t.Helper()
+		if err := json.Unmarshal(a.body, v); err != nil {
+			t.Fatalf("%s: %v", a.body, err)
+		}
+	}
+	type conv struct {
+		ID          string  `json:"id"`
+		LastSeq     int64   `json:"lastSeq"`
+		ReadSeq     int64   `json:"readSeq"`
+		UnreadCount int64   `json:"unreadCount"`
+		DeletedAt   *string `json:"deletedAt"`
+	}
+	send := func(tok, conv, text string) apiAnswer {
+		t.Helper()
+		return c.call(201, "POST", "/v1/conversations/"+conv+"/messages", tok, "", `{"parts":[{"type":"text/plain","data":"`+text+`"}]}`)
+	}
+
+	// The users list pages by id; a page that is not full has no nextAfter.
+	var users struct {
+		Users     []struct{ ID string } `json:"users"`
+		NextAfter string                `json:"nextAfter"`
+	}
+	decode(c.call(200, "GET", "/v1/users?limit=2", key, "", ""), &users)
+	if len(users.Users) != 2 || users.Users[0].ID != "alice" || users.NextAfter == "" {
+		t.Errorf("first page of 2 users: %+v", users)
+	}
+	after := users.NextAfter
+	users.NextAfter = ""
+	decode(c.call(200, "GET", "/v1/users?limit=2&after="+after, key, "", ""), &users)
+	if len(users.Users) != 1 || users.Users[0].ID != "carol" || users.NextAfter != "" {
+		t.Errorf("last page of users: %+v", users)
+	}
+
+	// Sending moves the sender's own marks; the list is most recently
+	// active first.
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"lunch","participants":[{"userId":"bob"}]}`)
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"dinner","participants":[{"userId":"bob"}]}`)
+	send(alice, "lunch", "one")
+	send(alice, "lunch", "two")
+	var got conv
+	decode(c.call(200, "GET", "/v1/conversations/lunch", alice, "", ""), &got)
+	if got.LastSeq != 2 || got.ReadSeq != 2 || got.UnreadCount != 0 {
+		t.Errorf("the sender's view after sending: %+v; want read up to 2", got)
+	}
+	var list struct{ Conversations []conv }
+	decode(c.call(200, "GET", "/v1/conversations", bob, "", ""), &list)
+	if len(list.Conversations) != 2 || list.Conversations[0].ID != "lunch" {
+		t.Errorf("bob's conversations: %+v; want lunch, the most recently active, first", list.Conversations)
+	}
+
+	// Marks: the body is optional (the newest), never move back, and a
+	// seq beyond the newest is 400.
+	type marks struct{ DeliveredSeq, ReadSeq, UnreadCount int64 }
+	var m marks
+	decode(c.call(200, "POST", "/v1/conversations/lunch/delivered", bob, "", ""), &m)
+	if m.DeliveredSeq != 2 || m.ReadSeq != 0 {
+		t.Errorf("delivered without a body: %+v; want delivered 2", m)
+	}
+	decode(c.call(200, "POST", "/v1/conversations/lunch/read", bob, "", `{"seq":2}`), &m)
+	decode(c.call(200, "POST", "/v1/conversations/lunch/read", bob, "", `{"seq":1}`), &m)
+	if m.ReadSeq != 2 || m.UnreadCount != 0 {
+		t.Errorf("read back to 1: %+v; want the mark to stay at 2", m)
+	}
+	c.call(400, "POST", "/v1/conversations/lunch/delivered", bob, "", `{"seq":3}`)
+
+	// A deleted message keeps its seq, without content; deleting it again
+	// is not an error.
+	id := send(bob, "lunch", "oops").field(t, "id")
+	c.call(204, "DELETE", "/v1/conversations/lunch/messages/"+id, bob, "", "")
+	c.call(204, "DELETE", "/v1/conversations/lunch/messages/"+id, bob, "", "")
+	a := c.call(200, "GET", "/v1/conversations/lunch/messages/"+id, alice, "", "")
+	if a.field(t, "deletedAt") == "" || strings.Contains(string(a.body), "oops") || !strings.Contains(string(a.body), `"seq":3`) {
+		t.Errorf("a deleted message: %s", a.body)
+	}
+	c.call(409, "PATCH", "/v1/conversations/lunch/messages/"+id, bob, "", `{"parts":[{"type":"text/plain","data":"again"}]}`)
+
+	// Roles: the last owner can be neither demoted nor leave while others
+	// remain.
+	c.call(409, "PATCH", "/v1/conversations/lunch/participants/alice", alice, "", `{"role":"member"}`)
+	c.call(409, "POST", "/v1/conversations/lunch/leave", alice, "", "")
+	c.call(403, "PATCH", "/v1/conversations/lunch/participants/bob", bob, "", `{"role":"owner"}`)
+
+	// Public conversations: visible to all, joined as member, joining
+	// twice changes nothing.
+	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"square","isPublic":true}`)
+	c.call(200, "GET", "/v1/conversations/square", carol, "", "")
+	if a := c.call(200, "POST", "/v1/conversations/square/join", carol, "", ""); a.field(t, "role") != "member" {
+		t.Errorf("joined as %s", a.body)
+	}
+	c.call(200, "POST", "/v1/conversations/square/join", carol, "", "")
+	c.call(404, "POST", "/v1/conversations/dinner/join", carol, "", "")
+
+	// A deleted conversation: still returned to its participants, closed
+	// to messages and joins; undeleted, open again.
+	c.call(204, "DELETE", "/v1/conversations/square", alice, "", "")
+	var sq conv
+	decode(c.call(200, "GET", "/v1/conversations/square", carol, "", ""), &sq)
+	if sq.DeletedAt == nil {
+		t.Errorf("a deleted conversation to a participant: %+v; want deletedAt", sq)
+	}
+	c.call(409, "POST", "/v1/conversations/square/messages", carol, "", `{"parts":[{"type":"text/plain","data":"hello?"}]}`)
+	c.call(409, "POST", "/v1/conversations/square/files?name=a.txt", carol, "text/plain", "a")
+	c.call(200, "POST", "/v1/conversations/square/undelete", alice, "", "")
+	send(carol, "square", "hello")
+
+	// Files: the file's type, always as an attachment.
+	f := c.call(201, "POST", "/v1/conversations/lunch/files?name=menu.txt", bob, "text/csv", "soup,bread").field(t, "id")
+	a = c.call(200, "GET", "/v1/conversations/lunch/files/"+f, alice, "", "")
+	if ct, cd := a.header.Get("Content-Type"), a.header.Get("Content-Disposition"); !strings.HasPrefix(ct, "text/csv") || !strings.HasPrefix(cd, "attachment") || string(a.body) != "soup,bread" {
+		t.Errorf("download: Content-Type %q, Content-Disposition %q, body %q", ct, cd, a.body)
+	}
+	c.call(404, "GET", "/v1/conversations/lunch/files/"+f, carol, "", "")
+
+	// Replies: a cursor never moves back.
+	c.call(200, "GET", "/v1/realtime/poll?device=phone", bob, "", "")
+	send(alice, "lunch", "news")
+	ref := c.call(200, "GET", "/v1/realtime/poll?device=phone", bob, "", "").field(t, "lastRef")
+	c.call(204, "POST", "/v1/realtime/replies", bob, "", `{"device":"phone","ref":"`+ref+`"}`)
+	c.call(204, "POST", "/v1/realtime/replies", bob, "", `{"device":"phone","ref":"1"}`)
+	if a := c.call(200, "GET", "/v1/realtime/poll?device=phone", bob, "", ""); strings.Contains(string(a.body), `"ref":"`) {
+		t.Errorf("after acknowledging an older ref, a poll answers %s; want nothing again", a.body)
 	}
 }
