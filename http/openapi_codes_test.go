@@ -3,10 +3,15 @@ package http
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/realtime"
 )
 
 // TestErrorCodesDocumented checks the error codes the API answers with
@@ -64,5 +69,28 @@ func TestErrorCodesDocumented(t *testing.T) {
 	slices.Sort(listed)
 	if !slices.Equal(listed, codes) {
 		t.Errorf("README.md lists the codes %v; the API answers with %v", listed, codes)
+	}
+}
+
+// TestOpenAPIRealtimeSchemasMatch does for the schemas of the realtime
+// routes what TestOpenAPISchemasMatchDomain does for the domain's.
+func TestOpenAPIRealtimeSchemasMatch(t *testing.T) {
+	d := parseOpenAPI(t)
+	schemas := d["components"].(map[string]any)["schemas"].(map[string]any)
+	for name, v := range map[string]any{
+		"Event":         tidings.Event{},
+		"PollResult":    realtime.PollResult{},
+		"ReplyRequest":  replyRequest{},
+		"TypingRequest": typingRequest{},
+		"Presence":      protocol.PresenceResult{},
+	} {
+		var documented []string
+		for p := range schemas[name].(map[string]any)["properties"].(map[string]any) {
+			documented = append(documented, p)
+		}
+		slices.Sort(documented)
+		if fields := jsonFields(reflect.TypeOf(v)); !slices.Equal(documented, fields) {
+			t.Errorf("schema %s has properties %v; the Go type has %v", name, documented, fields)
+		}
 	}
 }
