@@ -148,7 +148,7 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	fs.Var((*durationValue)(&cfg.TokenTTL), "token-ttl",
 		"default and longest lifetime (a `duration`) of the access tokens minted by the API")
 	fs.Var((*durationValue)(&cfg.ReadHeaderTimeout), "read-header-timeout",
-		"the `duration` allowed to read a request's headers; 0 means no limit")
+		"the `duration` allowed to read a request's headers; 0 means the read timeout")
 	fs.Var((*durationValue)(&cfg.ReadTimeout), "read-timeout",
 		"the `duration` allowed to read a whole request, body included; 0 means no limit")
 	fs.Var((*durationValue)(&cfg.WriteTimeout), "write-timeout",
