@@ -256,6 +256,8 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 	d := parseOpenAPI(t)
 	schemas := d["components"].(map[string]any)["schemas"].(map[string]any)
 	for name, v := range map[string]any{
+		"App":                tidings.App{},
+		"AppUpdate":          tidings.AppUpdate{},
 		"User":               tidings.User{},
 		"Identifier":         tidings.Identifier{},
 		"Profile":            tidings.Profile{},

@@ -41,6 +41,9 @@ func (s *Server) routes() []route {
 		{"GET", "/metrics", authNone, s.handleMetrics},
 		{"GET", "/v1/openapi.json", authNone, handleOpenAPI},
 
+		{"GET", "/v1/app", authServer, s.handleGetApp},
+		{"PATCH", "/v1/app", authServer, s.handleUpdateApp},
+
 		{"POST", "/v1/users", authServer, s.handleCreateUser},
 		{"GET", "/v1/users", authServer, s.handleListUsers},
 		{"GET", "/v1/users/{userId}", authAny, s.handleGetUser},

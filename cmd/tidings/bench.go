@@ -13,8 +13,8 @@ import (
 
 const benchNote = `
 It creates its own users and conversations in the app whose server key it
-is given (--key, or the environment variable TIDINGS_SERVER_KEY; print it
-with "tidings apps show default"), so run it against a server meant for
+is given (--key, or the environment variable TIDINGS_SERVER_KEY; get one
+with "tidings apps rotate-key default"), so run it against a server meant for
 benchmarks. It loads 127.0.0.1 only unless given --allow-remote, and
 stops by itself: every phase is bounded in count and time. Connections
 are spread over several loopback source addresses (127.0.0.1,
@@ -138,7 +138,7 @@ func parseBench(c *cli, fs *flag.FlagSet, b *benchFlags, args []string) error {
 		b.cfg.Key, _ = c.lookupEnv("TIDINGS_SERVER_KEY")
 	}
 	if b.cfg.Key == "" {
-		return usageErrorf("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (see \"tidings apps show default\")")
+		return usageErrorf("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (get one with \"tidings apps rotate-key default\")")
 	}
 	b.cfg.Progress = c.stderr
 	return nil

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,7 +63,10 @@ func get(t *testing.T, url string) int {
 
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	const created = "created app default; run `tidings apps show --data "
+	const created = "created app default; run `tidings apps rotate-key --data "
+	if err := os.Chmod(dir, 0o755); err != nil { // a volume mounted open
+		t.Fatal(err)
+	}
 
 	url, stop := startServe(t, dir)
 	if code := get(t, url+"/healthz"); code != http.StatusOK {
@@ -79,6 +84,12 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(logs, "stopped") {
 		t.Errorf("serve did not log that it stopped; logs:\n%s", logs)
+	}
+	if !strings.Contains(logs, "level=WARN msg=\"the data directory is open to every user") || !strings.Contains(logs, "chmod 700 "+dir) {
+		t.Errorf("serve did not warn about a data directory open to all; logs:\n%s", logs)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "tidings.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the database is not private: %v, %v", fi.Mode(), err)
 	}
 
 	// Neither credential of the default app is ever logged.
