@@ -6,8 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/ratelimit"
 )
 
 // statusOf maps each error code to its HTTP status.
@@ -64,6 +66,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == tidings.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	var limited *ratelimit.Error
+	if errors.As(err, &limited) {
+		w.Header().Set("Retry-After", strconv.Itoa(limited.RetryAfterSeconds()))
 	}
 	body := errorBody{Code: code, Message: msg}
 	var rr resumer

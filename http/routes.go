@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/ratelimit"
 )
 
 // authKind is the kind of credential a route needs.
@@ -123,11 +124,35 @@ func (s *Server) routeHandler(rt route) http.Handler {
 				return
 			}
 			r = r.WithContext(ctx)
+			if err := s.limit(r, rt); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		if err := rt.handler(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// limitedRoutes are the routes that cost more than a request: their own
+// budgets are taken too.
+var limitedRoutes = map[string]ratelimit.Action{
+	"POST /v1/conversations":                               ratelimit.CreateConversation,
+	"POST /v1/conversations/{conversationId}/participants": ratelimit.AddParticipant,
+}
+
+// limit takes the request from the caller's budgets (Limits), or returns
+// the rate_limited error to answer (429, with Retry-After).
+func (s *Server) limit(r *http.Request, rt route) error {
+	caller, ok := tidings.CallerFromContext(r.Context())
+	switch {
+	case s.Limits == nil || !ok:
+		return nil
+	case caller.Server:
+		return s.Limits.AllowServer(caller.AppID)
+	}
+	return s.Limits.AllowUser(caller.AppID, caller.UserID, limitedRoutes[rt.method+" "+rt.pattern])
 }
 
 // serveMux serves r through mux, answering the requests no route matches

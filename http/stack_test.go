@@ -10,6 +10,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/sqlite"
 )
 
@@ -19,6 +20,7 @@ type stackOptions struct {
 	synchronous  string // the store's synchronous mode; "" for FULL, as served
 	maxFileBytes int64  // upload limit; 0 for the default
 	origins      []string
+	limits       *ratelimit.Limiter // nil: no rate limits
 }
 
 // startStack runs the whole API over a real SQLite store in a temporary
@@ -54,6 +56,7 @@ func startStack(tb testing.TB, o stackOptions) (*tidingshttp.Server, *sqlite.DB)
 	s.MaxFileBytes = maxFile
 	s.Ready = db.Ping
 	s.AllowedOrigins = o.origins
+	s.Limits = o.limits
 	if err := s.Open(); err != nil {
 		tb.Fatal(err)
 	}

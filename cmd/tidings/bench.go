@@ -19,7 +19,10 @@ benchmarks. It loads 127.0.0.1 only unless given --allow-remote, and
 stops by itself: every phase is bounded in count and time. Connections
 are spread over several loopback source addresses (127.0.0.1,
 127.0.0.2…, --sources) to go past one address's ephemeral ports, and the
-soft limit of open files is raised to the hard limit.
+soft limit of open files is raised to the hard limit. Start the server
+with its rate limits raised (e.g. "tidings serve --user-rate 0 --app-rate 0
+--command-rate 1000000"): with the defaults, senders are held to 50
+messages a second each, and the refusals are counted as rate_limited.
 
 The server's CPU time and memory come from /proc of the process that
 listens on the server's port (or --server-pid). A live progress line goes

@@ -92,6 +92,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"realtime-idle-timeout": "9s", "typing-timeout": "10s", "presence-limit": "7", "max-frame-bytes": "2MiB", "send-queue": "100",
 		"max-conns-per-user": "3", "command-rate": "12.5", "allowed-origins": "https://a.example, https://b.example",
 		"retention": "48h", "dev": "true", "debug-addr": "127.0.0.1:6060",
+		"user-rate": "5", "app-rate": "0", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -114,6 +115,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		RealtimeIdle: 9 * time.Second, TypingTimeout: 10 * time.Second, PresenceLimit: 7, MaxFrameBytes: 2 << 20, SendQueue: 100,
 		MaxConnsPerUser: 3, CommandRate: 12.5, AllowedOrigins: "https://a.example, https://b.example",
 		Retention: 48 * time.Hour, Dev: true, DebugAddr: "127.0.0.1:6060",
+		UserRate: 5, AppRate: 0, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)
@@ -169,6 +171,7 @@ func TestBadSettings(t *testing.T) {
 		{"body smaller than message", nil, []string{"--max-body-bytes", "64KiB"}, "max-body-bytes"},
 		{"short token ttl", nil, []string{"--token-ttl", "0s"}, "token-ttl"},
 		{"empty addr", nil, []string{"--addr", ""}, "addr"},
+		{"negative rate", nil, []string{"--conversation-rate", "-1"}, "conversation-rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

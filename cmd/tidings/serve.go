@@ -13,6 +13,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/web"
@@ -112,6 +113,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.PresenceLimit = cfg.PresenceLimit
 	node.CommandRate, node.CommandBurst = cfg.CommandRate, 2*cfg.CommandRate
+	// One limiter for the API and the realtime node: a user has one budget.
+	limits := ratelimit.New(cfg.limits())
+	node.Limits = limits
 	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
 		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
 	node.Batcher = wsHandler
@@ -127,6 +131,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
 	srv.Realtime, srv.Poller = wsHandler, node
+	srv.Limits = limits
 	srv.Web = web.Handler()
 	srv.AllowedOrigins = splitList(cfg.AllowedOrigins)
 	if cfg.Dev {
@@ -211,6 +216,17 @@ func pruneEvents(l *sqlite.EventLog, retention time.Duration, log *slog.Logger) 
 		}
 	}()
 	return func() { close(stop); <-done }
+}
+
+// limits returns the rate limits cfg sets.
+func (cfg *config) limits() ratelimit.Config {
+	return ratelimit.Config{
+		User:          ratelimit.PerSecond(cfg.UserRate),
+		App:           ratelimit.PerSecond(cfg.AppRate),
+		Server:        ratelimit.PerSecond(cfg.ServerKeyRate),
+		Conversations: ratelimit.PerMinute(cfg.ConversationRate),
+		Participants:  ratelimit.PerMinute(cfg.ParticipantRate),
+	}
 }
 
 // warnIfOpen logs a warning if other users of the machine may read the

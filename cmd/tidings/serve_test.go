@@ -257,3 +257,36 @@ func TestServeDebugListener(t *testing.T) {
 		t.Errorf("the API serves the profiler: %d", code)
 	}
 }
+
+// serve limits each user's requests (there was no limit on REST), over
+// REST and the socket alike, as its flags say.
+func TestServeLimitsRequests(t *testing.T) {
+	// One request, then one every 20 s: whatever the machine's speed, the
+	// second comes too soon.
+	url, stop := startServe(t, t.TempDir(), "--dev", "--user-rate", "0.05", "--conversation-rate", "0")
+	defer stop()
+	alice := mintDevToken(t, url, "alice")
+	me := func() *http.Response {
+		req, _ := http.NewRequest("GET", url+"/v1/me", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := me(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first GET /v1/me: %d", resp.StatusCode)
+	}
+	resp := me()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second GET /v1/me: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Another user has a budget of their own.
+	bob := mintDevToken(t, url, "bob")
+	alice = bob
+	if resp := me(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's GET /v1/me: %d", resp.StatusCode)
+	}
+}
