@@ -187,6 +187,9 @@ func TestOpenAPIOperationsAreDocumented(t *testing.T) {
 		need := []string{"500"}
 		if auth[name] != authNone {
 			need = append(need, "401", "403")
+			if !freeRoutes[name] {
+				need = append(need, "429")
+			}
 		}
 		if pathParam.MatchString(o.path) {
 			need = append(need, "404")

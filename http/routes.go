@@ -142,12 +142,16 @@ var limitedRoutes = map[string]ratelimit.Action{
 	"POST /v1/conversations/{conversationId}/participants": ratelimit.AddParticipant,
 }
 
+// freeRoutes take nothing from the budgets: acknowledgements, which do
+// not count on the socket either.
+var freeRoutes = map[string]bool{"POST /v1/realtime/replies": true}
+
 // limit takes the request from the caller's budgets (Limits), or returns
 // the rate_limited error to answer (429, with Retry-After).
 func (s *Server) limit(r *http.Request, rt route) error {
 	caller, ok := tidings.CallerFromContext(r.Context())
 	switch {
-	case s.Limits == nil || !ok:
+	case s.Limits == nil || !ok || freeRoutes[rt.method+" "+rt.pattern]:
 		return nil
 	case caller.Server:
 		return s.Limits.AllowServer(caller.AppID)
