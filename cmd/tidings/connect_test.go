@@ -29,7 +29,7 @@ func newWorld(t *testing.T) *world {
 	dir := t.TempDir()
 	url, stop := startServe(t, dir)
 	t.Cleanup(func() { stop() })
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
 	w := &world{url: url, dir: dir, tokens: make(map[string]string)}
 	for _, id := range []string{"alice", "bob"} {
 		body := fmt.Sprintf(`{"id": %q, "displayName": %q}`, id, strings.ToUpper(id[:1])+id[1:])
