@@ -307,6 +307,13 @@ func (db *DB) hashServerKeys(ctx context.Context) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	// secure_delete overwrites the plain keys' bytes instead of leaving
+	// them in free space; the checkpoint then moves the rewritten pages
+	// over the old ones in the database file.
+	if _, err := db.wconn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	defer db.wconn.ExecContext(ctx, `PRAGMA secure_delete = OFF`)
 	tx, err := db.wconn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: hash server keys: %w", err)
@@ -318,6 +325,9 @@ func (db *DB) hashServerKeys(ctx context.Context) error {
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	if _, err := db.wconn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		return fmt.Errorf("sqlite: hash server keys: %w", err)
 	}
 	db.Logger.Info("server keys are now stored hashed; they keep working", "apps", len(keys))

@@ -88,6 +88,12 @@ func TestMigrationHashesServerKeysAndDeduplicatesIdentifiers(t *testing.T) {
 	if err != nil || app.ID != "a" {
 		t.Fatalf("the old key after the migration: %v, %v", app, err)
 	}
+	// Gone from the files at once, not only once the database is closed.
+	for _, suffix := range []string{"", "-wal"} {
+		if b, _ := os.ReadFile(path + suffix); bytes.Contains(b, []byte("tsk_oldkey")) {
+			t.Errorf("tidings.db%s still holds the server key in plain text while open", suffix)
+		}
+	}
 	if !slicesEqual(app.UserEditableFields, tidings.DefaultUserEditableFields) {
 		t.Errorf("user-editable fields %v, want the defaults", app.UserEditableFields)
 	}
