@@ -11,16 +11,40 @@ type App struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 	// ServerKey authenticates the customer's backend ("tsk_…"). It manages
-	// users and mints user tokens. Never logged.
+	// users and mints user tokens. It is stored hashed: only CreateApp and
+	// RotateServerKey return it, once; an app read back has it empty.
+	// Never logged.
 	ServerKey string `json:"-"`
 	// SigningSecret signs user access tokens (HS256). The customer's
 	// backend may mint tokens itself with it. Never logged.
-	SigningSecret string    `json:"-"`
-	CreatedAt     time.Time `json:"createdAt"`
+	SigningSecret string `json:"-"`
+	// UserEditableFields are the profile fields (ProfileFields) a user may
+	// change in their own profile; the others only the app's server may
+	// set. DefaultUserEditableFields unless the app says otherwise.
+	UserEditableFields []string  `json:"userEditableFields"`
+	CreatedAt          time.Time `json:"createdAt"`
 }
 
-// AppService manages apps. It is an operator's tool (the CLI), not exposed
-// to app callers, so it takes no caller from the context.
+// AppUpdate holds the app settings to change; nil fields are left alone.
+type AppUpdate struct {
+	Name               *string   `json:"name"`
+	UserEditableFields *[]string `json:"userEditableFields"`
+}
+
+// UserMayEdit reports whether a user may change the profile field
+// (a ProfileFields name) of their own profile.
+func (a *App) UserMayEdit(field string) bool {
+	for _, f := range a.UserEditableFields {
+		if f == field {
+			return true
+		}
+	}
+	return false
+}
+
+// AppService manages apps. Creating, listing and rotating keys are an
+// operator's tools (the CLI), not exposed to app callers, so they take no
+// caller from the context.
 type AppService interface {
 	// CreateApp creates an app with a new server key and signing secret.
 	// An empty id gets a generated one. EConflict if the id is taken.
@@ -31,6 +55,10 @@ type AppService interface {
 	FindAppByServerKey(ctx context.Context, key string) (*App, error)
 	// ListApps returns every app, oldest first.
 	ListApps(ctx context.Context) ([]*App, error)
-	// RotateServerKey replaces the app's server key and returns the app.
+	// RotateServerKey replaces the app's server key and returns the app
+	// with the new key (the only time it can be read).
 	RotateServerKey(ctx context.Context, id string) (*App, error)
+	// UpdateApp changes the app's settings and returns the app.
+	// ENotFound if there is no such app, EInvalid for a bad setting.
+	UpdateApp(ctx context.Context, id string, upd AppUpdate) (*App, error)
 }

@@ -48,6 +48,42 @@ type UserUpdate struct {
 	Metadata    *json.RawMessage `json:"metadata"`
 }
 
+// The profile fields, by their JSON names: what App.UserEditableFields
+// lists.
+const (
+	FieldDisplayName = "displayName"
+	FieldAvatarURL   = "avatarUrl"
+	FieldIdentifier  = "identifier"
+	FieldMetadata    = "metadata"
+)
+
+// ProfileFields are the fields of a profile, in their order.
+var ProfileFields = []string{FieldDisplayName, FieldAvatarURL, FieldIdentifier, FieldMetadata}
+
+// DefaultUserEditableFields are the profile fields users may change
+// themselves unless their app says otherwise. The identifier and the
+// metadata, which others may trust (an e-mail address, a "verified"
+// flag), are the app server's.
+var DefaultUserEditableFields = []string{FieldDisplayName, FieldAvatarURL}
+
+// Fields returns the names of the fields upd sets, in ProfileFields order.
+func (upd UserUpdate) Fields() []string {
+	var fs []string
+	if upd.DisplayName != nil {
+		fs = append(fs, FieldDisplayName)
+	}
+	if upd.AvatarURL != nil {
+		fs = append(fs, FieldAvatarURL)
+	}
+	if upd.Identifier != nil {
+		fs = append(fs, FieldIdentifier)
+	}
+	if upd.Metadata != nil {
+		fs = append(fs, FieldMetadata)
+	}
+	return fs
+}
+
 // UserFilter pages through users ordered by id.
 type UserFilter struct {
 	After string // return users whose id sorts after this one
@@ -65,8 +101,10 @@ const (
 //
 // Creating and listing users needs the app server. Finding a user is open
 // to the server and to any user of the same app. Updating a profile is
-// open to the server and to the user themself. Every change emits
-// EventProfileUpdate.
+// open to the server and to the user themself, for the fields their app
+// lets users edit (App.UserEditableFields; EForbidden naming the field
+// otherwise). An identifier is unique in its app for its kind: setting one
+// another user has is EConflict. Every change emits EventProfileUpdate.
 type UserService interface {
 	// CreateUser creates u.ID (EConflict if taken; EInvalid for a bad id
 	// or fields). DisplayName defaults to the id.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -155,6 +156,33 @@ func (u *User) Validate() error {
 	m, err := NormalizeMetadata("metadata", u.Metadata, MaxMetadataBytes)
 	u.Metadata = m
 	return err
+}
+
+// Apply checks upd and applies it to a.
+func (upd AppUpdate) Apply(a *App) error {
+	if upd.Name != nil {
+		name := strings.TrimSpace(*upd.Name)
+		if name == "" {
+			return invalid("name cannot be empty")
+		}
+		if err := validText("name", name, MaxNameLen); err != nil {
+			return err
+		}
+		a.Name = name
+	}
+	if upd.UserEditableFields != nil {
+		fields := []string{}
+		for _, f := range *upd.UserEditableFields {
+			if !slices.Contains(ProfileFields, f) {
+				return invalid("userEditableFields: %q is not a profile field: use %s", f, strings.Join(ProfileFields, ", "))
+			}
+			if !slices.Contains(fields, f) {
+				fields = append(fields, f)
+			}
+		}
+		a.UserEditableFields = fields
+	}
+	return nil
 }
 
 // Apply checks upd and applies it to u.

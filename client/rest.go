@@ -155,7 +155,9 @@ func (c *Client) GetUser(ctx context.Context, userID string) (*tidings.User, err
 }
 
 // UpdateUser changes the profile of a user (users may change their own
-// only); nil fields of upd are left alone.
+// only, and only the fields their app lets users edit: by default the
+// display name and avatar; another is EForbidden, naming it); nil fields
+// of upd are left alone.
 func (c *Client) UpdateUser(ctx context.Context, userID string, upd tidings.UserUpdate) (*tidings.User, error) {
 	return apiCall[tidings.User](ctx, c, "PATCH", "/v1/users/"+seg(userID), nil, upd)
 }

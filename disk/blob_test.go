@@ -308,3 +308,32 @@ func TestRemoveTempClearsPartialPuts(t *testing.T) {
 		t.Errorf("blob = %q", b)
 	}
 }
+
+// Uploaded files are this user's only, even in a directory made
+// beforehand and open to everyone (a mounted volume).
+func TestFilesArePrivateInAnOpenDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "files")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := disk.NewBlobStore(dir)
+	put(t, s, "app1/conv1/file1", "secret")
+	found := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		found++
+		fi, err := d.Info()
+		if err == nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("uploaded file %s has mode %04o, want 0600", path, fi.Mode().Perm())
+		}
+		return err
+	})
+	if err != nil || found != 1 {
+		t.Fatalf("found %d files (%v), want 1", found, err)
+	}
+}

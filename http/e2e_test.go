@@ -431,10 +431,13 @@ func TestE2EUsers(t *testing.T) {
 		t.Errorf("last page %+v", page)
 	}
 
-	// A user updates their own profile, not someone else's.
+	// A user updates their own profile, not someone else's; the
+	// identifier and metadata are the server's (by default).
 	var u tidings.User
 	w.call("PATCH", "/v1/users/alice", alice, map[string]any{
 		"displayName": "Alice A.", "avatarUrl": "https://example.com/a.png",
+	}).ok(t, 200, &u)
+	w.call("PATCH", "/v1/users/alice", key, map[string]any{
 		"identifier": map[string]any{"value": "alice@example.com", "kind": "email"},
 		"metadata":   map[string]any{"team": "red"},
 	}).ok(t, 200, &u)

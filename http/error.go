@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/ratelimit"
 )
 
 // statusOf maps each error code to its HTTP status.
@@ -71,8 +72,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == tidings.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
+	var limited *ratelimit.Error
 	var ra retryAfter
-	if errors.As(err, &ra) && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+	switch {
+	case errors.As(err, &limited):
+		w.Header().Set("Retry-After", strconv.Itoa(limited.RetryAfterSeconds()))
+	case errors.As(err, &ra) && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable):
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(ra.RetryAfter().Seconds())), 10))
 	}
 	body := errorBody{Code: code, Message: msg}

@@ -360,7 +360,7 @@ func TestInvalidUTF8BodyIsRefused(t *testing.T) {
 	}
 
 	// Text beyond ASCII, in valid UTF-8, is of course fine.
-	status, body := fs.send(t, fs.jsonRequest("PATCH", "/v1/users/alice", fs.alice,
+	status, body := fs.send(t, fs.jsonRequest("PATCH", "/v1/users/alice", fs.key,
 		[]byte(`{"displayName":"Zoë 💬","metadata":{"città":"Zürich"}}`)))
 	if err := json.Unmarshal(body, &me); status != 200 || err != nil || me.DisplayName != "Zoë 💬" || string(me.Metadata) != `{"città":"Zürich"}` {
 		t.Errorf("PATCH in UTF-8: %d %s (%v)", status, body, err)

@@ -187,6 +187,9 @@ func TestOpenAPIOperationsAreDocumented(t *testing.T) {
 		need := []string{"500"}
 		if auth[name] != authNone {
 			need = append(need, "401", "403")
+			if !freeRoutes[name] {
+				need = append(need, "429")
+			}
 		}
 		if pathParam.MatchString(o.path) {
 			need = append(need, "404")
@@ -256,6 +259,8 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 	d := parseOpenAPI(t)
 	schemas := d["components"].(map[string]any)["schemas"].(map[string]any)
 	for name, v := range map[string]any{
+		"App":                tidings.App{},
+		"AppUpdate":          tidings.AppUpdate{},
 		"User":               tidings.User{},
 		"Identifier":         tidings.Identifier{},
 		"Profile":            tidings.Profile{},

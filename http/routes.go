@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/ratelimit"
 )
 
 // authKind is the kind of credential a route needs.
@@ -40,6 +41,9 @@ func (s *Server) routes() []route {
 		{"GET", "/readyz", authNone, s.handleReadyz},
 		{"GET", "/metrics", authNone, s.handleMetrics},
 		{"GET", "/v1/openapi.json", authNone, handleOpenAPI},
+
+		{"GET", "/v1/app", authServer, s.handleGetApp},
+		{"PATCH", "/v1/app", authServer, s.handleUpdateApp},
 
 		{"POST", "/v1/users", authServer, s.handleCreateUser},
 		{"GET", "/v1/users", authServer, s.handleListUsers},
@@ -126,6 +130,10 @@ func (s *Server) routeHandler(rt route) http.Handler {
 				return
 			}
 			r = r.WithContext(ctx)
+			if err := s.limit(r, rt); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		done, err := s.admitBody(w, r)
 		if err != nil {
@@ -137,6 +145,30 @@ func (s *Server) routeHandler(rt route) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// limitedRoutes are the routes that cost more than a request: their own
+// budgets are taken too.
+var limitedRoutes = map[string]ratelimit.Action{
+	"POST /v1/conversations":                               ratelimit.CreateConversation,
+	"POST /v1/conversations/{conversationId}/participants": ratelimit.AddParticipant,
+}
+
+// freeRoutes take nothing from the budgets: acknowledgements, which do
+// not count on the socket either.
+var freeRoutes = map[string]bool{"POST /v1/realtime/replies": true}
+
+// limit takes the request from the caller's budgets (Limits), or returns
+// the rate_limited error to answer (429, with Retry-After).
+func (s *Server) limit(r *http.Request, rt route) error {
+	caller, ok := tidings.CallerFromContext(r.Context())
+	switch {
+	case s.Limits == nil || !ok || freeRoutes[rt.method+" "+rt.pattern]:
+		return nil
+	case caller.Server:
+		return s.Limits.AllowServer(caller.AppID)
+	}
+	return s.Limits.AllowUser(caller.AppID, caller.UserID, limitedRoutes[rt.method+" "+rt.pattern])
 }
 
 // serveMux serves r through mux, answering the requests no route matches

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/ratelimit"
 )
 
 // Defaults of the Server's limits and timeouts.
@@ -83,6 +84,11 @@ type Server struct {
 	// database); GET /readyz answers 503 while it fails. Nil means always
 	// ready.
 	Ready func(ctx context.Context) error
+
+	// Limits, when set, limits the requests of each user and app (429
+	// rate_limited, with Retry-After). Give the realtime node the same
+	// Limiter, so that a user has one budget over both. Nil limits none.
+	Limits *ratelimit.Limiter
 
 	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64

@@ -10,6 +10,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/sqlite"
 )
 
@@ -21,6 +22,7 @@ type stackOptions struct {
 	origins      []string
 	files        func(*sqlite.FileService) // sets the file service up
 	server       func(*tidingshttp.Server) // sets the server up before it opens
+	limits       *ratelimit.Limiter // nil: no rate limits
 }
 
 // startStack runs the whole API over a real SQLite store in a temporary
@@ -63,6 +65,7 @@ func startStack(tb testing.TB, o stackOptions) (*tidingshttp.Server, *sqlite.DB)
 	if o.server != nil {
 		o.server(s)
 	}
+	s.Limits = o.limits
 	if err := s.Open(); err != nil {
 		tb.Fatal(err)
 	}

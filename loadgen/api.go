@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +31,10 @@ func newAPI(base, key string, d *dialer, conns int) *api {
 
 // apiError is an error answer of the API.
 type apiError struct {
-	Status int
-	Code   string
-	Msg    string
+	Status     int
+	Code       string
+	Msg        string
+	RetryAfter time.Duration // from the Retry-After header of a 429
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d %s: %s", e.Status, e.Code, e.Msg) }
@@ -76,7 +79,8 @@ func (a *api) do(ctx context.Context, method, path, cred string, body, out any) 
 			Error struct{ Code, Message string } `json:"error"`
 		}
 		json.Unmarshal(b, &e)
-		return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Msg: e.Error.Message}
+		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Msg: e.Error.Message, RetryAfter: time.Duration(secs) * time.Second}
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
@@ -84,14 +88,32 @@ func (a *api) do(ctx context.Context, method, path, cred string, body, out any) 
 	return nil
 }
 
+// setup is do for the setup of a scenario: a request refused as rate
+// limited is tried again after the Retry-After the server gives (for up to
+// a minute), so that a scenario runs, more slowly, against a server with
+// its default limits.
+func (a *api) setup(ctx context.Context, method, path, cred string, body, out any) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := a.do(ctx, method, path, cred, body, out)
+		var e *apiError
+		if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests || time.Now().After(deadline) {
+			return err
+		}
+		if err := sleep(ctx, max(e.RetryAfter, 100*time.Millisecond)); err != nil {
+			return err
+		}
+	}
+}
+
 // user creates a user, or finds it created, and mints an access token.
 func (a *api) user(ctx context.Context, id string) (string, error) {
-	err := a.do(ctx, "POST", "/v1/users", a.key, map[string]string{"id": id, "displayName": id}, nil)
+	err := a.setup(ctx, "POST", "/v1/users", a.key, map[string]string{"id": id, "displayName": id}, nil)
 	if err != nil && errorCode(err) != "conflict" {
 		return "", fmt.Errorf("create user %s: %w", id, err)
 	}
 	var tok struct{ Token string }
-	if err := a.do(ctx, "POST", "/v1/users/"+url.PathEscape(id)+"/tokens", a.key, nil, &tok); err != nil {
+	if err := a.setup(ctx, "POST", "/v1/users/"+url.PathEscape(id)+"/tokens", a.key, nil, &tok); err != nil {
 		return "", fmt.Errorf("mint a token for %s: %w", id, err)
 	}
 	return tok.Token, nil
@@ -106,14 +128,14 @@ func (a *api) conversation(ctx context.Context, owner, id string, members []stri
 	for i, m := range first {
 		ps[i] = map[string]string{"userId": m}
 	}
-	err := a.do(ctx, "POST", "/v1/conversations", owner,
+	err := a.setup(ctx, "POST", "/v1/conversations", owner,
 		map[string]any{"id": id, "name": id, "isPublic": true, "participants": ps}, nil)
 	if err != nil {
 		return fmt.Errorf("create conversation %s: %w", id, err)
 	}
 	rest := tokens[len(first):]
 	return parallel(ctx, len(rest), workers, func(i int) error {
-		if err := a.do(ctx, "POST", "/v1/conversations/"+url.PathEscape(id)+"/join", rest[i], nil, nil); err != nil {
+		if err := a.setup(ctx, "POST", "/v1/conversations/"+url.PathEscape(id)+"/join", rest[i], nil, nil); err != nil {
 			return fmt.Errorf("join conversation %s: %w", id, err)
 		}
 		return nil

@@ -79,7 +79,7 @@ func (c Config) open(scenario string) (*env, error) {
 		return nil, err
 	}
 	if c.Key == "" {
-		return nil, errors.New("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (see \"tidings apps show default\")")
+		return nil, errors.New("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (get one with \"tidings apps rotate-key default\")")
 	}
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/token"
 )
 
@@ -269,6 +270,13 @@ func (c *Client) command(f *protocol.Frame) {
 	if s == nil {
 		c.answer(f.ID, nil, tidings.Errorf(tidings.EUnauthenticated, "account %q is not authenticated on this connection: send auth first", accountName(f.Account)))
 		return
+	}
+	if f.Command != protocol.CmdLogout {
+		// The user's budget, shared with their REST requests.
+		if err := n.Limits.AllowUser(s.app, s.user, ratelimit.Request); err != nil {
+			c.answer(f.ID, nil, err)
+			return
+		}
 	}
 	ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
 	var result any

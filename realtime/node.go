@@ -21,6 +21,7 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/ratelimit"
 )
 
 // Node is the realtime hub of one server.
@@ -53,6 +54,10 @@ type Node struct {
 	// second (defaults 50 and 100).
 	CommandRate  float64
 	CommandBurst float64
+	// Limits, when set, limits the commands of each user and app on top:
+	// give the HTTP server the same Limiter, so that a user has one
+	// budget over both transports. Nil limits none.
+	Limits *ratelimit.Limiter
 	// CursorFlushInterval is how often acknowledged refs are stored
 	// (default 1s); they are also stored when a session ends.
 	CursorFlushInterval time.Duration

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 
 	"github.com/tidings/tidings"
@@ -14,16 +15,33 @@ var _ tidings.AppService = (*AppService)(nil)
 
 func NewAppService(db *DB) *AppService { return &AppService{db: db} }
 
-const appColumns = `id, name, server_key, signing_secret, created_at`
+// appColumns are the columns scanApp reads. server_key holds the key's
+// hash (hashServerKey), which is never read back.
+const appColumns = `id, name, signing_secret, user_editable_fields, created_at`
 
 func scanApp(row interface{ Scan(...any) error }) (*tidings.App, error) {
 	var a tidings.App
 	var created int64
-	if err := row.Scan(&a.ID, &a.Name, &a.ServerKey, &a.SigningSecret, &created); err != nil {
+	var fields string
+	if err := row.Scan(&a.ID, &a.Name, &a.SigningSecret, &fields, &created); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(fields), &a.UserEditableFields); err != nil {
+		return nil, err
+	}
+	if a.UserEditableFields == nil {
+		a.UserEditableFields = []string{}
 	}
 	a.CreatedAt = fromMicros(created)
 	return &a, nil
+}
+
+func encodeFields(fields []string) string {
+	if fields == nil {
+		fields = []string{}
+	}
+	b, _ := json.Marshal(fields)
+	return string(b)
 }
 
 func (s *AppService) CreateApp(ctx context.Context, id, name string) (*tidings.App, error) {
@@ -51,11 +69,12 @@ func (s *AppService) CreateApp(ctx context.Context, id, name string) (*tidings.A
 		}
 		app = &tidings.App{
 			ID: id, Name: name, CreatedAt: tx.now,
-			ServerKey:     tidings.NewSecret("tsk_", 24),
-			SigningSecret: tidings.NewSecret("", 32),
+			ServerKey:          tidings.NewSecret("tsk_", 24),
+			SigningSecret:      tidings.NewSecret("", 32),
+			UserEditableFields: append([]string(nil), tidings.DefaultUserEditableFields...),
 		}
-		_, err := tx.exec(`INSERT INTO apps (`+appColumns+`) VALUES (?, ?, ?, ?, ?)`,
-			app.ID, app.Name, app.ServerKey, app.SigningSecret, micros(app.CreatedAt))
+		_, err := tx.exec(`INSERT INTO apps (server_key, `+appColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+			hashServerKey(app.ServerKey), app.ID, app.Name, app.SigningSecret, encodeFields(app.UserEditableFields), micros(app.CreatedAt))
 		return err
 	})
 	if err != nil {
@@ -73,7 +92,7 @@ func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, 
 }
 
 func (s *AppService) FindAppByServerKey(ctx context.Context, key string) (*tidings.App, error) {
-	a, err := scanApp(s.db.queryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE server_key = ?`, key))
+	a, err := scanApp(s.db.queryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE server_key = ?`, hashServerKey(key)))
 	if isNoRows(err) {
 		return nil, tidings.Errorf(tidings.EUnauthenticated, "unknown server key")
 	}
@@ -100,7 +119,7 @@ func (s *AppService) ListApps(ctx context.Context) ([]*tidings.App, error) {
 func (s *AppService) RotateServerKey(ctx context.Context, id string) (*tidings.App, error) {
 	key := tidings.NewSecret("tsk_", 24)
 	err := s.db.update(ctx, func(tx *Tx) error {
-		res, err := tx.exec(`UPDATE apps SET server_key = ? WHERE id = ?`, key, id)
+		res, err := tx.exec(`UPDATE apps SET server_key = ? WHERE id = ?`, hashServerKey(key), id)
 		if err != nil {
 			return err
 		}
@@ -112,5 +131,43 @@ func (s *AppService) RotateServerKey(ctx context.Context, id string) (*tidings.A
 	if err != nil {
 		return nil, err
 	}
-	return s.FindAppByID(ctx, id)
+	app, err := s.FindAppByID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	app.ServerKey = key
+	return app, nil
+}
+
+func (s *AppService) UpdateApp(ctx context.Context, id string, upd tidings.AppUpdate) (*tidings.App, error) {
+	var app *tidings.App
+	err := s.db.update(ctx, func(tx *Tx) error {
+		var err error
+		if app, err = tx.findApp(id); err != nil {
+			return err
+		}
+		if err := upd.Apply(app); err != nil {
+			return err
+		}
+		_, err = tx.exec(`UPDATE apps SET name = ?, user_editable_fields = ? WHERE id = ?`,
+			app.Name, encodeFields(app.UserEditableFields), id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return app, nil
+}
+
+// findApp reads an app within the write transaction.
+func (tx *Tx) findApp(id string) (*tidings.App, error) {
+	st, err := tx.stmt(`SELECT ` + appColumns + ` FROM apps WHERE id = ?`)
+	if err != nil {
+		return nil, err
+	}
+	app, err := scanApp(st.QueryRowContext(tx.ctx, id))
+	if isNoRows(err) {
+		return nil, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
+	}
+	return app, err
 }

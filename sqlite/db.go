@@ -12,8 +12,10 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -95,6 +97,12 @@ func (db *DB) Open() error {
 			return fmt.Errorf("sqlite: create data directory: %w", err)
 		}
 	}
+	// The database holds the apps' signing secrets: it is for this user
+	// only, whatever the umask and the directory (a volume mounted with
+	// 0755). SQLite gives the -wal and -shm files the mode of the database.
+	if err := createPrivate(db.path); err != nil {
+		return err
+	}
 	// temp_store(MEMORY) keeps the savepoint journals of group commit in
 	// memory instead of temporary files.
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
@@ -115,6 +123,16 @@ func (db *DB) Open() error {
 		db.wconn.Close()
 		db.write.Close()
 		return err
+	}
+	if err := db.hashServerKeys(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return err
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Chmod(db.path+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			db.Logger.Warn("could not make a database file private", "file", db.path+suffix, "err", err)
+		}
 	}
 	db.read, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
@@ -187,6 +205,12 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sqlite: migration %s: %w", version, err)
 		}
+		if before := beforeMigration[version]; before != nil {
+			if err := before(ctx, db, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlite: migration %s: %w", version, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migration %s: %w", version, err)
@@ -200,5 +224,112 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		db.Logger.Info("database migrated", "version", version)
 	}
+	return nil
+}
+
+// createPrivate creates the file at path readable and writable by this
+// user only, or makes it so if it exists.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: create database: %w", err)
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("sqlite: make the database private: %w", err)
+	}
+	return nil
+}
+
+// beforeMigration holds what runs in a migration's transaction before its
+// SQL, by version.
+var beforeMigration = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
+	"0002_security": logDuplicateIdentifiers,
+}
+
+// logDuplicateIdentifiers logs the users whose identifier migration 0002
+// clears because an older user of their app has the same one.
+func logDuplicateIdentifiers(ctx context.Context, db *DB, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT u.app_id, u.id, u.identifier_kind,
+		(SELECT o.id FROM users AS o WHERE o.app_id = u.app_id AND o.identifier_kind IS u.identifier_kind
+			AND o.identifier_value = u.identifier_value ORDER BY o.created_at, o.id LIMIT 1)
+		FROM users AS u
+		WHERE u.identifier_value IS NOT NULL AND EXISTS (
+			SELECT 1 FROM users AS o
+			WHERE o.app_id = u.app_id AND o.identifier_kind IS u.identifier_kind AND o.identifier_value = u.identifier_value
+			  AND (o.created_at < u.created_at OR (o.created_at = u.created_at AND o.id < u.id)))`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var app, user, keeper string
+		var kind sql.NullString
+		if err := rows.Scan(&app, &user, &kind, &keeper); err != nil {
+			return err
+		}
+		db.Logger.Warn("identifiers are now unique: cleared the identifier of a user that an older user of the app has too",
+			"app", app, "user", user, "kind", kind.String, "kept_by", keeper)
+	}
+	return rows.Err()
+}
+
+// serverKeyHashPrefix starts every stored server key: what is stored is
+// its SHA-256, never the key.
+const serverKeyHashPrefix = "sha256:"
+
+// hashServerKey returns what is stored of a server key.
+func hashServerKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return serverKeyHashPrefix + hex.EncodeToString(sum[:])
+}
+
+// hashServerKeys replaces the server keys stored in plain text (before
+// version 2) by their hashes. They keep working.
+func (db *DB) hashServerKeys(ctx context.Context) error {
+	rows, err := db.wconn.QueryContext(ctx, `SELECT id, server_key FROM apps WHERE server_key NOT LIKE 'sha256:%'`)
+	if err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	keys := map[string]string{}
+	for rows.Next() {
+		var id, key string
+		if err := rows.Scan(&id, &key); err != nil {
+			rows.Close()
+			return fmt.Errorf("sqlite: hash server keys: %w", err)
+		}
+		keys[id] = key
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	// secure_delete overwrites the plain keys' bytes instead of leaving
+	// them in free space; the checkpoint then moves the rewritten pages
+	// over the old ones in the database file.
+	if _, err := db.wconn.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	defer db.wconn.ExecContext(ctx, `PRAGMA secure_delete = OFF`)
+	tx, err := db.wconn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	for id, key := range keys {
+		if _, err := tx.ExecContext(ctx, `UPDATE apps SET server_key = ? WHERE id = ? AND server_key = ?`, hashServerKey(key), id, key); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("sqlite: hash server keys: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	if _, err := db.wconn.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return fmt.Errorf("sqlite: hash server keys: %w", err)
+	}
+	db.Logger.Info("server keys are now stored hashed; they keep working", "apps", len(keys))
 	return nil
 }

@@ -128,7 +128,7 @@ func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
 	}
 	e2 := openDB(t, path)
 	got := must[*tidings.App](t)(e2.apps.FindAppByID(context.Background(), app.ID))
-	if got.ServerKey != app.ServerKey || got.Name != "shop" {
+	if got.ServerKey != "" || got.Name != "shop" || got.SigningSecret != app.SigningSecret {
 		t.Fatalf("reopened app = %+v, want %+v", got, app)
 	}
 	byKey := must[*tidings.App](t)(e2.apps.FindAppByServerKey(context.Background(), app.ServerKey))
@@ -149,8 +149,8 @@ func TestAppKeys(t *testing.T) {
 	ctx := context.Background()
 	_, err := e.apps.CreateApp(ctx, "a", "")
 	wantCode(t, err, tidings.EConflict)
-	old := must[*tidings.App](t)(e.apps.FindAppByID(ctx, "a"))
-	rotated := must[*tidings.App](t)(e.apps.RotateServerKey(ctx, "a"))
+	old := must[*tidings.App](t)(e.apps.CreateApp(ctx, "c", ""))
+	rotated := must[*tidings.App](t)(e.apps.RotateServerKey(ctx, "c"))
 	if rotated.ServerKey == old.ServerKey {
 		t.Fatal("rotation kept the key")
 	}
@@ -159,7 +159,7 @@ func TestAppKeys(t *testing.T) {
 	_, err = e.apps.RotateServerKey(ctx, "nope")
 	wantCode(t, err, tidings.ENotFound)
 	apps := must[[]*tidings.App](t)(e.apps.ListApps(ctx))
-	if len(apps) != 2 {
-		t.Fatalf("listed %d apps, want 2", len(apps))
+	if len(apps) != 3 {
+		t.Fatalf("listed %d apps, want 3", len(apps))
 	}
 }

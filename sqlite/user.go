@@ -58,6 +58,9 @@ func (s *UserService) CreateUser(ctx context.Context, u *tidings.User) (*tidings
 		if n > 0 {
 			return tidings.Errorf(tidings.EConflict, "user %q already exists", nu.ID)
 		}
+		if err := tx.identifierFree(c.AppID, nu.ID, nu.Identifier); err != nil {
+			return err
+		}
 		nu.CreatedAt, nu.UpdatedAt = tx.now, tx.now
 		idValue, idKind := identifierArgs(nu.Identifier)
 		if _, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -116,6 +119,17 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 	}
 	var u *tidings.User
 	err = s.db.update(ctx, func(tx *Tx) error {
+		if !c.Server {
+			app, err := tx.findApp(c.AppID)
+			if err != nil {
+				return err
+			}
+			for _, f := range upd.Fields() {
+				if !app.UserMayEdit(f) {
+					return tidings.Errorf(tidings.EForbidden, "users may not change their own %s in this app: only the app's server (with the server key) can set it", f)
+				}
+			}
+		}
 		var err error
 		u, err = tx.findUser(c.AppID, id)
 		if err != nil {
@@ -123,6 +137,11 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 		}
 		if err := upd.Apply(u); err != nil {
 			return err
+		}
+		if upd.Identifier != nil {
+			if err := tx.identifierFree(c.AppID, id, u.Identifier); err != nil {
+				return err
+			}
 		}
 		u.UpdatedAt = tx.now
 		idValue, idKind := identifierArgs(u.Identifier)
@@ -142,6 +161,23 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 		return nil, err
 	}
 	return u, nil
+}
+
+// identifierFree returns EConflict if a user of the app other than userID
+// has the identifier.
+func (tx *Tx) identifierFree(appID, userID string, ident *tidings.Identifier) error {
+	if ident == nil {
+		return nil
+	}
+	var n int
+	if err := tx.queryRow(`SELECT COUNT(*) FROM users WHERE app_id = ? AND identifier_kind = ? AND identifier_value = ? AND id <> ?`,
+		[]any{appID, ident.Kind, ident.Value, userID}, &n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return tidings.Errorf(tidings.EConflict, "another user already has this %s identifier: identifiers are unique in an app", ident.Kind)
+	}
+	return nil
 }
 
 // findUser reads a user within the write transaction.

@@ -68,6 +68,7 @@ func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stac
 	s.srv.Addr = "127.0.0.1:0"
 	s.srv.Apps, s.srv.Users, s.srv.Conversations, s.srv.Messages = s.apps, s.users, s.convs, s.msgs
 	s.srv.Realtime, s.srv.Poller, s.srv.Logger = s.ws, s.node, logger
+	s.srv.Limits = s.node.Limits // one budget over both transports, as served
 	if err := s.srv.Open(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,8 +28,10 @@ var appsCreateCommand = &command{
 	short: "create an app and print its credentials",
 	long: `
 Apps create creates an app (a tenant: nothing crosses between apps) and
-prints its id, name, server key and signing secret. Without ID, the app
-gets a generated id. It creates the database if there is none yet.` + appsNote,
+prints its id, name, settings, server key and signing secret. The server
+key is stored hashed: this is the only time it is shown (if it is lost,
+"tidings apps rotate-key" makes a new one). Without ID, the app gets a
+generated id. It creates the database if there is none yet.` + appsNote,
 	run: runAppsCreate,
 }
 
@@ -45,12 +48,13 @@ first. It prints no credentials.` + appsNote,
 var appsShowCommand = &command{
 	name:  "apps show",
 	args:  "[flags] ID",
-	short: "print an app's id, name, server key and signing secret",
+	short: "print an app's id, name, settings and signing secret",
 	long: `
-Apps show prints the id, name, creation time, server key and signing
-secret of the app ID. The server key authenticates your backend to the
-API; the signing secret lets your backend mint user access tokens itself.
-Keep both secret.` + appsNote,
+Apps show prints the id, name, creation time, settings and signing secret
+of the app ID. The signing secret lets your backend mint user access
+tokens itself: keep it secret. The server key, which authenticates your
+backend to the API, is stored hashed and cannot be shown again: "tidings
+apps rotate-key" makes a new one and prints it.` + appsNote,
 	run: runAppsShow,
 }
 
@@ -60,9 +64,26 @@ var appsRotateKeyCommand = &command{
 	short: "replace an app's server key and print the new one",
 	long: `
 Apps rotate-key gives the app ID a new server key, prints the app like
-"apps show", and makes the old key stop working at once. The signing
-secret, and so the user access tokens already minted, do not change.` + appsNote,
+"apps show" with the new key (the only time it is shown), and makes the
+old key stop working at once. The signing secret, and so the user access
+tokens already minted, do not change.` + appsNote,
 	run: runAppsRotateKey,
+}
+
+var appsSetCommand = &command{
+	name:  "apps set",
+	args:  "[--name NAME] [--user-editable-fields FIELDS] [flags] ID",
+	short: "change an app's name or settings",
+	long: `
+Apps set changes the settings of the app ID given by its flags, leaves the
+others alone, and prints the app like "apps show".
+
+--user-editable-fields lists, separated by commas, the profile fields
+users may change in their own profile: displayName, avatarUrl,
+identifier, metadata (by default displayName,avatarUrl). The others only
+your backend may set, with the server key; "" lets users change none.
+The same settings are at GET and PATCH /v1/app, with the server key.` + appsNote,
+	run: runAppsSet,
 }
 
 // dataFlags returns the flag set of a command whose only settings are the
@@ -177,13 +198,55 @@ func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
 	return db.Close()
 }
 
-// printApp prints an app with its credentials, one "label: value" a line.
+func runAppsSet(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs := dataFlags("apps set", &cfg)
+	var upd tidings.AppUpdate
+	fs.Func("name", "the app's new `name`", func(v string) error {
+		upd.Name = &v
+		return nil
+	})
+	fs.Func("user-editable-fields", "comma-separated profile `fields` users may change themselves: displayName, avatarUrl, identifier, metadata", func(v string) error {
+		fields := splitList(v)
+		if fields == nil {
+			fields = []string{}
+		}
+		upd.UserEditableFields = &fields
+		return nil
+	})
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
+		return err
+	}
+	db, err := openDB(cfg, c.stderr, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	app, err := sqlite.NewAppService(db).UpdateApp(ctx, args[0], upd)
+	if err != nil {
+		return appError(err, args[0])
+	}
+	printApp(c.stdout, app)
+	return db.Close()
+}
+
+// printApp prints an app with its settings and credentials, one "label:
+// value" a line. The server key is known only when it was just made.
 func printApp(w io.Writer, app *tidings.App) {
-	fmt.Fprintf(w, "id:             %s\n", app.ID)
-	fmt.Fprintf(w, "name:           %s\n", app.Name)
-	fmt.Fprintf(w, "created:        %s\n", app.CreatedAt.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "server key:     %s\n", app.ServerKey)
-	fmt.Fprintf(w, "signing secret: %s\n", app.SigningSecret)
+	fmt.Fprintf(w, "id:                   %s\n", app.ID)
+	fmt.Fprintf(w, "name:                 %s\n", app.Name)
+	fmt.Fprintf(w, "created:              %s\n", app.CreatedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "user-editable fields: %s\n", strings.Join(app.UserEditableFields, ","))
+	if app.ServerKey != "" {
+		fmt.Fprintf(w, "server key:           %s\n", app.ServerKey)
+	} else {
+		fmt.Fprintf(w, "server key:           (stored hashed, not shown: \"tidings apps rotate-key %s\" makes a new one)\n", app.ID)
+	}
+	fmt.Fprintf(w, "signing secret:       %s\n", app.SigningSecret)
 }
 
 // appError explains an error finding the app id.

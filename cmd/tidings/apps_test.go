@@ -89,8 +89,15 @@ func TestApps(t *testing.T) {
 	}
 
 	shown := parseApp(t, mustRun(t, env, "apps", "show", "acme").stdout)
-	if shown["server key"] != acme["server key"] || shown["signing secret"] != acme["signing secret"] {
+	if shown["signing secret"] != acme["signing secret"] || shown["user-editable fields"] != "displayName,avatarUrl" {
 		t.Errorf("apps show acme = %v, created %v", shown, acme)
+	}
+	// The server key is stored hashed: shown when made, never again.
+	if strings.Contains(shown["server key"], "tsk_") || !strings.Contains(shown["server key"], "rotate-key acme") {
+		t.Errorf("apps show prints the server key %q; want a note on rotate-key", shown["server key"])
+	}
+	if raw, err := os.ReadFile(filepath.Join(dir, "tidings.db")); err != nil || strings.Contains(string(raw), acme["server key"]) {
+		t.Errorf("the database holds the server key in plain text (read error %v)", err)
 	}
 	if r := runCLI(t, env, "apps", "show", "nope"); r.code != exitFailure || !strings.Contains(r.stderr, `no app "nope"`) {
 		t.Errorf("apps show nope: exit %d, stderr %q", r.code, r.stderr)
@@ -104,16 +111,31 @@ func TestApps(t *testing.T) {
 		t.Errorf("rotate-key: key %q (was %q), secret changed: %v",
 			rotated["server key"], acme["server key"], rotated["signing secret"] != acme["signing secret"])
 	}
-	shown = parseApp(t, mustRun(t, env, "apps", "show", "acme").stdout)
-	if shown["server key"] != rotated["server key"] {
-		t.Errorf("apps show after rotate-key shows key %q, want %q", shown["server key"], rotated["server key"])
-	}
 	apps := sqlite.NewAppService(openTestDB(t, dir))
 	if _, err := apps.FindAppByServerKey(context.Background(), acme["server key"]); tidings.ErrorCode(err) != tidings.EUnauthenticated {
 		t.Errorf("the old server key still works: %v", err)
 	}
+	if app, err := apps.FindAppByServerKey(context.Background(), rotated["server key"]); err != nil || app.ID != "acme" {
+		t.Errorf("the new server key finds %v, %v", app, err)
+	}
 	if r := runCLI(t, env, "apps", "rotate-key", "nope"); r.code != exitFailure {
 		t.Errorf("rotate-key nope: exit %d", r.code)
+	}
+
+	// apps set changes the settings it is given.
+	set := parseApp(t, mustRun(t, env, "apps", "set", "--user-editable-fields", "displayName, metadata", "acme").stdout)
+	if set["user-editable fields"] != "displayName,metadata" || set["name"] != "Acme Chat" {
+		t.Errorf("apps set --user-editable-fields printed %v", set)
+	}
+	set = parseApp(t, mustRun(t, env, "apps", "set", "--user-editable-fields", "", "--name", "Acme", "acme").stdout)
+	if set["user-editable fields"] != "" || set["name"] != "Acme" {
+		t.Errorf("apps set --user-editable-fields '' --name Acme printed %v", set)
+	}
+	if r := runCLI(t, env, "apps", "set", "--user-editable-fields", "email", "acme"); r.code != exitFailure || !strings.Contains(r.stderr, `"email" is not a profile field`) {
+		t.Errorf("apps set with an unknown field: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := runCLI(t, env, "apps", "set", "--name", "X", "nope"); r.code != exitFailure || !strings.Contains(r.stderr, `no app "nope"`) {
+		t.Errorf("apps set nope: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
 

@@ -13,13 +13,16 @@ import (
 
 const benchNote = `
 It creates its own users and conversations in the app whose server key it
-is given (--key, or the environment variable TIDINGS_SERVER_KEY; print it
-with "tidings apps show default"), so run it against a server meant for
+is given (--key, or the environment variable TIDINGS_SERVER_KEY; get one
+with "tidings apps rotate-key default"), so run it against a server meant for
 benchmarks. It loads 127.0.0.1 only unless given --allow-remote, and
 stops by itself: every phase is bounded in count and time. Connections
 are spread over several loopback source addresses (127.0.0.1,
 127.0.0.2…, --sources) to go past one address's ephemeral ports, and the
-soft limit of open files is raised to the hard limit.
+soft limit of open files is raised to the hard limit. Start the server
+with its rate limits raised (e.g. "tidings serve --user-rate 0 --app-rate 0
+--command-rate 1000000"): with the defaults, senders are held to 50
+messages a second each, and the refusals are counted as rate_limited.
 
 The server's CPU time and memory come from /proc of the process that
 listens on the server's port (or --server-pid). A live progress line goes
@@ -138,7 +141,7 @@ func parseBench(c *cli, fs *flag.FlagSet, b *benchFlags, args []string) error {
 		b.cfg.Key, _ = c.lookupEnv("TIDINGS_SERVER_KEY")
 	}
 	if b.cfg.Key == "" {
-		return usageErrorf("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (see \"tidings apps show default\")")
+		return usageErrorf("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (get one with \"tidings apps rotate-key default\")")
 	}
 	b.cfg.Progress = c.stderr
 	return nil

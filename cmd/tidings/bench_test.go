@@ -18,7 +18,7 @@ func TestBenchScenarios(t *testing.T) {
 	dir := t.TempDir()
 	url, stop := startServe(t, dir)
 	defer stop()
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
 	env := map[string]string{"TIDINGS_SERVER_KEY": key}
 	common := []string{"--url", url, "--json", "--duration", "1s", "--workers", "4"}
 	results := filepath.Join(t.TempDir(), "results.jsonl")

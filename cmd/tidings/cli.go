@@ -32,7 +32,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		serveCommand,
-		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand,
+		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
 		tokenCommand,
 		listenCommand, sendCommand, chatCommand,
 		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchPlotCommand,

@@ -60,7 +60,14 @@ type config struct {
 	MaxConnsPerUser int
 	CommandRate     float64
 	AllowedOrigins  string
-	Retention       time.Duration
+
+	// Rate limits of users and apps, over REST and realtime together.
+	UserRate         float64 // per second
+	AppRate          float64 // per second
+	ServerKeyRate    float64 // per second
+	ConversationRate float64 // per minute
+	ParticipantRate  float64 // per minute
+	Retention        time.Duration
 
 	// Dev turns development mode on (POST /v1/dev/token).
 	Dev bool
@@ -101,6 +108,10 @@ func defaultConfig() config {
 		SendQueue:         4096,
 		MaxConnsPerUser:   32,
 		CommandRate:       50,
+		UserRate:          50,
+		AppRate:           2000,
+		ConversationRate:  30,
+		ParticipantRate:   300,
 		Retention:         30 * 24 * time.Hour,
 
 		// Request bodies and uploads.
@@ -184,6 +195,16 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"realtime connections one user may hold (a `count`)")
 	fs.Float64Var(&cfg.CommandRate, "command-rate", cfg.CommandRate,
 		"realtime commands per second one connection may send (a `rate`; bursts of twice that)")
+	fs.Float64Var(&cfg.UserRate, "user-rate", cfg.UserRate,
+		"requests and realtime commands per second one user may make, REST and realtime together (a `rate`; bursts of twice that; 0: no limit)")
+	fs.Float64Var(&cfg.AppRate, "app-rate", cfg.AppRate,
+		"requests and realtime commands per second the users of one app may make together (a `rate`; bursts of twice that; 0: no limit)")
+	fs.Float64Var(&cfg.ServerKeyRate, "server-key-rate", cfg.ServerKeyRate,
+		"requests per second one app's server key may make (a `rate`; bursts of twice that; 0: no limit)")
+	fs.Float64Var(&cfg.ConversationRate, "conversation-rate", cfg.ConversationRate,
+		"conversations one user may create per minute (a `rate`; bursts of as many; 0: no limit)")
+	fs.Float64Var(&cfg.ParticipantRate, "participant-rate", cfg.ParticipantRate,
+		"participants one user may add to conversations per minute (a `rate`; bursts of as many; 0: no limit)")
 	fs.StringVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins,
 		"comma-separated `origins` (https://app.example.com) whose pages may open realtime connections; * allows any; empty allows the server's own host only")
 	fs.Var((*durationValue)(&cfg.Retention), "retention",
@@ -232,6 +253,8 @@ func (cfg *config) check() error {
 		return errors.New("--user-upload-window must be at least 1m")
 	case cfg.UnattachedFileGrace < time.Minute:
 		return errors.New("--unattached-file-grace must be at least 1m")
+	case cfg.UserRate < 0 || cfg.AppRate < 0 || cfg.ServerKeyRate < 0 || cfg.ConversationRate < 0 || cfg.ParticipantRate < 0:
+		return errors.New("--user-rate, --app-rate, --server-key-rate, --conversation-rate and --participant-rate must not be negative (0 means no limit)")
 	}
 	return nil
 }

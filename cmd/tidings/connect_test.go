@@ -29,7 +29,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	dir := t.TempDir()
 	url, stop := startServe(t, dir)
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
 	w := &world{url: url, dir: dir, tokens: make(map[string]string), stop: stop}
 	t.Cleanup(func() {
 		if w.stop != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/web"
@@ -38,8 +40,9 @@ then stops accepting connections, lets the requests in flight finish
 
 Everything is kept in the data directory: the SQLite database tidings.db
 and the uploaded files under files/. On the first start, when there is no
-app yet, serve creates the app "default"; print its server key with
-"tidings apps show default".
+app yet, serve creates the app "default"; get a server key for it with
+"tidings apps rotate-key default" (keys are stored hashed, so a key is
+shown only when it is made).
 
 Logs go to stderr. Every flag can also be set with the environment
 variable shown below it, or in the JSON file given by --config (keys are
@@ -94,6 +97,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close() // after a failure; the normal path closes it below
+	warnIfOpen(dataDir, log)
 
 	apps := sqlite.NewAppService(db)
 	if err := ensureDefaultApp(ctx, apps, cfg, log); err != nil {
@@ -109,6 +113,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.PresenceLimit = cfg.PresenceLimit
 	node.CommandRate, node.CommandBurst = cfg.CommandRate, 2*cfg.CommandRate
+	// One limiter for the API and the realtime node: a user has one budget.
+	limits := ratelimit.New(cfg.limits())
+	node.Limits = limits
 	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
 		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
 	node.Batcher = wsHandler
@@ -124,6 +131,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
 	srv.Realtime, srv.Poller = wsHandler, node
+	srv.Limits = limits
 	srv.Web = web.Handler()
 	srv.AllowedOrigins = splitList(cfg.AllowedOrigins)
 	if cfg.Dev {
@@ -250,6 +258,31 @@ func removeUnattachedFiles(files *sqlite.FileService, grace time.Duration, log *
 	return func() { close(stop); <-done }
 }
 
+// limits returns the rate limits cfg sets.
+func (cfg *config) limits() ratelimit.Config {
+	return ratelimit.Config{
+		User:          ratelimit.PerSecond(cfg.UserRate),
+		App:           ratelimit.PerSecond(cfg.AppRate),
+		Server:        ratelimit.PerSecond(cfg.ServerKeyRate),
+		Conversations: ratelimit.PerMinute(cfg.ConversationRate),
+		Participants:  ratelimit.PerMinute(cfg.ParticipantRate),
+	}
+}
+
+// warnIfOpen logs a warning if other users of the machine may read the
+// data directory dir (e.g. a volume mounted with mode 0755). Its files are
+// private anyway (0600), but their names and any file put there by hand
+// are not.
+func warnIfOpen(dir string, log *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm()&0o007 == 0 {
+		return
+	}
+	log.Warn(fmt.Sprintf("the data directory is open to every user of this machine (mode %04o): "+
+		"the files Tidings makes in it are private, but run `chmod 700 %s` to keep the directory so", fi.Mode().Perm(), shellQuote(dir)),
+		"dir", dir)
+}
+
 // splitList splits a comma-separated setting, dropping empty items.
 func splitList(s string) []string {
 	var out []string
@@ -278,11 +311,12 @@ func ensureDefaultApp(ctx context.Context, apps tidings.AppService, cfg config, 
 	} else if err != nil {
 		return fmt.Errorf("create the default app: %w", err)
 	}
-	show := "tidings apps show " + defaultAppID
+	// The key is stored hashed: it can only be shown when it is made.
+	rotate := "tidings apps rotate-key " + defaultAppID
 	if cfg.Data != defaultData {
-		show = fmt.Sprintf("tidings apps show --data %s %s", shellQuote(cfg.Data), defaultAppID)
+		rotate = fmt.Sprintf("tidings apps rotate-key --data %s %s", shellQuote(cfg.Data), defaultAppID)
 	}
-	log.Info(fmt.Sprintf("created app %s; run `%s` to print its server key", defaultAppID, show), "app", defaultAppID)
+	log.Info(fmt.Sprintf("created app %s; run `%s` to get a server key for it", defaultAppID, rotate), "app", defaultAppID)
 	return nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,7 +63,10 @@ func get(t *testing.T, url string) int {
 
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	const created = "created app default; run `tidings apps show --data "
+	const created = "created app default; run `tidings apps rotate-key --data "
+	if err := os.Chmod(dir, 0o755); err != nil { // a volume mounted open
+		t.Fatal(err)
+	}
 
 	url, stop := startServe(t, dir)
 	if code := get(t, url+"/healthz"); code != http.StatusOK {
@@ -79,6 +84,12 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(logs, "stopped") {
 		t.Errorf("serve did not log that it stopped; logs:\n%s", logs)
+	}
+	if !strings.Contains(logs, "level=WARN msg=\"the data directory is open to every user") || !strings.Contains(logs, "chmod 700 "+dir) {
+		t.Errorf("serve did not warn about a data directory open to all; logs:\n%s", logs)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "tidings.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the database is not private: %v, %v", fi.Mode(), err)
 	}
 
 	// Neither credential of the default app is ever logged.
@@ -244,5 +255,38 @@ func TestServeDebugListener(t *testing.T) {
 	api := regexp.MustCompile(`msg="tidings is listening" url=(\S+)`).FindStringSubmatch(logs.String())
 	if code := get(t, api[1]+"/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("the API serves the profiler: %d", code)
+	}
+}
+
+// serve limits each user's requests (there was no limit on REST), over
+// REST and the socket alike, as its flags say.
+func TestServeLimitsRequests(t *testing.T) {
+	// One request, then one every 20 s: whatever the machine's speed, the
+	// second comes too soon.
+	url, stop := startServe(t, t.TempDir(), "--dev", "--user-rate", "0.05", "--conversation-rate", "0")
+	defer stop()
+	alice := mintDevToken(t, url, "alice")
+	me := func() *http.Response {
+		req, _ := http.NewRequest("GET", url+"/v1/me", nil)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := me(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first GET /v1/me: %d", resp.StatusCode)
+	}
+	resp := me()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second GET /v1/me: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Another user has a budget of their own.
+	bob := mintDevToken(t, url, "bob")
+	alice = bob
+	if resp := me(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's GET /v1/me: %d", resp.StatusCode)
 	}
 }

@@ -195,6 +195,7 @@ export declare class Client {
 
   me(): Promise<User>;
   getUser(userId: string): Promise<User>;
+  /** Changes the user's own profile: only the fields their app lets users edit (by default displayName and avatarUrl); another is a 403 naming it. */
   updateUser(userId: string, update: Partial<Pick<User, 'displayName' | 'avatarUrl' | 'identifier' | 'metadata'>>): Promise<User>;
   createConversation(c: { id?: string; name?: string; description?: string; isPublic?: boolean; roles?: unknown; participants?: Array<{ userId: string; role?: string }> }): Promise<Conversation>;
   getConversation(id: string): Promise<Conversation>;
