@@ -22,7 +22,7 @@ type stackOptions struct {
 	origins      []string
 	files        func(*sqlite.FileService) // sets the file service up
 	server       func(*tidingshttp.Server) // sets the server up before it opens
-	limits       *ratelimit.Limiter // nil: no rate limits
+	limits       *ratelimit.Limiter        // nil: no rate limits
 }
 
 // startStack runs the whole API over a real SQLite store in a temporary
