@@ -34,7 +34,7 @@ func TestE2EMessageValidation(t *testing.T) {
 	// Metadata too deep for a recursive parser, on messages and users.
 	deep := `{"a":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`
 	w.call("POST", "/v1/conversations/c/messages", alice, `{"parts":[{"type":"text/plain","data":"x"}],"metadata":`+deep+`}`).fails(t, 400, tidings.EInvalid)
-	w.call("PATCH", "/v1/users/alice", alice, `{"metadata":`+deep+`}`).fails(t, 400, tidings.EInvalid)
+	w.call("PATCH", "/v1/users/alice", w.acme.ServerKey, `{"metadata":`+deep+`}`).fails(t, 400, tidings.EInvalid)
 }
 
 // Creating a conversation with a taken id answers the same whoever holds

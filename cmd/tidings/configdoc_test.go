@@ -155,7 +155,7 @@ func TestServeSettingsTakeEffect(t *testing.T) {
 
 	doc := fetchAPIDoc(t, url)
 	c := &apiCaller{t: t, url: url, doc: doc}
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", data, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", data, "default").stdout)["server key"]
 	c.call(201, "POST", "/v1/users", key, "", `{"id":"alice"}`)
 
 	// --token-ttl: the default and longest lifetime of minted tokens.

@@ -391,7 +391,7 @@ func TestServedAPIMatchesOpenAPI(t *testing.T) {
 	url, stop := startServe(t, dir, "--max-body-bytes", "100KiB")
 	t.Cleanup(func() { stop() })
 	c := &apiCaller{t: t, url: url, doc: fetchAPIDoc(t, url)}
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
 
 	// Health, metrics, the document itself: no credential.
 	c.call(200, "GET", "/healthz", "", "", "")
@@ -660,7 +660,7 @@ func TestServedAPIRequestLimits(t *testing.T) {
 	t.Cleanup(func() { stop() })
 	c := &apiCaller{t: t, url: url, doc: fetchAPIDoc(t, url)}
 	d := c.doc
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
 	c.call(201, "POST", "/v1/users", key, "", `{"id":"alice"}`)
 	alice := c.call(201, "POST", "/v1/users/alice/tokens", key, "", "").field(t, "token")
 	c.call(201, "POST", "/v1/conversations", alice, "", `{"id":"lunch"}`)
@@ -753,7 +753,7 @@ func TestServedAPIBehavesAsDocumented(t *testing.T) {
 	url, stop := startServe(t, dir)
 	t.Cleanup(func() { stop() })
 	c := &apiCaller{t: t, url: url, doc: fetchAPIDoc(t, url)}
-	key := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]
+	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
 	tokens := map[string]string{}
 	for _, u := range []string{"alice", "bob", "carol"} {
 		c.call(201, "POST", "/v1/users", key, "", `{"id":"`+u+`"}`)
