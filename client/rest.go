@@ -319,7 +319,8 @@ func (c *Client) MarkRead(ctx context.Context, conversationID string, seq int64)
 
 // UploadFile uploads the content of r as a file of the conversation, to
 // be sent in a message part with its FileID. contentType is the file's
-// media type (e.g. "image/png").
+// media type (e.g. "image/png"); empty, the file is stored as
+// application/octet-stream.
 func (c *Client) UploadFile(ctx context.Context, conversationID, name, contentType string, r io.Reader) (*tidings.File, error) {
 	resp, err := c.send(ctx, c.session(), "POST", "/v1/conversations/"+seg(conversationID)+"/files",
 		url.Values{"name": {name}}, contentType, nil, r)

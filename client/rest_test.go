@@ -174,8 +174,11 @@ func TestRESTHelpers(t *testing.T) {
 	if _, _, err := carol.DownloadFile(ctx, "trip", f.ID); client.ErrorCode(err) != tidings.EForbidden {
 		t.Fatalf("DownloadFile by a non-participant: %v", err)
 	}
-	if _, err := alice.UploadFile(ctx, "trip", "x", "", bytes.NewReader(nil)); client.ErrorCode(err) != tidings.EUnsupportedType {
-		t.Fatalf("UploadFile without a type: %v", err)
+	if f, err := alice.UploadFile(ctx, "trip", "x", "", bytes.NewReader([]byte{0})); err != nil || f.Type != "application/octet-stream" {
+		t.Fatalf("UploadFile without a type: %+v, %v; want it stored as application/octet-stream", f, err)
+	}
+	if _, err := alice.UploadFile(ctx, "trip", "x", "no type", bytes.NewReader(nil)); client.ErrorCode(err) != tidings.EUnsupportedType {
+		t.Fatalf("UploadFile with a bad type: %v", err)
 	}
 	m, err := alice.SendMessage(ctx, "trip", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", FileID: f.ID}}})
 	if err != nil || m.Parts[0].Size != f.Size {
