@@ -439,7 +439,7 @@ func TestChatOnATerminalLeavesQueuedMessagesWhenToldTwice(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitText("/help lists the commands")
+	waitText("No messages yet.") // connected
 	w.stopServer(t)
 	io.WriteString(keys, "lost\r")
 	waitText("you  lost (pending)")
@@ -459,5 +459,48 @@ func TestChatOnATerminalLeavesQueuedMessagesWhenToldTwice(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("Ctrl-D did not end the chat")
+	}
+}
+
+// The chat says at once why it cannot connect, and opens once it can.
+func TestChatSaysWhyItCannotConnect(t *testing.T) {
+	w := newWorld(t)
+	r := &remote{server: w.url, token: w.tokens["alice"]}
+	alice, err := r.newClient(ctxT(t), &cli{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
+	ch := newChat(alice, "lunch", style{}, 20)
+	ch.server = w.url
+	if err := ch.open(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	w.stopServer(t)
+	in, keys := io.Pipe()
+	out := new(syncBuffer)
+	done := make(chan error, 1)
+	go func() { done <- ch.run(context.Background(), newPlainScreen(in, out)) }()
+	waitText := func(text string) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for !strings.Contains(out.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %q in:\n%s", text, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitText("cannot reach " + w.url + ": connection refused; retrying\n")
+	w.startServer(t)
+	waitText("No messages yet.")
+	keys.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the end of the input did not end the chat")
 	}
 }
