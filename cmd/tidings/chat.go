@@ -81,6 +81,7 @@ func runChat(ctx context.Context, c *cli, args []string) error {
 	defer cl.Close()
 	st := style{color: c.colorOutput()}
 	ch := newChat(cl, args[0], st, *history)
+	ch.server = r.server
 	if err := ch.open(ctx); err != nil {
 		return r.explain(err)
 	}
@@ -112,6 +113,7 @@ const maxNameWidth = 16
 // conversation at a time. Create it with newChat, call open, then run.
 type chat struct {
 	cl      *client.Client
+	server  string // its URL, to say which cannot be reached
 	st      style
 	history int
 	scr     screen
@@ -262,14 +264,12 @@ func (c *chat) run(ctx context.Context, scr screen) error {
 	defer cancel()
 	c.ctx, c.scr = ctx, scr
 	c.printHeader()
-	// Say so when connecting takes more than a moment.
-	wctx, wcancel := context.WithTimeout(ctx, time.Second)
-	err := c.cl.WaitConnected(wctx)
-	wcancel()
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		scr.println(c.st.dim("connecting..."))
-		err = c.cl.WaitConnected(ctx)
+	// Say so when connecting takes more than a moment, and why.
+	server := c.server
+	if server == "" {
+		server = "the server"
 	}
+	err := waitConnected(ctx, c.cl, server, "connecting...", c.say)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -411,3 +411,96 @@ func waitMessages(t *testing.T, c *client.Client, conv, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// On a terminal, leaving with messages queued asks to leave again.
+func TestChatOnATerminalLeavesQueuedMessagesWhenToldTwice(t *testing.T) {
+	w := newWorld(t)
+	alice := w.client(t, "alice", client.WithDevice("terminal"))
+	ch := newChat(alice, "lunch", style{}, 20)
+	if err := ch.open(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	in, keys := io.Pipe()
+	out := new(syncBuffer)
+	scr := newTermScreen(struct {
+		io.Reader
+		io.Writer
+	}{in, out}, style{})
+	done := make(chan error, 1)
+	go func() { done <- ch.run(context.Background(), scr) }()
+	t.Cleanup(func() { keys.Close() })
+	waitText := func(text string) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for !strings.Contains(out.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %q in:\n%q", text, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitText("No messages yet.") // connected
+	w.stopServer(t)
+	io.WriteString(keys, "lost\r")
+	waitText("you  lost (pending)")
+	waitText("server unreachable, message queued")
+	io.WriteString(keys, "/quit\r")
+	waitText("1 message not sent yet: waiting for the server; /quit again (or Ctrl-D) leaves without them")
+	select {
+	case err := <-done:
+		t.Fatalf("the chat ended (%v) with a message queued", err)
+	default:
+	}
+	io.WriteString(keys, "\x04") // Ctrl-D
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != "left with 1 queued message not sent" {
+			t.Errorf("run ended with %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Ctrl-D did not end the chat")
+	}
+}
+
+// The chat says at once why it cannot connect, and opens once it can.
+func TestChatSaysWhyItCannotConnect(t *testing.T) {
+	w := newWorld(t)
+	r := &remote{server: w.url, token: w.tokens["alice"]}
+	alice, err := r.newClient(ctxT(t), &cli{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
+	ch := newChat(alice, "lunch", style{}, 20)
+	ch.server = w.url
+	if err := ch.open(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	w.stopServer(t)
+	in, keys := io.Pipe()
+	out := new(syncBuffer)
+	done := make(chan error, 1)
+	go func() { done <- ch.run(context.Background(), newPlainScreen(in, out)) }()
+	waitText := func(text string) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for !strings.Contains(out.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %q in:\n%s", text, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitText("cannot reach " + w.url + ": connection refused; retrying\n")
+	w.startServer(t)
+	waitText("No messages yet.")
+	keys.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the end of the input did not end the chat")
+	}
+}

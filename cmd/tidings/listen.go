@@ -128,7 +128,8 @@ func listen(ctx context.Context, c *cli, r *remote, o listenOptions) error {
 	}
 	defer cl.Close()
 	// Updates wait in the client until a listener is added.
-	if err := waitConnected(ctx, c, r, cl); err != nil {
+	err = waitConnected(ctx, cl, r.server, "", func(s string) { fmt.Fprintln(c.stderr, s) })
+	if err != nil {
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded) && o.count > 0:
 			return fmt.Errorf("timed out after %s before connecting", o.timeout)
@@ -180,16 +181,17 @@ func listen(ctx context.Context, c *cli, r *remote, o listenOptions) error {
 	return err
 }
 
-// Until the first connection opens, listen checks every reachCheck why
-// it has not yet, and says so.
+// Until the first connection opens, listen and chat check every
+// reachCheck why it has not yet, and say so.
 const reachCheck = 2 * time.Second
 
-// waitConnected waits for the first connection of cl. The client keeps
-// trying by itself; when it has not connected after a moment, this asks
-// the server over HTTP whether it is there, and says on stderr that it
-// cannot be reached (and why) as soon as that is so, and again when the
-// reason changes.
-func waitConnected(ctx context.Context, c *cli, r *remote, cl *client.Client) error {
+// waitConnected waits for the first connection of cl, to server. The
+// client keeps trying by itself; when it has not connected after a
+// moment, this asks the server over HTTP whether it is there, and says
+// that it cannot be reached (and why) as soon as that is so, and again
+// when the reason changes. If it can be reached, it says slow, once
+// (unless "").
+func waitConnected(ctx context.Context, cl *client.Client, server, slow string, say func(string)) error {
 	said := ""
 	wait := 250 * time.Millisecond // the first connection is usually faster
 	for {
@@ -206,14 +208,14 @@ func waitConnected(ctx context.Context, c *cli, r *remote, cl *client.Client) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var now string
+		now := slow
 		if why, ok := unreachable(err); ok {
-			now = fmt.Sprintf("cannot reach %s: %s; retrying", r.server, why)
+			now = fmt.Sprintf("cannot reach %s: %s; retrying", server, why)
 		} else if client.ErrorCode(err) == tidings.EUnavailable {
-			now = fmt.Sprintf("%s is unavailable; retrying", r.server)
+			now = fmt.Sprintf("%s is unavailable; retrying", server)
 		}
 		if now != said && now != "" {
-			fmt.Fprintln(c.stderr, now)
+			say(now)
 		}
 		said = now
 	}
