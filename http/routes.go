@@ -155,8 +155,11 @@ var limitedRoutes = map[string]ratelimit.Action{
 }
 
 // freeRoutes take nothing from the budgets: acknowledgements, which do
-// not count on the socket either.
-var freeRoutes = map[string]bool{"POST /v1/realtime/replies": true}
+// not count on the socket either, and polls, which receive as an open
+// socket does (at no cost) and are bounded by the connections a user may
+// hold: a poll that comes back at once with updates, in a busy
+// conversation, must not eat the budget its user sends with.
+var freeRoutes = map[string]bool{"POST /v1/realtime/replies": true, "GET /v1/realtime/poll": true}
 
 // limit takes the request from the caller's budgets (Limits), or returns
 // the rate_limited error to answer (429, with Retry-After).

@@ -74,6 +74,16 @@ func TestOneRateLimitOverRESTAndSocket(t *testing.T) {
 		wantError(t, c.command("", protocol.CmdSend, sendArgs(conv, "12")), tidings.ERateLimited)
 		wantError(t, c.command("", protocol.CmdMarkRead, protocol.MarkArgs{ConversationID: conv, Seq: 1}), tidings.ERateLimited)
 	}
+	// Receiving costs nothing, as on a socket: polls still answer.
+	for i := 0; i < 15; i++ {
+		ups, _, err := s.pollE(tok, "device=poller&after=0&wait=0")
+		if err != nil {
+			t.Fatalf("poll %d past the budget: %v", i, err)
+		}
+		if len(ups) == 0 {
+			t.Fatalf("poll %d brought no update; want the conversation's", i)
+		}
+	}
 	// Bob is not held back, on either transport.
 	b := dial(t, s)
 	b.auth("", s.token("a", "bob"), protocol.AuthArgs{})
