@@ -246,6 +246,7 @@ func TestWebChatFeatures(t *testing.T) {
 		a.eval(`(() => { const i = document.querySelector('.edit-form textarea'); i.value = 'message 60, edited'; i.form.requestSubmit(); return true; })()`, new(bool))
 		bp.waitMessages(append(append([]string{}, want[:59]...), "message 60, edited")...)
 		bp.waitFor("the edited mark", `[...document.querySelectorAll('#message-list .msg')].at(-1).querySelector('.meta').textContent.includes('edited')`, "")
+		a.waitFor("alice's edit box closed", `!document.querySelector('.edit-form')`, "")
 
 		a.eval(last+`.querySelectorAll('.actions button')[1].click(), true`, new(bool)) // Delete
 		a.waitFor("the inline confirmation", last+`.querySelector('.actions.confirm button.danger')`, last+`.outerHTML`)
