@@ -66,6 +66,85 @@ func TestDevTokenOnlyFromLoopback(t *testing.T) {
 	}
 }
 
+// A page of another site whose name resolves to 127.0.0.1 (DNS rebinding)
+// reaches the server from the loopback interface, with its own name as the
+// Host and its origin as the Origin: it must not get a token.
+func TestDevTokenRefusesOtherHostsAndOrigins(t *testing.T) {
+	e := newEnv(t, func(s *Server) { s.DevApp = "acme"; s.AllowedOrigins = []string{"https://app.example", "*"} })
+	port := e.srv.URL()[strings.LastIndexByte(e.srv.URL(), ':'):]
+	devToken := func(host, origin string) response {
+		t.Helper()
+		req, err := http.NewRequest("POST", e.srv.URL()+"/v1/dev/token", strings.NewReader(`{"userId":"alice"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		return e.send(req)
+	}
+	for _, c := range []struct{ host, origin, wantIn string }{
+		{"attacker.example", "", `host "attacker.example"`},
+		{"attacker.example" + port, "http://attacker.example" + port, "attacker.example"},
+		{"localhost.attacker.example" + port, "", "localhost.attacker.example"},
+		{"127.0.0.1.attacker.example", "", "127.0.0.1.attacker.example"},
+		{"", "http://attacker.example", "http://attacker.example"},
+		{"", "null", "null"},
+		{"localhost" + port, "https://elsewhere.example", "https://elsewhere.example"}, // "*" does not let any site in
+	} {
+		resp := devToken(c.host, c.origin)
+		if msg := wantError(t, resp, http.StatusForbidden, tidings.EForbidden); !strings.Contains(msg, c.wantIn) {
+			t.Errorf("Host %q Origin %q: message %q does not say %q", c.host, c.origin, msg, c.wantIn)
+		}
+	}
+	for _, c := range []struct{ host, origin string }{
+		{"", ""},
+		{"localhost" + port, "http://localhost" + port},
+		{"LOCALHOST", ""},
+		{"[::1]" + port, "http://[::1]" + port},
+		{"127.0.0.2:1", "http://127.0.0.1:3000"},
+		{"", "https://app.example"},
+	} {
+		if resp := devToken(c.host, c.origin); resp.StatusCode != http.StatusCreated {
+			t.Errorf("Host %q Origin %q: %d %s; want 201", c.host, c.origin, resp.StatusCode, resp.body)
+		}
+	}
+}
+
+// GET /v1/dev says whether development sign-in is on for the caller, with
+// 200 either way: the page asks it without an error in the console.
+func TestDevStatus(t *testing.T) {
+	status := func(e *env, host string) string {
+		t.Helper()
+		req, err := http.NewRequest("GET", e.srv.URL()+"/v1/dev", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp := e.send(req)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /v1/dev = %d %s", resp.StatusCode, resp.body)
+		}
+		return strings.TrimSpace(string(resp.body))
+	}
+	if got := status(newEnv(t, nil), ""); got != `{"dev":false}` {
+		t.Errorf("dev mode off: %s", got)
+	}
+	on := newEnv(t, func(s *Server) { s.DevApp = "acme" })
+	if got := status(on, ""); got != `{"dev":true}` {
+		t.Errorf("dev mode on: %s", got)
+	}
+	if got := status(on, "attacker.example"); got != `{"dev":false}` {
+		t.Errorf("dev mode on, at another host: %s", got)
+	}
+}
+
 func TestWebServesPagesOutsideTheAPI(t *testing.T) {
 	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

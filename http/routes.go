@@ -83,6 +83,7 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/conversations/{conversationId}/typing", authUser, s.handleTyping},
 		{"GET", "/v1/conversations/{conversationId}/presence", authUser, s.handlePresence},
 
+		{"GET", "/v1/dev", authNone, s.handleDevStatus},
 		{"POST", "/v1/dev/token", authNone, s.handleDevToken},
 	}
 }

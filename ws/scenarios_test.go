@@ -1092,6 +1092,7 @@ func TestOriginAllowList(t *testing.T) {
 			"http://app.example":               403,
 			"https://app.example.evil.example": 403,
 			"null":                             403,
+			s.srv.URL():                        101, // the server's own pages, always
 		} {
 			if got := upgrade(s, origin); got != want {
 				t.Errorf("origin %q: status %d, want %d", origin, got, want)

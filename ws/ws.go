@@ -35,8 +35,8 @@ type Handler struct {
 	Logger *slog.Logger
 	// AllowedOrigins lists the origins (scheme://host[:port]) from which
 	// browsers may connect; "*" allows any. Requests without an Origin
-	// header (clients that are not browsers) are always allowed; with an
-	// empty list, a browser must come from the server's own host.
+	// header (clients that are not browsers) are always allowed, and so
+	// are pages of the server's own host (the Host of the request).
 	AllowedOrigins []string
 	// PingInterval is how often the server pings (default 25s); a
 	// connection from which nothing (not even a pong) arrived for
@@ -177,14 +177,14 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
+	// The server's own pages (the web chat at /) are always allowed.
+	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
 	for _, o := range h.AllowedOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
 			return true
 		}
-	}
-	if len(h.AllowedOrigins) == 0 {
-		u, err := url.Parse(origin)
-		return err == nil && strings.EqualFold(u.Host, r.Host)
 	}
 	return false
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -118,8 +119,9 @@ type page struct {
 	ctx   context.Context
 	close context.CancelFunc
 
-	mu   sync.Mutex
-	urls []string // every URL the page requested, WebSockets included
+	mu     sync.Mutex
+	urls   []string // every URL the page requested, WebSockets included
+	errors []string // what the browser logged as errors: failed requests, refused WebSockets…
 }
 
 // open opens url in a new tab of the profile, logging what the page
@@ -155,6 +157,18 @@ func (p *profile) open(url string) *page {
 			pg.mu.Lock()
 			pg.urls = append(pg.urls, ev.URL)
 			pg.mu.Unlock()
+		case *cdplog.EventEntryAdded:
+			if e := ev.Entry; e.Level == cdplog.EntryLevelError {
+				pg.mu.Lock()
+				pg.errors = append(pg.errors, fmt.Sprintf("%s: %s (%s)", e.Source, e.Text, e.URL))
+				pg.mu.Unlock()
+			}
+		case *network.EventResponseReceived:
+			if r := ev.Response; r.Status >= 400 {
+				pg.mu.Lock()
+				pg.errors = append(pg.errors, fmt.Sprintf("%d %s", r.Status, r.URL))
+				pg.mu.Unlock()
+			}
 		}
 	})
 	if err != nil {
@@ -172,6 +186,14 @@ func (pg *page) requested() []string {
 	pg.mu.Lock()
 	defer pg.mu.Unlock()
 	return append([]string(nil), pg.urls...)
+}
+
+// loggedErrors returns what the browser logged as errors so far, and the
+// requests answered with an error status.
+func (pg *page) loggedErrors() []string {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return append([]string(nil), pg.errors...)
 }
 
 // run runs chromedp actions on the page, failing the test on an error.

@@ -67,4 +67,21 @@ func TestSDKFromAnotherOrigin(t *testing.T) {
 	if refused["me"] != nil || refused["error"] == nil {
 		t.Fatalf("a page of an origin not allowed called the API: %v", refused)
 	}
+
+	// The server's own page is not in the list, and needs not be: its
+	// WebSocket opens (a refused one would fall back to polling).
+	var own map[string]any
+	b.newProfile("own").open(url+"/").eval(`(async () => {
+		const { Client } = await import('/sdk/tidings.js');
+		const c = new Client(location.origin, { token: `+js(alice)+`, device: 'own', backoff: { initial: 100, max: 500 } });
+		for (const end = Date.now() + 30000; c.status !== 'connected'; await new Promise(r => setTimeout(r, 20))) {
+			if (Date.now() > end) return { error: 'not connected in 30s: ' + c.status };
+		}
+		const out = { transport: c.transport };
+		c.close();
+		return out;
+	})()`, &own)
+	if want := (map[string]any{"transport": "websocket"}); !reflect.DeepEqual(own, want) {
+		t.Fatalf("the server's own page with --allowed-origins %s: %v, want %v", app.URL, own, want)
+	}
 }

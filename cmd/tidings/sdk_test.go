@@ -2,9 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -46,8 +52,8 @@ func sdkScript(body string) string {
 		const { Client, Status } = await import('/sdk/tidings.js');
 		const code = async f => { try { await f(); return 'ok'; } catch (e) { return e.code || String(e); } };
 		const until = async (what, f) => {
-			for (const end = Date.now() + 20000; !f(); await new Promise(r => setTimeout(r, 20))) {
-				if (Date.now() > end) throw new Error('waited 20s for ' + what);
+			for (const end = Date.now() + 30000; !f(); await new Promise(r => setTimeout(r, 20))) {
+				if (Date.now() > end) throw new Error('waited 30s for ' + what);
 			}
 		};
 		` + body + `
@@ -265,5 +271,114 @@ func TestSDKRefreshesTokens(t *testing.T) {
 	want := map[string]any{"statuses": []any{"connected", "closed"}, "texts": []any{"still there?"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
+	}
+}
+
+// What upgradeGate does with WebSocket upgrades.
+const (
+	letThrough int32 = iota
+	refuse           // answer 403, as a proxy that forbids upgrades
+	hang             // never answer, as a proxy that holds them
+)
+
+// upgradeGate is a reverse proxy in front of a server that passes every
+// request, and WebSocket upgrades to /v1/realtime as mode says.
+type upgradeGate struct {
+	URL      string
+	mode     atomic.Int32
+	upgrades atomic.Int32 // upgrade requests seen
+}
+
+func newUpgradeGate(t *testing.T, server string) *upgradeGate {
+	t.Helper()
+	target, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &upgradeGate{}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // polls cut short when the client leaves polling
+	stop := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/realtime" && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			g.upgrades.Add(1)
+			switch g.mode.Load() {
+			case refuse:
+				http.Error(w, "WebSockets are not allowed through this proxy", http.StatusForbidden)
+				return
+			case hang:
+				select {
+				case <-r.Context().Done():
+				case <-stop:
+				}
+				return
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	t.Cleanup(func() { close(stop) }) // before s.Close, which waits for the held requests
+	g.URL = s.URL
+	return g
+}
+
+// A client behind a proxy that blocks WebSocket upgrades (refusing them,
+// or never answering) falls back to long polling, and gets its updates;
+// once the proxy lets upgrades through, it moves back to a WebSocket.
+func TestSDKFallsBackToPollingWhenUpgradesAreBlocked(t *testing.T) {
+	b := newBrowser(t)
+	server, stop := startServe(t, t.TempDir(), "--dev")
+	t.Cleanup(func() { stop() })
+	alice, bob := mintDevToken(t, server, "alice"), mintDevToken(t, server, "bob")
+	gate := newUpgradeGate(t, server)
+	pg := b.newProfile("sdk").open(gate.URL + "/")
+	pg.eval(`window.ALICE = `+js(alice)+`; window.BOB = `+js(bob)+`; true`, new(bool))
+
+	for _, mode := range []int32{refuse, hang} {
+		name := map[int32]string{refuse: "refused", hang: "unanswered"}[mode]
+		step(t, "WebSocket upgrades "+name)
+		{
+			gate.mode.Store(mode)
+			before := gate.upgrades.Load()
+			var got map[string]any
+			pg.eval(sdkScript(`
+				const alice = new Client(location.origin, { mode: 'manual', token: ALICE });
+				const conv = await alice.createConversation({ name: `+js(name)+`, participants: [{ userId: 'bob' }] });
+				const bob = new Client(location.origin, {
+					token: BOB, device: 'sdk-gate-' + `+js(name)+`, pollWait: 2000, dialTimeout: 5000,
+					backoff: { initial: 100, max: 500 }, upgradeInterval: 500,
+				});
+				const texts = [];
+				bob.addEventListener(ev => { if (ev.name === 'conversationMessage.sent') texts.push(ev.payload.parts[0].data); });
+				await until('bob connected', () => bob.status === Status.Connected);
+				await alice.sendMessage(conv.id, { parts: [{ type: 'text/plain', data: 'polled' }], clientId: 'polled-' + conv.id });
+				await until('the polled message', () => texts.length >= 1);
+				Object.assign(window, { alice, bob, conv, texts });
+				return { transport: bob.transport, texts };
+			`), &got)
+			if want := (map[string]any{"transport": "polling", "texts": []any{"polled"}}); !reflect.DeepEqual(got, want) {
+				t.Fatalf("behind the proxy, upgrades %s: %v, want %v", name, got, want)
+			}
+			if n := gate.upgrades.Load() - before; n < 2 {
+				t.Errorf("%d WebSocket attempts before polling, want at least 2", n)
+			}
+
+			// The proxy lets WebSockets through again: the client goes back
+			// to one, and what comes next arrives once, over it.
+			gate.mode.Store(letThrough)
+			pg.eval(sdkScript(`
+				await until('a WebSocket again', () => bob.transport === 'websocket');
+				await alice.sendMessage(conv.id, { parts: [{ type: 'text/plain', data: 'over the socket' }], clientId: 'socket-' + conv.id });
+				await until('the second message', () => texts.length >= 2);
+				await bob.socket.presence(conv.id); // a socket command works
+				await new Promise(r => setTimeout(r, 300)); // no duplicate comes after
+				bob.close();
+				alice.close();
+				return { transport: 'websocket', texts };
+			`), &got)
+			if want := (map[string]any{"transport": "websocket", "texts": []any{"polled", "over the socket"}}); !reflect.DeepEqual(got, want) {
+				t.Fatalf("after the proxy let WebSockets through (they were %s): %v, want %v", name, got, want)
+			}
+		}
 	}
 }

@@ -242,12 +242,15 @@ func TestWebChatFeatures(t *testing.T) {
 		a.waitMessages(want[10:]...)
 		last := `[...document.querySelectorAll('#message-list .msg.mine')].at(-1)`
 		a.eval(last+`.querySelector('.actions button').click(), true`, new(bool)) // Edit
-		a.waitFor("the edit box", `document.querySelector('.edit-form input')`, "")
-		a.eval(`(() => { const i = document.querySelector('.edit-form input'); i.value = 'message 60, edited'; i.form.requestSubmit(); return true; })()`, new(bool))
+		a.waitFor("the edit box", `document.querySelector('.edit-form textarea')`, "")
+		a.eval(`(() => { const i = document.querySelector('.edit-form textarea'); i.value = 'message 60, edited'; i.form.requestSubmit(); return true; })()`, new(bool))
 		bp.waitMessages(append(append([]string{}, want[:59]...), "message 60, edited")...)
 		bp.waitFor("the edited mark", `[...document.querySelectorAll('#message-list .msg')].at(-1).querySelector('.meta').textContent.includes('edited')`, "")
+		a.waitFor("alice's edit box closed", `!document.querySelector('.edit-form')`, "")
 
-		a.eval(`window.confirm = () => true, `+last+`.querySelectorAll('.actions button')[1].click(), true`, new(bool)) // Delete
+		a.eval(last+`.querySelectorAll('.actions button')[1].click(), true`, new(bool)) // Delete
+		a.waitFor("the inline confirmation", last+`.querySelector('.actions.confirm button.danger')`, last+`.outerHTML`)
+		a.eval(last+`.querySelector('.actions.confirm button.danger').click(), true`, new(bool))
 		bp.waitMessages(append(append([]string{}, want[:59]...), "This message was deleted.")...)
 	}
 
@@ -283,5 +286,168 @@ func TestWebChatFeatures(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#add-people-form button[type=submit]")),
 		)
 		a.waitFor("an error in the dialog", `document.querySelector('#add-people-dialog .error').textContent !== ''`, "")
+	}
+}
+
+// atBottomJS says whether the open conversation is scrolled to its end.
+const atBottomJS = `(b => b.scrollHeight - b.scrollTop - b.clientHeight <= 1)(document.getElementById('messages'))`
+
+// distanceJS describes how far above its end the conversation is scrolled.
+const distanceJS = `(b => 'scrolled ' + (b.scrollHeight - b.scrollTop - b.clientHeight) + 'px above the end (scrollTop ' + b.scrollTop + ', scrollHeight ' + b.scrollHeight + ', clientHeight ' + b.clientHeight + ')')(document.getElementById('messages'))`
+
+// The sign-in page probes development mode without a failed request: no
+// error in the browser's console, with --dev or without.
+func TestWebSignInLogsNoErrors(t *testing.T) {
+	b := newBrowser(t)
+	for _, dev := range []bool{true, false} {
+		var args []string
+		if dev {
+			args = append(args, "--dev")
+		}
+		url, stop := startServe(t, t.TempDir(), args...)
+		pg := b.newProfile(fmt.Sprint("dev=", dev)).open(url + "/")
+		// The page focuses a field once it knows whether dev sign-in is on.
+		want := map[bool]string{true: "dev-user", false: "token"}[dev]
+		pg.waitFor("the sign-in form, focused", `document.activeElement?.id === `+js(want)+` && document.getElementById('dev-form').hidden === `+fmt.Sprint(!dev),
+			`document.activeElement?.id`)
+		if errs := pg.loggedErrors(); len(errs) > 0 {
+			t.Errorf("dev=%v: the sign-in page logged errors: %q", dev, errs)
+		}
+		pg.close()
+		stop()
+	}
+}
+
+// The details of the conversation view: a view at the end stays there as
+// images load and errors appear; an edit keeps the lines of a message;
+// deleting asks in the page and errors show in it, never in browser
+// dialogs; Edit and Delete are visible where nothing can hover.
+func TestWebConversationDetails(t *testing.T) {
+	b := newBrowser(t)
+	url, stop := startServe(t, t.TempDir(), "--dev", "--max-message-bytes", "400")
+	defer stop()
+	aliceToken := mintDevToken(t, url, "alice")
+	mintDevToken(t, url, "bob")
+	restPost(t, url, aliceToken, "/v1/conversations", `{"id":"details","name":"Details","participants":[{"userId":"bob"}]}`)
+	for i := 1; i <= 30; i++ {
+		restPost(t, url, aliceToken, "/v1/conversations/details/messages", fmt.Sprintf(`{"parts":[{"type":"text/plain","data":"message %d"}]}`, i))
+	}
+	// Alice on a phone, bob on a computer.
+	a := b.newProfile("alice").open(url + "/")
+	a.run(chromedp.EmulateViewport(390, 700))
+	a.signIn("alice")
+	bp := b.newProfile("bob").open(url + "/")
+	bp.signIn("bob")
+	a.openConversation("Details")
+	bp.openConversation("Details")
+	// Browser dialogs block the page: none may open.
+	for _, pg := range []*page{a, bp} {
+		pg.eval(`window.dialogs = [], window.alert = window.confirm = window.prompt = m => { window.dialogs.push(m); return true; }, true`, new(bool))
+	}
+	lastMine := `[...document.querySelectorAll('#message-list .msg.mine:not(.pending)')].at(-1)`
+
+	step(t, "Edit and Delete visible where nothing hovers")
+	{
+		var touch bool
+		a.eval(`matchMedia('(hover: none)').matches`, &touch)
+		if !touch {
+			t.Log("this browser can hover: Edit and Delete show on hover")
+		} else {
+			a.waitFor("Edit and Delete visible without hovering",
+				`[...document.querySelectorAll('#message-list .actions')].every(e => getComputedStyle(e).opacity === '1') && document.querySelector('#message-list .actions')`,
+				`[...document.querySelectorAll('#message-list .actions')].map(e => getComputedStyle(e).opacity).join(' ')`)
+		}
+	}
+
+	step(t, "an image keeps the view at the end")
+	{
+		a.eval(`(async () => {
+			const c = document.createElement('canvas');
+			c.width = 320; c.height = 240;
+			const g = c.getContext('2d');
+			g.fillStyle = '#1f5fbf'; g.fillRect(0, 0, 320, 240);
+			const blob = await new Promise(r => c.toBlob(r, 'image/png'));
+			const dt = new DataTransfer();
+			dt.items.add(new File([blob], 'photo.png', { type: 'image/png' }));
+			const input = document.getElementById('file');
+			input.files = dt.files;
+			input.dispatchEvent(new Event('change'));
+			return true;
+		})()`, new(bool))
+		for _, pg := range []*page{a, bp} {
+			pg.waitFor("the image loaded", `[...document.querySelectorAll('#message-list .file img')].some(i => i.complete && i.naturalWidth === 320)`, "")
+			pg.waitFor("the view at the end after the image loaded", atBottomJS, distanceJS)
+		}
+	}
+
+	step(t, "editing keeps the lines of a message")
+	{
+		// The first line fills the bubble's width: the edit box takes it all.
+		const text = "line one, long enough to fill a bubble from one side to the other and then some more words\nline two"
+		a.eval(`(() => { const t = document.getElementById('text'); t.value = `+js(text)+`; t.dispatchEvent(new Event('input')); return true; })()`, new(bool))
+		a.pressEnter()
+		bp.waitFor("the two-line message", `[...document.querySelectorAll('#message-list .msg .body')].at(-1)?.textContent === `+js(text),
+			`[...document.querySelectorAll('#message-list .msg .body')].at(-1)?.textContent`)
+		a.waitFor("the message sent", lastMine+`?.querySelector('.body')?.textContent === `+js(text), "")
+		a.eval(lastMine+`.querySelector('.actions button').click(), true`, new(bool)) // Edit
+		a.waitFor("the edit box", `document.querySelector('.edit-form textarea')`, "")
+		var box string
+		a.eval(`document.querySelector('.edit-form textarea').value`, &box)
+		if box != text {
+			t.Errorf("the edit box holds %q, want the message's two lines", box)
+		}
+		// Each button's label stays on one line.
+		var wrapped []string
+		a.eval(`[...document.querySelectorAll('.edit-form button')].filter(b => { const r = document.createRange(); r.selectNodeContents(b); return r.getClientRects().length !== 1; }).map(b => b.textContent)`, &wrapped)
+		if len(wrapped) > 0 {
+			t.Errorf("edit buttons whose label wraps: %q", wrapped)
+		}
+		a.eval(`document.querySelector('.edit-form').requestSubmit(), true`, new(bool)) // saved unchanged
+		a.waitFor("the edit box closed", `!document.querySelector('.edit-form')`, "")
+		bp.waitFor("the edited mark", `[...document.querySelectorAll('#message-list .msg')].at(-1).querySelector('.meta').textContent.includes('edited')`, "")
+		var got string
+		bp.eval(`[...document.querySelectorAll('#message-list .msg .body')].at(-1).textContent`, &got)
+		if got != text {
+			t.Errorf("after an edit saved unchanged, the message is %q", got)
+		}
+	}
+
+	step(t, "an error shows in the page")
+	{
+		a.eval(lastMine+`.querySelector('.actions button').click(), true`, new(bool)) // Edit
+		a.waitFor("the edit box", `document.querySelector('.edit-form textarea')`, "")
+		a.eval(`(() => { const t = document.querySelector('.edit-form textarea'); t.value = 'x'.repeat(600); t.form.requestSubmit(); return true; })()`, new(bool))
+		a.waitFor("the error banner", `!document.getElementById('error-banner').hidden && document.getElementById('error-text').textContent.startsWith('Could not edit the message')`,
+			`document.getElementById('error-text').textContent`)
+		a.eval(`document.getElementById('error-close').click(), true`, new(bool))
+		a.waitFor("the banner dismissed", `document.getElementById('error-banner').hidden`, "")
+		a.eval(`document.querySelector('.edit-form button[type=button]').click(), true`, new(bool)) // Cancel
+		a.waitFor("the edit box closed", `!document.querySelector('.edit-form')`, "")
+	}
+
+	step(t, "deleting asks in the page")
+	{
+		a.eval(lastMine+`.querySelectorAll('.actions button')[1].click(), true`, new(bool)) // Delete
+		a.waitFor("the inline confirmation", lastMine+`.querySelector('.actions.confirm')?.textContent.includes('Delete for everyone?')`, "")
+		a.eval(lastMine+`.querySelector('.actions.confirm button.danger').click(), true`, new(bool))
+		bp.waitFor("the message deleted", `[...document.querySelectorAll('#message-list .msg .body')].at(-1).textContent === 'This message was deleted.'`, "")
+	}
+
+	step(t, "a message refused stays in view, with its error")
+	{
+		a.eval(`(() => { const t = document.getElementById('text'); t.value = 'y'.repeat(600); t.dispatchEvent(new Event('input')); return true; })()`, new(bool))
+		a.pressEnter()
+		a.waitFor("the error under the message", `document.querySelector('#message-list .msg.pending .ticks.failed')?.textContent.startsWith('Not sent')`, "")
+		a.waitFor("the view at the end with the error", atBottomJS, distanceJS)
+		a.eval(`[...document.querySelectorAll('#message-list .msg.pending .actions button')].find(b => b.textContent === 'Discard').click(), true`, new(bool))
+		a.waitFor("the message discarded", `!document.querySelector('#message-list .msg.pending')`, "")
+	}
+
+	for _, pg := range []*page{a, bp} {
+		var dialogs []string
+		pg.eval(`window.dialogs`, &dialogs)
+		if len(dialogs) > 0 {
+			t.Errorf("[%s] browser dialogs opened: %q", pg.name, dialogs)
+		}
 	}
 }

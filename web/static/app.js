@@ -65,11 +65,11 @@ async function devToken(userId) {
   return body.token;
 }
 
-/** Whether the server offers development sign-in: it answers 400 (no user id) rather than 404. */
+/** Whether the server offers development sign-in to this page (GET /v1/dev answers 200 either way). */
 async function devAvailable() {
   try {
-    const resp = await fetch('v1/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"userId":""}' });
-    return resp.status === 400;
+    const resp = await fetch('v1/dev', { cache: 'no-store' });
+    return resp.ok && (await resp.json()).dev === true;
   } catch {
     return false;
   }
@@ -567,7 +567,27 @@ function upsertMessage(m) {
 function scrollToBottom() {
   const box = $('messages');
   box.scrollTop = box.scrollHeight;
+  pinned = true;
 }
+
+// A view at the bottom stays there when what it shows grows or it shrinks:
+// an image that loads, an error under a message, a taller message box.
+// Only the reader scrolling up unpins it (content that grew under a view
+// at the end does not), and scrolling back to the end pins it again.
+let pinned = true;
+let lastTop = 0;
+$('messages').addEventListener('scroll', () => {
+  const box = $('messages');
+  const nearEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  if (box.scrollTop < lastTop) pinned = nearEnd;
+  else pinned ||= nearEnd;
+  lastTop = box.scrollTop;
+});
+const keepPinned = new ResizeObserver(() => {
+  if (pinned && state.current) scrollToBottom();
+});
+keepPinned.observe($('messages'));
+keepPinned.observe($('message-list'));
 
 const pendingMessage = o => ({
   id: '', clientId: o.clientId, conversationId: o.conversationId, seq: Infinity, pending: true, error: o.error,
@@ -580,13 +600,24 @@ function placeMessage(m) {
   const el = messageElement(m);
   const old = (m.id && list.querySelector(`[data-id="${CSS.escape(m.id)}"]`)) ||
     (m.clientId && list.querySelector(`[data-client-id="${CSS.escape(m.clientId)}"]`));
+  // Typing in the message's edit box goes on in the new one.
+  const typing = old?.contains(document.activeElement) && document.activeElement.matches('.edit-form textarea')
+    ? [document.activeElement.selectionStart, document.activeElement.selectionEnd] : null;
   if (old && old.dataset.seq === el.dataset.seq) {
     old.replaceWith(el);
-    return;
+  } else {
+    old?.remove();
+    const after = [...list.children].find(c => Number(c.dataset.seq) > m.seq);
+    list.insertBefore(el, after || null);
   }
-  old?.remove();
-  const after = [...list.children].find(c => Number(c.dataset.seq) > m.seq);
-  list.insertBefore(el, after || null);
+  const box = el.querySelector('.edit-form textarea');
+  if (box) {
+    fitEditBox(box);
+    if (typing) {
+      box.focus();
+      box.setSelectionRange(...typing);
+    }
+  }
 }
 
 const timeFormat = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
@@ -594,25 +625,26 @@ const timeFormat = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-dig
 function messageElement(m) {
   const mine = m.sender.id === state.me.id;
   const conv = state.convs.get(m.conversationId);
+  const edited = mine && !m.deletedAt && editing?.id === m.id;
   const body = m.deletedAt
     ? h('p', { class: 'body deleted' }, 'This message was deleted.')
-    : h('div', { class: 'body' }, ...m.parts.map(p => partElement(m, p)));
+    : edited ? editForm(m) : h('div', { class: 'body' }, ...m.parts.map(p => partElement(m, p)));
   const when = new Date(m.sentAt);
   return h('li', {
     class: 'msg' + (mine ? ' mine' : '') + (m.pending ? ' pending' : ''),
     dataset: { id: m.id || '', clientId: m.clientId || '', seq: m.pending ? 'Infinity' : String(m.seq) },
   },
   avatar(m.sender.id, m.sender.displayName),
-  h('div', { class: 'bubble' },
+  h('div', { class: 'bubble' + (edited ? ' editing' : '') },
     !mine && (conv?.participantCount || 0) > 2 ? h('p', { class: 'sender' }, m.sender.displayName || m.sender.id) : h('span', { class: 'visually-hidden' }, (mine ? 'You' : m.sender.displayName) + ': '),
     body,
     h('p', { class: 'meta' },
       m.editedAt && !m.deletedAt ? h('span', {}, 'edited') : '',
       isNaN(when) ? '' : h('time', { datetime: m.sentAt }, timeFormat.format(when)),
       mine ? ticksElement(m) : '')),
-  mine && !m.pending && !m.deletedAt ? h('div', { class: 'actions' },
+  mine && !m.pending && !m.deletedAt && !edited ? (confirmingDelete === m.id ? deleteConfirmation(m) : h('div', { class: 'actions' },
     m.parts.some(p => p.fileId) ? '' : h('button', { type: 'button', class: 'ghost', onclick: () => startEdit(m) }, 'Edit'),
-    h('button', { type: 'button', class: 'ghost', onclick: () => deleteMessage(m) }, 'Delete')) : '',
+    h('button', { type: 'button', class: 'ghost', onclick: () => confirmDelete(m) }, 'Delete'))) : '',
   m.pending && m.error ? h('div', { class: 'actions' },
     h('button', { type: 'button', class: 'ghost', onclick: () => { dropFromOutbox(m.clientId); } }, 'Discard')) : '');
 }
@@ -677,12 +709,31 @@ function updateTicks() {
   }
 }
 
+// The message being edited, and the text in its edit box: a redraw of the
+// message (an update that comes meanwhile) keeps the box and what it holds.
+let editing = null; // {id, text}
+
 function startEdit(m) {
-  const el = $('message-list').querySelector(`[data-id="${CSS.escape(m.id)}"]`);
-  const body = el?.querySelector('.body');
-  if (!body) return;
-  const input = h('input', { value: m.parts.map(p => p.data || '').join(''), 'aria-label': 'Edit the message' });
-  const cancel = () => placeMessage(state.threads.get(m.conversationId).messages.get(m.id));
+  editing = { id: m.id, text: m.parts.map(p => p.data || '').join('') };
+  placeMessage(currentVersion(m));
+  const box = $('message-list').querySelector(`[data-id="${CSS.escape(m.id)}"] .edit-form textarea`);
+  box?.focus();
+  box?.setSelectionRange(box.value.length, box.value.length);
+}
+
+function fitEditBox(box) {
+  box.style.height = 'auto';
+  box.style.height = Math.min(box.scrollHeight + 2, 240) + 'px';
+}
+
+/** The edit box of a message: it keeps its lines, as the composer does (Enter saves, Shift+Enter adds a line, Escape cancels). */
+function editForm(m) {
+  const input = h('textarea', { rows: 1, 'aria-label': 'Edit the message' });
+  input.value = editing.text;
+  const cancel = () => {
+    editing = null;
+    placeMessage(currentVersion(m));
+  };
   const form = h('form', {
     class: 'edit-form',
     onsubmit: async e => {
@@ -690,26 +741,82 @@ function startEdit(m) {
       const text = input.value.trim();
       if (!text) return;
       try {
-        upsertMessage(await state.client.editMessage(m.conversationId, m.id, { parts: [{ type: 'text/plain', data: text }] }));
-        cancel();
+        const edited = await state.client.editMessage(m.conversationId, m.id, { parts: [{ type: 'text/plain', data: text }] });
+        if (editing?.id === m.id) editing = null;
+        upsertMessage(edited);
+        placeMessage(currentVersion(m));
       } catch (err) {
-        alert('Could not edit the message: ' + err.message);
+        showError('Could not edit the message: ' + err.message);
       }
     },
-  }, input, h('button', { type: 'submit', class: 'small primary' }, 'Save'), h('button', { type: 'button', class: 'small ghost', onclick: cancel }, 'Cancel'));
-  input.addEventListener('keydown', e => { if (e.key === 'Escape') cancel(); });
-  body.replaceWith(form);
-  input.focus();
+  }, input, h('div', { class: 'edit-buttons' },
+    h('button', { type: 'button', class: 'small ghost', onclick: cancel }, 'Cancel'),
+    h('button', { type: 'submit', class: 'small primary' }, 'Save')));
+  input.addEventListener('input', () => {
+    if (editing?.id === m.id) editing.text = input.value;
+    fitEditBox(input);
+  });
+  input.addEventListener('keydown', e => {
+    if (e.key === 'Escape') cancel();
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  return form;
+}
+
+// The message whose deletion waits for a confirmation, asked in the message
+// itself (a redraw of the message keeps the question).
+let confirmingDelete = '';
+
+const currentVersion = m => state.threads.get(m.conversationId)?.messages.get(m.id) || m;
+
+function confirmDelete(m) {
+  const before = confirmingDelete;
+  confirmingDelete = m.id;
+  if (before && before !== m.id) placeMessage(currentVersion({ ...m, id: before }));
+  placeMessage(currentVersion(m));
+  $('message-list').querySelector(`[data-id="${CSS.escape(m.id)}"] .confirm button.ghost`)?.focus();
+}
+
+function deleteConfirmation(m) {
+  const keep = () => {
+    confirmingDelete = '';
+    placeMessage(currentVersion(m));
+  };
+  return h('div', { class: 'actions confirm', role: 'group', 'aria-label': 'Delete this message?' },
+    h('span', {}, 'Delete for everyone?'),
+    h('button', { type: 'button', class: 'small danger', onclick: () => deleteMessage(m) }, 'Delete'),
+    h('button', { type: 'button', class: 'small ghost', onclick: keep }, 'Keep'));
 }
 
 async function deleteMessage(m) {
-  if (!confirm('Delete this message for everyone?')) return;
+  confirmingDelete = '';
   try {
     upsertMessage(await state.client.deleteMessage(m.conversationId, m.id) || { ...m, parts: [], deletedAt: new Date().toISOString() });
   } catch (err) {
-    alert('Could not delete the message: ' + err.message);
+    placeMessage(currentVersion(m));
+    showError('Could not delete the message: ' + err.message);
   }
 }
+
+// ---- Errors: a banner in the page, never a browser dialog ---------------------
+
+let errorTimer = 0;
+/** Shows an error in the banner above the messages, until dismissed or for 10 seconds. */
+function showError(text) {
+  $('error-text').textContent = text;
+  $('error-banner').hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(hideError, 10000);
+}
+function hideError() {
+  clearTimeout(errorTimer);
+  $('error-banner').hidden = true;
+  $('error-text').textContent = '';
+}
+$('error-close').addEventListener('click', hideError);
 
 // ---- Read and delivered marks -------------------------------------------
 

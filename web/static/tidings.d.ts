@@ -68,14 +68,20 @@ export interface Options {
   device?: string;
   /** Who manages the connection. Default "auto". */
   mode?: 'auto' | 'manual';
-  /** "auto" (the default) uses a WebSocket, and polling when WebSockets cannot connect. */
+  /**
+   * "auto" (the default) uses a WebSocket, and long polling when WebSockets
+   * cannot connect: when the browser has none, or after two attempts in a
+   * row whose WebSocket never opened (refused, or unanswered within
+   * dialTimeout) while the server answers HTTP, as behind a proxy that
+   * blocks upgrades. It then tries a WebSocket again every upgradeInterval.
+   */
   transport?: 'auto' | 'websocket' | 'polling';
   backoff?: Backoff;
   /** How often to ping an open WebSocket (ms; default 25000; 0 disables). */
   keepAlive?: number;
   /** How long to wait for a ping's answer before dropping the connection (ms; default 10000). */
   keepAliveTimeout?: number;
-  /** How long one connection attempt may take (ms; default 30000). */
+  /** How long one connection attempt may take (ms; default 30000): a WebSocket not open by then counts as blocked. */
   dialTimeout?: number;
   /** How long before its expiry a token is refreshed (ms; default 60000). */
   refreshMargin?: number;

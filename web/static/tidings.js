@@ -15,7 +15,8 @@
 // an update is acknowledged to the server only once every listener has
 // returned (or the promise it returned has settled). The realtime
 // connection is a WebSocket, or long polling when WebSockets are not
-// available. Tokens travel in the first WebSocket frame and in
+// available or cannot open (a proxy that blocks upgrades), with a
+// WebSocket tried again every upgradeInterval. Tokens travel in the first WebSocket frame and in
 // Authorization headers, never in a URL. The protocol is described in
 // docs/protocol.md.
 
@@ -858,6 +859,16 @@ export class Client {
     const sess = this._sess;
     const polling = this._usePolling;
     withTimeout(this._open(sess, polling, attempt), this.options.dialTimeout, 'connecting')
+      .catch(async err => {
+        // A WebSocket that never opened, refused or left unanswered until
+        // the dial timed out: a proxy dropping upgrades, if plain HTTP works.
+        const cn = attempt.conn;
+        if (!polling && cn?.kind === 'websocket' && !cn.opened && this._dial === attempt) {
+          cn.close();
+          err.wsBlocked = await this._reachable();
+        }
+        throw err;
+      })
       .then(cn => this._dialed(attempt, cn, null, polling), err => this._dialed(attempt, null, err, polling));
   }
 
@@ -880,14 +891,7 @@ export class Client {
     }
     const cn = new SocketConn(this.wsURL, sess, (cn, f) => this._receive(cn, f));
     attempt.conn = cn;
-    try {
-      await cn.open;
-    } catch (err) {
-      // Tell a WebSocket that cannot open (a proxy dropping upgrades)
-      // from a server that cannot be reached.
-      err.wsBlocked = await this._reachable();
-      throw err;
-    }
+    await cn.open; // if it never opens, _startDial tells a blocked WebSocket from a server gone
     const args = { token: tok, device: this.device };
     if (sess.resumeLatest) args.resumeAfter = 'latest';
     else if (sess.lastRef) args.resumeAfter = sess.lastRef;
@@ -963,12 +967,14 @@ export class Client {
     this._log('warn', 'tidings: could not connect', err);
     this._lastErr = err;
     // Auto transport: WebSockets that never open while HTTP works (a proxy
-    // that drops upgrades) switch this client to polling.
-    if (!polling && err.wsBlocked && this.options.transport === 'auto' && ++this._wsMisses >= 2) {
-      this._log('warn', 'tidings: WebSocket unavailable: falling back to polling');
-      this._usePolling = true;
-    } else if (!polling) {
-      this._wsMisses = 0;
+    // that drops upgrades), twice in a row, switch this client to polling.
+    if (!polling && this.options.transport === 'auto') {
+      this._wsMisses = err.wsBlocked ? this._wsMisses + 1 : 0;
+      if (this._wsMisses >= 2) {
+        this._log('warn', 'tidings: WebSocket unavailable: falling back to polling');
+        this._usePolling = true;
+        this._wsMisses = 0;
+      }
     }
     const fatal = err.code === ErrorCode.TokenRejected || (err.code === 'unauthenticated' && this._sess.tokens.static);
     if (fatal || (this.mode === 'manual' && !this._connected)) {
@@ -1053,8 +1059,10 @@ export class Client {
         this._dropConn();
         this._reconcile();
       };
-      probe.onopen = () => done(probe.protocol === SUBPROTOCOL);
-      probe.onclose = probe.onerror = () => done(false);
+      // A probe left unanswered fails too, after the time a dial may take.
+      const timer = setTimeout(() => done(false), this.options.dialTimeout);
+      probe.onopen = () => { clearTimeout(timer); done(probe.protocol === SUBPROTOCOL); };
+      probe.onclose = probe.onerror = () => { clearTimeout(timer); done(false); };
     });
   }
 
