@@ -1,6 +1,9 @@
 package ws_test
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	nethttp "net/http"
 	"slices"
@@ -10,6 +13,8 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/realtime"
+	"github.com/tidings/tidings/ws"
 )
 
 // Promises of docs/protocol.md, each checked against the real server.
@@ -106,5 +111,72 @@ func TestExpiredTokenIsRefusedOnEveryTransport(t *testing.T) {
 	waitFor(t, "the token to expire", func() bool { return rest("GET", "/v1/me", short, "") == nethttp.StatusUnauthorized })
 	if got := rest("GET", "/v1/realtime/poll?device=d", short, ""); got != nethttp.StatusUnauthorized {
 		t.Errorf("poll with a token expired a moment ago: %d, want 401", got)
+	}
+}
+
+// A slow reader that replies to each update, as the protocol advises, is
+// closed with a clean close frame 4009 after the frames already on their
+// way: not cut in the middle of a frame, nor reset.
+func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue = 8 })
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	// A receive buffer larger than loopback's segments: a smaller one
+	// stalls TCP itself for seconds (zero window probes).
+	bob, status := handshake(t, s, nil, 256<<10)
+	if bob == nil {
+		t.Fatalf("handshake: %d", status)
+	}
+	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
+		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":"slow"}`, s.token("a", "bob")))})
+	if err := bob.writeText(auth); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		big := strings.Repeat("x", 48<<10)
+		for i := 0; i < 5000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.msgs.SendMessage(s.as("a", "alice"), conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint(i, " ", big)}}})
+		}
+	}()
+
+	bob.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for {
+		op, p, err := bob.readFrame()
+		if err != nil {
+			t.Fatalf("the connection ended without a close frame: %v", err)
+		}
+		if op == 8 {
+			if len(p) < 2 {
+				t.Fatalf("close frame without a code")
+			}
+			if code := binary.BigEndian.Uint16(p); code != protocol.CloseSlowConsumer {
+				t.Fatalf("closed with %d (%s), want %d", code, p[2:], protocol.CloseSlowConsumer)
+			}
+			return
+		}
+		if op != 1 {
+			t.Fatalf("unexpected opcode %d", op)
+		}
+		for _, line := range bytes.Split(p, []byte("\n")) {
+			var f protocol.Frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatalf("a frame that is not JSON (cut?): %.60q", line)
+			}
+			if f.Type == protocol.TypeUpdate && f.Ref != "" {
+				reply, _ := json.Marshal(protocol.Frame{Type: protocol.TypeReply, Ref: f.Ref})
+				if err := bob.writeText(reply); err != nil {
+					t.Fatalf("reply: %v", err)
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // a slow reader
 	}
 }

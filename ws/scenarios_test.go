@@ -1000,11 +1000,12 @@ func TestSlowConsumerIsClosedOthersKeepReceiving(t *testing.T) {
 
 	// The server ended bob's connection: only carol's is left...
 	waitFor(t, "the slow connection to end", func() bool { return s.metric("tidings_realtime_connections") == 1 })
-	// ...and closes its socket, with updates still unsent that a close
-	// frame 4009 cannot overtake. Data sent to a closed socket resets the
-	// connection: ping until it does.
+	// ...and closes its socket: the write under way, which bob does not
+	// read, fails at the write timeout (10 s), and the socket closes, with
+	// updates still unsent that a close frame 4009 cannot overtake. Data
+	// sent to a closed socket resets the connection: ping until it does.
 	ping, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "2", Command: protocol.CmdPing})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(25 * time.Second)
 	buf := make([]byte, 64<<10)
 	for open := true; open; {
 		if time.Now().After(deadline) {

@@ -13,9 +13,11 @@
 package ws
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -125,7 +127,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
 		up = h.upgraders[1] // a client that names subprotocols names ours (checked above)
 	}
-	socket, err := up.Upgrade(w, r)
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "internal", "this connection cannot be upgraded")
+		return
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	lc := &lingerConn{Conn: nc, linger: h.WriteTimeout}
+	if n := brw.Reader.Buffered(); n > 0 { // sent right after the request
+		b, _ := brw.Reader.Peek(n)
+		lc.prefix = append([]byte(nil), b...)
+	}
+	socket, err := up.UpgradeFromConn(lc, bufio.NewReaderSize(lc, readBufferSize), r)
 	if err != nil {
 		return // gws has answered the handshake's failure
 	}
@@ -216,6 +232,56 @@ func (h *Handler) heartbeat() {
 		h.mu.Unlock()
 	}
 }
+
+// lingerConn is the network connection under a WebSocket. Its Close ends
+// what the server sends (a FIN after the close frame) but goes on reading,
+// for up to linger, until the peer closes too; the connection is closed
+// for good when the reading ends (see events.OnClose). Closing at once
+// while the peer still sends (replies, pings: a reader that is slow does
+// not know yet) would reset the connection, and a reset makes the peer's
+// system discard what it had not read yet: the close frame first.
+type lingerConn struct {
+	net.Conn
+	prefix  []byte // read by net/http past the handshake request
+	linger  time.Duration
+	closing atomic.Bool
+	broken  atomic.Bool // a write failed: the peer cannot read what follows
+}
+
+func (c *lingerConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return n, err
+}
+
+func (c *lingerConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// Close half-closes the connection and bounds the reads still to come.
+func (c *lingerConn) Close() error {
+	if !c.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || c.broken.Load() {
+		return c.Conn.Close()
+	}
+	err := cw.CloseWrite()
+	c.Conn.SetReadDeadline(time.Now().Add(c.linger))
+	time.AfterFunc(c.linger, c.shut) // when nothing reads it (a failed handshake)
+	return err
+}
+
+// shut closes the connection for good.
+func (c *lingerConn) shut() { c.Conn.Close() }
 
 // conn is one WebSocket connection: the realtime.Transport of its client.
 type conn struct {
@@ -480,9 +546,17 @@ func (c *conn) Close(code int, reason string) {
 		return
 	}
 	c.closed = true
-	abort := code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout
-	if abort {
+	// A slow consumer's queue will not drain, nor a dead peer's: it is
+	// dropped. A slow consumer still reads, only slowly: the write under
+	// way ends (within its WriteTimeout), then the close frame goes, so
+	// that the peer gets whole frames and a clean 4009. A dead peer's
+	// write is cut at once.
+	drop := code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout
+	abort := code == protocol.ClosePingTimeout
+	if drop {
 		c.aborted, c.queue = true, nil
+	}
+	if abort {
 		// Unblock a write stuck on the peer. Not the reads: a failed read
 		// would end the connection before the close frame is written.
 		c.ws.SetWriteDeadline(time.Now())
@@ -494,7 +568,7 @@ func (c *conn) Close(code int, reason string) {
 		// (held for the end of a batch of events).
 		for c.writeQueued() {
 		}
-		c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+		c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
 		c.ws.WriteClose(uint16(code), []byte(reason))
 	}
 	if abort {
@@ -527,6 +601,9 @@ func connOf(socket *gws.Conn) *conn {
 }
 
 func (e *events) OnClose(socket *gws.Conn, err error) {
+	if lc, ok := socket.NetConn().(*lingerConn); ok {
+		lc.shut() // nothing reads it any more
+	}
 	if c := connOf(socket); c != nil {
 		h := (*Handler)(e)
 		h.mu.Lock()
