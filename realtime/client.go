@@ -218,7 +218,10 @@ func (c *Client) answer(id string, result any, err error) {
 	if err != nil && tidings.ErrorCode(err) == tidings.EInternal {
 		c.node.Logger.Error("realtime command failed", "err", err)
 	}
-	c.t.Write(answerFrame(id, result, err))
+	if !c.t.Write(answerFrame(id, result, err)) {
+		// An answer is never dropped silently: the peer reads too slowly.
+		c.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+	}
 }
 
 // decode reads command arguments strictly.

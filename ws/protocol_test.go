@@ -180,3 +180,46 @@ func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // a slow reader
 	}
 }
+
+// A replay to a client that reads, while the client sends commands, is
+// paced by the connection: it is not closed as a slow consumer (the
+// protocol gives up only after 10 s with nothing draining), and no answer
+// is lost.
+func TestReplayWithCommandsMeanwhileIsNotASlowConsumer(t *testing.T) {
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue = 8 })
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"})
+	bob.hangUp()
+	const backlog = 400
+	for i := range backlog {
+		s.send("a", "alice", conv, fmt.Sprint(i))
+	}
+
+	bob = dial(t, s)
+	bob.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: "d"})
+	// Commands while the replay runs: each is answered.
+	for i := range 30 {
+		if f := bob.command("", protocol.CmdPing, nil); f.Error != nil {
+			t.Fatalf("ping %d: %+v", i, f.Error)
+		}
+	}
+	for i := 0; i < backlog; {
+		var u update
+		select {
+		case u = <-bob.updates:
+		case <-bob.closed:
+			t.Fatalf("closed with %d while replaying message %d", bob.code, i)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("message %d was not replayed", i)
+		}
+		if u.ev.Name != tidings.EventMessageSent {
+			continue
+		}
+		if got := u.text(); got != fmt.Sprint(i) {
+			t.Fatalf("replayed %q, want %d", got, i)
+		}
+		i++
+	}
+}

@@ -507,31 +507,37 @@ func (c *conn) signalDrained() {
 	}
 }
 
-// WaitRoom waits until at most half the write queue is taken, so that a
+// WaitRoom waits until less than half the write queue is taken, so that a
 // replay keeps pace with the connection (realtime.RoomWaiter), and returns
-// how many frames the queue can take then. It gives up after
-// WriteTimeout, when the connection closes or ctx ends.
+// how many frames the replay may add: up to half the queue, the other half
+// is for the answers to commands and the live updates that come
+// meanwhile. It returns 0 when it gives up: after WriteTimeout without
+// anything drained, or when the connection closes or ctx ends.
 func (c *conn) WaitRoom(ctx context.Context) int {
-	var timeout <-chan time.Time
+	half := max(c.h.WriteQueue/2, 1)
+	var timer *time.Timer
 	for {
 		c.mu.Lock()
-		room := c.h.WriteQueue - len(c.queue)
-		done := c.closed || len(c.queue) <= c.h.WriteQueue/2
+		queued, closed := len(c.queue), c.closed
 		c.mu.Unlock()
-		if done {
-			return max(room, 0)
+		switch {
+		case closed:
+			return 0
+		case queued < half:
+			return half - queued
 		}
-		if timeout == nil {
-			t := time.NewTimer(c.h.WriteTimeout)
-			defer t.Stop()
-			timeout = t.C
+		if timer == nil {
+			timer = time.NewTimer(c.h.WriteTimeout)
+			defer timer.Stop()
 		}
 		select {
 		case <-c.drained:
-		case <-timeout:
-			return max(room, 0)
+			// Something was written: the peer reads. Wait on, anew.
+			timer.Reset(c.h.WriteTimeout)
+		case <-timer.C:
+			return 0
 		case <-ctx.Done():
-			return max(room, 0)
+			return 0
 		}
 	}
 }
