@@ -223,3 +223,37 @@ func TestReplayWithCommandsMeanwhileIsNotASlowConsumer(t *testing.T) {
 		i++
 	}
 }
+
+// "Sending also moves the sender's own delivered and read marks to the new
+// message": the participants (the sender's other devices included) learn
+// it from a conversationMessage.read event, as for message.read.
+func TestSendingTellsTheSendersReadMark(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	alice := dial(t, s)
+	alice.auth("", s.token("a", "alice"), protocol.AuthArgs{Device: "laptop"})
+	tablet := dial(t, s)
+	tablet.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "tablet"})
+	phone := dial(t, s)
+	phone.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "phone"})
+
+	for i, text := range []string{"one", "two"} {
+		ans := phone.command("", protocol.CmdSend, sendArgs(conv, text))
+		wantOK(t, ans)
+		var m tidings.Message
+		json.Unmarshal(ans.Result, &m)
+		for _, c := range []*client{alice, tablet, phone} {
+			u := c.nextNamed(tidings.EventMessageRead)
+			p := decodePayload[tidings.StatusPayload](t, u)
+			if u.ev.UserID != "bob" || p.ProfileID != "bob" || p.Seq != m.Seq || p.MessageID != m.ID || !u.Silent {
+				t.Fatalf("send %d: read event %+v (silent %v), want bob's mark at message %d (%s)", i, p, u.Silent, m.Seq, m.ID)
+			}
+		}
+	}
+	// The status agrees.
+	st, err := s.msgs.MarkRead(s.as("a", "bob"), conv, 1) // does not move back
+	if err != nil || st.ReadSeq != 2 || st.UnreadCount != 0 {
+		t.Fatalf("bob's status %+v, %v", st, err)
+	}
+}
