@@ -257,3 +257,109 @@ func TestSendingTellsTheSendersReadMark(t *testing.T) {
 		t.Fatalf("bob's status %+v, %v", st, err)
 	}
 }
+
+// The error codes of docs/protocol.md ("Errors"), each for the command
+// that the table there names; after each, the connection stays open.
+func TestErrorCodesOfCommands(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob", "carol")
+	conv := s.conv("a", "alice", "bob")
+	other := s.conv("a", "alice", "carol") // private, bob takes no part
+	raw := func(v string) json.RawMessage { return json.RawMessage(v) }
+	cases := []struct {
+		name, account, command string
+		data                   any
+		code                   string
+	}{
+		{"unknown command", "", "message.fly", nil, tidings.EInvalid},
+		{"unknown field", "", protocol.CmdTypingStart, raw(`{"conversationId":"` + conv + `","speed":1}`), tidings.EInvalidJSON},
+		{"wrong type", "", protocol.CmdMarkRead, raw(`{"conversationId":"` + conv + `","seq":"one"}`), tidings.EInvalidJSON},
+		{"parts missing", "", protocol.CmdSend, raw(`{"conversationId":"` + conv + `"}`), tidings.EInvalid},
+		{"no part", "", protocol.CmdSend, raw(`{"conversationId":"` + conv + `","parts":[]}`), tidings.EInvalid},
+		{"message too large", "", protocol.CmdSend, sendArgs(conv, strings.Repeat("x", 65<<10)), tidings.ETooLarge},
+		{"mark beyond the newest", "", protocol.CmdMarkRead, protocol.MarkArgs{ConversationID: conv, Seq: 99}, tidings.EInvalid},
+		{"mark negative", "", protocol.CmdMarkDelivered, protocol.MarkArgs{ConversationID: conv, Seq: -1}, tidings.EInvalid},
+		{"send to a private conversation of others", "", protocol.CmdSend, sendArgs(other, "hi"), tidings.ENotFound},
+		{"typing in a conversation of others", "", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: other}, tidings.ENotFound},
+		{"presence in a conversation of others", "", protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: other}, tidings.ENotFound},
+		{"command for an account not authenticated", "work", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conv}, tidings.EUnauthenticated},
+		{"logout of an account not authenticated", "work", protocol.CmdLogout, nil, tidings.EUnauthenticated},
+		{"auth with a bad device name", "", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: "a phone"}, tidings.EInvalid},
+		{"auth with a bad account name", "my account", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob")}, tidings.EInvalid},
+		{"auth with a resumeAfter that is not a ref", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "seven"}, tidings.EInvalid},
+		{"auth with a resumeAfter newer than the newest", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "999999"}, tidings.EResyncRequired},
+		{"auth with a malformed token", "work", protocol.CmdAuth, protocol.AuthArgs{Token: "not.a.jwt"}, tidings.EUnauthenticated},
+		{"auth without a token", "work", protocol.CmdAuth, protocol.AuthArgs{}, tidings.EUnauthenticated},
+		{"auth as another user on a taken account", "", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "alice")}, tidings.EConflict},
+	}
+	c := dial(t, s)
+	c.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	for _, tc := range cases {
+		f := c.command(tc.account, tc.command, tc.data)
+		if f.Error == nil || f.Error.Code != tc.code {
+			t.Errorf("%s: answered %+v %s, want %s", tc.name, f.Error, f.Result, tc.code)
+			continue
+		}
+		if f.Error.Message == "" || (tc.code == tidings.EResyncRequired) != (f.Error.Ref != "") {
+			t.Errorf("%s: error %+v: a message, and a ref only with resync_required", tc.name, f.Error)
+		}
+	}
+	// The connection stayed open, and the account is still bob's.
+	if f := c.command("", protocol.CmdPing, nil); f.Error != nil || !strings.Contains(string(f.Result), `"time"`) {
+		t.Fatalf("ping after the errors: %+v %s", f.Error, f.Result)
+	}
+	wantOK(t, c.command("", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conv}))
+}
+
+// Close codes not covered elsewhere: 4005 (idle) and 1007 (invalid UTF-8).
+func TestIdleAndInvalidTextCloseCodes(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) {
+		fastTicks(n)
+		n.IdleTimeout = time.Second
+	})
+	s.mkUsers("a", "bob")
+
+	// Ping commands keep a connection from being idle; silence does not.
+	busy, idle := dial(t, s), dial(t, s)
+	busy.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "busy"})
+	idle.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "idle"})
+	deadline := time.Now().Add(15 * time.Second)
+	for open := true; open; {
+		select {
+		case <-idle.closed:
+			open = false
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("the idle connection was not closed")
+			}
+			busy.command("", protocol.CmdPing, nil)
+			time.Sleep(50 * time.Millisecond) // a client pinging more often than the idle timeout
+		}
+	}
+	if idle.code != protocol.CloseIdle {
+		t.Fatalf("the idle connection closed with %d, want %d", idle.code, protocol.CloseIdle)
+	}
+	wantOK(t, busy.command("", protocol.CmdPing, nil))
+
+	// Text that is not UTF-8: 1007, by a raw frame (libraries refuse to send it).
+	c, status := handshake(t, s, nil, 0)
+	if c == nil {
+		t.Fatalf("handshake: %d", status)
+	}
+	if err := c.writeText([]byte{'"', 0xff, 0xfe, '"'}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		op, p, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if op == 8 {
+			if len(p) < 2 || binary.BigEndian.Uint16(p) != 1007 {
+				t.Fatalf("close frame %q, want 1007", p)
+			}
+			break
+		}
+	}
+}
