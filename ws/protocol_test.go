@@ -286,6 +286,8 @@ func TestErrorCodesOfCommands(t *testing.T) {
 		{"logout of an account not authenticated", "work", protocol.CmdLogout, nil, tidings.EUnauthenticated},
 		{"auth with a bad device name", "", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: "a phone"}, tidings.EInvalid},
 		{"auth with a bad account name", "my account", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob")}, tidings.EInvalid},
+		{"auth with a device name of 65", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: strings.Repeat("d", 65)}, tidings.EInvalid},
+		{"auth with an account name of 65", strings.Repeat("w", 65), protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob")}, tidings.EInvalid},
 		{"auth with a resumeAfter that is not a ref", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "seven"}, tidings.EInvalid},
 		{"auth with a resumeAfter newer than the newest", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "999999"}, tidings.EResyncRequired},
 		{"auth with a malformed token", "work", protocol.CmdAuth, protocol.AuthArgs{Token: "not.a.jwt"}, tidings.EUnauthenticated},
@@ -360,6 +362,87 @@ func TestIdleAndInvalidTextCloseCodes(t *testing.T) {
 				t.Fatalf("close frame %q, want 1007", p)
 			}
 			break
+		}
+	}
+}
+
+// "Connecting": the handshake's answers, by request.
+func TestHandshakePromises(t *testing.T) {
+	s := startStack(t, nil)
+	cases := []struct {
+		name     string
+		path     string
+		header   map[string]string
+		status   int
+		selected string // Sec-WebSocket-Protocol of a 101
+	}{
+		{"offers tidings.v1", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "chat, tidings.v1"}, 101, "tidings.v1"},
+		{"offers no subprotocol", "/v1/realtime", nil, 101, ""},
+		{"query parameters are ignored", "/v1/realtime?token=x&v=2", nil, 101, ""},
+		{"offers only others", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "chat"}, 400, ""},
+		{"wrong version", "/v1/realtime", map[string]string{"Sec-WebSocket-Version": "8"}, 400, ""},
+		{"not an upgrade", "/v1/realtime", map[string]string{"Upgrade": "", "Connection": "keep-alive"}, 400, ""},
+		{"a foreign origin", "/v1/realtime", map[string]string{"Origin": "https://elsewhere.example"}, 403, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := nethttp.NewRequest("GET", s.srv.URL()+tc.path, nil)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			for k, v := range tc.header {
+				if v == "" {
+					req.Header.Del(k)
+				} else {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := pollClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if got := resp.Header.Get("Sec-WebSocket-Protocol"); tc.status == 101 && got != tc.selected {
+				t.Fatalf("selected subprotocol %q, want %q", got, tc.selected)
+			}
+			if tc.status == 101 && resp.Header.Get("Sec-WebSocket-Extensions") != "" {
+				t.Fatalf("negotiated %q: the server does not compress", resp.Header.Get("Sec-WebSocket-Extensions"))
+			}
+		})
+	}
+}
+
+// "Polling transport": the parameters' ranges and the credentials.
+func TestPollParameterPromises(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "bob")
+	tok := s.token("a", "bob")
+	for _, tc := range []struct {
+		query  string
+		status int
+	}{
+		{"wait=0&limit=1", 200},
+		{"limit=1000", 200},
+		{"wait=61", 400},
+		{"wait=-1", 400},
+		{"limit=0", 400},
+		{"limit=1001", 400},
+		{"device=a%20phone", 400},
+		{"device=" + strings.Repeat("d", 64), 200},
+		{"device=" + strings.Repeat("d", 65), 400},
+		{"after=seven", 400},
+		{"after=999999", 410},
+	} {
+		status, e := s.pollError(tok, tc.query)
+		if status != tc.status {
+			t.Errorf("poll?%s: %d (%+v), want %d", tc.query, status, e, tc.status)
+		}
+		if status == 410 && (e.Code != tidings.EResyncRequired || e.Ref != s.lastRef()) {
+			t.Errorf("poll?%s: %+v, want resync_required with the newest ref", tc.query, e)
 		}
 	}
 }
