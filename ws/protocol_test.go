@@ -446,3 +446,42 @@ func TestPollParameterPromises(t *testing.T) {
 		}
 	}
 }
+
+// "reply": a ref beyond the last one sent acknowledges up to the last one
+// sent only; a reply for an account not on the connection is ignored;
+// replies do not count against the command rate limit.
+func TestReplyPromises(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) {
+		n.CommandRate = 0.01 // no refill to speak of during the test
+		n.CommandBurst = 4
+	})
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"}) // auth and ping: 2 commands
+
+	s.send("a", "alice", conv, "A")
+	bob.nextNamed(tidings.EventMessageRead) // A, then alice's read mark
+	for range 50 {
+		bob.reply("work", "1")               // an account not on the connection
+		bob.reply("", "9223372036854775807") // beyond anything sent
+	}
+	wantOK(t, bob.command("", protocol.CmdPing, nil)) // answered once the replies are handled
+	s.send("a", "alice", conv, "B")
+	if got := textsUntil(bob, "B"); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("live: %v", got)
+	}
+	// The fourth command of the burst: the replies did not count.
+	if f := bob.command("", protocol.CmdPing, nil); f.Error != nil {
+		t.Fatalf("a command after 100 replies: %+v", f.Error)
+	}
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+
+	// The replies acknowledged up to what was sent then: B comes again.
+	again := dial(t, s)
+	again.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: "d"})
+	if got := textsUntil(again, "B"); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("resumed: %v, want B alone", got)
+	}
+}
