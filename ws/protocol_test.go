@@ -485,3 +485,33 @@ func TestReplyPromises(t *testing.T) {
 		t.Fatalf("resumed: %v, want B alone", got)
 	}
 }
+
+// "Connections per user": a poll in progress counts, as a connection does,
+// and a poll beyond the limit is refused.
+func TestAWaitingPollCountsAsAConnection(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) { n.MaxConnsPerUser = 1 })
+	s.mkUsers("a", "bob")
+	tok := s.token("a", "bob")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.pollE(tok, "device=web&wait=20")
+		done <- err
+	}()
+	waitFor(t, "the poll to wait", func() bool { return s.metric("tidings_realtime_sessions") == 1 })
+	if status, e := s.pollError(tok, "device=other"); status != nethttp.StatusTooManyRequests || e.Code != tidings.ERateLimited {
+		t.Fatalf("a second poll: %d %+v, want 429 rate_limited", status, e)
+	}
+	c := dial(t, s)
+	wantError(t, c.command("", protocol.CmdAuth, protocol.AuthArgs{Token: tok}), tidings.ERateLimited)
+	if code := c.waitClosed(); code != protocol.CloseTooManyConns {
+		t.Fatalf("closed with %d, want %d", code, protocol.CloseTooManyConns)
+	}
+	// The poll ends with an update; then bob may connect.
+	s.mkUsers("a", "alice")
+	s.conv("a", "alice", "bob")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the poll's session to end", func() bool { return s.metric("tidings_realtime_sessions") == 0 })
+	dial(t, s).auth("", tok, protocol.AuthArgs{})
+}
