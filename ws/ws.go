@@ -9,7 +9,10 @@
 // while a lone frame is not delayed; while the node delivers a batch of
 // events, writers wait for its end (BeginBatch, EndBatch), so that each
 // connection gets the whole batch in one write. One goroutine pings every connection
-// in turn and closes those that stopped answering.
+// in turn and closes those that stopped answering. After its close frame
+// the server reads on until the peer closes too (lingerConn), so that what
+// the peer still sends does not reset the connection before it has read
+// the close frame.
 package ws
 
 import (
