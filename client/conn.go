@@ -96,11 +96,9 @@ func (c *Client) dial(ctx context.Context, sess *session) (*conn, *protocol.Auth
 			case e.Code == tidings.EUnauthenticated:
 				sess.tokens.reject(tok, err)
 			case e.Code == tidings.EResyncRequired:
+				// Also when the server does not know our ref (another
+				// server, or a database restored from a backup).
 				return nil, nil, &resyncError{ref: e.Ref, err: err}
-			case e.Code == tidings.EInvalid && args.ResumeAfter != "" && args.ResumeAfter != "latest":
-				// The server does not know our ref (another server, or a
-				// database restored from a backup).
-				return nil, nil, &resyncError{err: err}
 			}
 		}
 		return nil, nil, err

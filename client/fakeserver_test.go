@@ -261,8 +261,8 @@ func TestResyncRequired(t *testing.T) {
 		case 1:
 			fc.ok(a.ResumeAfter)
 			fc.send(messageFrame(11, "m000"))
-		case 2: // the server was restored from a backup: it does not know ref 11
-			fc.fail(tidings.EInvalid, "")
+		case 2: // the server was restored from a backup: ref 11 is newer than its newest
+			fc.fail(tidings.EResyncRequired, "20")
 		case 3:
 			fc.ok("20")
 			fc.send(messageFrame(21, "m001"))
@@ -291,7 +291,7 @@ func TestResyncRequired(t *testing.T) {
 	for _, a := range auths {
 		resumes = append(resumes, a.ResumeAfter)
 	}
-	if !slices.Equal(resumes, []string{"5", "10", "11", "latest"}) {
+	if !slices.Equal(resumes, []string{"5", "10", "11", "20"}) {
 		t.Fatalf("resumed after %v", resumes)
 	}
 	var resyncs []string
@@ -303,7 +303,7 @@ func TestResyncRequired(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(resyncs, []string{"10", ""}) || !slices.Equal(lastRefSeen, []string{"5", "11"}) {
+	if !slices.Equal(resyncs, []string{"10", "20"}) || !slices.Equal(lastRefSeen, []string{"5", "11"}) {
 		t.Fatalf("resyncs %v, seen with last refs %v", resyncs, lastRefSeen)
 	}
 	s.waitFor("the reply to ref 21", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "21") })

@@ -154,7 +154,7 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 		t.Fatalf("the refresh reconnected: %v", statuses.all())
 	}
 
-	// Past the first token's expiry (and the server's leeway), the server
+	// Past the first token's expiry, the server
 	// ends Carol's connection, but not Alice's.
 	s.offset.Store(int64(11 * time.Minute))
 	waitFor(t, "carol's token to expire", func() bool { return carolStatuses.count(client.StatusReconnecting) > 0 })

@@ -219,7 +219,10 @@ func (c *Client) answer(id string, result any, err error) {
 	if err != nil && tidings.ErrorCode(err) == tidings.EInternal {
 		c.node.Logger.Error("realtime command failed", "err", err)
 	}
-	c.t.Write(answerFrame(id, result, err))
+	if !c.t.Write(answerFrame(id, result, err)) {
+		// An answer is never dropped silently: the peer reads too slowly.
+		c.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+	}
 }
 
 // decode reads command arguments strictly.
@@ -352,11 +355,6 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		return
 	}
 	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
-	if err == nil && !expires.After(n.Now()) {
-		// Within the leeway the API allows for clock skew, but a session
-		// ends when its token expires: it would end at once.
-		err = tidings.Errorf(tidings.EUnauthenticated, "the access token has expired")
-	}
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -433,28 +431,34 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 }
 
 // resumePoint says after which ref a session starts: the one the client
-// asked for, else the device's cursor, else (a new device) the newest ref,
-// stored at once as the device's cursor. EResyncRequired (with the newest
-// ref) when what follows it is no longer kept, or when it is newer than
-// the newest ref (state from another server, or from wiped data).
+// asked for, else the device's cursor, else (a new device) the newest ref.
+// A device without a cursor gets one at once, at the point it starts from
+// (asked for or the newest): from then on only its replies move it, so
+// what it is sent and does not acknowledge comes again next time.
+// EResyncRequired (with the newest ref) when what follows it is no longer
+// kept, or when it is newer than the newest ref (state from another
+// server, or from wiped data).
 func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (int64, error) {
 	latest, err := n.Log.LastEventSeq(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var after int64
+	key := deviceKey{caller.AppID, caller.UserID, device}
+	cursor, err := n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
+	if err != nil {
+		return 0, err
+	}
+	// Acknowledged on this node but maybe not stored yet.
+	cursor = max(cursor, n.ackedInMemory(key))
+	after, check := latest, true // check: whether what follows after may have been pruned
 	switch resumeAfter {
 	case "latest":
-		return latest, nil
+		check = false
 	case "":
-		if after, err = n.Log.Cursor(ctx, caller.AppID, caller.UserID, device); err != nil {
-			return 0, err
-		}
-		// Acknowledged on this node but maybe not stored yet.
-		after = max(after, n.ackedInMemory(deviceKey{caller.AppID, caller.UserID, device}))
-		if after == 0 {
-			cur := tidings.Cursor{AppID: caller.AppID, UserID: caller.UserID, Device: device, Seq: latest}
-			return latest, n.Log.SaveCursors(ctx, []tidings.Cursor{cur})
+		if cursor != 0 {
+			after = cursor
+		} else {
+			check = false
 		}
 	default:
 		var ok bool
@@ -469,11 +473,19 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 			return 0, &resyncError{err: err, latest: latest}
 		}
 	}
-	if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {
-		if tidings.ErrorCode(err) == tidings.EResyncRequired {
-			return 0, &resyncError{err: err, latest: latest}
+	if check {
+		if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {
+			if tidings.ErrorCode(err) == tidings.EResyncRequired {
+				return 0, &resyncError{err: err, latest: latest}
+			}
+			return 0, err
 		}
-		return 0, err
+	}
+	if cursor == 0 && after > 0 {
+		cur := tidings.Cursor{AppID: caller.AppID, UserID: caller.UserID, Device: device, Seq: after}
+		if err := n.Log.SaveCursors(ctx, []tidings.Cursor{cur}); err != nil {
+			return 0, err
+		}
 	}
 	return after, nil
 }

@@ -102,7 +102,11 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 	for {
 		batch := n.ReplayBatch
 		if room, ok := s.waitRoom(ctx); ok {
-			batch = max(1, min(batch, room))
+			if room == 0 {
+				s.slowConsumer()
+				return nil
+			}
+			batch = min(batch, room)
 		}
 		s.mu.Lock()
 		from := s.lastSent
@@ -134,7 +138,22 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 			s.writeLocked(p.seq, p.frame)
 		}
 		s.mu.Unlock()
-		s.waitRoom(ctx)
+		if room, ok := s.waitRoom(ctx); ok && room == 0 {
+			s.slowConsumer()
+			return nil
+		}
+	}
+}
+
+// slowConsumer closes the connection of a session whose replay gave up:
+// nothing drained from its queue in time.
+func (s *Session) slowConsumer() {
+	s.mu.Lock()
+	closed := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if !closed {
+		s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
 	}
 }
 
@@ -183,8 +202,10 @@ type Holder interface {
 // overflow the queue of a client that reads, only more slowly.
 type RoomWaiter interface {
 	// WaitRoom waits until the queue has room again, and returns how many
-	// frames it can take. It gives up (and the next Write may fail) when
-	// the connection does not drain in time.
+	// frames the replay may add, leaving room for the answers and live
+	// updates that come meanwhile. It returns 0 when it gives up: the
+	// connection did not drain in time (the replay then closes it as a
+	// slow consumer), or it closed.
 	WaitRoom(ctx context.Context) int
 }
 

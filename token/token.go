@@ -28,7 +28,10 @@ import (
 // Algorithm is the only signing algorithm accepted.
 const Algorithm = "HS256"
 
-// Leeway is the clock skew tolerated when checking exp (and nbf, if set).
+// Leeway is the clock skew tolerated when checking nbf and iat: a token
+// minted by a server whose clock runs a little ahead is not refused as
+// "not valid yet". The expiry (exp) has no leeway: a token is refused from
+// its exp on, by every transport alike (REST, polling, WebSocket).
 const Leeway = 30 * time.Second
 
 // claims are the claims of an access token.
@@ -71,7 +74,7 @@ func Mint(app *tidings.App, userID string, ttl time.Duration, now time.Time) (to
 // app claim without trusting it, loads that app through apps.FindAppByID,
 // then verifies the signature with the app's signing secret, so a token of
 // one app can never be used in another. The expiry is required and checked
-// against now, with Leeway.
+// against now, without leeway: the token is refused from exp on.
 //
 // Every problem with the token itself is a *tidings.Error with code
 // tidings.EUnauthenticated, whose message says what is wrong (malformed,
@@ -127,6 +130,11 @@ func VerifyWithExpiry(ctx context.Context, apps tidings.AppService, tok string, 
 	})
 	if err != nil {
 		return tidings.Caller{}, time.Time{}, verifyError(err)
+	}
+	// The parser allowed Leeway on exp too: a credential past its expiry
+	// is refused at once.
+	if !now.Before(c.ExpiresAt.Time) {
+		return tidings.Caller{}, time.Time{}, unauthenticated("access token has expired")
 	}
 	if c.App != app.ID {
 		return tidings.Caller{}, time.Time{}, unauthenticated("access token names an unknown app")

@@ -178,11 +178,12 @@ func TestVerifyExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Within the leeway the token is still accepted, to absorb clock skew.
-	if _, err := token.Verify(context.Background(), newApps(), tok, exp.Add(token.Leeway-time.Second)); err != nil {
-		t.Errorf("token rejected within the leeway: %v", err)
+	if _, err := token.Verify(context.Background(), newApps(), tok, exp.Add(-time.Second)); err != nil {
+		t.Errorf("token rejected a second before its expiry: %v", err)
 	}
-	assertRejected(t, tok, "expired", exp.Add(token.Leeway+time.Second))
+	// No leeway on exp: refused from its expiry on, as on every transport.
+	assertRejected(t, tok, "expired", exp)
+	assertRejected(t, tok, "expired", exp.Add(time.Second))
 }
 
 func TestVerifyNotValidYet(t *testing.T) {

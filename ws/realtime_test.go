@@ -59,21 +59,30 @@ func TestTenantsNeverSeeEachOther(t *testing.T) {
 	}
 }
 
-// collect reads updates until n message texts arrived, replying to each;
-// it returns the texts in arrival order.
+// collect reads updates until n message texts arrived, and the read event
+// of the last one's sender (a send moves the sender's read mark), replying
+// to each; it returns the texts in arrival order.
 func collect(t *testing.T, c *client, n int) []string {
 	t.Helper()
 	var texts []string
-	for len(texts) < n {
+	lastSeq := int64(-1)
+	for {
 		u := c.next()
 		if u.Ref != "" {
 			c.reply(u.Account, u.Ref)
 		}
-		if u.ev.Name == tidings.EventMessageSent {
+		switch u.ev.Name {
+		case tidings.EventMessageSent:
 			texts = append(texts, u.text())
+			if len(texts) == n {
+				lastSeq = decodePayload[tidings.MessagePayload](t, u).Seq
+			}
+		case tidings.EventMessageRead:
+			if len(texts) == n && decodePayload[tidings.StatusPayload](t, u).Seq == lastSeq {
+				return texts
+			}
 		}
 	}
-	return texts
 }
 
 func TestOfflineUpdatesAreRedeliveredInOrder(t *testing.T) {

@@ -1000,11 +1000,12 @@ func TestSlowConsumerIsClosedOthersKeepReceiving(t *testing.T) {
 
 	// The server ended bob's connection: only carol's is left...
 	waitFor(t, "the slow connection to end", func() bool { return s.metric("tidings_realtime_connections") == 1 })
-	// ...and closes its socket, with updates still unsent that a close
-	// frame 4009 cannot overtake. Data sent to a closed socket resets the
-	// connection: ping until it does.
+	// ...and closes its socket: the write under way, which bob does not
+	// read, fails at the write timeout (10 s), and the socket closes, with
+	// updates still unsent that a close frame 4009 cannot overtake. Data
+	// sent to a closed socket resets the connection: ping until it does.
 	ping, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "2", Command: protocol.CmdPing})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(25 * time.Second)
 	buf := make([]byte, 64<<10)
 	for open := true; open; {
 		if time.Now().After(deadline) {
@@ -1340,8 +1341,8 @@ func TestPollingSeesWhatTheSocketSees(t *testing.T) {
 	for i := range 5 {
 		s.send("a", "alice", conv, fmt.Sprint(i))
 	}
-	var sock []update
-	for len(named(sock, tidings.EventMessageSent)) < 5 {
+	var sock []update // each send, then its sender's read mark
+	for len(named(sock, tidings.EventMessageRead)) < 5 {
 		if u := carol.next(); u.Ref != "" {
 			sock = append(sock, u)
 		}
@@ -1459,7 +1460,7 @@ func TestPollRepliesMoveTheCursor(t *testing.T) {
 		s.send("a", "alice", conv, fmt.Sprint(i))
 	}
 	us, last := s.poll(tok, "device=web")
-	if len(us) != 3 {
+	if len(texts(us)) != 3 {
 		t.Fatalf("polled %v", texts(us))
 	}
 	// Without a reply, polling again returns the same.
@@ -1506,7 +1507,7 @@ func TestPollLimit(t *testing.T) {
 	}
 	var got []string
 	after := ""
-	for range 3 {
+	for range 5 { // each message, then its sender's read mark
 		us, last := s.poll(tok, "device=web&limit=2&after="+after)
 		if len(us) == 0 || len(us) > 2 {
 			t.Fatalf("limit 2 returned %d updates", len(us))
@@ -1518,7 +1519,7 @@ func TestPollLimit(t *testing.T) {
 		after = last
 	}
 	if !slices.Equal(got, []string{"0", "1", "2", "3", "4"}) {
-		t.Fatalf("three polls of 2 got %v", got)
+		t.Fatalf("five polls of 2 got %v", got)
 	}
 	if us, last := s.poll(tok, "device=web&after="+after); len(us) != 0 || last != after {
 		t.Fatalf("past the end: %v, lastRef %q, want %s", texts(us), last, after)

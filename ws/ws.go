@@ -9,13 +9,18 @@
 // while a lone frame is not delayed; while the node delivers a batch of
 // events, writers wait for its end (BeginBatch, EndBatch), so that each
 // connection gets the whole batch in one write. One goroutine pings every connection
-// in turn and closes those that stopped answering.
+// in turn and closes those that stopped answering. After its close frame
+// the server reads on until the peer closes too (lingerConn), so that what
+// the peer still sends does not reset the connection before it has read
+// the close frame.
 package ws
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -125,7 +130,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
 		up = h.upgraders[1] // a client that names subprotocols names ours (checked above)
 	}
-	socket, err := up.Upgrade(w, r)
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "internal", "this connection cannot be upgraded")
+		return
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	lc := &lingerConn{Conn: nc, linger: h.WriteTimeout}
+	if n := brw.Reader.Buffered(); n > 0 { // sent right after the request
+		b, _ := brw.Reader.Peek(n)
+		lc.prefix = append([]byte(nil), b...)
+	}
+	socket, err := up.UpgradeFromConn(lc, bufio.NewReaderSize(lc, readBufferSize), r)
 	if err != nil {
 		return // gws has answered the handshake's failure
 	}
@@ -216,6 +235,56 @@ func (h *Handler) heartbeat() {
 		h.mu.Unlock()
 	}
 }
+
+// lingerConn is the network connection under a WebSocket. Its Close ends
+// what the server sends (a FIN after the close frame) but goes on reading,
+// for up to linger, until the peer closes too; the connection is closed
+// for good when the reading ends (see events.OnClose). Closing at once
+// while the peer still sends (replies, pings: a reader that is slow does
+// not know yet) would reset the connection, and a reset makes the peer's
+// system discard what it had not read yet: the close frame first.
+type lingerConn struct {
+	net.Conn
+	prefix  []byte // read by net/http past the handshake request
+	linger  time.Duration
+	closing atomic.Bool
+	broken  atomic.Bool // a write failed: the peer cannot read what follows
+}
+
+func (c *lingerConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return n, err
+}
+
+func (c *lingerConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// Close half-closes the connection and bounds the reads still to come.
+func (c *lingerConn) Close() error {
+	if !c.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok || c.broken.Load() {
+		return c.Conn.Close()
+	}
+	err := cw.CloseWrite()
+	c.Conn.SetReadDeadline(time.Now().Add(c.linger))
+	time.AfterFunc(c.linger, c.shut) // when nothing reads it (a failed handshake)
+	return err
+}
+
+// shut closes the connection for good.
+func (c *lingerConn) shut() { c.Conn.Close() }
 
 // conn is one WebSocket connection: the realtime.Transport of its client.
 type conn struct {
@@ -441,31 +510,37 @@ func (c *conn) signalDrained() {
 	}
 }
 
-// WaitRoom waits until at most half the write queue is taken, so that a
+// WaitRoom waits until less than half the write queue is taken, so that a
 // replay keeps pace with the connection (realtime.RoomWaiter), and returns
-// how many frames the queue can take then. It gives up after
-// WriteTimeout, when the connection closes or ctx ends.
+// how many frames the replay may add: up to half the queue, the other half
+// is for the answers to commands and the live updates that come
+// meanwhile. It returns 0 when it gives up: after WriteTimeout without
+// anything drained, or when the connection closes or ctx ends.
 func (c *conn) WaitRoom(ctx context.Context) int {
-	var timeout <-chan time.Time
+	half := max(c.h.WriteQueue/2, 1)
+	var timer *time.Timer
 	for {
 		c.mu.Lock()
-		room := c.h.WriteQueue - len(c.queue)
-		done := c.closed || len(c.queue) <= c.h.WriteQueue/2
+		queued, closed := len(c.queue), c.closed
 		c.mu.Unlock()
-		if done {
-			return max(room, 0)
+		switch {
+		case closed:
+			return 0
+		case queued < half:
+			return half - queued
 		}
-		if timeout == nil {
-			t := time.NewTimer(c.h.WriteTimeout)
-			defer t.Stop()
-			timeout = t.C
+		if timer == nil {
+			timer = time.NewTimer(c.h.WriteTimeout)
+			defer timer.Stop()
 		}
 		select {
 		case <-c.drained:
-		case <-timeout:
-			return max(room, 0)
+			// Something was written: the peer reads. Wait on, anew.
+			timer.Reset(c.h.WriteTimeout)
+		case <-timer.C:
+			return 0
 		case <-ctx.Done():
-			return max(room, 0)
+			return 0
 		}
 	}
 }
@@ -480,9 +555,17 @@ func (c *conn) Close(code int, reason string) {
 		return
 	}
 	c.closed = true
-	abort := code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout
-	if abort {
+	// A slow consumer's queue will not drain, nor a dead peer's: it is
+	// dropped. A slow consumer still reads, only slowly: the write under
+	// way ends (within its WriteTimeout), then the close frame goes, so
+	// that the peer gets whole frames and a clean 4009. A dead peer's
+	// write is cut at once.
+	drop := code == protocol.CloseSlowConsumer || code == protocol.ClosePingTimeout
+	abort := code == protocol.ClosePingTimeout
+	if drop {
 		c.aborted, c.queue = true, nil
+	}
+	if abort {
 		// Unblock a write stuck on the peer. Not the reads: a failed read
 		// would end the connection before the close frame is written.
 		c.ws.SetWriteDeadline(time.Now())
@@ -494,7 +577,7 @@ func (c *conn) Close(code int, reason string) {
 		// (held for the end of a batch of events).
 		for c.writeQueued() {
 		}
-		c.ws.SetWriteDeadline(time.Now().Add(time.Second))
+		c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
 		c.ws.WriteClose(uint16(code), []byte(reason))
 	}
 	if abort {
@@ -527,6 +610,9 @@ func connOf(socket *gws.Conn) *conn {
 }
 
 func (e *events) OnClose(socket *gws.Conn, err error) {
+	if lc, ok := socket.NetConn().(*lingerConn); ok {
+		lc.shut() // nothing reads it any more
+	}
 	if c := connOf(socket); c != nil {
 		h := (*Handler)(e)
 		h.mu.Lock()

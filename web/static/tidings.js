@@ -884,7 +884,7 @@ export class Client {
         await cn.start(after);
       } catch (err) {
         cn.close();
-        throw this._authError(err, sess, tok, after);
+        throw this._authError(err, sess, tok);
       }
       sess.resumeLatest = false;
       return cn;
@@ -900,7 +900,7 @@ export class Client {
       res = await cn.command('auth', args, this.options.dialTimeout);
     } catch (err) {
       cn.close();
-      throw this._authError(err, sess, tok, args.resumeAfter);
+      throw this._authError(err, sess, tok);
     }
     cn.token = tok;
     cn.expiresAt = Date.parse(res.expiresAt) || 0;
@@ -922,11 +922,11 @@ export class Client {
     }
   }
 
-  _authError(err, sess, tok, resumeAfter) {
+  _authError(err, sess, tok) {
     if (err.code === 'unauthenticated') sess.tokens.reject(tok);
+    // Also when the server does not know our ref (another server, a
+    // restored backup): error.ref is its newest.
     if (err.code === 'resync_required') return new ResyncError(err.ref, err);
-    // The server does not know our ref (another server, a restored backup).
-    if (err.code === 'invalid_argument' && resumeAfter && resumeAfter !== 'latest') return new ResyncError('', err);
     return err;
   }
 
