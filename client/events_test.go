@@ -113,10 +113,6 @@ func TestEventCatalogue(t *testing.T) {
 	if ms.Message.ID != m.ID || ms.Message.Parts[0].Data != "hello" || ms.Message.Alert != "Bob: hello" || ms.Silent {
 		t.Errorf("message sent: %+v", ms)
 	}
-	// Sending moved bob's own read mark: conversationMessage.read tells it.
-	if mr := waitEvent(t, rec, func(e *client.MessageRead) bool { return e.ProfileID == "bob" }); mr.Seq != 1 || mr.MessageID != m.ID || !mr.Silent {
-		t.Errorf("read mark moved by the send: %+v", mr)
-	}
 	if _, err := bob.EditMessage(ctx, conv.ID, m.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", Data: "hello!"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +130,7 @@ func TestEventCatalogue(t *testing.T) {
 	if st, err := alice.Socket().MarkRead(ctx, conv.ID, 0); err != nil || st.ReadSeq != 1 || st.UnreadCount != 0 {
 		t.Fatalf("mark read: %+v, %v", st, err)
 	}
-	if mr := waitEvent(t, rec, func(e *client.MessageRead) bool { return e.ProfileID == "alice" }); mr.Seq != 1 {
+	if mr := waitEvent[*client.MessageRead](t, rec, nil); mr.ProfileID != "alice" || mr.Seq != 1 {
 		t.Errorf("read: %+v", mr)
 	}
 

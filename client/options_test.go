@@ -61,7 +61,5 @@ func TestLoginAsAnotherUser(t *testing.T) {
 	s.send(t, "carol", conv, "m001")
 	checkSequence(t, rec.waitTexts(t, conv, 2), 2)
 	m := waitEvent(t, rec, func(e *client.MessageSent) bool { return e.Message.Parts[0].Data == "m001" })
-	// The last update is the read event of carol's mark, moved by her send.
-	r := waitEvent(t, rec, func(e *client.MessageRead) bool { return e.ProfileID == "carol" && e.Seq == m.Message.Seq })
-	waitFor(t, "the last ref to be "+r.Ref, func() bool { return c.LastRef() == r.Ref })
+	waitFor(t, "the last ref to be "+m.Ref, func() bool { return c.LastRef() == m.Ref })
 }

@@ -122,7 +122,7 @@ func TestPublicConversationJoinAndLeave(t *testing.T) {
 		t.Fatalf("count after leave = %d", got.ParticipantCount)
 	}
 	evs := e.events.take()
-	if len(evs) != 3 || evs[1].Name != tidings.EventMessageRead || evs[2].Name != tidings.EventParticipantRemoved || evs[2].UserID != "bob" {
+	if len(evs) != 2 || evs[1].Name != tidings.EventParticipantRemoved || evs[1].UserID != "bob" {
 		t.Fatalf("leave events %v", names(evs))
 	}
 }

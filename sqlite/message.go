@@ -127,9 +127,8 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			return err
 		}
 		// Last, once nothing can fail: the conversation's last seq and the
-		// sender's marks are written when the cache is flushed, and the
-		// read event of the sender's mark is emitted then.
-		tx.db.cache.sent(sender, msg.Seq, msg.ID, tx.now)
+		// sender's marks are written when the cache is flushed.
+		tx.db.cache.sent(sender, msg.Seq, micros(tx.now))
 		created = true
 		return nil
 	})

@@ -1,9 +1,7 @@
 package sqlite
 
 import (
-	"context"
 	"database/sql"
-	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -15,10 +13,7 @@ import (
 // go to conversations already read in that transaction: the cache keeps
 // what was read, and the writes are made once per conversation and sender
 // when the cache is flushed, before any other kind of job runs and before
-// COMMIT. A send job therefore costs two inserts (message and event). The
-// sender's read mark moving to their message is told to the participants
-// by one conversationMessage.read event per sender and conversation per
-// flush, whatever the number of messages the sender sent in it.
+// COMMIT. A send job therefore costs two inserts (message and event).
 //
 // The writer goroutine alone uses it. A send job changes it only once all
 // its statements succeeded (see sendCache.sent), so a job rolled back to
@@ -52,9 +47,6 @@ type senderState struct {
 	role    string           // "" when not a participant
 	profile *tidings.Profile // nil when the user does not exist
 	readSeq int64            // read and delivered mark to write
-	readWas int64            // the read mark before the cached sends
-	readMsg string           // the id of the message readSeq is
-	readAt  time.Time        // when it was sent
 	dirty   bool
 }
 
@@ -74,15 +66,14 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 	var deleted sql.NullInt64
 	var rolesJSON string
 	var lastSeq, activity int64
-	var readSeq sql.NullInt64
 	var role, name, avatar, idValue, idKind sql.NullString
-	err := tx.queryRow(`SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, c.last_activity_at, p.role, p.read_seq,
+	err := tx.queryRow(`SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, c.last_activity_at, p.role,
 		u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
 		FROM conversations c
 		LEFT JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?
 		LEFT JOIN users u ON u.app_id = c.app_id AND u.id = ?
 		WHERE c.app_id = ? AND c.id = ?`, []any{user, user, app, conv},
-		&isPublic, &deleted, &rolesJSON, &lastSeq, &activity, &role, &readSeq, &name, &avatar, &idValue, &idKind)
+		&isPublic, &deleted, &rolesJSON, &lastSeq, &activity, &role, &name, &avatar, &idValue, &idKind)
 	if isNoRows(err) {
 		return nil, tidings.Errorf(tidings.ENotFound, "conversation %q not found", conv)
 	}
@@ -98,7 +89,7 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 		cs = &convState{isPublic: isPublic, deleted: deleted.Valid, roles: roles, lastSeq: lastSeq, activity: activity}
 		sc.convs[k.convKey] = cs
 	}
-	s := &senderState{conv: cs, role: role.String, readWas: readSeq.Int64, readSeq: readSeq.Int64}
+	s := &senderState{conv: cs, role: role.String}
 	if name.Valid {
 		s.profile = &tidings.Profile{ID: user, DisplayName: name.String, AvatarURL: avatar.String}
 		if idValue.Valid {
@@ -109,47 +100,33 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 	return s, nil
 }
 
-// sent records that s sent message seq (of id msgID) at time now.
-func (sc *sendCache) sent(s *senderState, seq int64, msgID string, now time.Time) {
-	s.conv.lastSeq, s.conv.activity, s.conv.dirty = seq, micros(now), true
-	s.readSeq, s.readMsg, s.readAt, s.dirty = seq, msgID, now, true
+// sent records that s sent message seq at time now (in microseconds).
+func (sc *sendCache) sent(s *senderState, seq, now int64) {
+	s.conv.lastSeq, s.conv.activity, s.conv.dirty = seq, now, true
+	s.readSeq, s.dirty = seq, true
 }
 
-// flush writes what the cached sends changed, and emits a read event for
-// each sender whose read mark moved; it returns those events, to publish
-// with the batch's, and empties the cache.
-func (sc *sendCache) flush() ([]*tidings.Event, error) {
+// flush writes what the cached sends changed and empties the cache.
+func (sc *sendCache) flush() error {
 	for k, cs := range sc.convs {
 		if cs.dirty {
 			if _, err := sc.db.control(`UPDATE conversations SET last_seq = ?, last_activity_at = ? WHERE app_id = ? AND id = ?`,
 				cs.lastSeq, cs.activity, k.app, k.conv); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	var events []*tidings.Event
 	for k, s := range sc.senders {
 		// The sender has seen their own message, and what came before it.
-		if !s.dirty {
-			continue
-		}
-		if _, err := sc.db.control(`UPDATE participants SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?)
-			WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, s.readSeq, s.readSeq, k.app, k.conv, k.user); err != nil {
-			return nil, err
-		}
-		if s.readSeq > s.readWas {
-			tx := &Tx{db: sc.db, ctx: context.Background(), now: s.readAt}
-			ev, err := tx.emitEvent(k.app, tidings.EventMessageRead, s.profile, k.conv, k.user, tidings.StatusPayload{
-				ConversationID: k.conv, ProfileID: k.user, Seq: s.readSeq, MessageID: s.readMsg, Timestamp: s.readAt,
-			})
-			if err != nil {
-				return nil, err
+		if s.dirty {
+			if _, err := sc.db.control(`UPDATE participants SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?)
+				WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, s.readSeq, s.readSeq, k.app, k.conv, k.user); err != nil {
+				return err
 			}
-			events = append(events, ev)
 		}
 	}
 	sc.discard()
-	return events, nil
+	return nil
 }
 
 // discard empties the cache without writing.

@@ -140,22 +140,12 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
-	// The events of a cache flush (read marks moved by sends) go with the
-	// last job run before it: a send, published in order after its own.
-	var last *job
-	flush := func() error {
-		evs, err := db.cache.flush()
-		if err == nil && len(evs) > 0 && last != nil {
-			last.events = append(last.events, evs...)
-		}
-		return err
-	}
 	for _, j := range batch {
 		if j.err != nil {
 			continue
 		}
 		if !j.sends {
-			if err := flush(); err != nil {
+			if err := db.cache.flush(); err != nil {
 				return err
 			}
 		}
@@ -183,7 +173,6 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		} else {
 			j.events = tx.events
-			last = j
 		}
 		if savepoints {
 			if _, err := db.control("RELEASE job"); err != nil {
@@ -191,7 +180,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := db.cache.flush(); err != nil {
 		return err
 	}
 	_, err := db.control("COMMIT")

@@ -1341,8 +1341,8 @@ func TestPollingSeesWhatTheSocketSees(t *testing.T) {
 	for i := range 5 {
 		s.send("a", "alice", conv, fmt.Sprint(i))
 	}
-	var sock []update // each send, then its sender's read mark
-	for len(named(sock, tidings.EventMessageRead)) < 5 {
+	var sock []update
+	for len(named(sock, tidings.EventMessageSent)) < 5 {
 		if u := carol.next(); u.Ref != "" {
 			sock = append(sock, u)
 		}
@@ -1460,7 +1460,7 @@ func TestPollRepliesMoveTheCursor(t *testing.T) {
 		s.send("a", "alice", conv, fmt.Sprint(i))
 	}
 	us, last := s.poll(tok, "device=web")
-	if len(texts(us)) != 3 {
+	if len(us) != 3 {
 		t.Fatalf("polled %v", texts(us))
 	}
 	// Without a reply, polling again returns the same.
@@ -1507,7 +1507,7 @@ func TestPollLimit(t *testing.T) {
 	}
 	var got []string
 	after := ""
-	for range 5 { // each message, then its sender's read mark
+	for range 3 {
 		us, last := s.poll(tok, "device=web&limit=2&after="+after)
 		if len(us) == 0 || len(us) > 2 {
 			t.Fatalf("limit 2 returned %d updates", len(us))
@@ -1519,7 +1519,7 @@ func TestPollLimit(t *testing.T) {
 		after = last
 	}
 	if !slices.Equal(got, []string{"0", "1", "2", "3", "4"}) {
-		t.Fatalf("five polls of 2 got %v", got)
+		t.Fatalf("three polls of 2 got %v", got)
 	}
 	if us, last := s.poll(tok, "device=web&after="+after); len(us) != 0 || last != after {
 		t.Fatalf("past the end: %v, lastRef %q, want %s", texts(us), last, after)

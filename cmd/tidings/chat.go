@@ -948,9 +948,11 @@ func (c *chat) showMessage(m *tidings.Message) bool {
 	own := m.Sender.ID == c.me.ID
 	if own {
 		c.lastOwn = max(c.lastOwn, m.Seq)
-		if p := c.people[c.me.ID]; p != nil { // sending moves the sender's marks
-			p.readSeq, p.deliveredSeq = max(p.readSeq, m.Seq), max(p.deliveredSeq, m.Seq)
-		}
+	}
+	// Sending moves the sender's marks to their message; no read update
+	// comes for it (docs/protocol.md, message.send).
+	if p := c.people[m.Sender.ID]; p != nil {
+		p.readSeq, p.deliveredSeq = max(p.readSeq, m.Seq), max(p.deliveredSeq, m.Seq)
 	}
 	at := m.SentAt.Local()
 	if day := at.Format("Monday 2 January 2006"); day != c.lastDay {

@@ -115,9 +115,16 @@ func TestChat(t *testing.T) {
 	chat.waitOutput(t, false, "✓✓ read by Bob\n")
 	io.WriteString(chat.stdin, "//slash\n")
 	bobGot.waitMessage(t, "alice", "/slash")
+	// Bob's send moves his read mark past alice's #4, with no read update
+	// of its own: the chat takes it from the message.
+	if _, err := bob.Socket().SendMessage(ctxT(t), "lunch", tidings.NewMessage{ClientID: "b2",
+		Parts: []tidings.Part{{Type: "text/plain", Data: "bye"}}}); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "  Bob  bye\n")
 
 	io.WriteString(chat.stdin, "/who\n")
-	chat.waitOutput(t, false, "Bob (bob), member, read up to #3")
+	chat.waitOutput(t, false, "Bob (bob), member, read up to #5")
 	io.WriteString(chat.stdin, "/nope\n")
 	chat.waitOutput(t, false, "unknown command /nope")
 	io.WriteString(chat.stdin, "/quit\n")

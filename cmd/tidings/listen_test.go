@@ -55,7 +55,7 @@ func TestListenPrintsAndAcknowledges(t *testing.T) {
 
 func TestListenJSON(t *testing.T) {
 	w := newWorld(t)
-	l := start(t, w.env("alice"), "listen", "--json", "--count", "3", "--conversation", "lunch")
+	l := start(t, w.env("alice"), "listen", "--json", "--count", "2", "--conversation", "lunch")
 	l.waitOutput(t, true, listening)
 	sent := w.send(t, "bob", `"quoted" <text>`)
 	if _, err := w.client(t, "alice", client.WithMode(client.ManualMode)).MarkRead(t.Context(), "lunch", sent.Seq); err != nil {
@@ -65,8 +65,8 @@ func TestListenJSON(t *testing.T) {
 		t.Fatalf("exit code %d; stderr:\n%s", code, l.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(l.stdout.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("printed %d lines, want 3:\n%s", len(lines), l.stdout)
+	if len(lines) != 2 {
+		t.Fatalf("printed %d lines, want 2:\n%s", len(lines), l.stdout)
 	}
 	var u struct {
 		Ref    string `json:"ref"`
@@ -100,14 +100,11 @@ func TestListenJSON(t *testing.T) {
 		e.Payload.ID != sent.ID || len(e.Payload.Parts) != 1 || e.Payload.Parts[0].Data != `"quoted" <text>` {
 		t.Errorf("first line %s", lines[0])
 	}
-	// Bob's read mark, moved by his send, then Alice's.
-	for i, who := range []string{"bob", "alice"} {
-		if err := json.Unmarshal([]byte(lines[i+1]), &u); err != nil {
-			t.Fatalf("line %q: %v", lines[i+1], err)
-		}
-		if e := u.Event; e.Name != "conversationMessage.read" || e.Payload.ProfileID != who || e.Payload.Seq != sent.Seq || !*u.Silent {
-			t.Errorf("line %d %s", i+2, lines[i+1])
-		}
+	if err := json.Unmarshal([]byte(lines[1]), &u); err != nil {
+		t.Fatalf("line %q: %v", lines[1], err)
+	}
+	if e := u.Event; e.Name != "conversationMessage.read" || e.Payload.ProfileID != "alice" || e.Payload.Seq != sent.Seq || !*u.Silent {
+		t.Errorf("second line %s", lines[1])
 	}
 }
 

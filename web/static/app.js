@@ -310,8 +310,10 @@ function onMessage(m, ev) {
   conv.lastSeq = Math.max(conv.lastSeq || 0, m.seq);
   conv.lastActivityAt = m.sentAt;
   conv.lastMessage = m;
-  if (mine) conv.readSeq = Math.max(conv.readSeq || 0, m.seq); // sending reads up to one's own message
   upsertMessage(m);
+  // Sending moves the sender's delivered and read marks to their message;
+  // no read update comes for it (docs/protocol.md, message.send).
+  onMark('read', m.conversationId, m.sender.id, m.seq);
   if (!mine) {
     setTyping(m.conversationId, m.sender.id, '', false);
     if (isReading(conv.id)) markRead(conv.id, m.seq);
