@@ -283,3 +283,261 @@ func TestSendingMovesTheSendersReadMark(t *testing.T) {
 		}
 	}
 }
+
+// The error codes of docs/protocol.md ("Errors"), each for the command
+// that the table there names; after each, the connection stays open.
+func TestErrorCodesOfCommands(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob", "carol")
+	conv := s.conv("a", "alice", "bob")
+	other := s.conv("a", "alice", "carol") // private, bob takes no part
+	raw := func(v string) json.RawMessage { return json.RawMessage(v) }
+	cases := []struct {
+		name, account, command string
+		data                   any
+		code                   string
+	}{
+		{"unknown command", "", "message.fly", nil, tidings.EInvalid},
+		{"unknown field", "", protocol.CmdTypingStart, raw(`{"conversationId":"` + conv + `","speed":1}`), tidings.EInvalidJSON},
+		{"wrong type", "", protocol.CmdMarkRead, raw(`{"conversationId":"` + conv + `","seq":"one"}`), tidings.EInvalidJSON},
+		{"parts missing", "", protocol.CmdSend, raw(`{"conversationId":"` + conv + `"}`), tidings.EInvalid},
+		{"no part", "", protocol.CmdSend, raw(`{"conversationId":"` + conv + `","parts":[]}`), tidings.EInvalid},
+		{"message too large", "", protocol.CmdSend, sendArgs(conv, strings.Repeat("x", 65<<10)), tidings.ETooLarge},
+		{"mark beyond the newest", "", protocol.CmdMarkRead, protocol.MarkArgs{ConversationID: conv, Seq: 99}, tidings.EInvalid},
+		{"mark negative", "", protocol.CmdMarkDelivered, protocol.MarkArgs{ConversationID: conv, Seq: -1}, tidings.EInvalid},
+		{"send to a private conversation of others", "", protocol.CmdSend, sendArgs(other, "hi"), tidings.ENotFound},
+		{"typing in a conversation of others", "", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: other}, tidings.ENotFound},
+		{"presence in a conversation of others", "", protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: other}, tidings.ENotFound},
+		{"command for an account not authenticated", "work", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conv}, tidings.EUnauthenticated},
+		{"logout of an account not authenticated", "work", protocol.CmdLogout, nil, tidings.EUnauthenticated},
+		{"auth with a bad device name", "", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: "a phone"}, tidings.EInvalid},
+		{"auth with a bad account name", "my account", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob")}, tidings.EInvalid},
+		{"auth with a device name of 65", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: strings.Repeat("d", 65)}, tidings.EInvalid},
+		{"auth with an account name of 65", strings.Repeat("w", 65), protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob")}, tidings.EInvalid},
+		{"auth with a resumeAfter that is not a ref", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "seven"}, tidings.EInvalid},
+		{"auth with a resumeAfter newer than the newest", "work", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), ResumeAfter: "999999"}, tidings.EResyncRequired},
+		{"auth with a malformed token", "work", protocol.CmdAuth, protocol.AuthArgs{Token: "not.a.jwt"}, tidings.EUnauthenticated},
+		{"auth without a token", "work", protocol.CmdAuth, protocol.AuthArgs{}, tidings.EUnauthenticated},
+		{"auth as another user on a taken account", "", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "alice")}, tidings.EConflict},
+	}
+	c := dial(t, s)
+	c.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	for _, tc := range cases {
+		f := c.command(tc.account, tc.command, tc.data)
+		if f.Error == nil || f.Error.Code != tc.code {
+			t.Errorf("%s: answered %+v %s, want %s", tc.name, f.Error, f.Result, tc.code)
+			continue
+		}
+		if f.Error.Message == "" || (tc.code == tidings.EResyncRequired) != (f.Error.Ref != "") {
+			t.Errorf("%s: error %+v: a message, and a ref only with resync_required", tc.name, f.Error)
+		}
+	}
+	// The connection stayed open, and the account is still bob's.
+	if f := c.command("", protocol.CmdPing, nil); f.Error != nil || !strings.Contains(string(f.Result), `"time"`) {
+		t.Fatalf("ping after the errors: %+v %s", f.Error, f.Result)
+	}
+	wantOK(t, c.command("", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conv}))
+}
+
+// Close codes not covered elsewhere: 4005 (idle) and 1007 (invalid UTF-8).
+func TestIdleAndInvalidTextCloseCodes(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) {
+		fastTicks(n)
+		n.IdleTimeout = time.Second
+	})
+	s.mkUsers("a", "bob")
+
+	// Ping commands keep a connection from being idle; silence does not.
+	busy, idle := dial(t, s), dial(t, s)
+	busy.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "busy"})
+	idle.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "idle"})
+	deadline := time.Now().Add(15 * time.Second)
+	for open := true; open; {
+		select {
+		case <-idle.closed:
+			open = false
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("the idle connection was not closed")
+			}
+			busy.command("", protocol.CmdPing, nil)
+			time.Sleep(50 * time.Millisecond) // a client pinging more often than the idle timeout
+		}
+	}
+	if idle.code != protocol.CloseIdle {
+		t.Fatalf("the idle connection closed with %d, want %d", idle.code, protocol.CloseIdle)
+	}
+	wantOK(t, busy.command("", protocol.CmdPing, nil))
+
+	// Text that is not UTF-8: 1007, by a raw frame (libraries refuse to send it).
+	c, status := handshake(t, s, nil, 0)
+	if c == nil {
+		t.Fatalf("handshake: %d", status)
+	}
+	if err := c.writeText([]byte{'"', 0xff, 0xfe, '"'}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		op, p, err := c.readFrame()
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if op == 8 {
+			if len(p) < 2 || binary.BigEndian.Uint16(p) != 1007 {
+				t.Fatalf("close frame %q, want 1007", p)
+			}
+			break
+		}
+	}
+}
+
+// "Connecting": the handshake's answers, by request.
+func TestHandshakePromises(t *testing.T) {
+	s := startStack(t, nil)
+	cases := []struct {
+		name     string
+		path     string
+		header   map[string]string
+		status   int
+		selected string // Sec-WebSocket-Protocol of a 101
+	}{
+		{"offers tidings.v1", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "chat, tidings.v1"}, 101, "tidings.v1"},
+		{"offers no subprotocol", "/v1/realtime", nil, 101, ""},
+		{"query parameters are ignored", "/v1/realtime?token=x&v=2", nil, 101, ""},
+		{"offers only others", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "chat"}, 400, ""},
+		{"wrong version", "/v1/realtime", map[string]string{"Sec-WebSocket-Version": "8"}, 400, ""},
+		{"not an upgrade", "/v1/realtime", map[string]string{"Upgrade": "", "Connection": "keep-alive"}, 400, ""},
+		{"a foreign origin", "/v1/realtime", map[string]string{"Origin": "https://elsewhere.example"}, 403, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := nethttp.NewRequest("GET", s.srv.URL()+tc.path, nil)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			for k, v := range tc.header {
+				if v == "" {
+					req.Header.Del(k)
+				} else {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := pollClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if got := resp.Header.Get("Sec-WebSocket-Protocol"); tc.status == 101 && got != tc.selected {
+				t.Fatalf("selected subprotocol %q, want %q", got, tc.selected)
+			}
+			if tc.status == 101 && resp.Header.Get("Sec-WebSocket-Extensions") != "" {
+				t.Fatalf("negotiated %q: the server does not compress", resp.Header.Get("Sec-WebSocket-Extensions"))
+			}
+		})
+	}
+}
+
+// "Polling transport": the parameters' ranges and the credentials.
+func TestPollParameterPromises(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "bob")
+	tok := s.token("a", "bob")
+	for _, tc := range []struct {
+		query  string
+		status int
+	}{
+		{"wait=0&limit=1", 200},
+		{"limit=1000", 200},
+		{"wait=61", 400},
+		{"wait=-1", 400},
+		{"limit=0", 400},
+		{"limit=1001", 400},
+		{"device=a%20phone", 400},
+		{"device=" + strings.Repeat("d", 64), 200},
+		{"device=" + strings.Repeat("d", 65), 400},
+		{"after=seven", 400},
+		{"after=999999", 410},
+	} {
+		status, e := s.pollError(tok, tc.query)
+		if status != tc.status {
+			t.Errorf("poll?%s: %d (%+v), want %d", tc.query, status, e, tc.status)
+		}
+		if status == 410 && (e.Code != tidings.EResyncRequired || e.Ref != s.lastRef()) {
+			t.Errorf("poll?%s: %+v, want resync_required with the newest ref", tc.query, e)
+		}
+	}
+}
+
+// "reply": a ref beyond the last one sent acknowledges up to the last one
+// sent only; a reply for an account not on the connection is ignored;
+// replies do not count against the command rate limit.
+func TestReplyPromises(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) {
+		n.CommandRate = 0.01 // no refill to speak of during the test
+		n.CommandBurst = 4
+	})
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	bob := dial(t, s)
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "d"}) // auth and ping: 2 commands
+
+	s.send("a", "alice", conv, "A")
+	bob.nextNamed(tidings.EventMessageSent) // A
+	for range 50 {
+		bob.reply("work", "1")               // an account not on the connection
+		bob.reply("", "9223372036854775807") // beyond anything sent
+	}
+	wantOK(t, bob.command("", protocol.CmdPing, nil)) // answered once the replies are handled
+	s.send("a", "alice", conv, "B")
+	if got := textsUntil(bob, "B"); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("live: %v", got)
+	}
+	// The fourth command of the burst: the replies did not count.
+	if f := bob.command("", protocol.CmdPing, nil); f.Error != nil {
+		t.Fatalf("a command after 100 replies: %+v", f.Error)
+	}
+	bob.conn.WriteClose(1000, nil)
+	bob.waitClosed()
+
+	// The replies acknowledged up to what was sent then: B comes again.
+	again := dial(t, s)
+	again.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob"), Device: "d"})
+	if got := textsUntil(again, "B"); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("resumed: %v, want B alone", got)
+	}
+}
+
+// "Connections per user": a poll in progress counts, as a connection does,
+// and a poll beyond the limit is refused.
+func TestAWaitingPollCountsAsAConnection(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) { n.MaxConnsPerUser = 1 })
+	s.mkUsers("a", "bob")
+	tok := s.token("a", "bob")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.pollE(tok, "device=web&wait=20")
+		done <- err
+	}()
+	waitFor(t, "the poll to wait", func() bool { return s.metric("tidings_realtime_sessions") == 1 })
+	if status, e := s.pollError(tok, "device=other"); status != nethttp.StatusTooManyRequests || e.Code != tidings.ERateLimited {
+		t.Fatalf("a second poll: %d %+v, want 429 rate_limited", status, e)
+	}
+	c := dial(t, s)
+	wantError(t, c.command("", protocol.CmdAuth, protocol.AuthArgs{Token: tok}), tidings.ERateLimited)
+	if code := c.waitClosed(); code != protocol.CloseTooManyConns {
+		t.Fatalf("closed with %d, want %d", code, protocol.CloseTooManyConns)
+	}
+	// The poll ends with an update; then bob may connect.
+	s.mkUsers("a", "alice")
+	s.conv("a", "alice", "bob")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the poll's session to end", func() bool { return s.metric("tidings_realtime_sessions") == 0 })
+	dial(t, s).auth("", tok, protocol.AuthArgs{})
+}
