@@ -74,11 +74,6 @@ type Node struct {
 	queue   []*tidings.Event
 	wake    chan struct{}
 
-	// dispatchMu orders registrations and dispatch: a session reads its
-	// conversations and subscribes to them with no event dispatched in
-	// between (see register).
-	dispatchMu sync.RWMutex
-
 	mu       sync.Mutex
 	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
 	users    map[userKey]map[*Session]struct{}
@@ -191,8 +186,6 @@ func (n *Node) run() {
 // dispatch delivers one durable event to the sessions that may see it,
 // keeping the conversation index in step with membership events.
 func (n *Node) dispatch(ev *tidings.Event) {
-	n.dispatchMu.Lock()
-	defer n.dispatchMu.Unlock()
 	body, err := n.encodeStored(ev)
 	if err != nil {
 		n.Logger.Error("encode event", "err", err, "event", ev.Name)
@@ -248,6 +241,9 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 	if ev.Name == tidings.EventParticipantRemoved && ev.UserID != "" {
 		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.unsubscribeLocked(ck, s)
+			if s.removed != nil { // registering: see register
+				s.removed[ck] = ev.Seq
+			}
 		}
 	}
 	return targets
@@ -278,9 +274,17 @@ func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 // register indexes a session by its user and conversations. It is called
 // before the session's replay starts, so that nothing committed after the
 // replay's first read is missed.
+//
+// The conversations are read from the store with no lock held, while
+// events go on being dispatched: the session is indexed by its user
+// first, so that a participantAdded dispatched from then on subscribes it
+// even if the list does not have it, and the removals of its user
+// dispatched meanwhile are noted, so that a conversation the list still
+// has (read before the removal was committed) is not subscribed again.
 func (n *Node) register(ctx context.Context, s *Session) error {
 	n.mu.Lock()
 	s.subs = make(map[convKey]struct{})
+	s.removed = make(map[convKey]int64)
 	uk := userKey{s.app, s.user}
 	if n.users[uk] == nil {
 		n.users[uk] = make(map[*Session]struct{})
@@ -289,27 +293,25 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	first := !s.poll && n.liveSessionsLocked(uk) == 1
 	n.sessions++
 	n.mu.Unlock()
-	// Indexed by user first: a participantAdded dispatched from now on
-	// subscribes the session even if the list below does not have it. No
-	// event is dispatched between reading the list and subscribing to it,
-	// or a removal dispatched in between would be undone.
-	n.dispatchMu.RLock()
 	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
 	if err != nil {
-		n.dispatchMu.RUnlock()
 		n.unregister(s)
 		return err
 	}
 	n.mu.Lock()
 	for _, m := range ms {
-		n.subscribeLocked(convKey{s.app, m.ConversationID}, s, m.FromSeq)
+		ck := convKey{s.app, m.ConversationID}
+		if removed, ok := s.removed[ck]; ok && removed >= m.FromSeq {
+			continue // the span the list has ended while it was read
+		}
+		n.subscribeLocked(ck, s, m.FromSeq)
 	}
+	s.removed = nil
 	var peers []*Session
 	if first {
 		peers = n.peersLocked(s)
 	}
 	n.mu.Unlock()
-	n.dispatchMu.RUnlock()
 	if first {
 		n.presence(s, true, peers)
 	}

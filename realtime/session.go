@@ -21,6 +21,7 @@ type Session struct {
 	device  string
 	profile tidings.Profile
 	subs    map[convKey]struct{} // the conversations it is indexed under; guarded by Node.mu
+	removed map[convKey]int64    // while it registers: removals of its user dispatched meanwhile, by seq; guarded by Node.mu
 	poll    bool                 // a poll's session: it does not make its user present
 
 	mu        sync.Mutex
