@@ -15,6 +15,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -84,6 +85,9 @@ type Node struct {
 	acksMu sync.Mutex
 	acks   map[deviceKey]*cursorState // acknowledged refs, stored by flushCursors
 
+	closing bool           // Shutdown has begun; guarded by mu
+	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -98,7 +102,7 @@ func NewNode() *Node {
 		Logger: slog.Default(), Now: time.Now,
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
-		metrics: newMetrics(), bodies: newBodyCache(),
+		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -107,7 +111,9 @@ func (n *Node) Open() error {
 	if n.metrics == nil {
 		n.metrics = newMetrics()
 	}
-	n.wake = make(chan struct{}, 1)
+	if n.wake == nil {
+		n.wake = make(chan struct{}, 1)
+	}
 	n.convs = make(map[convKey]map[*Session]int64)
 	n.users = make(map[userKey]map[*Session]struct{})
 	n.clients = make(map[*Client]struct{})
@@ -120,25 +126,71 @@ func (n *Node) Open() error {
 	return nil
 }
 
-// Close closes every connection with "going away" (clients reconnect and
-// resume elsewhere or later), stores the cursors and stops the node.
-func (n *Node) Close() error {
+// Close is Shutdown without a time limit.
+func (n *Node) Close() error { return n.Shutdown(context.Background()) }
+
+// Shutdown closes every connection with "going away" (clients reconnect
+// and resume elsewhere or later), stores the cursors of all in one write,
+// and stops the node: its own goroutines and those of its clients (auth,
+// replay). It returns ctx's error if that took longer than ctx allows.
+func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
+	n.closing = true // no new client, session or goroutine from now on
 	clients := make([]*Client, 0, len(n.clients))
 	for c := range n.clients {
 		clients = append(clients, c)
 	}
 	n.mu.Unlock()
+	// Every client at once: they are ended in memory, their connections
+	// told to close, and their cursors stored together below, not one
+	// write (and one fsync) per client.
 	for _, c := range clients {
-		c.close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
+		if c.end(false) {
+			c.t.Close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
+		}
+	}
+	err := n.flushCursors(ctx)
+	if err != nil {
+		err = fmt.Errorf("realtime: store the cursors: %w", err)
 	}
 	n.cancel()
-	n.wg.Wait()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		n.wg.Wait()
+		n.tasks.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("realtime: goroutines still running: %w", ctx.Err())
+		}
+		return err
+	}
+}
+
+// goTracked runs f on a goroutine that Shutdown waits for, unless the
+// node is shutting down: then it returns false and f does not run.
+func (n *Node) goTracked(f func()) bool {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return false
+	}
+	n.tasks.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.tasks.Done()
+		f()
+	}()
+	return true
 }
 
 // Publish receives the events of committed changes, in commit order. It
-// never blocks: events are queued for the node's goroutine.
+// never blocks: events are queued for the node's goroutine. It may be
+// called from NewNode on: events published before Open wait for it.
 func (n *Node) Publish(events ...*tidings.Event) {
 	n.queueMu.Lock()
 	n.queue = append(n.queue, events...)
@@ -376,8 +428,7 @@ func (n *Node) tick() {
 	for {
 		select {
 		case <-n.ctx.Done():
-			n.flushCursors(context.Background())
-			return
+			return // Shutdown has stored the cursors
 		case <-t.C:
 		}
 		now := n.Now()
@@ -432,7 +483,7 @@ func (n *Node) ackedInMemory(k deviceKey) int64 {
 // flushCursors stores the refs acknowledged since the last flush (of the
 // given devices only, when keys are given), and forgets the cursors stored
 // and untouched for a minute.
-func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) {
+func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 	n.acksMu.Lock()
 	var cs []tidings.Cursor
 	now := n.Now()
@@ -457,9 +508,21 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) {
 		}
 	}
 	n.acksMu.Unlock()
-	if err := n.Log.SaveCursors(ctx, cs); err != nil && ctx.Err() == nil {
-		n.Logger.Error("save cursors", "err", err, "count", len(cs))
+	if err := n.Log.SaveCursors(ctx, cs); err != nil {
+		if ctx.Err() == nil {
+			n.Logger.Error("save cursors", "err", err, "count", len(cs))
+		}
+		// Not stored: the next flush tries again.
+		n.acksMu.Lock()
+		for _, cur := range cs {
+			if c := n.acks[deviceKey{cur.AppID, cur.UserID, cur.Device}]; c != nil && c.saved == cur.Seq {
+				c.saved = 0
+			}
+		}
+		n.acksMu.Unlock()
+		return err
 	}
+	return nil
 }
 
 // checkClients closes the clients whose time is up: no account in time,

@@ -82,7 +82,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 	}
 	pt := &pollTransport{limit: req.Limit, ready: make(chan struct{}, 1)}
 	c := n.Connect(pt)
-	defer c.end()
+	defer c.end(true)
 	s := &Session{client: c, account: "default", app: caller.AppID, user: caller.UserID, device: req.Device,
 		profile: u.Summary(), expires: n.Now().Add(req.Wait + time.Minute), replaying: true, poll: true}
 	if err := n.register(ctx, s); err != nil {
