@@ -140,7 +140,7 @@ func (c *Client) check(now time.Time) {
 		n.endSession(s)
 		n.flushCursors(context.Background(), s.cursorKey())
 		c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
-			map[string]string{"account": s.account, "reason": "token_expired"}))
+			protocol.AccountClosedPayload{Account: s.account, Reason: protocol.ReasonTokenExpired}))
 	}
 	switch {
 	case len(expired) > 0 && noAccount:
@@ -338,6 +338,17 @@ func (c *Client) command(f *protocol.Frame) {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// deviceName checks a device name given by a client ("" is "default").
+func deviceName(device string) (string, error) {
+	if device == "" {
+		return "default", nil
+	}
+	if !namePattern.MatchString(device) {
+		return "", tidings.Errorf(tidings.EInvalid, "device names are 1 to 64 letters, digits, _ and -")
+	}
+	return device, nil
+}
+
 // auth authenticates an account (or refreshes its token), then replays
 // what it missed and turns it live.
 func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
@@ -348,12 +359,13 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		return
 	}
 	account := accountName(f.Account)
-	device := a.Device
-	if device == "" {
-		device = "default"
+	if !namePattern.MatchString(account) {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.EInvalid, "account names are 1 to 64 letters, digits, _ and -"))
+		return
 	}
-	if !namePattern.MatchString(account) || !namePattern.MatchString(device) {
-		c.answer(f.ID, nil, tidings.Errorf(tidings.EInvalid, "account and device names are 1 to 64 letters, digits, _ and -"))
+	device, err := deviceName(a.Device)
+	if err != nil {
+		c.answer(f.ID, nil, err)
 		return
 	}
 	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
