@@ -253,14 +253,6 @@ func (tx *Tx) queryRow(query string, args []any, dest ...any) error {
 	return s.QueryRowContext(tx.ctx, args...).Scan(dest...)
 }
 
-func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
-	s, err := tx.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return s.QueryContext(tx.ctx, args...)
-}
-
 // emit records an event of the change being made: it is stored in the
 // event log within the transaction, and published once the transaction
 // has committed. It is the one place where events are made.
