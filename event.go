@@ -124,8 +124,3 @@ type StatusPayload struct {
 type EventPublisher interface {
 	Publish(events ...*Event)
 }
-
-// EventPublisherFunc adapts a function to EventPublisher.
-type EventPublisherFunc func(events ...*Event)
-
-func (f EventPublisherFunc) Publish(events ...*Event) { f(events...) }

@@ -62,6 +62,11 @@ type conn struct {
 	pending map[string]chan *protocol.Frame
 	err     error // why it ended
 	ended   bool
+	// Updates wait in held until the connection is taken as the client's
+	// (live): the listeners learn that it is connected before they get
+	// its first update, the replay of what came while it was away.
+	held []*item
+	live bool
 }
 
 // dial opens a realtime connection and authenticates the session on it,
@@ -402,13 +407,48 @@ func (cn *conn) update(f *protocol.Frame) {
 		cn.c.opts.logger.Warn("tidings: the server sent an update that cannot be read")
 		return
 	}
-	if !cn.c.q.push(&item{kind: itemEvent, ev: ev, seq: seq, conn: cn, sess: cn.sess}, cn.c.opts.maxQueue) {
-		if cn.c.q.isClosed() {
-			return // the client is closing: the update is not acknowledged
-		}
-		// Drop the connection rather than the update: the next one
-		// resumes after the last update processed.
-		cn.c.opts.logger.Warn("tidings: listeners too slow: dropping the connection", "queue", cn.c.opts.maxQueue)
-		cn.abort(errQueueFull)
+	it := &item{kind: itemEvent, ev: ev, seq: seq, conn: cn, sess: cn.sess}
+	cn.mu.Lock()
+	var ok2 bool
+	if cn.live {
+		ok2 = cn.c.q.push(it, cn.c.opts.maxQueue)
+	} else if limit := cn.c.opts.maxQueue; limit <= 0 || len(cn.held) < limit {
+		cn.held, ok2 = append(cn.held, it), true
 	}
+	cn.mu.Unlock()
+	if !ok2 {
+		cn.tooSlow()
+	}
+}
+
+// goLive hands the updates held so far to the listeners, and the next ones
+// as they come. The supervisor calls it once the connection is the
+// client's and the status listeners are told so: they learn that it is
+// connected before they get its first update (the replay of what came
+// while it was away).
+func (cn *conn) goLive() {
+	cn.mu.Lock()
+	held := cn.held
+	cn.held, cn.live = nil, true
+	ok := true
+	for _, it := range held {
+		if ok = cn.c.q.push(it, cn.c.opts.maxQueue); !ok {
+			break
+		}
+	}
+	cn.mu.Unlock()
+	if !ok {
+		cn.tooSlow()
+	}
+}
+
+// tooSlow drops the connection when the delivery queue is full.
+func (cn *conn) tooSlow() {
+	if cn.c.q.isClosed() {
+		return // the client is closing: the update is not acknowledged
+	}
+	// Drop the connection rather than the update: the next one resumes
+	// after the last update processed.
+	cn.c.opts.logger.Warn("tidings: listeners too slow: dropping the connection", "queue", cn.c.opts.maxQueue)
+	cn.abort(errQueueFull)
 }

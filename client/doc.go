@@ -38,6 +38,9 @@
 // Status returns the state of the connection (StatusDisconnected,
 // StatusConnecting, StatusConnected, StatusReconnecting, StatusClosed),
 // AddStatusListener reports its changes, and WaitConnected waits for it.
+// Listeners are told that the client is connected before they get the
+// first update of that connection (the replay of what came while it was
+// away), on the same goroutine as the updates.
 //
 // # Updates
 //

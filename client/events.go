@@ -213,21 +213,6 @@ type UnknownEvent struct {
 	EventInfo
 }
 
-// Payloads of the live-only events, which package tidings does not define.
-type typingPayload struct {
-	ProfileID string `json:"profileId"`
-}
-
-type presencePayload struct {
-	ProfileID string `json:"profileId"`
-	Status    string `json:"status"`
-}
-
-type accountPayload struct {
-	Account string `json:"account"`
-	Reason  string `json:"reason"`
-}
-
 // decodeUpdate turns an update frame into an Event and its ref's number
 // (0 for a live-only update). ok is false when the frame is unusable.
 func decodeUpdate(f *protocol.Frame) (ev Event, seq int64, ok bool) {
@@ -296,12 +281,12 @@ func typedEvent(info EventInfo) Event {
 			ev = &ParticipantRemoved{EventInfo: info, ProfileID: p.ProfileID}
 		}
 	case protocol.EventTyping:
-		var p typingPayload
+		var p protocol.TypingPayload
 		if decode(&p) {
 			ev = &ParticipantTyping{EventInfo: info, ProfileID: p.ProfileID}
 		}
 	case protocol.EventTypingOff:
-		var p typingPayload
+		var p protocol.TypingPayload
 		if decode(&p) {
 			ev = &ParticipantTypingOff{EventInfo: info, ProfileID: p.ProfileID}
 		}
@@ -327,12 +312,12 @@ func typedEvent(info EventInfo) Event {
 			}
 		}
 	case protocol.EventPresence:
-		var p presencePayload
+		var p protocol.PresencePayload
 		if decode(&p) {
-			ev = &PresenceUpdate{EventInfo: info, ProfileID: p.ProfileID, Online: p.Status == "online"}
+			ev = &PresenceUpdate{EventInfo: info, ProfileID: p.ProfileID, Online: p.Status == protocol.PresenceOnline}
 		}
 	case protocol.EventAccountEnds:
-		var p accountPayload
+		var p protocol.AccountClosedPayload
 		if decode(&p) {
 			ev = &AccountClosed{EventInfo: info, Account: p.Account, Reason: p.Reason}
 		}

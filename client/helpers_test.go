@@ -106,6 +106,8 @@ func (s *testServer) start() error {
 	logger := slog.New(slog.DiscardHandler)
 	db := sqlite.NewDB(filepath.Join(s.dir, "tidings.db"))
 	db.Logger, db.Synchronous = logger, "NORMAL"
+	node := realtime.NewNode()
+	db.Publisher = node // before Open, as documented
 	if err := db.Open(); err != nil {
 		return err
 	}
@@ -120,14 +122,12 @@ func (s *testServer) start() error {
 		return err
 	}
 	users, convs, msgs := sqlite.NewUserService(db), sqlite.NewConversationService(db), sqlite.NewMessageService(db, 0)
-	node := realtime.NewNode()
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = apps, users, msgs, sqlite.NewEventLog(db), logger
 	node.Now = s.now
 	if err := node.Open(); err != nil {
 		db.Close()
 		return err
 	}
-	db.Publisher = node
 	wsh := &ws.Handler{Node: node, Logger: logger}
 	srv := tidingshttp.NewServer()
 	srv.Addr = s.addr

@@ -252,6 +252,8 @@ func (m *machine) dialed(d *dialAttempt, cn *conn, res *protocol.AuthResult, err
 		m.resolve(nil)
 		m.armRefresh()
 		m.armKeepAlive()
+		m.updateStatus() // connected, before the connection's first update
+		cn.goLive()
 		return
 	}
 	var rs *resyncError

@@ -75,15 +75,20 @@ func TestAutoModeResumesAfterCutsWithoutLossOrDuplicate(t *testing.T) {
 	done := sender(t, bob, conv, n)
 	for i := 1; i <= cuts; i++ {
 		rec.waitTexts(t, conv, i*n/(cuts+1))
+		// Each cut hits a connection of its own: the one the listeners
+		// were told of (the texts seen may have come before the last cut,
+		// and the client still be reconnecting).
+		waitFor(t, fmt.Sprintf("connection %d", i), func() bool { return statuses.count(client.StatusConnected) >= i })
 		p.Cut() // mid-stream: messages keep coming
 	}
 	got := rec.waitTexts(t, conv, n)
 	done()
 	checkSequence(t, got, n)
 	waitConnected(t, alice)
-	if c := statuses.count(client.StatusConnected); c < cuts+1 {
-		t.Errorf("connected %d times through %d cuts", c, cuts)
-	}
+	// The listeners are told on their own goroutine, after Status changed.
+	waitFor(t, fmt.Sprintf("connected %d times through %d cuts", cuts+1, cuts), func() bool {
+		return statuses.count(client.StatusConnected) >= cuts+1
+	})
 	if statuses.count(client.StatusReconnecting) < cuts {
 		t.Errorf("status changes %v", statuses.all())
 	}

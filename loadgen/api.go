@@ -142,17 +142,6 @@ func (a *api) conversation(ctx context.Context, owner, id string, members []stri
 	})
 }
 
-// users creates the users ids and returns their tokens.
-func (a *api) users(ctx context.Context, ids []string, workers int) ([]string, error) {
-	tokens := make([]string, len(ids))
-	err := parallel(ctx, len(ids), workers, func(i int) error {
-		var err error
-		tokens[i], err = a.user(ctx, ids[i])
-		return err
-	})
-	return tokens, err
-}
-
 // parallel calls f(0)…f(n-1) on workers goroutines and returns the first
 // error; it stops calling f after an error or when ctx ends.
 func parallel(ctx context.Context, n, workers int, f func(i int) error) error {

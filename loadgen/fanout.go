@@ -21,12 +21,19 @@ type FanoutConfig struct {
 	Size int
 	// Warmup runs the load before measuring (default 2s).
 	Warmup time.Duration
+	// Settle is the wait after connecting, for the presence updates of
+	// the connections to pass (default 1s).
+	Settle time.Duration
 	// Drain bounds the wait for the last deliveries after the senders
 	// stop, as long as they keep coming (default 60s).
 	Drain time.Duration
 	// Poll receives through the long-polling transport instead of the
 	// WebSocket (the poll scenario).
 	Poll bool
+	// Messages, when set, is how many messages are sent in all (warmup
+	// included): the measured phase ends when they are, rather than after
+	// Duration. A run that must check what was delivered, not how fast.
+	Messages int
 }
 
 func (c *FanoutConfig) defaults() {
@@ -40,6 +47,9 @@ func (c *FanoutConfig) defaults() {
 	}
 	if c.Warmup <= 0 {
 		c.Warmup = 2 * time.Second
+	}
+	if c.Settle <= 0 {
+		c.Settle = time.Second
 	}
 	if c.Drain <= 0 {
 		c.Drain = time.Minute
@@ -95,7 +105,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	r.ConnectSeconds = time.Since(t0).Seconds()
 
 	// Let the presence updates of the connections settle.
-	sleep(ctx, time.Second)
+	sleep(ctx, cfg.Settle)
 
 	n := int64(len(rs))
 	gate := func() bool {
@@ -121,16 +131,26 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	defer cancel()
 	done := make(chan struct{})
 	end := time.Now().Add(cfg.Warmup + cfg.Duration)
+	var budget *atomic.Int64
+	if cfg.Messages > 0 {
+		budget = new(atomic.Int64)
+		budget.Store(int64(cfg.Messages))
+		end = time.Now().Add(cfg.Warmup + cfg.Drain)
+	}
 	go func() {
 		defer close(done)
-		pace(sendCtx, ss, cfg.Rate, end, gate)
+		pace(sendCtx, ss, cfg.Rate, end, gate, budget)
 	}()
 	sleep(ctx, cfg.Warmup)
 	m = e.startMeter()
 	d0 = aud.delivered.Load()
 	start = time.Now()
 	aud.measure()
-	sleep(ctx, time.Until(end))
+	select { // the end of the sending: its time, or its last message
+	case <-done:
+	case <-time.After(time.Until(end)):
+	case <-ctx.Done():
+	}
 	aud.stopMeasuring()
 	d1 := aud.delivered.Load()
 	r.Server, r.Tool = m.stop()

@@ -179,12 +179,6 @@ func (m *meter) stop() (server, tool *Usage) {
 	return server, tool
 }
 
-// connectAll opens n sockets with up to workers dialing at once, calling
-// open(i) for each; it stops at the first error.
-func (e *env) connectAll(ctx context.Context, n, workers int, open func(i int) error) error {
-	return parallel(ctx, n, workers, open)
-}
-
 // sleep waits for d or until ctx ends.
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

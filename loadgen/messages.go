@@ -145,7 +145,10 @@ func (s *sender) contiguousAcked() int {
 // with rate 0 each sender sends as soon as allowed by gate (closed loop).
 // Each message is stamped with the time it was due, so that a late send
 // counts in its latency.
-func pace(ctx context.Context, senders []*sender, rate float64, until time.Time, gate func() bool) {
+//
+// With a budget, the senders stop once they have sent that many messages
+// in all.
+func pace(ctx context.Context, senders []*sender, rate float64, until time.Time, gate func() bool, budget *atomic.Int64) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, s := range senders {
@@ -174,6 +177,9 @@ func pace(ctx context.Context, senders []*sender, rate float64, until time.Time,
 						}
 						time.Sleep(200 * time.Microsecond)
 					}
+				}
+				if budget != nil && budget.Add(-1) < 0 {
+					return
 				}
 				if s.send(ctx, at) != nil {
 					return

@@ -85,7 +85,7 @@ func RunPersist(ctx context.Context, cfg PersistConfig) (*Result, error) {
 	})
 	m := e.startMeter()
 	start := time.Now()
-	pace(ctx, ss, 0, start.Add(cfg.Duration), nil)
+	pace(ctx, ss, 0, start.Add(cfg.Duration), nil, nil)
 	for _, s := range ss {
 		s.wait(10 * time.Second)
 	}

@@ -76,7 +76,7 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	sending := make(chan struct{})
 	go func() {
 		defer close(sending)
-		pace(sendCtx, ss, cfg.Rate, time.Now().Add(time.Hour), nil)
+		pace(sendCtx, ss, cfg.Rate, time.Now().Add(time.Hour), nil, nil)
 	}()
 	m := e.startMeter()
 	start := time.Now()

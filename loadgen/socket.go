@@ -127,12 +127,6 @@ func (s *socket) auth(ctx context.Context, token, device, resumeAfter string) (i
 	return ref, nil
 }
 
-// reply acknowledges the updates up to ref.
-func (s *socket) reply(ref int64) error {
-	b, _ := json.Marshal(protocol.Frame{Type: protocol.TypeReply, Ref: protocol.FormatRef(ref)})
-	return s.conn.WriteMessage(gws.OpcodeText, b)
-}
-
 // close closes the connection normally.
 func (s *socket) close() {
 	s.conn.WriteClose(1000, nil)

@@ -63,6 +63,12 @@ type Error struct {
 	Ref     string `json:"ref,omitempty"`
 }
 
+// ErrorResponse is the body of an error answered over HTTP: by the REST
+// API, and by the realtime endpoint to a handshake it refuses.
+type ErrorResponse struct {
+	Error Error `json:"error"`
+}
+
 // Update actions.
 const (
 	ActionNew    = "new"
@@ -153,6 +159,36 @@ const (
 	EventPresence    = "presence.update"
 	EventAccountEnds = "account.closed" // the account was closed by the server (token expired)
 )
+
+// TypingPayload is the payload of the live-only events EventTyping and
+// EventTypingOff.
+type TypingPayload struct {
+	ConversationID string `json:"conversationId"`
+	ProfileID      string `json:"profileId"`
+}
+
+// PresencePayload is the payload of the live-only event EventPresence.
+type PresencePayload struct {
+	ProfileID string `json:"profileId"`
+	Status    string `json:"status"` // PresenceOnline or PresenceOffline
+}
+
+// Presence statuses.
+const (
+	PresenceOnline  = "online"
+	PresenceOffline = "offline"
+)
+
+// AccountClosedPayload is the payload of the live-only event
+// EventAccountEnds.
+type AccountClosedPayload struct {
+	Account string `json:"account"`
+	Reason  string `json:"reason"` // ReasonTokenExpired
+}
+
+// ReasonTokenExpired is why the server closes an account whose token
+// expired without being refreshed.
+const ReasonTokenExpired = "token_expired"
 
 // FormatRef and ParseRef convert between refs and event seqs.
 func FormatRef(seq int64) string { return strconv.FormatInt(seq, 10) }

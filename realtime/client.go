@@ -48,18 +48,26 @@ func (n *Node) Connect(t Transport) *Client {
 	c := &Client{node: n, t: t, accounts: make(map[string]*Session), connectedAt: now, lastActive: now,
 		tokens: n.CommandBurst, refilled: now}
 	n.mu.Lock()
-	n.clients[c] = struct{}{}
+	closing := n.closing
+	if !closing {
+		n.clients[c] = struct{}{}
+	}
 	n.mu.Unlock()
+	if closing {
+		c.closed = true
+		t.Close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
+		return c
+	}
 	n.metrics.connections.Inc()
 	return c
 }
 
 // Gone ends the client after its connection ended.
-func (c *Client) Gone() { c.end() }
+func (c *Client) Gone() { c.end(true) }
 
 // close ends the client and closes its connection.
 func (c *Client) close(code int, reason string) {
-	if c.end() {
+	if c.end(true) {
 		if _, poll := c.t.(*pollTransport); code == protocol.CloseSlowConsumer && !poll {
 			c.node.metrics.slow.Inc()
 		}
@@ -67,9 +75,10 @@ func (c *Client) close(code int, reason string) {
 	}
 }
 
-// end unregisters the client and its sessions and stores their cursors;
-// it reports whether it was the first to end the client.
-func (c *Client) end() bool {
+// end unregisters the client and its sessions and, with flush, stores
+// their cursors (Shutdown stores those of all clients at once); it reports
+// whether it was the first to end the client.
+func (c *Client) end(flush bool) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -89,7 +98,7 @@ func (c *Client) end() bool {
 		n.endSession(s)
 		keys = append(keys, s.cursorKey())
 	}
-	if len(keys) > 0 {
+	if flush && len(keys) > 0 {
 		n.flushCursors(context.Background(), keys...)
 	}
 	return true
@@ -132,7 +141,7 @@ func (c *Client) check(now time.Time) {
 		n.endSession(s)
 		n.flushCursors(context.Background(), s.cursorKey())
 		c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
-			map[string]string{"account": s.account, "reason": "token_expired"}))
+			protocol.AccountClosedPayload{Account: s.account, Reason: protocol.ReasonTokenExpired}))
 	}
 	switch {
 	case len(expired) > 0 && noAccount:
@@ -256,13 +265,17 @@ func (c *Client) command(f *protocol.Frame) {
 		// store), and the stack it grows would otherwise stay with the
 		// connection's reading goroutine, idle for hours.
 		done := make(chan struct{})
-		go func() {
+		started := n.goTracked(func() {
 			defer close(done)
 			defer c.recoverPanic("auth", func() {
 				c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
 			})
 			c.auth(ctx, f)
-		}()
+		})
+		if !started {
+			c.answer(f.ID, nil, tidings.Errorf(tidings.EUnavailable, "the server is shutting down: reconnect"))
+			return
+		}
 		<-done
 		return
 	case protocol.CmdPing:
@@ -336,6 +349,17 @@ func (c *Client) command(f *protocol.Frame) {
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// deviceName checks a device name given by a client ("" is "default").
+func deviceName(device string) (string, error) {
+	if device == "" {
+		return "default", nil
+	}
+	if !namePattern.MatchString(device) {
+		return "", tidings.Errorf(tidings.EInvalid, "device names are 1 to 64 letters, digits, _ and -")
+	}
+	return device, nil
+}
+
 // auth authenticates an account (or refreshes its token), then replays
 // what it missed and turns it live.
 func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
@@ -346,12 +370,13 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		return
 	}
 	account := accountName(f.Account)
-	device := a.Device
-	if device == "" {
-		device = "default"
+	if !namePattern.MatchString(account) {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.EInvalid, "account names are 1 to 64 letters, digits, _ and -"))
+		return
 	}
-	if !namePattern.MatchString(account) || !namePattern.MatchString(device) {
-		c.answer(f.ID, nil, tidings.Errorf(tidings.EInvalid, "account and device names are 1 to 64 letters, digits, _ and -"))
+	device, err := deviceName(a.Device)
+	if err != nil {
+		c.answer(f.ID, nil, err)
 		return
 	}
 	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
@@ -419,15 +444,20 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	// (pongs, replies, commands): a long replay paced by a slow reader
 	// must not look like a dead peer. It may outlast the command's
 	// timeout, and ends with the node or the session.
-	go func() {
+	started := n.goTracked(func() {
 		defer c.recoverPanic("replay", func() {
 			c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
 		})
 		if err := s.replay(n.ctx, after); err != nil {
-			n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
+			if n.ctx.Err() == nil {
+				n.Logger.Error("replay failed", "err", err, "app", s.app, "user", s.user)
+			}
 			c.close(protocol.CloseGoingAway, "could not replay updates: reconnect")
 		}
-	}()
+	})
+	if !started {
+		c.close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
+	}
 }
 
 // resumePoint says after which ref a session starts: the one the client

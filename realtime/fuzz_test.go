@@ -45,18 +45,18 @@ func fuzzNode(f *testing.F) (*realtime.Node, string) {
 	db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
 	db.Logger = logger
 	db.Synchronous = "NORMAL" // durability is not what is tested
+	n := realtime.NewNode()
+	db.Publisher = n // before Open, as documented
 	if err := db.Open(); err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { db.Close() })
 	apps, users := sqlite.NewAppService(db), sqlite.NewUserService(db)
-	n := realtime.NewNode()
 	n.Apps, n.Users, n.Messages, n.Log, n.Logger = apps, users, sqlite.NewMessageService(db, 0), sqlite.NewEventLog(db), logger
 	if err := n.Open(); err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { n.Close() })
-	db.Publisher = n
 
 	ctx := context.Background()
 	app, err := apps.CreateApp(ctx, "a", "")

@@ -24,18 +24,6 @@ type typingState struct {
 	profile tidings.Profile
 }
 
-// TypingPayload is the payload of participantTyping and participantTypingOff.
-type TypingPayload struct {
-	ConversationID string `json:"conversationId"`
-	ProfileID      string `json:"profileId"`
-}
-
-// PresencePayload is the payload of presence.update.
-type PresencePayload struct {
-	ProfileID string `json:"profileId"`
-	Status    string `json:"status"` // online or offline
-}
-
 // liveEvent makes a live-only event.
 func (n *Node) liveEvent(app, name string, actor *tidings.Profile, convID string, payload any) *tidings.Event {
 	body, _ := json.Marshal(payload)
@@ -135,7 +123,7 @@ func (n *Node) tellTyping(ck convKey, user string, profile tidings.Profile, on b
 	if on {
 		name = protocol.EventTyping
 	}
-	n.broadcast(n.liveEvent(ck.app, name, &profile, ck.conv, TypingPayload{ConversationID: ck.conv, ProfileID: user}), targets)
+	n.broadcast(n.liveEvent(ck.app, name, &profile, ck.conv, protocol.TypingPayload{ConversationID: ck.conv, ProfileID: user}), targets)
 }
 
 // participant checks in the store that the caller takes part in the
@@ -169,7 +157,7 @@ func (n *Node) setTypingOff(app, convID, user string) {
 	delete(n.typing, tk)
 	targets := n.othersLocked(tk.convKey, user)
 	n.mu.Unlock()
-	n.broadcast(n.liveEvent(app, protocol.EventTypingOff, &st.profile, convID, TypingPayload{ConversationID: convID, ProfileID: user}), targets)
+	n.broadcast(n.liveEvent(app, protocol.EventTypingOff, &st.profile, convID, protocol.TypingPayload{ConversationID: convID, ProfileID: user}), targets)
 }
 
 // expireTyping ends the typing indicators not refreshed in time.
@@ -229,12 +217,12 @@ func (n *Node) peersLocked(s *Session) []*Session {
 
 // presence tells peers that s's user came online or went offline.
 func (n *Node) presence(s *Session, online bool, peers []*Session) {
-	status := "offline"
+	status := protocol.PresenceOffline
 	if online {
-		status = "online"
+		status = protocol.PresenceOnline
 	}
 	p := s.profile
-	n.broadcast(n.liveEvent(s.app, protocol.EventPresence, &p, "", PresencePayload{ProfileID: s.user, Status: status}), peers)
+	n.broadcast(n.liveEvent(s.app, protocol.EventPresence, &p, "", protocol.PresencePayload{ProfileID: s.user, Status: status}), peers)
 }
 
 // presenceOf says which participants of a conversation that s's user takes

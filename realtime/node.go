@@ -15,6 +15,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -79,11 +80,6 @@ type Node struct {
 	queue   []*tidings.Event
 	wake    chan struct{}
 
-	// dispatchMu orders registrations and dispatch: a session reads its
-	// conversations and subscribes to them with no event dispatched in
-	// between (see register).
-	dispatchMu sync.RWMutex
-
 	mu       sync.Mutex
 	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
 	users    map[userKey]map[*Session]struct{}
@@ -93,6 +89,9 @@ type Node struct {
 
 	acksMu sync.Mutex
 	acks   map[deviceKey]*cursorState // acknowledged refs, stored by flushCursors
+
+	closing bool           // Shutdown has begun; guarded by mu
+	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,7 +107,7 @@ func NewNode() *Node {
 		Logger: slog.Default(), Now: time.Now,
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
-		metrics: newMetrics(), bodies: newBodyCache(),
+		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -117,7 +116,9 @@ func (n *Node) Open() error {
 	if n.metrics == nil {
 		n.metrics = newMetrics()
 	}
-	n.wake = make(chan struct{}, 1)
+	if n.wake == nil {
+		n.wake = make(chan struct{}, 1)
+	}
 	n.convs = make(map[convKey]map[*Session]int64)
 	n.users = make(map[userKey]map[*Session]struct{})
 	n.clients = make(map[*Client]struct{})
@@ -130,25 +131,71 @@ func (n *Node) Open() error {
 	return nil
 }
 
-// Close closes every connection with "going away" (clients reconnect and
-// resume elsewhere or later), stores the cursors and stops the node.
-func (n *Node) Close() error {
+// Close is Shutdown without a time limit.
+func (n *Node) Close() error { return n.Shutdown(context.Background()) }
+
+// Shutdown closes every connection with "going away" (clients reconnect
+// and resume elsewhere or later), stores the cursors of all in one write,
+// and stops the node: its own goroutines and those of its clients (auth,
+// replay). It returns ctx's error if that took longer than ctx allows.
+func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Lock()
+	n.closing = true // no new client, session or goroutine from now on
 	clients := make([]*Client, 0, len(n.clients))
 	for c := range n.clients {
 		clients = append(clients, c)
 	}
 	n.mu.Unlock()
+	// Every client at once: they are ended in memory, their connections
+	// told to close, and their cursors stored together below, not one
+	// write (and one fsync) per client.
 	for _, c := range clients {
-		c.close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
+		if c.end(false) {
+			c.t.Close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
+		}
+	}
+	err := n.flushCursors(ctx)
+	if err != nil {
+		err = fmt.Errorf("realtime: store the cursors: %w", err)
 	}
 	n.cancel()
-	n.wg.Wait()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		n.wg.Wait()
+		n.tasks.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("realtime: goroutines still running: %w", ctx.Err())
+		}
+		return err
+	}
+}
+
+// goTracked runs f on a goroutine that Shutdown waits for, unless the
+// node is shutting down: then it returns false and f does not run.
+func (n *Node) goTracked(f func()) bool {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return false
+	}
+	n.tasks.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.tasks.Done()
+		f()
+	}()
+	return true
 }
 
 // Publish receives the events of committed changes, in commit order. It
-// never blocks: events are queued for the node's goroutine.
+// never blocks: events are queued for the node's goroutine. It may be
+// called from NewNode on: events published before Open wait for it.
 func (n *Node) Publish(events ...*tidings.Event) {
 	n.queueMu.Lock()
 	n.queue = append(n.queue, events...)
@@ -196,8 +243,6 @@ func (n *Node) run() {
 // dispatch delivers one durable event to the sessions that may see it,
 // keeping the conversation index in step with membership events.
 func (n *Node) dispatch(ev *tidings.Event) {
-	n.dispatchMu.Lock()
-	defer n.dispatchMu.Unlock()
 	body, err := n.encodeStored(ev)
 	if err != nil {
 		n.Logger.Error("encode event", "err", err, "event", ev.Name)
@@ -253,6 +298,9 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 	if ev.Name == tidings.EventParticipantRemoved && ev.UserID != "" {
 		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.unsubscribeLocked(ck, s)
+			if s.removed != nil { // registering: see register
+				s.removed[ck] = ev.Seq
+			}
 		}
 	}
 	return targets
@@ -283,9 +331,17 @@ func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 // register indexes a session by its user and conversations. It is called
 // before the session's replay starts, so that nothing committed after the
 // replay's first read is missed.
+//
+// The conversations are read from the store with no lock held, while
+// events go on being dispatched: the session is indexed by its user
+// first, so that a participantAdded dispatched from then on subscribes it
+// even if the list does not have it, and the removals of its user
+// dispatched meanwhile are noted, so that a conversation the list still
+// has (read before the removal was committed) is not subscribed again.
 func (n *Node) register(ctx context.Context, s *Session) error {
 	n.mu.Lock()
 	s.subs = make(map[convKey]struct{})
+	s.removed = make(map[convKey]int64)
 	uk := userKey{s.app, s.user}
 	if n.users[uk] == nil {
 		n.users[uk] = make(map[*Session]struct{})
@@ -294,27 +350,25 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	first := !s.poll && n.liveSessionsLocked(uk) == 1
 	n.sessions++
 	n.mu.Unlock()
-	// Indexed by user first: a participantAdded dispatched from now on
-	// subscribes the session even if the list below does not have it. No
-	// event is dispatched between reading the list and subscribing to it,
-	// or a removal dispatched in between would be undone.
-	n.dispatchMu.RLock()
 	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
 	if err != nil {
-		n.dispatchMu.RUnlock()
 		n.unregister(s)
 		return err
 	}
 	n.mu.Lock()
 	for _, m := range ms {
-		n.subscribeLocked(convKey{s.app, m.ConversationID}, s, m.FromSeq)
+		ck := convKey{s.app, m.ConversationID}
+		if removed, ok := s.removed[ck]; ok && removed >= m.FromSeq {
+			continue // the span the list has ended while it was read
+		}
+		n.subscribeLocked(ck, s, m.FromSeq)
 	}
+	s.removed = nil
 	var peers []*Session
 	if first {
 		peers = n.peersLocked(s)
 	}
 	n.mu.Unlock()
-	n.dispatchMu.RUnlock()
 	if first {
 		n.presence(s, true, peers)
 	}
@@ -379,8 +433,7 @@ func (n *Node) tick() {
 	for {
 		select {
 		case <-n.ctx.Done():
-			n.flushCursors(context.Background())
-			return
+			return // Shutdown has stored the cursors
 		case <-t.C:
 		}
 		now := n.Now()
@@ -435,7 +488,7 @@ func (n *Node) ackedInMemory(k deviceKey) int64 {
 // flushCursors stores the refs acknowledged since the last flush (of the
 // given devices only, when keys are given), and forgets the cursors stored
 // and untouched for a minute.
-func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) {
+func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 	n.acksMu.Lock()
 	var cs []tidings.Cursor
 	now := n.Now()
@@ -460,9 +513,21 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) {
 		}
 	}
 	n.acksMu.Unlock()
-	if err := n.Log.SaveCursors(ctx, cs); err != nil && ctx.Err() == nil {
-		n.Logger.Error("save cursors", "err", err, "count", len(cs))
+	if err := n.Log.SaveCursors(ctx, cs); err != nil {
+		if ctx.Err() == nil {
+			n.Logger.Error("save cursors", "err", err, "count", len(cs))
+		}
+		// Not stored: the next flush tries again.
+		n.acksMu.Lock()
+		for _, cur := range cs {
+			if c := n.acks[deviceKey{cur.AppID, cur.UserID, cur.Device}]; c != nil && c.saved == cur.Seq {
+				c.saved = 0
+			}
+		}
+		n.acksMu.Unlock()
+		return err
 	}
+	return nil
 }
 
 // checkClients closes the clients whose time is up: no account in time,

@@ -62,11 +62,9 @@ func (p *pollTransport) Close(int, string) {}
 // Poll returns the updates of the caller after req.After, waiting up to
 // req.Wait for the first one.
 func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest) (*PollResult, error) {
-	if req.Device == "" {
-		req.Device = "default"
-	}
-	if !namePattern.MatchString(req.Device) {
-		return nil, tidings.Errorf(tidings.EInvalid, "device names are 1 to 64 letters, digits, _ and -")
+	var err error
+	if req.Device, err = deviceName(req.Device); err != nil {
+		return nil, err
 	}
 	if req.Limit <= 0 || req.Limit > 1000 {
 		req.Limit = 100
@@ -85,7 +83,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 	}
 	pt := &pollTransport{limit: req.Limit, ready: make(chan struct{}, 1)}
 	c := n.Connect(pt)
-	defer c.end()
+	defer c.end(true)
 	s := &Session{client: c, account: "default", app: caller.AppID, user: caller.UserID, device: req.Device,
 		profile: u.Summary(), expires: n.Now().Add(req.Wait + time.Minute), replaying: true, poll: true}
 	if err := n.register(ctx, s); err != nil {
@@ -125,11 +123,9 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 
 // Ack stores that the caller's device processed every update up to ref.
 func (n *Node) Ack(ctx context.Context, caller tidings.Caller, device, ref string) error {
-	if device == "" {
-		device = "default"
-	}
-	if !namePattern.MatchString(device) {
-		return tidings.Errorf(tidings.EInvalid, "device names are 1 to 64 letters, digits, _ and -")
+	device, err := deviceName(device)
+	if err != nil {
+		return err
 	}
 	seq, ok := protocol.ParseRef(ref)
 	if !ok {

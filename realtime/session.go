@@ -21,6 +21,7 @@ type Session struct {
 	device  string
 	profile tidings.Profile
 	subs    map[convKey]struct{} // the conversations it is indexed under; guarded by Node.mu
+	removed map[convKey]int64    // while it registers: removals of its user dispatched meanwhile, by seq; guarded by Node.mu
 	poll    bool                 // a poll's session: it does not make its user present
 
 	mu        sync.Mutex
@@ -61,8 +62,7 @@ func (s *Session) deliver(seq int64, frame []byte) {
 		return
 	case s.replaying:
 		if len(s.pending) >= s.client.node.QueueSize {
-			s.closed = true
-			go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+			s.closeSlowLocked()
 			return
 		}
 		s.pending = append(s.pending, pendingUpdate{seq, frame})
@@ -78,13 +78,20 @@ func (s *Session) deliver(seq int64, frame []byte) {
 // did not get, and lastSent stays the last ref actually written.
 func (s *Session) writeLocked(seq int64, frame []byte) {
 	if !s.client.t.Write(frame) {
-		s.closed = true
-		go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+		s.closeSlowLocked()
 		return
 	}
 	if seq > 0 {
 		s.lastSent = seq
 	}
+}
+
+// closeSlowLocked ends the session and closes its connection as a slow
+// consumer: the log keeps what it did not get, for its next connection.
+// s.mu is held, so the connection is closed on a goroutine of its own.
+func (s *Session) closeSlowLocked() {
+	s.closed = true
+	go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
 }
 
 // replay sends the user's updates after `after` from the log, then turns

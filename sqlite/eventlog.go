@@ -11,7 +11,12 @@ import (
 )
 
 // EventLog implements tidings.EventLog on the events table.
-type EventLog struct{ db *DB }
+type EventLog struct {
+	db *DB
+	// PruneChunk bounds the events one write of Prune removes (default
+	// the constant PruneChunk).
+	PruneChunk int
+}
 
 var _ tidings.EventLog = (*EventLog)(nil)
 
@@ -141,25 +146,55 @@ func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) er
 	})
 }
 
+// PruneChunk is how many events one write of Prune removes at most: a
+// prune of a long log is many short writes, between which sends go
+// through, rather than one that holds the writer for seconds.
+const PruneChunk = 2000
+
 func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
-	var n int64
-	err := l.db.update(ctx, func(tx *Tx) error {
-		var cut sql.NullInt64
-		if err := tx.queryRow(`SELECT MAX(seq) FROM events WHERE time < ? AND seq < (SELECT MAX(seq) FROM events)`,
-			[]any{micros(before)}, &cut); err != nil || !cut.Valid {
-			return err
+	chunk := l.PruneChunk
+	if chunk <= 0 {
+		chunk = PruneChunk
+	}
+	var cut sql.NullInt64
+	if err := l.db.queryRow(ctx, `SELECT MAX(seq) FROM events WHERE time < ? AND seq < (SELECT MAX(seq) FROM events)`,
+		micros(before)).Scan(&cut); err != nil || !cut.Valid {
+		return 0, err
+	}
+	var total int64
+	for done := false; !done; {
+		if err := ctx.Err(); err != nil {
+			return total, err
 		}
-		res, err := tx.exec(`DELETE FROM events WHERE seq <= ?`, cut.Int64)
+		// Each chunk is a write job of its own: the oldest events up to the
+		// cut, the spans of membership that ended among them, and the
+		// pruned mark, so that a reader never finds a hole it is not told of.
+		var n int64 // set, not added to, in the job: a job may run twice (see writer.go)
+		err := l.db.update(ctx, func(tx *Tx) error {
+			var upto sql.NullInt64
+			if err := tx.queryRow(`SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT 1 OFFSET ?`,
+				[]any{cut.Int64, chunk - 1}, &upto); err != nil && !isNoRows(err) {
+				return err
+			}
+			if !upto.Valid || upto.Int64 >= cut.Int64 {
+				upto, done = cut, true
+			}
+			res, err := tx.exec(`DELETE FROM events WHERE seq <= ?`, upto.Int64)
+			if err != nil {
+				return err
+			}
+			n, _ = res.RowsAffected()
+			if _, err := tx.exec(`DELETE FROM memberships WHERE to_seq IS NOT NULL AND to_seq <= ?`, upto.Int64); err != nil {
+				return err
+			}
+			_, err = tx.exec(`INSERT INTO meta (key, value) VALUES ('pruned_seq', ?)
+				ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`, upto.Int64)
+			return err
+		})
+		total += n
 		if err != nil {
-			return err
+			return total, err
 		}
-		n, _ = res.RowsAffected()
-		if _, err := tx.exec(`DELETE FROM memberships WHERE to_seq IS NOT NULL AND to_seq <= ?`, cut.Int64); err != nil {
-			return err
-		}
-		_, err = tx.exec(`INSERT INTO meta (key, value) VALUES ('pruned_seq', ?)
-			ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`, cut.Int64)
-		return err
-	})
-	return n, err
+	}
+	return total, nil
 }

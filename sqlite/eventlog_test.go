@@ -2,7 +2,10 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,5 +125,78 @@ func TestCursorsAndRetention(t *testing.T) {
 	names, _ := stream(t, log, "a", "bob", last)
 	if !slices.Equal(names, []string{tidings.EventMessageSent}) {
 		t.Fatalf("after the newest ref: %v", names)
+	}
+}
+
+// A prune of a long log is many short writes: a send made while it runs
+// is answered long before the prune ends, and the prune still removes
+// every event older than the cut but the newest.
+func TestPruneInChunksLetsSendsThrough(t *testing.T) {
+	e, conv := pair(t)
+	log := sqlite.NewEventLog(e.db)
+	log.PruneChunk = 1 // one event a write: hundreds of writes
+	ctx := context.Background()
+	const events = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range events / 8 {
+				nm := tidings.NewMessage{Parts: text(fmt.Sprintf("old %d %d", w, i))}
+				if _, _, err := e.messages.SendMessage(user("a", "alice"), conv, nm); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	last := must[int64](t)(log.LastEventSeq(ctx))
+
+	type outcome struct {
+		n   int64
+		err error
+	}
+	pruned := make(chan outcome, 1)
+	go func() {
+		n, err := log.Prune(ctx, time.Now().Add(time.Hour))
+		pruned <- outcome{n, err}
+	}()
+	// Once the prune has begun (the oldest events are gone), a send goes
+	// through while it runs.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := log.UserEvents(ctx, "a", "bob", 0, 1); tidings.ErrorCode(err) == tidings.EResyncRequired {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the prune did not begin")
+		}
+		runtime.Gosched()
+	}
+	e.send(t, "bob", conv, "during the prune")
+	select {
+	case o := <-pruned:
+		t.Fatalf("the send was answered only after the whole prune (%d events, %v)", o.n, o.err)
+	default:
+	}
+	o := <-pruned
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if o.n < events {
+		t.Fatalf("pruned %d events, want at least %d", o.n, events)
+	}
+	// The newest event before the prune is kept, and so is the send made
+	// during it: the stream goes on from the newest ref before the prune.
+	names, _ := stream(t, log, "a", "bob", last)
+	if len(names) != 1 || names[0] != tidings.EventMessageSent {
+		t.Fatalf("after the newest ref before the prune: %v", names)
 	}
 }

@@ -253,6 +253,8 @@ func (tx *Tx) queryRow(query string, args []any, dest ...any) error {
 	return s.QueryRowContext(tx.ctx, args...).Scan(dest...)
 }
 
+// query runs a query (SELECT, or a write with RETURNING) in the
+// transaction, through a statement prepared once.
 func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 	s, err := tx.stmt(query)
 	if err != nil {

@@ -48,12 +48,13 @@ func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stac
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
 	db.Logger = logger
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
 	s := &stack{t: t, db: db, apps: sqlite.NewAppService(db), log: sqlite.NewEventLog(db),
 		users: sqlite.NewUserService(db), convs: sqlite.NewConversationService(db), msgs: sqlite.NewMessageService(db, 0)}
 	s.node = realtime.NewNode()
+	db.Publisher = s.node // before Open, as documented
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
 	s.node.Apps, s.node.Users, s.node.Messages, s.node.Log, s.node.Logger = s.apps, s.users, s.msgs, s.log, logger
 	s.ws = &ws.Handler{Node: s.node, Logger: logger}
 	s.node.Batcher = s.ws
@@ -63,7 +64,6 @@ func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stac
 	if err := s.node.Open(); err != nil {
 		t.Fatal(err)
 	}
-	db.Publisher = s.node
 	s.srv = tidingshttp.NewServer()
 	s.srv.Addr = "127.0.0.1:0"
 	s.srv.Apps, s.srv.Users, s.srv.Conversations, s.srv.Messages = s.apps, s.users, s.convs, s.msgs

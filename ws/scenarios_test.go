@@ -176,7 +176,7 @@ func TestTypingReachesOthersAndEndsOnStopSendOrLeaving(t *testing.T) {
 
 	start()
 	u := bob.nextNamed(protocol.EventTyping)
-	p := decodePayload[realtime.TypingPayload](t, u)
+	p := decodePayload[protocol.TypingPayload](t, u)
 	if p.ConversationID != conv || p.ProfileID != "alice" || u.ev.ConversationID != conv || u.ev.Actor == nil || u.ev.Actor.ID != "alice" {
 		t.Fatalf("typing update %+v, payload %+v", u.ev, p)
 	}
@@ -190,7 +190,7 @@ func TestTypingReachesOthersAndEndsOnStopSendOrLeaving(t *testing.T) {
 
 	wantOK(t, alice.command("", protocol.CmdTypingStop, protocol.TypingArgs{ConversationID: conv}))
 	off := bob.nextNamed(protocol.EventTypingOff)
-	if p := decodePayload[realtime.TypingPayload](t, off); p.ProfileID != "alice" || p.ConversationID != conv || off.Ref != "" {
+	if p := decodePayload[protocol.TypingPayload](t, off); p.ProfileID != "alice" || p.ConversationID != conv || off.Ref != "" {
 		t.Fatalf("typingOff %+v, payload %+v", off.Frame, p)
 	}
 
@@ -200,7 +200,7 @@ func TestTypingReachesOthersAndEndsOnStopSendOrLeaving(t *testing.T) {
 	bob.nextNamed(protocol.EventTyping)
 	wantOK(t, alice.command("", protocol.CmdSend, sendArgs(conv, "done typing")))
 	before, off := bob.until(protocol.EventTypingOff)
-	if p := decodePayload[realtime.TypingPayload](t, off); p.ProfileID != "alice" || off.ev.Actor == nil || off.ev.Actor.ID != "alice" {
+	if p := decodePayload[protocol.TypingPayload](t, off); p.ProfileID != "alice" || off.ev.Actor == nil || off.ev.Actor.ID != "alice" {
 		t.Fatalf("typingOff %+v, payload %+v", off.ev, p)
 	}
 	if got := texts(before); len(got) == 0 {
@@ -234,7 +234,7 @@ func TestTypingExpiresWithoutRefresh(t *testing.T) {
 	bob.nextNamed(protocol.EventTyping)
 	// Alice neither stops nor sends: the indicator ends by itself.
 	off := bob.nextNamed(protocol.EventTypingOff)
-	if p := decodePayload[realtime.TypingPayload](t, off); p.ProfileID != "alice" || p.ConversationID != conv {
+	if p := decodePayload[protocol.TypingPayload](t, off); p.ProfileID != "alice" || p.ConversationID != conv {
 		t.Fatalf("typingOff payload %+v", p)
 	}
 	// It really ended: typing again shows it again.
@@ -243,11 +243,11 @@ func TestTypingExpiresWithoutRefresh(t *testing.T) {
 }
 
 // nextPresence skips updates until a presence update about who.
-func nextPresence(t testing.TB, c *client, who string) realtime.PresencePayload {
+func nextPresence(t testing.TB, c *client, who string) protocol.PresencePayload {
 	t.Helper()
 	for {
 		u := c.nextNamed(protocol.EventPresence)
-		p := decodePayload[realtime.PresencePayload](t, u)
+		p := decodePayload[protocol.PresencePayload](t, u)
 		if p.ProfileID == who {
 			if u.Ref != "" || !u.Silent {
 				t.Fatalf("presence is live-only and silent: %+v", u.Frame)
@@ -387,7 +387,7 @@ func TestRemovedParticipantStopsReceivingAtOnce(t *testing.T) {
 		t.Fatalf("carol got %v", got)
 	}
 	wantOK(t, carol.command("", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: conv}))
-	if u := alice.nextNamed(protocol.EventTyping); decodePayload[realtime.TypingPayload](t, u).ProfileID != "carol" {
+	if u := alice.nextNamed(protocol.EventTyping); decodePayload[protocol.TypingPayload](t, u).ProfileID != "carol" {
 		t.Fatalf("alice got typing of %s", u.ev.Payload)
 	}
 }
@@ -1392,7 +1392,7 @@ func TestTypingAndPresenceWithoutAWebSocket(t *testing.T) {
 		t.Fatalf("typing on: %d %s", code, b)
 	}
 	u := bob.nextNamed(protocol.EventTyping)
-	if p := decodePayload[realtime.TypingPayload](t, u); p.ProfileID != "alice" || u.ev.Actor == nil || u.ev.Actor.ID != "alice" {
+	if p := decodePayload[protocol.TypingPayload](t, u); p.ProfileID != "alice" || u.ev.Actor == nil || u.ev.Actor.ID != "alice" {
 		t.Fatalf("typing update %+v, payload %+v", u.ev, p)
 	}
 	code, b := rest("GET", "/v1/conversations/"+conv+"/presence", alice, "")

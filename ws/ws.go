@@ -30,6 +30,7 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/realtime"
 )
@@ -119,11 +120,11 @@ func (h *Handler) Close() {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.init()
 	if !h.originAllowed(r) {
-		writeError(w, http.StatusForbidden, "forbidden", "this origin may not open realtime connections")
+		writeError(w, http.StatusForbidden, tidings.EForbidden, "this origin may not open realtime connections")
 		return
 	}
 	if msg := badHandshake(r); msg != "" {
-		writeError(w, http.StatusBadRequest, "invalid_argument", msg)
+		writeError(w, http.StatusBadRequest, tidings.EInvalid, msg)
 		return
 	}
 	up := h.upgraders[0]
@@ -184,8 +185,9 @@ func headerHas(h http.Header, name, token string) bool {
 	return false
 }
 
+// writeError answers a refused handshake in the API's error shape.
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	body, _ := json.Marshal(protocol.ErrorResponse{Error: protocol.Error{Code: code, Message: msg}})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(body)

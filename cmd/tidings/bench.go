@@ -174,6 +174,8 @@ func addFanoutFlags(fs *flag.FlagSet, f *loadgen.FanoutConfig) {
 	fs.IntVar(&f.Window, "window", 16, "with --rate 0: messages not yet received by every subscriber, at most (a `count`)")
 	fs.IntVar(&f.Size, "size", 64, "length of a message's text (`bytes`)")
 	fs.DurationVar(&f.Warmup, "warmup", 2*time.Second, "load before measuring (a `duration`)")
+	fs.DurationVar(&f.Settle, "settle", time.Second, "wait after connecting, for presence updates to pass (a `duration`)")
+	fs.IntVar(&f.Messages, "messages", 0, "send this many messages in all, then stop, instead of sending for --duration (a `count`)")
 }
 
 func runBenchFanout(ctx context.Context, c *cli, args []string) error {

@@ -93,21 +93,21 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	db := sqlite.NewDB(filepath.Join(dataDir, dbFile))
 	db.Logger = log
+	apps := sqlite.NewAppService(db)
+	users := sqlite.NewUserService(db)
+	messages := sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
+	eventLog := sqlite.NewEventLog(db)
+	node := realtime.NewNode()
+	db.Publisher = node // before Open: the writer reads it; events wait for node.Open
 	if err := db.Open(); err != nil {
 		return err
 	}
 	defer db.Close() // after a failure; the normal path closes it below
 	warnIfOpen(dataDir, log)
-
-	apps := sqlite.NewAppService(db)
 	if err := ensureDefaultApp(ctx, apps, cfg, log); err != nil {
 		return err
 	}
 
-	users := sqlite.NewUserService(db)
-	messages := sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
-	eventLog := sqlite.NewEventLog(db)
-	node := realtime.NewNode()
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = apps, users, messages, eventLog, log
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
@@ -122,7 +122,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := node.Open(); err != nil {
 		return err
 	}
-	db.Publisher = node
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -190,7 +189,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// resume where they stopped once the server is back.
 	stopPruning()
 	stopSweeping()
-	node.Close()
+	if err := node.Shutdown(sctx); err != nil {
+		log.Warn("realtime connections did not end in time", "err", err)
+	}
 	wsHandler.Close()
 	if err := srv.Shutdown(sctx); err != nil {
 		// Requests still running after the timeout are cut off; what they

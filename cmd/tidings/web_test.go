@@ -73,13 +73,6 @@ func (pg *page) waitMessages(want ...string) {
 	pg.waitFor("messages "+string(b), `JSON.stringify(`+messagesJS+`) === `+js(string(b)), `JSON.stringify(`+messagesJS+`)`)
 }
 
-func (pg *page) text(sel string) string {
-	pg.t.Helper()
-	var s string
-	pg.eval(`document.querySelector(`+js(sel)+`)?.textContent ?? ''`, &s)
-	return s
-}
-
 func TestWebChat(t *testing.T) {
 	b := newBrowser(t)
 	dir := t.TempDir()
@@ -148,7 +141,7 @@ func TestWebChat(t *testing.T) {
 		// Typed while the server is away: kept, and sent once it is back.
 		a.send("sent while offline")
 		a.waitFor("the message waiting in the outbox", `document.querySelector('#message-list .msg.pending')`, "")
-		url, stop = startServe(t, dir, "--dev", "--addr", addr)
+		_, stop = startServe(t, dir, "--dev", "--addr", addr)
 		a.waitConnected()
 		bp.waitConnected()
 		want := append(before, "one", "two", "three", "sent while offline")
