@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -60,7 +58,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, optio
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+		return tidings.JSONError("request body", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return tidings.Errorf(tidings.EInvalidJSON, "request body must hold a single JSON value, with nothing after it")
@@ -87,54 +85,6 @@ func requireJSONContentType(r *http.Request) error {
 		return tidings.Errorf(tidings.EUnsupportedType, "JSON must be encoded in UTF-8")
 	}
 	return nil
-}
-
-// jsonError turns an error of json.Decoder into an invalid_json error
-// whose message tells the client what to fix.
-func jsonError(err error) error {
-	if e, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return tidings.Errorf(tidings.EInvalidJSON, "request body is not valid JSON: %s (at byte %d)", e.Error(), e.Offset)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return tidings.Errorf(tidings.EInvalidJSON, "request body is not valid JSON: it ends too early")
-	}
-	if e, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		if e.Field == "" {
-			return tidings.Errorf(tidings.EInvalidJSON, "request body must be %s, not %s", jsonKind(e.Type), e.Value)
-		}
-		return tidings.Errorf(tidings.EInvalidJSON, "field %q must be %s, not %s", e.Field, jsonKind(e.Type), e.Value)
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return tidings.Errorf(tidings.EInvalidJSON, "unknown field %s", name)
-	}
-	if _, ok := errors.AsType[*json.InvalidUnmarshalError](err); ok {
-		return fmt.Errorf("decoding request body: %w", err) // a bug: internal
-	}
-	return tidings.Errorf(tidings.EInvalidJSON, "request body is not valid: %s", strings.TrimPrefix(err.Error(), "json: "))
-}
-
-// jsonKind names the kind of JSON value that decodes into t.
-func jsonKind(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "an integer"
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a non-negative integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Map, reflect.Struct:
-		return "an object"
-	}
-	return "a different JSON type"
 }
 
 // queryInt returns the integer query parameter name of r, between min and

@@ -242,7 +242,7 @@ func decode(data json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return tidings.Errorf(tidings.EInvalidJSON, "the command's data is not valid: %v", err)
+		return tidings.JSONError("the command's data", err)
 	}
 	return nil
 }

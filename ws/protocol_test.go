@@ -541,3 +541,27 @@ func TestAWaitingPollCountsAsAConnection(t *testing.T) {
 	waitFor(t, "the poll's session to end", func() bool { return s.metric("tidings_realtime_sessions") == 0 })
 	dial(t, s).auth("", tok, protocol.AuthArgs{})
 }
+
+// The socket words a bad command as the REST API words a bad body: what
+// to fix, never Go's own error text.
+func TestBadCommandDataIsWordedForPeople(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "bob")
+	c := dial(t, s)
+	c.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	for _, tc := range []struct {
+		command, data, want string
+	}{
+		{protocol.CmdSend, `{"conversationId":"c","text":"hi"}`, `unknown field "text"`},
+		{protocol.CmdMarkRead, `{"conversationId":"c","seq":"one"}`, `field "seq" must be an integer, not string`},
+		{protocol.CmdSend, `[1]`, `the command's data must be an object, not array`},
+	} {
+		f := c.command("", tc.command, json.RawMessage(tc.data))
+		if f.Error == nil || f.Error.Code != tidings.EInvalidJSON || f.Error.Message != tc.want {
+			t.Errorf("%s %s: answered %+v, want invalid_json %q", tc.command, tc.data, f.Error, tc.want)
+		}
+		if f.Error != nil && strings.Contains(f.Error.Message, "json:") {
+			t.Errorf("%s %s: Go's error text reaches the user: %q", tc.command, tc.data, f.Error.Message)
+		}
+	}
+}
