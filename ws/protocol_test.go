@@ -147,7 +147,12 @@ func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
 		}
 	}()
 
-	bob.SetReadDeadline(time.Now().Add(60 * time.Second))
+	// The reader reads and replies, then stops reading until the server has
+	// given up on it (whatever the machine's speed, the queue overflows
+	// then), and reads and replies on: its replies reach a server that has
+	// closed its side, and the close frame must still come, whole.
+	paused := false
+	bob.SetReadDeadline(time.Now().Add(90 * time.Second))
 	for {
 		op, p, err := bob.readFrame()
 		if err != nil {
@@ -177,7 +182,16 @@ func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
 				}
 			}
 		}
-		time.Sleep(20 * time.Millisecond) // a slow reader
+		if !paused {
+			paused = true
+			deadline := time.Now().Add(60 * time.Second)
+			for s.metric("tidings_realtime_slow_consumers_total") == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the server never gave up on a reader that stopped reading")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
 	}
 }
 
