@@ -109,7 +109,7 @@ func defaultConfig() config {
 		MaxConnsPerUser:   32,
 		CommandRate:       50,
 		UserRate:          50,
-		AppRate:           2000,
+		AppRate:           0, // no limit: set it on servers shared by several apps
 		ConversationRate:  30,
 		ParticipantRate:   300,
 		Retention:         30 * 24 * time.Hour,

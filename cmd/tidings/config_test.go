@@ -94,7 +94,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"retention": "48h", "dev": "true", "debug-addr": "127.0.0.1:6060",
 		"max-body-reads": "5", "body-timeout": "11s", "body-min-rate": "1KiB",
 		"user-upload-quota": "0", "user-upload-window": "1h", "app-storage-quota": "10GiB", "unattached-file-grace": "2h",
-		"user-rate": "5", "app-rate": "0", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
+		"user-rate": "5", "app-rate": "300", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -119,7 +119,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		Retention: 48 * time.Hour, Dev: true, DebugAddr: "127.0.0.1:6060",
 		MaxBodyReads: 5, BodyTimeout: 11 * time.Second, BodyMinRate: 1 << 10,
 		UserUploadQuota: 0, UserUploadWindow: time.Hour, AppStorageQuota: 10 << 30, UnattachedFileGrace: 2 * time.Hour,
-		UserRate: 5, AppRate: 0, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
+		UserRate: 5, AppRate: 300, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)
