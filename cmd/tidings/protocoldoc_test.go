@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // The defaults docs/protocol.md states are the server's: each sentence of
@@ -40,6 +42,42 @@ func TestProtocolDocumentStatesTheDefaults(t *testing.T) {
 		}
 		if s := fmt.Sprintf(c.says, c.value); !strings.Contains(text, s) {
 			t.Errorf("docs/protocol.md does not say %q", s)
+		}
+	}
+}
+
+// Every link of docs/protocol.md to a part of itself (](#anchor)), such as
+// those of the contents and of the table for teams coming from hosted chat
+// SDKs, leads to one of its headings, with the anchor GitHub gives it.
+func TestProtocolDocumentLinksLeadToItsHeadings(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_':
+				b.WriteRune(r)
+			case r == ' ':
+				b.WriteByte('-')
+			}
+		}
+		anchors[b.String()] = true
+	}
+	links := regexp.MustCompile(`\]\(#([^)]+)\)`).FindAllStringSubmatch(string(doc), -1)
+	if len(links) < 20 {
+		t.Fatalf("found %d links to parts of the document: the pattern no longer matches", len(links))
+	}
+	for _, l := range links {
+		if !anchors[l[1]] {
+			t.Errorf("docs/protocol.md links to #%s, which is none of its headings", l[1])
 		}
 	}
 }
