@@ -81,12 +81,30 @@ type ConversationDatePayload struct {
 }
 
 // ParticipantPayload is the payload of participantAdded, participantUpdated
-// and participantRemoved. Role is empty for participantRemoved.
+// and participantRemoved. Role is empty for participantRemoved; Reason
+// (one of the Reason constants) is set on participantAdded and
+// participantRemoved only. Events stored before Reason existed lack it:
+// clients then compare the event's actor with ProfileID.
 type ParticipantPayload struct {
 	ConversationID string `json:"conversationId"`
 	ProfileID      string `json:"profileId"`
 	Role           Role   `json:"role,omitempty"`
+	Reason         string `json:"reason,omitempty"`
 }
+
+// Why a participant was added or removed: the Reason of a
+// ParticipantPayload.
+const (
+	// ReasonJoined: the user joined a public conversation themselves.
+	ReasonJoined = "joined"
+	// ReasonAdded: someone added the user, or created the conversation
+	// with them (the creator included).
+	ReasonAdded = "added"
+	// ReasonLeft: the user left the conversation themselves.
+	ReasonLeft = "left"
+	// ReasonRemoved: someone removed (kicked) the user.
+	ReasonRemoved = "removed"
+)
 
 // MessagePayload is the payload of conversationMessage.sent (the new
 // message), .edited and .deleted (the message after the change, with

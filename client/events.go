@@ -101,6 +101,11 @@ type ParticipantAdded struct {
 	EventInfo
 	ProfileID string
 	Role      tidings.Role
+	// Reason is tidings.ReasonJoined (they joined a public conversation
+	// themselves) or ReasonAdded (someone added them, or created the
+	// conversation with them). Events stored by servers older than the
+	// field have it empty: compare Actor with ProfileID then.
+	Reason string
 }
 
 // ParticipantUpdated is conversation.participantUpdated: a role changed.
@@ -116,6 +121,11 @@ type ParticipantUpdated struct {
 type ParticipantRemoved struct {
 	EventInfo
 	ProfileID string
+	// Reason is tidings.ReasonLeft (they left themselves) or
+	// ReasonRemoved (someone removed them). Events stored by servers
+	// older than the field have it empty: compare Actor with ProfileID
+	// then.
+	Reason string
 }
 
 // ParticipantTyping is conversation.participantTyping (live only).
@@ -268,7 +278,7 @@ func typedEvent(info EventInfo) Event {
 	case tidings.EventParticipantAdded:
 		var p tidings.ParticipantPayload
 		if decode(&p) {
-			ev = &ParticipantAdded{EventInfo: info, ProfileID: p.ProfileID, Role: p.Role}
+			ev = &ParticipantAdded{EventInfo: info, ProfileID: p.ProfileID, Role: p.Role, Reason: p.Reason}
 		}
 	case tidings.EventParticipantUpdated:
 		var p tidings.ParticipantPayload
@@ -278,7 +288,7 @@ func typedEvent(info EventInfo) Event {
 	case tidings.EventParticipantRemoved:
 		var p tidings.ParticipantPayload
 		if decode(&p) {
-			ev = &ParticipantRemoved{EventInfo: info, ProfileID: p.ProfileID}
+			ev = &ParticipantRemoved{EventInfo: info, ProfileID: p.ProfileID, Reason: p.Reason}
 		}
 	case protocol.EventTyping:
 		var p protocol.TypingPayload

@@ -48,7 +48,7 @@ func TestEventCatalogue(t *testing.T) {
 	pa := waitEvent(t, rec, func(e *client.ParticipantAdded) bool {
 		return e.ConversationID == conv.ID && e.ProfileID == "alice"
 	})
-	if pa.Role != tidings.RoleMember {
+	if pa.Role != tidings.RoleMember || pa.Reason != tidings.ReasonAdded {
 		t.Errorf("participantAdded: %+v", pa)
 	}
 
@@ -65,7 +65,9 @@ func TestEventCatalogue(t *testing.T) {
 	if _, err := bob.AddParticipant(ctx, conv.ID, tidings.NewParticipant{UserID: "carol"}); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, rec, func(e *client.ParticipantAdded) bool { return e.ProfileID == "carol" })
+	if pa := waitEvent(t, rec, func(e *client.ParticipantAdded) bool { return e.ProfileID == "carol" }); pa.Reason != tidings.ReasonAdded {
+		t.Errorf("participantAdded of carol: reason %q", pa.Reason)
+	}
 	if _, err := bob.UpdateParticipant(ctx, conv.ID, "carol", tidings.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func TestEventCatalogue(t *testing.T) {
 	if err := bob.RemoveParticipant(ctx, conv.ID, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	if pr := waitEvent[*client.ParticipantRemoved](t, rec, nil); pr.ProfileID != "carol" || pr.Action != protocol.ActionDelete {
+	if pr := waitEvent[*client.ParticipantRemoved](t, rec, nil); pr.ProfileID != "carol" || pr.Action != protocol.ActionDelete || pr.Reason != tidings.ReasonRemoved {
 		t.Errorf("participantRemoved: %+v", pr)
 	}
 

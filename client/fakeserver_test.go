@@ -402,3 +402,23 @@ func TestCloseAcknowledgesWhatWasProcessed(t *testing.T) {
 		t.Errorf("an update no listener processed was acknowledged: replies %v", s.replies)
 	}
 }
+
+// TestParticipantEventsWithoutReasonDecode: events stored by servers older
+// than the payloads' reason still decode, with Reason empty.
+func TestParticipantEventsWithoutReasonDecode(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t, func(fc *fakeConn, n int, a protocol.AuthArgs) {
+		fc.ok("0")
+		fc.send(eventFrame(1, tidings.EventParticipantAdded, map[string]string{"conversationId": "conv", "profileId": "carol", "role": "member"}),
+			eventFrame(2, tidings.EventParticipantRemoved, map[string]string{"conversationId": "conv", "profileId": "carol"}))
+	})
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), fastBackoff)
+	rec := newRecorder()
+	c.AddEventListener(rec.listen)
+	if pa := waitEvent[*client.ParticipantAdded](t, rec, nil); pa.ProfileID != "carol" || pa.Role != tidings.RoleMember || pa.Reason != "" {
+		t.Errorf("participantAdded without reason: %+v", pa)
+	}
+	if pr := waitEvent[*client.ParticipantRemoved](t, rec, nil); pr.ProfileID != "carol" || pr.Reason != "" {
+		t.Errorf("participantRemoved without reason: %+v", pr)
+	}
+}

@@ -144,7 +144,7 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		}
 		// The first participants see the conversation from its creation.
 		for _, p := range all {
-			if err := tx.addParticipant(c.AppID, nc.ID, p, actor, created.Seq); err != nil {
+			if err := tx.addParticipant(c.AppID, nc.ID, p, actor, created.Seq, tidings.ReasonAdded); err != nil {
 				return err
 			}
 		}
@@ -163,15 +163,15 @@ func errIDNotAvailable(id string) error {
 
 // addParticipant inserts a participant, emits participantAdded and opens
 // their membership of the conversation's events from fromSeq (0: from
-// that participantAdded event). It does not change the conversation's
-// participant count.
-func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, actor *tidings.Profile, fromSeq int64) error {
+// that participantAdded event). reason is the event's: tidings.ReasonAdded
+// or ReasonJoined. It does not change the conversation's participant count.
+func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, actor *tidings.Profile, fromSeq int64, reason string) error {
 	if _, err := tx.exec(`INSERT INTO participants (app_id, conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?, ?)`,
 		appID, convID, p.UserID, string(p.Role), micros(tx.now)); err != nil {
 		return err
 	}
 	ev, err := tx.emitEvent(appID, tidings.EventParticipantAdded, actor, convID, p.UserID,
-		tidings.ParticipantPayload{ConversationID: convID, ProfileID: p.UserID, Role: p.Role})
+		tidings.ParticipantPayload{ConversationID: convID, ProfileID: p.UserID, Role: p.Role, Reason: reason})
 	if err != nil {
 		return err
 	}
@@ -434,7 +434,7 @@ func (s *ConversationService) AddParticipant(ctx context.Context, id string, np 
 		if _, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, np.UserID); err == nil {
 			return tidings.Errorf(tidings.EConflict, "user %q already takes part in conversation %q", np.UserID, id)
 		}
-		return tx.join(c, id, np)
+		return tx.join(c, id, np, tidings.ReasonAdded)
 	})
 	if err != nil {
 		return nil, err
@@ -442,8 +442,9 @@ func (s *ConversationService) AddParticipant(ctx context.Context, id string, np 
 	return findParticipant(ctx, s.db.read, c.AppID, id, np.UserID)
 }
 
-// join adds a participant on behalf of the caller and counts them.
-func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant) error {
+// join adds a participant on behalf of the caller and counts them; reason
+// is tidings.ReasonAdded or ReasonJoined.
+func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant, reason string) error {
 	actor, err := tx.actor(c)
 	if err != nil {
 		return err
@@ -451,7 +452,7 @@ func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant) e
 	if _, err := tx.exec(`UPDATE conversations SET participant_count = participant_count + 1 WHERE app_id = ? AND id = ?`, c.AppID, convID); err != nil {
 		return err
 	}
-	return tx.addParticipant(c.AppID, convID, np, actor, 0)
+	return tx.addParticipant(c.AppID, convID, np, actor, 0, reason)
 }
 
 func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID string, role tidings.Role) (*tidings.Participant, error) {
@@ -538,8 +539,13 @@ func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID 
 }
 
 // removeParticipant deletes a participant, uncounts them and emits
-// participantRemoved.
+// participantRemoved, with the reason tidings.ReasonLeft when the caller
+// removes themselves and ReasonRemoved otherwise.
 func (tx *Tx) removeParticipant(c tidings.Caller, convID, userID string) error {
+	reason := tidings.ReasonRemoved
+	if userID == c.UserID {
+		reason = tidings.ReasonLeft
+	}
 	actor, err := tx.actor(c)
 	if err != nil {
 		return err
@@ -551,7 +557,7 @@ func (tx *Tx) removeParticipant(c tidings.Caller, convID, userID string) error {
 		return err
 	}
 	ev, err := tx.emitEvent(c.AppID, tidings.EventParticipantRemoved, actor, convID, userID,
-		tidings.ParticipantPayload{ConversationID: convID, ProfileID: userID})
+		tidings.ParticipantPayload{ConversationID: convID, ProfileID: userID, Reason: reason})
 	if err != nil {
 		return err
 	}
@@ -576,7 +582,7 @@ func (s *ConversationService) Join(ctx context.Context, id string) (*tidings.Par
 		case conv.DeletedAt != nil:
 			return tidings.Errorf(tidings.EConflict, "conversation %q is deleted", id)
 		}
-		return tx.join(c, id, tidings.NewParticipant{UserID: c.UserID, Role: tidings.RoleMember})
+		return tx.join(c, id, tidings.NewParticipant{UserID: c.UserID, Role: tidings.RoleMember}, tidings.ReasonJoined)
 	})
 	if err != nil {
 		return nil, err

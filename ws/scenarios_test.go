@@ -392,6 +392,59 @@ func TestRemovedParticipantStopsReceivingAtOnce(t *testing.T) {
 	}
 }
 
+// TestParticipantEventsTellJoinLeaveAddRemove: participantAdded and
+// participantRemoved say why, so that a client tells "Bob joined" from
+// "Alice added Bob" and "Bob left" from "Alice removed Bob" without
+// comparing the actor with the user.
+func TestParticipantEventsTellJoinLeaveAddRemove(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob", "carol", "dave")
+	alice := dial(t, s)
+	alice.auth("", s.token("a", "alice"), protocol.AuthArgs{})
+	conv, err := s.convs.CreateConversation(s.as("a", "alice"), tidings.NewConversation{IsPublic: true,
+		Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.convs.Join(s.as("a", "carol"), conv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.convs.AddParticipant(s.as("a", "alice"), conv.ID, tidings.NewParticipant{UserID: "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.convs.Leave(s.as("a", "carol"), conv.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Removing oneself is leaving.
+	if err := s.convs.RemoveParticipant(s.as("a", "dave"), conv.ID, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.convs.RemoveParticipant(s.as("a", "alice"), conv.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"participantAdded alice by alice: added", // the creator, at creation
+		"participantAdded bob by alice: added",
+		"participantAdded carol by carol: joined",
+		"participantAdded dave by alice: added",
+		"participantRemoved carol by carol: left",
+		"participantRemoved dave by dave: left",
+		"participantRemoved bob by alice: removed",
+	}
+	var got []string
+	for len(got) < len(want) {
+		u := alice.next()
+		if u.ev.Name != tidings.EventParticipantAdded && u.ev.Name != tidings.EventParticipantRemoved {
+			continue
+		}
+		p := decodePayload[tidings.ParticipantPayload](t, u)
+		got = append(got, fmt.Sprintf("%s %s by %s: %s", strings.TrimPrefix(u.ev.Name, "conversation."), p.ProfileID, u.ev.Actor.ID, p.Reason))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("alice got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // --- Tokens and accounts ---------------------------------------------------
 
 func TestExpiredTokenEndsItsAccountAtOnce(t *testing.T) {

@@ -1140,7 +1140,11 @@ func (c *chat) onEvent(e client.Event) {
 	case *client.ParticipantAdded:
 		if p := c.people[e.ProfileID]; p != nil {
 			p.role = e.Role
-			c.notice(fmt.Sprintf("%s joined", p.name))
+			if byThemselves(e.Reason, tidings.ReasonJoined, e.Actor, e.ProfileID) {
+				c.notice(p.name + " joined")
+			} else {
+				c.notice(fmt.Sprintf("%s added %s", c.actorName(e.Actor), p.name))
+			}
 		}
 	case *client.ParticipantUpdated:
 		if p := c.people[e.ProfileID]; p != nil {
@@ -1154,7 +1158,7 @@ func (c *chat) onEvent(e client.Event) {
 		case e.ProfileID == c.me.ID:
 			c.notice("you are no longer in this conversation")
 			c.end(fmt.Errorf("you were removed from the conversation %s", c.conv))
-		case e.Actor != nil && e.Actor.ID == e.ProfileID:
+		case byThemselves(e.Reason, tidings.ReasonLeft, e.Actor, e.ProfileID):
 			c.notice(name + " left")
 		default:
 			c.notice(fmt.Sprintf("%s removed %s", c.actorName(e.Actor), name))
@@ -1194,6 +1198,18 @@ func (c *chat) elsewhere(e client.Event) {
 			c.say(fmt.Sprintf("%s added you to %s: /switch %s shows it", by, e.ConversationID, e.ConversationID))
 		}
 	}
+}
+
+// byThemselves tells whether a participantAdded or participantRemoved
+// event is the user's own doing (joined, left) rather than someone
+// else's (added, removed): reason says so, and events older than reason
+// have the actor to compare with the user. A creator added at creation
+// is told as joining.
+func byThemselves(reason, own string, actor *tidings.Profile, userID string) bool {
+	if reason == own {
+		return true
+	}
+	return actor != nil && actor.ID == userID
 }
 
 func (c *chat) actorName(p *tidings.Profile) string {

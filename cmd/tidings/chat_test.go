@@ -136,6 +136,32 @@ func TestChat(t *testing.T) {
 	}
 }
 
+// TestChatTellsJoinLeaveAddRemove: the chat says who left and who added
+// whom from the events' reason.
+func TestChatTellsJoinLeaveAddRemove(t *testing.T) {
+	w := newWorld(t)
+	chat := start(t, w.env("alice"), "chat", "lunch")
+	chat.waitOutput(t, false, "/help lists the commands")
+	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
+	if err := bob.Leave(ctxT(t), "lunch"); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "Bob left\n")
+	alice := w.client(t, "alice", client.WithMode(client.ManualMode))
+	if _, err := alice.AddParticipant(ctxT(t), "lunch", tidings.NewParticipant{UserID: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "you added Bob\n")
+	if err := alice.RemoveParticipant(ctxT(t), "lunch", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "you removed Bob\n")
+	io.WriteString(chat.stdin, "/quit\n")
+	if code := chat.exit(t); code != exitOK {
+		t.Errorf("/quit: exit code %d; stderr:\n%s", code, chat.stderr)
+	}
+}
+
 func TestChatHistory(t *testing.T) {
 	w := newWorld(t)
 	for _, text := range []string{"m1", "m2", "m3\x1b[31mred"} {

@@ -305,10 +305,16 @@ func updateDetail(e client.Event) string {
 		}
 		return e.ProfileID + " is offline"
 	case *client.ParticipantAdded:
+		if byThemselves(e.Reason, tidings.ReasonJoined, e.Actor, e.ProfileID) {
+			return fmt.Sprintf("%s joined as %s", e.ProfileID, e.Role)
+		}
 		return fmt.Sprintf("%s added as %s", e.ProfileID, e.Role)
 	case *client.ParticipantUpdated:
 		return fmt.Sprintf("%s is now %s", e.ProfileID, e.Role)
 	case *client.ParticipantRemoved:
+		if byThemselves(e.Reason, tidings.ReasonLeft, e.Actor, e.ProfileID) {
+			return e.ProfileID + " left"
+		}
 		return e.ProfileID + " removed"
 	case *client.ConversationCreate:
 		return fmt.Sprintf("created %q", e.Name)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
 )
 
@@ -51,6 +52,29 @@ func TestListenPrintsAndAcknowledges(t *testing.T) {
 	if out := l.stdout.String(); strings.Contains(out, "lunch at noon") || strings.Contains(out, "#2 two") {
 		t.Errorf("the server sent again what was acknowledged:\n%s", out)
 	}
+}
+
+// TestListenTellsLeftFromRemoved: listen says whether a participant left
+// or was removed, and was added or joined.
+func TestListenTellsLeftFromRemoved(t *testing.T) {
+	w := newWorld(t)
+	l := start(t, w.env("alice"), "listen")
+	l.waitOutput(t, true, listening)
+	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
+	if err := bob.Leave(ctxT(t), "lunch"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitOutput(t, false, "  conversation.participantRemoved  lunch  bob  bob left\n")
+	alice := w.client(t, "alice", client.WithMode(client.ManualMode))
+	if _, err := alice.AddParticipant(ctxT(t), "lunch", tidings.NewParticipant{UserID: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	l.waitOutput(t, false, "  conversation.participantAdded  lunch  alice  bob added as member\n")
+	if err := alice.RemoveParticipant(ctxT(t), "lunch", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitOutput(t, false, "  conversation.participantRemoved  lunch  alice  bob removed\n")
+	l.stop(t)
 }
 
 func TestListenJSON(t *testing.T) {

@@ -168,7 +168,14 @@ func TestWebChat(t *testing.T) {
 // test unless it succeeds.
 func restPost(t *testing.T, url, token, path, body string) {
 	t.Helper()
-	req, err := http.NewRequest("POST", url+path, strings.NewReader(body))
+	restDo(t, "POST", url, token, path, body)
+}
+
+// restDo sends a request to the API with a user's token, failing the test
+// unless it succeeds.
+func restDo(t *testing.T, method, url, token, path, body string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +187,7 @@ func restPost(t *testing.T, url, token, path, body string) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		t.Fatalf("POST %s: %d", path, resp.StatusCode)
+		t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
 	}
 }
 
@@ -315,6 +322,36 @@ func TestWebSignInLogsNoErrors(t *testing.T) {
 // images load and errors appear; an edit keeps the lines of a message;
 // deleting asks in the page and errors show in it, never in browser
 // dialogs; Edit and Delete are visible where nothing can hover.
+// TestWebTellsJoinLeaveAddRemove: the open conversation says who joined,
+// left, was added or removed, from the events' reason, with names as text.
+func TestWebTellsJoinLeaveAddRemove(t *testing.T) {
+	b := newBrowser(t)
+	url, stop := startServe(t, t.TempDir(), "--dev")
+	defer stop()
+	aliceToken, carolToken := mintDevToken(t, url, "alice"), mintDevToken(t, url, "carol")
+	const carol = `<img src=x onerror="window.injected=1">Carol`
+	restDo(t, "PATCH", url, carolToken, "/v1/users/carol", `{"displayName":`+js(carol)+`}`)
+	restPost(t, url, aliceToken, "/v1/conversations", `{"id":"club","name":"Club","isPublic":true}`)
+	restPost(t, url, aliceToken, "/v1/conversations/club/messages", `{"parts":[{"type":"text/plain","data":"welcome"}]}`)
+	a := b.newProfile("alice").open(url + "/")
+	a.signIn("alice")
+	a.openConversation("Club")
+	a.waitMessages("welcome")
+
+	restPost(t, url, carolToken, "/v1/conversations/club/join", "")
+	restPost(t, url, carolToken, "/v1/conversations/club/leave", "")
+	restPost(t, url, aliceToken, "/v1/conversations/club/participants", `{"userId":"carol"}`)
+	restDo(t, "DELETE", url, aliceToken, "/v1/conversations/club/participants/carol", "")
+	want, _ := json.Marshal([]string{"welcome", carol + " joined", carol + " left", "You added " + carol, "You removed " + carol})
+	const lines = `JSON.stringify([...document.querySelectorAll('#message-list > li')].map(e => e.querySelector('.body')?.textContent ?? e.textContent))`
+	a.waitFor("the four notices after the message", lines+` === JSON.stringify(`+string(want)+`)`, lines)
+	var injected bool
+	a.eval(`!!window.injected || !!document.querySelector('#message-list img')`, &injected)
+	if injected {
+		t.Error("a display name was read as HTML")
+	}
+}
+
 func TestWebConversationDetails(t *testing.T) {
 	b := newBrowser(t)
 	url, stop := startServe(t, t.TempDir(), "--dev", "--max-message-bytes", "400")

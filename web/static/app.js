@@ -32,7 +32,7 @@ const state = {
   me: null,              // the signed-in user
   convs: new Map(),      // id → conversation (as the API returns it, kept up to date)
   current: '',           // the open conversation's id
-  threads: new Map(),    // id → {messages: Map id→message, hasMore, loading, participants: Map}
+  threads: new Map(),    // id → {messages: Map id→message, hasMore, loading, participants: Map, notices: [{seq, text}]}
   presence: new Map(),   // user id → 'online' | 'offline'
   typing: new Map(),     // conversation id → Map user id → {name, timer}
   outbox: [],            // messages not sent yet: {clientId, conversationId, text, createdAt, error?}
@@ -239,7 +239,10 @@ async function onEvent(ev) {
       return;
     case 'conversation.participantAdded':
       if (p.profileId === me && !conv) await fetchConversation(ev.conversationId);
-      else if (conv) await refreshParticipants(ev.conversationId);
+      else if (conv) {
+        await refreshParticipants(ev.conversationId);
+        addNotice(ev.conversationId, await participantNotice(ev));
+      }
       return;
     case 'conversation.participantUpdated':
       if (conv) await refreshParticipants(ev.conversationId);
@@ -252,7 +255,9 @@ async function onEvent(ev) {
         if (state.current === ev.conversationId) closeConversation();
         renderConvList();
       } else if (conv) {
+        const text = await participantNotice(ev); // before the refresh forgets the name
         await refreshParticipants(ev.conversationId);
+        addNotice(ev.conversationId, text);
       }
       return;
     case 'conversation.update':
@@ -320,6 +325,57 @@ function onMessage(m, ev) {
     else if (!ev.silent) mark('delivered', conv.id, m.seq);
   }
   renderConvList();
+}
+
+/**
+ * The line a participantAdded or participantRemoved event shows: "Bob joined",
+ * "Bob left", "Alice added Carol", "Alice removed Carol". The payload's reason
+ * says which; events stored before servers set it lack it, and the user's own
+ * doing is then the one where they are the actor.
+ */
+async function participantNotice(ev) {
+  const p = ev.payload || {};
+  const added = ev.name === 'conversation.participantAdded';
+  const actor = ev.actor;
+  const own = p.reason === 'joined' || p.reason === 'left' || (actor && actor.id === p.profileId);
+  const me = state.me.id;
+  const who = p.profileId === me ? 'you' : await displayNameOf(ev.conversationId, p.profileId, actor);
+  if (own) return `${p.profileId === me ? 'You' : who} ${added ? 'joined' : 'left'}`;
+  const by = !actor ? 'The server' : actor.id === me ? 'You' : (actor.displayName || actor.id);
+  return `${by} ${added ? 'added' : 'removed'} ${who}`;
+}
+
+/**
+ * A user's display name: the actor's, a participant's, or else asked of the
+ * API (the participants listed may already be past the event being shown).
+ */
+async function displayNameOf(convId, id, actor) {
+  if (actor?.id === id) return actor.displayName || id;
+  const known = state.threads.get(convId)?.participants.get(id)?.profile?.displayName;
+  if (known) return known;
+  try {
+    return (await state.client.getUser(id)).displayName || id;
+  } catch (err) {
+    return id;
+  }
+}
+
+/** Shows a line of what happened in a conversation after its latest message, if its messages are loaded. */
+function addNotice(convId, text) {
+  const t = state.threads.get(convId);
+  if (!t?.loaded) return;
+  const n = { seq: (state.convs.get(convId)?.lastSeq || 0) + 0.5, text };
+  t.notices.push(n);
+  if (convId === state.current) placeNotice(n);
+}
+
+/** Puts a notice in the list after the messages up to its seq (text only: names are the users'). */
+function placeNotice(n) {
+  const list = $('message-list');
+  const el = h('li', { class: 'notice', dataset: { seq: String(n.seq) } });
+  el.textContent = n.text;
+  const after = [...list.children].find(c => Number(c.dataset.seq) > n.seq);
+  list.insertBefore(el, after || null);
 }
 
 function onMark(kind, convId, userId, seq) {
@@ -412,7 +468,7 @@ function renderConvList() {
 function thread(id) {
   let t = state.threads.get(id);
   if (!t) {
-    t = { messages: new Map(), hasMore: true, loading: false, loaded: false, participants: new Map() };
+    t = { messages: new Map(), hasMore: true, loading: false, loaded: false, participants: new Map(), notices: [] };
     state.threads.set(id, t);
   }
   return t;
@@ -439,6 +495,7 @@ async function openConversation(id) {
     await Promise.all([loadOlder(id, true), refreshParticipants(id)]);
   } else {
     for (const m of sortedMessages(t)) placeMessage(m);
+    for (const n of t.notices) placeNotice(n);
     for (const m of state.outbox.filter(m => m.conversationId === id)) placeMessage(pendingMessage(m));
     scrollToBottom();
   }

@@ -135,7 +135,24 @@ export interface TidingsEvent {
   actor?: Profile;
   conversationId?: string;
   userId?: string;
+  /** The event's payload (docs/protocol.md): a ParticipantPayload for the conversation.participant… events. */
   payload: any;
+}
+
+/** The payload of conversation.participantAdded, participantUpdated and participantRemoved. */
+export interface ParticipantPayload {
+  conversationId: string;
+  profileId: string;
+  /** The role given (added) or the new role (updated); absent on participantRemoved. */
+  role?: 'owner' | 'admin' | 'member';
+  /**
+   * Why: on participantAdded "joined" (they joined a public conversation
+   * themselves) or "added" (someone added them, or created the conversation
+   * with them); on participantRemoved "left" (they left) or "removed" (someone
+   * removed them). Absent on participantUpdated, and on events stored by
+   * servers older than the field: compare the event's actor with profileId then.
+   */
+  reason?: 'joined' | 'added' | 'left' | 'removed';
 }
 
 export interface Part { type: string; name?: string; data?: string; fileId?: string; size?: number }
