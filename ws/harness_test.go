@@ -273,6 +273,13 @@ func (c *client) command(account, name string, data any) protocol.Frame {
 	case f := <-ch:
 		return f
 	case <-c.closed:
+		// The reader hands over an answer before it sees the close frame
+		// that follows it; when both are there, select picks either.
+		select {
+		case f := <-ch:
+			return f
+		default:
+		}
 		c.t.Fatalf("connection closed (code %d) while waiting for the answer to %s", c.code, name)
 	case <-time.After(10 * time.Second):
 		c.t.Fatalf("no answer to %s", name)
