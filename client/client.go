@@ -2,12 +2,12 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -58,11 +58,14 @@ type StatusChange struct {
 	Err error
 }
 
-// Client is a connection to a Tidings server for one user: the realtime
-// connection, which delivers updates to the listeners, and the REST API.
-// Create it with New. A Client is safe for concurrent use. Close it when
-// done: it stops every goroutine it started.
+// Client is a connection to a Tidings server: the realtime connection,
+// which delivers updates to the listeners, and the REST API, for one user
+// (the default account) or several (see AddAccount). Create it with New.
+// A Client is safe for concurrent use. Close it when done: it stops every
+// goroutine it started.
 type Client struct {
+	calls // the REST API and the commands, as the default account
+
 	opts    options
 	baseURL string // REST base, without a trailing slash
 	wsURL   string
@@ -83,27 +86,10 @@ type Client struct {
 	closed       bool
 	status       Status
 	statusErr    error
-	statusCh     chan struct{} // closed and replaced on every status change
-	sess         *session
+	statusCh     chan struct{} // closed and replaced on every change of the status or of an account
+	accts        []*Account    // the accounts logged in, in the order they were added
 	cur          *conn
-	tokenExp     time.Time
 	inBackground bool
-}
-
-// session is one login: a user's credentials and cursor.
-type session struct {
-	tokens *tokenSource
-	appID  string
-	userID string
-
-	// lastRef is the ref of the last update the listeners processed.
-	lastRef atomic.Int64
-	// resumeLatest asks the next connection to resume with new updates
-	// only (after a resync the server could not name a ref for).
-	resumeLatest atomic.Bool
-
-	cursorMu     sync.Mutex
-	cursorLoaded bool
 }
 
 var devicePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -140,6 +126,7 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 		reqs: make(chan func(*machine)), loopDone: make(chan struct{}),
 		q: newQueue(), deliveryDone: make(chan struct{}), statusCh: make(chan struct{}),
 	}
+	c.calls = calls{c: c}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, l := range o.eventListeners {
 		c.events.add(l)
@@ -149,18 +136,14 @@ func New(serverURL string, opts ...Option) (*Client, error) {
 	}
 	m := &machine{c: c}
 	if o.provider != nil {
-		sess := c.newSession(o.provider, o.static)
-		c.learnIdentity(sess, o.token)
-		m.setSession(sess)
+		a := c.newAccount(DefaultAccount, o.provider, o.static, o.device, o.cursor)
+		c.learnIdentity(a, o.token)
+		_ = m.addAccount(a)
 	}
 	m.reconcile() // the first status, and the first attempt in auto mode
 	go c.run(m)
 	go c.deliver()
 	return c, nil
-}
-
-func (c *Client) newSession(p TokenProvider, static bool) *session {
-	return &session{tokens: newTokenSource(p, static, c.opts.clock, c.opts.refreshMargin)}
 }
 
 // Mode returns the connection mode the client was created with.
@@ -169,35 +152,33 @@ func (c *Client) Mode() Mode { return c.opts.mode }
 // Device returns the device name of the client.
 func (c *Client) Device() string { return c.opts.device }
 
-// UserID returns the id of the logged-in user ("" when not logged in, or
-// not known yet: it is read from the token, or learnt at login or at the
-// first connection).
+// UserID returns the id of the logged-in user of the default account (""
+// when not logged in, or not known yet: it is read from the token, or
+// learnt at login or at the first connection).
 func (c *Client) UserID() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess == nil {
-		return ""
+	if a := c.account(DefaultAccount); a != nil {
+		return a.UserID()
 	}
-	return c.sess.userID
+	return ""
 }
 
-// TokenExpiry returns when the token accepted by the server on the
-// realtime connection expires (zero before the first connection). It moves
-// forward each time the client refreshes the token.
+// TokenExpiry returns when the token of the default account accepted by
+// the server on the realtime connection expires (zero before the first
+// connection). It moves forward each time the client refreshes the token.
 func (c *Client) TokenExpiry() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.tokenExp
+	if a := c.account(DefaultAccount); a != nil {
+		return a.TokenExpiry()
+	}
+	return time.Time{}
 }
 
-// LastRef returns the ref of the last update the listeners processed in
-// this login ("" if none).
+// LastRef returns the ref of the last update of the default account the
+// listeners processed in this login ("" if none).
 func (c *Client) LastRef() string {
-	s := c.session()
-	if s == nil || s.lastRef.Load() == 0 {
-		return ""
+	if a := c.account(DefaultAccount); a != nil {
+		return a.LastRef()
 	}
-	return fmt.Sprint(s.lastRef.Load())
+	return ""
 }
 
 // Status returns the current state of the realtime connection.
@@ -216,14 +197,14 @@ func (c *Client) Status() Status {
 func (c *Client) WaitConnected(ctx context.Context) error {
 	for {
 		c.mu.Lock()
-		st, why, ch, sess := c.status, c.statusErr, c.statusCh, c.sess
+		st, why, ch, none := c.status, c.statusErr, c.statusCh, len(c.accts) == 0
 		c.mu.Unlock()
 		switch {
 		case st == StatusConnected:
 			return nil
 		case st == StatusClosed:
 			return ErrClosed
-		case sess == nil:
+		case none:
 			return ErrNotLoggedIn
 		case st == StatusDisconnected && why != nil:
 			return fmt.Errorf("%w: %w", ErrNotConnected, why)
@@ -271,61 +252,34 @@ func (c *Client) AddStatusListener(l func(StatusChange)) (remove func()) {
 // then opens the realtime connection in the background. The token cannot
 // be refreshed: use LoginWith a TokenProvider for that.
 func (c *Client) Login(ctx context.Context, token string) (*tidings.User, error) {
-	return c.login(ctx, StaticToken(token), true)
+	return c.login(ctx, c.newAccount(DefaultAccount, StaticToken(token), true, c.opts.device, c.opts.cursor))
 }
 
 // LoginWith is Login with a token provider, called again whenever the
 // token nears its expiry.
 func (c *Client) LoginWith(ctx context.Context, p TokenProvider) (*tidings.User, error) {
-	return c.login(ctx, p, false)
+	return c.login(ctx, c.newAccount(DefaultAccount, p, false, c.opts.device, c.opts.cursor))
 }
 
-func (c *Client) login(ctx context.Context, p TokenProvider, static bool) (*tidings.User, error) {
-	if c.isClosed() {
-		return nil, ErrClosed
-	}
-	if c.session() != nil {
-		return nil, ErrAlreadyLoggedIn
-	}
-	sess := c.newSession(p, static)
-	var u tidings.User
-	if err := c.rest(ctx, sess, "GET", "/v1/me", nil, nil, &u); err != nil {
-		return nil, err
-	}
-	if tok, _, err := sess.tokens.get(ctx); err == nil {
-		c.learnIdentity(sess, tok)
-	}
-	if sess.userID == "" {
-		sess.userID = u.ID
-	}
-	var err error
-	if cerr := c.call(func(m *machine) {
-		if m.sess != nil {
-			err = ErrAlreadyLoggedIn
-			return
-		}
-		m.setSession(sess)
-	}); cerr != nil {
-		return nil, cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &u, nil
-}
-
-// Logout closes the realtime connection and forgets the credentials.
-// Updates received and not yet delivered are dropped (they were not
-// acknowledged: the next login of the same user and device gets them).
+// Logout logs the default account out (see Account.Logout): the updates
+// it processed are acknowledged and its credentials forgotten. When it
+// was the only account, the realtime connection closes. Updates received
+// and not yet delivered are dropped (they were not acknowledged: the next
+// login of the same user and device gets them).
 func (c *Client) Logout() error {
-	return c.call(func(m *machine) {
-		if m.sess == nil {
-			return
-		}
-		m.setSession(nil)
-		m.manualWant = false
-		m.resolve(ErrNotLoggedIn)
-	})
+	if c.isClosed() {
+		return ErrClosed
+	}
+	a := c.account(DefaultAccount)
+	if a == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, closeConfirmTimeout)
+	defer cancel()
+	if err := a.Logout(ctx); errors.Is(err, ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Connect opens the realtime connection (manual mode) and returns once it
@@ -344,13 +298,14 @@ func (c *Client) Connect(ctx context.Context) error {
 		switch {
 		case c.opts.mode == AutoMode:
 			err = ErrAutoMode
-		case m.sess == nil:
+		case len(m.accounts) == 0:
 			err = ErrNotLoggedIn
 		case m.conn != nil:
 			err = ErrAlreadyConnected
 		default:
 			if !m.manualWant {
 				m.manualWant, m.connected, m.failures, m.lastErr = true, false, 0, nil
+				m.clearFailed()
 			}
 			wait = make(chan error, 1)
 			m.waiters = append(m.waiters, wait)
@@ -386,11 +341,15 @@ func (c *Client) Connect(ctx context.Context) error {
 	}
 }
 
-// Disconnect closes the realtime connection (manual mode). It returns
+// Disconnect closes the realtime connection (manual mode), once the
+// updates the listeners processed are acknowledged. It returns
 // ErrAutoMode in auto mode; disconnecting when not connected does nothing.
 func (c *Client) Disconnect() error {
 	if c.isClosed() {
 		return ErrClosed
+	}
+	if c.opts.mode == ManualMode {
+		c.flushAcks()
 	}
 	var err error
 	if cerr := c.call(func(m *machine) {
@@ -426,7 +385,7 @@ func (c *Client) Ping(ctx context.Context) error {
 	if cn == nil {
 		return ErrNotConnected
 	}
-	_, err := cn.command(ctx, protocol.CmdPing, struct{}{})
+	_, err := cn.command(ctx, "", protocol.CmdPing, struct{}{})
 	return err
 }
 
@@ -472,6 +431,7 @@ func (c *Client) Close() error {
 		// still open.
 		c.q.close()
 		<-c.deliveryDone
+		c.flushAcks()
 		c.mu.Lock()
 		cn := c.cur
 		c.mu.Unlock()
@@ -499,12 +459,6 @@ func (c *Client) isClosed() bool {
 	return c.closed
 }
 
-func (c *Client) session() *session {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sess
-}
-
 // current returns the open connection, or an error saying why there is none.
 func (c *Client) current() (*conn, error) {
 	c.mu.Lock()
@@ -529,9 +483,15 @@ func (c *Client) setStatus(s Status, err error) {
 		err = nil
 	}
 	c.status, c.statusErr = s, err
-	close(c.statusCh)
-	c.statusCh = make(chan struct{})
+	c.changedLocked()
 	c.mu.Unlock()
 	c.opts.logger.Debug("tidings: connection status", "status", s.String(), "err", err)
 	c.q.push(&item{kind: itemStatus, status: StatusChange{Status: s, Err: err}}, 0)
+}
+
+// changedLocked wakes the goroutines waiting for a change of the status
+// or of an account (WaitConnected); c.mu is held.
+func (c *Client) changedLocked() {
+	close(c.statusCh)
+	c.statusCh = make(chan struct{})
 }

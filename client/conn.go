@@ -47,19 +47,18 @@ func (e *resyncError) Unwrap() error { return e.err }
 // conn is one realtime connection. Its frames are read by gws's read loop,
 // in a goroutine of its own; writes come from any goroutine.
 type conn struct {
-	c     *Client
-	sess  *session
-	ws    *gws.Conn
-	token string // the token authenticated on it; the supervisor's
-	done  chan struct{}
+	c    *Client
+	ws   *gws.Conn
+	done chan struct{}
 
 	nextID   atomic.Uint64
 	dropping atomic.Bool // no longer takes updates (queue full, or closing)
 	replied  atomic.Bool // a reply was sent
 	wmu      sync.Mutex  // pairs each write with its deadline
 
-	mu      sync.Mutex
-	pending map[string]chan *protocol.Frame
+	mu       sync.Mutex
+	pending  map[string]chan *protocol.Frame
+	accounts map[string]*Account // by name: those authenticated on it, or being
 	err     error // why it ended
 	ended   bool
 	// Updates wait in held until the connection is taken as the client's
@@ -69,105 +68,166 @@ type conn struct {
 	live bool
 }
 
-// dial opens a realtime connection and authenticates the session on it,
-// resuming after the last update the listeners processed.
-func (c *Client) dial(ctx context.Context, sess *session) (*conn, *protocol.AuthResult, error) {
-	tok, _, err := sess.tokens.get(ctx)
-	if err != nil {
-		return nil, nil, err
+// authResult is the result of an account's authentication.
+type authResult struct {
+	a   *Account
+	tok string
+	res *protocol.AuthResult
+	err error
+}
+
+// dial opens a realtime connection and authenticates the accounts on it,
+// one after the other, each resuming after the last update of its own the
+// listeners processed. The connection is returned if at least one account
+// is authenticated; err is then nil, and results say how each fared.
+func (c *Client) dial(ctx context.Context, accts []*Account) (*conn, []authResult, error) {
+	results := make([]authResult, len(accts))
+	var firstErr error
+	fail := func(err error) {
+		var rs *resyncError
+		if firstErr == nil || (errors.As(firstErr, &rs) && !errors.As(err, &rs)) {
+			firstErr = err
+		}
 	}
-	c.learnIdentity(sess, tok)
-	c.loadCursor(ctx, sess)
-	cn, err := c.open(ctx, sess)
-	if err != nil {
-		return nil, nil, err
+	ok := false
+	for i, a := range accts {
+		r := authResult{a: a}
+		if r.tok, _, r.err = a.tokens.get(ctx); r.err != nil {
+			fail(r.err)
+		} else {
+			ok = true
+		}
+		results[i] = r
 	}
-	args := protocol.AuthArgs{Token: tok, Device: c.opts.device}
-	if sess.resumeLatest.Load() {
+	if !ok {
+		return nil, results, firstErr
+	}
+	cn, err := c.open(ctx)
+	if err != nil {
+		for i := range results {
+			if results[i].err == nil {
+				results[i].err = err
+			}
+		}
+		return nil, results, err
+	}
+	ok = false
+	for i := range results {
+		r := &results[i]
+		if r.err != nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			r.err = ctx.Err()
+		} else {
+			r.res, r.err = c.authenticate(ctx, cn, r.a, r.tok)
+		}
+		if r.err != nil {
+			fail(r.err)
+		} else {
+			ok = true
+		}
+	}
+	if !ok {
+		cn.close(protocol.CloseNormal, "")
+		return nil, results, firstErr
+	}
+	return cn, results, nil
+}
+
+// authenticate authenticates a on cn with tok, resuming after the last
+// update of a the listeners processed.
+func (c *Client) authenticate(ctx context.Context, cn *conn, a *Account, tok string) (*protocol.AuthResult, error) {
+	c.learnIdentity(a, tok)
+	c.loadCursor(ctx, a)
+	args := protocol.AuthArgs{Token: tok, Device: a.device}
+	if a.resumeLatest.Load() {
 		args.ResumeAfter = "latest"
-	} else if ref := sess.lastRef.Load(); ref > 0 {
+	} else if ref := a.lastRef.Load(); ref > 0 {
 		args.ResumeAfter = protocol.FormatRef(ref)
 	}
-	raw, err := cn.command(ctx, protocol.CmdAuth, args)
+	// Its updates may follow the answer at once, in the same message.
+	cn.mu.Lock()
+	cn.accounts[a.name] = a
+	cn.mu.Unlock()
+	raw, err := cn.command(ctx, a.name, protocol.CmdAuth, args)
 	var res protocol.AuthResult
 	if err == nil {
 		err = json.Unmarshal(raw, &res)
 	}
 	if err != nil {
-		cn.close(protocol.CloseNormal, "")
 		var e *Error
 		if errors.As(err, &e) {
 			switch {
 			case e.Code == tidings.EUnauthenticated:
-				sess.tokens.reject(tok, err)
+				a.tokens.reject(tok, err)
 			case e.Code == tidings.EResyncRequired:
 				// Also when the server does not know our ref (another
 				// server, or a database restored from a backup).
-				return nil, nil, &resyncError{ref: e.Ref, err: err}
+				return nil, &resyncError{ref: e.Ref, err: err}
 			}
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	cn.token = tok
 	if args.ResumeAfter == "latest" {
 		// Unless the first updates were processed already.
 		if n, ok := protocol.ParseRef(res.ResumedAfter); ok {
-			sess.lastRef.CompareAndSwap(0, n)
+			a.lastRef.CompareAndSwap(0, n)
 		}
-		sess.resumeLatest.Store(false)
+		a.resumeLatest.Store(false)
 	}
-	return cn, &res, nil
+	return &res, nil
 }
 
-// loadCursor reads the cursor store once per session, before the first
-// connection.
-func (c *Client) loadCursor(ctx context.Context, sess *session) {
-	if c.opts.cursor == nil {
+// loadCursor reads the account's cursor store once per login, before its
+// first authentication.
+func (c *Client) loadCursor(ctx context.Context, a *Account) {
+	if a.cursor == nil {
 		return
 	}
-	sess.cursorMu.Lock()
-	defer sess.cursorMu.Unlock()
-	if sess.cursorLoaded {
+	a.cursorMu.Lock()
+	defer a.cursorMu.Unlock()
+	if a.cursorLoaded {
 		return
 	}
-	cur, err := c.opts.cursor.LoadCursor(ctx)
+	cur, err := a.cursor.LoadCursor(ctx)
 	if err != nil {
 		c.opts.logger.Warn("tidings: could not load the cursor", "err", err)
 		if ctx.Err() != nil {
 			return // try again at the next attempt
 		}
 	}
-	sess.cursorLoaded = true
+	a.cursorLoaded = true
 	c.mu.Lock()
-	app, user := sess.appID, sess.userID
+	app, user := a.appID, a.userID
 	c.mu.Unlock()
-	if cur.Ref == "" || cur.UserID != user || cur.AppID != app || cur.Device != c.opts.device {
+	if cur.Ref == "" || cur.UserID != user || cur.AppID != app || cur.Device != a.device {
 		return
 	}
-	if n, ok := protocol.ParseRef(cur.Ref); ok && n > sess.lastRef.Load() {
-		sess.lastRef.Store(n)
+	if n, ok := protocol.ParseRef(cur.Ref); ok && n > a.lastRef.Load() {
+		a.lastRef.Store(n)
 	}
 }
 
-// learnIdentity reads the app and user of a session from its token.
-func (c *Client) learnIdentity(sess *session, tok string) {
+// learnIdentity reads the app and user of an account from its token.
+func (c *Client) learnIdentity(a *Account, tok string) {
 	cl, ok := parseClaims(tok)
 	if !ok {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if sess.userID == "" {
-		sess.userID = cl.Sub
+	if a.userID == "" {
+		a.userID = cl.Sub
 	}
-	if sess.appID == "" {
-		sess.appID = cl.App
+	if a.appID == "" {
+		a.appID = cl.App
 	}
 }
 
 // open dials the server and upgrades to WebSocket; the connection's read
 // loop runs in a goroutine of its own when it returns.
-func (c *Client) open(ctx context.Context, sess *session) (*conn, error) {
+func (c *Client) open(ctx context.Context) (*conn, error) {
 	u, err := url.Parse(c.wsURL)
 	if err != nil {
 		return nil, err
@@ -194,7 +254,7 @@ func (c *Client) open(ctx context.Context, sess *session) (*conn, error) {
 		nc = tc
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	cn := &conn{c: c, sess: sess, done: make(chan struct{}), pending: make(map[string]chan *protocol.Frame)}
+	cn := &conn{c: c, done: make(chan struct{}), pending: make(map[string]chan *protocol.Frame), accounts: make(map[string]*Account)}
 	header := http.Header{}
 	header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
 	header.Set("User-Agent", "tidings-go-client")
@@ -227,9 +287,10 @@ func (c *Client) tlsConfig() *tls.Config {
 	return &tls.Config{}
 }
 
-// command sends a command and waits for its answer: its result, or an
-// *Error when the server answered with an error.
-func (cn *conn) command(ctx context.Context, name string, data any) (json.RawMessage, error) {
+// command sends a command for an account ("" for none, as ping) and
+// waits for its answer: its result, or an *Error when the server answered
+// with an error.
+func (cn *conn) command(ctx context.Context, account, name string, data any) (json.RawMessage, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return nil, err
@@ -248,7 +309,8 @@ func (cn *conn) command(ctx context.Context, name string, data any) (json.RawMes
 		delete(cn.pending, id)
 		cn.mu.Unlock()
 	}()
-	if err := cn.write(&protocol.Frame{Type: protocol.TypeCommand, ID: id, Command: name, Data: raw}); err != nil {
+	f := &protocol.Frame{Type: protocol.TypeCommand, ID: id, Command: name, Account: wireAccount(account), Data: raw}
+	if err := cn.write(f); err != nil {
 		return nil, ErrConnectionLost
 	}
 	select {
@@ -264,10 +326,10 @@ func (cn *conn) command(ctx context.Context, name string, data any) (json.RawMes
 	}
 }
 
-// reply acknowledges the updates up to ref.
-func (cn *conn) reply(ref string) error {
+// reply acknowledges the updates of an account up to ref.
+func (cn *conn) reply(account, ref string) error {
 	cn.replied.Store(true)
-	return cn.write(&protocol.Frame{Type: protocol.TypeReply, Ref: ref})
+	return cn.write(&protocol.Frame{Type: protocol.TypeReply, Ref: ref, Account: wireAccount(account)})
 }
 
 // confirmReplies waits, within closeConfirmTimeout, until the server has
@@ -279,7 +341,7 @@ func (cn *conn) confirmReplies() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeConfirmTimeout)
 	defer cancel()
-	_, _ = cn.command(ctx, protocol.CmdPing, struct{}{})
+	_, _ = cn.command(ctx, "", protocol.CmdPing, struct{}{})
 }
 
 func (cn *conn) write(f *protocol.Frame) error {
@@ -399,7 +461,17 @@ func (e *connEvents) OnMessage(_ *gws.Conn, message *gws.Message) {
 
 // update queues an update for the listeners.
 func (cn *conn) update(f *protocol.Frame) {
-	if (f.Account != "" && f.Account != "default") || cn.dropping.Load() {
+	if cn.dropping.Load() {
+		return
+	}
+	name := f.Account
+	if name == "" {
+		name = DefaultAccount
+	}
+	cn.mu.Lock()
+	a := cn.accounts[name]
+	cn.mu.Unlock()
+	if a == nil || a.removed.Load() {
 		return
 	}
 	ev, seq, ok := decodeUpdate(f)
@@ -407,7 +479,11 @@ func (cn *conn) update(f *protocol.Frame) {
 		cn.c.opts.logger.Warn("tidings: the server sent an update that cannot be read")
 		return
 	}
-	it := &item{kind: itemEvent, ev: ev, seq: seq, conn: cn, sess: cn.sess}
+	if _, closed := ev.(*AccountClosed); closed {
+		c := cn.c
+		c.goTracked(func() { _ = c.call(func(m *machine) { m.accountClosed(cn, a) }) })
+	}
+	it := &item{kind: itemEvent, ev: ev, seq: seq, conn: cn, acct: a}
 	cn.mu.Lock()
 	var ok2 bool
 	if cn.live {

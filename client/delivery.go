@@ -10,11 +10,6 @@ import (
 	"github.com/tidings/tidings/protocol"
 )
 
-// ackEvery bounds the updates processed before an acknowledgement is sent
-// while more keep coming; an acknowledgement is also sent whenever the
-// queue is empty.
-const ackEvery = 64
-
 type itemKind int
 
 const (
@@ -29,7 +24,7 @@ type item struct {
 	ev     Event
 	seq    int64 // the update's ref; 0 for live-only updates
 	conn   *conn // where it came from, to acknowledge it
-	sess   *session
+	acct   *Account
 	status StatusChange
 }
 
@@ -198,14 +193,13 @@ func (s *listenerSet[T]) call(v T) {
 
 // deliver is the delivery goroutine: it calls the listeners with each
 // item of the queue, in order, skipping updates already processed, and
-// acknowledges updates once processed. Updates wait while there is no
-// event listener: one that nobody processed must not be acknowledged.
+// has updates acknowledged once processed (coalesced per account, see
+// Account.processed). Updates wait while there is no event listener: one
+// that nobody processed must not be acknowledged.
 func (c *Client) deliver() {
 	defer close(c.deliveryDone)
-	var unacked *item // the last update processed and not yet acknowledged
-	n := 0
 	for {
-		it, more, ok := c.q.pop(c.events.empty)
+		it, _, ok := c.q.pop(c.events.empty)
 		if !ok {
 			break
 		}
@@ -213,65 +207,54 @@ func (c *Client) deliver() {
 		case itemStatus:
 			c.statuses.call(it.status)
 		case itemEvent:
-			if it.sess != c.session() {
-				continue // from a previous login
+			a := it.acct
+			if a.removed.Load() {
+				continue // logged out
 			}
-			if it.seq > 0 && it.seq <= it.sess.lastRef.Load() {
+			if it.seq > 0 && it.seq <= a.lastRef.Load() {
 				continue // already processed: a replay overlapping what came before
 			}
 			c.events.call(it.ev)
 			if it.seq > 0 {
-				it.sess.lastRef.Store(it.seq)
-				unacked = it
-				n++
+				a.lastRef.Store(it.seq)
+				a.processed(it)
 			}
 		case itemResync:
-			if it.sess != c.session() {
+			a := it.acct
+			if a.removed.Load() {
 				continue
 			}
 			c.events.call(it.ev)
 			rs := it.ev.(*ResyncRequired)
+			a.dropAck()
 			if ref, ok := protocol.ParseRef(rs.Ref); ok {
-				it.sess.lastRef.Store(ref)
+				a.lastRef.Store(ref)
 			} else {
-				it.sess.lastRef.Store(0)
-				it.sess.resumeLatest.Store(true)
+				a.lastRef.Store(0)
+				a.resumeLatest.Store(true)
 			}
-			unacked = nil
 			if rs.Ref != "" {
-				c.saveCursor(it.sess, rs.Ref)
+				c.saveCursor(a, rs.Ref)
 			}
-			_ = c.call(func(m *machine) { m.resyncPending = false })
+			_ = c.call(func(m *machine) { a.m.resync = false })
 		}
-		// Acknowledge when nothing follows, every ackEvery updates, and
-		// before updates wait for a listener.
-		if unacked != nil && (!more || n >= ackEvery || c.events.empty()) {
-			c.ack(unacked)
-			unacked, n = nil, 0
+		// Before updates wait for a listener, acknowledge what was processed.
+		if c.events.empty() {
+			c.flushAcks()
 		}
-	}
-	if unacked != nil {
-		c.ack(unacked)
 	}
 }
 
-// ack saves the cursor, then acknowledges the update to the server.
-func (c *Client) ack(it *item) {
-	ref := it.ev.Info().Ref
-	c.saveCursor(it.sess, ref)
-	_ = it.conn.reply(ref) // the connection may be gone: the next one resumes after ref
-}
-
-func (c *Client) saveCursor(sess *session, ref string) {
-	if c.opts.cursor == nil {
+func (c *Client) saveCursor(a *Account, ref string) {
+	if a.cursor == nil {
 		return
 	}
 	c.mu.Lock()
-	cur := Cursor{AppID: sess.appID, UserID: sess.userID, Device: c.opts.device, Ref: ref}
+	cur := Cursor{AppID: a.appID, UserID: a.userID, Device: a.device, Ref: ref}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.opts.cursor.SaveCursor(ctx, cur); err != nil {
+	if err := a.cursor.SaveCursor(ctx, cur); err != nil {
 		c.opts.logger.Warn("tidings: could not save the cursor", "err", err)
 	}
 }

@@ -29,9 +29,13 @@ type Event interface {
 type EventInfo struct {
 	// Name is the event's name, e.g. "conversationMessage.sent".
 	Name string
-	// Ref identifies the update in the user's stream; refs increase along
-	// the stream. Empty for live-only events (typing, presence), which are
-	// never replayed.
+	// Account is the name of the account of the client the update is for
+	// (DefaultAccount, "default", unless the client has others: see
+	// Client.AddAccount).
+	Account string
+	// Ref identifies the update in the account's stream; refs increase
+	// along the stream. Empty for live-only events (typing, presence),
+	// which are never replayed.
 	Ref string
 	// Silent is true on an update that should not raise a notification
 	// (the user's own actions, status changes, typing, presence).
@@ -193,12 +197,14 @@ type PresenceUpdate struct {
 	Online    bool
 }
 
-// AccountClosed is account.closed: the server ended the session (Reason
-// "token_expired"). The client reconnects with a fresh token when its
-// token provider can give one.
+// AccountClosed is account.closed: the server ended an account (Reason
+// "token_expired"); the other accounts of the connection are not
+// affected. The client authenticates the account again with a fresh token
+// when its token provider can give one (a static token cannot be
+// refreshed: the account then gives up, see Account.WaitConnected).
 type AccountClosed struct {
 	EventInfo
-	Account string
+	Account string // the account ended, as EventInfo.Account
 	Reason  string
 }
 
@@ -235,7 +241,11 @@ func decodeUpdate(f *protocol.Frame) (ev Event, seq int64, ok bool) {
 			return nil, 0, false
 		}
 	}
-	info := EventInfo{Name: e.Name, Ref: f.Ref, Silent: f.Silent, Action: f.Action, ID: e.ID, AppID: e.AppID,
+	account := f.Account
+	if account == "" {
+		account = DefaultAccount
+	}
+	info := EventInfo{Name: e.Name, Account: account, Ref: f.Ref, Silent: f.Silent, Action: f.Action, ID: e.ID, AppID: e.AppID,
 		Time: e.Time, Actor: e.Actor, ConversationID: e.ConversationID, UserID: e.UserID, Payload: e.Payload}
 	return typedEvent(info), seq, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -21,29 +22,27 @@ import (
 // machine is the state of the connection supervisor; only run's goroutine
 // touches it.
 type machine struct {
-	c    *Client
-	sess *session // nil when logged out
+	c        *Client
+	accounts []*Account // in the order they were added
 
 	manualWant bool // manual mode: the application asked for a connection
 	background bool
-	gaveUp     bool // auto mode: stopped after a fatal failure
 
-	conn      *conn        // the open, authenticated connection
-	dial      *dialAttempt // the attempt under way
-	connected bool         // a connection was open since it was wanted: a new one is a reconnection
-	failures  int          // consecutive failed attempts
-	lastErr   error        // why the last connection ended or attempt failed
+	conn      *conn    // the open connection, with at least one account authenticated
+	dial      *attempt // the attempt under way
+	connected bool     // a connection was open since it was wanted: a new one is a reconnection
+	failures  int      // consecutive failed attempts
+	lastErr   error    // why the last connection ended or attempt failed
 
-	retry, bg, refresh, keep slot
+	retry, bg, keep slot
 
-	resyncPending bool // waiting for the listeners to process a ResyncRequired
-	refreshing    bool
-	pinging       bool
-	waiters       []chan error // Connect calls waiting for the attempt
-	closing       bool
+	pinging bool
+	waiters []chan error // Connect calls waiting for the attempt
+	closing bool
 }
 
-type dialAttempt struct{ cancel context.CancelFunc }
+// attempt is a connection or an authentication under way.
+type attempt struct{ cancel context.CancelFunc }
 
 // slot holds one timer of the machine. Each arming gets a new generation,
 // so that a timer that fires after it was stopped or replaced does nothing.
@@ -123,28 +122,102 @@ func (m *machine) disarm(s *slot) {
 	s.gen++
 }
 
-// want reports whether a connection should be open.
+// wanted reports whether a should be connected: it did not give up (a
+// token rejected).
+func (m *machine) wanted(a *Account) bool { return a.err == nil }
+
+// ready reports whether a can be authenticated now.
+func (m *machine) ready(a *Account) bool { return a.err == nil && !a.m.resync }
+
+// want reports whether a connection should be open: for an account that
+// did not give up.
 func (m *machine) want() bool {
-	if m.sess == nil || m.closing {
+	if m.closing || !slices.ContainsFunc(m.accounts, m.wanted) {
 		return false
 	}
 	if m.c.opts.mode == ManualMode {
 		return m.manualWant
 	}
-	return !m.background && !m.gaveUp
+	return !m.background
 }
 
-func (m *machine) setSession(s *session) {
-	m.sess, m.gaveUp, m.failures, m.lastErr, m.resyncPending = s, false, 0, nil, false
+// addAccount adds a, unless its name is taken.
+func (m *machine) addAccount(a *Account) error {
+	if slices.ContainsFunc(m.accounts, func(b *Account) bool { return b.name == a.name }) {
+		return ErrAlreadyLoggedIn
+	}
+	if len(m.accounts) == 0 {
+		m.failures, m.lastErr = 0, nil
+	}
+	m.accounts = append(m.accounts, a)
 	m.c.mu.Lock()
-	m.c.sess = s
+	m.c.accts = append(m.c.accts, a)
+	m.c.changedLocked()
 	m.c.mu.Unlock()
+	return nil
+}
+
+// removeAccount removes a (logout). It returns the connection on which a
+// is authenticated, for the logout command; last says whether a was the
+// last account: the connection is then the caller's, to close.
+func (m *machine) removeAccount(a *Account) (cn *conn, last bool) {
+	i := slices.Index(m.accounts, a)
+	if i < 0 {
+		return nil, false
+	}
+	m.accounts = slices.Delete(m.accounts, i, i+1)
+	a.removed.Store(true)
+	m.disarm(&a.m.retry)
+	m.disarm(&a.m.refresh)
+	wasLive := a.live
+	m.c.mu.Lock()
+	m.c.accts = slices.DeleteFunc(m.c.accts, func(b *Account) bool { return b == a })
+	a.live = false
+	m.c.changedLocked()
+	m.c.mu.Unlock()
+	if wasLive && m.conn != nil {
+		cn = m.conn
+	}
+	if len(m.accounts) > 0 {
+		return cn, false
+	}
+	m.manualWant = false
+	m.resolve(ErrNotLoggedIn)
+	if cn != nil {
+		m.connGone() // the connection is the caller's now: no reconnection
+	}
+	return cn, true
+}
+
+// clearFailed lets the accounts that gave up try again.
+func (m *machine) clearFailed() {
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	for _, a := range m.accounts {
+		a.err = nil
+		a.m.failures = 0
+	}
+}
+
+// setLive records whether a is authenticated on the open connection.
+func (m *machine) setLive(a *Account, live bool) {
+	if a.live == live {
+		return
+	}
+	m.c.mu.Lock()
+	a.live = live
+	m.c.changedLocked()
+	m.c.mu.Unlock()
+	if !live {
+		m.disarm(&a.m.refresh)
+		a.m.token = ""
+	}
 }
 
 func (m *machine) setBackground(on bool) {
 	m.background = on
 	if !on {
-		m.gaveUp = false
+		m.clearFailed()
 	}
 	m.c.mu.Lock()
 	m.c.inBackground = on
@@ -159,12 +232,19 @@ func (m *machine) resolve(err error) {
 	m.waiters = nil
 }
 
-// reconcile makes the connection, the timers and the status follow what
-// is wanted.
+// reconcile makes the connection, the accounts, the timers and the status
+// follow what is wanted.
 func (m *machine) reconcile() {
 	if m.want() {
-		if m.conn == nil && m.dial == nil && !m.retry.armed() && !m.resyncPending {
+		if m.conn == nil && m.dial == nil && !m.retry.armed() && slices.ContainsFunc(m.accounts, m.ready) {
 			m.startDial()
+		}
+		if m.conn != nil {
+			for _, a := range m.accounts {
+				if m.ready(a) && !a.live && a.m.auth == nil && !a.m.retry.armed() {
+					m.startAuth(a)
+				}
+			}
 		}
 	} else {
 		if m.dial != nil {
@@ -213,25 +293,38 @@ func (m *machine) armBackground() {
 	})
 }
 
-// startDial opens a connection in a new goroutine, which reports to dialed.
+// startDial opens a connection in a new goroutine, which authenticates
+// the accounts ready, in order, and reports to dialed.
 func (m *machine) startDial() {
 	c := m.c
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialTimeout)
-	d := &dialAttempt{cancel: cancel}
+	d := &attempt{cancel: cancel}
 	m.dial = d
-	sess := m.sess
+	var accts []*Account
+	for _, a := range m.accounts {
+		if m.ready(a) {
+			accts = append(accts, a)
+			m.disarm(&a.m.retry)
+			a.m.auth = d
+		}
+	}
 	c.goTracked(func() {
 		defer cancel()
-		cn, res, err := c.dial(ctx, sess)
-		if c.call(func(m *machine) { m.dialed(d, cn, res, err) }) != nil && cn != nil {
+		cn, results, err := c.dial(ctx, accts)
+		if c.call(func(m *machine) { m.dialed(d, cn, results, err) }) != nil && cn != nil {
 			cn.close(protocol.CloseNormal, "")
 		}
 	})
 }
 
 // dialed takes the result of an attempt.
-func (m *machine) dialed(d *dialAttempt, cn *conn, res *protocol.AuthResult, err error) {
+func (m *machine) dialed(d *attempt, cn *conn, results []authResult, err error) {
 	if m.dial != d { // abandoned meanwhile
+		for _, r := range results {
+			if r.a.m.auth == d {
+				r.a.m.auth = nil
+			}
+		}
 		if cn != nil {
 			m.c.goTracked(func() { cn.close(protocol.CloseNormal, "") })
 		}
@@ -240,43 +333,38 @@ func (m *machine) dialed(d *dialAttempt, cn *conn, res *protocol.AuthResult, err
 	m.dial = nil
 	c := m.c
 	if err == nil {
-		c.opts.logger.Info("tidings: connected", "user", res.UserID, "device", res.Device, "resumedAfter", res.ResumedAfter)
+		c.opts.logger.Info("tidings: connected", "accounts", len(results))
 		m.conn, m.connected, m.failures, m.lastErr = cn, true, 0, nil
-		exp, _ := time.Parse(time.RFC3339, res.ExpiresAt)
 		c.mu.Lock()
-		c.cur, c.tokenExp = cn, exp
-		if m.sess.userID == "" {
-			m.sess.userID, m.sess.appID = res.UserID, res.AppID
-		}
+		c.cur = cn
 		c.mu.Unlock()
+		for _, r := range results {
+			m.authDone(cn, r, d)
+		}
 		m.resolve(nil)
-		m.armRefresh()
 		m.armKeepAlive()
 		m.updateStatus() // connected, before the connection's first update
 		cn.goLive()
 		return
 	}
-	var rs *resyncError
-	if errors.As(err, &rs) {
-		// The listeners rebuild the application's state, then we resume.
-		c.opts.logger.Warn("tidings: the server no longer has the updates after the last one processed: resync", "ref", rs.ref)
-		m.resyncPending = true
-		info := EventInfo{Name: EventResyncRequired, Time: c.opts.clock.Now()}
-		c.q.push(&item{kind: itemResync, ev: &ResyncRequired{EventInfo: info, Ref: rs.ref}, sess: m.sess}, 0)
-		return
+	for _, r := range results {
+		m.authDone(nil, r, d) // resyncs and tokens rejected
 	}
 	if c.ctx.Err() != nil { // failed because the client is closing
 		m.resolve(ErrClosed)
 		return
 	}
+	var rs *resyncError
+	if errors.As(err, &rs) && !slices.ContainsFunc(m.accounts, m.ready) {
+		return // the listeners rebuild the application's state, then we resume
+	}
 	c.opts.logger.Warn("tidings: could not connect", "err", err, "failures", m.failures+1)
 	m.lastErr = err
-	fatal := errors.Is(err, errTokenRejected)
-	if fatal || (c.opts.mode == ManualMode && !m.connected) {
+	if !m.want() || (c.opts.mode == ManualMode && !m.connected) {
+		// Every account gave up (their tokens were rejected), or the
+		// application's Connect failed.
 		if c.opts.mode == ManualMode {
 			m.manualWant = false
-		} else {
-			m.gaveUp = true
 		}
 		m.resolve(err)
 		return
@@ -285,15 +373,97 @@ func (m *machine) dialed(d *dialAttempt, cn *conn, res *protocol.AuthResult, err
 	m.failures++
 }
 
+// startAuth authenticates a on the open connection, in a new goroutine
+// which reports to authDone.
+func (m *machine) startAuth(a *Account) {
+	c, cn := m.c, m.conn
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialTimeout)
+	at := &attempt{cancel: cancel}
+	a.m.auth = at
+	c.goTracked(func() {
+		defer cancel()
+		r := authResult{a: a}
+		r.tok, _, r.err = a.tokens.get(ctx)
+		if r.err == nil {
+			r.res, r.err = c.authenticate(ctx, cn, a, r.tok)
+		}
+		_ = c.call(func(m *machine) { m.authDone(cn, r, at) })
+	})
+}
+
+// authDone takes the result of an account's authentication on cn (nil
+// when the connection attempt failed).
+func (m *machine) authDone(cn *conn, r authResult, at *attempt) {
+	a, c := r.a, m.c
+	if a.m.auth != at {
+		return
+	}
+	a.m.auth = nil
+	if a.removed.Load() {
+		if r.err == nil && cn != nil && cn == m.conn {
+			// Logged out while it authenticated: end it on the server too.
+			c.goTracked(func() {
+				ctx, cancel := context.WithTimeout(c.ctx, closeConfirmTimeout)
+				defer cancel()
+				_, _ = cn.command(ctx, a.name, protocol.CmdLogout, struct{}{})
+			})
+		}
+		return
+	}
+	if cn != m.conn {
+		return // the connection ended meanwhile
+	}
+	var rs *resyncError
+	switch {
+	case r.err == nil:
+		c.opts.logger.Info("tidings: account authenticated", "account", a.name, "user", r.res.UserID,
+			"device", r.res.Device, "resumedAfter", r.res.ResumedAfter)
+		exp, _ := time.Parse(time.RFC3339, r.res.ExpiresAt)
+		a.m.token, a.m.failures = r.tok, 0
+		c.mu.Lock()
+		a.tokenExp = exp
+		if a.userID == "" {
+			a.userID, a.appID = r.res.UserID, r.res.AppID
+		}
+		c.mu.Unlock()
+		m.setLive(a, true)
+		m.armRefresh(a)
+	case errors.As(r.err, &rs):
+		// The listeners rebuild the application's state, then we resume.
+		c.opts.logger.Warn("tidings: the server no longer has the updates after the last one processed: resync",
+			"account", a.name, "ref", rs.ref)
+		a.m.resync = true
+		info := EventInfo{Name: EventResyncRequired, Account: a.name, Time: c.opts.clock.Now()}
+		c.q.push(&item{kind: itemResync, ev: &ResyncRequired{EventInfo: info, Ref: rs.ref}, acct: a}, 0)
+	case errors.Is(r.err, errTokenRejected):
+		c.opts.logger.Warn("tidings: account gave up: its token was rejected", "account", a.name, "err", r.err)
+		c.mu.Lock()
+		a.err = r.err
+		c.changedLocked()
+		c.mu.Unlock()
+		m.lastErr = r.err
+	case cn != nil && c.ctx.Err() == nil:
+		c.opts.logger.Warn("tidings: could not authenticate the account", "account", a.name, "err", r.err)
+		m.arm(&a.m.retry, c.opts.backoff.Delay(a.m.failures), func(*machine) {})
+		a.m.failures++
+	}
+}
+
+// accountClosed takes the end of an account by the server (its token
+// expired): it is authenticated again, with a fresh token if its provider
+// gives one.
+func (m *machine) accountClosed(cn *conn, a *Account) {
+	if cn != m.conn || a.removed.Load() || !a.live {
+		return
+	}
+	m.c.opts.logger.Info("tidings: the server ended the account", "account", a.name)
+	m.setLive(a, false)
+}
+
 // connLost handles the end of the open connection.
 func (m *machine) connLost() {
 	cn := m.conn
-	m.conn = nil
-	m.c.mu.Lock()
-	m.c.cur = nil
-	m.c.mu.Unlock()
-	m.disarm(&m.refresh)
-	m.disarm(&m.keep)
+	m.connGone()
 	m.lastErr = cn.reason()
 	m.c.opts.logger.Info("tidings: connection lost", "err", m.lastErr)
 	if m.c.opts.mode == ManualMode && m.background {
@@ -305,89 +475,106 @@ func (m *machine) connLost() {
 	}
 }
 
-// dropConn closes the open connection.
-func (m *machine) dropConn(code int, reason string) {
-	cn := m.conn
+// connGone forgets the open connection: no account is authenticated any more.
+func (m *machine) connGone() {
 	m.conn = nil
 	m.c.mu.Lock()
 	m.c.cur = nil
 	m.c.mu.Unlock()
-	m.disarm(&m.refresh)
 	m.disarm(&m.keep)
-	m.c.goTracked(func() { cn.close(code, reason) })
+	for _, a := range m.accounts {
+		m.setLive(a, false)
+		m.disarm(&a.m.retry)
+		a.m.failures = 0
+	}
+}
+
+// dropConn closes the open connection, once the updates processed are
+// acknowledged.
+func (m *machine) dropConn(code int, reason string) {
+	cn := m.conn
+	m.connGone()
+	c := m.c
+	c.goTracked(func() {
+		c.flushAcks()
+		cn.close(code, reason)
+	})
 }
 
 func (m *machine) shutdown() {
 	m.closing = true
 	m.resolve(ErrClosed)
 	m.reconcile() // closes the connection, stops the attempt and timers
-	m.disarm(&m.refresh)
 	m.disarm(&m.keep)
 	m.disarm(&m.bg)
+	for _, a := range m.accounts {
+		m.disarm(&a.m.retry)
+		m.disarm(&a.m.refresh)
+	}
 }
 
-// armRefresh schedules the refresh of the connection's token.
-func (m *machine) armRefresh() {
-	at := m.sess.tokens.refreshAt(m.conn.token)
+// armRefresh schedules the refresh of a's token.
+func (m *machine) armRefresh(a *Account) {
+	at := a.tokens.refreshAt(a.m.token)
 	if at.IsZero() {
 		return
 	}
 	d := max(at.Sub(m.c.opts.clock.Now()), time.Second)
-	m.arm(&m.refresh, d, (*machine).startRefresh)
+	m.arm(&a.m.refresh, d, func(m *machine) { m.startRefresh(a) })
 }
 
-// startRefresh gets a new token and authenticates it on the open
+// startRefresh gets a new token for a and authenticates it on the open
 // connection: the server takes a second auth of the same account as a
 // token refresh.
-func (m *machine) startRefresh() {
-	if m.conn == nil || m.refreshing {
+func (m *machine) startRefresh(a *Account) {
+	if m.conn == nil || !a.live || a.m.refreshing {
 		return
 	}
-	m.refreshing = true
-	c, cn, sess, old := m.c, m.conn, m.sess, m.conn.token
+	a.m.refreshing = true
+	c, cn, old := m.c, m.conn, a.m.token
 	c.goTracked(func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.dialTimeout)
 		defer cancel()
-		tok, _, err := sess.tokens.get(ctx)
+		tok, _, err := a.tokens.get(ctx)
 		var res *protocol.AuthResult
 		if err == nil && tok != old {
 			var raw json.RawMessage
-			raw, err = cn.command(ctx, protocol.CmdAuth, protocol.AuthArgs{Token: tok, Device: c.opts.device})
+			raw, err = cn.command(ctx, a.name, protocol.CmdAuth, protocol.AuthArgs{Token: tok, Device: a.device})
 			if err == nil {
 				res = new(protocol.AuthResult)
 				err = json.Unmarshal(raw, res)
 			} else if ErrorCode(err) == tidings.EUnauthenticated {
-				sess.tokens.reject(tok, err)
+				a.tokens.reject(tok, err)
 			}
 		}
-		_ = c.call(func(m *machine) { m.refreshed(cn, tok, res, err) })
+		_ = c.call(func(m *machine) { m.refreshed(a, cn, tok, res, err) })
 	})
 }
 
-func (m *machine) refreshed(cn *conn, tok string, res *protocol.AuthResult, err error) {
-	m.refreshing = false
-	if m.conn != cn {
+func (m *machine) refreshed(a *Account, cn *conn, tok string, res *protocol.AuthResult, err error) {
+	a.m.refreshing = false
+	if m.conn != cn || !a.live || a.removed.Load() {
 		return
 	}
 	c := m.c
 	if err == nil && res != nil {
-		cn.token = tok
+		a.m.token = tok
 		exp, _ := time.Parse(time.RFC3339, res.ExpiresAt)
 		c.mu.Lock()
-		c.tokenExp = exp
+		a.tokenExp = exp
 		c.mu.Unlock()
-		c.opts.logger.Debug("tidings: token refreshed", "expiresAt", res.ExpiresAt)
-		m.armRefresh()
+		c.opts.logger.Debug("tidings: token refreshed", "account", a.name, "expiresAt", res.ExpiresAt)
+		m.armRefresh(a)
 		return
 	}
 	if err != nil {
-		c.opts.logger.Warn("tidings: token refresh failed", "err", err)
+		c.opts.logger.Warn("tidings: token refresh failed", "account", a.name, "err", err)
 	}
 	// Try again, well before the expiry if there is time.
 	c.mu.Lock()
-	left := c.tokenExp.Sub(c.opts.clock.Now())
+	left := a.tokenExp.Sub(c.opts.clock.Now())
 	c.mu.Unlock()
-	m.arm(&m.refresh, min(max(left/4, time.Second), 30*time.Second), (*machine).startRefresh)
+	m.arm(&a.m.refresh, min(max(left/4, time.Second), 30*time.Second), func(m *machine) { m.startRefresh(a) })
 }
 
 // armKeepAlive schedules the next keepalive ping.
@@ -411,7 +598,7 @@ func (m *machine) keepAlive() {
 	c, cn := m.c, m.conn
 	c.goTracked(func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.keepAliveTimeout)
-		_, err := cn.command(ctx, protocol.CmdPing, struct{}{})
+		_, err := cn.command(ctx, "", protocol.CmdPing, struct{}{})
 		cancel()
 		var e *Error
 		if err != nil && c.ctx.Err() == nil && !errors.As(err, &e) {

@@ -20,9 +20,9 @@ import (
 // *Error values (with the code and message of the server's error shape),
 // or ErrNotLoggedIn and ErrClosed.
 
-// rest calls the API as the session's user and decodes the JSON answer
+// rest calls the API as the account's user and decodes the JSON answer
 // into out (unless nil). in, unless nil, is sent as the JSON body.
-func (c *Client) rest(ctx context.Context, sess *session, method, path string, query url.Values, in, out any) error {
+func (c *Client) rest(ctx context.Context, a *Account, method, path string, query url.Values, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -30,7 +30,7 @@ func (c *Client) rest(ctx context.Context, sess *session, method, path string, q
 			return err
 		}
 	}
-	resp, err := c.send(ctx, sess, method, path, query, "application/json", body, nil)
+	resp, err := c.send(ctx, a, method, path, query, "application/json", body, nil)
 	if err != nil {
 		return err
 	}
@@ -45,15 +45,15 @@ func (c *Client) rest(ctx context.Context, sess *session, method, path string, q
 	return nil
 }
 
-// send makes a request with the session's token and returns a successful
+// send makes a request with the account's token and returns a successful
 // response; an error response becomes an *Error. A request refused for
 // its token is made again once with a new token, if the provider gives
 // one (and the body can be sent again: stream is nil).
-func (c *Client) send(ctx context.Context, sess *session, method, path string, query url.Values, contentType string, body []byte, stream io.Reader) (*http.Response, error) {
+func (c *Client) send(ctx context.Context, a *Account, method, path string, query url.Values, contentType string, body []byte, stream io.Reader) (*http.Response, error) {
 	switch {
 	case c.isClosed():
 		return nil, ErrClosed
-	case sess == nil:
+	case a == nil:
 		return nil, ErrNotLoggedIn
 	}
 	u := c.baseURL + path
@@ -61,7 +61,7 @@ func (c *Client) send(ctx context.Context, sess *session, method, path string, q
 		u += "?" + query.Encode()
 	}
 	for attempt := 0; ; attempt++ {
-		tok, _, err := sess.tokens.get(ctx)
+		tok, _, err := a.tokens.get(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -87,8 +87,8 @@ func (c *Client) send(ctx context.Context, sess *session, method, path string, q
 		}
 		apiErr := readError(resp)
 		resp.Body.Close()
-		if apiErr.Code == tidings.EUnauthenticated && attempt == 0 && stream == nil && !sess.tokens.static {
-			sess.tokens.reject(tok, apiErr)
+		if apiErr.Code == tidings.EUnauthenticated && attempt == 0 && stream == nil && !a.tokens.static {
+			a.tokens.reject(tok, apiErr)
 			continue
 		}
 		return nil, apiErr
@@ -127,16 +127,16 @@ func readError(resp *http.Response) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))}
 }
 
-func (c *Client) api(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	return c.rest(ctx, c.session(), method, path, query, in, out)
+func (u calls) api(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	return u.c.rest(ctx, u.account(), method, path, query, in, out)
 }
 
 func seg(s string) string { return url.PathEscape(s) }
 
 // apiCall calls the API and decodes its answer into a new T.
-func apiCall[T any](ctx context.Context, c *Client, method, path string, query url.Values, in any) (*T, error) {
+func apiCall[T any](ctx context.Context, u calls, method, path string, query url.Values, in any) (*T, error) {
 	var out T
-	if err := c.api(ctx, method, path, query, in, &out); err != nil {
+	if err := u.api(ctx, method, path, query, in, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -145,40 +145,40 @@ func apiCall[T any](ctx context.Context, c *Client, method, path string, query u
 // Users.
 
 // Me returns the profile of the logged-in user.
-func (c *Client) Me(ctx context.Context) (*tidings.User, error) {
-	return apiCall[tidings.User](ctx, c, "GET", "/v1/me", nil, nil)
+func (u calls) Me(ctx context.Context) (*tidings.User, error) {
+	return apiCall[tidings.User](ctx, u, "GET", "/v1/me", nil, nil)
 }
 
 // GetUser returns a user of the app.
-func (c *Client) GetUser(ctx context.Context, userID string) (*tidings.User, error) {
-	return apiCall[tidings.User](ctx, c, "GET", "/v1/users/"+seg(userID), nil, nil)
+func (u calls) GetUser(ctx context.Context, userID string) (*tidings.User, error) {
+	return apiCall[tidings.User](ctx, u, "GET", "/v1/users/"+seg(userID), nil, nil)
 }
 
 // UpdateUser changes the profile of a user (users may change their own
 // only, and only the fields their app lets users edit: by default the
 // display name and avatar; another is EForbidden, naming it); nil fields
 // of upd are left alone.
-func (c *Client) UpdateUser(ctx context.Context, userID string, upd tidings.UserUpdate) (*tidings.User, error) {
-	return apiCall[tidings.User](ctx, c, "PATCH", "/v1/users/"+seg(userID), nil, upd)
+func (u calls) UpdateUser(ctx context.Context, userID string, upd tidings.UserUpdate) (*tidings.User, error) {
+	return apiCall[tidings.User](ctx, u, "PATCH", "/v1/users/"+seg(userID), nil, upd)
 }
 
 // Conversations.
 
 // CreateConversation creates a conversation; the user becomes its owner.
-func (c *Client) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
-	return apiCall[tidings.Conversation](ctx, c, "POST", "/v1/conversations", nil, nc)
+func (u calls) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
+	return apiCall[tidings.Conversation](ctx, u, "POST", "/v1/conversations", nil, nc)
 }
 
 // GetConversation returns a conversation (a deleted one too, to its
 // participants).
-func (c *Client) GetConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
-	return apiCall[tidings.Conversation](ctx, c, "GET", "/v1/conversations/"+seg(conversationID), nil, nil)
+func (u calls) GetConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
+	return apiCall[tidings.Conversation](ctx, u, "GET", "/v1/conversations/"+seg(conversationID), nil, nil)
 }
 
 // ListConversations returns a page of the user's conversations, most
 // recently active first; pass the page's NextCursor in f.Cursor for the
 // next page.
-func (c *Client) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
+func (u calls) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
 	q := url.Values{}
 	if f.Cursor != "" {
 		q.Set("cursor", f.Cursor)
@@ -189,34 +189,34 @@ func (c *Client) ListConversations(ctx context.Context, f tidings.ConversationFi
 	if f.IncludeDeleted {
 		q.Set("includeDeleted", "true")
 	}
-	return apiCall[tidings.ConversationPage](ctx, c, "GET", "/v1/conversations", q, nil)
+	return apiCall[tidings.ConversationPage](ctx, u, "GET", "/v1/conversations", q, nil)
 }
 
 // UpdateConversation changes a conversation's details; nil fields of upd
 // are left alone.
-func (c *Client) UpdateConversation(ctx context.Context, conversationID string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
-	return apiCall[tidings.Conversation](ctx, c, "PATCH", "/v1/conversations/"+seg(conversationID), nil, upd)
+func (u calls) UpdateConversation(ctx context.Context, conversationID string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
+	return apiCall[tidings.Conversation](ctx, u, "PATCH", "/v1/conversations/"+seg(conversationID), nil, upd)
 }
 
 // DeleteConversation soft-deletes a conversation.
-func (c *Client) DeleteConversation(ctx context.Context, conversationID string) error {
-	return c.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID), nil, nil, nil)
+func (u calls) DeleteConversation(ctx context.Context, conversationID string) error {
+	return u.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID), nil, nil, nil)
 }
 
 // UndeleteConversation restores a deleted conversation.
-func (c *Client) UndeleteConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
-	return apiCall[tidings.Conversation](ctx, c, "POST", "/v1/conversations/"+seg(conversationID)+"/undelete", nil, nil)
+func (u calls) UndeleteConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
+	return apiCall[tidings.Conversation](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/undelete", nil, nil)
 }
 
 // Participants.
 
 // ListParticipants returns all the participants of a conversation,
 // following the pages of the API.
-func (c *Client) ListParticipants(ctx context.Context, conversationID string) ([]*tidings.Participant, error) {
+func (u calls) ListParticipants(ctx context.Context, conversationID string) ([]*tidings.Participant, error) {
 	var all []*tidings.Participant
 	q := url.Values{"limit": {strconv.Itoa(tidings.MaxParticipantPage)}}
 	for {
-		page, err := apiCall[tidings.ParticipantPage](ctx, c, "GET", "/v1/conversations/"+seg(conversationID)+"/participants", q, nil)
+		page, err := apiCall[tidings.ParticipantPage](ctx, u, "GET", "/v1/conversations/"+seg(conversationID)+"/participants", q, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -229,31 +229,31 @@ func (c *Client) ListParticipants(ctx context.Context, conversationID string) ([
 }
 
 // AddParticipant adds a user to a conversation (default role member).
-func (c *Client) AddParticipant(ctx context.Context, conversationID string, p tidings.NewParticipant) (*tidings.Participant, error) {
-	return apiCall[tidings.Participant](ctx, c, "POST", "/v1/conversations/"+seg(conversationID)+"/participants", nil, p)
+func (u calls) AddParticipant(ctx context.Context, conversationID string, p tidings.NewParticipant) (*tidings.Participant, error) {
+	return apiCall[tidings.Participant](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/participants", nil, p)
 }
 
 // UpdateParticipant changes the role of a participant.
-func (c *Client) UpdateParticipant(ctx context.Context, conversationID, userID string, role tidings.Role) (*tidings.Participant, error) {
+func (u calls) UpdateParticipant(ctx context.Context, conversationID, userID string, role tidings.Role) (*tidings.Participant, error) {
 	body := struct {
 		Role tidings.Role `json:"role"`
 	}{role}
-	return apiCall[tidings.Participant](ctx, c, "PATCH", "/v1/conversations/"+seg(conversationID)+"/participants/"+seg(userID), nil, body)
+	return apiCall[tidings.Participant](ctx, u, "PATCH", "/v1/conversations/"+seg(conversationID)+"/participants/"+seg(userID), nil, body)
 }
 
 // RemoveParticipant removes a participant (removing oneself is leaving).
-func (c *Client) RemoveParticipant(ctx context.Context, conversationID, userID string) error {
-	return c.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID)+"/participants/"+seg(userID), nil, nil, nil)
+func (u calls) RemoveParticipant(ctx context.Context, conversationID, userID string) error {
+	return u.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID)+"/participants/"+seg(userID), nil, nil, nil)
 }
 
 // Join makes the user a member of a public conversation.
-func (c *Client) Join(ctx context.Context, conversationID string) (*tidings.Participant, error) {
-	return apiCall[tidings.Participant](ctx, c, "POST", "/v1/conversations/"+seg(conversationID)+"/join", nil, nil)
+func (u calls) Join(ctx context.Context, conversationID string) (*tidings.Participant, error) {
+	return apiCall[tidings.Participant](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/join", nil, nil)
 }
 
 // Leave removes the user from a conversation.
-func (c *Client) Leave(ctx context.Context, conversationID string) error {
-	return c.api(ctx, "POST", "/v1/conversations/"+seg(conversationID)+"/leave", nil, nil, nil)
+func (u calls) Leave(ctx context.Context, conversationID string) error {
+	return u.api(ctx, "POST", "/v1/conversations/"+seg(conversationID)+"/leave", nil, nil, nil)
 }
 
 // Messages.
@@ -262,14 +262,14 @@ func (c *Client) Leave(ctx context.Context, conversationID string) error {
 // realtime connection). Sending again with the same m.ClientID returns the
 // first message instead of sending a new one: give one to make retries
 // safe.
-func (c *Client) SendMessage(ctx context.Context, conversationID string, m tidings.NewMessage) (*tidings.Message, error) {
-	return apiCall[tidings.Message](ctx, c, "POST", "/v1/conversations/"+seg(conversationID)+"/messages", nil, m)
+func (u calls) SendMessage(ctx context.Context, conversationID string, m tidings.NewMessage) (*tidings.Message, error) {
+	return apiCall[tidings.Message](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/messages", nil, m)
 }
 
 // ListMessages returns a page of a conversation's history, in ascending
 // seq order: the newest f.Limit messages before f.Before, the oldest after
 // f.After, or the newest.
-func (c *Client) ListMessages(ctx context.Context, conversationID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
+func (u calls) ListMessages(ctx context.Context, conversationID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
 	q := url.Values{}
 	if f.Before != nil {
 		q.Set("before", strconv.FormatInt(*f.Before, 10))
@@ -280,23 +280,23 @@ func (c *Client) ListMessages(ctx context.Context, conversationID string, f tidi
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	return apiCall[tidings.MessagePage](ctx, c, "GET", "/v1/conversations/"+seg(conversationID)+"/messages", q, nil)
+	return apiCall[tidings.MessagePage](ctx, u, "GET", "/v1/conversations/"+seg(conversationID)+"/messages", q, nil)
 }
 
 // GetMessage returns one message.
-func (c *Client) GetMessage(ctx context.Context, conversationID, messageID string) (*tidings.Message, error) {
-	return apiCall[tidings.Message](ctx, c, "GET", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, nil)
+func (u calls) GetMessage(ctx context.Context, conversationID, messageID string) (*tidings.Message, error) {
+	return apiCall[tidings.Message](ctx, u, "GET", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, nil)
 }
 
 // EditMessage replaces the parts (and metadata, if set) of the user's own
 // message.
-func (c *Client) EditMessage(ctx context.Context, conversationID, messageID string, e tidings.MessageEdit) (*tidings.Message, error) {
-	return apiCall[tidings.Message](ctx, c, "PATCH", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, e)
+func (u calls) EditMessage(ctx context.Context, conversationID, messageID string, e tidings.MessageEdit) (*tidings.Message, error) {
+	return apiCall[tidings.Message](ctx, u, "PATCH", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, e)
 }
 
 // DeleteMessage deletes a message.
-func (c *Client) DeleteMessage(ctx context.Context, conversationID, messageID string) error {
-	return c.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, nil, nil)
+func (u calls) DeleteMessage(ctx context.Context, conversationID, messageID string) error {
+	return u.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, nil, nil)
 }
 
 type markRequest struct {
@@ -305,14 +305,14 @@ type markRequest struct {
 
 // MarkDelivered moves the user's delivered mark to seq (0: the newest
 // message).
-func (c *Client) MarkDelivered(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
-	return apiCall[tidings.MessageStatus](ctx, c, "POST", "/v1/conversations/"+seg(conversationID)+"/delivered", nil, markRequest{seq})
+func (u calls) MarkDelivered(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
+	return apiCall[tidings.MessageStatus](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/delivered", nil, markRequest{seq})
 }
 
 // MarkRead moves the user's read mark (and delivered mark) to seq (0: the
 // newest message).
-func (c *Client) MarkRead(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
-	return apiCall[tidings.MessageStatus](ctx, c, "POST", "/v1/conversations/"+seg(conversationID)+"/read", nil, markRequest{seq})
+func (u calls) MarkRead(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
+	return apiCall[tidings.MessageStatus](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/read", nil, markRequest{seq})
 }
 
 // Files.
@@ -321,8 +321,8 @@ func (c *Client) MarkRead(ctx context.Context, conversationID string, seq int64)
 // be sent in a message part with its FileID. contentType is the file's
 // media type (e.g. "image/png"); empty, the file is stored as
 // application/octet-stream.
-func (c *Client) UploadFile(ctx context.Context, conversationID, name, contentType string, r io.Reader) (*tidings.File, error) {
-	resp, err := c.send(ctx, c.session(), "POST", "/v1/conversations/"+seg(conversationID)+"/files",
+func (u calls) UploadFile(ctx context.Context, conversationID, name, contentType string, r io.Reader) (*tidings.File, error) {
+	resp, err := u.c.send(ctx, u.account(), "POST", "/v1/conversations/"+seg(conversationID)+"/files",
 		url.Values{"name": {name}}, contentType, nil, r)
 	if err != nil {
 		return nil, err
@@ -338,8 +338,8 @@ func (c *Client) UploadFile(ctx context.Context, conversationID, name, contentTy
 // DownloadFile returns the content of a file, which the caller must
 // close, and what the response says of the file (its ID, ConversationID,
 // Name, Type and Size).
-func (c *Client) DownloadFile(ctx context.Context, conversationID, fileID string) (io.ReadCloser, *tidings.File, error) {
-	resp, err := c.send(ctx, c.session(), "GET", "/v1/conversations/"+seg(conversationID)+"/files/"+seg(fileID), nil, "", nil, nil)
+func (u calls) DownloadFile(ctx context.Context, conversationID, fileID string) (io.ReadCloser, *tidings.File, error) {
+	resp, err := u.c.send(ctx, u.account(), "GET", "/v1/conversations/"+seg(conversationID)+"/files/"+seg(fileID), nil, "", nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,20 +9,30 @@ import (
 )
 
 // Socket runs commands on the open realtime connection, which answers
-// faster than the REST API. Its methods return ErrNotConnected when there
-// is no connection, ErrConnectionLost when it ends before the answer, and
-// the server's *Error when the command fails.
-type Socket struct{ c *Client }
+// faster than the REST API, as one account's user. Its methods return
+// ErrNotConnected when there is no connection or the account is not
+// authenticated on it, ErrNotLoggedIn when the account is logged out,
+// ErrConnectionLost when the connection ends before the answer, and the
+// server's *Error when the command fails.
+type Socket struct{ u calls }
 
-// Socket returns the commands of the realtime connection.
-func (c *Client) Socket() Socket { return Socket{c} }
+// Socket returns the commands of the realtime connection, as the user of
+// the account (of the default account, for a Client).
+func (u calls) Socket() Socket { return Socket{u} }
 
 func (s Socket) command(ctx context.Context, name string, args, out any) error {
-	cn, err := s.c.current()
+	cn, err := s.u.c.current()
 	if err != nil {
 		return err
 	}
-	raw, err := cn.command(ctx, name, args)
+	a := s.u.account()
+	if a == nil {
+		return ErrNotLoggedIn
+	}
+	if !a.Connected() {
+		return ErrNotConnected
+	}
+	raw, err := cn.command(ctx, a.name, name, args)
 	if err != nil || out == nil {
 		return err
 	}
