@@ -59,8 +59,8 @@ type conn struct {
 	mu       sync.Mutex
 	pending  map[string]chan *protocol.Frame
 	accounts map[string]*Account // by name: those authenticated on it, or being
-	err     error // why it ended
-	ended   bool
+	err      error               // why it ended
+	ended    bool
 	// Updates wait in held until the connection is taken as the client's
 	// (live): the listeners learn that it is connected before they get
 	// its first update, the replay of what came while it was away.
