@@ -90,6 +90,7 @@ type Account struct {
 	ackN    int   // updates processed since the last acknowledgement
 	ackT    Timer
 	ackGen  uint64
+	acked   int64 // the last ref acknowledged
 
 	m acctState
 }
@@ -331,7 +332,8 @@ func (a *Account) stopAckTimerLocked() {
 }
 
 // sendAckLocked saves the cursor, then acknowledges the last update
-// processed to the server, on the connection it came from.
+// processed to the server, on the connection where the account is
+// authenticated now, else on the one the update came from.
 func (a *Account) sendAckLocked() {
 	a.stopAckTimerLocked()
 	it := a.ackItem
@@ -341,7 +343,28 @@ func (a *Account) sendAckLocked() {
 	a.ackItem, a.ackN = nil, 0
 	ref := it.ev.Info().Ref
 	a.c.saveCursor(a, ref)
-	_ = it.conn.reply(a.name, ref) // the connection may be gone: the next one resumes after ref
+	a.acked = it.seq
+	cn := it.conn
+	a.c.mu.Lock()
+	if a.live && a.c.cur != nil {
+		cn = a.c.cur
+	}
+	a.c.mu.Unlock()
+	// The connection may be gone: the next one resumes after ref, and
+	// reack acknowledges it there.
+	_ = cn.reply(a.name, ref)
+}
+
+// reack acknowledges again, on cn where the account was just
+// authenticated, the last ref acknowledged: the reply may have been lost
+// with the previous connection, and the server's cursor moves only with
+// replies. (An acknowledgement waiting goes to cn anyway.)
+func (a *Account) reack(cn *conn) {
+	a.ackMu.Lock()
+	defer a.ackMu.Unlock()
+	if a.acked > 0 && a.ackItem == nil {
+		_ = cn.reply(a.name, protocol.FormatRef(a.acked))
+	}
 }
 
 // flushAcks sends the acknowledgements waiting, of every account.

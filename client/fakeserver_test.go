@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,20 +34,34 @@ type fakeServer struct {
 	mu      sync.Mutex
 	auths   []protocol.AuthArgs
 	replies []string
+	frames  []protocol.Frame // the commands and replies received, in order
 	conns   []*gws.Conn
 	changed chan struct{}
 }
 
 type fakeConn struct {
-	s  *fakeServer
-	ws *gws.Conn
-	id string // the id of the auth command being answered
+	s       *fakeServer
+	ws      *gws.Conn
+	id      string // the id of the auth command being answered
+	account string // the account of the command ("" for the default one)
 }
 
 func newFakeServer(t testing.TB, onAuth func(fc *fakeConn, n int, args protocol.AuthArgs)) *fakeServer {
 	s := &fakeServer{t: t, onAuth: onAuth, changed: make(chan struct{})}
 	up := gws.NewUpgrader((*fakeEvents)(s), &gws.ServerOption{SubProtocols: []string{protocol.Subprotocol}})
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/me" { // the user of the token, for Login and AddAccount
+			cl := strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), ".")
+			var claims struct {
+				Sub string `json:"sub"`
+			}
+			if len(cl) == 3 {
+				b, _ := base64.RawURLEncoding.DecodeString(cl[1])
+				json.Unmarshal(b, &claims)
+			}
+			json.NewEncoder(w).Encode(tidings.User{ID: claims.Sub, DisplayName: claims.Sub})
+			return
+		}
 		socket, err := up.Upgrade(w, r)
 		if err != nil {
 			return
@@ -106,7 +121,10 @@ func (e *fakeEvents) OnMessage(c *gws.Conn, m *gws.Message) {
 		s.t.Errorf("the client sent a frame that is not JSON: %q", m.Bytes())
 		return
 	}
-	fc := &fakeConn{s: s, ws: c, id: f.ID}
+	fc := &fakeConn{s: s, ws: c, id: f.ID, account: f.Account}
+	s.mu.Lock()
+	s.frames = append(s.frames, f)
+	s.mu.Unlock()
 	switch {
 	case f.Type == protocol.TypeReply:
 		s.mu.Lock()
@@ -139,8 +157,39 @@ func (fc *fakeConn) fail(code, ref string) {
 }
 
 func (fc *fakeConn) ok(resumedAfter string) {
-	fc.answer(protocol.AuthResult{Account: "default", AppID: testApp, UserID: "alice", Device: "default",
+	fc.okAs("alice", "default", resumedAfter)
+}
+
+// okAs answers an auth of user, on device.
+func (fc *fakeConn) okAs(user, device, resumedAfter string) {
+	account := fc.account
+	if account == "" {
+		account = client.DefaultAccount
+	}
+	fc.answer(protocol.AuthResult{Account: account, AppID: testApp, UserID: user, Device: device,
 		ExpiresAt: time.Now().Add(time.Hour).UTC().Format(time.RFC3339), ResumedAfter: resumedAfter})
+}
+
+// forAccount returns the update frame f for another account.
+func forAccount(account string, f []byte) []byte {
+	var fr protocol.Frame
+	json.Unmarshal(f, &fr)
+	fr.Account = account
+	b, _ := json.Marshal(fr)
+	return b
+}
+
+// replyFrames returns the replies received, in order.
+func (s *fakeServer) replyFrames() []protocol.Frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []protocol.Frame
+	for _, f := range s.frames {
+		if f.Type == protocol.TypeReply {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // send writes frames in one WebSocket message, separated by '\n'.

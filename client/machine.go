@@ -428,6 +428,7 @@ func (m *machine) authDone(cn *conn, r authResult, at *attempt) {
 		c.mu.Unlock()
 		m.setLive(a, true)
 		m.armRefresh(a)
+		c.goTracked(func() { a.reack(cn) })
 	case errors.As(r.err, &rs):
 		// The listeners rebuild the application's state, then we resume.
 		c.opts.logger.Warn("tidings: the server no longer has the updates after the last one processed: resync",
