@@ -1,6 +1,6 @@
 // Package client is the Go SDK of Tidings: a connection to a Tidings
-// server for one user, with the realtime updates delivered to listeners
-// and typed helpers for the REST API.
+// server for one user, or several on one connection, with the realtime
+// updates delivered to listeners and typed helpers for the REST API.
 //
 // # Logging in
 //
@@ -16,6 +16,33 @@
 // with a token provider, gets a new token a margin before the expiry
 // (WithRefreshMargin) and authenticates it on the open connection, which
 // the server takes as a token refresh: the connection is not interrupted.
+//
+// # Accounts
+//
+// One realtime connection carries one or more accounts: each is a user,
+// authenticated with its own token on its own device, such as a personal
+// and a work profile shown side by side. The user of Login (or WithToken,
+// WithTokenProvider) is the account named "default" (DefaultAccount), and
+// the methods of Client act as that user. AddAccount adds another, under
+// a name of its choosing, with its credentials and, optionally, its
+// device and cursor store:
+//
+//	work, err := c.AddAccount(ctx, "work", client.WithTokenProvider(workToken), client.WithCursorStore(workCursor))
+//	…
+//	work.Socket().SendMessage(ctx, "standup", msg) // as the work user
+//
+// An *Account has the REST methods and Socket of Client, acting as its
+// user, and UserID, TokenExpiry, LastRef, WaitConnected and Logout.
+// Accounts lists them. Each account has its own stream of updates, refs
+// and cursor, and its token is refreshed on its own; the updates of all
+// the accounts reach the same listeners, EventInfo.Account naming the
+// account of each. When the connection is opened again, every account is
+// authenticated again, one after the other, each resuming after the last
+// update of its own the listeners processed. When the server ends one
+// account (account.closed: its token expired), that account alone is
+// authenticated again. Logging an account out (Account.Logout; Logout for
+// the default one) leaves the others connected and receiving; once the
+// last one is logged out the connection ends, and is not reopened.
 //
 // # Connection modes
 //
@@ -45,18 +72,31 @@
 // # Updates
 //
 // AddEventListener registers listeners of updates; several may be
-// registered, and each gets every update, once, in the order of the user's
-// stream, as a typed event (*MessageSent, *ParticipantTyping… or
-// *UnknownEvent for events newer than this SDK). Updates carry a ref; the
-// client drops an update whose ref is not after the last one processed (a
-// replay overlapping what came before a reconnection), and acknowledges an
-// update to the server only once every listener has returned: a program
-// that crashes in a listener gets the update again; Close acknowledges the
-// updates processed before it closes the connection. With a cursor store
-// (WithCursorStore, FileCursor) the last processed ref survives a restart
-// of the program, which then resumes where it stopped. When the server no
-// longer keeps the updates after that ref, listeners get a ResyncRequired
-// event: rebuild the state from the REST API.
+// registered, and each gets every update, once, in the order of its
+// account's stream, as a typed event (*MessageSent, *ParticipantTyping…
+// or *UnknownEvent for events newer than this SDK). Updates carry a ref;
+// the client drops an update whose ref is not after the last one its
+// account processed (a replay overlapping what came before a
+// reconnection). With a cursor store (WithCursorStore, FileCursor) the
+// last processed ref survives a restart of the program, which then resumes
+// where it stopped. When the server no longer keeps the updates after that
+// ref, listeners get a ResyncRequired event: rebuild the state from the
+// REST API.
+//
+// # Acknowledgements
+//
+// The client acknowledges an update to the server (a reply, which moves
+// the server's cursor of the account's device) only once every listener
+// has returned: a program that crashes in a listener gets the update
+// again. Replies are cumulative, so the client sends few: at most one per
+// account every 250 milliseconds, or every 64 updates when they come
+// faster, acknowledging every update processed up to then (the cursor
+// store is saved just before). The reply waiting is sent at once before
+// the connection is closed (Disconnect, EnterBackground in auto mode,
+// Close) or the account logged out, and Close waits a moment for the
+// server to confirm it, so that the next connection of the same user and
+// device does not get the updates processed again. A reply lost with a
+// connection is sent again on the next.
 //
 // # REST API and commands
 //

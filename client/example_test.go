@@ -201,3 +201,59 @@ func ExampleWithTokenProvider() {
 	// Output:
 	// alice connected 1h0m0s
 }
+
+// One connection, two accounts: Alice's personal profile (the default
+// account) and her work profile, a user of its own. Each update says which
+// account it is for, and each account sends as its own user.
+func ExampleClient_AddAccount() {
+	srv := mustServer()
+	defer srv.Close()
+	srv.mkUsers(panicker{}, "alice", "alice-work", "bob")
+	family := srv.conv(panicker{}, "bob", "alice")
+	project := srv.conv(panicker{}, "bob", "alice-work")
+	ctx := context.Background()
+
+	c, err := client.New(srv.URL(), client.WithToken(srv.token(panicker{}, "alice", time.Hour)), client.WithDevice("laptop"))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	got := make(chan string, 10)
+	c.AddEventListener(func(e client.Event) {
+		if m, ok := e.(*client.MessageSent); ok {
+			got <- fmt.Sprintf("[%s] %s: %s", e.Info().Account, m.Message.Sender.DisplayName, m.Message.Parts[0].Data)
+		}
+	})
+	work, err := c.AddAccount(ctx, "work", client.WithToken(srv.token(panicker{}, "alice-work", time.Hour)))
+	if err != nil {
+		panic(err)
+	}
+	if err := work.WaitConnected(ctx); err != nil {
+		panic(err)
+	}
+	for _, a := range c.Accounts() {
+		fmt.Println(a.Name(), "is", a.UserID())
+	}
+
+	srv.send(panicker{}, "bob", family, "Dinner at 8?")
+	fmt.Println(next(got))
+	srv.send(panicker{}, "bob", project, "Is the report ready?")
+	fmt.Println(next(got))
+	if _, err := work.Socket().SendMessage(ctx, project, tidings.NewMessage{ClientID: "w-1",
+		Parts: []tidings.Part{{Type: "text/plain", Data: "Tomorrow."}}}); err != nil {
+		panic(err)
+	}
+	fmt.Println(next(got))
+
+	// The work profile leaves; the personal one stays connected.
+	work.Logout(ctx)
+	srv.send(panicker{}, "bob", family, "Bring bread.")
+	fmt.Println(next(got))
+	// Output:
+	// default is alice
+	// work is alice-work
+	// [default] Bob: Dinner at 8?
+	// [work] Bob: Is the report ready?
+	// [work] Alice-work: Tomorrow.
+	// [default] Bob: Bring bread.
+}

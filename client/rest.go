@@ -127,14 +127,14 @@ func readError(resp *http.Response) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))}
 }
 
-func (u calls) api(ctx context.Context, method, path string, query url.Values, in, out any) error {
+func (u *calls) api(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	return u.c.rest(ctx, u.account(), method, path, query, in, out)
 }
 
 func seg(s string) string { return url.PathEscape(s) }
 
 // apiCall calls the API and decodes its answer into a new T.
-func apiCall[T any](ctx context.Context, u calls, method, path string, query url.Values, in any) (*T, error) {
+func apiCall[T any](ctx context.Context, u *calls, method, path string, query url.Values, in any) (*T, error) {
 	var out T
 	if err := u.api(ctx, method, path, query, in, &out); err != nil {
 		return nil, err
@@ -145,12 +145,12 @@ func apiCall[T any](ctx context.Context, u calls, method, path string, query url
 // Users.
 
 // Me returns the profile of the logged-in user.
-func (u calls) Me(ctx context.Context) (*tidings.User, error) {
+func (u *calls) Me(ctx context.Context) (*tidings.User, error) {
 	return apiCall[tidings.User](ctx, u, "GET", "/v1/me", nil, nil)
 }
 
 // GetUser returns a user of the app.
-func (u calls) GetUser(ctx context.Context, userID string) (*tidings.User, error) {
+func (u *calls) GetUser(ctx context.Context, userID string) (*tidings.User, error) {
 	return apiCall[tidings.User](ctx, u, "GET", "/v1/users/"+seg(userID), nil, nil)
 }
 
@@ -158,27 +158,27 @@ func (u calls) GetUser(ctx context.Context, userID string) (*tidings.User, error
 // only, and only the fields their app lets users edit: by default the
 // display name and avatar; another is EForbidden, naming it); nil fields
 // of upd are left alone.
-func (u calls) UpdateUser(ctx context.Context, userID string, upd tidings.UserUpdate) (*tidings.User, error) {
+func (u *calls) UpdateUser(ctx context.Context, userID string, upd tidings.UserUpdate) (*tidings.User, error) {
 	return apiCall[tidings.User](ctx, u, "PATCH", "/v1/users/"+seg(userID), nil, upd)
 }
 
 // Conversations.
 
 // CreateConversation creates a conversation; the user becomes its owner.
-func (u calls) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
+func (u *calls) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
 	return apiCall[tidings.Conversation](ctx, u, "POST", "/v1/conversations", nil, nc)
 }
 
 // GetConversation returns a conversation (a deleted one too, to its
 // participants).
-func (u calls) GetConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
+func (u *calls) GetConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
 	return apiCall[tidings.Conversation](ctx, u, "GET", "/v1/conversations/"+seg(conversationID), nil, nil)
 }
 
 // ListConversations returns a page of the user's conversations, most
 // recently active first; pass the page's NextCursor in f.Cursor for the
 // next page.
-func (u calls) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
+func (u *calls) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
 	q := url.Values{}
 	if f.Cursor != "" {
 		q.Set("cursor", f.Cursor)
@@ -194,17 +194,17 @@ func (u calls) ListConversations(ctx context.Context, f tidings.ConversationFilt
 
 // UpdateConversation changes a conversation's details; nil fields of upd
 // are left alone.
-func (u calls) UpdateConversation(ctx context.Context, conversationID string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
+func (u *calls) UpdateConversation(ctx context.Context, conversationID string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
 	return apiCall[tidings.Conversation](ctx, u, "PATCH", "/v1/conversations/"+seg(conversationID), nil, upd)
 }
 
 // DeleteConversation soft-deletes a conversation.
-func (u calls) DeleteConversation(ctx context.Context, conversationID string) error {
+func (u *calls) DeleteConversation(ctx context.Context, conversationID string) error {
 	return u.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID), nil, nil, nil)
 }
 
 // UndeleteConversation restores a deleted conversation.
-func (u calls) UndeleteConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
+func (u *calls) UndeleteConversation(ctx context.Context, conversationID string) (*tidings.Conversation, error) {
 	return apiCall[tidings.Conversation](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/undelete", nil, nil)
 }
 
@@ -212,7 +212,7 @@ func (u calls) UndeleteConversation(ctx context.Context, conversationID string) 
 
 // ListParticipants returns all the participants of a conversation,
 // following the pages of the API.
-func (u calls) ListParticipants(ctx context.Context, conversationID string) ([]*tidings.Participant, error) {
+func (u *calls) ListParticipants(ctx context.Context, conversationID string) ([]*tidings.Participant, error) {
 	var all []*tidings.Participant
 	q := url.Values{"limit": {strconv.Itoa(tidings.MaxParticipantPage)}}
 	for {
@@ -229,12 +229,12 @@ func (u calls) ListParticipants(ctx context.Context, conversationID string) ([]*
 }
 
 // AddParticipant adds a user to a conversation (default role member).
-func (u calls) AddParticipant(ctx context.Context, conversationID string, p tidings.NewParticipant) (*tidings.Participant, error) {
+func (u *calls) AddParticipant(ctx context.Context, conversationID string, p tidings.NewParticipant) (*tidings.Participant, error) {
 	return apiCall[tidings.Participant](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/participants", nil, p)
 }
 
 // UpdateParticipant changes the role of a participant.
-func (u calls) UpdateParticipant(ctx context.Context, conversationID, userID string, role tidings.Role) (*tidings.Participant, error) {
+func (u *calls) UpdateParticipant(ctx context.Context, conversationID, userID string, role tidings.Role) (*tidings.Participant, error) {
 	body := struct {
 		Role tidings.Role `json:"role"`
 	}{role}
@@ -242,17 +242,17 @@ func (u calls) UpdateParticipant(ctx context.Context, conversationID, userID str
 }
 
 // RemoveParticipant removes a participant (removing oneself is leaving).
-func (u calls) RemoveParticipant(ctx context.Context, conversationID, userID string) error {
+func (u *calls) RemoveParticipant(ctx context.Context, conversationID, userID string) error {
 	return u.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID)+"/participants/"+seg(userID), nil, nil, nil)
 }
 
 // Join makes the user a member of a public conversation.
-func (u calls) Join(ctx context.Context, conversationID string) (*tidings.Participant, error) {
+func (u *calls) Join(ctx context.Context, conversationID string) (*tidings.Participant, error) {
 	return apiCall[tidings.Participant](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/join", nil, nil)
 }
 
 // Leave removes the user from a conversation.
-func (u calls) Leave(ctx context.Context, conversationID string) error {
+func (u *calls) Leave(ctx context.Context, conversationID string) error {
 	return u.api(ctx, "POST", "/v1/conversations/"+seg(conversationID)+"/leave", nil, nil, nil)
 }
 
@@ -262,14 +262,14 @@ func (u calls) Leave(ctx context.Context, conversationID string) error {
 // realtime connection). Sending again with the same m.ClientID returns the
 // first message instead of sending a new one: give one to make retries
 // safe.
-func (u calls) SendMessage(ctx context.Context, conversationID string, m tidings.NewMessage) (*tidings.Message, error) {
+func (u *calls) SendMessage(ctx context.Context, conversationID string, m tidings.NewMessage) (*tidings.Message, error) {
 	return apiCall[tidings.Message](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/messages", nil, m)
 }
 
 // ListMessages returns a page of a conversation's history, in ascending
 // seq order: the newest f.Limit messages before f.Before, the oldest after
 // f.After, or the newest.
-func (u calls) ListMessages(ctx context.Context, conversationID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
+func (u *calls) ListMessages(ctx context.Context, conversationID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
 	q := url.Values{}
 	if f.Before != nil {
 		q.Set("before", strconv.FormatInt(*f.Before, 10))
@@ -284,18 +284,18 @@ func (u calls) ListMessages(ctx context.Context, conversationID string, f tiding
 }
 
 // GetMessage returns one message.
-func (u calls) GetMessage(ctx context.Context, conversationID, messageID string) (*tidings.Message, error) {
+func (u *calls) GetMessage(ctx context.Context, conversationID, messageID string) (*tidings.Message, error) {
 	return apiCall[tidings.Message](ctx, u, "GET", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, nil)
 }
 
 // EditMessage replaces the parts (and metadata, if set) of the user's own
 // message.
-func (u calls) EditMessage(ctx context.Context, conversationID, messageID string, e tidings.MessageEdit) (*tidings.Message, error) {
+func (u *calls) EditMessage(ctx context.Context, conversationID, messageID string, e tidings.MessageEdit) (*tidings.Message, error) {
 	return apiCall[tidings.Message](ctx, u, "PATCH", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, e)
 }
 
 // DeleteMessage deletes a message.
-func (u calls) DeleteMessage(ctx context.Context, conversationID, messageID string) error {
+func (u *calls) DeleteMessage(ctx context.Context, conversationID, messageID string) error {
 	return u.api(ctx, "DELETE", "/v1/conversations/"+seg(conversationID)+"/messages/"+seg(messageID), nil, nil, nil)
 }
 
@@ -305,13 +305,13 @@ type markRequest struct {
 
 // MarkDelivered moves the user's delivered mark to seq (0: the newest
 // message).
-func (u calls) MarkDelivered(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
+func (u *calls) MarkDelivered(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
 	return apiCall[tidings.MessageStatus](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/delivered", nil, markRequest{seq})
 }
 
 // MarkRead moves the user's read mark (and delivered mark) to seq (0: the
 // newest message).
-func (u calls) MarkRead(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
+func (u *calls) MarkRead(ctx context.Context, conversationID string, seq int64) (*tidings.MessageStatus, error) {
 	return apiCall[tidings.MessageStatus](ctx, u, "POST", "/v1/conversations/"+seg(conversationID)+"/read", nil, markRequest{seq})
 }
 
@@ -321,7 +321,7 @@ func (u calls) MarkRead(ctx context.Context, conversationID string, seq int64) (
 // be sent in a message part with its FileID. contentType is the file's
 // media type (e.g. "image/png"); empty, the file is stored as
 // application/octet-stream.
-func (u calls) UploadFile(ctx context.Context, conversationID, name, contentType string, r io.Reader) (*tidings.File, error) {
+func (u *calls) UploadFile(ctx context.Context, conversationID, name, contentType string, r io.Reader) (*tidings.File, error) {
 	resp, err := u.c.send(ctx, u.account(), "POST", "/v1/conversations/"+seg(conversationID)+"/files",
 		url.Values{"name": {name}}, contentType, nil, r)
 	if err != nil {
@@ -338,7 +338,7 @@ func (u calls) UploadFile(ctx context.Context, conversationID, name, contentType
 // DownloadFile returns the content of a file, which the caller must
 // close, and what the response says of the file (its ID, ConversationID,
 // Name, Type and Size).
-func (u calls) DownloadFile(ctx context.Context, conversationID, fileID string) (io.ReadCloser, *tidings.File, error) {
+func (u *calls) DownloadFile(ctx context.Context, conversationID, fileID string) (io.ReadCloser, *tidings.File, error) {
 	resp, err := u.c.send(ctx, u.account(), "GET", "/v1/conversations/"+seg(conversationID)+"/files/"+seg(fileID), nil, "", nil, nil)
 	if err != nil {
 		return nil, nil, err

@@ -18,7 +18,7 @@ type Socket struct{ u calls }
 
 // Socket returns the commands of the realtime connection, as the user of
 // the account (of the default account, for a Client).
-func (u calls) Socket() Socket { return Socket{u} }
+func (u *calls) Socket() Socket { return Socket{*u} }
 
 func (s Socket) command(ctx context.Context, name string, args, out any) error {
 	cn, err := s.u.c.current()
