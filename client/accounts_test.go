@@ -1,10 +1,12 @@
 package client_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,5 +444,62 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 	s.mu.Unlock()
 	if conns != 2 || statuses.count(client.StatusConnected) != 2 {
 		t.Fatalf("account.closed of one account reconnected: %d connections, %v", conns, statuses.all())
+	}
+}
+
+// Each account's token is refreshed on its own, on the open connection:
+// Bob's short-lived work token is replaced before it expires, while
+// Alice's stays; neither reconnects.
+func TestAccountTokensAreRefreshedOnTheirOwn(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	s.mkUsers(t, "alice", "bob", "carol")
+	work := s.conv(t, "carol", "bob")
+	clock := newFakeClock()
+	var mu sync.Mutex
+	var minted []time.Time
+	provider := func(ctx context.Context) (string, error) {
+		now := clock.Now()
+		mu.Lock()
+		minted = append(minted, now.Add(10*time.Minute).Truncate(time.Second))
+		mu.Unlock()
+		return s.token(t, "bob", 10*time.Minute, now), nil
+	}
+	calls := func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(minted)
+	}
+	c := newClient(t, s.URL(), client.WithToken(s.token(t, "alice", time.Hour, clock.Now())), client.WithClock(clock),
+		client.WithRefreshMargin(time.Minute), fastBackoff)
+	rec := newRecorder()
+	c.AddEventListener(rec.listen)
+	var statuses statusLog
+	c.AddStatusListener(statuses.listen)
+	w, err := c.AddAccount(ctxT(t), "work", client.WithTokenProvider(provider))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAccount(t, w)
+	waitConnected(t, c)
+	aliceExp := c.TokenExpiry()
+	if first := calls(); len(first) != 1 || !w.TokenExpiry().Equal(first[0]) {
+		t.Fatalf("provider calls %v, bob's token expiry %v", first, w.TokenExpiry())
+	}
+
+	clock.Advance(9*time.Minute + 30*time.Second)
+	waitFor(t, "bob's token refresh", func() bool {
+		cs := calls()
+		return len(cs) == 2 && w.TokenExpiry().Equal(cs[1])
+	})
+	if !c.TokenExpiry().Equal(aliceExp) {
+		t.Fatalf("alice's token expiry moved from %v to %v", aliceExp, c.TokenExpiry())
+	}
+	// Past the first token's expiry, bob's account still receives.
+	s.offset.Store(int64(11 * time.Minute))
+	s.send(t, "carol", work, "m000")
+	rec.waitTexts(t, work, 1)
+	if statuses.count(client.StatusConnected) != 1 || !w.Connected() {
+		t.Fatalf("the refresh reconnected: %v", statuses.all())
 	}
 }
