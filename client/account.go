@@ -116,10 +116,12 @@ func (c *Client) newAccount(name string, p TokenProvider, static bool, device st
 
 // AddAccount logs a user in on the client's realtime connection, under
 // name (1 to 64 letters, digits, _ and -), next to the accounts already
-// there: it checks the token with the server (GET /v1/me), and the
-// account is then authenticated on the connection (at once in auto mode,
-// or at the next Connect in manual mode). Use Account.WaitConnected to
-// wait for that.
+// there: it checks the token with the server (GET /v1/me), then, when
+// the connection is open, returns once the account is authenticated on
+// it (its Socket works). Otherwise the account is authenticated when the
+// connection opens (at once in auto mode, at the next Connect in manual
+// mode): Account.WaitConnected waits for that. When it fails, nothing
+// is added.
 //
 // opts give the account's credentials, WithToken or WithTokenProvider
 // (required), and optionally WithDevice (default: the client's device)
@@ -150,6 +152,16 @@ func (c *Client) AddAccount(ctx context.Context, name string, opts ...Option) (*
 	}
 	a := c.newAccount(name, p, static, device, cursor)
 	if _, err := c.login(ctx, a); err != nil {
+		return nil, err
+	}
+	if c.Status() != StatusConnected {
+		return a, nil // authenticated when the connection opens
+	}
+	// Authenticated on the open connection: its Socket works on return.
+	if err := a.WaitConnected(ctx); err != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeConfirmTimeout)
+		defer cancel()
+		_ = a.Logout(lctx)
 		return nil, err
 	}
 	return a, nil
