@@ -77,6 +77,15 @@ func TestTwoAccountsOnOneConnection(t *testing.T) {
 	if _, err := c.AddAccount(ctx, "other", client.WithToken(s.token(t, "carol", time.Hour)), client.WithMode(client.ManualMode)); err == nil {
 		t.Fatal("AddAccount took WithMode")
 	}
+	if _, err := c.AddAccount(ctx, "other", client.WithToken(s.token(t, "carol", time.Minute, time.Now().Add(-time.Hour)))); client.ErrorCode(err) != tidings.EUnauthenticated {
+		t.Fatalf("AddAccount with an expired token: %v", err)
+	}
+	if _, err := c.AddAccount(ctx, "bad name!", client.WithToken(s.token(t, "carol", time.Hour))); err == nil {
+		t.Fatal("AddAccount took a bad name")
+	}
+	if got := names(); !slices.Equal(got, []string{"default", "work"}) {
+		t.Fatalf("accounts after failed additions %v", got)
+	}
 
 	s.send(t, "carol", personal, "for alice")
 	s.send(t, "carol", work, "for bob")
