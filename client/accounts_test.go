@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,8 +358,14 @@ func TestAcknowledgementsAreCoalesced(t *testing.T) {
 // alone.
 func TestAccountsOnTheFakeServer(t *testing.T) {
 	t.Parallel()
+	var refuseWork atomic.Bool
 	s := newFakeServer(t, func(fc *fakeConn, n int, a protocol.AuthArgs) {
 		after, _ := protocol.ParseRef(a.ResumeAfter)
+		switch {
+		case fc.account == "work" && refuseWork.Load():
+			fc.fail(tidings.EUnauthenticated, "")
+			return
+		}
 		switch fc.account {
 		case "":
 			fc.okAs("alice", a.Device, fmt.Sprint(after))
@@ -453,6 +460,21 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 	s.mu.Unlock()
 	if conns != 2 || statuses.count(client.StatusConnected) != 2 {
 		t.Fatalf("account.closed of one account reconnected: %d connections, %v", conns, statuses.all())
+	}
+
+	// Its token is refused now: bob's account gives up, alice's goes on.
+	refuseWork.Store(true)
+	fc.send(closed)
+	if err := w.WaitConnected(ctxT(t)); !errors.Is(err, client.ErrNotConnected) || client.ErrorCode(err) != tidings.EUnauthenticated {
+		t.Fatalf("bob's WaitConnected after his token was refused: %v", err)
+	}
+	if err := w.Socket().StartTyping(ctxT(t), "conv"); !errors.Is(err, client.ErrNotConnected) {
+		t.Fatalf("bob's socket command: %v", err)
+	}
+	fc.send(messageFrame(4, "m003"))
+	waitFor(t, "alice's next message", func() bool { return c.LastRef() == "4" })
+	if c.Status() != client.StatusConnected || statuses.count(client.StatusConnected) != 2 {
+		t.Fatalf("bob's account giving up touched the connection: %s, %v", c.Status(), statuses.all())
 	}
 }
 
