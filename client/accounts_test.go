@@ -465,6 +465,7 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 	// Its token is refused now: bob's account gives up, alice's goes on.
 	refuseWork.Store(true)
 	fc.send(closed)
+	waitFor(t, "bob's account to end", func() bool { return !w.Connected() })
 	if err := w.WaitConnected(ctxT(t)); !errors.Is(err, client.ErrNotConnected) || client.ErrorCode(err) != tidings.EUnauthenticated {
 		t.Fatalf("bob's WaitConnected after his token was refused: %v", err)
 	}

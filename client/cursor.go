@@ -19,11 +19,12 @@ type Cursor struct {
 	Ref    string `json:"ref"`
 }
 
-// CursorStore keeps the cursor of a client across restarts (see
-// WithCursorStore). The client loads it once per login, before its first
-// connection, and uses it only if it names the same app, user and device;
-// it saves it after its listeners have processed updates, before it
-// acknowledges them to the server.
+// CursorStore keeps the cursor of an account across restarts (see
+// WithCursorStore, for New and for AddAccount: give each account a store
+// of its own). The client loads it once per login, before the account's
+// first authentication, and uses it only if it names the same app, user
+// and device; it saves it after its listeners have processed updates,
+// before it acknowledges them to the server.
 type CursorStore interface {
 	// LoadCursor returns the stored cursor, or a zero Cursor if none.
 	LoadCursor(ctx context.Context) (Cursor, error)

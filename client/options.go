@@ -143,6 +143,7 @@ func WithTokenProvider(p TokenProvider) Option {
 // WithDevice names this installation of the application (1 to 64
 // letters, digits, _ and -; default "default"). The server keeps one
 // cursor per user and device: give each installation its own name.
+// AddAccount takes it too (default: the client's device).
 func WithDevice(name string) Option { return func(o *options) { o.device = name } }
 
 // WithMode chooses who manages the realtime connection (default AutoMode).
@@ -161,6 +162,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithCursorStore keeps the last processed ref in s, so that a restarted
 // program resumes after the last update it processed (see FileCursor).
+// It is the default account's store; AddAccount takes it too, for the
+// account added.
 func WithCursorStore(s CursorStore) Option { return func(o *options) { o.cursor = s } }
 
 // WithClock sets the clock of the client's timers (default SystemClock).
