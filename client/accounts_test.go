@@ -331,17 +331,29 @@ func TestAcknowledgementsAreCoalesced(t *testing.T) {
 	clock.Advance(250 * time.Millisecond)
 	s.waitFor("the reply to 200", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "200") })
 
-	// A few more, then Disconnect at once: their reply goes first.
+	// Updates that trickle in, one a message (the queue empties after
+	// each): one reply for them all, 250ms after the first.
 	s.mu.Lock()
 	fc := &fakeConn{s: s, ws: s.conns[0]}
 	s.mu.Unlock()
-	fc.send(messageFrame(201, "m200"), messageFrame(202, "m201"))
-	waitFor(t, "the last update processed", func() bool { return c.LastRef() == "202" })
+	for ref := int64(201); ref <= 240; ref++ {
+		fc.send(messageFrame(ref, fmt.Sprintf("m%03d", ref-1)))
+		waitFor(t, "the update processed", func() bool { return c.LastRef() == fmt.Sprint(ref) })
+	}
+	if got := refs(); len(got) != 4 {
+		t.Fatalf("replies %v before 250ms passed", got)
+	}
+	clock.Advance(250 * time.Millisecond)
+	s.waitFor("the reply to 240", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "240") })
+
+	// A few more, then Disconnect at once: their reply goes first.
+	fc.send(messageFrame(241, "m240"), messageFrame(242, "m241"))
+	waitFor(t, "the last update processed", func() bool { return c.LastRef() == "242" })
 	if err := c.Disconnect(); err != nil {
 		t.Fatal(err)
 	}
-	s.waitFor("the reply to 202", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "202") })
-	if got := refs(); !slices.Equal(got, []string{"64", "128", "192", "200", "202"}) {
+	s.waitFor("the reply to 242", func(_ []protocol.AuthArgs, replies []string) bool { return slices.Contains(replies, "242") })
+	if got := refs(); !slices.Equal(got, []string{"64", "128", "192", "200", "240", "242"}) {
 		t.Fatalf("replies %v", got)
 	}
 	for _, f := range s.replyFrames() {
