@@ -363,7 +363,8 @@ func TestAcknowledgementsAreCoalesced(t *testing.T) {
 	}
 }
 
-// Two accounts on the fake server: replies name their account; after the
+// Two accounts on the fake server, each with its cursor store: replies
+// name their account; after the
 // server drops the connection both are authenticated again, in order,
 // each resuming after its own last ref; account.closed for one account
 // re-authenticates that one on the same connection and leaves the other
@@ -391,18 +392,21 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 			}
 		}
 	})
-	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), fastBackoff)
+	// Each account has its cursor store; bob's says he processed ref 5.
+	aliceStore := &memCursor{}
+	bobStore := &memCursor{cur: client.Cursor{AppID: testApp, UserID: "bob", Device: "desk", Ref: "5"}}
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), client.WithCursorStore(aliceStore), fastBackoff)
 	rec := newRecorder()
 	c.AddEventListener(rec.listen)
 	var statuses statusLog
 	c.AddStatusListener(statuses.listen)
-	w, err := c.AddAccount(ctxT(t), "work", client.WithToken(fakeToken("bob")), client.WithDevice("desk"))
+	w, err := c.AddAccount(ctxT(t), "work", client.WithToken(fakeToken("bob")), client.WithDevice("desk"), client.WithCursorStore(bobStore))
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitAccount(t, w)
 	waitAccount(t, c.Account(client.DefaultAccount))
-	rec.waitUntil(t, "four messages", func(evs []client.Event) bool { return len(evs) >= 4 })
+	rec.waitUntil(t, "three messages", func(evs []client.Event) bool { return len(evs) >= 3 })
 	waitFor(t, "the last refs", func() bool { return c.LastRef() == "2" && w.LastRef() == "7" })
 
 	// The server drops the connection: both accounts come back, each
@@ -425,7 +429,7 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 	s.mu.Unlock()
 	// The first connection authenticated alice, then bob when added; the
 	// second one both, in the order they were added.
-	if want := []string{"/default/", "work/desk/", "/default/2", "work/desk/7"}; !slices.Equal(auths, want) || conns != 2 {
+	if want := []string{"/default/", "work/desk/5", "/default/2", "work/desk/7"}; !slices.Equal(auths, want) || conns != 2 {
 		t.Fatalf("auths (account/device/resumeAfter) %v on %d connections, want %v on 2", auths, conns, want)
 	}
 	// Nothing came twice.
@@ -439,7 +443,7 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(mine, []string{"1", "2"}) || !slices.Equal(bobs, []string{"5", "7"}) {
+	if !slices.Equal(mine, []string{"1", "2"}) || !slices.Equal(bobs, []string{"7"}) {
 		t.Fatalf("alice's account got refs %v, bob's %v", mine, bobs)
 	}
 	// Replies name their account.
@@ -450,6 +454,9 @@ func TestAccountsOnTheFakeServer(t *testing.T) {
 		if (f.Ref == "2" && f.Account != "") || (f.Ref == "7" && f.Account != "work") {
 			t.Fatalf("reply to %s for account %q", f.Ref, f.Account)
 		}
+	}
+	if aliceStore.ref() != "2" || bobStore.ref() != "7" {
+		t.Fatalf("cursor stores: alice's at %q, bob's at %q", aliceStore.ref(), bobStore.ref())
 	}
 
 	// The server ends bob's account: the client authenticates it again on
