@@ -364,11 +364,11 @@ func TestAcknowledgementsAreCoalesced(t *testing.T) {
 }
 
 // Two accounts on the fake server, each with its cursor store: replies
-// name their account; after the
-// server drops the connection both are authenticated again, in order,
-// each resuming after its own last ref; account.closed for one account
-// re-authenticates that one on the same connection and leaves the other
-// alone.
+// name their account; after the server drops the connection both are
+// authenticated again, in order, each resuming after its own last ref;
+// account.closed for one account re-authenticates that one on the same
+// connection and leaves the other alone, and so does its giving up when
+// its token is refused.
 func TestAccountsOnTheFakeServer(t *testing.T) {
 	t.Parallel()
 	var refuseWork atomic.Bool
