@@ -31,6 +31,16 @@ func TestMembershipSpans(t *testing.T, newStores Factory) {
 	if ms := must[[]tidings.Membership](t)(f.EventLog.UserConversations(context.Background(), "a", "bob")); len(ms) != 0 {
 		t.Errorf("bob's conversations after his removal: %+v, want none", ms)
 	}
+	// Removed from a private conversation, bob no longer sees it.
+	_, err := f.Conversations.FindConversationByID(as("a", "bob"), "c")
+	wantCode(t, "a removed participant finds the conversation", err, tidings.ENotFound)
+	_, err = f.Messages.ListMessages(as("a", "bob"), "c", tidings.MessageFilter{})
+	wantCode(t, "a removed participant reads the history", err, tidings.ENotFound)
+	_, _, err = f.Messages.SendMessage(as("a", "bob"), "c", tidings.NewMessage{Parts: text("still here?")})
+	wantCode(t, "a removed participant sends", err, tidings.ENotFound)
+	if page := must[*tidings.ConversationPage](t)(f.Conversations.ListConversations(as("a", "bob"), tidings.ConversationFilter{})); len(page.Conversations) != 0 {
+		t.Errorf("a removed participant lists %d conversations, want none", len(page.Conversations))
+	}
 	must[*tidings.Participant](t)(f.Conversations.AddParticipant(as("a", "alice"), "c", tidings.NewParticipant{UserID: "bob"}))
 	f.send("a", "alice", "c", "bob back")
 
