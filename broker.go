@@ -10,43 +10,34 @@ import (
 // shared store (docs/cluster.md). They are declared, not yet used: one
 // node runs without them, with its in-process hub.
 
-// Broker carries what one node must tell the others: the events it
-// committed, how far its positions are persisted, and the live-only
-// updates (typing, presence, closed accounts). It is at most once: the
-// event log stays the source of truth, and a node that misses events reads
-// them from the log up to the marks it receives. NATS implements it for
-// clusters; a single node needs none.
+// Broker carries what one node must tell the others: the ranges of
+// events that became final (published by the cluster's tailer, see
+// LogTail), the live-only updates (typing, presence, closed accounts), and
+// revocations. It is at most once: the event log stays the source of
+// truth, and a node that misses a range reads it from the log. NATS
+// implements it for clusters; a single node needs none.
 type Broker interface {
-	// PublishEvents hands events this node committed to every node,
-	// after their commit, in position order. It must not block for long:
-	// it runs on the write path. Events with positions above the
-	// cluster's mark wait on the receiving side (see Mark).
-	PublishEvents(ctx context.Context, events []*Event) error
-	// PublishMark announces this node's persisted-up-to position: no event
-	// with a position at or below it is still being committed by this
-	// node, nor will be. A node publishes it when it moves, and at least
-	// every MarkInterval while it lives, so that a silent node is known to
-	// be dead.
-	PublishMark(ctx context.Context, m Mark) error
+	// PublishRange hands a range of final events to every node. Ranges
+	// are published in order, each starting where the previous ended.
+	PublishRange(ctx context.Context, r EventRange) error
 	// PublishLive hands a live-only update to the nodes that hold
 	// sessions of its receivers.
 	PublishLive(ctx context.Context, u LiveUpdate) error
-	// Subscribe calls h with what every node (this one too) publishes,
-	// from now on, until ctx ends or the subscription is closed. Calls are
-	// sequential. A gap (the broker restarted, the node was cut off) is
-	// reported to h.Lost, after which the node catches up from the log.
+	// Subscribe calls h with what is published, from now on, until ctx
+	// ends or the subscription is closed. Calls are sequential.
 	Subscribe(ctx context.Context, h BrokerHandler) (Subscription, error)
 }
 
 // BrokerHandler receives what the nodes of a cluster publish.
 type BrokerHandler interface {
-	Events(events []*Event)
-	Mark(m Mark)
+	// Range is called with each range of final events. A range whose From
+	// is not the To of the last one received means ranges were missed:
+	// the node reads (lastTo, From] from the log before delivering it.
+	Range(r EventRange)
 	Live(u LiveUpdate)
-	// Lost says that messages may have been missed since the last one
-	// received: the node must read the log from its last delivered
-	// position instead of trusting the broker, until the marks it
-	// receives show it caught up.
+	// Lost says that messages may have been missed (the broker restarted,
+	// the node was cut off): the node tails the log itself until ranges
+	// chain again.
 	Lost()
 }
 
@@ -55,26 +46,28 @@ type Subscription interface {
 	Close() error
 }
 
-// Mark is a node's persisted-up-to position (Synapse's "persisted upto"
-// for one writer): every position it drew at or below UpTo is committed or
-// abandoned. The cluster's mark is the smallest mark of the live nodes;
-// events are delivered, live or replayed, only up to it, so that an event
-// never overtakes one with a smaller position that is still in flight, and
-// refs keep meaning "everything up to N".
-type Mark struct {
-	Node string
-	// AppID scopes the mark to one app's positions when positions are kept
-	// per app; empty for the positions of all apps.
-	AppID string
-	UpTo  int64
-	// Lease is how long the mark holds without news of the node: a node
-	// that publishes nothing for longer is dead, and its transactions are
-	// ended in the store before the cluster's mark passes it.
-	Lease time.Duration
+// EventRange is every event with a position in (From, To], in position
+// order, once all those positions are final: committed or abandoned for
+// good, so that no event can later appear in the range. Delivering ranges
+// in order keeps refs meaning "everything up to N" with writers on every
+// node.
+type EventRange struct {
+	From, To int64
+	Events   []*Event
 }
 
-// MarkInterval is how often a node publishes its mark at least.
-const MarkInterval = time.Second
+// LogTail is the store's side of delivery in a cluster: it tells which
+// positions are final. On PostgreSQL a position is final once every
+// transaction that was running when its event's commit was seen has
+// ended (docs/cluster.md); on SQLite, with one writer, every committed
+// position is final at once.
+type LogTail interface {
+	// Final returns the events with positions after `after` up to the
+	// largest final position, at most limit of them (To is then the
+	// position of the last one). It returns an empty range with To ==
+	// after when nothing more is final.
+	Final(ctx context.Context, after int64, limit int) (EventRange, error)
+}
 
 // LiveUpdate is an update that is never stored: typing, presence, the end
 // of an account on a connection. The node that holds a receiver's session

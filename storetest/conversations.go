@@ -95,8 +95,11 @@ func TestPrivateAndPublic(t *testing.T, newStores Factory) {
 			return err
 		}(),
 		"delete": func() error { return f.Conversations.DeleteConversation(as("a", "eve"), "secret") }(),
-		"add":    func() error { _, err := f.Conversations.AddParticipant(as("a", "eve"), "secret", tidings.NewParticipant{UserID: "eve"}); return err }(),
-		"mark":   func() error { _, err := f.Messages.MarkRead(as("a", "eve"), "secret", 0); return err }(),
+		"add": func() error {
+			_, err := f.Conversations.AddParticipant(as("a", "eve"), "secret", tidings.NewParticipant{UserID: "eve"})
+			return err
+		}(),
+		"mark": func() error { _, err := f.Messages.MarkRead(as("a", "eve"), "secret", 0); return err }(),
 	} {
 		wantCode(t, "eve: "+what+" in a private conversation", err, tidings.ENotFound)
 	}
