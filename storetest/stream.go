@@ -156,7 +156,7 @@ func TestWhoReceivesWhat(t *testing.T, newStores Factory) {
 			t.Errorf("event %d (step %d): received by %v, want %v", seq, i, keys(got[seq]), keys(want[i]))
 		}
 	}
-	if got[order[profileBob]]["bob"] != true || len(got[order[profileBob]]) != 1 {
+	if !got[order[profileBob]]["bob"] || len(got[order[profileBob]]) != 1 {
 		t.Errorf("bob's profile change reached %v, want bob only", keys(got[order[profileBob]]))
 	}
 	// dave takes part in nothing: his stream is his own profile only.
