@@ -48,6 +48,12 @@ import (
 //     its conversation on an advisory lock, before it has an id. Reported:
 //     the delay from a send's commit to the poll that makes it final
 //     (lag-p50-µs, lag-p99-µs).
+//   - xid: the position is the writing transaction's id (xid8) and the
+//     event's rank in it; everything below the oldest transaction still
+//     running (a snapshot's xmin) is final, and any transaction that starts
+//     later gets a larger id. As horizon, with the advisory lock, but an
+//     event waits only for the transactions older than its own. Refs would
+//     be xid8 << 20 | rank: larger numbers (see docs/cluster.md).
 //   - conversation: no cluster-wide position at all, only the
 //     conversation's own seq (Telegram's channel pts): the floor, the cost
 //     of the send itself.
@@ -66,7 +72,7 @@ func BenchmarkPositions(b *testing.B) {
 	if _, err := pool.Exec(ctx, positionsSchema); err != nil {
 		b.Fatal(err)
 	}
-	for _, st := range []string{"counter", "sequence", "horizon", "conversation"} {
+	for _, st := range []string{"counter", "sequence", "horizon", "xid", "conversation"} {
 		for _, load := range []string{"spread", "hot"} {
 			for _, batch := range []int{1, 32} {
 				for _, writers := range []int{1, 8, 32} {
@@ -85,6 +91,8 @@ CREATE TABLE messages (conversation_id int NOT NULL, seq bigint NOT NULL, body t
 	PRIMARY KEY (conversation_id, seq));
 CREATE SEQUENCE event_pos;
 CREATE TABLE events (pos bigint PRIMARY KEY, conversation_id int NOT NULL, payload text NOT NULL);
+CREATE TABLE xid_events (xid xid8 NOT NULL, rank int NOT NULL, conversation_id int NOT NULL, payload text NOT NULL,
+	PRIMARY KEY (xid, rank));
 CREATE TABLE conversation_events (conversation_id int NOT NULL, pos bigint NOT NULL, payload text NOT NULL,
 	PRIMARY KEY (conversation_id, pos));
 CREATE TABLE counter (id int PRIMARY KEY, pos bigint NOT NULL);
@@ -93,7 +101,7 @@ INSERT INTO counter VALUES (1, 0);
 
 func benchSends(b *testing.B, pool *pgxpool.Pool, strategy, load string, batch, writers int) {
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `TRUNCATE conversations, messages, events, conversation_events;
+	if _, err := pool.Exec(ctx, `TRUNCATE conversations, messages, events, xid_events, conversation_events;
 		UPDATE counter SET pos = 0; ALTER SEQUENCE event_pos RESTART`); err != nil {
 		b.Fatal(err)
 	}
@@ -117,7 +125,7 @@ func benchSends(b *testing.B, pool *pgxpool.Pool, strategy, load string, batch, 
 	hz := newHorizon()
 	stopPoll := make(chan struct{})
 	polled := make(chan error, 1)
-	if strategy == "horizon" {
+	if strategy == "horizon" || strategy == "xid" {
 		go func() { polled <- hz.poll(ctx, pool, stopPoll) }()
 	}
 	var left atomic.Int64
@@ -142,7 +150,7 @@ func benchSends(b *testing.B, pool *pgxpool.Pool, strategy, load string, batch, 
 	}
 	wg.Wait()
 	b.StopTimer()
-	if strategy == "horizon" {
+	if strategy == "horizon" || strategy == "xid" {
 		hz.waitPassed(time.Now().Add(10 * time.Second))
 		close(stopPoll)
 		if err := <-polled; err != nil {
@@ -159,7 +167,7 @@ func benchSends(b *testing.B, pool *pgxpool.Pool, strategy, load string, batch, 
 		p50, p99 := wm.lags()
 		b.ReportMetric(float64(p50.Microseconds()), "lag-p50-µs")
 		b.ReportMetric(float64(p99.Microseconds()), "lag-p99-µs")
-	case "horizon":
+	case "horizon", "xid":
 		p50, p99 := percentiles(hz.lags())
 		b.ReportMetric(float64(p50.Microseconds()), "lag-p50-µs")
 		b.ReportMetric(float64(p99.Microseconds()), "lag-p99-µs")
@@ -173,7 +181,7 @@ func send(ctx context.Context, pool *pgxpool.Pool, wm *watermark, hz *horizon, s
 		return err
 	}
 	defer tx.Rollback(ctx)
-	if strategy == "horizon" {
+	if strategy == "horizon" || strategy == "xid" {
 		// Queue for the conversation before the transaction has an id: an
 		// advisory lock gives none, while waiting on the row's lock would
 		// hold one, and every transaction waiting in the queue would then
@@ -223,6 +231,18 @@ func send(ctx context.Context, pool *pgxpool.Pool, wm *watermark, hz *horizon, s
 			defer func() {
 				if err == nil {
 					hz.committed()
+				}
+			}()
+		}
+	case "xid":
+		var xid int64
+		err = tx.QueryRow(ctx, `WITH e AS (INSERT INTO xid_events (xid, rank, conversation_id, payload)
+			SELECT pg_current_xact_id(), g, $1, $2 FROM generate_series(1, $3) g RETURNING xid)
+			SELECT min(xid::text::bigint) FROM e`, conv, payload, n).Scan(&xid)
+		if err == nil {
+			defer func() {
+				if err == nil {
+					hz.committedXID(xid)
 				}
 			}()
 		}
@@ -339,6 +359,7 @@ func percentiles(d []time.Duration) (p50, p99 time.Duration) {
 type horizon struct {
 	mu      sync.Mutex
 	commits []time.Time
+	xids    []int64 // with commits, for the xid strategy
 	polls   []hpoll
 	passed  chan struct{} // signalled after each poll
 }
@@ -353,6 +374,15 @@ func newHorizon() *horizon { return &horizon{passed: make(chan struct{}, 1)} }
 func (h *horizon) committed() {
 	h.mu.Lock()
 	h.commits = append(h.commits, time.Now())
+	h.mu.Unlock()
+}
+
+// committedXID records the commit of transaction xid (xid strategy): it is
+// final once a snapshot's xmin passes it.
+func (h *horizon) committedXID(xid int64) {
+	h.mu.Lock()
+	h.commits = append(h.commits, time.Now())
+	h.xids = append(h.xids, xid)
 	h.mu.Unlock()
 }
 
@@ -392,6 +422,23 @@ func (h *horizon) lags() []time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []time.Duration
+	if len(h.xids) > 0 {
+		i := 0
+		for k, c := range h.commits {
+			for i < len(h.polls) && h.polls[i].start.Before(c) {
+				i++
+			}
+			j := i
+			for j < len(h.polls) && h.polls[j].xmin <= h.xids[k] {
+				j++
+			}
+			if j == len(h.polls) {
+				break
+			}
+			out = append(out, h.polls[j].end.Sub(c))
+		}
+		return out
+	}
 	i, j := 0, 0
 	for _, c := range h.commits { // in commit order, as the polls
 		for i < len(h.polls) && h.polls[i].start.Before(c) {
