@@ -53,7 +53,7 @@ import (
 //     running (a snapshot's xmin) is final, and any transaction that starts
 //     later gets a larger id. As horizon, with the advisory lock, but an
 //     event waits only for the transactions older than its own. Refs would
-//     be xid8 << 20 | rank: larger numbers (see docs/cluster.md).
+//     be xid8 × 4096 + rank: larger numbers (see docs/cluster.md).
 //   - conversation: no cluster-wide position at all, only the
 //     conversation's own seq (Telegram's channel pts): the floor, the cost
 //     of the send itself.
