@@ -1,0 +1,34 @@
+package sqlite_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/disk"
+	"github.com/tidings/tidings/sqlite"
+	"github.com/tidings/tidings/storetest"
+)
+
+// TestConformance runs the store conformance suite on SQLite.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, pub tidings.EventPublisher) storetest.Stores {
+		dir := t.TempDir()
+		db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
+		db.Publisher = pub
+		if err := db.Open(); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		const maxFile = 4 << 10
+		return storetest.Stores{
+			Apps:          sqlite.NewAppService(db),
+			Users:         sqlite.NewUserService(db),
+			Conversations: sqlite.NewConversationService(db),
+			Messages:      sqlite.NewMessageService(db, 0),
+			EventLog:      sqlite.NewEventLog(db),
+			Files:         sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
+			MaxFileBytes:  maxFile,
+		}
+	})
+}
