@@ -29,7 +29,11 @@ func freshDB(tb testing.TB, maxConns int) *pgxpool.Pool {
 	defer cancel()
 	admin, err := pgx.Connect(ctx, testServer())
 	if err != nil {
-		tb.Skipf("PostgreSQL is not reachable at %s (set TIDINGS_TEST_POSTGRES to another server): %v", testServer(), err)
+		msg := fmt.Sprintf("PostgreSQL is not reachable at %s (set TIDINGS_TEST_POSTGRES to another server): %v", testServer(), err)
+		if os.Getenv("TIDINGS_REQUIRE_SERVICES") == "1" {
+			tb.Fatalf("%s (TIDINGS_REQUIRE_SERVICES=1)", msg)
+		}
+		tb.Skip(msg)
 	}
 	defer admin.Close(context.Background())
 	name := fmt.Sprintf("tidings_test_%d_%d", os.Getpid(), time.Now().UnixNano())
