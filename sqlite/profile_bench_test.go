@@ -136,13 +136,17 @@ func BenchmarkProfileUpdate(b *testing.B) {
 // BenchmarkReplayWithProfiles measures a replay read (UserEvents, a batch
 // of 256) of a reader who shares a 10,000-member channel, or one of 500
 // conversations of 3, with u0, after 100 messages and 20 profile changes
-// of u0 and 20 of other members: the profile changes of the others are
-// found through the reader's own memberships.
+// of u0 and 20 of other members (none in "messagesOnly"): the profile
+// changes of the others are found through the reader's own memberships.
 func BenchmarkReplayWithProfiles(b *testing.B) {
 	for _, w := range []struct {
 		name           string
 		members, convs int
-	}{{"channel=10000", 10000, 0}, {"conversations=500x3", 0, 500}} {
+		profiles       bool
+	}{
+		{"channel=10000", 10000, 0, true}, {"conversations=500x3", 0, 500, true},
+		{"channel=10000/messagesOnly", 10000, 0, false}, {"conversations=500x3/messagesOnly", 0, 500, false},
+	} {
 		b.Run(w.name, func(b *testing.B) {
 			e := profileWorld(b, w.members, w.convs)
 			log := sqlite.NewEventLog(e.db)
@@ -163,7 +167,7 @@ func BenchmarkReplayWithProfiles(b *testing.B) {
 				if _, _, err := e.messages.SendMessage(user("a", "u0"), conv, tidings.NewMessage{Parts: text(fmt.Sprint("m", i))}); err != nil {
 					b.Fatal(err)
 				}
-				if i%5 == 0 {
+				if w.profiles && i%5 == 0 {
 					for _, u := range []string{"u0", fmt.Sprint("u", 3+i)} {
 						name := fmt.Sprint(u, " ", i)
 						if _, err := e.users.UpdateUser(user("a", u), u, tidings.UserUpdate{DisplayName: &name}); err != nil {
