@@ -178,6 +178,7 @@ func BenchmarkReplayWithProfiles(b *testing.B) {
 			}
 			var got int
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				evs, err := log.UserEvents(ctx, "a", "u1", after, 256)
 				if err != nil {
@@ -185,6 +186,7 @@ func BenchmarkReplayWithProfiles(b *testing.B) {
 				}
 				got = len(evs)
 			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(got), "events/op")
 		})
 	}
