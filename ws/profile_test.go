@@ -81,4 +81,29 @@ func TestProfileChangeReachesThoseWhoShareAConversation(t *testing.T) {
 	// Carol polling from the same point: none.
 	us, _ = s.poll(s.token("a", "carol"), "device=poller&after="+before)
 	check("carol polling", us, 0)
+
+	// A poll waiting for news gets the next change (live if it was
+	// already waiting, else from the log).
+	type polled struct {
+		us  []update
+		err error
+	}
+	waiting := make(chan polled, 1)
+	latest := s.lastRef()
+	go func() {
+		us, _, err := s.pollE(s.token("a", "erin"), "device=poller&wait=30&after="+latest)
+		waiting <- polled{us, err}
+	}()
+	avatar := "https://example.com/alice.png"
+	if _, err := s.users.UpdateUser(s.as("a", "alice"), "alice", tidings.UserUpdate{AvatarURL: &avatar}); err != nil {
+		t.Fatal(err)
+	}
+	got := <-waiting
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if len(got.us) != 1 || got.us[0].ev.Name != tidings.EventProfileUpdate || got.us[0].Ref != s.lastRef() ||
+		decodePayload[tidings.ProfilePayload](t, got.us[0]).User.AvatarURL != avatar {
+		t.Fatalf("erin's waiting poll returned %+v, want alice's new avatar (ref %s)", got.us, s.lastRef())
+	}
 }
