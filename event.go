@@ -33,8 +33,8 @@ const (
 // Who may see an event: for a conversation event (ConversationID set), the
 // participants of that conversation at the time of the event, plus UserID
 // when set (e.g. the participant who was removed); for a profile event,
-// the user themself only (other users learn of profile changes through the
-// actor and sender profiles that later events carry).
+// the user themself and every user who shares a conversation with them at
+// the time of the event (Conversations).
 type Event struct {
 	// Seq is the event's position in the log of all events (all apps),
 	// increasing in commit order. Set when stored.
@@ -53,6 +53,12 @@ type Event struct {
 	// Payload holds the event's fields (one of the *Payload types below),
 	// encoded as JSON.
 	Payload json.RawMessage `json:"payload"`
+	// Conversations, on a profile event just published, are the
+	// conversations its user took part in at the time: their other
+	// participants receive it too. It is for live delivery, in memory
+	// only: never encoded, and not set on events read from the log (whose
+	// readers find the same audience through the log's memberships).
+	Conversations []string `json:"-"`
 }
 
 // ProfilePayload is the payload of profile.update.

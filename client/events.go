@@ -60,7 +60,10 @@ type EventInfo struct {
 // Info returns i; it makes every event type an Event.
 func (i EventInfo) Info() EventInfo { return i }
 
-// ProfileUpdate is profile.update: a user's profile changed.
+// ProfileUpdate is profile.update: a user's profile changed, the
+// logged-in user's own or that of a user who shares a conversation with
+// them (ProfileID, and UserID, say whose): show the new name and avatar
+// wherever that user appears.
 type ProfileUpdate struct {
 	EventInfo
 	ProfileID string

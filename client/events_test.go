@@ -22,10 +22,12 @@ func TestEventCatalogue(t *testing.T) {
 	alice.AddEventListener(rec.listen)
 	waitConnected(t, alice)
 	bob := newClient(t, s.URL(), client.WithToken(s.token(t, "bob", time.Hour)))
+	bobRec := newRecorder()
+	bob.AddEventListener(bobRec.listen)
 	waitConnected(t, bob)
 
-	// profile.update (the server sends it to the user only, although
-	// tidings.Event says the participants of their conversations see it).
+	// profile.update, to the user and to those who share a conversation
+	// with them: the same durable update.
 	name := "Ally"
 	if _, err := alice.UpdateUser(ctx, "alice", tidings.UserUpdate{DisplayName: &name}); err != nil {
 		t.Fatal(err)
@@ -33,6 +35,11 @@ func TestEventCatalogue(t *testing.T) {
 	pu := waitEvent[*client.ProfileUpdate](t, rec, nil)
 	if pu.ProfileID != "alice" || pu.Profile == nil || pu.Profile.DisplayName != "Ally" || pu.Ref == "" || !pu.Silent {
 		t.Errorf("profile.update: %+v", pu)
+	}
+	other := waitEvent[*client.ProfileUpdate](t, bobRec, nil)
+	if other.ProfileID != "alice" || other.Profile == nil || other.Profile.DisplayName != "Ally" || other.UserID != "alice" ||
+		other.Ref != pu.Ref || other.ID != pu.ID || !other.Silent || other.Actor == nil || other.Actor.ID != "alice" {
+		t.Errorf("alice's profile.update at bob's: %+v, want the one alice got (ref %s)", other, pu.Ref)
 	}
 
 	// conversation.create and participantAdded.

@@ -146,3 +146,47 @@ func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A profile event goes once to each online session of the users who share
+// one of the conversations it names at the time of the event (however
+// many they share), and to its user's own sessions, and to no one else.
+func TestProfileEventReachesThoseWhoShareAConversationOnce(t *testing.T) {
+	node := NewNode()
+	node.convs = make(map[convKey]map[*Session]int64)
+	node.users = make(map[userKey]map[*Session]struct{})
+	got := map[string]*countingTransport{}
+	session := func(user string, convs map[string]int64) {
+		tr := &countingTransport{}
+		got[user] = tr
+		c := &Client{node: node, t: tr, accounts: map[string]*Session{}}
+		s := &Session{client: c, account: "default", app: "a", user: user, subs: map[convKey]struct{}{}}
+		uk := userKey{"a", user}
+		if node.users[uk] == nil {
+			node.users[uk] = map[*Session]struct{}{}
+		}
+		node.users[uk][s] = struct{}{}
+		for conv, from := range convs {
+			node.subscribeLocked(convKey{"a", conv}, s, from)
+		}
+	}
+	session("alice", map[string]int64{"c1": 1, "c2": 2})
+	session("bob", map[string]int64{"c1": 1, "c2": 2})     // shares both
+	session("carol", map[string]int64{"other": 1})         // shares nothing
+	session("dave", map[string]int64{"c2": 50})            // joined after the change
+	session("erin", map[string]int64{"c2": 3, "other": 1}) // shares one
+	payload, _ := json.Marshal(tidings.ProfilePayload{ProfileID: "alice", User: &tidings.User{ID: "alice", DisplayName: "Alice Smith"}})
+	node.dispatch(&tidings.Event{Seq: 10, ID: "e", AppID: "a", Name: tidings.EventProfileUpdate, Time: time.Now(),
+		Actor: &tidings.Profile{ID: "alice", DisplayName: "Alice Smith"}, UserID: "alice", Payload: payload,
+		Conversations: []string{"c1", "c2"}})
+	want := map[string]int64{"alice": 1, "bob": 1, "carol": 0, "dave": 0, "erin": 1}
+	for user, n := range want {
+		if f := got[user].frames.Load(); f != n {
+			t.Errorf("%s got %d frames, want %d", user, f, n)
+		}
+	}
+	var f protocol.Frame
+	json.Unmarshal(got["bob"].last, &f)
+	if f.Ref != "10" || !f.Silent || f.Action != protocol.ActionUpdate {
+		t.Fatalf("bob's frame %s: want ref 10, silent, update", got["bob"].last)
+	}
+}

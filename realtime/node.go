@@ -271,7 +271,7 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			targets = append(targets, s)
 		}
-		return targets
+		return n.sharersLocked(ev, targets)
 	}
 	ck := convKey{ev.AppID, ev.ConversationID}
 	if ev.Name == tidings.EventConversationCreate {
@@ -301,6 +301,36 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 			if s.removed != nil { // registering: see register
 				s.removed[ck] = ev.Seq
 			}
+		}
+	}
+	return targets
+}
+
+// sharersLocked adds to targets the sessions of the other users who take
+// part, at the time of a profile event, in one of the conversations its
+// user took part in (ev.Conversations): each once, however many
+// conversations they share. The index is in step with the membership
+// events dispatched before, so that it holds the participants as of ev.
+func (n *Node) sharersLocked(ev *tidings.Event, targets []*Session) []*Session {
+	if len(ev.Conversations) == 0 {
+		return targets
+	}
+	var seen map[*Session]struct{}
+	if len(ev.Conversations) > 1 {
+		seen = make(map[*Session]struct{})
+	}
+	for _, conv := range ev.Conversations {
+		for s, from := range n.convs[convKey{ev.AppID, conv}] {
+			if s.user == ev.UserID || ev.Seq < from {
+				continue
+			}
+			if seen != nil {
+				if _, ok := seen[s]; ok {
+					continue
+				}
+				seen[s] = struct{}{}
+			}
+			targets = append(targets, s)
 		}
 	}
 	return targets

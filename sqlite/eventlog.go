@@ -25,9 +25,14 @@ func NewEventLog(db *DB) *EventLog { return &EventLog{db: db} }
 const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversation_id, e.user_id, e.payload`
 
 // userStream selects the events of a user's stream after a seq: those of
-// the conversations they took part in, within their memberships, and
-// those about them outside any conversation. Arguments: app, user, after,
-// app, user, after, limit.
+// the conversations they took part in, within their memberships; those
+// about them outside any conversation (their profile); and the profile
+// changes of the others who took part in one of those conversations at
+// the same time, found through profile_shares within the same memberships
+// (a range seek per membership, as for the conversations' events, and
+// once each however many conversations the two share). Arguments: app,
+// user, after, after; app, user, after; app, user, user, after, after;
+// limit.
 const userStream = `SELECT ` + eventColumns + ` FROM memberships m
 	JOIN events e ON e.app_id = m.app_id AND e.conversation_id = m.conversation_id
 		AND e.seq >= m.from_seq AND (m.to_seq IS NULL OR e.seq <= m.to_seq)
@@ -35,6 +40,12 @@ const userStream = `SELECT ` + eventColumns + ` FROM memberships m
 	UNION ALL
 	SELECT ` + eventColumns + ` FROM events e
 	WHERE e.app_id = ? AND e.user_id = ? AND e.conversation_id IS NULL AND e.seq > ?
+	UNION ALL
+	SELECT ` + eventColumns + ` FROM events e
+	WHERE e.seq IN (SELECT s.seq FROM memberships m
+		JOIN profile_shares s ON s.app_id = m.app_id AND s.conversation_id = m.conversation_id
+			AND s.seq >= m.from_seq AND (m.to_seq IS NULL OR s.seq <= m.to_seq)
+		WHERE m.app_id = ? AND m.user_id = ? AND s.user_id <> ? AND s.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?))
 	ORDER BY 1 LIMIT ?`
 
 func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
@@ -70,7 +81,8 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	// Prepared once (as every read): parsing this query again for every
 	// read was a third of the CPU of a reconnect storm, which reads each
 	// client's stream two or three times.
-	rows, err := l.db.query(ctx, userStream, appID, userID, after, after, appID, userID, after, limit)
+	rows, err := l.db.query(ctx, userStream, appID, userID, after, after, appID, userID, after,
+		appID, userID, userID, after, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -167,8 +179,9 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 			return total, err
 		}
 		// Each chunk is a write job of its own: the oldest events up to the
-		// cut, the spans of membership that ended among them, and the
-		// pruned mark, so that a reader never finds a hole it is not told of.
+		// cut, the spans of membership that ended among them, the profile
+		// shares of those events, and the pruned mark, so that a reader
+		// never finds a hole it is not told of.
 		var n int64 // set, not added to, in the job: a job may run twice (see writer.go)
 		err := l.db.update(ctx, func(tx *Tx) error {
 			var upto sql.NullInt64
@@ -185,6 +198,9 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 			}
 			n, _ = res.RowsAffected()
 			if _, err := tx.exec(`DELETE FROM memberships WHERE to_seq IS NOT NULL AND to_seq <= ?`, upto.Int64); err != nil {
+				return err
+			}
+			if _, err := tx.exec(`DELETE FROM profile_shares WHERE seq <= ?`, upto.Int64); err != nil {
 				return err
 			}
 			_, err = tx.exec(`INSERT INTO meta (key, value) VALUES ('pruned_seq', ?)

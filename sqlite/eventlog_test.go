@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"runtime"
 	"slices"
@@ -198,5 +199,117 @@ func TestPruneInChunksLetsSendsThrough(t *testing.T) {
 	names, _ := stream(t, log, "a", "bob", last)
 	if len(names) != 1 || names[0] != tidings.EventMessageSent {
 		t.Fatalf("after the newest ref before the prune: %v", names)
+	}
+}
+
+// A profile change reaches, once each, the users who share a conversation
+// with its user at the time of the change: not those removed before it,
+// not those added after it (they get the changes from then on), not those
+// who share nothing, and not another app's user of the same id.
+func TestProfileChangesReachThoseWhoShareAConversation(t *testing.T) {
+	e := newEnv(t)
+	log := sqlite.NewEventLog(e.db)
+	e.mkUsers(t, "a", "alice", "bob", "carol", "dave", "erin")
+	e.mkUsers(t, "b", "bob")
+	ctx := context.Background()
+	start := must[int64](t)(log.LastEventSeq(ctx))
+	with := func(ids ...string) tidings.NewConversation {
+		var ps []tidings.NewParticipant
+		for _, id := range ids {
+			ps = append(ps, tidings.NewParticipant{UserID: id})
+		}
+		return tidings.NewConversation{Participants: ps}
+	}
+	c1 := e.mkConv(t, "a", "alice", with("bob", "dave"))
+	c2 := e.mkConv(t, "a", "alice", with("bob"))
+	e.mkConv(t, "a", "carol", with("erin")) // carol shares nothing with alice
+	if err := e.convs.RemoveParticipant(user("a", "alice"), c1.ID, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	e.events.take()
+	name := "Alice Smith"
+	must[*tidings.User](t)(e.users.UpdateUser(user("a", "alice"), "alice", tidings.UserUpdate{DisplayName: &name}))
+	published := e.events.take()
+	if len(published) != 1 || published[0].Name != tidings.EventProfileUpdate {
+		t.Fatalf("published %v", names(published))
+	}
+	rename := published[0]
+	if got := slices.Sorted(slices.Values(rename.Conversations)); !slices.Equal(got, slices.Sorted(slices.Values([]string{c1.ID, c2.ID}))) {
+		t.Fatalf("the event goes through %v, want alice's conversations %s and %s", got, c1.ID, c2.ID)
+	}
+	profiles := func(app, id string) []int64 {
+		t.Helper()
+		evs := must[[]*tidings.Event](t)(log.UserEvents(ctx, app, id, start, 1000))
+		var seqs []int64
+		for _, ev := range evs {
+			if ev.Name == tidings.EventProfileUpdate && ev.UserID == "alice" {
+				seqs = append(seqs, ev.Seq)
+			}
+		}
+		return seqs
+	}
+	for _, who := range []string{"alice", "bob"} {
+		if got := profiles("a", who); !slices.Equal(got, []int64{rename.Seq}) {
+			t.Errorf("%s gets alice's profile changes %v, want once: %d", who, got, rename.Seq)
+		}
+	}
+	for _, who := range []string{"carol", "dave", "erin"} {
+		if got := profiles("a", who); len(got) != 0 {
+			t.Errorf("%s, who shares no conversation with alice, gets her profile changes %v", who, got)
+		}
+	}
+	if got := profiles("b", "bob"); len(got) != 0 {
+		t.Errorf("app b's bob gets app a's alice's profile %v", got)
+	}
+	// Resuming after the change gives nothing more; right before it, the
+	// change.
+	if got := must[[]*tidings.Event](t)(log.UserEvents(ctx, "a", "bob", rename.Seq, 10)); len(got) != 0 {
+		t.Fatalf("after ref %d bob gets %v", rename.Seq, names(got))
+	}
+	if got := must[[]*tidings.Event](t)(log.UserEvents(ctx, "a", "bob", rename.Seq-1, 10)); len(got) != 1 || got[0].Seq != rename.Seq {
+		t.Fatalf("after ref %d bob gets %v", rename.Seq-1, names(got))
+	}
+	// Carol, added later, gets the changes from then on; dave, removed, none.
+	must[*tidings.Participant](t)(e.convs.AddParticipant(user("a", "alice"), c2.ID, tidings.NewParticipant{UserID: "carol"}))
+	avatar := "https://example.com/alice.png"
+	must[*tidings.User](t)(e.users.UpdateUser(user("a", "alice"), "alice", tidings.UserUpdate{AvatarURL: &avatar}))
+	evs := e.events.take()
+	again := evs[len(evs)-1]
+	if got := profiles("a", "carol"); !slices.Equal(got, []int64{again.Seq}) {
+		t.Errorf("carol gets %v, want only the change after she was added (%d)", got, again.Seq)
+	}
+	if got := profiles("a", "bob"); !slices.Equal(got, []int64{rename.Seq, again.Seq}) {
+		t.Errorf("bob gets %v, want %d and %d", got, rename.Seq, again.Seq)
+	}
+	if got := profiles("a", "dave"); len(got) != 0 {
+		t.Errorf("dave, removed, gets %v", got)
+	}
+	// Bob's own change does not come to him twice.
+	bobName := "Bobby"
+	must[*tidings.User](t)(e.users.UpdateUser(user("a", "bob"), "bob", tidings.UserUpdate{DisplayName: &bobName}))
+	n := 0
+	for _, ev := range must[[]*tidings.Event](t)(log.UserEvents(ctx, "a", "bob", again.Seq, 10)) {
+		if ev.Name == tidings.EventProfileUpdate {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("bob gets his own change %d times", n)
+	}
+	// Retention removes the shares with their events.
+	if _, err := log.Prune(ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+e.path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var left int
+	if err := raw.QueryRow(`SELECT COUNT(*) FROM profile_shares`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 2 {
+		t.Fatalf("%d profile shares left after pruning all but the newest event, bob's change (shared through his 2 conversations)", left)
 	}
 }

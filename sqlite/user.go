@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 
 	"github.com/tidings/tidings"
 )
@@ -155,12 +156,41 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 			p := u.Summary()
 			actor = &p
 		}
-		return tx.emit(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: u})
+		ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: u})
+		if err != nil {
+			return err
+		}
+		return tx.shareProfile(ev)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return u, nil
+}
+
+// shareProfile sends a profile event to the users who share a
+// conversation with its user: it records the event against each
+// conversation the user takes part in now (one row per conversation, not
+// per receiver: a change of a member of a 10,000-member channel writes one
+// row), and names them on the event for live delivery. A new user takes
+// part in none.
+func (tx *Tx) shareProfile(ev *tidings.Event) error {
+	rows, err := tx.query(`INSERT INTO profile_shares (app_id, conversation_id, seq, user_id)
+		SELECT app_id, conversation_id, ?, user_id FROM memberships
+		WHERE app_id = ? AND user_id = ? AND to_seq IS NULL
+		RETURNING conversation_id`, ev.Seq, ev.AppID, ev.UserID)
+	if err != nil {
+		return fmt.Errorf("share %s event: %w", ev.Name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var conv string
+		if err := rows.Scan(&conv); err != nil {
+			return err
+		}
+		ev.Conversations = append(ev.Conversations, conv)
+	}
+	return rows.Err()
 }
 
 // identifierFree returns EConflict if a user of the app other than userID

@@ -1172,12 +1172,34 @@ func (c *chat) onEvent(e client.Event) {
 		c.notice(fmt.Sprintf("%s deleted the conversation", c.actorName(e.Actor)))
 	case *client.ConversationUndelete:
 		c.notice(fmt.Sprintf("%s restored the conversation", c.actorName(e.Actor)))
+	case *client.ProfileUpdate:
+		c.renamed(e)
 	case *client.ResyncRequired:
 		c.notice("some updates were lost while away: /history shows the messages")
 	}
 	c.mu.Unlock()
 	if markSeq > 0 {
 		c.markRead(conv, markSeq)
+	}
+}
+
+// renamed shows a participant by the name of their changed profile from
+// now on, and says so. c.mu is held.
+func (c *chat) renamed(e *client.ProfileUpdate) {
+	p := c.people[e.ProfileID]
+	if e.Profile == nil || p == nil || e.ProfileID == c.me.ID {
+		return
+	}
+	name := displayName(e.Profile.Summary())
+	if name == p.name {
+		return // an avatar, or a change the chat read already
+	}
+	old := p.name
+	p.name = name
+	c.width = max(c.width, min(maxNameWidth, stringWidth(printable(name))))
+	c.notice(old + " is now " + name)
+	if len(c.typing) > 0 {
+		c.scr.setTyping(c.typingText())
 	}
 }
 

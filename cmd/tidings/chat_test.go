@@ -162,6 +162,31 @@ func TestChatTellsJoinLeaveAddRemove(t *testing.T) {
 	}
 }
 
+// TestChatShowsRenames: when another participant changes their name, the
+// chat says so and shows the new name from then on.
+func TestChatShowsRenames(t *testing.T) {
+	w := newWorld(t)
+	chat := start(t, w.env("alice"), "chat", "lunch")
+	chat.waitOutput(t, false, "/help lists the commands")
+	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
+	name := "Bob Smith"
+	if _, err := bob.UpdateUser(ctxT(t), "bob", tidings.UserUpdate{DisplayName: &name}); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "Bob is now Bob Smith\n")
+	if _, err := bob.SendMessage(ctxT(t), "lunch", tidings.NewMessage{ClientID: "b1",
+		Parts: []tidings.Part{{Type: "text/plain", Data: "new name"}}}); err != nil {
+		t.Fatal(err)
+	}
+	chat.waitOutput(t, false, "  Bob Smith  new name\n")
+	io.WriteString(chat.stdin, "/who\n")
+	chat.waitOutput(t, false, "Bob Smith (bob), member")
+	io.WriteString(chat.stdin, "/quit\n")
+	if code := chat.exit(t); code != exitOK {
+		t.Errorf("/quit: exit code %d; stderr:\n%s", code, chat.stderr)
+	}
+}
+
 func TestChatHistory(t *testing.T) {
 	w := newWorld(t)
 	for _, text := range []string{"m1", "m2", "m3\x1b[31mred"} {

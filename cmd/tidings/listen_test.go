@@ -77,6 +77,21 @@ func TestListenTellsLeftFromRemoved(t *testing.T) {
 	l.stop(t)
 }
 
+// TestListenPrintsOthersProfileChanges: listen prints the profile changes
+// of those who share a conversation with the user.
+func TestListenPrintsOthersProfileChanges(t *testing.T) {
+	w := newWorld(t)
+	l := start(t, w.env("alice"), "listen")
+	l.waitOutput(t, true, listening)
+	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
+	name := "Bob Smith"
+	if _, err := bob.UpdateUser(ctxT(t), "bob", tidings.UserUpdate{DisplayName: &name}); err != nil {
+		t.Fatal(err)
+	}
+	l.waitOutput(t, false, "  profile.update  -  bob  bob is now \"Bob Smith\"\n")
+	l.stop(t)
+}
+
 func TestListenJSON(t *testing.T) {
 	w := newWorld(t)
 	l := start(t, w.env("alice"), "listen", "--json", "--count", "2", "--conversation", "lunch")

@@ -352,6 +352,42 @@ func TestWebTellsJoinLeaveAddRemove(t *testing.T) {
 	}
 }
 
+// TestWebShowsRenames: when alice renames herself, bob's page shows her new
+// name (and the initials of her avatar) in the messages, the list's
+// preview and the chat's header at once, without a reload.
+func TestWebShowsRenames(t *testing.T) {
+	b := newBrowser(t)
+	url, stop := startServe(t, t.TempDir(), "--dev")
+	defer stop()
+	aliceToken := mintDevToken(t, url, "alice")
+	mintDevToken(t, url, "bob")
+	mintDevToken(t, url, "carol")
+	restPost(t, url, aliceToken, "/v1/conversations", `{"id":"team","name":"Team","participants":[{"userId":"bob"},{"userId":"carol"}]}`)
+	restPost(t, url, aliceToken, "/v1/conversations/team/messages", `{"parts":[{"type":"text/plain","data":"hello team"}]}`)
+	bp := b.newProfile("bob").open(url + "/")
+	bp.signIn("bob")
+	bp.openConversation("Team")
+	bp.waitMessages("hello team")
+	const shown = `JSON.stringify({
+		sender: document.querySelector('#message-list .msg .sender')?.textContent,
+		avatar: document.querySelector('#message-list .msg .avatar')?.textContent,
+		members: document.getElementById('chat-members').textContent,
+		preview: document.querySelector('#conv-list .conv-preview')?.textContent,
+	})`
+	bp.waitFor("alice's name as it was", `document.querySelector('#message-list .msg .sender')?.textContent === 'alice' && document.getElementById('chat-members').textContent.includes('alice')`, shown)
+	bp.eval(`window.notReloaded = true`, new(bool))
+
+	restDo(t, "PATCH", url, aliceToken, "/v1/users/alice", `{"displayName":"Alice Smith"}`)
+	want, _ := json.Marshal(map[string]string{"sender": "Alice Smith", "avatar": "AS", "preview": "Alice Smith: hello team"})
+	bp.waitFor("alice's new name everywhere", `(() => { const s = JSON.parse(`+shown+`), w = `+string(want)+`;
+		return s.sender === w.sender && s.avatar === w.avatar && s.preview === w.preview && s.members.includes('Alice Smith') && !/\balice\b/.test(s.members); })()`, shown)
+	var same bool
+	bp.eval(`window.notReloaded === true`, &same)
+	if !same {
+		t.Fatal("the page was reloaded")
+	}
+}
+
 func TestWebConversationDetails(t *testing.T) {
 	b := newBrowser(t)
 	url, stop := startServe(t, t.TempDir(), "--dev", "--max-message-bytes", "400")

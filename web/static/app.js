@@ -287,11 +287,46 @@ async function onEvent(ev) {
       if (state.current) renderChatHead();
       return;
     case 'profile.update':
-      if (p.profileId === me && p.profile) {
+      if (!p.profile) return;
+      if (p.profileId === me) {
         state.me = p.profile;
         $('me-name').textContent = state.me.displayName;
       }
+      renamed(p.profile);
       return;
+  }
+}
+
+/**
+ * Shows a user's changed profile (their name, and the avatar made from it)
+ * wherever the page shows them: messages, previews, participants, the
+ * chat's header and typing line.
+ */
+function renamed(u) {
+  const apply = profile => {
+    const p = { ...profile, id: u.id, displayName: u.displayName || u.id, avatarUrl: u.avatarUrl };
+    if (!p.avatarUrl) delete p.avatarUrl;
+    return p;
+  };
+  const update = m => {
+    if (m?.sender?.id !== u.id) return false;
+    m.sender = apply(m.sender);
+    return true;
+  };
+  for (const c of state.convs.values()) update(c.lastMessage);
+  for (const [id, t] of state.threads) {
+    const part = t.participants.get(u.id);
+    if (part) part.profile = apply(part.profile);
+    for (const m of t.messages.values()) {
+      if (update(m) && id === state.current) placeMessage(m);
+    }
+    const typing = state.typing.get(id)?.get(u.id);
+    if (typing) typing.name = u.displayName || u.id;
+  }
+  renderConvList();
+  if (state.current) {
+    renderChatHead();
+    renderTyping();
   }
 }
 
