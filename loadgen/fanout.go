@@ -118,11 +118,18 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	var m *meter
 	var d0 int64
 	var start time.Time
+	// The measurement's start as the progress line reads it, from its own
+	// goroutine.
+	type mark struct {
+		d0    int64
+		start time.Time
+	}
+	var measured atomic.Pointer[mark]
 	e.prog.set(func() string {
 		sent, acked, failed, _ := senderTotals(ss)
 		rate := ""
-		if !start.IsZero() {
-			rate = fmt.Sprintf(" (%s/s measured)", num(float64(aud.delivered.Load()-d0)/time.Since(start).Seconds()))
+		if mk := measured.Load(); mk != nil {
+			rate = fmt.Sprintf(" (%s/s measured)", num(float64(aud.delivered.Load()-mk.d0)/time.Since(mk.start).Seconds()))
 		}
 		return fmt.Sprintf("sent %d acked %d failed %d; deliveries %d%s; p99 %s", sent, acked, failed,
 			aud.delivered.Load(), rate, msText(ms(aud.hist.Quantile(0.99))))
@@ -145,6 +152,7 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	m = e.startMeter()
 	d0 = aud.delivered.Load()
 	start = time.Now()
+	measured.Store(&mark{d0, start})
 	aud.measure()
 	select { // the end of the sending: its time, or its last message
 	case <-done:
