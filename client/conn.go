@@ -402,7 +402,10 @@ func (cn *conn) update(f *protocol.Frame) {
 	if (f.Account != "" && f.Account != "default") || cn.dropping.Load() {
 		return
 	}
-	ev, seq, ok := decodeUpdate(f)
+	cn.c.mu.Lock()
+	app := cn.sess.appID
+	cn.c.mu.Unlock()
+	ev, seq, ok := decodeUpdate(f, app)
 	if !ok {
 		cn.c.opts.logger.Warn("tidings: the server sent an update that cannot be read")
 		return

@@ -194,9 +194,12 @@ func (c *Client) recoverPanic(what string, then func()) {
 	}
 }
 
+// defaultAccount is the account of frames that name none.
+const defaultAccount = "default"
+
 func accountName(a string) string {
 	if a == "" {
-		return "default"
+		return defaultAccount
 	}
 	return a
 }

@@ -180,7 +180,7 @@ func TestTypingReachesOthersAndEndsOnStopSendOrLeaving(t *testing.T) {
 	if p.ConversationID != conv || p.ProfileID != "alice" || u.ev.ConversationID != conv || u.ev.Actor == nil || u.ev.Actor.ID != "alice" {
 		t.Fatalf("typing update %+v, payload %+v", u.ev, p)
 	}
-	if u.Ref != "" || !u.Silent || u.Action != protocol.ActionNew || u.Account != "default" {
+	if u.Ref != "" || !u.Silent || u.Action != protocol.ActionNew || u.Account != "" { // "": the default account
 		t.Fatalf("typing is live-only and silent: %+v", u.Frame)
 	}
 	// The typer is not told about themselves: it would have come before the answer.
@@ -1407,7 +1407,7 @@ func TestPollingSeesWhatTheSocketSees(t *testing.T) {
 	if !slices.Equal(texts(polled), []string{"0", "1", "2", "3", "4"}) {
 		t.Fatalf("polled %v", texts(polled))
 	}
-	if last != polled[len(polled)-1].Ref || polled[0].Account != "default" || polled[0].Silent {
+	if last != polled[len(polled)-1].Ref || polled[0].Account != "" || polled[0].Silent {
 		t.Fatalf("lastRef %q, first %+v", last, polled[0].Frame)
 	}
 	// Polling needs the user's token, in the header, not the URL.
