@@ -35,9 +35,9 @@ type fakeServer struct {
 	// empty answer.
 	onCommand func(fc *fakeConn, f protocol.Frame)
 	auths     []protocol.AuthArgs
-	replies []string
-	conns   []*gws.Conn
-	changed chan struct{}
+	replies   []string
+	conns     []*gws.Conn
+	changed   chan struct{}
 }
 
 type fakeConn struct {

@@ -145,4 +145,3 @@ func FuzzClientFrames(f *testing.F) {
 		}
 	})
 }
-
