@@ -1007,7 +1007,9 @@ func (c *rawConn) readFrame() (opcode byte, payload []byte, err error) {
 }
 
 func TestSlowConsumerIsClosedOthersKeepReceiving(t *testing.T) {
-	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue = 8 })
+	// One writer for every connection: bob's full socket must not hold up
+	// carol's writes.
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue, h.Writers = 8, 1 })
 	s.mkUsers("a", "alice", "bob", "carol")
 	conv := s.conv("a", "alice", "bob", "carol")
 	carol := dial(t, s)

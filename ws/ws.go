@@ -63,6 +63,9 @@ type Handler struct {
 	WriteQueue int
 	// WriteTimeout bounds one write to a connection (default 10s).
 	WriteTimeout time.Duration
+	// Writers is how many goroutines write the connections' frames, each
+	// to its share of the connections (default GOMAXPROCS).
+	Writers int
 
 	batchMu  sync.Mutex
 	batching bool
@@ -115,7 +118,10 @@ func (h *Handler) init() {
 		h.conns = make(map[*conn]struct{})
 		h.stop = make(chan struct{})
 		h.done = make(chan struct{})
-		h.writers = make([]*writer, runtime.GOMAXPROCS(0))
+		if h.Writers <= 0 {
+			h.Writers = runtime.GOMAXPROCS(0)
+		}
+		h.writers = make([]*writer, h.Writers)
 		for i := range h.writers {
 			h.writers[i] = &writer{wake: make(chan struct{}, 1)}
 			go h.writers[i].run(h.stop)
