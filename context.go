@@ -26,3 +26,24 @@ func CallerFromContext(ctx context.Context) (Caller, bool) {
 	c, ok := ctx.Value(callerKey{}).(Caller)
 	return c, ok && c.AppID != ""
 }
+
+type queuedKey struct{}
+
+// NewContextWithQueued returns a context whose write calls queued once it
+// is queued, when the store queues writes to commit them in order (group
+// commit): a write queued after that point commits after it. So a caller
+// with writes to make one after another, in order, may start the next one
+// as soon as queued is called rather than wait for the commit. A store
+// without such a queue does not call it; nor does a write that fails
+// before being queued: the caller then waits for the call to return.
+func NewContextWithQueued(ctx context.Context, queued func()) context.Context {
+	return context.WithValue(ctx, queuedKey{}, queued)
+}
+
+// Queued is called by a store once the write of ctx is queued (see
+// NewContextWithQueued).
+func Queued(ctx context.Context) {
+	if f, ok := ctx.Value(queuedKey{}).(func()); ok {
+		f()
+	}
+}

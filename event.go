@@ -114,21 +114,68 @@ const (
 
 // MessagePayload is the payload of conversationMessage.sent (the new
 // message), .edited and .deleted (the message after the change, with
-// ReferrerID naming the original message). MessageID, ProfileID (the
-// sender) and Timestamp (when it was sent) repeat fields of the message
-// under the names hosted chat SDKs use.
+// ReferrerID naming the original message).
+//
+// It is encoded without what its event already says, which every delivery
+// would otherwise pay for: the message's conversationId (the event's), and
+// on conversationMessage.sent its sentAt (the event's time). Clients take
+// them from the event (SDKs fill them in). Events stored by servers before
+// 2026-12 have them, and also messageId, profileId and timestamp,
+// repeating the message's id, sender.id and sentAt.
 type MessagePayload struct {
 	*Message
-	MessageID  string    `json:"messageId"`
-	ProfileID  string    `json:"profileId"`
-	Timestamp  time.Time `json:"timestamp"`
-	ReferrerID string    `json:"referrerId,omitempty"`
+	ReferrerID string `json:"referrerId,omitempty"`
 }
 
 // NewMessagePayload returns the payload of an event about m; referrerID
-// names the original message of an edit or a deletion.
+// names the original message of an edit or a deletion (empty for a sent
+// message).
 func NewMessagePayload(m *Message, referrerID string) MessagePayload {
-	return MessagePayload{Message: m, MessageID: m.ID, ProfileID: m.Sender.ID, Timestamp: m.SentAt, ReferrerID: referrerID}
+	return MessagePayload{Message: m, ReferrerID: referrerID}
+}
+
+// MarshalJSON encodes the payload without the message's conversationId,
+// nor its sentAt when it is a sent message's (no ReferrerID).
+func (p MessagePayload) MarshalJSON() ([]byte, error) {
+	if p.Message == nil {
+		return []byte("null"), nil
+	}
+	m := p.Message
+	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, ClientID: m.ClientID, Parts: m.Parts,
+		Metadata: m.Metadata, Alert: m.Alert, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, ReferrerID: p.ReferrerID}
+	if p.ReferrerID != "" {
+		w.SentAt = &m.SentAt
+	}
+	return json.Marshal(w)
+}
+
+// messageInEvent is a Message as a MessagePayload encodes it.
+type messageInEvent struct {
+	ID         string          `json:"id"`
+	Seq        int64           `json:"seq"`
+	Sender     Profile         `json:"sender"`
+	ClientID   string          `json:"clientId,omitempty"`
+	Parts      []Part          `json:"parts"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+	Alert      string          `json:"alert,omitempty"`
+	SentAt     *time.Time      `json:"sentAt,omitempty"`
+	EditedAt   *time.Time      `json:"editedAt,omitempty"`
+	DeletedAt  *time.Time      `json:"deletedAt,omitempty"`
+	ReferrerID string          `json:"referrerId,omitempty"`
+}
+
+// Complete fills in what the payload of ev, an event about a message, left
+// out: the conversation and, on a sent message, the time it was sent.
+func (p MessagePayload) Complete(ev *Event) {
+	if p.Message == nil {
+		return
+	}
+	if p.ConversationID == "" {
+		p.ConversationID = ev.ConversationID
+	}
+	if p.SentAt.IsZero() {
+		p.SentAt = ev.Time
+	}
 }
 
 // StatusPayload is the payload of conversationMessage.delivered and .read:

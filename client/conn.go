@@ -474,7 +474,10 @@ func (cn *conn) update(f *protocol.Frame) {
 	if a == nil || a.removed.Load() {
 		return
 	}
-	ev, seq, ok := decodeUpdate(f)
+	cn.c.mu.Lock()
+	app := a.appID
+	cn.c.mu.Unlock()
+	ev, seq, ok := decodeUpdate(f, app)
 	if !ok {
 		cn.c.opts.logger.Warn("tidings: the server sent an update that cannot be read")
 		return

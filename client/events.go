@@ -233,8 +233,10 @@ type UnknownEvent struct {
 }
 
 // decodeUpdate turns an update frame into an Event and its ref's number
-// (0 for a live-only update). ok is false when the frame is unusable.
-func decodeUpdate(f *protocol.Frame) (ev Event, seq int64, ok bool) {
+// (0 for a live-only update), app being the account's app (the server
+// does not repeat it in each event). ok is false when the frame is
+// unusable.
+func decodeUpdate(f *protocol.Frame, app string) (ev Event, seq int64, ok bool) {
 	var e tidings.Event
 	if err := json.Unmarshal(f.Event, &e); err != nil {
 		return nil, 0, false
@@ -243,6 +245,9 @@ func decodeUpdate(f *protocol.Frame) (ev Event, seq int64, ok bool) {
 		if seq, ok = protocol.ParseRef(f.Ref); !ok {
 			return nil, 0, false
 		}
+	}
+	if e.AppID == "" {
+		e.AppID = app
 	}
 	account := f.Account
 	if account == "" {
@@ -316,6 +321,12 @@ func typedEvent(info EventInfo) Event {
 	case tidings.EventMessageSent, tidings.EventMessageEdited, tidings.EventMessageDeleted:
 		var p tidings.MessagePayload
 		if decode(&p) && p.Message != nil {
+			// What the server leaves out of the wire, as the event says it.
+			p.Complete(&tidings.Event{ConversationID: info.ConversationID, Time: info.Time})
+			if a := info.Actor; a != nil && a.ID == p.Sender.ID && a.DisplayName == "" {
+				sender := p.Sender
+				info.Actor = &sender
+			}
 			switch info.Name {
 			case tidings.EventMessageSent:
 				ev = &MessageSent{EventInfo: info, Message: p.Message}

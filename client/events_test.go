@@ -122,10 +122,17 @@ func TestEventCatalogue(t *testing.T) {
 	if ms.Message.ID != m.ID || ms.Message.Parts[0].Data != "hello" || ms.Message.Alert != "Bob: hello" || ms.Silent {
 		t.Errorf("message sent: %+v", ms)
 	}
+	// What the wire leaves out is filled in: the app, the message's
+	// conversation and time, the actor's profile (the sender's).
+	if ms.AppID == "" || ms.Message.ConversationID != conv.ID || !ms.Message.SentAt.Equal(m.SentAt) ||
+		ms.Actor == nil || ms.Actor.ID != "bob" || ms.Actor.DisplayName == "" || ms.Actor.DisplayName != ms.Message.Sender.DisplayName {
+		t.Errorf("message sent: %+v, actor %+v, message %+v", ms.EventInfo, ms.Actor, ms.Message)
+	}
 	if _, err := bob.EditMessage(ctx, conv.ID, m.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", Data: "hello!"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if me := waitEvent[*client.MessageEdited](t, rec, nil); me.Message.Parts[0].Data != "hello!" || me.ReferrerID != m.ID || me.Message.EditedAt == nil {
+	if me := waitEvent[*client.MessageEdited](t, rec, nil); me.Message.Parts[0].Data != "hello!" || me.ReferrerID != m.ID || me.Message.EditedAt == nil ||
+		!me.Message.SentAt.Equal(m.SentAt) || me.Message.ConversationID != conv.ID || me.Actor == nil || me.Actor.DisplayName == "" {
 		t.Errorf("message edited: %+v", me)
 	}
 

@@ -31,12 +31,15 @@ type fakeServer struct {
 	// updates after.
 	onAuth func(fc *fakeConn, n int, args protocol.AuthArgs)
 
-	mu      sync.Mutex
-	auths   []protocol.AuthArgs
-	replies []string
-	frames  []protocol.Frame // the commands and replies received, in order
-	conns   []*gws.Conn
-	changed chan struct{}
+	mu sync.Mutex
+	// onCommand, when set, handles the commands but auth instead of an
+	// empty answer.
+	onCommand func(fc *fakeConn, f protocol.Frame)
+	auths     []protocol.AuthArgs
+	replies   []string
+	frames    []protocol.Frame // the commands and replies received, in order
+	conns     []*gws.Conn
+	changed   chan struct{}
 }
 
 type fakeConn struct {
@@ -141,6 +144,13 @@ func (e *fakeEvents) OnMessage(c *gws.Conn, m *gws.Message) {
 		s.mu.Unlock()
 		s.onAuth(fc, n, a)
 	case f.Type == protocol.TypeCommand:
+		s.mu.Lock()
+		on := s.onCommand
+		s.mu.Unlock()
+		if on != nil {
+			on(fc, f)
+			return
+		}
 		fc.answer(struct{}{})
 	}
 }
@@ -469,5 +479,53 @@ func TestParticipantEventsWithoutReasonDecode(t *testing.T) {
 	}
 	if pr := waitEvent[*client.ParticipantRemoved](t, rec, nil); pr.ProfileID != "carol" || pr.Reason != "" {
 		t.Errorf("participantRemoved without reason: %+v", pr)
+	}
+}
+
+// Concurrent sends of one client are pipelined on its connection: the
+// server has every one of them before it answers any, and each answer,
+// whatever its order, goes to its own call.
+func TestConcurrentSendsArePipelined(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	s := newFakeServer(t, func(fc *fakeConn, _ int, _ protocol.AuthArgs) { fc.ok("0") })
+	var held []*fakeConn
+	var heldArgs []protocol.SendArgs
+	s.mu.Lock()
+	s.onCommand = func(fc *fakeConn, f protocol.Frame) {
+		var a protocol.SendArgs
+		json.Unmarshal(f.Data, &a)
+		s.mu.Lock()
+		held, heldArgs = append(held, fc), append(heldArgs, a)
+		all := len(held) == n
+		s.mu.Unlock()
+		if all { // answer the last first
+			for i := n - 1; i >= 0; i-- {
+				held[i].answer(tidings.Message{ID: "id-" + heldArgs[i].ClientID, ConversationID: heldArgs[i].ConversationID,
+					ClientID: heldArgs[i].ClientID, Seq: int64(i + 1)})
+			}
+		}
+	}
+	s.mu.Unlock()
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), fastBackoff)
+	waitConnected(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			id := fmt.Sprint("c", i)
+			m, err := c.Socket().SendMessage(ctx, "conv", tidings.NewMessage{ClientID: id,
+				Parts: []tidings.Part{{Type: "text/plain", Data: "hi"}}})
+			if err == nil && (m.ClientID != id || m.ID != "id-"+id) {
+				err = fmt.Errorf("send %s got the answer of %s", id, m.ClientID)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err) // a deadline: the sends waited for each other
+		}
 	}
 }

@@ -41,7 +41,9 @@ func (s Socket) command(ctx context.Context, name string, args, out any) error {
 
 // SendMessage sends a message. Sending again with the same m.ClientID
 // returns the first message instead of sending a new one: give one to
-// retry safely after ErrConnectionLost.
+// retry safely after ErrConnectionLost. Calls from several goroutines are
+// pipelined on the connection, none waiting for another's answer: the
+// server commits them together, in the order their commands reach it.
 func (s Socket) SendMessage(ctx context.Context, conversationID string, m tidings.NewMessage) (*tidings.Message, error) {
 	parts, err := json.Marshal(m.Parts)
 	if err != nil {

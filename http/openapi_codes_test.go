@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/realtime"
 )
@@ -78,7 +77,7 @@ func TestOpenAPIRealtimeSchemasMatch(t *testing.T) {
 	d := parseOpenAPI(t)
 	schemas := d["components"].(map[string]any)["schemas"].(map[string]any)
 	for name, v := range map[string]any{
-		"Event":         tidings.Event{},
+		"Event":         protocol.Event{},
 		"PollResult":    realtime.PollResult{},
 		"ReplyRequest":  replyRequest{},
 		"TypingRequest": typingRequest{},

@@ -12,6 +12,9 @@ package protocol
 import (
 	"encoding/json"
 	"strconv"
+	"time"
+
+	"github.com/tidings/tidings"
 )
 
 // Subprotocol is the WebSocket subprotocol of this version.
@@ -52,6 +55,23 @@ type Frame struct {
 	Action string `json:"action,omitempty"`
 	// Event is the update's event.
 	Event json.RawMessage `json:"event,omitempty"`
+}
+
+// Event is an event as an update frame carries it: a tidings.Event
+// without what the frame or the account already says (the event's seq is
+// the frame's ref, its app the account's), and on the message events
+// whose actor is always the message's sender (sent, edited) with Actor
+// reduced to its ID: the payload's sender is the same profile in full.
+// The payload of a message event leaves out what the event says too (see
+// tidings.MessagePayload).
+type Event struct {
+	ID             string           `json:"id"`
+	Name           string           `json:"name"`
+	Time           time.Time        `json:"time"`
+	Actor          *tidings.Profile `json:"actor,omitempty"`
+	ConversationID string           `json:"conversationId,omitempty"`
+	UserID         string           `json:"userId,omitempty"`
+	Payload        json.RawMessage  `json:"payload"`
 }
 
 // Error is a failed answer. Code is one of the error codes of the HTTP API

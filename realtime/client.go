@@ -28,7 +28,9 @@ type Transport interface {
 
 // Client is one connection: it authenticates accounts and runs their
 // commands. The transport calls Handle for each frame the peer sends, one
-// at a time, and Gone when the connection has ended.
+// at a time, and Gone when the connection has ended. Commands run in the
+// order they come, one at a time, but for message.send, whose commit the
+// next commands do not wait for (see send).
 type Client struct {
 	node *Node
 	t    Transport
@@ -40,13 +42,19 @@ type Client struct {
 	lastActive  time.Time // last command or reply
 	tokens      float64   // command rate limit bucket
 	refilled    time.Time
+
+	sends chan struct{} // a token per message.send in flight (see send)
 }
+
+// maxSendsInFlight bounds the message.send commands of one connection
+// waiting for their commit at once; the next one waits for a place.
+const maxSendsInFlight = 64
 
 // Connect returns the client of a new connection.
 func (n *Node) Connect(t Transport) *Client {
 	now := n.Now()
 	c := &Client{node: n, t: t, accounts: make(map[string]*Session), connectedAt: now, lastActive: now,
-		tokens: n.CommandBurst, refilled: now}
+		tokens: n.CommandBurst, refilled: now, sends: make(chan struct{}, maxSendsInFlight)}
 	n.mu.Lock()
 	closing := n.closing
 	if !closing {
@@ -194,9 +202,12 @@ func (c *Client) recoverPanic(what string, then func()) {
 	}
 }
 
+// defaultAccount is the account of frames that name none.
+const defaultAccount = "default"
+
 func accountName(a string) string {
 	if a == "" {
-		return "default"
+		return defaultAccount
 	}
 	return a
 }
@@ -294,6 +305,10 @@ func (c *Client) command(f *protocol.Frame) {
 			return
 		}
 	}
+	if f.Command == protocol.CmdSend {
+		c.send(f.ID, f.Data, s)
+		return
+	}
 	ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
 	var result any
 	var err error
@@ -310,17 +325,6 @@ func (c *Client) command(f *protocol.Frame) {
 			c.close(protocol.CloseNormal, "logged out")
 		}
 		return
-	case protocol.CmdSend:
-		var a protocol.SendArgs
-		if err = decode(f.Data, &a); err == nil {
-			nm := tidings.NewMessage{ClientID: a.ClientID, Metadata: a.Metadata, Alert: a.Alert}
-			if len(a.Parts) > 0 { // none: the validation says so
-				err = decode(a.Parts, &nm.Parts)
-			}
-			if err == nil {
-				result, _, err = n.Messages.SendMessage(ctx, a.ConversationID, nm)
-			}
-		}
 	case protocol.CmdMarkDelivered, protocol.CmdMarkRead:
 		var a protocol.MarkArgs
 		if err = decode(f.Data, &a); err == nil {
@@ -345,6 +349,51 @@ func (c *Client) command(f *protocol.Frame) {
 		err = tidings.Errorf(tidings.EInvalid, "unknown command %q", f.Command)
 	}
 	c.answer(f.ID, result, err)
+}
+
+// send runs a message.send beside the connection's next frames, so that a
+// client may pipeline its sends: it returns once the message's write is
+// queued in the store (or has failed before), and the answer follows when
+// the write commits. Writes commit in the order they are queued, so the
+// messages of one connection keep the order it sent them in, while those
+// sent back to back share a commit instead of waiting each for the last.
+func (c *Client) send(id string, data json.RawMessage, s *Session) {
+	n := c.node
+	var a protocol.SendArgs
+	if err := decode(data, &a); err != nil {
+		c.answer(id, nil, err)
+		return
+	}
+	nm := tidings.NewMessage{ClientID: a.ClientID, Metadata: a.Metadata, Alert: a.Alert}
+	if len(a.Parts) > 0 { // none: the validation says so
+		if err := decode(a.Parts, &nm.Parts); err != nil {
+			c.answer(id, nil, err)
+			return
+		}
+	}
+	c.sends <- struct{}{}
+	queued := make(chan struct{})
+	var once sync.Once
+	mark := func() { once.Do(func() { close(queued) }) }
+	started := n.goTracked(func() {
+		defer func() { <-c.sends }()
+		defer mark()
+		defer c.recoverPanic("message.send", func() {
+			c.answer(id, nil, tidings.Errorf(tidings.EInternal, "the server failed to send the message"))
+		})
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
+		ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
+		ctx = tidings.NewContextWithQueued(ctx, mark)
+		m, _, err := n.Messages.SendMessage(ctx, a.ConversationID, nm)
+		c.answer(id, m, err)
+	})
+	if !started {
+		<-c.sends
+		c.answer(id, nil, tidings.Errorf(tidings.EUnavailable, "the server is shutting down: reconnect"))
+		return
+	}
+	<-queued
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -1,25 +1,103 @@
 package realtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
 )
 
-// encodeEvent encodes an event once for all its receivers.
-func encodeEvent(ev *tidings.Event) ([]byte, error) { return json.Marshal(ev) }
+// encodeEvent encodes an event once for all its receivers, in its wire
+// form (docs/protocol.md, "The event object"): the tidings.Event without
+// what the update frame or the account already says — seq is the frame's
+// ref, app the account's — and, on the message events whose actor is the
+// message's sender (sent, edited), with the actor reduced to its id: the
+// payload's sender is the same profile in full. Every delivery pays for
+// each byte of it.
+func encodeEvent(ev *tidings.Event) ([]byte, error) {
+	b := make([]byte, 0, len(ev.Payload)+160)
+	b = append(b, `{"id":`...)
+	b = appendString(b, ev.ID)
+	b = append(b, `,"name":`...)
+	b = appendString(b, ev.Name)
+	b = append(b, `,"time":"`...)
+	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if ev.Actor != nil {
+		b = append(b, `,"actor":`...)
+		if senderIsActor(ev.Name) {
+			b = append(b, `{"id":`...)
+			b = appendString(b, ev.Actor.ID)
+			b = append(b, '}')
+		} else {
+			a, err := json.Marshal(ev.Actor)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, a...)
+		}
+	}
+	if ev.ConversationID != "" {
+		b = append(b, `,"conversationId":`...)
+		b = appendString(b, ev.ConversationID)
+	}
+	if ev.UserID != "" {
+		b = append(b, `,"userId":`...)
+		b = appendString(b, ev.UserID)
+	}
+	b = append(b, `,"payload":`...)
+	switch {
+	case len(ev.Payload) == 0:
+		b = append(b, "null"...)
+	case bytes.IndexByte(ev.Payload, '\n') >= 0:
+		// Stored payloads are compact JSON; a frame must hold no newline.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, ev.Payload); err != nil {
+			return nil, err
+		}
+		b = append(b, buf.Bytes()...)
+	default:
+		b = append(b, ev.Payload...)
+	}
+	return append(b, '}'), nil
+}
+
+// senderIsActor says whether the events of this name are always made by
+// the sender of the message of their payload: their actor is then sent as
+// its id only.
+func senderIsActor(name string) bool {
+	return name == tidings.EventMessageSent || name == tidings.EventMessageEdited
+}
+
+// appendString appends s as a JSON string, as encoding/json writes it.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
 
 // updateFrame builds an update frame around an encoded event. Only the
 // account, ref and silent flag differ between receivers, so the event's
-// bytes are shared and the frame is a cheap concatenation.
+// bytes are shared and the frame is a cheap concatenation. The account is
+// left out when it is the default one, as most connections' only account.
 // Account names are restricted (see validAccount) and need no escaping.
 func updateFrame(account string, seq int64, silent bool, action string, event []byte) []byte {
-	b := make([]byte, 0, len(event)+96+len(account))
-	b = append(b, `{"type":"update","account":"`...)
-	b = append(b, account...)
-	b = append(b, '"')
+	b := make([]byte, 0, len(event)+64+len(account))
+	b = append(b, `{"type":"update"`...)
+	if account != defaultAccount { // absent means the default account
+		b = append(b, `,"account":"`...)
+		b = append(b, account...)
+		b = append(b, '"')
+	}
 	if seq > 0 {
 		b = append(b, `,"ref":"`...)
 		b = strconv.AppendInt(b, seq, 10)

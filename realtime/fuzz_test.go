@@ -113,6 +113,7 @@ func FuzzClientFrames(f *testing.F) {
 		defer c.Gone()
 		c.Handle(auth)
 		c.Handle(data)
+		c.WaitSends() // a message.send is answered once committed, after Handle returns
 
 		rec.mu.Lock()
 		frames, code := slices.Clone(rec.frames), rec.code

@@ -48,6 +48,7 @@ func (db *DB) submit(j *job) error {
 	select {
 	case db.jobs <- j:
 		db.closeMu.RUnlock()
+		tidings.Queued(ctx) // what is queued next commits after j
 	case <-ctx.Done():
 		db.closeMu.RUnlock()
 		return ctx.Err()

@@ -200,7 +200,7 @@ func TestEditDeleteMessage(t *testing.T, newStores Factory) {
 	}
 	for i, want := range []string{m.ID, m.ID, other.ID} {
 		var p tidings.MessagePayload
-		if err := unmarshal(changes[i].Payload, &p); err != nil || p.ReferrerID != want || p.MessageID != want {
+		if err := unmarshal(changes[i].Payload, &p); err != nil || p.ReferrerID != want || p.Message == nil || p.ID != want {
 			t.Errorf("%s payload %s: want referrerId %s", changes[i].Name, changes[i].Payload, want)
 		}
 	}

@@ -155,7 +155,8 @@ func (s *stack) send(app, from, conv, text string) *tidings.Message {
 // update is a received update frame with its event decoded.
 type update struct {
 	protocol.Frame
-	ev tidings.Event
+	ev  tidings.Event
+	raw []byte // the frame as the server sent it
 }
 
 func (u update) text() string {
@@ -247,7 +248,7 @@ func (e *clientEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
 				ch <- f
 			}
 		case protocol.TypeUpdate:
-			u := update{Frame: f}
+			u := update{Frame: f, raw: bytes.Clone(line)}
 			if err := json.Unmarshal(f.Event, &u.ev); err != nil {
 				c.t.Errorf("update with a bad event: %s", line)
 			}

@@ -271,15 +271,11 @@ func TestSendingMovesTheSendersReadMark(t *testing.T) {
 			if u.ev.Name != tidings.EventMessageSent {
 				t.Fatalf("send %d: update %s, want %s first and alone", i, u.ev.Name, tidings.EventMessageSent)
 			}
-			var p struct {
-				ProfileID string `json:"profileId"`
-				Seq       int64  `json:"seq"`
-				MessageID string `json:"messageId"`
-			}
+			var p tidings.Message
 			if err := json.Unmarshal(u.ev.Payload, &p); err != nil {
 				t.Fatal(err)
 			}
-			if p.ProfileID != "bob" || p.Seq != m.Seq || p.MessageID != m.ID {
+			if p.Sender.ID != "bob" || p.Seq != m.Seq || p.ID != m.ID {
 				t.Fatalf("send %d: sent payload %+v, want bob's mark at message %d (%s)", i, p, m.Seq, m.ID)
 			}
 		}

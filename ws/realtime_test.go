@@ -1,9 +1,11 @@
 package ws_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -24,14 +26,15 @@ func TestLiveUpdateReachesParticipantsOnly(t *testing.T) {
 
 	m := s.send("a", "alice", conv, "hello bob")
 	u := bob.nextNamed(tidings.EventMessageSent)
-	if u.text() != "hello bob" || u.Silent || u.Action != protocol.ActionNew || u.Account != "default" || u.Ref == "" {
-		t.Fatalf("bob got %+v", u.Frame)
+	// The default account is not named; the event's app is the account's.
+	if u.text() != "hello bob" || u.Silent || u.Action != protocol.ActionNew || u.Account != "" || u.Ref == "" {
+		t.Fatalf("bob got %s", u.raw)
 	}
-	if u.ev.Actor == nil || u.ev.Actor.ID != "alice" || u.ev.ConversationID != conv || u.ev.AppID != "a" || u.ev.Time.IsZero() {
+	if u.ev.Actor == nil || u.ev.Actor.ID != "alice" || u.ev.ConversationID != conv || u.ev.AppID != "" || u.ev.Time.IsZero() {
 		t.Fatalf("event %+v", u.ev)
 	}
-	if ref := strconv.FormatInt(u.ev.Seq, 10); ref != u.Ref {
-		t.Fatalf("ref %s is not the event's seq %d", u.Ref, u.ev.Seq)
+	if ref, err := strconv.ParseInt(u.Ref, 10, 64); err != nil || ref <= 0 {
+		t.Fatalf("ref %s: %v", u.Ref, err)
 	}
 	// The sender gets their own echo, silent.
 	echo := alice.nextNamed(tidings.EventMessageSent)
@@ -175,4 +178,77 @@ func TestReplayToLiveSeamHasNoGapNorDuplicate(t *testing.T) {
 		}
 	}
 	bob.none()
+}
+
+// TestSentUpdateIsCompact checks the wire shape of the update of a sent
+// message (docs/protocol.md, "The update frame"): nothing that the frame
+// or the account already says, the actor as its id only (the payload's
+// sender is its profile in full), and no field repeated under another
+// name. It logs the bytes of each frame one 64-byte text costs.
+func TestSentUpdateIsCompact(t *testing.T) {
+	s := startStack(t, nil)
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	alice, bob := dial(t, s), dial(t, s)
+	alice.auth("", s.token("a", "alice"), protocol.AuthArgs{})
+	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+
+	text := strings.Repeat("x", 64)
+	ans := alice.command("", protocol.CmdSend, protocol.SendArgs{ConversationID: conv, ClientID: "alice-0123456789-1",
+		Parts: json.RawMessage(`[{"type":"text/plain","data":"` + text + `"}]`)})
+	if ans.Error != nil {
+		t.Fatal(ans.Error)
+	}
+	answer, _ := json.Marshal(ans)
+	u := bob.nextNamed(tidings.EventMessageSent)
+	echo := alice.nextNamed(tidings.EventMessageSent)
+	t.Logf("a %d-byte text: update %d bytes, sender's echo %d, answer %d", len(text), len(u.raw), len(echo.raw), len(answer))
+	t.Logf("%s\n%s", u.raw, answer)
+
+	var frame map[string]json.RawMessage
+	if err := json.Unmarshal(u.raw, &frame); err != nil {
+		t.Fatal(err)
+	}
+	var ev, payload map[string]json.RawMessage
+	json.Unmarshal(frame["event"], &ev)
+	json.Unmarshal(ev["payload"], &payload)
+	for _, absent := range []struct {
+		where  string
+		fields map[string]json.RawMessage
+		name   string
+	}{
+		{"frame", frame, "account"}, // the default account
+		{"event", ev, "seq"},        // the frame's ref
+		{"event", ev, "app"},        // the account's app
+		{"payload", payload, "messageId"},
+		{"payload", payload, "profileId"},
+		{"payload", payload, "timestamp"},
+	} {
+		if _, ok := absent.fields[absent.name]; ok {
+			t.Errorf("the %s has %s: %s", absent.where, absent.name, u.raw)
+		}
+	}
+	if string(ev["actor"]) != `{"id":"alice"}` {
+		t.Errorf("actor %s, want its id only", ev["actor"])
+	}
+	// The payload leaves out what the event says (conversationId, and the
+	// time sent): with them, the message is whole.
+	for _, name := range []string{"conversationId", "sentAt"} {
+		if _, ok := payload[name]; ok {
+			t.Errorf("the payload has %s: %s", name, ev["payload"])
+		}
+	}
+	var p tidings.MessagePayload
+	if err := json.Unmarshal(ev["payload"], &p); err != nil || p.Message == nil {
+		t.Fatal(err)
+	}
+	p.Complete(&u.ev)
+	m := p.Message
+	if m.Sender.ID != "alice" || m.Sender.DisplayName == "" ||
+		m.ConversationID != conv || m.ClientID != "alice-0123456789-1" || !m.SentAt.Equal(u.ev.Time) || m.Parts[0].Data != text {
+		t.Errorf("payload %s, completed %+v", ev["payload"], m)
+	}
+	if u.Ref == "" || u.Action != protocol.ActionNew || u.Silent || !echo.Silent {
+		t.Errorf("frames %s / %s", u.raw, echo.raw)
+	}
 }

@@ -180,7 +180,7 @@ func TestTypingReachesOthersAndEndsOnStopSendOrLeaving(t *testing.T) {
 	if p.ConversationID != conv || p.ProfileID != "alice" || u.ev.ConversationID != conv || u.ev.Actor == nil || u.ev.Actor.ID != "alice" {
 		t.Fatalf("typing update %+v, payload %+v", u.ev, p)
 	}
-	if u.Ref != "" || !u.Silent || u.Action != protocol.ActionNew || u.Account != "default" {
+	if u.Ref != "" || !u.Silent || u.Action != protocol.ActionNew || u.Account != "" { // "": the default account
 		t.Fatalf("typing is live-only and silent: %+v", u.Frame)
 	}
 	// The typer is not told about themselves: it would have come before the answer.
@@ -1007,7 +1007,9 @@ func (c *rawConn) readFrame() (opcode byte, payload []byte, err error) {
 }
 
 func TestSlowConsumerIsClosedOthersKeepReceiving(t *testing.T) {
-	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue = 8 })
+	// One writer for every connection: bob's full socket must not hold up
+	// carol's writes.
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue, h.Writers = 8, 1 })
 	s.mkUsers("a", "alice", "bob", "carol")
 	conv := s.conv("a", "alice", "bob", "carol")
 	carol := dial(t, s)
@@ -1407,7 +1409,7 @@ func TestPollingSeesWhatTheSocketSees(t *testing.T) {
 	if !slices.Equal(texts(polled), []string{"0", "1", "2", "3", "4"}) {
 		t.Fatalf("polled %v", texts(polled))
 	}
-	if last != polled[len(polled)-1].Ref || polled[0].Account != "default" || polled[0].Silent {
+	if last != polled[len(polled)-1].Ref || polled[0].Account != "" || polled[0].Silent {
 		t.Fatalf("lastRef %q, first %+v", last, polled[0].Frame)
 	}
 	// Polling needs the user's token, in the header, not the URL.

@@ -3,12 +3,16 @@
 //
 // Each connection reads frames on a goroutine of its own (the HTTP
 // request's returns after the upgrade) and hands them to its
-// realtime.Client. Writes are queued per connection and
-// coalesced: the frames waiting when the connection's writer runs go out in
-// one WebSocket message, separated by '\n', so a burst costs one write
-// while a lone frame is not delayed; while the node delivers a batch of
-// events, writers wait for its end (BeginBatch, EndBatch), so that each
-// connection gets the whole batch in one write. One goroutine pings every connection
+// realtime.Client. Writes are queued per connection and written by one
+// writer goroutine per core, each serving its share of the connections:
+// the frames waiting when a connection's turn comes go out in one
+// WebSocket message, separated by '\n', so a burst costs one write while a
+// lone frame is not delayed, and no goroutine is started per write. While
+// the node delivers a batch of events, writers wait for its end
+// (BeginBatch, EndBatch), so that each connection gets the whole batch in
+// one write. A write never waits for a slow peer: what the socket does not
+// take at once is written by a goroutine of that connection's own
+// (lingerConn). One goroutine pings every connection
 // in turn and closes those that stopped answering. After its close frame
 // the server reads on until the peer closes too (lingerConn), so that what
 // the peer still sends does not reset the connection before it has read
@@ -19,13 +23,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -56,10 +63,16 @@ type Handler struct {
 	WriteQueue int
 	// WriteTimeout bounds one write to a connection (default 10s).
 	WriteTimeout time.Duration
+	// Writers is how many goroutines write the connections' frames, each
+	// to its share of the connections (default GOMAXPROCS).
+	Writers int
 
 	batchMu  sync.Mutex
 	batching bool
 	held     []*conn // connections whose writer waits for the batch's end
+
+	writers []*writer    // write the connections' frames; one per core
+	next    atomic.Int64 // spreads the connections over the writers
 
 	once      sync.Once
 	upgraders [2]*gws.Upgrader // without and with the subprotocol
@@ -105,11 +118,20 @@ func (h *Handler) init() {
 		h.conns = make(map[*conn]struct{})
 		h.stop = make(chan struct{})
 		h.done = make(chan struct{})
+		if h.Writers <= 0 {
+			h.Writers = runtime.GOMAXPROCS(0)
+		}
+		h.writers = make([]*writer, h.Writers)
+		for i := range h.writers {
+			h.writers[i] = &writer{wake: make(chan struct{}, 1)}
+			go h.writers[i].run(h.stop)
+		}
 		go h.heartbeat()
 	})
 }
 
-// Close stops the heartbeat. Connections are closed by the node's Close.
+// Close stops the heartbeat and the writers. Connections are closed by the
+// node's Close.
 func (h *Handler) Close() {
 	h.init()
 	close(h.stop)
@@ -140,7 +162,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	lc := &lingerConn{Conn: nc, linger: h.WriteTimeout}
+	lc := newLingerConn(nc, h.WriteTimeout)
 	if n := brw.Reader.Buffered(); n > 0 { // sent right after the request
 		b, _ := brw.Reader.Peek(n)
 		lc.prefix = append([]byte(nil), b...)
@@ -238,27 +260,163 @@ func (h *Handler) heartbeat() {
 	}
 }
 
-// lingerConn is the network connection under a WebSocket. Its Close ends
-// what the server sends (a FIN after the close frame) but goes on reading,
-// for up to linger, until the peer closes too; the connection is closed
-// for good when the reading ends (see events.OnClose). Closing at once
-// while the peer still sends (replies, pings: a reader that is slow does
-// not know yet) would reset the connection, and a reset makes the peer's
-// system discard what it had not read yet: the close frame first.
+// lingerConn is the network connection under a WebSocket.
+//
+// Its Close ends what the server sends (a FIN after the close frame) but
+// goes on reading, for up to linger, until the peer closes too; the
+// connection is closed for good when the reading ends (see
+// events.OnClose). Closing at once while the peer still sends (replies,
+// pings: a reader that is slow does not know yet) would reset the
+// connection, and a reset makes the peer's system discard what it had not
+// read yet: the close frame first.
+//
+// Its Write never blocks the writer that calls it: it writes what the
+// socket takes at once, and when the peer's window is full, the rest
+// (and what is written meanwhile) goes out on a goroutine of its own
+// (drain), within linger. The connection's writer is told when that is
+// done (onDrained) and leaves the connection alone meanwhile, so that one
+// slow reader never holds up the others of its writer.
 type lingerConn struct {
 	net.Conn
 	prefix  []byte // read by net/http past the handshake request
 	linger  time.Duration
+	raw     syscall.RawConn // nil: writes block
 	closing atomic.Bool
 	broken  atomic.Bool // a write failed: the peer cannot read what follows
+	cutting atomic.Bool // the peer is dead: drain gives up
+
+	wmu        sync.Mutex
+	draining   bool   // drain runs: writes go to backlog
+	backlog    []byte // what drain has yet to write
+	closeAfter bool   // Close came while draining: drain closes when done
+	onDrained  func() // called when drain has written everything
 }
 
+func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
+	c := &lingerConn{Conn: nc, linger: linger}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+		}
+	}
+	return c
+}
+
+var errBroken = errors.New("ws: an earlier write to the connection failed")
+
 func (c *lingerConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+	if c.broken.Load() {
+		return 0, errBroken
+	}
+	c.wmu.Lock()
+	if c.draining {
+		c.backlog = append(c.backlog, p...)
+		c.wmu.Unlock()
+		return len(p), nil
+	}
+	c.wmu.Unlock()
+	// Not draining: no other goroutine writes (gws serializes its writes).
+	n, err := c.tryWrite(p)
 	if err != nil {
 		c.broken.Store(true)
+		return n, err
+	}
+	if n < len(p) {
+		c.wmu.Lock()
+		c.draining = true
+		c.backlog = append(c.backlog[:0], p[n:]...)
+		c.wmu.Unlock()
+		go c.drain()
+	}
+	return len(p), nil
+}
+
+// tryWrite writes what the socket takes without waiting.
+func (c *lingerConn) tryWrite(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Write(p)
+	}
+	n := 0
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, e := syscall.Write(int(fd), p[n:])
+			if m > 0 {
+				n += m
+			}
+			if e == syscall.EINTR {
+				continue
+			}
+			if e != nil && e != syscall.EAGAIN {
+				werr = e
+			}
+			if e != nil || m <= 0 {
+				break
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
 	}
 	return n, err
+}
+
+// busy says whether drain runs: the connection's writer waits for it.
+func (c *lingerConn) busy() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.draining
+}
+
+// drain writes the backlog, waiting for the peer, within linger per write.
+func (c *lingerConn) drain() {
+	for {
+		c.wmu.Lock()
+		b := c.backlog
+		c.backlog = nil
+		if len(b) == 0 || c.broken.Load() {
+			c.Conn.SetWriteDeadline(time.Time{}) // the next writes do not wait
+			c.draining = false
+			closeAfter := c.closeAfter
+			c.wmu.Unlock()
+			if closeAfter {
+				c.closeWrite()
+			}
+			if f := c.onDrained; f != nil && !closeAfter {
+				f()
+			}
+			return
+		}
+		c.wmu.Unlock()
+		c.Conn.SetWriteDeadline(time.Now().Add(c.linger))
+		if c.cutting.Load() {
+			c.Conn.SetWriteDeadline(time.Now())
+		}
+		if _, err := c.Conn.Write(b); err != nil {
+			c.broken.Store(true)
+			c.Conn.Close() // the reader ends, and with it the connection
+		}
+	}
+}
+
+// cut makes the drain under way, if any, fail at once: the peer is dead.
+func (c *lingerConn) cut() {
+	c.cutting.Store(true)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.draining || c.raw == nil {
+		c.Conn.SetWriteDeadline(time.Now())
+	}
+}
+
+// SetWriteDeadline bounds the writes that wait: only drain's do, and it
+// sets its own, unless writes block (no raw connection).
+func (c *lingerConn) SetWriteDeadline(t time.Time) error {
+	if c.raw == nil {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return nil
 }
 
 func (c *lingerConn) Read(p []byte) (int, error) {
@@ -270,11 +428,23 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// Close half-closes the connection and bounds the reads still to come.
+// Close half-closes the connection, once what is written is sent, and
+// bounds the reads still to come.
 func (c *lingerConn) Close() error {
 	if !c.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	c.wmu.Lock()
+	if c.draining && !c.broken.Load() {
+		c.closeAfter = true
+		c.wmu.Unlock()
+		return nil
+	}
+	c.wmu.Unlock()
+	return c.closeWrite()
+}
+
+func (c *lingerConn) closeWrite() error {
 	cw, ok := c.Conn.(interface{ CloseWrite() error })
 	if !ok || c.broken.Load() {
 		return c.Conn.Close()
@@ -288,13 +458,70 @@ func (c *lingerConn) Close() error {
 // shut closes the connection for good.
 func (c *lingerConn) shut() { c.Conn.Close() }
 
+// writer writes the frames queued on its connections, one connection
+// after the other: the connections are spread over one writer per core,
+// so that the frames of one event go out on every core, with no goroutine
+// started per write. A connection's frames queued while its writer was
+// busy with others go out together, in one write.
+type writer struct {
+	mu    sync.Mutex
+	ready []*conn
+	wake  chan struct{}
+}
+
+// add schedules connections' writes.
+func (w *writer) add(cs ...*conn) {
+	w.mu.Lock()
+	w.ready = append(w.ready, cs...)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *writer) run(stop <-chan struct{}) {
+	var batch []*conn
+	for {
+		select {
+		case <-stop:
+			return
+		case <-w.wake:
+		}
+		for {
+			w.mu.Lock()
+			batch, w.ready = w.ready, batch[:0]
+			w.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			var again []*conn
+			for i, c := range batch {
+				if c.writeQueued(false) {
+					again = append(again, c)
+				}
+				batch[i] = nil
+			}
+			if len(again) > 0 {
+				w.mu.Lock()
+				w.ready = append(w.ready, again...)
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
 // conn is one WebSocket connection: the realtime.Transport of its client.
 type conn struct {
-	h        *Handler
-	ws       *gws.Conn
-	client   *realtime.Client
-	lastSeen atomic.Int64 // unix nanoseconds of the last frame from the peer
-	lastPing atomic.Int64
+	h           *Handler
+	ws          *gws.Conn
+	lc          *lingerConn // under ws
+	w           *writer     // writes its frames
+	writerIndex int
+	client      *realtime.Client
+	wmu         sync.Mutex   // one writeQueued at a time, so that frames keep their order
+	lastSeen    atomic.Int64 // unix nanoseconds of the last frame from the peer
+	lastPing    atomic.Int64
 
 	mu        sync.Mutex
 	queue     [][]byte
@@ -387,7 +614,7 @@ func (c *conn) scheduleLocked() {
 	}
 	c.scheduled = true
 	if !c.h.hold(c) {
-		c.ws.Async(c.flush)
+		c.w.add(c)
 	}
 }
 
@@ -425,8 +652,19 @@ func (h *Handler) EndBatch() {
 	held := h.held
 	h.held, h.batching = nil, false
 	h.batchMu.Unlock()
+	// One hand-over per writer, of all its connections.
+	var byWriter [][]*conn
 	for _, c := range held {
-		c.ws.Async(c.flush)
+		if byWriter == nil {
+			byWriter = make([][]*conn, len(h.writers))
+		}
+		i := c.writerIndex
+		byWriter[i] = append(byWriter[i], c)
+	}
+	for i, cs := range byWriter {
+		if len(cs) > 0 {
+			h.writers[i].add(cs...)
+		}
 	}
 }
 
@@ -440,25 +678,26 @@ func (h *Handler) hold(c *conn) bool {
 	return h.batching
 }
 
-// flush writes the queued frames, up to maxMessage bytes per message,
-// and schedules itself again while frames remain.
-func (c *conn) flush() {
-	if c.writeQueued() {
-		c.ws.Async(c.flush)
-	}
-}
-
 // writeQueued writes the queued frames, up to maxMessage bytes, in one
-// message, and reports whether frames remain.
-func (c *conn) writeQueued() (more bool) {
+// message, and reports whether frames remain. Unless forced, it leaves
+// them queued while the connection drains what the peer has not taken
+// yet: the drain schedules the connection again when it is done.
+func (c *conn) writeQueued(force bool) (more bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !force && c.lc != nil && c.lc.busy() {
+		return false
+	}
 	c.mu.Lock()
 	if c.aborted {
 		c.queue, c.scheduled = nil, false
 		c.mu.Unlock()
 		return false
 	}
-	// Under c.mu, so that Close's deadline for an abort comes after it.
-	c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	if c.lc == nil || c.lc.raw == nil { // writes may block: bound them
+		// Under c.mu, so that Close's deadline for an abort comes after it.
+		c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	}
 	q := c.queue
 	n, size := 0, 0
 	for n < len(q) && (n == 0 || size+len(q[n]) <= maxMessage) {
@@ -570,14 +809,18 @@ func (c *conn) Close(code int, reason string) {
 	if abort {
 		// Unblock a write stuck on the peer. Not the reads: a failed read
 		// would end the connection before the close frame is written.
-		c.ws.SetWriteDeadline(time.Now())
+		if c.lc != nil {
+			c.lc.cut()
+		} else {
+			c.ws.SetWriteDeadline(time.Now())
+		}
 	}
 	c.mu.Unlock()
 	c.signalDrained()
 	closeFrame := func() {
 		// What is queued goes first, even when its writer is not due yet
 		// (held for the end of a batch of events).
-		for c.writeQueued() {
+		for c.writeQueued(true) {
 		}
 		c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
 		c.ws.WriteClose(uint16(code), []byte(reason))
@@ -595,6 +838,14 @@ type events Handler
 func (e *events) OnOpen(socket *gws.Conn) {
 	h := (*Handler)(e)
 	c := &conn{h: h, ws: socket, drained: make(chan struct{}, 1)}
+	c.writerIndex = int(h.next.Add(1) % int64(len(h.writers)))
+	c.w = h.writers[c.writerIndex]
+	if lc, ok := socket.NetConn().(*lingerConn); ok {
+		c.lc = lc
+		lc.wmu.Lock()
+		lc.onDrained = func() { c.w.add(c) }
+		lc.wmu.Unlock()
+	}
 	now := time.Now().UnixNano()
 	c.lastSeen.Store(now)
 	c.lastPing.Store(now)

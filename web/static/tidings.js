@@ -99,6 +99,29 @@ export function backoffDelay(b, failures) {
   return d - d * Math.min(Math.max(jitter, 0), 1) * Math.random();
 }
 
+/**
+ * The event of an update frame as listeners get it: with what the server
+ * leaves out of the wire because the frame, the account or the payload
+ * already says it (docs/protocol.md, "The event object").
+ */
+function fullEvent(frame, sess) {
+  const e = frame.event || {};
+  const ev = { ...e, ref: frame.ref || '', silent: !!frame.silent, action: frame.action, account: frame.account || 'default' };
+  if (ev.seq === undefined) ev.seq = frame.ref ? Number(frame.ref) : 0;
+  if (ev.app === undefined) ev.app = sess?.appId || '';
+  const p = e.payload;
+  if (/^conversationMessage\.(sent|edited|deleted)$/.test(e.name) && p && p.sender) {
+    const m = ev.payload = { ...p };
+    m.conversationId ??= e.conversationId;
+    m.sentAt ??= e.time;
+    m.messageId ??= m.id;
+    m.profileId ??= m.sender.id;
+    m.timestamp ??= m.sentAt;
+    if (e.actor && e.actor.id === m.sender.id && e.actor.displayName === undefined) ev.actor = m.sender;
+  }
+  return ev;
+}
+
 /** Compares two refs (decimal strings, up to 2^63-1) as integers. */
 function refAfter(a, b) {
   if (!b) return !!a;
@@ -1133,7 +1156,7 @@ export class Client {
   }
 
   _receive(cn, frame) {
-    const ev = { ...frame.event, ref: frame.ref || '', silent: !!frame.silent, action: frame.action, account: frame.account };
+    const ev = fullEvent(frame, cn.sess);
     if (!this._push({ kind: 'event', ev, ref: frame.ref || '', conn: cn, sess: cn.sess }, this.options.maxQueue)) {
       // Drop the connection rather than the update: the next one resumes after the last processed.
       cn.abort(sdkError(ErrorCode.ConnectionLost, 'too many updates waiting for the listeners'));

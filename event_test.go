@@ -1,0 +1,47 @@
+package tidings
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+)
+
+// A message event's payload is the message without its conversationId
+// (the event's) and, when sent, its sentAt (the event's time): every other
+// field of Message is there, new ones too.
+func TestMessagePayloadIsTheMessageLessWhatItsEventSays(t *testing.T) {
+	now := time.Now().UTC()
+	m := &Message{ID: "m", ConversationID: "c", Seq: 3, Sender: Profile{ID: "u", DisplayName: "U"}, ClientID: "k",
+		Parts: []Part{{Type: "text/plain", Data: "hi"}}, Metadata: json.RawMessage(`{"a":1}`), Alert: "a",
+		SentAt: now.Add(-time.Minute), EditedAt: &now, DeletedAt: &now}
+	keys := func(v any) []string {
+		b, _ := json.Marshal(v)
+		var f map[string]json.RawMessage
+		json.Unmarshal(b, &f)
+		return slices.Sorted(maps.Keys(f))
+	}
+	all := keys(m)
+	for _, tc := range []struct {
+		referrer string
+		want     []string
+	}{
+		{"", slices.DeleteFunc(slices.Clone(all), func(k string) bool { return k == "conversationId" || k == "sentAt" })},
+		{"m", slices.Sorted(slices.Values(append(slices.DeleteFunc(slices.Clone(all), func(k string) bool { return k == "conversationId" }), "referrerId")))},
+	} {
+		p := NewMessagePayload(m, tc.referrer)
+		if got := keys(p); !slices.Equal(got, tc.want) {
+			t.Errorf("referrer %q: payload fields %v, want %v", tc.referrer, got, tc.want)
+		}
+		b, _ := json.Marshal(p)
+		var back MessagePayload
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		back.Complete(&Event{ConversationID: "c", Time: m.SentAt})
+		if back.ConversationID != "c" || !back.SentAt.Equal(m.SentAt) || back.ReferrerID != tc.referrer || back.Parts[0].Data != "hi" {
+			t.Errorf("completed %+v", back)
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package realtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+)
+
+// The wire form of an event is protocol.Event: the tidings.Event without
+// seq and app, the actor as its id only on sent and edited messages.
+func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
+	alice := &tidings.Profile{ID: "alice", DisplayName: "Alice <&> \"A\"\n", AvatarURL: "https://example.com/a.png"}
+	at := time.Date(2026, 12, 1, 9, 0, 0, 123456000, time.UTC)
+	for _, ev := range []*tidings.Event{
+		messageEvent(7),
+		{Seq: 8, ID: "e8", AppID: "a", Name: tidings.EventParticipantAdded, Time: at, Actor: alice, ConversationID: "c\u2028<x>",
+			UserID: "bob é", Payload: json.RawMessage(`{"conversationId":"c","profileId":"bob","role":"member"}`)},
+		{Seq: 9, ID: "e9", AppID: "a", Name: tidings.EventProfileUpdate, Time: at, UserID: "bob",
+			Payload: json.RawMessage("{\n  \"profileId\": \"bob\"\n}")},
+		{Seq: 10, ID: "e10", AppID: "a", Name: tidings.EventMessageDeleted, Time: at, Actor: alice, ConversationID: "c",
+			Payload: json.RawMessage(`{"id":"m"}`)},
+	} {
+		b, err := encodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.IndexByte(b, '\n') >= 0 {
+			t.Errorf("%s: a newline in %s", ev.Name, b)
+		}
+		var got protocol.Event
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&got); err != nil {
+			t.Fatalf("%s: %s: %v", ev.Name, b, err)
+		}
+		want := protocol.Event{ID: ev.ID, Name: ev.Name, Time: ev.Time, Actor: ev.Actor, ConversationID: ev.ConversationID, UserID: ev.UserID}
+		if senderIsActor(ev.Name) {
+			want.Actor = &tidings.Profile{ID: ev.Actor.ID}
+		}
+		var compact bytes.Buffer
+		json.Compact(&compact, ev.Payload)
+		gotActor, _ := json.Marshal(got.Actor)
+		wantActor, _ := json.Marshal(want.Actor)
+		if got.ID != want.ID || got.Name != want.Name || !got.Time.Equal(want.Time) || string(gotActor) != string(wantActor) ||
+			got.ConversationID != want.ConversationID || got.UserID != want.UserID || string(got.Payload) != compact.String() {
+			t.Errorf("%s: got %+v from %s, want %+v", ev.Name, got, b, want)
+		}
+	}
+}
+
+// BenchmarkSentUpdate encodes the update of a sent 64-byte text, as the
+// node does once per event, and reports the frame's size.
+func BenchmarkSentUpdate(b *testing.B) {
+	ev := messageEvent(123456)
+	var size int
+	for b.Loop() {
+		body, _ := encodeEvent(ev)
+		size = len(updateFrame("default", ev.Seq, false, protocol.ActionNew, body))
+	}
+	b.ReportMetric(float64(size), "bytes/frame")
+}
