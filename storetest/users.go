@@ -153,8 +153,9 @@ func TestUsers(t *testing.T, newStores Factory) {
 // and on every change, and reaches the user themself only.
 func TestProfileEvents(t *testing.T, newStores Factory) {
 	f := newFixture(t, newStores)
-	f.mkUsers("a", "alice", "bob")
+	f.mkUsers("a", "alice", "bob", "carol")
 	f.mkConv("a", "alice", tidings.NewConversation{}, "bob")
+	f.mkConv("a", "alice", tidings.NewConversation{}, "bob") // a second shared conversation: still once each
 	must[*tidings.User](t)(f.Users.UpdateUser(as("a", "alice"), "alice", tidings.UserUpdate{DisplayName: ptr("Alice")}))
 	must[*tidings.User](t)(f.Users.UpdateUser(server("a"), "alice", tidings.UserUpdate{AvatarURL: ptr("https://example.com/a.png")}))
 
@@ -178,9 +179,20 @@ func TestProfileEvents(t *testing.T, newStores Factory) {
 		p.User.DisplayName != "Alice" || p.User.AvatarURL != "https://example.com/a.png" {
 		t.Errorf("last profile payload %s: want the whole profile after the change", profile[2].Payload)
 	}
+	// Those who share a conversation with alice get her changes made
+	// since, once each; those who share none get nothing about her.
+	var aboutAlice []*tidings.Event
 	for _, e := range f.stream("a", "bob", 0) {
-		if e.Name == tidings.EventProfileUpdate && e.UserID != "bob" {
-			t.Errorf("bob received %s about %s", e.Name, e.UserID)
+		if e.Name == tidings.EventProfileUpdate && e.UserID == "alice" {
+			aboutAlice = append(aboutAlice, e)
+		}
+	}
+	if len(aboutAlice) != 2 || aboutAlice[0].Seq != profile[1].Seq || aboutAlice[1].Seq != profile[2].Seq {
+		t.Errorf("bob's events about alice: %q, want her two changes made while they share conversations, once each", describe(aboutAlice))
+	}
+	for _, e := range f.stream("a", "carol", 0) {
+		if e.Name == tidings.EventProfileUpdate && e.UserID != "carol" {
+			t.Errorf("carol, who shares no conversation, received %s about %s", e.Name, e.UserID)
 		}
 	}
 }
