@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -16,6 +17,7 @@ func TestConformance(t *testing.T) {
 		dir := t.TempDir()
 		db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
 		db.Publisher = pub
+		db.Logger = slog.New(slog.DiscardHandler) // migrations are logged at each open
 		if err := db.Open(); err != nil {
 			t.Fatalf("open: %v", err)
 		}
