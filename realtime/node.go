@@ -436,7 +436,7 @@ func (n *Node) unregister(s *Session) {
 	if st := n.people[uk]; !s.poll && st != nil && n.liveSessionsLocked(uk) == 0 {
 		delete(n.people, uk)
 		if announce = st.online; announce {
-			now = n.Now().UTC()
+			now = n.Now().UTC().Truncate(time.Microsecond) // as stored
 			n.lastSeen[uk] = now
 			targets = n.presenceTargetsLocked(s, st.hidden)
 		}

@@ -3,7 +3,6 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -130,13 +129,15 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 	if len(ids) == 0 {
 		return tidings.Errorf(tidings.EInvalid, "userIds must list at least one user")
 	}
-	var want []string
+	if len(ids) > n.MaxPresenceSubscriptions {
+		return tidings.Errorf(tidings.EInvalid, "userIds lists %d users: an account may subscribe to the presence of at most %d", len(ids), n.MaxPresenceSubscriptions)
+	}
+	want := make([]string, 0, len(ids))
+	asked := make(map[string]bool, len(ids))
 	for _, u := range ids {
-		if !slices.Contains(want, u) {
+		if !asked[u] {
+			asked[u] = true
 			want = append(want, u)
-			if len(want) > n.MaxPresenceSubscriptions {
-				return tidings.Errorf(tidings.EInvalid, "an account may subscribe to the presence of at most %d users", n.MaxPresenceSubscriptions)
-			}
 		}
 	}
 	store := n.presenceStore()
