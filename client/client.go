@@ -104,6 +104,8 @@ type session struct {
 
 	cursorMu     sync.Mutex
 	cursorLoaded bool
+
+	presence presenceSet // the users it follows (presence.go)
 }
 
 var devicePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -109,6 +109,7 @@ func (c *Client) dial(ctx context.Context, sess *session) (*conn, *protocol.Auth
 		return nil, nil, err
 	}
 	cn.token = tok
+	c.resubscribePresence(ctx, sess, cn)
 	if args.ResumeAfter == "latest" {
 		// Unless the first updates were processed already.
 		if n, ok := protocol.ParseRef(res.ResumedAfter); ok {
