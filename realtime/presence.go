@@ -101,6 +101,7 @@ func (n *Node) presenceSetting(ev *tidings.Event) {
 		return
 	}
 	st.hidden = pp.User.PresenceHidden
+	hidden := st.hidden
 	var targets []*Session
 	if st.online {
 		for s := range n.users[uk] {
@@ -116,7 +117,7 @@ func (n *Node) presenceSetting(ev *tidings.Event) {
 		}
 	}
 	n.mu.Unlock()
-	n.tellPresence(ev.AppID, pp.User.Summary(), !st.hidden, time.Time{}, targets)
+	n.tellPresence(ev.AppID, pp.User.Summary(), !hidden, time.Time{}, targets)
 }
 
 // subscribePresence subscribes s to the presence of users by id and

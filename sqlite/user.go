@@ -183,14 +183,20 @@ func (s *UserService) SaveLastSeen(ctx context.Context, seen []tidings.LastSeen)
 	for len(seen) > 0 {
 		chunk := seen[:min(len(seen), lastSeenChunk)]
 		seen = seen[len(chunk):]
-		err := s.db.update(ctx, func(tx *Tx) error {
-			for _, ls := range chunk {
-				if _, err := tx.exec(`UPDATE users SET last_seen_at = max(coalesce(last_seen_at, 0), ?) WHERE app_id = ? AND id = ?`,
-					micros(ls.At), ls.AppID, ls.UserID); err != nil {
-					return err
-				}
-			}
-			return nil
+		// One statement for the chunk: [[app, user, micros], …].
+		rows := make([][3]any, len(chunk))
+		for i, ls := range chunk {
+			rows[i] = [3]any{ls.AppID, ls.UserID, micros(ls.At)}
+		}
+		list, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		err = s.db.update(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`UPDATE users SET last_seen_at = max(coalesce(users.last_seen_at, 0), s.at)
+				FROM (SELECT value ->> 0 AS app, value ->> 1 AS id, value ->> 2 AS at FROM json_each(?)) AS s
+				WHERE users.app_id = s.app AND users.id = s.id`, string(list))
+			return err
 		})
 		if err != nil {
 			return err
@@ -208,8 +214,8 @@ func (s *UserService) UsersPresence(ctx context.Context, appID string, ids []str
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.query(ctx, `SELECT id, presence_hidden, last_seen_at FROM users
-		WHERE app_id = ? AND id IN (SELECT value FROM json_each(?))`, appID, string(list))
+	rows, err := s.db.query(ctx, `SELECT u.id, u.presence_hidden, u.last_seen_at
+		FROM json_each(?) AS j CROSS JOIN users AS u ON u.app_id = ? AND u.id = j.value`, string(list), appID)
 	if err != nil {
 		return nil, err
 	}
