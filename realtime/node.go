@@ -379,11 +379,13 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		}
 		gen = st.gen
 	}
+	// Only a user not yet online is announced, and needs their switch.
+	needSwitch := st != nil && !st.online
 	n.sessions++
 	n.mu.Unlock()
 	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
 	var read []tidings.UserPresence
-	if store := n.presenceStore(); err == nil && st != nil && store != nil {
+	if store := n.presenceStore(); err == nil && needSwitch && store != nil {
 		read, err = store.UsersPresence(ctx, s.app, []string{s.user})
 	}
 	if err != nil {
