@@ -197,7 +197,7 @@ export interface Socket {
    * next one; refused by the server (invalid_argument), they are forgotten.
    */
   subscribePresence(userIds: string[]): Promise<{ users: UserPresence[]; unknown: string[] }>;
-  /** Stops following the presence of users (forgotten even without a connection). */
+  /** Stops following the presence of users. Without a connection it rejects with not_connected, but they are forgotten all the same. */
   unsubscribePresence(userIds: string[]): Promise<{}>;
 }
 
