@@ -195,6 +195,7 @@ export interface Socket {
    * delivers each one's status as a presence.update event. Without a
    * connection it rejects with not_connected, and they are subscribed at the
    * next one; refused by the server (invalid_argument), they are forgotten.
+   * WebSocket only: while the client polls, they wait for a WebSocket connection.
    */
   subscribePresence(userIds: string[]): Promise<{ users: UserPresence[]; unknown: string[] }>;
   /** Stops following the presence of users. Without a connection it rejects with not_connected, but they are forgotten all the same. */
