@@ -1,11 +1,14 @@
 package client_test
 
 import (
+	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tidings/tidings/client"
+	"github.com/tidings/tidings/protocol"
 )
 
 // presenceOf returns the presence updates about user received so far.
@@ -181,5 +184,67 @@ func TestTwoAccountsKeepTheirOwnPresenceSubscriptionsAcrossAReconnection(t *test
 	}
 	if got, got2 := c.PresenceSubscriptions(), w.PresenceSubscriptions(); !slices.Equal(got, []string{"carol"}) || len(got2) != 0 {
 		t.Fatalf("PresenceSubscriptions after work unsubscribed: default %v, work %v", got, got2)
+	}
+}
+
+// When the server ends one account (account.closed) and the client
+// authenticates it again on the same connection, that account's
+// subscriptions are made again, right after its auth; the other
+// account's are left alone.
+func TestPresenceSubscriptionsAreMadeAgainAfterAnAccountIsClosed(t *testing.T) {
+	t.Parallel()
+	s := newFakeServer(t, func(fc *fakeConn, n int, a protocol.AuthArgs) {
+		if fc.account == "work" {
+			fc.okAs("bob", a.Device, "")
+		} else {
+			fc.okAs("alice", a.Device, "")
+		}
+	})
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), fastBackoff)
+	ctx := ctxT(t)
+	waitConnected(t, c)
+	w, err := c.AddAccount(ctx, "work", client.WithToken(fakeToken("bob")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Socket().SubscribePresence(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Socket().SubscribePresence(ctx, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	// presence returns the auths and presence.subscribe commands sent, as
+	// "account command userIds".
+	presence := func() []string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var out []string
+		for _, f := range s.frames {
+			switch f.Command {
+			case protocol.CmdAuth:
+				out = append(out, f.Account+" auth")
+			case protocol.CmdPresenceSubscribe:
+				var a protocol.PresenceSubscribeArgs
+				json.Unmarshal(f.Data, &a)
+				out = append(out, f.Account+" subscribe "+strings.Join(a.UserIDs, ","))
+			}
+		}
+		return out
+	}
+	if got, want := presence(), []string{" auth", "work auth", " subscribe carol", "work subscribe dave"}; !slices.Equal(got, want) {
+		t.Fatalf("commands %q, want %q", got, want)
+	}
+
+	s.mu.Lock()
+	fc := &fakeConn{s: s, ws: s.conns[0]}
+	s.mu.Unlock()
+	fc.send(forAccount("work", eventFrame(0, protocol.EventAccountEnds, protocol.AccountClosedPayload{Account: "work", Reason: "token_expired"})))
+	waitFor(t, "work's subscriptions made again", func() bool { return len(presence()) >= 6 })
+	waitAccount(t, w)
+	if got, want := presence(), []string{" auth", "work auth", " subscribe carol", "work subscribe dave", "work auth", "work subscribe dave"}; !slices.Equal(got, want) {
+		t.Fatalf("commands %q, want %q", got, want)
+	}
+	if got := w.PresenceSubscriptions(); !slices.Equal(got, []string{"dave"}) {
+		t.Fatalf("work's PresenceSubscriptions = %v", got)
 	}
 }
