@@ -21,8 +21,31 @@ type User struct {
 	AvatarURL   string          `json:"avatarUrl,omitempty"`
 	Identifier  *Identifier     `json:"identifier,omitempty"`
 	Metadata    json.RawMessage `json:"metadata,omitempty"` // a JSON object, or absent
-	CreatedAt   time.Time       `json:"createdAt"`
-	UpdatedAt   time.Time       `json:"updatedAt"`
+	// PresenceHidden, set by the user (or the app's server), hides from
+	// other users whether they are online and when they were last seen:
+	// to others they are offline, never seen. They see their own.
+	PresenceHidden bool `json:"presenceHidden"`
+	// LastSeenAt is when the user's last realtime connection closed: nil
+	// when it never did, and for callers who may not see it (see
+	// HidePresenceFrom).
+	LastSeenAt *time.Time `json:"lastSeenAt,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	UpdatedAt  time.Time  `json:"updatedAt"`
+}
+
+// PresenceVisibleTo reports whether the caller may see the user's
+// presence (online or not, last seen): the app's server and the user
+// themself always may; other users of the app unless the user hides it.
+func (u *User) PresenceVisibleTo(c Caller) bool {
+	return c.Server || c.UserID == u.ID || !u.PresenceHidden
+}
+
+// HidePresenceFrom removes what the caller may not see of the user's
+// presence (LastSeenAt).
+func (u *User) HidePresenceFrom(c Caller) {
+	if !u.PresenceVisibleTo(c) {
+		u.LastSeenAt = nil
+	}
 }
 
 // Summary returns the profile summary carried by events about the user.
@@ -46,6 +69,8 @@ type UserUpdate struct {
 	AvatarURL   *string          `json:"avatarUrl"`
 	Identifier  *Identifier      `json:"identifier"`
 	Metadata    *json.RawMessage `json:"metadata"`
+	// PresenceHidden turns the user's presence privacy switch on or off.
+	PresenceHidden *bool `json:"presenceHidden"`
 }
 
 // The profile fields, by their JSON names: what App.UserEditableFields
@@ -55,16 +80,18 @@ const (
 	FieldAvatarURL   = "avatarUrl"
 	FieldIdentifier  = "identifier"
 	FieldMetadata    = "metadata"
+	// FieldPresenceHidden is the privacy switch of the user's presence.
+	FieldPresenceHidden = "presenceHidden"
 )
 
 // ProfileFields are the fields of a profile, in their order.
-var ProfileFields = []string{FieldDisplayName, FieldAvatarURL, FieldIdentifier, FieldMetadata}
+var ProfileFields = []string{FieldDisplayName, FieldAvatarURL, FieldIdentifier, FieldMetadata, FieldPresenceHidden}
 
 // DefaultUserEditableFields are the profile fields users may change
 // themselves unless their app says otherwise. The identifier and the
 // metadata, which others may trust (an e-mail address, a "verified"
-// flag), are the app server's.
-var DefaultUserEditableFields = []string{FieldDisplayName, FieldAvatarURL}
+// flag), are the app server's; the presence privacy switch is the user's.
+var DefaultUserEditableFields = []string{FieldDisplayName, FieldAvatarURL, FieldPresenceHidden}
 
 // Fields returns the names of the fields upd sets, in ProfileFields order.
 func (upd UserUpdate) Fields() []string {
@@ -80,6 +107,9 @@ func (upd UserUpdate) Fields() []string {
 	}
 	if upd.Metadata != nil {
 		fs = append(fs, FieldMetadata)
+	}
+	if upd.PresenceHidden != nil {
+		fs = append(fs, FieldPresenceHidden)
 	}
 	return fs
 }
@@ -112,4 +142,29 @@ type UserService interface {
 	FindUserByID(ctx context.Context, id string) (*User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]*User, error)
 	UpdateUser(ctx context.Context, id string, upd UserUpdate) (*User, error)
+}
+
+// LastSeen is when a user's last realtime connection closed.
+type LastSeen struct {
+	AppID, UserID string
+	At            time.Time
+}
+
+// UserPresence is what the realtime node needs of a user to tell their
+// presence: the privacy switch and when they were last seen (zero: never).
+type UserPresence struct {
+	UserID     string
+	Hidden     bool
+	LastSeenAt time.Time
+}
+
+// LastSeenStore keeps when users were last seen. Its methods are the
+// realtime node's (no caller in the context).
+type LastSeenStore interface {
+	// SaveLastSeen stores when users were last seen; a time earlier than
+	// the one stored is ignored, and unknown users are skipped.
+	SaveLastSeen(ctx context.Context, seen []LastSeen) error
+	// UsersPresence returns the presence of those of ids that are users of
+	// the app, in any order; the others are left out.
+	UsersPresence(ctx context.Context, appID string, ids []string) ([]UserPresence, error)
 }

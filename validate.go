@@ -221,6 +221,9 @@ func (upd UserUpdate) Apply(u *User) error {
 		}
 		u.Metadata = m
 	}
+	if upd.PresenceHidden != nil {
+		u.PresenceHidden = *upd.PresenceHidden
+	}
 	return nil
 }
 

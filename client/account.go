@@ -84,6 +84,8 @@ type Account struct {
 	cursorMu     sync.Mutex
 	cursorLoaded bool
 
+	presence presenceSet // the users it follows (presence.go)
+
 	// The acknowledgement waiting to be sent.
 	ackMu   sync.Mutex
 	ackItem *item // the last update processed and not yet acknowledged

@@ -169,6 +169,7 @@ func (c *Client) authenticate(ctx context.Context, cn *conn, a *Account, tok str
 		}
 		return nil, err
 	}
+	c.resubscribePresence(ctx, a, cn)
 	if args.ResumeAfter == "latest" {
 		// Unless the first updates were processed already.
 		if n, ok := protocol.ParseRef(res.ResumedAfter); ok {

@@ -44,7 +44,7 @@ func TestUsersCannotImpersonateThroughTheirProfile(t *testing.T) {
 	// The app decides: GET and PATCH /v1/app, with the server key only.
 	var app tidings.App
 	w.call("GET", "/v1/app", key, nil).ok(t, 200, &app)
-	if app.ID != "acme" || strings.Join(app.UserEditableFields, ",") != "displayName,avatarUrl" {
+	if app.ID != "acme" || strings.Join(app.UserEditableFields, ",") != "displayName,avatarUrl,presenceHidden" {
 		t.Fatalf("GET /v1/app = %+v", app)
 	}
 	w.call("GET", "/v1/app", mallory, nil).fails(t, 403, tidings.EForbidden)
@@ -58,7 +58,7 @@ func TestUsersCannotImpersonateThroughTheirProfile(t *testing.T) {
 	w.call("PATCH", "/v1/users/mallory", mallory, map[string]any{"avatarUrl": ""}).fails(t, 403, tidings.EForbidden)
 	// Another app is left alone.
 	w.call("GET", "/v1/app", w.globex.ServerKey, nil).ok(t, 200, &app)
-	if app.ID != "globex" || strings.Join(app.UserEditableFields, ",") != "displayName,avatarUrl" {
+	if app.ID != "globex" || strings.Join(app.UserEditableFields, ",") != "displayName,avatarUrl,presenceHidden" {
 		t.Fatalf("GET /v1/app of globex = %+v", app)
 	}
 }

@@ -17,6 +17,8 @@ type newUserRequest struct {
 	AvatarURL   string              `json:"avatarUrl"`
 	Identifier  *tidings.Identifier `json:"identifier"`
 	Metadata    json.RawMessage     `json:"metadata"`
+	// PresenceHidden hides the user's presence from other users.
+	PresenceHidden bool `json:"presenceHidden"`
 }
 
 // userPage is the body of GET /v1/users.
@@ -50,6 +52,8 @@ func (s *Server) handleCreateUser(w http.ResponseWriter, r *http.Request) error 
 		AvatarURL:   req.AvatarURL,
 		Identifier:  req.Identifier,
 		Metadata:    req.Metadata,
+
+		PresenceHidden: req.PresenceHidden,
 	})
 	if err != nil {
 		return err

@@ -107,6 +107,10 @@ const (
 	CmdTypingStart   = "typing.start"      // TypingArgs → {}
 	CmdTypingStop    = "typing.stop"       // TypingArgs → {}
 	CmdPresenceGet   = "presence.get"      // PresenceArgs → PresenceResult
+	// CmdPresenceSubscribe and CmdPresenceUnsubscribe follow the presence
+	// of users by id, whatever conversations they share.
+	CmdPresenceSubscribe   = "presence.subscribe"   // PresenceSubscribeArgs → PresenceSubscribeResult
+	CmdPresenceUnsubscribe = "presence.unsubscribe" // PresenceSubscribeArgs → {}
 )
 
 // AuthArgs authenticates an account on the connection, or refreshes its
@@ -172,6 +176,29 @@ type PresenceResult struct {
 	Typing []string `json:"typing"`
 }
 
+// PresenceSubscribeArgs lists the users (ids of the account's app) whose
+// presence to follow, or to stop following.
+type PresenceSubscribeArgs struct {
+	UserIDs []string `json:"userIds"`
+}
+
+// PresenceSubscribeResult answers presence.subscribe: the status of each
+// user subscribed by the command, in the order asked, and the ids that
+// are no user of the app (not subscribed).
+type PresenceSubscribeResult struct {
+	Users   []UserPresence `json:"users"`
+	Unknown []string       `json:"unknown"`
+}
+
+// UserPresence is a user's presence as another user may see it.
+type UserPresence struct {
+	UserID string `json:"userId"`
+	Status string `json:"status"` // PresenceOnline or PresenceOffline
+	// LastSeenAt is when the user's last connection closed (RFC 3339);
+	// absent when never, or hidden by the user's privacy switch.
+	LastSeenAt string `json:"lastSeenAt,omitempty"`
+}
+
 // Live-only event names, besides the durable ones of package tidings.
 const (
 	EventTyping      = "conversation.participantTyping"
@@ -191,6 +218,9 @@ type TypingPayload struct {
 type PresencePayload struct {
 	ProfileID string `json:"profileId"`
 	Status    string `json:"status"` // PresenceOnline or PresenceOffline
+	// LastSeenAt is set on PresenceOffline when the user's last connection
+	// closed (RFC 3339); absent when the user hid their presence.
+	LastSeenAt string `json:"lastSeenAt,omitempty"`
 }
 
 // Presence statuses.

@@ -340,6 +340,19 @@ func (c *Client) command(f *protocol.Frame) {
 			err = n.setTyping(s, a.ConversationID, f.Command == protocol.CmdTypingStart)
 			result = struct{}{}
 		}
+	case protocol.CmdPresenceSubscribe:
+		var a protocol.PresenceSubscribeArgs
+		if err = decode(f.Data, &a); err == nil {
+			if err = n.subscribePresence(ctx, s, f.ID, a.UserIDs); err == nil {
+				return // answered
+			}
+		}
+	case protocol.CmdPresenceUnsubscribe:
+		var a protocol.PresenceSubscribeArgs
+		if err = decode(f.Data, &a); err == nil {
+			err = n.unsubscribePresence(s, a.UserIDs)
+			result = struct{}{}
+		}
 	case protocol.CmdPresenceGet:
 		var a protocol.PresenceArgs
 		if err = decode(f.Data, &a); err == nil {

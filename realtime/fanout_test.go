@@ -35,6 +35,9 @@ func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
 	node.users = make(map[userKey]map[*Session]struct{})
 	node.clients = make(map[*Client]struct{})
 	node.typing = make(map[typingKey]typingState)
+	node.people = make(map[userKey]*presenceState)
+	node.watchers = make(map[userKey]map[*Session]struct{})
+	node.lastSeen = make(map[userKey]time.Time)
 	ts := make([]*countingTransport, n)
 	for i := range n {
 		ts[i] = &countingTransport{}

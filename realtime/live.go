@@ -215,16 +215,6 @@ func (n *Node) peersLocked(s *Session) []*Session {
 	return out
 }
 
-// presence tells peers that s's user came online or went offline.
-func (n *Node) presence(s *Session, online bool, peers []*Session) {
-	status := protocol.PresenceOffline
-	if online {
-		status = protocol.PresenceOnline
-	}
-	p := s.profile
-	n.broadcast(n.liveEvent(s.app, protocol.EventPresence, &p, "", protocol.PresencePayload{ProfileID: s.user, Status: status}), peers)
-}
-
 // presenceOf says which participants of a conversation that s's user takes
 // part in are online now, and which are typing in it: what a client shows
 // when it opens the conversation, before presence and typing updates come.
@@ -235,7 +225,7 @@ func (n *Node) presenceOf(s *Session, convID string) (protocol.PresenceResult, e
 	if _, ok := n.convs[ck][s]; !ok {
 		return protocol.PresenceResult{}, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
-	return n.presenceLocked(ck), nil
+	return n.presenceLocked(ck, s.user), nil
 }
 
 // Presence is presence.get for clients without a WebSocket connection
@@ -246,15 +236,16 @@ func (n *Node) Presence(ctx context.Context, caller tidings.Caller, convID strin
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.presenceLocked(convKey{caller.AppID, convID}), nil
+	return n.presenceLocked(convKey{caller.AppID, convID}, caller.UserID), nil
 }
 
-// presenceLocked lists who is online in ck and who types in it. n.mu is
-// held.
-func (n *Node) presenceLocked(ck convKey) protocol.PresenceResult {
+// presenceLocked lists who is online in ck, as viewer may see them (not
+// those who hide their presence from others), and who types in it. n.mu
+// is held.
+func (n *Node) presenceLocked(ck convKey, viewer string) protocol.PresenceResult {
 	res := protocol.PresenceResult{Online: []string{}, Typing: []string{}}
 	for p := range n.convs[ck] {
-		if !p.poll && !slices.Contains(res.Online, p.user) {
+		if !p.poll && !slices.Contains(res.Online, p.user) && (p.user == viewer || !n.hiddenLocked(userKey{p.app, p.user})) {
 			res.Online = append(res.Online, p.user)
 		}
 	}

@@ -67,6 +67,13 @@ type Node struct {
 	// in larger ones (channels), a user coming online would otherwise
 	// tell every other member, and N members connecting cost N² updates.
 	PresenceLimit int
+	// MaxPresenceSubscriptions bounds the users one account of a
+	// connection may follow with presence.subscribe (default 1000; 0:
+	// the command is refused).
+	MaxPresenceSubscriptions int
+	// LastSeen keeps when users were last seen; nil: Users, when it
+	// implements tidings.LastSeenStore.
+	LastSeen tidings.LastSeenStore
 
 	// Batcher, when set (before Open), is told when the node starts and
 	// ends delivering a batch of events, so that the transport can write
@@ -86,6 +93,9 @@ type Node struct {
 	clients  map[*Client]struct{}
 	sessions int
 	typing   map[typingKey]typingState
+	people   map[userKey]*presenceState        // the users with a live session here
+	watchers map[userKey]map[*Session]struct{} // the sessions subscribed to a user's presence
+	lastSeen map[userKey]time.Time             // when users went offline, not stored yet
 
 	acksMu sync.Mutex
 	acks   map[deviceKey]*cursorState // acknowledged refs, stored by flushCursors
@@ -107,7 +117,8 @@ func NewNode() *Node {
 		Logger: slog.Default(), Now: time.Now,
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
-		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
+		MaxPresenceSubscriptions: 1000,
+		metrics:                  newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -123,6 +134,9 @@ func (n *Node) Open() error {
 	n.users = make(map[userKey]map[*Session]struct{})
 	n.clients = make(map[*Client]struct{})
 	n.typing = make(map[typingKey]typingState)
+	n.people = make(map[userKey]*presenceState)
+	n.watchers = make(map[userKey]map[*Session]struct{})
+	n.lastSeen = make(map[userKey]time.Time)
 	n.acks = make(map[deviceKey]*cursorState)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(2)
@@ -157,6 +171,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	err := n.flushCursors(ctx)
 	if err != nil {
 		err = fmt.Errorf("realtime: store the cursors: %w", err)
+	}
+	if lerr := n.flushLastSeen(ctx); lerr != nil && err == nil {
+		err = fmt.Errorf("realtime: store when users were last seen: %w", lerr)
 	}
 	n.cancel()
 	done := make(chan struct{})
@@ -252,6 +269,9 @@ func (n *Node) dispatch(ev *tidings.Event) {
 	frames := framesFor(ev, body)
 	for _, s := range targets {
 		s.deliver(ev.Seq, frames.get(s))
+	}
+	if ev.Name == tidings.EventProfileUpdate {
+		n.presenceSetting(ev) // the privacy switch may have turned
 	}
 	if ev.Name == tidings.EventMessageSent && ev.Actor != nil {
 		n.setTypingOff(ev.AppID, ev.ConversationID, ev.Actor.ID) // sending ends typing
@@ -377,10 +397,27 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		n.users[uk] = make(map[*Session]struct{})
 	}
 	n.users[uk][s] = struct{}{}
-	first := !s.poll && n.liveSessionsLocked(uk) == 1
+	// The user's privacy switch is read below, after they are indexed: a
+	// profile update dispatched from then on is newer than the read, and
+	// wins (gen).
+	var st *presenceState
+	var gen uint64
+	if !s.poll {
+		if st = n.people[uk]; st == nil {
+			st = &presenceState{}
+			n.people[uk] = st
+		}
+		gen = st.gen
+	}
+	// Only a user not yet online is announced, and needs their switch.
+	needSwitch := st != nil && !st.online
 	n.sessions++
 	n.mu.Unlock()
 	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
+	var read []tidings.UserPresence
+	if store := n.lastSeenStore(); err == nil && needSwitch && store != nil {
+		read, err = store.UsersPresence(ctx, s.app, []string{s.user})
+	}
 	if err != nil {
 		n.unregister(s)
 		return err
@@ -394,19 +431,26 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		n.subscribeLocked(ck, s, m.FromSeq)
 	}
 	s.removed = nil
-	var peers []*Session
-	if first {
-		peers = n.peersLocked(s)
+	var targets []*Session
+	announce := st != nil && !st.online
+	if announce {
+		if len(read) == 1 && st.gen == gen {
+			st.hidden = read[0].Hidden
+		}
+		st.online = true
+		targets = n.presenceTargetsLocked(s, st.hidden)
 	}
 	n.mu.Unlock()
-	if first {
-		n.presence(s, true, peers)
+	if announce {
+		n.tellPresence(s.app, s.profile, true, time.Time{}, targets)
 	}
 	n.metrics.sessions.Inc()
 	return nil
 }
 
-// unregister removes a session from the index.
+// unregister removes a session from the index. When it was the last
+// live session of its user, the user goes offline: those who see their
+// presence are told, and the time is kept as their last seen.
 func (n *Node) unregister(s *Session) {
 	n.mu.Lock()
 	uk := userKey{s.app, s.user}
@@ -418,18 +462,27 @@ func (n *Node) unregister(s *Session) {
 	if len(n.users[uk]) == 0 {
 		delete(n.users, uk)
 	}
-	announce := !s.poll && n.liveSessionsLocked(uk) == 0
-	var peers []*Session
-	if announce {
-		peers = n.peersLocked(s)
+	var targets []*Session
+	var now time.Time
+	announce := false
+	if st := n.people[uk]; !s.poll && st != nil && n.liveSessionsLocked(uk) == 0 {
+		delete(n.people, uk)
+		if announce = st.online; announce {
+			now = n.Now().UTC().Truncate(time.Microsecond) // as stored
+			n.lastSeen[uk] = now
+			targets = n.presenceTargetsLocked(s, st.hidden)
+		}
 	}
 	for ck := range s.subs {
 		n.unsubscribeLocked(ck, s)
 	}
+	for u := range s.watching {
+		n.unwatchLocked(s, u)
+	}
 	n.sessions--
 	n.mu.Unlock()
 	if announce {
-		n.presence(s, false, peers)
+		n.tellPresence(s.app, s.profile, false, now, targets)
 	}
 	n.metrics.sessions.Dec()
 }
@@ -469,6 +522,7 @@ func (n *Node) tick() {
 		now := n.Now()
 		if now.Sub(lastFlush) >= n.CursorFlushInterval {
 			n.flushCursors(n.ctx)
+			n.flushLastSeen(n.ctx)
 			lastFlush = now
 		}
 		n.expireTyping(now)

@@ -23,6 +23,9 @@ type Session struct {
 	subs    map[convKey]struct{} // the conversations it is indexed under; guarded by Node.mu
 	removed map[convKey]int64    // while it registers: removals of its user dispatched meanwhile, by seq; guarded by Node.mu
 	poll    bool                 // a poll's session: it does not make its user present
+	// watching are the users (of its app) whose presence it subscribed
+	// to; guarded by Node.mu.
+	watching map[string]struct{}
 
 	mu        sync.Mutex
 	expires   time.Time

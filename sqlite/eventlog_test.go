@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -311,5 +312,36 @@ func TestProfileChangesReachThoseWhoShareAConversation(t *testing.T) {
 	}
 	if left != 2 {
 		t.Fatalf("%d profile shares left after pruning all but the newest event, bob's change (shared through his 2 conversations)", left)
+	}
+}
+
+// A profile event, which everyone sharing a conversation receives, never
+// carries when the user was last seen: that is presence, which the
+// privacy switch may hide, and would be stale when replayed.
+func TestProfileEventsDoNotCarryLastSeen(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	ctx := context.Background()
+	seen := time.Now().Add(-time.Hour)
+	if err := e.users.SaveLastSeen(ctx, []tidings.LastSeen{{AppID: "a", UserID: "alice", At: seen}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := must[*tidings.User](t)(e.users.FindUserByID(server("a"), "alice")); u.LastSeenAt == nil {
+		t.Fatal("alice's last seen was not stored")
+	}
+	e.events.take()
+	hidden, name := true, "Alice"
+	must[*tidings.User](t)(e.users.UpdateUser(user("a", "alice"), "alice", tidings.UserUpdate{DisplayName: &name, PresenceHidden: &hidden}))
+	published := e.events.take()
+	if len(published) != 1 || published[0].Name != tidings.EventProfileUpdate {
+		t.Fatalf("published %v", names(published))
+	}
+	var p tidings.ProfilePayload
+	if err := json.Unmarshal(published[0].Payload, &p); err != nil || p.User == nil {
+		t.Fatalf("payload %s: %v", published[0].Payload, err)
+	}
+	if p.User.DisplayName != name || p.User.LastSeenAt != nil {
+		t.Errorf("profile.update payload %s: want the new name and no lastSeenAt", published[0].Payload)
 	}
 }

@@ -16,14 +16,19 @@ var _ tidings.UserService = (*UserService)(nil)
 
 func NewUserService(db *DB) *UserService { return &UserService{db: db} }
 
-const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at`
+const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at, presence_hidden, last_seen_at`
 
 func scanUser(row interface{ Scan(...any) error }) (*tidings.User, error) {
 	var u tidings.User
 	var idValue, idKind, meta sql.NullString
 	var created, updated int64
-	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &created, &updated); err != nil {
+	var lastSeen sql.NullInt64
+	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &created, &updated, &u.PresenceHidden, &lastSeen); err != nil {
 		return nil, err
+	}
+	if lastSeen.Valid {
+		t := fromMicros(lastSeen.Int64)
+		u.LastSeenAt = &t
 	}
 	if idValue.Valid {
 		u.Identifier = &tidings.Identifier{Value: idValue.String, Kind: idKind.String}
@@ -62,10 +67,10 @@ func (s *UserService) CreateUser(ctx context.Context, u *tidings.User) (*tidings
 		if err := tx.identifierFree(c.AppID, nu.ID, nu.Identifier); err != nil {
 			return err
 		}
-		nu.CreatedAt, nu.UpdatedAt = tx.now, tx.now
+		nu.CreatedAt, nu.UpdatedAt, nu.LastSeenAt = tx.now, tx.now, nil
 		idValue, idKind := identifierArgs(nu.Identifier)
-		if _, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.AppID, nu.ID, nu.DisplayName, nu.AvatarURL, idValue, idKind, nullBytes(nu.Metadata), micros(tx.now), micros(tx.now)); err != nil {
+		if _, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+			c.AppID, nu.ID, nu.DisplayName, nu.AvatarURL, idValue, idKind, nullBytes(nu.Metadata), micros(tx.now), micros(tx.now), nu.PresenceHidden); err != nil {
 			return err
 		}
 		return tx.emit(c.AppID, tidings.EventProfileUpdate, nil, "", nu.ID, tidings.ProfilePayload{ProfileID: nu.ID, User: &nu})
@@ -85,7 +90,11 @@ func (s *UserService) FindUserByID(ctx context.Context, id string) (*tidings.Use
 	if isNoRows(err) {
 		return nil, tidings.Errorf(tidings.ENotFound, "user %q not found", id)
 	}
-	return u, err
+	if err != nil {
+		return nil, err
+	}
+	u.HidePresenceFrom(c)
+	return u, nil
 }
 
 func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*tidings.User, error) {
@@ -146,9 +155,9 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 		}
 		u.UpdatedAt = tx.now
 		idValue, idKind := identifierArgs(u.Identifier)
-		if _, err := tx.exec(`UPDATE users SET display_name = ?, avatar_url = ?, identifier_value = ?, identifier_kind = ?, metadata = ?, updated_at = ?
+		if _, err := tx.exec(`UPDATE users SET display_name = ?, avatar_url = ?, identifier_value = ?, identifier_kind = ?, metadata = ?, presence_hidden = ?, updated_at = ?
 			WHERE app_id = ? AND id = ?`,
-			u.DisplayName, u.AvatarURL, idValue, idKind, nullBytes(u.Metadata), micros(tx.now), c.AppID, id); err != nil {
+			u.DisplayName, u.AvatarURL, idValue, idKind, nullBytes(u.Metadata), u.PresenceHidden, micros(tx.now), c.AppID, id); err != nil {
 			return err
 		}
 		var actor *tidings.Profile
@@ -156,7 +165,12 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 			p := u.Summary()
 			actor = &p
 		}
-		ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: u})
+		// Last seen is presence, not profile: the event, which everyone
+		// sharing a conversation receives, never carries it (it would
+		// show it despite the privacy switch, and stale on replay).
+		pu := *u
+		pu.LastSeenAt = nil
+		ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: &pu})
 		if err != nil {
 			return err
 		}
@@ -192,6 +206,71 @@ func (tx *Tx) shareProfile(ev *tidings.Event) error {
 	}
 	return rows.Err()
 }
+
+// lastSeenChunk is how many users one write of SaveLastSeen updates at
+// most: a storm of disconnections is a few short writes, between which
+// sends go through.
+const lastSeenChunk = 2000
+
+// SaveLastSeen implements tidings.LastSeenStore. It emits no event: last
+// seen is not a change of the profile.
+func (s *UserService) SaveLastSeen(ctx context.Context, seen []tidings.LastSeen) error {
+	for len(seen) > 0 {
+		chunk := seen[:min(len(seen), lastSeenChunk)]
+		seen = seen[len(chunk):]
+		// One statement for the chunk: [[app, user, micros], …].
+		rows := make([][3]any, len(chunk))
+		for i, ls := range chunk {
+			rows[i] = [3]any{ls.AppID, ls.UserID, micros(ls.At)}
+		}
+		list, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		err = s.db.update(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`UPDATE users SET last_seen_at = max(coalesce(users.last_seen_at, 0), s.at)
+				FROM (SELECT value ->> 0 AS app, value ->> 1 AS id, value ->> 2 AS at FROM json_each(?)) AS s
+				WHERE users.app_id = s.app AND users.id = s.id`, string(list))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UsersPresence implements tidings.LastSeenStore, with one read.
+func (s *UserService) UsersPresence(ctx context.Context, appID string, ids []string) ([]tidings.UserPresence, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.query(ctx, `SELECT u.id, u.presence_hidden, u.last_seen_at
+		FROM json_each(?) AS j CROSS JOIN users AS u ON u.app_id = ? AND u.id = j.value`, string(list), appID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []tidings.UserPresence
+	for rows.Next() {
+		var p tidings.UserPresence
+		var seen sql.NullInt64
+		if err := rows.Scan(&p.UserID, &p.Hidden, &seen); err != nil {
+			return nil, err
+		}
+		if seen.Valid {
+			p.LastSeenAt = fromMicros(seen.Int64)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+var _ tidings.LastSeenStore = (*UserService)(nil)
 
 // identifierFree returns EConflict if a user of the app other than userID
 // has the identifier.

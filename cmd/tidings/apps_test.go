@@ -89,7 +89,7 @@ func TestApps(t *testing.T) {
 	}
 
 	shown := parseApp(t, mustRun(t, env, "apps", "show", "acme").stdout)
-	if shown["signing secret"] != acme["signing secret"] || shown["user-editable fields"] != "displayName,avatarUrl" {
+	if shown["signing secret"] != acme["signing secret"] || shown["user-editable fields"] != "displayName,avatarUrl,presenceHidden" {
 		t.Errorf("apps show acme = %v, created %v", shown, acme)
 	}
 	// The server key is stored hashed: shown when made, never again.

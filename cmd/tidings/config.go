@@ -55,6 +55,7 @@ type config struct {
 	RealtimeIdle    time.Duration
 	TypingTimeout   time.Duration
 	PresenceLimit   int
+	MaxPresenceSubs int
 	MaxFrameBytes   int64
 	SendQueue       int
 	MaxConnsPerUser int
@@ -104,6 +105,7 @@ func defaultConfig() config {
 		AuthTimeout:       10 * time.Second,
 		TypingTimeout:     5 * time.Second,
 		PresenceLimit:     100,
+		MaxPresenceSubs:   1000,
 		MaxFrameBytes:     256 << 10,
 		SendQueue:         4096,
 		MaxConnsPerUser:   32,
@@ -187,6 +189,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"the `duration` after which a typing indicator that was not refreshed ends")
 	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
 		"presence updates go through conversations of at most this many online connections (a `count`; 0: none)")
+	fs.IntVar(&cfg.MaxPresenceSubs, "max-presence-subscriptions", cfg.MaxPresenceSubs,
+		"users whose presence one account of a realtime connection may subscribe to (a `count`; 0: presence.subscribe is refused)")
 	fs.Var((*byteSizeValue)(&cfg.MaxFrameBytes), "max-frame-bytes",
 		"largest realtime frame from a client, in `bytes`")
 	fs.IntVar(&cfg.SendQueue, "send-queue", cfg.SendQueue,
@@ -243,8 +247,8 @@ func (cfg *config) check() error {
 		return errors.New("--send-queue must be at least 16, --max-conns-per-user at least 1 and --command-rate positive")
 	case cfg.Retention < time.Hour:
 		return errors.New("--retention must be at least 1h")
-	case cfg.PresenceLimit < 0:
-		return errors.New("--presence-limit must not be negative")
+	case cfg.PresenceLimit < 0 || cfg.MaxPresenceSubs < 0:
+		return errors.New("--presence-limit and --max-presence-subscriptions must not be negative")
 	case cfg.MaxBodyReads < 1:
 		return errors.New("--max-body-reads must be at least 1")
 	case cfg.BodyTimeout < time.Second:

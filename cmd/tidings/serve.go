@@ -111,7 +111,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = apps, users, messages, eventLog, log
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
-	node.PresenceLimit = cfg.PresenceLimit
+	node.PresenceLimit, node.MaxPresenceSubscriptions = cfg.PresenceLimit, cfg.MaxPresenceSubs
 	node.CommandRate, node.CommandBurst = cfg.CommandRate, 2*cfg.CommandRate
 	// One limiter for the API and the realtime node: a user has one budget.
 	limits := ratelimit.New(cfg.limits())

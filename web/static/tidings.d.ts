@@ -169,7 +169,13 @@ export interface Conversation {
   deletedAt?: string; role?: string; readSeq: number; unreadCount: number;
 }
 export interface Participant { userId: string; profile: Profile; role: string; deliveredSeq: number; readSeq: number; joinedAt: string }
-export interface User extends Profile { metadata?: unknown; createdAt: string; updatedAt: string }
+export interface User extends Profile {
+  metadata?: unknown; createdAt: string; updatedAt: string;
+  /** The presence privacy switch: when on, other users see the user offline and never seen. */
+  presenceHidden: boolean;
+  /** When the user's last connection closed; absent if never, or hidden from the caller. */
+  lastSeenAt?: string;
+}
 export interface FileInfo { id: string; conversationId: string; uploaderId: string; name: string; type: string; size: number; createdAt: string }
 
 /** The commands of the WebSocket connection; they reject with not_connected without one. */
@@ -181,6 +187,27 @@ export interface Socket {
   stopTyping(conversationId: string): Promise<{}>;
   /** Who, among the conversation's participants, is online and who is typing now (user ids, sorted). */
   presence(conversationId: string): Promise<{ online: string[]; typing: string[] }>;
+  /**
+   * Follows the presence of users by id, any users of the app (at most 1000 by
+   * default): a presence.update event comes when one comes online or goes
+   * offline. Resolves with their status now, and the ids that are no user of
+   * the app. The client subscribes them again on every connection and then
+   * delivers each one's status as a presence.update event. Without a
+   * connection it rejects with not_connected, and they are subscribed at the
+   * next one; refused by the server (invalid_argument), they are forgotten.
+   * WebSocket only: while the client polls, they wait for a WebSocket connection.
+   */
+  subscribePresence(userIds: string[]): Promise<{ users: UserPresence[]; unknown: string[] }>;
+  /** Stops following the presence of users. Without a connection it rejects with not_connected, but they are forgotten all the same. */
+  unsubscribePresence(userIds: string[]): Promise<{}>;
+}
+
+/** A user's presence as others may see it: a user who hides it is offline, never seen. */
+export interface UserPresence {
+  userId: string;
+  status: 'online' | 'offline';
+  /** When their last connection closed (for a user online now, the time before); absent if never seen. */
+  lastSeenAt?: string;
 }
 
 /** A connection to a Tidings server for one user. */
@@ -215,11 +242,13 @@ export declare class Client {
   close(): void;
 
   readonly socket: Socket;
+  /** The users whose presence the client follows (socket.subscribePresence), sorted. */
+  presenceSubscriptions(): string[];
 
   me(): Promise<User>;
   getUser(userId: string): Promise<User>;
-  /** Changes the user's own profile: only the fields their app lets users edit (by default displayName and avatarUrl); another is a 403 naming it. */
-  updateUser(userId: string, update: Partial<Pick<User, 'displayName' | 'avatarUrl' | 'identifier' | 'metadata'>>): Promise<User>;
+  /** Changes the user's own profile: only the fields their app lets users edit (by default displayName, avatarUrl and presenceHidden); another is a 403 naming it. */
+  updateUser(userId: string, update: Partial<Pick<User, 'displayName' | 'avatarUrl' | 'identifier' | 'metadata' | 'presenceHidden'>>): Promise<User>;
   createConversation(c: { id?: string; name?: string; description?: string; isPublic?: boolean; roles?: unknown; participants?: Array<{ userId: string; role?: string }> }): Promise<Conversation>;
   getConversation(id: string): Promise<Conversation>;
   listConversations(filter?: { limit?: number; cursor?: string; includeDeleted?: boolean }): Promise<{ conversations: Conversation[]; nextCursor?: string }>;

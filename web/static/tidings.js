@@ -665,7 +665,71 @@ export class Client {
       stopTyping: conversationId => cmd('typing.stop', { conversationId }),
       /** Who is online and typing in the conversation now: {online, typing}, user ids. */
       presence: conversationId => cmd('presence.get', { conversationId }),
+      /**
+       * Follows the presence of users by id (any users of the app): resolves with
+       * {users: [{userId, status, lastSeenAt?}], unknown}. See _presenceCommand.
+       */
+      subscribePresence: userIds => this._presenceCommand('presence.subscribe', userIds),
+      /** Stops following the presence of users; they are forgotten even without a connection. */
+      unsubscribePresence: userIds => this._presenceCommand('presence.unsubscribe', userIds),
     };
+  }
+
+  // ---- Presence subscriptions ---------------------------------------------
+  //
+  // The server keeps them only as long as a connection: the client
+  // remembers the users of its session and subscribes them again on each
+  // WebSocket connection (_resubscribePresence), delivering their status at
+  // that time as presence.update events, so that what changed while it was
+  // away is known. A command sent while not connected rejects with
+  // not_connected, and its users are subscribed at the next connection;
+  // one the server refuses (invalid_argument past its limit) forgets them.
+
+  /** The users whose presence the client follows, sorted. */
+  presenceSubscriptions() { return this._sess?.presence ? [...this._sess.presence.ids].sort() : []; }
+
+  async _presenceCommand(name, userIds) {
+    const p = this._presenceOf(this._session());
+    const subscribe = name === 'presence.subscribe';
+    const added = [];
+    for (const id of userIds) {
+      if (subscribe && !p.ids.has(id)) { p.ids.add(id); added.push(id); }
+      if (!subscribe) p.ids.delete(id);
+    }
+    const cn = p.conn && !p.conn.ended ? p.conn : this._conn;
+    if (!cn || cn.kind !== 'websocket') throw sdkError(ErrorCode.NotConnected, 'no WebSocket connection');
+    try {
+      const res = await cn.command(name, { userIds }, 30000);
+      for (const id of res?.unknown || []) p.ids.delete(id);
+      return res;
+    } catch (err) {
+      if (!Object.values(ErrorCode).includes(err.code)) for (const id of added) p.ids.delete(id);
+      throw err;
+    }
+  }
+
+  _presenceOf(sess) { return sess.presence || (sess.presence = { ids: new Set(), conn: null }); }
+
+  /** Subscribes the users the session follows on a new WebSocket connection. */
+  async _resubscribePresence(sess, cn) {
+    const p = this._presenceOf(sess);
+    p.conn = cn;
+    if (!p.ids.size) return;
+    let res;
+    try {
+      res = await cn.command('presence.subscribe', { userIds: [...p.ids].sort() }, this.options.dialTimeout);
+    } catch (err) {
+      this._log('warn', 'tidings: could not subscribe to presence again', err);
+      return;
+    }
+    for (const id of res.unknown || []) p.ids.delete(id);
+    const time = new Date().toISOString();
+    for (const u of res.users || []) {
+      const payload = { profileId: u.userId, status: u.status };
+      if (u.lastSeenAt) payload.lastSeenAt = u.lastSeenAt;
+      this._receive(cn, { type: 'update', silent: true, action: 'update',
+        event: { seq: 0, id: 'presence-' + Math.random().toString(36).slice(2), app: sess.appId, name: 'presence.update', time, payload } });
+    }
   }
 
   // ---- REST API -----------------------------------------------------------
@@ -928,6 +992,7 @@ export class Client {
     cn.token = tok;
     cn.expiresAt = Date.parse(res.expiresAt) || 0;
     if (!sess.userId) { sess.userId = res.userId; sess.appId = res.app; }
+    await this._resubscribePresence(sess, cn);
     if (args.resumeAfter === 'latest') {
       if (!sess.lastRef) sess.lastRef = res.resumedAfter || '';
       sess.resumeLatest = false;
