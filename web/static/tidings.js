@@ -6,19 +6,24 @@
 //   const client = new Client(location.origin, { token, device: 'laptop' });
 //   client.addEventListener(ev => console.log(ev.name, ev.payload));
 //
-// It mirrors the Go SDK (package client): a Client is one user's
-// connection to a server. In auto mode (the default) it opens the realtime
-// connection as soon as it is logged in and reconnects by itself, with
-// exponential backoff and jitter, resuming after the last update the
-// listeners processed. In manual mode the application calls connect,
-// disconnect and ping. Updates reach every event listener once, in order;
-// an update is acknowledged to the server only once every listener has
-// returned (or the promise it returned has settled). The realtime
-// connection is a WebSocket, or long polling when WebSockets are not
-// available or cannot open (a proxy that blocks upgrades), with a
-// WebSocket tried again every upgradeInterval. Tokens travel in the first WebSocket frame and in
-// Authorization headers, never in a URL. The protocol is described in
-// docs/protocol.md.
+// It mirrors the Go SDK (package client): a Client is a connection to a
+// server for its user (the account "default") and for any other accounts
+// added with addAccount, each with its own token, device, refs and
+// cursor; every update names its account (ev.account). In auto mode (the
+// default) it opens the realtime connection as soon as it is logged in and
+// reconnects by itself, with exponential backoff and jitter, each account
+// resuming after the last of its updates the listeners processed. In
+// manual mode the application calls connect, disconnect and ping. Updates
+// reach every event listener once, in order; an update is acknowledged to
+// the server only once every listener has returned (or the promise it
+// returned has settled), with replies coalesced per account (at most one
+// every 250 ms, or after 64 updates, and at once before a disconnection, a
+// logout or the page hiding). The realtime connection is a WebSocket, or
+// long polling when WebSockets are not available or cannot open (a proxy
+// that blocks upgrades), with a WebSocket tried again every
+// upgradeInterval; polls are per token, so each account polls on its own.
+// Tokens travel in the first WebSocket frame and in Authorization headers,
+// never in a URL. The protocol is described in docs/protocol.md.
 
 const SUBPROTOCOL = 'tidings.v1';
 const DEFAULT_ACCOUNT = 'default';
