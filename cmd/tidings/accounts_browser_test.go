@@ -448,3 +448,42 @@ func TestSDKAccountsOnPolling(t *testing.T) {
 	}
 	pg.eval(`client.close(); true`, new(bool))
 }
+
+// The server ends an account whose token expires (account.closed): the
+// update names it, the account stays off (its fixed token cannot be
+// renewed), and the other account, whose tokens are renewed, keeps the
+// connection and its updates.
+func TestSDKAccountClosedLeavesTheOthers(t *testing.T) {
+	b := newBrowser(t)
+	url, stop := startServe(t, t.TempDir(), "--dev", "--token-ttl", "3s")
+	t.Cleanup(func() { stop() })
+	f := &accountsFixture{t: t, url: url}
+	f.pg = b.newProfile("accounts").open(url + "/")
+	mintDevToken(t, url, "bob") // makes the user
+	f.alice = mintDevToken(t, url, "alice") // tokens live 3 s
+	toBob := f.conversation("bob's", "bob")
+	f.pg.eval(`window.CAROL = `+js(mintDevToken(t, url, "carol"))+`; true`, new(bool))
+	var got map[string]any
+	f.pg.eval(sdkScript(`
+		const mint = async user => (await fetch('/v1/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: user }) }).then(r => r.json())).token;
+		const client = new Client(location.origin, { device: 'web', tokenProvider: () => mint('bob') });
+		window.client = client;
+		`+accountsListeners+`
+		window.ended = [];
+		client.addEventListener(ev => { if (ev.name === 'account.closed') ended.push(ev.account + ':' + ev.payload.reason); });
+		await client.waitConnected();
+		const work = await client.addAccount('work', { token: CAROL });
+		window.work = work;
+		await until('work closed by the server', () => ended.length > 0 && work.error);
+		return { closed: ended, error: work.error.code, connected: work.connected, status: client.status };
+	`), &got)
+	want := map[string]any{"closed": []any{"work:token_expired"}, "error": "unauthenticated", "connected": false, "status": "connected"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+	waitMetrics(t, url, 1, 1)
+	f.alice = mintDevToken(t, url, "alice")
+	f.send(toBob, "still there?")
+	f.waitGot(map[string][]string{"default": {"still there?"}})
+	f.pg.eval(`client.close(); true`, new(bool))
+}

@@ -630,9 +630,10 @@ export class Client extends UserAPI {
     this._onOnline = () => { if (this._timers.retry) { this._disarm('retry'); this._reconcile(); } };
     globalThis.addEventListener?.('online', this._onOnline);
     // A page going away acknowledges what its listeners processed first.
-    this._onHide = () => { if (globalThis.document?.visibilityState !== 'visible') this._flushAcks(); };
+    this._onHide = () => this._flushAcks();
+    this._onVisibility = () => { if (globalThis.document?.visibilityState === 'hidden') this._flushAcks(); };
     globalThis.addEventListener?.('pagehide', this._onHide);
-    globalThis.document?.addEventListener?.('visibilitychange', this._onHide);
+    globalThis.document?.addEventListener?.('visibilitychange', this._onVisibility);
 
     if (options.token || options.tokenProvider) {
       const provider = options.tokenProvider || (() => Promise.resolve(options.token));
@@ -886,7 +887,7 @@ export class Client extends UserAPI {
     this._closed = true;
     globalThis.removeEventListener?.('online', this._onOnline);
     globalThis.removeEventListener?.('pagehide', this._onHide);
-    globalThis.document?.removeEventListener?.('visibilitychange', this._onHide);
+    globalThis.document?.removeEventListener?.('visibilitychange', this._onVisibility);
     this._resolveWaiters(sdkError(ErrorCode.Closed, 'closed'));
     this._reconcile();
     for (const k of Object.keys(this._timers)) this._disarm(k);
