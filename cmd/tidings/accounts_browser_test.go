@@ -459,7 +459,7 @@ func TestSDKAccountClosedLeavesTheOthers(t *testing.T) {
 	t.Cleanup(func() { stop() })
 	f := &accountsFixture{t: t, url: url}
 	f.pg = b.newProfile("accounts").open(url + "/")
-	mintDevToken(t, url, "bob") // makes the user
+	mintDevToken(t, url, "bob")             // makes the user
 	f.alice = mintDevToken(t, url, "alice") // tokens live 3 s
 	toBob := f.conversation("bob's", "bob")
 	f.pg.eval(`window.CAROL = `+js(mintDevToken(t, url, "carol"))+`; true`, new(bool))
