@@ -277,6 +277,27 @@ func TestSDKAccountsOnOneConnection(t *testing.T) {
 		waitMetrics(t, f.url, 0, 0)
 	}
 
+	step(t, "a client of other accounts only")
+	{
+		var got map[string]any
+		pg.eval(sdkScript(`
+			const again = await client.addAccount('work', { token: CAROL }); // no connection: checked by the REST API
+			await client.waitConnected();
+			await until('work back', () => again.connected);
+			return { accounts: client.accounts.map(a => a.name), userId: client.userId, me: await code(() => client.me()), work: (await again.me()).id };
+		`), &got)
+		want := map[string]any{"accounts": []any{"work"}, "userId": "", "me": "not_logged_in", "work": "carol"}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %v\nwant %v", got, want)
+		}
+		waitMetrics(t, f.url, 1, 1)
+		f.send(toCarol, "carol 5")
+		// Back on the device's cursor, which the logout stored: what came
+		// meanwhile, and nothing processed before.
+		f.waitGot(map[string][]string{"work": {"carol 1", "carol says hi", "carol 2", "carol 3", "carol 4", "carol 5"}})
+		pg.eval(`client.close(); true`, new(bool))
+	}
+
 	// One connection carried both: one auth per account on each.
 	var auths = map[string]int{}
 	for _, fr := range pg.sentFrames() {
@@ -285,8 +306,8 @@ func TestSDKAccountsOnOneConnection(t *testing.T) {
 			auths[cmp(c.Account, "default")]++
 		}
 	}
-	if auths["default"] != 2 || auths["work"] != 2 {
-		t.Errorf("auth commands by account: %v, want 2 each (one before the restart, one after)", auths)
+	if auths["default"] != 2 || auths["work"] != 3 {
+		t.Errorf("auth commands by account: %v, want 2 each (one before the restart, one after), and work's third", auths)
 	}
 }
 

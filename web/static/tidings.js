@@ -1013,7 +1013,8 @@ export class Client extends UserAPI {
         // clean end rather than a loss to recover from.
         this._conn = null;
         this._disarmConnTimers();
-        cn.logout(sess, 5000).catch(() => {}).finally(() => setTimeout(() => cn.close(), 5000));
+        if (cn.kind === 'polling') cn.close();
+        else cn.logout(sess, 5000).catch(() => {}).finally(() => setTimeout(() => cn.close(), 5000));
       } else {
         cn.logout(sess, 10000).catch(() => { /* the connection is going anyway */ });
       }
