@@ -1048,6 +1048,11 @@ export class Client extends UserAPI {
     let tok = '';
     try {
       tok = await sess.tokens.get();
+      if (!sess.userId) { // the cursor store's key needs them
+        const c = jwtClaims(tok);
+        sess.userId = c.sub || '';
+        sess.appId = c.app || '';
+      }
       await this._loadCursor(sess);
       if (!sess.active || cn.ended) throw sdkError(ErrorCode.NotConnected, 'not connected');
       const after = sess.resumeLatest ? 'latest' : sess.lastRef;
