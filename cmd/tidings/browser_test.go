@@ -121,6 +121,7 @@ type page struct {
 
 	mu     sync.Mutex
 	urls   []string // every URL the page requested, WebSockets included
+	frames []string // every WebSocket message the page sent
 	errors []string // what the browser logged as errors: failed requests, refused WebSockets…
 }
 
@@ -157,6 +158,12 @@ func (p *profile) open(url string) *page {
 			pg.mu.Lock()
 			pg.urls = append(pg.urls, ev.URL)
 			pg.mu.Unlock()
+		case *network.EventWebSocketFrameSent:
+			if ev.Response != nil {
+				pg.mu.Lock()
+				pg.frames = append(pg.frames, string(ev.Response.PayloadData))
+				pg.mu.Unlock()
+			}
 		case *cdplog.EventEntryAdded:
 			if e := ev.Entry; e.Level == cdplog.EntryLevelError {
 				pg.mu.Lock()
@@ -186,6 +193,13 @@ func (pg *page) requested() []string {
 	pg.mu.Lock()
 	defer pg.mu.Unlock()
 	return append([]string(nil), pg.urls...)
+}
+
+// sentFrames returns the WebSocket messages the page sent so far, in order.
+func (pg *page) sentFrames() []string {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return append([]string(nil), pg.frames...)
 }
 
 // loggedErrors returns what the browser logged as errors so far, and the

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -175,20 +174,7 @@ func restPost(t *testing.T, url, token, path, body string) {
 // unless it succeeds.
 func restDo(t *testing.T, method, url, token, path, body string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
-	}
+	restJSON(t, url, token, method, path, body, nil)
 }
 
 func TestWebChatFeatures(t *testing.T) {

@@ -52,10 +52,14 @@ export declare const DefaultBackoff: Readonly<Required<Backoff>>;
 /** The wait after `failures` consecutive failures (0 for the first). */
 export declare function backoffDelay(b: Backoff, failures: number): number;
 
-/** Where a client keeps the last processed ref, so that a reloaded page resumes after it. */
+/**
+ * Where a client keeps the last processed ref of each account, so that a
+ * reloaded page resumes after it. The server keeps one cursor per app, user
+ * and device; `account` is the client's name for the account.
+ */
 export interface CursorStore {
-  load(c: { appId: string; userId: string; device: string }): string | null | Promise<string | null>;
-  save(c: { appId: string; userId: string; device: string; ref: string }): void | Promise<void>;
+  load(c: { appId: string; userId: string; device: string; account: string }): string | null | Promise<string | null>;
+  save(c: { appId: string; userId: string; device: string; account: string; ref: string }): void | Promise<void>;
 }
 export declare function localStorageCursor(prefix?: string): CursorStore;
 
@@ -93,10 +97,19 @@ export interface Options {
   upgradeInterval?: number;
   /** Updates that may wait for the listeners before the connection is dropped (default 10000). */
   maxQueue?: number;
+  /**
+   * Replies are cumulative and coalesced per account: at most one every
+   * ackDelay ms (default 250) while updates come, or at once after ackEvery
+   * updates processed (default 64), and at once before the connection
+   * closes, the account logs out or the page hides. They acknowledge only
+   * what every listener has processed.
+   */
+  ackDelay?: number;
+  ackEvery?: number;
   cursorStore?: CursorStore | null;
   /** Where the client logs (console works); default nowhere. */
   logger?: { debug?(...a: unknown[]): void; info?(...a: unknown[]): void; warn?(...a: unknown[]): void } | null;
-  /** Listeners registered before the client starts, for good. */
+  /** Listeners registered before the client starts, for good (they get every account's updates). */
   eventListeners?: Array<(ev: TidingsEvent) => void | Promise<void>>;
   statusListeners?: Array<(change: StatusChange) => void>;
 }
@@ -127,6 +140,7 @@ export interface TidingsEvent {
   ref: string;
   silent: boolean;
   action: 'new' | 'update' | 'delete';
+  /** The account the update is for: "default" for the client's own user, else the name given to addAccount. */
   account: string;
   seq: number;
   id: string;
@@ -210,37 +224,8 @@ export interface UserPresence {
   lastSeenAt?: string;
 }
 
-/** A connection to a Tidings server for one user. */
-export declare class Client {
-  /** @param serverURL The server's base URL; the page's origin by default. */
-  constructor(serverURL?: string, options?: Options);
-  readonly device: string;
-  readonly mode: 'auto' | 'manual';
-  readonly status: Status;
-  readonly userId: string;
-  /** The ref of the last update the listeners processed ("" if none). */
-  readonly lastRef: string;
-  /** "websocket" or "polling" while connected, else "". */
-  readonly transport: '' | 'websocket' | 'polling';
-  readonly tokenExpiry: Date | null;
-
-  /** Every listener gets every update once, in order; updates are acknowledged once all returned (and their promises settled). */
-  addEventListener(fn: (ev: TidingsEvent) => void | Promise<void>): () => void;
-  addStatusListener(fn: (change: StatusChange) => void): () => void;
-
-  login(tokenOrProvider: string | (() => Promise<string>)): Promise<User>;
-  logout(): void;
-  /** Manual mode. Rejects with already_connected, not_logged_in, auto_mode, or the server's error. */
-  connect(): Promise<void>;
-  /** Manual mode; throws auto_mode in auto mode. */
-  disconnect(): void;
-  /** Rejects with not_connected when there is no connection. */
-  ping(): Promise<{ time: string }>;
-  enterBackground(): void;
-  enterForeground(): void;
-  waitConnected(): Promise<void>;
-  close(): void;
-
+/** What a client can do for one user: the REST API with their token, the socket commands on their account. */
+export interface UserAPI {
   readonly socket: Socket;
   /** The users whose presence the client follows (socket.subscribePresence), sorted. */
   presenceSubscriptions(): string[];
@@ -276,3 +261,101 @@ export declare class Client {
   uploadFile(id: string, blob: Blob, name?: string): Promise<FileInfo>;
   downloadFile(id: string, fileId: string): Promise<Blob>;
 }
+
+/** How addAccount gets the account's token, and the account's device. */
+export interface AccountOptions {
+  /** A fixed access token. */
+  token?: string;
+  /** A function returning a token, called again when it nears its expiry or is rejected. */
+  getToken?: () => Promise<string>;
+  /** The same as getToken (the name of Options). */
+  tokenProvider?: () => Promise<string>;
+  /** The account's device (1 to 64 letters, digits, _ and -). Default: the client's. */
+  device?: string;
+}
+
+/**
+ * One account of a client: a user authenticated with their own token on the
+ * client's realtime connection, beside the others. Its methods act for its
+ * user; they throw not_logged_in once it is logged out.
+ */
+export declare class Account {
+  private constructor();
+  /** The name given to addAccount ("default" for the client's own user). */
+  readonly name: string;
+  readonly userId: string;
+  readonly device: string;
+  /** The ref of the last update of this account the listeners processed ("" if none). */
+  readonly lastRef: string;
+  /** Whether the account is authenticated on the open connection now. */
+  readonly connected: boolean;
+  /** Why the account stays off the connection: its token was refused for good (else null). */
+  readonly error: Error | null;
+  readonly tokenExpiry: Date | null;
+  /** A listener of this account's updates only (the client's listeners get them too). */
+  addEventListener(fn: (ev: TidingsEvent) => void | Promise<void>): () => void;
+  /**
+   * Acknowledges what the listeners processed, ends the account on the server
+   * (which stores its cursor) and forgets it; the other accounts stay
+   * connected. The last account's logout ends the connection cleanly.
+   */
+  logout(): void;
+}
+
+// An account does for its user all that UserAPI says.
+export interface Account extends UserAPI {}
+
+/**
+ * A connection to a Tidings server for one or more users. The user it is
+ * made for (options.token, login) is the account "default", which its own
+ * methods act for; addAccount adds others on the same connection.
+ */
+export declare class Client {
+  /** @param serverURL The server's base URL; the page's origin by default. */
+  constructor(serverURL?: string, options?: Options);
+  readonly device: string;
+  readonly mode: 'auto' | 'manual';
+  readonly status: Status;
+  readonly userId: string;
+  /** The ref of the last update the listeners processed ("" if none). */
+  readonly lastRef: string;
+  /** "websocket" or "polling" while connected, else "". */
+  readonly transport: '' | 'websocket' | 'polling';
+  readonly tokenExpiry: Date | null;
+
+  /** The accounts, the default one (if logged in) first, then in the order they were added. */
+  readonly accounts: Account[];
+  /**
+   * Adds an account: another user, with their own token and device, on the
+   * same connection. Resolves once the server took the token (authenticated
+   * on the open connection, or checked with GET /v1/me when there is none);
+   * rejects, adding nothing, on a refused token or a name already taken
+   * (already_logged_in), and throws a TypeError on a bad name.
+   */
+  addAccount(name: string, opts: AccountOptions): Promise<Account>;
+
+  /**
+   * Every listener gets every update once, in the order of its account's
+   * stream, with ev.account naming the account; updates are acknowledged
+   * once all returned (and their promises settled).
+   */
+  addEventListener(fn: (ev: TidingsEvent) => void | Promise<void>): () => void;
+  addStatusListener(fn: (change: StatusChange) => void): () => void;
+
+  login(tokenOrProvider: string | (() => Promise<string>)): Promise<User>;
+  /** Logs the default account out; the other accounts stay connected (without any, the connection closes). */
+  logout(): void;
+  /** Manual mode. Rejects with already_connected, not_logged_in, auto_mode, or the server's error. */
+  connect(): Promise<void>;
+  /** Manual mode; throws auto_mode in auto mode. */
+  disconnect(): void;
+  /** Rejects with not_connected when there is no connection. */
+  ping(): Promise<{ time: string }>;
+  enterBackground(): void;
+  enterForeground(): void;
+  waitConnected(): Promise<void>;
+  close(): void;
+}
+
+// The client does for its default account's user all that UserAPI says.
+export interface Client extends UserAPI {}

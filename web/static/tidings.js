@@ -6,22 +6,31 @@
 //   const client = new Client(location.origin, { token, device: 'laptop' });
 //   client.addEventListener(ev => console.log(ev.name, ev.payload));
 //
-// It mirrors the Go SDK (package client): a Client is one user's
-// connection to a server. In auto mode (the default) it opens the realtime
-// connection as soon as it is logged in and reconnects by itself, with
-// exponential backoff and jitter, resuming after the last update the
-// listeners processed. In manual mode the application calls connect,
-// disconnect and ping. Updates reach every event listener once, in order;
-// an update is acknowledged to the server only once every listener has
-// returned (or the promise it returned has settled). The realtime
-// connection is a WebSocket, or long polling when WebSockets are not
-// available or cannot open (a proxy that blocks upgrades), with a
-// WebSocket tried again every upgradeInterval. Tokens travel in the first WebSocket frame and in
-// Authorization headers, never in a URL. The protocol is described in
-// docs/protocol.md.
+// It mirrors the Go SDK (package client): a Client is a connection to a
+// server for its user (the account "default") and for any other accounts
+// added with addAccount, each with its own token, device, refs and
+// cursor; every update names its account (ev.account). In auto mode (the
+// default) it opens the realtime connection as soon as it is logged in and
+// reconnects by itself, with exponential backoff and jitter, each account
+// resuming after the last of its updates the listeners processed. In
+// manual mode the application calls connect, disconnect and ping. Updates
+// reach every event listener once, in order; an update is acknowledged to
+// the server only once every listener has returned (or the promise it
+// returned has settled), with replies coalesced per account (at most one
+// every 250 ms, or after 64 updates, and at once before a disconnection, a
+// logout or the page hiding). The realtime connection is a WebSocket, or
+// long polling when WebSockets are not available or cannot open (a proxy
+// that blocks upgrades), with a WebSocket tried again every
+// upgradeInterval; polls are per token, so each account polls on its own.
+// Tokens travel in the first WebSocket frame and in Authorization headers,
+// never in a URL. The protocol is described in docs/protocol.md.
 
 const SUBPROTOCOL = 'tidings.v1';
-const ACK_EVERY = 64; // updates processed before an acknowledgement while more keep coming
+const DEFAULT_ACCOUNT = 'default';
+// Replies are cumulative: one per account at most every ACK_DELAY ms, or
+// after ACK_EVERY updates processed, whichever comes first.
+const ACK_DELAY = 250;
+const ACK_EVERY = 64;
 
 /**
  * The state of the realtime connection.
@@ -208,14 +217,12 @@ function withTimeout(p, ms, what) {
 
 /**
  * One WebSocket connection: commands matched to their answers by id,
- * updates handed to onUpdate in order.
+ * updates handed to onUpdate in order. Several accounts may be
+ * authenticated on it; commands and replies name theirs.
  */
 class SocketConn {
-  constructor(url, sess, onUpdate) {
+  constructor(url, onUpdate) {
     this.kind = 'websocket';
-    this.sess = sess;
-    this.token = '';
-    this.expiresAt = 0;
     this.onUpdate = onUpdate;
     this.pending = new Map();
     this.nextId = 1;
@@ -264,22 +271,36 @@ class SocketConn {
     }
   }
 
-  /** Sends a command and waits for its answer. */
-  command(name, data, timeout) {
+  /** Sends a command for an account (the default one when not named) and waits for its answer. */
+  command(name, data, timeout, account) {
     if (this.ended || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(sdkError(ErrorCode.NotConnected, 'not connected'));
     }
     const id = String(this.nextId++);
     const p = new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
     const frame = { type: 'command', id, command: name };
+    if (account && account !== DEFAULT_ACCOUNT) frame.account = account;
     if (data !== undefined) frame.data = data;
     this.ws.send(JSON.stringify(frame));
     return withTimeout(p, timeout, name).finally(() => this.pending.delete(id));
   }
 
-  reply(ref) {
+  /** Authenticates an account; resolves with the answer of auth. */
+  auth(sess, args, timeout) {
+    return this.command('auth', args, timeout, sess.name);
+  }
+
+  /** Ends an account on this connection: the server stores its cursor. */
+  logout(sess, timeout) {
+    return this.command('logout', undefined, timeout, sess.name);
+  }
+
+  /** Acknowledges the account's updates up to ref. */
+  reply(sess, ref) {
     if (!this.ended && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(JSON.stringify({ type: 'reply', ref }));
+      const f = { type: 'reply', ref };
+      if (sess.name !== DEFAULT_ACCOUNT) f.account = sess.name;
+      this.ws.send(JSON.stringify(f));
     }
   }
 
@@ -303,349 +324,119 @@ class SocketConn {
 }
 
 /**
- * The polling transport: GET /v1/realtime/poll in a loop, each batch
- * handed to onBatch, which resolves once the listeners processed it;
- * acknowledgements by POST /v1/realtime/replies.
+ * The polling transport: the server's polls and replies are per token, so
+ * each account polls GET /v1/realtime/poll in a loop of its own, with its
+ * own token and device; each batch is handed to onBatch, which resolves
+ * once the listeners processed it; acknowledgements by POST
+ * /v1/realtime/replies. An error that is the account's (its token
+ * refused, a resync, too many connections) ends that account's loop
+ * (onAccountError); any other (the network, the server) ends the whole
+ * connection.
  */
 class PollConn {
-  constructor(client, sess, onBatch) {
+  constructor(client, onBatch, onAccountError) {
     this.kind = 'polling';
     this.client = client;
-    this.sess = sess;
-    this.token = '';
     this.onBatch = onBatch;
+    this.onAccountError = onAccountError;
+    this.loops = new Map(); // sess → {ctl, token}
     this.ended = false;
-    this.abortCtl = new AbortController();
     this.closed = new Promise(resolve => { this.resolveClosed = resolve; });
   }
 
-  /** Polls once at once (this proves the token and the transport), then keeps polling. */
-  async start(after) {
-    const first = await this.poll(after, 0);
-    queueMicrotask(() => this.loop(first));
+  /**
+   * Polls once at once for the account (this proves its token and the
+   * transport), then keeps polling for it. Resolves with where it stands.
+   */
+  async auth(sess, after) {
+    if (this.ended) throw sdkError(ErrorCode.NotConnected, 'not connected');
+    const loop = { ctl: new AbortController(), token: '' };
+    this.loops.get(sess)?.ctl.abort();
+    this.loops.set(sess, loop);
+    let first;
+    try {
+      first = await this.poll(sess, loop, after, 0);
+    } catch (err) {
+      if (this.loops.get(sess) === loop) this.loops.delete(sess);
+      err.token = loop.token;
+      throw err;
+    }
+    queueMicrotask(() => this.loop(sess, loop, first));
+    return { token: loop.token, lastRef: first.lastRef };
   }
 
-  async loop(res) {
-    while (!this.ended) {
+  async loop(sess, loop, res) {
+    const live = () => !this.ended && this.loops.get(sess) === loop;
+    while (live()) {
       try {
-        await this.onBatch(this, res.updates || []);
-        if (this.ended) return;
+        await this.onBatch(this, sess, res.updates || []);
+        if (!live()) return;
         // Resume after the last update processed, or where the server stood.
-        const after = this.sess.lastRef && !refAfter(res.lastRef, this.sess.lastRef) ? this.sess.lastRef : res.lastRef;
-        res = await this.poll(after, this.client.options.pollWait);
+        const after = sess.lastRef && !refAfter(res.lastRef, sess.lastRef) ? sess.lastRef : res.lastRef;
+        res = await this.poll(sess, loop, after, this.client.options.pollWait);
       } catch (err) {
-        this.end(err.code === 'resync_required' ? new ResyncError(err.ref, err) : err);
+        if (!live()) return;
+        if ([401, 403, 410, 429].includes(err.status)) {
+          this.loops.delete(sess);
+          this.onAccountError(this, sess, err, loop.token);
+        } else {
+          this.end(err);
+        }
         return;
       }
     }
   }
 
-  async poll(after, wait) {
-    const q = new URLSearchParams({ device: this.client.device, wait: String(Math.round(wait / 1000)) });
+  async poll(sess, loop, after, wait) {
+    const q = new URLSearchParams({ device: sess.device, wait: String(Math.round(wait / 1000)) });
     if (after) q.set('after', after);
-    const resp = await this.client._fetchAs(this.sess, 'GET', '/v1/realtime/poll?' + q, { signal: this.abortCtl.signal, tokenSink: t => { this.token = t; } });
+    const resp = await this.client._fetchAs(sess, 'GET', '/v1/realtime/poll?' + q, { signal: loop.ctl.signal, tokenSink: t => { loop.token = t; } });
     return resp.json();
   }
 
   command(name) {
     if (this.ended) return Promise.reject(sdkError(ErrorCode.NotConnected, 'not connected'));
-    if (name === 'ping') {
+    const sess = this.loops.keys().next().value;
+    if (name === 'ping' && sess) {
       // One quick poll proves that the server answers.
-      return this.poll('latest', 0).then(() => ({ time: new Date().toISOString() }));
+      return this.poll(sess, { ctl: new AbortController(), token: '' }, 'latest', 0).then(() => ({ time: new Date().toISOString() }));
     }
     return Promise.reject(sdkError(ErrorCode.NotConnected, `the command ${name} needs a WebSocket connection; this one polls`));
   }
 
-  reply(ref) {
-    this.client._fetchAs(this.sess, 'POST', '/v1/realtime/replies', { json: { ref, device: this.client.device } })
+  /** Stops polling for the account: a poll holds nothing on the server. */
+  logout(sess) {
+    this.loops.get(sess)?.ctl.abort();
+    this.loops.delete(sess);
+    return Promise.resolve({});
+  }
+
+  reply(sess, ref) {
+    this.client._fetchAs(sess, 'POST', '/v1/realtime/replies', { json: { ref, device: sess.device } })
       .catch(() => { /* the next poll resumes after the last processed ref anyway */ });
   }
 
-  abort(err) {
-    this.abortCtl.abort();
-    this.end(err);
-  }
+  abort(err) { this.end(err); }
 
   close() { this.abort(null); }
 
   end(err) {
     if (this.ended) return;
     this.ended = true;
-    this.abortCtl.abort();
+    for (const loop of this.loops.values()) loop.ctl.abort();
+    this.loops.clear();
     this.resolveClosed(err);
   }
 }
 
 /**
- * A connection to a Tidings server for one user: the realtime updates,
- * delivered to listeners, and the REST API.
+ * What a client can do for one user: the REST API with that user's token,
+ * and the commands of the WebSocket connection for that user's account.
+ * Client (for its default account) and Account (for the others) share it.
  */
-export class Client {
-  /**
-   * @param {string} [serverURL] The server's base URL; the page's origin by default.
-   * @param {import('./tidings.d.ts').Options} [options]
-   */
-  constructor(serverURL, options = {}) {
-    const base = new URL(serverURL || globalThis.location.origin);
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-      throw new TypeError(`tidings: the server URL must be http or https, not ${base.protocol}`);
-    }
-    this.baseURL = (base.origin + base.pathname).replace(/\/+$/, '');
-    this.wsURL = this.baseURL.replace(/^http/, 'ws') + '/v1/realtime';
-    this.options = {
-      device: 'default',
-      mode: 'auto',
-      transport: 'auto',
-      keepAlive: 25000,
-      keepAliveTimeout: 10000,
-      dialTimeout: 30000,
-      refreshMargin: 60000,
-      backgroundTimeout: 30000,
-      pollWait: 25000,
-      upgradeInterval: 60000,
-      maxQueue: 10000,
-      cursorStore: null,
-      logger: null,
-      ...options,
-      backoff: { ...DefaultBackoff, ...(options.backoff || {}) },
-    };
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(this.options.device)) {
-      throw new TypeError(`tidings: device name "${this.options.device}" is not valid: use 1 to 64 letters, digits, _ and -`);
-    }
-    if (!['auto', 'manual'].includes(this.options.mode)) throw new TypeError(`tidings: unknown mode "${this.options.mode}"`);
-    if (!['auto', 'websocket', 'polling'].includes(this.options.transport)) {
-      throw new TypeError(`tidings: unknown transport "${this.options.transport}"`);
-    }
-    /** The device name of this installation. */
-    this.device = this.options.device;
-    /** 'auto' or 'manual'. */
-    this.mode = this.options.mode;
-
-    this._events = [];   // {fn, removed}
-    this._statuses = [];
-    this._queue = [];    // items waiting for the listeners
-    this._delivering = false;
-    this._idle = [];     // resolvers waiting for the queue to drain
-
-    this._sess = null;
-    /** @type {string} */ this._status = Status.Disconnected;
-    this._statusError = null;
-    this._statusWaiters = [];
-    this._closed = false;
-    this._manualWant = false;
-    this._background = false;
-    this._gaveUp = false;
-    this._conn = null;
-    this._dial = null;
-    this._connected = false; // a connection was open since it was wanted: a new one is a reconnection
-    this._failures = 0;
-    this._lastErr = null;
-    this._timers = { retry: 0, bg: 0, refresh: 0, keep: 0, upgrade: 0 };
-    this._resyncPending = false;
-    this._waiters = [];      // connect() calls waiting for the attempt
-    this._wsMisses = 0;      // WebSocket attempts in a row that never opened
-    this._usePolling = this.options.transport === 'polling' || typeof WebSocket !== 'function';
-    this._tokenExp = 0;
-
-    for (const l of [].concat(options.eventListeners || [])) this.addEventListener(l);
-    for (const l of [].concat(options.statusListeners || [])) this.addStatusListener(l);
-
-    // Come back at once when the browser says the network is back.
-    this._onOnline = () => { if (this._timers.retry) { this._disarm('retry'); this._reconcile(); } };
-    globalThis.addEventListener?.('online', this._onOnline);
-
-    if (options.token || options.tokenProvider) {
-      const provider = options.tokenProvider || (() => Promise.resolve(options.token));
-      this._setSession(this._newSession(provider, !options.tokenProvider, options.token));
-    }
-    this._reconcile();
-  }
-
-  // ---- Public state -------------------------------------------------------
-
-  /** The current state of the realtime connection. */
-  get status() { return this._status; }
-
-  /** The logged-in user's id ('' when not logged in, or not known yet). */
-  get userId() { return this._sess ? this._sess.userId : ''; }
-
-  /** The ref of the last update the listeners processed ('' if none). */
-  get lastRef() { return this._sess ? this._sess.lastRef : ''; }
-
-  /** 'websocket' or 'polling' while connected, else ''. */
-  get transport() { return this._conn ? this._conn.kind : ''; }
-
-  /** When the token accepted on the realtime connection expires (a Date, or null). */
-  get tokenExpiry() { return this._tokenExp ? new Date(this._tokenExp) : null; }
-
-  // ---- Listeners ----------------------------------------------------------
-
-  /**
-   * Registers a listener of updates; returns a function that removes it.
-   * Listeners are called one at a time, in the order they were added, and
-   * every listener gets every update once, in the order of the user's
-   * stream. An update is acknowledged once every listener has returned and
-   * the promises they returned have settled. While no event listener is
-   * registered, updates wait.
-   * @param {(ev: import('./tidings.d.ts').TidingsEvent) => void | Promise<void>} fn
-   */
-  addEventListener(fn) {
-    const l = { fn, removed: false };
-    this._events.push(l);
-    this._pump();
-    return () => {
-      l.removed = true;
-      this._events = this._events.filter(x => x !== l);
-    };
-  }
-
-  /**
-   * Registers a listener of the connection status; returns a function that
-   * removes it. It gets {status, error}: error says why, for disconnected
-   * and reconnecting.
-   * @param {(change: import('./tidings.d.ts').StatusChange) => void} fn
-   */
-  addStatusListener(fn) {
-    const l = { fn, removed: false };
-    this._statuses.push(l);
-    return () => {
-      l.removed = true;
-      this._statuses = this._statuses.filter(x => x !== l);
-    };
-  }
-
-  // ---- Login --------------------------------------------------------------
-
-  /**
-   * Logs a user in with a token, or a function returning one (called again
-   * when the token nears its expiry or is rejected): checks it with GET
-   * /v1/me and returns the user's profile. In auto mode the realtime
-   * connection then opens.
-   * @param {string | (() => Promise<string>)} tokenOrProvider
-   */
-  async login(tokenOrProvider) {
-    this._checkOpen();
-    if (this._sess) throw sdkError(ErrorCode.AlreadyLoggedIn, 'already logged in: log out first');
-    const isStatic = typeof tokenOrProvider === 'string';
-    const provider = isStatic ? () => Promise.resolve(tokenOrProvider) : tokenOrProvider;
-    const sess = this._newSession(provider, isStatic, isStatic ? tokenOrProvider : '');
-    const me = await this._fetchAs(sess, 'GET', '/v1/me').then(r => r.json());
-    if (!sess.userId) sess.userId = me.id;
-    this._checkOpen();
-    if (this._sess) throw sdkError(ErrorCode.AlreadyLoggedIn, 'already logged in: log out first');
-    this._setSession(sess);
-    this._reconcile();
-    return me;
-  }
-
-  /** Closes the realtime connection and forgets the credentials. */
-  logout() {
-    if (!this._sess) return;
-    this._setSession(null);
-    this._manualWant = false;
-    this._resolveWaiters(sdkError(ErrorCode.NotLoggedIn, 'logged out'));
-    this._reconcile();
-  }
-
-  // ---- Manual mode --------------------------------------------------------
-
-  /**
-   * Opens the realtime connection (manual mode); resolves once it is open
-   * and authenticated. Rejects with already_connected, not_logged_in,
-   * auto_mode, or the server's error (a refused token).
-   */
-  connect() {
-    this._checkOpen();
-    if (this.mode === 'auto') {
-      return Promise.reject(sdkError(ErrorCode.AutoMode, 'the connection is managed by the client in auto mode; use mode: "manual" to manage it yourself'));
-    }
-    if (!this._sess) return Promise.reject(sdkError(ErrorCode.NotLoggedIn, 'not logged in'));
-    if (this._conn) return Promise.reject(sdkError(ErrorCode.AlreadyConnected, 'already connected'));
-    const p = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
-    if (!this._manualWant) {
-      this._manualWant = true;
-      this._connected = false;
-      this._failures = 0;
-      this._lastErr = null;
-    }
-    this._reconcile();
-    return p;
-  }
-
-  /** Closes the realtime connection (manual mode). */
-  disconnect() {
-    this._checkOpen();
-    if (this.mode === 'auto') {
-      throw sdkError(ErrorCode.AutoMode, 'the connection is managed by the client in auto mode');
-    }
-    this._manualWant = false;
-    this._lastErr = null;
-    this._resolveWaiters(sdkError(ErrorCode.NotConnected, 'disconnected'));
-    this._reconcile();
-  }
-
-  /**
-   * Pings the server on the realtime connection and resolves with its
-   * answer ({time}). Rejects with not_connected when there is no
-   * connection. In manual mode in the background, it also keeps the
-   * connection, which is dropped after backgroundTimeout without a ping.
-   */
-  async ping() {
-    this._checkOpen();
-    const cn = this._conn;
-    if (!cn) throw sdkError(ErrorCode.NotConnected, 'not connected');
-    if (this._timers.bg) this._armBackground();
-    return cn.command('ping', undefined, this.options.keepAliveTimeout);
-  }
-
-  /**
-   * Tells the client that the application went to the background: in auto
-   * mode the connection closes at once; in manual mode it is kept while
-   * the application pings.
-   */
-  enterBackground() { this._background = true; this._reconcile(); }
-
-  /** Tells the client that the application is in the foreground again. */
-  enterForeground() {
-    this._background = false;
-    this._gaveUp = false;
-    this._reconcile();
-  }
-
-  /**
-   * Resolves once the connection is open. Rejects at once when the client
-   * is not trying to connect: not_logged_in, closed, or not_connected with
-   * the reason of the last failure as its cause.
-   */
-  waitConnected() {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        switch (true) {
-          case this._status === Status.Connected: resolve(); return true;
-          case this._status === Status.Closed: reject(sdkError(ErrorCode.Closed, 'closed')); return true;
-          case !this._sess: reject(sdkError(ErrorCode.NotLoggedIn, 'not logged in')); return true;
-          case this._status === Status.Disconnected:
-            reject(sdkError(ErrorCode.NotConnected, 'not connected' + (this._statusError ? ': ' + this._statusError.message : ''), { cause: this._statusError || undefined }));
-            return true;
-        }
-        return false;
-      };
-      if (!check()) this._statusWaiters.push(check);
-    });
-  }
-
-  /** Closes the connection and stops every timer. The client cannot be used after. */
-  close() {
-    if (this._closed) return;
-    this._closed = true;
-    globalThis.removeEventListener?.('online', this._onOnline);
-    this._resolveWaiters(sdkError(ErrorCode.Closed, 'closed'));
-    this._reconcile();
-    for (const k of Object.keys(this._timers)) this._disarm(k);
-    this._queue = [];
-  }
-
-  // ---- Socket commands ----------------------------------------------------
+class UserAPI {
+  // Subclasses give _owner() (the Client) and _session() (the account's
+  // session, or a thrown not_logged_in).
 
   /**
    * The commands of the WebSocket connection, faster than the REST API.
@@ -653,9 +444,11 @@ export class Client {
    */
   get socket() {
     const cmd = (name, data) => {
-      const cn = this._conn;
+      const c = this._owner();
+      const sess = this._session();
+      const cn = c._conn;
       if (!cn || cn.kind !== 'websocket') return Promise.reject(sdkError(ErrorCode.NotConnected, 'no WebSocket connection'));
-      return cn.command(name, data, 30000);
+      return cn.command(name, data, 30000, sess.name);
     };
     return {
       sendMessage: (conversationId, m) => cmd('message.send', { conversationId, ...m }),
@@ -686,20 +479,25 @@ export class Client {
   // one the server refuses (invalid_argument past its limit) forgets them.
 
   /** The users whose presence the client follows, sorted. */
-  presenceSubscriptions() { return this._sess?.presence ? [...this._sess.presence.ids].sort() : []; }
+  presenceSubscriptions() {
+    let sess;
+    try { sess = this._session(); } catch { return []; }
+    return sess.presence ? [...sess.presence.ids].sort() : [];
+  }
 
   async _presenceCommand(name, userIds) {
-    const p = this._presenceOf(this._session());
+    const sess = this._session();
+    const p = this._presenceOf(sess);
     const subscribe = name === 'presence.subscribe';
     const added = [];
     for (const id of userIds) {
       if (subscribe && !p.ids.has(id)) { p.ids.add(id); added.push(id); }
       if (!subscribe) p.ids.delete(id);
     }
-    const cn = p.conn && !p.conn.ended ? p.conn : this._conn;
+    const cn = p.conn && !p.conn.ended ? p.conn : this._owner()._conn;
     if (!cn || cn.kind !== 'websocket') throw sdkError(ErrorCode.NotConnected, 'no WebSocket connection');
     try {
-      const res = await cn.command(name, { userIds }, 30000);
+      const res = await cn.command(name, { userIds }, 30000, sess.name);
       for (const id of res?.unknown || []) p.ids.delete(id);
       return res;
     } catch (err) {
@@ -717,7 +515,7 @@ export class Client {
     if (!p.ids.size) return;
     let res;
     try {
-      res = await cn.command('presence.subscribe', { userIds: [...p.ids].sort() }, this.options.dialTimeout);
+      res = await cn.command('presence.subscribe', { userIds: [...p.ids].sort() }, this.options.dialTimeout, sess.name);
     } catch (err) {
       this._log('warn', 'tidings: could not subscribe to presence again', err);
       return;
@@ -727,7 +525,7 @@ export class Client {
     for (const u of res.users || []) {
       const payload = { profileId: u.userId, status: u.status };
       if (u.lastSeenAt) payload.lastSeenAt = u.lastSeenAt;
-      this._receive(cn, { type: 'update', silent: true, action: 'update',
+      this._receive(cn, { type: 'update', account: sess.name, silent: true, action: 'update',
         event: { seq: 0, id: 'presence-' + Math.random().toString(36).slice(2), app: sess.appId, name: 'presence.update', time, payload } });
     }
   }
@@ -773,15 +571,420 @@ export class Client {
 
   /** Uploads a Blob or File; returns the file's description, whose id a message part names. */
   async uploadFile(id, blob, name = blob.name || 'file') {
-    const resp = await this._fetchAs(this._session(), 'POST', `/v1/conversations/${enc(id)}/files?name=${enc(name)}`,
+    const resp = await this._owner()._fetchAs(this._session(), 'POST', `/v1/conversations/${enc(id)}/files?name=${enc(name)}`,
       { body: blob, contentType: blob.type || 'application/octet-stream' });
     return resp.json();
   }
 
   /** Downloads a file; resolves with a Blob. */
   async downloadFile(id, fileId) {
-    const resp = await this._fetchAs(this._session(), 'GET', `/v1/conversations/${enc(id)}/files/${enc(fileId)}`);
+    const resp = await this._owner()._fetchAs(this._session(), 'GET', `/v1/conversations/${enc(id)}/files/${enc(fileId)}`);
     return resp.blob();
+  }
+
+  async _api(method, path, json) {
+    const resp = await this._owner()._fetchAs(this._session(), method, path, json === undefined ? {} : { json });
+    return resp.status === 204 ? null : resp.json();
+  }
+}
+
+/**
+ * One account of a client: a user authenticated with their own token (and
+ * device) on the client's realtime connection, beside the others. Made by
+ * client.addAccount; the client's own user is the account "default".
+ * Everything the client does for its user, an account does for its own:
+ * the REST API with its token, the socket commands on its account.
+ */
+export class Account extends UserAPI {
+  constructor(client, sess) {
+    super();
+    this._c = client;
+    this._s = sess;
+  }
+
+  _owner() { return this._c; }
+
+  _session() {
+    this._c._checkOpen();
+    if (!this._s.active) throw sdkError(ErrorCode.NotLoggedIn, `the account "${this._s.name}" was logged out`);
+    return this._s;
+  }
+
+  /** The account's name, as the protocol's "account". */
+  get name() { return this._s.name; }
+  /** The account's user id ('' until known). */
+  get userId() { return this._s.userId; }
+  /** The account's device name. */
+  get device() { return this._s.device; }
+  /** The ref of the last update of this account the listeners processed ('' if none). */
+  get lastRef() { return this._s.lastRef; }
+  /** Whether the account is authenticated on the open connection now. */
+  get connected() { return this._s.active && !!this._s.conn && !this._s.conn.ended; }
+  /** Why the account stays off the connection: its token was refused for good (null otherwise). */
+  get error() { return this._s.error; }
+  /** When the account's token accepted on the realtime connection expires (a Date, or null). */
+  get tokenExpiry() { return this._s.expiresAt ? new Date(this._s.expiresAt) : null; }
+
+  /**
+   * Registers a listener of this account's updates only; returns a
+   * function that removes it. The client's listeners get them too.
+   * @param {(ev: import('./tidings.d.ts').TidingsEvent) => void | Promise<void>} fn
+   */
+  addEventListener(fn) {
+    const sess = this._s;
+    return this._c._addListener(fn, sess);
+  }
+
+  /**
+   * Ends this account: what its listeners processed is acknowledged, the
+   * server stores its cursor, and the other accounts stay connected. The
+   * last account's logout ends the connection (closed 1000 by the server).
+   */
+  logout() { this._c._logoutAccount(this._s); }
+}
+
+/**
+ * A connection to a Tidings server for one or more users: the realtime
+ * updates, delivered to listeners, and the REST API. The user it is made
+ * for (options.token, login) is its account "default", which its own
+ * methods act for; client.addAccount adds others on the same connection.
+ */
+export class Client extends UserAPI {
+  /**
+   * @param {string} [serverURL] The server's base URL; the page's origin by default.
+   * @param {import('./tidings.d.ts').Options} [options]
+   */
+  constructor(serverURL, options = {}) {
+    super();
+    const base = new URL(serverURL || globalThis.location.origin);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new TypeError(`tidings: the server URL must be http or https, not ${base.protocol}`);
+    }
+    this.baseURL = (base.origin + base.pathname).replace(/\/+$/, '');
+    this.wsURL = this.baseURL.replace(/^http/, 'ws') + '/v1/realtime';
+    this.options = {
+      device: 'default',
+      mode: 'auto',
+      transport: 'auto',
+      keepAlive: 25000,
+      keepAliveTimeout: 10000,
+      dialTimeout: 30000,
+      refreshMargin: 60000,
+      backgroundTimeout: 30000,
+      pollWait: 25000,
+      upgradeInterval: 60000,
+      maxQueue: 10000,
+      ackDelay: ACK_DELAY,
+      ackEvery: ACK_EVERY,
+      cursorStore: null,
+      logger: null,
+      ...options,
+      backoff: { ...DefaultBackoff, ...(options.backoff || {}) },
+    };
+    checkName('device', this.options.device);
+    if (!['auto', 'manual'].includes(this.options.mode)) throw new TypeError(`tidings: unknown mode "${this.options.mode}"`);
+    if (!['auto', 'websocket', 'polling'].includes(this.options.transport)) {
+      throw new TypeError(`tidings: unknown transport "${this.options.transport}"`);
+    }
+    /** The device name of this installation. */
+    this.device = this.options.device;
+    /** 'auto' or 'manual'. */
+    this.mode = this.options.mode;
+
+    this._events = [];   // {fn, removed, only}
+    this._statuses = [];
+    this._queue = [];    // items waiting for the listeners
+    this._delivering = false;
+    this._idle = [];     // resolvers waiting for the queue to drain
+
+    /** @type {Map<string, any>} the sessions of the accounts, by name */
+    this._accounts = new Map();
+    /** @type {string} */ this._status = Status.Disconnected;
+    this._statusError = null;
+    this._statusWaiters = [];
+    this._closed = false;
+    this._manualWant = false;
+    this._background = false;
+    this._conn = null;
+    this._dial = null;
+    this._connected = false; // a connection was open since it was wanted: a new one is a reconnection
+    this._failures = 0;
+    this._lastErr = null;
+    this._timers = { retry: 0, bg: 0, keep: 0, upgrade: 0 };
+    this._waiters = [];      // connect() calls waiting for the attempt
+    this._wsMisses = 0;      // WebSocket attempts in a row that never opened
+    this._usePolling = this.options.transport === 'polling' || typeof WebSocket !== 'function';
+
+    for (const l of [].concat(options.eventListeners || [])) this.addEventListener(l);
+    for (const l of [].concat(options.statusListeners || [])) this.addStatusListener(l);
+
+    // Come back at once when the browser says the network is back.
+    this._onOnline = () => { if (this._timers.retry) { this._disarm('retry'); this._reconcile(); } };
+    globalThis.addEventListener?.('online', this._onOnline);
+    // A page going away acknowledges what its listeners processed first.
+    this._onHide = () => this._flushAcks();
+    this._onVisibility = () => { if (globalThis.document?.visibilityState === 'hidden') this._flushAcks(); };
+    globalThis.addEventListener?.('pagehide', this._onHide);
+    globalThis.document?.addEventListener?.('visibilitychange', this._onVisibility);
+
+    if (options.token || options.tokenProvider) {
+      const provider = options.tokenProvider || (() => Promise.resolve(options.token));
+      this._setSession(this._newSession(DEFAULT_ACCOUNT, provider, !options.tokenProvider, options.token, this.device));
+    }
+    this._reconcile();
+  }
+
+  _owner() { return this; }
+
+  // ---- Public state -------------------------------------------------------
+
+  /** The current state of the realtime connection. */
+  get status() { return this._status; }
+
+  /** The logged-in user's id ('' when not logged in, or not known yet). */
+  get userId() { return this._default()?.userId || ''; }
+
+  /** The ref of the last update the listeners processed ('' if none). */
+  get lastRef() { return this._default()?.lastRef || ''; }
+
+  /** 'websocket' or 'polling' while connected, else ''. */
+  get transport() { return this._conn ? this._conn.kind : ''; }
+
+  /** When the token accepted on the realtime connection expires (a Date, or null). */
+  get tokenExpiry() { const s = this._default(); return s?.expiresAt ? new Date(s.expiresAt) : null; }
+
+  /** The accounts of the client, the default one (if logged in) first, then in the order they were added. */
+  get accounts() {
+    const all = [...this._accounts.values()];
+    return all.filter(s => s.name === DEFAULT_ACCOUNT).concat(all.filter(s => s.name !== DEFAULT_ACCOUNT)).map(s => s.account);
+  }
+
+  // ---- Listeners ----------------------------------------------------------
+
+  /**
+   * Registers a listener of updates; returns a function that removes it.
+   * Listeners are called one at a time, in the order they were added, and
+   * every listener gets every update once, in the order of its account's
+   * stream; ev.account names the account the update is for ("default" for
+   * the client's own user). An update is acknowledged once every listener
+   * has returned and the promises they returned have settled. While no
+   * event listener is registered, updates wait.
+   * @param {(ev: import('./tidings.d.ts').TidingsEvent) => void | Promise<void>} fn
+   */
+  addEventListener(fn) { return this._addListener(fn, null); }
+
+  _addListener(fn, only) {
+    const l = { fn, removed: false, only };
+    this._events.push(l);
+    this._pump();
+    return () => {
+      l.removed = true;
+      this._events = this._events.filter(x => x !== l);
+    };
+  }
+
+  /**
+   * Registers a listener of the connection status; returns a function that
+   * removes it. It gets {status, error}: error says why, for disconnected
+   * and reconnecting.
+   * @param {(change: import('./tidings.d.ts').StatusChange) => void} fn
+   */
+  addStatusListener(fn) {
+    const l = { fn, removed: false };
+    this._statuses.push(l);
+    return () => {
+      l.removed = true;
+      this._statuses = this._statuses.filter(x => x !== l);
+    };
+  }
+
+  // ---- Login --------------------------------------------------------------
+
+  /**
+   * Logs a user in with a token, or a function returning one (called again
+   * when the token nears its expiry or is rejected): checks it with GET
+   * /v1/me and returns the user's profile. In auto mode the realtime
+   * connection then opens.
+   * @param {string | (() => Promise<string>)} tokenOrProvider
+   */
+  async login(tokenOrProvider) {
+    this._checkOpen();
+    if (this._default()) throw sdkError(ErrorCode.AlreadyLoggedIn, 'already logged in: log out first');
+    const isStatic = typeof tokenOrProvider === 'string';
+    const provider = isStatic ? () => Promise.resolve(tokenOrProvider) : tokenOrProvider;
+    const sess = this._newSession(DEFAULT_ACCOUNT, provider, isStatic, isStatic ? tokenOrProvider : '', this.device);
+    const me = await this._fetchAs(sess, 'GET', '/v1/me').then(r => r.json());
+    if (!sess.userId) sess.userId = me.id;
+    this._checkOpen();
+    if (this._default()) throw sdkError(ErrorCode.AlreadyLoggedIn, 'already logged in: log out first');
+    this._setSession(sess);
+    this._reconcile();
+    return me;
+  }
+
+  /**
+   * Logs the default account out: what the listeners processed is
+   * acknowledged and the credentials are forgotten. The other accounts, if
+   * any, stay connected; without any, the realtime connection closes.
+   */
+  logout() {
+    const sess = this._default();
+    if (sess) this._logoutAccount(sess);
+  }
+
+  /**
+   * Adds an account: another user, with their own token (a string, or
+   * getToken, a function returning one, called again when it nears its
+   * expiry or is rejected) and device (the client's by default), on the
+   * same realtime connection as the others. Its updates reach the client's
+   * listeners with ev.account set to name. Resolves with the Account once
+   * the server took its token: authenticated on the open connection, or,
+   * when there is none, checked with GET /v1/me (the account then joins the
+   * next connection). Rejects, and adds nothing, on a token refused, a name
+   * already taken (already_logged_in), or a bad name (TypeError).
+   * @param {string} name
+   * @param {{token?: string, getToken?: () => Promise<string>, tokenProvider?: () => Promise<string>, device?: string}} opts
+   */
+  async addAccount(name, opts = {}) {
+    this._checkOpen();
+    checkName('account', name);
+    const device = opts.device || this.device;
+    checkName('device', device);
+    const provider = opts.getToken || opts.tokenProvider || (opts.token ? () => Promise.resolve(opts.token) : null);
+    if (!provider) throw new TypeError('tidings: addAccount needs a token or getToken');
+    if (this._accounts.has(name)) throw sdkError(ErrorCode.AlreadyLoggedIn, `the account "${name}" is already added`);
+    const isStatic = !opts.getToken && !opts.tokenProvider;
+    const sess = this._newSession(name, provider, isStatic, isStatic ? opts.token : '', device);
+    this._setSession(sess);
+    let checked = false;
+    if (this._conn) {
+      // Authenticated on the open connection: the answer says whether the token is good.
+      checked = await new Promise((resolve, reject) => {
+        sess.firstAuth = { resolve, reject };
+        this._syncAccounts();
+      }).catch(err => {
+        this._dropAccount(sess);
+        throw err;
+      });
+    }
+    if (!checked) {
+      try {
+        const me = await this._fetchAs(sess, 'GET', '/v1/me').then(r => r.json());
+        if (!sess.userId) sess.userId = me.id;
+      } catch (err) {
+        this._dropAccount(sess);
+        this._reconcile();
+        throw err;
+      }
+    }
+    this._reconcile();
+    return sess.account;
+  }
+
+  // ---- Manual mode --------------------------------------------------------
+
+  /**
+   * Opens the realtime connection (manual mode); resolves once it is open
+   * and authenticated. Rejects with already_connected, not_logged_in,
+   * auto_mode, or the server's error (a refused token).
+   */
+  connect() {
+    this._checkOpen();
+    if (this.mode === 'auto') {
+      return Promise.reject(sdkError(ErrorCode.AutoMode, 'the connection is managed by the client in auto mode; use mode: "manual" to manage it yourself'));
+    }
+    if (!this._accounts.size) return Promise.reject(sdkError(ErrorCode.NotLoggedIn, 'not logged in'));
+    if (this._conn) return Promise.reject(sdkError(ErrorCode.AlreadyConnected, 'already connected'));
+    const p = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    if (!this._manualWant) {
+      this._manualWant = true;
+      this._connected = false;
+      this._failures = 0;
+      this._lastErr = null;
+      for (const s of this._accounts.values()) s.error = null;
+    }
+    this._reconcile();
+    return p;
+  }
+
+  /** Closes the realtime connection (manual mode). */
+  disconnect() {
+    this._checkOpen();
+    if (this.mode === 'auto') {
+      throw sdkError(ErrorCode.AutoMode, 'the connection is managed by the client in auto mode');
+    }
+    this._manualWant = false;
+    this._lastErr = null;
+    this._resolveWaiters(sdkError(ErrorCode.NotConnected, 'disconnected'));
+    this._reconcile();
+  }
+
+  /**
+   * Pings the server on the realtime connection and resolves with its
+   * answer ({time}). Rejects with not_connected when there is no
+   * connection. In manual mode in the background, it also keeps the
+   * connection, which is dropped after backgroundTimeout without a ping.
+   */
+  async ping() {
+    this._checkOpen();
+    const cn = this._conn;
+    if (!cn) throw sdkError(ErrorCode.NotConnected, 'not connected');
+    if (this._timers.bg) this._armBackground();
+    return cn.command('ping', undefined, this.options.keepAliveTimeout);
+  }
+
+  /**
+   * Tells the client that the application went to the background: in auto
+   * mode the connection closes at once; in manual mode it is kept while
+   * the application pings.
+   */
+  enterBackground() { this._background = true; this._flushAcks(); this._reconcile(); }
+
+  /** Tells the client that the application is in the foreground again. */
+  enterForeground() {
+    this._background = false;
+    for (const s of this._accounts.values()) s.error = null;
+    this._reconcile();
+  }
+
+  /**
+   * Resolves once the connection is open. Rejects at once when the client
+   * is not trying to connect: not_logged_in, closed, or not_connected with
+   * the reason of the last failure as its cause.
+   */
+  waitConnected() {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        switch (true) {
+          case this._status === Status.Connected: resolve(); return true;
+          case this._status === Status.Closed: reject(sdkError(ErrorCode.Closed, 'closed')); return true;
+          case !this._accounts.size: reject(sdkError(ErrorCode.NotLoggedIn, 'not logged in')); return true;
+          case this._status === Status.Disconnected:
+            reject(sdkError(ErrorCode.NotConnected, 'not connected' + (this._statusError ? ': ' + this._statusError.message : ''), { cause: this._statusError || undefined }));
+            return true;
+        }
+        return false;
+      };
+      if (!check()) this._statusWaiters.push(check);
+    });
+  }
+
+  /**
+   * Closes the connection, after acknowledging what the listeners
+   * processed, and stops every timer. The client cannot be used after.
+   */
+  close() {
+    if (this._closed) return;
+    this._flushAcks();
+    this._closed = true;
+    globalThis.removeEventListener?.('online', this._onOnline);
+    globalThis.removeEventListener?.('pagehide', this._onHide);
+    globalThis.document?.removeEventListener?.('visibilitychange', this._onVisibility);
+    this._resolveWaiters(sdkError(ErrorCode.Closed, 'closed'));
+    this._reconcile();
+    for (const k of Object.keys(this._timers)) this._disarm(k);
+    for (const s of this._accounts.values()) clearSessionTimers(s);
+    this._queue = [];
   }
 
   // ---- Internals: REST ----------------------------------------------------
@@ -790,23 +993,20 @@ export class Client {
     if (this._closed) throw sdkError(ErrorCode.Closed, 'closed');
   }
 
+  /** The default account's session, or undefined. */
+  _default() { return this._accounts.get(DEFAULT_ACCOUNT); }
+
   _session() {
     this._checkOpen();
-    if (!this._sess) throw sdkError(ErrorCode.NotLoggedIn, 'not logged in');
-    return this._sess;
-  }
-
-  async _api(method, path, json) {
-    const resp = await this._fetchAs(this._session(), method, path, json === undefined ? {} : { json });
-    return resp.status === 204 ? null : resp.json();
+    const sess = this._default();
+    if (!sess) throw sdkError(ErrorCode.NotLoggedIn, 'not logged in');
+    return sess;
   }
 
   /**
    * Makes a request as the user of sess and returns the response, or
    * throws a TidingsError. A 401 gets a new token from the provider and
    * one more try.
-   */
-  /**
    * @param {any} sess
    * @param {string} method
    * @param {string} path
@@ -825,7 +1025,7 @@ export class Client {
       }
       let resp;
       try {
-        resp = await fetch(this.baseURL + path, { method, headers, body, signal, cache: 'no-store' });
+        resp = await fetch(this.baseURL + path, { method, headers, body, signal, cache: 'no-store', keepalive: method === 'POST' && path === '/v1/realtime/replies' });
       } catch (e) {
         if (signal?.aborted) throw sdkError(ErrorCode.ConnectionLost, 'aborted', { cause: e });
         throw sdkError(ErrorCode.Network, `${method} ${path.split('?')[0]}: the server could not be reached`, { cause: e });
@@ -840,13 +1040,35 @@ export class Client {
     }
   }
 
-  // ---- Internals: the connection supervisor ------------------------------
+  // ---- Internals: accounts ------------------------------------------------
   //
-  // Like the Go SDK's machine: the methods change what is wanted, and
-  // _reconcile makes the connection, the timers and the status follow.
+  // Each account has a session: its token source, device, user, refs,
+  // the connection it is authenticated on (conn), its timers and its
+  // pending acknowledgement. The connection is the client's; accounts join
+  // it (_authOn) when it opens, when they are added, and after the server
+  // ended them (account.closed) or a resync.
 
-  _newSession(provider, isStatic, token) {
-    const sess = { tokens: new TokenSource(provider, isStatic, this.options.refreshMargin), userId: '', appId: '', lastRef: '', resumeLatest: false, cursorLoaded: false };
+  _newSession(name, provider, isStatic, token, device) {
+    const sess = {
+      name, device, tokens: new TokenSource(provider, isStatic, this.options.refreshMargin),
+      userId: '', appId: '', lastRef: '', resumeLatest: false, cursorLoaded: false,
+      active: true,        // false once logged out
+      conn: null,          // the connection the account is authenticated on
+      authing: null,       // the connection an auth is under way on
+      expiresAt: 0,
+      resyncPending: false,
+      error: null,         // why the account stays off: its token was refused for good
+      failures: 0,         // auths in a row that failed on an open connection
+      timers: { retry: 0, refresh: 0, ack: 0 },
+      unacked: 0,          // updates processed since the last reply
+      replied: '',         // the last ref replied on the current connection
+      saved: '',           // the last ref given to the cursor store
+      token: '',           // the token authenticated on the connection
+      saving: Promise.resolve(),
+      firstAuth: null,     // addAccount waiting for the first answer
+      account: null,
+    };
+    sess.account = new Account(this, sess);
     if (token) {
       const c = jwtClaims(token);
       sess.userId = c.sub || '';
@@ -856,22 +1078,179 @@ export class Client {
   }
 
   _setSession(sess) {
-    this._sess = sess;
-    this._gaveUp = false;
+    this._accounts.set(sess.name, sess);
     this._failures = 0;
     this._lastErr = null;
-    this._resyncPending = false;
+    this._syncAccounts();
   }
 
+  /** Forgets an account at once, without a word to the server. */
+  _dropAccount(sess) {
+    sess.active = false;
+    if (this._accounts.get(sess.name) === sess) this._accounts.delete(sess.name);
+    clearSessionTimers(sess);
+    settleFirstAuth(sess, sdkError(ErrorCode.NotLoggedIn, 'logged out'));
+  }
+
+  /** Logs an account out: acknowledges, tells the server, keeps the others. */
+  _logoutAccount(sess) {
+    if (!sess.active) return;
+    this._flushAck(sess);
+    const cn = sess.conn || sess.authing;
+    sess.conn = null;
+    this._dropAccount(sess);
+    if (cn && !cn.ended) {
+      if (this._conn === cn && !this._accounts.size) {
+        // The last account: the server answers, then closes with 1000, a
+        // clean end rather than a loss to recover from.
+        this._conn = null;
+        this._disarmConnTimers();
+        if (cn.kind === 'polling') cn.close();
+        else cn.logout(sess, 5000).catch(() => {}).finally(() => setTimeout(() => cn.close(), 5000));
+      } else {
+        cn.logout(sess, 10000).catch(() => { /* the connection is going anyway */ });
+      }
+    }
+    if (!this._accounts.size) {
+      this._manualWant = false;
+      this._lastErr = null;
+      this._resolveWaiters(sdkError(ErrorCode.NotLoggedIn, 'logged out'));
+    }
+    this._reconcile();
+  }
+
+  /** The accounts that can join a connection now. */
+  _eligible() {
+    return [...this._accounts.values()].filter(s => s.active && !s.error && !s.resyncPending);
+  }
+
+  /** Authenticates, on the open connection, the accounts not yet on it. */
+  _syncAccounts() {
+    const cn = this._conn;
+    if (!cn || cn.ended) return;
+    for (const sess of this._eligible()) {
+      if (sess.conn === cn || sess.authing === cn || sess.timers.retry) continue;
+      this._authOn(cn, sess).catch(err => this._accountFailed(sess, err));
+    }
+  }
+
+  /** Authenticates one account on a connection, resuming after its last processed ref. */
+  async _authOn(cn, sess) {
+    sess.authing = cn;
+    let tok = '';
+    try {
+      tok = await sess.tokens.get();
+      if (!sess.userId) { // the cursor store's key needs them
+        const c = jwtClaims(tok);
+        sess.userId = c.sub || '';
+        sess.appId = c.app || '';
+      }
+      await this._loadCursor(sess);
+      if (!sess.active || cn.ended) throw sdkError(ErrorCode.NotConnected, 'not connected');
+      const after = sess.resumeLatest ? 'latest' : sess.lastRef;
+      if (cn.kind === 'polling') {
+        const res = await cn.auth(sess, after);
+        tok = res.token || tok;
+        sess.expiresAt = sess.tokens.exp || 0;
+        if (after === 'latest' && !sess.lastRef) sess.lastRef = res.lastRef || '';
+      } else {
+        const args = { token: tok, device: sess.device };
+        if (after) args.resumeAfter = after;
+        const res = await cn.auth(sess, args, this.options.dialTimeout);
+        sess.token = tok;
+        sess.expiresAt = Date.parse(res.expiresAt) || 0;
+        if (!sess.userId) { sess.userId = res.userId; sess.appId = res.app; }
+        if (after === 'latest' && !sess.lastRef) sess.lastRef = res.resumedAfter || '';
+        await this._resubscribePresence(sess, cn); // before anything else of the account's
+      }
+      sess.resumeLatest = false;
+    } catch (err) {
+      if (sess.authing === cn) sess.authing = null;
+      throw this._authError(err, sess, err.token || tok);
+    }
+    if (sess.authing === cn) sess.authing = null;
+    if (!sess.active) { // logged out meanwhile
+      cn.logout(sess, 10000).catch(() => {});
+      return;
+    }
+    sess.conn = cn;
+    sess.failures = 0;
+    sess.error = null;
+    sess.replied = '';
+    this._armAccountRefresh(sess);
+    // What was processed but not acknowledged (on the previous connection) is, now.
+    if (refAfter(sess.lastRef, sess.replied)) this._flushAck(sess);
+    settleFirstAuth(sess, null, true);
+  }
+
+  _authError(err, sess, tok) {
+    if (err.code === 'unauthenticated') sess.tokens.reject(tok);
+    // Also when the server does not know our ref (another server, a
+    // restored backup): error.ref is its newest.
+    if (err.code === 'resync_required') return new ResyncError(err.ref, err);
+    return err;
+  }
+
+  /**
+   * What an account's failed auth leads to: a resync, the account off for
+   * good (its token refused for good), or another try after a backoff.
+   */
+  _accountFailed(sess, err) {
+    if (!sess.active || this._closed) return;
+    if (err instanceof ResyncError) {
+      settleFirstAuth(sess, null, true);
+      this._startResync(sess, err);
+      return;
+    }
+    const connLevel = [ErrorCode.ConnectionLost, ErrorCode.NotConnected, ErrorCode.Network, ErrorCode.Timeout].includes(err.code);
+    const fatal = err.code === ErrorCode.TokenRejected || (err.code === 'unauthenticated' && sess.tokens.static);
+    if (!connLevel && (fatal || sess.firstAuth)) {
+      if (sess.firstAuth) { settleFirstAuth(sess, err); return; } // addAccount rejects and drops it
+      this._log('warn', `tidings: the account "${sess.name}" stays off: its token was refused`, err);
+      sess.error = err;
+      this._lastErr = err;
+      if (!this._want()) { // no account left to connect
+        if (this.mode === 'manual') this._manualWant = false;
+        this._resolveWaiters(err);
+      }
+      this._reconcile();
+      return;
+    }
+    settleFirstAuth(sess, null, false);
+    if (connLevel) return; // the connection's own retry brings the account back
+    this._log('warn', `tidings: the account "${sess.name}" could not authenticate`, err);
+    sess.timers.retry = setTimeout(() => {
+      sess.timers.retry = 0;
+      this._syncAccounts();
+    }, backoffDelay(this.options.backoff, sess.failures++));
+  }
+
+  /** A connection ended: its accounts are off it. */
+  _detach(cn) {
+    for (const s of this._accounts.values()) {
+      if (s.conn === cn) {
+        s.conn = null;
+        clearTimeout(s.timers.refresh);
+        s.timers.refresh = 0;
+      }
+    }
+  }
+
+  // ---- Internals: the connection supervisor ------------------------------
+  //
+  // Like the Go SDK's machine: the methods change what is wanted, and
+  // _reconcile makes the connection, the timers and the status follow.
+
   _want() {
-    if (!this._sess || this._closed) return false;
+    if (this._closed || !this._accounts.size) return false;
+    if (![...this._accounts.values()].some(s => !s.error)) return false; // every token refused for good
     if (this.mode === 'manual') return this._manualWant;
-    return !this._background && !this._gaveUp;
+    return !this._background;
   }
 
   _reconcile() {
     if (this._want()) {
-      if (!this._conn && !this._dial && !this._timers.retry && !this._resyncPending) this._startDial();
+      if (!this._conn && !this._dial && !this._timers.retry && this._eligible().length) this._startDial();
     } else {
       if (this._dial) {
         this._dial.conn?.close();
@@ -943,9 +1322,12 @@ export class Client {
   _startDial() {
     const attempt = { conn: null };
     this._dial = attempt;
-    const sess = this._sess;
     const polling = this._usePolling;
-    withTimeout(this._open(sess, polling, attempt), this.options.dialTimeout, 'connecting')
+    for (const s of this._accounts.values()) { // this connection authenticates them all
+      clearTimeout(s.timers.retry);
+      s.timers.retry = 0;
+    }
+    withTimeout(this._open(polling, attempt), this.options.dialTimeout, 'connecting')
       .catch(async err => {
         // A WebSocket that never opened, refused or left unanswered until
         // the dial timed out: a proxy dropping upgrades, if plain HTTP works.
@@ -959,45 +1341,34 @@ export class Client {
       .then(cn => this._dialed(attempt, cn, null, polling), err => this._dialed(attempt, null, err, polling));
   }
 
-  /** Opens and authenticates a connection. */
-  async _open(sess, polling, attempt) {
-    const tok = await sess.tokens.get();
-    await this._loadCursor(sess);
-    if (polling) {
-      const cn = new PollConn(this, sess, (cn, updates) => this._receiveBatch(cn, updates));
-      attempt.conn = cn;
-      const after = sess.resumeLatest ? 'latest' : sess.lastRef;
-      try {
-        await cn.start(after);
-      } catch (err) {
-        cn.close();
-        throw this._authError(err, sess, tok);
-      }
-      sess.resumeLatest = false;
+  /**
+   * Opens a connection and authenticates every account on it, each
+   * resuming after its own last processed ref. It is open once one account
+   * is; the others' failures are theirs (_accountFailed).
+   */
+  async _open(polling, attempt) {
+    const cn = polling
+      ? new PollConn(this, (cn, sess, updates) => this._receiveBatch(cn, sess, updates), (cn, sess, err, tok) => this._pollFailed(cn, sess, err, tok))
+      : new SocketConn(this.wsURL, (cn, f) => this._receive(cn, f));
+    attempt.conn = cn;
+    cn.closed.then(() => this._detach(cn));
+    if (!polling) await cn.open; // if it never opens, _startDial tells a blocked WebSocket from a server gone
+    const accounts = this._eligible();
+    const errs = await Promise.all(accounts.map(s => this._authOn(cn, s).then(() => null, err => err)));
+    if (errs.some(e => !e)) {
+      errs.forEach((err, i) => { if (err) this._accountFailed(accounts[i], err); });
       return cn;
     }
-    const cn = new SocketConn(this.wsURL, sess, (cn, f) => this._receive(cn, f));
-    attempt.conn = cn;
-    await cn.open; // if it never opens, _startDial tells a blocked WebSocket from a server gone
-    const args = { token: tok, device: this.device };
-    if (sess.resumeLatest) args.resumeAfter = 'latest';
-    else if (sess.lastRef) args.resumeAfter = sess.lastRef;
-    let res;
-    try {
-      res = await cn.command('auth', args, this.options.dialTimeout);
-    } catch (err) {
-      cn.close();
-      throw this._authError(err, sess, tok);
-    }
-    cn.token = tok;
-    cn.expiresAt = Date.parse(res.expiresAt) || 0;
-    if (!sess.userId) { sess.userId = res.userId; sess.appId = res.app; }
-    await this._resubscribePresence(sess, cn);
-    if (args.resumeAfter === 'latest') {
-      if (!sess.lastRef) sess.lastRef = res.resumedAfter || '';
-      sess.resumeLatest = false;
-    }
-    return cn;
+    cn.close();
+    // None could: the default account's error tells why, else the first.
+    const i = Math.max(accounts.findIndex(s => s.name === DEFAULT_ACCOUNT), 0);
+    errs.forEach((err, j) => {
+      // Resyncs and tokens refused for good are the accounts'; other errors retry the connection.
+      if (err instanceof ResyncError || err.code === ErrorCode.TokenRejected || (err.code === 'unauthenticated' && accounts[j].tokens.static) || accounts[j].firstAuth) {
+        this._accountFailed(accounts[j], err);
+      }
+    });
+    throw errs[i] || sdkError(ErrorCode.NotConnected, 'no account to authenticate');
   }
 
   /** Whether the server answers plain HTTP requests. */
@@ -1008,14 +1379,6 @@ export class Client {
     } catch {
       return false;
     }
-  }
-
-  _authError(err, sess, tok) {
-    if (err.code === 'unauthenticated') sess.tokens.reject(tok);
-    // Also when the server does not know our ref (another server, a
-    // restored backup): error.ref is its newest.
-    if (err.code === 'resync_required') return new ResyncError(err.ref, err);
-    return err;
   }
 
   _dialed(attempt, cn, err, polling) {
@@ -1031,7 +1394,6 @@ export class Client {
       this._failures = 0;
       this._lastErr = null;
       if (!polling) this._wsMisses = 0;
-      this._tokenExp = cn.expiresAt || cn.sess.tokens.exp || 0;
       cn.closed.then(reason => {
         if (this._conn === cn) {
           this._connLost(reason);
@@ -1039,19 +1401,18 @@ export class Client {
         }
       });
       this._resolveWaiters(null);
-      this._armRefresh();
       this._armKeepAlive();
       this._armUpgrade(cn);
+      this._syncAccounts(); // accounts added while it opened
       this._reconcile();
       return;
     }
     attempt.conn?.close();
-    if (err instanceof ResyncError) {
-      this._startResync(err);
+    if (this._closed) return;
+    if (err instanceof ResyncError) { // the listeners rebuild, then the client connects again
       this._reconcile();
       return;
     }
-    if (this._closed) return;
     this._log('warn', 'tidings: could not connect', err);
     this._lastErr = err;
     // Auto transport: WebSockets that never open while HTTP works (a proxy
@@ -1064,10 +1425,8 @@ export class Client {
         this._wsMisses = 0;
       }
     }
-    const fatal = err.code === ErrorCode.TokenRejected || (err.code === 'unauthenticated' && this._sess.tokens.static);
-    if (fatal || (this.mode === 'manual' && !this._connected)) {
+    if (!this._want() || (this.mode === 'manual' && !this._connected)) {
       if (this.mode === 'manual') this._manualWant = false;
-      else this._gaveUp = true;
       this._resolveWaiters(err);
       this._reconcile();
       return;
@@ -1079,20 +1438,9 @@ export class Client {
 
   _connLost(reason) {
     this._conn = null;
-    this._disarm('refresh');
-    this._disarm('keep');
-    this._disarm('upgrade');
+    this._disarmConnTimers();
     this._lastErr = reason;
     this._log('info', 'tidings: connection lost', reason);
-    if (reason instanceof ResyncError) {
-      this._startResync(reason);
-      return;
-    }
-    if (reason?.code === 'unauthenticated' && this._sess?.tokens.static) {
-      this._gaveUp = this.mode === 'auto';
-      this._manualWant = false;
-      return;
-    }
     if (this.mode === 'manual' && this._background) this._manualWant = false;
     if (this._want()) {
       this._arm('retry', backoffDelay(this.options.backoff, this._failures), () => {});
@@ -1100,20 +1448,38 @@ export class Client {
     }
   }
 
-  _dropConn() {
-    const cn = this._conn;
-    this._conn = null;
-    this._disarm('refresh');
-    this._disarm('keep');
-    this._disarm('upgrade');
-    cn.close();
+  /** A polling account's loop ended on an error of its own: the others go on. */
+  _pollFailed(cn, sess, err, tok) {
+    if (sess.conn === cn) sess.conn = null;
+    if (this._conn !== cn) return;
+    this._accountFailed(sess, this._authError(err, sess, tok));
+    // No account left on it: the connection is of no use.
+    if (![...this._accounts.values()].some(s => s.conn === cn)) {
+      this._dropConn();
+      this._reconcile();
+    }
   }
 
-  /** The listeners rebuild the application's state, then the client resumes. */
-  _startResync(err) {
-    this._log('warn', 'tidings: the server no longer has the updates after the last one processed: resync', err.ref);
-    this._resyncPending = true;
-    this._push({ kind: 'resync', ev: { name: 'resyncRequired', ref: err.ref, time: new Date().toISOString() }, sess: this._sess });
+  _disarmConnTimers() {
+    this._disarm('keep');
+    this._disarm('upgrade');
+  }
+
+  /** Closes the connection, after acknowledging what the listeners processed. */
+  _dropConn() {
+    const cn = this._conn;
+    this._flushAcks();
+    this._conn = null;
+    this._disarmConnTimers();
+    cn.close();
+    this._detach(cn);
+  }
+
+  /** The listeners rebuild the application's state, then the account resumes. */
+  _startResync(sess, err) {
+    this._log('warn', `tidings: the server no longer has the updates after the last one processed of the account "${sess.name}": resync`, err.ref);
+    sess.resyncPending = true;
+    this._push({ kind: 'resync', ev: { name: 'resyncRequired', account: sess.name, ref: err.ref, time: new Date().toISOString() }, sess });
   }
 
   /**
@@ -1154,41 +1520,44 @@ export class Client {
     });
   }
 
-  _armRefresh() {
-    const cn = this._conn;
+  _armAccountRefresh(sess) {
+    clearTimeout(sess.timers.refresh);
+    sess.timers.refresh = 0;
+    const cn = sess.conn;
     if (!cn || cn.kind !== 'websocket') return; // polls take the token of the moment
-    const at = cn.sess.tokens.refreshAt();
+    const at = sess.tokens.refreshAt();
     if (!at) return;
-    this._arm('refresh', Math.max(at - Date.now(), 1000), () => this._refresh(cn));
+    sess.timers.refresh = setTimeout(() => this._refresh(cn, sess), Math.max(at - Date.now(), 1000));
   }
 
   /** Gets a new token and authenticates it on the open connection: the server takes it as a refresh. */
-  async _refresh(cn) {
-    if (this._conn !== cn) return;
+  async _refresh(cn, sess) {
+    sess.timers.refresh = 0;
+    if (sess.conn !== cn) return;
     let err = null;
     try {
-      const tok = await cn.sess.tokens.get();
-      if (tok !== cn.token) {
+      const tok = await sess.tokens.get();
+      if (tok !== sess.token) {
         try {
-          const res = await cn.command('auth', { token: tok, device: this.device }, this.options.dialTimeout);
-          cn.token = tok;
-          this._tokenExp = Date.parse(res.expiresAt) || 0;
+          const res = await cn.auth(sess, { token: tok, device: sess.device }, this.options.dialTimeout);
+          sess.token = tok;
+          sess.expiresAt = Date.parse(res.expiresAt) || 0;
         } catch (e) {
-          if (e.code === 'unauthenticated') cn.sess.tokens.reject(tok);
+          if (e.code === 'unauthenticated') sess.tokens.reject(tok);
           throw e;
         }
       }
     } catch (e) {
       err = e;
     }
-    if (this._conn !== cn) return;
+    if (sess.conn !== cn) return;
     if (!err) {
-      this._armRefresh();
+      this._armAccountRefresh(sess);
       return;
     }
-    this._log('warn', 'tidings: token refresh failed', err);
-    const left = this._tokenExp - Date.now();
-    this._arm('refresh', Math.min(Math.max(left / 4, 1000), 30000), () => this._refresh(cn));
+    this._log('warn', `tidings: token refresh failed for the account "${sess.name}"`, err);
+    const left = sess.expiresAt - Date.now();
+    sess.timers.refresh = setTimeout(() => this._refresh(cn, sess), Math.min(Math.max(left / 4, 1000), 30000));
   }
 
   _armKeepAlive() {
@@ -1213,24 +1582,36 @@ export class Client {
     if (!store || sess.cursorLoaded) return;
     sess.cursorLoaded = true;
     try {
-      const ref = await store.load({ appId: sess.appId, userId: sess.userId, device: this.device });
+      const ref = await store.load(cursorKey(sess));
       if (ref && refAfter(ref, sess.lastRef)) sess.lastRef = String(ref);
     } catch (e) {
       this._log('warn', 'tidings: could not load the cursor', e);
     }
   }
 
-  _receive(cn, frame) {
-    const ev = fullEvent(frame, cn.sess);
-    if (!this._push({ kind: 'event', ev, ref: frame.ref || '', conn: cn, sess: cn.sess }, this.options.maxQueue)) {
+  /** An update frame from a connection, for the account it names (polls: the account polling). */
+  _receive(cn, frame, polled) {
+    const sess = polled || this._accounts.get(frame.account || DEFAULT_ACCOUNT);
+    if (!sess || !sess.active) return;
+    const ev = fullEvent(frame, sess); // the fields the wire leaves out, filled in
+    ev.account = sess.name;
+    if (ev.name === 'account.closed' && cn.kind === 'websocket' && sess.conn === cn) {
+      // The server ended the account (its token expired): it comes back
+      // with a fresh token, if it can get one; the others stay.
+      sess.conn = null;
+      clearTimeout(sess.timers.refresh);
+      sess.timers.refresh = 0;
+      setTimeout(() => this._syncAccounts(), 0);
+    }
+    if (!this._push({ kind: 'event', ev, ref: frame.ref || '', sess }, this.options.maxQueue)) {
       // Drop the connection rather than the update: the next one resumes after the last processed.
       cn.abort(sdkError(ErrorCode.ConnectionLost, 'too many updates waiting for the listeners'));
     }
   }
 
-  /** Queues a batch of polled updates and resolves once the listeners processed them. */
-  _receiveBatch(cn, updates) {
-    for (const f of updates) this._receive(cn, f);
+  /** Queues a batch of an account's polled updates and resolves once the listeners processed them. */
+  _receiveBatch(cn, sess, updates) {
+    for (const f of updates) this._receive(cn, f, sess);
     return this._drained();
   }
 
@@ -1247,41 +1628,30 @@ export class Client {
     return new Promise(resolve => this._idle.push(resolve));
   }
 
-  /** Delivers the queue to the listeners, one update at a time, and acknowledges what they processed. */
+  /** Delivers the queue to the listeners, one update at a time, and notes what they processed. */
   async _pump() {
     if (this._delivering) return;
     this._delivering = true;
-    let unacked = null;
-    let n = 0;
     try {
       while (this._queue.length && this._events.length) {
         const it = this._queue.shift();
         const sess = it.sess;
-        if (sess !== this._sess) continue; // from a previous login
+        if (!sess.active) continue; // logged out meanwhile
         if (it.kind === 'event') {
           if (it.ref && !refAfter(it.ref, sess.lastRef)) continue; // a replay overlapping what came before
-          await this._callListeners(it.ev);
-          if (it.ref && sess === this._sess) {
-            sess.lastRef = it.ref;
-            unacked = it;
-            n++;
-          }
+          await this._callListeners(it.ev, sess);
+          if (it.ref && sess.active) this._processed(sess, it.ref);
         } else if (it.kind === 'resync') {
-          await this._callListeners(it.ev);
+          await this._callListeners(it.ev, sess);
           if (it.ev.ref) sess.lastRef = it.ev.ref;
           else { sess.lastRef = ''; sess.resumeLatest = true; }
-          unacked = null;
-          if (it.ev.ref) await this._saveCursor(sess, it.ev.ref);
-          this._resyncPending = false;
+          sess.unacked = 0;
+          if (it.ev.ref) this._saveCursor(sess, it.ev.ref);
+          sess.resyncPending = false;
+          this._syncAccounts();
           this._reconcile();
         }
-        if (unacked && (!this._queue.length || n >= ACK_EVERY)) {
-          await this._ack(unacked);
-          unacked = null;
-          n = 0;
-        }
       }
-      if (unacked) await this._ack(unacked);
     } finally {
       this._delivering = false;
     }
@@ -1294,9 +1664,9 @@ export class Client {
     }
   }
 
-  async _callListeners(ev) {
+  async _callListeners(ev, sess) {
     for (const l of this._events.slice()) {
-      if (l.removed) continue;
+      if (l.removed || (l.only && l.only !== sess)) continue;
       try {
         await l.fn(ev);
       } catch (e) {
@@ -1305,25 +1675,81 @@ export class Client {
     }
   }
 
-  async _ack(it) {
-    await this._saveCursor(it.sess, it.ref);
-    it.conn.reply(it.ref); // the connection may be gone: the next one resumes after the ref anyway
+  /**
+   * The listeners processed an update of the account. Replies are
+   * cumulative, so they are coalesced: one reply per account at most every
+   * ackDelay ms (250), or at once after ackEvery (64) updates, and at once
+   * before the connection closes, the account logs out or the page hides.
+   */
+  _processed(sess, ref) {
+    sess.lastRef = ref;
+    if (++sess.unacked >= this.options.ackEvery) {
+      this._flushAck(sess);
+    } else if (!sess.timers.ack) {
+      sess.timers.ack = setTimeout(() => { sess.timers.ack = 0; this._flushAck(sess); }, this.options.ackDelay);
+    }
   }
 
-  async _saveCursor(sess, ref) {
+  /** Acknowledges now what the listeners processed of the account, if not yet. */
+  _flushAck(sess) {
+    clearTimeout(sess.timers.ack);
+    sess.timers.ack = 0;
+    sess.unacked = 0;
+    const ref = sess.lastRef;
+    if (!ref || !refAfter(ref, sess.replied)) return;
+    if (refAfter(ref, sess.saved)) this._saveCursor(sess, ref);
+    const cn = sess.conn;
+    // Without a connection, the next one resumes after lastRef, and replies then.
+    if (!cn || cn.ended) return;
+    sess.replied = ref;
+    cn.reply(sess, ref);
+  }
+
+  _flushAcks() {
+    for (const s of this._accounts.values()) this._flushAck(s);
+  }
+
+  _saveCursor(sess, ref) {
     const store = this.options.cursorStore;
     if (!store) return;
-    try {
-      await store.save({ appId: sess.appId, userId: sess.userId, device: this.device, ref });
-    } catch (e) {
+    sess.saved = ref;
+    // One save at a time per account, in order.
+    sess.saving = sess.saving.then(() => store.save({ ...cursorKey(sess), ref })).catch(e => {
       this._log('warn', 'tidings: could not save the cursor', e);
-    }
+    });
   }
 
   _log(level, ...args) {
     const l = this.options.logger;
     if (l && typeof l[level] === 'function') l[level](...args);
   }
+}
+
+/** What a cursor store keeps a cursor under: the server's cursor is per app, user and device. */
+function cursorKey(sess) {
+  return { appId: sess.appId, userId: sess.userId, device: sess.device, account: sess.name };
+}
+
+function checkName(what, name) {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+    throw new TypeError(`tidings: ${what} name "${name}" is not valid: use 1 to 64 letters, digits, _ and -`);
+  }
+}
+
+function clearSessionTimers(sess) {
+  for (const k of Object.keys(sess.timers)) {
+    clearTimeout(sess.timers[k]);
+    sess.timers[k] = 0;
+  }
+}
+
+/** Settles addAccount's wait for the account's first auth: an error, or whether the token was proved. */
+function settleFirstAuth(sess, err, proved = false) {
+  const w = sess.firstAuth;
+  if (!w) return;
+  sess.firstAuth = null;
+  if (err) w.reject(err);
+  else w.resolve(proved);
 }
 
 /**
