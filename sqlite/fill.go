@@ -40,8 +40,11 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 		return 0, fmt.Errorf("sqlite: fill: %w", err)
 	}
 	defer conn.Close()
+	// Without a journal, a transaction cut short cannot be rolled back:
+	// ctx is checked between transactions only, never interrupts one.
+	txCtx := context.WithoutCancel(ctx)
 	exec := func(q string, args ...any) error {
-		_, err := conn.ExecContext(ctx, q, args...)
+		_, err := conn.ExecContext(txCtx, q, args...)
 		return err
 	}
 	if err := exec(`CREATE TEMP TABLE fill_convs AS
