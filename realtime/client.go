@@ -163,6 +163,10 @@ func (c *Client) check(now time.Time) {
 
 // Handle processes one frame from the peer.
 func (c *Client) Handle(data []byte) {
+	if ref, account, ok := parseReply(data); ok {
+		c.reply(ref, account)
+		return
+	}
 	var f protocol.Frame
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.close(protocol.CloseBadFrame, "a frame is not valid JSON")
@@ -179,16 +183,29 @@ func (c *Client) Handle(data []byte) {
 	case protocol.TypeCommand:
 		c.command(&f)
 	case protocol.TypeReply:
-		seq, ok := protocol.ParseRef(f.Ref)
-		if !ok {
-			c.close(protocol.CloseBadFrame, "a reply has no valid ref")
-			return
-		}
-		if s := c.session(f.Account); s != nil {
-			s.ack(seq)
-		}
+		c.reply(f.Ref, f.Account)
 	default:
 		c.close(protocol.CloseBadFrame, fmt.Sprintf("unknown frame type %q", f.Type))
+	}
+}
+
+// reply handles a reply frame: the account's session acknowledges every
+// update up to ref, in memory (the node stores cursors every second).
+func (c *Client) reply(ref, account string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.lastActive = c.node.Now()
+	c.mu.Unlock()
+	seq, ok := protocol.ParseRef(ref)
+	if !ok {
+		c.close(protocol.CloseBadFrame, "a reply has no valid ref")
+		return
+	}
+	if s := c.session(account); s != nil {
+		s.ack(seq)
 	}
 }
 

@@ -15,6 +15,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -149,7 +150,8 @@ func (n *Node) Open() error {
 func (n *Node) Close() error { return n.Shutdown(context.Background()) }
 
 // Shutdown closes every connection with "going away" (clients reconnect
-// and resume elsewhere or later), stores the cursors of all in one write,
+// and resume elsewhere or later), stores the cursors of all together (in
+// writes of cursorChunk),
 // and stops the node: its own goroutines and those of its clients (auth,
 // replay). It returns ctx's error if that took longer than ctx allows.
 func (n *Node) Shutdown(ctx context.Context) error {
@@ -535,6 +537,9 @@ func (n *Node) tickInterval() time.Duration {
 	return max(d, 10*time.Millisecond)
 }
 
+// cursorChunk is the most cursors flushCursors stores in one write.
+const cursorChunk = 500
+
 // deviceKey names the cursor of one device of a user.
 type deviceKey struct{ app, user, device string }
 
@@ -597,21 +602,30 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 		}
 	}
 	n.acksMu.Unlock()
-	if err := n.Log.SaveCursors(ctx, cs); err != nil {
-		if ctx.Err() == nil {
-			n.Logger.Error("save cursors", "err", err, "count", len(cs))
-		}
-		// Not stored: the next flush tries again.
-		n.acksMu.Lock()
-		for _, cur := range cs {
-			if c := n.acks[deviceKey{cur.AppID, cur.UserID, cur.Device}]; c != nil && c.saved == cur.Seq {
-				c.saved = 0
+	// In writes of cursorChunk cursors at most, one after the other: the
+	// store's writer commits the sends queued meanwhile between two, so a
+	// flush of thousands of cursors (every receiver of a busy second)
+	// does not hold them up for its whole length.
+	var errs []error
+	for len(cs) > 0 {
+		chunk := cs[:min(len(cs), cursorChunk)]
+		cs = cs[len(chunk):]
+		if err := n.Log.SaveCursors(ctx, chunk); err != nil {
+			if ctx.Err() == nil {
+				n.Logger.Error("save cursors", "err", err, "count", len(chunk))
 			}
+			// Not stored: the next flush tries again.
+			n.acksMu.Lock()
+			for _, cur := range chunk {
+				if c := n.acks[deviceKey{cur.AppID, cur.UserID, cur.Device}]; c != nil && c.saved == cur.Seq {
+					c.saved = 0
+				}
+			}
+			n.acksMu.Unlock()
+			errs = append(errs, err)
 		}
-		n.acksMu.Unlock()
-		return err
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // checkClients closes the clients whose time is up: no account in time,

@@ -78,7 +78,8 @@ func onlineClients(t *testing.T, log tidings.EventLog, n int) (*Node, []*closeRe
 }
 
 // A shutdown closes every client with "going away" and stores all their
-// cursors in one write, not one write per client.
+// cursors in one write (up to cursorChunk of them), not one write per
+// client.
 func TestShutdownStoresAllCursorsInOneWrite(t *testing.T) {
 	const clients = 300
 	log := &cursorLog{cursors: map[string]int64{}}

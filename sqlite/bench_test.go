@@ -2,8 +2,14 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -79,4 +85,160 @@ func BenchmarkFindUserByID(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkSendRooms measures durable sends spread over many small
+// conversations (2,000 of 5 participants, as in "tidings bench rooms"),
+// each send to another conversation than the last ones, with a database
+// that already holds history messages per conversation (filled with
+// sqlite.FillHistory): what a send costs must not grow with the history.
+// 16 senders at once, so commits group about as many sends as the
+// server's at 1,000 messages a second.
+func BenchmarkSendRooms(b *testing.B) {
+	for _, history := range []int{0, 50, 500} {
+		b.Run(fmt.Sprintf("history=%dx2000", history), func(b *testing.B) { benchSendRooms(b, 2000, 5, history) })
+	}
+}
+
+func benchSendRooms(b *testing.B, rooms, members, history int) {
+	template := roomsTemplate(b, rooms, members)
+	path := filepath.Join(b.TempDir(), "bench.db")
+	if err := copyFile(template, path); err != nil {
+		b.Fatal(err)
+	}
+	if history > 0 {
+		if _, err := sqlite.FillHistory(context.Background(), path, "a", "r", history, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := openDBWith(b, path, nil)
+	parts := text("64 bytes of message text, which is about one line of a chat.....")
+	var n atomic.Int64
+	io0 := procIO(b)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	var swg sync.WaitGroup
+	for range 16 {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			for {
+				i := int(n.Add(1))
+				if i > b.N {
+					return
+				}
+				r := (i * 7919) % rooms // another room each time
+				from := fmt.Sprintf("u%d", r*members+i%members)
+				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r),
+					tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	swg.Wait()
+	b.StopTimer()
+	io1 := procIO(b)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64(io1["syscw"]-io0["syscw"])/float64(b.N), "writes/msg")
+	b.ReportMetric(float64(io1["syscr"]-io0["syscr"])/float64(b.N), "reads/msg")
+	b.ReportMetric(float64(io1["write_bytes"]-io0["write_bytes"])/float64(b.N)/1024, "KiB-written/msg")
+}
+
+// procIO reads this process's I/O counters (/proc/self/io).
+func procIO(b *testing.B) map[string]int64 {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Skip("no /proc/self/io:", err)
+	}
+	m := map[string]int64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if ok {
+			m[k], _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return m
+}
+
+// roomsTemplate returns a database of rooms conversations of members
+// users each (room r is "r<r>", its users "u<r*members>"… the first its
+// owner), made once and kept in the temporary directory, since making it
+// takes a while.
+func roomsTemplate(b *testing.B, rooms, members int) string {
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("tidings-bench-rooms-%dx%d.db", rooms, members))
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	tmp := filepath.Join(b.TempDir(), "template.db")
+	e := openDBWith(b, tmp, nil)
+	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
+		b.Fatal(err)
+	}
+	// In parallel, so that group commit makes it quick.
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				nc := tidings.NewConversation{ID: fmt.Sprintf("r%d", r)}
+				for m := range members {
+					id := fmt.Sprintf("u%d", r*members+m)
+					if _, err := e.users.CreateUser(server("a"), &tidings.User{ID: id}); err != nil {
+						b.Error(err)
+						return
+					}
+					if m > 0 {
+						nc.Participants = append(nc.Participants, tidings.NewParticipant{UserID: id})
+					}
+				}
+				if _, err := e.convs.CreateConversation(user("a", fmt.Sprintf("u%d", r*members)), nc); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for r := range rooms {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	if err := e.db.Close(); err != nil { // checkpoints: the file is whole
+		b.Fatal(err)
+	}
+	if err := copyFile(tmp, path+".tmp"); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// copyFile copies a closed database, with its WAL if it has one.
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		return err
+	}
+	wal, err := os.ReadFile(from + "-wal")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to+"-wal", wal, 0o600)
 }

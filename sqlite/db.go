@@ -47,6 +47,9 @@ type DB struct {
 	Now func() time.Time
 	// MaxBatch caps the number of jobs committed together (default 512).
 	MaxBatch int
+	// CacheMiB is the size of the write connection's page cache (default
+	// 64 MiB).
+	CacheMiB int
 	// Synchronous is the SQLite synchronous setting: "FULL" (default: a
 	// committed write survives power loss) or "NORMAL" (survives a crash of
 	// the process, may lose the last commits on power loss).
@@ -107,7 +110,13 @@ func (db *DB) Open() error {
 	// memory instead of temporary files.
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
 	var err error
-	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
+	// The writer's page cache holds the pages that sends write again and
+	// again: with thousands of active conversations, the last page of each
+	// one's messages and indexes (about 6 pages, 24 KiB, per conversation).
+	// With SQLite's default of 2 MiB they were read again from the file
+	// for most sends, and spilled to the WAL before the commit.
+	wpragmas := pragmas + fmt.Sprintf("&_pragma=cache_size(%d)", -db.cacheKiB())
+	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+wpragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
 		return fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -149,6 +158,13 @@ func (db *DB) Open() error {
 	db.done = make(chan struct{})
 	go db.writer()
 	return nil
+}
+
+func (db *DB) cacheKiB() int {
+	if db.CacheMiB <= 0 {
+		return 64 << 10
+	}
+	return db.CacheMiB << 10
 }
 
 // Close stops the writer after the jobs already queued and closes the

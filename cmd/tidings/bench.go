@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tidings/tidings/loadgen"
+	"github.com/tidings/tidings/sqlite"
 )
 
 const benchNote = `
@@ -95,6 +97,41 @@ together, each resuming after the last ref it received, while messages
 keep coming. It reports the time until every client has received what it
 missed, and checks that nothing was lost or duplicated.` + benchNote,
 	run: runBenchReconnect,
+}
+
+var benchRoomsCommand = &command{
+	name:  "bench rooms",
+	args:  "[--rooms N] [--members N] [--rate R] [flags]",
+	short: "load test: many small conversations, every member sending and receiving",
+	long: `
+Bench rooms creates --rooms conversations of --members users each (2 for
+one-to-one chats), every user on a WebSocket of their own, member of one
+room, sending to it and receiving from it. Messages go at --rate per
+second in all, spread evenly over the rooms, each from a random member of
+its room; with --rate 0, as fast as they are delivered, with at most
+--window messages per room sent and not yet received by all its other
+members. Members acknowledge what they received with a reply at most
+every --reply-every while updates flow, as clients do. It reports
+messages and deliveries per second, the latency from send to receipt, the
+server's CPU time per message (the receivers' replies, the senders' own
+copies and the answers included), and checks that every acknowledged
+message reached every other member of its room exactly once.` + benchNote,
+	run: runBenchRooms,
+}
+
+var benchFillCommand = &command{
+	name:  "bench fill",
+	args:  "--data DIR --conversations PREFIX --per-conversation N [--app ID]",
+	short: "add stored messages to a benchmark's conversations, fast",
+	long: `
+Bench fill adds --per-conversation messages to every conversation of the
+app whose id starts with --conversations, straight into the database of
+the data directory, with the server stopped: to measure a server that
+already stores millions of messages without sending them one by one (10
+million take a few minutes). The messages are stored as sends store them,
+one to each conversation in turn, from its creator. The writes are not
+synced: use it on a benchmark's data directory only.`,
+	run: runBenchFill,
 }
 
 var benchPlotCommand = &command{
@@ -250,6 +287,62 @@ func runBenchReconnect(ctx context.Context, c *cli, args []string) error {
 	f.Config = b.cfg
 	r, err := loadgen.RunReconnect(ctx, f)
 	return b.report(c, r, err)
+}
+
+func runBenchRooms(ctx context.Context, c *cli, args []string) error {
+	var b benchFlags
+	var f loadgen.RoomsConfig
+	fs := flag.NewFlagSet("bench rooms", flag.ContinueOnError)
+	addBenchFlags(fs, &b)
+	fs.IntVar(&f.Rooms, "rooms", 100, "conversations (a `count`)")
+	fs.IntVar(&f.Members, "members", 5, "users in each conversation, each on a connection of its own (a `count`)")
+	fs.Float64Var(&f.Rate, "rate", 100, "messages per second sent in all (a `rate`); 0 sends as fast as they are delivered")
+	fs.IntVar(&f.Window, "window", 2, "with --rate 0: messages in flight per room, at most (a `count`)")
+	fs.DurationVar(&f.ReplyEvery, "reply-every", time.Second, "longest wait before a member acknowledges what it received (a `duration`)")
+	fs.IntVar(&f.Size, "size", 64, "length of a message's text (`bytes`)")
+	fs.DurationVar(&f.Warmup, "warmup", 2*time.Second, "load before measuring (a `duration`)")
+	if err := parseBench(c, fs, &b, args); err != nil {
+		return err
+	}
+	f.Config = b.cfg
+	r, err := loadgen.RunRooms(ctx, f)
+	return b.report(c, r, err)
+}
+
+func runBenchFill(ctx context.Context, c *cli, args []string) error {
+	fs := flag.NewFlagSet("bench fill", flag.ContinueOnError)
+	data := fs.String("data", "", "the server's data `directory`")
+	app := fs.String("app", "default", "the `id` of the app")
+	prefix := fs.String("conversations", "", "fill the conversations whose id starts with this `prefix`")
+	per := fs.Int("per-conversation", 0, "messages to add to each conversation (a `count`)")
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 0, 0, ""); err != nil {
+		return err
+	}
+	if *data == "" || *per <= 0 {
+		return usageErrorf("give --data and --per-conversation")
+	}
+	path := filepath.Join(*data, dbFile)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no database in %s: %w", *data, err)
+	}
+	start := time.Now()
+	last := start
+	n, err := sqlite.FillHistory(ctx, path, *app, *prefix, *per, func(added int64) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(c.stderr, "\r%d messages added (%.0f/s)", added, float64(added)/time.Since(start).Seconds())
+		}
+	})
+	fmt.Fprintln(c.stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "added %d messages in %s\n", n, time.Since(start).Round(time.Second))
+	return nil
 }
 
 func runBenchPlot(ctx context.Context, c *cli, args []string) error {

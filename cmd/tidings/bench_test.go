@@ -63,6 +63,21 @@ func TestBenchScenarios(t *testing.T) {
 					t.Errorf("persist: sent %d, acknowledged %d, refused %d", r.Sent, r.Acked, r.SendErrors)
 				}
 			}},
+		{[]string{"bench", "rooms", "--rooms", "3", "--members", "3", "--rate", "30", "--duration", "500ms", "--warmup", "1ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				// 9 members, each sending to and receiving from its room;
+				// every acknowledged message reached the 2 others (checked
+				// as nothing lost, for all).
+				if r.Connections != 9 || r.Acked == 0 || r.Acked != r.Sent-r.SendErrors || r.Deliveries == 0 || r.Latency == nil {
+					t.Errorf("rooms: %+v", r)
+				}
+			}},
+		{[]string{"bench", "rooms", "--rooms", "2", "--members", "2", "--rate", "0", "--window", "1", "--duration", "300ms", "--warmup", "1ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				if r.Connections != 4 || r.Acked == 0 || r.Acked != r.Sent-r.SendErrors {
+					t.Errorf("rooms at saturation: %+v", r)
+				}
+			}},
 		{[]string{"bench", "reconnect", "--clients", "5", "--missed", "4", "--rate", "50", "--duration", "100ms"},
 			func(t *testing.T, r *loadgen.Result) {
 				if r.CaughtUp != 5 || r.Missed < 4 {

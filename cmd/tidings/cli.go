@@ -35,7 +35,7 @@ func commands() []*command {
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
 		tokenCommand,
 		listenCommand, sendCommand, chatCommand,
-		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchPlotCommand,
+		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchRoomsCommand, benchFillCommand, benchPlotCommand,
 		versionCommand,
 	}
 }
