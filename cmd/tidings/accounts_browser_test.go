@@ -95,7 +95,9 @@ func newAccountsFixture(t *testing.T) *accountsFixture {
 	t.Helper()
 	b := newBrowser(t)
 	f := &accountsFixture{t: t, dir: t.TempDir()}
-	f.url, f.stop = startServe(t, f.dir, "--dev")
+	// No user rate: alice sends bursts of 200 messages at full speed, and
+	// the limit (50/s, bursts of 100) is not what these tests are about.
+	f.url, f.stop = startServe(t, f.dir, "--dev", "--user-rate", "0")
 	t.Cleanup(func() { f.stop() })
 	f.alice, f.bob, f.carol = mintDevToken(t, f.url, "alice"), mintDevToken(t, f.url, "bob"), mintDevToken(t, f.url, "carol")
 	f.pg = b.newProfile("accounts").open(f.url + "/")
