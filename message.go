@@ -11,7 +11,8 @@ import (
 // application chooses (e.g. "application/x-e2ee") — Data then passes
 // through untouched, so end-to-end-encrypted payloads are never read.
 // A part carries either inline Data or a FileID of a file uploaded to the
-// same conversation (Name, Type and Size then default to the file's).
+// same conversation (Name and Size then default to the file's; Type is
+// required on every part, a file's too).
 type Part struct {
 	Type   string `json:"type"`
 	Name   string `json:"name,omitempty"`
