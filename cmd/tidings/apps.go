@@ -167,12 +167,42 @@ func runAppsShow(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	app, err := sqlite.NewAppService(db).FindAppByID(ctx, args[0])
+	apps := sqlite.NewAppService(db)
+	app, err := apps.FindAppByID(ctx, args[0])
 	if err != nil {
 		return appError(err, args[0])
 	}
+	app.ServerKey = firstKey(ctx, apps, cfg.Data, app.ID)
 	printApp(c.stdout, app)
 	return db.Close()
+}
+
+// firstKeyFile, in the data directory, keeps the server key of the app
+// that serve creates on its first start, so that a fresh install can be
+// used at once ("apps show default" prints it) until the key is rotated.
+// It is readable by its owner only, like the database, which holds every
+// app's signing secret (as powerful as a key) anyway.
+const firstKeyFile = "default-server-key"
+
+func saveFirstKey(data, key string) error {
+	return os.WriteFile(filepath.Join(data, firstKeyFile), []byte(key+"\n"), 0o600)
+}
+
+// firstKey returns the key kept in firstKeyFile when it is still the
+// server key of the app appID, else "".
+func firstKey(ctx context.Context, apps tidings.AppService, data, appID string) string {
+	if appID != defaultAppID {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(data, firstKeyFile))
+	if err != nil {
+		return ""
+	}
+	key := strings.TrimSpace(string(b))
+	if app, err := apps.FindAppByServerKey(ctx, key); err != nil || app.ID != appID {
+		return ""
+	}
+	return key
 }
 
 func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
@@ -193,6 +223,12 @@ func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
 	app, err := sqlite.NewAppService(db).RotateServerKey(ctx, args[0])
 	if err != nil {
 		return appError(err, args[0])
+	}
+	if app.ID == defaultAppID {
+		// The first key is no longer valid: nothing left to keep in clear.
+		if err := os.Remove(filepath.Join(cfg.Data, firstKeyFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(c.stderr, "tidings apps rotate-key: could not remove %s: %v\n", firstKeyFile, err)
+		}
 	}
 	printApp(c.stdout, app)
 	return db.Close()

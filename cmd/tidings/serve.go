@@ -40,9 +40,10 @@ then stops accepting connections, lets the requests in flight finish
 
 Everything is kept in the data directory: the SQLite database tidings.db
 and the uploaded files under files/. On the first start, when there is no
-app yet, serve creates the app "default"; get a server key for it with
-"tidings apps rotate-key default" (keys are stored hashed, so a key is
-shown only when it is made).
+app yet, serve creates the app "default" and keeps its first server key in
+default-server-key (readable by its owner only), so that "tidings apps show
+default" prints it; "tidings apps rotate-key default" replaces it and
+removes that file. Other keys are stored hashed and shown only when made.
 
 Logs go to stderr. Every flag can also be set with the environment
 variable shown below it, or in the JSON file given by --config (keys are
@@ -306,18 +307,23 @@ func ensureDefaultApp(ctx context.Context, apps tidings.AppService, cfg config, 
 	if len(list) > 0 {
 		return nil
 	}
-	_, err = apps.CreateApp(ctx, defaultAppID, defaultAppID)
+	app, err := apps.CreateApp(ctx, defaultAppID, defaultAppID)
 	if tidings.ErrorCode(err) == tidings.EConflict {
 		return nil // created meanwhile by "tidings apps create default"
 	} else if err != nil {
 		return fmt.Errorf("create the default app: %w", err)
 	}
-	// The key is stored hashed: it can only be shown when it is made.
-	rotate := "tidings apps rotate-key " + defaultAppID
+	show := "tidings apps show " + defaultAppID
 	if cfg.Data != defaultData {
-		rotate = fmt.Sprintf("tidings apps rotate-key --data %s %s", shellQuote(cfg.Data), defaultAppID)
+		show = fmt.Sprintf("tidings apps show --data %s %s", shellQuote(cfg.Data), defaultAppID)
 	}
-	log.Info(fmt.Sprintf("created app %s; run `%s` to get a server key for it", defaultAppID, rotate), "app", defaultAppID)
+	if err := saveFirstKey(cfg.Data, app.ServerKey); err != nil {
+		// The database keeps only the key's hash: without the file, a
+		// new key is the way.
+		log.Warn("could not keep the default app's first server key; \"tidings apps rotate-key "+defaultAppID+"\" makes one", "err", err)
+		return nil
+	}
+	log.Info(fmt.Sprintf("created app %s; `%s` prints its server key", defaultAppID, show), "app", defaultAppID)
 	return nil
 }
 

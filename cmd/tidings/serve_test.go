@@ -63,7 +63,7 @@ func get(t *testing.T, url string) int {
 
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	const created = "created app default; run `tidings apps rotate-key --data "
+	const created = "created app default; `tidings apps show --data "
 	if err := os.Chmod(dir, 0o755); err != nil { // a volume mounted open
 		t.Fatal(err)
 	}
@@ -102,11 +102,51 @@ func TestServe(t *testing.T) {
 		}
 	}
 
+	// The first key is kept, private, for apps show (as the team's peer
+	// benchmark reads it) until it is rotated.
+	key := parseApp(t, show)["server key"]
+	if !strings.HasPrefix(key, "tsk_") {
+		t.Fatalf("apps show default on a fresh install printed the server key %q, want the key", key)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, firstKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the first key's file is not private: %v, %v", fi, err)
+	}
+
 	// The second start finds the app and neither creates another nor
 	// repeats the message.
 	url, stop = startServe(t, dir)
 	if code := get(t, url+"/healthz"); code != http.StatusOK {
 		t.Errorf("GET /healthz after a restart: %d", code)
+	}
+	createUser := func(key, id string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/users", strings.NewReader(`{"id":"`+id+`"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := createUser(key, "alice"); code != http.StatusCreated {
+		t.Errorf("POST /v1/users with the key apps show printed: %d, want 201", code)
+	}
+	// Rotating it ends the first key and removes its file: apps show then
+	// has no key to print.
+	rotated := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
+	if _, err := os.Stat(filepath.Join(dir, firstKeyFile)); !os.IsNotExist(err) {
+		t.Errorf("the first key's file is still there after rotate-key: %v", err)
+	}
+	if got := parseApp(t, mustRun(t, nil, "apps", "show", "--data", dir, "default").stdout)["server key"]; strings.Contains(got, "tsk_") {
+		t.Errorf("apps show after rotate-key printed a key %q", got)
+	}
+	if code := createUser(key, "bob"); code != http.StatusUnauthorized {
+		t.Errorf("POST /v1/users with the first key after rotate-key: %d, want 401", code)
+	}
+	if code := createUser(rotated, "bob"); code != http.StatusCreated {
+		t.Errorf("POST /v1/users with the rotated key: %d, want 201", code)
 	}
 	code, logs = stop()
 	if code != exitOK {
