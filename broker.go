@@ -125,3 +125,17 @@ type Revocation struct {
 	AppID  string
 	UserID string
 }
+
+// Leases elects one node of a cluster for a task that must run once (the
+// log tailer, which publishes the ranges of final events). A lease held
+// by a node that stops renewing it ends by itself after its ttl, so that
+// another node takes over. NATS (a JetStream key-value bucket with a TTL)
+// implements it for clusters; a single node needs none.
+type Leases interface {
+	// Hold takes the lease name for node, or renews it if node holds it
+	// already, for ttl. It reports whether node holds it now; false, nil
+	// when another node holds it.
+	Hold(ctx context.Context, name, node string, ttl time.Duration) (bool, error)
+	// Release gives the lease up at once if node holds it.
+	Release(ctx context.Context, name, node string) error
+}
