@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/sqlite"
 )
 
 const appsNote = `
@@ -109,17 +106,17 @@ func runAppsCreate(ctx context.Context, c *cli, args []string) error {
 	if len(args) == 1 {
 		id = args[0]
 	}
-	db, err := openDB(cfg, c.stderr, true)
+	st, err := openAdminStores(cfg, c, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	app, err := sqlite.NewAppService(db).CreateApp(ctx, id, *name)
+	defer st.Close()
+	app, err := st.Apps.CreateApp(ctx, id, *name)
 	if err != nil {
 		return err
 	}
 	printApp(c.stdout, app)
-	return db.Close()
+	return st.Close()
 }
 
 func runAppsList(ctx context.Context, c *cli, args []string) error {
@@ -132,12 +129,12 @@ func runAppsList(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 0, 0, ""); err != nil {
 		return err
 	}
-	db, err := openDB(cfg, c.stderr, false)
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	apps, err := sqlite.NewAppService(db).ListApps(ctx)
+	defer st.Close()
+	apps, err := st.Apps.ListApps(ctx)
 	if err != nil {
 		return err
 	}
@@ -149,7 +146,7 @@ func runAppsList(ctx context.Context, c *cli, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return db.Close()
+	return st.Close()
 }
 
 func runAppsShow(ctx context.Context, c *cli, args []string) error {
@@ -162,19 +159,19 @@ func runAppsShow(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
 		return err
 	}
-	db, err := openDB(cfg, c.stderr, false)
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	apps := sqlite.NewAppService(db)
+	defer st.Close()
+	apps := st.Apps
 	app, err := apps.FindAppByID(ctx, args[0])
 	if err != nil {
 		return appError(err, args[0])
 	}
 	app.ServerKey = firstKey(ctx, apps, cfg.Data, app.ID)
 	printApp(c.stdout, app)
-	return db.Close()
+	return st.Close()
 }
 
 // firstKeyFile, in the data directory, keeps the server key of the app
@@ -215,12 +212,12 @@ func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
 		return err
 	}
-	db, err := openDB(cfg, c.stderr, false)
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	app, err := sqlite.NewAppService(db).RotateServerKey(ctx, args[0])
+	defer st.Close()
+	app, err := st.Apps.RotateServerKey(ctx, args[0])
 	if err != nil {
 		return appError(err, args[0])
 	}
@@ -231,7 +228,7 @@ func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	printApp(c.stdout, app)
-	return db.Close()
+	return st.Close()
 }
 
 func runAppsSet(ctx context.Context, c *cli, args []string) error {
@@ -257,17 +254,17 @@ func runAppsSet(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
 		return err
 	}
-	db, err := openDB(cfg, c.stderr, false)
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	app, err := sqlite.NewAppService(db).UpdateApp(ctx, args[0], upd)
+	defer st.Close()
+	app, err := st.Apps.UpdateApp(ctx, args[0], upd)
 	if err != nil {
 		return appError(err, args[0])
 	}
 	printApp(c.stdout, app)
-	return db.Close()
+	return st.Close()
 }
 
 // printApp prints an app with its settings and credentials, one "label:
@@ -291,23 +288,4 @@ func appError(err error, id string) error {
 		return fmt.Errorf("there is no app %q (see \"tidings apps list\")", id)
 	}
 	return err
-}
-
-// openDB opens the database of the data directory for an operator
-// command, logging only warnings and errors. Unless create is true, a
-// missing database is an error rather than created: it most likely means
-// a wrong --data.
-func openDB(cfg config, stderr io.Writer, create bool) (*sqlite.DB, error) {
-	path := filepath.Join(cfg.Data, dbFile)
-	if !create {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("there is no database %s: start the server once with \"tidings serve\", or use --data to name its data directory", path)
-		}
-	}
-	db := sqlite.NewDB(path)
-	db.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := db.Open(); err != nil {
-		return nil, err
-	}
-	return db, nil
 }

@@ -222,8 +222,8 @@ Commands:
 
 const usageFooter = `
 Run "tidings help <command>" (or "tidings <command> --help") to learn a
-command's flags. The settings of serve, and --data and --config for every
-command, can also be given as environment variables (TIDINGS_ADDR,
+command's flags. The settings of serve, and --data, --store and --config
+for every command, can also be given as environment variables (TIDINGS_ADDR,
 TIDINGS_DATA, ...) or in a JSON configuration file; a flag wins over the
 environment, which wins over the file. Listen, send and chat find the
 server and the user's access token in TIDINGS_SERVER and TIDINGS_TOKEN.

@@ -22,9 +22,14 @@ import (
 // flag of "tidings serve" that can also come from the environment or from
 // a configuration file (see applySettings).
 type config struct {
-	Addr              string
-	Data              string
-	ConfigFile        string
+	Addr       string
+	Data       string
+	ConfigFile string
+	// Store names the database: empty for SQLite in Data, or a
+	// postgres:// URL. Broker lists the NATS servers joining the nodes of
+	// a cluster (issue #11).
+	Store             string
+	Broker            string
 	LogLevel          slog.Level
 	LogFormat         string
 	MaxBodyBytes      int64
@@ -133,6 +138,8 @@ func addDataFlags(fs *flag.FlagSet, cfg *config) {
 		"`directory` holding the database (tidings.db) and the uploaded files (files/)")
 	fs.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile,
 		"JSON configuration `file` of settings, keyed by the flag names of serve")
+	fs.StringVar(&cfg.Store, "store", cfg.Store,
+		"the database: empty for SQLite in --data, or a PostgreSQL `URL` (postgres://user:password@host/database) that several nodes may share")
 }
 
 // addServeFlags registers every setting of the server.
@@ -140,6 +147,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr,
 		"TCP `address` to listen on; port 0 picks a free port")
 	addDataFlags(fs, cfg)
+	fs.StringVar(&cfg.Broker, "broker", cfg.Broker,
+		"comma-separated NATS server `URLs` (nats://host:4222) joining the nodes of a cluster; needs a PostgreSQL --store; empty: one node")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel,
 		"lowest `level` logged: debug, info, warn or error")
 	fs.Var((*logFormatValue)(&cfg.LogFormat), "log-format",
@@ -227,6 +236,8 @@ func (cfg *config) check() error {
 		return errors.New("--addr must not be empty")
 	case cfg.Data == "":
 		return errors.New("--data must not be empty")
+	case checkCluster(cfg.Store, cfg.Broker) != nil:
+		return checkCluster(cfg.Store, cfg.Broker)
 	case cfg.MaxMessageBytes > 1<<30:
 		return errors.New("--max-message-bytes must be at most 1GiB")
 	case cfg.MaxBodyBytes <= cfg.MaxMessageBytes:

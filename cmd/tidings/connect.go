@@ -15,7 +15,6 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
-	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
 )
 
@@ -114,17 +113,17 @@ func (r *remote) credentials(ctx context.Context, c *cli) (client.Option, error)
 // localApp reads the app of --user from the data directory, and checks
 // that the user exists.
 func (r *remote) localApp(ctx context.Context, c *cli) (*tidings.App, error) {
-	db, err := openDB(r.cfg, c.stderr, false)
+	st, err := openAdminStores(r.cfg, c, false)
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	app, err := sqlite.NewAppService(db).FindAppByID(ctx, r.app)
+	defer st.Close()
+	app, err := st.Apps.FindAppByID(ctx, r.app)
 	if err != nil {
 		return nil, appError(err, r.app)
 	}
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: app.ID, Server: true})
-	_, err = sqlite.NewUserService(db).FindUserByID(server, r.user)
+	_, err = st.Users.FindUserByID(server, r.user)
 	switch tidings.ErrorCode(err) {
 	case "":
 	case tidings.ENotFound:
@@ -132,7 +131,7 @@ func (r *remote) localApp(ctx context.Context, c *cli) (*tidings.App, error) {
 	default:
 		return nil, fmt.Errorf("find user %q: %w", r.user, err)
 	}
-	return app, db.Close()
+	return app, st.Close()
 }
 
 // newClient returns a client of the server, logged in as the user, with

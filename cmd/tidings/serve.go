@@ -15,7 +15,6 @@ import (
 	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/realtime"
-	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/web"
 	"github.com/tidings/tidings/ws"
 )
@@ -39,8 +38,11 @@ then stops accepting connections, lets the requests in flight finish
 (up to --shutdown-timeout) and closes the database.
 
 Everything is kept in the data directory: the SQLite database tidings.db
-and the uploaded files under files/. On the first start, when there is no
-app yet, serve creates the app "default" and keeps its first server key in
+and the uploaded files under files/. With --store postgres://…, the
+database is PostgreSQL instead, which several nodes may share; with
+--broker nats://… too, they serve as one server (docs/cluster.md).
+
+On the first start, when there is no app yet, serve creates the app "default" and keeps its first server key in
 default-server-key (readable by its owner only), so that "tidings apps show
 default" prints it; "tidings apps rotate-key default" replaces it and
 removes that file. Other keys are stored hashed and shown only when made.
@@ -92,24 +94,24 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if abs, err := filepath.Abs(dataDir); err == nil {
 		dataDir = abs
 	}
-	db := sqlite.NewDB(filepath.Join(dataDir, dbFile))
-	db.Logger = log
-	apps := sqlite.NewAppService(db)
-	users := sqlite.NewUserService(db)
-	messages := sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
-	eventLog := sqlite.NewEventLog(db)
 	node := realtime.NewNode()
-	db.Publisher = node // before Open: the writer reads it; events wait for node.Open
-	if err := db.Open(); err != nil {
+	blobs := disk.NewBlobStore(filepath.Join(dataDir, filesDir))
+	st, err := openStores(cfg, storeOptions{
+		Data: dataDir, Publisher: node, Blobs: blobs, Create: true, Logger: log, // events wait for node.Open
+		MaxFileBytes: cfg.MaxFileBytes, UserQuota: cfg.UserUploadQuota, UserQuotaWindow: cfg.UserUploadWindow,
+		AppQuota: cfg.AppStorageQuota,
+	})
+	if err != nil {
 		return err
 	}
-	defer db.Close() // after a failure; the normal path closes it below
+	defer st.Close() // after a failure; the normal path closes it below
 	warnIfOpen(dataDir, log)
-	if err := ensureDefaultApp(ctx, apps, cfg, log); err != nil {
+	if err := ensureDefaultApp(ctx, st.Apps, cfg, log); err != nil {
 		return err
 	}
 
-	node.Apps, node.Users, node.Messages, node.Log, node.Logger = apps, users, messages, eventLog, log
+	node.Apps, node.Users, node.Messages, node.Log, node.Logger = st.Apps, st.Users, st.Messages, st.EventLog, log
+	node.LastSeen = st.LastSeen
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.PresenceLimit, node.MaxPresenceSubscriptions = cfg.PresenceLimit, cfg.MaxPresenceSubs
@@ -126,10 +128,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
-	srv.Apps = apps
-	srv.Users = users
-	srv.Conversations = sqlite.NewConversationService(db)
-	srv.Messages = messages
+	srv.Apps = st.Apps
+	srv.Users = st.Users
+	srv.Conversations = st.Conversations
+	srv.Messages = st.Messages
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
@@ -139,18 +141,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("DEVELOPMENT MODE (--dev): anyone on this machine may sign in as any user of the app "+defaultAppID+
 			" without credentials, at POST /v1/dev/token; never run a shared server like this", "app", defaultAppID)
 	}
-	blobs := disk.NewBlobStore(filepath.Join(dataDir, filesDir))
 	// Uploads cut short by a crash left partial files; no upload runs yet.
 	if err := blobs.RemoveTemp(); err != nil {
 		node.Close()
 		return fmt.Errorf("remove partial uploads: %w", err)
 	}
-	files := sqlite.NewFileService(db, blobs, cfg.MaxFileBytes)
-	files.UserQuota, files.UserQuotaWindow = cfg.UserUploadQuota, cfg.UserUploadWindow
-	files.AppQuota = cfg.AppStorageQuota
-	srv.Files = files
+	srv.Files = st.Files
 	srv.Logger = log
-	srv.Ready = db.Ping
+	srv.Ready = st.Ping
 	srv.MaxBodyBytes = cfg.MaxBodyBytes
 	srv.MaxFileBytes = cfg.MaxFileBytes
 	srv.MaxTokenTTL = cfg.TokenTTL
@@ -159,7 +157,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
-	for _, col := range append(db.Collectors(), node.Collectors()...) {
+	for _, col := range append(st.Collectors, node.Collectors()...) {
 		if err := srv.Registry.Register(col); err != nil {
 			return fmt.Errorf("register database metrics: %w", err)
 		}
@@ -168,7 +166,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		node.Close()
 		return err
 	}
-	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "version", versionString())
+	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "store", st.Where, "version", versionString())
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
@@ -179,8 +177,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer stopDebug()
 	}
-	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
-	stopSweeping := removeUnattachedFiles(files, cfg.UnattachedFileGrace, log)
+	stopPruning := pruneEvents(st, cfg.Retention, log)
+	stopSweeping := removeUnattachedFiles(st, cfg.UnattachedFileGrace, log)
 
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
@@ -199,7 +197,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		// wrote to the database is committed or not, never half-done.
 		log.Warn("requests in flight did not finish in time", "err", err)
 	}
-	if err := db.Close(); err != nil {
+	if err := st.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
 	log.Info("stopped")
@@ -208,7 +206,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 // pruneEvents removes, every hour, the updates older than retention; it
 // returns a function that stops it.
-func pruneEvents(l *sqlite.EventLog, retention time.Duration, log *slog.Logger) func() {
+func pruneEvents(l *stores, retention time.Duration, log *slog.Logger) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -235,7 +233,7 @@ func pruneEvents(l *sqlite.EventLog, retention time.Duration, log *slog.Logger) 
 // removeUnattachedFiles removes, at start and then every grace/4 (at most
 // every hour), the uploaded files no message referred to within grace; it
 // returns a function that stops it.
-func removeUnattachedFiles(files *sqlite.FileService, grace time.Duration, log *slog.Logger) func() {
+func removeUnattachedFiles(files *stores, grace time.Duration, log *slog.Logger) func() {
 	every := min(grace/4, time.Hour)
 	stop := make(chan struct{})
 	done := make(chan struct{})

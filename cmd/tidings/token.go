@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
 )
 
@@ -50,17 +49,17 @@ func runToken(ctx context.Context, c *cli, args []string) error {
 		return usageErrorf("--ttl must be at least 1s")
 	}
 
-	db, err := openDB(cfg, c.stderr, false)
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	app, err := sqlite.NewAppService(db).FindAppByID(ctx, *appID)
+	defer st.Close()
+	app, err := st.Apps.FindAppByID(ctx, *appID)
 	if err != nil {
 		return appError(err, *appID)
 	}
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: app.ID, Server: true})
-	_, err = sqlite.NewUserService(db).FindUserByID(server, *userID)
+	_, err = st.Users.FindUserByID(server, *userID)
 	switch tidings.ErrorCode(err) {
 	case "":
 	case tidings.ENotFound:
@@ -73,5 +72,5 @@ func runToken(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	fmt.Fprintln(c.stdout, tok)
-	return db.Close()
+	return st.Close()
 }
