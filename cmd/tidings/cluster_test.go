@@ -1,0 +1,633 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/client"
+)
+
+// The tests of this file run tidings serve as separate processes: the
+// test binary itself, run as the tidings command (see TestMain), so that
+// a node can be killed with SIGKILL like a real one.
+
+// clusterWait is how long the cluster tests wait for a condition: the
+// machine running them may be loaded.
+const clusterWait = 30 * time.Second
+
+// needService skips t (or fails it when TIDINGS_REQUIRE_SERVICES=1) with
+// msg.
+func needService(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("TIDINGS_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("%s (TIDINGS_REQUIRE_SERVICES=1)", msg)
+	}
+	t.Skip(msg)
+}
+
+// testPostgres is the PostgreSQL server of the cluster tests.
+func testPostgres() string {
+	if s := os.Getenv("TIDINGS_TEST_POSTGRES"); s != "" {
+		return s
+	}
+	return "postgres://postgres@127.0.0.1:5432/test"
+}
+
+// testNATS is the NATS server (with JetStream) of the cluster tests.
+func testNATS() string {
+	if s := os.Getenv("TIDINGS_TEST_NATS"); s != "" {
+		return s
+	}
+	return "nats://127.0.0.1:4222"
+}
+
+// freshDatabase creates a database of its own on the test server and
+// returns its URL; it is dropped when t ends (after the nodes, which are
+// stopped by cleanups registered later). It skips t when the server cannot
+// be reached.
+func freshDatabase(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, testPostgres())
+	if err != nil {
+		needService(t, fmt.Sprintf("PostgreSQL is not reachable at %s (set TIDINGS_TEST_POSTGRES to another server): %v", redactURL(testPostgres()), err))
+	}
+	defer admin.Close(context.Background())
+	name := fmt.Sprintf("tidings_cluster_%d_%d", os.Getpid(), time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, testPostgres())
+		if err != nil {
+			t.Logf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(testPostgres())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// needNATS skips t unless the NATS server at urls answers.
+func needNATS(t *testing.T, urls string) {
+	t.Helper()
+	for _, s := range splitList(urls) {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+		if err != nil {
+			needService(t, fmt.Sprintf("NATS is not reachable at %s (set TIDINGS_TEST_NATS to another server): %v", redactURL(s), err))
+		}
+		c.Close()
+	}
+}
+
+// testNode is a tidings serve process.
+type testNode struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	url  string // http://127.0.0.1:port
+	logs *syncBuffer
+	done chan struct{} // closed when the process has exited
+}
+
+var listeningLine = regexp.MustCompile(`msg="tidings is listening" url=(\S+)`)
+
+// startNode runs "tidings serve" with args (and --addr 127.0.0.1:0) as a
+// process of its own, and returns once it listens. The node is stopped
+// (SIGTERM) when t ends, if it still runs.
+func startNode(t *testing.T, name string, env []string, args ...string) *testNode {
+	t.Helper()
+	n := &testNode{t: t, name: name, logs: new(syncBuffer), done: make(chan struct{})}
+	n.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	n.cmd.Env = append(append(os.Environ(), asCLI+"=1"), env...)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		n.cmd.Wait()
+		close(n.done)
+	}()
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("logs of node %s:\n%s", n.name, n.logs)
+		}
+	})
+	deadline := time.After(clusterWait)
+	for {
+		if m := listeningLine.FindStringSubmatch(n.logs.String()); m != nil {
+			n.url = m[1]
+			return n
+		}
+		select {
+		case <-n.done:
+			t.Fatalf("node %s exited before listening (%v); logs:\n%s", name, n.cmd.ProcessState, n.logs)
+		case <-deadline:
+			t.Fatalf("node %s did not listen within %s; logs:\n%s", name, clusterWait, n.logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// kill kills the node with SIGKILL, as a crash would, and waits for it to
+// be gone.
+func (n *testNode) kill() {
+	n.t.Helper()
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-n.done:
+	case <-time.After(clusterWait):
+		n.t.Fatalf("node %s still runs %s after SIGKILL", n.name, clusterWait)
+	}
+}
+
+// stop stops the node with SIGTERM, as an operator would, killing it if it
+// does not stop in time.
+func (n *testNode) stop() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(clusterWait):
+		n.t.Errorf("node %s did not stop within %s of SIGTERM; killed", n.name, clusterWait)
+		n.cmd.Process.Signal(syscall.SIGKILL)
+		<-n.done
+	}
+}
+
+// testCluster is a store, a broker, nodes serving them, and an app.
+type testCluster struct {
+	t      *testing.T
+	store  string
+	broker string
+	nodes  []*testNode
+	app    string
+	key    string // the app's server key
+}
+
+// startCluster starts n nodes on a fresh PostgreSQL database and the test
+// NATS server, with extra flags for each, and creates an app.
+func startCluster(t *testing.T, n int, extra ...string) *testCluster {
+	t.Helper()
+	if !postgresBuilt {
+		t.Skip("this build cannot open a PostgreSQL store yet (package postgres, issue #11)")
+	}
+	store := freshDatabase(t)
+	broker := testNATS()
+	needNATS(t, broker)
+	c := &testCluster{t: t, store: store, broker: broker, app: "shop"}
+	// The app, created by the admin command before any node starts (which
+	// also creates the schema).
+	created := parseApp(t, mustRun(t, nil, "apps", "create", "--store", store, "--data", t.TempDir(), c.app).stdout)
+	c.key = created["server key"]
+	for i := range n {
+		c.startNode(fmt.Sprintf("n%d", i+1), extra...)
+	}
+	return c
+}
+
+// startNode starts one more node of the cluster.
+func (c *testCluster) startNode(name string, extra ...string) *testNode {
+	c.t.Helper()
+	args := append([]string{"--store", c.store, "--broker", c.broker, "--data", c.t.TempDir(),
+		"--log-level", "debug", "--user-rate", "0", "--conversation-rate", "0", "--participant-rate", "0"}, extra...)
+	n := startNode(c.t, name, nil, args...)
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+// api calls the REST API of the node at base with the credential cred,
+// and decodes the answer into out (if not nil). It fails the test unless
+// the status is want.
+func api(t *testing.T, base, cred, method, path string, in, out any, want int) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cred)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s%s: %d, want %d: %s", method, base, path, resp.StatusCode, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+}
+
+// user creates the user id (through node 1) and returns an access token.
+func (c *testCluster) user(id string) string {
+	c.t.Helper()
+	base := c.nodes[0].url
+	api(c.t, base, c.key, "POST", "/v1/users", map[string]string{"id": id}, nil, http.StatusCreated)
+	var tok struct{ Token string }
+	api(c.t, base, c.key, "POST", "/v1/users/"+id+"/tokens", nil, &tok, http.StatusCreated)
+	return tok.Token
+}
+
+// inbox keeps the events a client receives.
+type inbox struct {
+	mu     sync.Mutex
+	events []client.Event
+	wake   chan struct{}
+}
+
+func newInbox() *inbox { return &inbox{wake: make(chan struct{}, 1)} }
+
+func (r *inbox) listen(e client.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// snapshot returns the events received so far.
+func (r *inbox) snapshot() []client.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]client.Event(nil), r.events...)
+}
+
+// waitFor waits until cond holds for the events received, failing t after
+// clusterWait with what.
+func (r *inbox) waitFor(t *testing.T, what string, cond func([]client.Event) bool) []client.Event {
+	t.Helper()
+	deadline := time.After(clusterWait)
+	for {
+		evs := r.snapshot()
+		if cond(evs) {
+			return evs
+		}
+		select {
+		case <-r.wake:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("waited %s for %s; got %d events: %s", clusterWait, what, len(evs), describeEvents(evs))
+			return nil
+		}
+	}
+}
+
+// messages returns the messages sent in conversation conv among evs, in
+// the order received.
+func messages(evs []client.Event, conv string) []*tidings.Message {
+	var out []*tidings.Message
+	for _, e := range evs {
+		if m, ok := e.(*client.MessageSent); ok && m.ConversationID == conv {
+			out = append(out, m.Message)
+		}
+	}
+	return out
+}
+
+// texts returns the text of each message.
+func texts(ms []*tidings.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		if len(m.Parts) > 0 {
+			out[i] = m.Parts[0].Data
+		}
+	}
+	return out
+}
+
+func describeEvents(evs []client.Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		i := e.Info()
+		fmt.Fprintf(&b, "\n  %s ref=%s conv=%s", i.Name, i.Ref, i.ConversationID)
+		if m, ok := e.(*client.MessageSent); ok {
+			fmt.Fprintf(&b, " seq=%d text=%q", m.Message.Seq, texts([]*tidings.Message{m.Message})[0])
+		}
+	}
+	return b.String()
+}
+
+// connect connects a client of the node at base with token, recording
+// its events; device and cursor are optional (empty: the defaults). The
+// client is closed when t ends.
+func connect(t *testing.T, base, token, device, cursorFile string) (*client.Client, *inbox) {
+	t.Helper()
+	rec := newInbox()
+	opts := []client.Option{client.WithToken(token), client.WithEventListener(rec.listen),
+		client.WithBackoff(client.Backoff{Initial: 100 * time.Millisecond, Max: time.Second})}
+	if device != "" {
+		opts = append(opts, client.WithDevice(device))
+	}
+	if cursorFile != "" {
+		opts = append(opts, client.WithCursorStore(client.NewFileCursor(cursorFile)))
+	}
+	cl, err := client.New(base, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	if err := cl.WaitConnected(ctx); err != nil {
+		t.Fatalf("connect to %s: %v", base, err)
+	}
+	return cl, rec
+}
+
+func textMessage(text string) tidings.NewMessage {
+	return tidings.NewMessage{ClientID: text, Parts: []tidings.Part{{Type: "text/plain", Data: text}}}
+}
+
+// clusterUsers starts a cluster of three nodes, creates alice, bob and
+// carol, the conversation "room" of the three (created by alice), and
+// connects alice to node 1, bob to node 2 and carol to node 3.
+func clusterUsers(t *testing.T) (c *testCluster, clients []*client.Client, inboxes []*inbox, tokens []string) {
+	t.Helper()
+	c = startCluster(t, 3)
+	for _, id := range []string{"alice", "bob", "carol"} {
+		tokens = append(tokens, c.user(id))
+	}
+	api(t, c.nodes[0].url, tokens[0], "POST", "/v1/conversations", tidings.NewConversation{ID: "room",
+		Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}}, nil, http.StatusCreated)
+	for i, tok := range tokens {
+		cl, in := connect(t, c.nodes[i].url, tok, "", "")
+		clients, inboxes = append(clients, cl), append(inboxes, in)
+	}
+	return c, clients, inboxes, tokens
+}
+
+// hasTexts returns a condition: the messages of conv received, in order,
+// are want.
+func hasTexts(conv string, want []string) func([]client.Event) bool {
+	return func(evs []client.Event) bool {
+		got := texts(messages(evs, conv))
+		return len(got) >= len(want)
+	}
+}
+
+// checkTexts checks that the messages of conv among evs are want, in that
+// order, once each.
+func checkTexts(t *testing.T, who string, evs []client.Event, conv string, want []string) {
+	t.Helper()
+	got := texts(messages(evs, conv))
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("%s received %q in %s, want %q", who, got, conv, want)
+	}
+}
+
+// Messages sent through node 1 reach the participants connected to nodes
+// 2 and 3, in order.
+func TestClusterCrossNodeDelivery(t *testing.T) {
+	_, clients, inboxes, _ := clusterUsers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	var want []string
+	for i := range 10 {
+		text := fmt.Sprintf("m%d", i)
+		want = append(want, text)
+		if _, err := clients[0].Socket().SendMessage(ctx, "room", textMessage(text)); err != nil {
+			t.Fatalf("send %s through node 1: %v", text, err)
+		}
+	}
+	for i, who := range []string{"alice (node 1)", "bob (node 2)", "carol (node 3)"} {
+		evs := inboxes[i].waitFor(t, who+" to receive the 10 messages", hasTexts("room", want))
+		checkTexts(t, who, evs, "room", want)
+	}
+}
+
+// Senders on every node write into one conversation at once: every
+// receiver gets the same messages in the same order, numbered without gap,
+// each once.
+func TestClusterConcurrentSenders(t *testing.T) {
+	_, clients, inboxes, _ := clusterUsers(t)
+	const perSender = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, len(clients))
+	for i, cl := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+			defer cancel()
+			for j := range perSender {
+				if _, err := cl.Socket().SendMessage(ctx, "room", textMessage(fmt.Sprintf("s%d-%d", i, j))); err != nil {
+					errs <- fmt.Errorf("sender %d, message %d: %v", i, j, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := perSender * len(clients)
+	var orders [][]string
+	for i, who := range []string{"alice (node 1)", "bob (node 2)", "carol (node 3)"} {
+		evs := inboxes[i].waitFor(t, fmt.Sprintf("%s to receive %d messages", who, total), func(evs []client.Event) bool {
+			return len(messages(evs, "room")) >= total
+		})
+		ms := messages(evs, "room")
+		if len(ms) != total {
+			t.Errorf("%s received %d messages, want %d (duplicates?): %s", who, len(ms), total, describeEvents(evs))
+		}
+		for j, m := range ms {
+			if m.Seq != int64(j+1) {
+				t.Errorf("%s: message %d of the stream has seq %d, want %d (a gap or a reordering)", who, j, m.Seq, j+1)
+				break
+			}
+		}
+		// Each sender's own messages in the order sent.
+		next := make([]int, len(clients))
+		for _, text := range texts(ms) {
+			var s, k int
+			fmt.Sscanf(text, "s%d-%d", &s, &k)
+			if k != next[s] {
+				t.Errorf("%s got %s after message %d of sender %d", who, text, next[s]-1, s)
+			}
+			next[s] = k + 1
+		}
+		orders = append(orders, texts(ms))
+	}
+	for i := 1; i < len(orders); i++ {
+		if strings.Join(orders[i], ",") != strings.Join(orders[0], ",") {
+			t.Errorf("receiver %d got another order than receiver 0:\n%q\n%q", i, orders[i], orders[0])
+		}
+	}
+}
+
+// A node is killed with its clients on it: they reconnect to another node,
+// resume from the cursor they acknowledged, and lose nothing.
+func TestClusterNodeKilled(t *testing.T) {
+	c, clients, inboxes, tokens := clusterUsers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := clients[0].Socket().SendMessage(ctx, "room", textMessage(fmt.Sprintf("m%d", i))); err != nil {
+				t.Fatalf("send m%d: %v", i, err)
+			}
+		}
+	}
+	var want []string
+	for i := range 10 {
+		want = append(want, fmt.Sprintf("m%d", i))
+	}
+
+	// Bob on node 2, with a device and a cursor kept in a file, as an
+	// application would keep it.
+	cursor := t.TempDir() + "/bob.cursor"
+	bob, bobIn := connect(t, c.nodes[1].url, tokens[1], "phone", cursor)
+	clients[1].Close() // the bob of clusterUsers: one device is enough
+	send(0, 5)
+	bobIn.waitFor(t, "bob to receive m0 to m4", hasTexts("room", want[:5]))
+
+	c.nodes[1].kill()
+	send(5, 10)
+	// Bob's application reconnects, as a load balancer would send it, to
+	// node 3, with the same device and cursor.
+	bob.Close()
+	_, bobIn2 := connect(t, c.nodes[2].url, tokens[1], "phone", cursor)
+	evs := bobIn2.waitFor(t, "bob, reconnected to node 3, to receive m5 to m9", func(evs []client.Event) bool {
+		got := texts(messages(evs, "room"))
+		return len(got) > 0 && got[len(got)-1] == "m9"
+	})
+	// The new connection starts after what the first one processed: the
+	// two together got every message, once.
+	all := append(texts(messages(bobIn.snapshot(), "room")), texts(messages(evs, "room"))...)
+	if strings.Join(all, ",") != strings.Join(want, ",") {
+		t.Errorf("bob received %q over both connections, want %q", all, want)
+	}
+	// Carol, on node 3 all along, got everything too.
+	evs = inboxes[2].waitFor(t, "carol to receive the 10 messages", hasTexts("room", want))
+	checkTexts(t, "carol (node 3)", evs, "room", want)
+}
+
+// A participant removed through node 1 gets the removal on node 2 and
+// nothing of the conversation after it.
+func TestClusterParticipantRemoved(t *testing.T) {
+	c, clients, inboxes, tokens := clusterUsers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	// A second conversation of alice and bob, to know when bob has got
+	// everything sent before.
+	api(t, c.nodes[0].url, tokens[0], "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
+		Participants: []tidings.NewParticipant{{UserID: "bob"}}}, nil, http.StatusCreated)
+	if _, err := clients[0].Socket().SendMessage(ctx, "room", textMessage("before")); err != nil {
+		t.Fatal(err)
+	}
+	inboxes[1].waitFor(t, "bob to receive the message before the removal", hasTexts("room", []string{"before"}))
+
+	api(t, c.nodes[0].url, tokens[0], "DELETE", "/v1/conversations/room/participants/bob", nil, nil, http.StatusNoContent)
+	inboxes[1].waitFor(t, "bob (node 2) to be told of his removal", func(evs []client.Event) bool {
+		for _, e := range evs {
+			if r, ok := e.(*client.ParticipantRemoved); ok && r.ConversationID == "room" && r.ProfileID == "bob" {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := clients[0].Socket().SendMessage(ctx, "room", textMessage("after")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients[0].Socket().SendMessage(ctx, "pair", textMessage("marker")); err != nil {
+		t.Fatal(err)
+	}
+	inboxes[2].waitFor(t, "carol to receive the message after the removal", hasTexts("room", []string{"before", "after"}))
+	// Bob gets the marker, sent after "after": had "after" reached him, it
+	// would have come first.
+	evs := inboxes[1].waitFor(t, "bob to receive the marker in the other conversation", hasTexts("pair", []string{"marker"}))
+	checkTexts(t, "bob (node 2)", evs, "room", []string{"before"})
+	// Nor can he read it through another node.
+	if code := getWithKey(t, c.nodes[2].url+"/v1/conversations/room/messages", tokens[1]); code != http.StatusForbidden && code != http.StatusNotFound {
+		t.Errorf("bob, removed, lists the messages through node 3: %d, want 403 or 404", code)
+	}
+}
+
+// Typing indicators go from a node to the participants on the others.
+func TestClusterTyping(t *testing.T) {
+	_, clients, inboxes, _ := clusterUsers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	if err := clients[0].Socket().StartTyping(ctx, "room"); err != nil {
+		t.Fatal(err)
+	}
+	for i, who := range []string{"bob (node 2)", "carol (node 3)"} {
+		inboxes[i+1].waitFor(t, who+" to see alice typing", func(evs []client.Event) bool {
+			for _, e := range evs {
+				if ty, ok := e.(*client.ParticipantTyping); ok && ty.ConversationID == "room" && ty.ProfileID == "alice" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if err := clients[0].Socket().StopTyping(ctx, "room"); err != nil {
+		t.Fatal(err)
+	}
+	inboxes[1].waitFor(t, "bob (node 2) to see alice stop typing", func(evs []client.Event) bool {
+		for _, e := range evs {
+			if ty, ok := e.(*client.ParticipantTypingOff); ok && ty.ConversationID == "room" && ty.ProfileID == "alice" {
+				return true
+			}
+		}
+		return false
+	})
+}
