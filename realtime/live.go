@@ -75,6 +75,11 @@ func (n *Node) setTyping(s *Session, convID string, on bool) error {
 		n.mu.Unlock()
 		return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
+	if n.clustered() {
+		// Every node, this one too, takes it from the broker.
+		n.mu.Unlock()
+		return n.publishTyping(ck, s.user, s.profile, on)
+	}
 	targets, changed := n.typingLocked(ck, s.user, s.profile, on)
 	n.mu.Unlock()
 	if changed {
@@ -92,6 +97,9 @@ func (n *Node) SetTyping(ctx context.Context, caller tidings.Caller, convID stri
 		return err
 	}
 	ck := convKey{caller.AppID, convID}
+	if n.clustered() {
+		return n.publishTyping(ck, caller.UserID, profile, on)
+	}
 	n.mu.Lock()
 	targets, changed := n.typingLocked(ck, caller.UserID, profile, on)
 	n.mu.Unlock()
@@ -184,14 +192,21 @@ func (n *Node) stopTypingOf(s *Session) {
 		return
 	}
 	var mine []typingKey
-	for tk := range n.typing {
+	var profiles []tidings.Profile
+	for tk, st := range n.typing {
 		if tk.app == s.app && tk.user == s.user {
 			mine = append(mine, tk)
+			profiles = append(profiles, st.profile)
 		}
 	}
 	n.mu.Unlock()
-	for _, tk := range mine {
-		n.setTypingOff(tk.app, tk.conv, tk.user)
+	for i, tk := range mine {
+		if n.clustered() {
+			// Its indicator is on in every node.
+			n.publishTyping(tk.convKey, tk.user, profiles[i], false)
+		} else {
+			n.setTypingOff(tk.app, tk.conv, tk.user)
+		}
 	}
 }
 
