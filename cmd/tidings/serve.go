@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -95,9 +96,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		dataDir = abs
 	}
 	node := realtime.NewNode()
+	clustered := cfg.Broker != ""
+	// One node delivers the events its store publishes; the nodes of a
+	// cluster deliver the ranges the cluster's tailer publishes on the
+	// broker instead.
+	var publisher tidings.EventPublisher = node // events wait for node.Open
+	if clustered {
+		publisher = nil
+	}
 	blobs := disk.NewBlobStore(filepath.Join(dataDir, filesDir))
 	st, err := openStores(cfg, storeOptions{
-		Data: dataDir, Publisher: node, Blobs: blobs, Create: true, Logger: log, // events wait for node.Open
+		Data: dataDir, Publisher: publisher, Blobs: blobs, Create: true, Logger: log,
 		MaxFileBytes: cfg.MaxFileBytes, UserQuota: cfg.UserUploadQuota, UserQuotaWindow: cfg.UserUploadWindow,
 		AppQuota: cfg.AppStorageQuota,
 	})
@@ -111,6 +120,20 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = st.Apps, st.Users, st.Messages, st.EventLog, log
+	clusterAttrs := []any{}
+	if clustered {
+		if st.Tail == nil {
+			return errors.New("the store cannot tell which events are final: it cannot serve a cluster")
+		}
+		nodeID := newNodeID()
+		link, err := openBroker(splitList(cfg.Broker), nodeID, log)
+		if err != nil {
+			return fmt.Errorf("connect to the broker %s: %w", redactList(cfg.Broker), err)
+		}
+		defer link.Close() // after the node's shutdown, below
+		node.Broker, node.Tail, node.Leases, node.PresenceStore, node.NodeID = link.Broker, st.Tail, link.Leases, link.Presence, nodeID
+		clusterAttrs = append(clusterAttrs, "broker", redactList(cfg.Broker), "node", nodeID)
+	}
 	node.LastSeen = st.LastSeen
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
@@ -166,7 +189,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		node.Close()
 		return err
 	}
-	log.Info("tidings is listening", "url", srv.URL(), "data", dataDir, "store", st.Where, "version", versionString())
+	log.Info("tidings is listening", append([]any{"url", srv.URL(), "data", dataDir, "store", st.Where, "version", versionString()}, clusterAttrs...)...)
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {

@@ -227,14 +227,12 @@ func openSQLite(opts storeOptions) (*stores, error) {
 		Messages:      sqlite.NewMessageService(db, opts.MaxMessageBytes),
 		EventLog:      eventLog,
 		LastSeen:      users,
+		Tail:          sqlite.NewTail(db),
 		Collectors:    db.Collectors(),
 		Where:         path,
 		ping:          db.Ping,
 		close:         db.Close,
 		prune:         eventLog.Prune,
-	}
-	if tail, ok := any(eventLog).(tidings.LogTail); ok {
-		s.Tail = tail
 	}
 	if opts.Blobs != nil {
 		files := sqlite.NewFileService(db, opts.Blobs, opts.MaxFileBytes)
