@@ -667,3 +667,67 @@ func TestE2EReadiness(t *testing.T) {
 	w.call("GET", "/readyz", "", nil).fails(t, 503, tidings.EUnavailable)
 	w.call("GET", "/healthz", "", nil).ok(t, 200, nil)
 }
+
+// TestE2EOnBehalfOf: the app's backend, with its server key and a
+// Tidings-On-Behalf-Of header, does what a user could do, as that user:
+// their conversations, their permissions, their messages; never another
+// app's users, never with a user's token, never a device's realtime routes.
+func TestE2EOnBehalfOf(t *testing.T) {
+	w := newWorld(t)
+	w.createUser(w.acme, "alice")
+	bob := w.createUser(w.acme, "bob")
+	w.createUser(w.globex, "carol")
+	key := w.acme.ServerKey
+	as := func(method, path, user string, body any) result {
+		t.Helper()
+		j, _ := json.Marshal(body)
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(j)
+		}
+		req, err := http.NewRequest(method, w.srv.URL()+path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Tidings-On-Behalf-Of", user)
+		return w.do(req)
+	}
+
+	var conv tidings.Conversation
+	as("POST", "/v1/conversations", "alice", map[string]any{"id": "c", "name": "Ops"}).ok(t, 201, &conv)
+	if conv.CreatedBy != "alice" {
+		t.Errorf("created by %q, want alice", conv.CreatedBy)
+	}
+	var m tidings.Message
+	as("POST", "/v1/conversations/c/messages", "alice", text("deploy done")).ok(t, 201, &m)
+	if m.Sender.ID != "alice" {
+		t.Errorf("sender %q, want alice", m.Sender.ID)
+	}
+	// Bob is not a participant of the private conversation: acting as him
+	// gives what he would get.
+	as("GET", "/v1/conversations/c", "bob", nil).fails(t, 404, tidings.ENotFound)
+	as("POST", "/v1/conversations/c/participants", "alice", map[string]any{"userId": "bob"}).ok(t, 201, nil)
+	var page tidings.MessagePage
+	w.call("GET", "/v1/conversations/c/messages", bob, nil).ok(t, 200, &page)
+	if len(page.Messages) != 1 || page.Messages[0].Sender.ID != "alice" {
+		t.Errorf("bob reads %+v, want alice's message", page.Messages)
+	}
+	// Bob, a member, may not rename it, on his own or through the backend.
+	as("PATCH", "/v1/conversations/c", "bob", map[string]any{"name": "x"}).fails(t, 403, tidings.EForbidden)
+
+	if msg := as("GET", "/v1/conversations/c", "dave", nil).fails(t, 404, tidings.ENotFound); !strings.Contains(msg, "dave") {
+		t.Errorf("unknown user: %q", msg)
+	}
+	as("GET", "/v1/conversations", "carol", nil).fails(t, 404, tidings.ENotFound) // another app's user
+	as("GET", "/v1/conversations", "", nil).fails(t, 400, tidings.EInvalid)
+	as("GET", "/v1/realtime/poll", "alice", nil).fails(t, 403, tidings.EForbidden)
+	if msg := as("POST", "/v1/users", "alice", map[string]any{"id": "x"}).fails(t, 403, tidings.EForbidden); !strings.Contains(msg, "Tidings-On-Behalf-Of") {
+		t.Errorf("server route with the header: %q", msg)
+	}
+	req, _ := http.NewRequest("GET", w.srv.URL()+"/v1/conversations", nil)
+	req.Header.Set("Authorization", "Bearer "+bob)
+	req.Header.Set("Tidings-On-Behalf-Of", "alice")
+	w.do(req).fails(t, 403, tidings.EForbidden)
+}

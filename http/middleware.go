@@ -262,7 +262,13 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 			return nil, err
 		}
 		caller = tidings.Caller{AppID: app.ID, Server: true}
+		if caller, err = s.onBehalfOf(r, caller); err != nil {
+			return nil, err
+		}
 	} else {
+		if r.Header.Get(onBehalfOfHeader) != "" {
+			return nil, tidings.Errorf(tidings.EForbidden, "only the app server key may act on behalf of a user (%s); a user access token acts as its own user", onBehalfOfHeader)
+		}
 		now := s.now()
 		c, ok := s.tokens.get(cred, now)
 		if !ok {
@@ -285,12 +291,43 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 	infoFromContext(ctx).appID = caller.AppID
 
 	switch {
+	case kind == authServer && !caller.Server && r.Header.Get(onBehalfOfHeader) != "":
+		return nil, tidings.Errorf(tidings.EForbidden, "this endpoint is the app's own: call it with the server key and no %s header", onBehalfOfHeader)
 	case kind == authServer && !caller.Server:
 		return nil, tidings.Errorf(tidings.EForbidden, "this endpoint needs the app server key; a user access token cannot call it")
 	case kind == authUser && caller.Server:
-		return nil, tidings.Errorf(tidings.EForbidden, "this endpoint needs a user access token; the server key cannot call it (mint a token with POST /v1/users/{userId}/tokens)")
+		return nil, tidings.Errorf(tidings.EForbidden, "this endpoint needs a user access token, or the server key with a %s header naming the user to act for", onBehalfOfHeader)
 	}
 	return tidings.NewContextWithCaller(ctx, caller), nil
+}
+
+// onBehalfOfHeader names the user a request made with the server key acts
+// for: the customer's backend does what that user could do, as that user
+// (their permissions, their rate limits, events with them as the actor).
+const onBehalfOfHeader = "Tidings-On-Behalf-Of"
+
+// onBehalfOf returns the caller of a request made with the app's server
+// key: the app's server, or the user named by the Tidings-On-Behalf-Of
+// header, who must exist. A device's realtime routes (polling, replies)
+// stay the user's own.
+func (s *Server) onBehalfOf(r *http.Request, server tidings.Caller) (tidings.Caller, error) {
+	userID, ok := r.Header[http.CanonicalHeaderKey(onBehalfOfHeader)]
+	if !ok {
+		return server, nil
+	}
+	if len(userID) != 1 || userID[0] == "" {
+		return server, tidings.Errorf(tidings.EInvalid, "the %s header must name one user id", onBehalfOfHeader)
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/realtime/") {
+		return server, tidings.Errorf(tidings.EForbidden, "the realtime routes serve a user's own devices: the server key cannot poll or reply on behalf of a user")
+	}
+	ctx := tidings.NewContextWithCaller(r.Context(), server)
+	if _, err := s.Users.FindUserByID(ctx, userID[0]); tidings.ErrorCode(err) == tidings.ENotFound {
+		return server, tidings.Errorf(tidings.ENotFound, "the user %q named by %s does not exist", userID[0], onBehalfOfHeader)
+	} else if err != nil {
+		return server, err
+	}
+	return tidings.Caller{AppID: server.AppID, UserID: userID[0]}, nil
 }
 
 // bearer returns the credential of r's "Authorization: Bearer" header.

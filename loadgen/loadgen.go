@@ -24,12 +24,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Config is what every scenario needs.
 type Config struct {
-	// URL is the server's base URL (default http://127.0.0.1:8080).
+	// URL is the server's base URL (default http://127.0.0.1:8080), or
+	// the base URLs of the nodes of a cluster separated by commas: the
+	// realtime connections are then spread over the nodes in turn, the
+	// setup requests go to the first, and the server CPU and memory
+	// reported are the sum over the nodes' processes.
 	URL string
 	// Key is the server key of the app whose users the benchmark creates.
 	Key string
@@ -60,7 +65,8 @@ type env struct {
 	api       *api
 	dialer    *dialer
 	ws        wsTarget
-	pid       int
+	pid       int   // the first node's process (0: not known)
+	pids      []int // every node's process, when all are known
 	pidErr    error
 	fileLimit uint64
 	prog      *progress
@@ -71,12 +77,22 @@ func (c Config) open(scenario string) (*env, error) {
 	if c.URL == "" {
 		c.URL = "http://127.0.0.1:8080"
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("the server URL %q is not an http:// or https:// URL", c.URL)
-	}
-	if err := checkLoopback(u.Hostname(), c.AllowRemote); err != nil {
-		return nil, err
+	var bases []string
+	var ports []int
+	for _, raw := range strings.Split(c.URL, ",") {
+		raw = strings.TrimSuffix(strings.TrimSpace(raw), "/")
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("the server URL %q is not an http:// or https:// URL", raw)
+		}
+		if err := checkLoopback(u.Hostname(), c.AllowRemote); err != nil {
+			return nil, err
+		}
+		port, _ := strconv.Atoi(u.Port())
+		if port == 0 {
+			port = map[string]int{"http": 80, "https": 443}[u.Scheme]
+		}
+		bases, ports = append(bases, raw), append(ports, port)
 	}
 	if c.Key == "" {
 		return nil, errors.New("the app's server key is missing: give --key or set TIDINGS_SERVER_KEY (get one with \"tidings apps rotate-key default\")")
@@ -93,24 +109,41 @@ func (c Config) open(scenario string) (*env, error) {
 	if c.Run == "" {
 		c.Run = "b" + strconv.FormatInt(time.Now().UnixMilli(), 36)
 	}
-	c.URL = strings.TrimSuffix(c.URL, "/")
+	c.URL = bases[0]
 	e := &env{cfg: c, dialer: newDialer(c.Sources)}
 	e.api = newAPI(c.URL, c.Key, e.dialer, c.Workers*2)
-	e.ws = wsTarget{url: "ws" + strings.TrimPrefix(c.URL, "http") + "/v1/realtime", dialer: e.dialer}
+	e.ws = wsTarget{dialer: e.dialer, next: new(atomic.Uint64)}
+	for _, b := range bases {
+		e.ws.urls = append(e.ws.urls, "ws"+strings.TrimPrefix(b, "http")+"/v1/realtime")
+	}
+	var err error
 	e.fileLimit, err = RaiseFileLimit()
 	if err != nil {
 		e.note("could not raise the open-file limit: %v", err)
 	}
 	e.pid = c.ServerPID
-	if e.pid == 0 {
-		port, _ := strconv.Atoi(u.Port())
-		if port == 0 {
-			port = map[string]int{"http": 80, "https": 443}[u.Scheme]
+	switch {
+	case e.pid != 0 && len(bases) > 1:
+		e.note("server CPU and memory are those of the process %d only (--server-pid), not of every node", e.pid)
+		e.pids = []int{e.pid}
+	case e.pid != 0:
+		e.pids = []int{e.pid}
+	default:
+		for _, port := range ports {
+			pid, err := FindListener(port)
+			if err != nil {
+				e.pids, e.pidErr = nil, err
+				e.note("server CPU and memory not measured: %v (give --server-pid)", err)
+				break
+			}
+			e.pids = append(e.pids, pid)
 		}
-		e.pid, e.pidErr = FindListener(port)
-		if e.pidErr != nil {
-			e.note("server CPU and memory not measured: %v (give --server-pid)", e.pidErr)
+		if len(e.pids) > 0 {
+			e.pid = e.pids[0]
 		}
+	}
+	if len(bases) > 1 {
+		e.note("%d nodes: connections spread over them in turn; setup through %s", len(bases), bases[0])
 	}
 	e.prog = newProgress(c.Progress, scenario)
 	return e, nil
@@ -126,13 +159,21 @@ func (e *env) id(kind string, i int) string {
 	return fmt.Sprintf("%s-%s%d", e.cfg.Run, kind, i)
 }
 
-// server samples the server process (ok false when it is not known).
+// server samples the server's processes, summed over the nodes (ok false
+// when they are not known).
 func (e *env) server() (ProcSample, bool) {
-	if e.pid == 0 {
+	if len(e.pids) == 0 {
 		return ProcSample{}, false
 	}
-	s, err := SampleProc(e.pid)
-	return s, err == nil
+	var sum ProcSample
+	for _, pid := range e.pids {
+		s, err := SampleProc(pid)
+		if err != nil {
+			return ProcSample{}, false
+		}
+		sum.At, sum.CPU, sum.RSS = s.At, sum.CPU+s.CPU, sum.RSS+s.RSS
+	}
+	return sum, true
 }
 
 // meter measures the CPU time of the server and of this process over a

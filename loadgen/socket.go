@@ -33,17 +33,28 @@ type socket struct {
 	err    error // why it closed, set before closed is
 }
 
-// wsTarget is where and how the sockets connect.
+// wsTarget is where and how the sockets connect: to each of urls in
+// turn (the nodes of a cluster, or one server).
 type wsTarget struct {
-	url    string // ws://host:port/v1/realtime
+	urls   []string // ws://host:port/v1/realtime
+	next   *atomic.Uint64
 	dialer *dialer
+}
+
+// url returns the URL the next connection goes to.
+func (t wsTarget) url() string {
+	if len(t.urls) == 1 {
+		return t.urls[0]
+	}
+	return t.urls[(t.next.Add(1)-1)%uint64(len(t.urls))]
 }
 
 // dialSocket opens a realtime connection; onUpdate (may be nil) receives
 // each update frame.
 func dialSocket(ctx context.Context, t wsTarget, onUpdate func([]byte, time.Time)) (*socket, error) {
 	s := &socket{onUpdate: onUpdate, closed: make(chan struct{})}
-	u, err := parseHostPort(t.url)
+	target := t.url()
+	u, err := parseHostPort(target)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +65,7 @@ func dialSocket(ctx context.Context, t wsTarget, onUpdate func([]byte, time.Time
 	h := http.Header{}
 	h.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
 	conn, _, err := gws.NewClientFromConn((*socketEvents)(s), &gws.ClientOption{
-		Addr: t.url, RequestHeader: h, ReadBufferSize: 2048, HandshakeTimeout: 10 * time.Second,
+		Addr: target, RequestHeader: h, ReadBufferSize: 2048, HandshakeTimeout: 10 * time.Second,
 		NewSession: func() gws.SessionStorage { return noSession{} },
 	}, nc)
 	if err != nil {

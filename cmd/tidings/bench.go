@@ -153,7 +153,7 @@ type benchFlags struct {
 }
 
 func addBenchFlags(fs *flag.FlagSet, b *benchFlags) {
-	fs.StringVar(&b.cfg.URL, "url", "http://127.0.0.1:8080", "the server's base `URL`")
+	fs.StringVar(&b.cfg.URL, "url", "http://127.0.0.1:8080", "the server's base `URL`, or the nodes' base URLs separated by commas (connections spread over them)")
 	fs.StringVar(&b.cfg.Key, "key", "", "the app's server `key` (default: $TIDINGS_SERVER_KEY)")
 	fs.BoolVar(&b.cfg.AllowRemote, "allow-remote", false, "allow a server that is not on a loopback address")
 	fs.DurationVar(&b.cfg.Duration, "duration", 10*time.Second, "how long the measured phase lasts (a `duration`)")
