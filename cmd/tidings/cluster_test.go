@@ -52,14 +52,6 @@ func testPostgres() string {
 	return "postgres://postgres@127.0.0.1:5432/test"
 }
 
-// testNATS is the NATS server (with JetStream) of the cluster tests.
-func testNATS() string {
-	if s := os.Getenv("TIDINGS_TEST_NATS"); s != "" {
-		return s
-	}
-	return "nats://127.0.0.1:4222"
-}
-
 // freshDatabase creates a database of its own on the test server and
 // returns its URL; it is dropped when t ends (after the nodes, which are
 // stopped by cleanups registered later). It skips t when the server cannot
@@ -111,6 +103,102 @@ func needNATS(t *testing.T, urls string) {
 			needService(t, fmt.Sprintf("NATS is not reachable at %s (set TIDINGS_TEST_NATS to another server): %v", redactURL(s), err))
 		}
 		c.Close()
+	}
+}
+
+// natsServer is the path of the nats-server binary tests start their own
+// NATS servers with.
+const natsServer = "/usr/sbin/nats-server"
+
+// testNATSServer is a NATS server (with JetStream) of a test's own, on a
+// free port of the loopback interface, with its store in a temporary
+// directory: the test's subjects and buckets are its own, and the test
+// may stop and restart it.
+type testNATSServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	logs *syncBuffer
+}
+
+// startNATS starts a NATS server of t's own; it is stopped when t ends.
+// It skips t when there is no nats-server binary.
+func startNATS(t *testing.T) *testNATSServer {
+	t.Helper()
+	if _, err := os.Stat(natsServer); err != nil {
+		needService(t, fmt.Sprintf("no NATS server binary at %s: %v", natsServer, err))
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &testNATSServer{t: t, port: port, dir: t.TempDir()}
+	s.start()
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("logs of the NATS server:\n%s", s.logs)
+		}
+	})
+	return s
+}
+
+// url returns the server's URL.
+func (s *testNATSServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// start starts the server (again) and waits until it takes connections.
+func (s *testNATSServer) start() {
+	s.t.Helper()
+	s.logs, s.done = new(syncBuffer), make(chan struct{})
+	s.cmd = exec.Command(natsServer, "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-js", "-sd", s.dir)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() {
+		s.cmd.Wait()
+		close(s.done)
+	}()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
+		if err == nil {
+			c.Close()
+			// JetStream is ready once the server says so.
+			for !strings.Contains(s.logs.String(), "Server is ready") && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("nats-server exited: %v\n%s", s.cmd.ProcessState, s.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("nats-server does not take connections after %s:\n%s", clusterWait, s.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop stops the server, if it runs.
+func (s *testNATSServer) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(clusterWait):
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.done
 	}
 }
 
@@ -199,6 +287,7 @@ type testCluster struct {
 	t      *testing.T
 	store  string
 	broker string
+	nats   *testNATSServer // nil when the test uses a shared server
 	nodes  []*testNode
 	app    string
 	key    string // the app's server key
@@ -212,9 +301,17 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 		t.Skip("this build cannot open a PostgreSQL store yet (package postgres, issue #11)")
 	}
 	store := freshDatabase(t)
-	broker := testNATS()
+	// A NATS server of the test's own, so that its subjects and buckets
+	// meet no other test's (tests of other packages may use the shared
+	// one at the same time); TIDINGS_TEST_NATS names a shared one instead.
+	var nats *testNATSServer
+	broker := os.Getenv("TIDINGS_TEST_NATS")
+	if broker == "" {
+		nats = startNATS(t)
+		broker = nats.url()
+	}
 	needNATS(t, broker)
-	c := &testCluster{t: t, store: store, broker: broker, app: "shop"}
+	c := &testCluster{t: t, store: store, broker: broker, nats: nats, app: "shop"}
 	// The app, created by the admin command before any node starts (which
 	// also creates the schema).
 	created := parseApp(t, mustRun(t, nil, "apps", "create", "--store", store, "--data", t.TempDir(), c.app).stdout)
@@ -630,4 +727,100 @@ func TestClusterTyping(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// sendAll sends the texts into conv through cl in order, sending each
+// again (same client id: never twice) while the server answers with an
+// error, as an application does.
+func sendAll(t *testing.T, cl *client.Client, conv string, texts []string) {
+	t.Helper()
+	for _, text := range texts {
+		deadline := time.Now().Add(clusterWait)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := cl.Socket().SendMessage(ctx, conv, textMessage(text))
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("send %s: still failing after %s: %v", text, clusterWait, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func numbered(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return out
+}
+
+// NATS restarts: messages sent while it is down still reach the other
+// nodes (which read the log themselves), and nothing is lost, doubled or
+// reordered across the restart.
+func TestClusterNATSRestart(t *testing.T) {
+	c, clients, inboxes, _ := clusterUsers(t)
+	if c.nats == nil {
+		t.Skip("TIDINGS_TEST_NATS names a shared NATS server, which this test must not restart")
+	}
+	receivers := []string{"bob (node 2)", "carol (node 3)"}
+	sendAll(t, clients[0], "room", numbered("m", 0, 3))
+	for i, who := range receivers {
+		inboxes[i+1].waitFor(t, who+" to receive m0 to m2", hasTexts("room", numbered("m", 0, 3)))
+	}
+
+	c.nats.stop()
+	sendAll(t, clients[0], "room", numbered("m", 3, 6))
+	for i, who := range receivers {
+		inboxes[i+1].waitFor(t, who+" to receive m3 to m5 while NATS is down", hasTexts("room", numbered("m", 0, 6)))
+	}
+
+	c.nats.start()
+	sendAll(t, clients[0], "room", numbered("m", 6, 9))
+	for i, who := range receivers {
+		evs := inboxes[i+1].waitFor(t, who+" to receive m6 to m8 after NATS is back", hasTexts("room", numbered("m", 0, 9)))
+		checkTexts(t, who, evs, "room", numbered("m", 0, 9))
+	}
+}
+
+// The nodes' PostgreSQL connections are killed (pg_terminate_backend)
+// while messages are sent: senders retry, and receivers on other nodes
+// get every message once, in order.
+func TestClusterPostgresConnectionsKilled(t *testing.T) {
+	c, clients, inboxes, _ := clusterUsers(t)
+	u, err := url.Parse(c.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	kill := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, testPostgres())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close(ctx)
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = $1 AND pid <> pg_backend_pid()`, dbName).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("terminated %d connections of the nodes", n)
+	}
+	want := numbered("m", 0, 12)
+	sendAll(t, clients[0], "room", want[:4])
+	kill()
+	sendAll(t, clients[0], "room", want[4:8])
+	kill()
+	sendAll(t, clients[0], "room", want[8:])
+	for i, who := range []string{"alice (node 1)", "bob (node 2)", "carol (node 3)"} {
+		evs := inboxes[i].waitFor(t, who+" to receive the 12 messages", hasTexts("room", want))
+		checkTexts(t, who, evs, "room", want)
+	}
 }
