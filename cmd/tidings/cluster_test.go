@@ -3,11 +3,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -297,8 +294,8 @@ type testCluster struct {
 // NATS server, with extra flags for each, and creates an app.
 func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
-	if !postgresBuilt {
-		t.Skip("this build cannot open a PostgreSQL store yet (package postgres, issue #11)")
+	if !postgresBuilt || !natsBuilt {
+		t.Skip("this build cannot open a PostgreSQL store or a NATS broker yet (packages postgres and nats, issue #11)")
 	}
 	store := freshDatabase(t)
 	// A NATS server of the test's own, so that its subjects and buckets
@@ -330,43 +327,6 @@ func (c *testCluster) startNode(name string, extra ...string) *testNode {
 	n := startNode(c.t, name, nil, args...)
 	c.nodes = append(c.nodes, n)
 	return n
-}
-
-// api calls the REST API of the node at base with the credential cred,
-// and decodes the answer into out (if not nil). It fails the test unless
-// the status is want.
-func api(t *testing.T, base, cred, method, path string, in, out any, want int) {
-	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, base+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+cred)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		t.Fatalf("%s %s%s: %d, want %d: %s", method, base, path, resp.StatusCode, want, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, b)
-		}
-	}
 }
 
 // user creates the user id (through node 1) and returns an access token.

@@ -30,6 +30,7 @@ type config struct {
 	// a cluster (issue #11).
 	Store             string
 	Broker            string
+	Blobs             string
 	LogLevel          slog.Level
 	LogFormat         string
 	MaxBodyBytes      int64
@@ -149,6 +150,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	addDataFlags(fs, cfg)
 	fs.StringVar(&cfg.Broker, "broker", cfg.Broker,
 		"comma-separated NATS server `URLs` (nats://host:4222) joining the nodes of a cluster; needs a PostgreSQL --store; empty: one node")
+	fs.StringVar(&cfg.Blobs, "blobs", cfg.Blobs,
+		"where uploaded files are kept: empty for files/ in --data, or an S3 `URL` (s3://BUCKET[/PREFIX]?endpoint=HOST) that several nodes may share")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel,
 		"lowest `level` logged: debug, info, warn or error")
 	fs.Var((*logFormatValue)(&cfg.LogFormat), "log-format",
@@ -238,6 +241,8 @@ func (cfg *config) check() error {
 		return errors.New("--data must not be empty")
 	case checkCluster(cfg.Store, cfg.Broker) != nil:
 		return checkCluster(cfg.Store, cfg.Broker)
+	case checkBlobs(cfg.Blobs) != nil:
+		return checkBlobs(cfg.Blobs)
 	case cfg.MaxMessageBytes > 1<<30:
 		return errors.New("--max-message-bytes must be at most 1GiB")
 	case cfg.MaxBodyBytes <= cfg.MaxMessageBytes:

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -156,5 +159,42 @@ func TestVersion(t *testing.T) {
 	}
 	if r := runCLI(t, nil, "--version", "extra"); r.code != exitUsage {
 		t.Errorf("--version extra: exit code %d, want %d", r.code, exitUsage)
+	}
+}
+
+// api calls the REST API of the node at base with the credential cred,
+// and decodes the answer into out (if not nil). It fails the test unless
+// the status is want.
+func api(t *testing.T, base, cred, method, path string, in, out any, want int) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cred)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s%s: %d, want %d: %s", method, base, path, resp.StatusCode, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
 	}
 }

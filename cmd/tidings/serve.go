@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/disk"
 	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/realtime"
@@ -104,7 +103,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if clustered {
 		publisher = nil
 	}
-	blobs := disk.NewBlobStore(filepath.Join(dataDir, filesDir))
+	blobs, blobsWhere, err := openBlobs(ctx, cfg, dataDir)
+	if err != nil {
+		return fmt.Errorf("open the file store: %w", err)
+	}
 	st, err := openStores(cfg, storeOptions{
 		Data: dataDir, Publisher: publisher, Blobs: blobs, Create: true, Logger: log,
 		MaxFileBytes: cfg.MaxFileBytes, UserQuota: cfg.UserUploadQuota, UserQuotaWindow: cfg.UserUploadWindow,
@@ -164,11 +166,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("DEVELOPMENT MODE (--dev): anyone on this machine may sign in as any user of the app "+defaultAppID+
 			" without credentials, at POST /v1/dev/token; never run a shared server like this", "app", defaultAppID)
 	}
-	// Uploads cut short by a crash left partial files; no upload runs yet.
-	if err := blobs.RemoveTemp(); err != nil {
-		node.Close()
-		return fmt.Errorf("remove partial uploads: %w", err)
-	}
 	srv.Files = st.Files
 	srv.Logger = log
 	srv.Ready = st.Ping
@@ -189,7 +186,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		node.Close()
 		return err
 	}
-	log.Info("tidings is listening", append([]any{"url", srv.URL(), "data", dataDir, "store", st.Where, "version", versionString()}, clusterAttrs...)...)
+	log.Info("tidings is listening", append([]any{"url", srv.URL(), "data", dataDir, "store", st.Where, "files", blobsWhere, "version", versionString()}, clusterAttrs...)...)
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
