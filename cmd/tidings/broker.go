@@ -3,12 +3,13 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/nats"
 )
 
 // clusterLink is what joins a node to the others of a cluster, on the
@@ -29,15 +30,16 @@ func (l *clusterLink) Close() error {
 }
 
 // natsBuilt says whether openBroker can connect.
-const natsBuilt = false
+const natsBuilt = true
 
-// errNoNATS is returned by openBroker until package nats implements the
-// broker (issue #11).
-var errNoNATS = errors.New("this build of tidings cannot use a NATS broker yet (issue #11): leave --broker empty to run one node")
-
-// openBroker connects to the NATS servers urls as the node nodeID.
+// openBroker connects to the NATS servers urls as the node nodeID. The
+// connection reconnects by itself once made.
 func openBroker(urls []string, nodeID string, log *slog.Logger) (*clusterLink, error) {
-	return nil, errNoNATS
+	c, err := nats.Connect(strings.Join(urls, ","), nats.Options{Name: nodeID, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &clusterLink{Broker: c, Presence: c.Presence(), Leases: c.Leases(), close: c.Close}, nil
 }
 
 // newNodeID returns a name for this node, unique in the cluster: the
