@@ -231,6 +231,7 @@ func (n *Node) readFinal() bool {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	r, err := n.Tail.Final(ctx, c.last, n.TailBatch)
+	n.metrics.gaps.Inc()
 	if err != nil {
 		if n.ctx.Err() == nil {
 			n.Logger.Error("realtime: read the final events from the log", "err", err, "after", c.last)
@@ -311,6 +312,11 @@ func (n *Node) tail() {
 				n.Logger.Info("realtime: this node no longer tails the log", "node", n.NodeID)
 			}
 			held = ok
+			if held {
+				n.metrics.tailing.Set(1)
+			} else {
+				n.metrics.tailing.Set(0)
+			}
 		}
 		if !held {
 			if !sleep(renewEvery) {

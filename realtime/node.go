@@ -10,6 +10,11 @@
 // Clients (client.go) are connections whose transport (WebSocket, package
 // ws; long polling, poll.go) hands their frames to the node; each account
 // authenticated on a client is a Session (session.go).
+//
+// In a cluster (cluster.go, docs/cluster.md), a Node receives instead the
+// ranges of final events that the node holding the tailer lease reads
+// from the log and publishes on a tidings.Broker, and delivers them in
+// position order, reading from the log what the broker lost.
 package realtime
 
 import (
