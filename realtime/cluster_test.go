@@ -261,6 +261,7 @@ func (cl *cluster) node(id string, configure ...func(*Node)) *Node {
 	n.Apps, n.Users, n.Messages, n.Log = cl.apps, cl.users, cl.messages, cl.log
 	n.Logger = slog.New(slog.DiscardHandler)
 	n.Broker, n.Tail, n.Leases, n.PresenceStore, n.NodeID = cl.broker, sqlite.NewTail(cl.db), cl.leases, cl.presence, id
+	n.Conversations = cl.convs
 	n.TailerTTL = 400 * time.Millisecond
 	n.PresenceLease = 300 * time.Millisecond
 	n.CursorFlushInterval = 50 * time.Millisecond
@@ -663,6 +664,15 @@ func TestClusterTypingAndPresenceAcrossNodes(t *testing.T) {
 		t.Fatal(ans.Error.Message)
 	}
 	waitUntil(t, "bob on B to see alice typing", has(bob, protocol.EventTyping, "alice", ""))
+	// Who is online and typing, asked on B: alice, on A, too.
+	ans = bob.command(protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: "c"})
+	var pres protocol.PresenceResult
+	if ans.Error != nil || json.Unmarshal(ans.Result, &pres) != nil {
+		t.Fatalf("presence.get: %+v", ans.Error)
+	}
+	if !slices.Equal(pres.Online, []string{"alice", "bob"}) || !slices.Equal(pres.Typing, []string{"alice"}) {
+		t.Fatalf("presence.get on B: online %v, typing %v; want alice and bob, alice", pres.Online, pres.Typing)
+	}
 	if ans := alice.command(protocol.CmdTypingStop, protocol.TypingArgs{ConversationID: "c"}); ans.Error != nil {
 		t.Fatal(ans.Error.Message)
 	}

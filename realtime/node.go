@@ -102,6 +102,10 @@ type Node struct {
 	Leases        tidings.Leases
 	PresenceStore tidings.PresenceStore
 	NodeID        string
+	// Conversations, with PresenceStore, lets presence.get tell the
+	// participants online on other nodes too (of the first 1,000
+	// participants); without it, only those online on this node.
+	Conversations tidings.ConversationService
 	// TailInterval is the pause between two reads of the log's final
 	// events that found some (default 1ms); TailIdle the longest pause
 	// when they find none (default 5ms; four times that while a node reads
