@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,6 +395,9 @@ type livePresence struct {
 	LastSeen      time.Time       `json:"lastSeen"`
 	Hidden        bool            `json:"hidden"`
 	Conversations []string        `json:"conversations,omitempty"`
+	// Others: not to the user's own sessions (their privacy switch
+	// turned: only what the others see changes).
+	Others bool `json:"others,omitempty"`
 }
 
 // publishLive hands a live-only update to every node, this one included.
@@ -457,6 +461,9 @@ func (n *Node) applyLive(u tidings.LiveUpdate) {
 		n.mu.Lock()
 		targets := n.presenceTargetsOfLocked(u.AppID, p.Profile.ID, p.Conversations, p.Hidden)
 		n.mu.Unlock()
+		if p.Others {
+			targets = slices.DeleteFunc(targets, func(t *Session) bool { return t.user == p.Profile.ID })
+		}
 		n.tellPresence(u.AppID, p.Profile, p.Online, p.LastSeen, targets)
 	default:
 		n.Logger.Warn("realtime: a live update of an unknown kind", "name", u.Name)

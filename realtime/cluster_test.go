@@ -781,3 +781,37 @@ func TestClusterRemovedParticipantStopsReceiving(t *testing.T) {
 		t.Fatalf("the late session received %v, want m1 and m3 (its memberships)", got)
 	}
 }
+
+// A user who hides their presence, or shows it again, is seen offline,
+// or online, by the sessions of other nodes too.
+func TestClusterPresenceSwitchAcrossNodes(t *testing.T) {
+	cl := newCluster(t)
+	a, b := cl.node("A"), cl.node("B")
+	bob := cl.online(b, "bob", "", "")
+	alice := cl.online(a, "alice", "", "")
+	statuses := func() []string {
+		var out []string
+		for _, u := range bob.w.updates() {
+			if u.name == protocol.EventPresence && u.prof == "alice" {
+				out = append(out, u.stat)
+			}
+		}
+		return out
+	}
+	waitUntil(t, "bob on B to see alice online", func() bool { return len(statuses()) == 1 })
+	for _, hide := range []bool{true, false} {
+		if _, err := cl.users.UpdateUser(as("alice"), "alice", tidings.UserUpdate{PresenceHidden: &hide}); err != nil {
+			t.Fatal(err)
+		}
+		want := len(statuses()) + 1
+		waitUntil(t, fmt.Sprintf("bob on B to be told of alice's switch (hidden %v)", hide), func() bool { return len(statuses()) == want })
+	}
+	if got := statuses(); !slices.Equal(got, []string{protocol.PresenceOnline, protocol.PresenceOffline, protocol.PresenceOnline}) {
+		t.Fatalf("bob saw alice %v", got)
+	}
+	for _, u := range alice.w.updates() {
+		if u.name == protocol.EventPresence && u.prof == "alice" {
+			t.Fatalf("alice was told of her own switch: %+v", u)
+		}
+	}
+}
