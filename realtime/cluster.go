@@ -249,6 +249,11 @@ func (n *Node) readFinal() bool {
 	}
 	c.last = r.To
 	n.advance(c.last)
+	if n.Batcher != nil {
+		// A long gap goes out in batches of TailBatch, not held whole.
+		n.Batcher.EndBatch()
+		n.Batcher.BeginBatch()
+	}
 	return true
 }
 
@@ -301,6 +306,10 @@ func (n *Node) tail() {
 				}
 				n.Logger.Warn("realtime: hold the tailer lease", "err", err)
 				ok = false
+				// The broker's side is failing: maybe no node tails the
+				// log now, so this one reads it itself until ranges
+				// chain again.
+				n.enqueue(clusterItem{lost: true})
 			}
 			if ok && !held {
 				// Where the last tailer stopped, as far as this node
