@@ -286,6 +286,7 @@ func (n *Node) tail() {
 	var renewed time.Time
 	var from, at int64 // published up to; read up to
 	idle := n.TailInterval
+	var published time.Time // the last publish, heartbeats included
 	sleep := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -336,10 +337,21 @@ func (n *Node) tail() {
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		r, err := n.Tail.Final(ctx, at, n.TailBatch)
-		if err == nil && r.To > at && len(r.Events) > 0 {
+		switch {
+		case err == nil && r.To > at && len(r.Events) > 0:
 			err = n.Broker.PublishRange(ctx, tidings.EventRange{From: from, To: r.To, Events: r.Events})
 			if err == nil {
-				from = r.To
+				from, published = r.To, time.Now()
+			}
+		case err == nil && time.Since(published) >= n.TailHeartbeat:
+			// A heartbeat: the range since the last one, without events
+			// (there are none in it), so that a node that lost the last
+			// range of a quiet time reads it without waiting for the
+			// next event, and ranges chain again after Lost.
+			to := max(r.To, at)
+			err = n.Broker.PublishRange(ctx, tidings.EventRange{From: from, To: to})
+			if err == nil {
+				from, published = to, time.Now()
 			}
 		}
 		cancel()

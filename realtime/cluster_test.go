@@ -38,6 +38,8 @@ type memSub struct {
 	mu     sync.Mutex // calls to h are sequential
 	h      tidings.BrokerHandler
 	drop   atomic.Int32 // ranges to lose
+	every  atomic.Int32 // lose one range in every so many (0: none)
+	seen   int          // ranges offered; guarded by mu
 	closed atomic.Bool
 }
 
@@ -73,8 +75,12 @@ func (b *memBroker) each(f func(*memSub)) bool {
 
 func (b *memBroker) PublishRange(ctx context.Context, r tidings.EventRange) error {
 	if !b.each(func(s *memSub) {
+		s.seen++
 		if s.drop.Load() > 0 {
 			s.drop.Add(-1)
+			return
+		}
+		if e := int(s.every.Load()); e > 0 && s.seen%e == 0 {
 			return
 		}
 		s.h.Range(r)
@@ -263,6 +269,7 @@ func (cl *cluster) node(id string, configure ...func(*Node)) *Node {
 	n.Broker, n.Tail, n.Leases, n.PresenceStore, n.NodeID = cl.broker, sqlite.NewTail(cl.db), cl.leases, cl.presence, id
 	n.Conversations = cl.convs
 	n.TailerTTL = 400 * time.Millisecond
+	n.TailHeartbeat = time.Hour // a lost range is read when the next comes (unless a test says)
 	n.PresenceLease = 300 * time.Millisecond
 	n.CursorFlushInterval = 50 * time.Millisecond
 	for _, f := range configure {
@@ -800,10 +807,10 @@ func TestClusterPresenceSwitchAcrossNodes(t *testing.T) {
 	}
 	waitUntil(t, "bob on B to see alice online", func() bool { return len(statuses()) == 1 })
 	for _, hide := range []bool{true, false} {
+		want := len(statuses()) + 1
 		if _, err := cl.users.UpdateUser(as("alice"), "alice", tidings.UserUpdate{PresenceHidden: &hide}); err != nil {
 			t.Fatal(err)
 		}
-		want := len(statuses()) + 1
 		waitUntil(t, fmt.Sprintf("bob on B to be told of alice's switch (hidden %v)", hide), func() bool { return len(statuses()) == want })
 	}
 	if got := statuses(); !slices.Equal(got, []string{protocol.PresenceOnline, protocol.PresenceOffline, protocol.PresenceOnline}) {
@@ -814,4 +821,98 @@ func TestClusterPresenceSwitchAcrossNodes(t *testing.T) {
 			t.Fatalf("alice was told of her own switch: %+v", u)
 		}
 	}
+}
+
+// subOf returns the broker subscription of node.
+func (cl *cluster) subOf(node *Node) *memSub {
+	for _, s := range cl.broker.subs {
+		if s.h.(clusterHandler).n == node {
+			return s
+		}
+	}
+	cl.t.Fatal("the node has no subscription")
+	return nil
+}
+
+// Senders on both nodes at once, with the broker losing one range in
+// three for node B: the sessions of both nodes get every message once, in
+// the same order.
+func TestClusterOneOrderUnderLoss(t *testing.T) {
+	cl := newCluster(t)
+	// Heartbeats, so that the loss of the last range is read too.
+	heartbeat := func(n *Node) { n.TailHeartbeat = 20 * time.Millisecond }
+	a, b := cl.node("A", heartbeat), cl.node("B", heartbeat)
+	cl.subOf(b).every.Store(3)
+	carol := cl.online(a, "carol", "", "")
+	bob := cl.online(b, "bob", "", "")
+	senders := []*conn{cl.online(a, "alice", "", ""), cl.online(b, "alice", "", ""), cl.online(a, "bob", "x", ""), cl.online(b, "carol", "x", "")}
+	const each = 40
+	var wg sync.WaitGroup
+	for i, cn := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				text := fmt.Sprintf("s%d-%d", i, j)
+				f, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: text, Command: protocol.CmdSend,
+					Data: json.RawMessage(`{"conversationId":"c","parts":[{"type":"text/plain","data":"` + text + `"}]}`)})
+				cn.c.Handle(f)
+			}
+		}()
+	}
+	wg.Wait()
+	total := len(senders) * each
+	waitUntil(t, "every message on both nodes", func() bool {
+		return len(bob.w.texts(t)) >= total && len(carol.w.texts(t)) >= total
+	})
+	got, other := bob.w.texts(t), carol.w.texts(t)
+	if !slices.Equal(got, other) || len(got) != total {
+		t.Fatalf("bob on B got %d messages, carol on A %d, not in the same order", len(got), len(other))
+	}
+	// Each sender's messages in the order it sent them.
+	next := make(map[int]int)
+	for _, text := range got {
+		var i, j int
+		fmt.Sscanf(text, "s%d-%d", &i, &j)
+		if j != next[i] {
+			t.Fatalf("%s came when s%d-%d was next", text, i, next[i])
+		}
+		next[i]++
+	}
+}
+
+// leasesNoRelease is a node's Leases when it dies: it never gives the
+// lease up, which ends by itself.
+type leasesNoRelease struct{ *memLeases }
+
+func (leasesNoRelease) Release(context.Context, string, string) error { return nil }
+
+// When the tailer dies without giving its lease up, another node takes
+// over once the lease ends.
+func TestClusterTailerLeaseExpires(t *testing.T) {
+	cl := newCluster(t)
+	a := cl.node("A", func(n *Node) { n.Leases = leasesNoRelease{cl.leases} })
+	waitUntil(t, "node A to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "A" })
+	b := cl.node("B")
+	bob := cl.online(b, "bob", "", "")
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cl.send("alice", "m1")
+	waitUntil(t, "node B to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "B" })
+	bob.waitTexts("m1")
+}
+
+// A range lost in a quiet time is read from the log after the tailer's
+// next heartbeat, without waiting for another event.
+func TestClusterHeartbeatBringsTheLastLostRange(t *testing.T) {
+	cl := newCluster(t)
+	heartbeat := func(n *Node) { n.TailHeartbeat = 20 * time.Millisecond }
+	_, b := cl.node("A", heartbeat), cl.node("B", heartbeat)
+	bob := cl.online(b, "bob", "", "")
+	cl.send("alice", "m1")
+	bob.waitTexts("m1")
+	cl.subOf(b).drop.Store(1)
+	cl.send("alice", "m2")
+	bob.waitTexts("m1", "m2")
 }

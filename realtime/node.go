@@ -117,6 +117,10 @@ type Node struct {
 	// TailerTTL is the lease of the node that tails the log (default 2s):
 	// when that node dies, another takes over after it.
 	TailerTTL time.Duration
+	// TailHeartbeat is how often the tailer publishes a range without
+	// events when there is nothing else to publish (default 1s): a node
+	// that lost the last range of a quiet time learns of it so.
+	TailHeartbeat time.Duration
 	// PresenceLease is the lease of this node's sessions in PresenceStore
 	// (default 15s), renewed every third of it.
 	PresenceLease time.Duration
@@ -164,7 +168,7 @@ func NewNode() *Node {
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
 		MaxPresenceSubscriptions: 1000,
 		TailInterval:             time.Millisecond, TailIdle: 5 * time.Millisecond, TailBatch: 1000,
-		TailerTTL: 2 * time.Second, PresenceLease: 15 * time.Second,
+		TailerTTL: 2 * time.Second, TailHeartbeat: time.Second, PresenceLease: 15 * time.Second,
 		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
 	}
 }
@@ -191,6 +195,7 @@ func (n *Node) Open() error {
 		n.TailIdle = max(cmp.Or(n.TailIdle, 5*time.Millisecond), n.TailInterval)
 		n.TailBatch = cmp.Or(n.TailBatch, 1000)
 		n.TailerTTL = cmp.Or(n.TailerTTL, 2*time.Second)
+		n.TailHeartbeat = cmp.Or(n.TailHeartbeat, time.Second)
 		n.PresenceLease = cmp.Or(n.PresenceLease, 15*time.Second)
 		if err := n.openCluster(); err != nil {
 			n.cancel()
