@@ -340,7 +340,12 @@ func (n *Node) tail() {
 		switch {
 		case err == nil && r.To > at && len(r.Events) > 0:
 			err = n.Broker.PublishRange(ctx, tidings.EventRange{From: from, To: r.To, Events: r.Events})
-			if err == nil {
+			if tidings.ErrorCode(err) == tidings.ETooLarge {
+				// Left for the nodes to read from the log: the next range
+				// (a heartbeat at once) starts after it.
+				n.Logger.Warn("realtime: a range of events is too large for the broker: the nodes read it from the log", "from", from, "to", r.To, "err", err)
+				from, published, err = r.To, time.Time{}, nil
+			} else if err == nil {
 				from, published = r.To, time.Now()
 			}
 		case err == nil && time.Since(published) >= n.TailHeartbeat:

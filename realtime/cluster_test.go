@@ -28,9 +28,10 @@ import (
 // subscriber, the publisher's too, and can lose ranges: the next ones of
 // one subscriber (dropRanges), or everything while it is down.
 type memBroker struct {
-	mu   sync.Mutex
-	subs []*memSub
-	down bool
+	mu        sync.Mutex
+	subs      []*memSub
+	down      bool
+	maxEvents int // the most events a range may carry (0: any number)
 }
 
 type memSub struct {
@@ -74,6 +75,12 @@ func (b *memBroker) each(f func(*memSub)) bool {
 }
 
 func (b *memBroker) PublishRange(ctx context.Context, r tidings.EventRange) error {
+	b.mu.Lock()
+	limit := b.maxEvents
+	b.mu.Unlock()
+	if limit > 0 && len(r.Events) > limit {
+		return tidings.Errorf(tidings.ETooLarge, "too many events")
+	}
 	if !b.each(func(s *memSub) {
 		s.seen++
 		if s.drop.Load() > 0 {
@@ -915,4 +922,23 @@ func TestClusterHeartbeatBringsTheLastLostRange(t *testing.T) {
 	cl.subOf(b).drop.Store(1)
 	cl.send("alice", "m2")
 	bob.waitTexts("m1", "m2")
+}
+
+// A range too large for the broker is read by every node from the log.
+func TestClusterRangeTooLargeForTheBroker(t *testing.T) {
+	cl := newCluster(t)
+	cl.broker.maxEvents = 2
+	heartbeat := func(n *Node) { n.TailHeartbeat = 20 * time.Millisecond }
+	_, b := cl.node("A", heartbeat), cl.node("B", heartbeat)
+	bob := cl.online(b, "bob", "", "")
+	// Created with its participants in one transaction: four events.
+	if _, err := cl.convs.CreateConversation(as("alice"), tidings.NewConversation{
+		ID: "d", Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bob to get the new conversation", func() bool {
+		return slices.ContainsFunc(bob.w.updates(), func(u update) bool { return u.name == tidings.EventConversationCreate })
+	})
+	cl.send("alice", "m1")
+	bob.waitTexts("m1")
 }
