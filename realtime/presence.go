@@ -200,11 +200,11 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 	// In a cluster, those online on other nodes too.
 	var elsewhere map[string]bool
 	if n.PresenceStore != nil && len(found) > 0 {
-		ids := make([]string, 0, len(found))
+		known := make([]string, 0, len(found))
 		for _, p := range found {
-			ids = append(ids, p.UserID)
+			known = append(known, p.UserID)
 		}
-		online, err := n.PresenceStore.Online(ctx, s.app, ids)
+		online, err := n.PresenceStore.Online(ctx, s.app, known)
 		if err != nil {
 			return err
 		}
