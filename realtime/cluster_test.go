@@ -942,3 +942,34 @@ func TestClusterRangeTooLargeForTheBroker(t *testing.T) {
 	cl.send("alice", "m1")
 	bob.waitTexts("m1")
 }
+
+// A user's typing indicator stays on while they have a session on some
+// node, and ends with their last one.
+func TestClusterTypingEndsWithTheLastSessionInTheCluster(t *testing.T) {
+	cl := newCluster(t)
+	a, b := cl.node("A"), cl.node("B")
+	bob := cl.online(b, "bob", "", "")
+	alice := cl.online(a, "alice", "", "")
+	other := cl.online(b, "alice", "laptop", "")
+	typing := func(name string) int {
+		count := 0
+		for _, u := range bob.w.updates() {
+			if u.name == name && u.prof == "alice" {
+				count++
+			}
+		}
+		return count
+	}
+	alice.command(protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: "c"})
+	waitUntil(t, "bob to see alice typing", func() bool { return typing(protocol.EventTyping) == 1 })
+	other.command(protocol.CmdLogout, struct{}{})
+	// A marker after the logout, through the same broker: had the logout
+	// ended the indicator, bob would have been told before it.
+	cl.send("carol", "marker")
+	bob.waitTexts("marker")
+	if n := typing(protocol.EventTypingOff); n != 0 {
+		t.Fatal("alice's indicator ended with one of her two sessions")
+	}
+	alice.command(protocol.CmdLogout, struct{}{})
+	waitUntil(t, "bob to see alice stop typing", func() bool { return typing(protocol.EventTypingOff) == 1 })
+}

@@ -184,10 +184,10 @@ func (n *Node) expireTyping(now time.Time) {
 }
 
 // stopTypingOf ends the typing indicators of a session's user when they
-// have no session left.
+// have no session left (in a cluster with a PresenceStore: on any node).
 func (n *Node) stopTypingOf(s *Session) {
 	n.mu.Lock()
-	if n.liveSessionsLocked(userKey{s.app, s.user}) > 0 {
+	if n.liveSessionsLocked(userKey{s.app, s.user}) > 0 || s.stayed {
 		n.mu.Unlock()
 		return
 	}

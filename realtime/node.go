@@ -628,6 +628,7 @@ func (n *Node) unregister(s *Session) {
 				n.Logger.Warn("realtime: end a session in the presence store", "err", err, "app", s.app, "user", s.user)
 			}
 			announce = last
+			s.stayed = !last && err == nil
 		}
 		if announce {
 			now = n.Now().UTC().Truncate(time.Microsecond)
