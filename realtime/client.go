@@ -373,7 +373,7 @@ func (c *Client) command(f *protocol.Frame) {
 	case protocol.CmdPresenceGet:
 		var a protocol.PresenceArgs
 		if err = decode(f.Data, &a); err == nil {
-			result, err = n.presenceOf(s, a.ConversationID)
+			result, err = n.presenceOf(ctx, s, a.ConversationID)
 		}
 	default:
 		err = tidings.Errorf(tidings.EInvalid, "unknown command %q", f.Command)

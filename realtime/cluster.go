@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,6 +232,7 @@ func (n *Node) readFinal() bool {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	r, err := n.Tail.Final(ctx, c.last, n.TailBatch)
+	n.metrics.gaps.Inc()
 	if err != nil {
 		if n.ctx.Err() == nil {
 			n.Logger.Error("realtime: read the final events from the log", "err", err, "after", c.last)
@@ -247,6 +249,11 @@ func (n *Node) readFinal() bool {
 	}
 	c.last = r.To
 	n.advance(c.last)
+	if n.Batcher != nil {
+		// A long gap goes out in batches of TailBatch, not held whole.
+		n.Batcher.EndBatch()
+		n.Batcher.BeginBatch()
+	}
 	return true
 }
 
@@ -279,6 +286,7 @@ func (n *Node) tail() {
 	var renewed time.Time
 	var from, at int64 // published up to; read up to
 	idle := n.TailInterval
+	var published time.Time // the last publish, heartbeats included
 	sleep := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -299,6 +307,10 @@ func (n *Node) tail() {
 				}
 				n.Logger.Warn("realtime: hold the tailer lease", "err", err)
 				ok = false
+				// The broker's side is failing: maybe no node tails the
+				// log now, so this one reads it itself until ranges
+				// chain again.
+				n.enqueue(clusterItem{lost: true})
 			}
 			if ok && !held {
 				// Where the last tailer stopped, as far as this node
@@ -311,6 +323,11 @@ func (n *Node) tail() {
 				n.Logger.Info("realtime: this node no longer tails the log", "node", n.NodeID)
 			}
 			held = ok
+			if held {
+				n.metrics.tailing.Set(1)
+			} else {
+				n.metrics.tailing.Set(0)
+			}
 		}
 		if !held {
 			if !sleep(renewEvery) {
@@ -320,10 +337,26 @@ func (n *Node) tail() {
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		r, err := n.Tail.Final(ctx, at, n.TailBatch)
-		if err == nil && r.To > at && len(r.Events) > 0 {
+		switch {
+		case err == nil && r.To > at && len(r.Events) > 0:
 			err = n.Broker.PublishRange(ctx, tidings.EventRange{From: from, To: r.To, Events: r.Events})
+			if tidings.ErrorCode(err) == tidings.ETooLarge {
+				// Left for the nodes to read from the log: the next range
+				// (a heartbeat at once) starts after it.
+				n.Logger.Warn("realtime: a range of events is too large for the broker: the nodes read it from the log", "from", from, "to", r.To, "err", err)
+				from, published, err = r.To, time.Time{}, nil
+			} else if err == nil {
+				from, published = r.To, time.Now()
+			}
+		case err == nil && time.Since(published) >= n.TailHeartbeat:
+			// A heartbeat: the range since the last one, without events
+			// (there are none in it), so that a node that lost the last
+			// range of a quiet time reads it without waiting for the
+			// next event, and ranges chain again after Lost.
+			to := max(r.To, at)
+			err = n.Broker.PublishRange(ctx, tidings.EventRange{From: from, To: to})
 			if err == nil {
-				from = r.To
+				from, published = to, time.Now()
 			}
 		}
 		cancel()
@@ -388,6 +421,9 @@ type livePresence struct {
 	LastSeen      time.Time       `json:"lastSeen"`
 	Hidden        bool            `json:"hidden"`
 	Conversations []string        `json:"conversations,omitempty"`
+	// Others: not to the user's own sessions (their privacy switch
+	// turned: only what the others see changes).
+	Others bool `json:"others,omitempty"`
 }
 
 // publishLive hands a live-only update to every node, this one included.
@@ -451,6 +487,9 @@ func (n *Node) applyLive(u tidings.LiveUpdate) {
 		n.mu.Lock()
 		targets := n.presenceTargetsOfLocked(u.AppID, p.Profile.ID, p.Conversations, p.Hidden)
 		n.mu.Unlock()
+		if p.Others {
+			targets = slices.DeleteFunc(targets, func(t *Session) bool { return t.user == p.Profile.ID })
+		}
 		n.tellPresence(u.AppID, p.Profile, p.Online, p.LastSeen, targets)
 	default:
 		n.Logger.Warn("realtime: a live update of an unknown kind", "name", u.Name)

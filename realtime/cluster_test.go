@@ -28,9 +28,10 @@ import (
 // subscriber, the publisher's too, and can lose ranges: the next ones of
 // one subscriber (dropRanges), or everything while it is down.
 type memBroker struct {
-	mu   sync.Mutex
-	subs []*memSub
-	down bool
+	mu        sync.Mutex
+	subs      []*memSub
+	down      bool
+	maxEvents int // the most events a range may carry (0: any number)
 }
 
 type memSub struct {
@@ -38,6 +39,8 @@ type memSub struct {
 	mu     sync.Mutex // calls to h are sequential
 	h      tidings.BrokerHandler
 	drop   atomic.Int32 // ranges to lose
+	every  atomic.Int32 // lose one range in every so many (0: none)
+	seen   int          // ranges offered; guarded by mu
 	closed atomic.Bool
 }
 
@@ -72,9 +75,19 @@ func (b *memBroker) each(f func(*memSub)) bool {
 }
 
 func (b *memBroker) PublishRange(ctx context.Context, r tidings.EventRange) error {
+	b.mu.Lock()
+	limit := b.maxEvents
+	b.mu.Unlock()
+	if limit > 0 && len(r.Events) > limit {
+		return tidings.Errorf(tidings.ETooLarge, "too many events")
+	}
 	if !b.each(func(s *memSub) {
+		s.seen++
 		if s.drop.Load() > 0 {
 			s.drop.Add(-1)
+			return
+		}
+		if e := int(s.every.Load()); e > 0 && s.seen%e == 0 {
 			return
 		}
 		s.h.Range(r)
@@ -261,7 +274,9 @@ func (cl *cluster) node(id string, configure ...func(*Node)) *Node {
 	n.Apps, n.Users, n.Messages, n.Log = cl.apps, cl.users, cl.messages, cl.log
 	n.Logger = slog.New(slog.DiscardHandler)
 	n.Broker, n.Tail, n.Leases, n.PresenceStore, n.NodeID = cl.broker, sqlite.NewTail(cl.db), cl.leases, cl.presence, id
+	n.Conversations = cl.convs
 	n.TailerTTL = 400 * time.Millisecond
+	n.TailHeartbeat = time.Hour // a lost range is read when the next comes (unless a test says)
 	n.PresenceLease = 300 * time.Millisecond
 	n.CursorFlushInterval = 50 * time.Millisecond
 	for _, f := range configure {
@@ -663,6 +678,15 @@ func TestClusterTypingAndPresenceAcrossNodes(t *testing.T) {
 		t.Fatal(ans.Error.Message)
 	}
 	waitUntil(t, "bob on B to see alice typing", has(bob, protocol.EventTyping, "alice", ""))
+	// Who is online and typing, asked on B: alice, on A, too.
+	ans = bob.command(protocol.CmdPresenceGet, protocol.PresenceArgs{ConversationID: "c"})
+	var pres protocol.PresenceResult
+	if ans.Error != nil || json.Unmarshal(ans.Result, &pres) != nil {
+		t.Fatalf("presence.get: %+v", ans.Error)
+	}
+	if !slices.Equal(pres.Online, []string{"alice", "bob"}) || !slices.Equal(pres.Typing, []string{"alice"}) {
+		t.Fatalf("presence.get on B: online %v, typing %v; want alice and bob, alice", pres.Online, pres.Typing)
+	}
 	if ans := alice.command(protocol.CmdTypingStop, protocol.TypingArgs{ConversationID: "c"}); ans.Error != nil {
 		t.Fatal(ans.Error.Message)
 	}
@@ -770,4 +794,182 @@ func TestClusterRemovedParticipantStopsReceiving(t *testing.T) {
 	if got := late.w.texts(t); !slices.Equal(got, []string{"m1", "m3"}) {
 		t.Fatalf("the late session received %v, want m1 and m3 (its memberships)", got)
 	}
+}
+
+// A user who hides their presence, or shows it again, is seen offline,
+// or online, by the sessions of other nodes too.
+func TestClusterPresenceSwitchAcrossNodes(t *testing.T) {
+	cl := newCluster(t)
+	a, b := cl.node("A"), cl.node("B")
+	bob := cl.online(b, "bob", "", "")
+	alice := cl.online(a, "alice", "", "")
+	statuses := func() []string {
+		var out []string
+		for _, u := range bob.w.updates() {
+			if u.name == protocol.EventPresence && u.prof == "alice" {
+				out = append(out, u.stat)
+			}
+		}
+		return out
+	}
+	waitUntil(t, "bob on B to see alice online", func() bool { return len(statuses()) == 1 })
+	for _, hide := range []bool{true, false} {
+		want := len(statuses()) + 1
+		if _, err := cl.users.UpdateUser(as("alice"), "alice", tidings.UserUpdate{PresenceHidden: &hide}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, fmt.Sprintf("bob on B to be told of alice's switch (hidden %v)", hide), func() bool { return len(statuses()) == want })
+	}
+	if got := statuses(); !slices.Equal(got, []string{protocol.PresenceOnline, protocol.PresenceOffline, protocol.PresenceOnline}) {
+		t.Fatalf("bob saw alice %v", got)
+	}
+	for _, u := range alice.w.updates() {
+		if u.name == protocol.EventPresence && u.prof == "alice" {
+			t.Fatalf("alice was told of her own switch: %+v", u)
+		}
+	}
+}
+
+// subOf returns the broker subscription of node.
+func (cl *cluster) subOf(node *Node) *memSub {
+	for _, s := range cl.broker.subs {
+		if s.h.(clusterHandler).n == node {
+			return s
+		}
+	}
+	cl.t.Fatal("the node has no subscription")
+	return nil
+}
+
+// Senders on both nodes at once, with the broker losing one range in
+// three for node B: the sessions of both nodes get every message once, in
+// the same order.
+func TestClusterOneOrderUnderLoss(t *testing.T) {
+	cl := newCluster(t)
+	// Heartbeats, so that the loss of the last range is read too.
+	heartbeat := func(n *Node) { n.TailHeartbeat = 20 * time.Millisecond }
+	a, b := cl.node("A", heartbeat), cl.node("B", heartbeat)
+	cl.subOf(b).every.Store(3)
+	carol := cl.online(a, "carol", "", "")
+	bob := cl.online(b, "bob", "", "")
+	senders := []*conn{cl.online(a, "alice", "", ""), cl.online(b, "alice", "", ""), cl.online(a, "bob", "x", ""), cl.online(b, "carol", "x", "")}
+	const each = 40
+	var wg sync.WaitGroup
+	for i, cn := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				text := fmt.Sprintf("s%d-%d", i, j)
+				f, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: text, Command: protocol.CmdSend,
+					Data: json.RawMessage(`{"conversationId":"c","parts":[{"type":"text/plain","data":"` + text + `"}]}`)})
+				cn.c.Handle(f)
+			}
+		}()
+	}
+	wg.Wait()
+	total := len(senders) * each
+	waitUntil(t, "every message on both nodes", func() bool {
+		return len(bob.w.texts(t)) >= total && len(carol.w.texts(t)) >= total
+	})
+	got, other := bob.w.texts(t), carol.w.texts(t)
+	if !slices.Equal(got, other) || len(got) != total {
+		t.Fatalf("bob on B got %d messages, carol on A %d, not in the same order", len(got), len(other))
+	}
+	// Each sender's messages in the order it sent them.
+	next := make(map[int]int)
+	for _, text := range got {
+		var i, j int
+		fmt.Sscanf(text, "s%d-%d", &i, &j)
+		if j != next[i] {
+			t.Fatalf("%s came when s%d-%d was next", text, i, next[i])
+		}
+		next[i]++
+	}
+}
+
+// leasesNoRelease is a node's Leases when it dies: it never gives the
+// lease up, which ends by itself.
+type leasesNoRelease struct{ *memLeases }
+
+func (leasesNoRelease) Release(context.Context, string, string) error { return nil }
+
+// When the tailer dies without giving its lease up, another node takes
+// over once the lease ends.
+func TestClusterTailerLeaseExpires(t *testing.T) {
+	cl := newCluster(t)
+	a := cl.node("A", func(n *Node) { n.Leases = leasesNoRelease{cl.leases} })
+	waitUntil(t, "node A to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "A" })
+	b := cl.node("B")
+	bob := cl.online(b, "bob", "", "")
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cl.send("alice", "m1")
+	waitUntil(t, "node B to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "B" })
+	bob.waitTexts("m1")
+}
+
+// A range lost in a quiet time is read from the log after the tailer's
+// next heartbeat, without waiting for another event.
+func TestClusterHeartbeatBringsTheLastLostRange(t *testing.T) {
+	cl := newCluster(t)
+	heartbeat := func(n *Node) { n.TailHeartbeat = 20 * time.Millisecond }
+	_, b := cl.node("A", heartbeat), cl.node("B", heartbeat)
+	bob := cl.online(b, "bob", "", "")
+	cl.send("alice", "m1")
+	bob.waitTexts("m1")
+	cl.subOf(b).drop.Store(1)
+	cl.send("alice", "m2")
+	bob.waitTexts("m1", "m2")
+}
+
+// A range too large for the broker is read by every node from the log.
+func TestClusterRangeTooLargeForTheBroker(t *testing.T) {
+	cl := newCluster(t)
+	cl.broker.maxEvents = 2
+	heartbeat := func(n *Node) { n.TailHeartbeat = 20 * time.Millisecond }
+	_, b := cl.node("A", heartbeat), cl.node("B", heartbeat)
+	bob := cl.online(b, "bob", "", "")
+	// Created with its participants in one transaction: four events.
+	if _, err := cl.convs.CreateConversation(as("alice"), tidings.NewConversation{
+		ID: "d", Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bob to get the new conversation", func() bool {
+		return slices.ContainsFunc(bob.w.updates(), func(u update) bool { return u.name == tidings.EventConversationCreate })
+	})
+	cl.send("alice", "m1")
+	bob.waitTexts("m1")
+}
+
+// A user's typing indicator stays on while they have a session on some
+// node, and ends with their last one.
+func TestClusterTypingEndsWithTheLastSessionInTheCluster(t *testing.T) {
+	cl := newCluster(t)
+	a, b := cl.node("A"), cl.node("B")
+	bob := cl.online(b, "bob", "", "")
+	alice := cl.online(a, "alice", "", "")
+	other := cl.online(b, "alice", "laptop", "")
+	typing := func(name string) int {
+		count := 0
+		for _, u := range bob.w.updates() {
+			if u.name == name && u.prof == "alice" {
+				count++
+			}
+		}
+		return count
+	}
+	alice.command(protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: "c"})
+	waitUntil(t, "bob to see alice typing", func() bool { return typing(protocol.EventTyping) == 1 })
+	other.command(protocol.CmdLogout, struct{}{})
+	// A marker after the logout, through the same broker: had the logout
+	// ended the indicator, bob would have been told before it.
+	cl.send("carol", "marker")
+	bob.waitTexts("marker")
+	if n := typing(protocol.EventTypingOff); n != 0 {
+		t.Fatal("alice's indicator ended with one of her two sessions")
+	}
+	alice.command(protocol.CmdLogout, struct{}{})
+	waitUntil(t, "bob to see alice stop typing", func() bool { return typing(protocol.EventTypingOff) == 1 })
 }

@@ -10,6 +10,11 @@
 // Clients (client.go) are connections whose transport (WebSocket, package
 // ws; long polling, poll.go) hands their frames to the node; each account
 // authenticated on a client is a Session (session.go).
+//
+// In a cluster (cluster.go, docs/cluster.md), a Node receives instead the
+// ranges of final events that the node holding the tailer lease reads
+// from the log and publishes on a tidings.Broker, and delivers them in
+// position order, reading from the log what the broker lost.
 package realtime
 
 import (
@@ -97,6 +102,10 @@ type Node struct {
 	Leases        tidings.Leases
 	PresenceStore tidings.PresenceStore
 	NodeID        string
+	// Conversations, with PresenceStore, lets presence.get tell the
+	// participants online on other nodes too (of the first 1,000
+	// participants); without it, only those online on this node.
+	Conversations tidings.ConversationService
 	// TailInterval is the pause between two reads of the log's final
 	// events that found some (default 1ms); TailIdle the longest pause
 	// when they find none (default 5ms; four times that while a node reads
@@ -108,6 +117,10 @@ type Node struct {
 	// TailerTTL is the lease of the node that tails the log (default 2s):
 	// when that node dies, another takes over after it.
 	TailerTTL time.Duration
+	// TailHeartbeat is how often the tailer publishes a range without
+	// events when there is nothing else to publish (default 1s): a node
+	// that lost the last range of a quiet time learns of it so.
+	TailHeartbeat time.Duration
 	// PresenceLease is the lease of this node's sessions in PresenceStore
 	// (default 15s), renewed every third of it.
 	PresenceLease time.Duration
@@ -155,7 +168,7 @@ func NewNode() *Node {
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
 		MaxPresenceSubscriptions: 1000,
 		TailInterval:             time.Millisecond, TailIdle: 5 * time.Millisecond, TailBatch: 1000,
-		TailerTTL: 2 * time.Second, PresenceLease: 15 * time.Second,
+		TailerTTL: 2 * time.Second, TailHeartbeat: time.Second, PresenceLease: 15 * time.Second,
 		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
 	}
 }
@@ -182,6 +195,7 @@ func (n *Node) Open() error {
 		n.TailIdle = max(cmp.Or(n.TailIdle, 5*time.Millisecond), n.TailInterval)
 		n.TailBatch = cmp.Or(n.TailBatch, 1000)
 		n.TailerTTL = cmp.Or(n.TailerTTL, 2*time.Second)
+		n.TailHeartbeat = cmp.Or(n.TailHeartbeat, time.Second)
 		n.PresenceLease = cmp.Or(n.PresenceLease, 15*time.Second)
 		if err := n.openCluster(); err != nil {
 			n.cancel()
@@ -614,6 +628,7 @@ func (n *Node) unregister(s *Session) {
 				n.Logger.Warn("realtime: end a session in the presence store", "err", err, "app", s.app, "user", s.user)
 			}
 			announce = last
+			s.stayed = !last && err == nil
 		}
 		if announce {
 			now = n.Now().UTC().Truncate(time.Microsecond)

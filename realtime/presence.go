@@ -133,6 +133,20 @@ func (n *Node) presenceSetting(ev *tidings.Event) {
 	st.hidden = pp.User.PresenceHidden
 	hidden := st.hidden
 	var targets []*Session
+	if st.online && n.clustered() {
+		// Told by every node that holds a session of the user, to the
+		// others' sessions on every node (the peers of one of its
+		// sessions, which all share the user's conversations).
+		for s := range n.users[uk] {
+			if !s.poll {
+				convs := convIDs(s)
+				n.mu.Unlock()
+				n.publishLive(tidings.LiveUpdate{AppID: ev.AppID, Name: protocol.EventPresence, UserIDs: []string{uk.user}},
+					livePresence{Profile: pp.User.Summary(), Online: !hidden, Conversations: convs, Others: true})
+				return
+			}
+		}
+	}
 	if st.online {
 		for s := range n.users[uk] {
 			if !s.poll {
@@ -186,11 +200,11 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 	// In a cluster, those online on other nodes too.
 	var elsewhere map[string]bool
 	if n.PresenceStore != nil && len(found) > 0 {
-		ids := make([]string, 0, len(found))
+		known := make([]string, 0, len(found))
 		for _, p := range found {
-			ids = append(ids, p.UserID)
+			known = append(known, p.UserID)
 		}
-		online, err := n.PresenceStore.Online(ctx, s.app, ids)
+		online, err := n.PresenceStore.Online(ctx, s.app, known)
 		if err != nil {
 			return err
 		}

@@ -34,6 +34,9 @@ type Session struct {
 	// conversations were read (see streamReach). Set before register.
 	counted, first bool
 	reach          int64
+	// stayed: when it ended, its user still had sessions on other nodes
+	// (their typing indicators stay on). Set by unregister.
+	stayed bool
 
 	mu        sync.Mutex
 	expires   time.Time
