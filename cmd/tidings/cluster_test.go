@@ -784,3 +784,44 @@ func TestClusterPostgresConnectionsKilled(t *testing.T) {
 		checkTexts(t, who, evs, "room", want)
 	}
 }
+
+// One node on PostgreSQL, without a broker: the store publishes to the
+// node, as SQLite does; the admin commands work on the same store.
+func TestServeOnPostgres(t *testing.T) {
+	if !postgresBuilt {
+		t.Skip("this build cannot open a PostgreSQL store yet (package postgres, issue #11)")
+	}
+	store := freshDatabase(t)
+	dir := t.TempDir()
+	url, stopServe := startServe(t, dir, "--store", store)
+	stop := sync.OnceValues(stopServe)
+	defer stop()
+	// The first start created the app default, and kept its key as on
+	// SQLite.
+	key := parseApp(t, mustRun(t, nil, "apps", "show", "--store", store, "--data", dir, "default").stdout)["server key"]
+	if !strings.HasPrefix(key, "tsk_") {
+		t.Fatalf("apps show default on a fresh PostgreSQL store printed the key %q", key)
+	}
+	list := mustRun(t, map[string]string{"TIDINGS_STORE": store}, "apps", "list", "--data", t.TempDir()).stdout
+	if !strings.Contains(list, "default ") {
+		t.Errorf("apps list with TIDINGS_STORE:\n%s", list)
+	}
+	api(t, url, key, "POST", "/v1/users", map[string]string{"id": "alice"}, nil, http.StatusCreated)
+	api(t, url, key, "POST", "/v1/users", map[string]string{"id": "bob"}, nil, http.StatusCreated)
+	alice := strings.TrimSpace(mustRun(t, nil, "token", "--store", store, "--data", dir, "--user", "alice").stdout)
+	bob := strings.TrimSpace(mustRun(t, nil, "token", "--store", store, "--data", dir, "--user", "bob").stdout)
+	api(t, url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
+		Participants: []tidings.NewParticipant{{UserID: "bob"}}}, nil, http.StatusCreated)
+	cl, _ := connect(t, url, alice, "", "")
+	_, in := connect(t, url, bob, "", "")
+	sendAll(t, cl, "pair", numbered("m", 0, 5))
+	evs := in.waitFor(t, "bob to receive the 5 messages", hasTexts("pair", numbered("m", 0, 5)))
+	checkTexts(t, "bob", evs, "pair", numbered("m", 0, 5))
+	code, logs := stop()
+	if code != exitOK {
+		t.Errorf("serve exited with %d; logs:\n%s", code, logs)
+	}
+	if !strings.Contains(logs, "store="+redactURL(store)) {
+		t.Errorf("serve did not log the store it uses; logs:\n%s", logs)
+	}
+}
