@@ -7,8 +7,8 @@ import (
 )
 
 // The interfaces of this file are what a cluster of nodes needs besides a
-// shared store (docs/cluster.md). They are declared, not yet used: one
-// node runs without them, with its in-process hub.
+// shared store (docs/cluster.md); realtime.Node uses them when given a
+// Broker. One node runs without them, with its in-process hub.
 
 // Broker carries what one node must tell the others: the ranges of
 // events that became final (published by the cluster's tailer, see
@@ -65,7 +65,9 @@ type LogTail interface {
 	// Final returns the events with positions after `after` up to the
 	// largest final position, at most limit of them (To is then the
 	// position of the last one). It returns an empty range with To ==
-	// after when nothing more is final.
+	// after when nothing more is final. Its events are as the store
+	// publishes them: a profile event names the conversations it goes
+	// through (Event.Conversations), which nodes need to deliver it.
 	Final(ctx context.Context, after int64, limit int) (EventRange, error)
 }
 

@@ -57,7 +57,8 @@ type Event struct {
 	// conversations its user took part in at the time: their other
 	// participants receive it too. It is for live delivery, in memory
 	// only: never encoded, and not set on events read from the log (whose
-	// readers find the same audience through the log's memberships).
+	// readers find the same audience through the log's memberships), but
+	// for those of LogTail.Final, which are delivered live in a cluster.
 	Conversations []string `json:"-"`
 }
 

@@ -22,7 +22,9 @@ type EventLog interface {
 	// stream with seq > after. It returns EResyncRequired when events after
 	// `after` were pruned by retention.
 	UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*Event, error)
-	// LastEventSeq returns the seq of the newest event (0 when none).
+	// LastEventSeq returns the seq of the newest event (0 when none). In
+	// a cluster it must be final (see LogTail): every event at or below
+	// it committed or abandoned for good; a node starts delivering there.
 	LastEventSeq(ctx context.Context) (int64, error)
 	// UserConversations returns the conversations userID takes part in
 	// now, each with the seq from which its events are theirs.

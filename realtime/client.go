@@ -373,7 +373,7 @@ func (c *Client) command(f *protocol.Frame) {
 	case protocol.CmdPresenceGet:
 		var a protocol.PresenceArgs
 		if err = decode(f.Data, &a); err == nil {
-			result, err = n.presenceOf(s, a.ConversationID)
+			result, err = n.presenceOf(ctx, s, a.ConversationID)
 		}
 	default:
 		err = tidings.Errorf(tidings.EInvalid, "unknown command %q", f.Command)
@@ -488,7 +488,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		c.answer(f.ID, result, nil)
 		return
 	}
-	if n.userSessions(caller.AppID, caller.UserID) >= n.MaxConnsPerUser {
+	tooMany := func() {
 		c.answer(f.ID, nil, tidings.Errorf(tidings.ERateLimited, "too many connections for this user (at most %d)", n.MaxConnsPerUser))
 		c.mu.Lock()
 		none := len(c.accounts) == 0
@@ -496,6 +496,9 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		if none {
 			c.close(protocol.CloseTooManyConns, "too many connections for this user")
 		}
+	}
+	if n.PresenceStore == nil && n.userSessions(caller.AppID, caller.UserID) >= n.MaxConnsPerUser {
+		tooMany()
 		return
 	}
 	after, err := n.resumePoint(ctx, caller, device, a.ResumeAfter)
@@ -505,6 +508,19 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 	s := &Session{client: c, account: account, app: caller.AppID, user: caller.UserID, device: device,
 		profile: u.Summary(), expires: expires, replaying: true}
+	if n.PresenceStore != nil {
+		// Counted in the whole cluster: the limit, and whether the user
+		// comes online. register and unregister undo it.
+		first, err := n.PresenceStore.Connect(ctx, caller.AppID, caller.UserID, n.NodeID, n.MaxConnsPerUser)
+		if tidings.ErrorCode(err) == tidings.ERateLimited {
+			tooMany()
+			return
+		} else if err != nil {
+			c.answer(f.ID, nil, err)
+			return
+		}
+		s.counted, s.first = true, first
+	}
 	if err := n.register(ctx, s); err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -552,6 +568,11 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 	if err != nil {
 		return 0, err
 	}
+	newest := latest // where a new device starts
+	if n.clustered() {
+		// Not past what this node delivered: what follows comes live.
+		newest = min(latest, n.position())
+	}
 	key := deviceKey{caller.AppID, caller.UserID, device}
 	cursor, err := n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
 	if err != nil {
@@ -559,7 +580,7 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 	}
 	// Acknowledged on this node but maybe not stored yet.
 	cursor = max(cursor, n.ackedInMemory(key))
-	after, check := latest, true // check: whether what follows after may have been pruned
+	after, check := newest, true // check: whether what follows after may have been pruned
 	switch resumeAfter {
 	case "latest":
 		check = false
@@ -579,13 +600,13 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 			// another server or from data since wiped. Rebuilding is all
 			// that can bring it back in step.
 			err := tidings.Errorf(tidings.EResyncRequired, "ref %s is newer than the newest ref %d: rebuild your state from the REST API and resume from the newest ref", resumeAfter, latest)
-			return 0, &resyncError{err: err, latest: latest}
+			return 0, &resyncError{err: err, latest: newest}
 		}
 	}
 	if check {
 		if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {
 			if tidings.ErrorCode(err) == tidings.EResyncRequired {
-				return 0, &resyncError{err: err, latest: latest}
+				return 0, &resyncError{err: err, latest: newest}
 			}
 			return 0, err
 		}

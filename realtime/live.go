@@ -75,6 +75,11 @@ func (n *Node) setTyping(s *Session, convID string, on bool) error {
 		n.mu.Unlock()
 		return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
+	if n.clustered() {
+		// Every node, this one too, takes it from the broker.
+		n.mu.Unlock()
+		return n.publishTyping(ck, s.user, s.profile, on)
+	}
 	targets, changed := n.typingLocked(ck, s.user, s.profile, on)
 	n.mu.Unlock()
 	if changed {
@@ -92,6 +97,9 @@ func (n *Node) SetTyping(ctx context.Context, caller tidings.Caller, convID stri
 		return err
 	}
 	ck := convKey{caller.AppID, convID}
+	if n.clustered() {
+		return n.publishTyping(ck, caller.UserID, profile, on)
+	}
 	n.mu.Lock()
 	targets, changed := n.typingLocked(ck, caller.UserID, profile, on)
 	n.mu.Unlock()
@@ -176,22 +184,29 @@ func (n *Node) expireTyping(now time.Time) {
 }
 
 // stopTypingOf ends the typing indicators of a session's user when they
-// have no session left.
+// have no session left (in a cluster with a PresenceStore: on any node).
 func (n *Node) stopTypingOf(s *Session) {
 	n.mu.Lock()
-	if n.liveSessionsLocked(userKey{s.app, s.user}) > 0 {
+	if n.liveSessionsLocked(userKey{s.app, s.user}) > 0 || s.stayed {
 		n.mu.Unlock()
 		return
 	}
 	var mine []typingKey
-	for tk := range n.typing {
+	var profiles []tidings.Profile
+	for tk, st := range n.typing {
 		if tk.app == s.app && tk.user == s.user {
 			mine = append(mine, tk)
+			profiles = append(profiles, st.profile)
 		}
 	}
 	n.mu.Unlock()
-	for _, tk := range mine {
-		n.setTypingOff(tk.app, tk.conv, tk.user)
+	for i, tk := range mine {
+		if n.clustered() {
+			// Its indicator is on in every node.
+			n.publishTyping(tk.convKey, tk.user, profiles[i], false)
+		} else {
+			n.setTypingOff(tk.app, tk.conv, tk.user)
+		}
 	}
 }
 
@@ -218,14 +233,16 @@ func (n *Node) peersLocked(s *Session) []*Session {
 // presenceOf says which participants of a conversation that s's user takes
 // part in are online now, and which are typing in it: what a client shows
 // when it opens the conversation, before presence and typing updates come.
-func (n *Node) presenceOf(s *Session, convID string) (protocol.PresenceResult, error) {
+func (n *Node) presenceOf(ctx context.Context, s *Session, convID string) (protocol.PresenceResult, error) {
 	ck := convKey{s.app, convID}
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if _, ok := n.convs[ck][s]; !ok {
+		n.mu.Unlock()
 		return protocol.PresenceResult{}, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
-	return n.presenceLocked(ck, s.user), nil
+	res := n.presenceLocked(ck, s.user)
+	n.mu.Unlock()
+	return res, n.onlineElsewhere(ctx, s.app, s.user, convID, &res)
 }
 
 // Presence is presence.get for clients without a WebSocket connection
@@ -235,8 +252,58 @@ func (n *Node) Presence(ctx context.Context, caller tidings.Caller, convID strin
 		return protocol.PresenceResult{}, err
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.presenceLocked(convKey{caller.AppID, convID}, caller.UserID), nil
+	res := n.presenceLocked(convKey{caller.AppID, convID}, caller.UserID)
+	n.mu.Unlock()
+	return res, n.onlineElsewhere(ctx, caller.AppID, caller.UserID, convID, &res)
+}
+
+// presenceGetMax is the most participants of a conversation whose
+// presence on other nodes presence.get asks the PresenceStore about.
+const presenceGetMax = tidings.MaxParticipantPage
+
+// onlineElsewhere adds to res, in a cluster with a PresenceStore and
+// Conversations, the participants online on other nodes (of the first
+// presenceGetMax participants), but those who hide their presence from
+// others.
+func (n *Node) onlineElsewhere(ctx context.Context, app, viewer, convID string, res *protocol.PresenceResult) error {
+	if n.PresenceStore == nil || n.Conversations == nil {
+		return nil
+	}
+	cctx := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: app, UserID: viewer})
+	page, err := n.Conversations.ListParticipants(cctx, convID, tidings.ParticipantFilter{Limit: presenceGetMax})
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, p := range page.Participants {
+		if !slices.Contains(res.Online, p.UserID) {
+			ids = append(ids, p.UserID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	online, err := n.PresenceStore.Online(ctx, app, ids)
+	if err != nil || len(online) == 0 {
+		return err
+	}
+	hidden := make(map[string]bool)
+	if store := n.lastSeenStore(); store != nil {
+		ps, err := store.UsersPresence(ctx, app, online)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			hidden[p.UserID] = p.Hidden
+		}
+	}
+	for _, u := range online {
+		if u == viewer || !hidden[u] {
+			res.Online = append(res.Online, u)
+		}
+	}
+	slices.Sort(res.Online)
+	return nil
 }
 
 // presenceLocked lists who is online in ck, as viewer may see them (not

@@ -10,15 +10,22 @@
 // Clients (client.go) are connections whose transport (WebSocket, package
 // ws; long polling, poll.go) hands their frames to the node; each account
 // authenticated on a client is a Session (session.go).
+//
+// In a cluster (cluster.go, docs/cluster.md), a Node receives instead the
+// ranges of final events that the node holding the tailer lease reads
+// from the log and publishes on a tidings.Broker, and delivers them in
+// position order, reading from the log what the broker lost.
 package realtime
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -81,12 +88,53 @@ type Node struct {
 	// each connection once per batch rather than once per event.
 	Batcher Batcher
 
+	// Cluster mode (docs/cluster.md; set before Open). Broker, when set,
+	// carries what nodes tell each other: the node then delivers the
+	// ranges of final events published by the cluster's tailer (Publish is
+	// not used; do not set the node as the store's publisher), and
+	// live-only updates go through it too. It needs Tail (the log's final
+	// events), Leases (which node tails the log) and NodeID (unique in the
+	// cluster). PresenceStore, when set, counts the sessions of each user in
+	// the whole cluster: for presence and MaxConnsPerUser. Without
+	// Broker, the node works alone, from the events its store publishes.
+	Broker        tidings.Broker
+	Tail          tidings.LogTail
+	Leases        tidings.Leases
+	PresenceStore tidings.PresenceStore
+	NodeID        string
+	// Conversations, with PresenceStore, lets presence.get tell the
+	// participants online on other nodes too (of the first 1,000
+	// participants); without it, only those online on this node.
+	Conversations tidings.ConversationService
+	// TailInterval is the pause between two reads of the log's final
+	// events that found some (default 1ms); TailIdle the longest pause
+	// when they find none (default 5ms; four times that while a node reads
+	// the log itself after the broker lost ranges). TailBatch bounds the
+	// events of one read (default 1000).
+	TailInterval time.Duration
+	TailIdle     time.Duration
+	TailBatch    int
+	// TailerTTL is the lease of the node that tails the log (default 2s):
+	// when that node dies, another takes over after it.
+	TailerTTL time.Duration
+	// TailHeartbeat is how often the tailer publishes a range without
+	// events when there is nothing else to publish (default 1s): a node
+	// that lost the last range of a quiet time learns of it so.
+	TailHeartbeat time.Duration
+	// PresenceLease is the lease of this node's sessions in PresenceStore
+	// (default 15s), renewed every third of it.
+	PresenceLease time.Duration
+
 	metrics *metrics
 	bodies  *bodyCache // encoded events, shared by live delivery and replays
 
 	queueMu sync.Mutex
 	queue   []*tidings.Event
+	items   []clusterItem // in cluster mode, instead of queue
 	wake    chan struct{}
+
+	cluster *clusterState // cluster mode only
+	pos     atomic.Int64  // the position delivered up to (cluster mode)
 
 	mu       sync.Mutex
 	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
@@ -119,7 +167,9 @@ func NewNode() *Node {
 		QueueSize: 4096, ReplayBatch: 256, AuthTimeout: 10 * time.Second, TypingTimeout: 5 * time.Second,
 		MaxConnsPerUser: 32, CommandRate: 50, CommandBurst: 100, CursorFlushInterval: time.Second, PresenceLimit: 100,
 		MaxPresenceSubscriptions: 1000,
-		metrics:                  newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
+		TailInterval:             time.Millisecond, TailIdle: 5 * time.Millisecond, TailBatch: 1000,
+		TailerTTL: 2 * time.Second, TailHeartbeat: time.Second, PresenceLease: 15 * time.Second,
+		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -140,6 +190,27 @@ func (n *Node) Open() error {
 	n.lastSeen = make(map[userKey]time.Time)
 	n.acks = make(map[deviceKey]*cursorState)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if n.clustered() {
+		n.TailInterval = cmp.Or(n.TailInterval, time.Millisecond)
+		n.TailIdle = max(cmp.Or(n.TailIdle, 5*time.Millisecond), n.TailInterval)
+		n.TailBatch = cmp.Or(n.TailBatch, 1000)
+		n.TailerTTL = cmp.Or(n.TailerTTL, 2*time.Second)
+		n.TailHeartbeat = cmp.Or(n.TailHeartbeat, time.Second)
+		n.PresenceLease = cmp.Or(n.PresenceLease, 15*time.Second)
+		if err := n.openCluster(); err != nil {
+			n.cancel()
+			return err
+		}
+		n.wg.Add(3)
+		go n.runCluster()
+		go n.tail()
+		go n.tick()
+		if n.PresenceStore != nil {
+			n.wg.Add(1)
+			go n.renewPresence()
+		}
+		return nil
+	}
 	n.wg.Add(2)
 	go n.run()
 	go n.tick()
@@ -180,8 +251,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.cancel()
 	done := make(chan struct{})
 	go func() {
-		n.wg.Wait()
+		n.wg.Wait() // the tailer has released its lease
 		n.tasks.Wait()
+		if n.cluster != nil {
+			n.cluster.sub.Close()
+		}
 		close(done)
 	}()
 	select {
@@ -214,8 +288,13 @@ func (n *Node) goTracked(f func()) bool {
 
 // Publish receives the events of committed changes, in commit order. It
 // never blocks: events are queued for the node's goroutine. It may be
-// called from NewNode on: events published before Open wait for it.
+// called from NewNode on: events published before Open wait for it. In
+// cluster mode (Broker set) it does nothing: the node delivers the ranges
+// the cluster's tailer publishes.
 func (n *Node) Publish(events ...*tidings.Event) {
+	if n.Broker != nil {
+		return
+	}
 	n.queueMu.Lock()
 	n.queue = append(n.queue, events...)
 	n.queueMu.Unlock()
@@ -288,6 +367,11 @@ func (n *Node) dispatch(ev *tidings.Event) {
 func (n *Node) audience(ev *tidings.Event) []*Session {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// Under n.mu, so that a session whose conversations are indexed
+	// after this reads a position at least ev's (see Session.replay).
+	if ev.Seq > n.pos.Load() {
+		n.pos.Store(ev.Seq)
+	}
 	var targets []*Session
 	if ev.ConversationID == "" {
 		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
@@ -412,13 +496,16 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		gen = st.gen
 	}
 	// Only a user not yet online is announced, and needs their switch.
-	needSwitch := st != nil && !st.online
+	needSwitch := st != nil && (!st.online || s.first)
 	n.sessions++
 	n.mu.Unlock()
 	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
 	var read []tidings.UserPresence
 	if store := n.lastSeenStore(); err == nil && needSwitch && store != nil {
 		read, err = store.UsersPresence(ctx, s.app, []string{s.user})
+	}
+	if err == nil && n.clustered() {
+		s.reach, err = n.streamReach(ctx, s.app, s.user)
 	}
 	if err != nil {
 		n.unregister(s)
@@ -434,20 +521,61 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	}
 	s.removed = nil
 	var targets []*Session
+	var convs []string
 	announce := st != nil && !st.online
-	if announce {
+	if st != nil && n.PresenceStore != nil {
+		announce = s.first // the user's first session in the cluster
+	}
+	if st != nil && (!st.online || announce) {
 		if len(read) == 1 && st.gen == gen {
 			st.hidden = read[0].Hidden
 		}
 		st.online = true
-		targets = n.presenceTargetsLocked(s, st.hidden)
+	}
+	hidden := st != nil && st.hidden
+	if announce {
+		if n.clustered() {
+			convs = convIDs(s)
+		} else {
+			targets = n.presenceTargetsLocked(s, hidden)
+		}
 	}
 	n.mu.Unlock()
 	if announce {
-		n.tellPresence(s.app, s.profile, true, time.Time{}, targets)
+		if n.clustered() {
+			n.publishPresence(s, convs, true, hidden, time.Time{})
+		} else {
+			n.tellPresence(s.app, s.profile, true, time.Time{}, targets)
+		}
 	}
 	n.metrics.sessions.Inc()
 	return nil
+}
+
+// streamReach returns the position of the newest event of a user's
+// stream committed now (0 when none is above the node's position). A
+// session's replay reaches it before turning live: its conversations
+// were just read from the store, which may be ahead of the node's
+// delivery (a removal committed but not delivered yet), and the events
+// the list no longer has would reach it neither live nor, above the
+// node's position, from the log.
+func (n *Node) streamReach(ctx context.Context, app, user string) (int64, error) {
+	const limit = 1000
+	after, reach := n.position(), int64(0)
+	for {
+		evs, err := n.Log.UserEvents(ctx, app, user, after, limit)
+		if tidings.ErrorCode(err) == tidings.EResyncRequired {
+			return 0, nil // the replay says so
+		}
+		if err != nil || len(evs) == 0 {
+			return reach, err
+		}
+		reach = evs[len(evs)-1].Seq
+		if len(evs) < limit {
+			return reach, nil
+		}
+		after = reach
+	}
 }
 
 // unregister removes a session from the index. When it was the last
@@ -466,14 +594,18 @@ func (n *Node) unregister(s *Session) {
 	}
 	var targets []*Session
 	var now time.Time
-	announce := false
+	announce, hidden := false, false
 	if st := n.people[uk]; !s.poll && st != nil && n.liveSessionsLocked(uk) == 0 {
 		delete(n.people, uk)
-		if announce = st.online; announce {
-			now = n.Now().UTC().Truncate(time.Microsecond) // as stored
-			n.lastSeen[uk] = now
-			targets = n.presenceTargetsLocked(s, st.hidden)
-		}
+		announce, hidden = st.online, st.hidden
+	}
+	var convs []string
+	if n.clustered() {
+		convs = convIDs(s)
+	} else if announce {
+		now = n.Now().UTC().Truncate(time.Microsecond) // as stored
+		n.lastSeen[uk] = now
+		targets = n.presenceTargetsLocked(s, hidden)
 	}
 	for ck := range s.subs {
 		n.unsubscribeLocked(ck, s)
@@ -483,7 +615,29 @@ func (n *Node) unregister(s *Session) {
 	}
 	n.sessions--
 	n.mu.Unlock()
-	if announce {
+	if n.clustered() {
+		if n.PresenceStore != nil {
+			announce = false
+		}
+		if s.counted {
+			// The cluster says whether it was the user's last session.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			last, err := n.PresenceStore.Disconnect(ctx, s.app, s.user, n.NodeID)
+			cancel()
+			if err != nil {
+				n.Logger.Warn("realtime: end a session in the presence store", "err", err, "app", s.app, "user", s.user)
+			}
+			announce = last
+			s.stayed = !last && err == nil
+		}
+		if announce {
+			now = n.Now().UTC().Truncate(time.Microsecond)
+			n.mu.Lock()
+			n.lastSeen[uk] = now
+			n.mu.Unlock()
+			n.publishPresence(s, convs, false, hidden, now)
+		}
+	} else if announce {
 		n.tellPresence(s.app, s.profile, false, now, targets)
 	}
 	n.metrics.sessions.Dec()

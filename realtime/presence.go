@@ -66,6 +66,36 @@ func (n *Node) presenceTargetsLocked(s *Session, hidden bool) []*Session {
 	return out
 }
 
+// presenceTargetsOfLocked is presenceTargetsLocked for a user who may
+// hold no session here (presence told by another node): the peers are
+// the sessions of the conversations given, of at most PresenceLimit
+// online sessions here.
+func (n *Node) presenceTargetsOfLocked(app, user string, convs []string, hidden bool) []*Session {
+	seen := make(map[*Session]struct{})
+	var out []*Session
+	if !hidden {
+		for _, conv := range convs {
+			m := n.convs[convKey{app, conv}]
+			if len(m) > n.PresenceLimit {
+				continue
+			}
+			for p := range m {
+				if _, ok := seen[p]; !ok && p.user != user {
+					seen[p] = struct{}{}
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	for w := range n.watchers[userKey{app, user}] {
+		if _, ok := seen[w]; !ok && (!hidden || w.user == user) {
+			seen[w] = struct{}{}
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 // tellPresence sends the presence of a user to targets.
 func (n *Node) tellPresence(app string, profile tidings.Profile, online bool, lastSeen time.Time, targets []*Session) {
 	if len(targets) == 0 {
@@ -103,6 +133,20 @@ func (n *Node) presenceSetting(ev *tidings.Event) {
 	st.hidden = pp.User.PresenceHidden
 	hidden := st.hidden
 	var targets []*Session
+	if st.online && n.clustered() {
+		// Told by every node that holds a session of the user, to the
+		// others' sessions on every node (the peers of one of its
+		// sessions, which all share the user's conversations).
+		for s := range n.users[uk] {
+			if !s.poll {
+				convs := convIDs(s)
+				n.mu.Unlock()
+				n.publishLive(tidings.LiveUpdate{AppID: ev.AppID, Name: protocol.EventPresence, UserIDs: []string{uk.user}},
+					livePresence{Profile: pp.User.Summary(), Online: !hidden, Conversations: convs, Others: true})
+				return
+			}
+		}
+	}
 	if st.online {
 		for s := range n.users[uk] {
 			if !s.poll {
@@ -153,6 +197,22 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 	for _, p := range found {
 		byID[p.UserID] = p
 	}
+	// In a cluster, those online on other nodes too.
+	var elsewhere map[string]bool
+	if n.PresenceStore != nil && len(found) > 0 {
+		known := make([]string, 0, len(found))
+		for _, p := range found {
+			known = append(known, p.UserID)
+		}
+		online, err := n.PresenceStore.Online(ctx, s.app, known)
+		if err != nil {
+			return err
+		}
+		elsewhere = make(map[string]bool, len(online))
+		for _, u := range online {
+			elsewhere[u] = true
+		}
+	}
 	res := protocol.PresenceSubscribeResult{Users: []protocol.UserPresence{}, Unknown: []string{}}
 	n.mu.Lock()
 	if _, ok := n.users[userKey{s.app, s.user}][s]; !ok {
@@ -190,7 +250,7 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 			n.watchers[uk] = w
 		}
 		w[s] = struct{}{}
-		res.Users = append(res.Users, n.presenceOfLocked(uk, p, s.user))
+		res.Users = append(res.Users, n.presenceOfLocked(uk, p, s.user, elsewhere[u]))
 	}
 	ok := s.client.t.Write(answerFrame(id, res, nil))
 	n.mu.Unlock()
@@ -202,8 +262,9 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 
 // presenceOfLocked is a user's presence as viewer may see it: st is what
 // the store has of them, which the node's state completes (online now,
-// the privacy switch as last dispatched, last seen not stored yet).
-func (n *Node) presenceOfLocked(uk userKey, st tidings.UserPresence, viewer string) protocol.UserPresence {
+// the privacy switch as last dispatched, last seen not stored yet);
+// elsewhere says the user is online on another node of a cluster.
+func (n *Node) presenceOfLocked(uk userKey, st tidings.UserPresence, viewer string, elsewhere bool) protocol.UserPresence {
 	up := protocol.UserPresence{UserID: uk.user, Status: protocol.PresenceOffline}
 	hidden := st.Hidden
 	p := n.people[uk]
@@ -213,7 +274,7 @@ func (n *Node) presenceOfLocked(uk userKey, st tidings.UserPresence, viewer stri
 	if hidden && viewer != uk.user {
 		return up
 	}
-	if p != nil && p.online {
+	if p != nil && p.online || elsewhere {
 		up.Status = protocol.PresenceOnline
 	}
 	seen := st.LastSeenAt

@@ -3,6 +3,8 @@ package realtime
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +28,15 @@ type Session struct {
 	// watching are the users (of its app) whose presence it subscribed
 	// to; guarded by Node.mu.
 	watching map[string]struct{}
+	// In cluster mode: counted says the session is counted in the node's
+	// PresenceStore, first that it was its user's first session in the
+	// cluster; reach is the newest event of its stream committed when its
+	// conversations were read (see streamReach). Set before register.
+	counted, first bool
+	reach          int64
+	// stayed: when it ended, its user still had sessions on other nodes
+	// (their typing indicators stay on). Set by unregister.
+	stayed bool
 
 	mu        sync.Mutex
 	expires   time.Time
@@ -101,6 +112,14 @@ func (s *Session) closeSlowLocked() {
 // the session live. The session is registered for live updates before
 // replay starts, and those that arrive meanwhile wait in pending: the ones
 // the replay also found are dropped by their seq.
+//
+// In cluster mode, the replay sends nothing above the node's position
+// from the log: the events above it are delivered live later, and one
+// sent from the log first would be overtaken by an older one delivered
+// live. An event of the stream above the position is delivered after the
+// position is read, so after the session's conversations were indexed:
+// it reaches pending. The replay still goes on until the position
+// reaches s.reach (see streamReach).
 func (s *Session) replay(ctx context.Context, after int64) error {
 	n := s.client.node
 	s.mu.Lock()
@@ -121,12 +140,25 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 		s.mu.Lock()
 		from := s.lastSent
 		s.mu.Unlock()
+		bound := int64(math.MaxInt64)
+		if n.clustered() {
+			bound = n.position() // before the read: every event up to it is in the log
+		}
 		evs, err := n.Log.UserEvents(ctx, s.app, s.user, from, batch)
 		if err != nil {
 			return err
 		}
+		if i := slices.IndexFunc(evs, func(ev *tidings.Event) bool { return ev.Seq > bound }); i >= 0 {
+			evs = evs[:i]
+		}
 		if len(evs) == 0 {
-			break
+			if bound >= s.reach {
+				break
+			}
+			if err := n.waitPosition(ctx, s.reach); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := s.replayBatch(evs, holder); err != nil || s.isClosed() {
 			return err
