@@ -343,7 +343,10 @@ func (db *DB) mapError(err error) error {
 		return tidings.Errorf(tidings.EUnavailable, "the database is unavailable; retry later")
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		if pe.ConstraintName == "users_by_identifier" {
+			return tidings.Errorf(tidings.EConflict, "another user already has this identifier: identifiers are unique in an app")
+		}
 		return tidings.Errorf(tidings.EConflict, "it already exists")
 	}
 	if db.usable() != nil {

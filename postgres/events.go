@@ -80,7 +80,7 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 func lockConversation(ctx context.Context, tx *Tx, appID, convID string) error {
 	var fresh bool
 	err := tx.tx.QueryRow(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_current_xact_id_if_assigned() IS NULL`,
-		appID+"\x00"+convID).Scan(nil, &fresh)
+		appID+"/"+convID).Scan(nil, &fresh) // "/" is in no id
 	if err != nil {
 		return fmt.Errorf("lock conversation %s: %w", convID, err)
 	}
