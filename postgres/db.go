@@ -97,6 +97,7 @@ func (db *DB) Open() error {
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.pool.Close()
+		db.pool = nil
 		return err
 	}
 	db.wake = make(chan struct{}, 1)
@@ -104,6 +105,7 @@ func (db *DB) Open() error {
 		start, err := db.horizon.advance(ctx, db)
 		if err != nil {
 			db.pool.Close()
+			db.pool = nil
 			return fmt.Errorf("postgres: start the publisher: %w", err)
 		}
 		pctx, stop := context.WithCancel(context.Background())
