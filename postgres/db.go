@@ -285,9 +285,9 @@ func (db *DB) attempt(ctx context.Context, fn func(*Tx) error) (err error) {
 	err = ptx.Commit(cctx)
 	committed = true // or failed: nothing left to roll back
 	if err != nil {
-		if pgconn.SafeToRetry(err) { // the commit was never sent
-			return &cutError{err}
-		}
+		// Not pgconn.SafeToRetry: pgx reports a commit whose answer was
+		// lost as "conn closed", safe to retry, although it was sent and
+		// may have been made (TestCommitCut).
 		if isConnError(err) {
 			db.Logger.Error("write transaction cut during its commit: outcome unknown", "err", err)
 			return errOutcomeUnknown
