@@ -1,12 +1,29 @@
-// Package postgres will implement the Tidings services on PostgreSQL, for
-// clusters of several nodes (see docs/cluster.md).
+// Package postgres implements the Tidings services on PostgreSQL, for
+// clusters of several nodes sharing one database (docs/cluster.md).
 //
-// For now it holds the measurements that chose how delivery positions
-// (refs) are assigned when several nodes write at once:
-// positions_bench_test.go compares a counter row updated by every sending
-// transaction with a sequence plus a "persisted up to" watermark, and with
-// per-conversation positions only. Its benchmarks run against the
-// PostgreSQL named by TIDINGS_TEST_POSTGRES (default
-// postgres://postgres@127.0.0.1:5432/test), in a database of their own
-// that they drop when done, and are skipped when it cannot be reached.
+// DB holds a pgx pool. Open applies the migrations embedded from
+// migrations/ (once, under an advisory lock, however many nodes start
+// together). Writes run in transactions (DB.update) that are run again
+// once if cut before their commit; an unreachable server is EUnavailable,
+// and calls work again by themselves once it is back. Sessions set
+// idle_in_transaction_session_timeout to 10 s unless the DSN sets it: a
+// transaction left open holds every node's horizon.
+//
+// Events get their positions (refs) from the sequence tidings_event_seq,
+// drawn in the transaction that stores them, after that transaction has
+// its id (events.go). Positions are final once no transaction can still
+// commit one below them, which PostgreSQL's snapshots tell (the horizon,
+// see finality.advance): EventLog reads and LogTail.Final return final
+// positions only, and the publisher (DB.Publisher) hands the final events
+// to one node's realtime hub in position order.
+//
+// So far: DB, AppService, UserService (with tidings.LastSeenStore),
+// EventLog and LogTail; conversations, messages and files come next.
+//
+// Tests and benchmarks run against the PostgreSQL named by
+// TIDINGS_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
+// each in a database of its own that they drop when done, and are skipped
+// when it cannot be reached (they fail instead with
+// TIDINGS_REQUIRE_SERVICES=1). positions_bench_test.go holds the
+// measurements that chose how positions are assigned.
 package postgres

@@ -1,0 +1,70 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/tidings/tidings"
+)
+
+// callerFrom returns the caller of ctx, or EUnauthenticated.
+func callerFrom(ctx context.Context) (tidings.Caller, error) {
+	c, ok := tidings.CallerFromContext(ctx)
+	if !ok {
+		return c, tidings.Errorf(tidings.EUnauthenticated, "no credentials")
+	}
+	return c, nil
+}
+
+// userCaller returns the caller of ctx if it is a user of an app.
+func userCaller(ctx context.Context) (tidings.Caller, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return c, err
+	}
+	if !c.IsUser() {
+		return c, tidings.Errorf(tidings.EForbidden, "this needs a user access token, not the server key")
+	}
+	return c, nil
+}
+
+// serverCaller returns the caller of ctx if it is an app server.
+func serverCaller(ctx context.Context) (tidings.Caller, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return c, err
+	}
+	if !c.Server {
+		return c, tidings.Errorf(tidings.EForbidden, "this needs the app's server key")
+	}
+	return c, nil
+}
+
+// fromNullTime returns t in UTC, or nil.
+func fromNullTime(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// nullBytes is b as a parameter: NULL when empty, text otherwise (for
+// json columns, whose text is kept as written).
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// clampLimit applies the default (50) and maximum (200) page sizes.
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 200:
+		return 200
+	}
+	return n
+}
