@@ -198,7 +198,7 @@ func TestDeliversInOrderSigned(t *testing.T) {
 	r := newReceiver(t)
 	all := e.addEndpoint(t, r)
 	other := newReceiver(t)
-	e.addEndpoint(t, other, "conversationMessage.edited", "profile.*")
+	otherEP := e.addEndpoint(t, other, "conversationMessage.edited", "profile.*")
 	e.send(t, 0, 50)
 	waitFor(t, "50 messages", func() bool { return len(r.sent()) == 50 })
 	inOrder(t, r.sent(), 50)
@@ -215,8 +215,12 @@ func TestDeliversInOrderSigned(t *testing.T) {
 		}
 	}
 	r.mu.Unlock()
-	// The other endpoint's filter matched none of them.
-	time.Sleep(100 * time.Millisecond) // no event expected: give a wrong delivery the time to show
+	// The other endpoint's filter matched none of them: it has gone past
+	// them all without a delivery.
+	waitFor(t, "the other endpoint to go past the messages", func() bool {
+		ep, err := e.hooks.FindWebhook(e.server, otherEP.ID)
+		return err == nil && ep.LastSeq >= last
+	})
 	if n := len(other.sent()); n != 0 {
 		t.Errorf("an endpoint filtering conversationMessage.edited got %d sent messages", n)
 	}
@@ -321,7 +325,6 @@ func TestRestartResumes(t *testing.T) {
 	waitFor(t, "10 messages", func() bool { return len(r.sent()) == 10 })
 	e.stop()
 	e.send(t, 10, 20)
-	time.Sleep(100 * time.Millisecond)
 	if n := len(r.sent()); n != 10 {
 		t.Fatalf("%d messages received with the dispatcher stopped", n)
 	}
@@ -343,7 +346,8 @@ func TestLeases(t *testing.T) {
 	r := newReceiver(t)
 	e.addEndpoint(t, r, "conversationMessage.sent")
 	e.send(t, 0, 3)
-	time.Sleep(200 * time.Millisecond)
+	refused := leases.refused.Load()
+	waitFor(t, "the node to be refused the lease a few times", func() bool { return leases.refused.Load() >= refused+3 })
 	if n := len(r.sent()); n != 0 {
 		t.Fatalf("a node without the lease delivered %d messages", n)
 	}
@@ -351,7 +355,10 @@ func TestLeases(t *testing.T) {
 	waitFor(t, "3 messages once the lease is free", func() bool { return len(r.sent()) == 3 })
 }
 
-type fakeLeases struct{ holder atomic.Value }
+type fakeLeases struct {
+	holder  atomic.Value
+	refused atomic.Int64
+}
 
 func (l *fakeLeases) Hold(_ context.Context, name, node string, _ time.Duration) (bool, error) {
 	h, _ := l.holder.Load().(string)
@@ -359,6 +366,7 @@ func (l *fakeLeases) Hold(_ context.Context, name, node string, _ time.Duration)
 		l.holder.Store(node)
 		return true, nil
 	}
+	l.refused.Add(1)
 	return false, nil
 }
 
