@@ -374,3 +374,41 @@ func (l *fakeLeases) Release(_ context.Context, name, node string) error {
 	l.holder.CompareAndSwap(node, "")
 	return nil
 }
+
+// Endpoints at different places in the log, reading it in small batches
+// through the shared cache, each get every event, in order.
+func TestEndpointsAtDifferentPositions(t *testing.T) {
+	e := newEnv(t, func(d *webhook.Dispatcher) { d.Batch = 3 })
+	var rs []*receiver
+	var eps []*tidings.WebhookEndpoint
+	for range 3 {
+		r := newReceiver(t)
+		rs = append(rs, r)
+		eps = append(eps, e.addEndpoint(t, r, "conversationMessage.sent"))
+	}
+	e.send(t, 0, 30)
+	waitFor(t, "30 messages to each", func() bool {
+		for _, r := range rs {
+			if len(r.sent()) < 30 {
+				return false
+			}
+		}
+		return true
+	})
+	// One goes back to the start, another is held down, while more come.
+	rs[0].mu.Lock()
+	first := rs[0].events[0].Data
+	rs[0].mu.Unlock()
+	if _, err := e.hooks.ReplayWebhook(e.server, eps[0].ID, tidings.WebhookReplay{FromSeq: first.Seq}); err != nil {
+		t.Fatal(err)
+	}
+	e.d.NotifyEndpoints()
+	rs[1].down.Store(true)
+	e.send(t, 30, 60)
+	waitFor(t, "60 messages to the others", func() bool { return len(rs[0].sent()) == 60 && len(rs[2].sent()) == 60 })
+	rs[1].down.Store(false)
+	waitFor(t, "60 messages to the one held down", func() bool { return len(rs[1].sent()) == 60 })
+	for _, r := range rs {
+		inOrder(t, r.sent(), 60)
+	}
+}

@@ -541,10 +541,15 @@ type logCache struct {
 	mu     sync.Mutex
 	lo, hi int64
 	evs    []*tidings.Event
+	bytes  int // of the payloads held
 }
 
-// maxCached bounds the events the cache holds.
-const maxCached = 4096
+// maxCached and maxCachedBytes bound the events the cache holds, and
+// their payloads' size.
+const (
+	maxCached      = 4096
+	maxCachedBytes = 16 << 20
+)
 
 // read returns up to Batch events after `after`, from the cache when it
 // holds them, and the newest position removed by retention when events
@@ -572,10 +577,20 @@ func (d *Dispatcher) read(ctx context.Context, after int64) ([]*tidings.Event, i
 	if from == c.hi && len(c.evs) > 0 {
 		c.evs = append(c.evs, evs...)
 	} else {
-		c.evs, c.lo = append([]*tidings.Event(nil), evs...), from
+		c.evs, c.lo, c.bytes = append([]*tidings.Event(nil), evs...), from, 0
 	}
-	c.hi = evs[len(evs)-1].Seq
-	if drop := len(c.evs) - maxCached; drop > 0 {
+	for _, e := range evs {
+		c.bytes += len(e.Payload)
+	}
+	c.hi = c.evs[len(c.evs)-1].Seq
+	drop := 0
+	for n, b := len(c.evs), c.bytes; drop < n-1 && (n-drop > maxCached || b > maxCachedBytes); drop++ {
+		b -= len(c.evs[drop].Payload)
+	}
+	if drop > 0 {
+		for _, e := range c.evs[:drop] {
+			c.bytes -= len(e.Payload)
+		}
 		c.lo = c.evs[drop-1].Seq
 		c.evs = append([]*tidings.Event(nil), c.evs[drop:]...)
 	}
