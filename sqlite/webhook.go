@@ -254,23 +254,27 @@ func (s *WebhookService) ReplayWebhook(ctx context.Context, id string, r tidings
 	if (r.FromSeq == 0) == (r.FromEventID == "") || r.FromSeq < 0 {
 		return nil, tidings.Errorf(tidings.EInvalid, "give either fromSeq (a positive event position) or fromEventId")
 	}
+	if _, err := s.FindWebhook(ctx, id); err != nil {
+		return nil, err
+	}
+	seq := r.FromSeq
+	if r.FromEventID != "" {
+		// A scan of the log (events are not indexed by id), on the read
+		// pool rather than in the writer's transaction: replays are rare,
+		// and the position, which attempts and deliveries show, is the
+		// fast way. An event pruned meanwhile is caught below.
+		err := s.db.queryRow(ctx, `SELECT seq FROM events WHERE id = ? AND app_id = ?`, r.FromEventID, caller.AppID).Scan(&seq)
+		if isNoRows(err) {
+			return nil, tidings.Errorf(tidings.ENotFound, "event %q is not in the log (it may have been removed by retention)", r.FromEventID)
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	var w *tidings.WebhookEndpoint
 	err = s.db.update(ctx, func(tx *Tx) error {
 		var err error
 		if w, err = tx.findWebhook(caller.AppID, id); err != nil {
 			return err
-		}
-		seq := r.FromSeq
-		if r.FromEventID != "" {
-			// A scan of the log (events are not indexed by id): replays
-			// are rare, and the position, which attempts and deliveries
-			// show, is the fast way.
-			err := tx.queryRow(`SELECT seq FROM events WHERE id = ? AND app_id = ?`, []any{r.FromEventID, caller.AppID}, &seq)
-			if isNoRows(err) {
-				return tidings.Errorf(tidings.ENotFound, "event %q is not in the log (it may have been removed by retention)", r.FromEventID)
-			} else if err != nil {
-				return err
-			}
 		}
 		var pruned int64
 		if err := tx.queryRow(`SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'pruned_seq'`, nil, &pruned); err != nil {
