@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,6 +106,7 @@ type env struct {
 func newEnv(t *testing.T, configure func(*webhook.Dispatcher)) *env {
 	t.Helper()
 	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	db.Logger = slog.New(slog.DiscardHandler) // migrations are logged at each open
 	hooks := sqlite.NewWebhookService(db)
 	d := webhook.New(hooks)
 	d.Poll, d.MinBackoff, d.MaxBackoff = 50*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond
@@ -410,5 +413,53 @@ func TestEndpointsAtDifferentPositions(t *testing.T) {
 	waitFor(t, "60 messages to the one held down", func() bool { return len(rs[1].sent()) == 60 })
 	for _, r := range rs {
 		inOrder(t, r.sent(), 60)
+	}
+}
+
+// A redirect is not followed: it is a failure, retried; with DenyPrivate,
+// a private address is refused before any request is made.
+func TestRedirectsAndPrivateAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		denyPrivate bool
+		wantStatus  int
+		wantError   string
+	}{
+		{"redirect", false, http.StatusFound, "redirects are not followed"},
+		{"deny private", true, 0, "private"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(d *webhook.Dispatcher) { d.DenyPrivate = tc.denyPrivate })
+			target := newReceiver(t)
+			var hits atomic.Int64
+			redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				http.Redirect(w, r, target.srv.URL+"/hook", http.StatusFound)
+			}))
+			t.Cleanup(redirector.Close)
+			ep, err := e.hooks.CreateWebhook(e.server, tidings.NewWebhook{URL: redirector.URL + "/hook"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			target.secret.Store(ep.Secret)
+			e.d.NotifyEndpoints()
+			e.send(t, 0, 1)
+			var attempts []*tidings.WebhookAttempt
+			waitFor(t, "two attempts", func() bool {
+				attempts, err = e.hooks.ListWebhookAttempts(e.server, ep.ID, 10)
+				return err == nil && len(attempts) >= 2
+			})
+			for _, a := range attempts {
+				if a.Status != tc.wantStatus || !strings.Contains(a.Error, tc.wantError) || a.Success() {
+					t.Errorf("attempt: %+v; want status %d, error with %q", a, tc.wantStatus, tc.wantError)
+				}
+			}
+			if n := len(target.sent()); n != 0 {
+				t.Errorf("the redirect's target got %d messages", n)
+			}
+			if tc.denyPrivate && hits.Load() != 0 {
+				t.Errorf("a private address was called %d times", hits.Load())
+			}
+		})
 	}
 }
