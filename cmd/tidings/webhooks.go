@@ -91,6 +91,19 @@ the server key.` + webhooksNote,
 	run: runWebhooksList,
 }
 
+var webhooksShowCommand = &command{
+	name:  "webhooks show",
+	args:  "[--app ID] [--attempts N] [flags] ID",
+	short: "print a webhook endpoint, its secret and its recent attempts",
+	long: `
+Webhooks show prints the webhook endpoint ID of the app (default
+"default"): its URL, events, secret, state and position in the event log,
+then its most recent delivery attempts, newest first (--attempts, 10 by
+default): when, the event, the receiver's status (0: no answer, with the
+error) and the latency.` + webhooksNote,
+	run: runWebhooksShow,
+}
+
 var webhooksRemoveCommand = &command{
 	name:  "webhooks remove",
 	args:  "[--app ID] [flags] ID",
@@ -196,6 +209,52 @@ func webhookState(ep *tidings.WebhookEndpoint) string {
 		s += fmt.Sprintf(", missed events up to %d", ep.MissedUpTo)
 	}
 	return s
+}
+
+func runWebhooksShow(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs, app := webhooksFlags("webhooks show", &cfg)
+	n := fs.Int("attempts", 10, "how many recent attempts to print (a `count`, at most 100)")
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, 1, "webhook endpoint ID"); err != nil {
+		return err
+	}
+	db, hooks, ctx, err := openWebhooks(ctx, cfg, c.stderr, *app)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ep, err := hooks.FindWebhook(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "id:       %s\n", ep.ID)
+	fmt.Fprintf(c.stdout, "url:      %s\n", ep.URL)
+	fmt.Fprintf(c.stdout, "events:   %s\n", strings.Join(ep.Events, ","))
+	fmt.Fprintf(c.stdout, "secret:   %s\n", ep.Secret)
+	fmt.Fprintf(c.stdout, "state:    %s\n", webhookState(ep))
+	fmt.Fprintf(c.stdout, "last seq: %d\n", ep.LastSeq)
+	if *n <= 0 {
+		return db.Close()
+	}
+	attempts, err := hooks.ListWebhookAttempts(ctx, ep.ID, *n)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout)
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tSEQ\tEVENT\tATTEMPT\tSTATUS\tLATENCY\tERROR")
+	for _, a := range attempts {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.1fms\t%s\n", a.Time.UTC().Format(time.RFC3339), a.EventSeq, a.EventName,
+			a.Attempt, a.Status, a.LatencyMS, a.Error)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return db.Close()
 }
 
 func runWebhooksRemove(ctx context.Context, c *cli, args []string) error {

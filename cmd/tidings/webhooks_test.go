@@ -317,6 +317,10 @@ func TestWebhooksCommands(t *testing.T) {
 	if r := runCLI(t, nil, "webhooks", "list", "--data", dir, "--app", "nope"); r.code != exitFailure || !strings.Contains(r.stderr, `no app "nope"`) {
 		t.Errorf("webhooks list of an unknown app: %d %s", r.code, r.stderr)
 	}
+	show := mustRun(t, nil, "webhooks", "show", "--data", dir, fields["id"]).stdout
+	if !strings.Contains(show, fields["secret"]) || !strings.Contains(show, "state:    ok") || !strings.Contains(show, "TIME") {
+		t.Errorf("webhooks show printed:\n%s", show)
+	}
 	mustRun(t, nil, "webhooks", "remove", "--data", dir, fields["id"])
 	if list := mustRun(t, nil, "webhooks", "list", "--data", dir).stdout; strings.Contains(list, fields["id"]) {
 		t.Errorf("the endpoint is still listed after its removal:\n%s", list)
