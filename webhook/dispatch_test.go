@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/webhook"
@@ -281,6 +283,29 @@ func TestFailingEndpointAndReplay(t *testing.T) {
 		got, err := e.hooks.FindWebhook(e.server, ep.ID)
 		return err == nil && got.Failing
 	})
+	// The metrics say so too.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.d.Collectors()...)
+	gauge := func(name string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				for _, m := range mf.GetMetric() {
+					if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "a" {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	waitFor(t, "the failing gauge", func() bool { return gauge("tidings_webhook_failing_endpoints") == 1 })
+	if lag := gauge("tidings_webhook_lag_seconds"); lag <= 0 {
+		t.Errorf("lag while retrying: %v", lag)
+	}
 	// It goes on trying: when the receiver is back, it gets the rest.
 	r.down.Store(false)
 	waitFor(t, "6 messages", func() bool { return len(r.sent()) == 6 })
@@ -288,6 +313,7 @@ func TestFailingEndpointAndReplay(t *testing.T) {
 		got, err := e.hooks.FindWebhook(e.server, ep.ID)
 		return err == nil && !got.Failing && got.FailingSince == nil
 	})
+	waitFor(t, "the failing gauge back to 0", func() bool { return gauge("tidings_webhook_failing_endpoints") == 0 })
 
 	// A replay from the first message delivers them all again, in order.
 	r.mu.Lock()

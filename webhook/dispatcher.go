@@ -84,6 +84,7 @@ type Dispatcher struct {
 	lag      map[string]time.Time                // time of the event each endpoint is delivering
 	apps     map[string]string                   // endpoint → app, for metrics
 	failing  map[string]bool                     // endpoint → failing, for metrics
+	reported map[string]bool                     // apps with gauges
 	workers  map[string]*worker                  // Run's goroutine only
 	cache    logCache
 }
@@ -142,6 +143,7 @@ func (d *Dispatcher) init() {
 	d.lag = make(map[string]time.Time)
 	d.apps = make(map[string]string)
 	d.failing = make(map[string]bool)
+	d.reported = make(map[string]bool)
 	d.workers = make(map[string]*worker)
 }
 
@@ -507,11 +509,17 @@ func (d *Dispatcher) observe() {
 			lag[app] = max(lag[app], now.Sub(t).Seconds())
 		}
 	}
-	d.metrics.failing.Reset()
-	d.metrics.lag.Reset()
+	for app := range d.reported {
+		if _, ok := failing[app]; !ok {
+			d.metrics.failing.DeleteLabelValues(app)
+			d.metrics.lag.DeleteLabelValues(app)
+			delete(d.reported, app)
+		}
+	}
 	for app, n := range failing {
 		d.metrics.failing.WithLabelValues(app).Set(n)
 		d.metrics.lag.WithLabelValues(app).Set(lag[app])
+		d.reported[app] = true
 	}
 }
 
