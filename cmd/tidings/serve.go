@@ -99,7 +99,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	messages := sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
 	eventLog := sqlite.NewEventLog(db)
 	node := realtime.NewNode()
-	db.Publisher = node // before Open: the writer reads it; events wait for node.Open
+	webhooks := sqlite.NewWebhookService(db)
+	dispatcher := newDispatcher(webhooks, cfg, log)
+	db.Publisher = publishers{node, dispatcher} // before Open: the writer reads it; events wait for node.Open
 	if err := db.Open(); err != nil {
 		return err
 	}
@@ -130,6 +132,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Users = users
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
+	srv.Webhooks, srv.WebhooksChanged = webhooks, dispatcher.NotifyEndpoints
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
@@ -179,6 +182,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer stopDebug()
 	}
+	stopWebhooks, err := startWebhooks(dispatcher, srv.Registry)
+	if err != nil {
+		node.Close()
+		wsHandler.Close()
+		srv.Shutdown(context.Background())
+		return err
+	}
 	stopPruning := pruneEvents(eventLog, cfg.Retention, log)
 	stopSweeping := removeUnattachedFiles(files, cfg.UnattachedFileGrace, log)
 
@@ -199,6 +209,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		// wrote to the database is committed or not, never half-done.
 		log.Warn("requests in flight did not finish in time", "err", err)
 	}
+	stopWebhooks() // saves the deliveries' progress: before the database closes
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
