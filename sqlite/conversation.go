@@ -57,33 +57,31 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 	return &c, nil
 }
 
-// visibleConversation loads a conversation as the user caller sees it: a
-// private conversation they do not take part in, or a deleted one, does not
-// exist for them.
-func visibleConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id string) (*tidings.Conversation, error) {
+// loadConversation loads a conversation with the caller's role in it, as
+// the access policy (tidings.Can*) needs it: nil when there is none.
+func loadConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id string) (*tidings.Conversation, error) {
 	conv, err := scanConversation(q.QueryRowContext(ctx, conversationView+` WHERE c.app_id = ? AND c.id = ?`, c.UserID, c.AppID, id))
-	if isNoRows(err) || (err == nil && conv.Role == "" && (!conv.IsPublic || conv.DeletedAt != nil)) {
-		return nil, tidings.Errorf(tidings.ENotFound, "conversation %q not found", id)
+	if isNoRows(err) {
+		return nil, nil
 	}
 	return conv, err
 }
 
-// memberOf loads a conversation the caller takes part in, checking that
-// their role allows perm ("" checks participation only) and, unless
-// allowDeleted, that the conversation is not deleted.
-func (tx *Tx) memberOf(c tidings.Caller, id string, perm tidings.Permission, allowDeleted bool) (*tidings.Conversation, error) {
-	conv, err := visibleConversation(tx.ctx, tx.db.wconn, c, id)
+// conversation loads a conversation in the write transaction (see
+// loadConversation).
+func (tx *Tx) conversation(c tidings.Caller, id string) (*tidings.Conversation, error) {
+	return loadConversation(tx.ctx, tx.db.wconn, c, id)
+}
+
+// visibleConversation loads a conversation as the user caller sees it
+// (tidings.CanSeeConversation).
+func visibleConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id string) (*tidings.Conversation, error) {
+	conv, err := loadConversation(ctx, q, c, id)
 	if err != nil {
 		return nil, err
 	}
-	if conv.Role == "" {
-		return nil, tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q", id)
-	}
-	if conv.DeletedAt != nil && !allowDeleted {
-		return nil, tidings.Errorf(tidings.EConflict, "conversation %q is deleted", id)
-	}
-	if perm != "" && !conv.Roles.Allows(conv.Role, perm) {
-		return nil, tidings.Errorf(tidings.EForbidden, "your role (%s) does not allow %s in this conversation", conv.Role, perm)
+	if err := tidings.CanSeeConversation(id, conv); err != nil {
+		return nil, err
 	}
 	return conv, nil
 }
@@ -118,11 +116,7 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 			return err
 		}
 		if n > 0 {
-			// The same answer whether the conversation is public, private or
-			// deleted, and whether the caller takes part in it or not: it
-			// tells that the id is taken, which any create with a chosen id
-			// must, and nothing of the conversation holding it.
-			return errIDNotAvailable(nc.ID)
+			return tidings.ErrConversationIDNotAvailable(nc.ID)
 		}
 		for _, p := range others {
 			if _, err := tx.findUser(c.AppID, p.UserID); err != nil {
@@ -154,11 +148,6 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		return nil, err
 	}
 	return s.FindConversationByID(ctx, nc.ID)
-}
-
-// errIDNotAvailable answers a create with an id already in use.
-func errIDNotAvailable(id string) error {
-	return tidings.Errorf(tidings.EConflict, "conversation id %q is not available: choose another id, or leave it out to have one generated", id)
 }
 
 // addParticipant inserts a participant, emits participantAdded and opens
@@ -258,12 +247,12 @@ func (s *ConversationService) UpdateConversation(ctx context.Context, id string,
 		return nil, err
 	}
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, id, tidings.PermUpdate, false)
+		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
 		}
-		if upd.Roles != nil && conv.Role != tidings.RoleOwner {
-			return tidings.Errorf(tidings.EForbidden, "only an owner can change what roles may do")
+		if err := tidings.CanUpdateConversation(id, conv, upd); err != nil {
+			return err
 		}
 		if err := upd.Apply(conv); err != nil {
 			return err
@@ -307,8 +296,11 @@ func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted
 		return nil, err
 	}
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, id, tidings.PermDelete, true)
-		if err != nil || (conv.DeletedAt != nil) == deleted {
+		conv, err := tx.conversation(c, id)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanDeleteConversation(id, conv); err != nil || (conv.DeletedAt != nil) == deleted {
 			return err
 		}
 		actor, err := tx.actor(c)
@@ -356,7 +348,17 @@ func findParticipant(ctx context.Context, q rowQuerier, appID, convID, userID st
 	p, err := scanParticipant(q.QueryRowContext(ctx, `SELECT `+participantColumns+participantFrom+`
 		WHERE p.app_id = ? AND p.conversation_id = ? AND p.user_id = ?`, appID, convID, userID))
 	if isNoRows(err) {
-		return nil, tidings.Errorf(tidings.ENotFound, "user %q does not take part in conversation %q", userID, convID)
+		return nil, tidings.ErrNotParticipant(convID, userID)
+	}
+	return p, err
+}
+
+// participant loads a participant in the write transaction, as the access
+// policy needs it: nil when the user does not take part.
+func (tx *Tx) participant(appID, convID, userID string) (*tidings.Participant, error) {
+	p, err := findParticipant(tx.ctx, tx.db.wconn, appID, convID, userID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return nil, nil
 	}
 	return p, err
 }
@@ -421,18 +423,19 @@ func (s *ConversationService) AddParticipant(ctx context.Context, id string, np 
 		return nil, err
 	}
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, id, tidings.PermAddParticipants, false)
+		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
 		}
-		if !conv.Role.AtLeast(np.Role) {
-			return tidings.Errorf(tidings.EForbidden, "you (%s) cannot grant the %s role", conv.Role, np.Role)
+		existing, err := tx.participant(c.AppID, id, np.UserID)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanAddParticipant(id, conv, np, existing); err != nil {
+			return err
 		}
 		if _, err := tx.findUser(c.AppID, np.UserID); err != nil {
 			return err
-		}
-		if _, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, np.UserID); err == nil {
-			return tidings.Errorf(tidings.EConflict, "user %q already takes part in conversation %q", np.UserID, id)
 		}
 		return tx.join(c, id, np, tidings.ReasonAdded)
 	})
@@ -464,24 +467,17 @@ func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID 
 		return nil, tidings.Errorf(tidings.EInvalid, "role %q is not a role: use owner, admin or member", role)
 	}
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, id, tidings.PermUpdate, false)
+		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
 		}
-		target, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, userID)
+		target, err := tx.participant(c.AppID, id, userID)
 		if err != nil {
 			return err
 		}
-		if target.Role == role {
-			return nil
-		}
-		if !conv.Role.AtLeast(role) || !conv.Role.AtLeast(target.Role) {
-			return tidings.Errorf(tidings.EForbidden, "you (%s) cannot change a %s into a %s", conv.Role, target.Role, role)
-		}
-		if target.Role == tidings.RoleOwner {
-			if err := tx.keepAnOwner(c.AppID, id); err != nil {
-				return err
-			}
+		change, err := tidings.CanUpdateParticipant(id, conv, userID, target, role, func() (int, error) { return tx.countOwners(c.AppID, id) })
+		if err != nil || !change {
+			return err
 		}
 		actor, err := tx.actor(c)
 		if err != nil {
@@ -500,18 +496,13 @@ func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID 
 	return findParticipant(ctx, s.db.read, c.AppID, id, userID)
 }
 
-// keepAnOwner fails if the conversation has only one owner (who is about
-// to stop being one).
-func (tx *Tx) keepAnOwner(appID, convID string) error {
+// countOwners counts the owners of a conversation, for the last owner
+// rule of the access policy.
+func (tx *Tx) countOwners(appID, convID string) (int, error) {
 	var owners int
-	if err := tx.queryRow(`SELECT COUNT(*) FROM participants WHERE app_id = ? AND conversation_id = ? AND role = 'owner'`,
-		[]any{appID, convID}, &owners); err != nil {
-		return err
-	}
-	if owners <= 1 {
-		return tidings.Errorf(tidings.EConflict, "conversation %q needs an owner: make another participant owner first", convID)
-	}
-	return nil
+	err := tx.queryRow(`SELECT COUNT(*) FROM participants WHERE app_id = ? AND conversation_id = ? AND role = 'owner'`,
+		[]any{appID, convID}, &owners)
+	return owners, err
 }
 
 func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID string) error {
@@ -523,16 +514,16 @@ func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID 
 		return s.Leave(ctx, id)
 	}
 	return s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, id, tidings.PermRemoveParticipants, false)
+		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
 		}
-		target, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, id, userID)
+		target, err := tx.participant(c.AppID, id, userID)
 		if err != nil {
 			return err
 		}
-		if !conv.Role.AtLeast(target.Role) {
-			return tidings.Errorf(tidings.EForbidden, "you (%s) cannot remove a %s", conv.Role, target.Role)
+		if err := tidings.CanRemoveParticipant(id, conv, userID, target); err != nil {
+			return err
 		}
 		return tx.removeParticipant(c, id, userID)
 	})
@@ -573,14 +564,12 @@ func (s *ConversationService) Join(ctx context.Context, id string) (*tidings.Par
 		return nil, err
 	}
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := visibleConversation(tx.ctx, tx.db.wconn, c, id)
-		switch {
-		case err != nil:
+		conv, err := tx.conversation(c, id)
+		if err != nil {
 			return err
-		case conv.Role != "":
-			return nil // already in: joining again changes nothing
-		case conv.DeletedAt != nil:
-			return tidings.Errorf(tidings.EConflict, "conversation %q is deleted", id)
+		}
+		if join, err := tidings.CanJoinConversation(id, conv); err != nil || !join {
+			return err // !join: already in, joining again changes nothing
 		}
 		return tx.join(c, id, tidings.NewParticipant{UserID: c.UserID, Role: tidings.RoleMember}, tidings.ReasonJoined)
 	})
@@ -596,14 +585,12 @@ func (s *ConversationService) Leave(ctx context.Context, id string) error {
 		return err
 	}
 	return s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, id, "", true)
+		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
 		}
-		if conv.Role == tidings.RoleOwner && conv.ParticipantCount > 1 {
-			if err := tx.keepAnOwner(c.AppID, id); err != nil {
-				return err
-			}
+		if err := tidings.CanLeaveConversation(id, conv, func() (int, error) { return tx.countOwners(c.AppID, id) }); err != nil {
+			return err
 		}
 		return tx.removeParticipant(c, id, c.UserID)
 	})

@@ -73,8 +73,11 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 	}
 	// Check the right to upload before reading anything.
 	if err := s.db.update(ctx, func(tx *Tx) error {
-		_, err := tx.memberOf(c, convID, tidings.PermSend, false)
-		return err
+		conv, err := tx.conversation(c, convID)
+		if err != nil {
+			return err
+		}
+		return tidings.CanUploadFile(convID, conv)
 	}); err != nil {
 		return nil, err
 	}
@@ -93,11 +96,15 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 	}
 	err = s.db.update(ctx, func(tx *Tx) error {
 		// Checked again: the caller may have been removed meanwhile.
-		if _, err := tx.memberOf(c, convID, tidings.PermSend, false); err != nil {
+		conv, err := tx.conversation(c, convID)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanUploadFile(convID, conv); err != nil {
 			return err
 		}
 		f.CreatedAt = tx.now
-		_, err := tx.exec(`INSERT INTO files (app_id, conversation_id, id, uploader_id, name, type, size, blob_key, created_at)
+		_, err = tx.exec(`INSERT INTO files (app_id, conversation_id, id, uploader_id, name, type, size, blob_key, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, c.AppID, convID, f.ID, c.UserID, f.Name, f.Type, f.Size, key, micros(tx.now))
 		return err
 	})
@@ -294,7 +301,7 @@ func (s *FileService) find(ctx context.Context, convID, fileID string) (*tidings
 		WHERE app_id = ? AND conversation_id = ? AND id = ?`, c.AppID, convID, fileID).
 		Scan(&f.UploaderID, &f.Name, &f.Type, &f.Size, &key, &created)
 	if isNoRows(err) {
-		return nil, "", tidings.Errorf(tidings.ENotFound, "file %q not found in conversation %q", fileID, convID)
+		return nil, "", tidings.ErrFileNotFound(convID, fileID)
 	}
 	f.CreatedAt = fromMicros(created)
 	return f, key, err

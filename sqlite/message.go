@@ -61,7 +61,17 @@ func findMessage(ctx context.Context, q rowQuerier, appID, convID, msgID string)
 	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+messageColumns+messageFrom+`
 		WHERE m.app_id = ? AND m.conversation_id = ? AND m.id = ?`, appID, convID, msgID))
 	if isNoRows(err) {
-		return nil, tidings.Errorf(tidings.ENotFound, "message %q not found in conversation %q", msgID, convID)
+		return nil, tidings.ErrMessageNotFound(convID, msgID)
+	}
+	return m, err
+}
+
+// message loads a message in the write transaction, as the access policy
+// needs it: nil when there is none.
+func (tx *Tx) message(appID, convID, msgID string) (*tidings.Message, error) {
+	m, err := findMessage(tx.ctx, tx.db.wconn, appID, convID, msgID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return nil, nil
 	}
 	return m, err
 }
@@ -83,17 +93,15 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			return err
 		}
 		conv := sender.conv
-		switch {
-		case sender.role == "" && (!conv.isPublic || conv.deleted):
-			return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
-		case sender.profile == nil:
+		view := tidings.Conversation{ID: convID, IsPublic: conv.isPublic, DeletedAt: conv.deletedAt, Roles: conv.roles, Role: sender.role}
+		if err := tidings.CanSeeConversation(convID, &view); err != nil {
+			return err
+		}
+		if sender.profile == nil {
 			return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
-		case sender.role == "":
-			return tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q: join it first", convID)
-		case conv.deleted:
-			return tidings.Errorf(tidings.EConflict, "conversation %q is deleted", convID)
-		case !conv.roles.Allows(tidings.Role(sender.role), tidings.PermSend):
-			return tidings.Errorf(tidings.EForbidden, "your role (%s) does not allow sending in this conversation", sender.role)
+		}
+		if err := tidings.CanSendMessage(convID, &view); err != nil {
+			return err
 		}
 		if nm.ClientID != "" {
 			s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
@@ -173,14 +181,15 @@ func (tx *Tx) resolveFiles(appID, convID string, parts []tidings.Part) ([]tiding
 	return parts, nil
 }
 
-// readable checks that the caller may read the conversation's messages.
+// readable checks that the caller may read the conversation's messages
+// and files (tidings.CanReadConversation).
 func readable(ctx context.Context, q rowQuerier, c tidings.Caller, convID string) (*tidings.Conversation, error) {
-	conv, err := visibleConversation(ctx, q, c, convID)
+	conv, err := loadConversation(ctx, q, c, convID)
 	if err != nil {
 		return nil, err
 	}
-	if conv.Role == "" {
-		return nil, tidings.Errorf(tidings.EForbidden, "you do not take part in conversation %q: join it first", convID)
+	if err := tidings.CanReadConversation(convID, conv); err != nil {
+		return nil, err
 	}
 	return conv, nil
 }
@@ -263,18 +272,15 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 	}
 	var msg *tidings.Message
 	err = s.db.update(ctx, func(tx *Tx) error {
-		if _, err := tx.memberOf(c, convID, "", false); err != nil {
+		conv, err := tx.conversation(c, convID)
+		if err != nil {
 			return err
 		}
-		var err error
-		if msg, err = findMessage(tx.ctx, tx.db.wconn, c.AppID, convID, msgID); err != nil {
+		if msg, err = tx.message(c.AppID, convID, msgID); err != nil {
 			return err
 		}
-		if msg.Sender.ID != c.UserID {
-			return tidings.Errorf(tidings.EForbidden, "only the sender can edit a message")
-		}
-		if msg.DeletedAt != nil {
-			return tidings.Errorf(tidings.EConflict, "message %q is deleted", msgID)
+		if err := tidings.CanEditMessage(convID, conv, c.UserID, msgID, msg); err != nil {
+			return err
 		}
 		if msg.Parts, err = tx.resolveFiles(c.AppID, convID, e.Parts); err != nil {
 			return err
@@ -307,18 +313,15 @@ func (s *MessageService) DeleteMessage(ctx context.Context, convID, msgID string
 	}
 	var msg *tidings.Message
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, convID, "", false)
+		conv, err := tx.conversation(c, convID)
 		if err != nil {
 			return err
 		}
-		if msg, err = findMessage(tx.ctx, tx.db.wconn, c.AppID, convID, msgID); err != nil {
+		if msg, err = tx.message(c.AppID, convID, msgID); err != nil {
 			return err
 		}
-		if msg.Sender.ID != c.UserID && !conv.Roles.Allows(conv.Role, tidings.PermRemoveParticipants) {
-			return tidings.Errorf(tidings.EForbidden, "only the sender or a moderator can delete a message")
-		}
-		if msg.DeletedAt != nil {
-			return nil
+		if del, err := tidings.CanDeleteMessage(convID, conv, c.UserID, msgID, msg); err != nil || !del {
+			return err // !del: deleted already, deleting again changes nothing
 		}
 		actor, err := tx.actor(c)
 		if err != nil {
@@ -357,8 +360,11 @@ func (s *MessageService) mark(ctx context.Context, convID string, seq int64, rea
 	}
 	var st *tidings.MessageStatus
 	err = s.db.update(ctx, func(tx *Tx) error {
-		conv, err := tx.memberOf(c, convID, "", true)
+		conv, err := tx.conversation(c, convID)
 		if err != nil {
+			return err
+		}
+		if err := tidings.CanMarkMessages(convID, conv); err != nil {
 			return err
 		}
 		if seq == 0 {

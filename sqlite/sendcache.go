@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"database/sql"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -33,18 +34,18 @@ type senderKey struct {
 
 // convState is a conversation as sending needs it.
 type convState struct {
-	isPublic bool
-	deleted  bool
-	roles    tidings.Roles
-	lastSeq  int64
-	activity int64 // last_activity_at to write
-	dirty    bool
+	isPublic  bool
+	deletedAt *time.Time
+	roles     tidings.Roles
+	lastSeq   int64
+	activity  int64 // last_activity_at to write
+	dirty     bool
 }
 
 // senderState is a sender as sending needs it.
 type senderState struct {
 	conv    *convState
-	role    string           // "" when not a participant
+	role    tidings.Role     // "" when not a participant
 	profile *tidings.Profile // nil when the user does not exist
 	readSeq int64            // read and delivered mark to write
 	dirty   bool
@@ -75,7 +76,7 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 		WHERE c.app_id = ? AND c.id = ?`, []any{user, user, app, conv},
 		&isPublic, &deleted, &rolesJSON, &lastSeq, &activity, &role, &name, &avatar, &idValue, &idKind)
 	if isNoRows(err) {
-		return nil, tidings.Errorf(tidings.ENotFound, "conversation %q not found", conv)
+		return nil, tidings.ErrConversationNotFound(conv)
 	}
 	if err != nil {
 		return nil, err
@@ -86,10 +87,10 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 		if err != nil {
 			return nil, err
 		}
-		cs = &convState{isPublic: isPublic, deleted: deleted.Valid, roles: roles, lastSeq: lastSeq, activity: activity}
+		cs = &convState{isPublic: isPublic, deletedAt: fromNullMicros(deleted), roles: roles, lastSeq: lastSeq, activity: activity}
 		sc.convs[k.convKey] = cs
 	}
-	s := &senderState{conv: cs, role: role.String}
+	s := &senderState{conv: cs, role: tidings.Role(role.String)}
 	if name.Valid {
 		s.profile = &tidings.Profile{ID: user, DisplayName: name.String, AvatarURL: avatar.String}
 		if idValue.Valid {
