@@ -79,8 +79,11 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 // transaction an id (rule 2 above): it fails otherwise.
 func lockConversation(ctx context.Context, tx *Tx, appID, convID string) error {
 	var fresh bool
+	// Keyed by a hash of app and conversation ids, apart by "/", which no
+	// id holds (PostgreSQL text cannot hold the NUL byte). Two
+	// conversations with the same hash only queue together.
 	err := tx.tx.QueryRow(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_current_xact_id_if_assigned() IS NULL`,
-		appID+"\x00"+convID).Scan(nil, &fresh)
+		appID+"/"+convID).Scan(nil, &fresh)
 	if err != nil {
 		return fmt.Errorf("lock conversation %s: %w", convID, err)
 	}
