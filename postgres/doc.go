@@ -4,7 +4,10 @@
 // DB holds a pgx pool. Open applies the migrations embedded from
 // migrations/ (once, under an advisory lock, however many nodes start
 // together). Writes run in transactions (DB.update) that are run again
-// once if cut before their commit; an unreachable server is EUnavailable.
+// once if cut before their commit; an unreachable server is EUnavailable,
+// and calls work again by themselves once it is back. Sessions set
+// idle_in_transaction_session_timeout to 10 s unless the DSN sets it: a
+// transaction left open holds every node's horizon.
 //
 // Events get their positions (refs) from the sequence tidings_event_seq,
 // drawn in the transaction that stores them, after that transaction has

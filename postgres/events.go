@@ -189,19 +189,39 @@ func (h *finality) settle(xmin int64) {
 // settled waits until every position committed when it was called is
 // final, and returns the largest final position then: what a reader
 // sees of its own writes. It waits as long as a transaction that was
-// running when it was called runs, or until ctx ends.
+// running when it was called runs, or until ctx ends. Callers at once
+// share the steps: one that finds the horizon already past what it needs
+// (moved by another caller, or by the publisher) returns without one.
 func (db *DB) settled(ctx context.Context) (int64, error) {
-	final, top, err := db.horizon.step(ctx, db)
+	var top int64
+	if err := db.queryRow(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&top); err != nil {
+		return 0, err
+	}
 	wait := time.Millisecond
-	for err == nil && final < top {
+	for {
+		final, err := db.horizon.reach(ctx, db, top)
+		if err != nil || final >= top {
+			return final, err
+		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 50*time.Millisecond)
-		final, _, err = db.horizon.step(ctx, db)
 	}
+}
+
+// reach returns the largest final position, taking a step first unless
+// it is already at least pos.
+func (h *finality) reach(ctx context.Context, db *DB, pos int64) (int64, error) {
+	h.mu.Lock()
+	if h.final >= pos {
+		defer h.mu.Unlock()
+		return h.final, nil
+	}
+	h.mu.Unlock()
+	final, _, err := h.step(ctx, db)
 	return final, err
 }
 
