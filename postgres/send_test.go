@@ -1,0 +1,263 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/tidings/tidings"
+)
+
+func asUser(app, user string) context.Context {
+	return tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: app, UserID: user})
+}
+
+// TestSendersOnSeveralNodes: senders on several nodes (each its own DB,
+// its own pool of connections, as separate processes would have) send
+// into one conversation at once, each message twice with the same client
+// id from two nodes (a retry racing the first try). Every message is
+// stored once, the conversation's messages are numbered 1 to n without
+// gap, and their events' positions increase with their numbers: one
+// order, the same for every reader.
+func TestSendersOnSeveralNodes(t *testing.T) {
+	dsn := freshDSN(t)
+	const nodes, sendersPerNode, each = 3, 3, 8
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		db := NewDB(dsn)
+		db.Logger = slog.New(slog.DiscardHandler)
+		db.MaxConns = 8
+		if err := db.Open(); err != nil {
+			t.Fatalf("node %d: open: %v", i, err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	ctx := context.Background()
+	if _, err := NewAppService(dbs[0]).CreateApp(ctx, "a", "app"); err != nil {
+		t.Fatal(err)
+	}
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: "a", Server: true})
+	var users []string
+	var others []tidings.NewParticipant
+	for i := range nodes * sendersPerNode {
+		u := fmt.Sprint("u", i)
+		if _, err := NewUserService(dbs[i%nodes]).CreateUser(server, &tidings.User{ID: u}); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+		if i > 0 {
+			others = append(others, tidings.NewParticipant{UserID: u})
+		}
+	}
+	if _, err := NewConversationService(dbs[1]).CreateConversation(asUser("a", users[0]),
+		tidings.NewConversation{ID: "c", Participants: others}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Sender i sends from node i%nodes; the retry of each message goes
+	// through the next node, at the same time.
+	type result struct {
+		sender  string
+		id      string
+		seq     int64
+		created bool
+	}
+	results := make(map[string][]result)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, u := range users {
+		for try := range 2 {
+			msgs := NewMessageService(dbs[(i+try)%nodes], 0)
+			wg.Go(func() {
+				for j := range each {
+					clientID := fmt.Sprint(u, "-", j)
+					m, created, err := msgs.SendMessage(asUser("a", u), "c", tidings.NewMessage{
+						ClientID: clientID, Parts: []tidings.Part{{Type: "text/plain", Data: clientID}}})
+					if err != nil {
+						t.Errorf("%s sends %s (try %d): %v", u, clientID, try, err)
+						return
+					}
+					mu.Lock()
+					results[clientID] = append(results[clientID], result{u, m.ID, m.Seq, created})
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	n := len(users) * each
+	if len(results) != n {
+		t.Fatalf("%d client ids answered, want %d", len(results), n)
+	}
+	for clientID, rs := range results {
+		if len(rs) != 2 || rs[0].id != rs[1].id || rs[0].seq != rs[1].seq || rs[0].created == rs[1].created {
+			t.Errorf("the two tries of %s: %+v; want one message, created by one try only", clientID, rs)
+		}
+	}
+
+	// The log, as any node reads it.
+	rows, err := dbs[2].query(ctx, `SELECT e.seq, (e.payload->>'seq')::bigint, m.id
+		FROM events e JOIN messages m ON m.app_id = e.app_id AND m.conversation_id = e.conversation_id AND m.id = e.payload->>'id'
+		WHERE e.app_id = 'a' AND e.conversation_id = 'c' AND e.name = $1 ORDER BY e.seq`, tidings.EventMessageSent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	var last int64
+	for rows.Next() {
+		var pos, seq int64
+		var id string
+		if err := rows.Scan(&pos, &seq, &id); err != nil {
+			t.Fatal(err)
+		}
+		if pos <= last {
+			t.Fatalf("event positions do not increase: %d after %d", pos, last)
+		}
+		last = pos
+		got = append(got, seq)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d messages sent events, want %d (one per message)", len(got), n)
+	}
+	for i, seq := range got {
+		if seq != int64(i+1) {
+			t.Fatalf("in position order the events carry message seqs %v: want 1 to %d, in order", got, n)
+		}
+	}
+	conv, err := NewConversationService(dbs[0]).FindConversationByID(asUser("a", users[1]), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conv.LastSeq != int64(n) {
+		t.Errorf("lastSeq %d, want %d", conv.LastSeq, n)
+	}
+	// Each sender's own marks are at their last message at least.
+	page, err := NewConversationService(dbs[1]).ListParticipants(asUser("a", users[0]), "c", tidings.ParticipantFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastOf := map[string]int64{}
+	for _, rs := range results {
+		lastOf[rs[0].sender] = max(lastOf[rs[0].sender], rs[0].seq)
+	}
+	for _, p := range page.Participants {
+		if p.ReadSeq != lastOf[p.UserID] || p.DeliveredSeq != lastOf[p.UserID] {
+			t.Errorf("%s's marks %d/%d, want their last message %d", p.UserID, p.DeliveredSeq, p.ReadSeq, lastOf[p.UserID])
+		}
+	}
+}
+
+// TestMarksOnSeveralNodes: devices of one user on several nodes mark
+// messages read and delivered at once, in any order. The marks end at the
+// highest seq marked, and never moved back: in position order, the read
+// events of the user carry increasing seqs, and so do the delivered ones.
+func TestMarksOnSeveralNodes(t *testing.T) {
+	dsn := freshDSN(t)
+	const nodes, devices, marks, messages = 3, 4, 10, 20
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		db := NewDB(dsn)
+		db.Logger = slog.New(slog.DiscardHandler)
+		db.MaxConns = 8
+		if err := db.Open(); err != nil {
+			t.Fatalf("node %d: open: %v", i, err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	ctx := context.Background()
+	if _, err := NewAppService(dbs[0]).CreateApp(ctx, "a", "app"); err != nil {
+		t.Fatal(err)
+	}
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: "a", Server: true})
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := NewUserService(dbs[0]).CreateUser(server, &tidings.User{ID: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewConversationService(dbs[0]).CreateConversation(asUser("a", "alice"),
+		tidings.NewConversation{ID: "c", Participants: []tidings.NewParticipant{{UserID: "bob"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range messages {
+		if _, _, err := NewMessageService(dbs[i%nodes], 0).SendMessage(asUser("a", "alice"), "c",
+			tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint(i)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var highest, highestRead int64
+	for d := range devices {
+		msgs := NewMessageService(dbs[d%nodes], 0)
+		wg.Go(func() {
+			for k := range marks {
+				// Each device walks the seqs its own way: some forward,
+				// some back.
+				seq := int64((d*7+k*(d+3))%messages + 1)
+				read := (d+k)%2 == 0
+				mark := msgs.MarkDelivered
+				if read {
+					mark = msgs.MarkRead
+				}
+				st, err := mark(asUser("a", "bob"), "c", seq)
+				if err != nil {
+					t.Errorf("device %d marks %d: %v", d, seq, err)
+					return
+				}
+				if st.DeliveredSeq < seq || (read && st.ReadSeq < seq) || st.ReadSeq > st.DeliveredSeq {
+					t.Errorf("device %d marks %d (read %v): status %+v", d, seq, read, st)
+				}
+				mu.Lock()
+				highest = max(highest, seq)
+				if read {
+					highestRead = max(highestRead, seq)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	page, err := NewConversationService(dbs[0]).ListParticipants(asUser("a", "alice"), "c", tidings.ParticipantFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range page.Participants {
+		if p.UserID == "bob" && (p.DeliveredSeq != highest || p.ReadSeq != highestRead) {
+			t.Errorf("bob's marks %d/%d, want the highest marked %d/%d", p.DeliveredSeq, p.ReadSeq, highest, highestRead)
+		}
+	}
+	rows, err := dbs[1].query(ctx, `SELECT name, (payload->>'seq')::bigint FROM events
+		WHERE app_id = 'a' AND conversation_id = 'c' AND user_id = 'bob' AND name IN ($1, $2) ORDER BY seq`,
+		tidings.EventMessageRead, tidings.EventMessageDelivered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var seq int64
+		if err := rows.Scan(&name, &seq); err != nil {
+			t.Fatal(err)
+		}
+		if seq <= last[name] {
+			t.Errorf("%s events in position order: %d after %d (a mark moved back)", name, seq, last[name])
+		}
+		last[name] = seq
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if last[tidings.EventMessageRead] != highestRead {
+		t.Errorf("the last read event says %d, want %d", last[tidings.EventMessageRead], highestRead)
+	}
+}
