@@ -44,7 +44,7 @@ func newFileEnv(t *testing.T) *fileEnv {
 			t.Fatal(err)
 		}
 	}
-	c, err := NewConversationService(db).CreateConversation(asUser("a", "alice"),
+	c, err := NewConversationService(db).CreateConversation(userCtx("a", "alice"),
 		tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestUploadQuotas(t *testing.T) {
 	files.UserQuota, files.UserQuotaWindow = 250, time.Hour
 	files.AppQuota = 400
 	up := func(who string, n int) (*tidings.File, error) {
-		return files.CreateFile(asUser("a", who), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", n)))
+		return files.CreateFile(userCtx("a", who), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", n)))
 	}
 	ok := func(who string, n int) {
 		t.Helper()
@@ -123,7 +123,7 @@ func TestUploadQuotaHoldsUnderConcurrentUploads(t *testing.T) {
 	var stored atomic.Int64
 	for range 8 {
 		wg.Go(func() {
-			f, err := files.CreateFile(asUser("a", "alice"), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", 100)))
+			f, err := files.CreateFile(userCtx("a", "alice"), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", 100)))
 			if err == nil {
 				stored.Add(f.Size)
 			} else if tidings.ErrorCode(err) != tidings.ERateLimited {
@@ -147,7 +147,7 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 	ctx := context.Background()
 	up := func() *tidings.File {
 		t.Helper()
-		f, err := files.CreateFile(asUser("a", "alice"), e.conv, "f.txt", "text/plain", strings.NewReader("hello"))
+		f, err := files.CreateFile(userCtx("a", "alice"), e.conv, "f.txt", "text/plain", strings.NewReader("hello"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 	}
 	send := func(who string, parts []tidings.Part) *tidings.Message {
 		t.Helper()
-		m, _, err := e.msgs.SendMessage(asUser("a", who), e.conv, tidings.NewMessage{Parts: parts})
+		m, _, err := e.msgs.SendMessage(userCtx("a", who), e.conv, tidings.NewMessage{Parts: parts})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +164,7 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 	kept, edited, orphan, late := up(), up(), up(), up()
 	send("alice", []tidings.Part{{Type: "text/plain", FileID: kept.ID}})
 	other := send("bob", []tidings.Part{{Type: "text/plain", Data: "other"}})
-	if _, err := e.msgs.EditMessage(asUser("a", "bob"), e.conv, other.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", FileID: edited.ID}}}); err != nil {
+	if _, err := e.msgs.EditMessage(userCtx("a", "bob"), e.conv, other.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", FileID: edited.ID}}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -179,7 +179,7 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 		t.Fatalf("removed %d files (%v); want the 2 never attached", n, err)
 	}
 	for _, f := range []*tidings.File{orphan, late} {
-		if _, _, err := files.OpenFile(asUser("a", "bob"), e.conv, f.ID); tidings.ErrorCode(err) != tidings.ENotFound {
+		if _, _, err := files.OpenFile(userCtx("a", "bob"), e.conv, f.ID); tidings.ErrorCode(err) != tidings.ENotFound {
 			t.Errorf("unattached file still there: %v", err)
 		}
 		if _, err := blobs.Open(ctx, blobKey("a", e.conv, f.ID)); tidings.ErrorCode(err) != tidings.ENotFound {
@@ -187,7 +187,7 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 		}
 	}
 	for _, f := range []*tidings.File{kept, edited, late2} {
-		_, rc, err := files.OpenFile(asUser("a", "bob"), e.conv, f.ID)
+		_, rc, err := files.OpenFile(userCtx("a", "bob"), e.conv, f.ID)
 		if err != nil {
 			t.Fatalf("attached or recent file removed: %v", err)
 		}
@@ -198,6 +198,6 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 		}
 	}
 	// A removed file can no longer be attached.
-	_, _, err := e.msgs.SendMessage(asUser("a", "alice"), e.conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", FileID: orphan.ID}}})
+	_, _, err := e.msgs.SendMessage(userCtx("a", "alice"), e.conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", FileID: orphan.ID}}})
 	wantCode(t, err, tidings.EInvalid)
 }

@@ -6,13 +6,10 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 )
-
-func asUser(app, user string) context.Context {
-	return tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: app, UserID: user})
-}
 
 // TestSendersOnSeveralNodes: senders on several nodes (each its own DB,
 // its own pool of connections, as separate processes would have) send
@@ -52,7 +49,7 @@ func TestSendersOnSeveralNodes(t *testing.T) {
 			others = append(others, tidings.NewParticipant{UserID: u})
 		}
 	}
-	if _, err := NewConversationService(dbs[1]).CreateConversation(asUser("a", users[0]),
+	if _, err := NewConversationService(dbs[1]).CreateConversation(userCtx("a", users[0]),
 		tidings.NewConversation{ID: "c", Participants: others}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +71,7 @@ func TestSendersOnSeveralNodes(t *testing.T) {
 			wg.Go(func() {
 				for j := range each {
 					clientID := fmt.Sprint(u, "-", j)
-					m, created, err := msgs.SendMessage(asUser("a", u), "c", tidings.NewMessage{
+					m, created, err := msgs.SendMessage(userCtx("a", u), "c", tidings.NewMessage{
 						ClientID: clientID, Parts: []tidings.Part{{Type: "text/plain", Data: clientID}}})
 					if err != nil {
 						t.Errorf("%s sends %s (try %d): %v", u, clientID, try, err)
@@ -133,7 +130,7 @@ func TestSendersOnSeveralNodes(t *testing.T) {
 			t.Fatalf("in position order the events carry message seqs %v: want 1 to %d, in order", got, n)
 		}
 	}
-	conv, err := NewConversationService(dbs[0]).FindConversationByID(asUser("a", users[1]), "c")
+	conv, err := NewConversationService(dbs[0]).FindConversationByID(userCtx("a", users[1]), "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +138,7 @@ func TestSendersOnSeveralNodes(t *testing.T) {
 		t.Errorf("lastSeq %d, want %d", conv.LastSeq, n)
 	}
 	// Each sender's own marks are at their last message at least.
-	page, err := NewConversationService(dbs[1]).ListParticipants(asUser("a", users[0]), "c", tidings.ParticipantFilter{})
+	page, err := NewConversationService(dbs[1]).ListParticipants(userCtx("a", users[0]), "c", tidings.ParticipantFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,12 +181,12 @@ func TestMarksOnSeveralNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := NewConversationService(dbs[0]).CreateConversation(asUser("a", "alice"),
+	if _, err := NewConversationService(dbs[0]).CreateConversation(userCtx("a", "alice"),
 		tidings.NewConversation{ID: "c", Participants: []tidings.NewParticipant{{UserID: "bob"}}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range messages {
-		if _, _, err := NewMessageService(dbs[i%nodes], 0).SendMessage(asUser("a", "alice"), "c",
+		if _, _, err := NewMessageService(dbs[i%nodes], 0).SendMessage(userCtx("a", "alice"), "c",
 			tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint(i)}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +206,7 @@ func TestMarksOnSeveralNodes(t *testing.T) {
 				if read {
 					mark = msgs.MarkRead
 				}
-				st, err := mark(asUser("a", "bob"), "c", seq)
+				st, err := mark(userCtx("a", "bob"), "c", seq)
 				if err != nil {
 					t.Errorf("device %d marks %d: %v", d, seq, err)
 					return
@@ -227,7 +224,7 @@ func TestMarksOnSeveralNodes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	page, err := NewConversationService(dbs[0]).ListParticipants(asUser("a", "alice"), "c", tidings.ParticipantFilter{})
+	page, err := NewConversationService(dbs[0]).ListParticipants(userCtx("a", "alice"), "c", tidings.ParticipantFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,5 +256,81 @@ func TestMarksOnSeveralNodes(t *testing.T) {
 	}
 	if last[tidings.EventMessageRead] != highestRead {
 		t.Errorf("the last read event says %d, want %d", last[tidings.EventMessageRead], highestRead)
+	}
+}
+
+// TestSendCutWhileQueued: a send whose connection is killed while it
+// waits for its conversation (another transaction holds the lock) runs
+// again on another connection, and its message is stored once, numbered
+// after the one before it.
+func TestSendCutWhileQueued(t *testing.T) {
+	db := fixture(t, nil, "alice")
+	ctx := context.Background()
+	if _, err := NewConversationService(db).CreateConversation(userCtx("a", "alice"), tidings.NewConversation{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := NewMessageService(db, 0)
+	send := func(clientID string) (*tidings.Message, bool, error) {
+		return msgs.SendMessage(userCtx("a", "alice"), "c", tidings.NewMessage{ClientID: clientID,
+			Parts: []tidings.Part{{Type: "text/plain", Data: clientID}}})
+	}
+	if _, _, err := send("first"); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the conversation's lock, as a long send would.
+	holder, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('a/c', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		m       *tidings.Message
+		created bool
+		err     error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		m, created, err := send("second")
+		done <- answer{m, created, err}
+	}()
+	// Kill the connection of the waiting send.
+	var pid int
+	waitFor(t, "the send to queue", func() bool {
+		err := db.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND wait_event = 'advisory'`).Scan(&pid)
+		return err == nil
+	})
+	if _, err := db.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	// It queues again, on another connection, and goes once the lock is
+	// released.
+	waitFor(t, "the send to queue again", func() bool {
+		var again int
+		err := db.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND wait_event = 'advisory'`).Scan(&again)
+		return err == nil && again != pid
+	})
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	select {
+	case a = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the send never answered")
+	}
+	if a.err != nil || !a.created || a.m.Seq != 2 {
+		t.Fatalf("the send cut while queued: %+v, %v, %v; want message 2, created", a.m, a.created, a.err)
+	}
+	page, err := msgs.ListMessages(userCtx("a", "alice"), "c", tidings.MessageFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != 2 || page.Messages[1].ClientID != "second" {
+		t.Errorf("history %+v: want the two messages, each once", page.Messages)
 	}
 }
