@@ -97,6 +97,7 @@ func (db *DB) Open() error {
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.pool.Close()
+		db.pool = nil
 		return err
 	}
 	db.wake = make(chan struct{}, 1)
@@ -104,6 +105,7 @@ func (db *DB) Open() error {
 		start, err := db.horizon.advance(ctx, db)
 		if err != nil {
 			db.pool.Close()
+			db.pool = nil
 			return fmt.Errorf("postgres: start the publisher: %w", err)
 		}
 		pctx, stop := context.WithCancel(context.Background())
@@ -283,9 +285,9 @@ func (db *DB) attempt(ctx context.Context, fn func(*Tx) error) (err error) {
 	err = ptx.Commit(cctx)
 	committed = true // or failed: nothing left to roll back
 	if err != nil {
-		if pgconn.SafeToRetry(err) { // the commit was never sent
-			return &cutError{err}
-		}
+		// Not pgconn.SafeToRetry: pgx reports a commit whose answer was
+		// lost as "conn closed", safe to retry, although it was sent and
+		// may have been made (TestCommitCut).
 		if isConnError(err) {
 			db.Logger.Error("write transaction cut during its commit: outcome unknown", "err", err)
 			return errOutcomeUnknown

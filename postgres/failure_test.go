@@ -1,11 +1,13 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tidings/tidings"
@@ -74,6 +76,9 @@ type proxy struct {
 	mu    sync.Mutex
 	ln    net.Listener
 	conns []net.Conn
+	// cutCommit, when set, makes the proxy drop a connection when its
+	// client sends a commit, before the server sees it.
+	cutCommit atomic.Bool
 }
 
 func newProxy(t *testing.T, target string) *proxy {
@@ -105,10 +110,30 @@ func (p *proxy) start(addr string) {
 			p.mu.Lock()
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
+			go func() { p.forward(s, c); s.Close(); c.Close() }()
 			go func() { io.Copy(c, s); c.Close() }()
 		}
 	}()
+}
+
+// forward copies what the client says to the server, unless it is a
+// commit to cut.
+func (p *proxy) forward(server, client net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			if p.cutCommit.Load() && bytes.Contains(buf[:n], []byte("commit\x00")) {
+				return
+			}
+			if _, err := server.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *proxy) stop() {
@@ -169,5 +194,46 @@ func wantUnavailable(t *testing.T, what string, err error) {
 	t.Helper()
 	if code := tidings.ErrorCode(err); code != tidings.EUnavailable {
 		t.Errorf("%s: %v (code %q), want unavailable", what, err, code)
+	}
+}
+
+// TestCommitCut: a transaction whose connection is lost while its commit
+// is on the way has an unknown outcome: it is answered unavailable, and
+// not run again (it might have been committed).
+func TestCommitCut(t *testing.T) {
+	u, err := url.Parse(freshDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, u.Host)
+	u.Host = p.addr
+	q := u.Query()
+	q.Set("sslmode", "disable") // the proxy reads the commit
+	u.RawQuery = q.Encode()
+	db := NewDB(u.String())
+	db.Logger = discard()
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	runs := 0
+	p.cutCommit.Store(true)
+	err = db.update(ctx, func(tx *Tx) error {
+		runs++
+		_, err := tx.exec(`INSERT INTO meta (key, value) VALUES ('cut', 1)`)
+		return err
+	})
+	p.cutCommit.Store(false)
+	wantUnavailable(t, "a commit cut on its way", err)
+	if runs != 1 {
+		t.Errorf("the transaction ran %d times, want once: it may have been committed", runs)
+	}
+	var n int
+	waitFor(t, "the database to answer", func() bool {
+		return db.queryRow(ctx, `SELECT count(*) FROM meta WHERE key = 'cut'`).Scan(&n) == nil
+	})
+	if n != 0 {
+		t.Errorf("the cut commit was made (%d rows): the proxy let it through", n)
 	}
 }
