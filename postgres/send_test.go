@@ -334,3 +334,46 @@ func TestSendCutWhileQueued(t *testing.T) {
 		t.Errorf("history %+v: want the two messages, each once", page.Messages)
 	}
 }
+
+// TestSendInsertClientIDTaken: the unique index on client ids has the
+// last word: a send that did not see an earlier message with its client
+// id (which the conversation's lock prevents) stores nothing, moves
+// nothing, and answers the earlier message.
+func TestSendInsertClientIDTaken(t *testing.T) {
+	db := fixture(t, nil, "alice")
+	if _, err := NewConversationService(db).CreateConversation(userCtx("a", "alice"), tidings.NewConversation{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	c := tidings.Caller{AppID: "a", UserID: "alice"}
+	var earlier *tidings.Message
+	err := db.update(context.Background(), func(tx *Tx) error {
+		var seqs []int64
+		for i, id := range []string{tidings.NewID(), tidings.NewID()} {
+			var seq int64
+			err := tx.queryRow(sendInsert, "a", "c", int64(i+1), id, "alice", "retry", `[{"type":"text/plain","data":"x"}]`, nil, "", tx.now).Scan(&seq)
+			if isNoRows(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			seqs = append(seqs, seq)
+		}
+		if len(seqs) != 1 || seqs[0] != 1 {
+			return fmt.Errorf("stored seqs %v, want the first insert only", seqs)
+		}
+		var err error
+		earlier, err = findClientMessage(tx, c, "c", "retry")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if earlier.Seq != 1 || earlier.ClientID != "retry" {
+		t.Errorf("the earlier message %+v", earlier)
+	}
+	conv, err := NewConversationService(db).FindConversationByID(userCtx("a", "alice"), "c")
+	if err != nil || conv.LastSeq != 1 || conv.ReadSeq != 1 {
+		t.Errorf("conversation %+v, %v: want lastSeq 1 (moved once), alice's read mark 1", conv, err)
+	}
+}
