@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -375,5 +376,118 @@ func TestSendInsertClientIDTaken(t *testing.T) {
 	conv, err := NewConversationService(db).FindConversationByID(userCtx("a", "alice"), "c")
 	if err != nil || conv.LastSeq != 1 || conv.ReadSeq != 1 {
 		t.Errorf("conversation %+v, %v: want lastSeq 1 (moved once), alice's read mark 1", conv, err)
+	}
+}
+
+// TestRemovalAmidSendsOnAnotherNode: a participant removed on one node
+// while messages are sent on another receives every message sent before
+// the removal and none after it: the removal takes its place among the
+// sends, in the order of message seqs.
+func TestRemovalAmidSendsOnAnotherNode(t *testing.T) {
+	dsn := freshDSN(t)
+	dbs := make([]*DB, 2)
+	for i := range dbs {
+		db := NewDB(dsn)
+		db.Logger = discard()
+		if err := db.Open(); err != nil {
+			t.Fatalf("node %d: open: %v", i, err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	ctx := context.Background()
+	if _, err := NewAppService(dbs[0]).CreateApp(ctx, "a", "app"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := NewUserService(dbs[0]).CreateUser(serverCtx("a"), &tidings.User{ID: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewConversationService(dbs[0]).CreateConversation(userCtx("a", "alice"),
+		tidings.NewConversation{ID: "c", Participants: []tidings.NewParticipant{{UserID: "bob"}}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	msgs := NewMessageService(dbs[0], 0)
+	var wg sync.WaitGroup
+	sent := make(chan int64, n)
+	wg.Go(func() {
+		for i := range n {
+			m, _, err := msgs.SendMessage(userCtx("a", "alice"), "c", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint(i)}}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sent <- m.Seq
+		}
+	})
+	// Remove bob on the other node once a few messages are in.
+	for range n / 4 {
+		<-sent
+	}
+	if err := NewConversationService(dbs[1]).RemoveParticipant(userCtx("a", "alice"), "c", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	evs, err := NewEventLog(dbs[1]).UserEvents(ctx, "a", "bob", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	removed := false
+	for _, e := range evs {
+		switch e.Name {
+		case tidings.EventParticipantRemoved:
+			removed = true
+		case tidings.EventMessageSent:
+			if removed {
+				t.Fatalf("bob received a message after his removal")
+			}
+			var p tidings.MessagePayload
+			if err := json.Unmarshal(e.Payload, &p); err != nil || p.Message == nil {
+				t.Fatalf("payload %s: %v", e.Payload, err)
+			}
+			got = append(got, p.Seq)
+		}
+	}
+	if !removed {
+		t.Fatal("bob's stream lacks his removal")
+	}
+	if len(got) < n/4 || len(got) > n {
+		t.Fatalf("bob received messages %v", got)
+	}
+	for i, seq := range got {
+		if seq != int64(i+1) {
+			t.Fatalf("bob received messages %v: want 1 to %d, each once, in order", got, len(got))
+		}
+	}
+	// Alice's stream has the rest, after the removal.
+	evs, err = NewEventLog(dbs[0]).UserEvents(ctx, "a", "alice", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed = false
+	var after []int64
+	for _, e := range evs {
+		if e.Name == tidings.EventParticipantRemoved {
+			removed = true
+		}
+		if e.Name == tidings.EventMessageSent && removed {
+			var p tidings.MessagePayload
+			if err := json.Unmarshal(e.Payload, &p); err != nil || p.Message == nil {
+				t.Fatalf("payload %s: %v", e.Payload, err)
+			}
+			after = append(after, p.Seq)
+		}
+	}
+	for i, seq := range after {
+		if seq != int64(len(got)+i+1) {
+			t.Fatalf("after the removal alice's stream carries messages %v; want %d to %d", after, len(got)+1, n)
+		}
+	}
+	if len(got)+len(after) != n {
+		t.Errorf("bob received %d messages and %d came after his removal: want %d in all", len(got), len(after), n)
 	}
 }
