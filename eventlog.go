@@ -35,7 +35,9 @@ type EventLog interface {
 	// SaveCursors stores acknowledged refs; a cursor never moves back.
 	SaveCursors(ctx context.Context, cursors []Cursor) error
 	// Prune removes the events older than before, but always keeps the
-	// newest one, and returns how many it removed.
+	// newest one, and never those after the position (LastSeq) of a
+	// webhook endpoint that is neither disabled nor failing; it returns
+	// how many it removed.
 	Prune(ctx context.Context, before time.Time) (int64, error)
 }
 

@@ -288,6 +288,13 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 		"MarkRequest":        markRequest{},
 		"MessageStatus":      tidings.MessageStatus{},
 		"File":               tidings.File{},
+		"WebhookEndpoint":    tidings.WebhookEndpoint{},
+		"NewWebhook":         tidings.NewWebhook{},
+		"WebhookUpdate":      tidings.WebhookUpdate{},
+		"WebhookReplay":      tidings.WebhookReplay{},
+		"WebhookAttempt":     tidings.WebhookAttempt{},
+		"WebhookList":        webhookList{},
+		"WebhookAttemptList": attemptList{},
 		"Error":              errorResponse{},
 		"Status":             status{},
 	} {

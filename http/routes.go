@@ -83,6 +83,14 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/conversations/{conversationId}/typing", authUser, s.handleTyping},
 		{"GET", "/v1/conversations/{conversationId}/presence", authUser, s.handlePresence},
 
+		{"POST", "/v1/webhooks", authServer, s.handleCreateWebhook},
+		{"GET", "/v1/webhooks", authServer, s.handleListWebhooks},
+		{"GET", "/v1/webhooks/{webhookId}", authServer, s.handleGetWebhook},
+		{"PATCH", "/v1/webhooks/{webhookId}", authServer, s.handleUpdateWebhook},
+		{"DELETE", "/v1/webhooks/{webhookId}", authServer, s.handleDeleteWebhook},
+		{"GET", "/v1/webhooks/{webhookId}/attempts", authServer, s.handleListWebhookAttempts},
+		{"POST", "/v1/webhooks/{webhookId}/replay", authServer, s.handleReplayWebhook},
+
 		{"GET", "/v1/dev", authNone, s.handleDevStatus},
 		{"POST", "/v1/dev/token", authNone, s.handleDevToken},
 	}

@@ -57,6 +57,12 @@ type Server struct {
 	Messages      tidings.MessageService
 	Files         tidings.FileService
 
+	// Webhooks serves /v1/webhooks (404 without); WebhooksChanged, if
+	// set, is called after an endpoint is changed through the API (to
+	// wake the dispatcher).
+	Webhooks        tidings.WebhookService
+	WebhooksChanged func()
+
 	// Realtime serves WebSocket connections at GET /v1/realtime (package
 	// ws); Poller, the polling transport. Without them those routes are 404.
 	Realtime http.Handler

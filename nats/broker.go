@@ -17,7 +17,8 @@ var _ tidings.Broker = (*Conn)(nil)
 
 // subBuffer is how many messages a subscription holds for a handler that
 // is busy; past it, messages are dropped and the handler told Lost.
-const subBuffer = 1 << 16
+// (A variable for tests.)
+var subBuffer = 1 << 16
 
 // wireRange is an EventRange as published on the ranges subject.
 type wireRange struct {
@@ -145,7 +146,7 @@ func (c *Conn) PublishLive(ctx context.Context, u tidings.LiveUpdate) error {
 // It ends when ctx ends or the subscription is closed; a call in progress
 // then finishes.
 func (c *Conn) Subscribe(ctx context.Context, h tidings.BrokerHandler) (tidings.Subscription, error) {
-	s := &subscription{c: c, h: h, msgs: make(chan *natsgo.Msg, subBuffer), lost: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &subscription{c: c, h: h, msgs: make(chan *natsgo.Msg, subBuffer), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -175,21 +176,54 @@ func (c *Conn) Subscribe(ctx context.Context, h tidings.BrokerHandler) (tidings.
 }
 
 type subscription struct {
-	c       *Conn
-	h       tidings.BrokerHandler
-	sub     *natsgo.Subscription
-	msgs    chan *natsgo.Msg
-	lost    chan struct{}
-	done    chan struct{}
-	once    sync.Once
+	c    *Conn
+	h    tidings.BrokerHandler
+	sub  *natsgo.Subscription
+	msgs chan *natsgo.Msg
+	wake chan struct{} // a loss was marked
+	done chan struct{}
+	once sync.Once
+
+	mu sync.Mutex
+	// lost says a loss is to be told once the first lostAt messages
+	// received are handed over.
+	lost   bool
+	lostAt int64
+
+	// The dispatcher's own: messages handed over, and dropped so far.
+	popped  int64
 	dropped int
 }
 
+// signalLost marks a loss: messages may have been missed from now on. It
+// is told to the handler after every message received before it, so that
+// the handler never takes a range received earlier for a sign that ranges
+// chain again. (Told late, it is still told: a range received after the
+// loss shows a gap by itself.)
 func (s *subscription) signalLost() {
+	at, err := s.sub.Delivered() // received so far
+	if err != nil {
+		at = 0 // closed: no matter
+	}
+	s.mu.Lock()
+	s.lost = true
+	s.lostAt = max(s.lostAt, at)
+	s.mu.Unlock()
 	select {
-	case s.lost <- struct{}{}:
+	case s.wake <- struct{}{}:
 	default: // one is pending already
 	}
+}
+
+// lostNow reports whether a marked loss is to be told now.
+func (s *subscription) lostNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lost || s.popped < s.lostAt {
+		return false
+	}
+	s.lost, s.lostAt = false, 0
+	return true
 }
 
 // Close ends the subscription.
@@ -207,26 +241,26 @@ func (s *subscription) Close() error {
 func (s *subscription) run(ctx context.Context) {
 	defer s.Close()
 	for {
+		if s.lostNow() {
+			s.h.Lost()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.done:
 			return
-		case <-s.lost:
-			s.h.Lost()
+		case <-s.wake:
 		case m := <-s.msgs:
-			// A loss noticed meanwhile is told first: it happened
-			// before what follows it in the buffer.
-			select {
-			case <-s.lost:
-				s.h.Lost()
-			default:
-				if d, err := s.sub.Dropped(); err == nil && d > s.dropped {
-					s.dropped = d
-					s.h.Lost()
-				}
-			}
+			s.mu.Lock()
+			s.popped++
+			s.mu.Unlock()
 			s.deliver(m)
+			// Messages dropped because the buffer was full: the
+			// client-side slow consumer.
+			if d, err := s.sub.Dropped(); err == nil && d > s.dropped {
+				s.dropped = d
+				s.signalLost()
+			}
 		}
 	}
 }

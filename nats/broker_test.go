@@ -241,3 +241,87 @@ func TestBrokerSubscriptionEndsWithContext(t *testing.T) {
 		return len(conns[0].subs) == 0
 	})
 }
+
+// blocker is a recorder whose first Range waits until released.
+type blocker struct {
+	recorder
+	entered, release chan struct{}
+	once             bool
+}
+
+func (b *blocker) Range(r tidings.EventRange) {
+	if !b.once {
+		b.once = true
+		close(b.entered)
+		<-b.release
+	}
+	b.recorder.Range(r)
+}
+
+// A handler too slow for what arrives loses messages, and is told Lost
+// before the first range that follows a gap.
+func TestBrokerSlowHandlerIsToldLost(t *testing.T) {
+	defer func(n int) { subBuffer = n }(subBuffer)
+	subBuffer = 4
+	conns := sharedConns(t, 2)
+	ctx := testContext(t)
+	rec := &blocker{entered: make(chan struct{}), release: make(chan struct{})}
+	s, err := conns[1].Subscribe(ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := rangesFrom(50)
+	if err := conns[0].PublishRange(ctx, ranges[0]); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.entered
+	for _, r := range ranges[1:] {
+		if err := conns[0].PublishRange(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "messages to be dropped", func() bool {
+		n, err := s.(*subscription).sub.Dropped()
+		return err == nil && n > 0
+	})
+	close(rec.release)
+	// Ranges published once the handler keeps up arrive: publish until
+	// one does.
+	waitFor(t, "a range after the handler caught up", func() bool {
+		last := ranges[len(ranges)-1]
+		r := tidings.EventRange{From: last.To, To: last.To + 1}
+		ranges = append(ranges, r)
+		if err := conns[0].PublishRange(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := rec.snapshot()
+		return len(got) > 0 && got[len(got)-1].To > ranges[49].To
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.lost == 0 || len(rec.ranges) == len(ranges) {
+		t.Fatalf("%d of %d ranges received, lost told %d times; want some dropped, and lost told", len(rec.ranges), len(ranges), rec.lost)
+	}
+	// After the last range received before each gap, Lost is told: at
+	// once, or after ranges received later (which show the gap by
+	// themselves), but never only before it.
+	lastLost := -1
+	for i, call := range rec.log {
+		if call == "lost" {
+			lastLost = i
+		}
+	}
+	i, prevAt := 0, 0
+	var prev tidings.EventRange
+	for at, call := range rec.log {
+		if call != "range" {
+			continue
+		}
+		r := rec.ranges[i]
+		if i > 0 && r.From != prev.To && lastLost < prevAt {
+			t.Fatalf("no Lost after the gap between (%d, %d] and (%d, %d]: calls %v", prev.From, prev.To, r.From, r.To, rec.log)
+		}
+		prev, prevAt = r, at
+		i++
+	}
+}

@@ -108,7 +108,10 @@ func Connect(urls string, opts Options) (*Conn, error) {
 		natsgo.ReconnectBufSize(-1),
 		natsgo.PingInterval(10*time.Second),
 		natsgo.MaxPingsOutstanding(3),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+		natsgo.DisconnectErrHandler(func(nc *natsgo.Conn, err error) {
+			if nc.IsClosed() {
+				return // Close
+			}
 			c.log.Warn("nats: disconnected", "err", err)
 			c.lost()
 		}),

@@ -24,7 +24,23 @@ func TestLeases(t *testing.T) {
 	}
 	hold(a, "A", true)
 	hold(b, "B", false)
-	hold(a, "A", true) // renewed
+	// Renewing writes the key again: the bucket's TTL counts from then.
+	kv, _, err := a.kv(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := kv.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold(a, "A", true)
+	after, err := kv.Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Revision() <= before.Revision() || after.Created().Before(before.Created()) {
+		t.Fatalf("renewal did not write the lease again: revision %d then %d", before.Revision(), after.Revision())
+	}
 	hold(b, "B", false)
 	if err := b.Release(ctx, name, "B"); err != nil { // not B's to release
 		t.Fatal(err)

@@ -312,6 +312,11 @@ func (p *Presence) change(ctx context.Context, node string, ns *nodeState, k use
 		}
 		ok, err := p.write(ctx, kv, k, keep, rev)
 		if err != nil {
+			// The write may have been applied: the next Renew writes
+			// the entry again from what this Presence counts.
+			p.mu.Lock()
+			ns.pending[k] = struct{}{}
+			p.mu.Unlock()
 			return err
 		}
 		if !ok {

@@ -97,6 +97,7 @@ func (db *DB) Open() error {
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.pool.Close()
+		db.pool = nil
 		return err
 	}
 	db.wake = make(chan struct{}, 1)
@@ -104,6 +105,7 @@ func (db *DB) Open() error {
 		start, err := db.horizon.advance(ctx, db)
 		if err != nil {
 			db.pool.Close()
+			db.pool = nil
 			return fmt.Errorf("postgres: start the publisher: %w", err)
 		}
 		pctx, stop := context.WithCancel(context.Background())
@@ -276,9 +278,16 @@ func (db *DB) attempt(ctx context.Context, fn func(*Tx) error) (err error) {
 		}
 		return err
 	}
-	err = ptx.Commit(ctx)
+	// The commit is not cut short by the caller's context: once asked,
+	// it completes or fails, so that the caller learns which.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	err = ptx.Commit(cctx)
 	committed = true // or failed: nothing left to roll back
 	if err != nil {
+		// Not pgconn.SafeToRetry: pgx reports a commit whose answer was
+		// lost as "conn closed", safe to retry, although it was sent and
+		// may have been made (TestCommitCut).
 		if isConnError(err) {
 			db.Logger.Error("write transaction cut during its commit: outcome unknown", "err", err)
 			return errOutcomeUnknown
@@ -287,6 +296,9 @@ func (db *DB) attempt(ctx context.Context, fn func(*Tx) error) (err error) {
 	}
 	return nil
 }
+
+// commitTimeout bounds a commit that the server does not answer.
+const commitTimeout = 30 * time.Second
 
 // retryable reports whether a transaction that failed with err before its
 // commit may run again: the connection failed, or the server gave up the
@@ -343,7 +355,10 @@ func (db *DB) mapError(err error) error {
 		return tidings.Errorf(tidings.EUnavailable, "the database is unavailable; retry later")
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		if pe.ConstraintName == "users_by_identifier" {
+			return tidings.Errorf(tidings.EConflict, "another user already has this identifier: identifiers are unique in an app")
+		}
 		return tidings.Errorf(tidings.EConflict, "it already exists")
 	}
 	if db.usable() != nil {

@@ -20,7 +20,8 @@ import (
 // committed, below it, could then overtake. Both first wait until what was
 // committed when they were called is final (usually at once; as long as
 // the longest transaction then running otherwise), so that a caller reads
-// its own writes.
+// its own writes. (So never call them inside a write transaction: it
+// would wait for itself.)
 type EventLog struct {
 	db *DB
 	// PruneChunk bounds the events one transaction of Prune removes

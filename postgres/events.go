@@ -79,8 +79,11 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 // transaction an id (rule 2 above): it fails otherwise.
 func lockConversation(ctx context.Context, tx *Tx, appID, convID string) error {
 	var fresh bool
+	// Keyed by a hash of app and conversation ids, apart by "/", which no
+	// id holds (PostgreSQL text cannot hold the NUL byte). Two
+	// conversations with the same hash only queue together.
 	err := tx.tx.QueryRow(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_current_xact_id_if_assigned() IS NULL`,
-		appID+"\x00"+convID).Scan(nil, &fresh)
+		appID+"/"+convID).Scan(nil, &fresh)
 	if err != nil {
 		return fmt.Errorf("lock conversation %s: %w", convID, err)
 	}
@@ -104,8 +107,7 @@ type finality struct {
 // final (see advance).
 type fence struct{ pos, xid int64 }
 
-// advance takes a step and returns the largest position known final, and
-// the largest position committed as seen at the step.
+// advance takes a step and returns the largest position known final.
 //
 // Why a position P is final once a fence (P, X) is passed, that is once a
 // snapshot S, taken after X's transaction ended, has xmin >= X:
@@ -137,36 +139,41 @@ type fence struct{ pos, xid int64 }
 // every id handed out before it, completed or not. It costs one id for
 // each step that sees new events, none when the log is idle.
 func (h *finality) advance(ctx context.Context, db *DB) (final int64, err error) {
-	final, _, err = h.step(ctx, db)
-	return final, err
+	return h.step(ctx, db, 0)
 }
 
-func (h *finality) step(ctx context.Context, db *DB) (final, top int64, err error) {
+// step takes a step of advance, unless the horizon is at need already
+// (need > 0).
+func (h *finality) step(ctx context.Context, db *DB, need int64) (final int64, err error) {
 	if err := db.usable(); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if need > 0 && h.final >= need {
+		return h.final, nil
+	}
+	var top int64
 	var xmin int64
 	if err := db.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
 		coalesce((SELECT max(seq) FROM events), 0)`).Scan(&xmin, &top); err != nil {
-		return h.final, 0, db.mapError(err)
+		return h.final, db.mapError(err)
 	}
 	h.settle(xmin)
 	if top <= h.final || len(h.fences) > 0 && top <= h.fences[len(h.fences)-1].pos {
-		return h.final, top, nil
+		return h.final, nil
 	}
 	var x int64
 	if err := db.pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&x); err != nil {
-		return h.final, top, db.mapError(err)
+		return h.final, db.mapError(err)
 	}
 	h.fences = append(h.fences, fence{pos: top, xid: x})
 	// Most often nothing older runs: the fence is passed at once.
 	if err := db.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
-		return h.final, top, db.mapError(err)
+		return h.final, db.mapError(err)
 	}
 	h.settle(xmin)
-	return h.final, top, nil
+	return h.final, nil
 }
 
 // settle moves the horizon past the fences that a snapshot with this xmin,
@@ -186,20 +193,27 @@ func (h *finality) settle(xmin int64) {
 // settled waits until every position committed when it was called is
 // final, and returns the largest final position then: what a reader
 // sees of its own writes. It waits as long as a transaction that was
-// running when it was called runs, or until ctx ends.
+// running when it was called runs, or until ctx ends. Callers at once
+// share the steps: one that finds the horizon already past what it needs
+// (moved by another caller, or by the publisher) returns without one.
 func (db *DB) settled(ctx context.Context) (int64, error) {
-	final, top, err := db.horizon.step(ctx, db)
+	var top int64
+	if err := db.queryRow(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&top); err != nil {
+		return 0, err
+	}
 	wait := time.Millisecond
-	for err == nil && final < top {
+	for {
+		final, err := db.horizon.step(ctx, db, top)
+		if err != nil || final >= top {
+			return final, err
+		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 50*time.Millisecond)
-		final, _, err = db.horizon.step(ctx, db)
 	}
-	return final, err
 }
 
 func nullString(s string) any {

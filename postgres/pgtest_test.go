@@ -92,10 +92,12 @@ func openDB(tb testing.TB, pub tidings.EventPublisher) *DB {
 	tb.Helper()
 	db := NewDB(freshDSN(tb))
 	db.Publisher = pub
-	db.Logger = slog.New(slog.DiscardHandler)
+	db.Logger = discard()
 	if err := db.Open(); err != nil {
 		tb.Fatalf("open: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

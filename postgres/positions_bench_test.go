@@ -40,7 +40,10 @@ import (
 //     when the event's commit is seen (it drew that position before the
 //     event's was drawn), so once every transaction running at that moment
 //     has ended (a later snapshot's xmin reaches that moment's xmax),
-//     every position up to the event's is final. Writers keep no state and
+//     every position up to the event's is final. (Not quite: an id
+//     handed out but not completed may lie above that xmax; the store
+//     draws an id of its own instead, see finality.advance in events.go.
+//     The lag measured here lacks those two round trips.) Writers keep no state and
 //     tell no one; a reader polls pg_current_snapshot() (here every
 //     millisecond, as one node of a cluster would for all) and delivers up
 //     to the positions it has seen final. A transaction waiting for a lock

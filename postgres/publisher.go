@@ -23,7 +23,7 @@ func (db *DB) publish(ctx context.Context, after int64) {
 		wait := db.PollInterval
 		r, err := tail.Final(ctx, after, publishBatch)
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil || db.usable() != nil: // closing
 			return
 		case err != nil:
 			if !failing {

@@ -173,6 +173,18 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 		micros(before)).Scan(&cut); err != nil || !cut.Valid {
 		return 0, err
 	}
+	// Nor the events a webhook endpoint in good standing (enabled, not
+	// failing) has not received: the log is their outbox.
+	var hooks sql.NullInt64
+	if err := l.db.queryRow(ctx, `SELECT MIN(last_seq) FROM webhook_endpoints WHERE NOT disabled AND NOT failing`).Scan(&hooks); err != nil {
+		return 0, err
+	}
+	if hooks.Valid && hooks.Int64 < cut.Int64 {
+		if hooks.Int64 <= 0 {
+			return 0, nil
+		}
+		cut.Int64 = hooks.Int64
+	}
 	var total int64
 	for done := false; !done; {
 		if err := ctx.Err(); err != nil {

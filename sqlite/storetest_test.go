@@ -31,6 +31,8 @@ func TestConformance(t *testing.T) {
 			EventLog:      sqlite.NewEventLog(db),
 			Files:         sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
 			MaxFileBytes:  maxFile,
+			Webhooks:      sqlite.NewWebhookService(db),
+			WebhookStore:  sqlite.NewWebhookService(db),
 		}
 	})
 }

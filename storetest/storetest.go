@@ -44,6 +44,10 @@ type Stores struct {
 	// MaxMessageBytes is the message size limit the message service was
 	// given (0: tidings.DefaultMessageSize).
 	MaxMessageBytes int
+	// Webhooks and WebhookStore are optional: the webhook tests are
+	// skipped without them.
+	Webhooks     tidings.WebhookService
+	WebhookStore tidings.WebhookStore
 }
 
 // Factory returns stores on a new, empty database, whose committed events
@@ -78,6 +82,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"Retention", TestRetention},
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},
+		{"Webhooks", TestWebhooks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

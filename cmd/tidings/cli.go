@@ -33,6 +33,7 @@ func commands() []*command {
 	return []*command{
 		serveCommand,
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
+		webhooksAddCommand, webhooksListCommand, webhooksShowCommand, webhooksRemoveCommand,
 		tokenCommand,
 		listenCommand, sendCommand, chatCommand,
 		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchRoomsCommand, benchFillCommand, benchPlotCommand,

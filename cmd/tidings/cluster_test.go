@@ -333,9 +333,9 @@ func (c *testCluster) startNode(name string, extra ...string) *testNode {
 func (c *testCluster) user(id string) string {
 	c.t.Helper()
 	base := c.nodes[0].url
-	api(c.t, base, c.key, "POST", "/v1/users", map[string]string{"id": id}, nil, http.StatusCreated)
+	callAPI(c.t, base, c.key, "POST", "/v1/users", map[string]string{"id": id}, nil, http.StatusCreated)
 	var tok struct{ Token string }
-	api(c.t, base, c.key, "POST", "/v1/users/"+id+"/tokens", nil, &tok, http.StatusCreated)
+	callAPI(c.t, base, c.key, "POST", "/v1/users/"+id+"/tokens", nil, &tok, http.StatusCreated)
 	return tok.Token
 }
 
@@ -460,7 +460,7 @@ func clusterUsers(t *testing.T) (c *testCluster, clients []*client.Client, inbox
 	for _, id := range []string{"alice", "bob", "carol"} {
 		tokens = append(tokens, c.user(id))
 	}
-	api(t, c.nodes[0].url, tokens[0], "POST", "/v1/conversations", tidings.NewConversation{ID: "room",
+	callAPI(t, c.nodes[0].url, tokens[0], "POST", "/v1/conversations", tidings.NewConversation{ID: "room",
 		Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}}, nil, http.StatusCreated)
 	for i, tok := range tokens {
 		cl, in := connect(t, c.nodes[i].url, tok, "", "")
@@ -625,14 +625,14 @@ func TestClusterParticipantRemoved(t *testing.T) {
 	defer cancel()
 	// A second conversation of alice and bob, to know when bob has got
 	// everything sent before.
-	api(t, c.nodes[0].url, tokens[0], "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
+	callAPI(t, c.nodes[0].url, tokens[0], "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
 		Participants: []tidings.NewParticipant{{UserID: "bob"}}}, nil, http.StatusCreated)
 	if _, err := clients[0].Socket().SendMessage(ctx, "room", textMessage("before")); err != nil {
 		t.Fatal(err)
 	}
 	inboxes[1].waitFor(t, "bob to receive the message before the removal", hasTexts("room", []string{"before"}))
 
-	api(t, c.nodes[0].url, tokens[0], "DELETE", "/v1/conversations/room/participants/bob", nil, nil, http.StatusNoContent)
+	callAPI(t, c.nodes[0].url, tokens[0], "DELETE", "/v1/conversations/room/participants/bob", nil, nil, http.StatusNoContent)
 	inboxes[1].waitFor(t, "bob (node 2) to be told of his removal", func(evs []client.Event) bool {
 		for _, e := range evs {
 			if r, ok := e.(*client.ParticipantRemoved); ok && r.ConversationID == "room" && r.ProfileID == "bob" {
@@ -806,11 +806,11 @@ func TestServeOnPostgres(t *testing.T) {
 	if !strings.Contains(list, "default ") {
 		t.Errorf("apps list with TIDINGS_STORE:\n%s", list)
 	}
-	api(t, url, key, "POST", "/v1/users", map[string]string{"id": "alice"}, nil, http.StatusCreated)
-	api(t, url, key, "POST", "/v1/users", map[string]string{"id": "bob"}, nil, http.StatusCreated)
+	callAPI(t, url, key, "POST", "/v1/users", map[string]string{"id": "alice"}, nil, http.StatusCreated)
+	callAPI(t, url, key, "POST", "/v1/users", map[string]string{"id": "bob"}, nil, http.StatusCreated)
 	alice := strings.TrimSpace(mustRun(t, nil, "token", "--store", store, "--data", dir, "--user", "alice").stdout)
 	bob := strings.TrimSpace(mustRun(t, nil, "token", "--store", store, "--data", dir, "--user", "bob").stdout)
-	api(t, url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
+	callAPI(t, url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
 		Participants: []tidings.NewParticipant{{UserID: "bob"}}}, nil, http.StatusCreated)
 	cl, _ := connect(t, url, alice, "", "")
 	_, in := connect(t, url, bob, "", "")

@@ -76,6 +76,12 @@ type config struct {
 	ParticipantRate  float64 // per minute
 	Retention        time.Duration
 
+	// Webhooks (issue #12).
+	WebhookFailAfter   time.Duration
+	WebhookMaxBackoff  time.Duration
+	WebhookTimeout     time.Duration
+	WebhookDenyPrivate bool
+
 	// Dev turns development mode on (POST /v1/dev/token).
 	Dev bool
 	// DebugAddr, when set, serves the Go profiler (/debug/pprof/) there.
@@ -121,6 +127,10 @@ func defaultConfig() config {
 		ConversationRate:  30,
 		ParticipantRate:   300,
 		Retention:         30 * 24 * time.Hour,
+
+		WebhookFailAfter:  24 * time.Hour,
+		WebhookMaxBackoff: 10 * time.Minute,
+		WebhookTimeout:    10 * time.Second,
 
 		// Request bodies and uploads.
 		MaxBodyReads:        tidingshttp.DefaultMaxBodyReads,
@@ -225,6 +235,14 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"comma-separated `origins` (https://app.example.com) whose pages may open realtime connections; * allows any; empty allows the server's own host only")
 	fs.Var((*durationValue)(&cfg.Retention), "retention",
 		"how long (a `duration`) updates are kept for clients that are away; older ones need a resync")
+	fs.Var((*durationValue)(&cfg.WebhookFailAfter), "webhook-fail-after",
+		"a webhook endpoint whose deliveries fail for this `duration` without a success is marked failing")
+	fs.Var((*durationValue)(&cfg.WebhookMaxBackoff), "webhook-max-backoff",
+		"longest wait (a `duration`) between two attempts of a webhook delivery; the wait starts at 1s and doubles")
+	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout",
+		"the `duration` allowed for one webhook delivery attempt, answer included")
+	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", cfg.WebhookDenyPrivate,
+		"refuse to deliver webhooks to loopback, private and link-local addresses (set it when apps you do not run register webhooks)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev,
 		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,
@@ -273,6 +291,8 @@ func (cfg *config) check() error {
 		return errors.New("--user-upload-window must be at least 1m")
 	case cfg.UnattachedFileGrace < time.Minute:
 		return errors.New("--unattached-file-grace must be at least 1m")
+	case cfg.WebhookFailAfter < time.Second || cfg.WebhookMaxBackoff < time.Second || cfg.WebhookTimeout < time.Second:
+		return errors.New("--webhook-fail-after, --webhook-max-backoff and --webhook-timeout must be at least 1s")
 	case cfg.UserRate < 0 || cfg.AppRate < 0 || cfg.ServerKeyRate < 0 || cfg.ConversationRate < 0 || cfg.ParticipantRate < 0:
 		return errors.New("--user-rate, --app-rate, --server-key-rate, --conversation-rate and --participant-rate must not be negative (0 means no limit)")
 	}

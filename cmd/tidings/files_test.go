@@ -51,7 +51,7 @@ func TestServeBlobsOnS3(t *testing.T) {
 	url, stop := startServe(t, dir, "--dev", "--blobs", blobs)
 	defer stop()
 	tok := mintDevToken(t, url, "alice")
-	api(t, url, tok, "POST", "/v1/conversations", map[string]any{"id": "notes"}, nil, http.StatusCreated)
+	callAPI(t, url, tok, "POST", "/v1/conversations", map[string]any{"id": "notes"}, nil, http.StatusCreated)
 	cl, err := client.New(url, client.WithToken(tok), client.WithMode(client.ManualMode))
 	if err != nil {
 		t.Fatal(err)

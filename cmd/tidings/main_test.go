@@ -162,10 +162,10 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// api calls the REST API of the node at base with the credential cred,
+// callAPI calls the REST API of the node at base with the credential cred,
 // and decodes the answer into out (if not nil). It fails the test unless
 // the status is want.
-func api(t *testing.T, base, cred, method, path string, in, out any, want int) {
+func callAPI(t *testing.T, base, cred, method, path string, in, out any, want int) {
 	t.Helper()
 	var body io.Reader
 	if in != nil {

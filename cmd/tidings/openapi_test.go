@@ -568,6 +568,44 @@ func TestServedAPIMatchesOpenAPI(t *testing.T) {
 		c.call(401, "GET", "/v1/me?"+q+"="+alice, "", "", "")
 	}
 
+	// Webhooks, with the server key.
+	hook := c.call(201, "POST", "/v1/webhooks", key, "", `{"url":"http://127.0.0.1:9/hook","events":["conversationMessage.*"]}`).field(t, "id")
+	c.call(201, "POST", "/v1/webhooks", key, "", `{"url":"https://example.com/hook","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","disabled":true}`)
+	c.call(400, "POST", "/v1/webhooks", key, "", `{"url":"ftp://example.com/hook"}`)
+	c.call(400, "POST", "/v1/webhooks", key, "", `{"url":"https://example.com/hook","events":["conversation.participantTyping"]}`)
+	c.call(400, "POST", "/v1/webhooks", key, "", `{"url":"https://example.com/hook","secret":"nope"}`)
+	c.call(403, "POST", "/v1/webhooks", alice, "", `{"url":"https://example.com/hook"}`)
+	c.call(200, "GET", "/v1/webhooks", key, "", "")
+	c.call(200, "GET", "/v1/webhooks/"+hook, key, "", "")
+	c.call(404, "GET", "/v1/webhooks/nope", key, "", "")
+	c.call(200, "PATCH", "/v1/webhooks/"+hook, key, "", `{"events":["*"]}`)
+	c.call(400, "PATCH", "/v1/webhooks/"+hook, key, "", `{"url":""}`)
+	c.call(201, "POST", "/v1/conversations/lunch/messages", alice, "", `{"parts":[{"type":"text/plain","data":"for the hook"}]}`)
+	deadline := time.Now().Add(30 * time.Second)
+	for { // nothing listens on port 9: the attempts fail, without an answer
+		var list struct{ Attempts []map[string]any }
+		if err := json.Unmarshal(c.call(200, "GET", "/v1/webhooks/"+hook+"/attempts?limit=5", key, "", "").body, &list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Attempts) > 0 {
+			if list.Attempts[0]["status"] != 0.0 || list.Attempts[0]["error"] == "" {
+				t.Errorf("an attempt to a closed port: %v", list.Attempts[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no webhook attempt within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.call(400, "GET", "/v1/webhooks/"+hook+"/attempts?limit=101", key, "", "")
+	c.call(404, "GET", "/v1/webhooks/nope/attempts", key, "", "")
+	c.call(200, "POST", "/v1/webhooks/"+hook+"/replay", key, "", `{"fromSeq":1}`)
+	c.call(400, "POST", "/v1/webhooks/"+hook+"/replay", key, "", `{}`)
+	c.call(404, "POST", "/v1/webhooks/"+hook+"/replay", key, "", `{"fromEventId":"nope"}`)
+	c.call(204, "DELETE", "/v1/webhooks/"+hook, key, "", "")
+	c.call(404, "DELETE", "/v1/webhooks/"+hook, key, "", "")
+
 	// Deleting a conversation, and undoing it.
 	c.call(403, "DELETE", "/v1/conversations/lunch", bob, "", "")
 	c.call(204, "DELETE", "/v1/conversations/lunch", alice, "", "")

@@ -99,7 +99,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// One node delivers the events its store publishes; the nodes of a
 	// cluster deliver the ranges the cluster's tailer publishes on the
 	// broker instead.
-	var publisher tidings.EventPublisher = node // events wait for node.Open
+	// The webhook dispatcher is woken by the events committed here, and
+	// reads them from the log (its store is set once the store is open).
+	dispatcher := newDispatcher(nil, cfg, log)
+	var publisher tidings.EventPublisher = publishers{node, dispatcher} // events wait for node.Open
 	if clustered {
 		publisher = nil
 	}
@@ -122,6 +125,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = st.Apps, st.Users, st.Messages, st.EventLog, log
+	if st.WebhookStore == nil {
+		log.Warn("webhooks are not available on this store yet: /v1/webhooks answers 404 and no webhook is sent", "store", st.Where)
+		dispatcher = nil
+	} else {
+		dispatcher.Store = st.WebhookStore
+	}
 	clusterAttrs := []any{}
 	if clustered {
 		if st.Tail == nil {
@@ -134,6 +143,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer link.Close() // after the node's shutdown, below
 		node.Broker, node.Tail, node.Leases, node.PresenceStore, node.NodeID = link.Broker, st.Tail, link.Leases, link.Presence, nodeID
+		if dispatcher != nil {
+			// One node of the cluster sends the webhooks.
+			dispatcher.Leases, dispatcher.Node = link.Leases, nodeID
+		}
 		clusterAttrs = append(clusterAttrs, "broker", redactList(cfg.Broker), "node", nodeID)
 	}
 	node.LastSeen = st.LastSeen
@@ -157,6 +170,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Users = st.Users
 	srv.Conversations = st.Conversations
 	srv.Messages = st.Messages
+	if dispatcher != nil {
+		srv.Webhooks, srv.WebhooksChanged = st.Webhooks, dispatcher.NotifyEndpoints
+	}
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
@@ -197,6 +213,16 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer stopDebug()
 	}
+	stopWebhooks := func() {}
+	if dispatcher != nil {
+		stopWebhooks, err = startWebhooks(dispatcher, srv.Registry)
+		if err != nil {
+			node.Close()
+			wsHandler.Close()
+			srv.Shutdown(context.Background())
+			return err
+		}
+	}
 	stopPruning := pruneEvents(st, cfg.Retention, log)
 	stopSweeping := removeUnattachedFiles(st, cfg.UnattachedFileGrace, log)
 
@@ -217,6 +243,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		// wrote to the database is committed or not, never half-done.
 		log.Warn("requests in flight did not finish in time", "err", err)
 	}
+	stopWebhooks() // saves the deliveries' progress: before the database closes
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}

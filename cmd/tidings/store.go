@@ -127,6 +127,9 @@ type stores struct {
 	EventLog      tidings.EventLog
 	// Files is nil unless storeOptions.Blobs was given.
 	Files tidings.FileService
+	// Webhooks and WebhookStore are nil when the store has no webhooks.
+	Webhooks     tidings.WebhookService
+	WebhookStore tidings.WebhookStore
 	// LastSeen keeps when users were last seen.
 	LastSeen tidings.LastSeenStore
 	// Tail tells which events are final, for the cluster's tailer; nil
@@ -220,12 +223,15 @@ func openSQLite(opts storeOptions) (*stores, error) {
 	}
 	users := sqlite.NewUserService(db)
 	eventLog := sqlite.NewEventLog(db)
+	webhooks := sqlite.NewWebhookService(db)
 	s := &stores{
 		Apps:          sqlite.NewAppService(db),
 		Users:         users,
 		Conversations: sqlite.NewConversationService(db),
 		Messages:      sqlite.NewMessageService(db, opts.MaxMessageBytes),
 		EventLog:      eventLog,
+		Webhooks:      webhooks,
+		WebhookStore:  webhooks,
 		LastSeen:      users,
 		Tail:          sqlite.NewTail(db),
 		Collectors:    db.Collectors(),

@@ -4,7 +4,8 @@
 -- API hands back as they were given (profile metadata, message parts,
 -- event payloads) are json, which keeps their text as written; settings
 -- read as values (an app's editable fields, a conversation's roles) are
--- jsonb.
+-- jsonb. Text compares byte by byte (COLLATE "C"), as in SQLite: ids
+-- sort and page the same whatever the database's locale.
 
 -- Positions of events (refs): drawn by nextval in the transaction that
 -- stores the event, after that transaction has its id (see events.go).
@@ -14,11 +15,11 @@
 CREATE SEQUENCE tidings_event_seq AS bigint CACHE 1;
 
 CREATE TABLE apps (
-	id             text PRIMARY KEY,
-	name           text NOT NULL,
+	id             text COLLATE "C" PRIMARY KEY,
+	name           text COLLATE "C" NOT NULL,
 	-- "sha256:" and the hex SHA-256 of the key: never the key itself.
-	server_key     text NOT NULL UNIQUE,
-	signing_secret text NOT NULL,
+	server_key     text COLLATE "C" NOT NULL UNIQUE,
+	signing_secret text COLLATE "C" NOT NULL,
 	-- The profile fields (JSON names) users of the app may change in their
 	-- own profile; the others only the app's server may set.
 	user_editable_fields jsonb NOT NULL DEFAULT '["displayName", "avatarUrl", "presenceHidden"]',
@@ -26,12 +27,12 @@ CREATE TABLE apps (
 );
 
 CREATE TABLE users (
-	app_id           text NOT NULL REFERENCES apps (id),
-	id               text NOT NULL,
-	display_name     text NOT NULL,
-	avatar_url       text NOT NULL DEFAULT '',
-	identifier_value text,
-	identifier_kind  text,
+	app_id           text COLLATE "C" NOT NULL REFERENCES apps (id),
+	id               text COLLATE "C" NOT NULL,
+	display_name     text COLLATE "C" NOT NULL,
+	avatar_url       text COLLATE "C" NOT NULL DEFAULT '',
+	identifier_value text COLLATE "C",
+	identifier_kind  text COLLATE "C",
 	metadata         json,
 	-- A user who hides their presence appears offline, never seen, to the
 	-- other users of the app.
@@ -48,15 +49,15 @@ CREATE UNIQUE INDEX users_by_identifier ON users (app_id, identifier_kind, ident
 	WHERE identifier_value IS NOT NULL;
 
 CREATE TABLE conversations (
-	app_id            text NOT NULL REFERENCES apps (id),
-	id                text NOT NULL,
-	name              text NOT NULL,
-	description       text NOT NULL DEFAULT '',
+	app_id            text COLLATE "C" NOT NULL REFERENCES apps (id),
+	id                text COLLATE "C" NOT NULL,
+	name              text COLLATE "C" NOT NULL,
+	description       text COLLATE "C" NOT NULL DEFAULT '',
 	is_public         boolean NOT NULL DEFAULT false,
 	roles             jsonb NOT NULL,
 	last_seq          bigint NOT NULL DEFAULT 0,
 	participant_count integer NOT NULL DEFAULT 0,
-	created_by        text NOT NULL,
+	created_by        text COLLATE "C" NOT NULL,
 	created_at        timestamptz NOT NULL,
 	updated_at        timestamptz NOT NULL,
 	last_activity_at  timestamptz NOT NULL,
@@ -65,10 +66,10 @@ CREATE TABLE conversations (
 );
 
 CREATE TABLE participants (
-	app_id          text NOT NULL,
-	conversation_id text NOT NULL,
-	user_id         text NOT NULL,
-	role            text NOT NULL,
+	app_id          text COLLATE "C" NOT NULL,
+	conversation_id text COLLATE "C" NOT NULL,
+	user_id         text COLLATE "C" NOT NULL,
+	role            text COLLATE "C" NOT NULL,
 	delivered_seq   bigint NOT NULL DEFAULT 0,
 	read_seq        bigint NOT NULL DEFAULT 0,
 	joined_at       timestamptz NOT NULL,
@@ -79,15 +80,15 @@ CREATE TABLE participants (
 CREATE INDEX participants_by_user ON participants (app_id, user_id);
 
 CREATE TABLE messages (
-	app_id          text NOT NULL,
-	conversation_id text NOT NULL,
+	app_id          text COLLATE "C" NOT NULL,
+	conversation_id text COLLATE "C" NOT NULL,
 	seq             bigint NOT NULL,
-	id              text NOT NULL,
-	sender_id       text NOT NULL,
-	client_id       text,
+	id              text COLLATE "C" NOT NULL,
+	sender_id       text COLLATE "C" NOT NULL,
+	client_id       text COLLATE "C",
 	parts           json NOT NULL,
 	metadata        json,
-	alert           text NOT NULL DEFAULT '',
+	alert           text COLLATE "C" NOT NULL DEFAULT '',
 	sent_at         timestamptz NOT NULL,
 	edited_at       timestamptz,
 	deleted_at      timestamptz,
@@ -100,14 +101,14 @@ CREATE UNIQUE INDEX messages_by_client_id ON messages (app_id, conversation_id, 
 	WHERE client_id IS NOT NULL;
 
 CREATE TABLE files (
-	app_id          text NOT NULL,
-	conversation_id text NOT NULL,
-	id              text NOT NULL,
-	uploader_id     text NOT NULL,
-	name            text NOT NULL,
-	type            text NOT NULL,
+	app_id          text COLLATE "C" NOT NULL,
+	conversation_id text COLLATE "C" NOT NULL,
+	id              text COLLATE "C" NOT NULL,
+	uploader_id     text COLLATE "C" NOT NULL,
+	name            text COLLATE "C" NOT NULL,
+	type            text COLLATE "C" NOT NULL,
 	size            bigint NOT NULL,
-	blob_key        text NOT NULL,
+	blob_key        text COLLATE "C" NOT NULL,
 	created_at      timestamptz NOT NULL,
 	-- A file is attached once a message refers to it. Files never attached
 	-- are removed after a grace period (FileService.RemoveUnattached).
@@ -126,13 +127,13 @@ CREATE INDEX files_unattached ON files (created_at) WHERE NOT attached;
 -- order: readers deliver only final positions (LogTail.Final).
 CREATE TABLE events (
 	seq             bigint PRIMARY KEY,
-	id              text NOT NULL,
-	app_id          text NOT NULL,
-	name            text NOT NULL,
+	id              text COLLATE "C" NOT NULL,
+	app_id          text COLLATE "C" NOT NULL,
+	name            text COLLATE "C" NOT NULL,
 	time            timestamptz NOT NULL,
 	actor           json,
-	conversation_id text,
-	user_id         text,
+	conversation_id text COLLATE "C",
+	user_id         text COLLATE "C",
 	payload         json NOT NULL
 );
 CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq);
@@ -145,9 +146,9 @@ CREATE INDEX events_by_time ON events USING brin (time);
 -- a user sees a conversation's events from from_seq to to_seq (inclusive;
 -- open while NULL). Leaving and joining again makes a second row.
 CREATE TABLE memberships (
-	app_id          text NOT NULL,
-	conversation_id text NOT NULL,
-	user_id         text NOT NULL,
+	app_id          text COLLATE "C" NOT NULL,
+	conversation_id text COLLATE "C" NOT NULL,
+	user_id         text COLLATE "C" NOT NULL,
 	from_seq        bigint NOT NULL,
 	to_seq          bigint,
 	PRIMARY KEY (app_id, user_id, conversation_id, from_seq)
@@ -156,9 +157,9 @@ CREATE TABLE memberships (
 -- Where each device of a user stands in its stream of updates: the last
 -- ref it acknowledged.
 CREATE TABLE cursors (
-	app_id     text NOT NULL,
-	user_id    text NOT NULL,
-	device     text NOT NULL,
+	app_id     text COLLATE "C" NOT NULL,
+	user_id    text COLLATE "C" NOT NULL,
+	device     text COLLATE "C" NOT NULL,
 	seq        bigint NOT NULL,
 	updated_at timestamptz NOT NULL,
 	PRIMARY KEY (app_id, user_id, device)
@@ -169,10 +170,10 @@ CREATE TABLE cursors (
 -- and this table says through which conversations it goes, one row per
 -- conversation its user took part in then.
 CREATE TABLE profile_shares (
-	app_id          text NOT NULL,
-	conversation_id text NOT NULL,
+	app_id          text COLLATE "C" NOT NULL,
+	conversation_id text COLLATE "C" NOT NULL,
 	seq             bigint NOT NULL, -- the profile.update event
-	user_id         text NOT NULL,   -- whose profile
+	user_id         text COLLATE "C" NOT NULL,   -- whose profile
 	PRIMARY KEY (app_id, conversation_id, seq)
 );
 -- Retention removes them with their events, oldest first.
@@ -181,6 +182,6 @@ CREATE INDEX profile_shares_by_seq ON profile_shares (seq);
 -- Small facts about the database: pruned_seq, the newest event removed by
 -- retention (a cursor before it cannot be resumed).
 CREATE TABLE meta (
-	key   text PRIMARY KEY,
+	key   text COLLATE "C" PRIMARY KEY,
 	value bigint NOT NULL
 );
