@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -570,39 +571,55 @@ func TestClusterConcurrentSenders(t *testing.T) {
 	}
 }
 
-// A node is killed with its clients on it: they reconnect to another node,
-// resume from the cursor they acknowledged, and lose nothing.
-func TestClusterNodeKilled(t *testing.T) {
-	c, clients, inboxes, tokens := clusterUsers(t)
-	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
-	defer cancel()
-	send := func(from, to int) {
-		for i := from; i < to; i++ {
-			if _, err := clients[0].Socket().SendMessage(ctx, "room", textMessage(fmt.Sprintf("m%d", i))); err != nil {
-				t.Fatalf("send m%d: %v", i, err)
+// tailerLine is what a node logs when it takes the tailer's lease.
+const tailerLine = "this node tails the log"
+
+// tailer waits until a node of the cluster logs that it tails the log,
+// among the nodes not in except, and returns its index.
+func (c *testCluster) tailer(except ...int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for time.Now().Before(deadline) {
+		for i, n := range c.nodes {
+			if !slices.Contains(except, i) && strings.Contains(n.logs.String(), tailerLine) {
+				return i
 			}
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	var want []string
-	for i := range 10 {
-		want = append(want, fmt.Sprintf("m%d", i))
-	}
+	c.t.Fatalf("no node logged %q within %s", tailerLine, clusterWait)
+	return -1
+}
 
-	// Bob on node 2, with a device and a cursor kept in a file, as an
-	// application would keep it.
+// The node that tails the log is killed with a client on it: another node
+// takes the tailer's lease, the client reconnects to another node and
+// resumes from the cursor it acknowledged, and nothing is lost or
+// doubled.
+func TestClusterNodeKilled(t *testing.T) {
+	c, clients, _, tokens := clusterUsers(t)
+	for _, cl := range clients {
+		cl.Close() // this test places its clients itself
+	}
+	dead := c.tailer()
+	sender, other := (dead+1)%3, (dead+2)%3
+	t.Logf("node %s tails the log: killing it; alice sends through %s, bob moves to %s", c.nodes[dead].name, c.nodes[sender].name, c.nodes[other].name)
+	alice, _ := connect(t, c.nodes[sender].url, tokens[0], "", "")
+	// Bob on the tailer's node, with a device and a cursor kept in a file,
+	// as an application would keep it.
 	cursor := t.TempDir() + "/bob.cursor"
-	bob, bobIn := connect(t, c.nodes[1].url, tokens[1], "phone", cursor)
-	clients[1].Close() // the bob of clusterUsers: one device is enough
-	send(0, 5)
+	bob, bobIn := connect(t, c.nodes[dead].url, tokens[1], "phone", cursor)
+	_, carolIn := connect(t, c.nodes[other].url, tokens[2], "", "")
+	want := numbered("m", 0, 10)
+	sendAll(t, alice, "room", want[:5])
 	bobIn.waitFor(t, "bob to receive m0 to m4", hasTexts("room", want[:5]))
 
-	c.nodes[1].kill()
-	send(5, 10)
+	c.nodes[dead].kill()
+	sendAll(t, alice, "room", want[5:])
 	// Bob's application reconnects, as a load balancer would send it, to
-	// node 3, with the same device and cursor.
+	// another node, with the same device and cursor.
 	bob.Close()
-	_, bobIn2 := connect(t, c.nodes[2].url, tokens[1], "phone", cursor)
-	evs := bobIn2.waitFor(t, "bob, reconnected to node 3, to receive m5 to m9", func(evs []client.Event) bool {
+	_, bobIn2 := connect(t, c.nodes[other].url, tokens[1], "phone", cursor)
+	evs := bobIn2.waitFor(t, "bob, reconnected to another node, to receive m5 to m9", func(evs []client.Event) bool {
 		got := texts(messages(evs, "room"))
 		return len(got) > 0 && got[len(got)-1] == "m9"
 	})
@@ -612,9 +629,11 @@ func TestClusterNodeKilled(t *testing.T) {
 	if strings.Join(all, ",") != strings.Join(want, ",") {
 		t.Errorf("bob received %q over both connections, want %q", all, want)
 	}
-	// Carol, on node 3 all along, got everything too.
-	evs = inboxes[2].waitFor(t, "carol to receive the 10 messages", hasTexts("room", want))
-	checkTexts(t, "carol (node 3)", evs, "room", want)
+	evs = carolIn.waitFor(t, "carol to receive the 10 messages", hasTexts("room", want))
+	checkTexts(t, "carol", evs, "room", want)
+	if next := c.tailer(dead); next == dead {
+		t.Errorf("no other node took the tailer's lease")
+	}
 }
 
 // A participant removed through node 1 gets the removal on node 2 and
