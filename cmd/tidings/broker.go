@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/tidings/tidings"
@@ -29,13 +30,21 @@ func (l *clusterLink) Close() error {
 	return l.close()
 }
 
+// defaultBrokerPrefix names the subjects and buckets of a cluster on NATS
+// unless --broker-prefix says otherwise.
+const defaultBrokerPrefix = "default"
+
+// brokerPrefixPattern is what package nats accepts as a prefix.
+var brokerPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
 // natsBuilt says whether openBroker can connect.
 const natsBuilt = true
 
-// openBroker connects to the NATS servers urls as the node nodeID. The
-// connection reconnects by itself once made.
-func openBroker(urls []string, nodeID string, log *slog.Logger) (*clusterLink, error) {
-	c, err := nats.Connect(strings.Join(urls, ","), nats.Options{Name: nodeID, Logger: log})
+// openBroker connects to the NATS servers urls as the node nodeID, with
+// the cluster's subjects and buckets named after prefix. The connection
+// reconnects by itself once made.
+func openBroker(urls []string, prefix, nodeID string, log *slog.Logger) (*clusterLink, error) {
+	c, err := nats.Connect(strings.Join(urls, ","), nats.Options{Name: nodeID, Prefix: prefix, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
+	tnats "github.com/tidings/tidings/nats"
 )
 
 // The tests of this file run tidings serve as separate processes: the
@@ -285,6 +286,7 @@ type testCluster struct {
 	t      *testing.T
 	store  string
 	broker string
+	prefix string          // the cluster's --broker-prefix
 	nats   *testNATSServer // nil when the test uses a shared server
 	nodes  []*testNode
 	app    string
@@ -309,7 +311,27 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 		broker = nats.url()
 	}
 	needNATS(t, broker)
-	c := &testCluster{t: t, store: store, broker: broker, nats: nats, app: "shop"}
+	// Subjects and buckets of the test's own, too (which matters on a
+	// shared server).
+	prefix := fmt.Sprintf("t%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	c := &testCluster{t: t, store: store, broker: broker, prefix: prefix, nats: nats, app: "shop"}
+	if nats == nil {
+		// Once the nodes have stopped (cleanups run last first): leave
+		// nothing on the shared server.
+		t.Cleanup(func() {
+			conn, err := tnats.Connect(broker, tnats.Options{Prefix: prefix})
+			if err != nil {
+				t.Logf("delete the test's buckets: %v", err)
+				return
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+			defer cancel()
+			if err := conn.DeleteBuckets(ctx); err != nil {
+				t.Logf("delete the test's buckets: %v", err)
+			}
+		})
+	}
 	// The app, created by the admin command before any node starts (which
 	// also creates the schema).
 	created := parseApp(t, mustRun(t, nil, "apps", "create", "--store", store, "--data", t.TempDir(), c.app).stdout)
@@ -323,7 +345,7 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 // startNode starts one more node of the cluster.
 func (c *testCluster) startNode(name string, extra ...string) *testNode {
 	c.t.Helper()
-	args := append([]string{"--store", c.store, "--broker", c.broker, "--data", c.t.TempDir(),
+	args := append([]string{"--store", c.store, "--broker", c.broker, "--broker-prefix", c.prefix, "--data", c.t.TempDir(),
 		"--log-level", "debug", "--user-rate", "0", "--conversation-rate", "0", "--participant-rate", "0"}, extra...)
 	n := startNode(c.t, name, nil, args...)
 	c.nodes = append(c.nodes, n)
@@ -742,10 +764,10 @@ func numbered(prefix string, from, to int) []string {
 // nodes (which read the log themselves), and nothing is lost, doubled or
 // reordered across the restart.
 func TestClusterNATSRestart(t *testing.T) {
-	c, clients, inboxes, _ := clusterUsers(t)
-	if c.nats == nil {
+	if os.Getenv("TIDINGS_TEST_NATS") != "" {
 		t.Skip("TIDINGS_TEST_NATS names a shared NATS server, which this test must not restart")
 	}
+	c, clients, inboxes, _ := clusterUsers(t)
 	receivers := []string{"bob (node 2)", "carol (node 3)"}
 	sendAll(t, clients[0], "room", numbered("m", 0, 3))
 	for i, who := range receivers {

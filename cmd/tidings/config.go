@@ -30,6 +30,7 @@ type config struct {
 	// a cluster (issue #11).
 	Store             string
 	Broker            string
+	BrokerPrefix      string
 	Blobs             string
 	LogLevel          slog.Level
 	LogFormat         string
@@ -100,6 +101,7 @@ const (
 func defaultConfig() config {
 	return config{
 		Addr:              defaultAddr,
+		BrokerPrefix:      defaultBrokerPrefix,
 		Data:              defaultData,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         "text",
@@ -160,6 +162,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	addDataFlags(fs, cfg)
 	fs.StringVar(&cfg.Broker, "broker", cfg.Broker,
 		"comma-separated NATS server `URLs` (nats://host:4222) joining the nodes of a cluster; needs a PostgreSQL --store; empty: one node")
+	fs.StringVar(&cfg.BrokerPrefix, "broker-prefix", cfg.BrokerPrefix,
+		"`name` of this cluster's subjects and buckets on the broker, so that several clusters may share one NATS: letters, digits, - and _")
 	fs.StringVar(&cfg.Blobs, "blobs", cfg.Blobs,
 		"where uploaded files are kept: empty for files/ in --data, or an S3 `URL` (s3://BUCKET[/PREFIX]?endpoint=HOST) that several nodes may share")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel,
@@ -259,6 +263,8 @@ func (cfg *config) check() error {
 		return errors.New("--data must not be empty")
 	case checkCluster(cfg.Store, cfg.Broker) != nil:
 		return checkCluster(cfg.Store, cfg.Broker)
+	case !brokerPrefixPattern.MatchString(cfg.BrokerPrefix):
+		return errors.New("--broker-prefix must be 1 to 32 letters, digits, - and _")
 	case checkBlobs(cfg.Blobs) != nil:
 		return checkBlobs(cfg.Blobs)
 	case cfg.MaxMessageBytes > 1<<30:

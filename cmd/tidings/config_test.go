@@ -86,7 +86,7 @@ func TestPrecedence(t *testing.T) {
 func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 	values := map[string]string{
 		"addr": "0.0.0.0:9", "data": "/srv/tidings", "config": "",
-		"store": "postgres://tidings@db/tidings", "broker": "nats://n1:4222,nats://n2:4222",
+		"store": "postgres://tidings@db/tidings", "broker": "nats://n1:4222,nats://n2:4222", "broker-prefix": "staging",
 		"blobs": "s3://files?endpoint=minio:9000", "log-level": "debug", "log-format": "json",
 		"max-body-bytes": "2MiB", "max-message-bytes": "1MiB", "max-file-bytes": "1GiB", "token-ttl": "1h",
 		"read-header-timeout": "1s", "read-timeout": "2s", "write-timeout": "3s", "idle-timeout": "4s",
@@ -112,7 +112,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{
-		Addr: "0.0.0.0:9", Data: "/srv/tidings", Store: "postgres://tidings@db/tidings", Broker: "nats://n1:4222,nats://n2:4222",
+		Addr: "0.0.0.0:9", Data: "/srv/tidings", Store: "postgres://tidings@db/tidings", Broker: "nats://n1:4222,nats://n2:4222", BrokerPrefix: "staging",
 		Blobs: "s3://files?endpoint=minio:9000", LogLevel: -4, LogFormat: "json",
 		MaxBodyBytes: 2 << 20, MaxMessageBytes: 1 << 20, MaxFileBytes: 1 << 30, TokenTTL: time.Hour,
 		ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 3 * time.Second,

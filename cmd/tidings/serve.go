@@ -137,7 +137,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return errors.New("the store cannot tell which events are final: it cannot serve a cluster")
 		}
 		nodeID := newNodeID()
-		link, err := openBroker(splitList(cfg.Broker), nodeID, log)
+		link, err := openBroker(splitList(cfg.Broker), cfg.BrokerPrefix, nodeID, log)
 		if err != nil {
 			return fmt.Errorf("connect to the broker %s: %w", redactList(cfg.Broker), err)
 		}
@@ -147,7 +147,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			// One node of the cluster sends the webhooks.
 			dispatcher.Leases, dispatcher.Node = link.Leases, nodeID
 		}
-		clusterAttrs = append(clusterAttrs, "broker", redactList(cfg.Broker), "node", nodeID)
+		clusterAttrs = append(clusterAttrs, "broker", redactList(cfg.Broker), "broker-prefix", cfg.BrokerPrefix, "node", nodeID)
 	}
 	node.LastSeen = st.LastSeen
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
