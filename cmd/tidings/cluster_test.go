@@ -27,7 +27,8 @@ import (
 
 // The tests of this file run tidings serve as separate processes: the
 // test binary itself, run as the tidings command (see TestMain), so that
-// a node can be killed with SIGKILL like a real one.
+// a node can be killed with SIGKILL like a real one. A node's logs are
+// shown when its test fails, or always with TIDINGS_TEST_NODE_LOGS=1.
 
 // clusterWait is how long the cluster tests wait for a condition: the
 // machine running them may be loaded.
@@ -231,7 +232,7 @@ func startNode(t *testing.T, name string, env []string, args ...string) *testNod
 	}()
 	t.Cleanup(func() {
 		n.stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("TIDINGS_TEST_NODE_LOGS") == "1" {
 			t.Logf("logs of node %s:\n%s", n.name, n.logs)
 		}
 	})
