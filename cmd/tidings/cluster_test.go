@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -834,7 +835,7 @@ func TestServeOnPostgres(t *testing.T) {
 		t.Skip("this build cannot open a PostgreSQL store yet (package postgres, issue #11)")
 	}
 	store := freshDatabase(t)
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "data") // made by serve
 	url, stopServe := startServe(t, dir, "--store", store)
 	stop := sync.OnceValues(stopServe)
 	defer stop()
@@ -862,6 +863,12 @@ func TestServeOnPostgres(t *testing.T) {
 	code, logs := stop()
 	if code != exitOK {
 		t.Errorf("serve exited with %d; logs:\n%s", code, logs)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the data directory: %v, %v; want it made private", fi, err)
+	}
+	if want := "`tidings apps show --data " + dir + " --store " + shellQuote(redactURL(store)) + " default` prints its server key"; !strings.Contains(logs, want) {
+		t.Errorf("serve did not log %q; logs:\n%s", want, logs)
 	}
 	if !strings.Contains(logs, "store="+redactURL(store)) {
 		t.Errorf("serve did not log the store it uses; logs:\n%s", logs)

@@ -106,6 +106,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if clustered {
 		publisher = nil
 	}
+	// The data directory holds the SQLite database, files and the first
+	// key: created private, as SQLite creates it, whatever the store.
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create the data directory: %w", err)
+	}
 	blobs, blobsWhere, err := openBlobs(ctx, cfg, dataDir)
 	if err != nil {
 		return fmt.Errorf("open the file store: %w", err)
@@ -358,10 +363,15 @@ func ensureDefaultApp(ctx context.Context, apps tidings.AppService, cfg config, 
 	} else if err != nil {
 		return fmt.Errorf("create the default app: %w", err)
 	}
-	show := "tidings apps show " + defaultAppID
+	show := "tidings apps show "
 	if cfg.Data != defaultData {
-		show = fmt.Sprintf("tidings apps show --data %s %s", shellQuote(cfg.Data), defaultAppID)
+		show += "--data " + shellQuote(cfg.Data) + " "
 	}
+	if cfg.Store != "" {
+		// Without its password, which the reader knows.
+		show += "--store " + shellQuote(redactURL(cfg.Store)) + " "
+	}
+	show += defaultAppID
 	if err := saveFirstKey(cfg.Data, app.ServerKey); err != nil {
 		// The database keeps only the key's hash: without the file, a
 		// new key is the way.
