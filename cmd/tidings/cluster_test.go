@@ -701,11 +701,28 @@ func TestClusterParticipantRemoved(t *testing.T) {
 	}
 }
 
-// Typing indicators go from a node to the participants on the others.
+// Typing indicators go from a node to the participants on the others,
+// and presence counts the sessions of the whole cluster.
 func TestClusterTyping(t *testing.T) {
 	_, clients, inboxes, _ := clusterUsers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
 	defer cancel()
+	// Bob, on node 2, sees alice (node 1) and carol (node 3) online.
+	deadline := time.Now().Add(clusterWait)
+	for {
+		online, _, err := clients[1].Socket().Presence(ctx, "room")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(online)
+		if slices.Equal(online, []string{"alice", "bob", "carol"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob (node 2) sees %q online in room, want alice, bob and carol", online)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := clients[0].Socket().StartTyping(ctx, "room"); err != nil {
 		t.Fatal(err)
 	}

@@ -130,6 +130,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 
 	node.Apps, node.Users, node.Messages, node.Log, node.Logger = st.Apps, st.Users, st.Messages, st.EventLog, log
+	node.Conversations = st.Conversations // presence.get asks it who takes part, in a cluster
 	if st.WebhookStore == nil {
 		log.Warn("webhooks are not available on this store yet: /v1/webhooks answers 404 and no webhook is sent", "store", st.Where)
 		dispatcher = nil
