@@ -913,3 +913,22 @@ func TestServeBrokerUnreachable(t *testing.T) {
 		t.Errorf("serve printed the broker's password:\n%s", r.stderr)
 	}
 }
+
+// --max-conns-per-user counts a user's connections on every node.
+func TestClusterConnectionLimit(t *testing.T) {
+	c := startCluster(t, 3, "--max-conns-per-user", "2")
+	tok := c.user("alice")
+	connect(t, c.nodes[0].url, tok, "phone", "")
+	connect(t, c.nodes[1].url, tok, "laptop", "")
+	third, err := client.New(c.nodes[2].url, client.WithToken(tok), client.WithDevice("tablet"), client.WithMode(client.ManualMode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	err = third.Connect(ctx)
+	if client.ErrorCode(err) != tidings.ERateLimited {
+		t.Errorf("a third connection of alice, on node 3, with two on nodes 1 and 2: %v; want rate_limited", err)
+	}
+}
