@@ -40,10 +40,12 @@ then stops accepting connections, lets the requests in flight finish
 Everything is kept in the data directory: the SQLite database tidings.db
 and the uploaded files under files/. With --store postgres://…, the
 database is PostgreSQL instead, which several nodes may share; with
---broker nats://… too, they serve as one server (docs/cluster.md).
+--broker nats://… too, they serve as one server (docs/cluster.md), and
+--blobs s3://… keeps the files where every node reaches them.
 
-On the first start, when there is no app yet, serve creates the app "default" and keeps its first server key in
-default-server-key (readable by its owner only), so that "tidings apps show
+On the first start, when there is no app yet, serve creates the app
+"default" and keeps its first server key in default-server-key in the data
+directory (readable by its owner only), so that "tidings apps show
 default" prints it; "tidings apps rotate-key default" replaces it and
 removes that file. Other keys are stored hashed and shown only when made.
 
@@ -96,13 +98,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	node := realtime.NewNode()
 	clustered := cfg.Broker != ""
-	// One node delivers the events its store publishes; the nodes of a
-	// cluster deliver the ranges the cluster's tailer publishes on the
-	// broker instead.
-	// The webhook dispatcher is woken by the events committed here, and
-	// reads them from the log (its store is set once the store is open).
+	// The webhook dispatcher reads the events from the log (its store is
+	// set once the store is open); commits only wake it.
 	dispatcher := newDispatcher(nil, cfg, log)
-	var publisher tidings.EventPublisher = publishers{node, dispatcher} // events wait for node.Open
+	// One node delivers the events its store publishes (they wait for
+	// node.Open); the nodes of a cluster deliver the ranges the cluster's
+	// tailer publishes on the broker instead, and the dispatcher polls.
+	var publisher tidings.EventPublisher = publishers{node, dispatcher}
 	if clustered {
 		publisher = nil
 	}
