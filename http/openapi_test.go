@@ -290,6 +290,15 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 		"File":               tidings.File{},
 		"Error":              errorResponse{},
 		"Status":             status{},
+		"PushTarget":         tidings.PushTarget{},
+		"PushKeys":           tidings.PushKeys{},
+		"NewPushTarget":      tidings.NewPushTarget{},
+		"PushTargetList":     pushTargetList{},
+		"PushSettings":       tidings.PushSettings{},
+		"PushSettingsUpdate": tidings.PushSettingsUpdate{},
+		"VAPIDPublicKey":     vapidKey{},
+		"PushConfig":         tidings.PushConfig{},
+		"PushConfigUpdate":   tidings.PushConfigUpdate{},
 	} {
 		schema, ok := schemas[name].(map[string]any)
 		if !ok {

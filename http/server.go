@@ -56,6 +56,9 @@ type Server struct {
 	Conversations tidings.ConversationService
 	Messages      tidings.MessageService
 	Files         tidings.FileService
+	// Push serves the push routes (/v1/push/…, a conversation's mute);
+	// nil: they are 404.
+	Push tidings.PushService
 
 	// Realtime serves WebSocket connections at GET /v1/realtime (package
 	// ws); Poller, the polling transport. Without them those routes are 404.
