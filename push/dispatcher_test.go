@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -297,5 +298,23 @@ func TestAlertTemplates(t *testing.T) {
 	m.Alert = "New photo"
 	if got := push.Alert(cfg, m, 1); got != "New photo" {
 		t.Fatalf("own alert %q", got)
+	}
+}
+
+func TestWebPushRefusesPrivateAddresses(t *testing.T) {
+	w := newWorld(t, time.Millisecond)
+	sub := w.web.subscribe("bob-laptop")
+	target := w.register(t, "bob", sub)
+	cfg, err := w.push.AppPushConfig(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The default client: the local service, on 127.0.0.1, is refused.
+	err = (&push.WebPush{}).Send(context.Background(), cfg, target, &push.Notification{Body: "hi"})
+	if err == nil || !strings.Contains(err.Error(), "not a public address") {
+		t.Fatalf("sent to 127.0.0.1: %v", err)
+	}
+	if got := w.web.box.all(); len(got) != 0 {
+		t.Fatalf("pushes %+v", got)
 	}
 }

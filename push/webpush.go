@@ -3,8 +3,11 @@ package push
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/SherClockHolmes/webpush-go"
@@ -17,8 +20,14 @@ import (
 // subscription (RFC 8291, aes128gcm) and the request signed with the
 // app's VAPID key (RFC 8292). The push service is the subscription's
 // endpoint, chosen by the browser.
+//
+// The endpoint is an https URL the user's browser gave, so by default
+// requests go only to public addresses: an endpoint on a loopback,
+// private or link-local address (a service inside the server's network)
+// is refused.
 type WebPush struct {
-	// Client sends the requests (default: a client with a 30 s timeout).
+	// Client sends the requests (default: a client with a 30 s timeout
+	// that connects to public addresses only).
 	Client *http.Client
 	// TTL is how long the push service keeps a push for a device that is
 	// offline (default 24 h).
@@ -27,13 +36,37 @@ type WebPush struct {
 
 var defaultClient = &http.Client{Timeout: 30 * time.Second}
 
+// publicClient connects to public addresses only.
+var publicClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	Proxy:             http.ProxyFromEnvironment,
+	DialContext:       (&net.Dialer{Timeout: 10 * time.Second, Control: publicOnly}).DialContext,
+	ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 16,
+}}
+
+// publicOnly refuses connections to addresses that are not public.
+func publicOnly(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return err
+	}
+	ip = ip.Unmap()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+		return fmt.Errorf("push: %s is not a public address", ip)
+	}
+	return nil
+}
+
 func (w *WebPush) Send(ctx context.Context, cfg *tidings.PushConfig, t *tidings.PushTarget, n *Notification) error {
 	if t.Keys == nil {
 		return fmt.Errorf("push: web push target %s has no keys", t.ID)
 	}
 	client := w.Client
 	if client == nil {
-		client = defaultClient
+		client = publicClient
 	}
 	ttl := w.TTL
 	if ttl <= 0 {

@@ -74,6 +74,9 @@ type config struct {
 	Dev bool
 	// DebugAddr, when set, serves the Go profiler (/debug/pprof/) there.
 	DebugAddr string
+
+	// Push notifications (push.go).
+	Push pushConfig
 }
 
 // Defaults that are not the HTTP server's own.
@@ -123,6 +126,8 @@ func defaultConfig() config {
 		UserUploadQuota:     1 << 30,
 		UserUploadWindow:    24 * time.Hour,
 		UnattachedFileGrace: 24 * time.Hour,
+
+		Push: defaultPushConfig(),
 	}
 }
 
@@ -217,6 +222,7 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,
 		"TCP `address` of a separate listener serving the Go profiler at /debug/pprof/; empty serves none")
+	addPushFlags(fs, &cfg.Push)
 }
 
 // check reports settings that are valid one by one but not together, or
@@ -260,7 +266,7 @@ func (cfg *config) check() error {
 	case cfg.UserRate < 0 || cfg.AppRate < 0 || cfg.ServerKeyRate < 0 || cfg.ConversationRate < 0 || cfg.ParticipantRate < 0:
 		return errors.New("--user-rate, --app-rate, --server-key-rate, --conversation-rate and --participant-rate must not be negative (0 means no limit)")
 	}
-	return nil
+	return cfg.Push.check()
 }
 
 // envPrefix starts the name of every environment variable of a setting.

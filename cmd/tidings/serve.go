@@ -99,7 +99,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	messages := sqlite.NewMessageService(db, int(cfg.MaxMessageBytes))
 	eventLog := sqlite.NewEventLog(db)
 	node := realtime.NewNode()
-	db.Publisher = node // before Open: the writer reads it; events wait for node.Open
+	pushes := sqlite.NewPushService(db)
+	dispatcher, err := newDispatcher(cfg.Push, pushes, node, log)
+	if err != nil {
+		return err
+	}
+	// Before Open: the writer reads it; events wait for node.Open and
+	// dispatcher.Open.
+	db.Publisher = publishers{node, dispatcher}
 	if err := db.Open(); err != nil {
 		return err
 	}
@@ -123,6 +130,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := node.Open(); err != nil {
 		return err
 	}
+	if err := dispatcher.Open(); err != nil {
+		return err
+	}
+	defer dispatcher.Close() // pushes being gathered are dropped: best effort
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -130,6 +141,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Users = users
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
+	srv.Push = pushes
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
@@ -199,6 +211,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		// wrote to the database is committed or not, never half-done.
 		log.Warn("requests in flight did not finish in time", "err", err)
 	}
+	dispatcher.Close() // the pushes being gathered are dropped (best effort)
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
