@@ -47,7 +47,7 @@ type world struct {
 	fcm      *fcmService
 }
 
-func newWorld(t *testing.T, window time.Duration) *world {
+func newWorld(t testing.TB, window time.Duration) *world {
 	t.Helper()
 	w := &world{presence: &presence{online: map[string]bool{}},
 		web: newWebPushService(t), apns: newAPNsService(t), fcm: newFCMService(t)}
@@ -108,7 +108,7 @@ func as(user string) context.Context {
 	return tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: "a", UserID: user, Server: user == ""})
 }
 
-func (w *world) register(t *testing.T, user string, nt tidings.NewPushTarget) *tidings.PushTarget {
+func (w *world) register(t testing.TB, user string, nt tidings.NewPushTarget) *tidings.PushTarget {
 	t.Helper()
 	pt, err := w.push.RegisterPushTarget(as(user), nt)
 	if err != nil {
@@ -117,7 +117,7 @@ func (w *world) register(t *testing.T, user string, nt tidings.NewPushTarget) *t
 	return pt
 }
 
-func (w *world) send(t *testing.T, from, conv, text, alert string) *tidings.Message {
+func (w *world) send(t testing.TB, from, conv, text, alert string) *tidings.Message {
 	t.Helper()
 	m, _, err := w.messages.SendMessage(as(from), conv, tidings.NewMessage{Alert: alert, Parts: []tidings.Part{{Type: "text/plain", Data: text}}})
 	if err != nil {

@@ -64,7 +64,7 @@ func (b *inbox) all() []received {
 }
 
 // waitFor waits until the inbox holds n pushes (30 s at most).
-func (b *inbox) waitFor(t *testing.T, n int) []received {
+func (b *inbox) waitFor(t testing.TB, n int) []received {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
@@ -85,7 +85,7 @@ func (b *inbox) waitFor(t *testing.T, n int) []received {
 // with the subscription's private key, as a browser would. Subscriptions
 // named gone-* answer 410 Gone, as expired ones do.
 type webPushService struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	box  *inbox
 	mu   sync.Mutex
@@ -99,7 +99,7 @@ type subscription struct {
 	auth []byte
 }
 
-func newWebPushService(t *testing.T) *webPushService {
+func newWebPushService(t testing.TB) *webPushService {
 	s := &webPushService{t: t, box: newInbox(), subs: make(map[string]*subscription)}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
@@ -270,7 +270,7 @@ func decryptAES128GCM(body []byte, key *ecdh.PrivateKey, auth []byte) ([]byte, e
 // checked as APNs does (token auth, topic, push type). Tokens starting
 // with "gone" answer 410 Unregistered; "bad", 400 BadDeviceToken.
 type apnsService struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	box    *inbox
 	key    *ecdsa.PrivateKey
@@ -280,7 +280,7 @@ type apnsService struct {
 	p8     string // the key's file
 }
 
-func newAPNsService(t *testing.T) *apnsService {
+func newAPNsService(t testing.TB) *apnsService {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +364,7 @@ func (s *apnsService) serve(w http.ResponseWriter, r *http.Request) {
 // signed assertion and gives an access token, which messages:send
 // requires. Tokens starting with "gone" answer 404 UNREGISTERED.
 type fcmService struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
 	box     *inbox
 	key     *rsa.PrivateKey
@@ -373,7 +373,7 @@ type fcmService struct {
 	creds   string // the service account's JSON key file
 }
 
-func newFCMService(t *testing.T) *fcmService {
+func newFCMService(t testing.TB) *fcmService {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
