@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,6 +32,9 @@ import (
 
 	"github.com/tidings/tidings"
 )
+
+// quietLog drops the local services' connection errors.
+var quietLog = log.New(io.Discard, "", 0)
 
 // received is a push a local service took.
 type received struct {
@@ -101,7 +105,9 @@ type subscription struct {
 
 func newWebPushService(t testing.TB) *webPushService {
 	s := &webPushService{t: t, box: newInbox(), subs: make(map[string]*subscription)}
-	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Config.ErrorLog = quietLog // connections cut when a test ends
+	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	return s
 }
@@ -296,6 +302,7 @@ func newAPNsService(t testing.TB) *apnsService {
 	s := &apnsService{t: t, box: newInbox(), key: key, keyID: "KEY1234567", teamID: "TEAM123456", topic: "com.example.chat", p8: p8}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.EnableHTTP2 = true
+	s.srv.Config.ErrorLog = quietLog
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	return s
@@ -381,6 +388,7 @@ func newFCMService(t testing.TB) *fcmService {
 	s := &fcmService{t: t, box: newInbox(), key: key, project: "chat-12345", access: "ya29.local-" + tidings.NewID()}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.EnableHTTP2 = true
+	s.srv.Config.ErrorLog = quietLog
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)
 	der, err := x509.MarshalPKCS8PrivateKey(key)
