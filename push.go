@@ -125,10 +125,11 @@ type PushConfig struct {
 	// VAPIDSubject is the contact push services may use about the app's
 	// pushes: a mailto: or https: URL.
 	VAPIDSubject string `json:"vapidSubject"`
-	// AlertTemplate is the text of a push for one message without an
-	// alert of its own; BurstTemplate, for several messages coalesced.
-	// Placeholders: {sender} (display name), {text} (the message's text,
-	// or its first part's name), {count} (messages coalesced).
+	// A push's title is the sender's display name; its text is the
+	// message's alert, else AlertTemplate for one message, BurstTemplate
+	// for several coalesced. Placeholders: {sender} (the display name),
+	// {text} (the message's text, or its first part's name), {count} (the
+	// messages coalesced).
 	AlertTemplate string `json:"alertTemplate"`
 	BurstTemplate string `json:"burstTemplate"`
 }
@@ -136,8 +137,8 @@ type PushConfig struct {
 // Defaults of a PushConfig.
 const (
 	DefaultVAPIDSubject      = "mailto:push@tidings.invalid"
-	DefaultPushAlertTemplate = "{sender}: {text}"
-	DefaultPushBurstTemplate = "{sender}: {count} new messages"
+	DefaultPushAlertTemplate = "{text}"
+	DefaultPushBurstTemplate = "{count} new messages"
 )
 
 // PushConfigUpdate holds the settings to change; nil is left alone (an
