@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 			EventLog:      sqlite.NewEventLog(db),
 			Files:         sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
 			MaxFileBytes:  maxFile,
+			Push:          sqlite.NewPushService(db),
 		}
 	})
 }

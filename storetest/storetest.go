@@ -44,6 +44,8 @@ type Stores struct {
 	// MaxMessageBytes is the message size limit the message service was
 	// given (0: tidings.DefaultMessageSize).
 	MaxMessageBytes int
+	// Push is optional: the push tests are skipped without it.
+	Push PushStore
 }
 
 // Factory returns stores on a new, empty database, whose committed events
@@ -78,6 +80,9 @@ func Run(t *testing.T, newStores Factory) {
 		{"Retention", TestRetention},
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},
+		{"PushTargets", TestPushTargets},
+		{"PushRecipient", TestPushRecipient},
+		{"PushConfig", TestPushConfig},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
