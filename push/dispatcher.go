@@ -44,7 +44,7 @@ type Dispatcher struct {
 	Timeout time.Duration
 	Logger  *slog.Logger
 
-	messages, pushes, sent, failed, removed atomic.Int64
+	messages, pushes, sent, failed, removed, dropped atomic.Int64
 
 	mu      sync.Mutex
 	queue   []*tidings.Event
@@ -64,13 +64,17 @@ type Stats struct {
 	Sent     int64 // deliveries to targets that succeeded
 	Failed   int64 // deliveries that failed
 	Removed  int64 // targets removed as gone
+	Dropped  int64 // messages not looked at: maxQueue were waiting
 }
 
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() Stats {
 	return Stats{Messages: d.messages.Load(), Pushes: d.pushes.Load(), Sent: d.sent.Load(),
-		Failed: d.failed.Load(), Removed: d.removed.Load()}
+		Failed: d.failed.Load(), Removed: d.removed.Load(), Dropped: d.dropped.Load()}
 }
+
+// maxQueue bounds the messages waiting for the dispatcher's goroutine.
+const maxQueue = 100_000
 
 type pendingKey struct{ app, user, conv string }
 
@@ -143,6 +147,13 @@ func (d *Dispatcher) Publish(events ...*tidings.Event) {
 		d.mu.Unlock()
 		return
 	}
+	if len(d.queue)+len(sent) > maxQueue {
+		// The store is too slow to answer: drop rather than grow without
+		// bound (pushes are best effort).
+		d.dropped.Add(int64(len(sent)))
+		d.mu.Unlock()
+		return
+	}
 	d.queue = append(d.queue, sent...)
 	if d.wake == nil {
 		d.wake = make(chan struct{}, 1)
@@ -177,6 +188,7 @@ func (d *Dispatcher) run() {
 func (d *Dispatcher) gather(ev *tidings.Event) {
 	var m tidings.Message
 	if err := json.Unmarshal(ev.Payload, &m); err != nil {
+		d.messages.Add(1)
 		d.Logger.Error("push: decode a message event", "err", err, "event", ev.ID)
 		return
 	}
