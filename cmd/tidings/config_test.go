@@ -95,6 +95,10 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"max-body-reads": "5", "body-timeout": "11s", "body-min-rate": "1KiB",
 		"user-upload-quota": "0", "user-upload-window": "1h", "app-storage-quota": "10GiB", "unattached-file-grace": "2h",
 		"user-rate": "5", "app-rate": "300", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
+
+		"push-window": "3s", "no-web-push": "true", "apns-key-file": "/keys/AuthKey_K.p8", "apns-key-id": "K",
+		"apns-team-id": "T", "apns-topic": "com.example.chat", "apns-url": "https://api.sandbox.push.apple.com",
+		"fcm-credentials": "/keys/sa.json", "fcm-url": "https://fcm.example",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -120,6 +124,10 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		MaxBodyReads: 5, BodyTimeout: 11 * time.Second, BodyMinRate: 1 << 10,
 		UserUploadQuota: 0, UserUploadWindow: time.Hour, AppStorageQuota: 10 << 30, UnattachedFileGrace: 2 * time.Hour,
 		UserRate: 5, AppRate: 300, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
+
+		Push: pushConfig{Window: 3 * time.Second, NoWebPush: true, APNsKeyFile: "/keys/AuthKey_K.p8", APNsKeyID: "K",
+			APNsTeamID: "T", APNsTopic: "com.example.chat", APNsURL: "https://api.sandbox.push.apple.com",
+			FCMCredentials: "/keys/sa.json", FCMURL: "https://fcm.example"},
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)

@@ -2,11 +2,24 @@ package main
 
 import (
 	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/push"
 )
 
 // TestServedPushAPIMatchesOpenAPI drives the push routes of a real
@@ -58,4 +71,57 @@ func TestServedPushAPIMatchesOpenAPI(t *testing.T) {
 	c.call(200, "GET", "/v1/push/settings", bob, "", "")
 	c.call(204, "DELETE", "/v1/conversations/lunch/mute", bob, "", "")
 	c.call(400, "PATCH", "/v1/push/settings", bob, "", `{"enabled":"no"}`)
+}
+
+// TestPushSettings: APNs needs its key's id, team and topic; the
+// providers are those whose credentials are given, read at start.
+func TestPushSettings(t *testing.T) {
+	if _, err := parseServeEnv(t, nil, "--apns-key-file", "/keys/k.p8", "--apns-key-id", "K", "--apns-team-id", "T"); err == nil {
+		t.Error("--apns-key-file without --apns-topic: accepted")
+	}
+	if _, err := parseServeEnv(t, nil, "--push-window", "-1s"); err == nil {
+		t.Error("a negative --push-window: accepted")
+	}
+	dir := t.TempDir()
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(ecKey)
+	p8 := filepath.Join(dir, "AuthKey_K.p8")
+	os.WriteFile(p8, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ = x509.MarshalPKCS8PrivateKey(rsaKey)
+	sa, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "p1", "client_email": "x@p1.iam.gserviceaccount.com",
+		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))})
+	creds := filepath.Join(dir, "sa.json")
+	os.WriteFile(creds, sa, 0o600)
+
+	log := slog.New(slog.DiscardHandler)
+	cfg := defaultPushConfig()
+	d, err := newDispatcher(cfg, nil, nil, log)
+	if err != nil || len(d.Providers) != 1 || d.Providers[tidings.PushWebPush] == nil || d.Window != 2*time.Second {
+		t.Fatalf("by default: %v, %v", d, err)
+	}
+	cfg.NoWebPush = true
+	cfg.APNsKeyFile, cfg.APNsKeyID, cfg.APNsTeamID, cfg.APNsTopic = p8, "K", "T", "com.example.chat"
+	cfg.FCMCredentials = creds
+	d, err = newDispatcher(cfg, nil, nil, log)
+	if err != nil || len(d.Providers) != 2 || d.Providers[tidings.PushAPNs] == nil || d.Providers[tidings.PushFCM] == nil {
+		t.Fatalf("with APNs and FCM: %v, %v", d, err)
+	}
+	if fcm := d.Providers[tidings.PushFCM].(*push.FCM); fcm.ProjectID != "p1" || fcm.BaseURL != push.FCMBaseURL {
+		t.Fatalf("FCM %+v", fcm)
+	}
+	cfg.APNsKeyFile = creds // not a .p8 key
+	if _, err := newDispatcher(cfg, nil, nil, log); err == nil {
+		t.Error("a bad APNs key: no error")
+	}
+	cfg.APNsKeyFile, cfg.FCMCredentials = p8, p8 // not a service account
+	if _, err := newDispatcher(cfg, nil, nil, log); err == nil {
+		t.Error("bad FCM credentials: no error")
+	}
 }
