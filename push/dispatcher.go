@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tidings/tidings"
 )
 
@@ -336,4 +338,19 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// Collectors returns the dispatcher's counters as Prometheus metrics.
+func (d *Dispatcher) Collectors() []prometheus.Collector {
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	return []prometheus.Collector{
+		counter("tidings_push_messages_total", "Messages sent that the push dispatcher looked at.", &d.messages),
+		counter("tidings_push_notifications_total", "Push notifications made (one per user, for one or more messages).", &d.pushes),
+		counter("tidings_push_sent_total", "Pushes the push services accepted (one per target).", &d.sent),
+		counter("tidings_push_failed_total", "Pushes that failed (the target kept).", &d.failed),
+		counter("tidings_push_targets_removed_total", "Push targets removed because their service said they are gone.", &d.removed),
+		counter("tidings_push_dropped_total", "Messages not looked at because too many were waiting.", &d.dropped),
+	}
 }

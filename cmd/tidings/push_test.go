@@ -71,6 +71,11 @@ func TestServedPushAPIMatchesOpenAPI(t *testing.T) {
 	c.call(200, "GET", "/v1/push/settings", bob, "", "")
 	c.call(204, "DELETE", "/v1/conversations/lunch/mute", bob, "", "")
 	c.call(400, "PATCH", "/v1/push/settings", bob, "", `{"enabled":"no"}`)
+
+	// The dispatcher's counters are among the metrics.
+	if m := c.call(200, "GET", "/metrics", "", "", ""); !strings.Contains(string(m.body), "tidings_push_sent_total") {
+		t.Errorf("/metrics has no tidings_push_sent_total")
+	}
 }
 
 // TestPushSettings: APNs needs its key's id, team and topic; the

@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
-	for _, col := range append(db.Collectors(), node.Collectors()...) {
+	for _, col := range append(append(db.Collectors(), node.Collectors()...), dispatcher.Collectors()...) {
 		if err := srv.Registry.Register(col); err != nil {
 			return fmt.Errorf("register database metrics: %w", err)
 		}
