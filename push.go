@@ -226,8 +226,8 @@ type PushRecipient struct {
 // context: the dispatcher calls it).
 type PushStore interface {
 	// PushCandidates returns the participants of the conversation but
-	// exclude who may get a push for its messages: with a target, pushes
-	// on and the conversation not muted.
+	// exclude ("": none) who may get a push for its messages: with a
+	// target, pushes on and the conversation not muted.
 	PushCandidates(ctx context.Context, appID, conversationID, exclude string) ([]string, error)
 	// PushRecipient returns the user's targets, settings and unread
 	// counts. A user who left the conversation has Unread 0.
