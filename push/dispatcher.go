@@ -180,40 +180,54 @@ func (d *Dispatcher) run() {
 		batch := d.queue
 		d.queue = nil
 		d.mu.Unlock()
-		for _, ev := range batch {
-			d.gather(ev)
-		}
+		d.gatherBatch(batch)
 	}
 }
 
-// gather adds a message to the pushes of its conversation's candidates.
-func (d *Dispatcher) gather(ev *tidings.Event) {
+// gatherBatch gathers the messages of a batch, reading the candidates of
+// each conversation once for the whole batch: under load, batches are
+// large and many of their messages share conversations.
+func (d *Dispatcher) gatherBatch(batch []*tidings.Event) {
+	type convKey struct{ app, conv string }
+	candidates := make(map[convKey][]string)
+	for _, ev := range batch {
+		k := convKey{ev.AppID, ev.ConversationID}
+		users, ok := candidates[k]
+		if !ok {
+			ctx, cancel := context.WithTimeout(d.ctx, d.Timeout)
+			var err error
+			users, err = d.Store.PushCandidates(ctx, ev.AppID, ev.ConversationID, "")
+			cancel()
+			if err != nil && d.ctx.Err() == nil {
+				d.Logger.Warn("push: read who may get a push", "err", err, "conversation", ev.ConversationID)
+			}
+			candidates[k] = users
+		}
+		d.gather(ev, users)
+	}
+}
+
+// gather adds a message to the pushes of users, its conversation's
+// candidates, but its sender.
+func (d *Dispatcher) gather(ev *tidings.Event, users []string) {
+	defer d.messages.Add(1) // after the pushes are gathered
+	if len(users) == 0 {
+		return
+	}
 	var m tidings.Message
 	if err := json.Unmarshal(ev.Payload, &m); err != nil {
-		d.messages.Add(1)
 		d.Logger.Error("push: decode a message event", "err", err, "event", ev.ID)
 		return
 	}
 	msg := tidings.NewMessagePayload(&m, "")
 	msg.Complete(ev)
-	ctx, cancel := context.WithTimeout(d.ctx, d.Timeout)
-	users, err := d.Store.PushCandidates(ctx, ev.AppID, ev.ConversationID, m.Sender.ID)
-	cancel()
-	if err != nil {
-		d.messages.Add(1)
-		if d.ctx.Err() == nil {
-			d.Logger.Warn("push: read who may get a push", "err", err, "conversation", ev.ConversationID)
-		}
-		return
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	defer d.messages.Add(1) // after the pushes are gathered
 	if d.closed {
 		return
 	}
 	for _, u := range users {
-		if d.Presence != nil && d.Presence.Online(ev.AppID, u) {
+		if u == m.Sender.ID || d.Presence != nil && d.Presence.Online(ev.AppID, u) {
 			continue
 		}
 		k := pendingKey{ev.AppID, u, ev.ConversationID}
