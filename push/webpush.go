@@ -36,9 +36,9 @@ type WebPush struct {
 
 var defaultClient = &http.Client{Timeout: 30 * time.Second}
 
-// publicClient connects to public addresses only.
+// publicClient connects to public addresses only, directly (a proxy,
+// often on a private address, would be refused).
 var publicClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-	Proxy:             http.ProxyFromEnvironment,
 	DialContext:       (&net.Dialer{Timeout: 10 * time.Second, Control: publicOnly}).DialContext,
 	ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second, MaxIdleConnsPerHost: 16,
 }}
