@@ -225,6 +225,10 @@ func TestPushEndToEnd(t *testing.T) {
 		t.Fatalf("last push %+v", p)
 	}
 
+	if st, err := bob.SetPushEnabled(ctx, false); err != nil || st.Enabled {
+		t.Fatalf("pushes off: %+v, %v", st, err)
+	}
+
 	// Unregistered: none at all.
 	if err := bob.DeletePushTarget(ctx, target.ID); err != nil {
 		t.Fatal(err)
