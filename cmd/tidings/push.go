@@ -62,9 +62,9 @@ func (cfg *pushConfig) check() error {
 	return nil
 }
 
-// newDispatcher returns the push dispatcher cfg configures, with the
+// newPushDispatcher returns the push dispatcher cfg configures, with the
 // providers whose credentials are given.
-func newDispatcher(cfg pushConfig, store tidings.PushStore, presence push.Presence, log *slog.Logger) (*push.Dispatcher, error) {
+func newPushDispatcher(cfg pushConfig, store tidings.PushStore, presence push.Presence, log *slog.Logger) (*push.Dispatcher, error) {
 	d := &push.Dispatcher{Store: store, Presence: presence, Window: cfg.Window, Logger: log,
 		Providers: map[string]push.Provider{}}
 	if d.Window == 0 {
@@ -96,11 +96,11 @@ func newDispatcher(cfg pushConfig, store tidings.PushStore, presence push.Presen
 	return d, nil
 }
 
-// publishers hands the store's events to each publisher in turn: the
+// eventPublishers hands the store's events to each publisher in turn: the
 // realtime node, then the push dispatcher.
-type publishers []tidings.EventPublisher
+type eventPublishers []tidings.EventPublisher
 
-func (ps publishers) Publish(events ...*tidings.Event) {
+func (ps eventPublishers) Publish(events ...*tidings.Event) {
 	for _, p := range ps {
 		p.Publish(events...)
 	}

@@ -107,14 +107,14 @@ func TestPushSettings(t *testing.T) {
 
 	log := slog.New(slog.DiscardHandler)
 	cfg := defaultPushConfig()
-	d, err := newDispatcher(cfg, nil, nil, log)
+	d, err := newPushDispatcher(cfg, nil, nil, log)
 	if err != nil || len(d.Providers) != 1 || d.Providers[tidings.PushWebPush] == nil || d.Window != 2*time.Second {
 		t.Fatalf("by default: %v, %v", d, err)
 	}
 	cfg.NoWebPush = true
 	cfg.APNsKeyFile, cfg.APNsKeyID, cfg.APNsTeamID, cfg.APNsTopic = p8, "K", "T", "com.example.chat"
 	cfg.FCMCredentials = creds
-	d, err = newDispatcher(cfg, nil, nil, log)
+	d, err = newPushDispatcher(cfg, nil, nil, log)
 	if err != nil || len(d.Providers) != 2 || d.Providers[tidings.PushAPNs] == nil || d.Providers[tidings.PushFCM] == nil {
 		t.Fatalf("with APNs and FCM: %v, %v", d, err)
 	}
@@ -122,11 +122,11 @@ func TestPushSettings(t *testing.T) {
 		t.Fatalf("FCM %+v", fcm)
 	}
 	cfg.APNsKeyFile = creds // not a .p8 key
-	if _, err := newDispatcher(cfg, nil, nil, log); err == nil {
+	if _, err := newPushDispatcher(cfg, nil, nil, log); err == nil {
 		t.Error("a bad APNs key: no error")
 	}
 	cfg.APNsKeyFile, cfg.FCMCredentials = p8, p8 // not a service account
-	if _, err := newDispatcher(cfg, nil, nil, log); err == nil {
+	if _, err := newPushDispatcher(cfg, nil, nil, log); err == nil {
 		t.Error("bad FCM credentials: no error")
 	}
 }

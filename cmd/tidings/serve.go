@@ -100,13 +100,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	eventLog := sqlite.NewEventLog(db)
 	node := realtime.NewNode()
 	pushes := sqlite.NewPushService(db)
-	dispatcher, err := newDispatcher(cfg.Push, pushes, node, log)
+	pushDispatcher, err := newPushDispatcher(cfg.Push, pushes, node, log)
 	if err != nil {
 		return err
 	}
 	// Before Open: the writer reads it; events wait for node.Open and
-	// dispatcher.Open.
-	db.Publisher = publishers{node, dispatcher}
+	// pushDispatcher.Open.
+	db.Publisher = eventPublishers{node, pushDispatcher}
 	if err := db.Open(); err != nil {
 		return err
 	}
@@ -130,10 +130,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := node.Open(); err != nil {
 		return err
 	}
-	if err := dispatcher.Open(); err != nil {
+	if err := pushDispatcher.Open(); err != nil {
 		return err
 	}
-	defer dispatcher.Close() // pushes being gathered are dropped: best effort
+	defer pushDispatcher.Close() // pushes being gathered are dropped: best effort
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
-	for _, col := range append(append(db.Collectors(), node.Collectors()...), dispatcher.Collectors()...) {
+	for _, col := range append(append(db.Collectors(), node.Collectors()...), pushDispatcher.Collectors()...) {
 		if err := srv.Registry.Register(col); err != nil {
 			return fmt.Errorf("register database metrics: %w", err)
 		}
@@ -211,7 +211,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		// wrote to the database is committed or not, never half-done.
 		log.Warn("requests in flight did not finish in time", "err", err)
 	}
-	dispatcher.Close() // the pushes being gathered are dropped (best effort)
+	pushDispatcher.Close() // the pushes being gathered are dropped (best effort)
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
