@@ -77,12 +77,6 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/conversations/{conversationId}/files", authUser, s.handleUploadFile},
 		{"GET", "/v1/conversations/{conversationId}/files/{fileId}", authUser, s.handleDownloadFile},
 
-		{"GET", "/v1/realtime", authNone, s.handleRealtime},
-		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},
-		{"POST", "/v1/realtime/replies", authUser, s.handleReply},
-		{"POST", "/v1/conversations/{conversationId}/typing", authUser, s.handleTyping},
-		{"GET", "/v1/conversations/{conversationId}/presence", authUser, s.handlePresence},
-
 		// Push notifications (docs/push.md).
 		{"POST", "/v1/push/targets", authUser, s.handleRegisterPushTarget},
 		{"GET", "/v1/push/targets", authUser, s.handleListPushTargets},
@@ -94,6 +88,12 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/push/vapid-public-key", authAny, s.handleVAPIDPublicKey},
 		{"GET", "/v1/push/config", authServer, s.handleGetPushConfig},
 		{"PATCH", "/v1/push/config", authServer, s.handleUpdatePushConfig},
+
+		{"GET", "/v1/realtime", authNone, s.handleRealtime},
+		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},
+		{"POST", "/v1/realtime/replies", authUser, s.handleReply},
+		{"POST", "/v1/conversations/{conversationId}/typing", authUser, s.handleTyping},
+		{"GET", "/v1/conversations/{conversationId}/presence", authUser, s.handlePresence},
 
 		{"GET", "/v1/dev", authNone, s.handleDevStatus},
 		{"POST", "/v1/dev/token", authNone, s.handleDevToken},

@@ -41,11 +41,11 @@ type Stores struct {
 	// accept files of at least 1 KiB, and refuse those over MaxFileBytes.
 	Files        tidings.FileService
 	MaxFileBytes int64
+	// Push is optional: the push tests are skipped without it.
+	Push PushStore
 	// MaxMessageBytes is the message size limit the message service was
 	// given (0: tidings.DefaultMessageSize).
 	MaxMessageBytes int
-	// Push is optional: the push tests are skipped without it.
-	Push PushStore
 }
 
 // Factory returns stores on a new, empty database, whose committed events
@@ -77,12 +77,12 @@ func Run(t *testing.T, newStores Factory) {
 		{"PublishedInCommitOrder", TestPublishedInCommitOrder},
 		{"ConcurrentSenders", TestConcurrentSenders},
 		{"Cursors", TestCursors},
-		{"Retention", TestRetention},
-		{"TenantIsolation", TestTenantIsolation},
-		{"Files", TestFiles},
 		{"PushTargets", TestPushTargets},
 		{"PushRecipient", TestPushRecipient},
 		{"PushConfig", TestPushConfig},
+		{"Retention", TestRetention},
+		{"TenantIsolation", TestTenantIsolation},
+		{"Files", TestFiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -228,6 +228,9 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 // check reports settings that are valid one by one but not together, or
 // out of range.
 func (cfg *config) check() error {
+	if err := cfg.Push.check(); err != nil {
+		return err
+	}
 	switch {
 	case cfg.Addr == "":
 		return errors.New("--addr must not be empty")
@@ -266,7 +269,7 @@ func (cfg *config) check() error {
 	case cfg.UserRate < 0 || cfg.AppRate < 0 || cfg.ServerKeyRate < 0 || cfg.ConversationRate < 0 || cfg.ParticipantRate < 0:
 		return errors.New("--user-rate, --app-rate, --server-key-rate, --conversation-rate and --participant-rate must not be negative (0 means no limit)")
 	}
-	return cfg.Push.check()
+	return nil
 }
 
 // envPrefix starts the name of every environment variable of a setting.

@@ -92,13 +92,12 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"realtime-idle-timeout": "9s", "typing-timeout": "10s", "presence-limit": "7", "max-presence-subscriptions": "50", "max-frame-bytes": "2MiB", "send-queue": "100",
 		"max-conns-per-user": "3", "command-rate": "12.5", "allowed-origins": "https://a.example, https://b.example",
 		"retention": "48h", "dev": "true", "debug-addr": "127.0.0.1:6060",
-		"max-body-reads": "5", "body-timeout": "11s", "body-min-rate": "1KiB",
-		"user-upload-quota": "0", "user-upload-window": "1h", "app-storage-quota": "10GiB", "unattached-file-grace": "2h",
-		"user-rate": "5", "app-rate": "300", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
-
 		"push-window": "3s", "no-web-push": "true", "apns-key-file": "/keys/AuthKey_K.p8", "apns-key-id": "K",
 		"apns-team-id": "T", "apns-topic": "com.example.chat", "apns-url": "https://api.sandbox.push.apple.com",
 		"fcm-credentials": "/keys/sa.json", "fcm-url": "https://fcm.example",
+		"max-body-reads": "5", "body-timeout": "11s", "body-min-rate": "1KiB",
+		"user-upload-quota": "0", "user-upload-window": "1h", "app-storage-quota": "10GiB", "unattached-file-grace": "2h",
+		"user-rate": "5", "app-rate": "300", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -121,13 +120,12 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		RealtimeIdle: 9 * time.Second, TypingTimeout: 10 * time.Second, PresenceLimit: 7, MaxPresenceSubs: 50, MaxFrameBytes: 2 << 20, SendQueue: 100,
 		MaxConnsPerUser: 3, CommandRate: 12.5, AllowedOrigins: "https://a.example, https://b.example",
 		Retention: 48 * time.Hour, Dev: true, DebugAddr: "127.0.0.1:6060",
-		MaxBodyReads: 5, BodyTimeout: 11 * time.Second, BodyMinRate: 1 << 10,
-		UserUploadQuota: 0, UserUploadWindow: time.Hour, AppStorageQuota: 10 << 30, UnattachedFileGrace: 2 * time.Hour,
-		UserRate: 5, AppRate: 300, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
-
 		Push: pushConfig{Window: 3 * time.Second, NoWebPush: true, APNsKeyFile: "/keys/AuthKey_K.p8", APNsKeyID: "K",
 			APNsTeamID: "T", APNsTopic: "com.example.chat", APNsURL: "https://api.sandbox.push.apple.com",
 			FCMCredentials: "/keys/sa.json", FCMURL: "https://fcm.example"},
+		MaxBodyReads: 5, BodyTimeout: 11 * time.Second, BodyMinRate: 1 << 10,
+		UserUploadQuota: 0, UserUploadWindow: time.Hour, AppStorageQuota: 10 << 30, UnattachedFileGrace: 2 * time.Hour,
+		UserRate: 5, AppRate: 300, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)

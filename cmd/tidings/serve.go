@@ -141,7 +141,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Users = users
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
-	srv.Push = pushes
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
@@ -161,6 +160,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	files.UserQuota, files.UserQuotaWindow = cfg.UserUploadQuota, cfg.UserUploadWindow
 	files.AppQuota = cfg.AppStorageQuota
 	srv.Files = files
+	srv.Push = pushes
 	srv.Logger = log
 	srv.Ready = db.Ping
 	srv.MaxBodyBytes = cfg.MaxBodyBytes
