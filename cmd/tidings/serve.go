@@ -206,12 +206,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("realtime connections did not end in time", "err", err)
 	}
 	wsHandler.Close()
+	pushDispatcher.Close() // the pushes being gathered are dropped (best effort)
 	if err := srv.Shutdown(sctx); err != nil {
 		// Requests still running after the timeout are cut off; what they
 		// wrote to the database is committed or not, never half-done.
 		log.Warn("requests in flight did not finish in time", "err", err)
 	}
-	pushDispatcher.Close() // the pushes being gathered are dropped (best effort)
 	if err := db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
