@@ -101,7 +101,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	node := realtime.NewNode()
 	webhooks := sqlite.NewWebhookService(db)
 	dispatcher := newDispatcher(webhooks, cfg, log)
-	db.Publisher = publishers{node, dispatcher} // before Open: the writer reads it; events wait for node.Open
+	pushes := sqlite.NewPushService(db)
+	pushDispatcher, err := newPushDispatcher(cfg.Push, pushes, node, log)
+	if err != nil {
+		return err
+	}
+	// Before Open: the writer reads it; events wait for node.Open,
+	// dispatcher.Open and pushDispatcher.Open.
+	db.Publisher = publishers{node, dispatcher, pushDispatcher}
 	if err := db.Open(); err != nil {
 		return err
 	}
@@ -125,6 +132,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := node.Open(); err != nil {
 		return err
 	}
+	if err := pushDispatcher.Open(); err != nil {
+		return err
+	}
+	defer pushDispatcher.Close() // pushes being gathered are dropped: best effort
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -152,6 +163,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	files.UserQuota, files.UserQuotaWindow = cfg.UserUploadQuota, cfg.UserUploadWindow
 	files.AppQuota = cfg.AppStorageQuota
 	srv.Files = files
+	srv.Push = pushes
 	srv.Logger = log
 	srv.Ready = db.Ping
 	srv.MaxBodyBytes = cfg.MaxBodyBytes
@@ -162,7 +174,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
-	for _, col := range append(db.Collectors(), node.Collectors()...) {
+	for _, col := range append(append(db.Collectors(), node.Collectors()...), pushDispatcher.Collectors()...) {
 		if err := srv.Registry.Register(col); err != nil {
 			return fmt.Errorf("register database metrics: %w", err)
 		}
@@ -204,6 +216,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("realtime connections did not end in time", "err", err)
 	}
 	wsHandler.Close()
+	pushDispatcher.Close() // the pushes being gathered are dropped (best effort)
 	if err := srv.Shutdown(sctx); err != nil {
 		// Requests still running after the timeout are cut off; what they
 		// wrote to the database is committed or not, never half-done.
