@@ -5,14 +5,14 @@ import (
 	"testing"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/disk"
 	"github.com/tidings/tidings/storetest"
 )
 
-// TestConformance runs the tests of the store conformance suite that the
-// services built so far cover (apps, users, cursors). The whole suite
-// (storetest.Run) needs conversations and messages too.
+// TestConformance runs the store conformance suite on PostgreSQL, each
+// test on a database of its own.
 func TestConformance(t *testing.T) {
-	newStores := func(t *testing.T, pub tidings.EventPublisher) storetest.Stores {
+	storetest.Run(t, func(t *testing.T, pub tidings.EventPublisher) storetest.Stores {
 		db := NewDB(freshDSN(t))
 		db.Publisher = pub
 		db.Logger = slog.New(slog.DiscardHandler) // migrations are logged at each open
@@ -20,23 +20,15 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("open: %v", err)
 		}
 		t.Cleanup(func() { db.Close() })
+		const maxFile = 4 << 10
 		return storetest.Stores{
-			Apps:     NewAppService(db),
-			Users:    NewUserService(db),
-			EventLog: NewEventLog(db),
+			Apps:          NewAppService(db),
+			Users:         NewUserService(db),
+			Conversations: NewConversationService(db),
+			Messages:      NewMessageService(db, 0),
+			EventLog:      NewEventLog(db),
+			Files:         NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile),
+			MaxFileBytes:  maxFile,
 		}
-	}
-	for _, tc := range []struct {
-		name string
-		run  func(*testing.T, storetest.Factory)
-	}{
-		{"Apps", storetest.TestApps},
-		{"Users", storetest.TestUsers},
-		{"Cursors", storetest.TestCursors},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.run(t, newStores)
-		})
-	}
+	})
 }

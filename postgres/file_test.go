@@ -1,0 +1,203 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/disk"
+)
+
+// fileEnv is a store whose clock the test moves, with app a, users alice
+// and bob, and a conversation of theirs.
+type fileEnv struct {
+	db     *DB
+	offset *atomic.Int64
+	conv   string
+	msgs   *MessageService
+}
+
+func newFileEnv(t *testing.T) *fileEnv {
+	t.Helper()
+	var offset atomic.Int64
+	db := NewDB(freshDSN(t))
+	db.Logger = slog.New(slog.DiscardHandler)
+	db.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	if err := db.Open(); err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	if _, err := NewAppService(db).CreateApp(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: "a", Server: true})
+	for _, u := range []string{"alice", "bob"} {
+		if _, err := NewUserService(db).CreateUser(server, &tidings.User{ID: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := NewConversationService(db).CreateConversation(userCtx("a", "alice"),
+		tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fileEnv{db: db, offset: &offset, conv: c.ID, msgs: NewMessageService(db, 0)}
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := tidings.ErrorCode(err); got != code {
+		t.Fatalf("error %v (%s), want %s", err, got, code)
+	}
+}
+
+func wantRetry(t *testing.T, err error, mention string) *tidings.RetryError {
+	t.Helper()
+	var re *tidings.RetryError
+	if !errors.As(err, &re) || tidings.ErrorCode(err) != tidings.ERateLimited || re.After <= 0 {
+		t.Fatalf("error %v; want rate_limited with a time to retry", err)
+	}
+	if !strings.Contains(tidings.ErrorMessage(err), mention) {
+		t.Fatalf("message %q does not mention %q", tidings.ErrorMessage(err), mention)
+	}
+	return re
+}
+
+// TestUploadQuotas: the same quotas as on SQLite, per user over a window
+// and per app in all.
+func TestUploadQuotas(t *testing.T) {
+	e := newFileEnv(t)
+	files := NewFileService(e.db, disk.NewBlobStore(t.TempDir()), 100)
+	files.UserQuota, files.UserQuotaWindow = 250, time.Hour
+	files.AppQuota = 400
+	up := func(who string, n int) (*tidings.File, error) {
+		return files.CreateFile(userCtx("a", who), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", n)))
+	}
+	ok := func(who string, n int) {
+		t.Helper()
+		if _, err := up(who, n); err != nil {
+			t.Fatalf("%s uploads %d bytes: %v", who, n, err)
+		}
+	}
+
+	_, err := up("alice", 101)
+	wantCode(t, err, tidings.ETooLarge)
+	ok("alice", 100)
+	ok("alice", 100)
+	// 200 of 250 used: a file of 50 fits, one of 51 does not.
+	_, err = up("alice", 51)
+	re := wantRetry(t, err, "upload quota")
+	if re.After > time.Hour || re.After < 59*time.Minute {
+		t.Errorf("retry after %s; want about an hour, when the first upload leaves the window", re.After)
+	}
+	ok("alice", 50)
+	_, err = up("alice", 1)
+	wantRetry(t, err, "upload quota")
+	// Bob has his own quota, but the app's storage is shared: 250 + 150.
+	ok("bob", 100)
+	ok("bob", 50)
+	_, err = up("bob", 1)
+	wantRetry(t, err, "storage is full")
+
+	// An hour on, Alice's uploads have left the window, not the storage.
+	e.offset.Store(int64(61 * time.Minute))
+	_, err = up("alice", 1)
+	wantRetry(t, err, "storage is full")
+}
+
+// TestUploadQuotaHoldsUnderConcurrentUploads: concurrent uploads cannot
+// overrun a quota together: each counts with what it may still write.
+func TestUploadQuotaHoldsUnderConcurrentUploads(t *testing.T) {
+	e := newFileEnv(t)
+	files := NewFileService(e.db, disk.NewBlobStore(t.TempDir()), 100)
+	files.UserQuota = 300
+	var wg sync.WaitGroup
+	var stored atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			f, err := files.CreateFile(userCtx("a", "alice"), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", 100)))
+			if err == nil {
+				stored.Add(f.Size)
+			} else if tidings.ErrorCode(err) != tidings.ERateLimited {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := stored.Load(); n > 300 || n < 100 {
+		t.Errorf("8 concurrent uploads of 100 bytes stored %d bytes under a quota of 300", n)
+	}
+}
+
+// TestUnattachedFilesAreRemovedAfterGrace: files no message refers to are
+// removed, content included, once their grace period is over; attached
+// ones stay.
+func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
+	e := newFileEnv(t)
+	blobs := disk.NewBlobStore(t.TempDir())
+	files := NewFileService(e.db, blobs, 1000)
+	ctx := context.Background()
+	up := func() *tidings.File {
+		t.Helper()
+		f, err := files.CreateFile(userCtx("a", "alice"), e.conv, "f.txt", "text/plain", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	send := func(who string, parts []tidings.Part) *tidings.Message {
+		t.Helper()
+		m, _, err := e.msgs.SendMessage(userCtx("a", who), e.conv, tidings.NewMessage{Parts: parts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	kept, edited, orphan, late := up(), up(), up(), up()
+	send("alice", []tidings.Part{{Type: "text/plain", FileID: kept.ID}})
+	other := send("bob", []tidings.Part{{Type: "text/plain", Data: "other"}})
+	if _, err := e.msgs.EditMessage(userCtx("a", "bob"), e.conv, other.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", FileID: edited.ID}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Within the grace period nothing goes.
+	e.offset.Store(int64(23 * time.Hour))
+	if n, err := files.RemoveUnattached(ctx, 24*time.Hour); err != nil || n != 0 {
+		t.Fatalf("removed %d files within the grace period (%v)", n, err)
+	}
+	e.offset.Store(int64(25 * time.Hour))
+	late2 := up() // uploaded now: in its grace period
+	if n, err := files.RemoveUnattached(ctx, 24*time.Hour); err != nil || n != 2 {
+		t.Fatalf("removed %d files (%v); want the 2 never attached", n, err)
+	}
+	for _, f := range []*tidings.File{orphan, late} {
+		if _, _, err := files.OpenFile(userCtx("a", "bob"), e.conv, f.ID); tidings.ErrorCode(err) != tidings.ENotFound {
+			t.Errorf("unattached file still there: %v", err)
+		}
+		if _, err := blobs.Open(ctx, blobKey("a", e.conv, f.ID)); tidings.ErrorCode(err) != tidings.ENotFound {
+			t.Errorf("content of an unattached file still there: %v", err)
+		}
+	}
+	for _, f := range []*tidings.File{kept, edited, late2} {
+		_, rc, err := files.OpenFile(userCtx("a", "bob"), e.conv, f.ID)
+		if err != nil {
+			t.Fatalf("attached or recent file removed: %v", err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != "hello" {
+			t.Errorf("file content %q", b)
+		}
+	}
+	// A removed file can no longer be attached.
+	_, _, err := e.msgs.SendMessage(userCtx("a", "alice"), e.conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", FileID: orphan.ID}}})
+	wantCode(t, err, tidings.EInvalid)
+}
