@@ -356,14 +356,16 @@ func (s *WebhookService) AllWebhooks(ctx context.Context) ([]*tidings.WebhookEnd
 // WebhookEvents reads the log after a position, up to the final horizon
 // only (as LogTail.Final): an event still being committed below a
 // position returned would otherwise be skipped by the endpoints moving
-// past it. It does not wait for the horizon: what is not final yet comes
-// in a later call (the dispatcher is woken by the events published, which
-// are final, or looks again after its Poll).
+// past it. As EventLog's readers, it first waits until what was committed
+// when it was called is final (at once when no other transaction runs; as
+// long as the longest one then running otherwise, or until ctx ends), so
+// that an event committed before the call is returned by it. Never call it
+// inside a write transaction: it would wait for itself.
 func (s *WebhookService) WebhookEvents(ctx context.Context, after int64, limit int) ([]*tidings.Event, int64, error) {
 	if limit <= 0 {
 		limit = 500
 	}
-	final, err := s.db.horizon.advance(ctx, s.db)
+	final, err := s.db.settled(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
