@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,10 +64,11 @@ func webhookNotFound(id string) error {
 	return tidings.Errorf(tidings.ENotFound, "webhook endpoint %q not found", id)
 }
 
-// CreateWebhook creates an endpoint at the final horizon: every event
-// committed after it returns is above (positions drawn later are larger),
-// so it receives them all; an event committed just before may be
-// delivered too, if it was not final yet.
+// CreateWebhook creates an endpoint at the final horizon, once what was
+// committed when it was called is final (usually at once; as long as the
+// longest transaction then running otherwise): the events committed
+// before are at or below its position, those committed after it was made
+// above, so it receives those and only those (as on SQLite).
 func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhook) (*tidings.WebhookEndpoint, error) {
 	caller, err := serverCaller(ctx)
 	if err != nil {
@@ -87,7 +89,7 @@ func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhoo
 	} else if _, err := tidings.WebhookSecretKey(nw.Secret); err != nil {
 		return nil, err
 	}
-	final, err := s.db.horizon.advance(ctx, s.db)
+	final, err := s.db.settled(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -414,6 +416,10 @@ func (s *WebhookService) SaveWebhookProgress(ctx context.Context, progress []tid
 	if len(progress) == 0 {
 		return nil
 	}
+	// Rows locked in one order, whatever the caller's, so that two saves
+	// never deadlock.
+	progress = slices.Clone(progress)
+	slices.SortFunc(progress, func(a, b tidings.WebhookProgress) int { return strings.Compare(a.EndpointID, b.EndpointID) })
 	return s.db.update(ctx, func(tx *Tx) error {
 		b := &pgx.Batch{}
 		for _, p := range progress {
