@@ -107,6 +107,16 @@
 // ErrorCode. Socket gives the commands of the realtime connection:
 // sending messages, typing indicators, delivered and read marks.
 //
+// # Push notifications
+//
+// While the application has no connection, its user's messages come as
+// push notifications (docs/push.md). RegisterPushTarget registers the
+// device's APNs or FCM token (again whenever the platform gives a new
+// one), DeletePushTarget removes it at logout; SetPushEnabled and
+// MuteConversation are the user's settings. A push carries the ids of
+// the conversation and message to open; the updates themselves come, as
+// always, from the connection once the application opens it.
+//
 // A Client is safe for concurrent use. Close stops every goroutine it
 // started.
 package client

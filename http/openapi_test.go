@@ -297,6 +297,15 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 		"WebhookAttemptList": attemptList{},
 		"Error":              errorResponse{},
 		"Status":             status{},
+		"PushTarget":         tidings.PushTarget{},
+		"PushKeys":           tidings.PushKeys{},
+		"NewPushTarget":      tidings.NewPushTarget{},
+		"PushTargetList":     pushTargetList{},
+		"PushSettings":       tidings.PushSettings{},
+		"PushSettingsUpdate": tidings.PushSettingsUpdate{},
+		"VAPIDPublicKey":     vapidKey{},
+		"PushConfig":         tidings.PushConfig{},
+		"PushConfigUpdate":   tidings.PushConfigUpdate{},
 	} {
 		schema, ok := schemas[name].(map[string]any)
 		if !ok {

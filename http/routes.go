@@ -77,6 +77,18 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/conversations/{conversationId}/files", authUser, s.handleUploadFile},
 		{"GET", "/v1/conversations/{conversationId}/files/{fileId}", authUser, s.handleDownloadFile},
 
+		// Push notifications (docs/push.md).
+		{"POST", "/v1/push/targets", authUser, s.handleRegisterPushTarget},
+		{"GET", "/v1/push/targets", authUser, s.handleListPushTargets},
+		{"DELETE", "/v1/push/targets/{targetId}", authUser, s.handleDeletePushTarget},
+		{"GET", "/v1/push/settings", authUser, s.handleGetPushSettings},
+		{"PATCH", "/v1/push/settings", authUser, s.handleUpdatePushSettings},
+		{"PUT", "/v1/conversations/{conversationId}/mute", authUser, s.handleMute},
+		{"DELETE", "/v1/conversations/{conversationId}/mute", authUser, s.handleMute},
+		{"GET", "/v1/push/vapid-public-key", authAny, s.handleVAPIDPublicKey},
+		{"GET", "/v1/push/config", authServer, s.handleGetPushConfig},
+		{"PATCH", "/v1/push/config", authServer, s.handleUpdatePushConfig},
+
 		{"GET", "/v1/realtime", authNone, s.handleRealtime},
 		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},
 		{"POST", "/v1/realtime/replies", authUser, s.handleReply},

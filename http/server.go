@@ -56,6 +56,9 @@ type Server struct {
 	Conversations tidings.ConversationService
 	Messages      tidings.MessageService
 	Files         tidings.FileService
+	// Push serves the push routes (/v1/push/…, a conversation's mute);
+	// nil: they are 404.
+	Push tidings.PushService
 
 	// Webhooks serves /v1/webhooks (404 without); WebhooksChanged, if
 	// set, is called after an endpoint is changed through the API (to

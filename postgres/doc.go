@@ -19,7 +19,8 @@
 //
 // The services: AppService, UserService (with tidings.LastSeenStore),
 // ConversationService, MessageService, FileService (contents in a
-// tidings.BlobStore), EventLog and LogTail. Every change of a
+// tidings.BlobStore), EventLog and LogTail, and WebhookService (webhook
+// endpoints and the dispatcher's tidings.WebhookStore, webhook.go). Every change of a
 // conversation queues on the conversation's advisory lock before its
 // transaction has an id, then locks the conversation's row, then draws
 // positions (conversation.go, message.go): messages are numbered without

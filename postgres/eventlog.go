@@ -201,7 +201,11 @@ const PruneChunk = 2000
 
 // Prune removes the events older than before, never the newest, nor any
 // above the final horizon (a reader resuming there is told to resync,
-// which an event committed later below the cut would make wrong).
+// which an event committed later below the cut would make wrong), nor
+// those after the position of a webhook endpoint in good standing
+// (enabled, not failing): the log is their outbox. Each transaction reads
+// those positions anew under retentionLock, after every creation or
+// replay of an endpoint that committed before it.
 func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 	chunk := l.PruneChunk
 	if chunk <= 0 {
@@ -227,14 +231,29 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 		// reader never finds a hole it is not told of.
 		var n int64 // set, not added to, in the transaction: it may run twice
 		err := l.db.update(ctx, func(tx *Tx) error {
-			var upto *int64
-			if err := tx.queryRow(`SELECT seq FROM events WHERE seq <= $1 ORDER BY seq OFFSET $2 LIMIT 1`,
-				*cut, chunk-1).Scan(&upto); err != nil && !isNoRows(err) {
+			n, done = 0, false
+			if err := tx.lockRetention(false); err != nil {
 				return err
 			}
-			done = false
-			if upto == nil || *upto >= *cut {
-				upto, done = cut, true
+			limit := *cut
+			var hooks *int64
+			if err := tx.queryRow(`SELECT min(last_seq) FROM webhook_endpoints WHERE NOT disabled AND NOT failing`).Scan(&hooks); err != nil {
+				return err
+			}
+			if hooks != nil && *hooks < limit {
+				limit = *hooks
+			}
+			if limit <= 0 {
+				done = true
+				return nil
+			}
+			var upto *int64
+			if err := tx.queryRow(`SELECT seq FROM events WHERE seq <= $1 ORDER BY seq OFFSET $2 LIMIT 1`,
+				limit, chunk-1).Scan(&upto); err != nil && !isNoRows(err) {
+				return err
+			}
+			if upto == nil || *upto >= limit {
+				upto, done = &limit, true
 			}
 			tag, err := tx.exec(`DELETE FROM events WHERE seq <= $1`, *upto)
 			if err != nil {

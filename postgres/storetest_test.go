@@ -29,6 +29,8 @@ func TestConformance(t *testing.T) {
 			EventLog:      NewEventLog(db),
 			Files:         NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile),
 			MaxFileBytes:  maxFile,
+			Webhooks:      NewWebhookService(db),
+			WebhookStore:  NewWebhookService(db),
 		}
 	})
 }

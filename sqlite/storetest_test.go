@@ -29,6 +29,7 @@ func TestConformance(t *testing.T) {
 			Conversations: sqlite.NewConversationService(db),
 			Messages:      sqlite.NewMessageService(db, 0),
 			EventLog:      sqlite.NewEventLog(db),
+			Push:          sqlite.NewPushService(db),
 			Files:         sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
 			MaxFileBytes:  maxFile,
 			Webhooks:      sqlite.NewWebhookService(db),

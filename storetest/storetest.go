@@ -41,6 +41,8 @@ type Stores struct {
 	// accept files of at least 1 KiB, and refuse those over MaxFileBytes.
 	Files        tidings.FileService
 	MaxFileBytes int64
+	// Push is optional: the push tests are skipped without it.
+	Push PushStore
 	// MaxMessageBytes is the message size limit the message service was
 	// given (0: tidings.DefaultMessageSize).
 	MaxMessageBytes int
@@ -79,6 +81,9 @@ func Run(t *testing.T, newStores Factory) {
 		{"PublishedInCommitOrder", TestPublishedInCommitOrder},
 		{"ConcurrentSenders", TestConcurrentSenders},
 		{"Cursors", TestCursors},
+		{"PushTargets", TestPushTargets},
+		{"PushRecipient", TestPushRecipient},
+		{"PushConfig", TestPushConfig},
 		{"Retention", TestRetention},
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},

@@ -4,6 +4,7 @@
 //	/                  the chat page (index.html, app.js, app.css)
 //	/sdk/tidings.js    the browser SDK, an ES module without dependencies
 //	/sdk/tidings.d.ts  its TypeScript declarations
+//	/sw.js             the service worker of Web Push notifications
 //
 // The page talks to the API of the server that serves it, so it needs no
 // configuration; the SDK may also be loaded by pages of other origins.
@@ -47,6 +48,7 @@ var paths = map[string]string{
 	"/favicon.svg":      "static/favicon.svg",
 	"/sdk/tidings.js":   "static/tidings.js",
 	"/sdk/tidings.d.ts": "static/tidings.d.ts",
+	"/sw.js":            "static/sw.js",
 }
 
 var contentTypes = map[string]string{

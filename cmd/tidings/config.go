@@ -87,6 +87,9 @@ type config struct {
 	Dev bool
 	// DebugAddr, when set, serves the Go profiler (/debug/pprof/) there.
 	DebugAddr string
+
+	// Push notifications (push.go).
+	Push pushConfig
 }
 
 // Defaults that are not the HTTP server's own.
@@ -141,6 +144,8 @@ func defaultConfig() config {
 		UserUploadQuota:     1 << 30,
 		UserUploadWindow:    24 * time.Hour,
 		UnattachedFileGrace: 24 * time.Hour,
+
+		Push: defaultPushConfig(),
 	}
 }
 
@@ -251,11 +256,15 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,
 		"TCP `address` of a separate listener serving the Go profiler at /debug/pprof/; empty serves none")
+	addPushFlags(fs, &cfg.Push)
 }
 
 // check reports settings that are valid one by one but not together, or
 // out of range.
 func (cfg *config) check() error {
+	if err := cfg.Push.check(); err != nil {
+		return err
+	}
 	switch {
 	case cfg.Addr == "":
 		return errors.New("--addr must not be empty")

@@ -101,10 +101,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// The webhook dispatcher reads the events from the log (its store is
 	// set once the store is open); commits only wake it.
 	dispatcher := newDispatcher(nil, cfg, log)
+	// The push dispatcher takes the messages sent as they commit (its
+	// store, too, is set once the store is open).
+	pushDispatcher, err := newPushDispatcher(cfg.Push, nil, node, log)
+	if err != nil {
+		return err
+	}
 	// One node delivers the events its store publishes (they wait for
-	// node.Open); the nodes of a cluster deliver the ranges the cluster's
-	// tailer publishes on the broker instead, and the dispatcher polls.
-	var publisher tidings.EventPublisher = publishers{node, dispatcher}
+	// node.Open and pushDispatcher.Open); the nodes of a cluster deliver
+	// the ranges the cluster's tailer publishes on the broker instead, and
+	// the webhook dispatcher polls.
+	var publisher tidings.EventPublisher = publishers{node, dispatcher, pushDispatcher}
 	if clustered {
 		publisher = nil
 	}
@@ -139,6 +146,18 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	} else {
 		dispatcher.Store = st.WebhookStore
 	}
+	switch {
+	case st.PushStore == nil:
+		log.Warn("push notifications are not available on this store yet: the push routes answer 404 and no push is sent", "store", st.Where)
+	case clustered:
+		log.Warn("push notifications are not sent by a cluster yet (issue #11): the push routes answer 404 and no push is sent")
+	default:
+		pushDispatcher.Store = st.PushStore
+	}
+	if pushDispatcher.Store == nil {
+		pushDispatcher.Close() // takes no more events
+		pushDispatcher = nil
+	}
 	clusterAttrs := []any{}
 	if clustered {
 		if st.Tail == nil {
@@ -171,6 +190,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err := node.Open(); err != nil {
 		return err
 	}
+	if pushDispatcher != nil {
+		if err := pushDispatcher.Open(); err != nil {
+			return err
+		}
+		defer pushDispatcher.Close() // pushes being gathered are dropped: best effort
+	}
 
 	srv := tidingshttp.NewServer()
 	srv.Addr = cfg.Addr
@@ -191,6 +216,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			" without credentials, at POST /v1/dev/token; never run a shared server like this", "app", defaultAppID)
 	}
 	srv.Files = st.Files
+	if pushDispatcher != nil {
+		srv.Push = st.Push
+	}
 	srv.Logger = log
 	srv.Ready = st.Ping
 	srv.MaxBodyBytes = cfg.MaxBodyBytes
@@ -201,7 +229,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.ReadTimeout = cfg.ReadTimeout
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
-	for _, col := range append(st.Collectors, node.Collectors()...) {
+	collectors := append(st.Collectors, node.Collectors()...)
+	if pushDispatcher != nil {
+		collectors = append(collectors, pushDispatcher.Collectors()...)
+	}
+	for _, col := range collectors {
 		if err := srv.Registry.Register(col); err != nil {
 			return fmt.Errorf("register database metrics: %w", err)
 		}
@@ -246,6 +278,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("realtime connections did not end in time", "err", err)
 	}
 	wsHandler.Close()
+	if pushDispatcher != nil {
+		pushDispatcher.Close() // the pushes being gathered are dropped (best effort)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		// Requests still running after the timeout are cut off; what they
 		// wrote to the database is committed or not, never half-done.

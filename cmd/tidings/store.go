@@ -130,6 +130,10 @@ type stores struct {
 	// Webhooks and WebhookStore are nil when the store has no webhooks.
 	Webhooks     tidings.WebhookService
 	WebhookStore tidings.WebhookStore
+	// Push and PushStore are nil when the store has no push
+	// notifications.
+	Push      tidings.PushService
+	PushStore tidings.PushStore
 	// LastSeen keeps when users were last seen.
 	LastSeen tidings.LastSeenStore
 	// Tail tells which events are final, for the cluster's tailer; nil
@@ -224,6 +228,7 @@ func openSQLite(opts storeOptions) (*stores, error) {
 	users := sqlite.NewUserService(db)
 	eventLog := sqlite.NewEventLog(db)
 	webhooks := sqlite.NewWebhookService(db)
+	pushes := sqlite.NewPushService(db)
 	s := &stores{
 		Apps:          sqlite.NewAppService(db),
 		Users:         users,
@@ -232,6 +237,8 @@ func openSQLite(opts storeOptions) (*stores, error) {
 		EventLog:      eventLog,
 		Webhooks:      webhooks,
 		WebhookStore:  webhooks,
+		Push:          pushes,
+		PushStore:     pushes,
 		LastSeen:      users,
 		Tail:          sqlite.NewTail(db),
 		Collectors:    db.Collectors(),

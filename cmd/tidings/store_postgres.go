@@ -20,12 +20,15 @@ func openPostgres(dsn string, opts storeOptions) (*stores, error) {
 	}
 	users := postgres.NewUserService(db)
 	eventLog := postgres.NewEventLog(db)
+	webhooks := postgres.NewWebhookService(db)
 	s := &stores{
 		Apps:          postgres.NewAppService(db),
 		Users:         users,
 		Conversations: postgres.NewConversationService(db),
 		Messages:      postgres.NewMessageService(db, opts.MaxMessageBytes),
 		EventLog:      eventLog,
+		Webhooks:      webhooks,
+		WebhookStore:  webhooks,
 		LastSeen:      users,
 		Tail:          eventLog,
 		Where:         redactURL(dsn),

@@ -103,6 +103,10 @@ $('token-form').addEventListener('submit', e => {
 });
 
 $('signout').addEventListener('click', () => {
+  // This browser's pushes stop: the push service then answers the server
+  // 410 Gone, and the server removes the target.
+  navigator.serviceWorker?.getRegistration('/sw.js')
+    .then(reg => reg?.pushManager.getSubscription()).then(sub => sub?.unsubscribe()).catch(() => {});
   stop();
   store.del('session');
   showSignIn();
@@ -161,6 +165,7 @@ async function start() {
   $('me-name').textContent = state.me.displayName;
   $('signin').hidden = true;
   $('app').hidden = false;
+  setUpNotifications();
   // A new device starts at the newest update: connect first, then load
   // the state, so that nothing happens unseen in between.
   await Promise.race([client.waitConnected().catch(() => {}), new Promise(r => setTimeout(r, 4000))]);
@@ -1139,3 +1144,33 @@ $('add-people-form').addEventListener('submit', async e => {
 });
 
 start();
+
+/**
+ * Offers Web Push notifications where the browser has them: the button
+ * asks permission and registers this browser (docs/push.md); once granted,
+ * each sign-in registers it again, in case the subscription changed.
+ */
+function setUpNotifications() {
+  const button = $('notify');
+  const supported = 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+  button.hidden = !supported || Notification.permission === 'denied';
+  if (button.hidden) return;
+  const on = () => { button.textContent = 'Notifications on'; button.disabled = true; };
+  button.textContent = 'Turn on notifications';
+  button.disabled = false;
+  const client = state.client;
+  if (Notification.permission === 'granted') client.registerWebPush('/sw.js', { device: deviceId() }).then(on, () => {});
+  button.onclick = async () => {
+    try {
+      await client.registerWebPush('/sw.js', { device: deviceId() });
+      on();
+    } catch (err) {
+      showError('Notifications could not be turned on: ' + err.message);
+    }
+  };
+}
+
+// A notification clicked while the page is open: show its conversation.
+navigator.serviceWorker?.addEventListener('message', e => {
+  if (e.data?.type === 'tidings.notificationclick' && state.convs.has(e.data.conversationId)) openConversation(e.data.conversationId);
+});

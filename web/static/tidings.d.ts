@@ -260,6 +260,17 @@ export interface UserAPI {
   getPresence(id: string): Promise<{ online: string[]; typing: string[] }>;
   uploadFile(id: string, blob: Blob, name?: string): Promise<FileInfo>;
   downloadFile(id: string, fileId: string): Promise<Blob>;
+
+  // Push notifications (docs/push.md).
+  registerPushTarget(target: NewPushTarget): Promise<PushTarget>;
+  listPushTargets(): Promise<PushTarget[]>;
+  deletePushTarget(targetId: string): Promise<null>;
+  getPushSettings(): Promise<PushSettings>;
+  setPushEnabled(enabled: boolean): Promise<PushSettings>;
+  muteConversation(id: string, muted?: boolean): Promise<null>;
+  getVAPIDPublicKey(): Promise<string>;
+  /** Asks permission, registers the service worker at swUrl (default /sw.js), subscribes and registers the subscription. */
+  registerWebPush(swUrl?: string, options?: { device?: string }): Promise<PushTarget>;
 }
 
 /** How addAccount gets the account's token, and the account's device. */
@@ -359,3 +370,37 @@ export declare class Client {
 
 // The client does for its default account's user all that UserAPI says.
 export interface Client extends UserAPI {}
+
+export interface NewPushTarget {
+  kind: 'webpush' | 'apns' | 'fcm';
+  device?: string;
+  /** webpush: the subscription's endpoint and keys. */
+  endpoint?: string;
+  keys?: { p256dh: string; auth: string };
+  /** apns, fcm: the device token. */
+  token?: string;
+}
+
+export interface PushTarget extends NewPushTarget {
+  id: string;
+  userId: string;
+  createdAt: string;
+}
+
+export interface PushSettings {
+  enabled: boolean;
+  mutedConversations: string[];
+}
+
+/** What a Web Push carries (the data of the notifications /sw.js shows). */
+export interface PushPayload {
+  title: string;
+  body: string;
+  badge: number;
+  count: number;
+  appId: string;
+  conversationId: string;
+  messageId: string;
+  seq: number;
+  senderId: string;
+}

@@ -582,6 +582,45 @@ class UserAPI {
     return resp.blob();
   }
 
+  // ---- Push notifications (docs/push.md) -----------------------------------
+
+  /** Registers a push target: {kind: 'webpush', endpoint, keys} or {kind: 'apns' | 'fcm', token}. */
+  registerPushTarget(target) { return this._api('POST', '/v1/push/targets', target); }
+  /** The user's push targets, oldest first. */
+  async listPushTargets() { return (await this._api('GET', '/v1/push/targets')).targets; }
+  deletePushTarget(targetId) { return this._api('DELETE', `/v1/push/targets/${enc(targetId)}`); }
+  /** {enabled, mutedConversations} */
+  getPushSettings() { return this._api('GET', '/v1/push/settings'); }
+  setPushEnabled(enabled) { return this._api('PATCH', '/v1/push/settings', { enabled: !!enabled }); }
+  /** Mutes (or unmutes) a conversation's pushes for the user. */
+  muteConversation(id, muted = true) { return this._api(muted ? 'PUT' : 'DELETE', `/v1/conversations/${enc(id)}/mute`); }
+  /** The app's VAPID public key (base64url), which browsers subscribe with. */
+  async getVAPIDPublicKey() { return (await this._api('GET', '/v1/push/vapid-public-key')).publicKey; }
+
+  /**
+   * Turns on Web Push notifications in this browser: asks the user's
+   * permission, registers the service worker at swUrl (the server serves
+   * one at /sw.js that shows the notifications), subscribes with the
+   * app's VAPID key and registers the subscription as a push target of
+   * the user. Call it from a user gesture (a click): browsers ask
+   * permission only then. Resolves with the target; rejects when the
+   * browser cannot, or the user said no.
+   */
+  async registerWebPush(swUrl = '/sw.js', { device = '' } = {}) {
+    if (typeof navigator === 'undefined' || !('serviceWorker' in navigator) || typeof PushManager === 'undefined') {
+      throw new Error('this browser has no Web Push');
+    }
+    if (await Notification.requestPermission() !== 'granted') throw new Error('notifications are not allowed');
+    const reg = await navigator.serviceWorker.register(swUrl);
+    await navigator.serviceWorker.ready;
+    const key = await this.getVAPIDPublicKey();
+    let sub = await reg.pushManager.getSubscription();
+    if (sub && b64url(sub.options.applicationServerKey) !== key) { await sub.unsubscribe(); sub = null; } // another app's, or a new key
+    if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: fromB64url(key) });
+    const { endpoint, keys } = sub.toJSON();
+    return this.registerPushTarget({ kind: 'webpush', device, endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } });
+  }
+
   async _api(method, path, json) {
     const resp = await this._owner()._fetchAs(this._session(), method, path, json === undefined ? {} : { json });
     return resp.status === 204 ? null : resp.json();
@@ -1767,6 +1806,20 @@ export function localStorageCursor(prefix = 'tidings.cursor') {
 }
 
 function enc(s) { return encodeURIComponent(s); }
+
+/** base64url (no padding) of an ArrayBuffer; '' for null. */
+function b64url(buf) {
+  if (!buf) return '';
+  let bin = '';
+  for (const b of new Uint8Array(buf)) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The bytes of a base64url string. */
+function fromB64url(s) {
+  const bin = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - s.length % 4) % 4));
+  return Uint8Array.from(bin, c => c.charCodeAt(0));
+}
 
 function query(params) {
   const q = new URLSearchParams();

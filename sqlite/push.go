@@ -1,0 +1,364 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/tidings/tidings"
+)
+
+// PushService implements tidings.PushService and tidings.PushStore.
+type PushService struct{ db *DB }
+
+var (
+	_ tidings.PushService = (*PushService)(nil)
+	_ tidings.PushStore   = (*PushService)(nil)
+)
+
+func NewPushService(db *DB) *PushService { return &PushService{db: db} }
+
+const pushTargetColumns = `id, app_id, user_id, device, kind, address, p256dh, auth, created_at`
+
+func scanPushTarget(row interface{ Scan(...any) error }) (*tidings.PushTarget, error) {
+	var t tidings.PushTarget
+	var address, p256dh, auth string
+	var created int64
+	if err := row.Scan(&t.ID, &t.AppID, &t.UserID, &t.Device, &t.Kind, &address, &p256dh, &auth, &created); err != nil {
+		return nil, err
+	}
+	if t.Kind == tidings.PushWebPush {
+		t.Endpoint = address
+		t.Keys = &tidings.PushKeys{P256dh: p256dh, Auth: auth}
+	} else {
+		t.Token = address
+	}
+	t.CreatedAt = fromMicros(created)
+	return &t, nil
+}
+
+func (s *PushService) RegisterPushTarget(ctx context.Context, nt tidings.NewPushTarget) (*tidings.PushTarget, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := nt.Validate(); err != nil {
+		return nil, err
+	}
+	address, p256dh, auth := nt.Token, "", ""
+	if nt.Kind == tidings.PushWebPush {
+		address, p256dh, auth = nt.Endpoint, nt.Keys.P256dh, nt.Keys.Auth
+	}
+	var id string
+	now := s.db.Now()
+	err = s.db.update(ctx, func(tx *Tx) error {
+		err := tx.queryRow(`SELECT id FROM push_targets WHERE app_id = ? AND kind = ? AND address = ?`,
+			[]any{c.AppID, nt.Kind, address}, &id)
+		switch {
+		case isNoRows(err):
+			id = tidings.NewID()
+			if _, err := tx.exec(`INSERT INTO push_targets (`+pushTargetColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				id, c.AppID, c.UserID, nt.Device, nt.Kind, address, p256dh, auth, micros(now)); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			// The same subscription or token again: it is the caller's now,
+			// with the keys and device given.
+			if _, err := tx.exec(`UPDATE push_targets SET user_id = ?, device = ?, p256dh = ?, auth = ?, created_at = ?
+				WHERE app_id = ? AND id = ?`, c.UserID, nt.Device, p256dh, auth, micros(now), c.AppID, id); err != nil {
+				return err
+			}
+		}
+		_, err = tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND user_id = ? AND id NOT IN (
+			SELECT id FROM push_targets WHERE app_id = ? AND user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?)`,
+			c.AppID, c.UserID, c.AppID, c.UserID, tidings.MaxPushTargets)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	t, err := scanPushTarget(s.db.queryRow(ctx, `SELECT `+pushTargetColumns+` FROM push_targets WHERE app_id = ? AND id = ?`, c.AppID, id))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read the push target: %w", err)
+	}
+	return t, nil
+}
+
+func (s *PushService) ListPushTargets(ctx context.Context) ([]*tidings.PushTarget, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.userTargets(ctx, c.AppID, c.UserID)
+}
+
+func (s *PushService) userTargets(ctx context.Context, appID, userID string) ([]*tidings.PushTarget, error) {
+	rows, err := s.db.query(ctx, `SELECT `+pushTargetColumns+` FROM push_targets
+		WHERE app_id = ? AND user_id = ? ORDER BY created_at, id`, appID, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*tidings.PushTarget{}
+	for rows.Next() {
+		t, err := scanPushTarget(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (s *PushService) DeletePushTarget(ctx context.Context, id string) error {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return err
+	}
+	return s.db.update(ctx, func(tx *Tx) error {
+		res, err := tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND user_id = ? AND id = ?`, c.AppID, c.UserID, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return tidings.Errorf(tidings.ENotFound, "push target %q not found", id)
+		}
+		return nil
+	})
+}
+
+func (s *PushService) PushSettings(ctx context.Context) (*tidings.PushSettings, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.settings(ctx, c)
+}
+
+func (s *PushService) settings(ctx context.Context, c tidings.Caller) (*tidings.PushSettings, error) {
+	var disabled int
+	err := s.db.queryRow(ctx, `SELECT disabled FROM push_settings WHERE app_id = ? AND user_id = ?`, c.AppID, c.UserID).Scan(&disabled)
+	if err != nil && !isNoRows(err) {
+		return nil, err
+	}
+	st := &tidings.PushSettings{Enabled: disabled == 0, MutedConversations: []string{}}
+	rows, err := s.db.query(ctx, `SELECT conversation_id FROM push_mutes WHERE app_id = ? AND user_id = ? ORDER BY conversation_id`, c.AppID, c.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		st.MutedConversations = append(st.MutedConversations, id)
+	}
+	return st, rows.Err()
+}
+
+func (s *PushService) UpdatePushSettings(ctx context.Context, upd tidings.PushSettingsUpdate) (*tidings.PushSettings, error) {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if upd.Enabled != nil {
+		disabled := 0
+		if !*upd.Enabled {
+			disabled = 1
+		}
+		err := s.db.update(ctx, func(tx *Tx) error {
+			_, err := tx.exec(`INSERT INTO push_settings (app_id, user_id, disabled) VALUES (?, ?, ?)
+				ON CONFLICT (app_id, user_id) DO UPDATE SET disabled = excluded.disabled`, c.AppID, c.UserID, disabled)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s.settings(ctx, c)
+}
+
+func (s *PushService) MuteConversation(ctx context.Context, conversationID string, muted bool) error {
+	c, err := userCaller(ctx)
+	if err != nil {
+		return err
+	}
+	return s.db.update(ctx, func(tx *Tx) error {
+		var one int
+		err := tx.queryRow(`SELECT 1 FROM participants WHERE app_id = ? AND conversation_id = ? AND user_id = ?`,
+			[]any{c.AppID, conversationID, c.UserID}, &one)
+		if isNoRows(err) {
+			return tidings.Errorf(tidings.ENotFound, "conversation %q not found among yours", conversationID)
+		} else if err != nil {
+			return err
+		}
+		if muted {
+			_, err = tx.exec(`INSERT OR IGNORE INTO push_mutes (app_id, user_id, conversation_id) VALUES (?, ?, ?)`,
+				c.AppID, c.UserID, conversationID)
+		} else {
+			_, err = tx.exec(`DELETE FROM push_mutes WHERE app_id = ? AND user_id = ? AND conversation_id = ?`,
+				c.AppID, c.UserID, conversationID)
+		}
+		return err
+	})
+}
+
+func (s *PushService) VAPIDPublicKey(ctx context.Context) (string, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := s.AppPushConfig(ctx, c.AppID)
+	if err != nil {
+		return "", err
+	}
+	return cfg.VAPIDPublicKey, nil
+}
+
+func (s *PushService) PushConfig(ctx context.Context) (*tidings.PushConfig, error) {
+	c, err := serverCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.AppPushConfig(ctx, c.AppID)
+}
+
+func (s *PushService) UpdatePushConfig(ctx context.Context, upd tidings.PushConfigUpdate) (*tidings.PushConfig, error) {
+	c, err := serverCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cfg *tidings.PushConfig
+	err = s.db.update(ctx, func(tx *Tx) error {
+		var err error
+		if cfg, err = tx.pushConfig(c.AppID); err != nil {
+			return err
+		}
+		if err := upd.Apply(cfg); err != nil {
+			return err
+		}
+		_, err = tx.exec(`UPDATE push_apps SET vapid_subject = ?, alert_template = ?, burst_template = ? WHERE app_id = ?`,
+			cfg.VAPIDSubject, cfg.AlertTemplate, cfg.BurstTemplate, c.AppID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+const pushAppColumns = `vapid_public, vapid_private, vapid_subject, alert_template, burst_template`
+
+func scanPushConfig(row interface{ Scan(...any) error }) (*tidings.PushConfig, error) {
+	var cfg tidings.PushConfig
+	if err := row.Scan(&cfg.VAPIDPublicKey, &cfg.VAPIDPrivateKey, &cfg.VAPIDSubject, &cfg.AlertTemplate, &cfg.BurstTemplate); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (s *PushService) AppPushConfig(ctx context.Context, appID string) (*tidings.PushConfig, error) {
+	cfg, err := scanPushConfig(s.db.queryRow(ctx, `SELECT `+pushAppColumns+` FROM push_apps WHERE app_id = ?`, appID))
+	if err == nil || !isNoRows(err) {
+		return cfg, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		cfg, err = tx.pushConfig(appID)
+		return err
+	})
+	return cfg, err
+}
+
+// pushConfig reads the app's push configuration, making it (and the
+// app's VAPID key pair) if there is none yet.
+func (tx *Tx) pushConfig(appID string) (*tidings.PushConfig, error) {
+	st, err := tx.stmt(`SELECT ` + pushAppColumns + ` FROM push_apps WHERE app_id = ?`)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := scanPushConfig(st.QueryRowContext(tx.ctx, appID))
+	if !isNoRows(err) {
+		return cfg, err
+	}
+	if _, err := tx.findApp(appID); err != nil {
+		return nil, err
+	}
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	cfg = &tidings.PushConfig{
+		VAPIDPublicKey:  base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes()),
+		VAPIDPrivateKey: base64.RawURLEncoding.EncodeToString(key.Bytes()),
+		VAPIDSubject:    tidings.DefaultVAPIDSubject,
+		AlertTemplate:   tidings.DefaultPushAlertTemplate,
+		BurstTemplate:   tidings.DefaultPushBurstTemplate,
+	}
+	_, err = tx.exec(`INSERT INTO push_apps (app_id, `+pushAppColumns+`) VALUES (?, ?, ?, ?, ?, ?)`, appID,
+		cfg.VAPIDPublicKey, cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.AlertTemplate, cfg.BurstTemplate)
+	return cfg, err
+}
+
+func (s *PushService) PushCandidates(ctx context.Context, appID, conversationID, exclude string) ([]string, error) {
+	rows, err := s.db.query(ctx, `SELECT p.user_id FROM participants p
+		WHERE p.app_id = ? AND p.conversation_id = ? AND p.user_id <> ?
+		  AND EXISTS (SELECT 1 FROM push_targets t WHERE t.app_id = p.app_id AND t.user_id = p.user_id)
+		  AND NOT EXISTS (SELECT 1 FROM push_mutes m WHERE m.app_id = p.app_id AND m.user_id = p.user_id AND m.conversation_id = p.conversation_id)
+		  AND NOT EXISTS (SELECT 1 FROM push_settings s WHERE s.app_id = p.app_id AND s.user_id = p.user_id AND s.disabled <> 0)`,
+		appID, conversationID, exclude)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+func (s *PushService) PushRecipient(ctx context.Context, appID, userID, conversationID string) (*tidings.PushRecipient, error) {
+	var r tidings.PushRecipient
+	var disabled, muted int
+	var unread sql.NullInt64
+	err := s.db.queryRow(ctx, `SELECT
+		  COALESCE((SELECT disabled FROM push_settings WHERE app_id = ?1 AND user_id = ?2), 0),
+		  EXISTS (SELECT 1 FROM push_mutes WHERE app_id = ?1 AND user_id = ?2 AND conversation_id = ?3),
+		  (SELECT MAX(c.last_seq - p.read_seq, 0) FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
+		   WHERE p.app_id = ?1 AND p.user_id = ?2 AND p.conversation_id = ?3 AND c.deleted_at IS NULL),
+		  (SELECT COALESCE(SUM(MAX(c.last_seq - p.read_seq, 0)), 0) FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
+		   WHERE p.app_id = ?1 AND p.user_id = ?2 AND c.deleted_at IS NULL)`,
+		appID, userID, conversationID).Scan(&disabled, &muted, &unread, &r.Badge)
+	if err != nil {
+		return nil, err
+	}
+	r.Disabled, r.Muted, r.Unread = disabled != 0, muted != 0, unread.Int64
+	if r.Targets, err = s.userTargets(ctx, appID, userID); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (s *PushService) RemovePushTargets(ctx context.Context, appID string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.db.update(ctx, func(tx *Tx) error {
+		for _, id := range ids {
+			if _, err := tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND id = ?`, appID, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
