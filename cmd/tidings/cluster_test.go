@@ -935,3 +935,34 @@ func TestClusterConnectionLimit(t *testing.T) {
 		t.Errorf("a third connection of alice, on node 3, with two on nodes 1 and 2: %v; want rate_limited", err)
 	}
 }
+
+// Webhooks in a cluster: one node (the holder of the webhooks lease)
+// delivers each message sent through any node, once, in the
+// conversation's order.
+func TestClusterWebhooks(t *testing.T) {
+	c, clients, _, _ := clusterUsers(t)
+	r := newHookReceiver(t)
+	var ep struct{ ID, Secret string }
+	callAPI(t, c.nodes[1].url, c.key, "POST", "/v1/webhooks",
+		map[string]any{"url": r.srv.URL + "/hooks", "events": []string{"conversationMessage.sent"}}, &ep, http.StatusCreated)
+	r.secret.Store(ep.Secret)
+	// Messages sent through the three nodes in turn.
+	var want []string
+	for i := range 9 {
+		text := fmt.Sprintf("w%d", i)
+		want = append(want, text)
+		sendAll(t, clients[i%3], "room", []string{text})
+	}
+	deadline := time.Now().Add(clusterWait)
+	for len(r.received()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := r.received(); !slices.Equal(got, want) {
+		t.Errorf("the webhook receiver got %q, want %q", got, want)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.duplicates != 0 {
+		t.Errorf("the webhook receiver got %d duplicates of %d deliveries; want none without a failure", r.duplicates, r.deliveries)
+	}
+}
