@@ -494,8 +494,8 @@ func clusterUsers(t *testing.T) (c *testCluster, clients []*client.Client, inbox
 	return c, clients, inboxes, tokens
 }
 
-// hasTexts returns a condition: the messages of conv received, in order,
-// are want.
+// hasTexts returns a condition for waitFor: as many messages of conv as
+// want have come (checkTexts then checks which, in what order).
 func hasTexts(conv string, want []string) func([]client.Event) bool {
 	return func(evs []client.Event) bool {
 		got := texts(messages(evs, conv))
