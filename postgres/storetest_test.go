@@ -29,6 +29,7 @@ func TestConformance(t *testing.T) {
 			EventLog:      NewEventLog(db),
 			Files:         NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile),
 			MaxFileBytes:  maxFile,
+			Push:          NewPushService(db),
 		}
 	})
 }
