@@ -243,11 +243,11 @@ type batchSend struct {
 	earlier *string // the id of the sender's message with this client id
 	parts   []tidings.Part
 	// what it does
-	err   error
-	first *batchSend // an earlier send of the batch with the same client id
-	msg   *tidings.Message
-	found *tidings.Message // the earlier message, read
-	stored bool            // the insert stored the message
+	err    error
+	first  *batchSend // an earlier send of the batch with the same client id
+	msg    *tidings.Message
+	found  *tidings.Message // the earlier message, read
+	stored bool             // the insert stored the message
 }
 
 // attemptSends runs a batch in one transaction and commits it, setting
@@ -379,7 +379,7 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 	// 3. In queue order: number the messages, store them and their events
 	// (positions drawn in that order), read the earlier messages.
 	b = &pgx.Batch{}
-	next := make(map[string]int64)                // conversation: its next message seq
+	next := make(map[string]int64)           // conversation: its next message seq
 	firsts := make(map[[3]string]*batchSend) // conversation, sender, client id
 	for _, s := range sends {
 		if s.err != nil {
