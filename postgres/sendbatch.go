@@ -233,21 +233,71 @@ func (db *DB) sendBatch(batch []*sendJob) {
 const batchLocks = `SELECT pg_advisory_xact_lock(k) FROM (
 	SELECT DISTINCT hashtextextended(name, 0) AS k FROM unnest($1::text[]) AS name ORDER BY k) AS keys`
 
+// batchViews is sendView for the sends of a batch ($1 apps, $2
+// conversations, $3 senders), but for the client ids (batchEarlier): a
+// row per send whose conversation exists, with the send's rank (from 1).
+const batchViews = `SELECT r.ord, c.is_public, c.deleted_at, c.roles, c.last_seq, p.role,
+	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
+	FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(app_id, conversation_id, user_id, ord)
+	JOIN conversations c ON c.app_id = r.app_id AND c.id = r.conversation_id
+	LEFT JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = r.user_id
+	LEFT JOIN users u ON u.app_id = c.app_id AND u.id = r.user_id
+	FOR UPDATE OF c`
+
+// batchEarlier finds the messages that the senders of a batch sent
+// already with the client ids they give ($1 apps, $2 conversations, $3
+// senders, $4 client ids), with the rank of the send asking. A lookup in
+// the unique index per send (LATERAL): a plan made for any batch, not
+// knowing how many sends it has, would otherwise read every message.
+const batchEarlier = `SELECT r.ord, ` + messageColumns + `
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS r(app_id, conversation_id, sender_id, client_id, ord)
+	JOIN LATERAL (SELECT * FROM messages WHERE app_id = r.app_id AND conversation_id = r.conversation_id
+		AND sender_id = r.sender_id AND client_id = r.client_id OFFSET 0) AS m ON true
+	JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+
+// batchInsert is sendInsert for the messages of a batch ($1 apps, $2
+// conversations, $3 seqs, $4 ids, $5 senders, $6 client ids, $7 parts,
+// $8 metadata, $9 alerts; $10 the time): each conversation's last seq and
+// each sender's own marks move to their last message stored. It returns
+// the number of messages stored.
+const batchInsert = `WITH m AS (
+		INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
+		SELECT r.app_id, r.conversation_id, r.seq, r.id, r.sender_id, r.client_id, r.parts::json, r.metadata::json, r.alert, $10
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+			AS r(app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert)
+		ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
+		RETURNING app_id, conversation_id, sender_id, seq),
+	c AS (UPDATE conversations SET last_seq = x.seq, last_activity_at = $10
+		FROM (SELECT app_id, conversation_id, max(seq) AS seq FROM m GROUP BY app_id, conversation_id) AS x
+		WHERE conversations.app_id = x.app_id AND conversations.id = x.conversation_id),
+	p AS (UPDATE participants SET delivered_seq = greatest(delivered_seq, x.seq), read_seq = greatest(read_seq, x.seq)
+		FROM (SELECT app_id, conversation_id, sender_id, max(seq) AS seq FROM m GROUP BY app_id, conversation_id, sender_id) AS x
+		WHERE participants.app_id = x.app_id AND participants.conversation_id = x.conversation_id AND participants.user_id = x.sender_id)
+	SELECT count(*) FROM m`
+
+// batchEvents stores the messageSent events of a batch ($1 ids, $2 apps,
+// $3 conversations, $4 actors, $5 payloads; $6 the name, $7 the time),
+// drawing their positions in the order given. It returns each event's id
+// and position.
+const batchEvents = `INSERT INTO events (seq, id, app_id, name, time, actor, conversation_id, payload)
+	SELECT nextval('tidings_event_seq'), r.id, r.app_id, $6, $7, r.actor::json, r.conversation_id, r.payload::json
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS r(id, app_id, conversation_id, actor, payload, ord)
+	ORDER BY r.ord
+	RETURNING id, seq`
+
 // A batchSend is a send's state within one attempt of its batch.
 type batchSend struct {
-	job  *sendJob
-	view tidings.Conversation
+	job *sendJob
 	// what the batch read for it
-	lastSeq int64
+	viewed  bool
+	view    tidings.Conversation
 	sender  *tidings.Profile
-	earlier *string // the id of the sender's message with this client id
+	earlier *tidings.Message // the sender's message with this client id
 	parts   []tidings.Part
 	// what it does
-	err    error
-	first  *batchSend // an earlier send of the batch with the same client id
-	msg    *tidings.Message
-	found  *tidings.Message // the earlier message, read
-	stored bool             // the insert stored the message
+	err   error
+	first *batchSend // an earlier send of the batch with the same client id
+	msg   *tidings.Message
 }
 
 // attemptSends runs a batch in one transaction and commits it, setting
@@ -299,27 +349,77 @@ var errClientIDTaken = errors.New("a client id was taken by a message the batch 
 // send refused sets its job's error; an error returned fails the batch.
 func (tx *Tx) sendBatch(jobs []*sendJob) error {
 	sends := make([]*batchSend, len(jobs))
-	var names []string
+	var names, apps, convs, senders []string
+	var clientSends []*batchSend
+	var cApps, cConvs, cSenders, cClients []string
 	seen := make(map[string]bool)
 	for i, j := range jobs {
-		sends[i] = &batchSend{job: j}
-		name := j.caller.AppID + "/" + j.convID
+		s := &batchSend{job: j}
+		sends[i] = s
+		c := j.caller
+		name := c.AppID + "/" + j.convID
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, name)
 		}
+		apps, convs, senders = append(apps, c.AppID), append(convs, j.convID), append(senders, c.UserID)
+		if j.nm.ClientID != "" {
+			clientSends = append(clientSends, s)
+			cApps, cConvs = append(cApps, c.AppID), append(cConvs, j.convID)
+			cSenders, cClients = append(cSenders, c.UserID), append(cClients, j.nm.ClientID)
+		}
 	}
 
 	// 1. Queue for the conversations (the transaction is fresh: no id
-	// yet), draw the id, read and lock what every send needs.
+	// yet), draw the id, read and lock what the sends need.
 	b := &pgx.Batch{}
+	// Plans made once per connection: planning these statements anew
+	// for each batch's number of sends would cost more than running them.
+	b.Queue(`SET LOCAL plan_cache_mode = force_generic_plan`)
 	b.Queue(batchLocks, names)
 	b.Queue(`SELECT pg_current_xact_id()`)
-	for _, s := range sends {
-		j := s.job
-		b.Queue(sendView, j.caller.UserID, j.caller.AppID, j.convID, nullString(j.nm.ClientID)).QueryRow(func(row pgx.Row) error {
-			s.err = s.read(row)
-			return nil
+	b.Queue(batchViews, apps, convs, senders).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var ord int64
+			var roles []byte
+			var role, name, avatar, idValue, idKind *string
+			var view tidings.Conversation
+			if err := rows.Scan(&ord, &view.IsPublic, &view.DeletedAt, &roles, &view.LastSeq, &role,
+				&name, &avatar, &idValue, &idKind); err != nil {
+				return err
+			}
+			s := sends[ord-1]
+			if err := json.Unmarshal(roles, &view.Roles); err != nil {
+				return fmt.Errorf("conversation %s: bad roles: %w", s.job.convID, err)
+			}
+			if role != nil {
+				view.Role = tidings.Role(*role)
+			}
+			view.ID = s.job.convID
+			s.viewed, s.view = true, view
+			if name != nil {
+				s.sender = &tidings.Profile{ID: s.job.caller.UserID, DisplayName: *name}
+				if avatar != nil {
+					s.sender.AvatarURL = *avatar
+				}
+				if idValue != nil && idKind != nil {
+					s.sender.Identifier = &tidings.Identifier{Value: *idValue, Kind: *idKind}
+				}
+			}
+		}
+		return rows.Err()
+	})
+	if len(clientSends) > 0 {
+		b.Queue(batchEarlier, cApps, cConvs, cSenders, cClients).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var ord int64
+				m, err := scanMessage(prefixed{rows, &ord})
+				if err != nil {
+					return err
+				}
+				clientSends[ord-1].earlier = m
+			}
+			return rows.Err()
 		})
 	}
 	if err := tx.tx.SendBatch(tx.ctx, b).Close(); err != nil {
@@ -327,10 +427,7 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 	}
 	tx.hasXID = true
 	for _, s := range sends {
-		var te *tidings.Error
-		if s.err != nil && !errors.As(s.err, &te) {
-			return s.err // not a refusal: the batch fails
-		}
+		s.err = s.check()
 	}
 
 	// 2. The files named, locked so that RemoveUnattached leaves them.
@@ -376,39 +473,38 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 		}
 	}
 
-	// 3. In queue order: number the messages, store them and their events
-	// (positions drawn in that order), read the earlier messages.
+	// 3. In queue order: number the messages, then store them, and their
+	// events (positions drawn in that order).
+	var m struct {
+		apps, convs, ids, senders, parts, alerts []string
+		seqs                                     []int64
+		clients, metadata                        []*string
+	}
+	var e struct{ ids, apps, convs, actors, payloads []string }
+	var events []*tidings.Event
 	b = &pgx.Batch{}
-	next := make(map[string]int64)           // conversation: its next message seq
-	firsts := make(map[[3]string]*batchSend) // conversation, sender, client id
+	next := make(map[[2]string]int64)        // app, conversation: its next message seq
+	firsts := make(map[[4]string]*batchSend) // app, conversation, sender, client id
 	for _, s := range sends {
-		if s.err != nil {
+		if s.err != nil || s.earlier != nil {
 			continue
 		}
 		j := s.job
 		c := j.caller
-		if s.earlier != nil {
-			b.Queue(`SELECT `+messageColumns+messageFrom+` WHERE m.app_id = $1 AND m.conversation_id = $2 AND m.id = $3`,
-				c.AppID, j.convID, *s.earlier).QueryRow(func(row pgx.Row) error {
-				var err error
-				s.found, err = scanMessage(row)
-				return err
-			})
-			continue
-		}
 		if j.nm.ClientID != "" {
-			key := [3]string{j.convID, c.UserID, j.nm.ClientID}
+			key := [4]string{c.AppID, j.convID, c.UserID, j.nm.ClientID}
 			if first := firsts[key]; first != nil {
 				s.first = first
 				continue
 			}
 			firsts[key] = s
 		}
-		seq, ok := next[j.convID]
+		conv := [2]string{c.AppID, j.convID}
+		seq, ok := next[conv]
 		if !ok {
-			seq = s.lastSeq + 1
+			seq = s.view.LastSeq + 1
 		}
-		next[j.convID] = seq + 1
+		next[conv] = seq + 1
 		for _, p := range s.parts {
 			if p.FileID != "" {
 				b.Queue(`UPDATE files SET attached = true WHERE app_id = $1 AND conversation_id = $2 AND id = $3`,
@@ -423,28 +519,62 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 			ID: tidings.NewID(), ConversationID: j.convID, Seq: seq, ClientID: j.nm.ClientID,
 			Sender: *s.sender, Parts: s.parts, Metadata: j.nm.Metadata, Alert: j.nm.Alert, SentAt: tx.now,
 		}
-		b.Queue(sendInsert, c.AppID, j.convID, seq, s.msg.ID, c.UserID, nullString(j.nm.ClientID),
-			string(partsJSON), nullBytes(j.nm.Metadata), j.nm.Alert, tx.now).QueryRow(func(row pgx.Row) error {
-			var stored int64
-			err := row.Scan(&stored)
-			if isNoRows(err) {
-				return nil
-			}
-			s.stored = err == nil
-			return err
-		})
+		m.apps, m.convs, m.seqs, m.ids = append(m.apps, c.AppID), append(m.convs, j.convID), append(m.seqs, seq), append(m.ids, s.msg.ID)
+		m.senders, m.parts, m.alerts = append(m.senders, c.UserID), append(m.parts, string(partsJSON)), append(m.alerts, j.nm.Alert)
+		var client, metadata *string
+		if j.nm.ClientID != "" {
+			client = &j.nm.ClientID
+		}
+		if len(j.nm.Metadata) > 0 {
+			meta := string(j.nm.Metadata)
+			metadata = &meta
+		}
+		m.clients, m.metadata = append(m.clients, client), append(m.metadata, metadata)
+
 		sender := *s.sender
-		ev, err := tx.queueEvent(b, c.AppID, tidings.EventMessageSent, &sender, j.convID, "", tidings.NewMessagePayload(s.msg, ""))
+		ev, actor, err := tx.newEvent(c.AppID, tidings.EventMessageSent, &sender, j.convID, "", tidings.NewMessagePayload(s.msg, ""))
 		if err != nil {
 			return err
 		}
-		tx.events = append(tx.events, ev)
+		events = append(events, ev)
+		e.ids, e.apps, e.convs = append(e.ids, ev.ID), append(e.apps, c.AppID), append(e.convs, j.convID)
+		e.actors, e.payloads = append(e.actors, *actor), append(e.payloads, string(ev.Payload))
+	}
+	if len(events) > 0 {
+		b.Queue(batchInsert, m.apps, m.convs, m.seqs, m.ids, m.senders, m.clients, m.parts, m.metadata, m.alerts, tx.now).QueryRow(func(row pgx.Row) error {
+			var stored int
+			if err := row.Scan(&stored); err != nil {
+				return err
+			}
+			if stored != len(events) {
+				return &cutError{errClientIDTaken}
+			}
+			return nil
+		})
+		byID := make(map[string]*tidings.Event, len(events))
+		for _, ev := range events {
+			byID[ev.ID] = ev
+		}
+		b.Queue(batchEvents, e.ids, e.apps, e.convs, e.actors, e.payloads, tidings.EventMessageSent, tx.now).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var seq int64
+				if err := rows.Scan(&id, &seq); err != nil {
+					return err
+				}
+				if ev := byID[id]; ev != nil {
+					ev.Seq = seq
+				}
+			}
+			return rows.Err()
+		})
 	}
 	if b.Len() > 0 {
 		if err := tx.tx.SendBatch(tx.ctx, b).Close(); err != nil {
 			return err
 		}
 	}
+	tx.events = append(tx.events, events...)
 
 	// The outcomes, set now and kept if the commit succeeds.
 	for _, s := range sends {
@@ -452,16 +582,11 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 		switch {
 		case s.err != nil:
 			j.err = s.err
-		case s.found != nil:
-			j.msg = s.found
+		case s.earlier != nil:
+			j.msg = s.earlier
 		case s.first != nil:
-			if s.first.msg == nil { // cannot be: the first was stored
-				return fmt.Errorf("send %s: its first try in the batch has no message", j.nm.ClientID)
-			}
 			m := *s.first.msg
 			j.msg = &m
-		case !s.stored:
-			return &cutError{errClientIDTaken}
 		default:
 			j.msg, j.created = s.msg, true
 		}
@@ -469,42 +594,27 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 	return nil
 }
 
-// read scans s's row of sendView and checks that its sender may send. A
-// refusal is a tidings error; any other error fails the batch.
-func (s *batchSend) read(row pgx.Row) error {
-	j := s.job
-	var roles []byte
-	var role, name, avatar, idValue, idKind *string
-	view := &s.view
-	err := row.Scan(&view.IsPublic, &view.DeletedAt, &roles, &s.lastSeq, &role, &name, &avatar, &idValue, &idKind, &s.earlier)
-	if isNoRows(err) {
-		return tidings.ErrConversationNotFound(j.convID)
+// check applies the access policy to a send, as SendMessage does for one.
+func (s *batchSend) check() error {
+	convID := s.job.convID
+	if !s.viewed {
+		return tidings.ErrConversationNotFound(convID)
 	}
-	if err != nil {
+	if err := tidings.CanSeeConversation(convID, &s.view); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(roles, &view.Roles); err != nil {
-		return fmt.Errorf("conversation %s: bad roles: %w", j.convID, err)
-	}
-	if role != nil {
-		view.Role = tidings.Role(*role)
-	}
-	view.ID, view.LastSeq = j.convID, s.lastSeq
-	if err := tidings.CanSeeConversation(j.convID, view); err != nil {
-		return err
-	}
-	if name == nil {
+	if s.sender == nil {
 		return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
 	}
-	if err := tidings.CanSendMessage(j.convID, view); err != nil {
-		return err
-	}
-	s.sender = &tidings.Profile{ID: j.caller.UserID, DisplayName: *name}
-	if avatar != nil {
-		s.sender.AvatarURL = *avatar
-	}
-	if idValue != nil && idKind != nil {
-		s.sender.Identifier = &tidings.Identifier{Value: *idValue, Kind: *idKind}
-	}
-	return nil
+	return tidings.CanSendMessage(convID, &s.view)
+}
+
+// prefixed scans a row whose first column is not the caller's.
+type prefixed struct {
+	rows  pgx.Rows
+	first any
+}
+
+func (p prefixed) Scan(dest ...any) error {
+	return p.rows.Scan(append([]any{p.first}, dest...)...)
 }
