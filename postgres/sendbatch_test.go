@@ -295,3 +295,92 @@ func TestQueuedSendsKeepTheirOrder(t *testing.T) {
 		t.Errorf("alice's stream of c: %v; want the %d messages, then bob's leaving", names, n)
 	}
 }
+
+// TestBatchesOnSeveralNodes: senders on three nodes send at once into
+// five conversations, each sender moving from one to the next, so that
+// the nodes' batches hold overlapping sets of conversations. No batch
+// waits for another in a cycle (they all end), and in each conversation
+// the messages are numbered without gap, their events' positions in the
+// same order.
+func TestBatchesOnSeveralNodes(t *testing.T) {
+	dsn := freshDSN(t)
+	const nodes, senders, each, conversations = 3, 12, 15, 5
+	dbs := make([]*DB, nodes)
+	for i := range dbs {
+		db := NewDB(dsn)
+		db.Logger = discard()
+		db.MaxConns = 4
+		if err := db.Open(); err != nil {
+			t.Fatalf("node %d: open: %v", i, err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	ctx := context.Background()
+	if _, err := NewAppService(dbs[0]).CreateApp(ctx, "a", "app"); err != nil {
+		t.Fatal(err)
+	}
+	var everyone []tidings.NewParticipant
+	for i := range senders {
+		u := fmt.Sprint("u", i)
+		if _, err := NewUserService(dbs[0]).CreateUser(serverCtx("a"), &tidings.User{ID: u}); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			everyone = append(everyone, tidings.NewParticipant{UserID: u})
+		}
+	}
+	for c := range conversations {
+		if _, err := NewConversationService(dbs[0]).CreateConversation(userCtx("a", "u0"),
+			tidings.NewConversation{ID: fmt.Sprint("c", c), Participants: everyone}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range senders {
+		msgs := NewMessageService(dbs[i%nodes], 0)
+		wg.Go(func() {
+			for k := range each {
+				conv := fmt.Sprint("c", (i+k)%conversations)
+				_, created, err := msgs.SendMessage(userCtx("a", fmt.Sprint("u", i)), conv, tidings.NewMessage{
+					ClientID: fmt.Sprint(i, "-", k), Parts: text(fmt.Sprint(i, "-", k))})
+				if err != nil || !created {
+					t.Errorf("u%d sends %d to %s: created %v, %v", i, k, conv, created, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	total := 0
+	for c := range conversations {
+		rows, err := dbs[1].query(ctx, `SELECT (payload->>'seq')::bigint FROM events
+			WHERE app_id = 'a' AND conversation_id = $1 AND name = $2 ORDER BY seq`, fmt.Sprint("c", c), tidings.EventMessageSent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq); err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, seq)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for i, seq := range seqs {
+			if seq != int64(i+1) {
+				t.Fatalf("c%d: in position order, messages %v; want 1 to %d", c, seqs, len(seqs))
+			}
+		}
+		total += len(seqs)
+	}
+	if total != senders*each {
+		t.Errorf("%d messages, want %d", total, senders*each)
+	}
+}
