@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,7 +161,7 @@ func (q *sendQueue) commit() {
 				break fill
 			}
 		}
-		q.db.sendBatch(batch)
+		q.db.safeSendBatch(batch)
 		for _, j := range batch {
 			close(j.done)
 		}
@@ -171,6 +172,20 @@ func (q *sendQueue) commit() {
 		q.mu.Unlock()
 		clear(batch) // let the answered jobs go
 	}
+}
+
+// safeSendBatch is sendBatch, turning a panic into an internal error of
+// the batch's sends, so that one bad send cannot take the node down.
+func (db *DB) safeSendBatch(batch []*sendJob) {
+	defer func() {
+		if r := recover(); r != nil {
+			db.Logger.Error("panic in a send batch", "panic", r, "stack", string(debug.Stack()))
+			for _, j := range batch {
+				j.msg, j.created, j.err = nil, false, tidings.Errorf(tidings.EInternal, "internal error")
+			}
+		}
+	}()
+	db.sendBatch(batch)
 }
 
 // sendBatch commits a batch of sends and sets each one's outcome.
