@@ -384,3 +384,71 @@ func TestBatchesOnSeveralNodes(t *testing.T) {
 		t.Errorf("%d messages, want %d", total, senders*each)
 	}
 }
+
+// TestSendBatchCutWhileQueued: a batch of several sends whose connection
+// is killed while it waits for a conversation's lock runs again on
+// another connection, and stores each of its messages once.
+func TestSendBatchCutWhileQueued(t *testing.T) {
+	db := fixture(t, nil, "alice", "bob")
+	convs := NewConversationService(db)
+	for _, nc := range []tidings.NewConversation{{ID: "gate"},
+		{ID: "c", Participants: []tidings.NewParticipant{{UserID: "bob"}}}, {ID: "d"}} {
+		if _, err := convs.CreateConversation(userCtx("a", "alice"), nc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	msgs := NewMessageService(db, 0)
+	// Hold c, as a long change of it would.
+	holder, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('a/c', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	g := closeGate(t, db)
+	var holderPID int
+	if err := holder.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&holderPID); err != nil {
+		t.Fatal(err)
+	}
+	a := queue(msgs, "alice", "c", tidings.NewMessage{ClientID: "a", Parts: text("a")})
+	d := queue(msgs, "alice", "d", tidings.NewMessage{ClientID: "d", Parts: text("d")})
+	b := queue(msgs, "bob", "c", tidings.NewMessage{ClientID: "b", Parts: text("b")})
+	g.pass()
+	// The batch of the three waits for c: kill its connection.
+	var pid int
+	waitFor(t, "the batch to wait for c", func() bool {
+		err := db.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> $1`, holderPID).Scan(&pid)
+		return err == nil
+	})
+	if _, err := db.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the batch to wait again", func() bool {
+		var again int
+		err := db.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> $1`, holderPID).Scan(&again)
+		return err == nil && again != pid
+	})
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]struct {
+		ch  <-chan sent
+		seq int64
+	}{"a": {a, 1}, "d": {d, 1}, "b": {b, 2}} {
+		s := answer(t, want.ch)
+		if s.err != nil || !s.created || s.m.Seq != want.seq {
+			t.Errorf("send %s: %+v, %v, %v; want message %d, created", name, s.m, s.created, s.err, want.seq)
+		}
+	}
+	for conv, n := range map[string]int{"c": 2, "d": 1} {
+		page, err := msgs.ListMessages(userCtx("a", "alice"), conv, tidings.MessageFilter{})
+		if err != nil || len(page.Messages) != n {
+			t.Errorf("history of %s: %+v, %v; want %d messages, each once", conv, page, err, n)
+		}
+	}
+}
