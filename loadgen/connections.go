@@ -57,7 +57,7 @@ func RunConnections(ctx context.Context, cfg ConnectionsConfig) (*Result, error)
 	}
 	aud := newAudience(0)
 	defer dropAll(rs)
-	if err := e.connectEach(ctx, rs, tokens, aud, "latest", nil); err != nil {
+	if err := e.connectEach(ctx, e.ws, rs, tokens, aud, "latest", nil); err != nil {
 		return nil, err
 	}
 	r.Connections = len(rs)

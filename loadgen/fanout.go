@@ -241,17 +241,17 @@ func (e *env) connectReceivers(ctx context.Context, g *group, aud *audience) ([]
 	for i := range rs {
 		rs[i] = &receiver{}
 	}
-	return rs, e.connectEach(ctx, rs, g.receiverToks, aud, "latest", nil)
+	return rs, e.connectEach(ctx, e.ws, rs, g.receiverToks, aud, "latest", nil)
 }
 
 // connectEach connects rs[i] with tokens[i], resuming after the ref
 // resume(i) gives (or after fixed when resume is nil).
-func (e *env) connectEach(ctx context.Context, rs []*receiver, tokens []string, aud *audience, fixed string, resume func(i int) string) error {
+func (e *env) connectEach(ctx context.Context, target wsTarget, rs []*receiver, tokens []string, aud *audience, fixed string, resume func(i int) string) error {
 	var connected atomic.Int64
 	e.prog.set(func() string { return fmt.Sprintf("connecting: %d of %d", connected.Load(), len(rs)) })
 	return parallel(ctx, len(rs), e.cfg.Workers, func(i int) error {
 		r := rs[i]
-		s, err := dialSocket(ctx, e.ws, func(frame []byte, at time.Time) { aud.observe(r, frame, at) })
+		s, err := dialSocket(ctx, target, func(frame []byte, at time.Time) { aud.observe(r, frame, at) })
 		if err != nil {
 			return fmt.Errorf("connection %d: %w", i, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidings/tidings/protocol"
@@ -23,6 +24,13 @@ type ReconnectConfig struct {
 	Size    int
 	// Timeout bounds the wait for every client to catch up (default 60s).
 	Timeout time.Duration
+	// Failover, with the URLs of a cluster's nodes (at least two),
+	// connects every client to the last node and the senders to the
+	// first; rather than dropping, the clients lose their node, which is
+	// killed (SIGKILL: it must be a process of this machine), and they
+	// reconnect to the other nodes in turn. The server usage reported is
+	// that of the nodes left.
+	Failover bool
 }
 
 // RunReconnect runs the reconnect scenario: it reports the time until
@@ -49,6 +57,18 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	r := e.result("reconnect", map[string]any{"clients": cfg.Clients, "senders": cfg.Senders, "rate": cfg.Rate,
 		"missed": cfg.Missed, "size": cfg.Size})
 
+	victim, victimPID := e.ws, 0
+	if cfg.Failover {
+		if len(e.ws.urls) < 2 || len(e.pids) != len(e.ws.urls) {
+			return nil, fmt.Errorf("--failover needs the URLs of at least two nodes of a cluster whose processes are known (listening on this machine)")
+		}
+		last := len(e.ws.urls) - 1
+		victim, victimPID = e.ws.subset(last, last+1), e.pids[last]
+		e.ws = e.ws.subset(0, last) // senders, then the storm, go to the others
+		e.pids = e.pids[:last]
+		e.pid = e.pids[0]
+		e.note("failover: the clients' node (%s) is killed; they reconnect to the %d others", victim.urls[0], last)
+	}
 	t0 := time.Now()
 	g, err := e.setupGroup(ctx, cfg.Senders, cfg.Clients)
 	if err != nil {
@@ -57,7 +77,11 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	r.SetupSeconds = time.Since(t0).Seconds()
 	aud := newAudience(cfg.Senders)
 	t0 = time.Now()
-	rs, err := e.connectReceivers(ctx, g, aud)
+	rs := make([]*receiver, len(g.receiverIDs))
+	for i := range rs {
+		rs[i] = &receiver{}
+	}
+	err = e.connectEach(ctx, victim, rs, g.receiverToks, aud, "latest", nil)
 	defer func() { dropAll(rs) }()
 	if err != nil {
 		return nil, err
@@ -93,8 +117,14 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	// Every client drops; messages keep coming until each sender sent its
 	// share of Missed more.
 	phase.Store("away")
-	for _, rc := range rs {
-		rc.socket().drop()
+	if cfg.Failover {
+		if err := syscall.Kill(victimPID, syscall.SIGKILL); err != nil {
+			return nil, fmt.Errorf("kill the node %s (process %d): %w", victim.urls[0], victimPID, err)
+		}
+	} else {
+		for _, rc := range rs {
+			rc.socket().drop()
+		}
 	}
 	perSender := (cfg.Missed + cfg.Senders - 1) / cfg.Senders
 	base := make([]int, len(ss))
@@ -141,7 +171,7 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	}
 	workers := e.cfg.Workers
 	e.cfg.Workers = max(workers, 256) // all at once, within reason
-	err = e.connectEach(ctx, rs, g.receiverToks, aud, "", func(i int) string { return refs[i] })
+	err = e.connectEach(ctx, e.ws, rs, g.receiverToks, aud, "", func(i int) string { return refs[i] })
 	e.cfg.Workers = workers
 	if err != nil {
 		return nil, err

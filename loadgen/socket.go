@@ -49,6 +49,11 @@ func (t wsTarget) url() string {
 	return t.urls[(t.next.Add(1)-1)%uint64(len(t.urls))]
 }
 
+// subset returns a target with urls[from:to] only.
+func (t wsTarget) subset(from, to int) wsTarget {
+	return wsTarget{urls: t.urls[from:to], next: new(atomic.Uint64), dialer: t.dialer}
+}
+
 // dialSocket opens a realtime connection; onUpdate (may be nil) receives
 // each update frame.
 func dialSocket(ctx context.Context, t wsTarget, onUpdate func([]byte, time.Time)) (*socket, error) {

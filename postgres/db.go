@@ -42,6 +42,9 @@ type DB struct {
 	// PollInterval is how often the publisher looks for newly final
 	// events when nothing wakes it earlier (default 5 ms).
 	PollInterval time.Duration
+	// SendBatch caps the sends committed together in one transaction
+	// (default 64; see sendbatch.go).
+	SendBatch int
 
 	pool    *pgxpool.Pool
 	horizon finality
@@ -51,6 +54,8 @@ type DB struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	wake    chan struct{}
+
+	sends sendQueue
 }
 
 // NewDB returns a DB that will connect to the PostgreSQL database named
@@ -71,6 +76,9 @@ func (db *DB) Open() error {
 	}
 	if db.PollInterval <= 0 {
 		db.PollInterval = 5 * time.Millisecond
+	}
+	if db.SendBatch <= 0 {
+		db.SendBatch = 64
 	}
 	cfg, err := pgxpool.ParseConfig(db.dsn)
 	if err != nil {
@@ -101,9 +109,11 @@ func (db *DB) Open() error {
 		return err
 	}
 	db.wake = make(chan struct{}, 1)
+	db.sends.start(db)
 	if db.Publisher != nil {
 		start, err := db.horizon.advance(ctx, db)
 		if err != nil {
+			db.sends.stop()
 			db.pool.Close()
 			db.pool = nil
 			return fmt.Errorf("postgres: start the publisher: %w", err)
@@ -125,6 +135,8 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	db.closeMu.Unlock()
+	// The sends queued already are committed (or fail) first.
+	db.sends.stop()
 	if db.stop != nil {
 		db.stop()
 		<-db.done
@@ -227,7 +239,23 @@ type Tx struct {
 // caller afresh on each run. A transaction cut during its commit has an
 // unknown outcome and is answered EUnavailable. Errors are mapped to
 // tidings errors (see mapError).
+//
+// It starts once the sends queued on this DB before it was called have
+// been committed (or have failed): a caller told that its send was
+// queued (tidings.Queued) may write next, and its write comes after the
+// send, as it would on SQLite.
 func (db *DB) update(ctx context.Context, fn func(*Tx) error) error {
+	if err := db.usable(); err != nil {
+		return err
+	}
+	if err := db.sends.wait(ctx); err != nil {
+		return err
+	}
+	return db.run(ctx, fn)
+}
+
+// run is update without waiting for the queued sends.
+func (db *DB) run(ctx context.Context, fn func(*Tx) error) error {
 	if err := db.usable(); err != nil {
 		return err
 	}

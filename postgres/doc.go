@@ -25,12 +25,17 @@
 // transaction has an id, then locks the conversation's row, then draws
 // positions (conversation.go, message.go): messages are numbered without
 // gaps and their events' positions follow their numbers, whatever the
-// node. All pass the store conformance suite (storetest).
+// node. Sends are committed in groups: the sends queued on a node while
+// a batch commits go together in the next transaction, and each returns
+// once its batch has committed (sendbatch.go); other writes wait for the
+// sends queued before them. All pass the store conformance suite
+// (storetest).
 //
 // Tests and benchmarks run against the PostgreSQL named by
 // TIDINGS_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
 // each in a database of its own that they drop when done, and are skipped
 // when it cannot be reached (they fail instead with
 // TIDINGS_REQUIRE_SERVICES=1). positions_bench_test.go holds the
-// measurements that chose how positions are assigned.
+// measurements that chose how positions are assigned; send_bench_test.go
+// measures durable sends through MessageService.
 package postgres

@@ -38,38 +38,60 @@ func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, u
 
 // emitEvent is emit returning the event, whose Seq is set.
 func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) (*tidings.Event, error) {
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s payload: %w", name, err)
-	}
-	ev := &tidings.Event{
-		ID: tidings.NewID(), AppID: appID, Name: name, Time: tx.now, Actor: actor,
-		ConversationID: conversationID, UserID: userID, Payload: body,
-	}
-	var actorJSON any
-	if actor != nil {
-		b, err := json.Marshal(actor)
-		if err != nil {
-			return nil, err
-		}
-		actorJSON = string(b)
-	}
 	// One round trip: the transaction's id first (rule 1), then the
 	// position, drawn by the insert.
 	b := &pgx.Batch{}
 	if !tx.hasXID {
 		b.Queue(`SELECT pg_current_xact_id()`)
 	}
-	b.Queue(`INSERT INTO events (seq, id, app_id, name, time, actor, conversation_id, user_id, payload)
-		VALUES (nextval('tidings_event_seq'), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`,
-		ev.ID, appID, name, tx.now, actorJSON, nullString(conversationID), nullString(userID), string(body),
-	).QueryRow(func(row pgx.Row) error { return row.Scan(&ev.Seq) })
+	ev, err := tx.queueEvent(b, appID, name, actor, conversationID, userID, payload)
+	if err != nil {
+		return nil, err
+	}
 	if err := tx.tx.SendBatch(tx.ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("store %s event: %w", name, err)
 	}
 	tx.hasXID = true
 	tx.events = append(tx.events, ev)
 	return ev, nil
+}
+
+// queueEvent queues the insert of an event on b: its Seq is set once b
+// has run. The transaction must have its id by the time b runs (rule 1):
+// the caller sees to it.
+func (tx *Tx) queueEvent(b *pgx.Batch, appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) (*tidings.Event, error) {
+	ev, actorJSON, err := tx.newEvent(appID, name, actor, conversationID, userID, payload)
+	if err != nil {
+		return nil, err
+	}
+	b.Queue(`INSERT INTO events (seq, id, app_id, name, time, actor, conversation_id, user_id, payload)
+		VALUES (nextval('tidings_event_seq'), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq`,
+		ev.ID, appID, name, tx.now, actorJSON, nullString(conversationID), nullString(userID), string(ev.Payload),
+	).QueryRow(func(row pgx.Row) error { return row.Scan(&ev.Seq) })
+	return ev, nil
+}
+
+// newEvent makes an event of the change being made, without its
+// position, and returns it with its actor in JSON (nil: none).
+func (tx *Tx) newEvent(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) (*tidings.Event, *string, error) {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode %s payload: %w", name, err)
+	}
+	ev := &tidings.Event{
+		ID: tidings.NewID(), AppID: appID, Name: name, Time: tx.now, Actor: actor,
+		ConversationID: conversationID, UserID: userID, Payload: body,
+	}
+	var actorJSON *string
+	if actor != nil {
+		b, err := json.Marshal(actor)
+		if err != nil {
+			return nil, nil, err
+		}
+		s := string(b)
+		actorJSON = &s
+	}
+	return ev, actorJSON, nil
 }
 
 // lockConversation queues the transaction for a conversation: it returns

@@ -123,9 +123,21 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 	if err := nm.Validate(s.maxBytes); err != nil {
 		return nil, false, err
 	}
+	// Committed with the sends queued with it (sendbatch.go).
+	j := &sendJob{ctx: ctx, caller: c, convID: convID, nm: nm, done: make(chan struct{})}
+	if err := s.db.sends.send(j); err != nil {
+		return nil, false, err
+	}
+	return j.msg, j.created, nil
+}
+
+// sendOne makes a send in a transaction of its own: what a batch of
+// sends does for each of its sends when the server refused one of its
+// statements (see sendbatch.go).
+func (db *DB) sendOne(ctx context.Context, c tidings.Caller, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
 	var msg *tidings.Message
 	created := false
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err := db.run(ctx, func(tx *Tx) error {
 		msg, created = nil, false
 		if err := lockConversation(tx.ctx, tx, c.AppID, convID); err != nil {
 			return err

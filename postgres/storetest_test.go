@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 			MaxFileBytes:  maxFile,
 			Webhooks:      NewWebhookService(db),
 			WebhookStore:  NewWebhookService(db),
+			Push:          NewPushService(db),
 		}
 	})
 }

@@ -16,6 +16,8 @@ type EventLog struct {
 	// PruneChunk bounds the events one write of Prune removes (default
 	// the constant PruneChunk).
 	PruneChunk int
+
+	beforeChunk func() // for tests: runs before each write of Prune
 }
 
 var _ tidings.EventLog = (*EventLog)(nil)
@@ -195,6 +197,9 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 		// shares of those events, and the pruned mark, so that a reader
 		// never finds a hole it is not told of.
 		var n int64 // set, not added to, in the job: a job may run twice (see writer.go)
+		if l.beforeChunk != nil {
+			l.beforeChunk()
+		}
 		err := l.db.update(ctx, func(tx *Tx) error {
 			var upto sql.NullInt64
 			if err := tx.queryRow(`SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT 1 OFFSET ?`,
@@ -203,6 +208,20 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 			}
 			if !upto.Valid || upto.Int64 >= cut.Int64 {
 				upto, done = cut, true
+			}
+			// Read the webhooks' bound again in the job: a replay or an
+			// endpoint enabled since the bound above was read committed
+			// before this job, and the events it now needs must stay.
+			var hooks sql.NullInt64
+			if err := tx.queryRow(`SELECT MIN(last_seq) FROM webhook_endpoints WHERE NOT disabled AND NOT failing`, nil, &hooks); err != nil {
+				return err
+			}
+			if hooks.Valid && hooks.Int64 < upto.Int64 {
+				upto.Int64, done = hooks.Int64, true
+			}
+			if upto.Int64 <= 0 {
+				n = 0
+				return nil
 			}
 			res, err := tx.exec(`DELETE FROM events WHERE seq <= ?`, upto.Int64)
 			if err != nil {

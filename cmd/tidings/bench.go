@@ -281,6 +281,7 @@ func runBenchReconnect(ctx context.Context, c *cli, args []string) error {
 	fs.IntVar(&f.Missed, "missed", 20, "messages sent while the clients are away (a `count`)")
 	fs.IntVar(&f.Size, "size", 64, "length of a message's text (`bytes`)")
 	fs.DurationVar(&f.Timeout, "timeout", time.Minute, "longest wait for every client to catch up (a `duration`)")
+	fs.BoolVar(&f.Failover, "failover", false, "with the URLs of a cluster's nodes: connect the clients to the last node, kill it (SIGKILL) rather than drop them, and reconnect them to the others")
 	if err := parseBench(c, fs, &b, args); err != nil {
 		return err
 	}

@@ -877,9 +877,8 @@ func TestServeOnPostgres(t *testing.T) {
 	bob := strings.TrimSpace(mustRun(t, nil, "token", "--store", store, "--data", dir, "--user", "bob").stdout)
 	callAPI(t, url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "pair",
 		Participants: []tidings.NewParticipant{{UserID: "bob"}}}, nil, http.StatusCreated)
-	// Push notifications are not built on PostgreSQL yet: said, not
-	// half-done.
-	callAPI(t, url, alice, "GET", "/v1/push/targets", nil, nil, http.StatusNotFound)
+	// Push notifications too.
+	callAPI(t, url, alice, "GET", "/v1/push/targets", nil, nil, http.StatusOK)
 	cl, _ := connect(t, url, alice, "", "")
 	_, in := connect(t, url, bob, "", "")
 	sendAll(t, cl, "pair", numbered("m", 0, 5))

@@ -21,6 +21,7 @@ func openPostgres(dsn string, opts storeOptions) (*stores, error) {
 	users := postgres.NewUserService(db)
 	eventLog := postgres.NewEventLog(db)
 	webhooks := postgres.NewWebhookService(db)
+	pushes := postgres.NewPushService(db)
 	s := &stores{
 		Apps:          postgres.NewAppService(db),
 		Users:         users,
@@ -29,6 +30,8 @@ func openPostgres(dsn string, opts storeOptions) (*stores, error) {
 		EventLog:      eventLog,
 		Webhooks:      webhooks,
 		WebhookStore:  webhooks,
+		Push:          pushes,
+		PushStore:     pushes,
 		LastSeen:      users,
 		Tail:          eventLog,
 		Where:         redactURL(dsn),
