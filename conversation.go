@@ -12,6 +12,13 @@ const (
 	RoleOwner  Role = "owner"
 	RoleAdmin  Role = "admin"
 	RoleMember Role = "member"
+	// RoleServer is the app's server acting as itself (the server key
+	// without Tidings-On-Behalf-Of): an all-powerful moderator of every
+	// conversation of its app, above the owners. It is no participant's
+	// role: never stored, never granted (not Valid), never shown. Stores set
+	// it as the conversation's Role (the caller's) for a Server caller
+	// before asking the access policy (see ServerView).
+	RoleServer Role = "server"
 )
 
 // Valid reports whether r is a known role.
@@ -20,6 +27,8 @@ func (r Role) Valid() bool { return r == RoleOwner || r == RoleAdmin || r == Rol
 // rank orders roles: owner > admin > member.
 func (r Role) rank() int {
 	switch r {
+	case RoleServer:
+		return 4
 	case RoleOwner:
 		return 3
 	case RoleAdmin:
@@ -88,7 +97,7 @@ func DefaultRoles() Roles {
 // Allows reports whether a participant with role r may do perm.
 func (rs Roles) Allows(r Role, perm Permission) bool {
 	switch r {
-	case RoleOwner:
+	case RoleOwner, RoleServer:
 		return true
 	case RoleAdmin:
 		return rs.Admin.allows(perm)
@@ -203,9 +212,15 @@ const (
 	MaxInitialParticipants = 1000
 )
 
-// ConversationService manages conversations and their participants. All
-// methods need a user caller. A private conversation the caller does not
-// take part in is ENotFound; a public one can be found and joined.
+// ConversationService manages conversations and their participants. The
+// methods need a user caller, or the app's server acting as itself (a
+// Server caller), which may do everything in every conversation of its
+// app (RoleServer): see, list (ListConversations lists every conversation
+// of the app), create with any participants and roles
+// (ConversationParticipants), update, delete, add, change and remove
+// anyone. Join and Leave need a user. A private conversation the caller
+// does not take part in is ENotFound; a public one can be found and
+// joined. Events of the server's changes have no actor.
 //
 // Events: CreateConversation emits EventConversationCreate then one
 // EventParticipantAdded per participant (owner first); UpdateConversation

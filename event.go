@@ -142,7 +142,7 @@ func (p MessagePayload) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	m := p.Message
-	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, ClientID: m.ClientID, Parts: m.Parts,
+	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, System: m.System, ClientID: m.ClientID, Parts: m.Parts,
 		Metadata: m.Metadata, Alert: m.Alert, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, ReferrerID: p.ReferrerID}
 	if p.ReferrerID != "" {
 		w.SentAt = &m.SentAt
@@ -155,6 +155,7 @@ type messageInEvent struct {
 	ID         string          `json:"id"`
 	Seq        int64           `json:"seq"`
 	Sender     Profile         `json:"sender"`
+	System     bool            `json:"system,omitempty"`
 	ClientID   string          `json:"clientId,omitempty"`
 	Parts      []Part          `json:"parts"`
 	Metadata   json.RawMessage `json:"metadata,omitempty"`
