@@ -58,11 +58,24 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 }
 
 // loadConversation loads a conversation with the caller's role in it, as
-// the access policy (tidings.Can*) needs it: nil when there is none.
+// the access policy (tidings.Can*) needs it: nil when there is none. The
+// app's server has tidings.RoleServer.
 func loadConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id string) (*tidings.Conversation, error) {
 	conv, err := scanConversation(q.QueryRowContext(ctx, conversationView+` WHERE c.app_id = ? AND c.id = ?`, c.UserID, c.AppID, id))
 	if isNoRows(err) {
 		return nil, nil
+	}
+	if err == nil && c.Server {
+		conv = tidings.ServerView(conv)
+	}
+	return conv, err
+}
+
+// shown returns conv as its caller is answered with: the app's server
+// takes no part in it (no role, no marks).
+func shown(conv *tidings.Conversation, err error) (*tidings.Conversation, error) {
+	if conv != nil && conv.Role == tidings.RoleServer {
+		conv.Role = ""
 	}
 	return conv, err
 }
@@ -87,21 +100,14 @@ func visibleConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id
 }
 
 func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := nc.Validate(); err != nil {
 		return nil, err
 	}
-	// The creator is the owner, whatever the list says.
-	others := make([]tidings.NewParticipant, 0, len(nc.Participants))
-	for _, p := range nc.Participants {
-		if p.UserID != c.UserID {
-			others = append(others, p)
-		}
-	}
-	all := append([]tidings.NewParticipant{{UserID: c.UserID, Role: tidings.RoleOwner}}, others...)
+	all := tidings.ConversationParticipants(c, nc)
 	roles, err := json.Marshal(nc.Roles)
 	if err != nil {
 		return nil, err
@@ -118,7 +124,10 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		if n > 0 {
 			return tidings.ErrConversationIDNotAvailable(nc.ID)
 		}
-		for _, p := range others {
+		for _, p := range all {
+			if p.UserID == c.UserID {
+				continue // the creator: tx.actor found them
+			}
 			if _, err := tx.findUser(c.AppID, p.UserID); err != nil {
 				return err
 			}
@@ -173,11 +182,11 @@ func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, act
 }
 
 func (s *ConversationService) FindConversationByID(ctx context.Context, id string) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return visibleConversation(ctx, s.db.read, c, id)
+	return shown(visibleConversation(ctx, s.db.read, c, id))
 }
 
 // The list cursor is the last conversation's activity time and id.
@@ -198,12 +207,16 @@ func decodeCursor(s string) (int64, string, error) {
 }
 
 func (s *ConversationService) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	limit := clampLimit(f.Limit)
+	// A user's conversations; the app's server's are all of the app's.
 	query := conversationView + ` WHERE p.user_id IS NOT NULL AND c.app_id = ?`
+	if c.Server {
+		query = conversationView + ` WHERE c.app_id = ?`
+	}
 	args := []any{c.UserID, c.AppID}
 	if !f.IncludeDeleted {
 		query += ` AND c.deleted_at IS NULL`
@@ -242,7 +255,7 @@ func (s *ConversationService) ListConversations(ctx context.Context, f tidings.C
 }
 
 func (s *ConversationService) UpdateConversation(ctx context.Context, id string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +304,7 @@ func (s *ConversationService) UndeleteConversation(ctx context.Context, id strin
 // setDeleted soft-deletes or restores a conversation. Doing it twice is
 // not an error and emits no second event.
 func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted bool) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +377,7 @@ func (tx *Tx) participant(appID, convID, userID string) (*tidings.Participant, e
 }
 
 func (s *ConversationService) ListParticipants(ctx context.Context, id string, f tidings.ParticipantFilter) (*tidings.ParticipantPage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +428,7 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 }
 
 func (s *ConversationService) AddParticipant(ctx context.Context, id string, np tidings.NewParticipant) (*tidings.Participant, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +472,7 @@ func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant, r
 }
 
 func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID string, role tidings.Role) (*tidings.Participant, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -506,11 +519,11 @@ func (tx *Tx) countOwners(appID, convID string) (int, error) {
 }
 
 func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID string) error {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return err
 	}
-	if userID == c.UserID {
+	if c.IsUser() && userID == c.UserID {
 		return s.Leave(ctx, id)
 	}
 	return s.db.update(ctx, func(tx *Tx) error {

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"Retention", TestRetention},
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},
+		{"ServerActsAsItself", TestServerActsAsItself},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
