@@ -148,7 +148,8 @@ type ParticipantTypingOff struct {
 }
 
 // MessageSent is conversationMessage.sent: a new message. The sender gets
-// it too (silent).
+// it too (silent). A system message, sent by the app's server itself, has
+// Message.System set, an empty Message.Sender.ID and no Actor.
 type MessageSent struct {
 	EventInfo
 	Message *tidings.Message

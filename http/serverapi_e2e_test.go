@@ -1,0 +1,54 @@
+package http_test
+
+import (
+	"testing"
+
+	"github.com/tidings/tidings"
+)
+
+// TestE2EServerAsItself: the app's backend, with its server key and no
+// Tidings-On-Behalf-Of header, creates a conversation of others, sends a
+// system message they read as one, moderates their messages and manages
+// participants; another app's server sees none of it.
+func TestE2EServerAsItself(t *testing.T) {
+	w := newWorld(t)
+	alice := w.createUser(w.acme, "alice")
+	w.createUser(w.acme, "bob")
+	key := w.acme.ServerKey
+
+	var conv tidings.Conversation
+	w.call("POST", "/v1/conversations", key, map[string]any{"id": "c", "name": "Support",
+		"participants": []map[string]any{{"userId": "alice", "role": "owner"}, {"userId": "bob"}}}).ok(t, 201, &conv)
+	if conv.CreatedBy != "" || conv.ParticipantCount != 2 || conv.Role != "" {
+		t.Errorf("created %+v", conv)
+	}
+	var sys tidings.Message
+	w.call("POST", "/v1/conversations/c/messages", key, text("Welcome to support")).ok(t, 201, &sys)
+	if !sys.System || sys.Sender.ID != "" {
+		t.Errorf("system message %+v", sys)
+	}
+	var m tidings.Message
+	w.call("POST", "/v1/conversations/c/messages", alice, text("spam")).ok(t, 201, &m)
+	var page tidings.MessagePage
+	w.call("GET", "/v1/conversations/c/messages", alice, nil).ok(t, 200, &page)
+	if len(page.Messages) != 2 || !page.Messages[0].System || page.Messages[1].System {
+		t.Errorf("alice reads %+v", page.Messages)
+	}
+	// Alice, the owner, cannot edit the system message; the server edits
+	// and deletes hers.
+	w.call("PATCH", "/v1/conversations/c/messages/"+sys.ID, alice, text("mine")).fails(t, 403, tidings.EForbidden)
+	w.call("PATCH", "/v1/conversations/c/messages/"+m.ID, key, text("[removed]")).ok(t, 200, &m)
+	if m.Sender.ID != "alice" || m.EditedAt == nil {
+		t.Errorf("edited by the server: %+v", m)
+	}
+	w.call("DELETE", "/v1/conversations/c/messages/"+m.ID, key, nil).ok(t, 204, nil)
+	w.call("PATCH", "/v1/conversations/c/participants/bob", key, map[string]any{"role": "admin"}).ok(t, 200, nil)
+	w.call("DELETE", "/v1/conversations/c/participants/bob", key, nil).ok(t, 204, nil)
+	var list tidings.ConversationPage
+	w.call("GET", "/v1/conversations", key, nil).ok(t, 200, &list)
+	if len(list.Conversations) != 1 || list.Conversations[0].ID != "c" || list.Conversations[0].ParticipantCount != 1 {
+		t.Errorf("the server lists %+v", list.Conversations)
+	}
+	w.call("GET", "/v1/conversations/c", w.globex.ServerKey, nil).fails(t, 404, tidings.ENotFound)
+	w.call("POST", "/v1/conversations/c/read", key, map[string]any{"seq": 1}).fails(t, 403, tidings.EForbidden)
+}
