@@ -111,6 +111,10 @@ const (
 	ReasonLeft = "left"
 	// ReasonRemoved: someone removed (kicked) the user.
 	ReasonRemoved = "removed"
+	// ReasonDeleted: the app deleted a user, who no longer takes part; the
+	// event names no one (empty ProfileID and UserID): reload the
+	// participants.
+	ReasonDeleted = "deleted"
 )
 
 // MessagePayload is the payload of conversationMessage.sent (the new
