@@ -79,6 +79,8 @@ func Run(t *testing.T, newStores Factory) {
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},
 		{"ServerActsAsItself", TestServerActsAsItself},
+		{"DeactivateAndRevoke", TestDeactivateAndRevoke},
+		{"DeleteUser", TestDeleteUser},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,3 +4,10 @@
 -- sender (sender_id is ''). A message whose sender was deleted with their
 -- messages kept has sender_id '' too, and system 0.
 ALTER TABLE messages ADD COLUMN system INTEGER NOT NULL DEFAULT 0;
+
+-- A deactivated (banned) user's tokens are refused; they cannot connect.
+ALTER TABLE users ADD COLUMN deactivated_at BIGINT;
+
+-- The app revoked the user's tokens: those issued before this time
+-- (microseconds, on a whole second) are refused.
+ALTER TABLE users ADD COLUMN tokens_not_before BIGINT;
