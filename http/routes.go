@@ -50,6 +50,10 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/users/{userId}", authAny, s.handleGetUser},
 		{"PATCH", "/v1/users/{userId}", authAny, s.handleUpdateUser},
 		{"POST", "/v1/users/{userId}/tokens", authServer, s.handleCreateToken},
+		{"DELETE", "/v1/users/{userId}/tokens", authServer, s.handleRevokeTokens},
+		{"POST", "/v1/users/{userId}/deactivate", authServer, s.handleDeactivateUser},
+		{"POST", "/v1/users/{userId}/reactivate", authServer, s.handleReactivateUser},
+		{"DELETE", "/v1/users/{userId}", authServer, s.handleDeleteUser},
 		{"GET", "/v1/me", authUser, s.handleMe},
 
 		{"POST", "/v1/conversations", authAny, s.handleCreateConversation},

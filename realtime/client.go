@@ -458,15 +458,18 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		c.answer(f.ID, nil, err)
 		return
 	}
-	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
+	v, err := token.VerifyToken(ctx, n.Apps, a.Token, n.Now())
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
 	}
+	caller, expires := v.Caller, v.ExpiresAt
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
 	u, err := n.Users.FindUserByID(server, caller.UserID)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
 		err = tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	} else if err == nil {
+		err = u.AcceptsToken(v.IssuedAt) // not deactivated, not revoked
 	}
 	if err != nil {
 		c.answer(f.ID, nil, err)

@@ -130,7 +130,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Users = users
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
-	srv.Realtime, srv.Poller = wsHandler, node
+	srv.Realtime, srv.Poller, srv.Sessions = wsHandler, node, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
 	srv.AllowedOrigins = splitList(cfg.AllowedOrigins)
