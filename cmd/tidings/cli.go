@@ -33,6 +33,7 @@ func commands() []*command {
 	return []*command{
 		serveCommand,
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
+		usersDeactivateCommand, usersReactivateCommand, usersRevokeTokensCommand, usersDeleteCommand,
 		tokenCommand,
 		listenCommand, sendCommand, chatCommand,
 		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchRoomsCommand, benchFillCommand, benchPlotCommand,
