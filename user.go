@@ -150,6 +150,11 @@ func (upd UserUpdate) Fields() []string {
 type UserFilter struct {
 	After string // return users whose id sorts after this one
 	Limit int    // 0 means the default (50); capped at 200
+	// IDPrefix keeps the users whose id starts with it.
+	IDPrefix string
+	// Search keeps the users whose display name or identifier value
+	// contains it, ignoring the case of ASCII letters.
+	Search string
 }
 
 // Limits on profile fields.
