@@ -52,3 +52,28 @@ func TestE2EServerAsItself(t *testing.T) {
 	w.call("GET", "/v1/conversations/c", w.globex.ServerKey, nil).fails(t, 404, tidings.ENotFound)
 	w.call("POST", "/v1/conversations/c/read", key, map[string]any{"seq": 1}).fails(t, 403, tidings.EForbidden)
 }
+
+// TestE2EFindUsers: the server key lists users by id prefix and searches
+// them by display name or identifier.
+func TestE2EFindUsers(t *testing.T) {
+	w := newWorld(t)
+	for _, id := range []string{"ann", "anna", "bert"} {
+		w.createUser(w.acme, id)
+	}
+	var page struct {
+		Users     []tidings.User `json:"users"`
+		NextAfter string         `json:"nextAfter"`
+	}
+	w.call("GET", "/v1/users?prefix=ann&limit=1", w.acme.ServerKey, nil).ok(t, 200, &page)
+	if len(page.Users) != 1 || page.Users[0].ID != "ann" || page.NextAfter != "ann" {
+		t.Errorf("first page of prefix ann: %+v", page)
+	}
+	w.call("GET", "/v1/users?prefix=ann&after=ann", w.acme.ServerKey, nil).ok(t, 200, &page)
+	if len(page.Users) != 1 || page.Users[0].ID != "anna" {
+		t.Errorf("second page of prefix ann: %+v", page)
+	}
+	w.call("GET", "/v1/users?q=BER", w.acme.ServerKey, nil).ok(t, 200, &page) // display name "Bert"
+	if len(page.Users) != 1 || page.Users[0].ID != "bert" {
+		t.Errorf("search BER: %+v", page)
+	}
+}

@@ -67,9 +67,15 @@ func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	q := r.URL.Query()
+	if len(q.Get("q")) > tidings.MaxDisplayNameLen {
+		return tidings.Errorf(tidings.EInvalid, "q is longer than %d bytes", tidings.MaxDisplayNameLen)
+	}
 	users, err := s.Users.ListUsers(r.Context(), tidings.UserFilter{
-		After: r.URL.Query().Get("after"),
-		Limit: limit,
+		After:    q.Get("after"),
+		Limit:    limit,
+		IDPrefix: q.Get("prefix"),
+		Search:   q.Get("q"),
 	})
 	if err != nil {
 		return err

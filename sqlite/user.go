@@ -105,8 +105,19 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.query(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		c.AppID, f.After, clampLimit(f.Limit))
+	query := `SELECT ` + userColumns + ` FROM users WHERE app_id = ? AND id > ?`
+	args := []any{c.AppID, f.After}
+	if f.IDPrefix != "" {
+		// Ids are ASCII (tidings.ValidID): those with the prefix sort
+		// from it to it followed by DEL.
+		query += ` AND id >= ? AND id < ?`
+		args = append(args, f.IDPrefix, f.IDPrefix+"\x7f")
+	}
+	if f.Search != "" {
+		query += ` AND (instr(lower(display_name), lower(?)) > 0 OR instr(lower(coalesce(identifier_value, '')), lower(?)) > 0)`
+		args = append(args, f.Search, f.Search)
+	}
+	rows, err := s.db.query(ctx, query+` ORDER BY id LIMIT ?`, append(args, clampLimit(f.Limit))...)
 	if err != nil {
 		return nil, err
 	}

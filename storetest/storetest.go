@@ -81,6 +81,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"ServerActsAsItself", TestServerActsAsItself},
 		{"DeactivateAndRevoke", TestDeactivateAndRevoke},
 		{"DeleteUser", TestDeleteUser},
+		{"FindUsers", TestFindUsers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -241,3 +241,54 @@ func (f *fixture) sendParts(app, sender, convID string, parts []tidings.Part) *t
 	}
 	return m
 }
+
+// TestFindUsers: the app's server lists its users by id prefix, and
+// searches them by display name or identifier, ignoring case, a page at a
+// time in id order.
+func TestFindUsers(t *testing.T, newStores Factory) {
+	f := newFixture(t, newStores)
+	srv := server("a")
+	for _, u := range []*tidings.User{
+		{ID: "team-1", DisplayName: "Alice Martin"},
+		{ID: "team-2", DisplayName: "Bob Stone", Identifier: &tidings.Identifier{Value: "bob@Example.com", Kind: "email"}},
+		{ID: "team-3", DisplayName: "Carol"},
+		{ID: "teal", DisplayName: "Martina"},
+		{ID: "other", DisplayName: "Dave", Identifier: &tidings.Identifier{Value: "dave@example.com", Kind: "email"}},
+	} {
+		must[*tidings.User](t)(f.Users.CreateUser(srv, u))
+	}
+	f.mkUsers("b", "team-9")
+	ids := func(filter tidings.UserFilter) []string {
+		t.Helper()
+		var out []string
+		for {
+			page := must[[]*tidings.User](t)(f.Users.ListUsers(srv, filter))
+			for _, u := range page {
+				out = append(out, u.ID)
+			}
+			if len(page) < filter.Limit || len(page) == 0 || filter.Limit == 0 {
+				return out
+			}
+			filter.After = page[len(page)-1].ID
+		}
+	}
+	for _, tc := range []struct {
+		filter tidings.UserFilter
+		want   string
+	}{
+		{tidings.UserFilter{IDPrefix: "team-"}, "team-1 team-2 team-3"},
+		{tidings.UserFilter{IDPrefix: "team-", Limit: 2}, "team-1 team-2 team-3"},
+		{tidings.UserFilter{IDPrefix: "tea"}, "teal team-1 team-2 team-3"},
+		{tidings.UserFilter{IDPrefix: "team-", After: "team-1"}, "team-2 team-3"},
+		{tidings.UserFilter{Search: "martin"}, "teal team-1"},
+		{tidings.UserFilter{Search: "EXAMPLE.COM"}, "other team-2"},
+		{tidings.UserFilter{Search: "martin", IDPrefix: "team"}, "team-1"},
+		{tidings.UserFilter{Search: "nobody"}, ""},
+	} {
+		if got := strings.Join(ids(tc.filter), " "); got != tc.want {
+			t.Errorf("ListUsers(%+v) = %q, want %q", tc.filter, got, tc.want)
+		}
+	}
+	_, err := f.Users.ListUsers(as("a", "team-1"), tidings.UserFilter{Search: "bob"})
+	wantCode(t, "a user searches users", err, tidings.EForbidden)
+}
