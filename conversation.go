@@ -132,6 +132,7 @@ type Conversation struct {
 	Role        Role  `json:"role,omitempty"` // the caller's role
 	ReadSeq     int64 `json:"readSeq"`        // the caller's read high-water mark
 	UnreadCount int64 `json:"unreadCount"`    // LastSeq - ReadSeq
+	Muted       bool  `json:"muted,omitempty"` // the caller is muted: they cannot send
 }
 
 // NewConversation is what a caller gives to create a conversation.
@@ -203,6 +204,9 @@ type Participant struct {
 	DeliveredSeq int64     `json:"deliveredSeq"`
 	ReadSeq      int64     `json:"readSeq"`
 	JoinedAt     time.Time `json:"joinedAt"`
+	// Muted is set while the participant is muted in the conversation:
+	// they cannot send messages (nor upload files) until unmuted.
+	Muted bool `json:"muted,omitempty"`
 }
 
 // Limits on conversation fields.
@@ -252,6 +256,12 @@ type ConversationService interface {
 	// RemoveParticipant kicks userID; needs PermRemoveParticipants and a role
 	// at least as high as theirs. Removing oneself is Leave.
 	RemoveParticipant(ctx context.Context, conversationID, userID string) error
+	// MuteParticipant mutes userID in the conversation (muted) or unmutes
+	// them: a muted participant cannot send (EForbidden) until unmuted.
+	// It needs PermRemoveParticipants and a role at least as high as
+	// theirs (a moderator), or the app's server; it emits
+	// EventParticipantUpdated (Muted set) when it changes.
+	MuteParticipant(ctx context.Context, conversationID, userID string, muted bool) (*Participant, error)
 	// Join adds the caller as member of a public conversation.
 	Join(ctx context.Context, conversationID string) (*Participant, error)
 	// Leave removes the caller. The last owner cannot leave (EConflict)

@@ -97,6 +97,9 @@ type ParticipantPayload struct {
 	ProfileID      string `json:"profileId"`
 	Role           Role   `json:"role,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+	// Muted, on a participantUpdated that mutes or unmutes the
+	// participant, says which (absent on a change of role).
+	Muted *bool `json:"muted,omitempty"`
 }
 
 // Why a participant was added or removed: the Reason of a

@@ -144,14 +144,43 @@ func CanSendMessage(id string, conv *Conversation) error {
 		return errConversationDeleted(id)
 	case !conv.Roles.Allows(conv.Role, PermSend):
 		return Errorf(EForbidden, "your role (%s) does not allow sending in this conversation", conv.Role)
+	case conv.Muted:
+		return errMuted(id)
 	}
 	return nil
+}
+
+// errMuted refuses a muted participant's message or upload.
+func errMuted(id string) *Error {
+	return Errorf(EForbidden, "you are muted in conversation %q: you cannot send until a moderator unmutes you", id)
 }
 
 // CanUploadFile decides whether the caller may upload a file to the
 // conversation: as for sending (a file is uploaded to be sent).
 func CanUploadFile(id string, conv *Conversation) error {
-	return CanActInConversation(id, conv, PermSend, false)
+	if err := CanActInConversation(id, conv, PermSend, false); err != nil {
+		return err
+	}
+	if conv.Muted {
+		return errMuted(id)
+	}
+	return nil
+}
+
+// CanMuteParticipant decides whether the caller may mute or unmute userID:
+// as for removing them (CanRemoveParticipant), a moderator whose role is
+// at least as high as theirs, or the app's server.
+func CanMuteParticipant(id string, conv *Conversation, userID string, target *Participant) error {
+	if err := CanActInConversation(id, conv, PermRemoveParticipants, false); err != nil {
+		return err
+	}
+	if target == nil {
+		return ErrNotParticipant(id, userID)
+	}
+	if !conv.Role.AtLeast(target.Role) {
+		return Errorf(EForbidden, "you (%s) cannot mute a %s", conv.Role, target.Role)
+	}
+	return nil
 }
 
 // CanMarkMessages decides whether the caller may move their delivered and

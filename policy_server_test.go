@@ -58,3 +58,18 @@ func TestConversationParticipants(t *testing.T) {
 		t.Errorf("the server creates: %v, want %v", server, nc.Participants)
 	}
 }
+
+// TestMutedCannotSend: a muted participant cannot send nor upload, with
+// the documented error; a moderator may mute those not above them.
+func TestMutedCannotSend(t *testing.T) {
+	muted := with(view(RoleMember, false, false), func(c *Conversation) { c.Muted = true })
+	msg := `you are muted in conversation "c1": you cannot send until a moderator unmutes you`
+	checkErr(t, CanSendMessage("c1", muted), EForbidden, msg)
+	checkErr(t, CanUploadFile("c1", muted), EForbidden, msg)
+	checkErr(t, CanMarkMessages("c1", muted), "", "")
+	member := &Participant{UserID: "u2", Role: RoleMember}
+	checkErr(t, CanMuteParticipant("c1", view(RoleAdmin, false, false), "u2", member), "", "")
+	checkErr(t, CanMuteParticipant("c1", view(RoleMember, false, false), "u2", member), EForbidden, "your role (member) does not allow removeParticipants in this conversation")
+	checkErr(t, CanMuteParticipant("c1", view(RoleAdmin, false, false), "u2", &Participant{UserID: "u2", Role: RoleOwner}), EForbidden, "you (admin) cannot mute a owner")
+	checkErr(t, CanMuteParticipant("c1", ServerView(view("", false, false)), "u2", &Participant{UserID: "u2", Role: RoleOwner}), "", "")
+}
