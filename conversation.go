@@ -129,9 +129,9 @@ type Conversation struct {
 	DeletedAt      *time.Time `json:"deletedAt,omitempty"`
 
 	// Caller-specific view, filled when the caller is a participant.
-	Role        Role  `json:"role,omitempty"` // the caller's role
-	ReadSeq     int64 `json:"readSeq"`        // the caller's read high-water mark
-	UnreadCount int64 `json:"unreadCount"`    // LastSeq - ReadSeq
+	Role        Role  `json:"role,omitempty"`  // the caller's role
+	ReadSeq     int64 `json:"readSeq"`         // the caller's read high-water mark
+	UnreadCount int64 `json:"unreadCount"`     // LastSeq - ReadSeq
 	Muted       bool  `json:"muted,omitempty"` // the caller is muted: they cannot send
 }
 
