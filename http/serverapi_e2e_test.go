@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/tidings/tidings"
@@ -76,4 +77,33 @@ func TestE2EFindUsers(t *testing.T) {
 	if len(page.Users) != 1 || page.Users[0].ID != "bert" {
 		t.Errorf("search BER: %+v", page)
 	}
+}
+
+// TestE2EMute: the server key mutes a participant, whose sends are then
+// refused with 403 forbidden, until it unmutes them.
+func TestE2EMute(t *testing.T) {
+	w := newWorld(t)
+	alice := w.createUser(w.acme, "alice")
+	bob := w.createUser(w.acme, "bob")
+	key := w.acme.ServerKey
+	w.call("POST", "/v1/conversations", alice, map[string]any{"id": "c", "participants": []map[string]any{{"userId": "bob"}}}).ok(t, 201, nil)
+	w.call("PATCH", "/v1/conversations/c/participants/bob", key, map[string]any{}).fails(t, 400, tidings.EInvalid)
+	var p tidings.Participant
+	w.call("PATCH", "/v1/conversations/c/participants/bob", key, map[string]any{"muted": true}).ok(t, 200, &p)
+	if !p.Muted || p.Role != tidings.RoleMember {
+		t.Errorf("muted bob: %+v", p)
+	}
+	if msg := w.call("POST", "/v1/conversations/c/messages", bob, text("hey")).fails(t, 403, tidings.EForbidden); !strings.Contains(msg, "muted") {
+		t.Errorf("a muted participant's send: %q", msg)
+	}
+	var conv tidings.Conversation
+	w.call("GET", "/v1/conversations/c", bob, nil).ok(t, 200, &conv)
+	if !conv.Muted {
+		t.Errorf("bob's view: %+v", conv)
+	}
+	w.call("PATCH", "/v1/conversations/c/participants/bob", key, map[string]any{"muted": false, "role": "admin"}).ok(t, 200, &p)
+	if p.Muted || p.Role != tidings.RoleAdmin {
+		t.Errorf("unmuted bob: %+v", p)
+	}
+	w.call("POST", "/v1/conversations/c/messages", bob, text("thanks")).ok(t, 201, nil)
 }

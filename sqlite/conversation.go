@@ -29,7 +29,7 @@ type rowQuerier interface {
 // (role and read mark; NULL when not a participant). Arguments: user id,
 // then the WHERE clause's.
 const conversationView = `SELECT c.id, c.name, c.description, c.is_public, c.roles, c.last_seq, c.participant_count,
-	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq
+	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq, p.muted
 	FROM conversations c LEFT JOIN participants p
 	ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?`
 
@@ -40,10 +40,12 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 	var deleted sql.NullInt64
 	var role sql.NullString
 	var readSeq sql.NullInt64
+	var muted sql.NullBool
 	if err := row.Scan(&c.ID, &c.Name, &c.Description, &c.IsPublic, &roles, &c.LastSeq, &c.ParticipantCount,
-		&c.CreatedBy, &created, &updated, &activity, &deleted, &role, &readSeq); err != nil {
+		&c.CreatedBy, &created, &updated, &activity, &deleted, &role, &readSeq, &muted); err != nil {
 		return nil, err
 	}
+	c.Muted = muted.Bool
 	if err := json.Unmarshal([]byte(roles), &c.Roles); err != nil {
 		return nil, fmt.Errorf("conversation %s: bad roles: %w", c.ID, err)
 	}
@@ -337,7 +339,7 @@ func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted
 }
 
 const participantColumns = `p.user_id, p.role, p.delivered_seq, p.read_seq, p.joined_at,
-	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind, p.muted`
 
 const participantFrom = ` FROM participants p JOIN users u ON u.app_id = p.app_id AND u.id = p.user_id`
 
@@ -346,7 +348,7 @@ func scanParticipant(row interface{ Scan(...any) error }) (*tidings.Participant,
 	var joined int64
 	var idValue, idKind sql.NullString
 	if err := row.Scan(&p.UserID, &p.Role, &p.DeliveredSeq, &p.ReadSeq, &joined,
-		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind); err != nil {
+		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind, &p.Muted); err != nil {
 		return nil, err
 	}
 	p.Profile.ID = p.UserID
@@ -502,6 +504,40 @@ func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID 
 		}
 		return tx.emit(c.AppID, tidings.EventParticipantUpdated, actor, id, userID,
 			tidings.ParticipantPayload{ConversationID: id, ProfileID: userID, Role: role})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return findParticipant(ctx, s.db.read, c.AppID, id, userID)
+}
+
+func (s *ConversationService) MuteParticipant(ctx context.Context, id, userID string, muted bool) (*tidings.Participant, error) {
+	c, err := actingCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.conversation(c, id)
+		if err != nil {
+			return err
+		}
+		target, err := tx.participant(c.AppID, id, userID)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanMuteParticipant(id, conv, userID, target); err != nil || target.Muted == muted {
+			return err // the same: nothing changes
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE participants SET muted = ? WHERE app_id = ? AND conversation_id = ? AND user_id = ?`,
+			muted, c.AppID, id, userID); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventParticipantUpdated, actor, id, userID,
+			tidings.ParticipantPayload{ConversationID: id, ProfileID: userID, Role: target.Role, Muted: &muted})
 	})
 	if err != nil {
 		return nil, err

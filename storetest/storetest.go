@@ -82,6 +82,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"DeactivateAndRevoke", TestDeactivateAndRevoke},
 		{"DeleteUser", TestDeleteUser},
 		{"FindUsers", TestFindUsers},
+		{"MuteParticipant", TestMuteParticipant},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

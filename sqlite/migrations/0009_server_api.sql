@@ -11,3 +11,6 @@ ALTER TABLE users ADD COLUMN deactivated_at BIGINT;
 -- The app revoked the user's tokens: those issued before this time
 -- (microseconds, on a whole second) are refused.
 ALTER TABLE users ADD COLUMN tokens_not_before BIGINT;
+
+-- A muted participant cannot send in the conversation until unmuted.
+ALTER TABLE participants ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
