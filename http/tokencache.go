@@ -26,8 +26,9 @@ type cachedCaller struct {
 
 const (
 	// tokenCacheTTL bounds how long a change that makes a token invalid
-	// before its expiry could go unnoticed (none exists today: an app
-	// keeps its signing secret).
+	// before its expiry could go unnoticed: the end of the overlap of a
+	// rotated signing secret. (A user's deactivation and revoked tokens
+	// are checked on every request, from the user read each time.)
 	tokenCacheTTL = time.Minute
 	// tokenCacheMax bounds the memory it takes: about 400 bytes a token.
 	tokenCacheMax = 20_000

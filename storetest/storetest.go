@@ -83,6 +83,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"DeleteUser", TestDeleteUser},
 		{"FindUsers", TestFindUsers},
 		{"MuteParticipant", TestMuteParticipant},
+		{"RotateSigningSecret", TestRotateSigningSecret},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -139,10 +139,18 @@ func VerifyToken(ctx context.Context, apps tidings.AppService, tok string, now t
 		return Verified{}, unauthenticated("the app of this access token cannot verify tokens")
 	}
 
+	// The signing secret, or the one it replaced while their overlap
+	// lasts (App.RotateSigningSecret): a signature either made is good.
 	var c claims
-	_, err = parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) {
-		return []byte(app.SigningSecret), nil
-	})
+	for _, secret := range app.VerifyingSecrets(now) {
+		c = claims{}
+		_, err = parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) {
+			return []byte(secret), nil
+		})
+		if !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			break
+		}
+	}
 	if err != nil {
 		return Verified{}, verifyError(err)
 	}

@@ -14,3 +14,8 @@ ALTER TABLE users ADD COLUMN tokens_not_before BIGINT;
 
 -- A muted participant cannot send in the conversation until unmuted.
 ALTER TABLE participants ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+
+-- A rotated signing secret keeps verifying the tokens it signed until
+-- previous_secret_until (microseconds), the overlap of the rotation.
+ALTER TABLE apps ADD COLUMN previous_signing_secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE apps ADD COLUMN previous_secret_until BIGINT;
