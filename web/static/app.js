@@ -371,6 +371,7 @@ function onMessage(m, ev) {
  */
 async function participantNotice(ev) {
   const p = ev.payload || {};
+  if (p.reason === 'deleted') return 'A deleted user left'; // named no more
   const added = ev.name === 'conversation.participantAdded';
   const actor = ev.actor;
   const own = p.reason === 'joined' || p.reason === 'left' || (actor && actor.id === p.profileId);
