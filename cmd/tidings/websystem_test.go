@@ -36,4 +36,3 @@ func TestWebShowsSystemMessagesAndDeletedUsers(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
