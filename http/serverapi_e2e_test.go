@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -106,4 +107,50 @@ func TestE2EMute(t *testing.T) {
 		t.Errorf("unmuted bob: %+v", p)
 	}
 	w.call("POST", "/v1/conversations/c/messages", bob, text("thanks")).ok(t, 201, nil)
+}
+
+// TestE2EUserAccess: a deactivated user's token is refused, the server key
+// cannot act for them nor mint them a token, until they are reactivated;
+// revoking a user's tokens refuses those issued before, while one minted
+// at once after works.
+func TestE2EUserAccess(t *testing.T) {
+	w := newWorld(t)
+	bob := w.createUser(w.acme, "bob")
+	key := w.acme.ServerKey
+	var u tidings.User
+	w.call("POST", "/v1/users/bob/deactivate", bob, nil).fails(t, 403, tidings.EForbidden)
+	w.call("POST", "/v1/users/bob/deactivate", key, nil).ok(t, 200, &u)
+	if u.DeactivatedAt == nil {
+		t.Errorf("deactivated: %+v", u)
+	}
+	if msg := w.call("GET", "/v1/me", bob, nil).fails(t, 401, tidings.EUnauthenticated); !strings.Contains(msg, "deactivated") {
+		t.Errorf("a deactivated user's token: %q", msg)
+	}
+	req, _ := http.NewRequest("GET", w.srv.URL()+"/v1/conversations", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Tidings-On-Behalf-Of", "bob")
+	w.do(req).fails(t, 403, tidings.EForbidden)
+	w.call("POST", "/v1/users/bob/tokens", key, nil).fails(t, 409, tidings.EConflict)
+	w.call("GET", "/v1/users/bob", bob, nil).fails(t, 401, tidings.EUnauthenticated)
+	w.call("POST", "/v1/users/bob/reactivate", key, nil).ok(t, 200, &u)
+	w.call("GET", "/v1/me", bob, nil).ok(t, 200, nil)
+
+	w.call("DELETE", "/v1/users/bob/tokens", key, nil).ok(t, 200, &u)
+	if u.TokensNotBefore == nil {
+		t.Errorf("revoked: %+v", u)
+	}
+	w.call("GET", "/v1/users/bob", bob, nil).fails(t, 401, tidings.EUnauthenticated)
+	var tok struct {
+		Token string `json:"token"`
+	}
+	w.call("POST", "/v1/users/bob/tokens", key, nil).ok(t, 201, &tok)
+	var me tidings.User
+	w.call("GET", "/v1/me", tok.Token, nil).ok(t, 200, &me)
+	if me.TokensNotBefore != nil {
+		t.Errorf("bob sees his tokens' not-before: %+v", me)
+	}
+	w.call("DELETE", "/v1/users/nobody/tokens", key, nil).fails(t, 404, tidings.ENotFound)
+	w.call("DELETE", "/v1/users/bob?messages=shred", key, nil).fails(t, 400, tidings.EInvalid)
+	w.call("DELETE", "/v1/users/bob?messages=erase", key, nil).ok(t, 204, nil)
+	w.call("GET", "/v1/me", tok.Token, nil).fails(t, 401, tidings.EUnauthenticated)
 }
