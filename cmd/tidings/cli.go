@@ -32,9 +32,9 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		serveCommand,
-		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsRotateSecretCommand, appsSetCommand,
-		usersDeactivateCommand, usersReactivateCommand, usersRevokeTokensCommand, usersDeleteCommand,
+		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
 		tokenCommand,
+		appsRotateSecretCommand, usersDeactivateCommand, usersReactivateCommand, usersRevokeTokensCommand, usersDeleteCommand,
 		listenCommand, sendCommand, chatCommand,
 		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchRoomsCommand, benchFillCommand, benchPlotCommand,
 		versionCommand,

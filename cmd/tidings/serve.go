@@ -130,9 +130,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Users = users
 	srv.Conversations = sqlite.NewConversationService(db)
 	srv.Messages = messages
-	srv.Realtime, srv.Poller, srv.Sessions = wsHandler, node, node
+	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
+	srv.Sessions = node // ends the sessions of users whose access the app ends
 	srv.AllowedOrigins = splitList(cfg.AllowedOrigins)
 	if cfg.Dev {
 		srv.DevApp = defaultAppID
