@@ -60,23 +60,15 @@ func runToken(ctx context.Context, c *cli, args []string) error {
 		return appError(err, *appID)
 	}
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: app.ID, Server: true})
-	issued := time.Now()
-	u, err := sqlite.NewUserService(db).FindUserByID(server, *userID)
+	_, err = sqlite.NewUserService(db).FindUserByID(server, *userID)
 	switch tidings.ErrorCode(err) {
 	case "":
-		if u.DeactivatedAt != nil {
-			fmt.Fprintf(c.stderr, "tidings token: warning: user %q is deactivated: the API refuses the token until the user is reactivated (tidings users reactivate)\n", *userID)
-		}
-		// Right after a revocation, not in the revoked second.
-		if nb := u.TokensNotBefore; nb != nil && issued.Before(*nb) {
-			issued = *nb
-		}
 	case tidings.ENotFound:
 		fmt.Fprintf(c.stderr, "tidings token: warning: user %q does not exist in app %q: the API refuses the token until the user is created (POST /v1/users)\n", *userID, app.ID)
 	default:
 		return fmt.Errorf("find user %q: %w", *userID, err)
 	}
-	tok, _, err := token.Mint(app, *userID, ttl, issued)
+	tok, _, err := token.Mint(app, *userID, ttl, time.Now())
 	if err != nil {
 		return err
 	}
