@@ -76,14 +76,14 @@ func Run(t *testing.T, newStores Factory) {
 		{"ConcurrentSenders", TestConcurrentSenders},
 		{"Cursors", TestCursors},
 		{"Retention", TestRetention},
-		{"TenantIsolation", TestTenantIsolation},
-		{"Files", TestFiles},
 		{"ServerActsAsItself", TestServerActsAsItself},
 		{"DeactivateAndRevoke", TestDeactivateAndRevoke},
 		{"DeleteUser", TestDeleteUser},
 		{"FindUsers", TestFindUsers},
 		{"MuteParticipant", TestMuteParticipant},
 		{"RotateSigningSecret", TestRotateSigningSecret},
+		{"TenantIsolation", TestTenantIsolation},
+		{"Files", TestFiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
