@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
@@ -26,6 +27,20 @@ func (n *Node) CloseUser(ctx context.Context, appID, userID, reason string) erro
 	}
 	n.closeUser(appID, userID, reason)
 	return nil
+}
+
+// stillAccepted reads the user again and checks that their token, issued
+// at issued, is still accepted (tidings.User.AcceptsToken). ctx is the
+// app's server's.
+func (n *Node) stillAccepted(ctx context.Context, userID string, issued time.Time) error {
+	u, err := n.Users.FindUserByID(ctx, userID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	}
+	if err != nil {
+		return err
+	}
+	return u.AcceptsToken(issued)
 }
 
 // applyAccountEnds is CloseUser's live update, on each node of a cluster.
