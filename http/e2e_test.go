@@ -518,8 +518,6 @@ func TestE2ECredentialKinds(t *testing.T) {
 		{"POST", "/v1/conversations/c/leave", nil},
 		{"POST", "/v1/conversations/c/delivered", nil},
 		{"POST", "/v1/conversations/c/read", nil},
-		{"POST", "/v1/conversations/c/files?name=a.txt", nil},
-		{"GET", "/v1/conversations/c/files/f", nil},
 	} {
 		msg := w.call(r.method, r.path, key, r.body).fails(t, 403, tidings.EForbidden)
 		if !strings.Contains(msg, "user access token") {

@@ -78,8 +78,8 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/conversations/{conversationId}/delivered", authUser, s.handleMarkDelivered},
 		{"POST", "/v1/conversations/{conversationId}/read", authUser, s.handleMarkRead},
 
-		{"POST", "/v1/conversations/{conversationId}/files", authUser, s.handleUploadFile},
-		{"GET", "/v1/conversations/{conversationId}/files/{fileId}", authUser, s.handleDownloadFile},
+		{"POST", "/v1/conversations/{conversationId}/files", authAny, s.handleUploadFile},
+		{"GET", "/v1/conversations/{conversationId}/files/{fileId}", authAny, s.handleDownloadFile},
 
 		{"GET", "/v1/realtime", authNone, s.handleRealtime},
 		{"GET", "/v1/realtime/poll", authUser, s.handlePoll},

@@ -147,7 +147,6 @@ func TestCredentialKindPerRoute(t *testing.T) {
 	for _, rt := range []struct{ method, path string }{
 		{"GET", "/v1/me"},
 		{"POST", "/v1/conversations/c1/read"},
-		{"POST", "/v1/conversations/c1/files?name=a.txt"},
 	} {
 		msg := wantError(t, e.do(rt.method, rt.path, nil, server...), 403, tidings.EForbidden)
 		if !strings.Contains(msg, "user access token") {

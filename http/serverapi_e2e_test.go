@@ -51,6 +51,19 @@ func TestE2EServerAsItself(t *testing.T) {
 	if len(list.Conversations) != 1 || list.Conversations[0].ID != "c" || list.Conversations[0].ParticipantCount != 1 {
 		t.Errorf("the server lists %+v", list.Conversations)
 	}
+	// A system message with a file the server uploads; alice downloads it.
+	req, _ := http.NewRequest("POST", w.srv.URL()+"/v1/conversations/c/files?name=report.txt", strings.NewReader("all good"))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "text/plain")
+	var f tidings.File
+	w.do(req).ok(t, 201, &f)
+	if f.UploaderID != "" {
+		t.Errorf("the server's file: %+v", f)
+	}
+	w.call("POST", "/v1/conversations/c/messages", key, map[string]any{"parts": []map[string]any{{"type": "text/plain", "fileId": f.ID}}}).ok(t, 201, nil)
+	if got := w.call("GET", "/v1/conversations/c/files/"+f.ID, alice, nil); got.status != 200 || string(got.body) != "all good" {
+		t.Errorf("alice downloads the server's file: %d %q", got.status, got.body)
+	}
 	w.call("GET", "/v1/conversations/c", w.globex.ServerKey, nil).fails(t, 404, tidings.ENotFound)
 	w.call("POST", "/v1/conversations/c/read", key, map[string]any{"seq": 1}).fails(t, 403, tidings.EForbidden)
 }

@@ -146,6 +146,26 @@ func TestServerActsAsItself(t *testing.T, newStores Factory) {
 	wantCode(t, "a system message to a deleted conversation", err, tidings.EConflict)
 	must[*tidings.Conversation](t)(f.Conversations.UndeleteConversation(srv, "p"))
 
+	// Files: the server uploads one for a system message, and reads the
+	// participants' files.
+	if f.Files != nil {
+		file := must[*tidings.File](t)(f.Files.CreateFile(srv, "s", "report.txt", "text/plain", strings.NewReader("all good")))
+		if file.UploaderID != "" {
+			t.Errorf("the server's file has uploader %q", file.UploaderID)
+		}
+		m, _, err := f.Messages.SendMessage(srv, "s", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", FileID: file.ID}}})
+		if err != nil || !m.System || m.Parts[0].Name != "report.txt" {
+			t.Fatalf("a system message with a file: %+v, %v", m, err)
+		}
+		if got := must[*tidings.File](t)(f.Files.FindFile(as("a", "bob"), "s", file.ID)); got.Size != int64(len("all good")) {
+			t.Errorf("bob finds the server's file: %+v", got)
+		}
+		mine := must[*tidings.File](t)(f.Files.CreateFile(as("a", "bob"), "s", "b.txt", "text/plain", strings.NewReader("bob's")))
+		if got := must[*tidings.File](t)(f.Files.FindFile(srv, "s", mine.ID)); got.UploaderID != "bob" {
+			t.Errorf("the server finds bob's file: %+v", got)
+		}
+	}
+
 	// It takes part in nothing.
 	_, err = f.Conversations.Join(srv, "p")
 	wantCode(t, "the server joins", err, tidings.EForbidden)
