@@ -129,10 +129,13 @@ type Conversation struct {
 	DeletedAt      *time.Time `json:"deletedAt,omitempty"`
 
 	// Caller-specific view, filled when the caller is a participant.
-	Role        Role  `json:"role,omitempty"`  // the caller's role
-	ReadSeq     int64 `json:"readSeq"`         // the caller's read high-water mark
-	UnreadCount int64 `json:"unreadCount"`     // LastSeq - ReadSeq
-	Muted       bool  `json:"muted,omitempty"` // the caller is muted: they cannot send
+	Role        Role  `json:"role,omitempty"` // the caller's role
+	ReadSeq     int64 `json:"readSeq"`        // the caller's read high-water mark
+	UnreadCount int64 `json:"unreadCount"`    // LastSeq - ReadSeq
+	// MutedByModerator: the caller is muted in the conversation (by a
+	// moderator or the app, MuteParticipant): they cannot send. (Not the
+	// mute of its push notifications, which is the user's own.)
+	MutedByModerator bool `json:"mutedByModerator,omitempty"`
 }
 
 // NewConversation is what a caller gives to create a conversation.

@@ -144,7 +144,7 @@ func CanSendMessage(id string, conv *Conversation) error {
 		return errConversationDeleted(id)
 	case !conv.Roles.Allows(conv.Role, PermSend):
 		return Errorf(EForbidden, "your role (%s) does not allow sending in this conversation", conv.Role)
-	case conv.Muted:
+	case conv.MutedByModerator:
 		return errMuted(id)
 	}
 	return nil
@@ -161,7 +161,7 @@ func CanUploadFile(id string, conv *Conversation) error {
 	if err := CanActInConversation(id, conv, PermSend, false); err != nil {
 		return err
 	}
-	if conv.Muted {
+	if conv.MutedByModerator {
 		return errMuted(id)
 	}
 	return nil

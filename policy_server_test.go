@@ -62,7 +62,7 @@ func TestConversationParticipants(t *testing.T) {
 // TestMutedCannotSend: a muted participant cannot send nor upload, with
 // the documented error; a moderator may mute those not above them.
 func TestMutedCannotSend(t *testing.T) {
-	muted := with(view(RoleMember, false, false), func(c *Conversation) { c.Muted = true })
+	muted := with(view(RoleMember, false, false), func(c *Conversation) { c.MutedByModerator = true })
 	msg := `you are muted in conversation "c1": you cannot send until a moderator unmutes you`
 	checkErr(t, CanSendMessage("c1", muted), EForbidden, msg)
 	checkErr(t, CanUploadFile("c1", muted), EForbidden, msg)
