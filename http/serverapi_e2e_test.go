@@ -112,7 +112,7 @@ func TestE2EMute(t *testing.T) {
 	}
 	var conv tidings.Conversation
 	w.call("GET", "/v1/conversations/c", bob, nil).ok(t, 200, &conv)
-	if !conv.Muted {
+	if !conv.MutedByModerator {
 		t.Errorf("bob's view: %+v", conv)
 	}
 	w.call("PATCH", "/v1/conversations/c/participants/bob", key, map[string]any{"muted": false, "role": "admin"}).ok(t, 200, &p)

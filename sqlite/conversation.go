@@ -45,7 +45,7 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 		&c.CreatedBy, &created, &updated, &activity, &deleted, &role, &readSeq, &muted); err != nil {
 		return nil, err
 	}
-	c.Muted = muted.Bool
+	c.MutedByModerator = muted.Bool
 	if err := json.Unmarshal([]byte(roles), &c.Roles); err != nil {
 		return nil, fmt.Errorf("conversation %s: bad roles: %w", c.ID, err)
 	}

@@ -99,7 +99,7 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			return err
 		}
 		conv := sender.conv
-		view := tidings.Conversation{ID: convID, IsPublic: conv.isPublic, DeletedAt: conv.deletedAt, Roles: conv.roles, Role: sender.role, Muted: sender.muted}
+		view := tidings.Conversation{ID: convID, IsPublic: conv.isPublic, DeletedAt: conv.deletedAt, Roles: conv.roles, Role: sender.role, MutedByModerator: sender.muted}
 		if err := tidings.CanSeeConversation(convID, &view); err != nil {
 			return err
 		}

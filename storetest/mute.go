@@ -33,10 +33,10 @@ func TestMuteParticipant(t *testing.T, newStores Factory) {
 	_, _, err = f.Messages.SendMessage(as("a", "bob"), "c", tidings.NewMessage{Parts: text("let me speak")})
 	wantCode(t, "a muted participant sends", err, tidings.EForbidden)
 	f.send("a", "bob", "d", "elsewhere I may")
-	if c := must[*tidings.Conversation](t)(f.Conversations.FindConversationByID(as("a", "bob"), "c")); !c.Muted {
+	if c := must[*tidings.Conversation](t)(f.Conversations.FindConversationByID(as("a", "bob"), "c")); !c.MutedByModerator {
 		t.Error("bob's view of c does not say he is muted")
 	}
-	if c := must[*tidings.Conversation](t)(f.Conversations.FindConversationByID(as("a", "alice"), "c")); c.Muted {
+	if c := must[*tidings.Conversation](t)(f.Conversations.FindConversationByID(as("a", "alice"), "c")); c.MutedByModerator {
 		t.Error("alice's view of c says she is muted")
 	}
 	f.send("a", "alice", "c", "hello")
