@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -32,14 +31,4 @@ func (s *UserService) RevokeTokens(ctx context.Context, id string) (*tidings.Use
 // DeleteUser is not built yet.
 func (s *UserService) DeleteUser(ctx context.Context, id string, messages tidings.MessagesOfDeleted) error {
 	return errNotBuilt("deleting a user")
-}
-
-// MuteParticipant is not built yet.
-func (s *ConversationService) MuteParticipant(ctx context.Context, conversationID, userID string, muted bool) (*tidings.Participant, error) {
-	return nil, errNotBuilt("muting a participant")
-}
-
-// RotateSigningSecret is not built yet.
-func (s *AppService) RotateSigningSecret(ctx context.Context, id string, overlap time.Duration) (*tidings.App, error) {
-	return nil, errNotBuilt("rotating a signing secret")
 }
