@@ -3,10 +3,12 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/disk"
 )
 
 // queueAs is queue for any caller (ctx carries it).
@@ -94,4 +96,30 @@ func TestSendBatchSystemAndMuted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestServerUploadQuota: the app's server's uploads (no uploader) are
+// bounded by the app's quota only, never by a user's; they count in the
+// app's, and a muted participant cannot upload.
+func TestServerUploadQuota(t *testing.T) {
+	env := newFileEnv(t)
+	files := NewFileService(env.db, disk.NewBlobStore(t.TempDir()), 0)
+	files.UserQuota, files.AppQuota = 5, 20
+	srv := serverCtx("a")
+	f, err := files.CreateFile(srv, env.conv, "a.txt", "text/plain", strings.NewReader("0123456789"))
+	if err != nil || f.UploaderID != "" || f.Size != 10 {
+		t.Fatalf("the server uploads past a user's quota: %+v, %v", f, err)
+	}
+	if _, err := files.CreateFile(userCtx("a", "bob"), env.conv, "b.txt", "text/plain", strings.NewReader("01234")); err != nil {
+		t.Fatalf("bob's upload within his quota: %v", err)
+	}
+	_, err = files.CreateFile(srv, env.conv, "c.txt", "text/plain", strings.NewReader("0123456789"))
+	wantCode(t, err, tidings.ERateLimited) // 10 + 5 + 10 > 20
+
+	if _, err := NewConversationService(env.db).MuteParticipant(srv, env.conv, "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	files.UserQuota, files.AppQuota = 0, 0
+	_, err = files.CreateFile(userCtx("a", "bob"), env.conv, "d.txt", "text/plain", strings.NewReader("x"))
+	wantCode(t, err, tidings.EForbidden)
 }
