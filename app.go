@@ -18,6 +18,11 @@ type App struct {
 	// SigningSecret signs user access tokens (HS256). The customer's
 	// backend may mint tokens itself with it. Never logged.
 	SigningSecret string `json:"-"`
+	// PreviousSigningSecret, after RotateSigningSecret, still verifies
+	// the tokens it signed until PreviousSecretUntil (the overlap during
+	// which both secrets verify); it signs none. Never logged.
+	PreviousSigningSecret string     `json:"-"`
+	PreviousSecretUntil   *time.Time `json:"previousSecretUntil,omitempty"`
 	// UserEditableFields are the profile fields (ProfileFields) a user may
 	// change in their own profile; the others only the app's server may
 	// set. DefaultUserEditableFields unless the app says otherwise.
@@ -29,6 +34,16 @@ type App struct {
 type AppUpdate struct {
 	Name               *string   `json:"name"`
 	UserEditableFields *[]string `json:"userEditableFields"`
+}
+
+// VerifyingSecrets returns the secrets that verify the app's tokens at
+// now: the signing secret, and the previous one during its overlap.
+func (a *App) VerifyingSecrets(now time.Time) []string {
+	secrets := []string{a.SigningSecret}
+	if a.PreviousSigningSecret != "" && a.PreviousSecretUntil != nil && now.Before(*a.PreviousSecretUntil) {
+		secrets = append(secrets, a.PreviousSigningSecret)
+	}
+	return secrets
 }
 
 // UserMayEdit reports whether a user may change the profile field
@@ -58,6 +73,14 @@ type AppService interface {
 	// RotateServerKey replaces the app's server key and returns the app
 	// with the new key (the only time it can be read).
 	RotateServerKey(ctx context.Context, id string) (*App, error)
+	// RotateSigningSecret gives the app a new signing secret, which signs
+	// tokens from now on, and returns the app with it. The secret it
+	// replaces becomes PreviousSigningSecret: it keeps verifying the
+	// tokens it signed for overlap (0: not at all), so that a backend that
+	// mints tokens itself can move to the new secret meanwhile. A previous
+	// secret from an earlier rotation is forgotten. ENotFound if there is
+	// no such app, EInvalid for a negative overlap.
+	RotateSigningSecret(ctx context.Context, id string, overlap time.Duration) (*App, error)
 	// UpdateApp changes the app's settings and returns the app.
 	// ENotFound if there is no such app, EInvalid for a bad setting.
 	UpdateApp(ctx context.Context, id string, upd AppUpdate) (*App, error)

@@ -12,6 +12,13 @@ const (
 	RoleOwner  Role = "owner"
 	RoleAdmin  Role = "admin"
 	RoleMember Role = "member"
+	// RoleServer is the app's server acting as itself (the server key
+	// without Tidings-On-Behalf-Of): an all-powerful moderator of every
+	// conversation of its app, above the owners. It is no participant's
+	// role: never stored, never granted (not Valid), never shown. Stores set
+	// it as the conversation's Role (the caller's) for a Server caller
+	// before asking the access policy (see ServerView).
+	RoleServer Role = "server"
 )
 
 // Valid reports whether r is a known role.
@@ -20,6 +27,8 @@ func (r Role) Valid() bool { return r == RoleOwner || r == RoleAdmin || r == Rol
 // rank orders roles: owner > admin > member.
 func (r Role) rank() int {
 	switch r {
+	case RoleServer:
+		return 4
 	case RoleOwner:
 		return 3
 	case RoleAdmin:
@@ -88,7 +97,7 @@ func DefaultRoles() Roles {
 // Allows reports whether a participant with role r may do perm.
 func (rs Roles) Allows(r Role, perm Permission) bool {
 	switch r {
-	case RoleOwner:
+	case RoleOwner, RoleServer:
 		return true
 	case RoleAdmin:
 		return rs.Admin.allows(perm)
@@ -123,6 +132,10 @@ type Conversation struct {
 	Role        Role  `json:"role,omitempty"` // the caller's role
 	ReadSeq     int64 `json:"readSeq"`        // the caller's read high-water mark
 	UnreadCount int64 `json:"unreadCount"`    // LastSeq - ReadSeq
+	// MutedByModerator: the caller is muted in the conversation (by a
+	// moderator or the app, MuteParticipant): they cannot send. (Not the
+	// mute of its push notifications, which is the user's own.)
+	MutedByModerator bool `json:"mutedByModerator,omitempty"`
 }
 
 // NewConversation is what a caller gives to create a conversation.
@@ -194,6 +207,9 @@ type Participant struct {
 	DeliveredSeq int64     `json:"deliveredSeq"`
 	ReadSeq      int64     `json:"readSeq"`
 	JoinedAt     time.Time `json:"joinedAt"`
+	// Muted is set while the participant is muted in the conversation:
+	// they cannot send messages (nor upload files) until unmuted.
+	Muted bool `json:"muted,omitempty"`
 }
 
 // Limits on conversation fields.
@@ -203,9 +219,15 @@ const (
 	MaxInitialParticipants = 1000
 )
 
-// ConversationService manages conversations and their participants. All
-// methods need a user caller. A private conversation the caller does not
-// take part in is ENotFound; a public one can be found and joined.
+// ConversationService manages conversations and their participants. The
+// methods need a user caller, or the app's server acting as itself (a
+// Server caller), which may do everything in every conversation of its
+// app (RoleServer): see, list (ListConversations lists every conversation
+// of the app), create with any participants and roles
+// (ConversationParticipants), update, delete, add, change and remove
+// anyone. Join and Leave need a user. A private conversation the caller
+// does not take part in is ENotFound; a public one can be found and
+// joined. Events of the server's changes have no actor.
 //
 // Events: CreateConversation emits EventConversationCreate then one
 // EventParticipantAdded per participant (owner first); UpdateConversation
@@ -237,6 +259,12 @@ type ConversationService interface {
 	// RemoveParticipant kicks userID; needs PermRemoveParticipants and a role
 	// at least as high as theirs. Removing oneself is Leave.
 	RemoveParticipant(ctx context.Context, conversationID, userID string) error
+	// MuteParticipant mutes userID in the conversation (muted) or unmutes
+	// them: a muted participant cannot send (EForbidden) until unmuted.
+	// It needs PermRemoveParticipants and a role at least as high as
+	// theirs (a moderator), or the app's server; it emits
+	// EventParticipantUpdated (Muted set) when it changes.
+	MuteParticipant(ctx context.Context, conversationID, userID string, muted bool) (*Participant, error)
 	// Join adds the caller as member of a public conversation.
 	Join(ctx context.Context, conversationID string) (*Participant, error)
 	// Leave removes the caller. The last owner cannot leave (EConflict)

@@ -97,6 +97,9 @@ type ParticipantPayload struct {
 	ProfileID      string `json:"profileId"`
 	Role           Role   `json:"role,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+	// Muted, on a participantUpdated that mutes or unmutes the
+	// participant, says which (absent on a change of role).
+	Muted *bool `json:"muted,omitempty"`
 }
 
 // Why a participant was added or removed: the Reason of a
@@ -111,6 +114,10 @@ const (
 	ReasonLeft = "left"
 	// ReasonRemoved: someone removed (kicked) the user.
 	ReasonRemoved = "removed"
+	// ReasonDeleted: the app deleted a user, who no longer takes part; the
+	// event names no one (empty ProfileID and UserID): reload the
+	// participants.
+	ReasonDeleted = "deleted"
 )
 
 // MessagePayload is the payload of conversationMessage.sent (the new
@@ -142,7 +149,7 @@ func (p MessagePayload) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	m := p.Message
-	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, ClientID: m.ClientID, Parts: m.Parts,
+	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, System: m.System, ClientID: m.ClientID, Parts: m.Parts,
 		Metadata: m.Metadata, Alert: m.Alert, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, ReferrerID: p.ReferrerID}
 	if p.ReferrerID != "" {
 		w.SentAt = &m.SentAt
@@ -155,6 +162,7 @@ type messageInEvent struct {
 	ID         string          `json:"id"`
 	Seq        int64           `json:"seq"`
 	Sender     Profile         `json:"sender"`
+	System     bool            `json:"system,omitempty"`
 	ClientID   string          `json:"clientId,omitempty"`
 	Parts      []Part          `json:"parts"`
 	Metadata   json.RawMessage `json:"metadata,omitempty"`

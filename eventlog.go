@@ -33,6 +33,8 @@ type EventLog interface {
 	// none).
 	Cursor(ctx context.Context, appID, userID, device string) (int64, error)
 	// SaveCursors stores acknowledged refs; a cursor never moves back.
+	// The cursors of users who do not exist (deleted meanwhile) are
+	// skipped.
 	SaveCursors(ctx context.Context, cursors []Cursor) error
 	// Prune removes the events older than before, but always keeps the
 	// newest one, and never those after the position (LastSeq) of a

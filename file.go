@@ -20,7 +20,9 @@ type File struct {
 
 // FileService stores attachments. CreateFile needs PermSend in a
 // conversation that is not deleted; FindFile and OpenFile need the caller
-// to take part in the conversation.
+// to take part in the conversation. The app's server, as itself (a Server
+// caller), may do all three in every conversation of its app: its files
+// have no uploader (UploaderID empty) and count in the app's quota only.
 type FileService interface {
 	// CreateFile reads r to its end. ETooLarge past the configured limit,
 	// in which case nothing is kept; ERateLimited, as a *RetryError, when

@@ -24,16 +24,21 @@ type Part struct {
 // Message is a message in a conversation. Seq numbers the messages of one
 // conversation from 1 without gaps.
 type Message struct {
-	ID             string          `json:"id"`
-	ConversationID string          `json:"conversationId"`
-	Seq            int64           `json:"seq"`
-	Sender         Profile         `json:"sender"`
-	ClientID       string          `json:"clientId,omitempty"`
-	Parts          []Part          `json:"parts"`
-	Metadata       json.RawMessage `json:"metadata,omitempty"`
-	Alert          string          `json:"alert,omitempty"` // push notification text
-	SentAt         time.Time       `json:"sentAt"`
-	EditedAt       *time.Time      `json:"editedAt,omitempty"`
+	ID             string `json:"id"`
+	ConversationID string `json:"conversationId"`
+	Seq            int64  `json:"seq"`
+	// Sender is who sent the message. A system message (System), sent by
+	// the app's server as itself, has none: its sender's id is empty. So
+	// has a message whose sender was deleted with their messages kept
+	// (anonymized): System is then false.
+	Sender   Profile         `json:"sender"`
+	System   bool            `json:"system,omitempty"`
+	ClientID string          `json:"clientId,omitempty"`
+	Parts    []Part          `json:"parts"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	Alert    string          `json:"alert,omitempty"` // push notification text
+	SentAt   time.Time       `json:"sentAt"`
+	EditedAt *time.Time      `json:"editedAt,omitempty"`
 	// DeletedAt is set on a deleted message, whose parts, metadata and
 	// alert are then gone.
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
@@ -94,6 +99,10 @@ const (
 // MessageService sends and reads messages. All methods need a user caller
 // who takes part in the conversation: ENotFound otherwise, or EForbidden
 // for a public conversation (it can be seen, but must be joined first).
+// The app's server acting as itself (a Server caller) may read every
+// conversation of its app, send system messages (Message.System, no
+// sender; the event has no actor), and edit and delete any message; it
+// has no marks (MarkDelivered and MarkRead need a user).
 //
 // Events: SendMessage emits EventMessageSent; EditMessage EventMessageEdited
 // and DeleteMessage EventMessageDeleted, whose payload names the original

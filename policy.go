@@ -56,6 +56,38 @@ func errNeedsAnOwner(id string) *Error {
 	return Errorf(EConflict, "conversation %q needs an owner: make another participant owner first", id)
 }
 
+// ServerView returns conv as the app's server sees it: with RoleServer as
+// the caller's role, for the access policy. It returns nil for nil.
+func ServerView(conv *Conversation) *Conversation {
+	if conv == nil {
+		return nil
+	}
+	v := *conv
+	v.Role, v.ReadSeq, v.UnreadCount = RoleServer, 0, 0
+	return &v
+}
+
+// ConversationParticipants returns the first participants of a
+// conversation the caller creates, as they are added: for a user, the
+// creator as owner, first, then the others as listed (the creator listed
+// among them is left out: they are the owner whatever the list says); for
+// the app's server, exactly the list, with the roles it gives (owners
+// included; none is an ownerless conversation, which only the server and
+// the participants' roles it grants manage). nc must be validated.
+func ConversationParticipants(c Caller, nc NewConversation) []NewParticipant {
+	if c.Server {
+		return append([]NewParticipant(nil), nc.Participants...)
+	}
+	all := make([]NewParticipant, 0, len(nc.Participants)+1)
+	all = append(all, NewParticipant{UserID: c.UserID, Role: RoleOwner})
+	for _, p := range nc.Participants {
+		if p.UserID != c.UserID {
+			all = append(all, p)
+		}
+	}
+	return all
+}
+
 // CanSeeConversation decides whether the caller may see the conversation:
 // a participant sees it, deleted or not; anyone else sees it only if it is
 // public and not deleted. Otherwise it does not exist for them (ENotFound).
@@ -112,14 +144,43 @@ func CanSendMessage(id string, conv *Conversation) error {
 		return errConversationDeleted(id)
 	case !conv.Roles.Allows(conv.Role, PermSend):
 		return Errorf(EForbidden, "your role (%s) does not allow sending in this conversation", conv.Role)
+	case conv.MutedByModerator:
+		return errMuted(id)
 	}
 	return nil
+}
+
+// errMuted refuses a muted participant's message or upload.
+func errMuted(id string) *Error {
+	return Errorf(EForbidden, "you are muted in conversation %q: you cannot send until a moderator unmutes you", id)
 }
 
 // CanUploadFile decides whether the caller may upload a file to the
 // conversation: as for sending (a file is uploaded to be sent).
 func CanUploadFile(id string, conv *Conversation) error {
-	return CanActInConversation(id, conv, PermSend, false)
+	if err := CanActInConversation(id, conv, PermSend, false); err != nil {
+		return err
+	}
+	if conv.MutedByModerator {
+		return errMuted(id)
+	}
+	return nil
+}
+
+// CanMuteParticipant decides whether the caller may mute or unmute userID:
+// as for removing them (CanRemoveParticipant), a moderator whose role is
+// at least as high as theirs, or the app's server.
+func CanMuteParticipant(id string, conv *Conversation, userID string, target *Participant) error {
+	if err := CanActInConversation(id, conv, PermRemoveParticipants, false); err != nil {
+		return err
+	}
+	if target == nil {
+		return ErrNotParticipant(id, userID)
+	}
+	if !conv.Role.AtLeast(target.Role) {
+		return Errorf(EForbidden, "you (%s) cannot mute a %s", conv.Role, target.Role)
+	}
+	return nil
 }
 
 // CanMarkMessages decides whether the caller may move their delivered and
@@ -135,7 +196,7 @@ func CanUpdateConversation(id string, conv *Conversation, upd ConversationUpdate
 	if err := CanActInConversation(id, conv, PermUpdate, false); err != nil {
 		return err
 	}
-	if upd.Roles != nil && conv.Role != RoleOwner {
+	if upd.Roles != nil && !conv.Role.AtLeast(RoleOwner) {
 		return Errorf(EForbidden, "only an owner can change what roles may do")
 	}
 	return nil
@@ -256,7 +317,8 @@ func CanLeaveConversation(id string, conv *Conversation, owners func() (int, err
 // CanEditMessage decides whether the caller (user callerID) may edit the
 // message msgID; msg is that message (nil: ENotFound). Only its sender
 // may, in a conversation they still take part in and not deleted, and not
-// once the message is deleted.
+// once the message is deleted; and the app's server (RoleServer) may edit
+// any message (moderation, its own system messages).
 func CanEditMessage(id string, conv *Conversation, callerID, msgID string, msg *Message) error {
 	if err := CanActInConversation(id, conv, "", false); err != nil {
 		return err
@@ -264,7 +326,7 @@ func CanEditMessage(id string, conv *Conversation, callerID, msgID string, msg *
 	switch {
 	case msg == nil:
 		return ErrMessageNotFound(id, msgID)
-	case msg.Sender.ID != callerID:
+	case msg.Sender.ID != callerID && conv.Role != RoleServer:
 		return Errorf(EForbidden, "only the sender can edit a message")
 	case msg.DeletedAt != nil:
 		return Errorf(EConflict, "message %q is deleted", msgID)

@@ -29,8 +29,40 @@ type User struct {
 	// when it never did, and for callers who may not see it (see
 	// HidePresenceFrom).
 	LastSeenAt *time.Time `json:"lastSeenAt,omitempty"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	UpdatedAt  time.Time  `json:"updatedAt"`
+	// DeactivatedAt is set while the user is deactivated (banned from the
+	// app): their tokens are refused and they cannot connect. Everyone
+	// who sees the profile sees it.
+	DeactivatedAt *time.Time `json:"deactivatedAt,omitempty"`
+	// TokensNotBefore, set when the app revoked the user's tokens, refuses
+	// every access token issued before it (iat), or without iat. It is on
+	// a whole second. Only the app's server sees it.
+	TokensNotBefore *time.Time `json:"tokensNotBefore,omitempty"`
+	CreatedAt       time.Time  `json:"createdAt"`
+	UpdatedAt       time.Time  `json:"updatedAt"`
+}
+
+// AcceptsToken says whether an access token of the user, issued at
+// issuedAt (zero when it has no iat claim), may be used now: not while the
+// user is deactivated, nor when the app revoked the user's tokens after it
+// was issued. The error is EUnauthenticated, saying which.
+func (u *User) AcceptsToken(issuedAt time.Time) error {
+	if u.DeactivatedAt != nil {
+		return Errorf(EUnauthenticated, "user %q is deactivated: the app must reactivate them", u.ID)
+	}
+	if u.TokensNotBefore != nil && issuedAt.Before(*u.TokensNotBefore) {
+		return Errorf(EUnauthenticated, "this access token was revoked: the app revoked the tokens of user %q issued before %s", u.ID, u.TokensNotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// HideFrom removes what the caller may not see of the user: their
+// presence (HidePresenceFrom), and TokensNotBefore but for the app's
+// server.
+func (u *User) HideFrom(c Caller) {
+	u.HidePresenceFrom(c)
+	if !c.Server {
+		u.TokensNotBefore = nil
+	}
 }
 
 // PresenceVisibleTo reports whether the caller may see the user's
@@ -118,6 +150,11 @@ func (upd UserUpdate) Fields() []string {
 type UserFilter struct {
 	After string // return users whose id sorts after this one
 	Limit int    // 0 means the default (50); capped at 200
+	// IDPrefix keeps the users whose id starts with it.
+	IDPrefix string
+	// Search keeps the users whose display name or identifier value
+	// contains it, ignoring the case of ASCII letters.
+	Search string
 }
 
 // Limits on profile fields.
@@ -125,6 +162,19 @@ const (
 	MaxDisplayNameLen = 200
 	MaxURLLen         = 2048
 	MaxMetadataBytes  = 16 << 10
+)
+
+// MessagesOfDeleted says what becomes of the messages of a deleted user.
+type MessagesOfDeleted string
+
+const (
+	// EraseMessages empties them: each stays in its place (seq) as a
+	// deleted message without content or sender; files the user uploaded
+	// are removed.
+	EraseMessages MessagesOfDeleted = "erase"
+	// AnonymizeMessages keeps them, content and files, under an anonymous
+	// sender (an empty sender id, not System).
+	AnonymizeMessages MessagesOfDeleted = "anonymize"
 )
 
 // UserService manages users and profiles.
@@ -142,6 +192,29 @@ type UserService interface {
 	FindUserByID(ctx context.Context, id string) (*User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]*User, error)
 	UpdateUser(ctx context.Context, id string, upd UserUpdate) (*User, error)
+
+	// DeactivateUser and ReactivateUser turn the user's deactivation (ban)
+	// on or off (User.DeactivatedAt; doing it twice changes nothing). They
+	// need the app's server and emit EventProfileUpdate when it changes.
+	// Closing the user's open connections is the caller's (the realtime
+	// node's CloseUser).
+	DeactivateUser(ctx context.Context, id string) (*User, error)
+	ReactivateUser(ctx context.Context, id string) (*User, error)
+	// RevokeTokens refuses every token of the user issued until now: it
+	// sets User.TokensNotBefore to the second after now. It needs the
+	// app's server and emits no event.
+	RevokeTokens(ctx context.Context, id string) (*User, error)
+	// DeleteUser deletes the user and every trace of them: their profile,
+	// participations (a conversation whose last owner they were is left
+	// without one), memberships, cursors and profile shares; their
+	// messages are erased or anonymized (MessagesOfDeleted); the events
+	// about them (their profile, participation and marks) leave the log,
+	// and the others no longer name them (actor, sender, participant
+	// lists). Each conversation they took part in gets an
+	// EventParticipantRemoved naming no one (ReasonDeleted), and with
+	// EraseMessages an EventMessageDeleted for each message. It needs the
+	// app's server; ENotFound for an unknown user.
+	DeleteUser(ctx context.Context, id string, messages MessagesOfDeleted) error
 }
 
 // LastSeen is when a user's last realtime connection closed.

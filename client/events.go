@@ -148,7 +148,8 @@ type ParticipantTypingOff struct {
 }
 
 // MessageSent is conversationMessage.sent: a new message. The sender gets
-// it too (silent).
+// it too (silent). A system message, sent by the app's server itself, has
+// Message.System set, an empty Message.Sender.ID and no Actor.
 type MessageSent struct {
 	EventInfo
 	Message *tidings.Message
@@ -201,7 +202,9 @@ type PresenceUpdate struct {
 }
 
 // AccountClosed is account.closed: the server ended an account (Reason
-// "token_expired"); the other accounts of the connection are not
+// "token_expired"; or, when the app ended the user's access,
+// "user_deactivated", "tokens_revoked" or "user_deleted": see protocol's
+// Reason constants); the other accounts of the connection are not
 // affected. The client authenticates the account again with a fresh token
 // when its token provider can give one (a static token cannot be
 // refreshed: the account then gives up, see Account.WaitConnected).

@@ -6,9 +6,11 @@ import (
 	"github.com/tidings/tidings"
 )
 
-// roleRequest is the body of PATCH .../participants/{userId}.
+// roleRequest is the body of PATCH .../participants/{userId}: a new role,
+// a mute (or unmute), or both.
 type roleRequest struct {
-	Role tidings.Role `json:"role"`
+	Role  tidings.Role `json:"role"`
+	Muted *bool        `json:"muted"`
 }
 
 func (s *Server) handleCreateConversation(w http.ResponseWriter, r *http.Request) error {
@@ -124,9 +126,21 @@ func (s *Server) handleUpdateParticipant(w http.ResponseWriter, r *http.Request)
 	if err := s.decodeJSON(w, r, &req, bodyRequired); err != nil {
 		return err
 	}
-	p, err := s.Conversations.UpdateParticipant(r.Context(), r.PathValue("conversationId"), r.PathValue("userId"), req.Role)
-	if err != nil {
-		return err
+	if req.Role == "" && req.Muted == nil {
+		return tidings.Errorf(tidings.EInvalid, "give a role, muted, or both")
+	}
+	ctx, convID, userID := r.Context(), r.PathValue("conversationId"), r.PathValue("userId")
+	var p *tidings.Participant
+	var err error
+	if req.Role != "" {
+		if p, err = s.Conversations.UpdateParticipant(ctx, convID, userID, req.Role); err != nil {
+			return err
+		}
+	}
+	if req.Muted != nil {
+		if p, err = s.Conversations.MuteParticipant(ctx, convID, userID, *req.Muted); err != nil {
+			return err
+		}
 	}
 	s.writeJSON(w, r, http.StatusOK, p)
 	return nil

@@ -270,21 +270,27 @@ func (s *Server) authenticate(r *http.Request, kind authKind) (context.Context, 
 			return nil, tidings.Errorf(tidings.EForbidden, "only the app server key may act on behalf of a user (%s); a user access token acts as its own user", onBehalfOfHeader)
 		}
 		now := s.now()
-		c, ok := s.tokens.get(cred, now)
+		c, issued, ok := s.tokens.get(cred, now)
 		if !ok {
-			var expires time.Time
-			if c, expires, err = token.VerifyWithExpiry(ctx, s.Apps, cred, now); err != nil {
+			v, err := token.VerifyToken(ctx, s.Apps, cred, now)
+			if err != nil {
 				return nil, err
 			}
-			s.tokens.put(cred, c, expires, now)
+			c, issued = v.Caller, v.IssuedAt
+			s.tokens.put(cred, c, issued, v.ExpiresAt, now)
 		}
 		caller = c
-		// The token may outlive its user: check that the user still exists,
-		// asking as the app's server, which may see every user.
+		// The token may outlive its user, or the app may have deactivated
+		// them or revoked their tokens since: check, asking as the app's
+		// server, which may see every user.
 		server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
-		if _, err := s.Users.FindUserByID(server, caller.UserID); tidings.ErrorCode(err) == tidings.ENotFound {
+		u, err := s.Users.FindUserByID(server, caller.UserID)
+		if tidings.ErrorCode(err) == tidings.ENotFound {
 			return nil, tidings.Errorf(tidings.EUnauthenticated, "the user of this access token does not exist")
 		} else if err != nil {
+			return nil, err
+		}
+		if err := u.AcceptsToken(issued); err != nil {
 			return nil, err
 		}
 	}
@@ -322,10 +328,14 @@ func (s *Server) onBehalfOf(r *http.Request, server tidings.Caller) (tidings.Cal
 		return server, tidings.Errorf(tidings.EForbidden, "the realtime routes serve a user's own devices: the server key cannot poll or reply on behalf of a user")
 	}
 	ctx := tidings.NewContextWithCaller(r.Context(), server)
-	if _, err := s.Users.FindUserByID(ctx, userID[0]); tidings.ErrorCode(err) == tidings.ENotFound {
+	u, err := s.Users.FindUserByID(ctx, userID[0])
+	if tidings.ErrorCode(err) == tidings.ENotFound {
 		return server, tidings.Errorf(tidings.ENotFound, "the user %q named by %s does not exist", userID[0], onBehalfOfHeader)
 	} else if err != nil {
 		return server, err
+	}
+	if u.DeactivatedAt != nil {
+		return server, tidings.Errorf(tidings.EForbidden, "the user %q named by %s is deactivated: reactivate them first", userID[0], onBehalfOfHeader)
 	}
 	return tidings.Caller{AppID: server.AppID, UserID: userID[0]}, nil
 }

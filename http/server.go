@@ -70,6 +70,9 @@ type Server struct {
 	// ws); Poller, the polling transport. Without them those routes are 404.
 	Realtime http.Handler
 	Poller   Poller
+	// Sessions, when set, closes the realtime sessions of a user the app
+	// deactivates, deletes or whose tokens it revokes (realtime.Node).
+	Sessions UserSessions
 
 	// AllowedOrigins lists the origins (scheme://host[:port]) of web
 	// pages that may call the API from another origin (CORS); "*" allows

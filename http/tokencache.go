@@ -20,29 +20,31 @@ type tokenCache struct {
 
 type cachedCaller struct {
 	caller tidings.Caller
+	issued time.Time // the token's iat, checked against its user's revocations
 	until  time.Time
 }
 
 const (
 	// tokenCacheTTL bounds how long a change that makes a token invalid
-	// before its expiry could go unnoticed (none exists today: an app
-	// keeps its signing secret).
+	// before its expiry could go unnoticed: the end of the overlap of a
+	// rotated signing secret. (A user's deactivation and revoked tokens
+	// are checked on every request, from the user read each time.)
 	tokenCacheTTL = time.Minute
 	// tokenCacheMax bounds the memory it takes: about 400 bytes a token.
 	tokenCacheMax = 20_000
 )
 
-func (c *tokenCache) get(tok string, now time.Time) (tidings.Caller, bool) {
+func (c *tokenCache) get(tok string, now time.Time) (tidings.Caller, time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[tok]
 	if !ok || !now.Before(e.until) {
-		return tidings.Caller{}, false
+		return tidings.Caller{}, time.Time{}, false
 	}
-	return e.caller, true
+	return e.caller, e.issued, true
 }
 
-func (c *tokenCache) put(tok string, caller tidings.Caller, expires, now time.Time) {
+func (c *tokenCache) put(tok string, caller tidings.Caller, issued, expires, now time.Time) {
 	until := now.Add(tokenCacheTTL)
 	if expires.Before(until) {
 		until = expires
@@ -65,5 +67,5 @@ func (c *tokenCache) put(tok string, caller tidings.Caller, expires, now time.Ti
 			clear(c.m) // many live tokens: start again rather than grow
 		}
 	}
-	c.m[tok] = cachedCaller{caller, until}
+	c.m[tok] = cachedCaller{caller, issued, until}
 }

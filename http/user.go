@@ -67,9 +67,15 @@ func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	q := r.URL.Query()
+	if len(q.Get("q")) > tidings.MaxDisplayNameLen {
+		return tidings.Errorf(tidings.EInvalid, "q is longer than %d bytes", tidings.MaxDisplayNameLen)
+	}
 	users, err := s.Users.ListUsers(r.Context(), tidings.UserFilter{
-		After: r.URL.Query().Get("after"),
-		Limit: limit,
+		After:    q.Get("after"),
+		Limit:    limit,
+		IDPrefix: q.Get("prefix"),
+		Search:   q.Get("q"),
 	})
 	if err != nil {
 		return err
@@ -135,7 +141,17 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	tok, exp, err := token.Mint(app, u.ID, ttl, s.now())
+	if u.DeactivatedAt != nil {
+		return tidings.Errorf(tidings.EConflict, "user %q is deactivated: reactivate them before minting a token", u.ID)
+	}
+	// Right after a revocation, a token issued now would fall in the
+	// revoked second (token times are whole seconds): it is issued at the
+	// not-before time instead, a fraction of a second ahead.
+	issued := s.now()
+	if nb := u.TokensNotBefore; nb != nil && issued.Before(*nb) {
+		issued = *nb
+	}
+	tok, exp, err := token.Mint(app, u.ID, ttl, issued)
 	if err != nil {
 		return err
 	}

@@ -20,15 +20,17 @@ func NewAppService(db *DB) *AppService { return &AppService{db: db} }
 
 // appColumns are the columns scanApp reads. server_key holds the key's
 // hash (hashServerKey), which is never read back.
-const appColumns = `id, name, signing_secret, user_editable_fields, created_at`
+const appColumns = `id, name, signing_secret, user_editable_fields, created_at, previous_signing_secret, previous_secret_until`
 
 func scanApp(row interface{ Scan(...any) error }) (*tidings.App, error) {
 	var a tidings.App
 	var fields []byte
 	var created time.Time
-	if err := row.Scan(&a.ID, &a.Name, &a.SigningSecret, &fields, &created); err != nil {
+	var until *time.Time
+	if err := row.Scan(&a.ID, &a.Name, &a.SigningSecret, &fields, &created, &a.PreviousSigningSecret, &until); err != nil {
 		return nil, err
 	}
+	a.PreviousSecretUntil = fromNullTime(until)
 	if err := json.Unmarshal(fields, &a.UserEditableFields); err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func (s *AppService) CreateApp(ctx context.Context, id, name string) (*tidings.A
 			SigningSecret:      tidings.NewSecret("", 32),
 			UserEditableFields: append([]string(nil), tidings.DefaultUserEditableFields...),
 		}
-		tag, err := tx.exec(`INSERT INTO apps (server_key, `+appColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+		tag, err := tx.exec(`INSERT INTO apps (server_key, `+appColumns+`) VALUES ($1, $2, $3, $4, $5, $6, '', NULL)
 			ON CONFLICT (id) DO NOTHING`,
 			hashServerKey(app.ServerKey), app.ID, app.Name, app.SigningSecret, encodeFields(app.UserEditableFields), app.CreatedAt)
 		if err != nil {
@@ -144,6 +146,30 @@ func (s *AppService) RotateServerKey(ctx context.Context, id string) (*tidings.A
 		return nil, err
 	}
 	app.ServerKey = key
+	return app, nil
+}
+
+func (s *AppService) RotateSigningSecret(ctx context.Context, id string, overlap time.Duration) (*tidings.App, error) {
+	if overlap < 0 {
+		return nil, tidings.Errorf(tidings.EInvalid, "the overlap must not be negative")
+	}
+	secret := tidings.NewSecret("", 32)
+	var app *tidings.App
+	err := s.db.update(ctx, func(tx *Tx) error {
+		// The previous secret is the one replaced, read in the same
+		// statement: of two rotations at once, the second keeps the
+		// first's secret as its previous one.
+		var err error
+		app, err = scanApp(tx.queryRow(`UPDATE apps SET previous_signing_secret = signing_secret, signing_secret = $1,
+			previous_secret_until = $2 WHERE id = $3 RETURNING `+appColumns, secret, tx.now.Add(overlap), id))
+		if isNoRows(err) {
+			return tidings.Errorf(tidings.ENotFound, "app %q not found", id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	return app, nil
 }
 

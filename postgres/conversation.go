@@ -36,7 +36,7 @@ type querier interface {
 // (role and read mark; NULL when not a participant). Arguments: $1 user
 // id, $2 app id, $3 conversation id.
 const conversationView = `SELECT c.id, c.name, c.description, c.is_public, c.roles, c.last_seq, c.participant_count,
-	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq
+	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq, p.muted
 	FROM conversations c LEFT JOIN participants p
 	ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = $1`
 
@@ -46,10 +46,12 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 	var deleted *time.Time
 	var role *string
 	var readSeq *int64
+	var muted *bool
 	if err := row.Scan(&c.ID, &c.Name, &c.Description, &c.IsPublic, &roles, &c.LastSeq, &c.ParticipantCount,
-		&c.CreatedBy, &c.CreatedAt, &c.UpdatedAt, &c.LastActivityAt, &deleted, &role, &readSeq); err != nil {
+		&c.CreatedBy, &c.CreatedAt, &c.UpdatedAt, &c.LastActivityAt, &deleted, &role, &readSeq, &muted); err != nil {
 		return nil, err
 	}
+	c.MutedByModerator = muted != nil && *muted
 	if err := json.Unmarshal(roles, &c.Roles); err != nil {
 		return nil, fmt.Errorf("conversation %s: bad roles: %w", c.ID, err)
 	}
@@ -68,11 +70,30 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 }
 
 // loadConversation loads a conversation with the caller's role in it, as
-// the access policy (tidings.Can*) needs it: nil when there is none.
+// the access policy (tidings.Can*) needs it: nil when there is none. The
+// app's server has tidings.RoleServer.
 func loadConversation(ctx context.Context, q querier, c tidings.Caller, id string) (*tidings.Conversation, error) {
 	conv, err := scanConversation(q.QueryRow(ctx, conversationView+` WHERE c.app_id = $2 AND c.id = $3`, c.UserID, c.AppID, id))
+	return asCaller(c, conv, err)
+}
+
+// asCaller returns a conversation as loaded for c: nil when there is none
+// (no rows), and the app's server's view (tidings.ServerView) for it.
+func asCaller(c tidings.Caller, conv *tidings.Conversation, err error) (*tidings.Conversation, error) {
 	if isNoRows(err) {
 		return nil, nil
+	}
+	if err == nil && c.Server {
+		conv = tidings.ServerView(conv)
+	}
+	return conv, err
+}
+
+// shown returns conv as its caller is answered with: the app's server
+// takes no part in it (no role, no marks).
+func shown(conv *tidings.Conversation, err error) (*tidings.Conversation, error) {
+	if conv != nil && conv.Role == tidings.RoleServer {
+		conv.Role = ""
 	}
 	return conv, err
 }
@@ -85,10 +106,7 @@ func (tx *Tx) lockedConversation(c tidings.Caller, id string) (*tidings.Conversa
 		return nil, err
 	}
 	conv, err := scanConversation(tx.queryRow(conversationView+` WHERE c.app_id = $2 AND c.id = $3 FOR UPDATE OF c`, c.UserID, c.AppID, id))
-	if isNoRows(err) {
-		return nil, nil
-	}
-	return conv, err
+	return asCaller(c, conv, err)
 }
 
 // visibleConversation loads a conversation as the user caller sees it
@@ -105,21 +123,22 @@ func visibleConversation(ctx context.Context, q querier, c tidings.Caller, id st
 }
 
 func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := nc.Validate(); err != nil {
 		return nil, err
 	}
-	// The creator is the owner, whatever the list says.
-	others := make([]tidings.NewParticipant, 0, len(nc.Participants))
-	for _, p := range nc.Participants {
+	// A user creator is the owner, whatever the list says; the app's
+	// server gives the participants and roles it lists, and is none.
+	all := tidings.ConversationParticipants(c, nc)
+	var others []string // the participants to look up: all but the creator (tx.actor finds them)
+	for _, p := range all {
 		if p.UserID != c.UserID {
-			others = append(others, p)
+			others = append(others, p.UserID)
 		}
 	}
-	all := append([]tidings.NewParticipant{{UserID: c.UserID, Role: tidings.RoleOwner}}, others...)
 	roles, err := json.Marshal(nc.Roles)
 	if err != nil {
 		return nil, err
@@ -142,16 +161,12 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 			return tidings.ErrConversationIDNotAvailable(nc.ID)
 		}
 		if len(others) > 0 {
-			ids := make([]string, len(others))
-			for i, p := range others {
-				ids[i] = p.UserID
-			}
 			// The first unknown user in the order given, as looking them
 			// up one by one would find.
 			var missing string
 			err := tx.queryRow(`SELECT w.id FROM unnest($2::text[]) WITH ORDINALITY AS w (id, n)
 				WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.app_id = $1 AND u.id = w.id)
-				ORDER BY w.n LIMIT 1`, c.AppID, ids).Scan(&missing)
+				ORDER BY w.n LIMIT 1`, c.AppID, others).Scan(&missing)
 			if err == nil {
 				return tidings.Errorf(tidings.ENotFound, "user %q not found", missing)
 			}
@@ -176,6 +191,9 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		ids, roleNames := make([]string, len(all)), make([]string, len(all))
 		for i, p := range all {
 			ids[i], roleNames[i] = p.UserID, string(p.Role)
+		}
+		if len(all) == 0 {
+			return nil // the app's server's conversation, empty yet
 		}
 		if _, err := tx.exec(`INSERT INTO participants (app_id, conversation_id, user_id, role, joined_at)
 			SELECT $1, $2, u, r, $5 FROM unnest($3::text[], $4::text[]) AS w (u, r)`, c.AppID, nc.ID, ids, roleNames, tx.now); err != nil {
@@ -217,14 +235,14 @@ func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, act
 }
 
 func (s *ConversationService) FindConversationByID(ctx context.Context, id string) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.db.usable(); err != nil {
 		return nil, err
 	}
-	conv, err := visibleConversation(ctx, s.db.pool, c, id)
+	conv, err := shown(visibleConversation(ctx, s.db.pool, c, id))
 	return conv, s.db.mapError(err)
 }
 
@@ -247,12 +265,16 @@ func decodeCursor(s string) (time.Time, string, error) {
 }
 
 func (s *ConversationService) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	limit := clampLimit(f.Limit)
+	// A user's conversations; the app's server's are all of the app's.
 	query := conversationView + ` WHERE p.user_id IS NOT NULL AND c.app_id = $2`
+	if c.Server {
+		query = conversationView + ` WHERE c.app_id = $2`
+	}
 	args := []any{c.UserID, c.AppID}
 	if !f.IncludeDeleted {
 		query += ` AND c.deleted_at IS NULL`
@@ -292,7 +314,7 @@ func (s *ConversationService) ListConversations(ctx context.Context, f tidings.C
 }
 
 func (s *ConversationService) UpdateConversation(ctx context.Context, id string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +363,7 @@ func (s *ConversationService) UndeleteConversation(ctx context.Context, id strin
 // setDeleted soft-deletes or restores a conversation. Doing it twice is
 // not an error and emits no second event.
 func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted bool) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +396,7 @@ func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted
 }
 
 const participantColumns = `p.user_id, p.role, p.delivered_seq, p.read_seq, p.joined_at,
-	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind, p.muted`
 
 const participantFrom = ` FROM participants p JOIN users u ON u.app_id = p.app_id AND u.id = p.user_id`
 
@@ -382,7 +404,7 @@ func scanParticipant(row interface{ Scan(...any) error }) (*tidings.Participant,
 	var p tidings.Participant
 	var idValue, idKind *string
 	if err := row.Scan(&p.UserID, &p.Role, &p.DeliveredSeq, &p.ReadSeq, &p.JoinedAt,
-		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind); err != nil {
+		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind, &p.Muted); err != nil {
 		return nil, err
 	}
 	p.Profile.ID = p.UserID
@@ -427,7 +449,7 @@ func (s *ConversationService) readParticipant(ctx context.Context, appID, convID
 }
 
 func (s *ConversationService) ListParticipants(ctx context.Context, id string, f tidings.ParticipantFilter) (*tidings.ParticipantPage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -478,7 +500,7 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 }
 
 func (s *ConversationService) AddParticipant(ctx context.Context, id string, np tidings.NewParticipant) (*tidings.Participant, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +544,7 @@ func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant, r
 }
 
 func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID string, role tidings.Role) (*tidings.Participant, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -559,6 +581,40 @@ func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID 
 	return s.readParticipant(ctx, c.AppID, id, userID)
 }
 
+func (s *ConversationService) MuteParticipant(ctx context.Context, id, userID string, muted bool) (*tidings.Participant, error) {
+	c, err := actingCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.lockedConversation(c, id)
+		if err != nil {
+			return err
+		}
+		target, err := tx.participant(c.AppID, id, userID)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanMuteParticipant(id, conv, userID, target); err != nil || target.Muted == muted {
+			return err // the same: nothing changes
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE participants SET muted = $1 WHERE app_id = $2 AND conversation_id = $3 AND user_id = $4`,
+			muted, c.AppID, id, userID); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventParticipantUpdated, actor, id, userID,
+			tidings.ParticipantPayload{ConversationID: id, ProfileID: userID, Role: target.Role, Muted: &muted})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.readParticipant(ctx, c.AppID, id, userID)
+}
+
 // countOwners counts the owners of a conversation, for the last owner
 // rule of the access policy. The conversation is locked, so that no other
 // change of roles can meet this one.
@@ -570,11 +626,11 @@ func (tx *Tx) countOwners(appID, convID string) (int, error) {
 }
 
 func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID string) error {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return err
 	}
-	if userID == c.UserID {
+	if c.IsUser() && userID == c.UserID {
 		return s.Leave(ctx, id)
 	}
 	return s.db.update(ctx, func(tx *Tx) error {

@@ -73,7 +73,7 @@ func (s *FileService) mayUpload(ctx context.Context, c tidings.Caller, convID st
 }
 
 func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType string, r io.Reader) (*tidings.File, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +106,18 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 		// Checked again: the caller may have been removed meanwhile. The
 		// participant's row is locked (a share lock: uploads do not wait
 		// for each other) so that a removal waits for the file to be in.
+		// The app's server, no participant, uploads with no uploader.
 		conv, err := loadConversation(tx.ctx, tx.tx, c, convID)
 		if err != nil {
 			return err
 		}
 		if err := tidings.CanUploadFile(convID, conv); err != nil {
+			return err
+		}
+		f.CreatedAt = tx.now
+		if c.Server {
+			_, err = tx.exec(`INSERT INTO files (app_id, conversation_id, id, uploader_id, name, type, size, blob_key, created_at)
+				VALUES ($1, $2, $3, '', $4, $5, $6, $7, $8)`, c.AppID, convID, f.ID, f.Name, f.Type, f.Size, key, tx.now)
 			return err
 		}
 		var one int
@@ -122,7 +129,6 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 		if err != nil {
 			return err
 		}
-		f.CreatedAt = tx.now
 		_, err = tx.exec(`INSERT INTO files (app_id, conversation_id, id, uploader_id, name, type, size, blob_key, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, c.AppID, convID, f.ID, c.UserID, f.Name, f.Type, f.Size, key, tx.now)
 		return err
@@ -150,8 +156,14 @@ func (s *FileService) reserve(ctx context.Context, c tidings.Caller) (int64, err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	limit, quotaErr := s.maxBytes, error(nil)
-	userKey, appKey := quotaKey{c.AppID, c.UserID}, quotaKey{c.AppID, ""}
-	if s.UserQuota > 0 {
+	// The app's server, as itself, has the app's quota only.
+	keys := []quotaKey{{c.AppID, ""}}
+	if !c.Server {
+		keys = append(keys, quotaKey{c.AppID, c.UserID})
+	}
+	appKey := keys[0]
+	if s.UserQuota > 0 && !c.Server {
+		userKey := keys[1]
 		now := s.db.Now()
 		var used *int64
 		var oldest *time.Time
@@ -203,12 +215,13 @@ func (s *FileService) reserve(ctx context.Context, c tidings.Caller) (int64, err
 			limit, quotaErr = room, err
 		}
 	}
-	s.inFlight[userKey] += limit
-	s.inFlight[appKey] += limit
+	for _, k := range keys {
+		s.inFlight[k] += limit
+	}
 	return limit, quotaErr, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		for _, k := range []quotaKey{userKey, appKey} {
+		for _, k := range keys {
 			if s.inFlight[k] -= limit; s.inFlight[k] == 0 {
 				delete(s.inFlight, k)
 			}
@@ -323,7 +336,7 @@ func (s *FileService) FindFile(ctx context.Context, convID, fileID string) (*tid
 }
 
 func (s *FileService) find(ctx context.Context, convID, fileID string) (*tidings.File, string, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, "", err
 	}

@@ -37,18 +37,26 @@ func NewMessageService(db *DB, maxMessageBytes int) *MessageService {
 }
 
 const messageColumns = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.parts, m.metadata, m.alert,
-	m.sent_at, m.edited_at, m.deleted_at, u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+	m.sent_at, m.edited_at, m.deleted_at, m.system, u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
 
-const messageFrom = ` FROM messages m JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+// messageFrom joins the sender's profile: none for a system message (and
+// one whose sender was deleted), whose sender_id is empty.
+const messageFrom = ` FROM messages m LEFT JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
 
 func scanMessage(row interface{ Scan(...any) error }) (*tidings.Message, error) {
 	var m tidings.Message
-	var clientID, idValue, idKind *string
+	var clientID, name, avatar, idValue, idKind *string
 	var parts, meta []byte
 	var edited, deleted *time.Time
 	if err := row.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.Sender.ID, &clientID, &parts, &meta, &m.Alert,
-		&m.SentAt, &edited, &deleted, &m.Sender.DisplayName, &m.Sender.AvatarURL, &idValue, &idKind); err != nil {
+		&m.SentAt, &edited, &deleted, &m.System, &name, &avatar, &idValue, &idKind); err != nil {
 		return nil, err
+	}
+	if name != nil {
+		m.Sender.DisplayName = *name
+	}
+	if avatar != nil {
+		m.Sender.AvatarURL = *avatar
 	}
 	if err := json.Unmarshal(parts, &m.Parts); err != nil {
 		return nil, fmt.Errorf("message %s: bad parts: %w", m.ID, err)
@@ -89,8 +97,10 @@ func (tx *Tx) message(appID, convID, msgID string) (*tidings.Message, error) {
 // sendView is what a send reads of its conversation, sender and client
 // id, in one statement that also locks the conversation's row (see
 // MessageService). Arguments: $1 sender, $2 app, $3 conversation, $4
-// client id (NULL: none).
-const sendView = `SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, p.role,
+// client id (NULL: none). The app's server, as itself, sends with an
+// empty sender id: no participant, no user, and the earlier message is
+// its system message.
+const sendView = `SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, p.role, p.muted,
 	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind,
 	(SELECT m.id FROM messages m WHERE m.app_id = c.app_id AND m.conversation_id = c.id
 		AND m.sender_id = $1 AND m.client_id = $4)
@@ -102,11 +112,11 @@ const sendView = `SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, p.role,
 
 // sendInsert stores a new message, unless the sender used its client id
 // already, and then moves the conversation's last seq and the sender's
-// own marks to it, in one statement. It returns the seq stored (no row:
-// the client id was taken).
+// own marks to it (a system message, with no sender, moves nobody's), in
+// one statement. It returns the seq stored (no row: the client id was taken).
 const sendInsert = `WITH m AS (
-		INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, system)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
 		RETURNING seq),
 	c AS (UPDATE conversations SET last_seq = m.seq, last_activity_at = $10 FROM m
@@ -116,7 +126,7 @@ const sendInsert = `WITH m AS (
 	SELECT seq FROM m`
 
 func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -145,8 +155,9 @@ func (db *DB) sendOne(ctx context.Context, c tidings.Caller, convID string, nm t
 		var view tidings.Conversation
 		var roles []byte
 		var role, name, avatar, idValue, idKind, earlier *string
+		var muted *bool
 		err := tx.queryRow(sendView, c.UserID, c.AppID, convID, nullString(nm.ClientID)).Scan(
-			&view.IsPublic, &view.DeletedAt, &roles, &view.LastSeq, &role, &name, &avatar, &idValue, &idKind, &earlier)
+			&view.IsPublic, &view.DeletedAt, &roles, &view.LastSeq, &role, &muted, &name, &avatar, &idValue, &idKind, &earlier)
 		if isNoRows(err) {
 			return tidings.ErrConversationNotFound(convID)
 		}
@@ -159,26 +170,30 @@ func (db *DB) sendOne(ctx context.Context, c tidings.Caller, convID string, nm t
 		if role != nil {
 			view.Role = tidings.Role(*role)
 		}
-		view.ID = convID
-		if err := tidings.CanSeeConversation(convID, &view); err != nil {
-			return err
+		view.ID, view.MutedByModerator = convID, muted != nil && *muted
+		var sender *tidings.Profile
+		if !c.Server {
+			sender = &tidings.Profile{ID: c.UserID}
+			if name != nil {
+				sender.DisplayName = *name
+			} else {
+				sender = nil
+			}
 		}
-		if name == nil {
-			return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
-		}
-		if err := tidings.CanSendMessage(convID, &view); err != nil {
+		if err := checkSend(c, &view, sender); err != nil {
 			return err
 		}
 		if earlier != nil { // the earlier message is the answer
 			msg, err = findMessage(tx.ctx, tx.tx, c.AppID, convID, *earlier)
 			return err
 		}
-		sender := tidings.Profile{ID: c.UserID, DisplayName: *name}
-		if avatar != nil {
-			sender.AvatarURL = *avatar
-		}
-		if idValue != nil && idKind != nil {
-			sender.Identifier = &tidings.Identifier{Value: *idValue, Kind: *idKind}
+		if sender != nil {
+			if avatar != nil {
+				sender.AvatarURL = *avatar
+			}
+			if idValue != nil && idKind != nil {
+				sender.Identifier = &tidings.Identifier{Value: *idValue, Kind: *idKind}
+			}
 		}
 		parts, err := tx.resolveFiles(c.AppID, convID, nm.Parts)
 		if err != nil {
@@ -190,11 +205,14 @@ func (db *DB) sendOne(ctx context.Context, c tidings.Caller, convID string, nm t
 		}
 		m := &tidings.Message{
 			ID: tidings.NewID(), ConversationID: convID, Seq: view.LastSeq + 1, ClientID: nm.ClientID,
-			Sender: sender, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
+			System: c.Server, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
+		}
+		if sender != nil {
+			m.Sender = *sender
 		}
 		var seq int64
 		err = tx.queryRow(sendInsert, c.AppID, convID, m.Seq, m.ID, c.UserID, nullString(nm.ClientID),
-			string(partsJSON), nullBytes(nm.Metadata), nm.Alert, tx.now).Scan(&seq)
+			string(partsJSON), nullBytes(nm.Metadata), nm.Alert, tx.now, c.Server).Scan(&seq)
 		if isNoRows(err) {
 			// The client id was taken after all: the unique index has the
 			// last word, and the earlier message is the answer.
@@ -204,7 +222,7 @@ func (db *DB) sendOne(ctx context.Context, c tidings.Caller, convID string, nm t
 		if err != nil {
 			return err
 		}
-		if err := tx.emit(c.AppID, tidings.EventMessageSent, &sender, convID, "", tidings.NewMessagePayload(m, "")); err != nil {
+		if err := tx.emit(c.AppID, tidings.EventMessageSent, sender, convID, "", tidings.NewMessagePayload(m, "")); err != nil {
 			return err
 		}
 		msg, created = m, true
@@ -216,7 +234,25 @@ func (db *DB) sendOne(ctx context.Context, c tidings.Caller, convID string, nm t
 	return msg, created, nil
 }
 
-// findClientMessage loads the message the caller sent with a client id.
+// checkSend applies the access policy to a send by c to the conversation
+// view (as c sees it, with its Role and MutedByModerator from the
+// participant's row; the app's server's view is made here). sender is the
+// user's profile, nil if they no longer exist; the app's server has none.
+func checkSend(c tidings.Caller, view *tidings.Conversation, sender *tidings.Profile) error {
+	if c.Server {
+		return tidings.CanSendMessage(view.ID, tidings.ServerView(view))
+	}
+	if err := tidings.CanSeeConversation(view.ID, view); err != nil {
+		return err
+	}
+	if sender == nil {
+		return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
+	}
+	return tidings.CanSendMessage(view.ID, view)
+}
+
+// findClientMessage loads the message the caller sent with a client id
+// (the app's server's: its system message).
 func findClientMessage(tx *Tx, c tidings.Caller, convID, clientID string) (*tidings.Message, error) {
 	return scanMessage(tx.queryRow(`SELECT `+messageColumns+messageFrom+`
 		WHERE m.app_id = $1 AND m.conversation_id = $2 AND m.sender_id = $3 AND m.client_id = $4`,
@@ -274,7 +310,7 @@ func readable(ctx context.Context, db *DB, c tidings.Caller, convID string) (*ti
 }
 
 func (s *MessageService) FindMessage(ctx context.Context, convID, msgID string) (*tidings.Message, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +322,7 @@ func (s *MessageService) FindMessage(ctx context.Context, convID, msgID string) 
 }
 
 func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +379,7 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 }
 
 func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, e tidings.MessageEdit) (*tidings.Message, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -378,8 +414,14 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 			string(partsJSON), nullBytes(msg.Metadata), tx.now, c.AppID, convID, msgID); err != nil {
 			return err
 		}
-		sender := msg.Sender
-		return tx.emit(c.AppID, tidings.EventMessageEdited, &sender, convID, "", tidings.NewMessagePayload(msg, msgID))
+		// The sender edits their message, or the app's server (no actor)
+		// any message.
+		var actor *tidings.Profile
+		if !c.Server {
+			sender := msg.Sender
+			actor = &sender
+		}
+		return tx.emit(c.AppID, tidings.EventMessageEdited, actor, convID, "", tidings.NewMessagePayload(msg, msgID))
 	})
 	if err != nil {
 		return nil, err
@@ -388,7 +430,7 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 }
 
 func (s *MessageService) DeleteMessage(ctx context.Context, convID, msgID string) (*tidings.Message, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}

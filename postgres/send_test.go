@@ -351,7 +351,7 @@ func TestSendInsertClientIDTaken(t *testing.T) {
 		var seqs []int64
 		for i, id := range []string{tidings.NewID(), tidings.NewID()} {
 			var seq int64
-			err := tx.queryRow(sendInsert, "a", "c", int64(i+1), id, "alice", "retry", `[{"type":"text/plain","data":"x"}]`, nil, "", tx.now).Scan(&seq)
+			err := tx.queryRow(sendInsert, "a", "c", int64(i+1), id, "alice", "retry", `[{"type":"text/plain","data":"x"}]`, nil, "", tx.now, false).Scan(&seq)
 			if isNoRows(err) {
 				continue
 			}

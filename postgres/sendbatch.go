@@ -249,16 +249,17 @@ const batchLocks = `SELECT pg_advisory_xact_lock(k) FROM (
 	SELECT DISTINCT hashtextextended(name, 0) AS k FROM unnest($1::text[]) AS name ORDER BY k) AS keys`
 
 // batchViews is sendView for the sends of a batch ($1 apps, $2
-// conversations, $3 senders), but for the client ids (batchEarlier): a
-// row per send whose conversation exists, with the send's rank (from 1).
+// conversations, $3 senders: empty for the app's server as itself), but
+// for the client ids (batchEarlier): a row per send whose conversation
+// exists, with the send's rank (from 1).
 // Each row is found by its key (LATERAL): a plan made for batches of any
 // size might otherwise read a whole table, as it did users.
-const batchViews = `SELECT r.ord, c.is_public, c.deleted_at, c.roles, c.last_seq, p.role,
+const batchViews = `SELECT r.ord, c.is_public, c.deleted_at, c.roles, c.last_seq, p.role, p.muted,
 	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
 	FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS r(app_id, conversation_id, user_id, ord)
 	JOIN LATERAL (SELECT is_public, deleted_at, roles, last_seq FROM conversations
 		WHERE app_id = r.app_id AND id = r.conversation_id FOR UPDATE) AS c ON true
-	LEFT JOIN LATERAL (SELECT role FROM participants
+	LEFT JOIN LATERAL (SELECT role, muted FROM participants
 		WHERE app_id = r.app_id AND conversation_id = r.conversation_id AND user_id = r.user_id OFFSET 0) AS p ON true
 	LEFT JOIN LATERAL (SELECT display_name, avatar_url, identifier_value, identifier_kind FROM users
 		WHERE app_id = r.app_id AND id = r.user_id OFFSET 0) AS u ON true`
@@ -267,23 +268,25 @@ const batchViews = `SELECT r.ord, c.is_public, c.deleted_at, c.roles, c.last_seq
 // already with the client ids they give ($1 apps, $2 conversations, $3
 // senders, $4 client ids), with the rank of the send asking. A lookup in
 // the unique index per send (LATERAL): a plan made for any batch, not
-// knowing how many sends it has, would otherwise read every message.
+// knowing how many sends it has, would otherwise read every message. A
+// system message (the app's server's, sender empty) has no user.
 const batchEarlier = `SELECT r.ord, ` + messageColumns + `
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS r(app_id, conversation_id, sender_id, client_id, ord)
 	JOIN LATERAL (SELECT * FROM messages WHERE app_id = r.app_id AND conversation_id = r.conversation_id
 		AND sender_id = r.sender_id AND client_id = r.client_id OFFSET 0) AS m ON true
-	JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+	LEFT JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
 
 // batchInsert is sendInsert for the messages of a batch ($1 apps, $2
 // conversations, $3 seqs, $4 ids, $5 senders, $6 client ids, $7 parts,
-// $8 metadata, $9 alerts; $10 the time): each conversation's last seq and
-// each sender's own marks move to their last message stored. It returns
-// the number of messages stored.
+// $8 metadata, $9 alerts; $10 the time; $11 system or not): each
+// conversation's last seq and each sender's own marks move to their last
+// message stored (a system message's, whose sender is empty, move none).
+// It returns the number of messages stored.
 const batchInsert = `WITH m AS (
-		INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
-		SELECT r.app_id, r.conversation_id, r.seq, r.id, r.sender_id, r.client_id, r.parts::json, r.metadata::json, r.alert, $10
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-			AS r(app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert)
+		INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, system)
+		SELECT r.app_id, r.conversation_id, r.seq, r.id, r.sender_id, r.client_id, r.parts::json, r.metadata::json, r.alert, $10, r.system
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $11::boolean[])
+			AS r(app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, system)
 		ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
 		RETURNING app_id, conversation_id, sender_id, seq),
 	c AS (UPDATE conversations SET last_seq = x.seq, last_activity_at = $10
@@ -295,7 +298,7 @@ const batchInsert = `WITH m AS (
 	SELECT count(*) FROM m`
 
 // batchEvents stores the messageSent events of a batch ($1 ids, $2 apps,
-// $3 conversations, $4 actors, $5 payloads; $6 the name, $7 the time),
+// $3 conversations, $4 actors (NULL: none), $5 payloads; $6 the name, $7 the time),
 // drawing their positions in the order given. It returns each event's id
 // and position.
 const batchEvents = `INSERT INTO events (seq, id, app_id, name, time, actor, conversation_id, payload)
@@ -310,7 +313,7 @@ type batchSend struct {
 	// what the batch read for it
 	viewed  bool
 	view    tidings.Conversation
-	sender  *tidings.Profile
+	sender  *tidings.Profile // nil: no such user, or the app's server
 	earlier *tidings.Message // the sender's message with this client id
 	parts   []tidings.Part
 	// what it does
@@ -402,8 +405,9 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 			var ord int64
 			var roles []byte
 			var role, name, avatar, idValue, idKind *string
+			var muted *bool
 			var view tidings.Conversation
-			if err := rows.Scan(&ord, &view.IsPublic, &view.DeletedAt, &roles, &view.LastSeq, &role,
+			if err := rows.Scan(&ord, &view.IsPublic, &view.DeletedAt, &roles, &view.LastSeq, &role, &muted,
 				&name, &avatar, &idValue, &idKind); err != nil {
 				return err
 			}
@@ -414,9 +418,9 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 			if role != nil {
 				view.Role = tidings.Role(*role)
 			}
-			view.ID = s.job.convID
+			view.ID, view.MutedByModerator = s.job.convID, muted != nil && *muted
 			s.viewed, s.view = true, view
-			if name != nil {
+			if name != nil && !s.job.caller.Server {
 				s.sender = &tidings.Profile{ID: s.job.caller.UserID, DisplayName: *name}
 				if avatar != nil {
 					s.sender.AvatarURL = *avatar
@@ -498,8 +502,12 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 		apps, convs, ids, senders, parts, alerts []string
 		seqs                                     []int64
 		clients, metadata                        []*string
+		systems                                  []bool
 	}
-	var e struct{ ids, apps, convs, actors, payloads []string }
+	var e struct {
+		ids, apps, convs, payloads []string
+		actors                     []*string
+	}
 	var events []*tidings.Event
 	b = &pgx.Batch{}
 	next := make(map[[2]string]int64)        // app, conversation: its next message seq
@@ -536,7 +544,13 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 		}
 		s.msg = &tidings.Message{
 			ID: tidings.NewID(), ConversationID: j.convID, Seq: seq, ClientID: j.nm.ClientID,
-			Sender: *s.sender, Parts: s.parts, Metadata: j.nm.Metadata, Alert: j.nm.Alert, SentAt: tx.now,
+			System: c.Server, Parts: s.parts, Metadata: j.nm.Metadata, Alert: j.nm.Alert, SentAt: tx.now,
+		}
+		var sender *tidings.Profile // the event's actor: none for a system message
+		if s.sender != nil {
+			s.msg.Sender = *s.sender
+			p := *s.sender
+			sender = &p
 		}
 		m.apps, m.convs, m.seqs, m.ids = append(m.apps, c.AppID), append(m.convs, j.convID), append(m.seqs, seq), append(m.ids, s.msg.ID)
 		m.senders, m.parts, m.alerts = append(m.senders, c.UserID), append(m.parts, string(partsJSON)), append(m.alerts, j.nm.Alert)
@@ -548,19 +562,18 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 			meta := string(j.nm.Metadata)
 			metadata = &meta
 		}
-		m.clients, m.metadata = append(m.clients, client), append(m.metadata, metadata)
+		m.clients, m.metadata, m.systems = append(m.clients, client), append(m.metadata, metadata), append(m.systems, c.Server)
 
-		sender := *s.sender
-		ev, actor, err := tx.newEvent(c.AppID, tidings.EventMessageSent, &sender, j.convID, "", tidings.NewMessagePayload(s.msg, ""))
+		ev, actor, err := tx.newEvent(c.AppID, tidings.EventMessageSent, sender, j.convID, "", tidings.NewMessagePayload(s.msg, ""))
 		if err != nil {
 			return err
 		}
 		events = append(events, ev)
 		e.ids, e.apps, e.convs = append(e.ids, ev.ID), append(e.apps, c.AppID), append(e.convs, j.convID)
-		e.actors, e.payloads = append(e.actors, *actor), append(e.payloads, string(ev.Payload))
+		e.actors, e.payloads = append(e.actors, actor), append(e.payloads, string(ev.Payload))
 	}
 	if len(events) > 0 {
-		b.Queue(batchInsert, m.apps, m.convs, m.seqs, m.ids, m.senders, m.clients, m.parts, m.metadata, m.alerts, tx.now).QueryRow(func(row pgx.Row) error {
+		b.Queue(batchInsert, m.apps, m.convs, m.seqs, m.ids, m.senders, m.clients, m.parts, m.metadata, m.alerts, tx.now, m.systems).QueryRow(func(row pgx.Row) error {
 			var stored int
 			if err := row.Scan(&stored); err != nil {
 				return err
@@ -615,17 +628,10 @@ func (tx *Tx) sendBatch(jobs []*sendJob) error {
 
 // check applies the access policy to a send, as SendMessage does for one.
 func (s *batchSend) check() error {
-	convID := s.job.convID
 	if !s.viewed {
-		return tidings.ErrConversationNotFound(convID)
+		return tidings.ErrConversationNotFound(s.job.convID)
 	}
-	if err := tidings.CanSeeConversation(convID, &s.view); err != nil {
-		return err
-	}
-	if s.sender == nil {
-		return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
-	}
-	return tidings.CanSendMessage(convID, &s.view)
+	return checkSend(s.job.caller, &s.view, s.sender)
 }
 
 // prefixed scans a row whose first column is not the caller's.

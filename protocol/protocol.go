@@ -204,7 +204,7 @@ const (
 	EventTyping      = "conversation.participantTyping"
 	EventTypingOff   = "conversation.participantTypingOff"
 	EventPresence    = "presence.update"
-	EventAccountEnds = "account.closed" // the account was closed by the server (token expired)
+	EventAccountEnds = "account.closed" // the account was closed by the server (token expired, user deactivated, tokens revoked, user deleted)
 )
 
 // TypingPayload is the payload of the live-only events EventTyping and
@@ -233,12 +233,34 @@ const (
 // EventAccountEnds.
 type AccountClosedPayload struct {
 	Account string `json:"account"`
-	Reason  string `json:"reason"` // ReasonTokenExpired
+	Reason  string `json:"reason"` // one of the Reason constants
 }
 
-// ReasonTokenExpired is why the server closes an account whose token
-// expired without being refreshed.
-const ReasonTokenExpired = "token_expired"
+// Why the server closes an account (AccountClosedPayload.Reason).
+const (
+	// ReasonTokenExpired: its token expired without being refreshed.
+	ReasonTokenExpired = "token_expired"
+	// ReasonUserDeactivated: the app deactivated (banned) the user.
+	ReasonUserDeactivated = "user_deactivated"
+	// ReasonTokensRevoked: the app revoked the user's tokens.
+	ReasonTokensRevoked = "tokens_revoked"
+	// ReasonUserDeleted: the app deleted the user.
+	ReasonUserDeleted = "user_deleted"
+)
+
+// CloseCode returns the close code of a connection whose last account the
+// server closed for reason.
+func CloseCode(reason string) int {
+	switch reason {
+	case ReasonUserDeactivated:
+		return CloseUserDeactivated
+	case ReasonTokensRevoked:
+		return CloseTokensRevoked
+	case ReasonUserDeleted:
+		return CloseUserDeleted
+	}
+	return CloseTokenExpired
+}
 
 // FormatRef and ParseRef convert between refs and event seqs.
 func FormatRef(seq int64) string { return strconv.FormatInt(seq, 10) }
@@ -260,4 +282,9 @@ const (
 	CloseIdle         = 4005 // no command or reply for longer than the idle timeout
 	CloseSlowConsumer = 4009 // updates were not read fast enough: reconnect and resume
 	CloseTooManyConns = 4010 // the user has too many connections
+	// The app ended the user's access: their last account closed with
+	// account.closed first.
+	CloseUserDeactivated = 4011 // the user was deactivated (banned): do not reconnect until the app reactivates them
+	CloseTokensRevoked   = 4012 // the user's tokens were revoked: reconnect only with a new token
+	CloseUserDeleted     = 4013 // the user was deleted: do not reconnect
 )

@@ -48,6 +48,14 @@ func (c *bodyCache) put(seq int64, body []byte) {
 	c.m[seq] = body
 }
 
+// clear forgets every body (events were redacted: a user was deleted).
+func (c *bodyCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.ring, c.next = c.ring[:0], 0
+}
+
 // encodeStored encodes a durable event, or finds it encoded already.
 func (n *Node) encodeStored(ev *tidings.Event) ([]byte, error) {
 	if n.bodies == nil || ev.Seq <= 0 {

@@ -458,15 +458,18 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		c.answer(f.ID, nil, err)
 		return
 	}
-	caller, expires, err := token.VerifyWithExpiry(ctx, n.Apps, a.Token, n.Now())
+	v, err := token.VerifyToken(ctx, n.Apps, a.Token, n.Now())
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
 	}
+	caller, expires := v.Caller, v.ExpiresAt
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
 	u, err := n.Users.FindUserByID(server, caller.UserID)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
 		err = tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	} else if err == nil {
+		err = u.AcceptsToken(v.IssuedAt) // not deactivated, not revoked
 	}
 	if err != nil {
 		c.answer(f.ID, nil, err)
@@ -533,6 +536,19 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 	c.accounts[account] = s
 	c.mu.Unlock()
+	// The app may have ended the user's access (CloseUser) after the user
+	// was read above but before the session was indexed, where CloseUser
+	// finds sessions: read them again, now that it would find this one.
+	if err := n.stillAccepted(server, caller.UserID, v.IssuedAt); err != nil {
+		c.mu.Lock()
+		if c.accounts[account] == s {
+			delete(c.accounts, account)
+		}
+		c.mu.Unlock()
+		n.endSession(s)
+		c.answer(f.ID, nil, err)
+		return
+	}
 	result.ResumedAfter = protocol.FormatRef(after)
 	c.answer(f.ID, result, nil)
 	// The replay runs beside the connection's reads, which go on meanwhile

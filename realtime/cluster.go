@@ -491,6 +491,8 @@ func (n *Node) applyLive(u tidings.LiveUpdate) {
 			targets = slices.DeleteFunc(targets, func(t *Session) bool { return t.user == p.Profile.ID })
 		}
 		n.tellPresence(u.AppID, p.Profile, p.Online, p.LastSeen, targets)
+	case protocol.EventAccountEnds:
+		n.applyAccountEnds(u)
 	default:
 		n.Logger.Warn("realtime: a live update of an unknown kind", "name", u.Name)
 	}

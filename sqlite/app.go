@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -17,15 +19,17 @@ func NewAppService(db *DB) *AppService { return &AppService{db: db} }
 
 // appColumns are the columns scanApp reads. server_key holds the key's
 // hash (hashServerKey), which is never read back.
-const appColumns = `id, name, signing_secret, user_editable_fields, created_at`
+const appColumns = `id, name, signing_secret, user_editable_fields, created_at, previous_signing_secret, previous_secret_until`
 
 func scanApp(row interface{ Scan(...any) error }) (*tidings.App, error) {
 	var a tidings.App
 	var created int64
 	var fields string
-	if err := row.Scan(&a.ID, &a.Name, &a.SigningSecret, &fields, &created); err != nil {
+	var until sql.NullInt64
+	if err := row.Scan(&a.ID, &a.Name, &a.SigningSecret, &fields, &created, &a.PreviousSigningSecret, &until); err != nil {
 		return nil, err
 	}
+	a.PreviousSecretUntil = fromNullMicros(until)
 	if err := json.Unmarshal([]byte(fields), &a.UserEditableFields); err != nil {
 		return nil, err
 	}
@@ -73,7 +77,7 @@ func (s *AppService) CreateApp(ctx context.Context, id, name string) (*tidings.A
 			SigningSecret:      tidings.NewSecret("", 32),
 			UserEditableFields: append([]string(nil), tidings.DefaultUserEditableFields...),
 		}
-		_, err := tx.exec(`INSERT INTO apps (server_key, `+appColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		_, err := tx.exec(`INSERT INTO apps (server_key, `+appColumns+`) VALUES (?, ?, ?, ?, ?, ?, '', NULL)`,
 			hashServerKey(app.ServerKey), app.ID, app.Name, app.SigningSecret, encodeFields(app.UserEditableFields), micros(app.CreatedAt))
 		return err
 	})
@@ -136,6 +140,29 @@ func (s *AppService) RotateServerKey(ctx context.Context, id string) (*tidings.A
 		return nil, err
 	}
 	app.ServerKey = key
+	return app, nil
+}
+
+func (s *AppService) RotateSigningSecret(ctx context.Context, id string, overlap time.Duration) (*tidings.App, error) {
+	if overlap < 0 {
+		return nil, tidings.Errorf(tidings.EInvalid, "the overlap must not be negative")
+	}
+	var app *tidings.App
+	err := s.db.update(ctx, func(tx *Tx) error {
+		var err error
+		if app, err = tx.findApp(id); err != nil {
+			return err
+		}
+		until := tx.now.Add(overlap)
+		app.PreviousSigningSecret, app.PreviousSecretUntil = app.SigningSecret, &until
+		app.SigningSecret = tidings.NewSecret("", 32)
+		_, err = tx.exec(`UPDATE apps SET signing_secret = ?, previous_signing_secret = ?, previous_secret_until = ? WHERE id = ?`,
+			app.SigningSecret, app.PreviousSigningSecret, micros(until), id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	return app, nil
 }
 

@@ -29,7 +29,7 @@ type rowQuerier interface {
 // (role and read mark; NULL when not a participant). Arguments: user id,
 // then the WHERE clause's.
 const conversationView = `SELECT c.id, c.name, c.description, c.is_public, c.roles, c.last_seq, c.participant_count,
-	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq
+	c.created_by, c.created_at, c.updated_at, c.last_activity_at, c.deleted_at, p.role, p.read_seq, p.muted
 	FROM conversations c LEFT JOIN participants p
 	ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?`
 
@@ -40,10 +40,12 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 	var deleted sql.NullInt64
 	var role sql.NullString
 	var readSeq sql.NullInt64
+	var muted sql.NullBool
 	if err := row.Scan(&c.ID, &c.Name, &c.Description, &c.IsPublic, &roles, &c.LastSeq, &c.ParticipantCount,
-		&c.CreatedBy, &created, &updated, &activity, &deleted, &role, &readSeq); err != nil {
+		&c.CreatedBy, &created, &updated, &activity, &deleted, &role, &readSeq, &muted); err != nil {
 		return nil, err
 	}
+	c.MutedByModerator = muted.Bool
 	if err := json.Unmarshal([]byte(roles), &c.Roles); err != nil {
 		return nil, fmt.Errorf("conversation %s: bad roles: %w", c.ID, err)
 	}
@@ -58,11 +60,24 @@ func scanConversation(row interface{ Scan(...any) error }) (*tidings.Conversatio
 }
 
 // loadConversation loads a conversation with the caller's role in it, as
-// the access policy (tidings.Can*) needs it: nil when there is none.
+// the access policy (tidings.Can*) needs it: nil when there is none. The
+// app's server has tidings.RoleServer.
 func loadConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id string) (*tidings.Conversation, error) {
 	conv, err := scanConversation(q.QueryRowContext(ctx, conversationView+` WHERE c.app_id = ? AND c.id = ?`, c.UserID, c.AppID, id))
 	if isNoRows(err) {
 		return nil, nil
+	}
+	if err == nil && c.Server {
+		conv = tidings.ServerView(conv)
+	}
+	return conv, err
+}
+
+// shown returns conv as its caller is answered with: the app's server
+// takes no part in it (no role, no marks).
+func shown(conv *tidings.Conversation, err error) (*tidings.Conversation, error) {
+	if conv != nil && conv.Role == tidings.RoleServer {
+		conv.Role = ""
 	}
 	return conv, err
 }
@@ -87,21 +102,14 @@ func visibleConversation(ctx context.Context, q rowQuerier, c tidings.Caller, id
 }
 
 func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings.NewConversation) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := nc.Validate(); err != nil {
 		return nil, err
 	}
-	// The creator is the owner, whatever the list says.
-	others := make([]tidings.NewParticipant, 0, len(nc.Participants))
-	for _, p := range nc.Participants {
-		if p.UserID != c.UserID {
-			others = append(others, p)
-		}
-	}
-	all := append([]tidings.NewParticipant{{UserID: c.UserID, Role: tidings.RoleOwner}}, others...)
+	all := tidings.ConversationParticipants(c, nc)
 	roles, err := json.Marshal(nc.Roles)
 	if err != nil {
 		return nil, err
@@ -118,7 +126,10 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 		if n > 0 {
 			return tidings.ErrConversationIDNotAvailable(nc.ID)
 		}
-		for _, p := range others {
+		for _, p := range all {
+			if p.UserID == c.UserID {
+				continue // the creator: tx.actor found them
+			}
 			if _, err := tx.findUser(c.AppID, p.UserID); err != nil {
 				return err
 			}
@@ -173,11 +184,11 @@ func (tx *Tx) addParticipant(appID, convID string, p tidings.NewParticipant, act
 }
 
 func (s *ConversationService) FindConversationByID(ctx context.Context, id string) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return visibleConversation(ctx, s.db.read, c, id)
+	return shown(visibleConversation(ctx, s.db.read, c, id))
 }
 
 // The list cursor is the last conversation's activity time and id.
@@ -198,12 +209,16 @@ func decodeCursor(s string) (int64, string, error) {
 }
 
 func (s *ConversationService) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	limit := clampLimit(f.Limit)
+	// A user's conversations; the app's server's are all of the app's.
 	query := conversationView + ` WHERE p.user_id IS NOT NULL AND c.app_id = ?`
+	if c.Server {
+		query = conversationView + ` WHERE c.app_id = ?`
+	}
 	args := []any{c.UserID, c.AppID}
 	if !f.IncludeDeleted {
 		query += ` AND c.deleted_at IS NULL`
@@ -242,7 +257,7 @@ func (s *ConversationService) ListConversations(ctx context.Context, f tidings.C
 }
 
 func (s *ConversationService) UpdateConversation(ctx context.Context, id string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +306,7 @@ func (s *ConversationService) UndeleteConversation(ctx context.Context, id strin
 // setDeleted soft-deletes or restores a conversation. Doing it twice is
 // not an error and emits no second event.
 func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted bool) (*tidings.Conversation, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +339,7 @@ func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted
 }
 
 const participantColumns = `p.user_id, p.role, p.delivered_seq, p.read_seq, p.joined_at,
-	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+	u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind, p.muted`
 
 const participantFrom = ` FROM participants p JOIN users u ON u.app_id = p.app_id AND u.id = p.user_id`
 
@@ -333,7 +348,7 @@ func scanParticipant(row interface{ Scan(...any) error }) (*tidings.Participant,
 	var joined int64
 	var idValue, idKind sql.NullString
 	if err := row.Scan(&p.UserID, &p.Role, &p.DeliveredSeq, &p.ReadSeq, &joined,
-		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind); err != nil {
+		&p.Profile.DisplayName, &p.Profile.AvatarURL, &idValue, &idKind, &p.Muted); err != nil {
 		return nil, err
 	}
 	p.Profile.ID = p.UserID
@@ -364,7 +379,7 @@ func (tx *Tx) participant(appID, convID, userID string) (*tidings.Participant, e
 }
 
 func (s *ConversationService) ListParticipants(ctx context.Context, id string, f tidings.ParticipantFilter) (*tidings.ParticipantPage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +430,7 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 }
 
 func (s *ConversationService) AddParticipant(ctx context.Context, id string, np tidings.NewParticipant) (*tidings.Participant, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -459,7 +474,7 @@ func (tx *Tx) join(c tidings.Caller, convID string, np tidings.NewParticipant, r
 }
 
 func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID string, role tidings.Role) (*tidings.Participant, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -496,6 +511,40 @@ func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID 
 	return findParticipant(ctx, s.db.read, c.AppID, id, userID)
 }
 
+func (s *ConversationService) MuteParticipant(ctx context.Context, id, userID string, muted bool) (*tidings.Participant, error) {
+	c, err := actingCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.update(ctx, func(tx *Tx) error {
+		conv, err := tx.conversation(c, id)
+		if err != nil {
+			return err
+		}
+		target, err := tx.participant(c.AppID, id, userID)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanMuteParticipant(id, conv, userID, target); err != nil || target.Muted == muted {
+			return err // the same: nothing changes
+		}
+		actor, err := tx.actor(c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE participants SET muted = ? WHERE app_id = ? AND conversation_id = ? AND user_id = ?`,
+			muted, c.AppID, id, userID); err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventParticipantUpdated, actor, id, userID,
+			tidings.ParticipantPayload{ConversationID: id, ProfileID: userID, Role: target.Role, Muted: &muted})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return findParticipant(ctx, s.db.read, c.AppID, id, userID)
+}
+
 // countOwners counts the owners of a conversation, for the last owner
 // rule of the access policy.
 func (tx *Tx) countOwners(appID, convID string) (int, error) {
@@ -506,11 +555,11 @@ func (tx *Tx) countOwners(appID, convID string) (int, error) {
 }
 
 func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID string) error {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return err
 	}
-	if userID == c.UserID {
+	if c.IsUser() && userID == c.UserID {
 		return s.Leave(ctx, id)
 	}
 	return s.db.update(ctx, func(tx *Tx) error {

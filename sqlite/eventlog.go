@@ -150,9 +150,11 @@ func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) er
 	}
 	return l.db.update(ctx, func(tx *Tx) error {
 		for _, c := range cursors {
-			if _, err := tx.exec(`INSERT INTO cursors (app_id, user_id, device, seq, updated_at) VALUES (?, ?, ?, ?, ?)
+			// Not for a user deleted meanwhile: no row may name them.
+			if _, err := tx.exec(`INSERT INTO cursors (app_id, user_id, device, seq, updated_at)
+				SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE app_id = ? AND id = ?)
 				ON CONFLICT (app_id, user_id, device) DO UPDATE SET seq = max(seq, excluded.seq), updated_at = excluded.updated_at`,
-				c.AppID, c.UserID, c.Device, c.Seq, micros(tx.now)); err != nil {
+				c.AppID, c.UserID, c.Device, c.Seq, micros(tx.now), c.AppID, c.UserID); err != nil {
 				return err
 			}
 		}

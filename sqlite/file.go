@@ -59,7 +59,7 @@ func NewFileService(db *DB, blobs tidings.BlobStore, maxFileBytes int64) *FileSe
 }
 
 func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType string, r io.Reader) (*tidings.File, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ func (s *FileService) reserve(ctx context.Context, c tidings.Caller) (int64, err
 	defer s.mu.Unlock()
 	limit, quotaErr := s.maxBytes, error(nil)
 	userKey, appKey := quotaKey{c.AppID, c.UserID}, quotaKey{c.AppID, ""}
-	if s.UserQuota > 0 {
+	if s.UserQuota > 0 && !c.Server { // the app's server has the app's quota only
 		now := s.db.Now()
 		var used, oldest sql.NullInt64
 		if err := s.db.queryRow(ctx, `SELECT SUM(size), MIN(created_at) FROM files
@@ -287,7 +287,7 @@ func (s *FileService) FindFile(ctx context.Context, convID, fileID string) (*tid
 }
 
 func (s *FileService) find(ctx context.Context, convID, fileID string) (*tidings.File, string, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, "", err
 	}

@@ -28,20 +28,23 @@ func NewMessageService(db *DB, maxMessageBytes int) *MessageService {
 }
 
 const messageColumns = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.parts, m.metadata, m.alert,
-	m.sent_at, m.edited_at, m.deleted_at, u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+	m.sent_at, m.edited_at, m.deleted_at, m.system, u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
 
-const messageFrom = ` FROM messages m JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+// messageFrom joins the sender's profile: none for a system message (and
+// one whose sender was deleted), whose sender_id is ”.
+const messageFrom = ` FROM messages m LEFT JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
 
 func scanMessage(row interface{ Scan(...any) error }) (*tidings.Message, error) {
 	var m tidings.Message
-	var clientID, meta, idValue, idKind sql.NullString
+	var clientID, meta, name, avatar, idValue, idKind sql.NullString
 	var parts string
 	var sent int64
 	var edited, deleted sql.NullInt64
 	if err := row.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.Sender.ID, &clientID, &parts, &meta, &m.Alert,
-		&sent, &edited, &deleted, &m.Sender.DisplayName, &m.Sender.AvatarURL, &idValue, &idKind); err != nil {
+		&sent, &edited, &deleted, &m.System, &name, &avatar, &idValue, &idKind); err != nil {
 		return nil, err
 	}
+	m.Sender.DisplayName, m.Sender.AvatarURL = name.String, avatar.String
 	if err := json.Unmarshal([]byte(parts), &m.Parts); err != nil {
 		return nil, fmt.Errorf("message %s: bad parts: %w", m.ID, err)
 	}
@@ -77,12 +80,15 @@ func (tx *Tx) message(appID, convID, msgID string) (*tidings.Message, error) {
 }
 
 func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	if err := nm.Validate(s.maxBytes); err != nil {
 		return nil, false, err
+	}
+	if c.Server {
+		return s.sendSystem(ctx, c, convID, nm)
 	}
 	var msg *tidings.Message
 	created := false
@@ -93,7 +99,7 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			return err
 		}
 		conv := sender.conv
-		view := tidings.Conversation{ID: convID, IsPublic: conv.isPublic, DeletedAt: conv.deletedAt, Roles: conv.roles, Role: sender.role}
+		view := tidings.Conversation{ID: convID, IsPublic: conv.isPublic, DeletedAt: conv.deletedAt, Roles: conv.roles, Role: sender.role, MutedByModerator: sender.muted}
 		if err := tidings.CanSeeConversation(convID, &view); err != nil {
 			return err
 		}
@@ -139,6 +145,58 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		tx.db.cache.sent(sender, msg.Seq, micros(tx.now))
 		created = true
 		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return msg, created, nil
+}
+
+// sendSystem sends a system message: the app's server's, without a
+// sender. It does not use the send cache (update flushes it first), and
+// moves nobody's marks.
+func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
+	var msg *tidings.Message
+	created := false
+	err := s.db.update(ctx, func(tx *Tx) error {
+		created = false
+		conv, err := tx.conversation(c, convID)
+		if err != nil {
+			return err
+		}
+		if err := tidings.CanSendMessage(convID, conv); err != nil {
+			return err
+		}
+		if nm.ClientID != "" {
+			msg, err = scanMessage(tx.db.wconn.QueryRowContext(tx.ctx, `SELECT `+messageColumns+messageFrom+`
+				WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = '' AND m.client_id = ?`, c.AppID, convID, nm.ClientID))
+			if err == nil || !isNoRows(err) {
+				return err // found: the earlier message is the answer
+			}
+		}
+		parts, err := tx.resolveFiles(c.AppID, convID, nm.Parts)
+		if err != nil {
+			return err
+		}
+		partsJSON, err := json.Marshal(parts)
+		if err != nil {
+			return err
+		}
+		msg = &tidings.Message{
+			ID: tidings.NewID(), ConversationID: convID, Seq: conv.LastSeq + 1, ClientID: nm.ClientID, System: true,
+			Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
+		}
+		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, system)
+			VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, 1)`,
+			c.AppID, convID, msg.Seq, msg.ID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
+			return err
+		}
+		if _, err := tx.exec(`UPDATE conversations SET last_seq = ?, last_activity_at = ? WHERE app_id = ? AND id = ?`,
+			msg.Seq, micros(tx.now), c.AppID, convID); err != nil {
+			return err
+		}
+		created = true
+		return tx.emit(c.AppID, tidings.EventMessageSent, nil, convID, "", tidings.NewMessagePayload(msg, ""))
 	})
 	if err != nil {
 		return nil, false, err
@@ -195,7 +253,7 @@ func readable(ctx context.Context, q rowQuerier, c tidings.Caller, convID string
 }
 
 func (s *MessageService) FindMessage(ctx context.Context, convID, msgID string) (*tidings.Message, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +264,7 @@ func (s *MessageService) FindMessage(ctx context.Context, convID, msgID string) 
 }
 
 func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidings.MessageFilter) (*tidings.MessagePage, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +321,7 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 }
 
 func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, e tidings.MessageEdit) (*tidings.Message, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -297,8 +355,11 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 			string(partsJSON), nullBytes(msg.Metadata), micros(tx.now), c.AppID, convID, msgID); err != nil {
 			return err
 		}
-		sender := msg.Sender
-		return tx.emit(c.AppID, tidings.EventMessageEdited, &sender, convID, "", tidings.NewMessagePayload(msg, msgID))
+		actor, err := tx.actor(c) // the sender, or nil for the app's server
+		if err != nil {
+			return err
+		}
+		return tx.emit(c.AppID, tidings.EventMessageEdited, actor, convID, "", tidings.NewMessagePayload(msg, msgID))
 	})
 	if err != nil {
 		return nil, err
@@ -307,7 +368,7 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 }
 
 func (s *MessageService) DeleteMessage(ctx context.Context, convID, msgID string) (*tidings.Message, error) {
-	c, err := userCaller(ctx)
+	c, err := actingCaller(ctx)
 	if err != nil {
 		return nil, err
 	}

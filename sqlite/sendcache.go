@@ -46,6 +46,7 @@ type convState struct {
 type senderState struct {
 	conv    *convState
 	role    tidings.Role     // "" when not a participant
+	muted   bool             // muted in the conversation
 	profile *tidings.Profile // nil when the user does not exist
 	readSeq int64            // read and delivered mark to write
 	dirty   bool
@@ -68,13 +69,14 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 	var rolesJSON string
 	var lastSeq, activity int64
 	var role, name, avatar, idValue, idKind sql.NullString
-	err := tx.queryRow(`SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, c.last_activity_at, p.role,
+	var muted sql.NullBool
+	err := tx.queryRow(`SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, c.last_activity_at, p.role, p.muted,
 		u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
 		FROM conversations c
 		LEFT JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?
 		LEFT JOIN users u ON u.app_id = c.app_id AND u.id = ?
 		WHERE c.app_id = ? AND c.id = ?`, []any{user, user, app, conv},
-		&isPublic, &deleted, &rolesJSON, &lastSeq, &activity, &role, &name, &avatar, &idValue, &idKind)
+		&isPublic, &deleted, &rolesJSON, &lastSeq, &activity, &role, &muted, &name, &avatar, &idValue, &idKind)
 	if isNoRows(err) {
 		return nil, tidings.ErrConversationNotFound(conv)
 	}
@@ -90,7 +92,7 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 		cs = &convState{isPublic: isPublic, deletedAt: fromNullMicros(deleted), roles: roles, lastSeq: lastSeq, activity: activity}
 		sc.convs[k.convKey] = cs
 	}
-	s := &senderState{conv: cs, role: tidings.Role(role.String)}
+	s := &senderState{conv: cs, role: tidings.Role(role.String), muted: muted.Bool}
 	if name.Valid {
 		s.profile = &tidings.Profile{ID: user, DisplayName: name.String, AvatarURL: avatar.String}
 		if idValue.Valid {

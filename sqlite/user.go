@@ -16,16 +16,19 @@ var _ tidings.UserService = (*UserService)(nil)
 
 func NewUserService(db *DB) *UserService { return &UserService{db: db} }
 
-const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at, presence_hidden, last_seen_at`
+const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at, presence_hidden, last_seen_at,
+	deactivated_at, tokens_not_before`
 
 func scanUser(row interface{ Scan(...any) error }) (*tidings.User, error) {
 	var u tidings.User
 	var idValue, idKind, meta sql.NullString
 	var created, updated int64
-	var lastSeen sql.NullInt64
-	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &created, &updated, &u.PresenceHidden, &lastSeen); err != nil {
+	var lastSeen, deactivated, notBefore sql.NullInt64
+	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &created, &updated, &u.PresenceHidden, &lastSeen,
+		&deactivated, &notBefore); err != nil {
 		return nil, err
 	}
+	u.DeactivatedAt, u.TokensNotBefore = fromNullMicros(deactivated), fromNullMicros(notBefore)
 	if lastSeen.Valid {
 		t := fromMicros(lastSeen.Int64)
 		u.LastSeenAt = &t
@@ -67,9 +70,9 @@ func (s *UserService) CreateUser(ctx context.Context, u *tidings.User) (*tidings
 		if err := tx.identifierFree(c.AppID, nu.ID, nu.Identifier); err != nil {
 			return err
 		}
-		nu.CreatedAt, nu.UpdatedAt, nu.LastSeenAt = tx.now, tx.now, nil
+		nu.CreatedAt, nu.UpdatedAt, nu.LastSeenAt, nu.DeactivatedAt, nu.TokensNotBefore = tx.now, tx.now, nil, nil, nil
 		idValue, idKind := identifierArgs(nu.Identifier)
-		if _, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+		if _, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)`,
 			c.AppID, nu.ID, nu.DisplayName, nu.AvatarURL, idValue, idKind, nullBytes(nu.Metadata), micros(tx.now), micros(tx.now), nu.PresenceHidden); err != nil {
 			return err
 		}
@@ -93,7 +96,7 @@ func (s *UserService) FindUserByID(ctx context.Context, id string) (*tidings.Use
 	if err != nil {
 		return nil, err
 	}
-	u.HidePresenceFrom(c)
+	u.HideFrom(c)
 	return u, nil
 }
 
@@ -102,8 +105,19 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.query(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?`,
-		c.AppID, f.After, clampLimit(f.Limit))
+	query := `SELECT ` + userColumns + ` FROM users WHERE app_id = ? AND id > ?`
+	args := []any{c.AppID, f.After}
+	if f.IDPrefix != "" {
+		// Ids are ASCII (tidings.ValidID): those with the prefix sort
+		// from it to it followed by DEL.
+		query += ` AND id >= ? AND id < ?`
+		args = append(args, f.IDPrefix, f.IDPrefix+"\x7f")
+	}
+	if f.Search != "" {
+		query += ` AND (instr(lower(display_name), lower(?)) > 0 OR instr(lower(coalesce(identifier_value, '')), lower(?)) > 0)`
+		args = append(args, f.Search, f.Search)
+	}
+	rows, err := s.db.query(ctx, query+` ORDER BY id LIMIT ?`, append(args, clampLimit(f.Limit))...)
 	if err != nil {
 		return nil, err
 	}
@@ -165,21 +179,29 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 			p := u.Summary()
 			actor = &p
 		}
-		// Last seen is presence, not profile: the event, which everyone
-		// sharing a conversation receives, never carries it (it would
-		// show it despite the privacy switch, and stale on replay).
-		pu := *u
-		pu.LastSeenAt = nil
-		ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: &pu})
-		if err != nil {
-			return err
-		}
-		return tx.shareProfile(ev)
+		return tx.emitProfile(c, u, actor)
 	})
 	if err != nil {
 		return nil, err
 	}
+	u.HideFrom(c)
 	return u, nil
+}
+
+// emitProfile emits the profile.update event of u's change, made by
+// actor (nil: the app's server), to u and every user who shares a
+// conversation with them. Last seen is presence, not profile: the event,
+// which everyone sharing a conversation receives, never carries it (it
+// would show it despite the privacy switch, and stale on replay); nor the
+// tokens' not-before, the app server's alone.
+func (tx *Tx) emitProfile(c tidings.Caller, u *tidings.User, actor *tidings.Profile) error {
+	pu := *u
+	pu.LastSeenAt, pu.TokensNotBefore = nil, nil
+	ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: &pu})
+	if err != nil {
+		return err
+	}
+	return tx.shareProfile(ev)
 }
 
 // shareProfile sends a profile event to the users who share a

@@ -30,6 +30,19 @@ func userCaller(ctx context.Context) (tidings.Caller, error) {
 	return c, nil
 }
 
+// actingCaller returns the caller of ctx if it is a user of an app, or
+// the app's server acting as itself (tidings.RoleServer).
+func actingCaller(ctx context.Context) (tidings.Caller, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return c, err
+	}
+	if !c.Server && !c.IsUser() {
+		return c, tidings.Errorf(tidings.EForbidden, "this needs a user access token or the server key")
+	}
+	return c, nil
+}
+
 // serverCaller returns the caller of ctx if it is an app server.
 func serverCaller(ctx context.Context) (tidings.Caller, error) {
 	c, err := callerFrom(ctx)

@@ -300,6 +300,7 @@ func TestConcurrentSenders(t *testing.T, newStores Factory) {
 // device of each user of each app has its own.
 func TestCursors(t *testing.T, newStores Factory) {
 	f := newFixture(t, newStores)
+	f.mkUsers("a", "alice", "bob")
 	ctx := context.Background()
 	cursor := func(app, user, device string) int64 {
 		t.Helper()
@@ -330,6 +331,11 @@ func TestCursors(t *testing.T, newStores Factory) {
 		}
 	}
 	save() // nothing to save is fine
+	// A user who does not exist (deleted meanwhile) gets none.
+	save(tidings.Cursor{AppID: "a", UserID: "ghost", Device: "phone", Seq: 4})
+	if c := cursor("a", "ghost", "phone"); c != 0 {
+		t.Errorf("the cursor of an unknown user: %d, want none (0)", c)
+	}
 }
 
 // TestRetention: pruning removes old events but always keeps the newest;

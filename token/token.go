@@ -89,8 +89,23 @@ func Verify(ctx context.Context, apps tidings.AppService, tok string, now time.T
 // VerifyWithExpiry is Verify, also returning when the token expires (for
 // connections that must end when their token does).
 func VerifyWithExpiry(ctx context.Context, apps tidings.AppService, tok string, now time.Time) (tidings.Caller, time.Time, error) {
+	v, err := VerifyToken(ctx, apps, tok, now)
+	return v.Caller, v.ExpiresAt, err
+}
+
+// Verified is what VerifyToken learns of a valid token.
+type Verified struct {
+	tidings.Caller
+	// ExpiresAt is when the token expires; IssuedAt when it was issued
+	// (its iat claim; zero without one), which tidings.User.AcceptsToken
+	// checks against the user's revocations.
+	ExpiresAt, IssuedAt time.Time
+}
+
+// VerifyToken is Verify, returning the token's expiry and issue times too.
+func VerifyToken(ctx context.Context, apps tidings.AppService, tok string, now time.Time) (Verified, error) {
 	if tok == "" {
-		return tidings.Caller{}, time.Time{}, unauthenticated("missing access token")
+		return Verified{}, unauthenticated("missing access token")
 	}
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{Algorithm}),
@@ -105,44 +120,56 @@ func VerifyWithExpiry(ctx context.Context, apps tidings.AppService, tok string, 
 	var unverified claims
 	t, _, err := parser.ParseUnverified(tok, &unverified)
 	if err != nil {
-		return tidings.Caller{}, time.Time{}, verifyError(err)
+		return Verified{}, verifyError(err)
 	}
 	if alg := t.Method.Alg(); alg != Algorithm {
-		return tidings.Caller{}, time.Time{}, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
+		return Verified{}, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
 	}
 	if unverified.App == "" {
-		return tidings.Caller{}, time.Time{}, unauthenticated("access token has no app claim")
+		return Verified{}, unauthenticated("access token has no app claim")
 	}
 	app, err := apps.FindAppByID(ctx, unverified.App)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
-		return tidings.Caller{}, time.Time{}, unauthenticated("access token names an unknown app")
+		return Verified{}, unauthenticated("access token names an unknown app")
 	} else if err != nil {
-		return tidings.Caller{}, time.Time{}, fmt.Errorf("token: find app: %w", err)
+		return Verified{}, fmt.Errorf("token: find app: %w", err)
 	}
 	if app.SigningSecret == "" {
 		// An empty HMAC key would let anyone sign tokens.
-		return tidings.Caller{}, time.Time{}, unauthenticated("the app of this access token cannot verify tokens")
+		return Verified{}, unauthenticated("the app of this access token cannot verify tokens")
 	}
 
+	// The signing secret, or the one it replaced while their overlap
+	// lasts (App.RotateSigningSecret): a signature either made is good.
 	var c claims
-	_, err = parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) {
-		return []byte(app.SigningSecret), nil
-	})
+	for _, secret := range app.VerifyingSecrets(now) {
+		c = claims{}
+		_, err = parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) {
+			return []byte(secret), nil
+		})
+		if !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			break
+		}
+	}
 	if err != nil {
-		return tidings.Caller{}, time.Time{}, verifyError(err)
+		return Verified{}, verifyError(err)
 	}
 	// The parser allowed Leeway on exp too: a credential past its expiry
 	// is refused at once.
 	if !now.Before(c.ExpiresAt.Time) {
-		return tidings.Caller{}, time.Time{}, unauthenticated("access token has expired")
+		return Verified{}, unauthenticated("access token has expired")
 	}
 	if c.App != app.ID {
-		return tidings.Caller{}, time.Time{}, unauthenticated("access token names an unknown app")
+		return Verified{}, unauthenticated("access token names an unknown app")
 	}
 	if !tidings.ValidID(c.Subject) {
-		return tidings.Caller{}, time.Time{}, unauthenticated("access token has no valid sub (user id) claim")
+		return Verified{}, unauthenticated("access token has no valid sub (user id) claim")
 	}
-	return tidings.Caller{AppID: app.ID, UserID: c.Subject}, c.ExpiresAt.Time, nil
+	v := Verified{Caller: tidings.Caller{AppID: app.ID, UserID: c.Subject}, ExpiresAt: c.ExpiresAt.Time}
+	if c.IssuedAt != nil {
+		v.IssuedAt = c.IssuedAt.Time
+	}
+	return v, nil
 }
 
 // verifyError turns an error of the jwt package into an EUnauthenticated

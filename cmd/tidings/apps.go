@@ -67,6 +67,23 @@ tokens already minted, do not change.` + appsNote,
 	run: runAppsRotateKey,
 }
 
+var appsRotateSecretCommand = &command{
+	name:  "apps rotate-secret",
+	args:  "[--overlap DURATION] [flags] ID",
+	short: "replace an app's signing secret, the old one verifying for a while",
+	long: `
+Apps rotate-secret gives the app ID a new signing secret, which signs the
+access tokens minted from now on, and prints the app like "apps show" with
+it. The secret it replaces keeps verifying the tokens it signed for
+--overlap (default 24h, the longest a token minted by the server lives;
+0s: not at all), so that the users' tokens keep working while your
+backend, if it mints tokens itself, moves to the new secret; after it,
+tokens signed with the old secret are refused. A running server takes the
+new secret at once for the tokens it mints, and verifies with both (its
+cache of verified tokens keeps a token at most a minute).` + appsNote,
+	run: runAppsRotateSecret,
+}
+
 var appsSetCommand = &command{
 	name:  "apps set",
 	args:  "[--name NAME] [--user-editable-fields FIELDS] [flags] ID",
@@ -231,6 +248,30 @@ func runAppsRotateKey(ctx context.Context, c *cli, args []string) error {
 	return st.Close()
 }
 
+func runAppsRotateSecret(ctx context.Context, c *cli, args []string) error {
+	cfg := defaultConfig()
+	fs := dataFlags("apps rotate-secret", &cfg)
+	overlap := fs.Duration("overlap", 24*time.Hour, "how long the old secret keeps verifying the tokens it signed")
+	args, err := c.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
+		return err
+	}
+	db, err := openDB(cfg, c.stderr, false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	app, err := sqlite.NewAppService(db).RotateSigningSecret(ctx, args[0], *overlap)
+	if err != nil {
+		return appError(err, args[0])
+	}
+	printApp(c.stdout, app)
+	return db.Close()
+}
+
 func runAppsSet(ctx context.Context, c *cli, args []string) error {
 	cfg := defaultConfig()
 	fs := dataFlags("apps set", &cfg)
@@ -280,6 +321,9 @@ func printApp(w io.Writer, app *tidings.App) {
 		fmt.Fprintf(w, "server key:           (stored hashed, not shown: \"tidings apps rotate-key %s\" makes a new one)\n", app.ID)
 	}
 	fmt.Fprintf(w, "signing secret:       %s\n", app.SigningSecret)
+	if secrets := app.VerifyingSecrets(time.Now()); len(secrets) > 1 {
+		fmt.Fprintf(w, "previous secret:      verifies until %s\n", app.PreviousSecretUntil.UTC().Format(time.RFC3339))
+	}
 }
 
 // appError explains an error finding the app id.

@@ -251,8 +251,12 @@ func (c *chat) setView(v *view) {
 }
 
 func displayName(p tidings.Profile) string {
-	if p.DisplayName != "" {
+	switch {
+	case p.DisplayName != "":
 		return p.DisplayName
+	case p.ID == "":
+		// A system message's sender (the app itself), or a deleted user's.
+		return "*"
 	}
 	return p.ID
 }

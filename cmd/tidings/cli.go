@@ -35,6 +35,7 @@ func commands() []*command {
 		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
 		webhooksAddCommand, webhooksListCommand, webhooksShowCommand, webhooksRemoveCommand,
 		tokenCommand,
+		appsRotateSecretCommand, usersDeactivateCommand, usersReactivateCommand, usersRevokeTokensCommand, usersDeleteCommand,
 		listenCommand, sendCommand, chatCommand,
 		benchFanoutCommand, benchConnectionsCommand, benchPersistCommand, benchReconnectCommand, benchPollCommand, benchRoomsCommand, benchFillCommand, benchPlotCommand,
 		versionCommand,

@@ -21,6 +21,7 @@ const wait = 20 * time.Second
 // bob and the conversation lunch between them.
 type world struct {
 	url, dir string
+	key      string // the default app's server key
 	tokens   map[string]string
 	stop     func() (int, string) // stops the server
 }
@@ -30,7 +31,7 @@ func newWorld(t *testing.T) *world {
 	dir := t.TempDir()
 	url, stop := startServe(t, dir)
 	key := parseApp(t, mustRun(t, nil, "apps", "rotate-key", "--data", dir, "default").stdout)["server key"]
-	w := &world{url: url, dir: dir, tokens: make(map[string]string), stop: stop}
+	w := &world{url: url, dir: dir, key: key, tokens: make(map[string]string), stop: stop}
 	t.Cleanup(func() {
 		if w.stop != nil {
 			w.stop()

@@ -431,7 +431,7 @@ func TestServedAPIMatchesOpenAPI(t *testing.T) {
 		c.call(403, "GET", "/v1/users", alice, "", ""),
 		c.call(403, "POST", "/v1/users/bob/tokens", alice, "", ""),
 		c.call(403, "GET", "/v1/me", key, "", ""),
-		c.call(403, "GET", "/v1/conversations", key, "", ""),
+		c.call(403, "POST", "/v1/conversations/nope/read", key, "", `{"seq":1}`),
 		c.call(403, "PATCH", "/v1/users/bob", alice, "", `{"displayName":"Bobby"}`),
 	} {
 		if a.errorCode() != "forbidden" {

@@ -209,6 +209,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Realtime, srv.Poller = wsHandler, node
 	srv.Limits = limits
 	srv.Web = web.Handler()
+	srv.Sessions = node // ends the sessions of users whose access the app ends
 	srv.AllowedOrigins = splitList(cfg.AllowedOrigins)
 	if cfg.Dev {
 		srv.DevApp = defaultAppID

@@ -357,10 +357,11 @@ function onMessage(m, ev) {
   conv.lastMessage = m;
   upsertMessage(m);
   // Sending moves the sender's delivered and read marks to their message;
-  // no read update comes for it (docs/protocol.md, message.send).
-  onMark('read', m.conversationId, m.sender.id, m.seq);
+  // no read update comes for it (docs/protocol.md, message.send). A system
+  // message has no sender, and moves no mark.
+  if (m.sender.id) onMark('read', m.conversationId, m.sender.id, m.seq);
   if (!mine) {
-    setTyping(m.conversationId, m.sender.id, '', false);
+    if (m.sender.id) setTyping(m.conversationId, m.sender.id, '', false);
     if (isReading(conv.id)) markRead(conv.id, m.seq);
     else if (!ev.silent) mark('delivered', conv.id, m.seq);
   }
@@ -375,6 +376,7 @@ function onMessage(m, ev) {
  */
 async function participantNotice(ev) {
   const p = ev.payload || {};
+  if (p.reason === 'deleted') return 'A deleted user left'; // named no more
   const added = ev.name === 'conversation.participantAdded';
   const actor = ev.actor;
   const own = p.reason === 'joined' || p.reason === 'left' || (actor && actor.id === p.profileId);
@@ -478,7 +480,8 @@ function preview(m) {
   if (m.deletedAt) return 'Message deleted';
   const part = m.parts?.[0];
   const text = part?.fileId ? 'File: ' + (part.name || 'file') : part?.data || '';
-  return (m.sender?.id === state.me.id ? 'You: ' : (m.sender?.displayName || '') + ': ') + text;
+  if (m.system) return text;
+  return (m.sender?.id === state.me.id ? 'You: ' : senderName(m) + ': ') + text;
 }
 
 function renderConvList() {
@@ -721,7 +724,26 @@ function placeMessage(m) {
 
 const timeFormat = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit' });
 
+/** The name a message shows for its sender: a deleted user's is gone. */
+function senderName(m) {
+  return m.sender?.id ? (m.sender.displayName || m.sender.id) : 'Deleted user';
+}
+
+/** A system message, from the app itself: centred, without an author. */
+function systemMessageElement(m) {
+  const when = new Date(m.sentAt);
+  return h('li', { class: 'msg system', dataset: { id: m.id || '', clientId: '', seq: String(m.seq) } },
+    h('div', { class: 'bubble' },
+      h('span', { class: 'visually-hidden' }, 'From the app: '),
+      m.deletedAt ? h('p', { class: 'body deleted' }, 'This message was deleted.')
+        : h('div', { class: 'body' }, ...m.parts.map(p => partElement(m, p))),
+      h('p', { class: 'meta' },
+        m.editedAt && !m.deletedAt ? h('span', {}, 'edited') : '',
+        isNaN(when) ? '' : h('time', { datetime: m.sentAt }, timeFormat.format(when)))));
+}
+
 function messageElement(m) {
+  if (m.system) return systemMessageElement(m);
   const mine = m.sender.id === state.me.id;
   const conv = state.convs.get(m.conversationId);
   const edited = mine && !m.deletedAt && editing?.id === m.id;
@@ -735,7 +757,7 @@ function messageElement(m) {
   },
   avatar(m.sender.id, m.sender.displayName),
   h('div', { class: 'bubble' + (edited ? ' editing' : '') },
-    !mine && (conv?.participantCount || 0) > 2 ? h('p', { class: 'sender' }, m.sender.displayName || m.sender.id) : h('span', { class: 'visually-hidden' }, (mine ? 'You' : m.sender.displayName) + ': '),
+    !mine && ((conv?.participantCount || 0) > 2 || !m.sender.id) ? h('p', { class: 'sender' }, senderName(m)) : h('span', { class: 'visually-hidden' }, (mine ? 'You' : senderName(m)) + ': '),
     body,
     h('p', { class: 'meta' },
       m.editedAt && !m.deletedAt ? h('span', {}, 'edited') : '',

@@ -173,6 +173,8 @@ export interface Part { type: string; name?: string; data?: string; fileId?: str
 export interface Message {
   id: string; conversationId: string; seq: number; sender: Profile; clientId?: string; parts: Part[];
   metadata?: unknown; alert?: string; sentAt: string; editedAt?: string; deletedAt?: string;
+  /** A system message, sent by the app's server itself: `sender.id` is empty. (An empty `sender.id` without it: a deleted user's message.) */
+  system?: boolean;
 }
 export interface NewMessage { parts: Part[]; clientId?: string; metadata?: unknown; alert?: string }
 export interface MessagePage { messages: Message[]; hasMore: boolean }

@@ -1,0 +1,126 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
+)
+
+// CloseUser ends every session of the user at once, because the app
+// deactivated them, revoked their tokens or deleted them (reason, one of
+// protocol's Reason constants): each of their accounts gets an
+// account.closed update with the reason and leaves its connection, and a
+// connection left without accounts closes with the reason's close code
+// (protocol.CloseCode); polls in progress end too. In a cluster it goes
+// to every node as a live update through the broker (at most once: a
+// node that misses it keeps the user's sessions until they reconnect,
+// when their token is refused). For a deleted user, the node also forgets
+// their acknowledged refs not stored yet and the encoded events it keeps,
+// which may name them.
+func (n *Node) CloseUser(ctx context.Context, appID, userID, reason string) error {
+	if n.clustered() {
+		return n.publishLive(tidings.LiveUpdate{AppID: appID, Name: protocol.EventAccountEnds, UserIDs: []string{userID}},
+			protocol.AccountClosedPayload{Reason: reason})
+	}
+	n.closeUser(appID, userID, reason)
+	return nil
+}
+
+// stillAccepted reads the user again and checks that their token, issued
+// at issued, is still accepted (tidings.User.AcceptsToken). ctx is the
+// app's server's.
+func (n *Node) stillAccepted(ctx context.Context, userID string, issued time.Time) error {
+	u, err := n.Users.FindUserByID(ctx, userID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	}
+	if err != nil {
+		return err
+	}
+	return u.AcceptsToken(issued)
+}
+
+// applyAccountEnds is CloseUser's live update, on each node of a cluster.
+func (n *Node) applyAccountEnds(u tidings.LiveUpdate) {
+	var p protocol.AccountClosedPayload
+	if err := json.Unmarshal(u.Payload, &p); err != nil {
+		n.Logger.Warn("realtime: an account.closed update from another node is not valid", "err", err)
+		return
+	}
+	for _, user := range u.UserIDs {
+		n.closeUser(u.AppID, user, p.Reason)
+	}
+}
+
+// closeUser ends the sessions of the user on this node.
+func (n *Node) closeUser(appID, userID, reason string) {
+	uk := userKey{appID, userID}
+	n.mu.Lock()
+	sessions := make([]*Session, 0, len(n.users[uk]))
+	for s := range n.users[uk] {
+		sessions = append(sessions, s)
+	}
+	n.mu.Unlock()
+	deleted := reason == protocol.ReasonUserDeleted
+	for _, s := range sessions {
+		s.client.endAccount(s, reason, !deleted)
+	}
+	if deleted {
+		n.acksMu.Lock()
+		for k := range n.acks {
+			if k.app == appID && k.user == userID {
+				delete(n.acks, k)
+			}
+		}
+		n.acksMu.Unlock()
+		n.mu.Lock()
+		delete(n.lastSeen, uk)
+		n.mu.Unlock()
+		if n.bodies != nil {
+			n.bodies.clear()
+		}
+	}
+	if len(sessions) > 0 {
+		n.Logger.Info("realtime: closed the sessions of a user", "app", appID, "user", userID, "reason", reason, "sessions", len(sessions))
+	}
+}
+
+// endAccount ends the account of session s on the client, telling it why
+// with account.closed, and closes the connection if it was its last
+// account. flush stores the account's acknowledged ref first.
+func (c *Client) endAccount(s *Session, reason string, flush bool) {
+	n := c.node
+	c.mu.Lock()
+	if c.closed || c.accounts[s.account] != s {
+		c.mu.Unlock()
+		n.endSession(s) // not (or no longer) the client's: only the index
+		return
+	}
+	delete(c.accounts, s.account)
+	none := len(c.accounts) == 0
+	c.mu.Unlock()
+	n.endSession(s)
+	if flush {
+		n.flushCursors(context.Background(), s.cursorKey())
+	}
+	c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
+		protocol.AccountClosedPayload{Account: s.account, Reason: reason}))
+	if none {
+		c.close(protocol.CloseCode(reason), closeMessage(reason))
+	}
+}
+
+func closeMessage(reason string) string {
+	switch reason {
+	case protocol.ReasonUserDeactivated:
+		return "the user was deactivated"
+	case protocol.ReasonTokensRevoked:
+		return "the user's tokens were revoked: authenticate again with a new token"
+	case protocol.ReasonUserDeleted:
+		return "the user was deleted"
+	}
+	return reason
+}
