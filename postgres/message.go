@@ -37,9 +37,11 @@ func NewMessageService(db *DB, maxMessageBytes int) *MessageService {
 }
 
 const messageColumns = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_id, m.parts, m.metadata, m.alert,
-	m.sent_at, m.edited_at, m.deleted_at, u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind`
+	m.sent_at, m.edited_at, m.deleted_at, coalesce(u.display_name, ''), coalesce(u.avatar_url, ''), u.identifier_value, u.identifier_kind`
 
-const messageFrom = ` FROM messages m JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+// messageFrom joins the sender's profile: none for a message whose sender
+// was deleted (an empty sender_id; nor for a system message), as in SQLite.
+const messageFrom = ` FROM messages m LEFT JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
 
 func scanMessage(row interface{ Scan(...any) error }) (*tidings.Message, error) {
 	var m tidings.Message
