@@ -165,7 +165,12 @@ func (tx *Tx) deleteUser(app, id string, messages tidings.MessagesOfDeleted, kno
 		}
 	}
 	convs = now
-	current, err := tx.strings(`SELECT conversation_id FROM participants WHERE app_id = $1 AND user_id = $2 ORDER BY conversation_id`, app, id)
+	// Their participations, locked: what locks one to write in its
+	// conversation without queueing for it (an upload: a file's row names
+	// its uploader) has committed, and is seen by the statements below;
+	// what comes later finds the participation gone.
+	current, err := tx.strings(`SELECT conversation_id FROM participants WHERE app_id = $1 AND user_id = $2
+		ORDER BY conversation_id FOR UPDATE`, app, id)
 	if err != nil {
 		return nil, err
 	}

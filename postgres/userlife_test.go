@@ -156,7 +156,8 @@ func scanTables(t *testing.T, db *DB, s string) []string {
 
 // TestDeleteUserWhileOthersWrite: a user is deleted on one node while, on
 // others, the participants of their conversations send to them (and the
-// user too), and the user's cursors, pushes and participations change.
+// user sends and uploads too), and the user's cursors, pushes and
+// participations change.
 // The deletion neither deadlocks nor fails; every other send is stored;
 // each conversation's messages stay numbered without gap, in the order
 // of their events' positions; and no row names the user afterwards.
@@ -234,6 +235,21 @@ func TestDeleteUserWhileOthersWrite(t *testing.T) {
 			}
 			if err != nil && !tolerated(err) {
 				t.Errorf("zed's pushes: %v", err)
+				return
+			}
+		}
+	})
+	wg.Go(func() {
+		files := NewFileService(dbs[2], disk.NewBlobStore(t.TempDir()), 1<<20)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, err := files.CreateFile(userCtx("a", zed), conversations[n%len(conversations)], "z.txt", "text/plain", strings.NewReader("from Z"))
+			if err != nil && !tolerated(err) {
+				t.Errorf("zed uploads: %v", err)
 				return
 			}
 		}
