@@ -389,6 +389,11 @@ func (db *DB) mapError(err error) error {
 		}
 		return tidings.Errorf(tidings.EConflict, "it already exists")
 	}
+	if errors.As(err, &pe) && pe.Code == "23503" { // foreign_key_violation
+		// What a change refers to was deleted meanwhile (a user deleted
+		// while a change naming them ran on another connection).
+		return tidings.Errorf(tidings.ENotFound, "what this refers to was deleted meanwhile")
+	}
 	if db.usable() != nil {
 		return tidings.Errorf(tidings.EUnavailable, "the database is closed")
 	}

@@ -185,8 +185,13 @@ func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) er
 		apps[i], users[i], devices[i], seqs[i] = c.AppID, c.UserID, c.Device, c.Seq
 	}
 	return l.db.update(ctx, func(tx *Tx) error {
+		// Not for a user deleted meanwhile: no row may name them. The
+		// user's row is locked (KEY SHARE) until the commit, so that a
+		// deletion running at once comes wholly before or after.
 		_, err := tx.exec(`INSERT INTO cursors (app_id, user_id, device, seq, updated_at)
 			SELECT a, u, d, s, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS c (a, u, d, s)
+			JOIN users ON users.app_id = c.a AND users.id = c.u
+			FOR KEY SHARE OF users
 			ON CONFLICT (app_id, user_id, device) DO UPDATE
 			SET seq = greatest(cursors.seq, excluded.seq), updated_at = excluded.updated_at`,
 			apps, users, devices, seqs, tx.now)

@@ -169,7 +169,17 @@ func (s *PushService) UpdatePushSettings(ctx context.Context, upd tidings.PushSe
 	}
 	if upd.Enabled != nil {
 		err := s.db.update(ctx, func(tx *Tx) error {
-			_, err := tx.exec(`INSERT INTO push_settings (app_id, user_id, disabled) VALUES ($1, $2, $3)
+			// The user's row stays locked until the commit: a deletion of
+			// the user at once (which removes their settings) comes
+			// wholly before or after.
+			var one int
+			err := tx.queryRow(`SELECT 1 FROM users WHERE app_id = $1 AND id = $2 FOR KEY SHARE`, c.AppID, c.UserID).Scan(&one)
+			if isNoRows(err) {
+				return tidings.Errorf(tidings.EUnauthenticated, "the user of this token no longer exists")
+			} else if err != nil {
+				return err
+			}
+			_, err = tx.exec(`INSERT INTO push_settings (app_id, user_id, disabled) VALUES ($1, $2, $3)
 				ON CONFLICT (app_id, user_id) DO UPDATE SET disabled = excluded.disabled`, c.AppID, c.UserID, !*upd.Enabled)
 			return err
 		})
@@ -187,7 +197,10 @@ func (s *PushService) MuteConversation(ctx context.Context, conversationID strin
 	}
 	return s.db.update(ctx, func(tx *Tx) error {
 		var one int
-		err := tx.queryRow(`SELECT 1 FROM participants WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3`,
+		// The participation stays locked until the commit: a deletion of
+		// the user at once (which removes their mutes) comes wholly before
+		// or after.
+		err := tx.queryRow(`SELECT 1 FROM participants WHERE app_id = $1 AND conversation_id = $2 AND user_id = $3 FOR KEY SHARE`,
 			c.AppID, conversationID, c.UserID).Scan(&one)
 		if isNoRows(err) {
 			return tidings.Errorf(tidings.ENotFound, "conversation %q not found among yours", conversationID)

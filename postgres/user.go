@@ -19,16 +19,19 @@ var (
 
 func NewUserService(db *DB) *UserService { return &UserService{db: db} }
 
-const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at, presence_hidden, last_seen_at`
+const userColumns = `id, display_name, avatar_url, identifier_value, identifier_kind, metadata, created_at, updated_at, presence_hidden, last_seen_at,
+	deactivated_at, tokens_not_before`
 
 func scanUser(row interface{ Scan(...any) error }) (*tidings.User, error) {
 	var u tidings.User
 	var idValue, idKind *string
 	var meta []byte
-	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &u.CreatedAt, &u.UpdatedAt, &u.PresenceHidden, &u.LastSeenAt); err != nil {
+	if err := row.Scan(&u.ID, &u.DisplayName, &u.AvatarURL, &idValue, &idKind, &meta, &u.CreatedAt, &u.UpdatedAt, &u.PresenceHidden, &u.LastSeenAt,
+		&u.DeactivatedAt, &u.TokensNotBefore); err != nil {
 		return nil, err
 	}
 	u.CreatedAt, u.UpdatedAt, u.LastSeenAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC(), fromNullTime(u.LastSeenAt)
+	u.DeactivatedAt, u.TokensNotBefore = fromNullTime(u.DeactivatedAt), fromNullTime(u.TokensNotBefore)
 	if idValue != nil {
 		u.Identifier = &tidings.Identifier{Value: *idValue}
 		if idKind != nil {
@@ -61,9 +64,9 @@ func (s *UserService) CreateUser(ctx context.Context, u *tidings.User) (*tidings
 		if err := tx.identifierFree(c.AppID, nu.ID, nu.Identifier); err != nil {
 			return err
 		}
-		nu.CreatedAt, nu.UpdatedAt, nu.LastSeenAt = tx.now, tx.now, nil
+		nu.CreatedAt, nu.UpdatedAt, nu.LastSeenAt, nu.DeactivatedAt, nu.TokensNotBefore = tx.now, tx.now, nil, nil, nil
 		idValue, idKind := identifierArgs(nu.Identifier)
-		tag, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)
+		tag, err := tx.exec(`INSERT INTO users (app_id, `+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL)
 			ON CONFLICT (app_id, id) DO NOTHING`,
 			c.AppID, nu.ID, nu.DisplayName, nu.AvatarURL, idValue, idKind, nullBytes(nu.Metadata), tx.now, tx.now, nu.PresenceHidden)
 		if err != nil {
@@ -93,7 +96,7 @@ func (s *UserService) FindUserByID(ctx context.Context, id string) (*tidings.Use
 	if err != nil {
 		return nil, err
 	}
-	u.HidePresenceFrom(c)
+	u.HideFrom(c)
 	return u, nil
 }
 
@@ -102,8 +105,25 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.query(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
-		c.AppID, f.After, clampLimit(f.Limit))
+	query := `SELECT ` + userColumns + ` FROM users WHERE app_id = $1 AND id > $2`
+	args := []any{c.AppID, f.After}
+	if f.IDPrefix != "" {
+		// Ids are ASCII (tidings.ValidID) and compare byte by byte
+		// (COLLATE "C"): those with the prefix sort from it to it
+		// followed by DEL.
+		query += fmt.Sprintf(` AND id >= $%d AND id < $%d`, len(args)+1, len(args)+2)
+		args = append(args, f.IDPrefix, f.IDPrefix+"\x7f")
+	}
+	if f.Search != "" {
+		// lower() in the "C" collation changes ASCII letters only, as
+		// SQLite's does.
+		n := len(args) + 1
+		query += fmt.Sprintf(` AND (strpos(lower(display_name), lower($%d::text COLLATE "C")) > 0
+			OR strpos(lower(coalesce(identifier_value, '')), lower($%d::text COLLATE "C")) > 0)`, n, n)
+		args = append(args, f.Search)
+	}
+	query += fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)+1)
+	rows, err := s.db.query(ctx, query, append(args, clampLimit(f.Limit))...)
 	if err != nil {
 		return nil, err
 	}
@@ -171,21 +191,29 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 			p := u.Summary()
 			actor = &p
 		}
-		// Last seen is presence, not profile: the event, which everyone
-		// sharing a conversation receives, never carries it (it would
-		// show it despite the privacy switch, and stale on replay).
-		pu := *u
-		pu.LastSeenAt = nil
-		ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: &pu})
-		if err != nil {
-			return err
-		}
-		return tx.shareProfile(ev)
+		return tx.emitProfile(c, u, actor)
 	})
 	if err != nil {
 		return nil, err
 	}
+	u.HideFrom(c)
 	return u, nil
+}
+
+// emitProfile emits the profile.update event of u's change, made by
+// actor (nil: the app's server), to u and every user who shares a
+// conversation with them. Last seen is presence, not profile: the event,
+// which everyone sharing a conversation receives, never carries it (it
+// would show it despite the privacy switch, and stale on replay); nor the
+// tokens' not-before, the app server's alone. As in SQLite.
+func (tx *Tx) emitProfile(c tidings.Caller, u *tidings.User, actor *tidings.Profile) error {
+	pu := *u
+	pu.LastSeenAt, pu.TokensNotBefore = nil, nil
+	ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: &pu})
+	if err != nil {
+		return err
+	}
+	return tx.shareProfile(ev)
 }
 
 // shareProfile sends a profile event to the users who share a

@@ -184,6 +184,9 @@ func (s *UserService) DeleteUser(ctx context.Context, id string, messages tiding
 			`UPDATE conversations SET created_by = '' WHERE app_id = ? AND created_by = ?`,
 			`DELETE FROM memberships WHERE app_id = ? AND user_id = ?`,
 			`DELETE FROM cursors WHERE app_id = ? AND user_id = ?`,
+			`DELETE FROM push_targets WHERE app_id = ? AND user_id = ?`,
+			`DELETE FROM push_settings WHERE app_id = ? AND user_id = ?`,
+			`DELETE FROM push_mutes WHERE app_id = ? AND user_id = ?`,
 			`DELETE FROM users WHERE app_id = ? AND id = ?`,
 		} {
 			if _, err := tx.exec(q, app, id); err != nil {

@@ -66,6 +66,12 @@ func TestDeleteUserLeavesNoRow(t *testing.T) {
 			if err := e.users.SaveLastSeen(context.Background(), []tidings.LastSeen{{AppID: "a", UserID: zed, At: time.Now()}}); err != nil {
 				t.Fatal(err)
 			}
+			push := sqlite.NewPushService(e.db)
+			must[*tidings.PushTarget](t)(push.RegisterPushTarget(z, tidings.NewPushTarget{Kind: tidings.PushFCM, Token: "token-of-" + zed}))
+			must[*tidings.PushSettings](t)(push.UpdatePushSettings(z, tidings.PushSettingsUpdate{Enabled: new(bool)}))
+			if err := push.MuteConversation(z, "c", true); err != nil {
+				t.Fatal(err)
+			}
 			must[*tidings.User](t)(e.users.DeactivateUser(server("a"), zed))
 			must[*tidings.User](t)(e.users.RevokeTokens(server("a"), zed))
 			// Before: the scan finds them, so that it is known to look.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -130,6 +131,15 @@ func testDeleteUser(t *testing.T, newStores Factory, mode tidings.MessagesOfDele
 		file = must[*tidings.File](t)(f.Files.CreateFile(zedCtx, "c", "z.txt", "text/plain", strings.NewReader("from Z")))
 		f.sendParts("a", zed, "c", []tidings.Part{{Type: "text/plain", FileID: file.ID}})
 	}
+	// zed's pushes: a target, pushes turned off, c muted.
+	if f.Push != nil {
+		must[*tidings.PushTarget](t)(f.Push.RegisterPushTarget(zedCtx, webPushTarget(t, "https://push.example/zed")))
+		must[*tidings.PushTarget](t)(f.Push.RegisterPushTarget(zedCtx, tidings.NewPushTarget{Kind: tidings.PushFCM, Token: "zed-token"}))
+		must[*tidings.PushSettings](t)(f.Push.UpdatePushSettings(zedCtx, tidings.PushSettingsUpdate{Enabled: ptr(false)}))
+		if err := f.Push.MuteConversation(zedCtx, "c", true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	wantCode(t, "a user deletes a user", f.Users.DeleteUser(as("a", "alice"), zed, mode), tidings.EForbidden)
 	wantCode(t, "delete with a bad mode", f.Users.DeleteUser(srv, zed, "shred"), tidings.EInvalid)
 	wantCode(t, "delete an unknown user", f.Users.DeleteUser(srv, "nobody", mode), tidings.ENotFound)
@@ -230,6 +240,23 @@ func testDeleteUser(t *testing.T, newStores Factory, mode tidings.MessagesOfDele
 	page := must[*tidings.ConversationPage](t)(f.Conversations.ListConversations(zedCtx, tidings.ConversationFilter{IncludeDeleted: true}))
 	if len(page.Conversations) != 0 {
 		t.Errorf("the new %s takes part in %d conversations", zed, len(page.Conversations))
+	}
+	// Nor their pushes: no target, pushes on, nothing muted; the
+	// addresses they registered are free for another user.
+	if f.Push != nil {
+		if got := must[[]*tidings.PushTarget](t)(f.Push.ListPushTargets(zedCtx)); len(got) != 0 {
+			t.Errorf("the new %s has the push targets %+v", zed, got)
+		}
+		if st := must[*tidings.PushSettings](t)(f.Push.PushSettings(zedCtx)); !st.Enabled || len(st.MutedConversations) != 0 {
+			t.Errorf("the new %s's push settings: %+v", zed, st)
+		}
+		r := must[*tidings.PushRecipient](t)(f.Push.PushRecipient(context.Background(), "a", zed, "c"))
+		if len(r.Targets) != 0 || r.Disabled || r.Muted {
+			t.Errorf("the new %s as a push recipient in c: %+v", zed, r)
+		}
+		if got := must[[]string](t)(f.Push.PushCandidates(context.Background(), "a", "c", "")); len(got) != 0 {
+			t.Errorf("push candidates of c after the deletion: %v", got)
+		}
 	}
 }
 

@@ -259,17 +259,17 @@ func runAppsRotateSecret(ctx context.Context, c *cli, args []string) error {
 	if err := wantArgs(args, 1, 1, "app ID"); err != nil {
 		return err
 	}
-	db, err := openDB(cfg, c.stderr, false)
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	app, err := sqlite.NewAppService(db).RotateSigningSecret(ctx, args[0], *overlap)
+	defer st.Close()
+	app, err := st.Apps.RotateSigningSecret(ctx, args[0], *overlap)
 	if err != nil {
 		return appError(err, args[0])
 	}
 	printApp(c.stdout, app)
-	return db.Close()
+	return st.Close()
 }
 
 func runAppsSet(ctx context.Context, c *cli, args []string) error {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/sqlite"
 )
 
 const usersNote = `
@@ -28,7 +27,7 @@ access tokens are refused, they cannot connect, and your backend cannot
 act on their behalf, until "tidings users reactivate". Their profile,
 conversations and messages stay; those who share a conversation with them
 see that they are deactivated.` + usersNote,
-	run: runUsersLife("users deactivate", func(ctx context.Context, users *sqlite.UserService, id string) (string, error) {
+	run: runUsersLife("users deactivate", func(ctx context.Context, users tidings.UserService, id string) (string, error) {
 		u, err := users.DeactivateUser(ctx, id)
 		if err != nil {
 			return "", err
@@ -44,7 +43,7 @@ var usersReactivateCommand = &command{
 	long: `
 Users reactivate ends the deactivation of the user USER of the app: their
 tokens work again, but those revoked.` + usersNote,
-	run: runUsersLife("users reactivate", func(ctx context.Context, users *sqlite.UserService, id string) (string, error) {
+	run: runUsersLife("users reactivate", func(ctx context.Context, users tidings.UserService, id string) (string, error) {
 		u, err := users.ReactivateUser(ctx, id)
 		if err != nil {
 			return "", err
@@ -62,7 +61,7 @@ Users revoke-tokens revokes every access token of the user USER of the
 app issued until now, whoever minted it: they are refused from now on.
 Tokens minted afterwards work (minted by your backend itself: from the
 next second).` + usersNote,
-	run: runUsersLife("users revoke-tokens", func(ctx context.Context, users *sqlite.UserService, id string) (string, error) {
+	run: runUsersLife("users revoke-tokens", func(ctx context.Context, users tidings.UserService, id string) (string, error) {
 		u, err := users.RevokeTokens(ctx, id)
 		if err != nil {
 			return "", err
@@ -95,7 +94,7 @@ func usersFlags(name string, cfg *config) (*flag.FlagSet, *string) {
 // runUsersLife returns the run function of a users command that calls do
 // as the app's server on the user named by its argument, and prints what
 // do says.
-func runUsersLife(name string, do func(ctx context.Context, users *sqlite.UserService, id string) (string, error)) func(context.Context, *cli, []string) error {
+func runUsersLife(name string, do func(ctx context.Context, users tidings.UserService, id string) (string, error)) func(context.Context, *cli, []string) error {
 	return func(ctx context.Context, c *cli, args []string) error {
 		cfg := defaultConfig()
 		fs, appID := usersFlags(name, &cfg)
@@ -147,19 +146,19 @@ func runUsersDelete(ctx context.Context, c *cli, args []string) error {
 	return db.Close()
 }
 
-// openUsers opens the database and returns the user service and a context
+// openUsers opens the store and returns the user service and a context
 // of the app appID's server.
-func openUsers(ctx context.Context, cfg config, c *cli, appID string) (*sqlite.DB, *sqlite.UserService, context.Context, error) {
-	db, err := openDB(cfg, c.stderr, false)
+func openUsers(ctx context.Context, cfg config, c *cli, appID string) (*stores, tidings.UserService, context.Context, error) {
+	st, err := openAdminStores(cfg, c, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if _, err := sqlite.NewAppService(db).FindAppByID(ctx, appID); err != nil {
-		db.Close()
+	if _, err := st.Apps.FindAppByID(ctx, appID); err != nil {
+		st.Close()
 		return nil, nil, nil, appError(err, appID)
 	}
 	ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: appID, Server: true})
-	return db, sqlite.NewUserService(db), ctx, nil
+	return st, st.Users, ctx, nil
 }
 
 // userError explains an error about the user id of app appID.
