@@ -42,6 +42,7 @@ type world struct {
 	convs    *sqlite.ConversationService
 	messages *sqlite.MessageService
 	disp     *push.Dispatcher
+	fan      *fanout // the store's publisher: disp, unless a test says
 	presence *presence
 	web      *pushtest.WebPushService
 	apns     *apnsService
@@ -71,7 +72,8 @@ func newWorld(t testing.TB, window time.Duration) *world {
 				BaseURL: w.apns.srv.URL, Client: w.apns.srv.Client()},
 			tidings.PushFCM: &push.FCM{ProjectID: sa.ProjectID, Tokens: sa, BaseURL: w.fcm.srv.URL, Client: w.fcm.srv.Client()},
 		}}
-	w.db.Publisher = w.disp
+	w.fan = &fanout{to: []tidings.EventPublisher{w.disp}}
+	w.db.Publisher = w.fan
 	if err := w.db.Open(); err != nil {
 		t.Fatal(err)
 	}
