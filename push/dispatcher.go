@@ -492,5 +492,13 @@ func (d *Dispatcher) Collectors() []prometheus.Collector {
 		counter("tidings_push_failed_total", "Pushes that failed (the target kept).", &d.failed),
 		counter("tidings_push_targets_removed_total", "Push targets removed because their service said they are gone.", &d.removed),
 		counter("tidings_push_dropped_total", "Messages not looked at because too many were waiting.", &d.dropped),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidings_push_sending",
+			Help: "1 when this node sends the push notifications (in a cluster, while it holds the push lease), else 0."},
+			func() float64 {
+				if d.Holding() {
+					return 1
+				}
+				return 0
+			}),
 	}
 }
