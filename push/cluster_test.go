@@ -90,7 +90,7 @@ func (w *world) clusterDispatcher(t *testing.T, node string, l tidings.Leases, p
 	t.Helper()
 	d := &push.Dispatcher{Store: w.push, Providers: w.disp.Providers, Window: w.disp.Window, Logger: slog.New(slog.DiscardHandler),
 		Presence: &push.ClusterPresence{Local: w.presence, Store: ps, Logger: slog.New(slog.DiscardHandler)},
-		Leases:   l, Node: node, LeaseTTL: 300 * time.Millisecond}
+		Leases:   l, Node: node, LeaseTTL: time.Second}
 	if err := d.Open(); err != nil {
 		t.Fatal(err)
 	}
