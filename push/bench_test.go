@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/push"
+	"github.com/tidings/tidings/push/pushtest"
 	"github.com/tidings/tidings/sqlite"
 )
 
@@ -19,10 +20,10 @@ import (
 // server's encryption and signing, the HTTP round trip and the service's
 // own work, all on this machine.
 func BenchmarkWebPush(b *testing.B) {
-	web := newWebPushService(b)
-	sub := web.subscribe("bench")
+	web := pushtest.NewWebPushService(b)
+	sub := web.Subscribe("bench")
 	cfg := &tidings.PushConfig{VAPIDSubject: "mailto:ops@example.com"}
-	w := &push.WebPush{Client: web.srv.Client()}
+	w := &push.WebPush{Client: web.Server.Client()}
 	// A VAPID key pair, as the store makes them.
 	db := sqlite.NewDB(filepath.Join(b.TempDir(), "tidings.db"))
 	db.Logger = slog.New(slog.DiscardHandler)
@@ -37,7 +38,8 @@ func BenchmarkWebPush(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.VAPIDPublicKey, cfg.VAPIDPrivateKey, web.vapidKey = stored.VAPIDPublicKey, stored.VAPIDPrivateKey, stored.VAPIDPublicKey
+	cfg.VAPIDPublicKey, cfg.VAPIDPrivateKey = stored.VAPIDPublicKey, stored.VAPIDPrivateKey
+	web.SetVAPIDKey(stored.VAPIDPublicKey)
 	target := &tidings.PushTarget{ID: "t", Kind: tidings.PushWebPush, Endpoint: sub.Endpoint, Keys: sub.Keys}
 	n := &push.Notification{AppID: "a", ConversationID: "lunch", MessageID: tidings.NewID(), Seq: 42, Title: "Alice",
 		Body: "lunch at noon? " + fmt.Sprint(time.Now()), Badge: 3, Count: 1}
@@ -70,7 +72,7 @@ func BenchmarkDispatch(b *testing.B) {
 		if _, err := users.CreateUser(as(""), &tidings.User{ID: id}); err != nil {
 			b.Fatal(err)
 		}
-		w.register(b, id, w.web.subscribe(id))
+		w.register(b, id, w.web.Subscribe(id))
 		ps = append(ps, tidings.NewParticipant{UserID: id})
 	}
 	if _, err := w.convs.CreateConversation(as("alice"), tidings.NewConversation{ID: "big", Participants: ps}); err != nil {
@@ -80,7 +82,7 @@ func BenchmarkDispatch(b *testing.B) {
 	start := time.Now()
 	for i := range b.N {
 		w.send(b, "alice", "big", "hello all", "")
-		w.web.box.waitFor(b, (i+1)*members)
+		w.web.Box.WaitFor(b, (i+1)*members)
 	}
 	b.ReportMetric(float64(b.N*members)/time.Since(start).Seconds(), "pushes/s")
 }

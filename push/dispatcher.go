@@ -19,10 +19,28 @@ import (
 
 // Presence tells whether a user has a live connection, which then gets
 // their messages: they get no push. realtime.Node implements it for its
-// own connections.
+// own connections; ClusterPresence, for the whole cluster.
 type Presence interface {
 	Online(appID, userID string) bool
 }
+
+// PresenceOfMany is a Presence that also answers for many users at once,
+// which the dispatcher then asks once per conversation of each batch of
+// messages (before it locks anything), rather than once per user and
+// message: the cluster's presence, which costs a round trip.
+type PresenceOfMany interface {
+	Presence
+	// OnlineOf returns those of userIDs who have a live connection.
+	OnlineOf(ctx context.Context, appID string, userIDs []string) ([]string, error)
+}
+
+// LeaseName is the lease the node that sends pushes holds, when the
+// Dispatcher has Leases (a cluster).
+const LeaseName = "push"
+
+// DefaultLeaseTTL is the lease of the node that sends pushes in a
+// cluster: when it dies, another takes over after it.
+const DefaultLeaseTTL = 6 * time.Second
 
 // Dispatcher turns the messages sent into pushes. It is a
 // tidings.EventPublisher: give it the store's events (beside the realtime
@@ -34,8 +52,16 @@ type Presence interface {
 // checked again: online by then, or having read the conversation, they
 // get none.
 type Dispatcher struct {
-	Store     tidings.PushStore
-	Presence  Presence // nil: every user is offline
+	Store    tidings.PushStore
+	Presence Presence // nil: every user is offline
+	// Leases, when set, elect the one node of a cluster that sends the
+	// pushes (lease LeaseName, held by Node for LeaseTTL, default
+	// DefaultLeaseTTL): every node's dispatcher is given every message
+	// sent (the events its realtime node delivers), and only the holder's
+	// takes them. Nil: this dispatcher takes every message it is given.
+	Leases    tidings.Leases
+	Node      string
+	LeaseTTL  time.Duration
 	Providers map[string]Provider
 	// Window is how long messages are gathered before a push (default
 	// 2 s).
@@ -48,15 +74,16 @@ type Dispatcher struct {
 
 	messages, pushes, sent, failed, removed, dropped atomic.Int64
 
-	mu      sync.Mutex
-	queue   []*tidings.Event
-	pending map[pendingKey]*pending
-	closed  bool
-	wake    chan struct{}
-	sem     chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu        sync.Mutex
+	heldUntil time.Time // with Leases: until when this node surely holds the lease
+	queue     []*tidings.Event
+	pending   map[pendingKey]*pending
+	closed    bool
+	wake      chan struct{}
+	sem       chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // Stats counts what a dispatcher did since it was made.
@@ -111,7 +138,81 @@ func (d *Dispatcher) Open() error {
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go d.run()
+	if d.Leases != nil {
+		if d.LeaseTTL <= 0 {
+			d.LeaseTTL = DefaultLeaseTTL
+		}
+		d.wg.Add(1)
+		go d.holdLease()
+	}
 	return nil
+}
+
+// holdLease runs while the dispatcher is open, in a cluster: it takes the
+// lease LeaseName when no node holds it, and renews it every third of
+// its ttl while it holds it; Close releases it. The dispatcher takes
+// messages only until the lease surely ends, counted from before each
+// renewal: never after another node may have taken it.
+func (d *Dispatcher) holdLease() {
+	defer d.wg.Done()
+	held := false
+	defer func() {
+		if held {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d.mu.Lock()
+			d.heldUntil = time.Time{}
+			d.mu.Unlock()
+			if err := d.Leases.Release(ctx, LeaseName, d.Node); err != nil {
+				d.Logger.Warn("push: release the lease", "err", err)
+			}
+		}
+	}()
+	t := time.NewTicker(d.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(d.ctx, d.LeaseTTL/3)
+		ok, err := d.Leases.Hold(ctx, LeaseName, d.Node, d.LeaseTTL)
+		cancel()
+		if d.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d.Logger.Warn("push: hold the lease", "err", err)
+			ok = false
+		}
+		d.mu.Lock()
+		if ok {
+			d.heldUntil = start.Add(d.LeaseTTL)
+		} else {
+			d.heldUntil = time.Time{}
+		}
+		d.mu.Unlock()
+		if ok && !held {
+			d.Logger.Info("push: this node sends the push notifications", "node", d.Node)
+		} else if !ok && held {
+			d.Logger.Info("push: this node no longer sends the push notifications", "node", d.Node)
+		}
+		held = ok
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Holding reports whether the dispatcher takes the messages it is given:
+// always without Leases, while it holds the lease with them.
+func (d *Dispatcher) Holding() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.holdingLocked()
+}
+
+func (d *Dispatcher) holdingLocked() bool {
+	return d.Leases == nil || time.Now().Before(d.heldUntil)
 }
 
 // Close stops the dispatcher: the pushes being gathered are dropped, those
@@ -133,7 +234,10 @@ func (d *Dispatcher) Close() error {
 }
 
 // Publish takes the messages sent among events. It never blocks: they are
-// queued for the dispatcher's goroutine.
+// queued for the dispatcher's goroutine. With Leases, a dispatcher that
+// does not hold the lease drops them: the holder takes them. (The
+// messages it took before it lost the lease are still pushed, as no
+// other node took them.)
 func (d *Dispatcher) Publish(events ...*tidings.Event) {
 	var sent []*tidings.Event
 	for _, ev := range events {
@@ -145,7 +249,7 @@ func (d *Dispatcher) Publish(events ...*tidings.Event) {
 		return
 	}
 	d.mu.Lock()
-	if d.closed {
+	if d.closed || !d.holdingLocked() {
 		d.mu.Unlock()
 		return
 	}
@@ -190,6 +294,8 @@ func (d *Dispatcher) run() {
 func (d *Dispatcher) gatherBatch(batch []*tidings.Event) {
 	type convKey struct{ app, conv string }
 	candidates := make(map[convKey][]string)
+	online := make(map[convKey]map[string]bool)
+	many, _ := d.Presence.(PresenceOfMany)
 	for _, ev := range batch {
 		k := convKey{ev.AppID, ev.ConversationID}
 		users, ok := candidates[k]
@@ -197,19 +303,39 @@ func (d *Dispatcher) gatherBatch(batch []*tidings.Event) {
 			ctx, cancel := context.WithTimeout(d.ctx, d.Timeout)
 			var err error
 			users, err = d.Store.PushCandidates(ctx, ev.AppID, ev.ConversationID, "")
-			cancel()
 			if err != nil && d.ctx.Err() == nil {
 				d.Logger.Warn("push: read who may get a push", "err", err, "conversation", ev.ConversationID)
 			}
 			candidates[k] = users
+			if many != nil && len(users) > 0 {
+				online[k] = d.onlineOf(ctx, many, ev.AppID, users)
+			}
+			cancel()
 		}
-		d.gather(ev, users)
+		d.gather(ev, users, online[k])
 	}
 }
 
+// onlineOf returns which of users are online, by asking p. When p cannot
+// tell, they count as offline: a push to a user who had the message
+// already is better than none to one who did not.
+func (d *Dispatcher) onlineOf(ctx context.Context, p PresenceOfMany, app string, users []string) map[string]bool {
+	list, err := p.OnlineOf(ctx, app, users)
+	if err != nil && d.ctx.Err() == nil {
+		d.Logger.Warn("push: ask who is online; pushing to all", "err", err, "app", app)
+	}
+	online := make(map[string]bool, len(list))
+	for _, u := range list {
+		online[u] = true
+	}
+	return online
+}
+
 // gather adds a message to the pushes of users, its conversation's
-// candidates, but its sender.
-func (d *Dispatcher) gather(ev *tidings.Event, users []string) {
+// candidates, but its sender and those online: those in online when it is
+// not nil (the presence of many, asked already), else those Presence
+// says.
+func (d *Dispatcher) gather(ev *tidings.Event, users []string, online map[string]bool) {
 	defer d.messages.Add(1) // after the pushes are gathered
 	if len(users) == 0 {
 		return
@@ -227,7 +353,7 @@ func (d *Dispatcher) gather(ev *tidings.Event, users []string) {
 		return
 	}
 	for _, u := range users {
-		if u == m.Sender.ID || d.Presence != nil && d.Presence.Online(ev.AppID, u) {
+		if u == m.Sender.ID || online != nil && online[u] || online == nil && d.Presence != nil && d.Presence.Online(ev.AppID, u) {
 			continue
 		}
 		k := pendingKey{ev.AppID, u, ev.ConversationID}
@@ -366,5 +492,13 @@ func (d *Dispatcher) Collectors() []prometheus.Collector {
 		counter("tidings_push_failed_total", "Pushes that failed (the target kept).", &d.failed),
 		counter("tidings_push_targets_removed_total", "Push targets removed because their service said they are gone.", &d.removed),
 		counter("tidings_push_dropped_total", "Messages not looked at because too many were waiting.", &d.dropped),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tidings_push_sending",
+			Help: "1 when this node sends the push notifications (in a cluster, while it holds the push lease), else 0."},
+			func() float64 {
+				if d.Holding() {
+					return 1
+				}
+				return 0
+			}),
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/push"
+	"github.com/tidings/tidings/push/pushtest"
 	"github.com/tidings/tidings/sqlite"
 )
 
@@ -41,8 +42,9 @@ type world struct {
 	convs    *sqlite.ConversationService
 	messages *sqlite.MessageService
 	disp     *push.Dispatcher
+	fan      *fanout // the store's publisher: disp, unless a test says
 	presence *presence
-	web      *webPushService
+	web      *pushtest.WebPushService
 	apns     *apnsService
 	fcm      *fcmService
 }
@@ -50,7 +52,7 @@ type world struct {
 func newWorld(t testing.TB, window time.Duration) *world {
 	t.Helper()
 	w := &world{presence: &presence{online: map[string]bool{}},
-		web: newWebPushService(t), apns: newAPNsService(t), fcm: newFCMService(t)}
+		web: pushtest.NewWebPushService(t), apns: newAPNsService(t), fcm: newFCMService(t)}
 	w.db = sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
 	w.db.Logger = slog.New(slog.DiscardHandler)
 	w.push = sqlite.NewPushService(w.db)
@@ -65,12 +67,13 @@ func newWorld(t testing.TB, window time.Duration) *world {
 	sa.Client = w.fcm.srv.Client()
 	w.disp = &push.Dispatcher{Store: w.push, Presence: w.presence, Window: window, Logger: slog.New(slog.DiscardHandler),
 		Providers: map[string]push.Provider{
-			tidings.PushWebPush: &push.WebPush{Client: w.web.srv.Client()},
+			tidings.PushWebPush: &push.WebPush{Client: w.web.Server.Client()},
 			tidings.PushAPNs: &push.APNs{TeamID: w.apns.teamID, KeyID: w.apns.keyID, Key: key, Topic: w.apns.topic,
 				BaseURL: w.apns.srv.URL, Client: w.apns.srv.Client()},
 			tidings.PushFCM: &push.FCM{ProjectID: sa.ProjectID, Tokens: sa, BaseURL: w.fcm.srv.URL, Client: w.fcm.srv.Client()},
 		}}
-	w.db.Publisher = w.disp
+	w.fan = &fanout{to: []tidings.EventPublisher{w.disp}}
+	w.db.Publisher = w.fan
 	if err := w.db.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +102,7 @@ func newWorld(t testing.TB, window time.Duration) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.web.vapidKey = pub
+	w.web.SetVAPIDKey(pub)
 	return w
 }
 
@@ -140,26 +143,26 @@ func (w *world) waitStats(t *testing.T, what string, ok func(push.Stats) bool) {
 
 func TestPushGoesToEveryKindOfTargetOfAnOfflineParticipant(t *testing.T) {
 	w := newWorld(t, 50*time.Millisecond)
-	w.register(t, "bob", w.web.subscribe("bob-laptop"))
+	w.register(t, "bob", w.web.Subscribe("bob-laptop"))
 	w.register(t, "bob", tidings.NewPushTarget{Kind: tidings.PushAPNs, Token: "bob-iphone"})
 	w.register(t, "bob", tidings.NewPushTarget{Kind: tidings.PushFCM, Token: "bob-pixel"})
-	w.register(t, "alice", w.web.subscribe("alice-laptop"))
+	w.register(t, "alice", w.web.Subscribe("alice-laptop"))
 	m := w.send(t, "alice", "c", "lunch at noon?", "")
 
-	web := w.web.box.waitFor(t, 1)
+	web := w.web.Box.WaitFor(t, 1)
 	p := web[0].Payload
 	if web[0].Target != "bob-laptop" || p["title"] != "Alice" || p["body"] != "lunch at noon?" || p["badge"] != 1.0 ||
 		p["conversationId"] != "c" || p["messageId"] != m.ID || p["seq"] != float64(m.Seq) || p["count"] != 1.0 || p["appId"] != "a" {
 		t.Fatalf("web push %+v", web[0])
 	}
-	ap := w.apns.box.waitFor(t, 1)[0]
+	ap := w.apns.box.WaitFor(t, 1)[0]
 	aps := ap.Payload["aps"].(map[string]any)
 	alert := aps["alert"].(map[string]any)
 	if ap.Target != "bob-iphone" || alert["title"] != "Alice" || alert["body"] != "lunch at noon?" || aps["badge"] != 1.0 ||
 		aps["thread-id"] != "c" || ap.Payload["conversationId"] != "c" || ap.Payload["messageId"] != m.ID {
 		t.Fatalf("APNs push %+v", ap)
 	}
-	fc := w.fcm.box.waitFor(t, 1)[0]
+	fc := w.fcm.box.WaitFor(t, 1)[0]
 	n := fc.Payload["notification"].(map[string]any)
 	data := fc.Payload["data"].(map[string]any)
 	if fc.Target != "bob-pixel" || n["title"] != "Alice" || n["body"] != "lunch at noon?" || data["conversationId"] != "c" ||
@@ -174,13 +177,13 @@ func TestPushGoesToEveryKindOfTargetOfAnOfflineParticipant(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.send(t, "alice", "d", "secret", "You have a new message")
-	web = w.web.box.waitFor(t, 2)
+	web = w.web.Box.WaitFor(t, 2)
 	if p := web[1].Payload; web[1].Target != "bob-laptop" || p["body"] != "You have a new message" || p["badge"] != 2.0 || p["conversationId"] != "d" {
 		t.Fatalf("second web push %+v", web[1])
 	}
 	// Bob answers: alice gets hers.
 	w.send(t, "bob", "d", "ok", "")
-	web = w.web.box.waitFor(t, 3)
+	web = w.web.Box.WaitFor(t, 3)
 	if p := web[2].Payload; web[2].Target != "alice-laptop" || p["title"] != "Bob" || p["body"] != "ok" {
 		t.Fatalf("push to alice %+v", web[2])
 	}
@@ -191,13 +194,13 @@ func TestPushGoesToEveryKindOfTargetOfAnOfflineParticipant(t *testing.T) {
 
 func TestExpiredTargetsAreRemoved(t *testing.T) {
 	w := newWorld(t, 50*time.Millisecond)
-	w.register(t, "bob", w.web.subscribe("gone-laptop"))
+	w.register(t, "bob", w.web.Subscribe("gone-laptop"))
 	w.register(t, "bob", tidings.NewPushTarget{Kind: tidings.PushAPNs, Token: "gone-iphone"})
 	w.register(t, "bob", tidings.NewPushTarget{Kind: tidings.PushAPNs, Token: "bad-ipad"})
 	w.register(t, "bob", tidings.NewPushTarget{Kind: tidings.PushFCM, Token: "gone-pixel"})
-	kept := w.register(t, "bob", w.web.subscribe("bob-desktop"))
+	kept := w.register(t, "bob", w.web.Subscribe("bob-desktop"))
 	w.send(t, "alice", "c", "hello", "")
-	w.web.box.waitFor(t, 1)
+	w.web.Box.WaitFor(t, 1)
 	w.waitStats(t, "the gone targets removed", func(s push.Stats) bool { return s.Removed == 4 })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -217,7 +220,7 @@ func TestExpiredTargetsAreRemoved(t *testing.T) {
 
 func TestNoPushWhenOnlineMutedOffOrRead(t *testing.T) {
 	w := newWorld(t, 50*time.Millisecond)
-	w.register(t, "bob", w.web.subscribe("bob-laptop"))
+	w.register(t, "bob", w.web.Subscribe("bob-laptop"))
 
 	// Online: none. Offline again, the next message is pushed alone.
 	w.presence.set("bob", true)
@@ -225,7 +228,7 @@ func TestNoPushWhenOnlineMutedOffOrRead(t *testing.T) {
 	w.waitStats(t, "the first message", func(s push.Stats) bool { return s.Messages == 1 })
 	w.presence.set("bob", false)
 	m := w.send(t, "alice", "c", "two", "")
-	got := w.web.box.waitFor(t, 1)
+	got := w.web.Box.WaitFor(t, 1)
 	if p := got[0].Payload; p["messageId"] != m.ID || p["count"] != 1.0 || p["badge"] != 2.0 {
 		t.Fatalf("push %+v, want the second message alone", got[0])
 	}
@@ -250,7 +253,7 @@ func TestNoPushWhenOnlineMutedOffOrRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	m = w.send(t, "alice", "c", "five", "")
-	got = w.web.box.waitFor(t, 2)
+	got = w.web.Box.WaitFor(t, 2)
 	if p := got[1].Payload; p["messageId"] != m.ID || p["count"] != 1.0 || p["badge"] != 5.0 {
 		t.Fatalf("push %+v, want the fifth message alone", got[1])
 	}
@@ -261,7 +264,7 @@ func TestNoPushWhenOnlineMutedOffOrRead(t *testing.T) {
 
 func TestBurstIsCoalesced(t *testing.T) {
 	w := newWorld(t, 3*time.Second)
-	w.register(t, "bob", w.web.subscribe("bob-laptop"))
+	w.register(t, "bob", w.web.Subscribe("bob-laptop"))
 	var last *tidings.Message
 	for i := range 5 {
 		last = w.send(t, "alice", "c", "message "+string(rune('1'+i)), "")
@@ -271,7 +274,7 @@ func TestBurstIsCoalesced(t *testing.T) {
 	total := 0
 	var got []received
 	for total < 5 {
-		got = w.web.box.waitFor(t, len(got)+1)
+		got = w.web.Box.WaitFor(t, len(got)+1)
 		total += int(got[len(got)-1].Payload["count"].(float64))
 	}
 	if len(got) >= 5 || total != 5 {
@@ -303,7 +306,7 @@ func TestAlertTemplates(t *testing.T) {
 
 func TestWebPushRefusesPrivateAddresses(t *testing.T) {
 	w := newWorld(t, time.Millisecond)
-	sub := w.web.subscribe("bob-laptop")
+	sub := w.web.Subscribe("bob-laptop")
 	target := w.register(t, "bob", sub)
 	cfg, err := w.push.AppPushConfig(context.Background(), "a")
 	if err != nil {
@@ -314,7 +317,7 @@ func TestWebPushRefusesPrivateAddresses(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not a public address") {
 		t.Fatalf("sent to 127.0.0.1: %v", err)
 	}
-	if got := w.web.box.all(); len(got) != 0 {
+	if got := w.web.Box.All(); len(got) != 0 {
 		t.Fatalf("pushes %+v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/tidings/tidings/client"
 	tidingshttp "github.com/tidings/tidings/http"
 	"github.com/tidings/tidings/push"
+	"github.com/tidings/tidings/push/pushtest"
 	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
@@ -35,19 +36,19 @@ type stack struct {
 	app  *tidings.App
 	node *realtime.Node
 	disp *push.Dispatcher
-	web  *webPushService
+	web  *pushtest.WebPushService
 }
 
 func startStack(t *testing.T, window time.Duration) *stack {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	s := &stack{web: newWebPushService(t)}
+	s := &stack{web: pushtest.NewWebPushService(t)}
 	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
 	db.Logger, db.Synchronous = logger, "NORMAL"
 	pushes := sqlite.NewPushService(db)
 	s.node = realtime.NewNode()
 	s.disp = &push.Dispatcher{Store: pushes, Presence: s.node, Window: window, Logger: logger,
-		Providers: map[string]push.Provider{tidings.PushWebPush: &push.WebPush{Client: s.web.srv.Client()}}}
+		Providers: map[string]push.Provider{tidings.PushWebPush: &push.WebPush{Client: s.web.Server.Client()}}}
 	db.Publisher = publishers{s.node, s.disp}
 	if err := db.Open(); err != nil {
 		t.Fatal(err)
@@ -148,8 +149,8 @@ func TestPushEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.web.vapidKey = key
-	target, err := bob.RegisterPushTarget(ctx, s.web.subscribe("bob-laptop"))
+	s.web.SetVAPIDKey(key)
+	target, err := bob.RegisterPushTarget(ctx, s.web.Subscribe("bob-laptop"))
 	if err != nil || target.Kind != tidings.PushWebPush || target.UserID != "bob" {
 		t.Fatalf("register: %+v, %v", target, err)
 	}
@@ -167,7 +168,7 @@ func TestPushEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := s.web.box.waitFor(t, 1)
+	got := s.web.Box.WaitFor(t, 1)
 	if p := got[0].Payload; p["title"] != "Alice" || p["body"] != "lunch at noon?" || p["badge"] != 1.0 ||
 		p["conversationId"] != "lunch" || p["messageId"] != m.ID || p["count"] != 1.0 {
 		t.Fatalf("push %+v", got[0])
@@ -210,7 +211,7 @@ func TestPushEndToEnd(t *testing.T) {
 	}
 	total := 0
 	for total < 5 {
-		got = s.web.box.waitFor(t, len(got)+1)
+		got = s.web.Box.WaitFor(t, len(got)+1)
 		p := got[len(got)-1].Payload
 		if p["conversationId"] != "lunch" {
 			t.Fatalf("push %+v: a muted conversation, or a message sent while online", p)

@@ -211,11 +211,7 @@ func (n *Node) deliverRange(r tidings.EventRange) {
 		}
 	}
 	if r.To > c.last {
-		for _, ev := range r.Events {
-			if ev.Seq > c.last {
-				n.dispatch(ev)
-			}
-		}
+		n.dispatchAfter(c.last, r.Events)
 		c.last = r.To
 		n.advance(c.last)
 	}
@@ -242,11 +238,7 @@ func (n *Node) readFinal() bool {
 	if r.To <= c.last {
 		return false
 	}
-	for _, ev := range r.Events {
-		if ev.Seq > c.last {
-			n.dispatch(ev)
-		}
-	}
+	n.dispatchAfter(c.last, r.Events)
 	c.last = r.To
 	n.advance(c.last)
 	if n.Batcher != nil {
@@ -255,6 +247,22 @@ func (n *Node) readFinal() bool {
 		n.Batcher.BeginBatch()
 	}
 	return true
+}
+
+// dispatchAfter delivers the events after position last, in order, and
+// hands them to Delivered.
+func (n *Node) dispatchAfter(last int64, events []*tidings.Event) {
+	first := len(events)
+	for i, ev := range events {
+		if ev.Seq > last {
+			first = min(first, i)
+			n.dispatch(ev)
+		}
+	}
+	if n.Delivered != nil && first < len(events) {
+		// Events are in position order: those after last are a suffix.
+		n.Delivered.Publish(events[first:]...)
+	}
 }
 
 // catchUp reads the log until it has nothing more final, and reports

@@ -973,3 +973,67 @@ func TestClusterTypingEndsWithTheLastSessionInTheCluster(t *testing.T) {
 	alice.command(protocol.CmdLogout, struct{}{})
 	waitUntil(t, "bob to see alice stop typing", func() bool { return typing(protocol.EventTypingOff) == 1 })
 }
+
+// delivered is a tidings.EventPublisher that keeps the seqs of the
+// messages sent it is handed.
+type delivered struct {
+	mu   sync.Mutex
+	seqs []int64
+}
+
+func (d *delivered) Publish(events ...*tidings.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ev := range events {
+		if ev.Name == tidings.EventMessageSent {
+			var m tidings.Message
+			if err := json.Unmarshal(ev.Payload, &m); err == nil {
+				d.seqs = append(d.seqs, m.Seq)
+			}
+		}
+	}
+}
+
+func (d *delivered) get() []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.seqs)
+}
+
+// Node.Delivered is handed every event of the cluster once, in order, on
+// every node, whatever node committed it, and those of a lost range too
+// (read from the log): the push dispatcher's feed in a cluster.
+func TestClusterHandsDeliveredEventsOn(t *testing.T) {
+	cl := newCluster(t)
+	da, db := &delivered{}, &delivered{}
+	a := cl.node("A", func(n *Node) { n.Delivered = da })
+	b := cl.node("B", func(n *Node) { n.Delivered = db })
+	_ = a
+	bob := cl.online(b, "bob", "", "")
+	cl.send("alice", "m1")
+	bob.waitTexts("m1")
+	for _, s := range cl.broker.subs {
+		if s.h.(clusterHandler).n == b {
+			s.drop.Store(1)
+		}
+	}
+	cl.send("alice", "m2")
+	waitUntil(t, "the range of m2 to be lost", func() bool {
+		for _, s := range cl.broker.subs {
+			if s.h.(clusterHandler).n == b && s.drop.Load() == 0 {
+				return true
+			}
+		}
+		return false
+	})
+	for i := 3; i <= 5; i++ {
+		cl.send("alice", fmt.Sprintf("m%d", i))
+	}
+	want := []int64{1, 2, 3, 4, 5}
+	for name, d := range map[string]*delivered{"A": da, "B": db} {
+		waitUntil(t, "node "+name+" to hand on the 5 messages", func() bool { return len(d.get()) >= len(want) })
+		if got := d.get(); !slices.Equal(got, want) {
+			t.Errorf("node %s handed on the messages %v, want %v", name, got, want)
+		}
+	}
+}

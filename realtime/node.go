@@ -102,6 +102,13 @@ type Node struct {
 	Leases        tidings.Leases
 	PresenceStore tidings.PresenceStore
 	NodeID        string
+	// Delivered, in cluster mode, is handed the events the node delivers,
+	// in position order, each once: every final event of the cluster,
+	// whichever node committed it (the push dispatcher takes the messages
+	// sent from it, as a single node's store publishes them to it). It is
+	// called on the delivery goroutine and must not block. Unused without
+	// Broker: the store's publisher hands the events to whom needs them.
+	Delivered tidings.EventPublisher
 	// Conversations, with PresenceStore, lets presence.get tell the
 	// participants online on other nodes too (of the first 1,000
 	// participants); without it, only those online on this node.

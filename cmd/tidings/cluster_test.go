@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
 	tnats "github.com/tidings/tidings/nats"
+	"github.com/tidings/tidings/push/pushtest"
 )
 
 // The tests of this file run tidings serve as separate processes: the
@@ -293,11 +295,19 @@ type testCluster struct {
 	nodes  []*testNode
 	app    string
 	key    string // the app's server key
+	env    []string
 }
 
 // startCluster starts n nodes on a fresh PostgreSQL database and the test
 // NATS server, with extra flags for each, and creates an app.
 func startCluster(t *testing.T, n int, extra ...string) *testCluster {
+	t.Helper()
+	return startClusterEnv(t, n, nil, extra...)
+}
+
+// startClusterEnv is startCluster with env added to the nodes'
+// environment.
+func startClusterEnv(t *testing.T, n int, env []string, extra ...string) *testCluster {
 	t.Helper()
 	if !postgresBuilt || !natsBuilt {
 		t.Skip("this build cannot open a PostgreSQL store or a NATS broker yet (packages postgres and nats, issue #11)")
@@ -316,7 +326,7 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	// Subjects and buckets of the test's own, too (which matters on a
 	// shared server).
 	prefix := fmt.Sprintf("t%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	c := &testCluster{t: t, store: store, broker: broker, prefix: prefix, nats: nats, app: "shop"}
+	c := &testCluster{t: t, store: store, broker: broker, prefix: prefix, nats: nats, app: "shop", env: env}
 	if nats == nil {
 		// Once the nodes have stopped (cleanups run last first): leave
 		// nothing on the shared server.
@@ -349,7 +359,7 @@ func (c *testCluster) startNode(name string, extra ...string) *testNode {
 	c.t.Helper()
 	args := append([]string{"--store", c.store, "--broker", c.broker, "--broker-prefix", c.prefix, "--data", c.t.TempDir(),
 		"--log-level", "debug", "--user-rate", "0", "--conversation-rate", "0", "--participant-rate", "0"}, extra...)
-	n := startNode(c.t, name, nil, args...)
+	n := startNode(c.t, name, c.env, args...)
 	c.nodes = append(c.nodes, n)
 	return n
 }
@@ -963,5 +973,128 @@ func TestClusterWebhooks(t *testing.T) {
 	defer r.mu.Unlock()
 	if r.duplicates != 0 {
 		t.Errorf("the webhook receiver got %d duplicates of %d deliveries; want none without a failure", r.duplicates, r.deliveries)
+	}
+}
+
+// pushLine is what a node logs when it takes the push lease.
+const pushLine = "this node sends the push notifications"
+
+// pusher waits until a node of the cluster, among those not in except,
+// logs that it sends the pushes, and returns its index.
+func (c *testCluster) pusher(except ...int) int {
+	c.t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for time.Now().Before(deadline) {
+		for i, n := range c.nodes {
+			if !slices.Contains(except, i) && strings.Contains(n.logs.String(), pushLine) {
+				return i
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("no node logged %q within %s", pushLine, clusterWait)
+	return -1
+}
+
+// Push notifications in a cluster: one node (the holder of the push
+// lease) sends them, for messages sent through any node, to users online
+// on no node; when it is killed, another takes over.
+func TestClusterPush(t *testing.T) {
+	wp := pushtest.NewWebPushService(t)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: wp.Server.Certificate().Raw})
+	const window = 3 * time.Second
+	c := startClusterEnv(t, 3, []string{testWebPushCA + "=" + string(ca)}, "--push-window", window.String())
+	alice, bob := c.user("alice"), c.user("bob")
+	callAPI(t, c.nodes[0].url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "room",
+		Participants: []tidings.NewParticipant{{UserID: "bob"}}}, nil, http.StatusCreated)
+	var vapid struct{ PublicKey string }
+	callAPI(t, c.nodes[2].url, bob, "GET", "/v1/push/vapid-public-key", nil, &vapid, http.StatusOK)
+	wp.SetVAPIDKey(vapid.PublicKey)
+	callAPI(t, c.nodes[1].url, bob, "POST", "/v1/push/targets", wp.Subscribe("bob-laptop"), nil, http.StatusCreated)
+	send := func(node int, text string) {
+		t.Helper()
+		callAPI(t, c.nodes[node].url, alice, "POST", "/v1/conversations/room/messages", textMessage(text), nil, http.StatusCreated)
+	}
+	// notifications sums the pushes made by the nodes still running.
+	notifications := func() float64 {
+		t.Helper()
+		var sum float64
+		for _, n := range c.nodes {
+			select {
+			case <-n.done:
+			default:
+				sum += metric(t, n.url, "tidings_push_notifications_total")
+			}
+		}
+		return sum
+	}
+	first := c.pusher()
+	t.Logf("node %s sends the pushes", c.nodes[first].name)
+
+	// A burst through the three nodes, bob offline everywhere: one push,
+	// of the three messages.
+	for i, text := range []string{"b1", "b2", "b3"} {
+		send(i, text)
+	}
+	got := wp.Box.WaitFor(t, 1)
+	if p := got[0].Payload; got[0].Target != "bob-laptop" || p["count"] != 3.0 || p["body"] != "3 new messages" || p["senderId"] != "alice" {
+		t.Errorf("the burst's push: %+v; want one to bob-laptop of 3 messages", got[0])
+	}
+
+	// Bob connected to node 2 (node 3 if node 2 pushes: the node that
+	// pushes must learn it from the other nodes): a message sent through
+	// node 1 makes no push, though its window ends.
+	bobNode := 1
+	if first == 1 {
+		bobNode = 2
+	}
+	bobClient, _ := connect(t, c.nodes[bobNode].url, bob, "", "")
+	looked := metric(t, c.nodes[first].url, "tidings_push_messages_total")
+	send(0, "while-online")
+	deadline := time.Now().Add(clusterWait)
+	for metric(t, c.nodes[first].url, "tidings_push_messages_total") < looked+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pushing node did not look at the message sent while bob is online")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Absence: let the window, had one opened, end (twice over).
+	for end := time.Now().Add(2 * window); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if n := len(wp.Box.All()); n != 1 {
+			t.Fatalf("bob, connected to node %s, got a push: %+v", c.nodes[bobNode].name, wp.Box.All()[1:])
+		}
+	}
+	if n := notifications(); n != 1 {
+		t.Errorf("the nodes made %v pushes, want 1", n)
+	}
+
+	// Bob offline again, everywhere.
+	bobClient.Close()
+	deadline = time.Now().Add(clusterWait)
+	for {
+		var pr struct{ Online []string }
+		callAPI(t, c.nodes[2].url, alice, "GET", "/v1/conversations/room/presence", nil, &pr, http.StatusOK)
+		if !slices.Contains(pr.Online, "bob") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob is still online %s after closing his connection", clusterWait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The pushing node killed: another takes the lease over and pushes
+	// the next message, sent through a third node.
+	c.nodes[first].kill()
+	next := c.pusher(first)
+	t.Logf("node %s killed; node %s sends the pushes", c.nodes[first].name, c.nodes[next].name)
+	via := 3 - first - next
+	send(via, "after-the-kill")
+	got = wp.Box.WaitFor(t, 2)
+	if p := got[1].Payload; got[1].Target != "bob-laptop" || p["count"] != 1.0 || p["body"] != "after-the-kill" {
+		t.Errorf("the push after the kill: %+v; want one to bob-laptop of that message", got[1])
+	}
+	if n := len(wp.Box.All()); n != 2 {
+		t.Errorf("%d pushes, want 2: %+v", n, wp.Box.All())
 	}
 }

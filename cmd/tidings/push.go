@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -62,6 +63,11 @@ func (cfg *pushConfig) check() error {
 	return nil
 }
 
+// webPushClient, when set, sends the Web Push requests instead of
+// push.WebPush's own client (public addresses only): the tests set one
+// that reaches their local Web Push service.
+var webPushClient *http.Client
+
 // newPushDispatcher returns the push dispatcher cfg configures, with the
 // providers whose credentials are given.
 func newPushDispatcher(cfg pushConfig, store tidings.PushStore, presence push.Presence, log *slog.Logger) (*push.Dispatcher, error) {
@@ -72,7 +78,7 @@ func newPushDispatcher(cfg pushConfig, store tidings.PushStore, presence push.Pr
 	}
 	var kinds []string
 	if !cfg.NoWebPush {
-		d.Providers[tidings.PushWebPush] = &push.WebPush{}
+		d.Providers[tidings.PushWebPush] = &push.WebPush{Client: webPushClient}
 		kinds = append(kinds, tidings.PushWebPush)
 	}
 	if cfg.APNsKeyFile != "" {

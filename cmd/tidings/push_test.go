@@ -6,12 +6,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,4 +131,26 @@ func TestPushSettings(t *testing.T) {
 	if _, err := newPushDispatcher(cfg, nil, nil, log); err == nil {
 		t.Error("bad FCM credentials: no error")
 	}
+}
+
+// testWebPushCA is the environment variable that gives a node run by a
+// test (the test binary as the tidings command) the certificate of the
+// test's local Web Push service, in PEM: the node then sends its Web
+// Pushes to it (on the loopback interface, which push.WebPush's own
+// client refuses).
+const testWebPushCA = "TIDINGS_TEST_WEBPUSH_CA"
+
+// useTestWebPush sets webPushClient as testWebPushCA says, if set.
+func useTestWebPush() {
+	pemCert := os.Getenv(testWebPushCA)
+	if pemCert == "" {
+		return
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(pemCert)) {
+		fmt.Fprintf(os.Stderr, "%s holds no certificate\n", testWebPushCA)
+		os.Exit(exitFailure)
+	}
+	webPushClient = &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 }

@@ -24,6 +24,7 @@ const asCLI = "TIDINGS_README_TEST_AS_CLI"
 func TestMain(m *testing.M) {
 	if os.Getenv(asCLI) == "1" {
 		os.Unsetenv(asCLI)
+		useTestWebPush()
 		main()
 	}
 	os.Exit(m.Run())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidings/tidings"
 	tidingshttp "github.com/tidings/tidings/http"
+	"github.com/tidings/tidings/push"
 	"github.com/tidings/tidings/ratelimit"
 	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/web"
@@ -102,7 +103,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// set once the store is open); commits only wake it.
 	dispatcher := newDispatcher(nil, cfg, log)
 	// The push dispatcher takes the messages sent as they commit (its
-	// store, too, is set once the store is open).
+	// store, too, is set once the store is open); in a cluster, as the node
+	// delivers them, on the node that holds its lease.
 	pushDispatcher, err := newPushDispatcher(cfg.Push, nil, node, log)
 	if err != nil {
 		return err
@@ -146,12 +148,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	} else {
 		dispatcher.Store = st.WebhookStore
 	}
-	switch {
-	case st.PushStore == nil:
+	if st.PushStore == nil {
 		log.Warn("push notifications are not available on this store yet: the push routes answer 404 and no push is sent", "store", st.Where)
-	case clustered:
-		log.Warn("push notifications are not sent by a cluster yet (issue #11): the push routes answer 404 and no push is sent")
-	default:
+	} else {
 		pushDispatcher.Store = st.PushStore
 	}
 	if pushDispatcher.Store == nil {
@@ -173,6 +172,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		if dispatcher != nil {
 			// One node of the cluster sends the webhooks.
 			dispatcher.Leases, dispatcher.Node = link.Leases, nodeID
+		}
+		if pushDispatcher != nil {
+			// Every node's dispatcher is handed the messages its node
+			// delivers (every message of the cluster, once); one node of
+			// the cluster, the lease's holder, pushes, to the users online
+			// on no node.
+			pushDispatcher.Leases, pushDispatcher.Node = link.Leases, nodeID
+			pushDispatcher.Presence = &push.ClusterPresence{Local: node, Store: link.Presence, Logger: log}
+			node.Delivered = pushDispatcher
 		}
 		clusterAttrs = append(clusterAttrs, "broker", redactList(cfg.Broker), "broker-prefix", cfg.BrokerPrefix, "node", nodeID)
 	}
