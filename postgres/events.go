@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,6 +123,10 @@ type finality struct {
 	mu     sync.Mutex
 	final  int64
 	fences []fence // pending, by increasing pos and xid
+
+	wmu      sync.Mutex
+	waiters  []*waiter // the callers of settled not answered yet
+	settling bool      // a settler runs
 }
 
 // A fence is a transaction id drawn after pos was seen committed: once no
@@ -167,35 +172,41 @@ func (h *finality) advance(ctx context.Context, db *DB) (final int64, err error)
 // step takes a step of advance, unless the horizon is at need already
 // (need > 0).
 func (h *finality) step(ctx context.Context, db *DB, need int64) (final int64, err error) {
+	final, _, err = h.stepTop(ctx, db, need)
+	return final, err
+}
+
+// stepTop is step, also returning the largest committed position it read
+// (0 when it took no step).
+func (h *finality) stepTop(ctx context.Context, db *DB, need int64) (final, top int64, err error) {
 	if err := db.usable(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if need > 0 && h.final >= need {
-		return h.final, nil
+		return h.final, 0, nil
 	}
-	var top int64
 	var xmin int64
 	if err := db.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
 		coalesce((SELECT max(seq) FROM events), 0)`).Scan(&xmin, &top); err != nil {
-		return h.final, db.mapError(err)
+		return h.final, 0, db.mapError(err)
 	}
 	h.settle(xmin)
 	if top <= h.final || len(h.fences) > 0 && top <= h.fences[len(h.fences)-1].pos {
-		return h.final, nil
+		return h.final, top, nil
 	}
 	var x int64
 	if err := db.pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&x); err != nil {
-		return h.final, db.mapError(err)
+		return h.final, top, db.mapError(err)
 	}
 	h.fences = append(h.fences, fence{pos: top, xid: x})
 	// Most often nothing older runs: the fence is passed at once.
 	if err := db.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
-		return h.final, db.mapError(err)
+		return h.final, top, db.mapError(err)
 	}
 	h.settle(xmin)
-	return h.final, nil
+	return h.final, top, nil
 }
 
 // settle moves the horizon past the fences that a snapshot with this xmin,
@@ -215,26 +226,99 @@ func (h *finality) settle(xmin int64) {
 // settled waits until every position committed when it was called is
 // final, and returns the largest final position then: what a reader
 // sees of its own writes. It waits as long as a transaction that was
-// running when it was called runs, or until ctx ends. Callers at once
-// share the steps: one that finds the horizon already past what it needs
-// (moved by another caller, or by the publisher) returns without one.
+// running when it was called runs, or until ctx ends.
+//
+// Callers do not step the horizon themselves: they wait for one
+// goroutine (settler) that steps it for every caller at once, so that a
+// storm of readers (thousands of clients resuming on a node) costs a few
+// queries a millisecond, not a few each.
 func (db *DB) settled(ctx context.Context) (int64, error) {
-	var top int64
-	if err := db.queryRow(ctx, `SELECT coalesce(max(seq), 0) FROM events`).Scan(&top); err != nil {
-		return 0, err
+	w := &waiter{need: -1, done: make(chan struct{})}
+	h := &db.horizon
+	h.wmu.Lock()
+	h.waiters = append(h.waiters, w)
+	if !h.settling {
+		h.settling = true
+		go h.settler(db)
 	}
+	h.wmu.Unlock()
+	select {
+	case <-w.done:
+		return w.final, w.err
+	case <-ctx.Done():
+		w.abandoned.Store(true)
+		return 0, ctx.Err()
+	}
+}
+
+// A waiter is a caller of settled: it is answered once the horizon
+// reaches need, the largest committed position read after it came (-1
+// until a step has read it).
+type waiter struct {
+	need      int64
+	final     int64
+	err       error
+	inStep    bool // came before the step under way read the top; guarded by wmu
+	done      chan struct{}
+	abandoned atomic.Bool
+}
+
+// settler steps the horizon until every waiter is answered. Each step
+// reads the largest committed position after the waiters it answers for
+// came, so each is answered only once what it may have written is final.
+func (h *finality) settler(db *DB) {
 	wait := time.Millisecond
 	for {
-		final, err := db.horizon.step(ctx, db, top)
-		if err != nil || final >= top {
-			return final, err
+		h.wmu.Lock()
+		ws := h.waiters[:0:0]
+		for _, w := range h.waiters {
+			if !w.abandoned.Load() {
+				w.inStep = true
+				ws = append(ws, w)
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(wait):
+		h.waiters = ws
+		if len(ws) == 0 {
+			h.settling = false
+			h.wmu.Unlock()
+			return
 		}
-		wait = min(2*wait, 50*time.Millisecond)
+		h.wmu.Unlock()
+		// The waiters marked inStep came before this step reads the top.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		final, top, err := h.stepTop(ctx, db, 0)
+		cancel()
+		h.wmu.Lock()
+		rest := h.waiters[:0:0]
+		progress := false
+		for _, w := range h.waiters {
+			switch {
+			case err != nil && w.inStep:
+				w.err = err
+			case w.need < 0 && w.inStep:
+				w.need = top
+				fallthrough
+			case w.need >= 0:
+				if w.need > final {
+					rest = append(rest, w)
+					continue
+				}
+				w.final = final
+			default:
+				rest = append(rest, w) // came during the step
+				continue
+			}
+			close(w.done)
+			progress = true
+		}
+		h.waiters = rest
+		h.wmu.Unlock()
+		if progress {
+			wait = time.Millisecond
+		} else {
+			wait = min(2*wait, 20*time.Millisecond)
+		}
+		time.Sleep(wait)
 	}
 }
 
