@@ -35,7 +35,8 @@ type clusterState struct {
 	chainTo int64 // the To of the last range received; -1 after Lost
 	polling atomic.Bool
 
-	heard atomic.Int64 // the largest To received (for a new tailer)
+	heard   atomic.Int64 // the largest To received (for a new tailer)
+	tailing atomic.Bool  // this node holds the tailer lease
 
 	posMu sync.Mutex
 	posCh chan struct{} // closed when pos moves on
@@ -323,6 +324,7 @@ func (n *Node) tail() {
 				n.Logger.Info("realtime: this node no longer tails the log", "node", n.NodeID)
 			}
 			held = ok
+			n.cluster.tailing.Store(held)
 			if held {
 				n.metrics.tailing.Set(1)
 			} else {
@@ -384,8 +386,31 @@ func (n *Node) tail() {
 }
 
 // renewPresence extends the lease of this node's sessions in the
-// PresenceStore while the node lives.
+// PresenceStore while the node lives, from the start (so that its first
+// sessions are counted under its lease).
 func (n *Node) renewPresence() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.PresenceLease / 3)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease/3)
+		if err := n.PresenceStore.Renew(ctx, n.NodeID, n.PresenceLease); err != nil && n.ctx.Err() == nil {
+			n.Logger.Warn("realtime: renew the presence of this node's sessions", "err", err)
+		}
+		cancel()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watchExpired runs while the node lives: every third of the presence
+// lease, while the node tails the log, it ends the sessions of the nodes
+// whose lease lapsed and tells the peers of the users who so went offline
+// (expirePresence).
+func (n *Node) watchExpired() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.PresenceLease / 3)
 	defer t.Stop()
@@ -395,12 +420,67 @@ func (n *Node) renewPresence() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease/3)
-		if err := n.PresenceStore.Renew(ctx, n.NodeID, n.PresenceLease); err != nil && n.ctx.Err() == nil {
-			n.Logger.Warn("realtime: renew the presence of this node's sessions", "err", err)
+		if n.cluster.tailing.Load() {
+			n.expirePresence()
 		}
-		cancel()
 	}
+}
+
+// expirePresence asks the PresenceStore which users went offline because
+// the node of their last session died (its lease lapsed), and tells their
+// peers on every node, as the node of that session would have: a
+// presence.update offline, with the dead node's last renewal as last
+// seen, which this node also stores. Called by the node that tails the
+// log, so that one node does it; the store returns each user once
+// anyway.
+func (n *Node) expirePresence() {
+	ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease)
+	defer cancel()
+	changes, err := n.PresenceStore.Expired(ctx)
+	if err != nil && n.ctx.Err() == nil {
+		n.Logger.Warn("realtime: end the sessions of the nodes whose presence lease lapsed", "err", err)
+	}
+	for _, ch := range changes {
+		if err := n.announceExpired(ctx, ch); err != nil && n.ctx.Err() == nil {
+			n.Logger.Warn("realtime: tell that a user of a lapsed node went offline", "err", err, "app", ch.AppID, "user", ch.UserID)
+		}
+	}
+	if len(changes) > 0 {
+		n.Logger.Info("realtime: users went offline with a node whose presence lease lapsed", "users", len(changes))
+	}
+}
+
+// announceExpired publishes that a user went offline with the node of
+// their last session: to the sessions of every conversation they take
+// part in, and to those subscribed to them, as publishPresence does.
+func (n *Node) announceExpired(ctx context.Context, ch tidings.PresenceChange) error {
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: ch.AppID, Server: true})
+	u, err := n.Users.FindUserByID(server, ch.UserID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return nil // deleted: nobody sees them any more
+	}
+	if err != nil {
+		return err
+	}
+	ms, err := n.Log.UserConversations(ctx, ch.AppID, ch.UserID)
+	if err != nil {
+		return err
+	}
+	convs := make([]string, len(ms))
+	for i, m := range ms {
+		convs[i] = m.ConversationID
+	}
+	seen := ch.LastSeen.UTC().Truncate(time.Microsecond) // as stored
+	if !seen.IsZero() {
+		uk := userKey{ch.AppID, ch.UserID}
+		n.mu.Lock()
+		if seen.After(n.lastSeen[uk]) {
+			n.lastSeen[uk] = seen
+		}
+		n.mu.Unlock()
+	}
+	return n.publishLive(tidings.LiveUpdate{AppID: ch.AppID, Name: protocol.EventPresence, UserIDs: []string{ch.UserID}},
+		livePresence{Profile: u.Summary(), Online: false, Hidden: u.PresenceHidden, LastSeen: seen, Conversations: convs})
 }
 
 // Live-only updates between nodes. The payload is the node's own: every

@@ -155,18 +155,40 @@ func (l *memLeases) holderOf(name string) string {
 	return l.holder[name]
 }
 
-// memPresence is tidings.PresenceStore in memory (leases are not
-// modelled: nodes do not die here without ending their sessions).
+// memPresence is tidings.PresenceStore in memory. A node's lease lapses
+// only once the test has it die (die: it stops renewing), so that a
+// loaded machine never makes a living node's lease lapse.
 type memPresence struct {
 	mu       sync.Mutex
 	sessions map[userKey]map[string]int // by node
 	renewed  atomic.Int32
+	expiries atomic.Int32             // calls of Expired
+	renewals map[string]time.Time     // a node's last renewal
+	leases   map[string]time.Duration // and its lease
+	dead     map[string]bool          // nodes that renew no more
+}
+
+// die has node stop renewing its lease, as if it died.
+func (p *memPresence) die(node string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead == nil {
+		p.dead = make(map[string]bool)
+	}
+	p.dead[node] = true
+}
+
+// lapsedLocked says whether node's lease lapsed.
+func (p *memPresence) lapsedLocked(node string) bool {
+	return p.dead[node] && time.Now().After(p.renewals[node].Add(p.leases[node]))
 }
 
 func (p *memPresence) count(k userKey) int {
 	total := 0
-	for _, c := range p.sessions[k] {
-		total += c
+	for node, c := range p.sessions[k] {
+		if !p.lapsedLocked(node) {
+			total += c
+		}
 	}
 	return total
 }
@@ -212,8 +234,37 @@ func (p *memPresence) Online(ctx context.Context, app string, users []string) ([
 }
 
 func (p *memPresence) Renew(ctx context.Context, node string, lease time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead[node] {
+		return nil
+	}
+	if p.renewals == nil {
+		p.renewals, p.leases = make(map[string]time.Time), make(map[string]time.Duration)
+	}
+	p.renewals[node], p.leases[node] = time.Now(), lease
 	p.renewed.Add(1)
 	return nil
+}
+
+func (p *memPresence) Expired(ctx context.Context) ([]tidings.PresenceChange, error) {
+	p.expiries.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []tidings.PresenceChange
+	for k, nodes := range p.sessions {
+		var seen time.Time
+		for node, c := range nodes {
+			if c > 0 && p.lapsedLocked(node) {
+				delete(nodes, node)
+				seen = p.renewals[node]
+			}
+		}
+		if !seen.IsZero() && p.count(k) == 0 {
+			out = append(out, tidings.PresenceChange{AppID: k.app, UserID: k.user, LastSeen: seen})
+		}
+	}
+	return out, nil
 }
 
 // cluster is one SQLite database, an app "a" with users alice, bob and
@@ -972,4 +1023,62 @@ func TestClusterTypingEndsWithTheLastSessionInTheCluster(t *testing.T) {
 	}
 	alice.command(protocol.CmdLogout, struct{}{})
 	waitUntil(t, "bob to see alice stop typing", func() bool { return typing(protocol.EventTypingOff) == 1 })
+}
+
+// A node dies (it stops renewing its presence lease) with alice's only
+// session on it: once its lease lapsed, bob on node B, her peer and
+// subscribed to her, is told once that she went offline, as last seen at
+// the dead node's last renewal, and the cluster counts her offline.
+func TestClusterNodeDeathTellsPresence(t *testing.T) {
+	cl := newCluster(t)
+	b := cl.node("B")
+	waitUntil(t, "node B to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "B" })
+	a := cl.node("A")
+	bob := cl.online(b, "bob", "", "")
+	if ans := bob.command(protocol.CmdPresenceSubscribe, protocol.PresenceSubscribeArgs{UserIDs: []string{"alice"}}); ans.Error != nil {
+		t.Fatal(ans.Error.Message)
+	}
+	cl.online(a, "alice", "", "")
+	statuses := func() []string {
+		var out []string
+		for _, u := range bob.w.updates() {
+			if u.name == protocol.EventPresence && u.prof == "alice" {
+				out = append(out, u.stat)
+			}
+		}
+		return out
+	}
+	waitUntil(t, "bob to see alice online", func() bool { return len(statuses()) == 1 })
+	cl.presence.die("A")
+	waitUntil(t, "bob to see alice offline", func() bool { return len(statuses()) == 2 })
+	// Later expiries tell nothing more: a marker through the broker after
+	// a few of them.
+	calls := cl.presence.expiries.Load()
+	waitUntil(t, "more expiries on B", func() bool { return cl.presence.expiries.Load() >= calls+3 })
+	cl.send("carol", "marker")
+	bob.waitTexts("marker")
+	if got := statuses(); !slices.Equal(got, []string{protocol.PresenceOnline, protocol.PresenceOffline}) {
+		t.Fatalf("bob saw alice %v, want online then offline once", got)
+	}
+	var lastSeen string
+	for _, f := range bob.w.snapshot() {
+		var ev protocol.Event
+		var p protocol.PresencePayload
+		if f.Type == protocol.TypeUpdate && json.Unmarshal(f.Event, &ev) == nil && ev.Name == protocol.EventPresence &&
+			json.Unmarshal(ev.Payload, &p) == nil && p.Status == protocol.PresenceOffline {
+			lastSeen = p.LastSeenAt
+		}
+	}
+	if lastSeen == "" {
+		t.Fatal("the offline update of alice has no lastSeenAt")
+	}
+	// Counted offline in the cluster: she may hold one connection anew.
+	if online, err := cl.presence.Online(context.Background(), "a", []string{"alice"}); err != nil || len(online) != 0 {
+		t.Fatalf("online: %v, %v; want alice offline", online, err)
+	}
+	// Her last seen is stored, for presence.subscribe.
+	waitUntil(t, "alice's last seen to be stored", func() bool {
+		ps, err := cl.users.UsersPresence(context.Background(), "a", []string{"alice"})
+		return err == nil && len(ps) == 1 && !ps[0].LastSeenAt.IsZero()
+	})
 }

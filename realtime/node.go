@@ -206,8 +206,9 @@ func (n *Node) Open() error {
 		go n.tail()
 		go n.tick()
 		if n.PresenceStore != nil {
-			n.wg.Add(1)
+			n.wg.Add(2)
 			go n.renewPresence()
+			go n.watchExpired()
 		}
 		return nil
 	}

@@ -31,6 +31,7 @@ type config struct {
 	Store             string
 	Broker            string
 	BrokerPrefix      string
+	PresenceLease     time.Duration
 	Blobs             string
 	LogLevel          slog.Level
 	LogFormat         string
@@ -105,6 +106,7 @@ func defaultConfig() config {
 	return config{
 		Addr:              defaultAddr,
 		BrokerPrefix:      defaultBrokerPrefix,
+		PresenceLease:     15 * time.Second,
 		Data:              defaultData,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         "text",
@@ -169,6 +171,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"comma-separated NATS server `URLs` (nats://host:4222) joining the nodes of a cluster; needs a PostgreSQL --store; empty: one node")
 	fs.StringVar(&cfg.BrokerPrefix, "broker-prefix", cfg.BrokerPrefix,
 		"`name` of this cluster's subjects and buckets on the broker, so that several clusters may share one NATS: letters, digits, - and _")
+	fs.Var((*durationValue)(&cfg.PresenceLease), "presence-lease",
+		"in a cluster, the lease (a `duration`) of a node's sessions in the presence store, renewed every third of it: a node that dies leaves its users online this long at most")
 	fs.StringVar(&cfg.Blobs, "blobs", cfg.Blobs,
 		"where uploaded files are kept: empty for files/ in --data, or an S3 `URL` (s3://BUCKET[/PREFIX]?endpoint=HOST) that several nodes may share")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel,
@@ -274,6 +278,8 @@ func (cfg *config) check() error {
 		return checkCluster(cfg.Store, cfg.Broker)
 	case !brokerPrefixPattern.MatchString(cfg.BrokerPrefix):
 		return errors.New("--broker-prefix must be 1 to 32 letters, digits, - and _")
+	case cfg.PresenceLease < time.Second:
+		return errors.New("--presence-lease must be at least 1s")
 	case checkBlobs(cfg.Blobs) != nil:
 		return checkBlobs(cfg.Blobs)
 	case cfg.MaxMessageBytes > 1<<30:

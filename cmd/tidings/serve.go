@@ -164,12 +164,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return errors.New("the store cannot tell which events are final: it cannot serve a cluster")
 		}
 		nodeID := newNodeID()
-		link, err := openBroker(splitList(cfg.Broker), cfg.BrokerPrefix, nodeID, log)
+		link, err := openBroker(splitList(cfg.Broker), cfg.BrokerPrefix, nodeID, cfg.PresenceLease, log)
 		if err != nil {
 			return fmt.Errorf("connect to the broker %s: %w", redactList(cfg.Broker), err)
 		}
 		defer link.Close() // after the node's shutdown, below
 		node.Broker, node.Tail, node.Leases, node.PresenceStore, node.NodeID = link.Broker, st.Tail, link.Leases, link.Presence, nodeID
+		node.PresenceLease = cfg.PresenceLease
 		if dispatcher != nil {
 			// One node of the cluster sends the webhooks.
 			dispatcher.Leases, dispatcher.Node = link.Leases, nodeID
