@@ -965,3 +965,46 @@ func TestClusterWebhooks(t *testing.T) {
 		t.Errorf("the webhook receiver got %d duplicates of %d deliveries; want none without a failure", r.duplicates, r.deliveries)
 	}
 }
+
+// A node is killed (SIGKILL) with a user's only connection on it: once
+// its presence lease lapses, a friend connected to another node is told
+// that the user went offline, and presence.get no longer lists them.
+func TestClusterNodeDeathPresence(t *testing.T) {
+	c := startCluster(t, 3, "--presence-lease", "2s")
+	alice, carol := c.user("alice"), c.user("carol")
+	callAPI(t, c.nodes[0].url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "room",
+		Participants: []tidings.NewParticipant{{UserID: "carol"}}}, nil, http.StatusCreated)
+	aliceCl, aliceIn := connect(t, c.nodes[0].url, alice, "", "")
+	connect(t, c.nodes[2].url, carol, "", "")
+	carolIs := func(online bool) func([]client.Event) bool {
+		return func(evs []client.Event) bool {
+			for _, e := range evs {
+				if p, ok := e.(*client.PresenceUpdate); ok && p.ProfileID == "carol" && p.Online == online {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	aliceIn.waitFor(t, "alice (node 1) to see carol (node 3) online", carolIs(true))
+	c.nodes[2].kill()
+	aliceIn.waitFor(t, "alice (node 1) to see carol go offline with node 3", carolIs(false))
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	online, _, err := aliceCl.Socket().Presence(ctx, "room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(online, "carol") {
+		t.Errorf("presence.get through node 1 lists %q online after carol's node died", online)
+	}
+	offline := 0
+	for _, e := range aliceIn.snapshot() {
+		if p, ok := e.(*client.PresenceUpdate); ok && p.ProfileID == "carol" && !p.Online {
+			offline++
+		}
+	}
+	if offline != 1 {
+		t.Errorf("alice was told %d times that carol went offline, want once", offline)
+	}
+}
