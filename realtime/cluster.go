@@ -223,6 +223,12 @@ func (n *Node) deliverRange(r tidings.EventRange) {
 	if chained && c.polling.Load() {
 		n.Logger.Info("realtime: ranges chain again: delivering from the broker")
 		c.polling.Store(false)
+		// Live updates may have been lost meanwhile, account.closed
+		// among them: read the users of the sessions again.
+		select {
+		case n.checkNow <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -39,6 +39,7 @@ type memSub struct {
 	mu     sync.Mutex // calls to h are sequential
 	h      tidings.BrokerHandler
 	drop   atomic.Int32 // ranges to lose
+	lose   atomic.Bool  // lose every live update
 	every  atomic.Int32 // lose one range in every so many (0: none)
 	seen   int          // ranges offered; guarded by mu
 	closed atomic.Bool
@@ -98,7 +99,11 @@ func (b *memBroker) PublishRange(ctx context.Context, r tidings.EventRange) erro
 }
 
 func (b *memBroker) PublishLive(ctx context.Context, u tidings.LiveUpdate) error {
-	if !b.each(func(s *memSub) { s.h.Live(u) }) {
+	if !b.each(func(s *memSub) {
+		if !s.lose.Load() {
+			s.h.Live(u)
+		}
+	}) {
 		return tidings.Errorf(tidings.EUnavailable, "the broker is down")
 	}
 	return nil
