@@ -37,6 +37,9 @@ type clusterState struct {
 
 	heard   atomic.Int64 // the largest To received (for a new tailer)
 	tailing atomic.Bool  // this node holds the tailer lease
+	// renewing is since when (unix ns) this node's presence renewals
+	// have all succeeded; 0 after a failure.
+	renewing atomic.Int64
 
 	posMu sync.Mutex
 	posCh chan struct{} // closed when pos moves on
@@ -394,16 +397,35 @@ func (n *Node) tail() {
 // renewPresence extends the lease of this node's sessions in the
 // PresenceStore while the node lives, from the start (so that its first
 // sessions are counted under its lease).
+//
+// A node whose lease lapsed while it lived (cut off from the store longer
+// than its lease) had its users told offline by the node that tails the
+// log; the store counts its sessions again at its next renewal, and the
+// node then tells that its users are online (those not told offline get
+// it twice, which changes nothing for them).
 func (n *Node) renewPresence() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.PresenceLease / 3)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease/3)
-		if err := n.PresenceStore.Renew(ctx, n.NodeID, n.PresenceLease); err != nil && n.ctx.Err() == nil {
-			n.Logger.Warn("realtime: renew the presence of this node's sessions", "err", err)
-		}
+		err := n.PresenceStore.Renew(ctx, n.NodeID, n.PresenceLease)
 		cancel()
+		switch {
+		case err != nil:
+			n.cluster.renewing.Store(0)
+			if n.ctx.Err() == nil {
+				n.Logger.Warn("realtime: renew the presence of this node's sessions", "err", err)
+			}
+		default:
+			if time.Since(renewed) > n.PresenceLease {
+				n.Logger.Warn("realtime: the presence lease of this node lapsed: its users are told online again")
+				n.announceOnline()
+			}
+			renewed = time.Now()
+			n.cluster.renewing.CompareAndSwap(0, renewed.UnixNano())
+		}
 		select {
 		case <-n.ctx.Done():
 			return
@@ -412,10 +434,41 @@ func (n *Node) renewPresence() {
 	}
 }
 
+// announceOnline tells every node that the users with a live session
+// here are online, as their first session did.
+func (n *Node) announceOnline() {
+	type online struct {
+		s      *Session
+		convs  []string
+		hidden bool
+	}
+	var all []online
+	n.mu.Lock()
+	for uk, st := range n.people {
+		if !st.online {
+			continue
+		}
+		for s := range n.users[uk] {
+			if !s.poll {
+				all = append(all, online{s, convIDs(s), st.hidden})
+				break
+			}
+		}
+	}
+	n.mu.Unlock()
+	for _, o := range all {
+		n.publishPresence(o.s, o.convs, true, o.hidden, time.Time{})
+	}
+}
+
 // watchExpired runs while the node lives: every third of the presence
 // lease, while the node tails the log, it ends the sessions of the nodes
 // whose lease lapsed and tells the peers of the users who so went offline
-// (expirePresence).
+// (expirePresence). It judges the others' leases only once its own
+// renewals have all succeeded for a whole lease: after the presence store
+// was out of reach (NATS down longer than the lease), every node's lease
+// lapsed, and the nodes alive write their sessions again within a third
+// of a lease; their users are not told offline.
 func (n *Node) watchExpired() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.PresenceLease / 3)
@@ -426,7 +479,8 @@ func (n *Node) watchExpired() {
 			return
 		case <-t.C:
 		}
-		if n.cluster.tailing.Load() {
+		since := n.cluster.renewing.Load()
+		if n.cluster.tailing.Load() && since != 0 && time.Since(time.Unix(0, since)) >= n.PresenceLease {
 			n.expirePresence()
 		}
 	}

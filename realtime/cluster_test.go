@@ -171,6 +171,9 @@ type memPresence struct {
 	renewals map[string]time.Time     // a node's last renewal
 	leases   map[string]time.Duration // and its lease
 	dead     map[string]bool          // nodes that renew no more
+	// lapsed are the sessions Expired removed, by node: the node writes
+	// them again when it renews again (as nats.Presence does).
+	lapsed map[string]map[userKey]int
 }
 
 // die has node stop renewing its lease, as if it died.
@@ -238,15 +241,29 @@ func (p *memPresence) Online(ctx context.Context, app string, users []string) ([
 	return out, nil
 }
 
+// revive has a node that died renew its lease again: it comes back.
+func (p *memPresence) revive(node string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.dead, node)
+}
+
 func (p *memPresence) Renew(ctx context.Context, node string, lease time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dead[node] {
-		return nil
+		return tidings.Errorf(tidings.EUnavailable, "cut off from the presence store")
 	}
 	if p.renewals == nil {
 		p.renewals, p.leases = make(map[string]time.Time), make(map[string]time.Duration)
 	}
+	for k, c := range p.lapsed[node] {
+		if p.sessions[k] == nil {
+			p.sessions[k] = make(map[string]int)
+		}
+		p.sessions[k][node] += c
+	}
+	delete(p.lapsed, node)
 	p.renewals[node], p.leases[node] = time.Now(), lease
 	p.renewed.Add(1)
 	return nil
@@ -261,6 +278,13 @@ func (p *memPresence) Expired(ctx context.Context) ([]tidings.PresenceChange, er
 		var seen time.Time
 		for node, c := range nodes {
 			if c > 0 && p.lapsedLocked(node) {
+				if p.lapsed == nil {
+					p.lapsed = make(map[string]map[userKey]int)
+				}
+				if p.lapsed[node] == nil {
+					p.lapsed[node] = make(map[userKey]int)
+				}
+				p.lapsed[node][k] = c
 				delete(nodes, node)
 				seen = p.renewals[node]
 			}
@@ -1030,6 +1054,23 @@ func TestClusterTypingEndsWithTheLastSessionInTheCluster(t *testing.T) {
 	waitUntil(t, "bob to see alice stop typing", func() bool { return typing(protocol.EventTypingOff) == 1 })
 }
 
+// deadLeases are the Leases of a node that holds none once it died (in
+// memPresence).
+type deadLeases struct {
+	*memLeases
+	p *memPresence
+}
+
+func (l deadLeases) Hold(ctx context.Context, name, node string, ttl time.Duration) (bool, error) {
+	l.p.mu.Lock()
+	dead := l.p.dead[node]
+	l.p.mu.Unlock()
+	if dead {
+		return false, nil
+	}
+	return l.memLeases.Hold(ctx, name, node, ttl)
+}
+
 // A node dies (it stops renewing its presence lease) with alice's only
 // session on it: once its lease lapsed, bob on node B, her peer and
 // subscribed to her, is told once that she went offline, as last seen at
@@ -1038,7 +1079,9 @@ func TestClusterNodeDeathTellsPresence(t *testing.T) {
 	cl := newCluster(t)
 	b := cl.node("B")
 	waitUntil(t, "node B to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "B" })
-	a := cl.node("A")
+	// Should A take the tailer's lease meanwhile (a loaded machine), it
+	// loses it when it dies, as a dead node would.
+	a := cl.node("A", func(n *Node) { n.Leases = deadLeases{cl.leases, cl.presence} })
 	bob := cl.online(b, "bob", "", "")
 	if ans := bob.command(protocol.CmdPresenceSubscribe, protocol.PresenceSubscribeArgs{UserIDs: []string{"alice"}}); ans.Error != nil {
 		t.Fatal(ans.Error.Message)
@@ -1086,4 +1129,14 @@ func TestClusterNodeDeathTellsPresence(t *testing.T) {
 		ps, err := cl.users.UsersPresence(context.Background(), "a", []string{"alice"})
 		return err == nil && len(ps) == 1 && !ps[0].LastSeenAt.IsZero()
 	})
+	// Node A was only cut off, and renews again: her session there
+	// counts again, and A tells that she is online.
+	cl.presence.revive("A")
+	waitUntil(t, "bob to see alice online again", func() bool { return len(statuses()) == 3 })
+	if got := statuses(); got[2] != protocol.PresenceOnline {
+		t.Fatalf("bob saw alice %v, want online again last", got)
+	}
+	if online, err := cl.presence.Online(context.Background(), "a", []string{"alice"}); err != nil || len(online) != 1 {
+		t.Fatalf("online: %v, %v; want alice online again", online, err)
+	}
 }
