@@ -203,6 +203,9 @@ func TestPresenceExpired(t *testing.T) {
 	ctx := testContext(t)
 	p1, p2, p3 := conns[0].Presence(), conns[1].Presence(), conns[2].Presence()
 	const app = "a"
+	if got, err := p3.Expired(ctx); err != nil || len(got) != 0 { // no session yet, no bucket
+		t.Fatalf("expired with no session: %v, %v", got, err)
+	}
 	if err := p2.Renew(ctx, "n2", time.Minute); err != nil {
 		t.Fatal(err)
 	}
