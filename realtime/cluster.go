@@ -530,6 +530,13 @@ func (n *Node) announceExpired(ctx context.Context, ch tidings.PresenceChange) e
 	for i, m := range ms {
 		convs[i] = m.ConversationID
 	}
+	// Back online meanwhile, through another node: who counted their
+	// session told their peers.
+	if online, err := n.PresenceStore.Online(ctx, ch.AppID, []string{ch.UserID}); err != nil {
+		return err
+	} else if len(online) > 0 {
+		return nil
+	}
 	seen := ch.LastSeen.UTC().Truncate(time.Microsecond) // as stored
 	if !seen.IsZero() {
 		uk := userKey{ch.AppID, ch.UserID}
