@@ -181,7 +181,9 @@ func (n *Node) checkAccess() {
 				s.mu.Lock()
 				issued := s.issued
 				s.mu.Unlock()
-				if u.AcceptsToken(issued) != nil {
+				// A poll's session has no token time (the REST API
+				// verified the caller's token): it lasts one poll.
+				if !issued.IsZero() && u.AcceptsToken(issued) != nil {
 					s.client.endAccount(s, protocol.ReasonTokensRevoked, true)
 					ended++
 				}
