@@ -24,6 +24,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
 	tnats "github.com/tidings/tidings/nats"
+	"github.com/tidings/tidings/protocol"
 )
 
 // The tests of this file run tidings serve as separate processes: the
@@ -1006,5 +1007,52 @@ func TestClusterNodeDeathPresence(t *testing.T) {
 	}
 	if offline != 1 {
 		t.Errorf("alice was told %d times that carol went offline, want once", offline)
+	}
+}
+
+// A user deactivated by the users command, which opens the store and
+// tells no node: each node reads the users of its connections again
+// (--access-check) and closes the user's, on every node, with 4011;
+// another user's connection stays.
+func TestClusterAccessCheck(t *testing.T) {
+	c := startCluster(t, 3, "--access-check", "1s")
+	alice, bob := c.user("alice"), c.user("bob")
+	var watches []*closeWatch
+	for _, i := range []int{1, 2} {
+		cw, opts := watchCloses(client.WithToken(bob), client.WithDevice(fmt.Sprintf("d%d", i)))
+		cl, err := client.New(c.nodes[i].url, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+		err = cl.WaitConnected(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("bob connects to %s: %v", c.nodes[i].name, err)
+		}
+		watches = append(watches, cw)
+	}
+	aliceWatch, opts := watchCloses(client.WithToken(alice))
+	aliceCl, err := client.New(c.nodes[1].url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aliceCl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	if err := aliceCl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, nil, "users", "deactivate", "--store", c.store, "--data", t.TempDir(), "--app", c.app, "bob")
+	for i, cw := range watches {
+		cw.waitFor(t, fmt.Sprintf("bob's connection to %s closed", c.nodes[i+1].name), func(cw *closeWatch) bool {
+			return slices.Contains(cw.codes, protocol.CloseUserDeactivated) && slices.Contains(cw.reasons, protocol.ReasonUserDeactivated)
+		})
+	}
+	aliceWatch.mu.Lock()
+	defer aliceWatch.mu.Unlock()
+	if len(aliceWatch.codes) != 0 || len(aliceWatch.reasons) != 0 {
+		t.Errorf("alice's connection was closed too: %v, %v", aliceWatch.codes, aliceWatch.reasons)
 	}
 }

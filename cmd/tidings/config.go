@@ -62,6 +62,7 @@ type config struct {
 	AuthTimeout     time.Duration
 	RealtimeIdle    time.Duration
 	TypingTimeout   time.Duration
+	AccessCheck     time.Duration
 	PresenceLimit   int
 	MaxPresenceSubs int
 	MaxFrameBytes   int64
@@ -123,6 +124,7 @@ func defaultConfig() config {
 		PongTimeout:       10 * time.Second,
 		AuthTimeout:       10 * time.Second,
 		TypingTimeout:     5 * time.Second,
+		AccessCheck:       time.Minute,
 		PresenceLimit:     100,
 		MaxPresenceSubs:   1000,
 		MaxFrameBytes:     256 << 10,
@@ -222,6 +224,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"close a realtime connection that sent no command or reply for this `duration`; 0 never does")
 	fs.Var((*durationValue)(&cfg.TypingTimeout), "typing-timeout",
 		"the `duration` after which a typing indicator that was not refreshed ends")
+	fs.Var((*durationValue)(&cfg.AccessCheck), "access-check",
+		"how often (a `duration`) the node reads again the users of its realtime connections, and closes those whose access the app ended without the node being told")
 	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
 		"presence updates go through conversations of at most this many online connections (a `count`; 0: none)")
 	fs.IntVar(&cfg.MaxPresenceSubs, "max-presence-subscriptions", cfg.MaxPresenceSubs,
@@ -295,6 +299,8 @@ func (cfg *config) check() error {
 		return errors.New("--ping-interval and --pong-timeout must be at least 100ms")
 	case cfg.AuthTimeout <= 0 || cfg.TypingTimeout <= 0:
 		return errors.New("--auth-timeout and --typing-timeout must be positive")
+	case cfg.AccessCheck < time.Second:
+		return errors.New("--access-check must be at least 1s")
 	case cfg.MaxFrameBytes <= cfg.MaxMessageBytes:
 		return fmt.Errorf("--max-frame-bytes (%d) must be larger than --max-message-bytes (%d): a message can be sent as a frame",
 			cfg.MaxFrameBytes, cfg.MaxMessageBytes)

@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// The users of the node's sessions are read again every minute: the
 	// sessions of a user whose access ended without the node being told
 	// (the users commands, a cluster's lost update) end then.
-	node.AccessCheck = time.Minute
+	node.AccessCheck = cfg.AccessCheck
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.PresenceLimit, node.MaxPresenceSubscriptions = cfg.PresenceLimit, cfg.MaxPresenceSubs
