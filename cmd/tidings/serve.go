@@ -398,9 +398,16 @@ func ensureDefaultApp(ctx context.Context, apps tidings.AppService, cfg config, 
 	if err != nil {
 		return fmt.Errorf("list apps: %w", err)
 	}
-	if len(list) > 0 {
+	if len(list) > 0 && !cfg.Dev {
 		return nil
 	}
+	for _, a := range list {
+		if a.ID == defaultAppID {
+			return nil
+		}
+	}
+	// An empty store, or development mode, which signs users in to the
+	// app default, on a store where other apps were created first.
 	app, err := apps.CreateApp(ctx, defaultAppID, defaultAppID)
 	if tidings.ErrorCode(err) == tidings.EConflict {
 		return nil // created meanwhile by "tidings apps create default"

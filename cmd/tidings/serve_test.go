@@ -257,6 +257,21 @@ func TestServeWebAndDevMode(t *testing.T) {
 	}
 }
 
+// TestDevModeWithOtherApps: development mode signs users in to the app
+// default, so it makes that app when other apps were created first,
+// rather than fail each sign-in.
+func TestDevModeWithOtherApps(t *testing.T) {
+	dir := t.TempDir()
+	if r := runCLI(t, nil, "apps", "create", "--data", dir, "shop"); r.code != 0 {
+		t.Fatalf("apps create: %d %s", r.code, r.stderr)
+	}
+	url, stop := startServe(t, dir, "--dev")
+	if code := devToken(t, url, "alice"); code != http.StatusCreated {
+		t.Errorf("POST /v1/dev/token with --dev and another app = %d, want 201", code)
+	}
+	stop()
+}
+
 func devToken(t *testing.T, url, user string) int {
 	t.Helper()
 	resp, err := http.Post(url+"/v1/dev/token", "application/json", strings.NewReader(`{"userId":"`+user+`"}`))
