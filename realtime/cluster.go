@@ -501,7 +501,12 @@ func (n *Node) expirePresence() {
 		n.Logger.Warn("realtime: end the sessions of the nodes whose presence lease lapsed", "err", err)
 	}
 	for _, ch := range changes {
-		if err := n.announceExpired(ctx, ch); err != nil && n.ctx.Err() == nil {
+		// Each with time of its own: they were removed from the store,
+		// and are told now or never.
+		actx, acancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := n.announceExpired(actx, ch)
+		acancel()
+		if err != nil && n.ctx.Err() == nil {
 			n.Logger.Warn("realtime: tell that a user of a lapsed node went offline", "err", err, "app", ch.AppID, "user", ch.UserID)
 		}
 	}
