@@ -105,6 +105,24 @@ type PresenceStore interface {
 	// Renew extends the lease of every session of node by lease. A node
 	// renews well within the lease while it lives.
 	Renew(ctx context.Context, node string, lease time.Duration) error
+	// Expired removes the sessions of the nodes whose lease lapsed (they
+	// died, or were cut off longer than their lease), and returns the
+	// users who so lost their last session in the cluster: they went
+	// offline without any node ending a session, so no node told their
+	// peers. A user is returned once, to one caller, however many nodes
+	// call it; one node at a time (the log's tailer) calls it
+	// periodically.
+	Expired(ctx context.Context) ([]PresenceChange, error)
+}
+
+// PresenceChange is a user who went offline because the lease of the
+// node that held their last session lapsed.
+type PresenceChange struct {
+	AppID  string
+	UserID string
+	// LastSeen is the last renewal of that node's lease (as far as the
+	// store knows it): the last time the user was known online.
+	LastSeen time.Time
 }
 
 // Authenticator turns credentials into a caller, the same way on every

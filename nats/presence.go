@@ -44,6 +44,9 @@ type Presence struct {
 
 	mu    sync.Mutex
 	nodes map[string]*nodeState
+	// renewals are the other nodes' keys as Expired last saw them alive
+	// (node+lease → key): when a node's lease lapses, its last renewal.
+	renewals map[string]nodeKey
 }
 
 var _ tidings.PresenceStore = (*Presence)(nil)
@@ -71,7 +74,7 @@ type entry struct {
 // Presence returns the connection's PresenceStore. Its buckets are made
 // on first use.
 func (c *Conn) Presence() *Presence {
-	return &Presence{c: c, seed: maphash.MakeSeed(), nodes: make(map[string]*nodeState)}
+	return &Presence{c: c, seed: maphash.MakeSeed(), nodes: make(map[string]*nodeState), renewals: make(map[string]nodeKey)}
 }
 
 func (p *Presence) userKey(k userKey) string { return token(k.app) + "." + token(k.user) }
@@ -211,10 +214,19 @@ func (p *Presence) write(ctx context.Context, kv jetstream.KeyValue, k userKey, 
 type liveness struct {
 	p    *Presence
 	mu   sync.Mutex
-	seen map[string]string // node+lease → its incarnation now ("": none)
+	seen map[string]nodeKey // node+lease → its key now (inc "": none)
 }
 
-func (p *Presence) liveness() *liveness { return &liveness{p: p, seen: make(map[string]string)} }
+// nodeKey is what a node's key held when read: its incarnation and when
+// it was last written (the NATS server's clock).
+type nodeKey struct {
+	inc string
+	at  time.Time
+}
+
+func (p *Presence) liveness() *liveness { return &liveness{p: p, seen: make(map[string]nodeKey)} }
+
+func livenessID(node string, lease time.Duration) string { return node + "\x00" + lease.String() }
 
 // live reports whether e, node's entry, counts: its node's key holds its
 // incarnation. For a node of this Presence, the incarnation it knows.
@@ -228,36 +240,34 @@ func (l *liveness) live(ctx context.Context, node string, e entry) (bool, error)
 	}
 	l.p.mu.Unlock()
 	lease := time.Duration(e.LeaseMS) * time.Millisecond
-	id := node + "\x00" + lease.String()
+	id := livenessID(node, lease)
 	l.mu.Lock()
-	inc, ok := l.seen[id]
+	nk, ok := l.seen[id]
 	l.mu.Unlock()
 	if ok {
-		return inc == e.Inc, nil
+		return nk.inc == e.Inc, nil
 	}
 	name := l.p.c.nodesBucket(lease)
 	kv, err := l.p.c.bucket(ctx, name, lease, false)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		inc = ""
 	case err != nil:
 		return false, err
 	default:
 		v, err := kv.Get(ctx, token(node))
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			inc = ""
 		case err != nil:
 			l.p.c.forget(name, err)
 			return false, unavailable(err)
 		default:
-			inc = string(v.Value())
+			nk = nodeKey{inc: string(v.Value()), at: v.Created()}
 		}
 	}
 	l.mu.Lock()
-	l.seen[id] = inc
+	l.seen[id] = nk
 	l.mu.Unlock()
-	return inc == e.Inc, nil
+	return nk.inc == e.Inc, nil
 }
 
 // others returns the entries of m that count, but node's, and the

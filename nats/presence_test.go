@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,5 +191,100 @@ func TestPresenceNodeRestarted(t *testing.T) {
 	}
 	if first, err := after.Connect(ctx, "a", "dave", "n1", 1); err != nil || !first {
 		t.Fatalf("dave connects to the restarted n1: %v, %v; want the first, within a limit of 1", first, err)
+	}
+}
+
+// A node stops renewing its lease (it died): once the lease lapsed, the
+// users whose last session was there are returned by Expired, once
+// across the nodes that call it, with the node's last renewal as last
+// seen; a user who also holds a session on a live node is not.
+func TestPresenceExpired(t *testing.T) {
+	conns := sharedConns(t, 3)
+	ctx := testContext(t)
+	p1, p2, p3 := conns[0].Presence(), conns[1].Presence(), conns[2].Presence()
+	const app = "a"
+	if got, err := p3.Expired(ctx); err != nil || len(got) != 0 { // no session yet, no bucket
+		t.Fatalf("expired with no session: %v, %v", got, err)
+	}
+	if err := p2.Renew(ctx, "n2", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if err := p1.Renew(ctx, "n1", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"gone", "stays", "gone.too@example.com"} {
+		if _, err := p1.Connect(ctx, app, u, "n1", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p2.Connect(ctx, app, "stays", "n2", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Renew(ctx, "n1", time.Second); err != nil { // the last renewal
+		t.Fatal(err)
+	}
+	after := time.Now()
+	// Both callers see n1 alive, and nobody expired.
+	for _, p := range []*Presence{p2, p3} {
+		if got, err := p.Expired(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("expired while n1 lives: %v, %v", got, err)
+		}
+	}
+	// n1 stops renewing; n2 and n3 ask at once until both users come.
+	var (
+		mu  sync.Mutex
+		got []tidings.PresenceChange
+		wg  sync.WaitGroup
+	)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range []*Presence{p2, p3} {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				chs, err := p.Expired(ctx)
+				if err != nil {
+					t.Errorf("expired: %v", err)
+					return
+				}
+				mu.Lock()
+				got = append(got, chs...)
+				n := len(got)
+				mu.Unlock()
+				if n >= 2 {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range []*Presence{p2, p3} { // nothing more, ever
+		chs, err := p.Expired(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, chs...)
+	}
+	users := make([]string, 0, len(got))
+	for _, ch := range got {
+		users = append(users, ch.UserID)
+		if ch.AppID != app {
+			t.Errorf("%s: app %q", ch.UserID, ch.AppID)
+		}
+		// n1's last renewal, by the NATS server's clock (this machine's).
+		if ch.LastSeen.Before(before.Add(-time.Second)) || ch.LastSeen.After(after.Add(time.Second)) {
+			t.Errorf("%s last seen at %v, want n1's last renewal, between %v and %v", ch.UserID, ch.LastSeen, before, after)
+		}
+	}
+	slices.Sort(users)
+	if want := []string{"gone", "gone.too@example.com"}; !slices.Equal(users, want) {
+		t.Fatalf("expired users %v, want %v, each once", users, want)
+	}
+	if got := online(t, p3, app, "gone", "stays", "gone.too@example.com"); !slices.Equal(got, []string{"stays"}) {
+		t.Fatalf("online: %v, want [stays]", got)
+	}
+	// n2's session of stays is its last: n1's was removed.
+	if last, err := p2.Disconnect(ctx, app, "stays", "n2"); err != nil || !last {
+		t.Fatalf("disconnect stays on n2: %v, %v; want the last", last, err)
 	}
 }

@@ -485,7 +485,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 			return
 		}
 		s.mu.Lock()
-		s.expires = expires
+		s.expires, s.issued = expires, v.IssuedAt
 		result.Device, result.ResumedAfter = s.device, protocol.FormatRef(s.lastSent)
 		s.mu.Unlock()
 		c.answer(f.ID, result, nil)
@@ -510,7 +510,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		return
 	}
 	s := &Session{client: c, account: account, app: caller.AppID, user: caller.UserID, device: device,
-		profile: u.Summary(), expires: expires, replaying: true}
+		profile: u.Summary(), expires: expires, issued: v.IssuedAt, replaying: true}
 	if n.PresenceStore != nil {
 		// Counted in the whole cluster: the limit, and whether the user
 		// comes online. register and unregister undo it.

@@ -124,3 +124,76 @@ func closeMessage(reason string) string {
 	}
 	return reason
 }
+
+// watchAccess runs checkAccess every AccessCheck, and when asked to
+// (checkNow: the broker's ranges chain again after a loss).
+func (n *Node) watchAccess() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.AccessCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		case <-n.checkNow:
+		}
+		n.checkAccess()
+	}
+}
+
+// checkAccess reads again each user who holds a session on this node,
+// one at a time, and ends the sessions the app no longer allows, as
+// CloseUser would have: all of a deleted or deactivated user's, and those
+// whose token was issued before the user's tokens were revoked. It is
+// what makes CloseUser sure in a cluster, where its update may be lost
+// between nodes, and what closes the sessions of a user changed by a
+// command that opened the store directly. A user the store cannot read
+// now is read at the next check.
+func (n *Node) checkAccess() {
+	n.mu.Lock()
+	users := make(map[userKey][]*Session, len(n.users))
+	for uk, m := range n.users {
+		for s := range m {
+			users[uk] = append(users[uk], s)
+		}
+	}
+	n.mu.Unlock()
+	failed := 0
+	var lastErr error
+	for uk, sessions := range users {
+		if n.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		u, err := n.Users.FindUserByID(tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: uk.app, Server: true}), uk.user)
+		cancel()
+		switch {
+		case tidings.ErrorCode(err) == tidings.ENotFound:
+			n.closeUser(uk.app, uk.user, protocol.ReasonUserDeleted)
+		case err != nil:
+			failed, lastErr = failed+1, err
+		case u.DeactivatedAt != nil:
+			n.closeUser(uk.app, uk.user, protocol.ReasonUserDeactivated)
+		default:
+			ended := 0
+			for _, s := range sessions {
+				s.mu.Lock()
+				issued := s.issued
+				s.mu.Unlock()
+				// A poll's session has no token time (the REST API
+				// verified the caller's token): it lasts one poll.
+				if !issued.IsZero() && u.AcceptsToken(issued) != nil {
+					s.client.endAccount(s, protocol.ReasonTokensRevoked, true)
+					ended++
+				}
+			}
+			if ended > 0 {
+				n.Logger.Info("realtime: closed the sessions of a user whose tokens were revoked", "app", uk.app, "user", uk.user, "sessions", ended)
+			}
+		}
+	}
+	if failed > 0 && n.ctx.Err() == nil {
+		n.Logger.Warn("realtime: could not read some users of this node's sessions again; they are read at the next check", "users", failed, "err", lastErr)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/token"
 )
@@ -105,4 +106,72 @@ func (cn *conn) commandAs(account, name string, args any) protocol.Frame {
 	f, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: id, Account: account, Command: name, Data: data})
 	cn.c.Handle(f)
 	return cn.w.answer(cn.t, id)
+}
+
+// The account.closed update of CloseUser is lost on its way to node B:
+// B reads the users of its sessions again (AccessCheck) and ends those
+// the app no longer allows all the same: a deactivated user's sessions,
+// and those whose token was revoked; nobody else's.
+func TestAccessCheckEndsWhatCloseUserLost(t *testing.T) {
+	cl := newCluster(t)
+	check := func(n *Node) { n.AccessCheck = 50 * time.Millisecond }
+	a, b := cl.node("A", check), cl.node("B", check)
+	bob := cl.online(b, "bob", "", "")
+	alice := cl.online(b, "alice", "", "")
+	carol := cl.online(b, "carol", "", "")
+	cl.subOf(b).lose.Store(true)
+	server := tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: "a", Server: true})
+	if _, err := cl.users.DeactivateUser(server, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CloseUser(context.Background(), "a", "bob", protocol.ReasonUserDeactivated); err != nil {
+		t.Fatal(err)
+	}
+	// Revoked by a command that opened the store: nobody calls CloseUser.
+	if _, err := cl.users.RevokeTokens(server, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		who    string
+		cn     *conn
+		code   int
+		reason string
+	}{{"bob", bob, protocol.CloseUserDeactivated, protocol.ReasonUserDeactivated},
+		{"alice", alice, protocol.CloseTokensRevoked, protocol.ReasonTokensRevoked}} {
+		waitUntil(t, c.who+" closed on B", func() bool { return c.cn.w.closeCode() == c.code })
+		if got := c.cn.w.accountClosed(); !slices.Equal(got, []string{c.reason}) {
+			t.Errorf("%s got account.closed %v", c.who, got)
+		}
+	}
+	if carol.w.closeCode() != 0 || len(carol.w.accountClosed()) != 0 {
+		t.Errorf("carol's connection: closed %d, account.closed %v", carol.w.closeCode(), carol.w.accountClosed())
+	}
+}
+
+// The user is deactivated while the broker is down, so that CloseUser's
+// update reaches no node: once the broker is back and ranges chain
+// again, every node reads the users of its sessions again, and ends the
+// user's sessions (the periodic check is an hour away).
+func TestAccessCheckAfterTheBrokerIsBack(t *testing.T) {
+	cl := newCluster(t)
+	configure := func(n *Node) { n.AccessCheck, n.TailHeartbeat = time.Hour, 20*time.Millisecond }
+	a, b := cl.node("A", configure), cl.node("B", configure)
+	bobA := cl.online(a, "bob", "phone", "")
+	bobB := cl.online(b, "bob", "laptop", "")
+	carol := cl.online(b, "carol", "", "")
+	cl.broker.setDown(true)
+	server := tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: "a", Server: true})
+	if _, err := cl.users.DeactivateUser(server, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CloseUser(context.Background(), "a", "bob", protocol.ReasonUserDeactivated); err == nil {
+		t.Fatal("CloseUser with the broker down succeeded")
+	}
+	cl.broker.setDown(false)
+	for name, cn := range map[string]*conn{"bob on A": bobA, "bob on B": bobB} {
+		waitUntil(t, name+" closed", func() bool { return cn.w.closeCode() == protocol.CloseUserDeactivated })
+	}
+	if carol.w.closeCode() != 0 {
+		t.Errorf("carol's connection closed: %d", carol.w.closeCode())
+	}
 }

@@ -35,7 +35,11 @@ type clusterState struct {
 	chainTo int64 // the To of the last range received; -1 after Lost
 	polling atomic.Bool
 
-	heard atomic.Int64 // the largest To received (for a new tailer)
+	heard   atomic.Int64 // the largest To received (for a new tailer)
+	tailing atomic.Bool  // this node holds the tailer lease
+	// renewing is since when (unix ns) this node's presence renewals
+	// have all succeeded; 0 after a failure.
+	renewing atomic.Int64
 
 	posMu sync.Mutex
 	posCh chan struct{} // closed when pos moves on
@@ -218,6 +222,12 @@ func (n *Node) deliverRange(r tidings.EventRange) {
 	if chained && c.polling.Load() {
 		n.Logger.Info("realtime: ranges chain again: delivering from the broker")
 		c.polling.Store(false)
+		// Live updates may have been lost meanwhile, account.closed
+		// among them: read the users of the sessions again.
+		select {
+		case n.checkNow <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -331,6 +341,7 @@ func (n *Node) tail() {
 				n.Logger.Info("realtime: this node no longer tails the log", "node", n.NodeID)
 			}
 			held = ok
+			n.cluster.tailing.Store(held)
 			if held {
 				n.metrics.tailing.Set(1)
 			} else {
@@ -392,8 +403,81 @@ func (n *Node) tail() {
 }
 
 // renewPresence extends the lease of this node's sessions in the
-// PresenceStore while the node lives.
+// PresenceStore while the node lives, from the start (so that its first
+// sessions are counted under its lease).
+//
+// A node whose lease lapsed while it lived (cut off from the store longer
+// than its lease) had its users told offline by the node that tails the
+// log; the store counts its sessions again at its next renewal, and the
+// node then tells that its users are online (those not told offline get
+// it twice, which changes nothing for them).
 func (n *Node) renewPresence() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.PresenceLease / 3)
+	defer t.Stop()
+	renewed := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease/3)
+		err := n.PresenceStore.Renew(ctx, n.NodeID, n.PresenceLease)
+		cancel()
+		switch {
+		case err != nil:
+			n.cluster.renewing.Store(0)
+			if n.ctx.Err() == nil {
+				n.Logger.Warn("realtime: renew the presence of this node's sessions", "err", err)
+			}
+		default:
+			if time.Since(renewed) > n.PresenceLease {
+				n.Logger.Warn("realtime: the presence lease of this node lapsed: its users are told online again")
+				n.announceOnline()
+			}
+			renewed = time.Now()
+			n.cluster.renewing.CompareAndSwap(0, renewed.UnixNano())
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// announceOnline tells every node that the users with a live session
+// here are online, as their first session did.
+func (n *Node) announceOnline() {
+	type online struct {
+		s      *Session
+		convs  []string
+		hidden bool
+	}
+	var all []online
+	n.mu.Lock()
+	for uk, st := range n.people {
+		if !st.online {
+			continue
+		}
+		for s := range n.users[uk] {
+			if !s.poll {
+				all = append(all, online{s, convIDs(s), st.hidden})
+				break
+			}
+		}
+	}
+	n.mu.Unlock()
+	for _, o := range all {
+		n.publishPresence(o.s, o.convs, true, o.hidden, time.Time{})
+	}
+}
+
+// watchExpired runs while the node lives: every third of the presence
+// lease, while the node tails the log, it ends the sessions of the nodes
+// whose lease lapsed and tells the peers of the users who so went offline
+// (expirePresence). It judges the others' leases only once its own
+// renewals have all succeeded for a whole lease: after the presence store
+// was out of reach (NATS down longer than the lease), every node's lease
+// lapsed, and the nodes alive write their sessions again within a third
+// of a lease; their users are not told offline.
+func (n *Node) watchExpired() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.PresenceLease / 3)
 	defer t.Stop()
@@ -403,12 +487,80 @@ func (n *Node) renewPresence() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease/3)
-		if err := n.PresenceStore.Renew(ctx, n.NodeID, n.PresenceLease); err != nil && n.ctx.Err() == nil {
-			n.Logger.Warn("realtime: renew the presence of this node's sessions", "err", err)
+		since := n.cluster.renewing.Load()
+		if n.cluster.tailing.Load() && since != 0 && time.Since(time.Unix(0, since)) >= n.PresenceLease {
+			n.expirePresence()
 		}
-		cancel()
 	}
+}
+
+// expirePresence asks the PresenceStore which users went offline because
+// the node of their last session died (its lease lapsed), and tells their
+// peers on every node, as the node of that session would have: a
+// presence.update offline, with the dead node's last renewal as last
+// seen, which this node also stores. Called by the node that tails the
+// log, so that one node does it; the store returns each user once
+// anyway.
+func (n *Node) expirePresence() {
+	ctx, cancel := context.WithTimeout(n.ctx, n.PresenceLease)
+	defer cancel()
+	changes, err := n.PresenceStore.Expired(ctx)
+	if err != nil && n.ctx.Err() == nil {
+		n.Logger.Warn("realtime: end the sessions of the nodes whose presence lease lapsed", "err", err)
+	}
+	for _, ch := range changes {
+		// Each with time of its own: they were removed from the store,
+		// and are told now or never.
+		actx, acancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := n.announceExpired(actx, ch)
+		acancel()
+		if err != nil && n.ctx.Err() == nil {
+			n.Logger.Warn("realtime: tell that a user of a lapsed node went offline", "err", err, "app", ch.AppID, "user", ch.UserID)
+		}
+	}
+	if len(changes) > 0 {
+		n.Logger.Info("realtime: users went offline with a node whose presence lease lapsed", "users", len(changes))
+	}
+}
+
+// announceExpired publishes that a user went offline with the node of
+// their last session: to the sessions of every conversation they take
+// part in, and to those subscribed to them, as publishPresence does.
+func (n *Node) announceExpired(ctx context.Context, ch tidings.PresenceChange) error {
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: ch.AppID, Server: true})
+	u, err := n.Users.FindUserByID(server, ch.UserID)
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return nil // deleted: nobody sees them any more
+	}
+	if err != nil {
+		return err
+	}
+	ms, err := n.Log.UserConversations(ctx, ch.AppID, ch.UserID)
+	if err != nil {
+		return err
+	}
+	convs := make([]string, len(ms))
+	for i, m := range ms {
+		convs[i] = m.ConversationID
+	}
+	// Back online meanwhile, through another node: who counted their
+	// session told their peers.
+	if online, err := n.PresenceStore.Online(ctx, ch.AppID, []string{ch.UserID}); err != nil {
+		return err
+	} else if len(online) > 0 {
+		return nil
+	}
+	seen := ch.LastSeen.UTC().Truncate(time.Microsecond) // as stored
+	if !seen.IsZero() {
+		uk := userKey{ch.AppID, ch.UserID}
+		n.mu.Lock()
+		if seen.After(n.lastSeen[uk]) {
+			n.lastSeen[uk] = seen
+		}
+		n.mu.Unlock()
+	}
+	return n.publishLive(tidings.LiveUpdate{AppID: ch.AppID, Name: protocol.EventPresence, UserIDs: []string{ch.UserID}},
+		livePresence{Profile: u.Summary(), Online: false, Hidden: u.PresenceHidden, LastSeen: seen, Conversations: convs})
 }
 
 // Live-only updates between nodes. The payload is the node's own: every

@@ -39,6 +39,7 @@ type memSub struct {
 	mu     sync.Mutex // calls to h are sequential
 	h      tidings.BrokerHandler
 	drop   atomic.Int32 // ranges to lose
+	lose   atomic.Bool  // lose every live update
 	every  atomic.Int32 // lose one range in every so many (0: none)
 	seen   int          // ranges offered; guarded by mu
 	closed atomic.Bool
@@ -98,7 +99,11 @@ func (b *memBroker) PublishRange(ctx context.Context, r tidings.EventRange) erro
 }
 
 func (b *memBroker) PublishLive(ctx context.Context, u tidings.LiveUpdate) error {
-	if !b.each(func(s *memSub) { s.h.Live(u) }) {
+	if !b.each(func(s *memSub) {
+		if !s.lose.Load() {
+			s.h.Live(u)
+		}
+	}) {
 		return tidings.Errorf(tidings.EUnavailable, "the broker is down")
 	}
 	return nil
@@ -155,18 +160,43 @@ func (l *memLeases) holderOf(name string) string {
 	return l.holder[name]
 }
 
-// memPresence is tidings.PresenceStore in memory (leases are not
-// modelled: nodes do not die here without ending their sessions).
+// memPresence is tidings.PresenceStore in memory. A node's lease lapses
+// only once the test has it die (die: it stops renewing), so that a
+// loaded machine never makes a living node's lease lapse.
 type memPresence struct {
 	mu       sync.Mutex
 	sessions map[userKey]map[string]int // by node
 	renewed  atomic.Int32
+	expiries atomic.Int32             // calls of Expired
+	renewals map[string]time.Time     // a node's last renewal
+	leases   map[string]time.Duration // and its lease
+	dead     map[string]bool          // nodes that renew no more
+	// lapsed are the sessions Expired removed, by node: the node writes
+	// them again when it renews again (as nats.Presence does).
+	lapsed map[string]map[userKey]int
+}
+
+// die has node stop renewing its lease, as if it died.
+func (p *memPresence) die(node string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead == nil {
+		p.dead = make(map[string]bool)
+	}
+	p.dead[node] = true
+}
+
+// lapsedLocked says whether node's lease lapsed.
+func (p *memPresence) lapsedLocked(node string) bool {
+	return p.dead[node] && time.Now().After(p.renewals[node].Add(p.leases[node]))
 }
 
 func (p *memPresence) count(k userKey) int {
 	total := 0
-	for _, c := range p.sessions[k] {
-		total += c
+	for node, c := range p.sessions[k] {
+		if !p.lapsedLocked(node) {
+			total += c
+		}
 	}
 	return total
 }
@@ -211,9 +241,59 @@ func (p *memPresence) Online(ctx context.Context, app string, users []string) ([
 	return out, nil
 }
 
+// revive has a node that died renew its lease again: it comes back.
+func (p *memPresence) revive(node string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.dead, node)
+}
+
 func (p *memPresence) Renew(ctx context.Context, node string, lease time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead[node] {
+		return tidings.Errorf(tidings.EUnavailable, "cut off from the presence store")
+	}
+	if p.renewals == nil {
+		p.renewals, p.leases = make(map[string]time.Time), make(map[string]time.Duration)
+	}
+	for k, c := range p.lapsed[node] {
+		if p.sessions[k] == nil {
+			p.sessions[k] = make(map[string]int)
+		}
+		p.sessions[k][node] += c
+	}
+	delete(p.lapsed, node)
+	p.renewals[node], p.leases[node] = time.Now(), lease
 	p.renewed.Add(1)
 	return nil
+}
+
+func (p *memPresence) Expired(ctx context.Context) ([]tidings.PresenceChange, error) {
+	p.expiries.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []tidings.PresenceChange
+	for k, nodes := range p.sessions {
+		var seen time.Time
+		for node, c := range nodes {
+			if c > 0 && p.lapsedLocked(node) {
+				if p.lapsed == nil {
+					p.lapsed = make(map[string]map[userKey]int)
+				}
+				if p.lapsed[node] == nil {
+					p.lapsed[node] = make(map[userKey]int)
+				}
+				p.lapsed[node][k] = c
+				delete(nodes, node)
+				seen = p.renewals[node]
+			}
+		}
+		if !seen.IsZero() && p.count(k) == 0 {
+			out = append(out, tidings.PresenceChange{AppID: k.app, UserID: k.user, LastSeen: seen})
+		}
+	}
+	return out, nil
 }
 
 // cluster is one SQLite database, an app "a" with users alice, bob and
@@ -1035,5 +1115,92 @@ func TestClusterHandsDeliveredEventsOn(t *testing.T) {
 		if got := d.get(); !slices.Equal(got, want) {
 			t.Errorf("node %s handed on the messages %v, want %v", name, got, want)
 		}
+	}
+}
+
+// deadLeases are the Leases of a node that holds none once it died (in
+// memPresence).
+type deadLeases struct {
+	*memLeases
+	p *memPresence
+}
+
+func (l deadLeases) Hold(ctx context.Context, name, node string, ttl time.Duration) (bool, error) {
+	l.p.mu.Lock()
+	dead := l.p.dead[node]
+	l.p.mu.Unlock()
+	if dead {
+		return false, nil
+	}
+	return l.memLeases.Hold(ctx, name, node, ttl)
+}
+
+// A node dies (it stops renewing its presence lease) with alice's only
+// session on it: once its lease lapsed, bob on node B, her peer and
+// subscribed to her, is told once that she went offline, as last seen at
+// the dead node's last renewal, and the cluster counts her offline.
+func TestClusterNodeDeathTellsPresence(t *testing.T) {
+	cl := newCluster(t)
+	b := cl.node("B")
+	waitUntil(t, "node B to tail the log", func() bool { return cl.leases.holderOf(tailerLease) == "B" })
+	// Should A take the tailer's lease meanwhile (a loaded machine), it
+	// loses it when it dies, as a dead node would.
+	a := cl.node("A", func(n *Node) { n.Leases = deadLeases{cl.leases, cl.presence} })
+	bob := cl.online(b, "bob", "", "")
+	if ans := bob.command(protocol.CmdPresenceSubscribe, protocol.PresenceSubscribeArgs{UserIDs: []string{"alice"}}); ans.Error != nil {
+		t.Fatal(ans.Error.Message)
+	}
+	cl.online(a, "alice", "", "")
+	statuses := func() []string {
+		var out []string
+		for _, u := range bob.w.updates() {
+			if u.name == protocol.EventPresence && u.prof == "alice" {
+				out = append(out, u.stat)
+			}
+		}
+		return out
+	}
+	waitUntil(t, "bob to see alice online", func() bool { return len(statuses()) == 1 })
+	cl.presence.die("A")
+	waitUntil(t, "bob to see alice offline", func() bool { return len(statuses()) == 2 })
+	// Later expiries tell nothing more: a marker through the broker after
+	// a few of them.
+	calls := cl.presence.expiries.Load()
+	waitUntil(t, "more expiries on B", func() bool { return cl.presence.expiries.Load() >= calls+3 })
+	cl.send("carol", "marker")
+	bob.waitTexts("marker")
+	if got := statuses(); !slices.Equal(got, []string{protocol.PresenceOnline, protocol.PresenceOffline}) {
+		t.Fatalf("bob saw alice %v, want online then offline once", got)
+	}
+	var lastSeen string
+	for _, f := range bob.w.snapshot() {
+		var ev protocol.Event
+		var p protocol.PresencePayload
+		if f.Type == protocol.TypeUpdate && json.Unmarshal(f.Event, &ev) == nil && ev.Name == protocol.EventPresence &&
+			json.Unmarshal(ev.Payload, &p) == nil && p.Status == protocol.PresenceOffline {
+			lastSeen = p.LastSeenAt
+		}
+	}
+	if lastSeen == "" {
+		t.Fatal("the offline update of alice has no lastSeenAt")
+	}
+	// Counted offline in the cluster: she may hold one connection anew.
+	if online, err := cl.presence.Online(context.Background(), "a", []string{"alice"}); err != nil || len(online) != 0 {
+		t.Fatalf("online: %v, %v; want alice offline", online, err)
+	}
+	// Her last seen is stored, for presence.subscribe.
+	waitUntil(t, "alice's last seen to be stored", func() bool {
+		ps, err := cl.users.UsersPresence(context.Background(), "a", []string{"alice"})
+		return err == nil && len(ps) == 1 && !ps[0].LastSeenAt.IsZero()
+	})
+	// Node A was only cut off, and renews again: her session there
+	// counts again, and A tells that she is online.
+	cl.presence.revive("A")
+	waitUntil(t, "bob to see alice online again", func() bool { return len(statuses()) == 3 })
+	if got := statuses(); got[2] != protocol.PresenceOnline {
+		t.Fatalf("bob saw alice %v, want online again last", got)
+	}
+	if online, err := cl.presence.Online(context.Background(), "a", []string{"alice"}); err != nil || len(online) != 1 {
+		t.Fatalf("online: %v, %v; want alice online again", online, err)
 	}
 }

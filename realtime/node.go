@@ -131,6 +131,13 @@ type Node struct {
 	// PresenceLease is the lease of this node's sessions in PresenceStore
 	// (default 15s), renewed every third of it.
 	PresenceLease time.Duration
+	// AccessCheck is how often the node reads again the users of its
+	// sessions and ends those whose access the app ended (deactivated,
+	// tokens revoked, deleted) without the node being told: CloseUser's
+	// update lost between nodes, or a command that changed the store
+	// directly. Default in cluster mode 1 minute, and it also runs when
+	// the broker's ranges chain again after a loss; alone, 0 (never).
+	AccessCheck time.Duration
 
 	metrics *metrics
 	bodies  *bodyCache // encoded events, shared by live delivery and replays
@@ -139,6 +146,8 @@ type Node struct {
 	queue   []*tidings.Event
 	items   []clusterItem // in cluster mode, instead of queue
 	wake    chan struct{}
+
+	checkNow chan struct{} // wakes watchAccess at once
 
 	cluster *clusterState // cluster mode only
 	pos     atomic.Int64  // the position delivered up to (cluster mode)
@@ -196,6 +205,7 @@ func (n *Node) Open() error {
 	n.watchers = make(map[userKey]map[*Session]struct{})
 	n.lastSeen = make(map[userKey]time.Time)
 	n.acks = make(map[deviceKey]*cursorState)
+	n.checkNow = make(chan struct{}, 1)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.clustered() {
 		n.TailInterval = cmp.Or(n.TailInterval, time.Millisecond)
@@ -204,23 +214,30 @@ func (n *Node) Open() error {
 		n.TailerTTL = cmp.Or(n.TailerTTL, 2*time.Second)
 		n.TailHeartbeat = cmp.Or(n.TailHeartbeat, time.Second)
 		n.PresenceLease = cmp.Or(n.PresenceLease, 15*time.Second)
+		n.AccessCheck = cmp.Or(n.AccessCheck, time.Minute)
 		if err := n.openCluster(); err != nil {
 			n.cancel()
 			return err
 		}
-		n.wg.Add(3)
+		n.wg.Add(4)
 		go n.runCluster()
 		go n.tail()
 		go n.tick()
+		go n.watchAccess()
 		if n.PresenceStore != nil {
-			n.wg.Add(1)
+			n.wg.Add(2)
 			go n.renewPresence()
+			go n.watchExpired()
 		}
 		return nil
 	}
 	n.wg.Add(2)
 	go n.run()
 	go n.tick()
+	if n.AccessCheck > 0 {
+		n.wg.Add(1)
+		go n.watchAccess()
+	}
 	return nil
 }
 

@@ -40,6 +40,7 @@ type Session struct {
 
 	mu        sync.Mutex
 	expires   time.Time
+	issued    time.Time // when its token was issued (checkAccess); zero for a poll
 	replaying bool
 	pending   []pendingUpdate // live updates that arrived during replay
 	lastSent  int64           // the highest ref written to the connection

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/nats"
@@ -41,10 +42,11 @@ var brokerPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 const natsBuilt = true
 
 // openBroker connects to the NATS servers urls as the node nodeID, with
-// the cluster's subjects and buckets named after prefix. The connection
-// reconnects by itself once made.
-func openBroker(urls []string, prefix, nodeID string, log *slog.Logger) (*clusterLink, error) {
-	c, err := nats.Connect(strings.Join(urls, ","), nats.Options{Name: nodeID, Prefix: prefix, Logger: log})
+// the cluster's subjects and buckets named after prefix, and the node's
+// sessions leased for presenceLease. The connection reconnects by itself
+// once made.
+func openBroker(urls []string, prefix, nodeID string, presenceLease time.Duration, log *slog.Logger) (*clusterLink, error) {
+	c, err := nats.Connect(strings.Join(urls, ","), nats.Options{Name: nodeID, Prefix: prefix, PresenceLease: presenceLease, Logger: log})
 	if err != nil {
 		return nil, err
 	}

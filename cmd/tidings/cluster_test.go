@@ -25,6 +25,7 @@ import (
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/client"
 	tnats "github.com/tidings/tidings/nats"
+	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/push/pushtest"
 )
 
@@ -1096,5 +1097,95 @@ func TestClusterPush(t *testing.T) {
 	}
 	if n := len(wp.Box.All()); n != 2 {
 		t.Errorf("%d pushes, want 2: %+v", n, wp.Box.All())
+	}
+}
+
+// A node is killed (SIGKILL) with a user's only connection on it: once
+// its presence lease lapses, a friend connected to another node is told
+// that the user went offline, and presence.get no longer lists them.
+func TestClusterNodeDeathPresence(t *testing.T) {
+	c := startCluster(t, 3, "--presence-lease", "2s")
+	alice, carol := c.user("alice"), c.user("carol")
+	callAPI(t, c.nodes[0].url, alice, "POST", "/v1/conversations", tidings.NewConversation{ID: "room",
+		Participants: []tidings.NewParticipant{{UserID: "carol"}}}, nil, http.StatusCreated)
+	aliceCl, aliceIn := connect(t, c.nodes[0].url, alice, "", "")
+	connect(t, c.nodes[2].url, carol, "", "")
+	carolIs := func(online bool) func([]client.Event) bool {
+		return func(evs []client.Event) bool {
+			for _, e := range evs {
+				if p, ok := e.(*client.PresenceUpdate); ok && p.ProfileID == "carol" && p.Online == online {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	aliceIn.waitFor(t, "alice (node 1) to see carol (node 3) online", carolIs(true))
+	c.nodes[2].kill()
+	aliceIn.waitFor(t, "alice (node 1) to see carol go offline with node 3", carolIs(false))
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	online, _, err := aliceCl.Socket().Presence(ctx, "room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(online, "carol") {
+		t.Errorf("presence.get through node 1 lists %q online after carol's node died", online)
+	}
+	offline := 0
+	for _, e := range aliceIn.snapshot() {
+		if p, ok := e.(*client.PresenceUpdate); ok && p.ProfileID == "carol" && !p.Online {
+			offline++
+		}
+	}
+	if offline != 1 {
+		t.Errorf("alice was told %d times that carol went offline, want once", offline)
+	}
+}
+
+// A user deactivated by the users command, which opens the store and
+// tells no node: each node reads the users of its connections again
+// (--access-check) and closes the user's, on every node, with 4011;
+// another user's connection stays.
+func TestClusterAccessCheck(t *testing.T) {
+	c := startCluster(t, 3, "--access-check", "1s")
+	alice, bob := c.user("alice"), c.user("bob")
+	var watches []*closeWatch
+	for _, i := range []int{1, 2} {
+		cw, opts := watchCloses(client.WithToken(bob), client.WithDevice(fmt.Sprintf("d%d", i)))
+		cl, err := client.New(c.nodes[i].url, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+		err = cl.WaitConnected(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("bob connects to %s: %v", c.nodes[i].name, err)
+		}
+		watches = append(watches, cw)
+	}
+	aliceWatch, opts := watchCloses(client.WithToken(alice))
+	aliceCl, err := client.New(c.nodes[1].url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aliceCl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	if err := aliceCl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, nil, "users", "deactivate", "--store", c.store, "--data", t.TempDir(), "--app", c.app, "bob")
+	for i, cw := range watches {
+		cw.waitFor(t, fmt.Sprintf("bob's connection to %s closed", c.nodes[i+1].name), func(cw *closeWatch) bool {
+			return slices.Contains(cw.codes, protocol.CloseUserDeactivated) && slices.Contains(cw.reasons, protocol.ReasonUserDeactivated)
+		})
+	}
+	aliceWatch.mu.Lock()
+	defer aliceWatch.mu.Unlock()
+	if len(aliceWatch.codes) != 0 || len(aliceWatch.reasons) != 0 {
+		t.Errorf("alice's connection was closed too: %v, %v", aliceWatch.codes, aliceWatch.reasons)
 	}
 }

@@ -31,6 +31,7 @@ type config struct {
 	Store             string
 	Broker            string
 	BrokerPrefix      string
+	PresenceLease     time.Duration
 	Blobs             string
 	LogLevel          slog.Level
 	LogFormat         string
@@ -61,6 +62,7 @@ type config struct {
 	AuthTimeout     time.Duration
 	RealtimeIdle    time.Duration
 	TypingTimeout   time.Duration
+	AccessCheck     time.Duration
 	PresenceLimit   int
 	MaxPresenceSubs int
 	MaxFrameBytes   int64
@@ -105,6 +107,7 @@ func defaultConfig() config {
 	return config{
 		Addr:              defaultAddr,
 		BrokerPrefix:      defaultBrokerPrefix,
+		PresenceLease:     15 * time.Second,
 		Data:              defaultData,
 		LogLevel:          slog.LevelInfo,
 		LogFormat:         "text",
@@ -121,6 +124,7 @@ func defaultConfig() config {
 		PongTimeout:       10 * time.Second,
 		AuthTimeout:       10 * time.Second,
 		TypingTimeout:     5 * time.Second,
+		AccessCheck:       time.Minute,
 		PresenceLimit:     100,
 		MaxPresenceSubs:   1000,
 		MaxFrameBytes:     256 << 10,
@@ -169,6 +173,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"comma-separated NATS server `URLs` (nats://host:4222) joining the nodes of a cluster; needs a PostgreSQL --store; empty: one node")
 	fs.StringVar(&cfg.BrokerPrefix, "broker-prefix", cfg.BrokerPrefix,
 		"`name` of this cluster's subjects and buckets on the broker, so that several clusters may share one NATS: letters, digits, - and _")
+	fs.Var((*durationValue)(&cfg.PresenceLease), "presence-lease",
+		"in a cluster, the lease (a `duration`) of a node's sessions in the presence store, renewed every third of it: a node that dies leaves its users online this long at most")
 	fs.StringVar(&cfg.Blobs, "blobs", cfg.Blobs,
 		"where uploaded files are kept: empty for files/ in --data, or an S3 `URL` (s3://BUCKET[/PREFIX]?endpoint=HOST) that several nodes may share")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel,
@@ -218,6 +224,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"close a realtime connection that sent no command or reply for this `duration`; 0 never does")
 	fs.Var((*durationValue)(&cfg.TypingTimeout), "typing-timeout",
 		"the `duration` after which a typing indicator that was not refreshed ends")
+	fs.Var((*durationValue)(&cfg.AccessCheck), "access-check",
+		"how often (a `duration`) the node reads again the users of its realtime connections, and closes those whose access the app ended without the node being told")
 	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
 		"presence updates go through conversations of at most this many online connections (a `count`; 0: none)")
 	fs.IntVar(&cfg.MaxPresenceSubs, "max-presence-subscriptions", cfg.MaxPresenceSubs,
@@ -274,6 +282,8 @@ func (cfg *config) check() error {
 		return checkCluster(cfg.Store, cfg.Broker)
 	case !brokerPrefixPattern.MatchString(cfg.BrokerPrefix):
 		return errors.New("--broker-prefix must be 1 to 32 letters, digits, - and _")
+	case cfg.PresenceLease < time.Second:
+		return errors.New("--presence-lease must be at least 1s")
 	case checkBlobs(cfg.Blobs) != nil:
 		return checkBlobs(cfg.Blobs)
 	case cfg.MaxMessageBytes > 1<<30:
@@ -289,6 +299,8 @@ func (cfg *config) check() error {
 		return errors.New("--ping-interval and --pong-timeout must be at least 100ms")
 	case cfg.AuthTimeout <= 0 || cfg.TypingTimeout <= 0:
 		return errors.New("--auth-timeout and --typing-timeout must be positive")
+	case cfg.AccessCheck < time.Second:
+		return errors.New("--access-check must be at least 1s")
 	case cfg.MaxFrameBytes <= cfg.MaxMessageBytes:
 		return fmt.Errorf("--max-frame-bytes (%d) must be larger than --max-message-bytes (%d): a message can be sent as a frame",
 			cfg.MaxFrameBytes, cfg.MaxMessageBytes)

@@ -163,12 +163,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return errors.New("the store cannot tell which events are final: it cannot serve a cluster")
 		}
 		nodeID := newNodeID()
-		link, err := openBroker(splitList(cfg.Broker), cfg.BrokerPrefix, nodeID, log)
+		link, err := openBroker(splitList(cfg.Broker), cfg.BrokerPrefix, nodeID, cfg.PresenceLease, log)
 		if err != nil {
 			return fmt.Errorf("connect to the broker %s: %w", redactList(cfg.Broker), err)
 		}
 		defer link.Close() // after the node's shutdown, below
 		node.Broker, node.Tail, node.Leases, node.PresenceStore, node.NodeID = link.Broker, st.Tail, link.Leases, link.Presence, nodeID
+		node.PresenceLease = cfg.PresenceLease
 		if dispatcher != nil {
 			// One node of the cluster sends the webhooks.
 			dispatcher.Leases, dispatcher.Node = link.Leases, nodeID
@@ -185,6 +186,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		clusterAttrs = append(clusterAttrs, "broker", redactList(cfg.Broker), "broker-prefix", cfg.BrokerPrefix, "node", nodeID)
 	}
 	node.LastSeen = st.LastSeen
+	// The users of the node's sessions are read again every minute: the
+	// sessions of a user whose access ended without the node being told
+	// (the users commands, a cluster's lost update) end then.
+	node.AccessCheck = cfg.AccessCheck
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.PresenceLimit, node.MaxPresenceSubscriptions = cfg.PresenceLimit, cfg.MaxPresenceSubs
