@@ -309,7 +309,9 @@ func TestTimeout(t *testing.T) {
 		} else {
 			wantCode(t, "fail-closed, timeout", err, tidings.EUnavailable)
 		}
-		e.rcv.setAnswer(func(w http.ResponseWriter, _ beforesend.Message) { http.Error(w, "oops", http.StatusInternalServerError) })
+		e.rcv.setAnswer(func(w http.ResponseWriter, _ beforesend.Message) {
+			http.Error(w, "oops", http.StatusInternalServerError)
+		})
 		_, _, err = e.svc.SendMessage(as("alice"), "c", tidings.NewMessage{Parts: text("500")})
 		if failOpen != (err == nil) {
 			t.Errorf("fail-open %v, a 500 answer: %v", failOpen, err)
