@@ -96,8 +96,8 @@ type Service struct {
 	// names the sender with their profile.
 	Conversations tidings.ConversationService
 	Users         tidings.UserService
-	// Client makes the calls; webhook.NewClient(MaxBeforeSendTimeout,
-	// false) when nil. Each call is bounded by its hook's timeout.
+	// Client makes the calls; NewClient(false) when nil. Each call is
+	// bounded by its hook's timeout.
 	Client *http.Client
 	// MaxMessageBytes is the store's message size limit (0: the default).
 	MaxMessageBytes int
@@ -355,7 +355,19 @@ func (s *Service) post(ctx context.Context, hook *tidings.BeforeSendHook, m Mess
 	return &ans, nil
 }
 
-var defaultClient = sync.OnceValue(func() *http.Client { return webhook.NewClient(tidings.MaxBeforeSendTimeout, false) })
+// NewClient returns the HTTP client of the calls: webhook.NewClient's
+// (no redirect followed, no proxy from the environment, with
+// denyPrivate no connection to a private address), keeping more idle
+// connections to a host, as the senders of an app call its hook at once.
+func NewClient(denyPrivate bool) *http.Client {
+	c := webhook.NewClient(tidings.MaxBeforeSendTimeout, denyPrivate)
+	if t, ok := c.Transport.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = 64
+	}
+	return c
+}
+
+var defaultClient = sync.OnceValue(func() *http.Client { return NewClient(false) })
 
 func (s *Service) client() *http.Client {
 	if s.Client != nil {

@@ -380,3 +380,18 @@ func TestSkipped(t *testing.T) {
 		t.Errorf("%d calls once the hook is removed; want 1", n)
 	}
 }
+
+// TestDenyPrivate: with NewClient(true) (--webhook-deny-private), a hook
+// at a loopback address is not called: a failure.
+func TestDenyPrivate(t *testing.T) {
+	e := setup(t, tidings.BeforeSendConfig{})
+	e.svc.Client = beforesend.NewClient(true)
+	_, _, err := e.svc.SendMessage(as("alice"), "c", tidings.NewMessage{Parts: text("hi")})
+	wantCode(t, "a hook at a loopback address, private refused", err, tidings.EUnavailable)
+	if n := e.rcv.count(); n != 0 {
+		t.Errorf("%d calls; want none", n)
+	}
+	if v := value(e.svc.FailuresCounter("network", "closed")); v != 1 {
+		t.Errorf("network failures counted: %v; want 1", v)
+	}
+}

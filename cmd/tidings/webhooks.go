@@ -34,7 +34,7 @@ func (ps publishers) Publish(events ...*tidings.Event) {
 func newBeforeSend(st *stores, cfg config, log *slog.Logger) *beforesend.Service {
 	return &beforesend.Service{MessageService: st.Messages, Store: st.BeforeSendStore, Conversations: st.Conversations,
 		Users: st.Users, MaxMessageBytes: st.MaxMessageBytes, Logger: log,
-		Client: webhook.NewClient(tidings.MaxBeforeSendTimeout, cfg.WebhookDenyPrivate)}
+		Client: beforesend.NewClient(cfg.WebhookDenyPrivate)}
 }
 
 func newDispatcher(store tidings.WebhookStore, cfg config, log *slog.Logger) *webhook.Dispatcher {
