@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/beforesend"
+	"github.com/tidings/tidings/client"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/webhook"
 )
@@ -66,7 +69,8 @@ func TestAppsBeforeSend(t *testing.T) {
 // it rejects (403 with its reason), replaces parts, is not called again
 // for a retry of a stored message nor for system messages; failing, it
 // refuses (503) or, failing open, lets the message through; removed, it
-// is no longer called; the calls are counted on /metrics.
+// is no longer called; the calls are counted on /metrics. The realtime
+// socket sends through it too.
 func TestBeforeSendServed(t *testing.T) {
 	dir := t.TempDir()
 	url, stop := startServe(t, dir)
@@ -138,6 +142,29 @@ func TestBeforeSendServed(t *testing.T) {
 		t.Errorf("%d calls after a system message; want 3", n)
 	}
 
+	// Over the realtime socket too: the same hook, the same answers.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.New(url, client.WithToken(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cl.Socket().SendMessage(ctx, "lunch", tidings.NewMessage{ClientID: "s1", Parts: []tidings.Part{{Type: "text/plain", Data: "fix me"}}}); err != nil || m.Parts[0].Data != "fixed" {
+		t.Errorf("a replaced message over the socket: %+v, %v", m, err)
+	}
+	_, err = cl.Socket().SendMessage(ctx, "lunch", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: "darn"}}})
+	var cerr *client.Error
+	if !errors.As(err, &cerr) || cerr.Code != tidings.EForbidden || cerr.Message != "the message was rejected: no swearing" {
+		t.Errorf("a rejected message over the socket: %v", err)
+	}
+	if n := ncalls(); n != 5 {
+		t.Errorf("%d calls after two over the socket; want 5", n)
+	}
+
 	// Failing: closed refuses, open lets through.
 	rcv.Close()
 	status, body = api(t, "POST", messages, alice, `{"parts": [{"type": "text/plain", "data": "down"}]}`)
@@ -148,7 +175,7 @@ func TestBeforeSendServed(t *testing.T) {
 	send(201, alice, "k3", "down but open")
 
 	_, metrics := api(t, "GET", url+"/metrics", "", "")
-	for _, line := range []string{`tidings_before_send_calls_total{result="reject"} 1`, `tidings_before_send_calls_total{result="replace"} 1`,
+	for _, line := range []string{`tidings_before_send_calls_total{result="reject"} 2`, `tidings_before_send_calls_total{result="replace"} 2`,
 		`tidings_before_send_failures_total{mode="closed",reason="network"} 1`, `tidings_before_send_failures_total{mode="open",reason="network"} 1`} {
 		if !strings.Contains(string(metrics), line) {
 			t.Errorf("/metrics has no %s", line)
