@@ -288,6 +288,8 @@ func TestOpenAPISchemasMatchDomain(t *testing.T) {
 		"MarkRequest":        markRequest{},
 		"MessageStatus":      tidings.MessageStatus{},
 		"File":               tidings.File{},
+		"BeforeSendHook":     tidings.BeforeSendHook{},
+		"BeforeSendConfig":   tidings.BeforeSendConfig{},
 		"WebhookEndpoint":    tidings.WebhookEndpoint{},
 		"NewWebhook":         tidings.NewWebhook{},
 		"WebhookUpdate":      tidings.WebhookUpdate{},

@@ -44,6 +44,9 @@ func (s *Server) routes() []route {
 
 		{"GET", "/v1/app", authServer, s.handleGetApp},
 		{"PATCH", "/v1/app", authServer, s.handleUpdateApp},
+		{"GET", "/v1/app/before-send", authServer, s.handleGetBeforeSend},
+		{"PUT", "/v1/app/before-send", authServer, s.handleSetBeforeSend},
+		{"DELETE", "/v1/app/before-send", authServer, s.handleDeleteBeforeSend},
 
 		{"POST", "/v1/users", authServer, s.handleCreateUser},
 		{"GET", "/v1/users", authServer, s.handleListUsers},

@@ -66,6 +66,13 @@ type Server struct {
 	Webhooks        tidings.WebhookService
 	WebhooksChanged func()
 
+	// BeforeSend serves /v1/app/before-send (404 without);
+	// BeforeSendChanged, if set, is called with the app's id after its
+	// hook is changed through the API (to forget what the sends
+	// remember of it).
+	BeforeSend        tidings.BeforeSendService
+	BeforeSendChanged func(appID string)
+
 	// Realtime serves WebSocket connections at GET /v1/realtime (package
 	// ws); Poller, the polling transport. Without them those routes are 404.
 	Realtime http.Handler

@@ -22,16 +22,18 @@ func TestConformance(t *testing.T) {
 		t.Cleanup(func() { db.Close() })
 		const maxFile = 4 << 10
 		return storetest.Stores{
-			Apps:          NewAppService(db),
-			Users:         NewUserService(db),
-			Conversations: NewConversationService(db),
-			Messages:      NewMessageService(db, 0),
-			EventLog:      NewEventLog(db),
-			Files:         NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile),
-			MaxFileBytes:  maxFile,
-			Webhooks:      NewWebhookService(db),
-			WebhookStore:  NewWebhookService(db),
-			Push:          NewPushService(db),
+			Apps:            NewAppService(db),
+			Users:           NewUserService(db),
+			Conversations:   NewConversationService(db),
+			Messages:        NewMessageService(db, 0),
+			EventLog:        NewEventLog(db),
+			Files:           NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile),
+			MaxFileBytes:    maxFile,
+			Webhooks:        NewWebhookService(db),
+			WebhookStore:    NewWebhookService(db),
+			BeforeSend:      NewBeforeSendService(db),
+			BeforeSendStore: NewBeforeSendService(db),
+			Push:            NewPushService(db),
 		}
 	})
 }

@@ -24,16 +24,18 @@ func TestConformance(t *testing.T) {
 		t.Cleanup(func() { db.Close() })
 		const maxFile = 4 << 10
 		return storetest.Stores{
-			Apps:          sqlite.NewAppService(db),
-			Users:         sqlite.NewUserService(db),
-			Conversations: sqlite.NewConversationService(db),
-			Messages:      sqlite.NewMessageService(db, 0),
-			EventLog:      sqlite.NewEventLog(db),
-			Push:          sqlite.NewPushService(db),
-			Files:         sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
-			MaxFileBytes:  maxFile,
-			Webhooks:      sqlite.NewWebhookService(db),
-			WebhookStore:  sqlite.NewWebhookService(db),
+			Apps:            sqlite.NewAppService(db),
+			Users:           sqlite.NewUserService(db),
+			Conversations:   sqlite.NewConversationService(db),
+			Messages:        sqlite.NewMessageService(db, 0),
+			EventLog:        sqlite.NewEventLog(db),
+			Push:            sqlite.NewPushService(db),
+			Files:           sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
+			MaxFileBytes:    maxFile,
+			Webhooks:        sqlite.NewWebhookService(db),
+			WebhookStore:    sqlite.NewWebhookService(db),
+			BeforeSend:      sqlite.NewBeforeSendService(db),
+			BeforeSendStore: sqlite.NewBeforeSendService(db),
 		}
 	})
 }

@@ -50,6 +50,10 @@ type Stores struct {
 	// skipped without them.
 	Webhooks     tidings.WebhookService
 	WebhookStore tidings.WebhookStore
+	// BeforeSend and BeforeSendStore are optional: the before-send
+	// tests are skipped without them.
+	BeforeSend      tidings.BeforeSendService
+	BeforeSendStore tidings.BeforeSendStore
 }
 
 // Factory returns stores on a new, empty database, whose committed events
@@ -94,6 +98,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},
 		{"Webhooks", TestWebhooks},
+		{"BeforeSend", TestBeforeSend},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

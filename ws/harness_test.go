@@ -45,6 +45,17 @@ type stack struct {
 // before they start.
 func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stack {
 	t.Helper()
+	return startStackWith(t, func(s *stack) {
+		if configure != nil {
+			configure(s.node, s.ws)
+		}
+	})
+}
+
+// startStackWith starts a server; configure may change the stack (its
+// node, handler and services) before it starts.
+func startStackWith(t testing.TB, configure func(*stack)) *stack {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
 	db.Logger = logger
@@ -59,14 +70,14 @@ func startStack(t testing.TB, configure func(*realtime.Node, *ws.Handler)) *stac
 	s.ws = &ws.Handler{Node: s.node, Logger: logger}
 	s.node.Batcher = s.ws
 	if configure != nil {
-		configure(s.node, s.ws)
+		configure(s)
 	}
 	if err := s.node.Open(); err != nil {
 		t.Fatal(err)
 	}
 	s.srv = tidingshttp.NewServer()
 	s.srv.Addr = "127.0.0.1:0"
-	s.srv.Apps, s.srv.Users, s.srv.Conversations, s.srv.Messages = s.apps, s.users, s.convs, s.msgs
+	s.srv.Apps, s.srv.Users, s.srv.Conversations, s.srv.Messages = s.apps, s.users, s.convs, s.node.Messages
 	s.srv.Realtime, s.srv.Poller, s.srv.Logger = s.ws, s.node, logger
 	s.srv.Limits = s.node.Limits // one budget over both transports, as served
 	if err := s.srv.Open(); err != nil {

@@ -32,7 +32,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		serveCommand,
-		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand,
+		appsCreateCommand, appsListCommand, appsShowCommand, appsRotateKeyCommand, appsSetCommand, appsBeforeSendCommand,
 		webhooksAddCommand, webhooksListCommand, webhooksShowCommand, webhooksRemoveCommand,
 		tokenCommand,
 		appsRotateSecretCommand, usersDeactivateCommand, usersReactivateCommand, usersRevokeTokensCommand, usersDeleteCommand,

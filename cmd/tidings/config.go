@@ -259,7 +259,7 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout",
 		"the `duration` allowed for one webhook delivery attempt, answer included")
 	fs.BoolVar(&cfg.WebhookDenyPrivate, "webhook-deny-private", cfg.WebhookDenyPrivate,
-		"refuse to deliver webhooks to loopback, private and link-local addresses (set it when apps you do not run register webhooks)")
+		"refuse to deliver webhooks, and to call before-send hooks, at loopback, private and link-local addresses (set it when apps you do not run register webhooks)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev,
 		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,

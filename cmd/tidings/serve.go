@@ -140,7 +140,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 
-	node.Apps, node.Users, node.Messages, node.Log, node.Logger = st.Apps, st.Users, st.Messages, st.EventLog, log
+	// Both transports send through the apps' before-send hooks.
+	messages := newBeforeSend(st, cfg, log)
+	node.Apps, node.Users, node.Messages, node.Log, node.Logger = st.Apps, st.Users, messages, st.EventLog, log
 	node.Conversations = st.Conversations // presence.get asks it who takes part, in a cluster
 	if st.WebhookStore == nil {
 		log.Warn("webhooks are not available on this store yet: /v1/webhooks answers 404 and no webhook is sent", "store", st.Where)
@@ -215,7 +217,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.Apps = st.Apps
 	srv.Users = st.Users
 	srv.Conversations = st.Conversations
-	srv.Messages = st.Messages
+	srv.Messages = messages
+	srv.BeforeSend, srv.BeforeSendChanged = st.BeforeSend, messages.Forget
 	if dispatcher != nil {
 		srv.Webhooks, srv.WebhooksChanged = st.Webhooks, dispatcher.NotifyEndpoints
 	}
@@ -244,6 +247,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.IdleTimeout = cfg.IdleTimeout
 	collectors := append(st.Collectors, node.Collectors()...)
+	collectors = append(collectors, messages.Collectors()...)
 	if pushDispatcher != nil {
 		collectors = append(collectors, pushDispatcher.Collectors()...)
 	}

@@ -130,6 +130,11 @@ type stores struct {
 	// Webhooks and WebhookStore are nil when the store has no webhooks.
 	Webhooks     tidings.WebhookService
 	WebhookStore tidings.WebhookStore
+	// BeforeSend and BeforeSendStore: the apps' before-send hooks.
+	BeforeSend      tidings.BeforeSendService
+	BeforeSendStore tidings.BeforeSendStore
+	// MaxMessageBytes is the message size limit the store was given.
+	MaxMessageBytes int
 	// Push and PushStore are nil when the store has no push
 	// notifications.
 	Push      tidings.PushService
@@ -229,23 +234,27 @@ func openSQLite(opts storeOptions) (*stores, error) {
 	eventLog := sqlite.NewEventLog(db)
 	webhooks := sqlite.NewWebhookService(db)
 	pushes := sqlite.NewPushService(db)
+	beforeSend := sqlite.NewBeforeSendService(db)
 	s := &stores{
-		Apps:          sqlite.NewAppService(db),
-		Users:         users,
-		Conversations: sqlite.NewConversationService(db),
-		Messages:      sqlite.NewMessageService(db, opts.MaxMessageBytes),
-		EventLog:      eventLog,
-		Webhooks:      webhooks,
-		WebhookStore:  webhooks,
-		Push:          pushes,
-		PushStore:     pushes,
-		LastSeen:      users,
-		Tail:          sqlite.NewTail(db),
-		Collectors:    db.Collectors(),
-		Where:         path,
-		ping:          db.Ping,
-		close:         db.Close,
-		prune:         eventLog.Prune,
+		BeforeSend:      beforeSend,
+		BeforeSendStore: beforeSend,
+		MaxMessageBytes: opts.MaxMessageBytes,
+		Apps:            sqlite.NewAppService(db),
+		Users:           users,
+		Conversations:   sqlite.NewConversationService(db),
+		Messages:        sqlite.NewMessageService(db, opts.MaxMessageBytes),
+		EventLog:        eventLog,
+		Webhooks:        webhooks,
+		WebhookStore:    webhooks,
+		Push:            pushes,
+		PushStore:       pushes,
+		LastSeen:        users,
+		Tail:            sqlite.NewTail(db),
+		Collectors:      db.Collectors(),
+		Where:           path,
+		ping:            db.Ping,
+		close:           db.Close,
+		prune:           eventLog.Prune,
 	}
 	if opts.Blobs != nil {
 		files := sqlite.NewFileService(db, opts.Blobs, opts.MaxFileBytes)

@@ -22,22 +22,26 @@ func openPostgres(dsn string, opts storeOptions) (*stores, error) {
 	eventLog := postgres.NewEventLog(db)
 	webhooks := postgres.NewWebhookService(db)
 	pushes := postgres.NewPushService(db)
+	beforeSend := postgres.NewBeforeSendService(db)
 	s := &stores{
-		Apps:          postgres.NewAppService(db),
-		Users:         users,
-		Conversations: postgres.NewConversationService(db),
-		Messages:      postgres.NewMessageService(db, opts.MaxMessageBytes),
-		EventLog:      eventLog,
-		Webhooks:      webhooks,
-		WebhookStore:  webhooks,
-		Push:          pushes,
-		PushStore:     pushes,
-		LastSeen:      users,
-		Tail:          eventLog,
-		Where:         redactURL(dsn),
-		ping:          db.Ping,
-		close:         db.Close,
-		prune:         eventLog.Prune,
+		BeforeSend:      beforeSend,
+		BeforeSendStore: beforeSend,
+		MaxMessageBytes: opts.MaxMessageBytes,
+		Apps:            postgres.NewAppService(db),
+		Users:           users,
+		Conversations:   postgres.NewConversationService(db),
+		Messages:        postgres.NewMessageService(db, opts.MaxMessageBytes),
+		EventLog:        eventLog,
+		Webhooks:        webhooks,
+		WebhookStore:    webhooks,
+		Push:            pushes,
+		PushStore:       pushes,
+		LastSeen:        users,
+		Tail:            eventLog,
+		Where:           redactURL(dsn),
+		ping:            db.Ping,
+		close:           db.Close,
+		prune:           eventLog.Prune,
 	}
 	if opts.Blobs != nil {
 		files := postgres.NewFileService(db, opts.Blobs, opts.MaxFileBytes)

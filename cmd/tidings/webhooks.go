@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/beforesend"
 	"github.com/tidings/tidings/webhook"
 )
 
@@ -27,6 +28,15 @@ func (ps publishers) Publish(events ...*tidings.Event) {
 
 // newDispatcher returns the webhook dispatcher serve runs (see
 // startWebhooks), configured by cfg.
+// newBeforeSend returns the message service of both transports: the
+// store's, behind the apps' before-send hooks (--webhook-deny-private
+// applies to their calls too).
+func newBeforeSend(st *stores, cfg config, log *slog.Logger) *beforesend.Service {
+	return &beforesend.Service{MessageService: st.Messages, Store: st.BeforeSendStore, Conversations: st.Conversations,
+		Users: st.Users, MaxMessageBytes: st.MaxMessageBytes, Logger: log,
+		Client: beforesend.NewClient(cfg.WebhookDenyPrivate)}
+}
+
 func newDispatcher(store tidings.WebhookStore, cfg config, log *slog.Logger) *webhook.Dispatcher {
 	d := webhook.New(store)
 	d.Logger = log
