@@ -112,10 +112,34 @@ func TestSDKWebPush(t *testing.T) {
 		t.Fatal("no service worker registration seen")
 	}
 	payload := `{"title":"Alice","body":"lunch at noon?","badge":3,"count":1,"appId":"default","conversationId":"lunch","messageId":"m1","seq":7,"senderId":"alice"}`
-	if _, err := cdp.Call(ctx, c.Target, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
-		Origin: url, RegistrationID: reg, Data: payload}); err != nil {
+	deliver := func() error {
+		_, err := cdp.Call(ctx, c.Target, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
+			Origin: url, RegistrationID: reg, Data: payload})
+		return err
+	}
+	if err := deliver(); err != nil {
 		t.Fatal(err)
 	}
+	// On a loaded machine Chromium may hand the first push to a worker not
+	// yet running, and drop it: deliver it again every few seconds until
+	// the notification shows (it has a tag, so it replaces itself).
+	stopDelivering := make(chan struct{})
+	delivering := make(chan struct{})
+	go func() {
+		defer close(delivering)
+		for {
+			select {
+			case <-stopDelivering:
+				return
+			case <-time.After(5 * time.Second):
+				deliver()
+			}
+		}
+	}()
+	defer func() {
+		close(stopDelivering)
+		<-delivering
+	}()
 	var shown []map[string]any
 	pg.eval(sdkScript(`
 		const reg = await navigator.serviceWorker.ready;
