@@ -50,7 +50,7 @@ func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
 
 func messageEvent(seq int64) *tidings.Event {
 	payload, _ := json.Marshal(tidings.MessagePayload{Message: &tidings.Message{
-		ID: "m", ConversationID: "c", Seq: seq, Sender: tidings.Profile{ID: "u0", DisplayName: "U0"},
+		ID: "m", ConversationID: "c", Seq: seq, Sender: tidings.Profile{ID: "u0", DisplayName: "U0"}, ClientID: "u0-1764622564-1",
 		Parts: []tidings.Part{{Type: "text/plain", Data: "64 bytes of message text, which is about one line of a chat....."}},
 	}})
 	return &tidings.Event{Seq: seq, ID: "e", AppID: "a", Name: tidings.EventMessageSent, Time: time.Now(),

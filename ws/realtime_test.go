@@ -252,3 +252,50 @@ func TestSentUpdateIsCompact(t *testing.T) {
 		t.Errorf("frames %s / %s", u.raw, echo.raw)
 	}
 }
+
+// TestBytesPerDelivery measures what a 64-byte text costs on the wire per
+// delivery in a room of 5, with ids shaped like the peer tool's (short
+// user ids, a room id like "r2k5-123", a clientId), to compare with other
+// servers (docs/benchmarks.md, issue #14): the updates to the 4 other
+// members, the sender's echo and the answer to message.send, over the 4
+// deliveries, with the 2-byte header of each WebSocket message.
+func TestBytesPerDelivery(t *testing.T) {
+	s := startStack(t, nil)
+	users := []string{"u123", "u124", "u125", "u126", "u127"}
+	s.mkUsers("a", users...)
+	c, err := s.convs.CreateConversation(s.as("a", users[0]), tidings.NewConversation{ID: "r2k5-123",
+		Participants: []tidings.NewParticipant{{UserID: users[1]}, {UserID: users[2]}, {UserID: users[3]}, {UserID: users[4]}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make([]*client, len(users))
+	for i, u := range users {
+		conns[i] = dial(t, s)
+		conns[i].auth("", s.token("a", u), protocol.AuthArgs{})
+	}
+	ans := conns[0].command("", protocol.CmdSend, protocol.SendArgs{ConversationID: c.ID, ClientID: "u123-1764622564-1",
+		Parts: json.RawMessage(`[{"type":"text/plain","data":"` + strings.Repeat("x", 64) + `"}]`)})
+	if ans.Error != nil {
+		t.Fatal(ans.Error)
+	}
+	answer, _ := json.Marshal(ans)
+	hdr := func(n int) int { // RFC 6455: 2 bytes up to 125, 4 up to 64 KiB
+		if n > 125 {
+			return n + 4
+		}
+		return n + 2
+	}
+	total := hdr(len(answer))
+	echo := conns[0].nextNamed(tidings.EventMessageSent)
+	total += hdr(len(echo.raw))
+	var others int
+	var u update
+	for _, cn := range conns[1:] {
+		u = cn.nextNamed(tidings.EventMessageSent)
+		others += len(u.raw)
+		total += hdr(len(u.raw))
+	}
+	t.Logf("per delivery: %d bytes (updates to the others %d each, echo %d, answer %d, with WebSocket headers)",
+		total/4, others/4, len(echo.raw), len(answer))
+	t.Logf("%s\n%s\n%s", echo.raw, u.raw, answer)
+}
