@@ -50,11 +50,12 @@ func (s Socket) SendMessage(ctx context.Context, conversationID string, m tiding
 		return nil, err
 	}
 	args := protocol.SendArgs{ConversationID: conversationID, ClientID: m.ClientID, Parts: parts, Metadata: m.Metadata, Alert: m.Alert}
-	var out tidings.Message
+	var out protocol.SendResult
 	if err := s.command(ctx, protocol.CmdSend, args, &out); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	// The answer leaves out what the command said.
+	return out.Message(conversationID, m), nil
 }
 
 // MarkDelivered moves the user's delivered mark to seq (0: the newest

@@ -10,7 +10,9 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -101,7 +103,7 @@ const (
 	CmdAuth          = "auth"              // AuthArgs → AuthResult
 	CmdLogout        = "logout"            // {} → {}: ends the account on this connection
 	CmdPing          = "ping"              // {} → PingResult
-	CmdSend          = "message.send"      // SendArgs → tidings.Message
+	CmdSend          = "message.send"      // SendArgs → SendResult
 	CmdMarkDelivered = "message.delivered" // MarkArgs → tidings.MessageStatus
 	CmdMarkRead      = "message.read"      // MarkArgs → tidings.MessageStatus
 	CmdTypingStart   = "typing.start"      // TypingArgs → {}
@@ -150,6 +152,77 @@ type SendArgs struct {
 	Parts          json.RawMessage `json:"parts"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
 	Alert          string          `json:"alert,omitempty"`
+}
+
+// SendResult answers message.send. A new message is answered with what
+// the server added to the command (its id, seq, sender and time), and its
+// parts when the server changed them (an app's before-send hook replaced
+// them, or it filled in uploaded files): the rest is the command's, which
+// the sender has already. A send whose clientId named a message already
+// stored is answered with that message whole, as it is now (it may have
+// been edited or deleted since), and Duplicate. Message rebuilds the
+// message from the result and the command.
+type SendResult struct {
+	ID             string          `json:"id"`
+	ConversationID string          `json:"conversationId,omitempty"`
+	Seq            int64           `json:"seq"`
+	Sender         tidings.Profile `json:"sender"`
+	System         bool            `json:"system,omitempty"`
+	ClientID       string          `json:"clientId,omitempty"`
+	Parts          []tidings.Part  `json:"parts,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	Alert          string          `json:"alert,omitempty"`
+	SentAt         time.Time       `json:"sentAt"`
+	EditedAt       *time.Time      `json:"editedAt,omitempty"`
+	DeletedAt      *time.Time      `json:"deletedAt,omitempty"`
+	Duplicate      bool            `json:"duplicate,omitempty"`
+}
+
+// NewSendResult returns the answer to the sending of nm that stored m;
+// created is false when nm's clientId named m, stored earlier.
+func NewSendResult(nm tidings.NewMessage, m *tidings.Message, created bool) SendResult {
+	if !created {
+		return SendResult{ID: m.ID, ConversationID: m.ConversationID, Seq: m.Seq, Sender: m.Sender, System: m.System,
+			ClientID: m.ClientID, Parts: m.Parts, Metadata: m.Metadata, Alert: m.Alert, SentAt: m.SentAt,
+			EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, Duplicate: true}
+	}
+	r := SendResult{ID: m.ID, Seq: m.Seq, Sender: m.Sender, System: m.System, SentAt: m.SentAt}
+	if !slices.Equal(m.Parts, nm.Parts) {
+		r.Parts = m.Parts
+	}
+	if !bytes.Equal(m.Metadata, nm.Metadata) {
+		r.Metadata = m.Metadata
+	}
+	if m.Alert != nm.Alert {
+		r.Alert = m.Alert
+	}
+	return r
+}
+
+// Message returns the message that r answers, sent to conversationID as
+// nm: r's fields, and the command's for those r leaves out (copied: the
+// message shares nothing with nm).
+func (r *SendResult) Message(conversationID string, nm tidings.NewMessage) *tidings.Message {
+	m := &tidings.Message{ID: r.ID, ConversationID: r.ConversationID, Seq: r.Seq, Sender: r.Sender, System: r.System,
+		ClientID: r.ClientID, Parts: r.Parts, Metadata: r.Metadata, Alert: r.Alert, SentAt: r.SentAt,
+		EditedAt: r.EditedAt, DeletedAt: r.DeletedAt}
+	if r.Duplicate {
+		if m.Parts == nil {
+			m.Parts = []tidings.Part{} // deleted
+		}
+		return m
+	}
+	m.ConversationID, m.ClientID = conversationID, nm.ClientID
+	if m.Parts == nil {
+		m.Parts = slices.Clone(nm.Parts)
+	}
+	if m.Metadata == nil {
+		m.Metadata = bytes.Clone(nm.Metadata)
+	}
+	if m.Alert == "" {
+		m.Alert = nm.Alert
+	}
+	return m
 }
 
 // MarkArgs moves a delivered or read mark (seq 0: the newest message).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -415,8 +416,16 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 		defer cancel()
 		ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
 		ctx = tidings.NewContextWithQueued(ctx, mark)
-		m, _, err := n.Messages.SendMessage(ctx, a.ConversationID, nm)
-		c.answer(id, m, err)
+		// What the client sent, which the answer leaves out when the
+		// message has it unchanged (a store may not keep its slice as is).
+		sent := nm
+		sent.Parts = slices.Clone(nm.Parts)
+		m, created, err := n.Messages.SendMessage(ctx, a.ConversationID, nm)
+		if err != nil {
+			c.answer(id, nil, err)
+			return
+		}
+		c.answer(id, protocol.NewSendResult(sent, m, created), nil)
 	})
 	if !started {
 		<-c.sends

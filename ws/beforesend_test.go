@@ -77,10 +77,11 @@ func TestBeforeSendKeepsPipelinedOrder(t *testing.T) {
 		c.answers[fmt.Sprint("p", i)] = answers[i]
 	}
 	c.mu.Unlock()
+	args := make([]protocol.SendArgs, n)
 	for i := range n {
-		args := sendArgs(conv, fmt.Sprint("m", i))
-		args.ClientID = fmt.Sprint("k", i)
-		raw, _ := json.Marshal(args)
+		args[i] = sendArgs(conv, fmt.Sprint("m", i))
+		args[i].ClientID = fmt.Sprint("k", i)
+		raw, _ := json.Marshal(args[i])
 		c.write(protocol.Frame{Type: protocol.TypeCommand, ID: fmt.Sprint("p", i), Command: protocol.CmdSend, Data: raw})
 	}
 	var want []string
@@ -101,8 +102,9 @@ func TestBeforeSendKeepsPipelinedOrder(t *testing.T) {
 		if f.Error != nil {
 			t.Fatalf("send %d: %s: %s", i, f.Error.Code, f.Error.Message)
 		}
-		var m tidings.Message
-		json.Unmarshal(f.Result, &m)
+		var r protocol.SendResult
+		json.Unmarshal(f.Result, &r)
+		m := r.Message(conv, tidings.NewMessage{ClientID: args[i].ClientID, Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint("m", i)}}})
 		text := fmt.Sprint("m", i)
 		if i%5 == 0 {
 			text += " (replaced)"

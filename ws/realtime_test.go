@@ -251,6 +251,22 @@ func TestSentUpdateIsCompact(t *testing.T) {
 	if u.Ref == "" || u.Action != protocol.ActionNew || u.Silent || !echo.Silent {
 		t.Errorf("frames %s / %s", u.raw, echo.raw)
 	}
+
+	// The answer holds what the server added to the command; with the
+	// command, the message is whole.
+	var result map[string]json.RawMessage
+	json.Unmarshal(ans.Result, &result)
+	for _, name := range []string{"conversationId", "clientId", "parts", "duplicate"} {
+		if _, ok := result[name]; ok {
+			t.Errorf("the answer has %s: %s", name, ans.Result)
+		}
+	}
+	var r protocol.SendResult
+	json.Unmarshal(ans.Result, &r)
+	sent := r.Message(conv, tidings.NewMessage{ClientID: "alice-0123456789-1", Parts: []tidings.Part{{Type: "text/plain", Data: text}}})
+	if got, want := fmt.Sprintf("%+v", *sent), fmt.Sprintf("%+v", *m); got != want {
+		t.Errorf("the answer gives %s\nthe update %s", got, want)
+	}
 }
 
 // TestBytesPerDelivery measures what a 64-byte text costs on the wire per

@@ -209,15 +209,21 @@ func TestSDKAccountsOnOneConnection(t *testing.T) {
 		var got map[string]any
 		pg.eval(sdkScript(`
 			const m = await work.socket.sendMessage(`+js(toCarol)+`, { parts: [{ type: 'text/plain', data: 'carol says hi' }], clientId: 'c-hi' });
+			// Sent again (the same clientId): the message sent first.
+			const again = await work.socket.sendMessage(`+js(toCarol)+`, { parts: [{ type: 'text/plain', data: 'carol says hi again' }], clientId: 'c-hi' });
 			await work.socket.markRead(`+js(toCarol)+`, m.seq);
 			await work.socket.startTyping(`+js(toCarol)+`);
 			const p = await work.getPresence(`+js(toCarol)+`);
 			await until('carol\'s echo', () => got.work.length === 2);
 			const conv = await work.getConversation(`+js(toCarol)+`);
 			const forBob = await code(() => client.getConversation(`+js(toCarol)+`));
-			return { sender: m.sender.id, online: p.online, typing: p.typing, readSeq: conv.readSeq, forBob };
+			// The answer holds what the server added; the SDK gives the whole message.
+			const whole = msg => [msg.id === m.id, msg.conversationId === `+js(toCarol)+`, msg.seq, msg.sender.displayName !== undefined,
+				msg.clientId, msg.parts[0].data, !!msg.sentAt, 'duplicate' in msg];
+			return { sender: m.sender.id, sent: whole(m), again: whole(again), online: p.online, typing: p.typing, readSeq: conv.readSeq, forBob };
 		`), &got)
-		want := map[string]any{"sender": "carol", "online": []any{"carol"}, "typing": []any{"carol"}, "readSeq": float64(2), "forBob": "not_found"}
+		sent := []any{true, true, float64(2), true, "c-hi", "carol says hi", true, false}
+		want := map[string]any{"sender": "carol", "sent": sent, "again": sent, "online": []any{"carol"}, "typing": []any{"carol"}, "readSeq": float64(2), "forBob": "not_found"}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("got %v\nwant %v", got, want)
 		}

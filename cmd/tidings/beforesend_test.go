@@ -153,16 +153,47 @@ func TestBeforeSendServed(t *testing.T) {
 	if err := cl.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := cl.Socket().SendMessage(ctx, "lunch", tidings.NewMessage{ClientID: "s1", Parts: []tidings.Part{{Type: "text/plain", Data: "fix me"}}}); err != nil || m.Parts[0].Data != "fixed" {
+	// The answer holds what the server added, and the parts it replaced;
+	// the SDK gives the message whole, as stored.
+	asStored := func(what string, m *tidings.Message, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		stored, err := cl.GetMessage(ctx, "lunch", m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := json.Marshal(m)
+		want, _ := json.Marshal(stored)
+		if string(got) != string(want) {
+			t.Errorf("%s over the socket: %s\nstored: %s", what, got, want)
+		}
+	}
+	fix := tidings.NewMessage{ClientID: "s1", Parts: []tidings.Part{{Type: "text/plain", Data: "fix me"}}}
+	m, err := cl.Socket().SendMessage(ctx, "lunch", fix)
+	if err != nil || m.Parts[0].Data != "fixed" {
 		t.Errorf("a replaced message over the socket: %+v, %v", m, err)
 	}
+	asStored("a replaced message", m, err)
+	m, err = cl.Socket().SendMessage(ctx, "lunch", tidings.NewMessage{ClientID: "s2", Parts: []tidings.Part{{Type: "text/plain", Data: "as sent"}},
+		Metadata: json.RawMessage(`{"k":"v"}`), Alert: "alice: as sent"})
+	asStored("a message", m, err)
+	if _, err := cl.EditMessage(ctx, "lunch", m.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", Data: "edited"}}}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := cl.Socket().SendMessage(ctx, "lunch", tidings.NewMessage{ClientID: "s2", Parts: []tidings.Part{{Type: "text/plain", Data: "as sent"}}})
+	if err == nil && (again.ID != m.ID || again.Parts[0].Data != "edited") {
+		t.Errorf("sent again: %+v, want the first message, as edited", again)
+	}
+	asStored("a message sent again", again, err)
 	_, err = cl.Socket().SendMessage(ctx, "lunch", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: "darn"}}})
 	var cerr *client.Error
 	if !errors.As(err, &cerr) || cerr.Code != tidings.EForbidden || cerr.Message != "the message was rejected: no swearing" {
 		t.Errorf("a rejected message over the socket: %v", err)
 	}
-	if n := ncalls(); n != 5 {
-		t.Errorf("%d calls after two over the socket; want 5", n)
+	if n := ncalls(); n != 6 {
+		t.Errorf("%d calls after three over the socket; want 6", n)
 	}
 
 	// Failing: closed refuses, open lets through.

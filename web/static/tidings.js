@@ -131,6 +131,26 @@ function fullEvent(frame, sess) {
   return ev;
 }
 
+/**
+ * The message that the answer r to a message.send of m (to conversationId)
+ * stands for: a new message is answered with what the server added (id,
+ * seq, sender, sentAt, and parts it changed), the rest is the command's; a
+ * duplicate (its clientId named a message already stored) with that message
+ * whole (docs/protocol.md, message.send).
+ */
+function sentMessage(conversationId, m, r) {
+  const { duplicate, ...out } = r;
+  if (duplicate) {
+    out.parts ??= [];
+    return out;
+  }
+  out.conversationId = conversationId;
+  for (const k of ['clientId', 'parts', 'metadata', 'alert']) {
+    if (out[k] === undefined && m[k] !== undefined && m[k] !== null && m[k] !== '') out[k] = m[k];
+  }
+  return out;
+}
+
 /** Compares two refs (decimal strings, up to 2^63-1) as integers. */
 function refAfter(a, b) {
   if (!b) return !!a;
@@ -451,7 +471,7 @@ class UserAPI {
       return cn.command(name, data, 30000, sess.name);
     };
     return {
-      sendMessage: (conversationId, m) => cmd('message.send', { conversationId, ...m }),
+      sendMessage: (conversationId, m) => cmd('message.send', { conversationId, ...m }).then(r => sentMessage(conversationId, m, r)),
       markDelivered: (conversationId, seq = 0) => cmd('message.delivered', { conversationId, seq }),
       markRead: (conversationId, seq = 0) => cmd('message.read', { conversationId, seq }),
       startTyping: conversationId => cmd('typing.start', { conversationId }),
