@@ -13,7 +13,7 @@ import (
 // them again. The live path fills it as it dispatches.
 type bodyCache struct {
 	mu   sync.Mutex
-	m    map[int64][]byte
+	m    map[int64]eventBody
 	ring []int64 // the seqs kept, oldest at next
 	next int
 }
@@ -22,17 +22,17 @@ type bodyCache struct {
 const bodyCacheSize = 4096
 
 func newBodyCache() *bodyCache {
-	return &bodyCache{m: make(map[int64][]byte, bodyCacheSize), ring: make([]int64, 0, bodyCacheSize)}
+	return &bodyCache{m: make(map[int64]eventBody, bodyCacheSize), ring: make([]int64, 0, bodyCacheSize)}
 }
 
-func (c *bodyCache) get(seq int64) ([]byte, bool) {
+func (c *bodyCache) get(seq int64) (eventBody, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, ok := c.m[seq]
 	return b, ok
 }
 
-func (c *bodyCache) put(seq int64, body []byte) {
+func (c *bodyCache) put(seq int64, body eventBody) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[seq]; ok {
@@ -57,7 +57,7 @@ func (c *bodyCache) clear() {
 }
 
 // encodeStored encodes a durable event, or finds it encoded already.
-func (n *Node) encodeStored(ev *tidings.Event) ([]byte, error) {
+func (n *Node) encodeStored(ev *tidings.Event) (eventBody, error) {
 	if n.bodies == nil || ev.Seq <= 0 {
 		return encodeEvent(ev)
 	}
@@ -66,7 +66,7 @@ func (n *Node) encodeStored(ev *tidings.Event) ([]byte, error) {
 	}
 	b, err := encodeEvent(ev)
 	if err != nil {
-		return nil, err
+		return eventBody{}, err
 	}
 	n.bodies.put(ev.Seq, b)
 	return b, nil

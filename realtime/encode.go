@@ -10,14 +10,31 @@ import (
 	"github.com/tidings/tidings/protocol"
 )
 
-// encodeEvent encodes an event once for all its receivers, in its wire
-// form (docs/protocol.md, "The event object"): the tidings.Event without
-// what the update frame or the account already says — seq is the frame's
-// ref, app the account's — and, on the message events whose actor is the
-// message's sender (sent, edited), with the actor reduced to its id: the
-// payload's sender is the same profile in full. Every delivery pays for
-// each byte of it.
-func encodeEvent(ev *tidings.Event) ([]byte, error) {
+// eventBody is an event encoded once for all its receivers, in its wire
+// form (docs/protocol.md, "The event object"). An event about a message
+// has two forms: own, for the message's sender, with its clientId (which
+// only the sender's devices use, to match their pending sends), and
+// others, without it. For other events both are the same bytes.
+type eventBody struct {
+	own, others []byte
+	sender      string // the id of the message's sender, on message events
+}
+
+// forUser returns the form of the event that user receives.
+func (b *eventBody) forUser(user string) []byte {
+	if b.sender != "" && b.sender == user {
+		return b.own
+	}
+	return b.others
+}
+
+// encodeEvent encodes an event once for all its receivers: the
+// tidings.Event without what the update frame or the account already
+// says — seq is the frame's ref, app the account's — and, on the message
+// events whose actor is the message's sender (sent, edited), with the
+// actor reduced to its id: the payload's sender is the same profile in
+// full. Every delivery pays for each byte of it.
+func encodeEvent(ev *tidings.Event) (eventBody, error) {
 	b := make([]byte, 0, len(ev.Payload)+160)
 	b = append(b, `{"id":`...)
 	b = appendString(b, ev.ID)
@@ -35,7 +52,7 @@ func encodeEvent(ev *tidings.Event) ([]byte, error) {
 		} else {
 			a, err := json.Marshal(ev.Actor)
 			if err != nil {
-				return nil, err
+				return eventBody{}, err
 			}
 			b = append(b, a...)
 		}
@@ -49,6 +66,7 @@ func encodeEvent(ev *tidings.Event) ([]byte, error) {
 		b = appendString(b, ev.UserID)
 	}
 	b = append(b, `,"payload":`...)
+	start := len(b)
 	switch {
 	case len(ev.Payload) == 0:
 		b = append(b, "null"...)
@@ -56,13 +74,73 @@ func encodeEvent(ev *tidings.Event) ([]byte, error) {
 		// Stored payloads are compact JSON; a frame must hold no newline.
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, ev.Payload); err != nil {
-			return nil, err
+			return eventBody{}, err
 		}
 		b = append(b, buf.Bytes()...)
 	default:
 		b = append(b, ev.Payload...)
 	}
-	return append(b, '}'), nil
+	b = append(b, '}')
+	body := eventBody{own: b, others: b}
+	if isMessageEvent(ev.Name) {
+		payload := b[start : len(b)-1]
+		body.sender = messageSender(payload)
+		if i, j := clientIDField(payload); i < j {
+			others := make([]byte, 0, len(b)-(j-i))
+			others = append(others, b[:start+i]...)
+			body.others = append(others, b[start+j:]...)
+		}
+	}
+	return body, nil
+}
+
+// isMessageEvent says whether the payload of the events of this name is a
+// message (tidings.MessagePayload).
+func isMessageEvent(name string) bool {
+	return name == tidings.EventMessageSent || name == tidings.EventMessageEdited || name == tidings.EventMessageDeleted
+}
+
+// messageSender returns the id of the sender of the message of payload, a
+// compact tidings.MessagePayload, or "" (none, or an id that is escaped,
+// which valid user ids never are). Its sender comes before any field that
+// a user wrote (parts, metadata), so its first "sender" key is the
+// message's: an unescaped quote is never inside a string.
+func messageSender(payload []byte) string {
+	const key = `"sender":{"id":"`
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	id := payload[i+len(key):]
+	j := bytes.IndexByte(id, '"')
+	if j < 0 || bytes.IndexByte(id[:j], '\\') >= 0 {
+		return ""
+	}
+	return string(id[:j])
+}
+
+// clientIDField returns where the message's ,"clientId":"…" is in
+// payload, a compact tidings.MessagePayload: payload[i:j], or i == j when
+// it has none. The clientId comes before the parts and anything a user
+// wrote, so a "clientId" key after the parts is not the message's.
+func clientIDField(payload []byte) (i, j int) {
+	const key = `,"clientId":"`
+	i = bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return 0, 0
+	}
+	if p := bytes.Index(payload, []byte(`,"parts":`)); p >= 0 && p < i {
+		return 0, 0
+	}
+	for j = i + len(key); j < len(payload); j++ {
+		switch payload[j] {
+		case '\\':
+			j++
+		case '"':
+			return i, j + 1
+		}
+	}
+	return 0, 0 // not JSON
 }
 
 // senderIsActor says whether the events of this name are always made by
@@ -163,10 +241,11 @@ func answerFrame(id string, result any, err error) []byte {
 }
 
 // frameSet builds the update frames of one event for its receivers, once
-// per distinct (account, silent) pair: usually one or two frames for all.
+// per distinct (account, silent, form of the event) triple: usually two
+// or three frames for all.
 type frameSet struct {
 	ev     *tidings.Event
-	body   []byte
+	body   eventBody
 	action string
 	frames []builtFrame
 }
@@ -174,21 +253,27 @@ type frameSet struct {
 type builtFrame struct {
 	account string
 	silent  bool
+	own     bool
 	frame   []byte
 }
 
-func framesFor(ev *tidings.Event, body []byte) *frameSet {
+func framesFor(ev *tidings.Event, body eventBody) *frameSet {
 	return &frameSet{ev: ev, body: body, action: actionOf(ev.Name)}
 }
 
 func (fs *frameSet) get(s *Session) []byte {
 	silent := silentFor(fs.ev, s.user)
+	own := fs.body.sender != "" && fs.body.sender == s.user
+	body := fs.body.others
+	if own {
+		body = fs.body.own
+	}
 	for _, f := range fs.frames {
-		if f.account == s.account && f.silent == silent {
+		if f.account == s.account && f.silent == silent && f.own == own {
 			return f.frame
 		}
 	}
-	f := updateFrame(s.account, fs.ev.Seq, silent, fs.action, fs.body)
-	fs.frames = append(fs.frames, builtFrame{s.account, silent, f})
+	f := updateFrame(s.account, fs.ev.Seq, silent, fs.action, body)
+	fs.frames = append(fs.frames, builtFrame{s.account, silent, own, f})
 	return f
 }

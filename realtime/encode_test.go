@@ -24,10 +24,11 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 		{Seq: 10, ID: "e10", AppID: "a", Name: tidings.EventMessageDeleted, Time: at, Actor: alice, ConversationID: "c",
 			Payload: json.RawMessage(`{"id":"m"}`)},
 	} {
-		b, err := encodeEvent(ev)
+		body, err := encodeEvent(ev)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b := body.own
 		if bytes.IndexByte(b, '\n') >= 0 {
 			t.Errorf("%s: a newline in %s", ev.Name, b)
 		}
@@ -59,7 +60,54 @@ func BenchmarkSentUpdate(b *testing.B) {
 	var size int
 	for b.Loop() {
 		body, _ := encodeEvent(ev)
-		size = len(updateFrame("default", ev.Seq, false, protocol.ActionNew, body))
+		size = len(updateFrame("default", ev.Seq, false, protocol.ActionNew, body.others))
 	}
 	b.ReportMetric(float64(size), "bytes/frame")
+}
+
+// A message's clientId goes to its sender's sessions only (to match their
+// pending sends): the others' form of the event leaves it out, and only
+// it, wherever a user wrote something that looks like it.
+func TestClientIDGoesToTheSenderOnly(t *testing.T) {
+	tricky := `x","clientId":"no`
+	for _, m := range []*tidings.Message{
+		{ID: "m", Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: `U0 ,"clientId":"`}, ClientID: `k-1 \" é`,
+			Parts: []tidings.Part{{Type: "text/plain", Data: tricky}}, Metadata: json.RawMessage(`{"clientId":"meta"}`)},
+		{ID: "m", Seq: 1, Sender: tidings.Profile{ID: "u0"}, Parts: []tidings.Part{{Type: "text/plain", Data: `,"clientId":"`}},
+			Metadata: json.RawMessage(`{"a":1,"clientId":"meta"}`)}, // none
+		{ID: "m", Seq: 1, System: true, ClientID: "sys-1", Parts: []tidings.Part{{Type: "text/plain", Data: "hi"}}},
+	} {
+		payload, _ := json.Marshal(tidings.NewMessagePayload(m, ""))
+		ev := &tidings.Event{Seq: 3, ID: "e", AppID: "a", Name: tidings.EventMessageSent, Time: time.Now(), ConversationID: "c", Payload: payload}
+		if m.Sender.ID != "" {
+			ev.Actor = &m.Sender
+		}
+		body, err := encodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			user string
+			want string
+		}{{"u0", m.ClientID}, {"u1", ""}} {
+			if m.Sender.ID == "" && c.user == "u0" {
+				c.want = "" // a system message: no one sent it
+			}
+			var got protocol.Event
+			if err := json.Unmarshal(body.forUser(c.user), &got); err != nil {
+				t.Fatalf("%s: %v", body.forUser(c.user), err)
+			}
+			var p tidings.MessagePayload
+			if err := json.Unmarshal(got.Payload, &p); err != nil || p.Message == nil {
+				t.Fatalf("%s: %v", got.Payload, err)
+			}
+			want := *m
+			want.ClientID = c.want
+			gotJSON, _ := json.Marshal(p.Message)
+			wantJSON, _ := json.Marshal(&want)
+			if string(gotJSON) != string(wantJSON) {
+				t.Errorf("for %s: %s\nwant %s", c.user, gotJSON, wantJSON)
+			}
+		}
+	}
 }

@@ -189,8 +189,9 @@ func TestSentUpdateIsCompact(t *testing.T) {
 	s := startStack(t, nil)
 	s.mkUsers("a", "alice", "bob")
 	conv := s.conv("a", "alice", "bob")
-	alice, bob := dial(t, s), dial(t, s)
+	alice, aliceTablet, bob := dial(t, s), dial(t, s), dial(t, s)
 	alice.auth("", s.token("a", "alice"), protocol.AuthArgs{})
+	aliceTablet.auth("", s.token("a", "alice"), protocol.AuthArgs{Device: "tablet"})
 	bob.auth("", s.token("a", "bob"), protocol.AuthArgs{})
 
 	text := strings.Repeat("x", 64)
@@ -238,16 +239,28 @@ func TestSentUpdateIsCompact(t *testing.T) {
 			t.Errorf("the payload has %s: %s", name, ev["payload"])
 		}
 	}
-	var p tidings.MessagePayload
-	if err := json.Unmarshal(ev["payload"], &p); err != nil || p.Message == nil {
-		t.Fatal(err)
+	message := func(u update) *tidings.Message {
+		t.Helper()
+		var p tidings.MessagePayload
+		if err := json.Unmarshal(u.ev.Payload, &p); err != nil || p.Message == nil {
+			t.Fatalf("%s: %v", u.ev.Payload, err)
+		}
+		p.Complete(&u.ev)
+		return p.Message
 	}
-	p.Complete(&u.ev)
-	m := p.Message
+	// The clientId is for the sender's devices only, to match their
+	// pending send: the other participants' update leaves it out.
+	m := message(u)
 	if m.Sender.ID != "alice" || m.Sender.DisplayName == "" ||
-		m.ConversationID != conv || m.ClientID != "alice-0123456789-1" || !m.SentAt.Equal(u.ev.Time) || m.Parts[0].Data != text {
+		m.ConversationID != conv || m.ClientID != "" || !m.SentAt.Equal(u.ev.Time) || m.Parts[0].Data != text {
 		t.Errorf("payload %s, completed %+v", ev["payload"], m)
 	}
+	for _, own := range []update{echo, aliceTablet.nextNamed(tidings.EventMessageSent)} {
+		if own := message(own); own.ClientID != "alice-0123456789-1" || own.ID != m.ID {
+			t.Errorf("the sender's echo: %+v", own)
+		}
+	}
+	m.ClientID = "alice-0123456789-1" // as the sender sees it
 	if u.Ref == "" || u.Action != protocol.ActionNew || u.Silent || !echo.Silent {
 		t.Errorf("frames %s / %s", u.raw, echo.raw)
 	}
