@@ -326,7 +326,11 @@ func typedEvent(info EventInfo) Event {
 		if decode(&p) && p.Message != nil {
 			// What the server leaves out of the wire, as the event says it.
 			p.Complete(&tidings.Event{ConversationID: info.ConversationID, Time: info.Time})
-			if a := info.Actor; a != nil && a.ID == p.Sender.ID && a.DisplayName == "" {
+			// The actor of a sent message is its sender, left out (an
+			// edit's is its id only): the sender is the profile in full.
+			a := info.Actor
+			if (a == nil && info.Name == tidings.EventMessageSent && p.Sender.ID != "") ||
+				(a != nil && a.ID == p.Sender.ID && a.DisplayName == "") {
 				sender := p.Sender
 				info.Actor = &sender
 			}

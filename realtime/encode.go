@@ -30,11 +30,16 @@ func (b *eventBody) forUser(user string) []byte {
 
 // encodeEvent encodes an event once for all its receivers: the
 // tidings.Event without what the update frame or the account already
-// says — seq is the frame's ref, app the account's — and, on the message
-// events whose actor is the message's sender (sent, edited), with the
-// actor reduced to its id: the payload's sender is the same profile in
-// full. Every delivery pays for each byte of it.
+// says — seq is the frame's ref, app the account's — and without the
+// actor of a sent message, its sender (the payload's sender is the same
+// profile in full); on an edited message the actor is reduced to its id
+// (there, an absent actor says that the app's server edited it). Every
+// delivery pays for each byte of it.
 func encodeEvent(ev *tidings.Event) (eventBody, error) {
+	var sender string
+	if isMessageEvent(ev.Name) {
+		sender = messageSender(ev.Payload)
+	}
 	b := make([]byte, 0, len(ev.Payload)+160)
 	b = append(b, `{"id":`...)
 	b = appendString(b, ev.ID)
@@ -43,7 +48,7 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 	b = append(b, `,"time":"`...)
 	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	if ev.Actor != nil {
+	if ev.Actor != nil && !(ev.Name == tidings.EventMessageSent && ev.Actor.ID == sender) {
 		b = append(b, `,"actor":`...)
 		if senderIsActor(ev.Name) {
 			b = append(b, `{"id":`...)
@@ -81,11 +86,9 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 		b = append(b, ev.Payload...)
 	}
 	b = append(b, '}')
-	body := eventBody{own: b, others: b}
+	body := eventBody{own: b, others: b, sender: sender}
 	if isMessageEvent(ev.Name) {
-		payload := b[start : len(b)-1]
-		body.sender = messageSender(payload)
-		if i, j := clientIDField(payload); i < j {
+		if i, j := clientIDField(b[start : len(b)-1]); i < j {
 			others := make([]byte, 0, len(b)-(j-i))
 			others = append(others, b[:start+i]...)
 			body.others = append(others, b[start+j:]...)
@@ -143,9 +146,9 @@ func clientIDField(payload []byte) (i, j int) {
 	return 0, 0 // not JSON
 }
 
-// senderIsActor says whether the events of this name are always made by
-// the sender of the message of their payload: their actor is then sent as
-// its id only.
+// senderIsActor says whether the events of this name are made by the
+// sender of the message of their payload when they have an actor: their
+// actor is then sent as its id only (or, on a sent message, not at all).
 func senderIsActor(name string) bool {
 	return name == tidings.EventMessageSent || name == tidings.EventMessageEdited
 }

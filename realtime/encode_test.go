@@ -11,7 +11,8 @@ import (
 )
 
 // The wire form of an event is protocol.Event: the tidings.Event without
-// seq and app, the actor as its id only on sent and edited messages.
+// seq and app, without the actor of a sent message (its sender), the actor
+// as its id only on edited messages.
 func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 	alice := &tidings.Profile{ID: "alice", DisplayName: "Alice <&> \"A\"\n", AvatarURL: "https://example.com/a.png"}
 	at := time.Date(2026, 12, 1, 9, 0, 0, 123456000, time.UTC)
@@ -23,6 +24,8 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 			Payload: json.RawMessage("{\n  \"profileId\": \"bob\"\n}")},
 		{Seq: 10, ID: "e10", AppID: "a", Name: tidings.EventMessageDeleted, Time: at, Actor: alice, ConversationID: "c",
 			Payload: json.RawMessage(`{"id":"m"}`)},
+		{Seq: 11, ID: "e11", AppID: "a", Name: tidings.EventMessageEdited, Time: at, Actor: alice, ConversationID: "c",
+			Payload: json.RawMessage(`{"id":"m","seq":1,"sender":{"id":"alice","displayName":"Alice"},"parts":[]}`)},
 	} {
 		body, err := encodeEvent(ev)
 		if err != nil {
@@ -39,7 +42,10 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 			t.Fatalf("%s: %s: %v", ev.Name, b, err)
 		}
 		want := protocol.Event{ID: ev.ID, Name: ev.Name, Time: ev.Time, Actor: ev.Actor, ConversationID: ev.ConversationID, UserID: ev.UserID}
-		if senderIsActor(ev.Name) {
+		switch ev.Name {
+		case tidings.EventMessageSent:
+			want.Actor = nil
+		case tidings.EventMessageEdited:
 			want.Actor = &tidings.Profile{ID: ev.Actor.ID}
 		}
 		var compact bytes.Buffer

@@ -535,8 +535,8 @@ func TestTwoAccountsOnOneConnection(t *testing.T) {
 	// A command acts as its account's user.
 	wantOK(t, c.command("business", protocol.CmdSend, sendArgs(convC, "from carol")))
 	echo := c.nextNamed(tidings.EventMessageSent)
-	if echo.Account != "business" || !echo.Silent || echo.ev.Actor == nil || echo.ev.Actor.ID != "carol" {
-		t.Fatalf("echo %+v, actor %+v", echo.Frame, echo.ev.Actor)
+	if m := decodePayload[tidings.MessagePayload](t, echo); echo.Account != "business" || !echo.Silent || m.Message == nil || m.Sender.ID != "carol" {
+		t.Fatalf("echo %s", echo.raw)
 	}
 	wantError(t, c.command("personal", protocol.CmdSend, sendArgs(convC, "bob is not in it")), tidings.ENotFound)
 	wantError(t, c.command("other", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: convB}), tidings.EUnauthenticated)

@@ -126,7 +126,9 @@ function fullEvent(frame, sess) {
     m.messageId ??= m.id;
     m.profileId ??= m.sender.id;
     m.timestamp ??= m.sentAt;
-    if (e.actor && e.actor.id === m.sender.id && e.actor.displayName === undefined) ev.actor = m.sender;
+    // The actor of a sent message is its sender, left out (an edit's is its id only).
+    if ((!e.actor && e.name === 'conversationMessage.sent' && m.sender.id) ||
+      (e.actor && e.actor.id === m.sender.id && e.actor.displayName === undefined)) ev.actor = m.sender;
   }
   return ev;
 }
