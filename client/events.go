@@ -256,7 +256,7 @@ func decodeUpdate(f *protocol.Frame, app string) (ev Event, seq int64, ok bool) 
 	if account == "" {
 		account = DefaultAccount
 	}
-	info := EventInfo{Name: e.Name, Account: account, Ref: f.Ref, Silent: f.Silent, Action: f.Action, ID: e.ID, AppID: e.AppID,
+	info := EventInfo{Name: e.Name, Account: account, Ref: f.Ref, Silent: f.Silent, Action: protocol.ActionOf(e.Name), ID: e.ID, AppID: e.AppID,
 		Time: e.Time, Actor: e.Actor, ConversationID: e.ConversationID, UserID: e.UserID, Payload: e.Payload}
 	return typedEvent(info), seq, true
 }

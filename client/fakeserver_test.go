@@ -218,7 +218,7 @@ func eventFrame(ref int64, name string, payload any) []byte {
 	p, _ := json.Marshal(payload)
 	ev, _ := json.Marshal(tidings.Event{Seq: ref, ID: fmt.Sprint("ev", ref), AppID: testApp, Name: name, Time: time.Now(),
 		ConversationID: "conv", Payload: p})
-	f := protocol.Frame{Type: protocol.TypeUpdate, Account: "default", Action: protocol.ActionNew, Event: ev}
+	f := protocol.Frame{Type: protocol.TypeUpdate, Account: "default", Event: ev}
 	if ref > 0 {
 		f.Ref = protocol.FormatRef(ref)
 	}

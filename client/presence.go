@@ -185,7 +185,7 @@ func (c *Client) resubscribePresence(ctx context.Context, a *Account, cn *conn) 
 		payload, _ := json.Marshal(protocol.PresencePayload{ProfileID: up.UserID, Status: up.Status, LastSeenAt: up.LastSeenAt})
 		ev, _ := json.Marshal(tidings.Event{ID: tidings.NewID(), AppID: app, Name: protocol.EventPresence,
 			Time: now.Truncate(time.Microsecond), Payload: payload})
-		cn.update(&protocol.Frame{Type: protocol.TypeUpdate, Silent: true, Action: protocol.ActionUpdate,
+		cn.update(&protocol.Frame{Type: protocol.TypeUpdate, Silent: true,
 			Account: wireAccount(a.name), Event: ev})
 	}
 }

@@ -43,8 +43,7 @@ func serverFrame(t *testing.T, ref int64, text string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := json.Marshal(protocol.Frame{Type: protocol.TypeUpdate, Account: "default", Ref: protocol.FormatRef(ref),
-		Action: protocol.ActionNew, Event: ev})
+	f, _ := json.Marshal(protocol.Frame{Type: protocol.TypeUpdate, Account: "default", Ref: protocol.FormatRef(ref), Event: ev})
 	return f
 }
 
@@ -71,7 +70,7 @@ func TestFindMarkerAndRefInServerFrames(t *testing.T) {
 		t.Errorf("marker %+v", m)
 	}
 	// Live-only updates have no ref; other updates no marker.
-	live := []byte(`{"type":"update","account":"default","silent":true,"action":"update","event":{"seq":0,"name":"presence.update"}}`)
+	live := []byte(`{"type":"update","account":"default","silent":true,"event":{"seq":0,"name":"presence.update"}}`)
 	if updateRef(live) != 0 {
 		t.Error("a live update has a ref")
 	}

@@ -53,8 +53,6 @@ type Frame struct {
 	// Silent is true on an update that should not raise a notification
 	// (your own actions, status changes, typing).
 	Silent bool `json:"silent,omitempty"`
-	// Action is new, update or delete.
-	Action string `json:"action,omitempty"`
 	// Event is the update's event.
 	Event json.RawMessage `json:"event,omitempty"`
 }
@@ -91,12 +89,28 @@ type ErrorResponse struct {
 	Error Error `json:"error"`
 }
 
-// Update actions.
+// Update actions: whether an event makes something new, changes
+// something or removes something (ActionOf).
 const (
 	ActionNew    = "new"
 	ActionUpdate = "update"
 	ActionDelete = "delete"
 )
+
+// ActionOf returns the action of the events of this name. Servers before
+// 2026-12 sent it in each update frame ("action"); it follows from the
+// event's name.
+func ActionOf(name string) string {
+	switch name {
+	case tidings.EventConversationCreate, tidings.EventParticipantAdded, tidings.EventMessageSent,
+		EventTyping:
+		return ActionNew
+	case tidings.EventConversationDelete, tidings.EventParticipantRemoved, tidings.EventMessageDeleted,
+		EventTypingOff, EventAccountEnds:
+		return ActionDelete
+	}
+	return ActionUpdate
+}
 
 // Commands.
 const (

@@ -65,3 +65,22 @@ func TestSendResultGivesTheStoredMessage(t *testing.T) {
 		}
 	}
 }
+
+// An update's action follows from its event's name (docs/protocol.md,
+// "The update frame").
+func TestActionOf(t *testing.T) {
+	for action, names := range map[string][]string{
+		protocol.ActionNew: {tidings.EventConversationCreate, tidings.EventParticipantAdded, tidings.EventMessageSent, protocol.EventTyping},
+		protocol.ActionUpdate: {tidings.EventProfileUpdate, tidings.EventConversationUpdate, tidings.EventConversationUndelete,
+			tidings.EventParticipantUpdated, tidings.EventMessageEdited, tidings.EventMessageDelivered, tidings.EventMessageRead,
+			protocol.EventPresence, "some.futureEvent"},
+		protocol.ActionDelete: {tidings.EventConversationDelete, tidings.EventParticipantRemoved, tidings.EventMessageDeleted,
+			protocol.EventTypingOff, protocol.EventAccountEnds},
+	} {
+		for _, name := range names {
+			if got := protocol.ActionOf(name); got != action {
+				t.Errorf("%s: %s, want %s", name, got, action)
+			}
+		}
+	}
+}

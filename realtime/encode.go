@@ -171,7 +171,7 @@ func appendString(b []byte, s string) []byte {
 // bytes are shared and the frame is a cheap concatenation. The account is
 // left out when it is the default one, as most connections' only account.
 // Account names are restricted (see validAccount) and need no escaping.
-func updateFrame(account string, seq int64, silent bool, action string, event []byte) []byte {
+func updateFrame(account string, seq int64, silent bool, event []byte) []byte {
 	b := make([]byte, 0, len(event)+64+len(account))
 	b = append(b, `{"type":"update"`...)
 	if account != defaultAccount { // absent means the default account
@@ -187,25 +187,9 @@ func updateFrame(account string, seq int64, silent bool, action string, event []
 	if silent {
 		b = append(b, `,"silent":true`...)
 	}
-	b = append(b, `,"action":"`...)
-	b = append(b, action...)
-	b = append(b, `","event":`...)
+	b = append(b, `,"event":`...)
 	b = append(b, event...)
 	return append(b, '}')
-}
-
-// actionOf says whether an event makes something new, changes something or
-// removes something.
-func actionOf(name string) string {
-	switch name {
-	case tidings.EventConversationCreate, tidings.EventParticipantAdded, tidings.EventMessageSent,
-		protocol.EventTyping:
-		return protocol.ActionNew
-	case tidings.EventConversationDelete, tidings.EventParticipantRemoved, tidings.EventMessageDeleted,
-		protocol.EventTypingOff, protocol.EventAccountEnds:
-		return protocol.ActionDelete
-	}
-	return protocol.ActionUpdate
 }
 
 // silentFor says whether an update should raise no notification for user:
@@ -249,7 +233,6 @@ func answerFrame(id string, result any, err error) []byte {
 type frameSet struct {
 	ev     *tidings.Event
 	body   eventBody
-	action string
 	frames []builtFrame
 }
 
@@ -261,7 +244,7 @@ type builtFrame struct {
 }
 
 func framesFor(ev *tidings.Event, body eventBody) *frameSet {
-	return &frameSet{ev: ev, body: body, action: actionOf(ev.Name)}
+	return &frameSet{ev: ev, body: body}
 }
 
 func (fs *frameSet) get(s *Session) []byte {
@@ -276,7 +259,7 @@ func (fs *frameSet) get(s *Session) []byte {
 			return f.frame
 		}
 	}
-	f := updateFrame(s.account, fs.ev.Seq, silent, fs.action, body)
+	f := updateFrame(s.account, fs.ev.Seq, silent, body)
 	fs.frames = append(fs.frames, builtFrame{s.account, silent, own, f})
 	return f
 }

@@ -66,7 +66,7 @@ func BenchmarkSentUpdate(b *testing.B) {
 	var size int
 	for b.Loop() {
 		body, _ := encodeEvent(ev)
-		size = len(updateFrame("default", ev.Seq, false, protocol.ActionNew, body.others))
+		size = len(updateFrame("default", ev.Seq, false, body.others))
 	}
 	b.ReportMetric(float64(size), "bytes/frame")
 }

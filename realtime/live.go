@@ -35,7 +35,7 @@ func (n *Node) liveEvent(app, name string, actor *tidings.Profile, convID string
 func (n *Node) liveFrame(account, app, name string, actor *tidings.Profile, convID string, payload any) []byte {
 	ev := n.liveEvent(app, name, actor, convID, payload)
 	body, _ := encodeEvent(ev)
-	return updateFrame(account, 0, true, actionOf(name), body.others)
+	return updateFrame(account, 0, true, body.others)
 }
 
 // broadcast sends a live-only event to sessions, encoded once.

@@ -213,7 +213,7 @@ func (s *Session) replayBatch(evs []*tidings.Event, holder Holder) error {
 		if err != nil {
 			return err
 		}
-		frame := updateFrame(s.account, ev.Seq, silentFor(ev, s.user), actionOf(ev.Name), body.forUser(s.user))
+		frame := updateFrame(s.account, ev.Seq, silentFor(ev, s.user), body.forUser(s.user))
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()

@@ -115,5 +115,5 @@ func encodeTestUpdate(t *testing.T, seq int64) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return updateFrame("default", seq, false, protocol.ActionNew, body.others)
+	return updateFrame("default", seq, false, body.others)
 }

@@ -108,6 +108,21 @@ export function backoffDelay(b, failures) {
   return d - d * Math.min(Math.max(jitter, 0), 1) * Math.random();
 }
 
+const newEvents = new Set(['conversation.create', 'conversation.participantAdded', 'conversationMessage.sent',
+  'conversation.participantTyping']);
+const deleteEvents = new Set(['conversation.delete', 'conversation.participantRemoved', 'conversationMessage.deleted',
+  'conversation.participantTypingOff', 'account.closed']);
+
+/**
+ * Whether the events of this name make something new, change something or
+ * remove something: "new", "update" or "delete" (servers before 2026-12
+ * sent it in each update frame).
+ * @param {string} name
+ */
+function actionOf(name) {
+  return newEvents.has(name) ? 'new' : deleteEvents.has(name) ? 'delete' : 'update';
+}
+
 /**
  * The event of an update frame as listeners get it: with what the server
  * leaves out of the wire because the frame, the account or the payload
@@ -115,7 +130,7 @@ export function backoffDelay(b, failures) {
  */
 function fullEvent(frame, sess) {
   const e = frame.event || {};
-  const ev = { ...e, ref: frame.ref || '', silent: !!frame.silent, action: frame.action, account: frame.account || 'default' };
+  const ev = { ...e, ref: frame.ref || '', silent: !!frame.silent, action: frame.action || actionOf(e.name), account: frame.account || 'default' };
   if (ev.seq === undefined) ev.seq = frame.ref ? Number(frame.ref) : 0;
   if (ev.app === undefined) ev.app = sess?.appId || '';
   const p = e.payload;
