@@ -174,10 +174,17 @@ type messageInEvent struct {
 }
 
 // Complete fills in what the payload of ev, an event about a message, left
-// out: the conversation and, on a sent message, the time it was sent.
+// out: the conversation, on a sent message the time it was sent, and the
+// type of its parts of the default type, text/plain (the realtime
+// protocol leaves it out).
 func (p MessagePayload) Complete(ev *Event) {
 	if p.Message == nil {
 		return
+	}
+	for i := range p.Parts {
+		if p.Parts[i].Type == "" {
+			p.Parts[i].Type = DefaultPartType
+		}
 	}
 	if p.ConversationID == "" {
 		p.ConversationID = ev.ConversationID

@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// DefaultPartType is the type of the parts that the realtime protocol
+// sends without one, in the updates about messages.
+const DefaultPartType = "text/plain"
+
 // Part is one piece of a message. Type is a MIME content type and is
 // free: "text/plain" for text, "image/png" for a picture, or any type an
 // application chooses (e.g. "application/x-e2ee") — Data then passes

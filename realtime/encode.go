@@ -85,6 +85,9 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 	default:
 		b = append(b, ev.Payload...)
 	}
+	if isMessageEvent(ev.Name) {
+		b = append(b[:start], dropTextType(b[start:])...)
+	}
 	b = append(b, '}')
 	body := eventBody{own: b, others: b, sender: sender}
 	if isMessageEvent(ev.Name) {
@@ -120,6 +123,55 @@ func messageSender(payload []byte) string {
 		return ""
 	}
 	return string(id[:j])
+}
+
+// textType is how a part of the default type begins, when it has a field
+// after its type (data or fileId: it always has).
+const textType = `{"type":"text/plain",`
+
+// dropTextType removes the type of the parts of type text/plain from
+// payload, a compact tidings.MessagePayload, in place: absent, the type of
+// a part is text/plain (docs/protocol.md, conversationMessage.sent). The
+// parts are the first "parts" key (nothing a user wrote comes before but
+// strings, where a quote is escaped), an array of flat objects whose type
+// comes first.
+func dropTextType(payload []byte) []byte {
+	p := bytes.Index(payload, []byte(`,"parts":[`))
+	if p < 0 || !bytes.Contains(payload[p:], []byte(textType)) {
+		return payload
+	}
+	out := p + len(`,"parts":[`) // where the next kept byte goes
+	for i := out; i < len(payload); {
+		switch c := payload[i]; c {
+		case '"': // a string: copied as it is
+			j := i + 1
+			for j < len(payload) && payload[j] != '"' {
+				if payload[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			j++
+			out += copy(payload[out:], payload[i:min(j, len(payload))])
+			i = j
+		case '{':
+			payload[out] = '{'
+			out++
+			if bytes.HasPrefix(payload[i:], []byte(textType)) {
+				i += len(textType)
+			} else {
+				i++
+			}
+		case ']': // the end of the parts
+			out += copy(payload[out:], payload[i:])
+			return payload[:out]
+		default:
+			payload[out] = c
+			out++
+			i++
+		}
+	}
+	return payload // not JSON: left as it came
 }
 
 // clientIDField returns where the message's ,"clientId":"…" is in

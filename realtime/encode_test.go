@@ -3,6 +3,7 @@ package realtime
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,10 +51,14 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 		}
 		var compact bytes.Buffer
 		json.Compact(&compact, ev.Payload)
+		wantPayload := compact.String()
+		if isMessageEvent(ev.Name) { // see TestTextPartsGoWithoutTheirType
+			wantPayload = strings.ReplaceAll(wantPayload, `{"type":"text/plain",`, "{")
+		}
 		gotActor, _ := json.Marshal(got.Actor)
 		wantActor, _ := json.Marshal(want.Actor)
 		if got.ID != want.ID || got.Name != want.Name || !got.Time.Equal(want.Time) || string(gotActor) != string(wantActor) ||
-			got.ConversationID != want.ConversationID || got.UserID != want.UserID || string(got.Payload) != compact.String() {
+			got.ConversationID != want.ConversationID || got.UserID != want.UserID || string(got.Payload) != wantPayload {
 			t.Errorf("%s: got %+v from %s, want %+v", ev.Name, got, b, want)
 		}
 	}
@@ -107,6 +112,7 @@ func TestClientIDGoesToTheSenderOnly(t *testing.T) {
 			if err := json.Unmarshal(got.Payload, &p); err != nil || p.Message == nil {
 				t.Fatalf("%s: %v", got.Payload, err)
 			}
+			p.Complete(&tidings.Event{}) // the parts' default type
 			want := *m
 			want.ClientID = c.want
 			gotJSON, _ := json.Marshal(p.Message)
@@ -114,6 +120,43 @@ func TestClientIDGoesToTheSenderOnly(t *testing.T) {
 			if string(gotJSON) != string(wantJSON) {
 				t.Errorf("for %s: %s\nwant %s", c.user, gotJSON, wantJSON)
 			}
+		}
+	}
+}
+
+// The parts of type text/plain go without their type, the default, and
+// nothing else changes, whatever the parts hold.
+func TestTextPartsGoWithoutTheirType(t *testing.T) {
+	m := &tidings.Message{ID: "m", Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: `,"parts":[{"type":"text/plain","`}, ClientID: "k",
+		Parts: []tidings.Part{
+			{Type: "text/plain", Data: `]{"type":"text/plain","data":"\\"}]`},
+			{Type: "image/png", Name: "a]{b.png", FileID: "f1", Size: 3},
+			{Type: "text/plain", Name: `"{`, Data: "z"},
+			{Type: "text/plain; charset=utf-8", Data: "y"},
+		},
+		Metadata: json.RawMessage(`{"parts":[{"type":"text/plain","data":"meta"}]}`), Alert: "a"}
+	for _, name := range []string{tidings.EventMessageSent, tidings.EventMessageEdited} {
+		payload, _ := json.Marshal(tidings.NewMessagePayload(m, "m"))
+		ev := &tidings.Event{Seq: 3, ID: "e", Name: name, Time: time.Now(), Actor: &m.Sender, ConversationID: "c", Payload: payload}
+		body, err := encodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got protocol.Event
+		if err := json.Unmarshal(body.own, &got); err != nil {
+			t.Fatalf("%s: %v", body.own, err)
+		}
+		if n := bytes.Count(got.Payload, []byte(`"type":"text/plain"`)); n != 1 { // the metadata's
+			t.Errorf("%s: %d text/plain types left in %s", name, n, got.Payload)
+		}
+		var p tidings.MessagePayload
+		if err := json.Unmarshal(got.Payload, &p); err != nil || p.Message == nil {
+			t.Fatalf("%s: %v", got.Payload, err)
+		}
+		p.Complete(&tidings.Event{ConversationID: m.ConversationID, Time: m.SentAt})
+		gotJSON, _ := json.Marshal(p)
+		if string(gotJSON) != string(payload) {
+			t.Errorf("%s: %s\nwant %s", name, gotJSON, payload)
 		}
 	}
 }

@@ -238,10 +238,13 @@ func TestSentUpdateIsCompact(t *testing.T) {
 	}
 	// The payload leaves out what the event says (conversationId, and the
 	// time sent): with them, the message is whole.
-	for _, name := range []string{"conversationId", "sentAt"} {
+	for _, name := range []string{"conversationId", "sentAt", "clientId"} {
 		if _, ok := payload[name]; ok {
 			t.Errorf("the payload has %s: %s", name, ev["payload"])
 		}
+	}
+	if strings.Contains(string(payload["parts"]), `"type"`) { // text/plain, the default
+		t.Errorf("the parts have their type: %s", payload["parts"])
 	}
 	message := func(u update) *tidings.Message {
 		t.Helper()

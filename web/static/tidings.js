@@ -136,6 +136,8 @@ function fullEvent(frame, sess) {
   const p = e.payload;
   if (/^conversationMessage\.(sent|edited|deleted)$/.test(e.name) && p && p.sender) {
     const m = ev.payload = { ...p };
+    // A part without a type is text/plain.
+    if (Array.isArray(p.parts)) m.parts = p.parts.map(part => (part.type === undefined ? { type: 'text/plain', ...part } : part));
     m.conversationId ??= e.conversationId;
     m.sentAt ??= e.time;
     m.messageId ??= m.id;
