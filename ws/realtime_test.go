@@ -208,6 +208,11 @@ func TestSentUpdateIsCompact(t *testing.T) {
 	echo := alice.nextNamed(tidings.EventMessageSent)
 	t.Logf("a %d-byte text: update %d bytes, sender's echo %d, answer %d", len(text), len(u.raw), len(echo.raw), len(answer))
 	t.Logf("%s\n%s", u.raw, answer)
+	// Bounds, so that they do not grow back unseen (issue #14: they were
+	// 464, 478 and 348 bytes).
+	if len(u.raw) > 380 || len(echo.raw) > 425 || len(answer) > 170 {
+		t.Errorf("update %d bytes (at most 380), echo %d (425), answer %d (170)", len(u.raw), len(echo.raw), len(answer))
+	}
 
 	var frame map[string]json.RawMessage
 	if err := json.Unmarshal(u.raw, &frame); err != nil {
@@ -333,5 +338,8 @@ func TestBytesPerDelivery(t *testing.T) {
 	}
 	t.Logf("per delivery: %d bytes (updates to the others %d each, echo %d, answer %d, with WebSocket headers)",
 		total/4, others/4, len(echo.raw), len(answer))
+	if total/4 > 510 { // 643 before issue #14
+		t.Errorf("%d bytes per delivery, want at most 510", total/4)
+	}
 	t.Logf("%s\n%s\n%s", echo.raw, u.raw, answer)
 }
