@@ -17,12 +17,17 @@ import (
 // others, without it. For other events both are the same bytes.
 type eventBody struct {
 	own, others []byte
-	sender      string // the id of the message's sender, on message events
+	sender      []byte // the id of the message's sender, on message events
+}
+
+// isSender says whether user sent the message of a message event.
+func (b *eventBody) isSender(user string) bool {
+	return len(b.sender) > 0 && string(b.sender) == user
 }
 
 // forUser returns the form of the event that user receives.
 func (b *eventBody) forUser(user string) []byte {
-	if b.sender != "" && b.sender == user {
+	if b.isSender(user) {
 		return b.own
 	}
 	return b.others
@@ -36,11 +41,15 @@ func (b *eventBody) forUser(user string) []byte {
 // (there, an absent actor says that the app's server edited it). Every
 // delivery pays for each byte of it.
 func encodeEvent(ev *tidings.Event) (eventBody, error) {
-	var sender string
+	var sender []byte
+	size := len(ev.Payload) + 160
 	if isMessageEvent(ev.Name) {
 		sender = messageSender(ev.Payload)
+		if bytes.Contains(ev.Payload, []byte(`"clientId":`)) {
+			size *= 2 // the others' form follows the sender's in the same array
+		}
 	}
-	b := make([]byte, 0, len(ev.Payload)+160)
+	b := make([]byte, 0, size)
 	b = append(b, `{"id":`...)
 	b = appendString(b, ev.ID)
 	b = append(b, `,"name":`...)
@@ -48,7 +57,7 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 	b = append(b, `,"time":"`...)
 	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	if ev.Actor != nil && !(ev.Name == tidings.EventMessageSent && ev.Actor.ID == sender) {
+	if ev.Actor != nil && !(ev.Name == tidings.EventMessageSent && ev.Actor.ID == string(sender)) {
 		b = append(b, `,"actor":`...)
 		if senderIsActor(ev.Name) {
 			b = append(b, `{"id":`...)
@@ -89,12 +98,15 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 		b = append(b[:start], dropTextType(b[start:])...)
 	}
 	b = append(b, '}')
-	body := eventBody{own: b, others: b, sender: sender}
+	n := len(b)
+	body := eventBody{own: b[:n:n], others: b[:n:n]}
+	if sender != nil {
+		body.sender = messageSender(body.own[start:]) // not to keep ev.Payload
+	}
 	if isMessageEvent(ev.Name) {
-		if i, j := clientIDField(b[start : len(b)-1]); i < j {
-			others := make([]byte, 0, len(b)-(j-i))
-			others = append(others, b[:start+i]...)
-			body.others = append(others, b[start+j:]...)
+		if i, j := clientIDField(b[start : n-1]); i < j {
+			others := append(b[n:], b[:start+i]...)
+			body.others = append(others, b[start+j:n]...)
 		}
 	}
 	return body, nil
@@ -107,22 +119,22 @@ func isMessageEvent(name string) bool {
 }
 
 // messageSender returns the id of the sender of the message of payload, a
-// compact tidings.MessagePayload, or "" (none, or an id that is escaped,
-// which valid user ids never are). Its sender comes before any field that
+// compact tidings.MessagePayload (a part of it), or nil (none, or an id
+// that is escaped, which valid user ids never are). Its sender comes before any field that
 // a user wrote (parts, metadata), so its first "sender" key is the
 // message's: an unescaped quote is never inside a string.
-func messageSender(payload []byte) string {
+func messageSender(payload []byte) []byte {
 	const key = `"sender":{"id":"`
 	i := bytes.Index(payload, []byte(key))
 	if i < 0 {
-		return ""
+		return nil
 	}
 	id := payload[i+len(key):]
 	j := bytes.IndexByte(id, '"')
 	if j < 0 || bytes.IndexByte(id[:j], '\\') >= 0 {
-		return ""
+		return nil
 	}
-	return string(id[:j])
+	return id[:j:j]
 }
 
 // textType is how a part of the default type begins, when it has a field
@@ -136,42 +148,60 @@ const textType = `{"type":"text/plain",`
 // strings, where a quote is escaped), an array of flat objects whose type
 // comes first.
 func dropTextType(payload []byte) []byte {
-	p := bytes.Index(payload, []byte(`,"parts":[`))
+	const parts = `,"parts":[`
+	p := bytes.Index(payload, []byte(parts))
 	if p < 0 || !bytes.Contains(payload[p:], []byte(textType)) {
 		return payload
 	}
-	out := p + len(`,"parts":[`) // where the next kept byte goes
-	for i := out; i < len(payload); {
-		switch c := payload[i]; c {
-		case '"': // a string: copied as it is
-			j := i + 1
-			for j < len(payload) && payload[j] != '"' {
-				if payload[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			j++
-			out += copy(payload[out:], payload[i:min(j, len(payload))])
-			i = j
+	i := p + len(parts)
+	out := i // where the next kept byte goes: i until a type is cut
+	keep := func(to int) {
+		if out != i {
+			copy(payload[out:], payload[i:to])
+		}
+		out += to - i
+		i = to
+	}
+	for i < len(payload) {
+		switch payload[i] {
+		case '"': // a string, kept whole
+			keep(stringEnd(payload, i))
 		case '{':
-			payload[out] = '{'
-			out++
 			if bytes.HasPrefix(payload[i:], []byte(textType)) {
+				payload[out] = '{'
+				out++
 				i += len(textType)
 			} else {
-				i++
+				keep(i + 1)
 			}
 		case ']': // the end of the parts
-			out += copy(payload[out:], payload[i:])
+			keep(len(payload))
 			return payload[:out]
 		default:
-			payload[out] = c
-			out++
-			i++
+			keep(i + 1)
 		}
 	}
-	return payload // not JSON: left as it came
+	return payload[:out] // not JSON: as good as it came
+}
+
+// stringEnd returns the index after the end of the JSON string that
+// starts at b[i], or len(b).
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			break
+		}
+		j += k
+		escapes := 0
+		for b[j-1-escapes] == '\\' {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			return j + 1
+		}
+	}
+	return len(b)
 }
 
 // clientIDField returns where the message's ,"clientId":"…" is in
@@ -187,15 +217,10 @@ func clientIDField(payload []byte) (i, j int) {
 	if p := bytes.Index(payload, []byte(`,"parts":`)); p >= 0 && p < i {
 		return 0, 0
 	}
-	for j = i + len(key); j < len(payload); j++ {
-		switch payload[j] {
-		case '\\':
-			j++
-		case '"':
-			return i, j + 1
-		}
+	if j = stringEnd(payload, i+len(key)-1); j > len(payload)-1 {
+		return 0, 0 // not JSON
 	}
-	return 0, 0 // not JSON
+	return i, j
 }
 
 // senderIsActor says whether the events of this name are made by the
@@ -301,7 +326,7 @@ func framesFor(ev *tidings.Event, body eventBody) *frameSet {
 
 func (fs *frameSet) get(s *Session) []byte {
 	silent := silentFor(fs.ev, s.user)
-	own := fs.body.sender != "" && fs.body.sender == s.user
+	own := fs.body.isSender(s.user)
 	body := fs.body.others
 	if own {
 		body = fs.body.own
