@@ -40,7 +40,8 @@ type EventInfo struct {
 	// Silent is true on an update that should not raise a notification
 	// (the user's own actions, status changes, typing, presence).
 	Silent bool
-	// Action is "new", "update" or "delete" (protocol.Action*).
+	// Action is "new", "update" or "delete" (protocol.Action*), as
+	// protocol.ActionOf gives it for the event's name.
 	Action string
 
 	ID    string
@@ -148,8 +149,10 @@ type ParticipantTypingOff struct {
 }
 
 // MessageSent is conversationMessage.sent: a new message. The sender gets
-// it too (silent). A system message, sent by the app's server itself, has
-// Message.System set, an empty Message.Sender.ID and no Actor.
+// it too (silent). Message.ClientID is set on the sender's own messages
+// only (the server sends it to no one else). A system message, sent by
+// the app's server itself, has Message.System set, an empty
+// Message.Sender.ID and no Actor.
 type MessageSent struct {
 	EventInfo
 	Message *tidings.Message
