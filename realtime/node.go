@@ -148,6 +148,10 @@ type Node struct {
 	wake    chan struct{}
 
 	checkNow chan struct{} // wakes watchAccess at once
+	// closes counts the calls of closeUser: an auth that saw none while
+	// it read the user and indexed its session need not read the user
+	// again (see auth).
+	closes atomic.Uint64
 
 	cluster *clusterState // cluster mode only
 	pos     atomic.Int64  // the position delivered up to (cluster mode)
@@ -808,11 +812,16 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 
 // checkClients closes the clients whose time is up: no account in time,
 // idle too long, or every token expired.
+// Only the clients whose checkAt has passed are checked: on a node of
+// idle connections, most have nothing due for minutes.
 func (n *Node) checkClients(now time.Time) {
+	at := now.UnixNano()
+	var clients []*Client
 	n.mu.Lock()
-	clients := make([]*Client, 0, len(n.clients))
 	for c := range n.clients {
-		clients = append(clients, c)
+		if c.checkAt.Load() <= at {
+			clients = append(clients, c)
+		}
 	}
 	n.mu.Unlock()
 	for _, c := range clients {
