@@ -627,6 +627,14 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 }
 
+// KeptChecker is an EventLog that says whether the events after a seq
+// are all kept (nil) or not (EResyncRequired, as UserEvents would), with
+// no read of the events: resumePoint checks with it when the node's Log
+// has it.
+type KeptChecker interface {
+	Kept(ctx context.Context, after int64) error
+}
+
 // resumePoint says after which ref a session starts: the one the client
 // asked for, else the device's cursor, else (a new device) the newest ref.
 // A device without a cursor gets one at once, at the point it starts from
@@ -676,7 +684,13 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		}
 	}
 	if check {
-		if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {
+		var err error
+		if k, ok := n.Log.(KeptChecker); ok {
+			err = k.Kept(ctx, after)
+		} else {
+			_, err = n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1)
+		}
+		if err != nil {
 			if tidings.ErrorCode(err) == tidings.EResyncRequired {
 				return 0, &resyncError{err: err, latest: newest}
 			}
