@@ -535,6 +535,9 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		s.expires, s.issued = expires, v.IssuedAt
 		result.Device, result.ResumedAfter = s.device, protocol.FormatRef(s.lastSent)
 		s.mu.Unlock()
+		c.mu.Lock()
+		c.checkSoonerLocked(expires) // a token may replace one that expires later
+		c.mu.Unlock()
 		c.answer(f.ID, result, nil)
 		return
 	}
