@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -478,7 +479,7 @@ func (n *Node) subscribeLocked(ck convKey, s *Session, from int64) {
 	}
 	if _, ok := m[s]; !ok {
 		m[s] = from
-		s.subs[ck] = struct{}{}
+		s.subs = append(s.subs, ck) // not there: m did not have s
 	}
 }
 
@@ -489,7 +490,9 @@ func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 			delete(n.convs, ck)
 		}
 	}
-	delete(s.subs, ck)
+	if i := slices.Index(s.subs, ck); i >= 0 {
+		s.subs = slices.Delete(s.subs, i, i+1)
+	}
 }
 
 // register indexes a session by its user and conversations. It is called
@@ -504,7 +507,7 @@ func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 // has (read before the removal was committed) is not subscribed again.
 func (n *Node) register(ctx context.Context, s *Session) error {
 	n.mu.Lock()
-	s.subs = make(map[convKey]struct{})
+	s.subs = nil
 	s.removed = make(map[convKey]int64)
 	uk := userKey{s.app, s.user}
 	if n.users[uk] == nil {
@@ -635,7 +638,9 @@ func (n *Node) unregister(s *Session) {
 		n.lastSeen[uk] = now
 		targets = n.presenceTargetsLocked(s, hidden)
 	}
-	for ck := range s.subs {
+	subs := s.subs
+	s.subs = nil // unsubscribeLocked need not look for each in it
+	for _, ck := range subs {
 		n.unsubscribeLocked(ck, s)
 	}
 	for u := range s.watching {
