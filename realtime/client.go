@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -43,8 +44,16 @@ type Client struct {
 	lastActive  time.Time // last command or reply
 	tokens      float64   // command rate limit bucket
 	refilled    time.Time
+	// checkAt (unix nanoseconds of the node's clock) is no later than the
+	// first time check may have something to do: the node's tick checks
+	// only the clients whose checkAt has passed, not every client every
+	// second. Lowered (under mu) when an account is added or removed.
+	checkAt atomic.Int64
 
-	sends chan struct{} // a token per message.send in flight (see send)
+	// sends holds a token per message.send in flight (see send); made by
+	// the first send, so that a connection that never sends (most of the
+	// idle ones) does not carry it.
+	sends chan struct{}
 }
 
 // maxSendsInFlight bounds the message.send commands of one connection
@@ -55,7 +64,8 @@ const maxSendsInFlight = 64
 func (n *Node) Connect(t Transport) *Client {
 	now := n.Now()
 	c := &Client{node: n, t: t, accounts: make(map[string]*Session), connectedAt: now, lastActive: now,
-		tokens: n.CommandBurst, refilled: now, sends: make(chan struct{}, maxSendsInFlight)}
+		tokens: n.CommandBurst, refilled: now}
+	c.checkAt.Store(now.Add(n.AuthTimeout).UnixNano())
 	n.mu.Lock()
 	closing := n.closing
 	if !closing {
@@ -144,6 +154,28 @@ func (c *Client) check(now time.Time) {
 	noAccount := len(c.accounts) == 0
 	authLate := noAccount && len(expired) == 0 && now.Sub(c.connectedAt) > n.AuthTimeout
 	idle := n.IdleTimeout > 0 && now.Sub(c.lastActive) > n.IdleTimeout
+	// The next time there may be something to do: the first token to
+	// expire, the end of the time to authenticate, the idle timeout
+	// (which later commands push back: check then finds nothing, and
+	// looks again later).
+	next := time.Time{}
+	sooner := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, s := range c.accounts {
+		s.mu.Lock()
+		sooner(s.expires)
+		s.mu.Unlock()
+	}
+	if noAccount {
+		sooner(c.connectedAt.Add(n.AuthTimeout))
+	}
+	if n.IdleTimeout > 0 {
+		sooner(c.lastActive.Add(n.IdleTimeout))
+	}
+	c.checkAt.Store(next.UnixNano())
 	c.mu.Unlock()
 
 	for _, s := range expired {
@@ -159,6 +191,13 @@ func (c *Client) check(now time.Time) {
 		c.close(protocol.CloseAuthTimeout, "no account authenticated in time")
 	case idle:
 		c.close(protocol.CloseIdle, "idle for too long: send a ping command to stay connected")
+	}
+}
+
+// checkSoonerLocked makes the node's tick check the client by t.
+func (c *Client) checkSoonerLocked(t time.Time) {
+	if at := t.UnixNano(); at < c.checkAt.Load() {
+		c.checkAt.Store(at)
 	}
 }
 
@@ -334,6 +373,7 @@ func (c *Client) command(f *protocol.Frame) {
 	case protocol.CmdLogout:
 		c.mu.Lock()
 		delete(c.accounts, s.account)
+		c.checkAt.Store(0)
 		none := len(c.accounts) == 0
 		c.mu.Unlock()
 		n.endSession(s)
@@ -402,12 +442,18 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 			return
 		}
 	}
-	c.sends <- struct{}{}
+	// Commands run one at a time (the transport's Handle): only this
+	// goroutine makes or reads c.sends here.
+	if c.sends == nil {
+		c.sends = make(chan struct{}, maxSendsInFlight)
+	}
+	sends := c.sends
+	sends <- struct{}{}
 	queued := make(chan struct{})
 	var once sync.Once
 	mark := func() { once.Do(func() { close(queued) }) }
 	started := n.goTracked(func() {
-		defer func() { <-c.sends }()
+		defer func() { <-sends }()
 		defer mark()
 		defer c.recoverPanic("message.send", func() {
 			c.answer(id, nil, tidings.Errorf(tidings.EInternal, "the server failed to send the message"))
@@ -428,7 +474,7 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 		c.answer(id, protocol.NewSendResult(sent, m, created), nil)
 	})
 	if !started {
-		<-c.sends
+		<-sends
 		c.answer(id, nil, tidings.Errorf(tidings.EUnavailable, "the server is shutting down: reconnect"))
 		return
 	}
@@ -474,6 +520,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 	caller, expires := v.Caller, v.ExpiresAt
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
+	closes := n.closes.Load() // before the user is read (see below)
 	u, err := n.Users.FindUserByID(server, caller.UserID)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
 		err = tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
@@ -497,6 +544,9 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		s.expires, s.issued = expires, v.IssuedAt
 		result.Device, result.ResumedAfter = s.device, protocol.FormatRef(s.lastSent)
 		s.mu.Unlock()
+		c.mu.Lock()
+		c.checkSoonerLocked(expires) // a token may replace one that expires later
+		c.mu.Unlock()
 		c.answer(f.ID, result, nil)
 		return
 	}
@@ -544,19 +594,28 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		return
 	}
 	c.accounts[account] = s
+	c.checkSoonerLocked(expires)
 	c.mu.Unlock()
 	// The app may have ended the user's access (CloseUser) after the user
 	// was read above but before the session was indexed, where CloseUser
 	// finds sessions: read them again, now that it would find this one.
-	if err := n.stillAccepted(server, caller.UserID, v.IssuedAt); err != nil {
-		c.mu.Lock()
-		if c.accounts[account] == s {
-			delete(c.accounts, account)
+	// CloseUser is called once the change is stored, so when no closeUser
+	// ran on this node since before the read, the read saw the change or
+	// the closeUser to come finds this session: no second read is needed
+	// (one store query less per connect). A CloseUser whose update this
+	// node never gets is caught by checkAccess, as before.
+	if n.closes.Load() != closes {
+		if err := n.stillAccepted(server, caller.UserID, v.IssuedAt); err != nil {
+			c.mu.Lock()
+			if c.accounts[account] == s {
+				delete(c.accounts, account)
+				c.checkAt.Store(0)
+			}
+			c.mu.Unlock()
+			n.endSession(s)
+			c.answer(f.ID, nil, err)
+			return
 		}
-		c.mu.Unlock()
-		n.endSession(s)
-		c.answer(f.ID, nil, err)
-		return
 	}
 	result.ResumedAfter = protocol.FormatRef(after)
 	c.answer(f.ID, result, nil)
@@ -578,6 +637,14 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	if !started {
 		c.close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
 	}
+}
+
+// KeptChecker is an EventLog that says whether the events after a seq
+// are all kept (nil) or not (EResyncRequired, as UserEvents would), with
+// no read of the events: resumePoint checks with it when the node's Log
+// has it.
+type KeptChecker interface {
+	Kept(ctx context.Context, after int64) error
 }
 
 // resumePoint says after which ref a session starts: the one the client
@@ -629,7 +696,13 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		}
 	}
 	if check {
-		if _, err := n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1); err != nil {
+		var err error
+		if k, ok := n.Log.(KeptChecker); ok {
+			err = k.Kept(ctx, after)
+		} else {
+			_, err = n.Log.UserEvents(ctx, caller.AppID, caller.UserID, after, 1)
+		}
+		if err != nil {
 			if tidings.ErrorCode(err) == tidings.EResyncRequired {
 				return 0, &resyncError{err: err, latest: newest}
 			}

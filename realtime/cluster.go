@@ -661,7 +661,7 @@ func (n *Node) applyLive(u tidings.LiveUpdate) {
 // convIDs lists the conversations a session is subscribed to. n.mu is held.
 func convIDs(s *Session) []string {
 	out := make([]string, 0, len(s.subs))
-	for ck := range s.subs {
+	for _, ck := range s.subs {
 		out = append(out, ck.conv)
 	}
 	return out

@@ -42,7 +42,7 @@ func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
 	for i := range n {
 		ts[i] = &countingTransport{}
 		c := &Client{node: node, t: ts[i], accounts: map[string]*Session{}}
-		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("u", i), subs: map[convKey]struct{}{}}
+		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("u", i)}
 		node.subscribeLocked(convKey{"a", "c"}, s, 0)
 	}
 	return node, ts
@@ -128,7 +128,7 @@ func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
 	node.Batcher = b
 	for i := range 2 {
 		c := &Client{node: node, t: batchTransport{b}, accounts: map[string]*Session{}}
-		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i), subs: map[convKey]struct{}{}}
+		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i)}
 		node.subscribeLocked(convKey{"a", "c"}, s, 0)
 	}
 	node.wake = make(chan struct{}, 1)
@@ -165,7 +165,7 @@ func TestProfileEventReachesThoseWhoShareAConversationOnce(t *testing.T) {
 		tr := &countingTransport{}
 		got[user] = tr
 		c := &Client{node: node, t: tr, accounts: map[string]*Session{}}
-		s := &Session{client: c, account: "default", app: "a", user: user, subs: map[convKey]struct{}{}}
+		s := &Session{client: c, account: "default", app: "a", user: user}
 		uk := userKey{"a", user}
 		if node.users[uk] == nil {
 			node.users[uk] = map[*Session]struct{}{}

@@ -216,7 +216,7 @@ func (n *Node) stopTypingOf(s *Session) {
 func (n *Node) peersLocked(s *Session) []*Session {
 	seen := make(map[*Session]struct{})
 	var out []*Session
-	for ck := range s.subs {
+	for _, ck := range s.subs {
 		if len(n.convs[ck]) > n.PresenceLimit {
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,6 +149,10 @@ type Node struct {
 	wake    chan struct{}
 
 	checkNow chan struct{} // wakes watchAccess at once
+	// closes counts the calls of closeUser: an auth that saw none while
+	// it read the user and indexed its session need not read the user
+	// again (see auth).
+	closes atomic.Uint64
 
 	cluster *clusterState // cluster mode only
 	pos     atomic.Int64  // the position delivered up to (cluster mode)
@@ -474,7 +479,7 @@ func (n *Node) subscribeLocked(ck convKey, s *Session, from int64) {
 	}
 	if _, ok := m[s]; !ok {
 		m[s] = from
-		s.subs[ck] = struct{}{}
+		s.subs = append(s.subs, ck) // not there: m did not have s
 	}
 }
 
@@ -485,7 +490,9 @@ func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 			delete(n.convs, ck)
 		}
 	}
-	delete(s.subs, ck)
+	if i := slices.Index(s.subs, ck); i >= 0 {
+		s.subs = slices.Delete(s.subs, i, i+1)
+	}
 }
 
 // register indexes a session by its user and conversations. It is called
@@ -500,7 +507,7 @@ func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 // has (read before the removal was committed) is not subscribed again.
 func (n *Node) register(ctx context.Context, s *Session) error {
 	n.mu.Lock()
-	s.subs = make(map[convKey]struct{})
+	s.subs = nil
 	s.removed = make(map[convKey]int64)
 	uk := userKey{s.app, s.user}
 	if n.users[uk] == nil {
@@ -631,7 +638,9 @@ func (n *Node) unregister(s *Session) {
 		n.lastSeen[uk] = now
 		targets = n.presenceTargetsLocked(s, hidden)
 	}
-	for ck := range s.subs {
+	subs := s.subs
+	s.subs = nil // unsubscribeLocked need not look for each in it
+	for _, ck := range subs {
 		n.unsubscribeLocked(ck, s)
 	}
 	for u := range s.watching {
@@ -808,11 +817,16 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 
 // checkClients closes the clients whose time is up: no account in time,
 // idle too long, or every token expired.
+// Only the clients whose checkAt has passed are checked: on a node of
+// idle connections, most have nothing due for minutes.
 func (n *Node) checkClients(now time.Time) {
+	at := now.UnixNano()
+	var clients []*Client
 	n.mu.Lock()
-	clients := make([]*Client, 0, len(n.clients))
 	for c := range n.clients {
-		clients = append(clients, c)
+		if c.checkAt.Load() <= at {
+			clients = append(clients, c)
+		}
 	}
 	n.mu.Unlock()
 	for _, c := range clients {

@@ -91,6 +91,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 	}
 	c.mu.Lock()
 	c.accounts[s.account] = s
+	c.checkSoonerLocked(s.expires)
 	c.mu.Unlock()
 	if err := s.replay(ctx, after); err != nil {
 		return nil, err

@@ -22,9 +22,12 @@ type Session struct {
 	user    string
 	device  string
 	profile tidings.Profile
-	subs    map[convKey]struct{} // the conversations it is indexed under; guarded by Node.mu
-	removed map[convKey]int64    // while it registers: removals of its user dispatched meanwhile, by seq; guarded by Node.mu
-	poll    bool                 // a poll's session: it does not make its user present
+	// subs are the conversations it is indexed under, each once; guarded
+	// by Node.mu. A slice: most sessions have a few, and a map of one
+	// conversation cost ten times its 32 bytes on every connection.
+	subs    []convKey
+	removed map[convKey]int64 // while it registers: removals of its user dispatched meanwhile, by seq; guarded by Node.mu
+	poll    bool              // a poll's session: it does not make its user present
 	// watching are the users (of its app) whose presence it subscribed
 	// to; guarded by Node.mu.
 	watching map[string]struct{}

@@ -74,11 +74,8 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	if limit <= 0 {
 		limit = 100
 	}
-	if pruned, err := l.prunedSeq(ctx); err != nil {
+	if err := l.Kept(ctx, after); err != nil {
 		return nil, err
-	} else if after < pruned {
-		return nil, tidings.Errorf(tidings.EResyncRequired,
-			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
 	}
 	// Prepared once (as every read): parsing this query again for every
 	// read was a third of the CPU of a reconnect storm, which reads each
@@ -98,6 +95,23 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 		evs = append(evs, e)
 	}
 	return evs, rows.Err()
+}
+
+// Kept returns EResyncRequired, as UserEvents does, when the events after
+// seq after are no longer all kept (retention removed some), and nil
+// when they are: the check of UserEvents without the read of the events,
+// which a connect that only needs the check (realtime's resume point)
+// would read and throw away.
+func (l *EventLog) Kept(ctx context.Context, after int64) error {
+	pruned, err := l.prunedSeq(ctx)
+	if err != nil {
+		return err
+	}
+	if after < pruned {
+		return tidings.Errorf(tidings.EResyncRequired,
+			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
+	}
+	return nil
 }
 
 // prunedSeq is the newest seq removed by retention (0 when none).

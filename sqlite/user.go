@@ -294,6 +294,39 @@ func (s *UserService) UsersPresence(ctx context.Context, appID string, ids []str
 
 var _ tidings.LastSeenStore = (*UserService)(nil)
 
+// FindUsersByIDs returns, in one read, those of the app's users with the
+// given ids that exist, in no particular order. The realtime node reads
+// the users of its sessions again with it every --access-check. The
+// caller is the app's server.
+func (s *UserService) FindUsersByIDs(ctx context.Context, ids []string) ([]*tidings.User, error) {
+	c, err := serverCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.query(ctx, `SELECT `+userColumns+` FROM users
+		WHERE app_id = ? AND id IN (SELECT value FROM json_each(?))`, c.AppID, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var users []*tidings.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, u)
+	}
+	return users, rows.Err()
+}
+
 // identifierFree returns EConflict if a user of the app other than userID
 // has the identifier.
 func (tx *Tx) identifierFree(appID, userID string, ident *tidings.Identifier) error {

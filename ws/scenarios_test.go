@@ -508,6 +508,34 @@ func TestExpiredTokenEndsItsAccountAtOnce(t *testing.T) {
 	wantOK(t, refreshed.command("", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: convB}))
 }
 
+// A token that expires sooner than the one it replaces, or than the
+// connection's other account, still ends its account when it expires:
+// the node checks a connection when its first token is due, not only
+// every second.
+func TestSoonerTokenEndsItsAccountWhenItExpires(t *testing.T) {
+	s := startStack(t, func(n *realtime.Node, _ *ws.Handler) { fastTicks(n) })
+	s.mkUsers("a", "bob", "carol")
+	now := time.Now().Add(500 * time.Millisecond)
+	short := func(user string) string { return s.tokenFor("a", user, 2*time.Second, now) }
+
+	// Refreshed with a token that expires sooner than the first.
+	refreshed := dial(t, s)
+	refreshed.auth("", s.token("a", "bob"), protocol.AuthArgs{})
+	refreshed.auth("", short("bob"), protocol.AuthArgs{})
+	// A long-lived account first, then one whose token expires soon.
+	second := dial(t, s)
+	second.auth("business", s.token("a", "carol"), protocol.AuthArgs{})
+	second.auth("personal", short("bob"), protocol.AuthArgs{})
+
+	if code := refreshed.waitClosed(); code != protocol.CloseTokenExpired {
+		t.Fatalf("the refreshed connection closed with %d, want %d", code, protocol.CloseTokenExpired)
+	}
+	if u := second.nextNamed(protocol.EventAccountEnds); u.Account != "personal" {
+		t.Fatalf("account.closed for account %q, want personal", u.Account)
+	}
+	wantOK(t, second.command("business", protocol.CmdTypingStart, protocol.TypingArgs{ConversationID: s.conv("a", "carol", "bob")}))
+}
+
 func TestTwoAccountsOnOneConnection(t *testing.T) {
 	s := startStack(t, nil)
 	s.mkUsers("a", "alice", "bob", "carol")

@@ -238,6 +238,9 @@ func (h *Handler) heartbeat() {
 	defer close(h.done)
 	t := time.NewTicker(min(time.Second, h.PingInterval/2))
 	defer t.Stop()
+	// The connections to ping and to close, gathered under h.mu and
+	// served after it, so that pings do not hold up connects and closes.
+	var due, dead []*conn
 	for {
 		select {
 		case <-h.stop:
@@ -250,14 +253,35 @@ func (h *Handler) heartbeat() {
 			quiet := time.Duration(now - c.lastSeen.Load())
 			switch {
 			case quiet > h.PingInterval+h.PongTimeout:
-				go c.Close(protocol.ClosePingTimeout, "no pong in time")
+				dead = append(dead, c)
 			case quiet > h.PingInterval && time.Duration(now-c.lastPing.Load()) > h.PingInterval:
 				c.lastPing.Store(now)
-				c.ws.Async(func() { c.control(func() { c.ws.WritePing(nil) }) })
+				due = append(due, c)
 			}
 		}
 		h.mu.Unlock()
+		for i, c := range dead {
+			go c.Close(protocol.ClosePingTimeout, "no pong in time")
+			dead[i] = nil
+		}
+		for i, c := range due {
+			c.ping()
+			due[i] = nil
+		}
+		dead, due = dead[:0], due[:0]
 	}
+}
+
+// ping writes a ping. A write that cannot block (lingerConn) is made
+// here, on the heartbeat's goroutine: gws serializes it with the
+// connection's other writes, and an idle connection then costs no
+// goroutine per ping. Blocking writes go through gws's queue.
+func (c *conn) ping() {
+	if c.lc != nil && c.lc.raw != nil {
+		c.control(func() { c.ws.WritePing(nil) })
+		return
+	}
+	c.ws.Async(func() { c.control(func() { c.ws.WritePing(nil) }) })
 }
 
 // lingerConn is the network connection under a WebSocket.
@@ -532,8 +556,13 @@ type conn struct {
 	drained   chan struct{} // signalled when the queue shrinks or the connection closes
 }
 
-// readBufferSize is the read buffer of a connection.
-const readBufferSize = 1024
+// readBufferSize is the read buffer of a connection: it is held for the
+// connection's whole life, idle or not. Client frames are mostly small
+// (replies, pongs, short commands): one such frame is read at once with
+// its header, and a larger payload is read past the buffer, straight
+// into gws's pooled message buffer (one more read per frame, for a
+// frame that costs far more to handle).
+const readBufferSize = 256
 
 // oneValue is the session storage of a connection (gws.SessionStorage):
 // it only ever holds the conn, and costs less than gws's map.
