@@ -217,12 +217,17 @@ func RunRooms(ctx context.Context, cfg RoomsConfig) (*Result, error) {
 	r.ConnectSeconds = time.Since(t0).Seconds()
 
 	// Send: one goroutine per room.
-	var start time.Time
-	var d0 int64
+	// The measurement's start as the progress line reads it, from its own
+	// goroutine.
+	type mark struct {
+		d0    int64
+		start time.Time
+	}
+	var marked atomic.Pointer[mark]
 	e.prog.set(func() string {
 		rate := ""
-		if !start.IsZero() {
-			rate = fmt.Sprintf(" (%s/s measured)", num(float64(run.delivered.Load()-d0)/time.Since(start).Seconds()))
+		if mk := marked.Load(); mk != nil {
+			rate = fmt.Sprintf(" (%s/s measured)", num(float64(run.delivered.Load()-mk.d0)/time.Since(mk.start).Seconds()))
 		}
 		return fmt.Sprintf("deliveries %d%s; p99 %s", run.delivered.Load(), rate, msText(ms(run.hist.Quantile(0.99))))
 	})
@@ -240,11 +245,12 @@ func RunRooms(ctx context.Context, cfg RoomsConfig) (*Result, error) {
 	}
 	sleep(ctx, cfg.Warmup)
 	m := e.startMeter()
-	d0 = run.delivered.Load()
+	d0 := run.delivered.Load()
 	for _, mb := range all {
 		acked0.Add(mb.snd.ackedN.Load())
 	}
-	start = time.Now()
+	start := time.Now()
+	marked.Store(&mark{d0, start})
 	run.from.Store(start.UnixNano())
 	run.to.Store(1<<63 - 1)
 	sleep(ctx, time.Until(end))
