@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +142,7 @@ type Node struct {
 
 	metrics *metrics
 	bodies  *bodyCache // encoded events, shared by live delivery and replays
+	targets []*Session // dispatch's scratch: the delivery goroutine's only
 
 	queueMu sync.Mutex
 	queue   []*tidings.Event
@@ -349,14 +351,18 @@ func (n *Node) run() {
 		n.queueMu.Lock()
 		batch, n.queue = n.queue, batch[:0]
 		n.queueMu.Unlock()
-		if n.Batcher != nil {
+		// A lone event is not held: its first receivers are written to
+		// while the last are still being queued (with 10,000 receivers,
+		// their queuing takes milliseconds).
+		batching := n.Batcher != nil && len(batch) > 1
+		if batching {
 			n.Batcher.BeginBatch()
 		}
 		for i, ev := range batch {
 			n.dispatch(ev)
 			batch[i] = nil
 		}
-		if n.Batcher != nil {
+		if batching {
 			n.Batcher.EndBatch()
 		}
 	}
@@ -370,11 +376,13 @@ func (n *Node) dispatch(ev *tidings.Event) {
 		n.Logger.Error("encode event", "err", err, "event", ev.Name)
 		return
 	}
-	targets := n.audience(ev)
+	targets := n.audience(ev, n.targets[:0])
 	frames := framesFor(ev, body)
 	for _, s := range targets {
 		s.deliver(ev.Seq, frames.get(s))
 	}
+	clear(targets) // keeps no session alive
+	n.targets = targets[:0]
 	if ev.Name == tidings.EventProfileUpdate {
 		n.presenceSetting(ev) // the privacy switch may have turned
 	}
@@ -385,10 +393,10 @@ func (n *Node) dispatch(ev *tidings.Event) {
 	n.metrics.deliveries.Add(float64(len(targets)))
 }
 
-// audience returns the sessions an event goes to, and updates the
+// audience appends to targets the sessions an event goes to, and updates the
 // conversation index: a participant added starts receiving with that
 // event; a participant removed receives that event, and nothing after.
-func (n *Node) audience(ev *tidings.Event) []*Session {
+func (n *Node) audience(ev *tidings.Event, targets []*Session) []*Session {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	// Under n.mu, so that a session whose conversations are indexed
@@ -396,7 +404,6 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 	if ev.Seq > n.pos.Load() {
 		n.pos.Store(ev.Seq)
 	}
-	var targets []*Session
 	if ev.ConversationID == "" {
 		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			targets = append(targets, s)
@@ -420,7 +427,9 @@ func (n *Node) audience(ev *tidings.Event) []*Session {
 			n.subscribeLocked(ck, s, ev.Seq)
 		}
 	}
-	for s, from := range n.convs[ck] {
+	subs := n.convs[ck]
+	targets = slices.Grow(targets, len(subs))
+	for s, from := range subs {
 		if ev.Seq >= from {
 			targets = append(targets, s)
 		}
@@ -730,7 +739,7 @@ type cursorState struct {
 // noteAck records a device's acknowledged ref in memory; flushCursors
 // stores it. A reconnecting device resumes from it even before it is
 // stored (see resumePoint).
-func (n *Node) noteAck(k deviceKey, seq int64) {
+func (n *Node) noteAck(k deviceKey, seq int64, now time.Time) {
 	n.acksMu.Lock()
 	defer n.acksMu.Unlock()
 	c := n.acks[k]
@@ -739,7 +748,7 @@ func (n *Node) noteAck(k deviceKey, seq int64) {
 		n.acks[k] = c
 	}
 	c.acked = max(c.acked, seq)
-	c.touched = n.Now()
+	c.touched = now
 }
 
 // ackedInMemory returns a device's acknowledged ref not yet forgotten.
