@@ -339,6 +339,14 @@ type Batcher interface {
 }
 
 // run fans the queued events out, one at a time, in order.
+//
+// The events queued together are delivered in one batch (see Batcher),
+// and so are those queued while it is delivered, up to batchDeliveries
+// deliveries: at saturation, each connection gets the frames of several
+// events in one write. A lone event is not held: its first receivers are
+// written to while the last are still being queued (with 10,000
+// receivers, their queuing takes milliseconds); the events that follow
+// it meanwhile are held.
 func (n *Node) run() {
 	defer n.wg.Done()
 	var batch []*tidings.Event
@@ -348,19 +356,25 @@ func (n *Node) run() {
 			return
 		case <-n.wake:
 		}
-		n.queueMu.Lock()
-		batch, n.queue = n.queue, batch[:0]
-		n.queueMu.Unlock()
-		// A lone event is not held: its first receivers are written to
-		// while the last are still being queued (with 10,000 receivers,
-		// their queuing takes milliseconds).
-		batching := n.Batcher != nil && len(batch) > 1
-		if batching {
-			n.Batcher.BeginBatch()
-		}
-		for i, ev := range batch {
-			n.dispatch(ev)
-			batch[i] = nil
+		batching, delivered := false, 0
+		for {
+			n.queueMu.Lock()
+			batch, n.queue = n.queue, batch[:0]
+			n.queueMu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			if !batching && n.Batcher != nil && (len(batch) > 1 || delivered > 0) {
+				batching = true
+				n.Batcher.BeginBatch()
+			}
+			for i, ev := range batch {
+				delivered += n.dispatch(ev)
+				batch[i] = nil
+			}
+			if delivered >= batchDeliveries {
+				break // the next wake delivers what came meanwhile
+			}
 		}
 		if batching {
 			n.Batcher.EndBatch()
@@ -368,13 +382,17 @@ func (n *Node) run() {
 	}
 }
 
+// batchDeliveries bounds the deliveries of a batch made longer by the
+// events that came while it was delivered: about a millisecond of queuing.
+const batchDeliveries = 4096
+
 // dispatch delivers one durable event to the sessions that may see it,
 // keeping the conversation index in step with membership events.
-func (n *Node) dispatch(ev *tidings.Event) {
+func (n *Node) dispatch(ev *tidings.Event) (delivered int) {
 	body, err := n.encodeStored(ev)
 	if err != nil {
 		n.Logger.Error("encode event", "err", err, "event", ev.Name)
-		return
+		return 0
 	}
 	targets := n.audience(ev, n.targets[:0])
 	frames := framesFor(ev, body)
@@ -391,6 +409,7 @@ func (n *Node) dispatch(ev *tidings.Event) {
 	}
 	n.metrics.events.Inc()
 	n.metrics.deliveries.Add(float64(len(targets)))
+	return len(targets)
 }
 
 // audience appends to targets the sessions an event goes to, and updates the
