@@ -341,12 +341,12 @@ type Batcher interface {
 // run fans the queued events out, one at a time, in order.
 //
 // The events queued together are delivered in one batch (see Batcher),
-// and so are those queued while it is delivered, up to batchDeliveries
-// deliveries: at saturation, each connection gets the frames of several
-// events in one write. A lone event is not held: its first receivers are
-// written to while the last are still being queued (with 10,000
-// receivers, their queuing takes milliseconds); the events that follow
-// it meanwhile are held.
+// and so are those queued while it is delivered (up to batchDeliveries
+// deliveries, or batchHold): at saturation, each connection gets the
+// frames of several events in one write. A lone event is not held: its
+// first receivers are written to while the last are still being queued
+// (with 10,000 receivers, their queuing takes milliseconds); the events
+// that follow it meanwhile are held.
 func (n *Node) run() {
 	defer n.wg.Done()
 	var batch []*tidings.Event
@@ -356,7 +356,7 @@ func (n *Node) run() {
 			return
 		case <-n.wake:
 		}
-		batching, delivered := false, 0
+		batching, delivered, start := false, 0, time.Now()
 		for {
 			n.queueMu.Lock()
 			batch, n.queue = n.queue, batch[:0]
@@ -372,7 +372,7 @@ func (n *Node) run() {
 				delivered += n.dispatch(ev)
 				batch[i] = nil
 			}
-			if delivered >= batchDeliveries {
+			if delivered >= batchDeliveries || time.Since(start) >= batchHold {
 				break // the next wake delivers what came meanwhile
 			}
 		}
@@ -382,9 +382,13 @@ func (n *Node) run() {
 	}
 }
 
-// batchDeliveries bounds the deliveries of a batch made longer by the
-// events that came while it was delivered: about a millisecond of queuing.
-const batchDeliveries = 4096
+// batchDeliveries and batchHold bound a batch made longer by the events
+// that came while it was delivered: no connection waits for more than
+// about a millisecond of queuing.
+const (
+	batchDeliveries = 4096
+	batchHold       = time.Millisecond
+)
 
 // dispatch delivers one durable event to the sessions that may see it,
 // keeping the conversation index in step with membership events.
