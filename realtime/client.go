@@ -232,20 +232,25 @@ func (c *Client) Handle(data []byte) {
 // reply handles a reply frame: the account's session acknowledges every
 // update up to ref, in memory (the node stores cursors every second).
 func (c *Client) reply(ref, account string) {
+	seq, ok := protocol.ParseRef(ref)
+	now := c.node.Now()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
-	c.lastActive = c.node.Now()
+	c.lastActive = now
+	var s *Session
+	if ok {
+		s = c.accounts[accountName(account)]
+	}
 	c.mu.Unlock()
-	seq, ok := protocol.ParseRef(ref)
 	if !ok {
 		c.close(protocol.CloseBadFrame, "a reply has no valid ref")
 		return
 	}
-	if s := c.session(account); s != nil {
-		s.ack(seq)
+	if s != nil {
+		s.ackAt(seq, now)
 	}
 }
 

@@ -153,6 +153,39 @@ func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
 	}
 }
 
+// A lone event is not held for the end of a batch: its first receivers
+// are written to while the others are still being queued.
+func TestALoneEventIsDeliveredWithoutABatch(t *testing.T) {
+	node, _ := fanoutNode(t, 0)
+	b := &recordingBatcher{}
+	node.Batcher = b
+	for i := range 2 {
+		c := &Client{node: node, t: batchTransport{b}, accounts: map[string]*Session{}}
+		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i), subs: map[convKey]struct{}{}}
+		node.subscribeLocked(convKey{"a", "c"}, s, 0)
+	}
+	node.wake = make(chan struct{}, 1)
+	node.ctx, node.cancel = context.WithCancel(context.Background())
+	node.wg.Add(1)
+	go node.run()
+	defer func() { node.cancel(); node.wg.Wait() }()
+	node.Publish(messageEvent(1))
+	want := "write write"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		got := strings.Join(b.events, " ")
+		b.mu.Unlock()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // A profile event goes once to each online session of the users who share
 // one of the conversations it names at the time of the event (however
 // many they share), and to its user's own sessions, and to no one else.

@@ -265,11 +265,14 @@ func (s *Session) waitRoom(ctx context.Context) (int, bool) {
 }
 
 // ack records that the client processed every update up to ref.
-func (s *Session) ack(seq int64) {
+func (s *Session) ack(seq int64) { s.ackAt(seq, s.client.node.Now()) }
+
+// ackAt is ack at a time already read.
+func (s *Session) ackAt(seq int64, now time.Time) {
 	s.mu.Lock()
 	seq = min(seq, s.lastSent) // cannot acknowledge what was not sent
 	s.mu.Unlock()
-	s.client.node.noteAck(s.cursorKey(), seq)
+	s.client.node.noteAck(s.cursorKey(), seq, now)
 }
 
 func (s *Session) cursorKey() deviceKey { return deviceKey{s.app, s.user, s.device} }

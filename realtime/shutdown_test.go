@@ -190,7 +190,9 @@ func TestEventsPublishedBeforeOpenAreDelivered(t *testing.T) {
 	node.Log = &cursorLog{cursors: map[string]int64{}}
 	b := &batchCounter{ended: make(chan struct{}, 10)}
 	node.Batcher = b
-	node.Publish(messageEvent(1))
+	// Two events, published together: a batch (a lone event is
+	// delivered without one).
+	node.Publish(messageEvent(1), messageEvent(2))
 	if err := node.Open(); err != nil {
 		t.Fatal(err)
 	}

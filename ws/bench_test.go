@@ -1,12 +1,18 @@
 package ws_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/realtime"
 	"github.com/tidings/tidings/ws"
@@ -60,5 +66,156 @@ func BenchmarkSocketSends(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sends/s")
 		})
+	}
+}
+
+// BenchmarkFanoutWrites sends messages to a conversation of n members,
+// each on a connection of its own that reads without replying, keeping
+// up to 20 sends in flight, and waits until every member has every
+// message: the writers' side of a fan-out, through the whole server (the
+// store's commits and the readers' work included). ns/delivery is the
+// time per update received; messages/delivery the WebSocket messages the
+// readers got per update (the writes, with coalescing).
+func BenchmarkFanoutWrites(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
+			s := startStack(b, nil)
+			ids := make([]string, n+1)
+			for i := range ids {
+				ids[i] = fmt.Sprint("u", i)
+			}
+			s.mkUsers("a", ids...)
+			conv := s.conv("a", ids[0], ids[1:]...)
+			var updates, messages atomic.Int64
+			auth := []byte(`"id":"1"`)
+			for _, id := range ids[1:] {
+				c := rawAuth(b, s, id, "d")
+				c.SetDeadline(time.Time{})
+				authed := make(chan struct{})
+				go countUpdates(c, auth, authed, &updates, &messages)
+				<-authed
+			}
+			sem := make(chan struct{}, 20)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for i := range b.N {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					if _, _, err := s.msgs.SendMessage(s.as("a", ids[0]), conv, tidings.NewMessage{
+						Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprintf("%064d", i)}}}); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			want := int64(b.N * n)
+			for updates.Load() < want {
+				time.Sleep(100 * time.Microsecond)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
+			b.ReportMetric(float64(messages.Load())/float64(want), "messages/delivery")
+		})
+	}
+}
+
+// BenchmarkFanoutDelivery is BenchmarkFanoutWrites without the store:
+// events are handed to the node as the store publishes them, keeping up
+// to 20 not yet received by every member (as the peer tool's window), so
+// that what is measured is the node's and the writers' work per delivery
+// (and the readers', the same before and after a change).
+func BenchmarkFanoutDelivery(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
+			s := startStack(b, nil)
+			ids := make([]string, n+1)
+			for i := range ids {
+				ids[i] = fmt.Sprint("u", i)
+			}
+			s.mkUsers("a", ids...)
+			conv := s.conv("a", ids[0], ids[1:]...)
+			var updates, messages atomic.Int64
+			auth := []byte(`"id":"1"`)
+			for _, id := range ids[1:] {
+				c := rawAuth(b, s, id, "d")
+				c.SetDeadline(time.Time{})
+				authed := make(chan struct{})
+				go countUpdates(c, auth, authed, &updates, &messages)
+				<-authed
+			}
+			m := s.send("a", ids[0], conv, "first")
+			waitFor(b, "the first message to reach everyone", func() bool { return updates.Load() == int64(n) })
+			updates.Store(0)
+			messages.Store(0)
+			payload, _ := json.Marshal(tidings.MessagePayload{Message: m})
+			last, _ := protocol.ParseRef(s.lastRef()) // the event of m
+			const window = 20
+			b.ResetTimer()
+			for i := range b.N {
+				for updates.Load() < int64(i+1-window)*int64(n) {
+					time.Sleep(20 * time.Microsecond)
+				}
+				s.node.Publish(&tidings.Event{Seq: last + int64(i) + 1, ID: fmt.Sprint("ev", i), AppID: "a",
+					Name: tidings.EventMessageSent, Time: time.Now(), Actor: &tidings.Profile{ID: ids[0]},
+					ConversationID: conv, Payload: payload})
+			}
+			want := int64(b.N * n)
+			for t0 := time.Now(); updates.Load() < want; {
+				if time.Since(t0) > 10*time.Second {
+					b.Fatalf("got %d updates want %d", updates.Load(), want)
+				}
+				time.Sleep(20 * time.Microsecond)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
+			b.ReportMetric(float64(messages.Load())/float64(want), "messages/delivery")
+		})
+	}
+}
+
+// countUpdates reads the server's frames of a raw connection, counting
+// the durable updates and the WebSocket messages that carried them; it closes
+// authed when the answer to auth (command "1") has come.
+func countUpdates(c *rawConn, auth []byte, authed chan struct{}, updates, messages *atomic.Int64) {
+	update := []byte(`{"type":"update","ref":`) // durable: not presence
+	var buf []byte
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			return
+		}
+		n := uint64(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var l [2]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				return
+			}
+			n = uint64(binary.BigEndian.Uint16(l[:]))
+		case 127:
+			var l [8]byte
+			if _, err := io.ReadFull(c.br, l[:]); err != nil {
+				return
+			}
+			n = binary.BigEndian.Uint64(l[:])
+		}
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(c.br, buf); err != nil {
+			return
+		}
+		if authed != nil && bytes.Contains(buf, auth) {
+			close(authed)
+			authed = nil
+		}
+		if k := bytes.Count(buf, update); k > 0 {
+			updates.Add(int64(k))
+			messages.Add(1)
+		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/lxzan/gws"
 
@@ -66,10 +67,6 @@ type Handler struct {
 	// Writers is how many goroutines write the connections' frames, each
 	// to its share of the connections (default GOMAXPROCS).
 	Writers int
-
-	batchMu  sync.Mutex
-	batching bool
-	held     []*conn // connections whose writer waits for the batch's end
 
 	writers []*writer    // write the connections' frames; one per core
 	next    atomic.Int64 // spreads the connections over the writers
@@ -309,6 +306,12 @@ type lingerConn struct {
 	broken  atomic.Bool // a write failed: the peer cannot read what follows
 	cutting atomic.Bool // the peer is dead: drain gives up
 
+	// tryWrite's state, for writeFd (c.writeFn).
+	wp      []byte
+	wn      int
+	werr    error
+	writeFd func(fd uintptr) bool
+
 	wmu        sync.Mutex
 	draining   bool   // drain runs: writes go to backlog
 	backlog    []byte // what drain has yet to write
@@ -318,6 +321,7 @@ type lingerConn struct {
 
 func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
 	c := &lingerConn{Conn: nc, linger: linger}
+	c.writeFd = c.writeFn
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -360,30 +364,50 @@ func (c *lingerConn) tryWrite(p []byte) (int, error) {
 	if c.raw == nil {
 		return c.Conn.Write(p)
 	}
-	n := 0
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := syscall.Write(int(fd), p[n:])
-			if m > 0 {
-				n += m
-			}
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != nil && e != syscall.EAGAIN {
-				werr = e
-			}
-			if e != nil || m <= 0 {
-				break
-			}
-		}
-		return true
-	})
+	// The state of the write is in c, and writeFd made once: a closure
+	// over locals would be allocated at every write. One write at a time
+	// (gws serializes its writes; drain writes through c.Conn).
+	c.wp, c.wn, c.werr = p, 0, nil
+	err := c.raw.Write(c.writeFd)
+	n, werr := c.wn, c.werr
+	c.wp = nil
 	if err == nil {
 		err = werr
 	}
 	return n, err
+}
+
+// writeFn writes c.wp from c.wn on, what the socket takes at once.
+//
+// The socket does not block (the runtime's poller made it so), so the
+// write is a raw system call: the writer keeps its P, where a call the
+// scheduler sees as blocking may give the P away when it takes more than
+// 20 µs (a write to a loopback socket takes about 10) and send the writer,
+// on its return, to the back of a run queue behind thousands of readers'
+// goroutines, delaying every connection after it.
+func (c *lingerConn) writeFn(fd uintptr) bool {
+	for c.wn < len(c.wp) {
+		p := c.wp[c.wn:]
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		m := int(r)
+		var e error
+		if errno != 0 {
+			m, e = 0, errno
+		}
+		if m > 0 {
+			c.wn += m
+		}
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != nil && e != syscall.EAGAIN {
+			c.werr = e
+		}
+		if e != nil || m <= 0 {
+			break
+		}
+	}
+	return true
 }
 
 // busy says whether drain runs: the connection's writer waits for it.
@@ -488,24 +512,64 @@ func (c *lingerConn) shut() { c.Conn.Close() }
 // started per write. A connection's frames queued while its writer was
 // busy with others go out together, in one write.
 type writer struct {
-	mu    sync.Mutex
-	ready []*conn
-	wake  chan struct{}
+	mu       sync.Mutex
+	ready    []*conn
+	held     []*conn // scheduled during a batch of events: ready at its end
+	batching bool    // between BeginBatch and EndBatch
+	wake     chan struct{}
+	parts    [][]byte // run's scratch for writeQueued
 }
 
-// add schedules connections' writes.
+// add schedules connections' writes now, batch or not (a drain that
+// ended hands its connection back).
 func (w *writer) add(cs ...*conn) {
 	w.mu.Lock()
 	w.ready = append(w.ready, cs...)
 	w.mu.Unlock()
+	w.signal()
+}
+
+// schedule schedules a connection's write, for the end of the batch of
+// events under way if there is one: one lock per write queued, on this
+// writer only.
+func (w *writer) schedule(c *conn) {
+	w.mu.Lock()
+	if w.batching {
+		w.held = append(w.held, c)
+		w.mu.Unlock()
+		return
+	}
+	w.ready = append(w.ready, c)
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *writer) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
+// setBatching starts a batch, or ends it and hands the connections held
+// meanwhile to the writer.
+func (w *writer) setBatching(on bool) {
+	w.mu.Lock()
+	w.batching = on
+	held := len(w.held) > 0 && !on
+	if held {
+		w.ready = append(w.ready, w.held...)
+		clear(w.held)
+		w.held = w.held[:0]
+	}
+	w.mu.Unlock()
+	if held {
+		w.signal()
+	}
+}
+
 func (w *writer) run(stop <-chan struct{}) {
-	var batch []*conn
+	var batch, again []*conn
 	for {
 		select {
 		case <-stop:
@@ -519,9 +583,8 @@ func (w *writer) run(stop <-chan struct{}) {
 			if len(batch) == 0 {
 				break
 			}
-			var again []*conn
 			for i, c := range batch {
-				if c.writeQueued(false) {
+				if c.writeQueued(false, &w.parts) {
 					again = append(again, c)
 				}
 				batch[i] = nil
@@ -530,6 +593,8 @@ func (w *writer) run(stop <-chan struct{}) {
 				w.mu.Lock()
 				w.ready = append(w.ready, again...)
 				w.mu.Unlock()
+				clear(again)
+				again = again[:0]
 			}
 		}
 	}
@@ -544,11 +609,13 @@ type conn struct {
 	writerIndex int
 	client      *realtime.Client
 	wmu         sync.Mutex   // one writeQueued at a time, so that frames keep their order
+	written     [][]byte     // guarded by wmu: the array of frames written last, emptied, for c.spare
 	lastSeen    atomic.Int64 // unix nanoseconds of the last frame from the peer
 	lastPing    atomic.Int64
 
 	mu        sync.Mutex
 	queue     [][]byte
+	spare     [][]byte // the backing array of the last queue written, reused
 	scheduled bool
 	closed    bool
 	aborted   bool          // closed at once (slow or dead peer): what is queued is dropped
@@ -642,9 +709,7 @@ func (c *conn) scheduleLocked() {
 		return
 	}
 	c.scheduled = true
-	if !c.h.hold(c) {
-		c.w.add(c)
-	}
+	c.w.schedule(c)
 }
 
 // Hold makes the frames written next wait for Release, to go out in one
@@ -669,49 +734,27 @@ func (c *conn) Release() {
 // several events, and each connection then gets their frames in one
 // write instead of one write per event.
 func (h *Handler) BeginBatch() {
-	h.batchMu.Lock()
-	h.batching = true
-	h.batchMu.Unlock()
+	h.init()
+	for _, w := range h.writers {
+		w.setBatching(true)
+	}
 }
 
 // EndBatch starts the writers of the connections written to since
-// BeginBatch.
+// BeginBatch: one hand-over per writer, of all its connections.
 func (h *Handler) EndBatch() {
-	h.batchMu.Lock()
-	held := h.held
-	h.held, h.batching = nil, false
-	h.batchMu.Unlock()
-	// One hand-over per writer, of all its connections.
-	var byWriter [][]*conn
-	for _, c := range held {
-		if byWriter == nil {
-			byWriter = make([][]*conn, len(h.writers))
-		}
-		i := c.writerIndex
-		byWriter[i] = append(byWriter[i], c)
+	h.init()
+	for _, w := range h.writers {
+		w.setBatching(false)
 	}
-	for i, cs := range byWriter {
-		if len(cs) > 0 {
-			h.writers[i].add(cs...)
-		}
-	}
-}
-
-// hold keeps c's writer for the end of the batch, if one is under way.
-func (h *Handler) hold(c *conn) bool {
-	h.batchMu.Lock()
-	defer h.batchMu.Unlock()
-	if h.batching {
-		h.held = append(h.held, c)
-	}
-	return h.batching
 }
 
 // writeQueued writes the queued frames, up to maxMessage bytes, in one
 // message, and reports whether frames remain. Unless forced, it leaves
 // them queued while the connection drains what the peer has not taken
-// yet: the drain schedules the connection again when it is done.
-func (c *conn) writeQueued(force bool) (more bool) {
+// yet: the drain schedules the connection again when it is done. parts,
+// when not nil, is scratch space of the caller's for the message's parts.
+func (c *conn) writeQueued(force bool, parts *[][]byte) (more bool) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if !force && c.lc != nil && c.lc.busy() {
@@ -719,13 +762,16 @@ func (c *conn) writeQueued(force bool) (more bool) {
 	}
 	c.mu.Lock()
 	if c.aborted {
-		c.queue, c.scheduled = nil, false
+		c.queue, c.spare, c.written, c.scheduled = nil, nil, nil, false
 		c.mu.Unlock()
 		return false
 	}
 	if c.lc == nil || c.lc.raw == nil { // writes may block: bound them
 		// Under c.mu, so that Close's deadline for an abort comes after it.
 		c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
+	}
+	if c.spare == nil {
+		c.spare, c.written = c.written, nil
 	}
 	q := c.queue
 	n, size := 0, 0
@@ -734,11 +780,17 @@ func (c *conn) writeQueued(force bool) (more bool) {
 		n++
 	}
 	batch := q[:n:n]
-	c.queue = q[n:]
+	whole := n == len(q) // the queue's array is free once written
+	if whole {
+		// Writes queued meanwhile go to the array written last time.
+		c.queue, c.spare = c.spare, nil
+	} else {
+		c.queue = q[n:]
+	}
 	c.signalDrained()
 	more = len(c.queue) > 0
 	if !more {
-		c.queue, c.scheduled = nil, false
+		c.scheduled = false
 	}
 	c.mu.Unlock()
 	switch len(batch) {
@@ -746,17 +798,32 @@ func (c *conn) writeQueued(force bool) (more bool) {
 	case 1:
 		c.ws.WriteMessage(gws.OpcodeText, batch[0])
 	default:
-		parts := make([][]byte, 0, 2*len(batch)-1)
+		var p [][]byte
+		if parts != nil {
+			p = (*parts)[:0]
+		}
 		for i, f := range batch {
 			if i > 0 {
-				parts = append(parts, newline)
+				p = append(p, newline)
 			}
-			parts = append(parts, f)
+			p = append(p, f)
 		}
-		c.ws.Writev(gws.OpcodeText, parts...)
+		c.ws.Writev(gws.OpcodeText, p...)
+		if parts != nil {
+			clear(p) // the frames are not kept alive by the scratch
+			*parts = p[:0]
+		}
+	}
+	if whole && cap(q) <= maxSpare {
+		clear(batch)
+		c.written = q[:0] // the next call makes it the spare
 	}
 	return more
 }
+
+// maxSpare bounds the array of frames a connection keeps for its next
+// writes: a burst's larger queue is left to the collector.
+const maxSpare = 32
 
 // control writes a control frame (ping, pong) with a fresh write
 // deadline: the one of the last flush may have passed long ago on a quiet
@@ -849,7 +916,7 @@ func (c *conn) Close(code int, reason string) {
 	closeFrame := func() {
 		// What is queued goes first, even when its writer is not due yet
 		// (held for the end of a batch of events).
-		for c.writeQueued(true) {
+		for c.writeQueued(true, nil) {
 		}
 		c.ws.SetWriteDeadline(time.Now().Add(c.h.WriteTimeout))
 		c.ws.WriteClose(uint16(code), []byte(reason))
