@@ -161,7 +161,7 @@ func TestALoneEventIsDeliveredWithoutABatch(t *testing.T) {
 	node.Batcher = b
 	for i := range 2 {
 		c := &Client{node: node, t: batchTransport{b}, accounts: map[string]*Session{}}
-		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i), subs: map[convKey]struct{}{}}
+		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i)}
 		node.subscribeLocked(convKey{"a", "c"}, s, 0)
 	}
 	node.wake = make(chan struct{}, 1)
