@@ -63,6 +63,14 @@ type DB struct {
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
 
+	// pushApps holds the apps that have at least one push target (see
+	// PushService.HasPushTargets); pushDirty, those whose targets the
+	// jobs of the current transaction changed, checked again once it
+	// has committed or rolled back (writer only).
+	pushMu    sync.RWMutex
+	pushApps  map[string]bool
+	pushDirty map[string]bool
+
 	metrics *metrics
 	jobs    chan *job
 	done    chan struct{}
@@ -151,6 +159,12 @@ func (db *DB) Open() error {
 	}
 	db.read.SetMaxOpenConns(8)
 	db.read.SetMaxIdleConns(8)
+	if err := db.loadPushApps(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		db.read.Close()
+		return err
+	}
 	db.stmts = make(map[string]*sql.Stmt)
 	db.roles = make(map[string]tidings.Roles)
 	db.cache = newSendCache(db)

@@ -110,6 +110,7 @@ func (db *DB) commit(batch []*job) {
 		db.Logger.Error("write transaction failed", "err", err, "jobs", len(batch))
 		db.control("ROLLBACK")
 		db.cache.discard()
+		db.checkPushApps()
 		for _, j := range batch {
 			if j.err == nil {
 				j.err = tidings.Errorf(tidings.EInternal, "the write could not be stored")
@@ -119,6 +120,9 @@ func (db *DB) commit(batch []*job) {
 		return
 	}
 	db.metrics.commits.Inc()
+	// Before the events are published: the push dispatcher asks it for
+	// the messages of this commit.
+	db.checkPushApps()
 	if db.Publisher == nil {
 		return
 	}
