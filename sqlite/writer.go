@@ -140,8 +140,11 @@ var errJobFailed = errors.New("a job failed")
 // commits it. Without savepoints, the first job to fail rolls the whole
 // transaction back and runBatch returns errJobFailed. Any other error
 // leaves the transaction open for the caller to roll back.
+//
+// The send cache outlives the transaction when only sends ran since it
+// was filled (see sendCache): before any other job it is flushed and
+// emptied, since that job may change what it holds.
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
-	db.cache.discard()
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
@@ -153,6 +156,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			if err := db.cache.flush(); err != nil {
 				return err
 			}
+			db.cache.discard()
 		}
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
@@ -188,6 +192,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if err := db.cache.flush(); err != nil {
 		return err
 	}
+	db.cache.bound()
 	_, err := db.control("COMMIT")
 	return err
 }
