@@ -54,6 +54,10 @@ type DB struct {
 	// committed write survives power loss) or "NORMAL" (survives a crash of
 	// the process, may lose the last commits on power loss).
 	Synchronous string
+	// CheckpointInterval is the least time between two checkpoints, which
+	// a goroutine of their own runs while commits come (default 200 ms;
+	// see checkpoint.go).
+	CheckpointInterval time.Duration
 
 	write *sql.DB
 	wconn *sql.Conn
@@ -62,6 +66,11 @@ type DB struct {
 	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
+
+	ckpt     *sql.DB // the checkpointer's connection
+	ckptWake chan struct{}
+	ckptStop chan struct{}
+	ckptDone chan struct{}
 
 	// pushApps holds the apps that have at least one push target (see
 	// PushService.HasPushTargets); pushDirty, those whose targets the
@@ -146,6 +155,12 @@ func (db *DB) Open() error {
 		db.write.Close()
 		return err
 	}
+	// The checkpointer's goroutine checkpoints, not the writer's commits.
+	if _, err := db.wconn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
 	for _, suffix := range []string{"-wal", "-shm"} {
 		if err := os.Chmod(db.path+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			db.Logger.Warn("could not make a database file private", "file", db.path+suffix, "err", err)
@@ -160,6 +175,12 @@ func (db *DB) Open() error {
 	db.read.SetMaxOpenConns(8)
 	db.read.SetMaxIdleConns(8)
 	if err := db.loadPushApps(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		db.read.Close()
+		return err
+	}
+	if err := db.openCheckpointer(pragmas); err != nil {
 		db.wconn.Close()
 		db.write.Close()
 		db.read.Close()
@@ -193,11 +214,12 @@ func (db *DB) Close() error {
 	close(db.jobs)
 	db.closeMu.Unlock()
 	<-db.done
+	ckErr := db.closeCheckpointer()
 	for _, s := range db.stmts {
 		s.Close()
 	}
 	db.closeReadStmts()
-	return errors.Join(db.wconn.Close(), db.write.Close(), db.read.Close())
+	return errors.Join(ckErr, db.wconn.Close(), db.write.Close(), db.read.Close())
 }
 
 // Ping reports whether the database answers (for readiness checks).

@@ -120,6 +120,7 @@ func (db *DB) commit(batch []*job) {
 		return
 	}
 	db.metrics.commits.Inc()
+	db.committed()
 	// Before the events are published: the push dispatcher asks it for
 	// the messages of this commit.
 	db.checkPushApps()

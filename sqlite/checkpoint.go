@@ -1,0 +1,114 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Checkpoints. In WAL mode a commit appends the pages it changed to the
+// WAL; a checkpoint copies them back into the database file, after which
+// the WAL is written again from its start. SQLite's default runs it
+// inside the commit that takes the WAL past 1,000 pages: the writer, and
+// every send waiting on it, then waited for the copy and its fsync. Here
+// the write connection does not checkpoint (wal_autocheckpoint=0), and a
+// goroutine of its own does it from a connection of its own: PASSIVE
+// checkpoints, which never wait for the writer nor make it wait, at most
+// every CheckpointInterval while commits come. Durability does not depend
+// on checkpoints: each commit is in the WAL, synced, before it is
+// answered.
+//
+// A PASSIVE checkpoint cannot copy the frames that a reader's snapshot
+// still needs, nor can the WAL start again from its beginning while one
+// reads it. If readers kept that up long enough for the WAL to pass
+// maxWALFrames, the checkpointer runs a TRUNCATE checkpoint, which waits
+// for them (and holds new writes meanwhile) and empties the WAL.
+
+// defaultCheckpointInterval is the default of DB.CheckpointInterval.
+const defaultCheckpointInterval = 200 * time.Millisecond
+
+// maxWALFrames is the size of the WAL, in pages, past which the
+// checkpointer makes sure it empties (about 256 MiB).
+const maxWALFrames = 1 << 16
+
+// openCheckpointer opens the checkpointer's connection and starts it.
+func (db *DB) openCheckpointer(pragmas string) error {
+	if db.CheckpointInterval <= 0 {
+		db.CheckpointInterval = defaultCheckpointInterval
+	}
+	ck, err := sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
+	if err != nil {
+		return fmt.Errorf("sqlite: open the checkpointer's connection: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
+	ck.SetConnMaxIdleTime(0)
+	ck.SetConnMaxLifetime(0)
+	db.ckpt = ck
+	db.ckptWake = make(chan struct{}, 1)
+	db.ckptStop = make(chan struct{})
+	db.ckptDone = make(chan struct{})
+	go db.checkpointer()
+	return nil
+}
+
+// checkpointer checkpoints after commits, at most every
+// CheckpointInterval, until ckptStop is closed.
+func (db *DB) checkpointer() {
+	defer close(db.ckptDone)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.ckptStop:
+			return
+		case <-db.ckptWake:
+		}
+		db.checkpoint()
+		t.Reset(db.CheckpointInterval)
+		select {
+		case <-db.ckptStop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkpoint runs one PASSIVE checkpoint, and a TRUNCATE one if the WAL
+// has grown past maxWALFrames.
+func (db *DB) checkpoint() {
+	ctx := context.Background()
+	var busy, frames, copied int
+	if err := db.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		db.Logger.Warn("checkpoint failed", "err", err)
+		return
+	}
+	db.metrics.checkpoints.Inc()
+	if frames <= maxWALFrames {
+		return
+	}
+	db.Logger.Warn("the WAL is large: emptying it, waiting for its readers", "pages", frames, "checkpointed", copied)
+	if err := db.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+		db.Logger.Warn("checkpoint failed", "err", err)
+	} else if busy != 0 {
+		db.Logger.Warn("the WAL could not be emptied: its readers did not finish in time", "pages", frames, "checkpointed", copied)
+	}
+}
+
+// committed tells the checkpointer that the WAL grew.
+func (db *DB) committed() {
+	select {
+	case db.ckptWake <- struct{}{}:
+	default:
+	}
+}
+
+// closeCheckpointer stops the checkpointer and closes its connection. The
+// writer has stopped: the close of the last connection checkpoints what
+// is left.
+func (db *DB) closeCheckpointer() error {
+	close(db.ckptStop)
+	<-db.ckptDone
+	return db.ckpt.Close()
+}

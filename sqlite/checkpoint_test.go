@@ -1,0 +1,61 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
+)
+
+// The write connection does not checkpoint: the checkpointer's goroutine
+// copies what was committed into the database file, even when the WAL is
+// far from SQLite's own threshold (1,000 pages), so that the WAL stays
+// small without the writer waiting for it.
+func TestCommitsReachTheDatabaseFile(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) { db.CheckpointInterval = time.Millisecond })
+	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	m := e.send(t, "alice", c.ID, "to the file")
+
+	// The database file alone, without its WAL, has the message once the
+	// checkpointer has run.
+	deadline := time.Now().Add(30 * time.Second)
+	for !fileHasMessage(t, e.path, m.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the message did not reach the database file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fileHasMessage reports whether a copy of the database file at path,
+// without the WAL, holds the message. A copy made while a checkpoint
+// writes may be torn: it does not.
+func fileHasMessage(t *testing.T, path, id string) bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+cp+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM messages WHERE id = ?`, id).Scan(&n); err != nil {
+		return false
+	}
+	return n == 1
+}
