@@ -168,7 +168,12 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 				return err
 			}
 		}
-		tx := &Tx{db: db, ctx: j.ctx, now: db.Now().UTC().Truncate(time.Microsecond)}
+		// The job's statements run to their end even if its context ends
+		// meanwhile: the job was checked just above, and it is committed or
+		// not as a whole anyway. A statement with a context that can end
+		// costs a goroutine (the driver's, to interrupt it; database/sql's,
+		// to close its rows) and a progress handler.
+		tx := &Tx{db: db, ctx: context.WithoutCancel(j.ctx), now: db.Now().UTC().Truncate(time.Microsecond)}
 		if err := tx.run(j.fn); err != nil {
 			j.err = err
 			if !savepoints {
