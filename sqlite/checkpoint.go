@@ -19,6 +19,15 @@ import (
 // on checkpoints: each commit is in the WAL, synced, before it is
 // answered.
 //
+// The WAL is written again from its start only by a transaction that
+// begins when every frame in it has been checkpointed. Under a steady
+// flow of commits a checkpoint that runs beside them never catches up:
+// the frames committed while it copied are left, and the WAL would grow
+// without end. So when the WAL holds restartFrames pages or more, the
+// checkpointer, once its checkpoint is done, holds the writer between two
+// transactions (walMu) and checkpoints again: only the frames committed
+// meanwhile are left to copy, and the next commit starts the WAL again.
+//
 // A PASSIVE checkpoint cannot copy the frames that a reader's snapshot
 // still needs, nor can the WAL start again from its beginning while one
 // reads it. If readers kept that up long enough for the WAL to pass
@@ -28,6 +37,10 @@ import (
 // defaultCheckpointInterval is the default of DB.CheckpointInterval.
 const defaultCheckpointInterval = 200 * time.Millisecond
 
+// restartFrames is the size of the WAL, in pages, from which the
+// checkpointer has it start again (16 MiB).
+const restartFrames = 4096
+
 // maxWALFrames is the size of the WAL, in pages, past which the
 // checkpointer makes sure it empties (about 256 MiB).
 const maxWALFrames = 1 << 16
@@ -36,6 +49,9 @@ const maxWALFrames = 1 << 16
 func (db *DB) openCheckpointer(pragmas string) error {
 	if db.CheckpointInterval <= 0 {
 		db.CheckpointInterval = defaultCheckpointInterval
+	}
+	if db.restartFrames <= 0 {
+		db.restartFrames = restartFrames
 	}
 	ck, err := sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
@@ -80,11 +96,27 @@ func (db *DB) checkpointer() {
 func (db *DB) checkpoint() {
 	ctx := context.Background()
 	var busy, frames, copied int
-	if err := db.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-		db.Logger.Warn("checkpoint failed", "err", err)
+	passive := func() bool {
+		if err := db.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+			db.Logger.Warn("checkpoint failed", "err", err)
+			return false
+		}
+		db.metrics.checkpoints.Inc()
+		return true
+	}
+	if !passive() {
 		return
 	}
-	db.metrics.checkpoints.Inc()
+	if frames >= db.restartFrames {
+		// What was committed while the first one copied; no commit
+		// meanwhile. A PASSIVE checkpoint never waits for the writer.
+		db.walMu.Lock()
+		ok := passive()
+		db.walMu.Unlock()
+		if !ok {
+			return
+		}
+	}
 	if frames <= maxWALFrames {
 		return
 	}

@@ -2,8 +2,10 @@ package sqlite_test
 
 import (
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,4 +60,51 @@ func fileHasMessage(t *testing.T, path, id string) bool {
 		return false
 	}
 	return n == 1
+}
+
+// Under a steady flow of sends the WAL still starts again from its
+// beginning, once it holds the pages set (64 here): a checkpoint that
+// runs beside the commits never catches up alone, and the WAL would grow
+// with every message.
+func TestWALStaysSmallUnderSteadySends(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		db.CheckpointInterval = time.Millisecond
+		db.Synchronous = "NORMAL"
+		sqlite.SetWALRestartPages(db, 64)
+	})
+	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 8, 400
+	var ids []string
+	for i := range senders {
+		ids = append(ids, fmt.Sprint("u", i))
+	}
+	e.mkUsers(t, "a", ids...)
+	var convs []string
+	for i := range senders {
+		convs = append(convs, e.mkConv(t, "a", ids[i], tidings.NewConversation{}).ID)
+	}
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			for range each {
+				if _, _, err := e.messages.SendMessage(user("a", ids[i]), convs[i],
+					tidings.NewMessage{Parts: text("64 bytes of message text, which is about one line of a chat.....")}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 3,200 messages wrote about 4 pages each, more than 50 MiB of WAL
+	// had it not started again.
+	st, err := os.Stat(e.path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 16<<20 {
+		t.Fatalf("the WAL grew to %d MiB", st.Size()>>20)
+	}
 }

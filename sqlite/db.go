@@ -67,10 +67,14 @@ type DB struct {
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
 
-	ckpt     *sql.DB // the checkpointer's connection
-	ckptWake chan struct{}
-	ckptStop chan struct{}
-	ckptDone chan struct{}
+	ckpt  *sql.DB    // the checkpointer's connection
+	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
+	// restartFrames is the WAL's size, in pages, from which the
+	// checkpointer has it start again (restartFrames; tests set less)
+	restartFrames int
+	ckptWake      chan struct{}
+	ckptStop      chan struct{}
+	ckptDone      chan struct{}
 
 	// pushApps holds the apps that have at least one push target (see
 	// PushService.HasPushTargets); pushDirty, those whose targets the

@@ -20,3 +20,7 @@ func InsertPushTargetThenFail(db *DB, app, user string) error {
 		return errors.New("failing on purpose")
 	})
 }
+
+// SetWALRestartPages sets the size of the WAL, in pages, from which the
+// checkpointer has it start again. Set it before Open.
+func SetWALRestartPages(db *DB, n int) { db.restartFrames = n }

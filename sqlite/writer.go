@@ -77,7 +77,9 @@ func (db *DB) writer() {
 				break fill
 			}
 		}
+		db.walMu.Lock()
 		db.commit(batch)
+		db.walMu.Unlock()
 		db.metrics.batchSize.Observe(float64(len(batch)))
 	}
 }
