@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/tidings/tidings"
 )
@@ -127,15 +128,16 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			msg = m
 			return true, nil
 		}
+		// With files, the earlier message is looked for first: resolving
+		// the files of a retry would attach them (or fail if they are
+		// gone) before the insert found it.
+		if nm.ClientID != "" && slices.ContainsFunc(nm.Parts, func(p tidings.Part) bool { return p.FileID != "" }) {
+			if found, err := earlier(); found || err != nil {
+				return err
+			}
+		}
 		parts, err := tx.resolveFiles(c.AppID, convID, nm.Parts)
 		if err != nil {
-			// The earlier message is the answer even if its files are no
-			// longer there to attach again.
-			if nm.ClientID != "" {
-				if found, ferr := earlier(); found || ferr != nil {
-					return ferr
-				}
-			}
 			return err
 		}
 		partsJSON, err := json.Marshal(parts)
