@@ -14,10 +14,10 @@ import (
 // every send waiting on it, then waited for the copy and its fsync. Here
 // the write connection does not checkpoint (wal_autocheckpoint=0), and a
 // goroutine of its own does it from a connection of its own: PASSIVE
-// checkpoints, which never wait for the writer nor make it wait, at most
-// every CheckpointInterval while commits come. Durability does not depend
-// on checkpoints: each commit is in the WAL, synced, before it is
-// answered.
+// checkpoints, which never wait for the writer nor make it wait, once
+// checkpointJobs jobs have committed since the last one, and at most
+// every CheckpointInterval. Durability does not depend on checkpoints:
+// each commit is in the WAL, synced, before it is answered.
 //
 // The WAL is written again from its start only by a transaction that
 // begins when every frame in it has been checkpointed. Under a steady
@@ -37,6 +37,9 @@ import (
 // defaultCheckpointInterval is the default of DB.CheckpointInterval.
 const defaultCheckpointInterval = 200 * time.Millisecond
 
+// checkpointJobs is how many jobs commit between two checkpoints.
+const checkpointJobs = 200
+
 // restartFrames is the size of the WAL, in pages, from which the
 // checkpointer has it start again (16 MiB).
 const restartFrames = 4096
@@ -52,6 +55,9 @@ func (db *DB) openCheckpointer(pragmas string) error {
 	}
 	if db.restartFrames <= 0 {
 		db.restartFrames = restartFrames
+	}
+	if db.checkpointJobs <= 0 {
+		db.checkpointJobs = checkpointJobs
 	}
 	ck, err := sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
@@ -81,6 +87,7 @@ func (db *DB) checkpointer() {
 			return
 		case <-db.ckptWake:
 		}
+		db.ckptJobs.Store(0)
 		db.checkpoint()
 		t.Reset(db.CheckpointInterval)
 		select {
@@ -128,8 +135,15 @@ func (db *DB) checkpoint() {
 	}
 }
 
-// committed tells the checkpointer that the WAL grew.
-func (db *DB) committed() {
+// committed tells the checkpointer that the WAL grew by a transaction of
+// jobs jobs: it is woken once checkpointJobs jobs have committed since
+// its last checkpoint, about as many pages as SQLite's own threshold
+// (1,000) for sends, so that a trickle of writes is not checkpointed,
+// with its two fsyncs, commit by commit.
+func (db *DB) committed(jobs int) {
+	if db.ckptJobs.Add(int64(jobs)) < int64(db.checkpointJobs) {
+		return
+	}
 	select {
 	case db.ckptWake <- struct{}{}:
 	default:

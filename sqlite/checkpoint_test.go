@@ -18,7 +18,10 @@ import (
 // far from SQLite's own threshold (1,000 pages), so that the WAL stays
 // small without the writer waiting for it.
 func TestCommitsReachTheDatabaseFile(t *testing.T) {
-	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) { db.CheckpointInterval = time.Millisecond })
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		db.CheckpointInterval = time.Millisecond
+		sqlite.SetCheckpointJobs(db, 1)
+	})
 	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +74,7 @@ func TestWALStaysSmallUnderSteadySends(t *testing.T) {
 		db.CheckpointInterval = time.Millisecond
 		db.Synchronous = "NORMAL"
 		sqlite.SetWALRestartPages(db, 64)
+		sqlite.SetCheckpointJobs(db, 16)
 	})
 	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -55,8 +56,8 @@ type DB struct {
 	// the process, may lose the last commits on power loss).
 	Synchronous string
 	// CheckpointInterval is the least time between two checkpoints, which
-	// a goroutine of their own runs while commits come (default 200 ms;
-	// see checkpoint.go).
+	// a goroutine of their own runs every 200 jobs committed (default
+	// 200 ms; see checkpoint.go).
 	CheckpointInterval time.Duration
 
 	write *sql.DB
@@ -72,9 +73,13 @@ type DB struct {
 	// restartFrames is the WAL's size, in pages, from which the
 	// checkpointer has it start again (restartFrames; tests set less)
 	restartFrames int
-	ckptWake      chan struct{}
-	ckptStop      chan struct{}
-	ckptDone      chan struct{}
+	// checkpointJobs: jobs committed between two checkpoints
+	// (checkpointJobs; tests set less); ckptJobs, since the last one
+	checkpointJobs int
+	ckptJobs       atomic.Int64
+	ckptWake       chan struct{}
+	ckptStop       chan struct{}
+	ckptDone       chan struct{}
 
 	// pushApps holds the apps that have at least one push target (see
 	// PushService.HasPushTargets); pushDirty, those whose targets the

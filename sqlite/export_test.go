@@ -24,3 +24,7 @@ func InsertPushTargetThenFail(db *DB, app, user string) error {
 // SetWALRestartPages sets the size of the WAL, in pages, from which the
 // checkpointer has it start again. Set it before Open.
 func SetWALRestartPages(db *DB, n int) { db.restartFrames = n }
+
+// SetCheckpointJobs sets how many jobs commit between two checkpoints.
+// Set it before Open.
+func SetCheckpointJobs(db *DB, n int) { db.checkpointJobs = n }

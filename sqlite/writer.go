@@ -122,7 +122,7 @@ func (db *DB) commit(batch []*job) {
 		return
 	}
 	db.metrics.commits.Inc()
-	db.committed()
+	db.committed(len(batch))
 	// Before the events are published: the push dispatcher asks it for
 	// the messages of this commit.
 	db.checkPushApps()
