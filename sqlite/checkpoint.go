@@ -32,7 +32,8 @@ import (
 // still needs, nor can the WAL start again from its beginning while one
 // reads it. If readers kept that up long enough for the WAL to pass
 // maxWALFrames, the checkpointer runs a TRUNCATE checkpoint, which waits
-// for them (and holds new writes meanwhile) and empties the WAL.
+// for them (up to the busy timeout, holding the writer meanwhile) and
+// empties the WAL.
 
 // defaultCheckpointInterval is the default of DB.CheckpointInterval.
 const defaultCheckpointInterval = 200 * time.Millisecond
@@ -128,7 +129,12 @@ func (db *DB) checkpoint() {
 		return
 	}
 	db.Logger.Warn("the WAL is large: emptying it, waiting for its readers", "pages", frames, "checkpointed", copied)
-	if err := db.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied); err != nil {
+	// The writer waits here rather than in SQLite: its BEGIN would fail
+	// once its busy timeout passed.
+	db.walMu.Lock()
+	err := db.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
+	db.walMu.Unlock()
+	if err != nil {
 		db.Logger.Warn("checkpoint failed", "err", err)
 	} else if busy != 0 {
 		db.Logger.Warn("the WAL could not be emptied: its readers did not finish in time", "pages", frames, "checkpointed", copied)
