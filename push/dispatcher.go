@@ -34,6 +34,19 @@ type PresenceOfMany interface {
 	OnlineOf(ctx context.Context, appID string, userIDs []string) ([]string, error)
 }
 
+// TargetIndex is a tidings.PushStore that knows, without a query,
+// whether an app has any push target at all: the dispatcher then skips
+// the messages of an app without one (most messages, when an app does
+// not use push) instead of reading each conversation's candidates. The
+// answer must be exact once a change of targets has committed: a target
+// registered gets the messages sent after its registration returned.
+// The SQLite store implements it (it is the only writer of its
+// database); a store of many nodes, which would have to learn of the
+// others' writes, does not, and is asked per conversation.
+type TargetIndex interface {
+	HasPushTargets(appID string) bool
+}
+
 // LeaseName is the lease the node that sends pushes holds, when the
 // Dispatcher has Leases (a cluster).
 const LeaseName = "push"
@@ -296,9 +309,13 @@ func (d *Dispatcher) gatherBatch(batch []*tidings.Event) {
 	candidates := make(map[convKey][]string)
 	online := make(map[convKey]map[string]bool)
 	many, _ := d.Presence.(PresenceOfMany)
+	index, _ := d.Store.(TargetIndex)
 	for _, ev := range batch {
 		k := convKey{ev.AppID, ev.ConversationID}
 		users, ok := candidates[k]
+		if !ok && index != nil && !index.HasPushTargets(ev.AppID) {
+			candidates[k], ok = nil, true // nobody of the app may get a push
+		}
 		if !ok {
 			ctx, cancel := context.WithTimeout(d.ctx, d.Timeout)
 			var err error

@@ -321,3 +321,37 @@ func TestWebPushRefusesPrivateAddresses(t *testing.T) {
 		t.Fatalf("pushes %+v", got)
 	}
 }
+
+// The SQLite store tells the dispatcher which apps have push targets, so
+// that the messages of an app without any cost no query: a target
+// registered still gets the very next message, and one removed, none.
+func TestTargetRegisteredGetsTheNextMessage(t *testing.T) {
+	w := newWorld(t, 50*time.Millisecond)
+	var _ push.TargetIndex = w.push
+	if w.push.HasPushTargets("a") {
+		t.Fatal("app a has push targets before any was registered")
+	}
+	w.send(t, "alice", "c", "nobody has a target", "")
+	w.waitStats(t, "the first message", func(s push.Stats) bool { return s.Messages == 1 })
+	if s := w.disp.Stats(); s.Pushes != 0 {
+		t.Fatalf("a push without targets: %+v", s)
+	}
+
+	pt := w.register(t, "bob", w.web.Subscribe("bob-laptop"))
+	w.send(t, "alice", "c", "now bob has one", "")
+	if web := w.web.Box.WaitFor(t, 1); web[0].Target != "bob-laptop" || web[0].Payload["body"] != "now bob has one" {
+		t.Fatalf("web push %+v", web[0])
+	}
+
+	if err := w.push.DeletePushTarget(as("bob"), pt.ID); err != nil {
+		t.Fatal(err)
+	}
+	if w.push.HasPushTargets("a") {
+		t.Fatal("app a has push targets after its last one was deleted")
+	}
+	w.send(t, "alice", "c", "bob has none again", "")
+	w.waitStats(t, "the third message", func(s push.Stats) bool { return s.Messages == 3 })
+	if s := w.disp.Stats(); s.Pushes != 1 {
+		t.Fatalf("pushes after the target was deleted: %+v", s)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,6 +115,7 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 	e := openDBWith(b, path, nil)
 	parts := text("64 bytes of message text, which is about one line of a chat.....")
 	var n atomic.Int64
+	latency := make([]time.Duration, b.N+1) // of each send, by i
 	io0 := procIO(b)
 	cpu0 := cpuTime()
 	b.ResetTimer()
@@ -129,8 +131,10 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 				}
 				r := (i * 7919) % rooms // another room each time
 				from := fmt.Sprintf("u%d", r*members+i%members)
+				start := time.Now()
 				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r),
 					tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)})
+				latency[i] = time.Since(start)
 				if err != nil {
 					b.Error(err)
 					return
@@ -141,6 +145,8 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 	swg.Wait()
 	b.StopTimer()
 	io1 := procIO(b)
+	slices.Sort(latency[1:])
+	b.ReportMetric(float64(latency[1+(b.N-1)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	b.ReportMetric(float64(io1["syscw"]-io0["syscw"])/float64(b.N), "writes/msg")
@@ -241,4 +247,34 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return os.WriteFile(to+"-wal", wal, 0o600)
+}
+
+// BenchmarkSaveCursors measures what the realtime node's flush of
+// acknowledged refs costs the writer: one SaveCursors of 10,000 cursors
+// (a device each of the 10,000 users of the rooms database), each flush
+// moving every cursor forward.
+func BenchmarkSaveCursors(b *testing.B) {
+	template := roomsTemplate(b, 2000, 5)
+	path := filepath.Join(b.TempDir(), "bench.db")
+	if err := copyFile(template, path); err != nil {
+		b.Fatal(err)
+	}
+	e := openDBWith(b, path, nil)
+	log := sqlite.NewEventLog(e.db)
+	cursors := make([]tidings.Cursor, 10000)
+	for i := range cursors {
+		cursors[i] = tidings.Cursor{AppID: "a", UserID: fmt.Sprintf("u%d", i), Device: "phone"}
+	}
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for n := range b.N {
+		for i := range cursors {
+			cursors[i].Seq = int64(n + 1)
+		}
+		if err := log.SaveCursors(context.Background(), cursors); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*len(cursors)), "cpu-µs/cursor")
 }

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -54,6 +55,10 @@ type DB struct {
 	// committed write survives power loss) or "NORMAL" (survives a crash of
 	// the process, may lose the last commits on power loss).
 	Synchronous string
+	// CheckpointInterval is the least time between two checkpoints, which
+	// a goroutine of their own runs every 200 jobs committed (default
+	// 200 ms; see checkpoint.go).
+	CheckpointInterval time.Duration
 
 	write *sql.DB
 	wconn *sql.Conn
@@ -62,6 +67,27 @@ type DB struct {
 	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
+
+	ckpt  *sql.DB    // the checkpointer's connection
+	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
+	// restartFrames is the WAL's size, in pages, from which the
+	// checkpointer has it start again (restartFrames; tests set less)
+	restartFrames int
+	// checkpointJobs: jobs committed between two checkpoints
+	// (checkpointJobs; tests set less); ckptJobs, since the last one
+	checkpointJobs int
+	ckptJobs       atomic.Int64
+	ckptWake       chan struct{}
+	ckptStop       chan struct{}
+	ckptDone       chan struct{}
+
+	// pushApps holds the apps that have at least one push target (see
+	// PushService.HasPushTargets); pushDirty, those whose targets the
+	// jobs of the current transaction changed, checked again once it
+	// has committed or rolled back (writer only).
+	pushMu    sync.RWMutex
+	pushApps  map[string]bool
+	pushDirty map[string]bool
 
 	metrics *metrics
 	jobs    chan *job
@@ -138,6 +164,12 @@ func (db *DB) Open() error {
 		db.write.Close()
 		return err
 	}
+	// The checkpointer's goroutine checkpoints, not the writer's commits.
+	if _, err := db.wconn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
 	for _, suffix := range []string{"-wal", "-shm"} {
 		if err := os.Chmod(db.path+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			db.Logger.Warn("could not make a database file private", "file", db.path+suffix, "err", err)
@@ -151,6 +183,18 @@ func (db *DB) Open() error {
 	}
 	db.read.SetMaxOpenConns(8)
 	db.read.SetMaxIdleConns(8)
+	if err := db.loadPushApps(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		db.read.Close()
+		return err
+	}
+	if err := db.openCheckpointer(pragmas); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		db.read.Close()
+		return err
+	}
 	db.stmts = make(map[string]*sql.Stmt)
 	db.roles = make(map[string]tidings.Roles)
 	db.cache = newSendCache(db)
@@ -179,11 +223,12 @@ func (db *DB) Close() error {
 	close(db.jobs)
 	db.closeMu.Unlock()
 	<-db.done
+	ckErr := db.closeCheckpointer()
 	for _, s := range db.stmts {
 		s.Close()
 	}
 	db.closeReadStmts()
-	return errors.Join(db.wconn.Close(), db.write.Close(), db.read.Close())
+	return errors.Join(ckErr, db.wconn.Close(), db.write.Close(), db.read.Close())
 }
 
 // Ping reports whether the database answers (for readiness checks).

@@ -163,18 +163,38 @@ func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) er
 		return nil
 	}
 	return l.db.update(ctx, func(tx *Tx) error {
-		for _, c := range cursors {
-			// Not for a user deleted meanwhile: no row may name them.
+		for len(cursors) > 0 {
+			chunk := cursors[:min(len(cursors), cursorChunk)]
+			cursors = cursors[len(chunk):]
+			// One statement for the chunk: [[app, user, device, seq], …].
+			rows := make([][4]any, len(chunk))
+			for i, c := range chunk {
+				rows[i] = [4]any{c.AppID, c.UserID, c.Device, c.Seq}
+			}
+			list, err := json.Marshal(rows)
+			if err != nil {
+				return err
+			}
+			// The join leaves out the users deleted meanwhile: no row may
+			// name them. (WHERE true: the ON of an upsert would else be
+			// read as the join's.) A cursor twice in the chunk is one row
+			// updated by the second.
 			if _, err := tx.exec(`INSERT INTO cursors (app_id, user_id, device, seq, updated_at)
-				SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE app_id = ? AND id = ?)
+				SELECT s.app, s.usr, s.device, s.seq, ? FROM
+					(SELECT value ->> 0 AS app, value ->> 1 AS usr, value ->> 2 AS device, value ->> 3 AS seq FROM json_each(?)) AS s
+					JOIN users AS u ON u.app_id = s.app AND u.id = s.usr
+				WHERE true
 				ON CONFLICT (app_id, user_id, device) DO UPDATE SET seq = max(seq, excluded.seq), updated_at = excluded.updated_at`,
-				c.AppID, c.UserID, c.Device, c.Seq, micros(tx.now), c.AppID, c.UserID); err != nil {
+				micros(tx.now), string(list)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 }
+
+// cursorChunk is how many cursors one statement of SaveCursors stores.
+const cursorChunk = 1000
 
 // PruneChunk is how many events one write of Prune removes at most: a
 // prune of a long log is many short writes, between which sends go

@@ -345,3 +345,50 @@ func TestProfileEventsDoNotCarryLastSeen(t *testing.T) {
 		t.Errorf("profile.update payload %s: want the new name and no lastSeenAt", published[0].Payload)
 	}
 }
+
+// SaveCursors stores many cursors at once, in statements of many: each
+// moves forward only, one given twice keeps the larger seq, and a user
+// who does not exist (deleted meanwhile) gets none.
+func TestSaveManyCursors(t *testing.T) {
+	e, _ := pair(t)
+	log := sqlite.NewEventLog(e.db)
+	ctx := context.Background()
+	if err := log.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "bob", Device: "d5", Seq: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	var cs []tidings.Cursor
+	for i := range 2500 { // more than one statement's worth
+		cs = append(cs, tidings.Cursor{AppID: "a", UserID: "bob", Device: fmt.Sprint("d", i), Seq: int64(i + 1)})
+	}
+	cs = append(cs,
+		tidings.Cursor{AppID: "a", UserID: "bob", Device: "d1", Seq: 50},
+		tidings.Cursor{AppID: "a", UserID: "bob", Device: "d2", Seq: 1},
+		tidings.Cursor{AppID: "a", UserID: "nobody", Device: "phone", Seq: 9},
+		tidings.Cursor{AppID: "b", UserID: "bob", Device: "phone", Seq: 9})
+	if err := log.SaveCursors(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	for device, want := range map[string]int64{"d0": 1, "d1": 50, "d2": 3, "d5": 100, "d2499": 2500} {
+		if seq := must[int64](t)(log.Cursor(ctx, "a", "bob", device)); seq != want {
+			t.Fatalf("cursor of %s: %d, want %d", device, seq, want)
+		}
+	}
+	if seq := must[int64](t)(log.Cursor(ctx, "a", "nobody", "phone")); seq != 0 {
+		t.Fatalf("a user who does not exist has cursor %d", seq)
+	}
+	if seq := must[int64](t)(log.Cursor(ctx, "b", "bob", "phone")); seq != 0 {
+		t.Fatalf("bob of app b, who does not exist, has cursor %d", seq)
+	}
+	raw, err := sql.Open("sqlite", "file:"+e.path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var rows int
+	if err := raw.QueryRow(`SELECT COUNT(*) FROM cursors WHERE user_id = 'nobody' OR app_id = 'b'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 0 {
+		t.Fatalf("%d cursors of users who do not exist", rows)
+	}
+}

@@ -1,4 +1,30 @@
 package sqlite
 
+import (
+	"context"
+	"errors"
+)
+
 // SetBeforePruneChunk has Prune call f before each of its writes.
 func SetBeforePruneChunk(l *EventLog, f func()) { l.beforeChunk = f }
+
+// InsertPushTargetThenFail runs a write that adds a push target for the
+// user and then fails: it must leave no trace.
+func InsertPushTargetThenFail(db *DB, app, user string) error {
+	return db.update(context.Background(), func(tx *Tx) error {
+		tx.pushTargetsChanged(app)
+		if _, err := tx.exec(`INSERT INTO push_targets (`+pushTargetColumns+`) VALUES ('failed', ?, ?, '', 'fcm', 'failed-token', '', '', 0)`,
+			app, user); err != nil {
+			return err
+		}
+		return errors.New("failing on purpose")
+	})
+}
+
+// SetWALRestartPages sets the size of the WAL, in pages, from which the
+// checkpointer has it start again. Set it before Open.
+func SetWALRestartPages(db *DB, n int) { db.restartFrames = n }
+
+// SetCheckpointJobs sets how many jobs commit between two checkpoints.
+// Set it before Open.
+func SetCheckpointJobs(db *DB, n int) { db.checkpointJobs = n }

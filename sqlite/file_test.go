@@ -1,11 +1,13 @@
 package sqlite_test
 
 import (
+	"context"
 	"io"
 	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
@@ -64,5 +66,35 @@ func TestFilesBelongToTheirConversation(t *testing.T) {
 	}
 	if p := m.Parts[0]; p.Size != 5 || p.Name != "notes.txt" {
 		t.Fatalf("file part %+v", p)
+	}
+}
+
+// A retry of a send with files (same client id) is answered with the
+// earlier message even if it names other files, or files that are gone,
+// and attaches none of them.
+func TestRetryOfASendWithFiles(t *testing.T) {
+	e, conv := pair(t)
+	files := sqlite.NewFileService(e.db, disk.NewBlobStore(t.TempDir()), 1024)
+	f := must[*tidings.File](t)(files.CreateFile(user("a", "alice"), conv, "a.txt", "text/plain", strings.NewReader("a")))
+	other := must[*tidings.File](t)(files.CreateFile(user("a", "alice"), conv, "b.txt", "text/plain", strings.NewReader("b")))
+	first, created, err := e.messages.SendMessage(user("a", "alice"), conv, tidings.NewMessage{ClientID: "k",
+		Parts: []tidings.Part{{Type: "text/plain", FileID: f.ID}}})
+	if err != nil || !created {
+		t.Fatalf("first send: created %v, %v", created, err)
+	}
+	for _, id := range []string{other.ID, "gone"} {
+		again, created, err := e.messages.SendMessage(user("a", "alice"), conv, tidings.NewMessage{ClientID: "k",
+			Parts: []tidings.Part{{Type: "text/plain", FileID: id}}})
+		if err != nil || created || again.ID != first.ID || again.Parts[0].FileID != f.ID {
+			t.Fatalf("retry with file %s: created %v, %+v, %v; want the first message", id, created, again, err)
+		}
+	}
+	// The other file was not attached: it goes with the unattached ones.
+	n, err := files.RemoveUnattached(context.Background(), -time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("removed %d unattached files, want 1 (the file the retry named)", n)
 	}
 }

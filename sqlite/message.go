@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/tidings/tidings"
 )
@@ -109,15 +110,30 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		if err := tidings.CanSendMessage(convID, &view); err != nil {
 			return err
 		}
-		if nm.ClientID != "" {
+		// A client id seen before is found by the insert, which then
+		// changes nothing: the earlier message is the answer. Reading it
+		// first would cost every send a query for what seldom happens.
+		earlier := func() (bool, error) {
 			s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
 				WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = ? AND m.client_id = ?`)
 			if err != nil {
-				return err
+				return false, err
 			}
-			msg, err = scanMessage(s.QueryRowContext(tx.ctx, c.AppID, convID, c.UserID, nm.ClientID))
-			if err == nil || !isNoRows(err) {
-				return err // found: the earlier message is the answer
+			m, err := scanMessage(s.QueryRowContext(tx.ctx, c.AppID, convID, c.UserID, nm.ClientID))
+			if isNoRows(err) {
+				return false, nil
+			} else if err != nil {
+				return false, err
+			}
+			msg = m
+			return true, nil
+		}
+		// With files, the earlier message is looked for first: resolving
+		// the files of a retry would attach them (or fail if they are
+		// gone) before the insert found it.
+		if nm.ClientID != "" && slices.ContainsFunc(nm.Parts, func(p tidings.Part) bool { return p.FileID != "" }) {
+			if found, err := earlier(); found || err != nil {
+				return err
 			}
 		}
 		parts, err := tx.resolveFiles(c.AppID, convID, nm.Parts)
@@ -132,10 +148,24 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			ID: tidings.NewID(), ConversationID: convID, Seq: conv.lastSeq + 1, ClientID: nm.ClientID,
 			Sender: *sender.profile, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
 		}
-		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
+		res, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`,
+			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now))
+		if err != nil {
 			return err
+		}
+		if nm.ClientID != "" {
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				msg = nil
+				found, err := earlier()
+				if err == nil && !found {
+					err = fmt.Errorf("the message of client id %q conflicted with none", nm.ClientID)
+				}
+				return err
+			}
 		}
 		if err := tx.emit(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, "")); err != nil {
 			return err

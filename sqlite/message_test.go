@@ -359,3 +359,87 @@ func TestSendsMixedWithOtherWrites(t *testing.T) {
 	_, _, err := e.messages.SendMessage(user("a", "bob"), conv, tidings.NewMessage{Parts: text("x")})
 	wantCode(t, err, tidings.EForbidden)
 }
+
+// The writer keeps what a send read (the conversation, the sender's role
+// and profile, the last seq) from one commit to the next while only sends
+// commit: every other write in between must be seen by the next send.
+func TestSendSeesTheChangesMadeBetweenSends(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	send := func(from string) (*tidings.Message, error) {
+		m, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")})
+		return m, err
+	}
+	mustSend := func(from string, seq int64) *tidings.Message {
+		t.Helper()
+		m, err := send(from)
+		if err != nil {
+			t.Fatalf("%s's send: %v", from, err)
+		}
+		if m.Seq != seq {
+			t.Fatalf("%s's send got seq %d, want %d", from, m.Seq, seq)
+		}
+		return m
+	}
+	mustSend("bob", 1)
+	mustSend("bob", 2)
+
+	// A profile change.
+	name := "Robert"
+	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "bob", tidings.UserUpdate{DisplayName: &name}))
+	if m := mustSend("bob", 3); m.Sender.DisplayName != "Robert" {
+		t.Fatalf("sent as %q after the profile change, want Robert", m.Sender.DisplayName)
+	}
+
+	// A message of the app's server moves the last seq.
+	if _, _, err := e.messages.SendMessage(server("a"), c.ID, tidings.NewMessage{Parts: text("system")}); err != nil {
+		t.Fatal(err)
+	}
+	mustSend("bob", 5)
+
+	// A role that may not send; then the role back, and a mute.
+	roles := tidings.DefaultRoles()
+	roles.Admin.Send = false
+	must[*tidings.Conversation](t)(e.convs.UpdateConversation(user("a", "alice"), c.ID, tidings.ConversationUpdate{Roles: &roles}))
+	mustSend("bob", 6)
+	must[*tidings.Participant](t)(e.convs.UpdateParticipant(user("a", "alice"), c.ID, "bob", tidings.RoleAdmin))
+	_, err := send("bob")
+	wantCode(t, err, tidings.EForbidden)
+	must[*tidings.Participant](t)(e.convs.UpdateParticipant(user("a", "alice"), c.ID, "bob", tidings.RoleMember))
+	mustSend("bob", 7)
+	must[*tidings.Participant](t)(e.convs.MuteParticipant(user("a", "alice"), c.ID, "bob", true))
+	_, err = send("bob")
+	wantCode(t, err, tidings.EForbidden)
+	must[*tidings.Participant](t)(e.convs.MuteParticipant(user("a", "alice"), c.ID, "bob", false))
+	mustSend("bob", 8)
+
+	// A removal.
+	if err := e.convs.RemoveParticipant(user("a", "alice"), c.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = send("bob"); err == nil {
+		t.Fatal("bob sent after his removal")
+	}
+	mustSend("alice", 9)
+
+	// Reopened, the conversation goes on from the seq committed.
+	path := e.path
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = openDB(t, path)
+	mustSend("alice", 10)
+	conv := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), c.ID))
+	if conv.LastSeq != 10 {
+		t.Fatalf("last seq %d, want 10", conv.LastSeq)
+	}
+
+	// A deletion of the conversation.
+	if err := e.convs.DeleteConversation(user("a", "alice"), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = send("alice"); err == nil {
+		t.Fatal("alice sent to a deleted conversation")
+	}
+}

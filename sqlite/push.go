@@ -19,6 +19,66 @@ var (
 	_ tidings.PushStore   = (*PushService)(nil)
 )
 
+// HasPushTargets reports whether any user of the app has a push target,
+// without a query (push.TargetIndex): it is exact for every change of
+// targets committed, since this DB makes them all.
+func (s *PushService) HasPushTargets(appID string) bool {
+	s.db.pushMu.RLock()
+	defer s.db.pushMu.RUnlock()
+	return s.db.pushApps[appID]
+}
+
+// loadPushApps reads which apps have push targets, on Open.
+func (db *DB) loadPushApps(ctx context.Context) error {
+	rows, err := db.wconn.QueryContext(ctx, `SELECT id FROM apps AS a WHERE EXISTS (SELECT 1 FROM push_targets AS t WHERE t.app_id = a.id)`)
+	if err != nil {
+		return fmt.Errorf("sqlite: read the apps with push targets: %w", err)
+	}
+	defer rows.Close()
+	apps := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("sqlite: read the apps with push targets: %w", err)
+		}
+		apps[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: read the apps with push targets: %w", err)
+	}
+	db.pushApps, db.pushDirty = apps, map[string]bool{}
+	return nil
+}
+
+// pushTargetsChanged notes that the job may have added or removed push
+// targets of the app: once the transaction has ended, committed or not,
+// the writer checks again whether the app has any.
+func (tx *Tx) pushTargetsChanged(appID string) {
+	tx.db.pushDirty[appID] = true
+}
+
+// checkPushApps checks again, after a transaction ended, whether each app
+// whose targets its jobs changed has any. Were the check to fail, the app
+// counts as having some: the dispatcher then asks, as without the index.
+func (db *DB) checkPushApps() {
+	for app := range db.pushDirty {
+		var has bool
+		if err := db.wconn.QueryRowContext(context.Background(),
+			`SELECT EXISTS (SELECT 1 FROM push_targets WHERE app_id = ?)`, app).Scan(&has); err != nil {
+			db.Logger.Warn("could not tell whether an app has push targets", "app", app, "err", err)
+			has = true
+		}
+		db.pushMu.Lock()
+		if has {
+			db.pushApps[app] = true
+		} else {
+			delete(db.pushApps, app)
+		}
+		db.pushMu.Unlock()
+	}
+	clear(db.pushDirty)
+}
+
 func NewPushService(db *DB) *PushService { return &PushService{db: db} }
 
 const pushTargetColumns = `id, app_id, user_id, device, kind, address, p256dh, auth, created_at`
@@ -55,6 +115,7 @@ func (s *PushService) RegisterPushTarget(ctx context.Context, nt tidings.NewPush
 	var id string
 	now := s.db.Now()
 	err = s.db.update(ctx, func(tx *Tx) error {
+		tx.pushTargetsChanged(c.AppID)
 		err := tx.queryRow(`SELECT id FROM push_targets WHERE app_id = ? AND kind = ? AND address = ?`,
 			[]any{c.AppID, nt.Kind, address}, &id)
 		switch {
@@ -121,6 +182,7 @@ func (s *PushService) DeletePushTarget(ctx context.Context, id string) error {
 		return err
 	}
 	return s.db.update(ctx, func(tx *Tx) error {
+		tx.pushTargetsChanged(c.AppID)
 		res, err := tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND user_id = ? AND id = ?`, c.AppID, c.UserID, id)
 		if err != nil {
 			return err
@@ -354,6 +416,7 @@ func (s *PushService) RemovePushTargets(ctx context.Context, appID string, ids [
 		return nil
 	}
 	return s.db.update(ctx, func(tx *Tx) error {
+		tx.pushTargetsChanged(appID)
 		for _, id := range ids {
 			if _, err := tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND id = ?`, appID, id); err != nil {
 				return err

@@ -180,6 +180,7 @@ func (s *UserService) DeleteUser(ctx context.Context, id string, messages tiding
 				return err
 			}
 		}
+		tx.pushTargetsChanged(app)
 		for _, q := range []string{
 			`UPDATE conversations SET created_by = '' WHERE app_id = ? AND created_by = ?`,
 			`DELETE FROM memberships WHERE app_id = ? AND user_id = ?`,

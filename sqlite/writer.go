@@ -77,7 +77,9 @@ func (db *DB) writer() {
 				break fill
 			}
 		}
+		db.walMu.Lock()
 		db.commit(batch)
+		db.walMu.Unlock()
 		db.metrics.batchSize.Observe(float64(len(batch)))
 	}
 }
@@ -110,6 +112,7 @@ func (db *DB) commit(batch []*job) {
 		db.Logger.Error("write transaction failed", "err", err, "jobs", len(batch))
 		db.control("ROLLBACK")
 		db.cache.discard()
+		db.checkPushApps()
 		for _, j := range batch {
 			if j.err == nil {
 				j.err = tidings.Errorf(tidings.EInternal, "the write could not be stored")
@@ -119,6 +122,10 @@ func (db *DB) commit(batch []*job) {
 		return
 	}
 	db.metrics.commits.Inc()
+	db.committed(len(batch))
+	// Before the events are published: the push dispatcher asks it for
+	// the messages of this commit.
+	db.checkPushApps()
 	if db.Publisher == nil {
 		return
 	}
@@ -136,8 +143,11 @@ var errJobFailed = errors.New("a job failed")
 // commits it. Without savepoints, the first job to fail rolls the whole
 // transaction back and runBatch returns errJobFailed. Any other error
 // leaves the transaction open for the caller to roll back.
+//
+// The send cache outlives the transaction when only sends ran since it
+// was filled (see sendCache): before any other job it is flushed and
+// emptied, since that job may change what it holds.
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
-	db.cache.discard()
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
@@ -149,6 +159,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			if err := db.cache.flush(); err != nil {
 				return err
 			}
+			db.cache.discard()
 		}
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
@@ -159,7 +170,12 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 				return err
 			}
 		}
-		tx := &Tx{db: db, ctx: j.ctx, now: db.Now().UTC().Truncate(time.Microsecond)}
+		// The job's statements run to their end even if its context ends
+		// meanwhile: the job was checked just above, and it is committed or
+		// not as a whole anyway. A statement with a context that can end
+		// costs a goroutine (the driver's, to interrupt it; database/sql's,
+		// to close its rows) and a progress handler.
+		tx := &Tx{db: db, ctx: context.WithoutCancel(j.ctx), now: db.Now().UTC().Truncate(time.Microsecond)}
 		if err := tx.run(j.fn); err != nil {
 			j.err = err
 			if !savepoints {
@@ -184,6 +200,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if err := db.cache.flush(); err != nil {
 		return err
 	}
+	db.cache.bound()
 	_, err := db.control("COMMIT")
 	return err
 }

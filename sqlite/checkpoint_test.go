@@ -1,0 +1,114 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
+)
+
+// The write connection does not checkpoint: the checkpointer's goroutine
+// copies what was committed into the database file, even when the WAL is
+// far from SQLite's own threshold (1,000 pages), so that the WAL stays
+// small without the writer waiting for it.
+func TestCommitsReachTheDatabaseFile(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		db.CheckpointInterval = time.Millisecond
+		sqlite.SetCheckpointJobs(db, 1)
+	})
+	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	m := e.send(t, "alice", c.ID, "to the file")
+
+	// The database file alone, without its WAL, has the message once the
+	// checkpointer has run.
+	deadline := time.Now().Add(30 * time.Second)
+	for !fileHasMessage(t, e.path, m.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the message did not reach the database file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fileHasMessage reports whether a copy of the database file at path,
+// without the WAL, holds the message. A copy made while a checkpoint
+// writes may be torn: it does not.
+func fileHasMessage(t *testing.T, path, id string) bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+cp+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM messages WHERE id = ?`, id).Scan(&n); err != nil {
+		return false
+	}
+	return n == 1
+}
+
+// Under a steady flow of sends the WAL still starts again from its
+// beginning, once it holds the pages set (64 here): a checkpoint that
+// runs beside the commits never catches up alone, and the WAL would grow
+// with every message.
+func TestWALStaysSmallUnderSteadySends(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		db.CheckpointInterval = time.Millisecond
+		db.Synchronous = "NORMAL"
+		sqlite.SetWALRestartPages(db, 64)
+		sqlite.SetCheckpointJobs(db, 16)
+	})
+	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 8, 400
+	var ids []string
+	for i := range senders {
+		ids = append(ids, fmt.Sprint("u", i))
+	}
+	e.mkUsers(t, "a", ids...)
+	var convs []string
+	for i := range senders {
+		convs = append(convs, e.mkConv(t, "a", ids[i], tidings.NewConversation{}).ID)
+	}
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			for range each {
+				if _, _, err := e.messages.SendMessage(user("a", ids[i]), convs[i],
+					tidings.NewMessage{Parts: text("64 bytes of message text, which is about one line of a chat.....")}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 3,200 messages wrote about 4 pages each, more than 50 MiB of WAL
+	// had it not started again.
+	st, err := os.Stat(e.path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 16<<20 {
+		t.Fatalf("the WAL grew to %d MiB", st.Size()>>20)
+	}
+}
