@@ -162,7 +162,7 @@ func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) er
 	if len(cursors) == 0 {
 		return nil
 	}
-	return l.db.update(ctx, func(tx *Tx) error {
+	return l.db.updateAside(ctx, func(tx *Tx) error {
 		for len(cursors) > 0 {
 			chunk := cursors[:min(len(cursors), cursorChunk)]
 			cursors = cursors[len(chunk):]

@@ -28,3 +28,14 @@ func SetWALRestartPages(db *DB, n int) { db.restartFrames = n }
 // SetCheckpointJobs sets how many jobs commit between two checkpoints.
 // Set it before Open.
 func SetCheckpointJobs(db *DB, n int) { db.checkpointJobs = n }
+
+// CachedSenders says how many senders the send cache holds, read on the
+// writer between two transactions' jobs without flushing or emptying it.
+func CachedSenders(db *DB) (int, error) {
+	var n int
+	err := db.updateAside(context.Background(), func(tx *Tx) error {
+		n = len(tx.db.cache.senders)
+		return nil
+	})
+	return n, err
+}

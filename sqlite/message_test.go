@@ -1,14 +1,17 @@
 package sqlite_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
 )
 
 // pair makes alice and bob in app a with a conversation between them.
@@ -441,5 +444,43 @@ func TestSendSeesTheChangesMadeBetweenSends(t *testing.T) {
 	}
 	if _, err = send("alice"); err == nil {
 		t.Fatal("alice sent to a deleted conversation")
+	}
+}
+
+// The once-a-second saves of cursors and last seen times leave the send
+// cache as it is (job.aside): under load they come between most sends,
+// and each would otherwise have every sender read again. What the cache
+// had yet to write is still written.
+func TestCursorSavesKeepTheSendCache(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	for _, from := range []string{"alice", "bob"} {
+		if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	log := sqlite.NewEventLog(e.db)
+	if err := log.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "bob", Device: "d", Seq: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.users.SaveLastSeen(ctx, []tidings.LastSeen{{AppID: "a", UserID: "bob", At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sqlite.CachedSenders(e.db); err != nil || n != 2 {
+		t.Fatalf("the send cache holds %d senders after the saves (err %v), want the 2 who sent", n, err)
+	}
+	m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("again")})
+	if err != nil || m.Seq != 3 {
+		t.Fatalf("the send after the saves: %+v, %v; want seq 3", m, err)
+	}
+	if seq, err := log.Cursor(ctx, "a", "bob", "d"); err != nil || seq != 3 {
+		t.Fatalf("bob's cursor is %d (err %v), want 3", seq, err)
+	}
+	// What the cache wrote: the conversation's last seq and bob's marks.
+	conv := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "bob"), c.ID))
+	if conv.LastSeq != 3 || conv.UnreadCount != 0 {
+		t.Fatalf("bob sees last seq %d and %d unread, want 3 and 0 (his own messages are read)", conv.LastSeq, conv.UnreadCount)
 	}
 }

@@ -249,7 +249,7 @@ func (s *UserService) SaveLastSeen(ctx context.Context, seen []tidings.LastSeen)
 		if err != nil {
 			return err
 		}
-		err = s.db.update(ctx, func(tx *Tx) error {
+		err = s.db.updateAside(ctx, func(tx *Tx) error {
 			_, err := tx.exec(`UPDATE users SET last_seen_at = max(coalesce(users.last_seen_at, 0), s.at)
 				FROM (SELECT value ->> 0 AS app, value ->> 1 AS id, value ->> 2 AS at FROM json_each(?)) AS s
 				WHERE users.app_id = s.app AND users.id = s.id`, string(list))

@@ -346,7 +346,7 @@ func (s *WebhookService) SaveWebhookProgress(ctx context.Context, progress []tid
 	if len(progress) == 0 {
 		return nil
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateAside(ctx, func(tx *Tx) error {
 		for _, p := range progress {
 			var failingSince, missedAt any
 			if p.FailingSince != nil {

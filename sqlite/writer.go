@@ -18,7 +18,14 @@ type job struct {
 	fn  func(*Tx) error
 	// sends marks a job that only sends messages: it may use the send
 	// cache (see sendcache.go) and leave writes to the cache's flush.
-	sends  bool
+	sends bool
+	// aside marks a job that reads and writes none of what the send
+	// cache holds or will write (conversations, participants, the
+	// profiles of users): the cache is neither flushed before it nor
+	// emptied. The once-a-second saves of cursors, last seen times and
+	// webhook positions are such jobs; were they not, each would empty
+	// the cache and the sends after it would read their senders again.
+	aside  bool
 	err    error
 	events []*tidings.Event
 	done   chan struct{}
@@ -31,6 +38,12 @@ type job struct {
 // only use tx, and must not keep it.
 func (db *DB) update(ctx context.Context, fn func(*Tx) error) error {
 	return db.submit(&job{ctx: ctx, fn: fn, done: make(chan struct{})})
+}
+
+// updateAside is update for a job that touches nothing the send cache
+// holds (see job.aside).
+func (db *DB) updateAside(ctx context.Context, fn func(*Tx) error) error {
+	return db.submit(&job{ctx: ctx, fn: fn, aside: true, done: make(chan struct{})})
 }
 
 // updateSends is update for a job that only sends messages.
@@ -146,7 +159,8 @@ var errJobFailed = errors.New("a job failed")
 //
 // The send cache outlives the transaction when only sends ran since it
 // was filled (see sendCache): before any other job it is flushed and
-// emptied, since that job may change what it holds.
+// emptied, since that job may change what it holds, unless the job is set
+// aside from it (job.aside).
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -155,7 +169,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		if j.err != nil {
 			continue
 		}
-		if !j.sends {
+		if !j.sends && !j.aside {
 			if err := db.cache.flush(); err != nil {
 				return err
 			}
