@@ -34,7 +34,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/lxzan/gws"
 
@@ -378,22 +377,9 @@ func (c *lingerConn) tryWrite(p []byte) (int, error) {
 }
 
 // writeFn writes c.wp from c.wn on, what the socket takes at once.
-//
-// The socket does not block (the runtime's poller made it so), so the
-// write is a raw system call: the writer keeps its P, where a call the
-// scheduler sees as blocking may give the P away when it takes more than
-// 20 µs (a write to a loopback socket takes about 10) and send the writer,
-// on its return, to the back of a run queue behind thousands of readers'
-// goroutines, delaying every connection after it.
 func (c *lingerConn) writeFn(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		p := c.wp[c.wn:]
-		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		m := int(r)
-		var e error
-		if errno != 0 {
-			m, e = 0, errno
-		}
+		m, e := syscall.Write(int(fd), c.wp[c.wn:])
 		if m > 0 {
 			c.wn += m
 		}
