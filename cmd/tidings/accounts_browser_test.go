@@ -307,7 +307,10 @@ func TestSDKAccountsOnOneConnection(t *testing.T) {
 		pg.eval(`client.close(); true`, new(bool))
 	}
 
-	// One connection carried both: one auth per account on each.
+	// One connection carried both: one auth per account on each
+	// connection (two at least: one before the restart, one after; a
+	// loaded machine may add a reconnection), and work's third, on the
+	// connection of the last step.
 	var auths = map[string]int{}
 	for _, fr := range pg.sentFrames() {
 		var c struct{ Type, Command, Account string }
@@ -315,8 +318,8 @@ func TestSDKAccountsOnOneConnection(t *testing.T) {
 			auths[cmp(c.Account, "default")]++
 		}
 	}
-	if auths["default"] != 2 || auths["work"] != 3 {
-		t.Errorf("auth commands by account: %v, want 2 each (one before the restart, one after), and work's third", auths)
+	if auths["default"] < 2 || auths["work"] != auths["default"]+1 {
+		t.Errorf("auth commands by account: %v, want as many for default and work on their connections (2 or more), and work's third", auths)
 	}
 }
 
