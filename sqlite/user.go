@@ -121,6 +121,11 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	if err != nil {
 		return nil, err
 	}
+	return scanUsers(rows)
+}
+
+// scanUsers reads the users of rows, and closes them.
+func scanUsers(rows *sql.Rows) ([]*tidings.User, error) {
 	defer rows.Close()
 	users := []*tidings.User{}
 	for rows.Next() {
@@ -315,16 +320,7 @@ func (s *UserService) FindUsersByIDs(ctx context.Context, ids []string) ([]*tidi
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var users []*tidings.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		users = append(users, u)
-	}
-	return users, rows.Err()
+	return scanUsers(rows)
 }
 
 // identifierFree returns EConflict if a user of the app other than userID
