@@ -122,7 +122,10 @@ type batchTransport struct{ b *recordingBatcher }
 func (t batchTransport) Write([]byte) bool { t.b.add("write"); return true }
 func (t batchTransport) Close(int, string) {}
 
-func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
+// batchingNode runs a node whose Batcher records what it is told, with
+// two sessions in conversation c, each writing through it.
+func batchingNode(t *testing.T) (*Node, *recordingBatcher) {
+	t.Helper()
 	node, _ := fanoutNode(t, 0)
 	b := &recordingBatcher{}
 	node.Batcher = b
@@ -135,9 +138,13 @@ func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
 	node.ctx, node.cancel = context.WithCancel(context.Background())
 	node.wg.Add(1)
 	go node.run()
-	defer func() { node.cancel(); node.wg.Wait() }()
-	node.Publish(messageEvent(1), messageEvent(2), messageEvent(3))
-	want := "begin write write write write write write end"
+	t.Cleanup(func() { node.cancel(); node.wg.Wait() })
+	return node, b
+}
+
+// waitRecorded waits until the batcher has recorded want.
+func waitRecorded(t *testing.T, b *recordingBatcher, want string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		b.mu.Lock()
@@ -153,37 +160,18 @@ func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
 	}
 }
 
+func TestEventsPublishedTogetherAreDeliveredInOneBatch(t *testing.T) {
+	node, b := batchingNode(t)
+	node.Publish(messageEvent(1), messageEvent(2), messageEvent(3))
+	waitRecorded(t, b, "begin write write write write write write end")
+}
+
 // A lone event is not held for the end of a batch: its first receivers
 // are written to while the others are still being queued.
 func TestALoneEventIsDeliveredWithoutABatch(t *testing.T) {
-	node, _ := fanoutNode(t, 0)
-	b := &recordingBatcher{}
-	node.Batcher = b
-	for i := range 2 {
-		c := &Client{node: node, t: batchTransport{b}, accounts: map[string]*Session{}}
-		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i)}
-		node.subscribeLocked(convKey{"a", "c"}, s, 0)
-	}
-	node.wake = make(chan struct{}, 1)
-	node.ctx, node.cancel = context.WithCancel(context.Background())
-	node.wg.Add(1)
-	go node.run()
-	defer func() { node.cancel(); node.wg.Wait() }()
+	node, b := batchingNode(t)
 	node.Publish(messageEvent(1))
-	want := "write write"
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b.mu.Lock()
-		got := strings.Join(b.events, " ")
-		b.mu.Unlock()
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %q, want %q", got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitRecorded(t, b, "write write")
 }
 
 // A profile event goes once to each online session of the users who share
