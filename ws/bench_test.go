@@ -69,6 +69,29 @@ func BenchmarkSocketSends(b *testing.B) {
 	}
 }
 
+// fanoutAudience starts a server with a conversation of n members and
+// the sender ids[0], each member on a connection of its own that counts
+// the updates and WebSocket messages it receives, without replying.
+func fanoutAudience(b *testing.B, n int) (s *stack, ids []string, conv string, updates, messages *atomic.Int64) {
+	s = startStack(b, nil)
+	ids = make([]string, n+1)
+	for i := range ids {
+		ids[i] = fmt.Sprint("u", i)
+	}
+	s.mkUsers("a", ids...)
+	conv = s.conv("a", ids[0], ids[1:]...)
+	updates, messages = new(atomic.Int64), new(atomic.Int64)
+	auth := []byte(`"id":"1"`)
+	for _, id := range ids[1:] {
+		c := rawAuth(b, s, id, "d")
+		c.SetDeadline(time.Time{})
+		authed := make(chan struct{})
+		go countUpdates(c, auth, authed, updates, messages)
+		<-authed
+	}
+	return s, ids, conv, updates, messages
+}
+
 // BenchmarkFanoutWrites sends messages to a conversation of n members,
 // each on a connection of its own that reads without replying, keeping
 // up to 20 sends in flight, and waits until every member has every
@@ -79,22 +102,7 @@ func BenchmarkSocketSends(b *testing.B) {
 func BenchmarkFanoutWrites(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
-			s := startStack(b, nil)
-			ids := make([]string, n+1)
-			for i := range ids {
-				ids[i] = fmt.Sprint("u", i)
-			}
-			s.mkUsers("a", ids...)
-			conv := s.conv("a", ids[0], ids[1:]...)
-			var updates, messages atomic.Int64
-			auth := []byte(`"id":"1"`)
-			for _, id := range ids[1:] {
-				c := rawAuth(b, s, id, "d")
-				c.SetDeadline(time.Time{})
-				authed := make(chan struct{})
-				go countUpdates(c, auth, authed, &updates, &messages)
-				<-authed
-			}
+			s, ids, conv, updates, messages := fanoutAudience(b, n)
 			sem := make(chan struct{}, 20)
 			var wg sync.WaitGroup
 			b.ResetTimer()
@@ -130,22 +138,7 @@ func BenchmarkFanoutWrites(b *testing.B) {
 func BenchmarkFanoutDelivery(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
-			s := startStack(b, nil)
-			ids := make([]string, n+1)
-			for i := range ids {
-				ids[i] = fmt.Sprint("u", i)
-			}
-			s.mkUsers("a", ids...)
-			conv := s.conv("a", ids[0], ids[1:]...)
-			var updates, messages atomic.Int64
-			auth := []byte(`"id":"1"`)
-			for _, id := range ids[1:] {
-				c := rawAuth(b, s, id, "d")
-				c.SetDeadline(time.Time{})
-				authed := make(chan struct{})
-				go countUpdates(c, auth, authed, &updates, &messages)
-				<-authed
-			}
+			s, ids, conv, updates, messages := fanoutAudience(b, n)
 			m := s.send("a", ids[0], conv, "first")
 			waitFor(b, "the first message to reach everyone", func() bool { return updates.Load() == int64(n) })
 			updates.Store(0)
