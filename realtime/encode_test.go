@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
@@ -159,4 +160,60 @@ func TestTextPartsGoWithoutTheirType(t *testing.T) {
 			t.Errorf("%s: %s\nwant %s", name, gotJSON, payload)
 		}
 	}
+}
+
+// Whatever a message holds, the two forms of its events decode to the
+// message as stored: the sender's with its clientId, the others' without,
+// the parts' default type restored (tidings.MessagePayload.Complete). The
+// forms are cut from the stored JSON byte by byte: this checks the cuts
+// against encoding/json on any text a user may write.
+func FuzzMessageEventForms(f *testing.F) {
+	f.Add("U0", "k-1", "hi", "a.png", "meta", "text/plain")
+	f.Add(`U0 ,"clientId":"`, `k \" é`, `]{"type":"text/plain","data":"\\"}]`, `"{`, `{"clientId":"x"}`, "image/png")
+	f.Add(`,"parts":[{"type":"text/plain","`, "", `,"clientId":"`, "]", `\`, "text/plain; charset=utf-8")
+	f.Fuzz(func(t *testing.T, name, clientID, data, fileName, meta, typ string) {
+		for _, s := range []string{name, clientID, data, fileName, meta, typ} {
+			if !utf8.ValidString(s) {
+				t.Skip() // refused when sent (tidings.NewMessage.Validate)
+			}
+		}
+		if typ == "" {
+			t.Skip() // refused when sent: a part has a type
+		}
+		metadata, _ := json.Marshal(map[string]string{"clientId": meta, "parts": data})
+		m := &tidings.Message{ID: "m", Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: name}, ClientID: clientID,
+			Parts:    []tidings.Part{{Type: "text/plain", Data: data}, {Type: typ, Name: fileName, Data: data}},
+			Metadata: metadata, Alert: meta}
+		stored, err := json.Marshal(tidings.NewMessagePayload(m, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, evName := range []string{tidings.EventMessageSent, tidings.EventMessageEdited} {
+			ev := &tidings.Event{Seq: 3, ID: "e", Name: evName, Time: time.Now(), Actor: &m.Sender, ConversationID: "c", Payload: stored}
+			body, err := encodeEvent(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, user := range []string{"u0", "u1"} {
+				var got protocol.Event
+				if err := json.Unmarshal(body.forUser(user), &got); err != nil {
+					t.Fatalf("%s for %s: %v\n%s", evName, user, err, body.forUser(user))
+				}
+				var p tidings.MessagePayload
+				if err := json.Unmarshal(got.Payload, &p); err != nil || p.Message == nil {
+					t.Fatalf("%s for %s: %v\n%s", evName, user, err, got.Payload)
+				}
+				p.Complete(&tidings.Event{})
+				want := *m
+				if user != "u0" {
+					want.ClientID = ""
+				}
+				gotJSON, _ := json.Marshal(p.Message)
+				wantJSON, _ := json.Marshal(&want)
+				if string(gotJSON) != string(wantJSON) {
+					t.Fatalf("%s for %s: %s\nwant %s", evName, user, gotJSON, wantJSON)
+				}
+			}
+		}
+	})
 }
