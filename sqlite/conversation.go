@@ -188,6 +188,9 @@ func (s *ConversationService) FindConversationByID(ctx context.Context, id strin
 	if err != nil {
 		return nil, err
 	}
+	if err := s.db.syncMarks(ctx); err != nil {
+		return nil, err
+	}
 	return shown(visibleConversation(ctx, s.db.read, c, id))
 }
 
@@ -211,6 +214,9 @@ func decodeCursor(s string) (int64, string, error) {
 func (s *ConversationService) ListConversations(ctx context.Context, f tidings.ConversationFilter) (*tidings.ConversationPage, error) {
 	c, err := actingCaller(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.db.syncMarks(ctx); err != nil {
 		return nil, err
 	}
 	limit := clampLimit(f.Limit)
@@ -381,6 +387,9 @@ func (tx *Tx) participant(appID, convID, userID string) (*tidings.Participant, e
 func (s *ConversationService) ListParticipants(ctx context.Context, id string, f tidings.ParticipantFilter) (*tidings.ParticipantPage, error) {
 	c, err := actingCaller(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.db.syncMarks(ctx); err != nil {
 		return nil, err
 	}
 	limit := f.Limit

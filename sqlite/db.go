@@ -67,6 +67,9 @@ type DB struct {
 	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
 	roles map[string]tidings.Roles // decoded roles columns; writer only
 	cache *sendCache               // writer only
+	// marksPending: committed sends have marks not written yet (see
+	// sendCache and syncMarks).
+	marksPending atomic.Bool
 
 	ckpt  *sql.DB    // the checkpointer's connection
 	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
@@ -160,6 +163,11 @@ func (db *DB) Open() error {
 		return err
 	}
 	if err := db.hashServerKeys(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return err
+	}
+	if err := db.repairMarks(ctx); err != nil {
 		db.wconn.Close()
 		db.write.Close()
 		return err

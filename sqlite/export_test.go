@@ -39,3 +39,6 @@ func CachedSenders(db *DB) (int, error) {
 	})
 	return n, err
 }
+
+// MarksPending says whether committed sends have marks not written yet.
+func MarksPending(db *DB) bool { return db.marksPending.Load() }

@@ -390,6 +390,10 @@ func (s *PushService) PushCandidates(ctx context.Context, appID, conversationID,
 }
 
 func (s *PushService) PushRecipient(ctx context.Context, appID, userID, conversationID string) (*tidings.PushRecipient, error) {
+	// The badge counts the conversations' last seqs.
+	if err := s.db.syncMarks(ctx); err != nil {
+		return nil, err
+	}
 	var r tidings.PushRecipient
 	var disabled, muted int
 	var unread sql.NullInt64

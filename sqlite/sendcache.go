@@ -1,40 +1,90 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"time"
 
 	"github.com/tidings/tidings"
 )
 
-// sendCache lets a run of send jobs in one transaction skip most of their
-// statements. Sending a message needs to read the conversation, the
-// sender's role and profile, and to write the conversation's last seq and
-// the sender's read mark. When many messages are committed together, most
-// go to conversations already read in that transaction: the cache keeps
-// what was read, and the writes are made once per conversation and sender
-// when the cache is flushed, before any other kind of job runs and before
-// COMMIT. A send job therefore costs two inserts (message and event).
+// sendCache lets a run of send jobs skip most of their statements.
+// Sending a message needs to read the conversation, the sender's role and
+// profile, and to write the conversation's last seq and activity time and
+// the sender's read mark. The cache keeps what was read, and the writes
+// (the marks) are made later, once per conversation and sender, so that a
+// send job costs two inserts (message and event).
 //
 // What it read stays true across transactions as long as only send jobs
 // commit, since every other write goes through the writer too, as a job
-// that is not a send: the cache is kept from one transaction to the next
-// (its writes flushed before each COMMIT) and emptied before any other
-// job runs, when a transaction is rolled back, and when it holds more
-// than maxCachedSenders senders. A run of sends to the same
-// conversations, across many commits, then reads each conversation and
-// sender once.
+// that is not a send: the cache is kept from one transaction to the next,
+// and emptied before any other job runs (unless that job is set aside
+// from it, see job.aside), when a transaction is rolled back, and when it
+// holds more than maxCachedSenders senders.
+//
+// The marks of committed sends are written (flushed) in a later
+// transaction: before any job that is not a send or set aside (which may
+// read them), when a reader of conversations or participants asks for
+// them (DB.syncMarks: what anyone was told has committed is read back),
+// at least once per markDelay, when more than maxPendingMarks are
+// waiting, and when the database closes. Under a steady load, a
+// conversation's row and its senders' rows are then written once per
+// markDelay instead of once per commit: most of the pages a send
+// dirtied, beyond its message and event, were these rows. The messages
+// themselves are durable at their commit, as before. A crash before the
+// marks are flushed leaves them behind the messages; Open puts them right
+// again from the messages stored after meta's marks_seq, the newest event
+// whose marks were flushed (see repairMarks).
 //
 // The writer goroutine alone uses it. A send job changes it only once all
 // its statements succeeded (see sendCache.sent), so a job rolled back to
-// its savepoint leaves no trace; a rolled back transaction discards it.
+// its savepoint leaves no trace; a rolled back transaction discards what
+// it read and the marks of its own sends, but not the marks of sends
+// committed before, which a conversation read again is brought up to.
 type sendCache struct {
 	db      *DB
 	senders map[senderKey]*senderState
 	convs   map[convKey]*convState
-	// what sends changed since the last flush
-	dirtyConvs   []convKey
-	dirtySenders []senderKey
+	// txn holds the marks of the open transaction's sends not flushed
+	// yet; pending those of committed sends not flushed yet.
+	txn, pending marks
+	// flushed: pending was written in the open transaction.
+	flushed bool
+	// since is when pending became non-empty.
+	since time.Time
+}
+
+// marks are the writes sends leave to the cache's flush.
+type marks struct {
+	convs   map[convKey]convMark
+	senders map[senderKey]int64 // the sender's read and delivered mark
+}
+
+// convMark is a conversation's last seq and last activity time.
+type convMark struct{ seq, activity int64 }
+
+func newMarks() marks {
+	return marks{convs: map[convKey]convMark{}, senders: map[senderKey]int64{}}
+}
+
+func (m marks) empty() bool { return len(m.convs) == 0 && len(m.senders) == 0 }
+
+func (m marks) clear() {
+	clear(m.convs)
+	clear(m.senders)
+}
+
+// merge adds o's marks to m, keeping the newer of two.
+func (m marks) merge(o marks) {
+	for k, v := range o.convs {
+		if old, ok := m.convs[k]; !ok || v.seq > old.seq {
+			m.convs[k] = v
+		}
+	}
+	for k, v := range o.senders {
+		m.senders[k] = max(m.senders[k], v)
+	}
 }
 
 type convKey struct{ app, conv string }
@@ -50,8 +100,6 @@ type convState struct {
 	deletedAt *time.Time
 	roles     tidings.Roles
 	lastSeq   int64
-	activity  int64 // last_activity_at to write
-	dirty     bool
 }
 
 // senderState is a sender as sending needs it.
@@ -61,12 +109,11 @@ type senderState struct {
 	role    tidings.Role     // "" when not a participant
 	muted   bool             // muted in the conversation
 	profile *tidings.Profile // nil when the user does not exist
-	readSeq int64            // read and delivered mark to write
-	dirty   bool
 }
 
 func newSendCache(db *DB) *sendCache {
-	return &sendCache{db: db, senders: map[senderKey]*senderState{}, convs: map[convKey]*convState{}}
+	return &sendCache{db: db, senders: map[senderKey]*senderState{}, convs: map[convKey]*convState{},
+		txn: newMarks(), pending: newMarks()}
 }
 
 // sender returns what sending in conversation conv as user needs, reading
@@ -83,16 +130,16 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 	var isPublic bool
 	var deleted sql.NullInt64
 	var rolesJSON string
-	var lastSeq, activity int64
+	var lastSeq int64
 	var role, name, avatar, idValue, idKind sql.NullString
 	var muted sql.NullBool
-	err := tx.queryRow(`SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, c.last_activity_at, p.role, p.muted,
+	err := tx.queryRow(`SELECT c.is_public, c.deleted_at, c.roles, c.last_seq, p.role, p.muted,
 		u.display_name, u.avatar_url, u.identifier_value, u.identifier_kind
 		FROM conversations c
 		LEFT JOIN participants p ON p.app_id = c.app_id AND p.conversation_id = c.id AND p.user_id = ?
 		LEFT JOIN users u ON u.app_id = c.app_id AND u.id = ?
 		WHERE c.app_id = ? AND c.id = ?`, []any{user, user, app, conv},
-		&isPublic, &deleted, &rolesJSON, &lastSeq, &activity, &role, &muted, &name, &avatar, &idValue, &idKind)
+		&isPublic, &deleted, &rolesJSON, &lastSeq, &role, &muted, &name, &avatar, &idValue, &idKind)
 	if isNoRows(err) {
 		return nil, tidings.ErrConversationNotFound(conv)
 	}
@@ -105,7 +152,12 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 		if err != nil {
 			return nil, err
 		}
-		cs = &convState{isPublic: isPublic, deletedAt: fromNullMicros(deleted), roles: roles, lastSeq: lastSeq, activity: activity}
+		// Committed sends whose marks are not flushed yet are past the
+		// stored last seq.
+		if m, ok := sc.pending.convs[k.convKey]; ok {
+			lastSeq = max(lastSeq, m.seq)
+		}
+		cs = &convState{isPublic: isPublic, deletedAt: fromNullMicros(deleted), roles: roles, lastSeq: lastSeq}
 		sc.convs[k.convKey] = cs
 	}
 	s := &senderState{key: k, conv: cs, role: tidings.Role(role.String), muted: muted.Bool}
@@ -144,56 +196,208 @@ func (sc *sendCache) newSender(tx *Tx, k senderKey, cs *convState) (*senderState
 
 // sent records that s sent message seq at time now (in microseconds).
 func (sc *sendCache) sent(s *senderState, seq, now int64) {
-	if !s.conv.dirty {
-		sc.dirtyConvs = append(sc.dirtyConvs, s.key.convKey)
-	}
-	if !s.dirty {
-		sc.dirtySenders = append(sc.dirtySenders, s.key)
-	}
-	s.conv.lastSeq, s.conv.activity, s.conv.dirty = seq, now, true
-	s.readSeq, s.dirty = seq, true
+	s.conv.lastSeq = seq
+	sc.txn.convs[s.key.convKey] = convMark{seq: seq, activity: now}
+	sc.txn.senders[s.key] = seq
 }
 
 // maxCachedSenders bounds the senders the cache keeps from one
 // transaction to the next (about 200 bytes each).
 const maxCachedSenders = 1 << 14
 
-// flush writes what the cached sends changed since the last flush. What
-// was read stays cached.
+// markDelay is how long the marks of committed sends may wait for their
+// flush, and maxPendingMarks how many.
+const (
+	markDelay       = time.Second
+	maxPendingMarks = 1 << 14
+)
+
+// flush writes the marks of the committed sends and of the open
+// transaction's sends. What was read stays cached.
 func (sc *sendCache) flush() error {
-	for _, k := range sc.dirtyConvs {
-		cs := sc.convs[k]
-		if _, err := sc.db.control(`UPDATE conversations SET last_seq = ?, last_activity_at = ? WHERE app_id = ? AND id = ?`,
-			cs.lastSeq, cs.activity, k.app, k.conv); err != nil {
+	if sc.txn.empty() && (sc.flushed || sc.pending.empty()) {
+		return nil
+	}
+	all := sc.txn
+	if !sc.flushed && !sc.pending.empty() {
+		all = newMarks()
+		all.merge(sc.pending)
+		all.merge(sc.txn)
+	}
+	for k, m := range all.convs {
+		if _, err := sc.db.control(`UPDATE conversations SET last_seq = max(last_seq, ?), last_activity_at = max(last_activity_at, ?) WHERE app_id = ? AND id = ?`,
+			m.seq, m.activity, k.app, k.conv); err != nil {
 			return err
 		}
-		cs.dirty = false
 	}
-	sc.dirtyConvs = sc.dirtyConvs[:0]
-	for _, k := range sc.dirtySenders {
+	for k, seq := range all.senders {
 		// The sender has seen their own message, and what came before it.
-		s := sc.senders[k]
 		if _, err := sc.db.control(`UPDATE participants SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?)
-			WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, s.readSeq, s.readSeq, k.app, k.conv, k.user); err != nil {
+			WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, seq, seq, k.app, k.conv, k.user); err != nil {
 			return err
 		}
-		s.dirty = false
 	}
-	sc.dirtySenders = sc.dirtySenders[:0]
+	// Every event stored so far has its marks written.
+	if _, err := sc.db.control(`INSERT INTO meta (key, value) SELECT 'marks_seq', COALESCE(MAX(seq), 0) FROM events WHERE true
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`); err != nil {
+		return err
+	}
+	sc.txn.clear()
+	sc.flushed = true
 	return nil
 }
 
-// bound empties the cache, flushed, if it holds too many senders.
+// due reports whether the marks should be flushed before this
+// transaction commits.
+func (sc *sendCache) due(now time.Time) bool {
+	if sc.flushed || sc.pending.empty() {
+		return false
+	}
+	return now.Sub(sc.since) >= markDelay || len(sc.pending.senders)+len(sc.txn.senders) > maxPendingMarks
+}
+
+// committed moves the marks of the transaction that has just committed to
+// pending. It reports whether marks are left pending.
+func (sc *sendCache) committed(now time.Time) bool {
+	if sc.flushed {
+		sc.pending.clear()
+		sc.flushed = false
+	}
+	if !sc.txn.empty() {
+		if sc.pending.empty() {
+			sc.since = now
+		}
+		sc.pending.merge(sc.txn)
+		sc.txn.clear()
+	}
+	return !sc.pending.empty()
+}
+
+// rolledBack forgets the marks of the transaction rolled back, and what
+// was read.
+func (sc *sendCache) rolledBack() {
+	sc.txn.clear()
+	sc.flushed = false
+	sc.discard()
+}
+
+// bound empties the cache if it holds too many senders.
 func (sc *sendCache) bound() {
 	if len(sc.senders) > maxCachedSenders {
 		sc.discard()
 	}
 }
 
-// discard empties the cache without writing.
+// discard empties the cache of what it read. Marks are kept.
 func (sc *sendCache) discard() {
 	clear(sc.convs)
 	clear(sc.senders)
-	sc.dirtyConvs = sc.dirtyConvs[:0]
-	sc.dirtySenders = sc.dirtySenders[:0]
+}
+
+// repairMarks writes the marks of the sends committed after meta's
+// marks_seq (see sendCache), which a crash left unwritten: each
+// conversation's last seq and activity time, and each sender's read and
+// delivered mark, from the messages stored past the conversation's last
+// seq. A database without marks_seq wrote every send's marks in its
+// commit: it starts from its newest event.
+func (db *DB) repairMarks(ctx context.Context) error {
+	tx, err := db.wconn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: repair marks: %w", err)
+	}
+	defer tx.Rollback()
+	var through int64
+	err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'marks_seq'`).Scan(&through)
+	if isNoRows(err) {
+		through = -1
+	} else if err != nil {
+		return fmt.Errorf("sqlite: repair marks: %w", err)
+	}
+	if through >= 0 {
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT app_id, conversation_id FROM events
+			WHERE seq > ? AND name = ? AND conversation_id IS NOT NULL`, through, tidings.EventMessageSent)
+		if err != nil {
+			return fmt.Errorf("sqlite: repair marks: %w", err)
+		}
+		var convs []convKey
+		for rows.Next() {
+			var k convKey
+			if err := rows.Scan(&k.app, &k.conv); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite: repair marks: %w", err)
+			}
+			convs = append(convs, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlite: repair marks: %w", err)
+		}
+		repaired := 0
+		for _, k := range convs {
+			n, err := repairConversationMarks(ctx, tx, k)
+			if err != nil {
+				return fmt.Errorf("sqlite: repair marks of conversation %s: %w", k.conv, err)
+			}
+			repaired += n
+		}
+		if repaired > 0 {
+			db.Logger.Info("wrote the marks of sends committed before a crash", "messages", repaired, "conversations", len(convs))
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) SELECT 'marks_seq', COALESCE(MAX(seq), 0) FROM events WHERE true
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`); err != nil {
+		return fmt.Errorf("sqlite: repair marks: %w", err)
+	}
+	return tx.Commit()
+}
+
+// repairConversationMarks brings conversation k's marks up to the
+// messages stored past its last seq, and says how many there were.
+func repairConversationMarks(ctx context.Context, tx *sql.Tx, k convKey) (int, error) {
+	var last int64
+	err := tx.QueryRowContext(ctx, `SELECT last_seq FROM conversations WHERE app_id = ? AND id = ?`, k.app, k.conv).Scan(&last)
+	if isNoRows(err) {
+		return 0, nil // deleted since
+	} else if err != nil {
+		return 0, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT sender_id, MAX(seq), MAX(sent_at), COUNT(*) FROM messages
+		WHERE app_id = ? AND conversation_id = ? AND seq > ? GROUP BY sender_id`, k.app, k.conv, last)
+	if err != nil {
+		return 0, err
+	}
+	type sent struct {
+		sender  string
+		seq, at int64
+	}
+	var senders []sent
+	newest, activity, count := last, int64(0), 0
+	for rows.Next() {
+		var s sent
+		var n int
+		if err := rows.Scan(&s.sender, &s.seq, &s.at, &n); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		senders = append(senders, s)
+		newest, activity, count = max(newest, s.seq), max(activity, s.at), count+n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || count == 0 {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE conversations SET last_seq = ?, last_activity_at = max(last_activity_at, ?) WHERE app_id = ? AND id = ?`,
+		newest, activity, k.app, k.conv); err != nil {
+		return 0, err
+	}
+	for _, s := range senders {
+		if s.sender == "" {
+			continue // system messages move nobody's marks
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE participants SET delivered_seq = max(delivered_seq, ?), read_seq = max(read_seq, ?)
+			WHERE app_id = ? AND conversation_id = ? AND user_id = ?`, s.seq, s.seq, k.app, k.conv, s.sender); err != nil {
+			return 0, err
+		}
+	}
+	return count, nil
 }

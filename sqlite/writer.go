@@ -25,7 +25,10 @@ type job struct {
 	// emptied. The once-a-second saves of cursors, last seen times and
 	// webhook positions are such jobs; were they not, each would empty
 	// the cache and the sends after it would read their senders again.
-	aside  bool
+	aside bool
+	// marks marks a job that asks for the marks of committed sends to be
+	// written (see DB.syncMarks): the cache is flushed, not emptied.
+	marks  bool
 	err    error
 	events []*tidings.Event
 	done   chan struct{}
@@ -72,11 +75,45 @@ func (db *DB) submit(j *job) error {
 	return j.err
 }
 
+// syncMarks returns once the marks of every send committed so far are
+// written (see sendCache), at once when none is waiting. Readers of what
+// sends leave to the cache's flush (a conversation's last seq and activity
+// time, a participant's marks) call it first, so that they read back what
+// anyone was told has committed.
+func (db *DB) syncMarks(ctx context.Context) error {
+	if !db.marksPending.Load() {
+		return nil
+	}
+	return db.submit(marksJob(ctx))
+}
+
+func marksJob(ctx context.Context) *job {
+	return &job{ctx: ctx, fn: func(*Tx) error { return nil }, marks: true, done: make(chan struct{})}
+}
+
 // writer commits the queued jobs in groups until the queue is closed.
+// When marks are left waiting and no job comes for markDelay, it writes
+// them; it writes those left when the queue closes.
 func (db *DB) writer() {
 	defer close(db.done)
 	batch := make([]*job, 0, db.MaxBatch)
-	for j := range db.jobs {
+	idle := time.NewTimer(markDelay)
+	idle.Stop()
+	for {
+		var j *job
+		if db.marksPending.Load() {
+			idle.Reset(markDelay)
+			select {
+			case j = <-db.jobs:
+			case <-idle.C:
+				j = marksJob(context.Background())
+			}
+		} else {
+			j = <-db.jobs
+		}
+		if j == nil { // closed
+			break
+		}
 		batch = append(batch[:0], j)
 	fill:
 		for len(batch) < db.MaxBatch {
@@ -94,6 +131,15 @@ func (db *DB) writer() {
 		db.commit(batch)
 		db.walMu.Unlock()
 		db.metrics.batchSize.Observe(float64(len(batch)))
+	}
+	if db.marksPending.Load() {
+		j := marksJob(context.Background())
+		db.walMu.Lock()
+		db.commit([]*job{j})
+		db.walMu.Unlock()
+		if j.err != nil {
+			db.Logger.Error("the marks of the last sends could not be written: they are put right at the next start", "err", j.err)
+		}
 	}
 }
 
@@ -124,7 +170,7 @@ func (db *DB) commit(batch []*job) {
 	if err != nil {
 		db.Logger.Error("write transaction failed", "err", err, "jobs", len(batch))
 		db.control("ROLLBACK")
-		db.cache.discard()
+		db.cache.rolledBack()
 		db.checkPushApps()
 		for _, j := range batch {
 			if j.err == nil {
@@ -135,6 +181,7 @@ func (db *DB) commit(batch []*job) {
 		return
 	}
 	db.metrics.commits.Inc()
+	db.marksPending.Store(db.cache.committed(time.Now()))
 	db.committed(len(batch))
 	// Before the events are published: the push dispatcher asks it for
 	// the messages of this commit.
@@ -160,7 +207,8 @@ var errJobFailed = errors.New("a job failed")
 // The send cache outlives the transaction when only sends ran since it
 // was filled (see sendCache): before any other job it is flushed and
 // emptied, since that job may change what it holds, unless the job is set
-// aside from it (job.aside).
+// aside from it (job.aside); before a marks job it is flushed. The marks
+// of committed sends are also flushed when they are due.
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -173,7 +221,9 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			if err := db.cache.flush(); err != nil {
 				return err
 			}
-			db.cache.discard()
+			if !j.marks {
+				db.cache.discard()
+			}
 		}
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
@@ -193,7 +243,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		if err := tx.run(j.fn); err != nil {
 			j.err = err
 			if !savepoints {
-				db.cache.discard()
+				db.cache.rolledBack()
 				if _, err := db.control("ROLLBACK"); err != nil {
 					return err
 				}
@@ -211,8 +261,10 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		}
 	}
-	if err := db.cache.flush(); err != nil {
-		return err
+	if db.cache.due(time.Now()) {
+		if err := db.cache.flush(); err != nil {
+			return err
+		}
 	}
 	db.cache.bound()
 	_, err := db.control("COMMIT")

@@ -1,0 +1,153 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
+)
+
+// rawMarks reads, straight from the file, conversation conv's last seq and
+// the read marks of its participants.
+func rawMarks(t *testing.T, path, conv string) (int64, map[string]int64) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var last int64
+	if err := db.QueryRow(`SELECT last_seq FROM conversations WHERE id = ?`, conv).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(`SELECT user_id, read_seq FROM participants WHERE conversation_id = ?`, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	read := map[string]int64{}
+	for rows.Next() {
+		var u string
+		var seq int64
+		if err := rows.Scan(&u, &seq); err != nil {
+			t.Fatal(err)
+		}
+		read[u] = seq
+	}
+	return last, read
+}
+
+// A send's marks (the conversation's last seq, the sender's read mark) are
+// written after its commit, but whoever reads the conversation or its
+// participants reads them, and they reach the file by themselves soon
+// after, without any read.
+func TestMarksOfSendsAreReadBackAndWrittenSoon(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	for i, from := range []string{"alice", "bob", "alice"} {
+		m, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")})
+		if err != nil || m.Seq != int64(i+1) {
+			t.Fatalf("send %d: %+v, %v", i+1, m, err)
+		}
+	}
+	conv := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "bob"), c.ID))
+	if conv.LastSeq != 3 || conv.UnreadCount != 1 {
+		t.Fatalf("bob sees last seq %d and %d unread, want 3 and 1", conv.LastSeq, conv.UnreadCount)
+	}
+	page := must[*tidings.ConversationPage](t)(e.convs.ListConversations(user("a", "alice"), tidings.ConversationFilter{}))
+	if len(page.Conversations) != 1 || page.Conversations[0].LastSeq != 3 || page.Conversations[0].UnreadCount != 0 {
+		t.Fatalf("alice's list: %+v, want her conversation at last seq 3 with nothing unread", page.Conversations)
+	}
+
+	m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("later")})
+	if err != nil || m.Seq != 4 {
+		t.Fatalf("send 4: %+v, %v", m, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for sqlite.MarksPending(e.db) {
+		if time.Now().After(deadline) {
+			t.Fatal("the marks of the last send were still not written after 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	last, read := rawMarks(t, e.path, c.ID)
+	if last != 4 || read["alice"] != 3 || read["bob"] != 4 {
+		t.Fatalf("in the file: last seq %d, read marks %v; want 4, alice 3, bob 4", last, read)
+	}
+}
+
+// copyDB copies a database's files as a crash would leave them.
+func copyDB(t *testing.T, from, to string) {
+	t.Helper()
+	for _, suffix := range []string{"", "-wal"} {
+		src, err := os.Open(from + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := os.Create(to + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		if err := dst.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A crash after sends committed but before their marks were written loses
+// neither: the next start writes them from the messages, and sending goes
+// on from the right seq.
+func TestMarksOfSendsSurviveACrash(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob", "carol")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}})
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	for try := 0; ; try++ {
+		if try == 5 {
+			t.Fatal("the marks were written before the files could be copied, five times")
+		}
+		for _, from := range []string{"alice", "bob", "bob", "alice", "bob"} {
+			if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// No transaction runs while the files are copied (nothing is
+		// sent, nothing read), and the marks were not written before
+		// the copy ended if they are still waiting after it.
+		if !sqlite.MarksPending(e.db) {
+			continue
+		}
+		copyDB(t, e.path, crashed)
+		if sqlite.MarksPending(e.db) {
+			break
+		}
+	}
+	want := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), c.ID)).LastSeq
+	if last, _ := rawMarks(t, crashed, c.ID); last >= want {
+		t.Fatalf("the copy already has last seq %d: it shows no crash before the marks were written", last)
+	}
+
+	r := openDB(t, crashed)
+	conv := must[*tidings.Conversation](t)(r.convs.FindConversationByID(user("a", "carol"), c.ID))
+	if conv.LastSeq != want || conv.UnreadCount != want {
+		t.Fatalf("after the crash carol sees last seq %d and %d unread, want %d and %d", conv.LastSeq, conv.UnreadCount, want, want)
+	}
+	_, read := rawMarks(t, crashed, c.ID)
+	if read["bob"] != want || read["alice"] != want-1 {
+		t.Fatalf("after the crash the read marks are %v, want bob %d (he sent last) and alice %d", read, want, want-1)
+	}
+	m, _, err := r.messages.SendMessage(user("a", "carol"), c.ID, tidings.NewMessage{Parts: text("after the crash")})
+	if err != nil || m.Seq != want+1 {
+		t.Fatalf("the first send after the crash: %+v, %v; want seq %d", m, err, want+1)
+	}
+}
