@@ -151,3 +151,30 @@ func TestMarksOfSendsSurviveACrash(t *testing.T) {
 		t.Fatalf("the first send after the crash: %+v, %v; want seq %d", m, err, want+1)
 	}
 }
+
+// Read receipts come about as often as messages: marking messages read or
+// delivered reads the sends' marks but leaves the senders cached for
+// sending, and sees the newest message.
+func TestReadReceiptsKeepTheSendCache(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	for _, from := range []string{"alice", "bob", "alice"} {
+		if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := e.messages.MarkRead(user("a", "bob"), c.ID, 0)
+	if err != nil || st.ReadSeq != 3 || st.UnreadCount != 0 {
+		t.Fatalf("bob marks all read: %+v, %v; want read seq 3 and nothing unread", st, err)
+	}
+	if st, err := e.messages.MarkDelivered(user("a", "alice"), c.ID, 3); err != nil || st.DeliveredSeq != 3 {
+		t.Fatalf("alice marks delivered: %+v, %v", st, err)
+	}
+	if n, err := sqlite.CachedSenders(e.db); err != nil || n != 2 {
+		t.Fatalf("the send cache holds %d senders after the receipts (err %v), want the 2 who sent", n, err)
+	}
+	if m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("again")}); err != nil || m.Seq != 4 {
+		t.Fatalf("the send after the receipts: %+v, %v; want seq 4", m, err)
+	}
+}

@@ -450,7 +450,9 @@ func (s *MessageService) mark(ctx context.Context, convID string, seq int64, rea
 		return nil, tidings.Errorf(tidings.EInvalid, "seq must not be negative")
 	}
 	var st *tidings.MessageStatus
-	err = s.db.update(ctx, func(tx *Tx) error {
+	// A mark moves the caller's own marks only: the senders cached for
+	// sending stay cached.
+	err = s.db.updateMarks(ctx, func(tx *Tx) error {
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
 			return err

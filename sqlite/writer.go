@@ -26,8 +26,10 @@ type job struct {
 	// webhook positions are such jobs; were they not, each would empty
 	// the cache and the sends after it would read their senders again.
 	aside bool
-	// marks marks a job that asks for the marks of committed sends to be
-	// written (see DB.syncMarks): the cache is flushed, not emptied.
+	// marks marks a job that reads the marks sends leave to the cache's
+	// flush, and changes none of what the cache holds (the marks of
+	// message status, DB.syncMarks): the cache is flushed before it, not
+	// emptied.
 	marks  bool
 	err    error
 	events []*tidings.Event
@@ -47,6 +49,12 @@ func (db *DB) update(ctx context.Context, fn func(*Tx) error) error {
 // holds (see job.aside).
 func (db *DB) updateAside(ctx context.Context, fn func(*Tx) error) error {
 	return db.submit(&job{ctx: ctx, fn: fn, aside: true, done: make(chan struct{})})
+}
+
+// updateMarks is update for a job that reads the marks of sends and
+// changes nothing the send cache holds (see job.marks).
+func (db *DB) updateMarks(ctx context.Context, fn func(*Tx) error) error {
+	return db.submit(&job{ctx: ctx, fn: fn, marks: true, done: make(chan struct{})})
 }
 
 // updateSends is update for a job that only sends messages.
