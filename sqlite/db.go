@@ -48,6 +48,10 @@ type DB struct {
 	Now func() time.Time
 	// MaxBatch caps the number of jobs committed together (default 512).
 	MaxBatch int
+	// CommitInterval is the least time from one commit's start to the
+	// next's: the jobs that come meanwhile wait for it and commit
+	// together (0: a commit starts as soon as the last one ended).
+	CommitInterval time.Duration
 	// CacheMiB is the size of the write connection's page cache (default
 	// 64 MiB).
 	CacheMiB int

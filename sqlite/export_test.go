@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"errors"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // SetBeforePruneChunk has Prune call f before each of its writes.
@@ -42,3 +44,12 @@ func CachedSenders(db *DB) (int, error) {
 
 // MarksPending says whether committed sends have marks not written yet.
 func MarksPending(db *DB) bool { return db.marksPending.Load() }
+
+// Commits says how many write transactions committed.
+func Commits(db *DB) int64 {
+	var m dto.Metric
+	if err := db.metrics.commits.Write(&m); err != nil {
+		panic(err)
+	}
+	return int64(m.GetCounter().GetValue())
+}

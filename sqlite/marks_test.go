@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,5 +177,55 @@ func TestReadReceiptsKeepTheSendCache(t *testing.T) {
 	}
 	if m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("again")}); err != nil || m.Seq != 4 {
 		t.Fatalf("the send after the receipts: %+v, %v; want seq 4", m, err)
+	}
+}
+
+// With a commit interval, sends that come one after the other while the
+// writer waits for it commit together (each would commit alone without
+// it), and none is lost or answered before its commit.
+func TestCommitIntervalGathersSends(t *testing.T) {
+	setup := newEnv(t)
+	setup.mkUsers(t, "a", "alice", "bob")
+	c := setup.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	setup.db.Close()
+	e := openDBWith(t, setup.path, func(db *sqlite.DB) { db.CommitInterval = 2 * time.Second })
+	if _, _, err := e.messages.SendMessage(user("a", "alice"), c.ID, tidings.NewMessage{Parts: text("first")}); err != nil {
+		t.Fatal(err)
+	}
+	// Ten sends 20 ms apart, within 2 s of the last commit's start.
+	before := sqlite.Commits(e.db)
+	var wg sync.WaitGroup
+	seqs := make(chan int64, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			from := []string{"alice", "bob"}[i%2]
+			m, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seqs <- m.Seq
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	close(seqs)
+	seen := map[int64]bool{}
+	for s := range seqs {
+		seen[s] = true
+	}
+	if len(seen) != 10 {
+		t.Fatalf("%d distinct seqs for 10 sends", len(seen))
+	}
+	// A machine slow enough to spread them past the interval makes a
+	// second commit; without the interval most commit alone.
+	if n := sqlite.Commits(e.db) - before; n > 2 {
+		t.Fatalf("10 sends made %d commits, want them gathered in at most 2", n)
+	}
+	conv := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "bob"), c.ID))
+	if conv.LastSeq != 11 {
+		t.Fatalf("last seq %d, want 11", conv.LastSeq)
 	}
 }

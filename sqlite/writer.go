@@ -107,6 +107,7 @@ func (db *DB) writer() {
 	batch := make([]*job, 0, db.MaxBatch)
 	idle := time.NewTimer(markDelay)
 	idle.Stop()
+	var lastStart time.Time
 	for {
 		var j *job
 		if db.marksPending.Load() {
@@ -123,6 +124,10 @@ func (db *DB) writer() {
 			break
 		}
 		batch = append(batch[:0], j)
+		var gather <-chan time.Time
+		if wait := time.Until(lastStart.Add(db.CommitInterval)); wait > 0 {
+			gather = time.After(wait)
+		}
 	fill:
 		for len(batch) < db.MaxBatch {
 			select {
@@ -131,10 +136,23 @@ func (db *DB) writer() {
 					break fill
 				}
 				batch = append(batch, j)
+				continue
 			default:
+			}
+			if gather == nil {
+				break
+			}
+			select {
+			case j, ok := <-db.jobs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			case <-gather:
 				break fill
 			}
 		}
+		lastStart = time.Now()
 		db.walMu.Lock()
 		db.commit(batch)
 		db.walMu.Unlock()

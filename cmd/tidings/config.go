@@ -63,6 +63,7 @@ type config struct {
 	RealtimeIdle    time.Duration
 	TypingTimeout   time.Duration
 	AccessCheck     time.Duration
+	CursorFlush     time.Duration
 	PresenceLimit   int
 	MaxPresenceSubs int
 	MaxFrameBytes   int64
@@ -78,6 +79,9 @@ type config struct {
 	ConversationRate float64 // per minute
 	ParticipantRate  float64 // per minute
 	Retention        time.Duration
+
+	// CommitInterval: least time between two commits of the SQLite store.
+	CommitInterval time.Duration
 
 	// Webhooks (issue #12).
 	WebhookFailAfter   time.Duration
@@ -125,6 +129,7 @@ func defaultConfig() config {
 		AuthTimeout:       10 * time.Second,
 		TypingTimeout:     5 * time.Second,
 		AccessCheck:       time.Minute,
+		CursorFlush:       time.Second,
 		PresenceLimit:     100,
 		MaxPresenceSubs:   1000,
 		MaxFrameBytes:     256 << 10,
@@ -160,6 +165,8 @@ func addDataFlags(fs *flag.FlagSet, cfg *config) {
 		"`directory` holding the database (tidings.db) and the uploaded files (files/)")
 	fs.StringVar(&cfg.ConfigFile, "config", cfg.ConfigFile,
 		"JSON configuration `file` of settings, keyed by the flag names of serve")
+	fs.Var((*durationValue)(&cfg.CommitInterval), "commit-interval",
+		"SQLite: the least `duration` from one commit's start to the next's; the writes that come meanwhile commit together (0: at once)")
 	fs.StringVar(&cfg.Store, "store", cfg.Store,
 		"the database: empty for SQLite in --data, or a PostgreSQL `URL` (postgres://user:password@host/database) that several nodes may share")
 }
@@ -226,6 +233,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"the `duration` after which a typing indicator that was not refreshed ends")
 	fs.Var((*durationValue)(&cfg.AccessCheck), "access-check",
 		"how often (a `duration`) the node reads again the users of its realtime connections, and closes those whose access the app ended without the node being told")
+	fs.Var((*durationValue)(&cfg.CursorFlush), "cursor-flush-interval",
+		"how often (a `duration`) the refs that realtime clients acknowledged are stored; a crash sends again what was acknowledged since")
 	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
 		"presence updates go through conversations of at most this many online connections (a `count`; 0: none)")
 	fs.IntVar(&cfg.MaxPresenceSubs, "max-presence-subscriptions", cfg.MaxPresenceSubs,
@@ -301,6 +310,10 @@ func (cfg *config) check() error {
 		return errors.New("--auth-timeout and --typing-timeout must be positive")
 	case cfg.AccessCheck < time.Second:
 		return errors.New("--access-check must be at least 1s")
+	case cfg.CursorFlush < 10*time.Millisecond || cfg.CursorFlush > time.Minute:
+		return errors.New("--cursor-flush-interval must be from 10ms to 1m")
+	case cfg.CommitInterval < 0 || cfg.CommitInterval > 100*time.Millisecond:
+		return errors.New("--commit-interval must be from 0 to 100ms")
 	case cfg.MaxFrameBytes <= cfg.MaxMessageBytes:
 		return fmt.Errorf("--max-frame-bytes (%d) must be larger than --max-message-bytes (%d): a message can be sent as a frame",
 			cfg.MaxFrameBytes, cfg.MaxMessageBytes)

@@ -129,7 +129,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	st, err := openStores(cfg, storeOptions{
 		Data: dataDir, Publisher: publisher, Blobs: blobs, Create: true, Logger: log,
 		MaxFileBytes: cfg.MaxFileBytes, UserQuota: cfg.UserUploadQuota, UserQuotaWindow: cfg.UserUploadWindow,
-		AppQuota: cfg.AppStorageQuota,
+		AppQuota: cfg.AppStorageQuota, CommitInterval: cfg.CommitInterval,
 	})
 	if err != nil {
 		return err
@@ -191,7 +191,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// The users of the node's sessions are read again every minute: the
 	// sessions of a user whose access ended without the node being told
 	// (the users commands, a cluster's lost update) end then.
-	node.AccessCheck = cfg.AccessCheck
+	node.AccessCheck, node.CursorFlushInterval = cfg.AccessCheck, cfg.CursorFlush
 	node.QueueSize, node.AuthTimeout, node.IdleTimeout = cfg.SendQueue, cfg.AuthTimeout, cfg.RealtimeIdle
 	node.TypingTimeout, node.MaxConnsPerUser = cfg.TypingTimeout, cfg.MaxConnsPerUser
 	node.PresenceLimit, node.MaxPresenceSubscriptions = cfg.PresenceLimit, cfg.MaxPresenceSubs

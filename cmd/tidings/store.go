@@ -192,6 +192,8 @@ type storeOptions struct {
 	MaxMessageBytes                   int
 	MaxFileBytes, UserQuota, AppQuota int64
 	UserQuotaWindow                   time.Duration
+	// CommitInterval is the SQLite writer's (sqlite.DB.CommitInterval).
+	CommitInterval time.Duration
 }
 
 // openStores opens the store --store names (cfg.Store).
@@ -224,6 +226,7 @@ func openSQLite(opts storeOptions) (*stores, error) {
 	}
 	db := sqlite.NewDB(path)
 	db.Logger = opts.Logger
+	db.CommitInterval = opts.CommitInterval
 	if opts.Publisher != nil {
 		db.Publisher = opts.Publisher // before Open: the writer reads it
 	}
