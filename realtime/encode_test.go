@@ -18,8 +18,11 @@ import (
 func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 	alice := &tidings.Profile{ID: "alice", DisplayName: "Alice <&> \"A\"\n", AvatarURL: "https://example.com/a.png"}
 	at := time.Date(2026, 12, 1, 9, 0, 0, 123456000, time.UTC)
+	sent := messageEvent(6)
+	sent.ID = "m" // its message's (tidings.NewEventID)
 	for _, ev := range []*tidings.Event{
-		messageEvent(7),
+		messageEvent(7), // stored before 2026-12: an id of its own
+		sent,
 		{Seq: 8, ID: "e8", AppID: "a", Name: tidings.EventParticipantAdded, Time: at, Actor: alice, ConversationID: "c\u2028<x>",
 			UserID: "bob é", Payload: json.RawMessage(`{"conversationId":"c","profileId":"bob","role":"member"}`)},
 		{Seq: 9, ID: "e9", AppID: "a", Name: tidings.EventProfileUpdate, Time: at, UserID: "bob",
@@ -43,6 +46,13 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 		if err := dec.Decode(&got); err != nil {
 			t.Fatalf("%s: %s: %v", ev.Name, b, err)
 		}
+		// The id of a sent message's event is sent once, as the message's.
+		if hasID := bytes.HasPrefix(b, []byte(`{"id":`)); hasID == (ev == sent) {
+			t.Errorf("%s (id %q): %s", ev.Name, ev.ID, b)
+		}
+		var msg struct{ ID string }
+		json.Unmarshal(got.Payload, &msg)
+		got.ID = protocol.EventID(got.Name, got.ID, msg.ID)
 		want := protocol.Event{ID: ev.ID, Name: ev.Name, Time: ev.Time, Actor: ev.Actor, ConversationID: ev.ConversationID, UserID: ev.UserID}
 		switch ev.Name {
 		case tidings.EventMessageSent:
@@ -168,11 +178,12 @@ func TestTextPartsGoWithoutTheirType(t *testing.T) {
 // forms are cut from the stored JSON byte by byte: this checks the cuts
 // against encoding/json on any text a user may write.
 func FuzzMessageEventForms(f *testing.F) {
-	f.Add("U0", "k-1", "hi", "a.png", "meta", "text/plain")
-	f.Add(`U0 ,"clientId":"`, `k \" é`, `]{"type":"text/plain","data":"\\"}]`, `"{`, `{"clientId":"x"}`, "image/png")
-	f.Add(`,"parts":[{"type":"text/plain","`, "", `,"clientId":"`, "]", `\`, "text/plain; charset=utf-8")
-	f.Fuzz(func(t *testing.T, name, clientID, data, fileName, meta, typ string) {
-		for _, s := range []string{name, clientID, data, fileName, meta, typ} {
+	f.Add("U0", "k-1", "hi", "a.png", "meta", "text/plain", "06h37vs1dgfssr33g5lers3ei8", true)
+	f.Add(`U0 ,"clientId":"`, `k \" é`, `]{"type":"text/plain","data":"\\"}]`, `"{`, `{"clientId":"x"}`, "image/png", "m", false)
+	f.Add(`,"parts":[{"type":"text/plain","`, "", `,"clientId":"`, "]", `\`, "text/plain; charset=utf-8", `m"\`, true)
+	f.Add("U0", "k", "hi", "a", "m", "text/plain", "", true)
+	f.Fuzz(func(t *testing.T, name, clientID, data, fileName, meta, typ, id string, idIsEventID bool) {
+		for _, s := range []string{name, clientID, data, fileName, meta, typ, id} {
 			if !utf8.ValidString(s) {
 				t.Skip() // refused when sent (tidings.NewMessage.Validate)
 			}
@@ -181,7 +192,7 @@ func FuzzMessageEventForms(f *testing.F) {
 			t.Skip() // refused when sent: a part has a type
 		}
 		metadata, _ := json.Marshal(map[string]string{"clientId": meta, "parts": data})
-		m := &tidings.Message{ID: "m", Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: name}, ClientID: clientID,
+		m := &tidings.Message{ID: id, Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: name}, ClientID: clientID,
 			Parts:    []tidings.Part{{Type: "text/plain", Data: data}, {Type: typ, Name: fileName, Data: data}},
 			Metadata: metadata, Alert: meta}
 		stored, err := json.Marshal(tidings.NewMessagePayload(m, ""))
@@ -190,6 +201,9 @@ func FuzzMessageEventForms(f *testing.F) {
 		}
 		for _, evName := range []string{tidings.EventMessageSent, tidings.EventMessageEdited} {
 			ev := &tidings.Event{Seq: 3, ID: "e", Name: evName, Time: time.Now(), Actor: &m.Sender, ConversationID: "c", Payload: stored}
+			if idIsEventID { // a sent message's event since 2026-12 (tidings.NewEventID)
+				ev.ID = id
+			}
 			body, err := encodeEvent(ev)
 			if err != nil {
 				t.Fatal(err)
@@ -202,6 +216,14 @@ func FuzzMessageEventForms(f *testing.F) {
 				var p tidings.MessagePayload
 				if err := json.Unmarshal(got.Payload, &p); err != nil || p.Message == nil {
 					t.Fatalf("%s for %s: %v\n%s", evName, user, err, got.Payload)
+				}
+				// The event's id, left out when it is the message's.
+				if gotID := protocol.EventID(got.Name, got.ID, p.ID); gotID != ev.ID {
+					t.Fatalf("%s for %s: event id %q, want %q\n%s", evName, user, gotID, ev.ID, body.forUser(user))
+				}
+				quoted, _ := json.Marshal(id)
+				if plain := string(quoted) == `"`+id+`"`; got.ID != "" && evName == tidings.EventMessageSent && idIsEventID && plain {
+					t.Fatalf("%s for %s: the message's id is sent twice\n%s", evName, user, body.forUser(user))
 				}
 				p.Complete(&tidings.Event{})
 				want := *m
