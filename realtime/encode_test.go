@@ -2,7 +2,9 @@ package realtime
 
 import (
 	"bytes"
+	"compress/flate"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +81,7 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 // node does once per event, and reports the frame's size.
 func BenchmarkSentUpdate(b *testing.B) {
 	ev := messageEvent(123456)
+	ev.ID = "m" // its message's (tidings.NewEventID)
 	var size int
 	for b.Loop() {
 		body, _ := encodeEvent(ev)
@@ -237,5 +240,91 @@ func FuzzMessageEventForms(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// BenchmarkSentUpdateDeflate measures what permessage-deflate (RFC 7692)
+// would cost and save on the updates of sent 64-byte texts in a room (the
+// peer tool's id shapes, chat-like texts rather than its padding, which
+// compresses unlike any chat): "takeover" compresses each
+// receiver's stream with a compressor of its own that keeps its window
+// between messages (the default of the extension), "alone" compresses
+// each frame by itself (no_context_takeover), once for all its receivers.
+// It reports the bytes of a frame as sent, to compare with "plain", and
+// the time of one compression, paid per delivery with takeover and per
+// event alone.
+func BenchmarkSentUpdateDeflate(b *testing.B) {
+	// Chat-like texts: 64 bytes of common words, a different text each time.
+	words := strings.Fields(`the a to and I you it is that of in for on we at be this are
+		have not with can will just so what do my me your if get now see go know was lunch
+		noon table book still tomorrow meet after work home late ok yes thanks great call
+		send time today back need think good when there here how about sure later maybe`)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	sentence := func() string {
+		var s strings.Builder
+		for s.Len() < 64 {
+			if s.Len() > 0 {
+				s.WriteByte(' ')
+			}
+			s.WriteString(words[rnd.IntN(len(words))])
+		}
+		return s.String()[:64]
+	}
+	frame := func(i int) []byte {
+		text := sentence()
+		payload, _ := json.Marshal(tidings.NewMessagePayload(&tidings.Message{ID: tidings.NewID(), ConversationID: "r2k5-123",
+			Seq: int64(i + 1), Sender: tidings.Profile{ID: "u123", DisplayName: "u123"}, Parts: []tidings.Part{{Type: "text/plain", Data: text}}}, ""))
+		ev := &tidings.Event{Seq: int64(1000 + i), AppID: "a", Name: tidings.EventMessageSent, Time: time.Now(), ConversationID: "r2k5-123",
+			Actor: &tidings.Profile{ID: "u123", DisplayName: "u123"}, Payload: payload}
+		ev.ID = tidings.NewEventID(ev.Name, tidings.NewMessagePayload(&tidings.Message{ID: string(messageID(payload))}, ""))
+		body, err := encodeEvent(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return updateFrame(defaultAccount, ev.Seq, false, body.others)
+	}
+	frames := make([][]byte, 256)
+	for i := range frames {
+		frames[i] = frame(i)
+	}
+	// A compressed message leaves out the 4 bytes that end a sync flush.
+	sent := func(n int) float64 { return float64(n - 4) }
+	b.Run("plain", func(b *testing.B) {
+		var size int
+		for i := 0; b.Loop(); i++ {
+			size = len(frames[i%len(frames)])
+		}
+		b.ReportMetric(float64(size), "bytes/frame")
+	})
+	b.Run("takeover", func(b *testing.B) {
+		var out bytes.Buffer
+		w, _ := flate.NewWriter(&out, flate.BestSpeed)
+		for _, f := range frames[:16] { // the window holds earlier updates
+			w.Write(f)
+			w.Flush()
+		}
+		var total, n int
+		for i := 0; b.Loop(); i++ {
+			out.Reset()
+			w.Write(frames[i%len(frames)])
+			w.Flush()
+			total += out.Len()
+			n++
+		}
+		b.ReportMetric(sent(total/n), "bytes/frame")
+	})
+	b.Run("alone", func(b *testing.B) {
+		var out bytes.Buffer
+		w, _ := flate.NewWriter(&out, flate.BestSpeed)
+		var total, n int
+		for i := 0; b.Loop(); i++ {
+			out.Reset()
+			w.Reset(&out)
+			w.Write(frames[i%len(frames)])
+			w.Flush()
+			total += out.Len()
+			n++
+		}
+		b.ReportMetric(sent(total/n), "bytes/frame")
 	})
 }
