@@ -120,6 +120,21 @@ const (
 	ReasonDeleted = "deleted"
 )
 
+// NewEventID returns the id of a new event of this name and payload: the
+// message's id for the conversationMessage.sent of a message (payload a
+// MessagePayload without ReferrerID), a new id (NewID) otherwise. A
+// message is sent once, so its id names its sent event as well, and the
+// realtime protocol sends that id once (docs/protocol.md, "The event
+// object"). Events stored by servers before 2026-12 have ids of their own.
+func NewEventID(name string, payload any) string {
+	if name == EventMessageSent {
+		if p, ok := payload.(MessagePayload); ok && p.Message != nil && p.ReferrerID == "" && p.ID != "" {
+			return p.ID
+		}
+	}
+	return NewID()
+}
+
 // MessagePayload is the payload of conversationMessage.sent (the new
 // message), .edited and .deleted (the message after the change, with
 // ReferrerID naming the original message).

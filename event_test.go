@@ -45,3 +45,25 @@ func TestMessagePayloadIsTheMessageLessWhatItsEventSays(t *testing.T) {
 		}
 	}
 }
+
+// A sent message's event has the message's id, so that the realtime
+// protocol sends it once; every other event has an id of its own.
+func TestNewEventIDOfASentMessageIsTheMessages(t *testing.T) {
+	m := &Message{ID: "06h37vs1dgfssr33g5lers3ei8"}
+	if id := NewEventID(EventMessageSent, NewMessagePayload(m, "")); id != m.ID {
+		t.Errorf("sent: event id %q, want the message's %q", id, m.ID)
+	}
+	for _, c := range []struct {
+		name    string
+		payload any
+	}{
+		{EventMessageEdited, NewMessagePayload(m, m.ID)},
+		{EventMessageDeleted, NewMessagePayload(m, m.ID)},
+		{EventMessageSent, MessagePayload{}},
+		{EventMessageRead, StatusPayload{MessageID: m.ID}},
+	} {
+		if id := NewEventID(c.name, c.payload); id == m.ID || len(id) != 26 {
+			t.Errorf("%s: event id %q, want a new one", c.name, id)
+		}
+	}
+}

@@ -327,8 +327,10 @@ func typedEvent(info EventInfo) Event {
 	case tidings.EventMessageSent, tidings.EventMessageEdited, tidings.EventMessageDeleted:
 		var p tidings.MessagePayload
 		if decode(&p) && p.Message != nil {
-			// What the server leaves out of the wire, as the event says it.
+			// What the server leaves out of the wire, as the event says it,
+			// and the event's id when it is the message's.
 			p.Complete(&tidings.Event{ConversationID: info.ConversationID, Time: info.Time})
+			info.ID = protocol.EventID(info.Name, info.ID, p.ID)
 			// The actor of a sent message is its sender, left out (an
 			// edit's is its id only): the sender is the profile in full.
 			a := info.Actor

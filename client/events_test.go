@@ -122,6 +122,10 @@ func TestEventCatalogue(t *testing.T) {
 	if ms.Message.ID != m.ID || ms.Message.Parts[0].Data != "hello" || ms.Message.Alert != "Bob: hello" || ms.Silent {
 		t.Errorf("message sent: %+v", ms)
 	}
+	// The event's id is its message's (the wire sends it once).
+	if ms.ID != m.ID {
+		t.Errorf("message sent: event id %q, want the message's, %q", ms.ID, m.ID)
+	}
 	// What the wire leaves out is filled in: the app, the message's
 	// conversation and time, the actor's profile (the sender's).
 	if ms.AppID == "" || ms.Message.ConversationID != conv.ID || !ms.Message.SentAt.Equal(m.SentAt) ||

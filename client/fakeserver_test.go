@@ -482,6 +482,32 @@ func TestParticipantEventsWithoutReasonDecode(t *testing.T) {
 	}
 }
 
+// A conversationMessage.sent update without the event's id (since
+// 2026-12 it is the message's, sent once, in the payload) gives listeners
+// the message's id as the event's; one stored earlier, with an id of its
+// own, keeps it.
+func TestSentMessageEventIDIsTheMessageIDWhenLeftOut(t *testing.T) {
+	t.Parallel()
+	compact := eventFrame(1, tidings.EventMessageSent, map[string]any{"id": "m1", "seq": 1, "sender": map[string]string{"id": "bob"}})
+	compact = bytes.Replace(compact, []byte(`"id":"ev1",`), nil, 1)
+	if bytes.Contains(compact, []byte(`"ev1"`)) {
+		t.Fatalf("the event's id is still in %s", compact)
+	}
+	s := newFakeServer(t, func(fc *fakeConn, n int, a protocol.AuthArgs) {
+		fc.ok("0")
+		fc.send(compact, eventFrame(2, tidings.EventMessageSent, map[string]any{"id": "m2", "seq": 2, "sender": map[string]string{"id": "bob"}}))
+	})
+	c := newClient(t, s.srv.URL, client.WithToken(fakeToken("alice")), fastBackoff)
+	rec := newRecorder()
+	c.AddEventListener(rec.listen)
+	if ms := waitEvent(t, rec, func(e *client.MessageSent) bool { return e.Message.ID == "m1" }); ms.ID != "m1" || ms.Ref != "1" {
+		t.Errorf("a sent message without its event's id: event id %q, ref %q; want m1, 1", ms.ID, ms.Ref)
+	}
+	if ms := waitEvent(t, rec, func(e *client.MessageSent) bool { return e.Message.ID == "m2" }); ms.ID != "ev2" {
+		t.Errorf("a sent message with its event's id: event id %q, want ev2", ms.ID)
+	}
+}
+
 // Concurrent sends of one client are pipelined on its connection: the
 // server has every one of them before it answers any, and each answer,
 // whatever its order, goes to its own call.

@@ -63,15 +63,28 @@ type Frame struct {
 // whose actor is always the message's sender (sent, edited) with Actor
 // reduced to its ID: the payload's sender is the same profile in full.
 // The payload of a message event leaves out what the event says too (see
-// tidings.MessagePayload).
+// tidings.MessagePayload). ID is absent on a conversationMessage.sent
+// whose id is its message's (payload.id; tidings.NewEventID): EventID
+// gives it.
 type Event struct {
-	ID             string           `json:"id"`
+	ID             string           `json:"id,omitempty"`
 	Name           string           `json:"name"`
 	Time           time.Time        `json:"time"`
 	Actor          *tidings.Profile `json:"actor,omitempty"`
 	ConversationID string           `json:"conversationId,omitempty"`
 	UserID         string           `json:"userId,omitempty"`
 	Payload        json.RawMessage  `json:"payload"`
+}
+
+// EventID returns the id of an event named name, as an update frame
+// carries it: id, or when the frame left it out, the id of the message of
+// a conversationMessage.sent, messageID (its payload's id), which names
+// the event too.
+func EventID(name, id, messageID string) string {
+	if id == "" && name == tidings.EventMessageSent {
+		return messageID
+	}
+	return id
 }
 
 // Error is a failed answer. Code is one of the error codes of the HTTP API

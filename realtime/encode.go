@@ -38,8 +38,9 @@ func (b *eventBody) forUser(user string) []byte {
 // says — seq is the frame's ref, app the account's — and without the
 // actor of a sent message, its sender (the payload's sender is the same
 // profile in full); on an edited message the actor is reduced to its id
-// (there, an absent actor says that the app's server edited it). Every
-// delivery pays for each byte of it.
+// (there, an absent actor says that the app's server edited it). The id
+// of a sent message's event is its message's (tidings.NewEventID): it
+// goes once, in the payload. Every delivery pays for each byte of it.
 func encodeEvent(ev *tidings.Event) (eventBody, error) {
 	var sender []byte
 	size := len(ev.Payload) + 160
@@ -50,9 +51,13 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 		}
 	}
 	b := make([]byte, 0, size)
-	b = append(b, `{"id":`...)
-	b = appendString(b, ev.ID)
-	b = append(b, `,"name":`...)
+	b = append(b, '{')
+	if id := messageID(ev.Payload); !(ev.Name == tidings.EventMessageSent && id != nil && string(id) == ev.ID) {
+		b = append(b, `"id":`...)
+		b = appendString(b, ev.ID)
+		b = append(b, ',')
+	}
+	b = append(b, `"name":`...)
 	b = appendString(b, ev.Name)
 	b = append(b, `,"time":"`...)
 	b = ev.Time.AppendFormat(b, time.RFC3339Nano)
@@ -116,6 +121,23 @@ func encodeEvent(ev *tidings.Event) (eventBody, error) {
 // message (tidings.MessagePayload).
 func isMessageEvent(name string) bool {
 	return name == tidings.EventMessageSent || name == tidings.EventMessageEdited || name == tidings.EventMessageDeleted
+}
+
+// messageID returns the id of the message of payload, a compact
+// tidings.MessagePayload, which it begins with; nil when payload does not
+// begin so (not compact, or null) or the id is escaped, which generated
+// ids never are.
+func messageID(payload []byte) []byte {
+	const key = `{"id":"`
+	if !bytes.HasPrefix(payload, []byte(key)) {
+		return nil
+	}
+	id := payload[len(key):]
+	j := bytes.IndexByte(id, '"')
+	if j < 0 || bytes.IndexByte(id[:j], '\\') >= 0 {
+		return nil
+	}
+	return id[:j:j]
 }
 
 // messageSender returns the id of the sender of the message of payload, a

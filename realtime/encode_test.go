@@ -2,7 +2,9 @@ package realtime
 
 import (
 	"bytes"
+	"compress/flate"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +20,11 @@ import (
 func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 	alice := &tidings.Profile{ID: "alice", DisplayName: "Alice <&> \"A\"\n", AvatarURL: "https://example.com/a.png"}
 	at := time.Date(2026, 12, 1, 9, 0, 0, 123456000, time.UTC)
+	sent := messageEvent(6)
+	sent.ID = "m" // its message's (tidings.NewEventID)
 	for _, ev := range []*tidings.Event{
-		messageEvent(7),
+		messageEvent(7), // stored before 2026-12: an id of its own
+		sent,
 		{Seq: 8, ID: "e8", AppID: "a", Name: tidings.EventParticipantAdded, Time: at, Actor: alice, ConversationID: "c\u2028<x>",
 			UserID: "bob é", Payload: json.RawMessage(`{"conversationId":"c","profileId":"bob","role":"member"}`)},
 		{Seq: 9, ID: "e9", AppID: "a", Name: tidings.EventProfileUpdate, Time: at, UserID: "bob",
@@ -43,6 +48,13 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 		if err := dec.Decode(&got); err != nil {
 			t.Fatalf("%s: %s: %v", ev.Name, b, err)
 		}
+		// The id of a sent message's event is sent once, as the message's.
+		if hasID := bytes.HasPrefix(b, []byte(`{"id":`)); hasID == (ev == sent) {
+			t.Errorf("%s (id %q): %s", ev.Name, ev.ID, b)
+		}
+		var msg struct{ ID string }
+		json.Unmarshal(got.Payload, &msg)
+		got.ID = protocol.EventID(got.Name, got.ID, msg.ID)
 		want := protocol.Event{ID: ev.ID, Name: ev.Name, Time: ev.Time, Actor: ev.Actor, ConversationID: ev.ConversationID, UserID: ev.UserID}
 		switch ev.Name {
 		case tidings.EventMessageSent:
@@ -69,6 +81,7 @@ func TestWireEventIsTheEventLessWhatTheFrameSays(t *testing.T) {
 // node does once per event, and reports the frame's size.
 func BenchmarkSentUpdate(b *testing.B) {
 	ev := messageEvent(123456)
+	ev.ID = "m" // its message's (tidings.NewEventID)
 	var size int
 	for b.Loop() {
 		body, _ := encodeEvent(ev)
@@ -168,11 +181,12 @@ func TestTextPartsGoWithoutTheirType(t *testing.T) {
 // forms are cut from the stored JSON byte by byte: this checks the cuts
 // against encoding/json on any text a user may write.
 func FuzzMessageEventForms(f *testing.F) {
-	f.Add("U0", "k-1", "hi", "a.png", "meta", "text/plain")
-	f.Add(`U0 ,"clientId":"`, `k \" é`, `]{"type":"text/plain","data":"\\"}]`, `"{`, `{"clientId":"x"}`, "image/png")
-	f.Add(`,"parts":[{"type":"text/plain","`, "", `,"clientId":"`, "]", `\`, "text/plain; charset=utf-8")
-	f.Fuzz(func(t *testing.T, name, clientID, data, fileName, meta, typ string) {
-		for _, s := range []string{name, clientID, data, fileName, meta, typ} {
+	f.Add("U0", "k-1", "hi", "a.png", "meta", "text/plain", "06h37vs1dgfssr33g5lers3ei8", true)
+	f.Add(`U0 ,"clientId":"`, `k \" é`, `]{"type":"text/plain","data":"\\"}]`, `"{`, `{"clientId":"x"}`, "image/png", "m", false)
+	f.Add(`,"parts":[{"type":"text/plain","`, "", `,"clientId":"`, "]", `\`, "text/plain; charset=utf-8", `m"\`, true)
+	f.Add("U0", "k", "hi", "a", "m", "text/plain", "", true)
+	f.Fuzz(func(t *testing.T, name, clientID, data, fileName, meta, typ, id string, idIsEventID bool) {
+		for _, s := range []string{name, clientID, data, fileName, meta, typ, id} {
 			if !utf8.ValidString(s) {
 				t.Skip() // refused when sent (tidings.NewMessage.Validate)
 			}
@@ -181,7 +195,7 @@ func FuzzMessageEventForms(f *testing.F) {
 			t.Skip() // refused when sent: a part has a type
 		}
 		metadata, _ := json.Marshal(map[string]string{"clientId": meta, "parts": data})
-		m := &tidings.Message{ID: "m", Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: name}, ClientID: clientID,
+		m := &tidings.Message{ID: id, Seq: 1, Sender: tidings.Profile{ID: "u0", DisplayName: name}, ClientID: clientID,
 			Parts:    []tidings.Part{{Type: "text/plain", Data: data}, {Type: typ, Name: fileName, Data: data}},
 			Metadata: metadata, Alert: meta}
 		stored, err := json.Marshal(tidings.NewMessagePayload(m, ""))
@@ -190,6 +204,9 @@ func FuzzMessageEventForms(f *testing.F) {
 		}
 		for _, evName := range []string{tidings.EventMessageSent, tidings.EventMessageEdited} {
 			ev := &tidings.Event{Seq: 3, ID: "e", Name: evName, Time: time.Now(), Actor: &m.Sender, ConversationID: "c", Payload: stored}
+			if idIsEventID { // a sent message's event since 2026-12 (tidings.NewEventID)
+				ev.ID = id
+			}
 			body, err := encodeEvent(ev)
 			if err != nil {
 				t.Fatal(err)
@@ -203,6 +220,14 @@ func FuzzMessageEventForms(f *testing.F) {
 				if err := json.Unmarshal(got.Payload, &p); err != nil || p.Message == nil {
 					t.Fatalf("%s for %s: %v\n%s", evName, user, err, got.Payload)
 				}
+				// The event's id, left out when it is the message's.
+				if gotID := protocol.EventID(got.Name, got.ID, p.ID); gotID != ev.ID {
+					t.Fatalf("%s for %s: event id %q, want %q\n%s", evName, user, gotID, ev.ID, body.forUser(user))
+				}
+				quoted, _ := json.Marshal(id)
+				if plain := string(quoted) == `"`+id+`"`; got.ID != "" && evName == tidings.EventMessageSent && idIsEventID && plain {
+					t.Fatalf("%s for %s: the message's id is sent twice\n%s", evName, user, body.forUser(user))
+				}
 				p.Complete(&tidings.Event{})
 				want := *m
 				if user != "u0" {
@@ -215,5 +240,91 @@ func FuzzMessageEventForms(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// BenchmarkSentUpdateDeflate measures what permessage-deflate (RFC 7692)
+// would cost and save on the updates of sent 64-byte texts in a room (the
+// peer tool's id shapes, chat-like texts rather than its padding, which
+// compresses unlike any chat): "takeover" compresses each
+// receiver's stream with a compressor of its own that keeps its window
+// between messages (the default of the extension), "alone" compresses
+// each frame by itself (no_context_takeover), once for all its receivers.
+// It reports the bytes of a frame as sent, to compare with "plain", and
+// the time of one compression, paid per delivery with takeover and per
+// event alone.
+func BenchmarkSentUpdateDeflate(b *testing.B) {
+	// Chat-like texts: 64 bytes of common words, a different text each time.
+	words := strings.Fields(`the a to and I you it is that of in for on we at be this are
+		have not with can will just so what do my me your if get now see go know was lunch
+		noon table book still tomorrow meet after work home late ok yes thanks great call
+		send time today back need think good when there here how about sure later maybe`)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	sentence := func() string {
+		var s strings.Builder
+		for s.Len() < 64 {
+			if s.Len() > 0 {
+				s.WriteByte(' ')
+			}
+			s.WriteString(words[rnd.IntN(len(words))])
+		}
+		return s.String()[:64]
+	}
+	frame := func(i int) []byte {
+		text := sentence()
+		payload, _ := json.Marshal(tidings.NewMessagePayload(&tidings.Message{ID: tidings.NewID(), ConversationID: "r2k5-123",
+			Seq: int64(i + 1), Sender: tidings.Profile{ID: "u123", DisplayName: "u123"}, Parts: []tidings.Part{{Type: "text/plain", Data: text}}}, ""))
+		ev := &tidings.Event{Seq: int64(1000 + i), AppID: "a", Name: tidings.EventMessageSent, Time: time.Now(), ConversationID: "r2k5-123",
+			Actor: &tidings.Profile{ID: "u123", DisplayName: "u123"}, Payload: payload}
+		ev.ID = tidings.NewEventID(ev.Name, tidings.NewMessagePayload(&tidings.Message{ID: string(messageID(payload))}, ""))
+		body, err := encodeEvent(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return updateFrame(defaultAccount, ev.Seq, false, body.others)
+	}
+	frames := make([][]byte, 256)
+	for i := range frames {
+		frames[i] = frame(i)
+	}
+	// A compressed message leaves out the 4 bytes that end a sync flush.
+	sent := func(n int) float64 { return float64(n - 4) }
+	b.Run("plain", func(b *testing.B) {
+		var size int
+		for i := 0; b.Loop(); i++ {
+			size = len(frames[i%len(frames)])
+		}
+		b.ReportMetric(float64(size), "bytes/frame")
+	})
+	b.Run("takeover", func(b *testing.B) {
+		var out bytes.Buffer
+		w, _ := flate.NewWriter(&out, flate.BestSpeed)
+		for _, f := range frames[:16] { // the window holds earlier updates
+			w.Write(f)
+			w.Flush()
+		}
+		var total, n int
+		for i := 0; b.Loop(); i++ {
+			out.Reset()
+			w.Write(frames[i%len(frames)])
+			w.Flush()
+			total += out.Len()
+			n++
+		}
+		b.ReportMetric(sent(total/n), "bytes/frame")
+	})
+	b.Run("alone", func(b *testing.B) {
+		var out bytes.Buffer
+		w, _ := flate.NewWriter(&out, flate.BestSpeed)
+		var total, n int
+		for i := 0; b.Loop(); i++ {
+			out.Reset()
+			w.Reset(&out)
+			w.Write(frames[i%len(frames)])
+			w.Flush()
+			total += out.Len()
+			n++
+		}
+		b.ReportMetric(sent(total/n), "bytes/frame")
 	})
 }

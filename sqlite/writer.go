@@ -388,7 +388,7 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 		return nil, fmt.Errorf("encode %s payload: %w", name, err)
 	}
 	ev := &tidings.Event{
-		ID: tidings.NewID(), AppID: appID, Name: name, Time: tx.now, Actor: actor,
+		ID: tidings.NewEventID(name, payload), AppID: appID, Name: name, Time: tx.now, Actor: actor,
 		ConversationID: conversationID, UserID: userID, Payload: body,
 	}
 	var actorJSON []byte

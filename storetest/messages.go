@@ -203,6 +203,19 @@ func TestEditDeleteMessage(t *testing.T, newStores Factory) {
 	if changes[1].Actor == nil || changes[1].Actor.ID != "carol" {
 		t.Errorf("deletion's actor %+v, want carol", changes[1].Actor)
 	}
+	// A sent message's event has the message's id (tidings.NewEventID:
+	// the realtime protocol sends it once); the others have their own.
+	ids := map[string]bool{}
+	for _, e := range evs {
+		var p tidings.MessagePayload
+		if err := unmarshal(e.Payload, &p); err != nil || p.Message == nil {
+			continue
+		}
+		if (e.Name == tidings.EventMessageSent) != (e.ID == p.ID) || ids[e.ID] {
+			t.Errorf("%s of message %s: event id %s", e.Name, p.ID, e.ID)
+		}
+		ids[e.ID] = true
+	}
 }
 
 // TestHistory pages through history both ways; pages are in ascending

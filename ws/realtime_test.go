@@ -209,9 +209,10 @@ func TestSentUpdateIsCompact(t *testing.T) {
 	t.Logf("a %d-byte text: update %d bytes, sender's echo %d, answer %d", len(text), len(u.raw), len(echo.raw), len(answer))
 	t.Logf("%s\n%s", u.raw, answer)
 	// Bounds, so that they do not grow back unseen (issue #14: they were
-	// 464, 478 and 348 bytes).
-	if len(u.raw) > 380 || len(echo.raw) > 425 || len(answer) > 170 {
-		t.Errorf("update %d bytes (at most 380), echo %d (425), answer %d (170)", len(u.raw), len(echo.raw), len(answer))
+	// 464, 478 and 348 bytes; 374, 420 and 164 before the event's id was
+	// its message's).
+	if len(u.raw) > 345 || len(echo.raw) > 390 || len(answer) > 170 {
+		t.Errorf("update %d bytes (at most 345), echo %d (390), answer %d (170)", len(u.raw), len(echo.raw), len(answer))
 	}
 
 	var frame map[string]json.RawMessage
@@ -229,6 +230,7 @@ func TestSentUpdateIsCompact(t *testing.T) {
 		{"frame", frame, "account"}, // the default account
 		{"frame", frame, "action"},  // the event's name says it (protocol.ActionOf)
 		{"event", ev, "seq"},        // the frame's ref
+		{"event", ev, "id"},         // the message's id (tidings.NewEventID), in the payload
 		{"event", ev, "app"},        // the account's app
 		{"payload", payload, "messageId"},
 		{"payload", payload, "profileId"},
@@ -263,6 +265,9 @@ func TestSentUpdateIsCompact(t *testing.T) {
 	// The clientId is for the sender's devices only, to match their
 	// pending send: the other participants' update leaves it out.
 	m := message(u)
+	if id := protocol.EventID(u.ev.Name, u.ev.ID, m.ID); id != m.ID || id == "" {
+		t.Errorf("the event's id is %q, want its message's, %q", id, m.ID)
+	}
 	if m.Sender.ID != "alice" || m.Sender.DisplayName == "" ||
 		m.ConversationID != conv || m.ClientID != "" || !m.SentAt.Equal(u.ev.Time) || m.Parts[0].Data != text {
 		t.Errorf("payload %s, completed %+v", ev["payload"], m)
@@ -338,8 +343,8 @@ func TestBytesPerDelivery(t *testing.T) {
 	}
 	t.Logf("per delivery: %d bytes (updates to the others %d each, echo %d, answer %d, with WebSocket headers)",
 		total/4, others/4, len(echo.raw), len(answer))
-	if total/4 > 510 { // 643 before issue #14
-		t.Errorf("%d bytes per delivery, want at most 510", total/4)
+	if total/4 > 460 { // 643 before issue #14, 501 before the event's id was its message's
+		t.Errorf("%d bytes per delivery, want at most 460", total/4)
 	}
 	t.Logf("%s\n%s\n%s", echo.raw, u.raw, answer)
 }

@@ -143,8 +143,18 @@ func TestSDKTransports(t *testing.T) {
 					upgradeInterval: 300,
 				});
 				window.WebSocket = saved;
-				const first = [], second = [];
-				bob.addEventListener(ev => { if (ev.name === 'conversationMessage.sent') first.push(ev.payload.parts[0].data); });
+				const first = [], second = [], sent = [], eventIds = [];
+				bob.addEventListener(ev => {
+					if (ev.name !== 'conversationMessage.sent') return;
+					first.push(ev.payload.parts[0].data);
+					// What the wire leaves out is filled in: the event's id (its
+					// message's), the message's conversation, time sent and parts'
+					// type, the actor (the sender), the seq and app.
+					const p = ev.payload;
+					eventIds.push(ev.id);
+					sent.push([/^[0-9a-v]{26}$/.test(ev.id) && ev.id === p.id, p.conversationId === conv.id, p.sentAt === ev.time && !!ev.time,
+						p.parts[0].type, ev.actor.id, ev.actor.displayName === p.sender.displayName, ev.seq === Number(ev.ref), ev.app !== '', ev.action]);
+				});
 				const removeSecond = bob.addEventListener(async ev => {
 					if (ev.name !== 'conversationMessage.sent') return;
 					await new Promise(r => setTimeout(r, 5)); // a listener may be async
@@ -153,11 +163,14 @@ func TestSDKTransports(t *testing.T) {
 				});
 				await bob.waitConnected();
 				const out = { transport: bob.transport };
+				const ids = [];
 				for (const text of ['one', 'two', 'three']) {
-					await alice.sendMessage(conv.id, { parts: [{ type: 'text/plain', data: text }], clientId: transport + text });
+					ids.push((await alice.sendMessage(conv.id, { parts: [{ type: 'text/plain', data: text }], clientId: transport + text })).id);
 				}
 				await until('three messages', () => first.length >= 3);
 				out.first = first.slice();
+				out.sent = sent[0];
+				out.ids = JSON.stringify(eventIds.slice(0, 3)) === JSON.stringify(ids); // each event's id is its message's
 				out.second = second;
 				out.lastRefIsNumber = /^[0-9]+$/.test(bob.lastRef);
 				if (transport === 'no-websocket') {
@@ -185,6 +198,8 @@ func TestSDKTransports(t *testing.T) {
 				"second":          []any{"one", "two"},
 				"lastRefIsNumber": true,
 				"typing":          []any{"bob"},
+				"sent":            []any{true, true, true, "text/plain", "alice", true, true, true, "new"},
+				"ids":             true,
 			}
 			if transport == "no-websocket" {
 				want["afterUpgrade"] = []any{"four"}

@@ -143,6 +143,7 @@ export interface TidingsEvent {
   /** The account the update is for: "default" for the client's own user, else the name given to addAccount. */
   account: string;
   seq: number;
+  /** The event's unique id; on conversationMessage.sent, its message's (payload.id). */
   id: string;
   app: string;
   time: string;

@@ -134,6 +134,8 @@ function fullEvent(frame, sess) {
   if (ev.seq === undefined) ev.seq = frame.ref ? Number(frame.ref) : 0;
   if (ev.app === undefined) ev.app = sess?.appId || '';
   const p = e.payload;
+  // A sent message's event has its message's id, sent once (in the payload).
+  if (ev.id === undefined && e.name === 'conversationMessage.sent' && p) ev.id = p.id;
   if (/^conversationMessage\.(sent|edited|deleted)$/.test(e.name) && p && p.sender) {
     const m = ev.payload = { ...p };
     // A part without a type is text/plain.
