@@ -47,3 +47,11 @@ func Queued(ctx context.Context) {
 		f()
 	}
 }
+
+// WithoutQueued returns ctx without the queued call of
+// NewContextWithQueued: for a write a store makes on its own account while
+// serving ctx (writing what a read needs first), whose queueing says
+// nothing of the order of the caller's writes.
+func WithoutQueued(ctx context.Context) context.Context {
+	return context.WithValue(ctx, queuedKey{}, func() {})
+}

@@ -92,7 +92,9 @@ func (db *DB) syncMarks(ctx context.Context) error {
 	if !db.marksPending.Load() {
 		return nil
 	}
-	return db.submit(marksJob(ctx))
+	// The caller's next write may not start on this job being queued:
+	// it is not the caller's write (a send after a read, in order).
+	return db.submit(marksJob(tidings.WithoutQueued(ctx)))
 }
 
 func marksJob(ctx context.Context) *job {
