@@ -130,6 +130,7 @@ func defaultConfig() config {
 		TypingTimeout:     5 * time.Second,
 		AccessCheck:       time.Minute,
 		CursorFlush:       time.Second,
+		CommitInterval:    2 * time.Millisecond,
 		PresenceLimit:     100,
 		MaxPresenceSubs:   1000,
 		MaxFrameBytes:     256 << 10,
