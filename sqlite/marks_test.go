@@ -229,3 +229,22 @@ func TestCommitIntervalGathersSends(t *testing.T) {
 		t.Fatalf("last seq %d, want 11", conv.LastSeq)
 	}
 }
+
+// Closing the database writes the marks still waiting.
+func TestCloseWritesTheMarks(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	for _, from := range []string{"alice", "bob"} {
+		if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	last, read := rawMarks(t, e.path, c.ID)
+	if last != 2 || read["alice"] != 1 || read["bob"] != 2 {
+		t.Fatalf("in the file after Close: last seq %d, read marks %v; want 2, alice 1, bob 2", last, read)
+	}
+}
