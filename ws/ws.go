@@ -73,7 +73,7 @@ type Handler struct {
 	once      sync.Once
 	upgraders [2]*gws.Upgrader // without and with the subprotocol
 	mu        sync.Mutex
-	conns     map[*conn]struct{}
+	wheel     *pingWheel // the connections, by when the heartbeat looks at them; guarded by mu
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -111,7 +111,7 @@ func (h *Handler) init() {
 				Recovery:         gws.Recovery,
 			})
 		}
-		h.conns = make(map[*conn]struct{})
+		h.wheel = newPingWheel(h.PingInterval, h.PongTimeout, time.Now().UnixNano())
 		h.stop = make(chan struct{})
 		h.done = make(chan struct{})
 		if h.Writers <= 0 {
@@ -230,13 +230,15 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 
 // heartbeat pings the connections that have been quiet for a
 // PingInterval and closes those quiet for longer than it plus PongTimeout.
+// It looks only at the connections due (h.wheel), each at most one tick
+// (half a second, or a quarter of PingInterval) after its time.
 func (h *Handler) heartbeat() {
 	defer close(h.done)
-	t := time.NewTicker(min(time.Second, h.PingInterval/2))
+	t := time.NewTicker(h.wheel.tick())
 	defer t.Stop()
 	// The connections to ping and to close, gathered under h.mu and
 	// served after it, so that pings do not hold up connects and closes.
-	var due, dead []*conn
+	var taken, due, dead []*conn
 	for {
 		select {
 		case <-h.stop:
@@ -245,16 +247,21 @@ func (h *Handler) heartbeat() {
 		}
 		now := time.Now().UnixNano()
 		h.mu.Lock()
-		for c := range h.conns {
-			quiet := time.Duration(now - c.lastSeen.Load())
-			switch {
-			case quiet > h.PingInterval+h.PongTimeout:
+		taken = h.wheel.take(now, taken[:0])
+		for _, c := range taken {
+			switch at, ping, gone := h.nextLook(c, now); {
+			case gone:
 				dead = append(dead, c)
-			case quiet > h.PingInterval && time.Duration(now-c.lastPing.Load()) > h.PingInterval:
+				h.wheel.add(c, at)
+			case ping:
 				c.lastPing.Store(now)
 				due = append(due, c)
+				h.wheel.add(c, at)
+			default:
+				h.wheel.add(c, at)
 			}
 		}
+		clear(taken)
 		h.mu.Unlock()
 		for i, c := range dead {
 			go c.Close(protocol.ClosePingTimeout, "no pong in time")
@@ -266,6 +273,33 @@ func (h *Handler) heartbeat() {
 		}
 		dead, due = dead[:0], due[:0]
 	}
+}
+
+// nextLook says what the heartbeat does with c now: close it (gone: quiet
+// for longer than PingInterval+PongTimeout), ping it (quiet for longer
+// than PingInterval, and not pinged for as long), or nothing; and when to
+// look at it next: the first time one of these could be due, given that
+// nothing arrives meanwhile (what arrives only makes it later). A
+// connection being closed is looked at again after PongTimeout, and
+// closed again (Close does nothing the second time) until it is gone.
+func (h *Handler) nextLook(c *conn, now int64) (at int64, ping, gone bool) {
+	pi, pt := int64(h.PingInterval), int64(h.PongTimeout)
+	seen, pinged := c.lastSeen.Load(), c.lastPing.Load()
+	quiet := now - seen
+	switch {
+	case quiet > pi+pt:
+		return now + pt, false, true
+	case quiet > pi && now-pinged > pi:
+		pinged, ping = now, true
+	}
+	// Strictly after: the checks above compare with '>'.
+	at = seen + pi + pt + 1 // dead, unless a frame comes
+	if quiet <= pi {
+		at = seen + pi + 1 // to ping
+	} else if p := pinged + pi + 1; p < at {
+		at = p // to ping again, still quiet
+	}
+	return at, ping, false
 }
 
 // ping writes a ping. A write that cannot block (lingerConn) is made
@@ -598,6 +632,8 @@ type conn struct {
 	written     [][]byte     // guarded by wmu: the array of frames written last, emptied, for c.spare
 	lastSeen    atomic.Int64 // unix nanoseconds of the last frame from the peer
 	lastPing    atomic.Int64
+	slot        int64 // in h.wheel (0: not in it); guarded by h.mu
+	slotIndex   int
 
 	mu        sync.Mutex
 	queue     [][]byte
@@ -934,7 +970,7 @@ func (e *events) OnOpen(socket *gws.Conn) {
 	socket.Session().Store("conn", c)
 	c.client = h.Node.Connect(c)
 	h.mu.Lock()
-	h.conns[c] = struct{}{}
+	h.wheel.add(c, now+int64(h.PingInterval)+1)
 	h.mu.Unlock()
 }
 
@@ -951,7 +987,7 @@ func (e *events) OnClose(socket *gws.Conn, err error) {
 	if c := connOf(socket); c != nil {
 		h := (*Handler)(e)
 		h.mu.Lock()
-		delete(h.conns, c)
+		h.wheel.remove(c)
 		h.mu.Unlock()
 		c.mu.Lock()
 		c.closed = true
