@@ -21,19 +21,22 @@ type pingWheel struct {
 	next  int64     // the first slot not taken yet
 }
 
-// newPingWheel makes the wheel of a heartbeat: slots of half a second, or
-// a quarter of the ping interval when it is shorter than two seconds,
-// over PingInterval+PongTimeout (the longest a look waits).
+// newPingWheel makes the wheel of a heartbeat: slots of a second, or half
+// the ping interval when it is shorter than two seconds, over
+// PingInterval+PongTimeout (the longest a look waits).
 func newPingWheel(pingInterval, pongTimeout time.Duration, now int64) *pingWheel {
-	width := int64(max(min(time.Second, pingInterval/2)/2, time.Millisecond))
+	width := int64(max(min(time.Second, pingInterval/2), time.Millisecond))
 	n := int64(pingInterval+pongTimeout)/width + 2
 	return &pingWheel{width: width, slots: make([][]*conn, n), next: now/width + 1}
 }
 
-// tick is how often the heartbeat takes the slots due: once a slot, so
-// that a look waits at most two slots (one tick of the heartbeat that
-// walked every connection every half ping interval, at most a second).
-func (w *pingWheel) tick() time.Duration { return time.Duration(w.width) }
+// wait is how long the heartbeat waits, from now, for the end of the next
+// slot to take: taken when it ends, a slot's looks are at most one slot
+// late (a second at most, as when the heartbeat walked every connection
+// every second), and the pings of a slot go out together.
+func (w *pingWheel) wait(now int64) time.Duration {
+	return time.Duration(max(w.next*w.width-now, 0))
+}
 
 // add puts c in the slot of time at (unix nanoseconds); c must not be in
 // the wheel. A time past the ring's reach goes to its last slot, to be

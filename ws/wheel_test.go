@@ -18,7 +18,6 @@ func TestHeartbeatScheduleClosesDeadPeersInTime(t *testing.T) {
 		}
 		start := time.Date(2026, 12, 2, 0, 0, 0, 123456789, time.UTC).UnixNano()
 		w := newPingWheel(h.PingInterval, h.PongTimeout, start)
-		step := int64(w.tick())
 		maxLate := int64(min(time.Second, pi/2)) // the heartbeat's bound before the wheel
 
 		dead, answers, talks := &conn{}, &conn{}, &conn{}
@@ -31,11 +30,14 @@ func TestHeartbeatScheduleClosesDeadPeersInTime(t *testing.T) {
 		var goneAt int64
 		var taken []*conn
 		end := start + 10*int64(pi+h.PongTimeout)
-		for now := start; now < end; now += step {
-			if (now-start)%(int64(pi)/3) < step {
+		for now := start + w.wait(start).Nanoseconds(); now < end; now += w.wait(now).Nanoseconds() {
+			if (now-start)%(int64(pi)/3) < w.width {
 				talks.lastSeen.Store(now) // a command now and then
 			}
 			taken = w.take(now, taken[:0])
+			if w.wait(now) <= 0 {
+				t.Fatal("the next slot ends now")
+			}
 			for _, c := range taken {
 				if c.slot != 0 {
 					t.Fatal("a connection taken is still in the wheel")

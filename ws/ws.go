@@ -24,11 +24,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,11 +232,11 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 
 // heartbeat pings the connections that have been quiet for a
 // PingInterval and closes those quiet for longer than it plus PongTimeout.
-// It looks only at the connections due (h.wheel), each at most one tick
-// (half a second, or a quarter of PingInterval) after its time.
+// It looks only at the connections due (h.wheel), each at most one slot
+// (a second, or half of PingInterval) after its time.
 func (h *Handler) heartbeat() {
 	defer close(h.done)
-	t := time.NewTicker(h.wheel.tick())
+	t := time.NewTimer(h.wheel.wait(time.Now().UnixNano()))
 	defer t.Stop()
 	// The connections to ping and to close, gathered under h.mu and
 	// served after it, so that pings do not hold up connects and closes.
@@ -262,6 +264,7 @@ func (h *Handler) heartbeat() {
 			}
 		}
 		clear(taken)
+		t.Reset(h.wheel.wait(time.Now().UnixNano()))
 		h.mu.Unlock()
 		for i, c := range dead {
 			go c.Close(protocol.ClosePingTimeout, "no pong in time")
@@ -345,6 +348,12 @@ type lingerConn struct {
 	werr    error
 	writeFd func(fd uintptr) bool
 
+	// Read's state, for readFd (c.readFn).
+	rp     []byte
+	rn     int
+	rerr   error
+	readFd func(fd uintptr) bool
+
 	wmu        sync.Mutex
 	draining   bool   // drain runs: writes go to backlog
 	backlog    []byte // what drain has yet to write
@@ -354,7 +363,7 @@ type lingerConn struct {
 
 func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
 	c := &lingerConn{Conn: nc, linger: linger}
-	c.writeFd = c.writeFn
+	c.writeFd, c.readFd = c.writeFn, c.readFn
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -487,13 +496,53 @@ func (c *lingerConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
+// Read reads through the raw connection (the system call itself, in
+// readFn), not net.Conn's Read: parked in a read, the connection's reading
+// goroutine then fits in a 2 KiB stack instead of 4 KiB (net.Conn.Read's
+// frames, from net.conn to poll.FD and the system call, are deeper than
+// RawConn's). Deadlines and closing work as for net.Conn.Read. One Read
+// at a time (gws's read loop).
 func (c *lingerConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
-	return c.Conn.Read(p)
+	if c.raw == nil || len(p) == 0 {
+		return c.Conn.Read(p)
+	}
+	c.rp, c.rn, c.rerr = p, 0, nil
+	err := c.raw.Read(c.readFd)
+	n, rerr := c.rn, c.rerr
+	c.rp = nil
+	switch {
+	case err != nil:
+		return 0, err // a deadline passed, or the connection was closed
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readFn reads into c.rp what the socket holds; it reports false (wait,
+// then call again) when it holds nothing yet.
+func (c *lingerConn) readFn(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), c.rp)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case nil:
+			c.rn = n
+		default:
+			c.rerr = err
+		}
+		return true
+	}
 }
 
 // Close half-closes the connection, once what is written is sent, and
@@ -1024,5 +1073,26 @@ func (e *events) OnMessage(socket *gws.Conn, message *gws.Message) {
 		c.Close(protocol.CloseBadFrame, "frames are JSON text")
 		return
 	}
-	c.client.Handle(message.Bytes()) // Handle keeps no reference to it
+	c.handle(message.Bytes())
+}
+
+// handle hands a frame to the client on a goroutine of its own, and waits
+// for it: handling goes deep (JSON, the store), and the stack it would grow
+// on the reading goroutine stays with it for the connection's life (the
+// runtime halves a stack only when less than a quarter of it is in use),
+// while parked in a read the reader fits in 2 KiB. A panic is logged and
+// the connection goes on, as gws does for a panic in OnMessage.
+func (c *conn) handle(frame []byte) {
+	var done sync.WaitGroup
+	done.Add(1)
+	go func() {
+		defer done.Done()
+		defer func() {
+			if e := recover(); e != nil {
+				c.h.Logger.Error("panic while handling a frame", "panic", e, "stack", string(debug.Stack()))
+			}
+		}()
+		c.client.Handle(frame) // Handle keeps no reference to it
+	}()
+	done.Wait()
 }
