@@ -130,7 +130,6 @@ func defaultConfig() config {
 		MaxPresenceSubs:   1000,
 		MaxFrameBytes:     256 << 10,
 		SendQueue:         4096,
-		MemoryTrim:        10 * time.Second,
 		MaxConnsPerUser:   32,
 		CommandRate:       50,
 		UserRate:          50,
