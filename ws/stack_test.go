@@ -61,6 +61,8 @@ func TestIdleConnectionsReaderKeepsASmallStack(t *testing.T) {
 		auth, _ := json.Marshal(protocol.AuthArgs{Token: tok, Device: fmt.Sprint("d", i)})
 		bareCommand(t, c, "1", protocol.CmdAuth, auth)
 		bareCommand(t, c, "2", protocol.CmdPing, nil)
+		bareSend(t, c, protocol.Frame{Type: protocol.TypeReply, Ref: "1"}) // an acknowledgement
+		bareCommand(t, c, "3", protocol.CmdPing, nil)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -92,10 +94,10 @@ func bareDial(t *testing.T, host string) net.Conn {
 	return c
 }
 
-// bareCommand sends a command and reads frames until its answer.
-func bareCommand(t *testing.T, c net.Conn, id, name string, data json.RawMessage) {
+// bareSend writes a frame, masked as a client's.
+func bareSend(t *testing.T, c net.Conn, f protocol.Frame) {
 	t.Helper()
-	payload, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: id, Command: name, Data: data})
+	payload, _ := json.Marshal(f)
 	frame := []byte{0x81, 0x80 | 126, 0, 0, 0, 0, 0, 0}
 	binary.BigEndian.PutUint16(frame[2:], uint16(len(payload)))
 	mask := frame[4:8]
@@ -106,6 +108,12 @@ func bareCommand(t *testing.T, c net.Conn, id, name string, data json.RawMessage
 	if _, err := c.Write(frame); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bareCommand sends a command and reads frames until its answer.
+func bareCommand(t *testing.T, c net.Conn, id, name string, data json.RawMessage) {
+	t.Helper()
+	bareSend(t, c, protocol.Frame{Type: protocol.TypeCommand, ID: id, Command: name, Data: data})
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		var h [2]byte
