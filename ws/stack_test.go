@@ -24,7 +24,7 @@ import (
 
 // What an idle connection costs the server is mostly its reading
 // goroutine: its stack must stay at 2 KiB once the connection has
-// authenticated and run a command (handling them goes deep, and a stack
+// authenticated, run a command and acknowledged an update (handling them goes deep, and a stack
 // grown once is never halved back to 2 KiB). The clients here are bare
 // sockets, read in turn by the test, so that the process's goroutine
 // stacks are the server's.
