@@ -691,7 +691,7 @@ type conn struct {
 	closed    bool
 	aborted   bool          // closed at once (slow or dead peer): what is queued is dropped
 	held      bool          // frames wait for Release before the writer runs (a replay's batch)
-	drained   chan struct{} // signalled when the queue shrinks or the connection closes
+	drained   chan struct{} // signalled when the queue shrinks or the connection closes; made by the first WaitRoom that waits
 }
 
 // readBufferSize is the read buffer of a connection: it is held for the
@@ -911,7 +911,11 @@ func (c *conn) control(write func()) {
 	write()
 }
 
+// signalDrained wakes a WaitRoom that waits; c.mu is held.
 func (c *conn) signalDrained() {
+	if c.drained == nil {
+		return // nothing ever waited: most connections never do
+	}
 	select {
 	case c.drained <- struct{}{}:
 	default:
@@ -930,6 +934,10 @@ func (c *conn) WaitRoom(ctx context.Context) int {
 	for {
 		c.mu.Lock()
 		queued, closed := len(c.queue), c.closed
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		switch {
 		case closed:
@@ -942,7 +950,7 @@ func (c *conn) WaitRoom(ctx context.Context) int {
 			defer timer.Stop()
 		}
 		select {
-		case <-c.drained:
+		case <-drained:
 			// Something was written: the peer reads. Wait on, anew.
 			timer.Reset(c.h.WriteTimeout)
 		case <-timer.C:
@@ -982,8 +990,8 @@ func (c *conn) Close(code int, reason string) {
 			c.ws.SetWriteDeadline(time.Now())
 		}
 	}
-	c.mu.Unlock()
 	c.signalDrained()
+	c.mu.Unlock()
 	closeFrame := func() {
 		// What is queued goes first, even when its writer is not due yet
 		// (held for the end of a batch of events).
@@ -1004,7 +1012,7 @@ type events Handler
 
 func (e *events) OnOpen(socket *gws.Conn) {
 	h := (*Handler)(e)
-	c := &conn{h: h, ws: socket, drained: make(chan struct{}, 1)}
+	c := &conn{h: h, ws: socket}
 	c.writerIndex = int(h.next.Add(1) % int64(len(h.writers)))
 	c.w = h.writers[c.writerIndex]
 	if lc, ok := socket.NetConn().(*lingerConn); ok {
