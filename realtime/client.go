@@ -49,6 +49,10 @@ type Client struct {
 	// only the clients whose checkAt has passed, not every client every
 	// second. Lowered (under mu) when an account is added or removed.
 	checkAt atomic.Int64
+	// Its place in the node's checks (checkQueue), guarded by node.checks.mu.
+	checkIndex int   // 1 + its index in the heap; 0: not in it
+	queuedAt   int64 // the time it is queued under
+	checkGone  bool  // ended: never queued again
 
 	// sends holds a token per message.send in flight (see send); made by
 	// the first send, so that a connection that never sends (most of the
@@ -72,6 +76,9 @@ func (n *Node) Connect(t Transport) *Client {
 		n.clients[c] = struct{}{}
 	}
 	n.mu.Unlock()
+	if !closing {
+		n.checks.schedule(c, c.checkAt.Load())
+	}
 	if closing {
 		c.closed = true
 		t.Close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
@@ -111,6 +118,7 @@ func (c *Client) end(flush bool) bool {
 	n.mu.Lock()
 	delete(n.clients, c)
 	n.mu.Unlock()
+	n.checks.remove(c)
 	n.metrics.connections.Dec()
 	var keys []deviceKey
 	for _, s := range sessions {
@@ -198,6 +206,7 @@ func (c *Client) check(now time.Time) {
 func (c *Client) checkSoonerLocked(t time.Time) {
 	if at := t.UnixNano(); at < c.checkAt.Load() {
 		c.checkAt.Store(at)
+		c.node.checks.schedule(c, at)
 	}
 }
 
@@ -378,7 +387,7 @@ func (c *Client) command(f *protocol.Frame) {
 	case protocol.CmdLogout:
 		c.mu.Lock()
 		delete(c.accounts, s.account)
-		c.checkAt.Store(0)
+		c.checkNextTickLocked()
 		none := len(c.accounts) == 0
 		c.mu.Unlock()
 		n.endSession(s)
@@ -614,7 +623,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 			c.mu.Lock()
 			if c.accounts[account] == s {
 				delete(c.accounts, account)
-				c.checkAt.Store(0)
+				c.checkNextTickLocked()
 			}
 			c.mu.Unlock()
 			n.endSession(s)

@@ -162,6 +162,8 @@ type Node struct {
 	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
 	users    map[userKey]map[*Session]struct{}
 	clients  map[*Client]struct{}
+	checks   checkQueue // the clients by when the tick checks them
+	due      []*Client  // the tick's clients due; its own
 	sessions int
 	typing   map[typingKey]typingState
 	people   map[userKey]*presenceState        // the users with a live session here
@@ -848,19 +850,13 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 
 // checkClients closes the clients whose time is up: no account in time,
 // idle too long, or every token expired.
-// Only the clients whose checkAt has passed are checked: on a node of
-// idle connections, most have nothing due for minutes.
+// Only the clients whose checkAt has passed are checked (n.checks): on a
+// node of idle connections, most have nothing due for minutes.
 func (n *Node) checkClients(now time.Time) {
-	at := now.UnixNano()
-	var clients []*Client
-	n.mu.Lock()
-	for c := range n.clients {
-		if c.checkAt.Load() <= at {
-			clients = append(clients, c)
-		}
-	}
-	n.mu.Unlock()
-	for _, c := range clients {
+	n.due = n.checks.due(now.UnixNano(), n.due[:0])
+	for i, c := range n.due {
 		c.check(now)
+		n.checks.schedule(c, c.checkAt.Load())
+		n.due[i] = nil
 	}
 }

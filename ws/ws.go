@@ -24,11 +24,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +75,7 @@ type Handler struct {
 	once      sync.Once
 	upgraders [2]*gws.Upgrader // without and with the subprotocol
 	mu        sync.Mutex
-	conns     map[*conn]struct{}
+	wheel     *pingWheel // the connections, by when the heartbeat looks at them; guarded by mu
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -111,7 +113,7 @@ func (h *Handler) init() {
 				Recovery:         gws.Recovery,
 			})
 		}
-		h.conns = make(map[*conn]struct{})
+		h.wheel = newPingWheel(h.PingInterval, h.PongTimeout, time.Now().UnixNano())
 		h.stop = make(chan struct{})
 		h.done = make(chan struct{})
 		if h.Writers <= 0 {
@@ -230,13 +232,15 @@ func (h *Handler) originAllowed(r *http.Request) bool {
 
 // heartbeat pings the connections that have been quiet for a
 // PingInterval and closes those quiet for longer than it plus PongTimeout.
+// It looks only at the connections due (h.wheel), each at most one slot
+// (a second, or half of PingInterval) after its time.
 func (h *Handler) heartbeat() {
 	defer close(h.done)
-	t := time.NewTicker(min(time.Second, h.PingInterval/2))
+	t := time.NewTimer(h.wheel.wait(time.Now().UnixNano()))
 	defer t.Stop()
 	// The connections to ping and to close, gathered under h.mu and
 	// served after it, so that pings do not hold up connects and closes.
-	var due, dead []*conn
+	var taken, due, dead []*conn
 	for {
 		select {
 		case <-h.stop:
@@ -245,16 +249,22 @@ func (h *Handler) heartbeat() {
 		}
 		now := time.Now().UnixNano()
 		h.mu.Lock()
-		for c := range h.conns {
-			quiet := time.Duration(now - c.lastSeen.Load())
-			switch {
-			case quiet > h.PingInterval+h.PongTimeout:
+		taken = h.wheel.take(now, taken[:0])
+		for _, c := range taken {
+			switch at, ping, gone := h.nextLook(c, now); {
+			case gone:
 				dead = append(dead, c)
-			case quiet > h.PingInterval && time.Duration(now-c.lastPing.Load()) > h.PingInterval:
+				h.wheel.add(c, at)
+			case ping:
 				c.lastPing.Store(now)
 				due = append(due, c)
+				h.wheel.add(c, at)
+			default:
+				h.wheel.add(c, at)
 			}
 		}
+		clear(taken)
+		t.Reset(h.wheel.wait(time.Now().UnixNano()))
 		h.mu.Unlock()
 		for i, c := range dead {
 			go c.Close(protocol.ClosePingTimeout, "no pong in time")
@@ -266,6 +276,33 @@ func (h *Handler) heartbeat() {
 		}
 		dead, due = dead[:0], due[:0]
 	}
+}
+
+// nextLook says what the heartbeat does with c now: close it (gone: quiet
+// for longer than PingInterval+PongTimeout), ping it (quiet for longer
+// than PingInterval, and not pinged for as long), or nothing; and when to
+// look at it next: the first time one of these could be due, given that
+// nothing arrives meanwhile (what arrives only makes it later). A
+// connection being closed is looked at again after PongTimeout, and
+// closed again (Close does nothing the second time) until it is gone.
+func (h *Handler) nextLook(c *conn, now int64) (at int64, ping, gone bool) {
+	pi, pt := int64(h.PingInterval), int64(h.PongTimeout)
+	seen, pinged := c.lastSeen.Load(), c.lastPing.Load()
+	quiet := now - seen
+	switch {
+	case quiet > pi+pt:
+		return now + pt, false, true
+	case quiet > pi && now-pinged > pi:
+		pinged, ping = now, true
+	}
+	// Strictly after: the checks above compare with '>'.
+	at = seen + pi + pt + 1 // dead, unless a frame comes
+	if quiet <= pi {
+		at = seen + pi + 1 // to ping
+	} else if p := pinged + pi + 1; p < at {
+		at = p // to ping again, still quiet
+	}
+	return at, ping, false
 }
 
 // ping writes a ping. A write that cannot block (lingerConn) is made
@@ -311,6 +348,12 @@ type lingerConn struct {
 	werr    error
 	writeFd func(fd uintptr) bool
 
+	// Read's state, for readFd (c.readFn).
+	rp     []byte
+	rn     int
+	rerr   error
+	readFd func(fd uintptr) bool
+
 	wmu        sync.Mutex
 	draining   bool   // drain runs: writes go to backlog
 	backlog    []byte // what drain has yet to write
@@ -320,7 +363,7 @@ type lingerConn struct {
 
 func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
 	c := &lingerConn{Conn: nc, linger: linger}
-	c.writeFd = c.writeFn
+	c.writeFd, c.readFd = c.writeFn, c.readFn
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -453,13 +496,53 @@ func (c *lingerConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
+// Read reads through the raw connection (the system call itself, in
+// readFn), not net.Conn's Read: parked in a read, the connection's reading
+// goroutine then fits in a 2 KiB stack instead of 4 KiB (net.Conn.Read's
+// frames, from net.conn to poll.FD and the system call, are deeper than
+// RawConn's). Deadlines and closing work as for net.Conn.Read. One Read
+// at a time (gws's read loop).
 func (c *lingerConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
-	return c.Conn.Read(p)
+	if c.raw == nil || len(p) == 0 {
+		return c.Conn.Read(p)
+	}
+	c.rp, c.rn, c.rerr = p, 0, nil
+	err := c.raw.Read(c.readFd)
+	n, rerr := c.rn, c.rerr
+	c.rp = nil
+	switch {
+	case err != nil:
+		return 0, err // a deadline passed, or the connection was closed
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readFn reads into c.rp what the socket holds; it reports false (wait,
+// then call again) when it holds nothing yet.
+func (c *lingerConn) readFn(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), c.rp)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case nil:
+			c.rn = n
+		default:
+			c.rerr = err
+		}
+		return true
+	}
 }
 
 // Close half-closes the connection, once what is written is sent, and
@@ -598,6 +681,8 @@ type conn struct {
 	written     [][]byte     // guarded by wmu: the array of frames written last, emptied, for c.spare
 	lastSeen    atomic.Int64 // unix nanoseconds of the last frame from the peer
 	lastPing    atomic.Int64
+	slot        int64 // in h.wheel (0: not in it); guarded by h.mu
+	slotIndex   int
 
 	mu        sync.Mutex
 	queue     [][]byte
@@ -606,7 +691,7 @@ type conn struct {
 	closed    bool
 	aborted   bool          // closed at once (slow or dead peer): what is queued is dropped
 	held      bool          // frames wait for Release before the writer runs (a replay's batch)
-	drained   chan struct{} // signalled when the queue shrinks or the connection closes
+	drained   chan struct{} // signalled when the queue shrinks or the connection closes; made by the first WaitRoom that waits
 }
 
 // readBufferSize is the read buffer of a connection: it is held for the
@@ -826,7 +911,11 @@ func (c *conn) control(write func()) {
 	write()
 }
 
+// signalDrained wakes a WaitRoom that waits; c.mu is held.
 func (c *conn) signalDrained() {
+	if c.drained == nil {
+		return // nothing ever waited: most connections never do
+	}
 	select {
 	case c.drained <- struct{}{}:
 	default:
@@ -845,6 +934,10 @@ func (c *conn) WaitRoom(ctx context.Context) int {
 	for {
 		c.mu.Lock()
 		queued, closed := len(c.queue), c.closed
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		switch {
 		case closed:
@@ -857,7 +950,7 @@ func (c *conn) WaitRoom(ctx context.Context) int {
 			defer timer.Stop()
 		}
 		select {
-		case <-c.drained:
+		case <-drained:
 			// Something was written: the peer reads. Wait on, anew.
 			timer.Reset(c.h.WriteTimeout)
 		case <-timer.C:
@@ -897,8 +990,8 @@ func (c *conn) Close(code int, reason string) {
 			c.ws.SetWriteDeadline(time.Now())
 		}
 	}
-	c.mu.Unlock()
 	c.signalDrained()
+	c.mu.Unlock()
 	closeFrame := func() {
 		// What is queued goes first, even when its writer is not due yet
 		// (held for the end of a batch of events).
@@ -919,7 +1012,7 @@ type events Handler
 
 func (e *events) OnOpen(socket *gws.Conn) {
 	h := (*Handler)(e)
-	c := &conn{h: h, ws: socket, drained: make(chan struct{}, 1)}
+	c := &conn{h: h, ws: socket}
 	c.writerIndex = int(h.next.Add(1) % int64(len(h.writers)))
 	c.w = h.writers[c.writerIndex]
 	if lc, ok := socket.NetConn().(*lingerConn); ok {
@@ -934,7 +1027,7 @@ func (e *events) OnOpen(socket *gws.Conn) {
 	socket.Session().Store("conn", c)
 	c.client = h.Node.Connect(c)
 	h.mu.Lock()
-	h.conns[c] = struct{}{}
+	h.wheel.add(c, now+int64(h.PingInterval)+1)
 	h.mu.Unlock()
 }
 
@@ -951,7 +1044,7 @@ func (e *events) OnClose(socket *gws.Conn, err error) {
 	if c := connOf(socket); c != nil {
 		h := (*Handler)(e)
 		h.mu.Lock()
-		delete(h.conns, c)
+		h.wheel.remove(c)
 		h.mu.Unlock()
 		c.mu.Lock()
 		c.closed = true
@@ -988,5 +1081,26 @@ func (e *events) OnMessage(socket *gws.Conn, message *gws.Message) {
 		c.Close(protocol.CloseBadFrame, "frames are JSON text")
 		return
 	}
-	c.client.Handle(message.Bytes()) // Handle keeps no reference to it
+	c.handle(message.Bytes())
+}
+
+// handle hands a frame to the client on a goroutine of its own, and waits
+// for it: handling goes deep (JSON, the store), and the stack it would grow
+// on the reading goroutine stays with it for the connection's life (the
+// runtime halves a stack only when less than a quarter of it is in use),
+// while parked in a read the reader fits in 2 KiB. A panic is logged and
+// the connection goes on, as gws does for a panic in OnMessage.
+func (c *conn) handle(frame []byte) {
+	var done sync.WaitGroup
+	done.Add(1)
+	go func() {
+		defer done.Done()
+		defer func() {
+			if e := recover(); e != nil {
+				c.h.Logger.Error("panic while handling a frame", "panic", e, "stack", string(debug.Stack()))
+			}
+		}()
+		c.client.Handle(frame) // Handle keeps no reference to it
+	}()
+	done.Wait()
 }

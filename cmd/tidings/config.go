@@ -68,6 +68,7 @@ type config struct {
 	MaxPresenceSubs int
 	MaxFrameBytes   int64
 	SendQueue       int
+	MemoryTrim      time.Duration
 	MaxConnsPerUser int
 	CommandRate     float64
 	AllowedOrigins  string
@@ -272,6 +273,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"refuse to deliver webhooks, and to call before-send hooks, at loopback, private and link-local addresses (set it when apps you do not run register webhooks)")
 	fs.BoolVar(&cfg.Dev, "dev", cfg.Dev,
 		"development mode: anyone on this machine may sign in as any user of the app default, without credentials (POST /v1/dev/token, used by the web page); never on a shared server")
+	fs.Var((*durationValue)(&cfg.MemoryTrim), "memory-trim",
+		"how often (a `duration`) the server looks whether it is quiet again after a burst, to give the memory the burst left back to the system; 0 never does")
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr,
 		"TCP `address` of a separate listener serving the Go profiler at /debug/pprof/; empty serves none")
 	addPushFlags(fs, &cfg.Push)

@@ -261,6 +261,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("tidings is listening", append([]any{"url", srv.URL(), "data", dataDir, "store", st.Where, "files", blobsWhere, "version", versionString()}, clusterAttrs...)...)
+	if cfg.MemoryTrim > 0 {
+		trimCtx, stopTrim := context.WithCancel(ctx)
+		defer stopTrim()
+		go trimMemory(trimCtx, cfg.MemoryTrim, log)
+	}
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
