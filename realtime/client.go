@@ -334,11 +334,12 @@ func (c *Client) command(f *protocol.Frame) {
 	defer cancel()
 	switch f.Command {
 	case protocol.CmdAuth:
-		// On a goroutine of its own, waited for: auth goes deep (token,
-		// store), and the stack it grows would otherwise stay with the
-		// connection's reading goroutine, idle for hours.
+		// On a warm worker, waited for: auth goes deep (token, store),
+		// and the stack it grows would otherwise stay with the
+		// connection's reading goroutine, idle for hours (and be grown
+		// anew on every connect by a fresh goroutine).
 		done := make(chan struct{})
-		started := n.goTracked(func() {
+		started := n.goWarm(func() {
 			defer close(done)
 			defer c.recoverPanic("auth", func() {
 				c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
@@ -568,7 +569,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		tooMany()
 		return
 	}
-	after, err := n.resumePoint(ctx, caller, device, a.ResumeAfter)
+	after, latest, err := n.resumePoint(ctx, caller, device, a.ResumeAfter)
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -624,6 +625,9 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 	result.ResumedAfter = protocol.FormatRef(after)
 	c.answer(f.ID, result, nil)
+	if after >= latest && s.liveAt(after) {
+		return // nothing to replay: no read of the log
+	}
 	// The replay runs beside the connection's reads, which go on meanwhile
 	// (pongs, replies, commands): a long replay paced by a slow reader
 	// must not look like a dead peer. It may outlast the command's
@@ -659,11 +663,12 @@ type KeptChecker interface {
 // what it is sent and does not acknowledge comes again next time.
 // EResyncRequired (with the newest ref) when what follows it is no longer
 // kept, or when it is newer than the newest ref (state from another
-// server, or from wiped data).
-func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (int64, error) {
-	latest, err := n.Log.LastEventSeq(ctx)
+// server, or from wiped data). latest is the log's newest seq, read
+// first.
+func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (after, latest int64, err error) {
+	latest, err = n.Log.LastEventSeq(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	newest := latest // where a new device starts
 	if n.clustered() {
@@ -673,7 +678,7 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 	key := deviceKey{caller.AppID, caller.UserID, device}
 	cursor, err := n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Acknowledged on this node but maybe not stored yet.
 	cursor = max(cursor, n.ackedInMemory(key))
@@ -690,17 +695,18 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 	default:
 		var ok bool
 		if after, ok = protocol.ParseRef(resumeAfter); !ok {
-			return 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref", resumeAfter)
+			return 0, 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref", resumeAfter)
 		}
 		if after > latest {
 			// A ref this server never gave: the client kept state from
 			// another server or from data since wiped. Rebuilding is all
 			// that can bring it back in step.
 			err := tidings.Errorf(tidings.EResyncRequired, "ref %s is newer than the newest ref %d: rebuild your state from the REST API and resume from the newest ref", resumeAfter, latest)
-			return 0, &resyncError{err: err, latest: newest}
+			return 0, 0, &resyncError{err: err, latest: newest}
 		}
 	}
-	if check {
+	if check && after < latest {
+		// (The log keeps its newest event: one from it on is kept.)
 		var err error
 		if k, ok := n.Log.(KeptChecker); ok {
 			err = k.Kept(ctx, after)
@@ -709,16 +715,16 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		}
 		if err != nil {
 			if tidings.ErrorCode(err) == tidings.EResyncRequired {
-				return 0, &resyncError{err: err, latest: newest}
+				return 0, 0, &resyncError{err: err, latest: newest}
 			}
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	if cursor == 0 && after > 0 {
 		cur := tidings.Cursor{AppID: caller.AppID, UserID: caller.UserID, Device: device, Seq: after}
 		if err := n.Log.SaveCursors(ctx, []tidings.Cursor{cur}); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return after, nil
+	return after, latest, nil
 }

@@ -174,6 +174,9 @@ type Node struct {
 	closing bool           // Shutdown has begun; guarded by mu
 	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
 
+	warm        chan func()  // hands work to an idle warm worker (goWarm)
+	warmWorkers atomic.Int32 // the warm workers running
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -212,6 +215,7 @@ func (n *Node) Open() error {
 	n.lastSeen = make(map[userKey]time.Time)
 	n.acks = make(map[deviceKey]*cursorState)
 	n.checkNow = make(chan struct{}, 1)
+	n.warm = make(chan func())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.clustered() {
 		n.TailInterval = cmp.Or(n.TailInterval, time.Millisecond)
@@ -314,6 +318,60 @@ func (n *Node) goTracked(f func()) bool {
 		f()
 	}()
 	return true
+}
+
+// goWarm is goTracked on one of the node's warm workers when one is
+// idle: long-lived goroutines whose stacks have grown already. An auth
+// goes deep (the token, the store's SQLite calls), and on a fresh
+// goroutine its stack was copied four times (2 to 32 KiB) on every
+// connect: a tenth of the server's CPU in a burst of connects. Up to
+// maxWarmWorkers workers are started as needed and stay, idle, until the
+// node stops; past them, f runs on a goroutine of its own. f must not
+// block for long: a worker held is one a connect does not find.
+func (n *Node) goWarm(f func()) bool {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return false
+	}
+	n.tasks.Add(1)
+	n.mu.Unlock()
+	select {
+	case n.warm <- f:
+		return true
+	default:
+	}
+	if n.warmWorkers.Add(1) <= maxWarmWorkers {
+		go n.warmWorker(f)
+		return true
+	}
+	n.warmWorkers.Add(-1)
+	go func() {
+		defer n.tasks.Done()
+		f()
+	}()
+	return true
+}
+
+// maxWarmWorkers bounds the warm workers of a node (goWarm): each keeps
+// a stack of about 32 KiB while idle.
+const maxWarmWorkers = 16
+
+// warmWorker runs f, then the functions goWarm hands it, until the node
+// stops.
+func (n *Node) warmWorker(f func()) {
+	defer n.warmWorkers.Add(-1)
+	for {
+		func() {
+			defer n.tasks.Done()
+			f()
+		}()
+		select {
+		case f = <-n.warm:
+		case <-n.ctx.Done():
+			return
+		}
+	}
 }
 
 // Publish receives the events of committed changes, in commit order. It
@@ -582,6 +640,7 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		n.subscribeLocked(ck, s, m.FromSeq)
 	}
 	s.removed = nil
+	s.indexed = n.pos.Load() // under n.mu, which audience raises it under
 	var targets []*Session
 	var convs []string
 	announce := st != nil && !st.online
