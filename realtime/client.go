@@ -519,24 +519,13 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		c.answer(f.ID, nil, err)
 		return
 	}
-	v, err := token.VerifyToken(ctx, n.Apps, a.Token, n.Now())
+	v, u, closes, err := n.verify(ctx, a.Token)
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
 	}
 	caller, expires := v.Caller, v.ExpiresAt
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
-	closes := n.closes.Load() // before the user is read (see below)
-	u, err := n.Users.FindUserByID(server, caller.UserID)
-	if tidings.ErrorCode(err) == tidings.ENotFound {
-		err = tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
-	} else if err == nil {
-		err = u.AcceptsToken(v.IssuedAt) // not deactivated, not revoked
-	}
-	if err != nil {
-		c.answer(f.ID, nil, err)
-		return
-	}
 	result := protocol.AuthResult{Account: account, AppID: caller.AppID, UserID: caller.UserID, Device: device,
 		ExpiresAt: expires.UTC().Format(time.RFC3339)}
 
@@ -646,6 +635,61 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	if !started {
 		c.close(protocol.CloseGoingAway, "the server is shutting down: reconnect")
 	}
+}
+
+// AppUserFinder is an AppService that reads an app and one of its users
+// together (sqlite: one query), as auth needs them on every connect.
+type AppUserFinder interface {
+	// FindAppAndUser returns the app and its user userID, nil when the
+	// app has no such user; ENotFound if there is no such app.
+	FindAppAndUser(ctx context.Context, appID, userID string) (*tidings.App, *tidings.User, error)
+}
+
+// verify checks an access token (decoded once) against its app, and
+// reads its user, who must accept it (not deactivated, not revoked). The
+// app and the user are read together when Apps is an AppUserFinder, on
+// every call: a rotated signing secret, a deactivation or a revocation
+// takes effect on the next auth. closes is n.closes as it was before the
+// user was read (see auth).
+func (n *Node) verify(ctx context.Context, tok string) (v token.Verified, u *tidings.User, closes uint64, err error) {
+	p, err := token.Parse(tok)
+	if err != nil {
+		return v, nil, 0, err
+	}
+	closes = n.closes.Load()
+	var app *tidings.App
+	finder, both := n.Apps.(AppUserFinder)
+	if both {
+		app, u, err = finder.FindAppAndUser(ctx, p.App, p.Subject)
+	} else {
+		app, err = n.Apps.FindAppByID(ctx, p.App)
+	}
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return v, nil, 0, tidings.Errorf(tidings.EUnauthenticated, "access token names an unknown app")
+	} else if err != nil {
+		return v, nil, 0, fmt.Errorf("token: find app: %w", err)
+	}
+	// Nothing read is used before the token is verified: the user read
+	// with the app is of the app and user the token names.
+	if v, err = p.Verify(app, n.Now()); err != nil {
+		return v, nil, 0, err
+	}
+	if !both {
+		server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: v.AppID, Server: true})
+		u, err = n.Users.FindUserByID(server, v.UserID)
+		if tidings.ErrorCode(err) == tidings.ENotFound {
+			u, err = nil, nil
+		} else if err != nil {
+			return v, nil, 0, err
+		}
+	}
+	if u == nil {
+		return v, nil, 0, tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	}
+	if err := u.AcceptsToken(v.IssuedAt); err != nil { // not deactivated, not revoked
+		return v, nil, 0, err
+	}
+	return v, u, closes, nil
 }
 
 // KeptChecker is an EventLog that says whether the events after a seq

@@ -7,9 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/sqlite"
+	"github.com/tidings/tidings/token"
 )
 
 // countingLog is the store's EventLog, counting the reads of users'
@@ -143,5 +146,87 @@ func TestConnectReplaysWhatWasDispatchedWhileItRegistered(t *testing.T) {
 	alice.waitTexts("meanwhile", "after")
 	if log.streams.Load() == 0 {
 		t.Fatal("the connect did not read the user's stream, though an event was dispatched while it registered")
+	}
+}
+
+// What ends a token's access takes effect on the next auth on this node,
+// with no cache in between: a signing secret rotated without overlap, a
+// user's tokens revoked, a user deactivated; and a token never reaches
+// another app's users, nor verifies with another app's secret.
+// The same whether the app and the user are read together
+// (AppUserFinder) or one after the other.
+func TestAuthSeesSecretRotationAndRevocationAtOnce(t *testing.T) {
+	t.Run("together", func(t *testing.T) { authSeesChangesAtOnce(t, false) })
+	t.Run("apart", func(t *testing.T) { authSeesChangesAtOnce(t, true) })
+}
+
+func authSeesChangesAtOnce(t *testing.T, apart bool) {
+	cl, n, _ := singleNode(t)
+	if _, ok := n.Apps.(AppUserFinder); !ok {
+		t.Fatal("the SQLite store reads no app and user together")
+	}
+	if apart {
+		n.Apps = struct{ tidings.AppService }{cl.apps} // FindAppByID, then FindUserByID
+	}
+	ctx := context.Background()
+	mint := func(app *tidings.App, user string) string {
+		tok, _, err := token.Mint(app, user, time.Hour, time.Now().Add(-time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	auth := func(tok string) *protocol.Error {
+		w := &wire{}
+		cn := &conn{t: t, c: n.Connect(w), w: w}
+		defer cn.c.Gone()
+		return cn.command(protocol.CmdAuth, protocol.AuthArgs{Token: tok, Device: "d", ResumeAfter: "latest"}).Error
+	}
+	wantRefused := func(what, tok string) {
+		t.Helper()
+		if e := auth(tok); e == nil || e.Code != tidings.EUnauthenticated {
+			t.Fatalf("%s: auth answered %+v, want %s", what, e, tidings.EUnauthenticated)
+		}
+	}
+	old := mint(cl.app, "alice")
+	if e := auth(old); e != nil {
+		t.Fatalf("auth with a good token: %+v", e)
+	}
+	rotated, err := cl.apps.RotateSigningSecret(ctx, "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefused("a token signed with the secret rotated out, without overlap", old)
+	if e := auth(mint(rotated, "alice")); e != nil {
+		t.Fatalf("auth with the new secret: %+v", e)
+	}
+
+	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: "a", Server: true})
+	bobs := mint(rotated, "bob")
+	if _, err := cl.users.RevokeTokens(server, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused("a token of a user whose tokens were revoked since", bobs)
+	carols := mint(rotated, "carol")
+	if _, err := cl.users.DeactivateUser(server, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused("a token of a deactivated user", carols)
+
+	// Another app, with a user of its own.
+	other, err := cl.apps.CreateApp(ctx, "b", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.users.CreateUser(tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: "b", Server: true}),
+		&tidings.User{ID: "zed"}); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused("app a's token for a user of app b only", mint(rotated, "zed"))
+	forged := *rotated
+	forged.ID = "b" // names app b, signed with a's secret
+	wantRefused("a token naming app b signed with app a's secret", mint(&forged, "zed"))
+	if e := auth(mint(other, "zed")); e != nil {
+		t.Fatalf("auth of app b's user with app b's token: %+v", e)
 	}
 }

@@ -1,8 +1,11 @@
 package sqlite_test
 
 import (
+	"context"
 	"encoding/json"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -145,4 +148,39 @@ func TestFindUsersByIDs(t *testing.T) {
 	if _, err := e.users.FindUsersByIDs(user("a", "alice"), []string{"alice"}); err == nil {
 		t.Error("a user's caller read users by ids")
 	}
+}
+
+// FindAppAndUser reads an app and one of its users as FindAppByID and
+// FindUserByID (as the app's server) do, never a user of another app.
+func TestFindAppAndUser(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice")
+	e.mkUsers(t, "b", "bob")
+	ctx := context.Background()
+	name := "Alice A."
+	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "alice", tidings.UserUpdate{DisplayName: &name}))
+	must[*tidings.User](t)(e.users.DeactivateUser(server("a"), "alice"))
+	must[*tidings.App](t)(e.apps.RotateSigningSecret(ctx, "a", time.Hour))
+
+	app, u, err := e.apps.FindAppAndUser(ctx, "a", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantApp := must[*tidings.App](t)(e.apps.FindAppByID(ctx, "a"))
+	wantUser := must[*tidings.User](t)(e.users.FindUserByID(server("a"), "alice"))
+	if !reflect.DeepEqual(app, wantApp) {
+		t.Fatalf("app %+v, want %+v", app, wantApp)
+	}
+	if !reflect.DeepEqual(u, wantUser) {
+		t.Fatalf("user %+v, want %+v", u, wantUser)
+	}
+	// Another app's user, or none: the app, and no user.
+	for _, id := range []string{"bob", "nobody"} {
+		app, u, err := e.apps.FindAppAndUser(ctx, "a", id)
+		if err != nil || app == nil || app.ID != "a" || u != nil {
+			t.Fatalf("user %q of app a: app %v, user %v, err %v; want app a and no user", id, app, u, err)
+		}
+	}
+	_, _, err = e.apps.FindAppAndUser(ctx, "nope", "alice")
+	wantCode(t, err, tidings.ENotFound)
 }
