@@ -637,6 +637,14 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 }
 
+// ResumeReader is an EventLog that reads the log's newest seq and a
+// device's cursor together (sqlite: one query), as every connect needs
+// them (resumePoint).
+type ResumeReader interface {
+	// NewestAndCursor returns what LastEventSeq and Cursor would.
+	NewestAndCursor(ctx context.Context, appID, userID, device string) (latest, cursor int64, err error)
+}
+
 // AppUserFinder is an AppService that reads an app and one of its users
 // together (sqlite: one query), as auth needs them on every connect.
 type AppUserFinder interface {
@@ -710,7 +718,12 @@ type KeptChecker interface {
 // server, or from wiped data). latest is the log's newest seq, read
 // first.
 func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (after, latest int64, err error) {
-	latest, err = n.Log.LastEventSeq(ctx)
+	var cursor int64
+	if r, ok := n.Log.(ResumeReader); ok {
+		latest, cursor, err = r.NewestAndCursor(ctx, caller.AppID, caller.UserID, device)
+	} else if latest, err = n.Log.LastEventSeq(ctx); err == nil {
+		cursor, err = n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
@@ -720,10 +733,6 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		newest = min(latest, n.position())
 	}
 	key := deviceKey{caller.AppID, caller.UserID, device}
-	cursor, err := n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
-	if err != nil {
-		return 0, 0, err
-	}
 	// Acknowledged on this node but maybe not stored yet.
 	cursor = max(cursor, n.ackedInMemory(key))
 	after, check := newest, true // check: whether what follows after may have been pruned
