@@ -32,10 +32,20 @@ func (l *countingLog) UserEvents(ctx context.Context, app, user string, after in
 
 func (l *countingLog) UserConversations(ctx context.Context, app, user string) ([]tidings.Membership, error) {
 	ms, err := l.EventLog.UserConversations(ctx, app, user)
+	l.registering()
+	return ms, err
+}
+
+func (l *countingLog) UserConversationsAndPresence(ctx context.Context, app, user string) ([]tidings.Membership, *tidings.UserPresence, error) {
+	ms, p, err := l.EventLog.UserConversationsAndPresence(ctx, app, user)
+	l.registering()
+	return ms, p, err
+}
+
+func (l *countingLog) registering() {
 	if l.hook != nil {
 		l.once.Do(l.hook)
 	}
-	return ms, err
 }
 
 // singleNode is one node alone, as `tidings serve` runs it on SQLite: the

@@ -619,10 +619,21 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	needSwitch := st != nil && (!st.online || s.first)
 	n.sessions++
 	n.mu.Unlock()
-	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
+	var ms []tidings.Membership
 	var read []tidings.UserPresence
-	if store := n.lastSeenStore(); err == nil && needSwitch && store != nil {
-		read, err = store.UsersPresence(ctx, s.app, []string{s.user})
+	var err error
+	store := n.lastSeenStore()
+	if both, ok := n.Log.(MembershipPresenceReader); ok && needSwitch && n.LastSeen == nil && store != nil {
+		// One read: the store's presence is the Users' (lastSeenStore).
+		var p *tidings.UserPresence
+		if ms, p, err = both.UserConversationsAndPresence(ctx, s.app, s.user); p != nil {
+			read = []tidings.UserPresence{*p}
+		}
+	} else {
+		ms, err = n.Log.UserConversations(ctx, s.app, s.user)
+		if err == nil && needSwitch && store != nil {
+			read, err = store.UsersPresence(ctx, s.app, []string{s.user})
+		}
 	}
 	if err == nil && n.clustered() {
 		s.reach, err = n.streamReach(ctx, s.app, s.user)
@@ -671,6 +682,19 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	}
 	n.metrics.sessions.Inc()
 	return nil
+}
+
+// MembershipPresenceReader is an EventLog that reads a user's
+// conversations (UserConversations) and their presence setting
+// (tidings.LastSeenStore.UsersPresence) together, as registering a user's
+// first session needs both (sqlite: one query). register uses it only
+// when the node's presence store is its Users (LastSeen nil), which must
+// then be of the same store as the log.
+type MembershipPresenceReader interface {
+	// UserConversationsAndPresence returns what UserConversations and
+	// UsersPresence (of the one user; nil when there is no such user)
+	// would.
+	UserConversationsAndPresence(ctx context.Context, app, user string) ([]tidings.Membership, *tidings.UserPresence, error)
 }
 
 // streamReach returns the position of the newest event of a user's
