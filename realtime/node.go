@@ -354,8 +354,12 @@ func (n *Node) goWarm(f func()) bool {
 }
 
 // maxWarmWorkers bounds the warm workers of a node (goWarm): each keeps
-// a stack of about 32 KiB while idle.
-const maxWarmWorkers = 16
+// a stack of about 32 KiB while idle (4 MiB for all). Auths wait on the
+// store (a device's first cursor is a write): in a burst of connects
+// many run at once, and those past the bound grow a fresh stack each
+// (16 workers left a tenth of the CPU in stack copies, with 64 clients
+// connecting at once).
+const maxWarmWorkers = 128
 
 // warmWorker runs f, then the functions goWarm hands it, until the node
 // stops.
