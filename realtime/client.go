@@ -648,8 +648,9 @@ type ResumeReader interface {
 // AppUserFinder is an AppService that reads an app and one of its users
 // together (sqlite: one query), as auth needs them on every connect.
 type AppUserFinder interface {
-	// FindAppAndUser returns the app and its user userID, nil when the
-	// app has no such user; ENotFound if there is no such app.
+	// FindAppAndUser returns the app (at least its ID and signing
+	// secrets) and its user userID, nil when the app has no such user;
+	// ENotFound if there is no such app.
 	FindAppAndUser(ctx context.Context, appID, userID string) (*tidings.App, *tidings.User, error)
 }
 

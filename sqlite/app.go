@@ -95,35 +95,31 @@ func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, 
 	return a, err
 }
 
-// appUserQuery reads an app and one of its users in one statement: the
-// app's columns, whether the user exists, and the user's columns (those
-// NOT NULL given a value when there is no such user). Arguments: user,
-// app.
-const appUserQuery = `SELECT a.id, a.name, a.signing_secret, a.user_editable_fields, a.created_at, a.previous_signing_secret,
-	a.previous_secret_until, u.id IS NOT NULL,
+// appUserQuery reads an app's signing secrets and one of its users in
+// one statement: the app's id and secrets, whether the user exists, and
+// the user's columns (those NOT NULL given a value when there is no such
+// user). Arguments: user, app.
+const appUserQuery = `SELECT a.id, a.signing_secret, a.previous_signing_secret, a.previous_secret_until, u.id IS NOT NULL,
 	COALESCE(u.id, ''), COALESCE(u.display_name, ''), COALESCE(u.avatar_url, ''), u.identifier_value, u.identifier_kind,
 	u.metadata, COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0), COALESCE(u.presence_hidden, 0), u.last_seen_at,
 	u.deactivated_at, u.tokens_not_before
 	FROM apps a LEFT JOIN users u ON u.app_id = a.id AND u.id = ? WHERE a.id = ?`
 
-// FindAppAndUser returns the app id and its user userID, read together
-// (one query where FindAppByID and FindUserByID are two): what a
-// WebSocket auth needs to verify a token and check its user, on every
-// connect. The user is nil when the app has no such user; ENotFound if
-// there is no such app. The user is as the app's server sees it.
+// FindAppAndUser returns the app id, with what verifying its tokens needs
+// (its id and signing secrets, not its other settings), and its user
+// userID, read together (one query where FindAppByID and FindUserByID
+// are two): what a WebSocket auth needs on every connect. The user is nil
+// when the app has no such user, and as the app's server sees it;
+// ENotFound if there is no such app.
 func (s *AppService) FindAppAndUser(ctx context.Context, id, userID string) (*tidings.App, *tidings.User, error) {
 	row := s.db.queryRow(ctx, appUserQuery, userID, id)
+	var a tidings.App
+	var until sql.NullInt64
 	var found bool
-	var u *tidings.User
-	// scanApp and scanUser each scan once: the inner scan reads the
-	// whole row into both.
-	a, err := scanApp(scanFunc(func(app ...any) error {
-		var err error
-		u, err = scanUser(scanFunc(func(user ...any) error {
-			all := make([]any, 0, len(app)+1+len(user))
-			return row.Scan(append(append(append(all, app...), &found), user...)...)
-		}))
-		return err
+	// scanUser scans once: its scan reads the whole row.
+	u, err := scanUser(scanFunc(func(user ...any) error {
+		all := append([]any{&a.ID, &a.SigningSecret, &a.PreviousSigningSecret, &until, &found}, user...)
+		return row.Scan(all...)
 	}))
 	if isNoRows(err) {
 		return nil, nil, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
@@ -131,10 +127,11 @@ func (s *AppService) FindAppAndUser(ctx context.Context, id, userID string) (*ti
 	if err != nil {
 		return nil, nil, err
 	}
+	a.PreviousSecretUntil = fromNullMicros(until)
 	if !found {
 		u = nil
 	}
-	return a, u, nil
+	return &a, u, nil
 }
 
 // scanFunc is a row whose Scan is the function.
