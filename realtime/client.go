@@ -519,7 +519,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		c.answer(f.ID, nil, err)
 		return
 	}
-	v, u, closes, err := n.verify(ctx, a.Token)
+	v, u, pt, closes, err := n.verify(ctx, a.Token, device)
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -558,7 +558,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		tooMany()
 		return
 	}
-	after, latest, err := n.resumePoint(ctx, caller, device, a.ResumeAfter)
+	after, latest, err := n.resumePoint(ctx, caller, device, a.ResumeAfter, pt)
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -637,68 +637,71 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 }
 
-// ResumeReader is an EventLog that reads the log's newest seq and a
-// device's cursor together (sqlite: one query), as every connect needs
-// them (resumePoint).
-type ResumeReader interface {
-	// NewestAndCursor returns what LastEventSeq and Cursor would.
-	NewestAndCursor(ctx context.Context, appID, userID, device string) (latest, cursor int64, err error)
+// ConnectReader is an AppService that reads in one go (sqlite: one
+// query) what an auth needs before its session registers, from the store
+// of the node's Users and Log too.
+type ConnectReader interface {
+	// ReadConnect returns the app (at least its ID and signing secrets),
+	// its user userID (nil when the app has no such user), the log's
+	// newest seq and the cursor of the user's device, as FindAppByID,
+	// Users.FindUserByID (as the app's server), Log.LastEventSeq and
+	// Log.Cursor would; ENotFound if there is no such app.
+	ReadConnect(ctx context.Context, appID, userID, device string) (app *tidings.App, user *tidings.User, latest, cursor int64, err error)
 }
 
-// AppUserFinder is an AppService that reads an app and one of its users
-// together (sqlite: one query), as auth needs them on every connect.
-type AppUserFinder interface {
-	// FindAppAndUser returns the app (at least its ID and signing
-	// secrets) and its user userID, nil when the app has no such user;
-	// ENotFound if there is no such app.
-	FindAppAndUser(ctx context.Context, appID, userID string) (*tidings.App, *tidings.User, error)
+// logPoint is the log's newest seq and a device's cursor, when read
+// (read) with the app and the user (ConnectReader).
+type logPoint struct {
+	latest, cursor int64
+	read           bool
 }
 
 // verify checks an access token (decoded once) against its app, and
-// reads its user, who must accept it (not deactivated, not revoked). The
-// app and the user are read together when Apps is an AppUserFinder, on
-// every call: a rotated signing secret, a deactivation or a revocation
-// takes effect on the next auth. closes is n.closes as it was before the
-// user was read (see auth).
-func (n *Node) verify(ctx context.Context, tok string) (v token.Verified, u *tidings.User, closes uint64, err error) {
+// reads its user, who must accept it (not deactivated, not revoked). When
+// Apps is a ConnectReader, the app and the user are read together, with
+// the log's newest seq and the device's cursor (pt); else one after the
+// other. Nothing is cached: a rotated signing secret, a deactivation or a
+// revocation takes effect on the next auth. closes is n.closes as it was
+// before the user was read (see auth).
+func (n *Node) verify(ctx context.Context, tok, device string) (v token.Verified, u *tidings.User, pt logPoint, closes uint64, err error) {
 	p, err := token.Parse(tok)
 	if err != nil {
-		return v, nil, 0, err
+		return v, nil, pt, 0, err
 	}
 	closes = n.closes.Load()
 	var app *tidings.App
-	finder, both := n.Apps.(AppUserFinder)
-	if both {
-		app, u, err = finder.FindAppAndUser(ctx, p.App, p.Subject)
+	if r, ok := n.Apps.(ConnectReader); ok {
+		app, u, pt.latest, pt.cursor, err = r.ReadConnect(ctx, p.App, p.Subject, device)
+		pt.read = err == nil
 	} else {
 		app, err = n.Apps.FindAppByID(ctx, p.App)
 	}
 	if tidings.ErrorCode(err) == tidings.ENotFound {
-		return v, nil, 0, tidings.Errorf(tidings.EUnauthenticated, "access token names an unknown app")
+		return v, nil, pt, 0, tidings.Errorf(tidings.EUnauthenticated, "access token names an unknown app")
 	} else if err != nil {
-		return v, nil, 0, fmt.Errorf("token: find app: %w", err)
+		return v, nil, pt, 0, fmt.Errorf("token: find app: %w", err)
 	}
-	// Nothing read is used before the token is verified: the user read
+	// Nothing read is used before the token is verified: what was read
 	// with the app is of the app and user the token names.
 	if v, err = p.Verify(app, n.Now()); err != nil {
-		return v, nil, 0, err
+		return v, nil, pt, 0, err
 	}
-	if !both {
+	if !pt.read {
 		server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: v.AppID, Server: true})
 		u, err = n.Users.FindUserByID(server, v.UserID)
 		if tidings.ErrorCode(err) == tidings.ENotFound {
 			u, err = nil, nil
 		} else if err != nil {
-			return v, nil, 0, err
+			return v, nil, pt, 0, err
 		}
 	}
 	if u == nil {
-		return v, nil, 0, tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+		return v, nil, pt, 0, tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
 	}
 	if err := u.AcceptsToken(v.IssuedAt); err != nil { // not deactivated, not revoked
-		return v, nil, 0, err
+		return v, nil, pt, 0, err
 	}
-	return v, u, closes, nil
+	return v, u, pt, closes, nil
 }
 
 // KeptChecker is an EventLog that says whether the events after a seq
@@ -717,16 +720,16 @@ type KeptChecker interface {
 // EResyncRequired (with the newest ref) when what follows it is no longer
 // kept, or when it is newer than the newest ref (state from another
 // server, or from wiped data). latest is the log's newest seq, read
-// first.
-func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (after, latest int64, err error) {
-	var cursor int64
-	if r, ok := n.Log.(ResumeReader); ok {
-		latest, cursor, err = r.NewestAndCursor(ctx, caller.AppID, caller.UserID, device)
-	} else if latest, err = n.Log.LastEventSeq(ctx); err == nil {
-		cursor, err = n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
-	}
-	if err != nil {
-		return 0, 0, err
+// first (or with the app and the user: pt).
+func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string, pt logPoint) (after, latest int64, err error) {
+	latest, cursor := pt.latest, pt.cursor
+	if !pt.read {
+		if latest, err = n.Log.LastEventSeq(ctx); err == nil {
+			cursor, err = n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
 	}
 	newest := latest // where a new device starts
 	if n.clustered() {

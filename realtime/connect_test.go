@@ -164,7 +164,7 @@ func TestConnectReplaysWhatWasDispatchedWhileItRegistered(t *testing.T) {
 // user's tokens revoked, a user deactivated; and a token never reaches
 // another app's users, nor verifies with another app's secret.
 // The same whether the app and the user are read together
-// (AppUserFinder) or one after the other.
+// (ConnectReader) or one after the other.
 func TestAuthSeesSecretRotationAndRevocationAtOnce(t *testing.T) {
 	t.Run("together", func(t *testing.T) { authSeesChangesAtOnce(t, false) })
 	t.Run("apart", func(t *testing.T) { authSeesChangesAtOnce(t, true) })
@@ -172,7 +172,7 @@ func TestAuthSeesSecretRotationAndRevocationAtOnce(t *testing.T) {
 
 func authSeesChangesAtOnce(t *testing.T, apart bool) {
 	cl, n, _ := singleNode(t)
-	if _, ok := n.Apps.(AppUserFinder); !ok {
+	if _, ok := n.Apps.(ConnectReader); !ok {
 		t.Fatal("the SQLite store reads no app and user together")
 	}
 	if apart {

@@ -95,43 +95,46 @@ func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, 
 	return a, err
 }
 
-// appUserQuery reads an app's signing secrets and one of its users in
-// one statement: the app's id and secrets, whether the user exists, and
-// the user's columns (those NOT NULL given a value when there is no such
-// user). Arguments: user, app.
-const appUserQuery = `SELECT a.id, a.signing_secret, a.previous_signing_secret, a.previous_secret_until, u.id IS NOT NULL,
+// connectQuery reads in one statement what a WebSocket auth needs: the
+// app's id and signing secrets, whether the user exists, the user's
+// columns (those NOT NULL given a value when there is no such user), the
+// log's newest seq and the device's cursor. Arguments: user, device (the
+// cursor), user, app.
+const connectQuery = `SELECT a.id, a.signing_secret, a.previous_signing_secret, a.previous_secret_until, u.id IS NOT NULL,
 	COALESCE(u.id, ''), COALESCE(u.display_name, ''), COALESCE(u.avatar_url, ''), u.identifier_value, u.identifier_kind,
 	u.metadata, COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0), COALESCE(u.presence_hidden, 0), u.last_seen_at,
-	u.deactivated_at, u.tokens_not_before
+	u.deactivated_at, u.tokens_not_before,
+	(SELECT MAX(seq) FROM events), (SELECT c.seq FROM cursors c WHERE c.app_id = a.id AND c.user_id = ? AND c.device = ?)
 	FROM apps a LEFT JOIN users u ON u.app_id = a.id AND u.id = ? WHERE a.id = ?`
 
-// FindAppAndUser returns the app id, with what verifying its tokens needs
-// (its id and signing secrets, not its other settings), and its user
-// userID, read together (one query where FindAppByID and FindUserByID
-// are two): what a WebSocket auth needs on every connect. The user is nil
-// when the app has no such user, and as the app's server sees it;
-// ENotFound if there is no such app.
-func (s *AppService) FindAppAndUser(ctx context.Context, id, userID string) (*tidings.App, *tidings.User, error) {
-	row := s.db.queryRow(ctx, appUserQuery, userID, id)
+// ReadConnect reads in one query (where FindAppByID, FindUserByID,
+// EventLog.LastEventSeq and EventLog.Cursor are four) what a WebSocket
+// auth needs on every connect: the app id, with what verifying its tokens
+// needs (its id and signing secrets, not its other settings); its user
+// userID, as the app's server sees it (nil when the app has no such
+// user); the log's newest seq; and the cursor of the user's device
+// (0 when none). ENotFound if there is no such app.
+func (s *AppService) ReadConnect(ctx context.Context, id, userID, device string) (app *tidings.App, u *tidings.User, latest, cursor int64, err error) {
+	row := s.db.queryRow(ctx, connectQuery, userID, device, userID, id)
 	var a tidings.App
-	var until sql.NullInt64
+	var until, seq, cur sql.NullInt64
 	var found bool
 	// scanUser scans once: its scan reads the whole row.
-	u, err := scanUser(scanFunc(func(user ...any) error {
+	u, err = scanUser(scanFunc(func(user ...any) error {
 		all := append([]any{&a.ID, &a.SigningSecret, &a.PreviousSigningSecret, &until, &found}, user...)
-		return row.Scan(all...)
+		return row.Scan(append(all, &seq, &cur)...)
 	}))
 	if isNoRows(err) {
-		return nil, nil, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
+		return nil, nil, 0, 0, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, 0, err
 	}
 	a.PreviousSecretUntil = fromNullMicros(until)
 	if !found {
 		u = nil
 	}
-	return &a, u, nil
+	return &a, u, seq.Int64, cur.Int64, nil
 }
 
 // scanFunc is a row whose Scan is the function.

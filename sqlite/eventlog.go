@@ -193,15 +193,6 @@ func (l *EventLog) Cursor(ctx context.Context, appID, userID, device string) (in
 	return seq, err
 }
 
-// NewestAndCursor returns LastEventSeq and Cursor, read in one query
-// (one read where a connect made two).
-func (l *EventLog) NewestAndCursor(ctx context.Context, appID, userID, device string) (latest, cursor int64, err error) {
-	var seq, cur sql.NullInt64
-	err = l.db.queryRow(ctx, `SELECT (SELECT MAX(seq) FROM events),
-		(SELECT seq FROM cursors WHERE app_id = ? AND user_id = ? AND device = ?)`, appID, userID, device).Scan(&seq, &cur)
-	return seq.Int64, cur.Int64, err
-}
-
 func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) error {
 	if len(cursors) == 0 {
 		return nil

@@ -110,17 +110,6 @@ func TestCursorsAndRetention(t *testing.T) {
 	if seq := must[int64](t)(log.Cursor(ctx, "a", "bob", "laptop")); seq != 0 {
 		t.Fatalf("unknown device cursor %d", seq)
 	}
-	// Read together, as a connect does: the same.
-	newest := must[int64](t)(log.LastEventSeq(ctx))
-	for device, want := range map[string]int64{"phone": 7, "laptop": 0} {
-		latest, cursor, err := log.NewestAndCursor(ctx, "a", "bob", device)
-		if err != nil || latest != newest || cursor != want {
-			t.Fatalf("NewestAndCursor of %s: %d, %d, %v; want %d, %d", device, latest, cursor, err, newest, want)
-		}
-	}
-	if _, cursor, _ := log.NewestAndCursor(ctx, "b", "bob", "phone"); cursor != 0 {
-		t.Fatalf("app b's bob has app a's bob's cursor %d", cursor)
-	}
 
 	e.send(t, "alice", conv, "old")
 	_, seqs := stream(t, log, "a", "bob", 0)
