@@ -21,6 +21,7 @@ import (
 type countingLog struct {
 	*sqlite.EventLog
 	streams atomic.Int64
+	both    atomic.Int64 // UserConversationsAndPresence calls
 	hook    func()
 	once    sync.Once
 }
@@ -38,6 +39,7 @@ func (l *countingLog) UserConversations(ctx context.Context, app, user string) (
 
 func (l *countingLog) UserConversationsAndPresence(ctx context.Context, app, user string) ([]tidings.Membership, *tidings.UserPresence, error) {
 	ms, p, err := l.EventLog.UserConversationsAndPresence(ctx, app, user)
+	l.both.Add(1)
 	l.registering()
 	return ms, p, err
 }
@@ -67,6 +69,7 @@ func singleNode(t *testing.T) (*cluster, *Node, *countingLog) {
 	cl := &cluster{t: t, db: db, apps: sqlite.NewAppService(db), users: sqlite.NewUserService(db),
 		convs: sqlite.NewConversationService(db), messages: sqlite.NewMessageService(db, 0), log: log.EventLog}
 	n.Apps, n.Users, n.Messages, n.Log = cl.apps, cl.users, cl.messages, log
+	n.LastSeen = cl.users // as tidings serve sets it
 	if err := n.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +114,9 @@ func TestConnectAtTheNewestRefReadsNoStreamAndMissesNothing(t *testing.T) {
 	alice := cl.online(n, "alice", "laptop", "latest")
 	if got := log.streams.Load(); got != 0 {
 		t.Fatalf("a connect at the newest ref read the user's stream %d times, want 0", got)
+	}
+	if log.both.Load() != 1 {
+		t.Fatalf("registering read the conversations and the presence setting together %d times, want 1", log.both.Load())
 	}
 	cl.send("bob", "one")
 	cl.send("bob", "two")

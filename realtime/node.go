@@ -627,8 +627,7 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	var read []tidings.UserPresence
 	var err error
 	store := n.lastSeenStore()
-	if both, ok := n.Log.(MembershipPresenceReader); ok && needSwitch && n.LastSeen == nil && store != nil {
-		// One read: the store's presence is the Users' (lastSeenStore).
+	if both, ok := n.Log.(MembershipPresenceReader); ok && needSwitch && store != nil && n.presenceIsUsers() {
 		var p *tidings.UserPresence
 		if ms, p, err = both.UserConversationsAndPresence(ctx, s.app, s.user); p != nil {
 			read = []tidings.UserPresence{*p}
@@ -688,12 +687,19 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	return nil
 }
 
+// presenceIsUsers says whether the node's presence store
+// (lastSeenStore) is its Users: unset, or set to the same service (as
+// tidings serve does).
+func (n *Node) presenceIsUsers() bool {
+	return n.LastSeen == nil || any(n.LastSeen) == any(n.Users)
+}
+
 // MembershipPresenceReader is an EventLog that reads a user's
 // conversations (UserConversations) and their presence setting
 // (tidings.LastSeenStore.UsersPresence) together, as registering a user's
 // first session needs both (sqlite: one query). register uses it only
-// when the node's presence store is its Users (LastSeen nil), which must
-// then be of the same store as the log.
+// when the node's presence store is its Users (presenceIsUsers), which
+// must then be of the same store as the log.
 type MembershipPresenceReader interface {
 	// UserConversationsAndPresence returns what UserConversations and
 	// UsersPresence (of the one user; nil when there is no such user)
