@@ -343,11 +343,12 @@ func (c *Client) command(f *protocol.Frame) {
 	defer cancel()
 	switch f.Command {
 	case protocol.CmdAuth:
-		// On a goroutine of its own, waited for: auth goes deep (token,
-		// store), and the stack it grows would otherwise stay with the
-		// connection's reading goroutine, idle for hours.
+		// On a warm worker, waited for: auth goes deep (token, store),
+		// and the stack it grows would otherwise stay with the
+		// connection's reading goroutine, idle for hours (and be grown
+		// anew on every connect by a fresh goroutine).
 		done := make(chan struct{})
-		started := n.goTracked(func() {
+		started := n.goWarm(func() {
 			defer close(done)
 			defer c.recoverPanic("auth", func() {
 				c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
@@ -527,24 +528,13 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		c.answer(f.ID, nil, err)
 		return
 	}
-	v, err := token.VerifyToken(ctx, n.Apps, a.Token, n.Now())
+	v, u, pt, closes, err := n.verify(ctx, a.Token, device)
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
 	}
 	caller, expires := v.Caller, v.ExpiresAt
 	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: caller.AppID, Server: true})
-	closes := n.closes.Load() // before the user is read (see below)
-	u, err := n.Users.FindUserByID(server, caller.UserID)
-	if tidings.ErrorCode(err) == tidings.ENotFound {
-		err = tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
-	} else if err == nil {
-		err = u.AcceptsToken(v.IssuedAt) // not deactivated, not revoked
-	}
-	if err != nil {
-		c.answer(f.ID, nil, err)
-		return
-	}
 	result := protocol.AuthResult{Account: account, AppID: caller.AppID, UserID: caller.UserID, Device: device,
 		ExpiresAt: expires.UTC().Format(time.RFC3339)}
 
@@ -577,7 +567,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		tooMany()
 		return
 	}
-	after, err := n.resumePoint(ctx, caller, device, a.ResumeAfter)
+	after, latest, err := n.resumePoint(ctx, caller, device, a.ResumeAfter, pt)
 	if err != nil {
 		c.answer(f.ID, nil, err)
 		return
@@ -633,6 +623,9 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 	result.ResumedAfter = protocol.FormatRef(after)
 	c.answer(f.ID, result, nil)
+	if after >= latest && s.liveAt(after) {
+		return // nothing to replay: no read of the log
+	}
 	// The replay runs beside the connection's reads, which go on meanwhile
 	// (pongs, replies, commands): a long replay paced by a slow reader
 	// must not look like a dead peer. It may outlast the command's
@@ -653,6 +646,73 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	}
 }
 
+// ConnectReader is an AppService that reads in one go (sqlite: one
+// query) what an auth needs before its session registers, from the store
+// of the node's Users and Log too.
+type ConnectReader interface {
+	// ReadConnect returns the app (at least its ID and signing secrets),
+	// its user userID (nil when the app has no such user), the log's
+	// newest seq and the cursor of the user's device, as FindAppByID,
+	// Users.FindUserByID (as the app's server), Log.LastEventSeq and
+	// Log.Cursor would; ENotFound if there is no such app.
+	ReadConnect(ctx context.Context, appID, userID, device string) (app *tidings.App, user *tidings.User, latest, cursor int64, err error)
+}
+
+// logPoint is the log's newest seq and a device's cursor, when read
+// (read) with the app and the user (ConnectReader).
+type logPoint struct {
+	latest, cursor int64
+	read           bool
+}
+
+// verify checks an access token (decoded once) against its app, and
+// reads its user, who must accept it (not deactivated, not revoked). When
+// Apps is a ConnectReader, the app and the user are read together, with
+// the log's newest seq and the device's cursor (pt); else one after the
+// other. Nothing is cached: a rotated signing secret, a deactivation or a
+// revocation takes effect on the next auth. closes is n.closes as it was
+// before the user was read (see auth).
+func (n *Node) verify(ctx context.Context, tok, device string) (v token.Verified, u *tidings.User, pt logPoint, closes uint64, err error) {
+	p, err := token.Parse(tok)
+	if err != nil {
+		return v, nil, pt, 0, err
+	}
+	closes = n.closes.Load()
+	var app *tidings.App
+	if r, ok := n.Apps.(ConnectReader); ok {
+		app, u, pt.latest, pt.cursor, err = r.ReadConnect(ctx, p.App, p.Subject, device)
+		pt.read = err == nil
+	} else {
+		app, err = n.Apps.FindAppByID(ctx, p.App)
+	}
+	if tidings.ErrorCode(err) == tidings.ENotFound {
+		return v, nil, pt, 0, tidings.Errorf(tidings.EUnauthenticated, "access token names an unknown app")
+	} else if err != nil {
+		return v, nil, pt, 0, fmt.Errorf("token: find app: %w", err)
+	}
+	// Nothing read is used before the token is verified: what was read
+	// with the app is of the app and user the token names.
+	if v, err = p.Verify(app, n.Now()); err != nil {
+		return v, nil, pt, 0, err
+	}
+	if !pt.read {
+		server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: v.AppID, Server: true})
+		u, err = n.Users.FindUserByID(server, v.UserID)
+		if tidings.ErrorCode(err) == tidings.ENotFound {
+			u, err = nil, nil
+		} else if err != nil {
+			return v, nil, pt, 0, err
+		}
+	}
+	if u == nil {
+		return v, nil, pt, 0, tidings.Errorf(tidings.EUnauthenticated, "the user of this token does not exist")
+	}
+	if err := u.AcceptsToken(v.IssuedAt); err != nil { // not deactivated, not revoked
+		return v, nil, pt, 0, err
+	}
+	return v, u, pt, closes, nil
+}
+
 // KeptChecker is an EventLog that says whether the events after a seq
 // are all kept (nil) or not (EResyncRequired, as UserEvents would), with
 // no read of the events: resumePoint checks with it when the node's Log
@@ -668,11 +728,17 @@ type KeptChecker interface {
 // what it is sent and does not acknowledge comes again next time.
 // EResyncRequired (with the newest ref) when what follows it is no longer
 // kept, or when it is newer than the newest ref (state from another
-// server, or from wiped data).
-func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string) (int64, error) {
-	latest, err := n.Log.LastEventSeq(ctx)
-	if err != nil {
-		return 0, err
+// server, or from wiped data). latest is the log's newest seq, read
+// first (or with the app and the user: pt).
+func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, resumeAfter string, pt logPoint) (after, latest int64, err error) {
+	latest, cursor := pt.latest, pt.cursor
+	if !pt.read {
+		if latest, err = n.Log.LastEventSeq(ctx); err == nil {
+			cursor, err = n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
+		}
+		if err != nil {
+			return 0, 0, err
+		}
 	}
 	newest := latest // where a new device starts
 	if n.clustered() {
@@ -680,10 +746,6 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		newest = min(latest, n.position())
 	}
 	key := deviceKey{caller.AppID, caller.UserID, device}
-	cursor, err := n.Log.Cursor(ctx, caller.AppID, caller.UserID, device)
-	if err != nil {
-		return 0, err
-	}
 	// Acknowledged on this node but maybe not stored yet.
 	cursor = max(cursor, n.ackedInMemory(key))
 	after, check := newest, true // check: whether what follows after may have been pruned
@@ -699,17 +761,18 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 	default:
 		var ok bool
 		if after, ok = protocol.ParseRef(resumeAfter); !ok {
-			return 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref", resumeAfter)
+			return 0, 0, tidings.Errorf(tidings.EInvalid, "%q is not a ref", resumeAfter)
 		}
 		if after > latest {
 			// A ref this server never gave: the client kept state from
 			// another server or from data since wiped. Rebuilding is all
 			// that can bring it back in step.
 			err := tidings.Errorf(tidings.EResyncRequired, "ref %s is newer than the newest ref %d: rebuild your state from the REST API and resume from the newest ref", resumeAfter, latest)
-			return 0, &resyncError{err: err, latest: newest}
+			return 0, 0, &resyncError{err: err, latest: newest}
 		}
 	}
-	if check {
+	if check && after < latest {
+		// (The log keeps its newest event: one from it on is kept.)
 		var err error
 		if k, ok := n.Log.(KeptChecker); ok {
 			err = k.Kept(ctx, after)
@@ -718,16 +781,16 @@ func (n *Node) resumePoint(ctx context.Context, caller tidings.Caller, device, r
 		}
 		if err != nil {
 			if tidings.ErrorCode(err) == tidings.EResyncRequired {
-				return 0, &resyncError{err: err, latest: newest}
+				return 0, 0, &resyncError{err: err, latest: newest}
 			}
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	if cursor == 0 && after > 0 {
 		cur := tidings.Cursor{AppID: caller.AppID, UserID: caller.UserID, Device: device, Seq: after}
 		if err := n.Log.SaveCursors(ctx, []tidings.Cursor{cur}); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return after, nil
+	return after, latest, nil
 }

@@ -176,6 +176,9 @@ type Node struct {
 	closing bool           // Shutdown has begun; guarded by mu
 	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
 
+	warm        chan func()  // hands work to an idle warm worker (goWarm)
+	warmWorkers atomic.Int32 // the warm workers running
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -214,6 +217,7 @@ func (n *Node) Open() error {
 	n.lastSeen = make(map[userKey]time.Time)
 	n.acks = make(map[deviceKey]*cursorState)
 	n.checkNow = make(chan struct{}, 1)
+	n.warm = make(chan func())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.clustered() {
 		n.TailInterval = cmp.Or(n.TailInterval, time.Millisecond)
@@ -316,6 +320,64 @@ func (n *Node) goTracked(f func()) bool {
 		f()
 	}()
 	return true
+}
+
+// goWarm is goTracked on one of the node's warm workers when one is
+// idle: long-lived goroutines whose stacks have grown already. An auth
+// goes deep (the token, the store's SQLite calls), and on a fresh
+// goroutine its stack was copied four times (2 to 32 KiB) on every
+// connect: a tenth of the server's CPU in a burst of connects. Up to
+// maxWarmWorkers workers are started as needed and stay, idle, until the
+// node stops; past them, f runs on a goroutine of its own. f must not
+// block for long: a worker held is one a connect does not find.
+func (n *Node) goWarm(f func()) bool {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return false
+	}
+	n.tasks.Add(1)
+	n.mu.Unlock()
+	select {
+	case n.warm <- f:
+		return true
+	default:
+	}
+	if n.warmWorkers.Add(1) <= maxWarmWorkers {
+		go n.warmWorker(f)
+		return true
+	}
+	n.warmWorkers.Add(-1)
+	go func() {
+		defer n.tasks.Done()
+		f()
+	}()
+	return true
+}
+
+// maxWarmWorkers bounds the warm workers of a node (goWarm): each keeps
+// a stack of about 32 KiB while idle (4 MiB for all). Auths wait on the
+// store (a device's first cursor is a write): in a burst of connects
+// many run at once, and those past the bound grow a fresh stack each
+// (16 workers left a tenth of the CPU in stack copies, with 64 clients
+// connecting at once).
+const maxWarmWorkers = 128
+
+// warmWorker runs f, then the functions goWarm hands it, until the node
+// stops.
+func (n *Node) warmWorker(f func()) {
+	defer n.warmWorkers.Add(-1)
+	for {
+		func() {
+			defer n.tasks.Done()
+			f()
+		}()
+		select {
+		case f = <-n.warm:
+		case <-n.ctx.Done():
+			return
+		}
+	}
 }
 
 // Publish receives the events of committed changes, in commit order. It
@@ -563,10 +625,20 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	needSwitch := st != nil && (!st.online || s.first)
 	n.sessions++
 	n.mu.Unlock()
-	ms, err := n.Log.UserConversations(ctx, s.app, s.user)
+	var ms []tidings.Membership
 	var read []tidings.UserPresence
-	if store := n.lastSeenStore(); err == nil && needSwitch && store != nil {
-		read, err = store.UsersPresence(ctx, s.app, []string{s.user})
+	var err error
+	store := n.lastSeenStore()
+	if both, ok := n.Log.(MembershipPresenceReader); ok && needSwitch && store != nil && n.presenceIsUsers() {
+		var p *tidings.UserPresence
+		if ms, p, err = both.UserConversationsAndPresence(ctx, s.app, s.user); p != nil {
+			read = []tidings.UserPresence{*p}
+		}
+	} else {
+		ms, err = n.Log.UserConversations(ctx, s.app, s.user)
+		if err == nil && needSwitch && store != nil {
+			read, err = store.UsersPresence(ctx, s.app, []string{s.user})
+		}
 	}
 	if err == nil && n.clustered() {
 		s.reach, err = n.streamReach(ctx, s.app, s.user)
@@ -584,6 +656,7 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 		n.subscribeLocked(ck, s, m.FromSeq)
 	}
 	s.removed = nil
+	s.indexed = n.pos.Load() // under n.mu, which audience raises it under
 	var targets []*Session
 	var convs []string
 	announce := st != nil && !st.online
@@ -614,6 +687,26 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	}
 	n.metrics.sessions.Inc()
 	return nil
+}
+
+// presenceIsUsers says whether the node's presence store
+// (lastSeenStore) is its Users: unset, or set to the same service (as
+// tidings serve does).
+func (n *Node) presenceIsUsers() bool {
+	return n.LastSeen == nil || any(n.LastSeen) == any(n.Users)
+}
+
+// MembershipPresenceReader is an EventLog that reads a user's
+// conversations (UserConversations) and their presence setting
+// (tidings.LastSeenStore.UsersPresence) together, as registering a user's
+// first session needs both (sqlite: one query). register uses it only
+// when the node's presence store is its Users (presenceIsUsers), which
+// must then be of the same store as the log.
+type MembershipPresenceReader interface {
+	// UserConversationsAndPresence returns what UserConversations and
+	// UsersPresence (of the one user; nil when there is no such user)
+	// would.
+	UserConversationsAndPresence(ctx context.Context, app, user string) ([]tidings.Membership, *tidings.UserPresence, error)
 }
 
 // streamReach returns the position of the newest event of a user's

@@ -77,7 +77,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 	if n.userSessions(caller.AppID, caller.UserID) >= n.MaxConnsPerUser {
 		return nil, tidings.Errorf(tidings.ERateLimited, "too many connections and polls for this user (at most %d)", n.MaxConnsPerUser)
 	}
-	after, err := n.resumePoint(ctx, caller, req.Device, req.After)
+	after, _, err := n.resumePoint(ctx, caller, req.Device, req.After, logPoint{})
 	if err != nil {
 		return nil, err
 	}

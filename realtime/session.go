@@ -37,6 +37,11 @@ type Session struct {
 	// conversations were read (see streamReach). Set before register.
 	counted, first bool
 	reach          int64
+	// indexed is, alone (not in cluster mode), the newest event the node
+	// had dispatched when register had indexed the session by its user
+	// and conversations: every later event reaches it live. Set by
+	// register.
+	indexed int64
 	// stayed: when it ended, its user still had sessions on other nodes
 	// (their typing indicators stay on). Set by unregister.
 	stayed bool
@@ -189,6 +194,29 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 			return nil
 		}
 	}
+}
+
+// liveAt turns the session live with nothing to replay, when that is
+// sure, and says whether it did. The caller knows that no event after
+// `after` was in the log before the session was registered (after is the
+// log's newest seq, read before register); liveAt checks, alone (not in
+// cluster mode), that none was dispatched either before register had
+// indexed the session by its user and conversations (each one after
+// that reaches it live, in order), and that none waits in pending. A
+// client resuming from the newest ref (a new device, "latest", or a
+// cursor that is up to date) then costs no read of its stream. Else the
+// caller replays.
+func (s *Session) liveAt(after int64) bool {
+	if s.client.node.clustered() || s.indexed > after {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.replaying || len(s.pending) > 0 {
+		return false
+	}
+	s.lastSent, s.replaying = after, false
+	return true
 }
 
 // slowConsumer closes the connection of a session whose replay gave up:

@@ -95,6 +95,53 @@ func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, 
 	return a, err
 }
 
+// connectQuery reads in one statement what a WebSocket auth needs: the
+// app's id and signing secrets, whether the user exists, the user's
+// columns (those NOT NULL given a value when there is no such user), the
+// log's newest seq and the device's cursor. Arguments: user, device (the
+// cursor), user, app.
+const connectQuery = `SELECT a.id, a.signing_secret, a.previous_signing_secret, a.previous_secret_until, u.id IS NOT NULL,
+	COALESCE(u.id, ''), COALESCE(u.display_name, ''), COALESCE(u.avatar_url, ''), u.identifier_value, u.identifier_kind,
+	u.metadata, COALESCE(u.created_at, 0), COALESCE(u.updated_at, 0), COALESCE(u.presence_hidden, 0), u.last_seen_at,
+	u.deactivated_at, u.tokens_not_before,
+	(SELECT MAX(seq) FROM events), (SELECT c.seq FROM cursors c WHERE c.app_id = a.id AND c.user_id = ? AND c.device = ?)
+	FROM apps a LEFT JOIN users u ON u.app_id = a.id AND u.id = ? WHERE a.id = ?`
+
+// ReadConnect reads in one query (where FindAppByID, FindUserByID,
+// EventLog.LastEventSeq and EventLog.Cursor are four) what a WebSocket
+// auth needs on every connect: the app id, with what verifying its tokens
+// needs (its id and signing secrets, not its other settings); its user
+// userID, as the app's server sees it (nil when the app has no such
+// user); the log's newest seq; and the cursor of the user's device
+// (0 when none). ENotFound if there is no such app.
+func (s *AppService) ReadConnect(ctx context.Context, id, userID, device string) (app *tidings.App, u *tidings.User, latest, cursor int64, err error) {
+	row := s.db.queryRow(ctx, connectQuery, userID, device, userID, id)
+	var a tidings.App
+	var until, seq, cur sql.NullInt64
+	var found bool
+	// scanUser scans once: its scan reads the whole row.
+	u, err = scanUser(scanFunc(func(user ...any) error {
+		all := append([]any{&a.ID, &a.SigningSecret, &a.PreviousSigningSecret, &until, &found}, user...)
+		return row.Scan(append(all, &seq, &cur)...)
+	}))
+	if isNoRows(err) {
+		return nil, nil, 0, 0, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
+	}
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	a.PreviousSecretUntil = fromNullMicros(until)
+	if !found {
+		u = nil
+	}
+	return &a, u, seq.Int64, cur.Int64, nil
+}
+
+// scanFunc is a row whose Scan is the function.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
 func (s *AppService) FindAppByServerKey(ctx context.Context, key string) (*tidings.App, error) {
 	a, err := scanApp(s.db.queryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE server_key = ?`, hashServerKey(key)))
 	if isNoRows(err) {

@@ -148,6 +148,41 @@ func (l *EventLog) UserConversations(ctx context.Context, appID, userID string) 
 	return ms, rows.Err()
 }
 
+// UserConversationsAndPresence returns UserConversations and the user's
+// row of UsersPresence (nil when there is no such user), read in one
+// query (one read where registering a session made two).
+func (l *EventLog) UserConversationsAndPresence(ctx context.Context, appID, userID string) ([]tidings.Membership, *tidings.UserPresence, error) {
+	rows, err := l.db.query(ctx, `SELECT 0, conversation_id, from_seq, 0, NULL FROM memberships
+		WHERE app_id = ? AND user_id = ? AND to_seq IS NULL
+		UNION ALL
+		SELECT 1, id, 0, presence_hidden, last_seen_at FROM users WHERE app_id = ? AND id = ?`, appID, userID, appID, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var ms []tidings.Membership
+	var p *tidings.UserPresence
+	for rows.Next() {
+		var user bool
+		var id string
+		var from int64
+		var hidden bool
+		var seen sql.NullInt64
+		if err := rows.Scan(&user, &id, &from, &hidden, &seen); err != nil {
+			return nil, nil, err
+		}
+		if !user {
+			ms = append(ms, tidings.Membership{ConversationID: id, FromSeq: from})
+			continue
+		}
+		p = &tidings.UserPresence{UserID: id, Hidden: hidden}
+		if seen.Valid {
+			p.LastSeenAt = fromMicros(seen.Int64)
+		}
+	}
+	return ms, p, rows.Err()
+}
+
 func (l *EventLog) Cursor(ctx context.Context, appID, userID, device string) (int64, error) {
 	var seq int64
 	err := l.db.queryRow(ctx, `SELECT seq FROM cursors WHERE app_id = ? AND user_id = ? AND device = ?`,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -390,5 +391,48 @@ func TestSaveManyCursors(t *testing.T) {
 	}
 	if rows != 0 {
 		t.Fatalf("%d cursors of users who do not exist", rows)
+	}
+}
+
+// UserConversationsAndPresence answers, in one read, what
+// UserConversations and UsersPresence do for one user.
+func TestUserConversationsAndPresence(t *testing.T) {
+	e, conv := pair(t)
+	log := sqlite.NewEventLog(e.db)
+	ctx := context.Background()
+	other := e.mkConv(t, "a", "bob", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "eve"}}})
+	hidden := true
+	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "bob", tidings.UserUpdate{PresenceHidden: &hidden}))
+	seen := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
+	if err := e.users.SaveLastSeen(ctx, []tidings.LastSeen{{AppID: "a", UserID: "bob", At: seen}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"bob", "eve", "nobody"} {
+		ms, p, err := log.UserConversationsAndPresence(ctx, "a", who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantMs := must[[]tidings.Membership](t)(log.UserConversations(ctx, "a", who))
+		sortMs := func(ms []tidings.Membership) {
+			slices.SortFunc(ms, func(a, b tidings.Membership) int { return strings.Compare(a.ConversationID, b.ConversationID) })
+		}
+		sortMs(ms)
+		sortMs(wantMs)
+		if !slices.Equal(ms, wantMs) {
+			t.Fatalf("%s: conversations %v, want %v", who, ms, wantMs)
+		}
+		wantP := must[[]tidings.UserPresence](t)(e.users.UsersPresence(ctx, "a", []string{who}))
+		switch {
+		case len(wantP) == 0 && p != nil:
+			t.Fatalf("%s: presence %+v of no user", who, p)
+		case len(wantP) == 1 && (p == nil || *p != wantP[0]):
+			t.Fatalf("%s: presence %+v, want %+v", who, p, wantP[0])
+		}
+	}
+	if ms, _, _ := log.UserConversationsAndPresence(ctx, "a", "bob"); len(ms) != 2 {
+		t.Fatalf("bob is in %d conversations, want 2 (%s and %s)", len(ms), conv, other.ID)
+	}
+	if _, p, _ := log.UserConversationsAndPresence(ctx, "a", "bob"); p == nil || !p.Hidden || !p.LastSeenAt.Equal(seen) {
+		t.Fatalf("bob's presence %+v, want hidden, last seen %v", p, seen)
 	}
 }

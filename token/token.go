@@ -104,63 +104,90 @@ type Verified struct {
 
 // VerifyToken is Verify, returning the token's expiry and issue times too.
 func VerifyToken(ctx context.Context, apps tidings.AppService, tok string, now time.Time) (Verified, error) {
-	if tok == "" {
-		return Verified{}, unauthenticated("missing access token")
-	}
-	parser := jwt.NewParser(
-		jwt.WithValidMethods([]string{Algorithm}),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(Leeway),
-		jwt.WithTimeFunc(func() time.Time { return now }),
-	)
-
-	// Find out which app the token claims to belong to, to know which
-	// secret must have signed it. Nothing read here is trusted until the
-	// signature is verified below.
-	var unverified claims
-	t, _, err := parser.ParseUnverified(tok, &unverified)
+	p, err := Parse(tok)
 	if err != nil {
-		return Verified{}, verifyError(err)
+		return Verified{}, err
 	}
-	if alg := t.Method.Alg(); alg != Algorithm {
-		return Verified{}, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
-	}
-	if unverified.App == "" {
-		return Verified{}, unauthenticated("access token has no app claim")
-	}
-	app, err := apps.FindAppByID(ctx, unverified.App)
+	app, err := apps.FindAppByID(ctx, p.App)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
 		return Verified{}, unauthenticated("access token names an unknown app")
 	} else if err != nil {
 		return Verified{}, fmt.Errorf("token: find app: %w", err)
 	}
+	return p.Verify(app, now)
+}
+
+// Parsed is an access token decoded once, nothing of it trusted yet: App
+// and Subject say which app's secret must have signed it (and which user
+// it claims), to load them, and Verify then checks it against that app.
+type Parsed struct {
+	// App and Subject are the token's app and sub claims, not verified.
+	App, Subject string
+
+	signed string // header.claims, which the signature signs
+	sig    []byte
+	c      claims
+}
+
+// Parse decodes tok without verifying it (see Parsed). Its errors are
+// those of VerifyToken for a token malformed, signed with another
+// algorithm, or without an app claim.
+func Parse(tok string) (*Parsed, error) {
+	if tok == "" {
+		return nil, unauthenticated("missing access token")
+	}
+	p := &Parsed{}
+	t, parts, err := jwt.NewParser().ParseUnverified(tok, &p.c)
+	if err != nil {
+		return nil, verifyError(err)
+	}
+	if alg := t.Method.Alg(); alg != Algorithm {
+		return nil, unauthenticated("access token is signed with %s; only %s is accepted", alg, Algorithm)
+	}
+	if p.c.App == "" {
+		return nil, unauthenticated("access token has no app claim")
+	}
+	p.App, p.Subject = p.c.App, p.c.Subject
+	p.signed, p.sig = tok[:len(parts[0])+1+len(parts[1])], t.Signature
+	return p, nil
+}
+
+// Verify checks that the token was signed by app (the one its app claim
+// names: see Parsed), with its signing secret or the one it replaced
+// while their overlap lasts, and that it is valid at now, as VerifyToken
+// does, without decoding it again.
+func (p *Parsed) Verify(app *tidings.App, now time.Time) (Verified, error) {
+	if app == nil || p.App != app.ID {
+		return Verified{}, unauthenticated("access token names an unknown app")
+	}
 	if app.SigningSecret == "" {
 		// An empty HMAC key would let anyone sign tokens.
 		return Verified{}, unauthenticated("the app of this access token cannot verify tokens")
 	}
-
 	// The signing secret, or the one it replaced while their overlap
 	// lasts (App.RotateSigningSecret): a signature either made is good.
-	var c claims
+	err := jwt.ErrSignatureInvalid
 	for _, secret := range app.VerifyingSecrets(now) {
-		c = claims{}
-		_, err = parser.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) {
-			return []byte(secret), nil
-		})
-		if !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		if err = jwt.SigningMethodHS256.Verify(p.signed, p.sig, []byte(secret)); err == nil {
 			break
 		}
 	}
 	if err != nil {
+		return Verified{}, unauthenticated("access token signature is invalid")
+	}
+	validator := jwt.NewValidator(
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	if err := validator.Validate(p.c); err != nil {
 		return Verified{}, verifyError(err)
 	}
-	// The parser allowed Leeway on exp too: a credential past its expiry
-	// is refused at once.
+	c := &p.c
+	// The validator allowed Leeway on exp too: a credential past its
+	// expiry is refused at once.
 	if !now.Before(c.ExpiresAt.Time) {
 		return Verified{}, unauthenticated("access token has expired")
-	}
-	if c.App != app.ID {
-		return Verified{}, unauthenticated("access token names an unknown app")
 	}
 	if !tidings.ValidID(c.Subject) {
 		return Verified{}, unauthenticated("access token has no valid sub (user id) claim")
