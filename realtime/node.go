@@ -305,16 +305,24 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
-// goTracked runs f on a goroutine that Shutdown waits for, unless the
-// node is shutting down: then it returns false and f does not run.
-func (n *Node) goTracked(f func()) bool {
+// track counts a task that Shutdown waits for (n.tasks.Done when it
+// ends), unless the node is shutting down: then it returns false.
+func (n *Node) track() bool {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.closing {
-		n.mu.Unlock()
 		return false
 	}
 	n.tasks.Add(1)
-	n.mu.Unlock()
+	return true
+}
+
+// goTracked runs f on a goroutine that Shutdown waits for, unless the
+// node is shutting down: then it returns false and f does not run.
+func (n *Node) goTracked(f func()) bool {
+	if !n.track() {
+		return false
+	}
 	go func() {
 		defer n.tasks.Done()
 		f()
@@ -331,13 +339,9 @@ func (n *Node) goTracked(f func()) bool {
 // node stops; past them, f runs on a goroutine of its own. f must not
 // block for long: a worker held is one a connect does not find.
 func (n *Node) goWarm(f func()) bool {
-	n.mu.Lock()
-	if n.closing {
-		n.mu.Unlock()
+	if !n.track() {
 		return false
 	}
-	n.tasks.Add(1)
-	n.mu.Unlock()
 	select {
 	case n.warm <- f:
 		return true
