@@ -101,7 +101,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		"user-upload-quota": "0", "user-upload-window": "1h", "app-storage-quota": "10GiB", "unattached-file-grace": "2h",
 		"user-rate": "5", "app-rate": "300", "server-key-rate": "100", "conversation-rate": "2.5", "participant-rate": "9",
 		"webhook-fail-after": "2h", "webhook-max-backoff": "30s", "webhook-timeout": "3s", "webhook-deny-private": "true",
-		"presence-lease": "20s", "access-check": "2m", "cursor-flush-interval": "3s", "commit-interval": "4ms",
+		"presence-lease": "20s", "access-check": "2m", "cursor-flush-interval": "3s", "commit-interval": "4ms", "memory-trim": "30s",
 	}
 	env := make(map[string]string)
 	for _, name := range settingNames() {
@@ -132,7 +132,7 @@ func TestEverySettingReadsItsEnvironmentVariable(t *testing.T) {
 		UserUploadQuota: 0, UserUploadWindow: time.Hour, AppStorageQuota: 10 << 30, UnattachedFileGrace: 2 * time.Hour,
 		UserRate: 5, AppRate: 300, ServerKeyRate: 100, ConversationRate: 2.5, ParticipantRate: 9,
 		WebhookFailAfter: 2 * time.Hour, WebhookMaxBackoff: 30 * time.Second, WebhookTimeout: 3 * time.Second, WebhookDenyPrivate: true,
-		PresenceLease: 20 * time.Second, AccessCheck: 2 * time.Minute, CursorFlush: 3 * time.Second, CommitInterval: 4 * time.Millisecond,
+		PresenceLease: 20 * time.Second, AccessCheck: 2 * time.Minute, CursorFlush: 3 * time.Second, CommitInterval: 4 * time.Millisecond, MemoryTrim: 30 * time.Second,
 	}
 	if cfg != want {
 		t.Errorf("config from the environment:\n got %+v\nwant %+v", cfg, want)
