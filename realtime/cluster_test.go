@@ -312,19 +312,11 @@ type cluster struct {
 	presence *memPresence
 }
 
-func newCluster(t *testing.T) *cluster {
+// seed creates app "a", its users alice, bob and carol, and their
+// conversation "c" (alice's).
+func (cl *cluster) seed() {
+	t := cl.t
 	t.Helper()
-	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
-	db.Logger = slog.New(slog.DiscardHandler)
-	db.Synchronous = "NORMAL"
-	// No publisher: in a cluster the nodes take the events from the tail.
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	cl := &cluster{t: t, db: db, apps: sqlite.NewAppService(db), users: sqlite.NewUserService(db),
-		convs: sqlite.NewConversationService(db), messages: sqlite.NewMessageService(db, 0), log: sqlite.NewEventLog(db),
-		broker: &memBroker{}, leases: &memLeases{}, presence: &memPresence{}}
 	ctx := context.Background()
 	var err error
 	if cl.app, err = cl.apps.CreateApp(ctx, "a", ""); err != nil {
@@ -340,6 +332,22 @@ func newCluster(t *testing.T) *cluster {
 		ID: "c", Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	db.Logger = slog.New(slog.DiscardHandler)
+	db.Synchronous = "NORMAL"
+	// No publisher: in a cluster the nodes take the events from the tail.
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	cl := &cluster{t: t, db: db, apps: sqlite.NewAppService(db), users: sqlite.NewUserService(db),
+		convs: sqlite.NewConversationService(db), messages: sqlite.NewMessageService(db, 0), log: sqlite.NewEventLog(db),
+		broker: &memBroker{}, leases: &memLeases{}, presence: &memPresence{}}
+	cl.seed()
 	return cl
 }
 

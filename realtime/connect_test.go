@@ -74,21 +74,7 @@ func singleNode(t *testing.T) (*cluster, *Node, *countingLog) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	ctx := context.Background()
-	var err error
-	if cl.app, err = cl.apps.CreateApp(ctx, "a", ""); err != nil {
-		t.Fatal(err)
-	}
-	server := tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: "a", Server: true})
-	for _, id := range []string{"alice", "bob", "carol"} {
-		if _, err := cl.users.CreateUser(server, &tidings.User{ID: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := cl.convs.CreateConversation(as("alice"), tidings.NewConversation{
-		ID: "c", Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}}); err != nil {
-		t.Fatal(err)
-	}
+	cl.seed()
 	return cl, n, log
 }
 

@@ -13,6 +13,17 @@ import (
 	"github.com/tidings/tidings/sqlite"
 )
 
+// sendEach sends "hi" to conversation conv of app, once from each user
+// of from, in turn.
+func (e *env) sendEach(t *testing.T, app, conv string, from ...string) {
+	t.Helper()
+	for _, u := range from {
+		if _, _, err := e.messages.SendMessage(user(app, u), conv, tidings.NewMessage{Parts: text("hi")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // rawMarks reads, straight from the file, conversation conv's last seq and
 // the read marks of its participants.
 func rawMarks(t *testing.T, path, conv string) (int64, map[string]int64) {
@@ -117,11 +128,7 @@ func TestMarksOfSendsSurviveACrash(t *testing.T) {
 		if try == 5 {
 			t.Fatal("the marks were written before the files could be copied, five times")
 		}
-		for _, from := range []string{"alice", "bob", "bob", "alice", "bob"} {
-			if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.sendEach(t, "a", c.ID, "alice", "bob", "bob", "alice", "bob")
 		// No transaction runs while the files are copied (nothing is
 		// sent, nothing read), and the marks were not written before
 		// the copy ended if they are still waiting after it.
@@ -160,11 +167,7 @@ func TestReadReceiptsKeepTheSendCache(t *testing.T) {
 	e := newEnv(t)
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	for _, from := range []string{"alice", "bob", "alice"} {
-		if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
 	st, err := e.messages.MarkRead(user("a", "bob"), c.ID, 0)
 	if err != nil || st.ReadSeq != 3 || st.UnreadCount != 0 {
 		t.Fatalf("bob marks all read: %+v, %v; want read seq 3 and nothing unread", st, err)
@@ -235,11 +238,7 @@ func TestCloseWritesTheMarks(t *testing.T) {
 	e := newEnv(t)
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	for _, from := range []string{"alice", "bob"} {
-		if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.sendEach(t, "a", c.ID, "alice", "bob")
 	if err := e.db.Close(); err != nil {
 		t.Fatal(err)
 	}

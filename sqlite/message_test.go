@@ -455,11 +455,7 @@ func TestCursorSavesKeepTheSendCache(t *testing.T) {
 	e := newEnv(t)
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	for _, from := range []string{"alice", "bob"} {
-		if _, _, err := e.messages.SendMessage(user("a", from), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.sendEach(t, "a", c.ID, "alice", "bob")
 	ctx := context.Background()
 	log := sqlite.NewEventLog(e.db)
 	if err := log.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "bob", Device: "d", Seq: 3}}); err != nil {
