@@ -94,4 +94,11 @@ type BeforeSendStore interface {
 	// sent earlier to the conversation with that client id, or nil when
 	// there is none; it checks no access (the send does).
 	FindSentMessage(ctx context.Context, conversationID, clientID string) (*Message, error)
+	// ConversationForSend returns the conversation as the caller of ctx
+	// (a user) sees it, as FindConversationByID does, for the check made
+	// before a hook is called: the caller's role, the roles' permissions,
+	// whether it is deleted or the caller muted. What sends change (its
+	// last seq and activity time, read marks) may be behind: reading
+	// them exactly would cost the store a write per send.
+	ConversationForSend(ctx context.Context, conversationID string) (*Conversation, error)
 }

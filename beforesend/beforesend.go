@@ -88,14 +88,13 @@ type Answer struct {
 // methods are the wrapped service's.
 type Service struct {
 	tidings.MessageService
-	// Store has the apps' hooks and finds a message already sent with a
-	// client id.
+	// Store has the apps' hooks, finds a message already sent with a
+	// client id, and reads the conversation before a call: a sender who
+	// may not send is answered by the store without a call.
 	Store tidings.BeforeSendStore
-	// Conversations and Users are read before a call: a sender who may
-	// not send is answered by the store without a call, and the call
-	// names the sender with their profile.
-	Conversations tidings.ConversationService
-	Users         tidings.UserService
+	// Users is read before a call: the call names the sender with their
+	// profile.
+	Users tidings.UserService
 	// Client makes the calls; NewClient(false) when nil. Each call is
 	// bounded by its hook's timeout.
 	Client *http.Client
@@ -189,7 +188,7 @@ func (s *Service) SendMessage(ctx context.Context, convID string, nm tidings.New
 			return s.MessageService.SendMessage(ctx, convID, nm)
 		}
 	}
-	conv, err := s.Conversations.FindConversationByID(ctx, convID)
+	conv, err := s.Store.ConversationForSend(ctx, convID)
 	if err != nil && tidings.ErrorCode(err) != tidings.ENotFound {
 		return nil, false, err
 	}

@@ -129,7 +129,7 @@ func setup(t *testing.T, cfg tidings.BeforeSendConfig) *env {
 		t.Fatal(err)
 	}
 	e := &env{hooks: sqlite.NewBeforeSendService(db), msgs: sqlite.NewMessageService(db, 0), rcv: newReceiver(t)}
-	e.svc = &beforesend.Service{MessageService: e.msgs, Store: e.hooks, Conversations: convs, Users: users,
+	e.svc = &beforesend.Service{MessageService: e.msgs, Store: e.hooks, Users: users,
 		Logger: slog.New(slog.DiscardHandler)}
 	if cfg.URL == "" {
 		cfg.URL = e.rcv.srv.URL + "/hook"

@@ -52,7 +52,7 @@ func BenchmarkSend(b *testing.B) {
 			hooks := sqlite.NewBeforeSendService(db)
 			var svc tidings.MessageService = sqlite.NewMessageService(db, 0)
 			if mode != "store" {
-				svc = &beforesend.Service{MessageService: svc, Store: hooks, Conversations: convs, Users: users,
+				svc = &beforesend.Service{MessageService: svc, Store: hooks, Users: users,
 					Logger: slog.New(slog.DiscardHandler), CacheTTL: time.Hour}
 			}
 			if mode == "hook-accept" || mode == "hook-replace" {

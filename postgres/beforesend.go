@@ -115,3 +115,9 @@ func (s *BeforeSendService) FindSentMessage(ctx context.Context, convID, clientI
 	}
 	return m, err
 }
+
+// ConversationForSend is FindConversationByID: this store writes a send's
+// marks in its own transaction, so nothing lags behind.
+func (s *BeforeSendService) ConversationForSend(ctx context.Context, id string) (*tidings.Conversation, error) {
+	return NewConversationService(s.db).FindConversationByID(ctx, id)
+}

@@ -125,3 +125,14 @@ func (s *BeforeSendService) FindSentMessage(ctx context.Context, convID, clientI
 	}
 	return m, err
 }
+
+// ConversationForSend reads the conversation as FindConversationByID
+// does, without first writing the marks of the sends committed so far
+// (syncMarks): a hook's app would otherwise pay a commit per send.
+func (s *BeforeSendService) ConversationForSend(ctx context.Context, id string) (*tidings.Conversation, error) {
+	c, err := actingCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return shown(visibleConversation(ctx, s.db.read, c, id))
+}

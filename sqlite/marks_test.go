@@ -247,3 +247,34 @@ func TestCloseWritesTheMarks(t *testing.T) {
 		t.Fatalf("in the file after Close: last seq %d, read marks %v; want 2, alice 1, bob 2", last, read)
 	}
 }
+
+// An app with a before-send hook reads the conversation before each send
+// (ConversationForSend): that read leaves the sends' marks to their
+// flush, where FindConversationByID would write them first, a commit per
+// send.
+func TestConversationForSendLeavesTheMarks(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	hooks := sqlite.NewBeforeSendService(e.db)
+	for i := range 3 {
+		e.sendEach(t, "a", c.ID, "alice")
+		commits := sqlite.Commits(e.db)
+		if !sqlite.MarksPending(e.db) {
+			t.Fatalf("send %d: no marks pending; the test needs them", i+1)
+		}
+		conv, err := hooks.ConversationForSend(user("a", "bob"), c.ID)
+		if err != nil || conv.Role != tidings.RoleMember || tidings.CanSendMessage(c.ID, conv) != nil {
+			t.Fatalf("bob's conversation before send %d: %+v, %v; want one he may send to", i+2, conv, err)
+		}
+		if got := sqlite.Commits(e.db); got != commits || !sqlite.MarksPending(e.db) {
+			t.Fatalf("ConversationForSend committed %d times and left marks pending %v; want no commit, marks pending",
+				got-commits, sqlite.MarksPending(e.db))
+		}
+	}
+	// The exact read still writes them first.
+	conv := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "bob"), c.ID))
+	if conv.LastSeq != 3 || conv.UnreadCount != 3 {
+		t.Fatalf("bob sees last seq %d and %d unread, want 3 and 3", conv.LastSeq, conv.UnreadCount)
+	}
+}

@@ -13,7 +13,8 @@ import (
 // them; bad settings are refused; the default timeout; a secret made, or
 // given, and kept when a change omits it; each app has its own; removing
 // twice is not an error; FindSentMessage finds the message the caller
-// sent with a client id, and no one else's. Skipped when the store has no
+// sent with a client id, and no one else's; ConversationForSend shows
+// the conversation to its participants only. Skipped when the store has no
 // before-send hooks.
 func TestBeforeSend(t *testing.T, newStores Factory) {
 	f := newFixture(t, newStores)
@@ -126,4 +127,20 @@ func TestBeforeSend(t *testing.T, newStores Factory) {
 			t.Errorf("FindSentMessage of %s: %+v, %v; want nil, nil", c.what, got, err)
 		}
 	}
+	// ConversationForSend: the conversation as its participants see it,
+	// with their role; not found for anyone else.
+	for _, c := range []struct {
+		who  string
+		role tidings.Role
+	}{{"alice", tidings.RoleOwner}, {"bob", tidings.RoleMember}} {
+		conv, err := store.ConversationForSend(as("a", c.who), "c")
+		if err != nil || conv.ID != "c" || conv.Role != c.role || tidings.CanSendMessage("c", conv) != nil {
+			t.Errorf("ConversationForSend for %s: %+v, %v; want c with role %s, which may send", c.who, conv, err, c.role)
+		}
+	}
+	f.mkUsers("a", "carol")
+	_, err = store.ConversationForSend(as("a", "carol"), "c")
+	wantCode(t, "ConversationForSend for someone not in the private conversation", err, tidings.ENotFound)
+	_, err = store.ConversationForSend(as("b", "alice"), "c")
+	wantCode(t, "ConversationForSend in another app", err, tidings.ENotFound)
 }

@@ -58,7 +58,7 @@ func TestBeforeSendKeepsPipelinedOrder(t *testing.T) {
 
 	s := startStackWith(t, func(s *stack) {
 		s.node.Messages = &beforesend.Service{MessageService: s.msgs, Store: sqlite.NewBeforeSendService(s.db),
-			Conversations: s.convs, Users: s.users, Logger: slog.New(slog.DiscardHandler)}
+			Users: s.users, Logger: slog.New(slog.DiscardHandler)}
 	})
 	s.mkUsers("a", "alice", "bob")
 	conv := s.conv("a", "alice", "bob")

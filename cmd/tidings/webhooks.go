@@ -32,7 +32,7 @@ func (ps publishers) Publish(events ...*tidings.Event) {
 // store's, behind the apps' before-send hooks (--webhook-deny-private
 // applies to their calls too).
 func newBeforeSend(st *stores, cfg config, log *slog.Logger) *beforesend.Service {
-	return &beforesend.Service{MessageService: st.Messages, Store: st.BeforeSendStore, Conversations: st.Conversations,
+	return &beforesend.Service{MessageService: st.Messages, Store: st.BeforeSendStore,
 		Users: st.Users, MaxMessageBytes: st.MaxMessageBytes, Logger: log,
 		Client: beforesend.NewClient(cfg.WebhookDenyPrivate)}
 }
