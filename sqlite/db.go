@@ -74,6 +74,10 @@ type DB struct {
 	// marksPending: committed sends have marks not written yet (see
 	// sendCache and syncMarks).
 	marksPending atomic.Bool
+	// marksDue, marksIdle and marksChunk: markDelay, markDelay and
+	// markChunk (see sendCache; tests set others).
+	marksDue, marksIdle time.Duration
+	marksChunk          int
 
 	ckpt  *sql.DB    // the checkpointer's connection
 	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
@@ -106,7 +110,8 @@ type DB struct {
 // NewDB returns a DB that will use the database file at path (created,
 // with its directory, on Open).
 func NewDB(path string) *DB {
-	return &DB{path: path, Now: time.Now, MaxBatch: 512, Synchronous: "FULL", metrics: newMetrics()}
+	return &DB{path: path, Now: time.Now, MaxBatch: 512, Synchronous: "FULL", metrics: newMetrics(),
+		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk}
 }
 
 // Open opens the database, applies pending migrations and starts the

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -52,4 +53,35 @@ func Commits(db *DB) int64 {
 		panic(err)
 	}
 	return int64(m.GetCounter().GetValue())
+}
+
+// SetMarkFlush sets how long the marks of committed sends wait before a
+// plan writes them (due), how long the writer waits idle before it
+// writes them all (idle), and how many conversations' marks a plan
+// writes per commit (chunk). Set it before Open.
+func SetMarkFlush(db *DB, due, idle time.Duration, chunk int) {
+	db.marksDue, db.marksIdle, db.marksChunk = due, idle, chunk
+}
+
+// QueuedJobs says how many jobs wait for the writer.
+func QueuedJobs(db *DB) int { return len(db.jobs) }
+
+// HoldWriter has the writer run a job that waits until release is
+// called; the jobs queued meanwhile commit together after it.
+func HoldWriter(db *DB) (release func()) {
+	started, hold, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- db.updateAside(context.Background(), func(*Tx) error {
+			close(started)
+			<-hold
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(hold)
+		if err := <-done; err != nil {
+			panic(err)
+		}
+	}
 }

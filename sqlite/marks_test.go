@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
 	"io"
 	"os"
@@ -277,4 +278,79 @@ func TestConversationForSendLeavesTheMarks(t *testing.T) {
 	if conv.LastSeq != 3 || conv.UnreadCount != 3 {
 		t.Fatalf("bob sees last seq %d and %d unread, want 3 and 3", conv.LastSeq, conv.UnreadCount)
 	}
+}
+
+// Under load the marks that are due are written a few conversations per
+// commit, in key order, with their senders' marks, so that no commit
+// holds the sends behind it for a whole flush; a crash in the middle of
+// that, or after it with newer sends waiting, loses none of them.
+func TestMarksAreWrittenAChunkPerCommit(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		// Due at once, two conversations per commit, never written for
+		// an idle writer (the test commits one job at a time).
+		sqlite.SetMarkFlush(db, 0, time.Hour, 2)
+	})
+	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.mkUsers(t, "a", "alice", "bob")
+	convs := []string{"c0", "c1", "c2", "c3", "c4", "c5"}
+	for _, id := range convs {
+		e.mkConv(t, "a", "alice", tidings.NewConversation{ID: id, Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	}
+	// Alice's six sends commit together: six conversations wait.
+	release := sqlite.HoldWriter(e.db)
+	var wg sync.WaitGroup
+	for _, id := range convs {
+		wg.Go(func() { e.sendEach(t, "a", id, "alice") })
+	}
+	for sqlite.QueuedJobs(e.db) < len(convs) {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	want := func(when string, last map[string]int64, read map[string]map[string]int64, path string) {
+		t.Helper()
+		for _, id := range convs {
+			l, r := rawMarks(t, path, id)
+			if l != last[id] || r["alice"] != read[id]["alice"] || r["bob"] != read[id]["bob"] {
+				t.Errorf("%s: %s has last seq %d and read marks %v in the file, want %d and %v", when, id, l, r, last[id], read[id])
+			}
+		}
+	}
+	none := map[string]int64{}
+	alice1 := map[string]int64{"alice": 1}
+	want("after alice's sends", map[string]int64{}, map[string]map[string]int64{}, e.path)
+
+	// Each of bob's sends commits with the next chunk of the plan.
+	e.sendEach(t, "a", "c0", "bob")
+	want("after the first chunk", map[string]int64{"c0": 1, "c1": 1},
+		map[string]map[string]int64{"c0": alice1, "c1": alice1, "c2": none}, e.path)
+	mid := filepath.Join(t.TempDir(), "mid.db")
+	copyDB(t, e.path, mid) // a crash in the middle of the plan
+	e.sendEach(t, "a", "c1", "bob")
+	e.sendEach(t, "a", "c2", "bob")
+	done := map[string]int64{"c0": 1, "c1": 1, "c2": 1, "c3": 1, "c4": 1, "c5": 1}
+	all := map[string]map[string]int64{"c0": alice1, "c1": alice1, "c2": alice1, "c3": alice1, "c4": alice1, "c5": alice1}
+	want("after the plan", done, all, e.path)
+
+	// A crash now: bob's three sends have no marks in the file, and the
+	// next start writes them.
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	copyDB(t, e.path, crashed)
+	r := openDB(t, crashed)
+	for _, id := range convs {
+		if _, err := r.convs.FindConversationByID(user("a", "alice"), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob2 := map[string]int64{"alice": 1, "bob": 2}
+	want("after the crash", map[string]int64{"c0": 2, "c1": 2, "c2": 2, "c3": 1, "c4": 1, "c5": 1},
+		map[string]map[string]int64{"c0": bob2, "c1": bob2, "c2": bob2, "c3": alice1, "c4": alice1, "c5": alice1}, crashed)
+	m := openDB(t, mid)
+	if _, err := m.convs.FindConversationByID(user("a", "alice"), "c0"); err != nil {
+		t.Fatal(err)
+	}
+	want("after a crash in the middle of the plan", map[string]int64{"c0": 2, "c1": 1, "c2": 1, "c3": 1, "c4": 1, "c5": 1},
+		map[string]map[string]int64{"c0": bob2, "c1": alice1, "c2": alice1, "c3": alice1, "c4": alice1, "c5": alice1}, mid)
 }

@@ -167,12 +167,13 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 				return err
 			}
 		}
-		if err := tx.emit(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, "")); err != nil {
+		ev, err := tx.emitEvent(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, ""))
+		if err != nil {
 			return err
 		}
 		// Last, once nothing can fail: the conversation's last seq and the
 		// sender's marks are written when the cache is flushed.
-		tx.db.cache.sent(sender, msg.Seq, micros(tx.now))
+		tx.db.cache.sent(sender, msg.Seq, ev.Seq, micros(tx.now))
 		created = true
 		return nil
 	})

@@ -107,13 +107,13 @@ func marksJob(ctx context.Context) *job {
 func (db *DB) writer() {
 	defer close(db.done)
 	batch := make([]*job, 0, db.MaxBatch)
-	idle := time.NewTimer(markDelay)
+	idle := time.NewTimer(db.marksIdle)
 	idle.Stop()
 	var lastStart time.Time
 	for {
 		var j *job
 		if db.marksPending.Load() {
-			idle.Reset(markDelay)
+			idle.Reset(db.marksIdle)
 			select {
 			case j = <-db.jobs:
 			case <-idle.C:
@@ -236,7 +236,8 @@ var errJobFailed = errors.New("a job failed")
 // was filled (see sendCache): before any other job it is flushed and
 // emptied, since that job may change what it holds, unless the job is set
 // aside from it (job.aside); before a marks job it is flushed. The marks
-// of committed sends are also flushed when they are due.
+// of committed sends are also written when they are due, a chunk per
+// commit (sendCache.flushDue).
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -289,10 +290,8 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		}
 	}
-	if db.cache.due(time.Now()) {
-		if err := db.cache.flush(); err != nil {
-			return err
-		}
+	if err := db.cache.flushDue(time.Now()); err != nil {
+		return err
 	}
 	db.cache.bound()
 	_, err := db.control("COMMIT")
