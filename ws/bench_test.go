@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,4 +212,115 @@ func countUpdates(c *rawConn, auth []byte, authed chan struct{}, updates, messag
 			messages.Add(1)
 		}
 	}
+}
+
+// BenchmarkFanoutLatency hands the node one event at a time (a lone
+// event, as at a low rate: each is delivered alone, not batched with
+// others) for a conversation of n members, each on a connection of its
+// own, and waits until every member has it before the next: the latency
+// of one fan-out, from the event's publication to its receipt by each
+// member (p50, p99 and the last, in ms). With replies, each member
+// acknowledges every second update it receives, right after reading it,
+// as the peer tool does at 2 messages/s: those replies reach the server
+// while it still writes the event to the others.
+func BenchmarkFanoutLatency(b *testing.B) {
+	for _, n := range []int{1000} {
+		for _, replies := range []bool{false, true} {
+			b.Run(fmt.Sprintf("subscribers=%d/replies=%v", n, replies), func(b *testing.B) {
+				benchFanoutLatency(b, n, replies)
+			})
+		}
+	}
+}
+
+func benchFanoutLatency(b *testing.B, n int, replies bool) {
+	s := startStack(b, nil)
+	ids := make([]string, n+1)
+	for i := range ids {
+		ids[i] = fmt.Sprint("u", i)
+	}
+	s.mkUsers("a", ids...)
+	first := min(n, 999)
+	conv := s.conv("a", ids[0], ids[1:first+1]...)
+	for _, id := range ids[first+1:] {
+		if _, err := s.convs.AddParticipant(s.as("a", ids[0]), conv, tidings.NewParticipant{UserID: id}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var published atomic.Int64 // unix ns of the event under way
+	var got atomic.Int64       // receipts of the event under way
+	all := make(chan struct{}, 1)
+	lat := make([]int64, 0, b.N*n)
+	var latMu sync.Mutex
+	auth := []byte(`"id":"1"`)
+	update := []byte(`{"type":"update","ref":"`)
+	for _, id := range ids[1:] {
+		c := rawAuth(b, s, id, "d")
+		authed := make(chan struct{})
+		go func() {
+			k := 0
+			for {
+				_, p, err := c.readFrame()
+				if err != nil {
+					return
+				}
+				if authed != nil {
+					if bytes.Contains(p, auth) {
+						close(authed)
+						authed = nil
+					}
+					continue
+				}
+				for len(p) > 0 {
+					i := bytes.Index(p, update)
+					if i < 0 {
+						break
+					}
+					d := time.Now().UnixNano() - published.Load()
+					rest := p[i+len(update):]
+					ref := rest[:bytes.IndexByte(rest, '"')]
+					p = rest
+					latMu.Lock()
+					lat = append(lat, d)
+					latMu.Unlock()
+					if got.Add(1) == int64(n) {
+						all <- struct{}{}
+					}
+					if k++; replies && k%2 == 0 {
+						c.writeText([]byte(`{"type":"reply","ref":"` + string(ref) + `"}`))
+					}
+				}
+			}
+		}()
+		<-authed
+	}
+	m := s.send("a", ids[0], conv, "first")
+	<-all
+	payload, _ := json.Marshal(tidings.MessagePayload{Message: m})
+	last, _ := protocol.ParseRef(s.lastRef())
+	lat = lat[:0]
+	b.ResetTimer()
+	for i := range b.N {
+		got.Store(0)
+		published.Store(time.Now().UnixNano())
+		s.node.Publish(&tidings.Event{Seq: last + int64(i) + 1, ID: fmt.Sprint("ev", i), AppID: "a",
+			Name: tidings.EventMessageSent, Time: time.Now(), Actor: &tidings.Profile{ID: ids[0]},
+			ConversationID: conv, Payload: payload})
+		select {
+		case <-all:
+		case <-time.After(10 * time.Second):
+			b.Fatalf("got %d updates want %d", got.Load(), n)
+		}
+		b.StopTimer()
+		time.Sleep(10 * time.Millisecond) // the replies handled: the next event comes alone
+		b.StartTimer()
+	}
+	b.StopTimer()
+	latMu.Lock()
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / 1e6 }
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(q(1), "last-ms")
+	latMu.Unlock()
 }
