@@ -257,19 +257,16 @@ func benchFanoutLatency(b *testing.B, n int, replies bool) {
 	for _, id := range ids[1:] {
 		c := rawAuth(b, s, id, "d")
 		authed := make(chan struct{})
-		go func() {
+		go func(authed chan struct{}) { // its own copy: it sets it to nil
 			k := 0
 			for {
 				_, p, err := c.readFrame()
 				if err != nil {
 					return
 				}
-				if authed != nil {
-					if bytes.Contains(p, auth) {
-						close(authed)
-						authed = nil
-					}
-					continue
+				if authed != nil && bytes.Contains(p, auth) {
+					close(authed)
+					authed = nil
 				}
 				for len(p) > 0 {
 					i := bytes.Index(p, update)
@@ -291,7 +288,7 @@ func benchFanoutLatency(b *testing.B, n int, replies bool) {
 					}
 				}
 			}
-		}()
+		}(authed)
 		<-authed
 	}
 	m := s.send("a", ids[0], conv, "first")
