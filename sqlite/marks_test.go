@@ -354,3 +354,39 @@ func TestMarksAreWrittenAChunkPerCommit(t *testing.T) {
 	want("after a crash in the middle of the plan", map[string]int64{"c0": 2, "c1": 1, "c2": 1, "c3": 1, "c4": 1, "c5": 1},
 		map[string]map[string]int64{"c0": bob2, "c1": alice1, "c2": alice1, "c3": alice1, "c4": alice1, "c5": alice1}, mid)
 }
+
+// A second process may open the database while a server writes to it
+// (the CLI's commands that open the store directly): the repair of marks
+// at Open waits for the server's commit instead of failing with
+// "database is locked".
+func TestOpenWhileAnotherWrites(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, _, err := e.messages.SendMessage(user("a", "alice"), c.ID, tidings.NewMessage{Parts: text("hi")}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+	for i := range 3 {
+		db := sqlite.NewDB(e.path)
+		if err := db.Open(); err != nil {
+			t.Fatalf("open %d while another writes: %v", i+1, err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatalf("close %d: %v", i+1, err)
+		}
+	}
+}

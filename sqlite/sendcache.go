@@ -392,12 +392,19 @@ func (sc *sendCache) discard() {
 // delivered mark, from the messages stored past the conversation's last
 // seq. A database without marks_seq wrote every send's marks in its
 // commit: it starts from its newest event.
-func (db *DB) repairMarks(ctx context.Context) error {
-	tx, err := db.wconn.BeginTx(ctx, nil)
-	if err != nil {
+func (db *DB) repairMarks(ctx context.Context) (err error) {
+	// IMMEDIATE: a deferred transaction that read first could not take
+	// the write lock if another process (a server on the same files)
+	// committed meanwhile, busy timeout or not ("database is locked").
+	if _, err := db.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: repair marks: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() {
+		if err != nil {
+			db.wconn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	tx := db.wconn
 	var through int64
 	err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'marks_seq'`).Scan(&through)
 	if isNoRows(err) {
@@ -440,12 +447,15 @@ func (db *DB) repairMarks(ctx context.Context) error {
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`); err != nil {
 		return fmt.Errorf("sqlite: repair marks: %w", err)
 	}
-	return tx.Commit()
+	if _, err := tx.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("sqlite: repair marks: %w", err)
+	}
+	return nil
 }
 
 // repairConversationMarks brings conversation k's marks up to the
 // messages stored past its last seq, and says how many there were.
-func repairConversationMarks(ctx context.Context, tx *sql.Tx, k convKey) (int, error) {
+func repairConversationMarks(ctx context.Context, tx *sql.Conn, k convKey) (int, error) {
 	var last int64
 	err := tx.QueryRowContext(ctx, `SELECT last_seq FROM conversations WHERE app_id = ? AND id = ?`, k.app, k.conv).Scan(&last)
 	if isNoRows(err) {
