@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -112,6 +113,12 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 			b.Fatal(err)
 		}
 	}
+	if os.Getenv("TIDINGS_BENCH_EVENTS_INDEX") == "no-sends" {
+		// What the index entry of each send costs: the sends' events
+		// left out of events_by_conversation (replay would miss them).
+		indexSendsNot(b, path)
+	}
+	noClientID := os.Getenv("TIDINGS_BENCH_CLIENT_ID") == "none"
 	e := openDBWith(b, path, nil)
 	parts := text("64 bytes of message text, which is about one line of a chat.....")
 	var n atomic.Int64
@@ -131,9 +138,12 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 				}
 				r := (i * 7919) % rooms // another room each time
 				from := fmt.Sprintf("u%d", r*members+i%members)
+				nm := tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)}
+				if noClientID {
+					nm.ClientID = "" // no entry in messages_by_client_id
+				}
 				start := time.Now()
-				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r),
-					tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)})
+				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r), nm)
 				latency[i] = time.Since(start)
 				if err != nil {
 					b.Error(err)
@@ -152,6 +162,23 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 	b.ReportMetric(float64(io1["syscw"]-io0["syscw"])/float64(b.N), "writes/msg")
 	b.ReportMetric(float64(io1["syscr"]-io0["syscr"])/float64(b.N), "reads/msg")
 	b.ReportMetric(float64(io1["write_bytes"]-io0["write_bytes"])/float64(b.N)/1024, "KiB-written/msg")
+}
+
+// indexSendsNot makes the database at path leave the events of sends
+// out of events_by_conversation, to measure what that index's entry costs
+// a send.
+func indexSendsNot(b *testing.B, path string) {
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{`DROP INDEX events_by_conversation`,
+		`CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq) WHERE name <> '` + tidings.EventMessageSent + `'`} {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // procIO reads this process's I/O counters (/proc/self/io).
@@ -175,12 +202,16 @@ func procIO(b *testing.B) map[string]int64 {
 // owner), made once and kept in the temporary directory, since making it
 // takes a while.
 func roomsTemplate(b *testing.B, rooms, members int) string {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("tidings-bench-rooms-%dx%d.db", rooms, members))
+	name := fmt.Sprintf("tidings-bench-rooms-%dx%d", rooms, members)
+	if size := benchPageSize(b); size != 0 {
+		name += fmt.Sprintf("-p%d", size)
+	}
+	path := filepath.Join(os.TempDir(), name+".db")
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
 	tmp := filepath.Join(b.TempDir(), "template.db")
-	e := openDBWith(b, tmp, nil)
+	e := openDBWith(b, tmp, func(db *sqlite.DB) { db.PageSize = benchPageSize(b) })
 	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
 		b.Fatal(err)
 	}
@@ -228,6 +259,21 @@ func roomsTemplate(b *testing.B, rooms, members int) string {
 		b.Fatal(err)
 	}
 	return path
+}
+
+// benchPageSize is the page size of the rooms database:
+// $TIDINGS_BENCH_PAGE_SIZE, to compare page sizes, or 0 (SQLite's
+// default, 4096).
+func benchPageSize(b *testing.B) int {
+	v := os.Getenv("TIDINGS_BENCH_PAGE_SIZE")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		b.Fatalf("TIDINGS_BENCH_PAGE_SIZE: %v", err)
+	}
+	return n
 }
 
 // copyFile copies a closed database, with its WAL if it has one.

@@ -55,6 +55,12 @@ type DB struct {
 	// CacheMiB is the size of the write connection's page cache (default
 	// 64 MiB).
 	CacheMiB int
+	// PageSize is the page size, in bytes, of a database that Open
+	// creates (a power of two from 512 to 65536; 0: SQLite's default,
+	// 4096). A database that exists keeps the page size it was created
+	// with. Smaller pages were measured and not kept (docs/benchmarks.md,
+	// issue #14): it is here for such measurements.
+	PageSize int
 	// Synchronous is the SQLite synchronous setting: "FULL" (default: a
 	// committed write survives power loss) or "NORMAL" (survives a crash of
 	// the process, may lose the last commits on power loss).
@@ -139,6 +145,9 @@ func (db *DB) Open() error {
 	if err := createPrivate(db.path); err != nil {
 		return err
 	}
+	if err := db.setPageSize(); err != nil {
+		return err
+	}
 	// temp_store(MEMORY) keeps the savepoint journals of group commit in
 	// memory instead of temporary files.
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
@@ -213,6 +222,48 @@ func (db *DB) Open() error {
 	db.jobs = make(chan *job, 4*db.MaxBatch)
 	db.done = make(chan struct{})
 	go db.writer()
+	return nil
+}
+
+// setPageSize gives a database file that is still empty (new) the page
+// size of DB.PageSize, if set. It must come before the first table and before
+// the database is put in WAL mode, both of which write the page size
+// into the file's header for good; the write connection's pragmas would
+// come too late (the driver sets journal_mode first), so a connection of
+// its own does it and puts the database in WAL mode. A database that
+// exists keeps its page size.
+func (db *DB) setPageSize() error {
+	size := db.PageSize
+	if size == 0 {
+		return nil
+	}
+	if size < 512 || size > 65536 || size&(size-1) != 0 {
+		return fmt.Errorf("sqlite: page size must be a power of two from 512 to 65536, not %d", size)
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	if fi.Size() > 0 {
+		return nil
+	}
+	c, err := sql.Open("sqlite", "file:"+db.path)
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	defer c.Close()
+	c.SetMaxOpenConns(1)
+	// One connection: the pragma holds for the connection that sets it.
+	conn, err := c.Conn(context.Background())
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	defer conn.Close()
+	for _, q := range []string{fmt.Sprintf("PRAGMA page_size = %d", size), "PRAGMA journal_mode = WAL"} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			return fmt.Errorf("sqlite: set the page size: %w", err)
+		}
+	}
 	return nil
 }
 
