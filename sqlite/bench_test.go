@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -113,11 +112,6 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 			b.Fatal(err)
 		}
 	}
-	if os.Getenv("TIDINGS_BENCH_EVENTS_INDEX") == "no-sends" {
-		// What the index entry of each send costs: the sends' events
-		// left out of events_by_conversation (replay would miss them).
-		indexSendsNot(b, path)
-	}
 	noClientID := os.Getenv("TIDINGS_BENCH_CLIENT_ID") == "none"
 	e := openDBWith(b, path, nil)
 	parts := text("64 bytes of message text, which is about one line of a chat.....")
@@ -162,23 +156,6 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 	b.ReportMetric(float64(io1["syscw"]-io0["syscw"])/float64(b.N), "writes/msg")
 	b.ReportMetric(float64(io1["syscr"]-io0["syscr"])/float64(b.N), "reads/msg")
 	b.ReportMetric(float64(io1["write_bytes"]-io0["write_bytes"])/float64(b.N)/1024, "KiB-written/msg")
-}
-
-// indexSendsNot makes the database at path leave the events of sends
-// out of events_by_conversation, to measure what that index's entry costs
-// a send.
-func indexSendsNot(b *testing.B, path string) {
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{`DROP INDEX events_by_conversation`,
-		`CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq) WHERE name <> '` + tidings.EventMessageSent + `'`} {
-		if _, err := db.Exec(q); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // procIO reads this process's I/O counters (/proc/self/io).

@@ -102,6 +102,13 @@ type DB struct {
 	pushApps  map[string]bool
 	pushDirty map[string]bool
 
+	// sendsIndexedThrough is the newest sent event that is in
+	// events_by_conversation (those of messages stored before migration
+	// 0011); replay reads the later ones through messages. userStream is
+	// the replay query with it (userStreamQuery).
+	sendsIndexedThrough int64
+	userStream          string
+
 	metrics *metrics
 	jobs    chan *job
 	done    chan struct{}
@@ -175,6 +182,12 @@ func (db *DB) Open() error {
 		db.write.Close()
 		return err
 	}
+	if err := db.wconn.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'sends_indexed_through'`).Scan(&db.sendsIndexedThrough); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	db.userStream = userStreamQuery(db.sendsIndexedThrough)
 	if err := db.hashServerKeys(ctx); err != nil {
 		db.wconn.Close()
 		db.write.Close()
@@ -339,6 +352,12 @@ func (db *DB) migrate(ctx context.Context) error {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migration %s: %w", version, err)
 		}
+		if after := afterMigration[version]; after != nil {
+			if err := after(ctx, db, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlite: migration %s: %w", version, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, db.Now().UnixMicro()); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migration %s: %w", version, err)
@@ -369,6 +388,42 @@ func createPrivate(path string) error {
 // SQL, by version.
 var beforeMigration = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
 	"0002_security": logDuplicateIdentifiers,
+}
+
+// afterMigration holds what runs in a migration's transaction after its
+// SQL, by version.
+var afterMigration = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
+	"0011_sends_replayed_from_messages": indexSendsThroughNow,
+}
+
+// indexSendsThroughNow makes events_by_conversation again for migration
+// 0011: without the sent events to come, which replay reads through
+// messages, but with those stored so far, whose messages do not name
+// their events. The newest event now is written into the index's
+// condition and kept in meta (sends_indexed_through), for the queries
+// (sendsIndexedThrough).
+func indexSendsThroughNow(ctx context.Context, db *DB, tx *sql.Tx) error {
+	var k int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&k); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq) WHERE `+eventIndexed(k)); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('sends_indexed_through', ?)`, k)
+	return err
+}
+
+// eventIndexed is the condition of events_by_conversation (about the
+// events table's columns, unqualified, or those of alias e), with the
+// newest event indexed whatever its name, k: a query must say it
+// literally, as its own term, for SQLite to use the index.
+func eventIndexed(k int64, alias ...string) string {
+	p := ""
+	if len(alias) > 0 {
+		p = alias[0] + "."
+	}
+	return fmt.Sprintf("(%sname <> '%s' OR %sseq <= %d)", p, tidings.EventMessageSent, p, k)
 }
 
 // logDuplicateIdentifiers logs the users whose identifier migration 0002
