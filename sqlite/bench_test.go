@@ -112,6 +112,7 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 			b.Fatal(err)
 		}
 	}
+	noClientID := os.Getenv("TIDINGS_BENCH_CLIENT_ID") == "none"
 	e := openDBWith(b, path, nil)
 	parts := text("64 bytes of message text, which is about one line of a chat.....")
 	var n atomic.Int64
@@ -131,9 +132,12 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 				}
 				r := (i * 7919) % rooms // another room each time
 				from := fmt.Sprintf("u%d", r*members+i%members)
+				nm := tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)}
+				if noClientID {
+					nm.ClientID = "" // no entry in messages_by_client_id
+				}
 				start := time.Now()
-				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r),
-					tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)})
+				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r), nm)
 				latency[i] = time.Since(start)
 				if err != nil {
 					b.Error(err)
@@ -175,12 +179,16 @@ func procIO(b *testing.B) map[string]int64 {
 // owner), made once and kept in the temporary directory, since making it
 // takes a while.
 func roomsTemplate(b *testing.B, rooms, members int) string {
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("tidings-bench-rooms-%dx%d.db", rooms, members))
+	name := fmt.Sprintf("tidings-bench-rooms-%dx%d", rooms, members)
+	if size := benchPageSize(b); size != 0 {
+		name += fmt.Sprintf("-p%d", size)
+	}
+	path := filepath.Join(os.TempDir(), name+".db")
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
 	tmp := filepath.Join(b.TempDir(), "template.db")
-	e := openDBWith(b, tmp, nil)
+	e := openDBWith(b, tmp, func(db *sqlite.DB) { db.PageSize = benchPageSize(b) })
 	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
 		b.Fatal(err)
 	}
@@ -228,6 +236,21 @@ func roomsTemplate(b *testing.B, rooms, members int) string {
 		b.Fatal(err)
 	}
 	return path
+}
+
+// benchPageSize is the page size of the rooms database:
+// $TIDINGS_BENCH_PAGE_SIZE, to compare page sizes, or 0 (SQLite's
+// default, 4096).
+func benchPageSize(b *testing.B) int {
+	v := os.Getenv("TIDINGS_BENCH_PAGE_SIZE")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		b.Fatalf("TIDINGS_BENCH_PAGE_SIZE: %v", err)
+	}
+	return n
 }
 
 // copyFile copies a closed database, with its WAL if it has one.

@@ -55,6 +55,12 @@ type DB struct {
 	// CacheMiB is the size of the write connection's page cache (default
 	// 64 MiB).
 	CacheMiB int
+	// PageSize is the page size, in bytes, of a database that Open
+	// creates (a power of two from 512 to 65536; 0: SQLite's default,
+	// 4096). A database that exists keeps the page size it was created
+	// with. Smaller pages were measured and not kept (docs/benchmarks.md,
+	// issue #14): it is here for such measurements.
+	PageSize int
 	// Synchronous is the SQLite synchronous setting: "FULL" (default: a
 	// committed write survives power loss) or "NORMAL" (survives a crash of
 	// the process, may lose the last commits on power loss).
@@ -100,6 +106,13 @@ type DB struct {
 	pushApps  map[string]bool
 	pushDirty map[string]bool
 
+	// sendsIndexedThrough is the newest sent event that is in
+	// events_by_conversation (those of messages stored before migration
+	// 0011); replay reads the later ones through messages. userStream is
+	// the replay query with it (userStreamQuery).
+	sendsIndexedThrough int64
+	userStream          string
+
 	metrics *metrics
 	jobs    chan *job
 	done    chan struct{}
@@ -144,6 +157,9 @@ func (db *DB) Open() error {
 	if err := createPrivate(db.path); err != nil {
 		return err
 	}
+	if err := db.setPageSize(); err != nil {
+		return err
+	}
 	// temp_store(MEMORY) keeps the savepoint journals of group commit in
 	// memory instead of temporary files.
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
@@ -171,6 +187,12 @@ func (db *DB) Open() error {
 		db.write.Close()
 		return err
 	}
+	if err := db.wconn.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'sends_indexed_through'`).Scan(&db.sendsIndexedThrough); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	db.userStream = userStreamQuery(db.sendsIndexedThrough)
 	if err := db.hashServerKeys(ctx); err != nil {
 		db.wconn.Close()
 		db.write.Close()
@@ -218,6 +240,48 @@ func (db *DB) Open() error {
 	db.jobs = make(chan *job, 4*db.MaxBatch)
 	db.done = make(chan struct{})
 	go db.writer()
+	return nil
+}
+
+// setPageSize gives a database file that is still empty (new) the page
+// size of DB.PageSize, if set. It must come before the first table and before
+// the database is put in WAL mode, both of which write the page size
+// into the file's header for good; the write connection's pragmas would
+// come too late (the driver sets journal_mode first), so a connection of
+// its own does it and puts the database in WAL mode. A database that
+// exists keeps its page size.
+func (db *DB) setPageSize() error {
+	size := db.PageSize
+	if size == 0 {
+		return nil
+	}
+	if size < 512 || size > 65536 || size&(size-1) != 0 {
+		return fmt.Errorf("sqlite: page size must be a power of two from 512 to 65536, not %d", size)
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	if fi.Size() > 0 {
+		return nil
+	}
+	c, err := sql.Open("sqlite", "file:"+db.path)
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	defer c.Close()
+	c.SetMaxOpenConns(1)
+	// One connection: the pragma holds for the connection that sets it.
+	conn, err := c.Conn(context.Background())
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	defer conn.Close()
+	for _, q := range []string{fmt.Sprintf("PRAGMA page_size = %d", size), "PRAGMA journal_mode = WAL"} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			return fmt.Errorf("sqlite: set the page size: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -293,6 +357,12 @@ func (db *DB) migrate(ctx context.Context) error {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migration %s: %w", version, err)
 		}
+		if after := afterMigration[version]; after != nil {
+			if err := after(ctx, db, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("sqlite: migration %s: %w", version, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, db.Now().UnixMicro()); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("sqlite: migration %s: %w", version, err)
@@ -323,6 +393,42 @@ func createPrivate(path string) error {
 // SQL, by version.
 var beforeMigration = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
 	"0002_security": logDuplicateIdentifiers,
+}
+
+// afterMigration holds what runs in a migration's transaction after its
+// SQL, by version.
+var afterMigration = map[string]func(ctx context.Context, db *DB, tx *sql.Tx) error{
+	"0011_sends_replayed_from_messages": indexSendsThroughNow,
+}
+
+// indexSendsThroughNow makes events_by_conversation again for migration
+// 0011: without the sent events to come, which replay reads through
+// messages, but with those stored so far, whose messages do not name
+// their events. The newest event now is written into the index's
+// condition and kept in meta (sends_indexed_through), for the queries
+// (sendsIndexedThrough).
+func indexSendsThroughNow(ctx context.Context, db *DB, tx *sql.Tx) error {
+	var k int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&k); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq) WHERE `+eventIndexed(k)); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('sends_indexed_through', ?)`, k)
+	return err
+}
+
+// eventIndexed is the condition of events_by_conversation (about the
+// events table's columns, unqualified, or those of alias e), with the
+// newest event indexed whatever its name, k: a query must say it
+// literally, as its own term, for SQLite to use the index.
+func eventIndexed(k int64, alias ...string) string {
+	p := ""
+	if len(alias) > 0 {
+		p = alias[0] + "."
+	}
+	return fmt.Sprintf("(%sname <> '%s' OR %sseq <= %d)", p, tidings.EventMessageSent, p, k)
 }
 
 // logDuplicateIdentifiers logs the users whose identifier migration 0002

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -161,5 +162,60 @@ func TestAppKeys(t *testing.T) {
 	apps := must[[]*tidings.App](t)(e.apps.ListApps(ctx))
 	if len(apps) != 3 {
 		t.Fatalf("listed %d apps, want 3", len(apps))
+	}
+}
+
+// pageSizeAndWAL reads the page size and the WAL mode from a database
+// file's header (bytes 16–17, big-endian; 18–19 are 2 in WAL mode).
+func pageSizeAndWAL(t *testing.T, path string) (int, bool) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 100 {
+		t.Fatalf("%s: %d bytes, no header", path, len(data))
+	}
+	size := int(data[16])<<8 | int(data[17])
+	if size == 1 {
+		size = 65536
+	}
+	return size, data[18] == 2 && data[19] == 2
+}
+
+func TestPageSizeOfANewDatabaseOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tidings.db")
+	e := openDBWith(t, path, func(db *sqlite.DB) { db.PageSize = 1024 })
+	app := must[*tidings.App](t)(e.apps.CreateApp(context.Background(), "", "shop"))
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, wal := pageSizeAndWAL(t, path); size != 1024 || !wal {
+		t.Fatalf("new database: page size %d, WAL %v; want 1024, WAL", size, wal)
+	}
+	// A database that exists keeps its page size.
+	e = openDBWith(t, path, func(db *sqlite.DB) { db.PageSize = 2048 })
+	if _, err := e.apps.FindAppByID(context.Background(), app.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, wal := pageSizeAndWAL(t, path); size != 1024 || !wal {
+		t.Fatalf("reopened: page size %d, WAL %v; want 1024, WAL", size, wal)
+	}
+	// Without PageSize, SQLite's default.
+	other := filepath.Join(t.TempDir(), "default.db")
+	if err := openDB(t, other).db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, wal := pageSizeAndWAL(t, other); size != 4096 || !wal {
+		t.Fatalf("default: page size %d, WAL %v; want 4096, WAL", size, wal)
+	}
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "bad.db"))
+	db.PageSize = 1000
+	if err := db.Open(); err == nil {
+		db.Close()
+		t.Fatal("opened with a page size of 1000")
 	}
 }

@@ -26,19 +26,42 @@ func NewEventLog(db *DB) *EventLog { return &EventLog{db: db} }
 
 const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversation_id, e.user_id, e.payload`
 
-// userStream selects the events of a user's stream after a seq: those of
-// the conversations they took part in, within their memberships; those
-// about them outside any conversation (their profile); and the profile
-// changes of the others who took part in one of those conversations at
-// the same time, found through profile_shares within the same memberships
-// (a range seek per membership, as for the conversations' events, and
-// once each however many conversations the two share). Arguments: app,
-// user, after, after; app, user, after; app, user, user, after, after;
-// limit.
-const userStream = `SELECT ` + eventColumns + ` FROM memberships m
+// userStreamQuery returns the query of a user's stream after a seq: the
+// events of the conversations they took part in, within their
+// memberships; those about them outside any conversation (their
+// profile); and the profile changes of the others who took part in one of
+// those conversations at the same time, found through profile_shares
+// within the same memberships (a range seek per membership, as for the
+// conversations' events, and once each however many conversations the
+// two share). Arguments: app, user, after, after; after, app, user,
+// after, after; app, user, after; app, user, user, after, after; limit.
+//
+// A conversation's events come in two parts. Those in
+// events_by_conversation (all but the sent events after k, the
+// sendsIndexedThrough of the database) by a range seek of the index per
+// membership. The sends after k through messages, each naming its event
+// (event_seq): within a conversation message seqs and the seqs of their
+// events grow together, so the sends after an event seq L are the
+// messages after the newest one whose event is at or before L (or that
+// names none: stored before migration 0011, or before L). That one is
+// found by walking the conversation's messages back from the newest, as
+// many as the replay returns plus one; the events themselves by rowid,
+// as stored.
+func userStreamQuery(k int64) string {
+	return `SELECT ` + eventColumns + ` FROM memberships m
 	JOIN events e ON e.app_id = m.app_id AND e.conversation_id = m.conversation_id
 		AND e.seq >= m.from_seq AND (m.to_seq IS NULL OR e.seq <= m.to_seq)
-	WHERE m.app_id = ? AND m.user_id = ? AND e.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?)
+	WHERE m.app_id = ? AND m.user_id = ? AND e.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?) AND ` + eventIndexed(k, "e") + `
+	UNION ALL
+	SELECT ` + eventColumns + ` FROM memberships m
+	JOIN messages s ON s.app_id = m.app_id AND s.conversation_id = m.conversation_id
+		AND s.seq > COALESCE((SELECT x.seq FROM messages x
+			WHERE x.app_id = m.app_id AND x.conversation_id = m.conversation_id
+				AND (x.event_seq IS NULL OR x.event_seq <= max(?, m.from_seq - 1))
+			ORDER BY x.seq DESC LIMIT 1), 0)
+	JOIN events e ON e.seq = s.event_seq
+	WHERE m.app_id = ? AND m.user_id = ? AND (m.to_seq IS NULL OR m.to_seq > ?)
+		AND (m.to_seq IS NULL OR s.event_seq <= m.to_seq) AND s.event_seq > max(?, m.from_seq - 1) AND s.event_seq > ` + fmt.Sprint(k) + `
 	UNION ALL
 	SELECT ` + eventColumns + ` FROM events e
 	WHERE e.app_id = ? AND e.user_id = ? AND e.conversation_id IS NULL AND e.seq > ?
@@ -49,6 +72,7 @@ const userStream = `SELECT ` + eventColumns + ` FROM memberships m
 			AND s.seq >= m.from_seq AND (m.to_seq IS NULL OR s.seq <= m.to_seq)
 		WHERE m.app_id = ? AND m.user_id = ? AND s.user_id <> ? AND s.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?))
 	ORDER BY 1 LIMIT ?`
+}
 
 func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
 	var e tidings.Event
@@ -80,8 +104,8 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	// Prepared once (as every read): parsing this query again for every
 	// read was a third of the CPU of a reconnect storm, which reads each
 	// client's stream two or three times.
-	rows, err := l.db.query(ctx, userStream, appID, userID, after, after, appID, userID, after,
-		appID, userID, userID, after, after, limit)
+	rows, err := l.db.query(ctx, l.db.userStream, appID, userID, after, after, after, appID, userID, after, after,
+		appID, userID, after, appID, userID, userID, after, after, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -64,9 +64,13 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 	// Each round: one message per conversation, at seq last_seq + round,
 	// with an id that sorts by time as the real ones do (NewID).
 	const text = `64 bytes of message text, which is about one line of a chat.....`
-	insMessages := `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, sent_at)
+	// Each message names its event (event_seq, see userStreamQuery): the
+	// events are inserted next, in the same order, each at the newest seq
+	// plus one, and fill_convs's rowids run from 1.
+	insMessages := `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, sent_at, event_seq)
 		SELECT ?1, id, last_seq + ?2, printf('%013x%013x', ?3, rowid), sender, NULL,
-			'[{"type":"text/plain","data":"` + text + `"}]', ?3
+			'[{"type":"text/plain","data":"` + text + `"}]', ?3,
+			(SELECT COALESCE(MAX(seq), 0) FROM events) + rowid
 		FROM temp.fill_convs ORDER BY rowid`
 	insEvents := `INSERT INTO events (id, app_id, name, time, actor, conversation_id, user_id, payload)
 		SELECT printf('%013x%013x', ?3, rowid + 1000000000), ?1, 'conversationMessage.sent', ?3,

@@ -148,10 +148,16 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			ID: tidings.NewID(), ConversationID: convID, Seq: conv.lastSeq + 1, ClientID: nm.ClientID,
 			Sender: *sender.profile, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
 		}
-		res, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		// The event first: the message names it (event_seq; replay reads
+		// sends through messages, see userStreamQuery).
+		ev, err := tx.emitEvent(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, ""))
+		if err != nil {
+			return err
+		}
+		res, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`,
-			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now))
+			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now), ev.Seq)
 		if err != nil {
 			return err
 		}
@@ -159,6 +165,10 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			if n, err := res.RowsAffected(); err != nil {
 				return err
 			} else if n == 0 {
+				// A message sent before: no new message, no new event.
+				if err := tx.unemit(ev); err != nil {
+					return err
+				}
 				msg = nil
 				found, err := earlier()
 				if err == nil && !found {
@@ -166,10 +176,6 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 				}
 				return err
 			}
-		}
-		ev, err := tx.emitEvent(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, ""))
-		if err != nil {
-			return err
 		}
 		// Last, once nothing can fail: the conversation's last seq and the
 		// sender's marks are written when the cache is flushed.
@@ -217,9 +223,13 @@ func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convI
 			ID: tidings.NewID(), ConversationID: convID, Seq: conv.LastSeq + 1, ClientID: nm.ClientID, System: true,
 			Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
 		}
-		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, system)
-			VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, 1)`,
-			c.AppID, convID, msg.Seq, msg.ID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
+		ev, err := tx.emitEvent(c.AppID, tidings.EventMessageSent, nil, convID, "", tidings.NewMessagePayload(msg, ""))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, system, event_seq)
+			VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, 1, ?)`,
+			c.AppID, convID, msg.Seq, msg.ID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now), ev.Seq); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`UPDATE conversations SET last_seq = ?, last_activity_at = ? WHERE app_id = ? AND id = ?`,
@@ -227,7 +237,7 @@ func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convI
 			return err
 		}
 		created = true
-		return tx.emit(c.AppID, tidings.EventMessageSent, nil, convID, "", tidings.NewMessagePayload(msg, ""))
+		return nil
 	})
 	if err != nil {
 		return nil, false, err

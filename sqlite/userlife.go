@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -118,20 +119,27 @@ func (s *UserService) DeleteUser(ctx context.Context, id string, messages tiding
 			senderGone = `json_remove(json_set(payload, '$.sender', json('` + anonymousJSON + `'), '$.parts', json('[]')),
 				'$.clientId', '$.profileId', '$.metadata', '$.alert')`
 		}
+		// A conversation's events are those of events_by_conversation
+		// (its condition said, for SQLite to use it) and the sends after
+		// sendsIndexedThrough, which only their messages name (see
+		// userStreamQuery): each update runs on both.
 		for _, conv := range convs {
-			if _, err := tx.exec(`UPDATE events SET actor = NULL
-				WHERE app_id = ? AND conversation_id = ? AND actor IS NOT NULL AND json_extract(actor, '$.id') = ?`, app, conv, id); err != nil {
-				return err
+			for _, events := range eventsOfConversation(tx.db.sendsIndexedThrough) {
+				if _, err := tx.exec(`UPDATE events SET actor = NULL
+					WHERE `+events+` AND actor IS NOT NULL AND json_extract(actor, '$.id') = ?3`, app, conv, id); err != nil {
+					return err
+				}
+				if _, err := tx.exec(`UPDATE events SET payload = `+senderGone+`
+					WHERE `+events+` AND name IN (?3, ?4, ?5) AND json_extract(payload, '$.sender.id') = ?6`,
+					app, conv, tidings.EventMessageSent, tidings.EventMessageEdited, tidings.EventMessageDeleted, id); err != nil {
+					return err
+				}
 			}
-			if _, err := tx.exec(`UPDATE events SET payload = `+senderGone+`
-				WHERE app_id = ? AND conversation_id = ? AND name IN (?, ?, ?) AND json_extract(payload, '$.sender.id') = ?`,
-				app, conv, tidings.EventMessageSent, tidings.EventMessageEdited, tidings.EventMessageDeleted, id); err != nil {
-				return err
-			}
+			k := tx.db.sendsIndexedThrough
 			if _, err := tx.exec(`UPDATE events SET payload = json_set(payload, '$.participants',
 					(SELECT json_group_array(json(j.value)) FROM json_each(events.payload, '$.participants') AS j
 					 WHERE json_extract(j.value, '$.userId') IS NOT ?))
-				WHERE app_id = ? AND conversation_id = ? AND name = ? AND EXISTS
+				WHERE app_id = ? AND conversation_id = ? AND `+eventIndexed(k)+` AND name = ? AND EXISTS
 					(SELECT 1 FROM json_each(events.payload, '$.participants') AS j WHERE json_extract(j.value, '$.userId') = ?)`,
 				id, app, conv, tidings.EventConversationCreate, id); err != nil {
 				return err
@@ -249,4 +257,14 @@ func (tx *Tx) strings(query string, args ...any) ([]string, error) {
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// eventsOfConversation returns the two conditions that select the events
+// of conversation ?2 of app ?1 (of the events table, unqualified): those
+// in events_by_conversation, with its condition said for SQLite to use
+// it, and the sends after k (sendsIndexedThrough), which only their
+// messages name (see userStreamQuery).
+func eventsOfConversation(k int64) []string {
+	return []string{`app_id = ?1 AND conversation_id = ?2 AND ` + eventIndexed(k),
+		`seq IN (SELECT event_seq FROM messages WHERE app_id = ?1 AND conversation_id = ?2 AND event_seq > ` + strconv.FormatInt(k, 10) + `)`}
 }

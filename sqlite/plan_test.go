@@ -1,0 +1,91 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// plan returns the query plan of query, one line per step.
+func plan(t *testing.T, db *DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.wconn.QueryContext(context.Background(), `EXPLAIN QUERY PLAN `+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var steps []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, detail)
+	}
+	return steps
+}
+
+// The replay of a stream seeks each membership's events: through
+// events_by_conversation, despite its condition, and the sends through
+// their messages by primary key, never scanning a table.
+func TestReplaySeeksEachConversation(t *testing.T) {
+	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	check := func(k int64) {
+		t.Helper()
+		steps := plan(t, db, userStreamQuery(k), "a", "u", 1, 1, 1, "a", "u", 1, 1, "a", "u", 1, "a", "u", "u", 1, 1, 100)
+		all := strings.Join(steps, "\n")
+		for _, want := range []string{
+			"SEARCH e USING INDEX events_by_conversation (app_id=? AND conversation_id=? AND seq>?)",
+			"SEARCH s USING PRIMARY KEY (app_id=? AND conversation_id=? AND seq>?)",
+			"SEARCH x USING PRIMARY KEY (app_id=? AND conversation_id=?)",
+			"SEARCH e USING INTEGER PRIMARY KEY (rowid=?)",
+		} {
+			if !strings.Contains(all, want) {
+				t.Errorf("sends indexed through %d: no %q in the plan:\n%s", k, want, all)
+			}
+		}
+		for _, s := range steps {
+			if strings.HasPrefix(s, "SCAN") {
+				t.Errorf("sends indexed through %d: the plan scans: %q in\n%s", k, s, all)
+			}
+		}
+	}
+	check(db.sendsIndexedThrough) // a new database: 0
+	// As a migrated database.
+	for _, q := range []string{`DROP INDEX events_by_conversation`,
+		`CREATE INDEX events_by_conversation ON events (app_id, conversation_id, seq) WHERE ` + eventIndexed(1234)} {
+		if _, err := db.wconn.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(1234)
+}
+
+// Erasing a user updates each conversation's events through
+// events_by_conversation and the messages' primary key, never scanning
+// the events.
+func TestErasureSeeksEachConversation(t *testing.T) {
+	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, events := range eventsOfConversation(db.sendsIndexedThrough) {
+		steps := plan(t, db, `UPDATE events SET actor = NULL WHERE `+events+` AND actor IS NOT NULL AND json_extract(actor, '$.id') = ?3`, "a", "c", "u")
+		all := strings.Join(steps, "\n")
+		if !strings.Contains(all, "events_by_conversation") && !strings.Contains(all, "SEARCH messages USING PRIMARY KEY (app_id=? AND conversation_id=?)") {
+			t.Errorf("%s: neither index in the plan:\n%s", events, all)
+		}
+		for _, s := range steps {
+			if strings.HasPrefix(s, "SCAN") {
+				t.Errorf("%s: the plan scans: %q in\n%s", events, s, all)
+			}
+		}
+	}
+}
