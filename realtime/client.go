@@ -211,7 +211,34 @@ func (c *Client) checkSoonerLocked(t time.Time) {
 }
 
 // Handle processes one frame from the peer.
-func (c *Client) Handle(data []byte) {
+func (c *Client) Handle(data []byte) { c.handle(data, false) }
+
+// HandleWarm is Handle on one of the node's warm workers (see goWarm),
+// waited for: a transport that would otherwise start a goroutine per
+// frame, to keep its reading goroutine's stack small, hands the frame
+// over here instead. An auth then runs on that worker, without a second
+// hand-off, and the frame's decoding does not grow a fresh goroutine's
+// stack. A panic is logged and the connection goes on. When the node is
+// shutting down, the frame is handled on a goroutine of its own, as
+// Handle would be (an auth is then refused).
+func (c *Client) HandleWarm(data []byte) {
+	done := make(chan struct{})
+	handle := func(warm bool) func() {
+		return func() {
+			defer close(done)
+			defer c.recoverPanic("frame", func() {})
+			c.handle(data, warm)
+		}
+	}
+	if !c.node.goWarm(handle(true)) {
+		go handle(false)()
+	}
+	<-done
+}
+
+// handle processes one frame; warm says whether it runs on a warm worker
+// (HandleWarm), where an auth runs without a hand-off.
+func (c *Client) handle(data []byte, warm bool) {
 	if ref, account, ok := parseReply(data); ok {
 		c.reply(ref, account)
 		return
@@ -230,7 +257,7 @@ func (c *Client) Handle(data []byte) {
 	c.mu.Unlock()
 	switch f.Type {
 	case protocol.TypeCommand:
-		c.command(&f)
+		c.command(&f, warm)
 	case protocol.TypeReply:
 		c.reply(f.Ref, f.Account)
 	default:
@@ -329,7 +356,9 @@ func decode(data json.RawMessage, v any) error {
 	return nil
 }
 
-func (c *Client) command(f *protocol.Frame) {
+// command runs a command frame; warm says whether it runs on a warm
+// worker already (HandleWarm).
+func (c *Client) command(f *protocol.Frame, warm bool) {
 	if f.ID == "" {
 		c.close(protocol.CloseBadFrame, "a command has no id")
 		return
@@ -343,6 +372,15 @@ func (c *Client) command(f *protocol.Frame) {
 	defer cancel()
 	switch f.Command {
 	case protocol.CmdAuth:
+		if warm {
+			func() {
+				defer c.recoverPanic("auth", func() {
+					c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
+				})
+				c.auth(ctx, f)
+			}()
+			return
+		}
 		// On a warm worker, waited for: auth goes deep (token, store),
 		// and the stack it grows would otherwise stay with the
 		// connection's reading goroutine, idle for hours (and be grown

@@ -125,7 +125,7 @@ func BenchmarkConnect(b *testing.B) {
 					for range work {
 						i := seq.Add(1)
 						c := n.Connect(tr)
-						c.Handle(frame(toks[i%users], bc.device(i), bc.resume))
+						c.HandleWarm(frame(toks[i%users], bc.device(i), bc.resume)) // as the WebSocket transport hands it
 						mu.Lock()
 						clients = append(clients, c)
 						mu.Unlock()

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -231,4 +232,46 @@ func authSeesChangesAtOnce(t *testing.T, apart bool) {
 	if e := auth(mint(other, "zed")); e != nil {
 		t.Fatalf("auth of app b's user with app b's token: %+v", e)
 	}
+}
+
+// A frame handed over with HandleWarm, as the WebSocket transport hands
+// every frame, is handled on one of the node's warm workers: an auth
+// there succeeds with no second hand-off, a panic while handling one is
+// answered and leaves the worker serving the next connects, and once the
+// node shuts down HandleWarm still handles what comes (on a goroutine of
+// its own) and returns.
+func TestHandleWarmAuthenticatesAndSurvivesAPanic(t *testing.T) {
+	cl, n, log := singleNode(t)
+	log.hook = func() { panic("test: the store failed") }
+	auth := func(user string) (*Client, *wire, protocol.Frame) {
+		t.Helper()
+		tok, _, err := token.Mint(cl.app, user, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(protocol.AuthArgs{Token: tok, Device: "d", ResumeAfter: "latest"})
+		f, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth, Data: data})
+		w := &wire{}
+		c := n.Connect(w)
+		c.HandleWarm(f) // returns once handled: the answer is written
+		return c, w, w.answer(t, "1")
+	}
+	if _, _, ans := auth("alice"); ans.Error == nil || ans.Error.Code != tidings.EInternal {
+		t.Fatalf("an auth that panicked was answered %+v, want %s", ans.Error, tidings.EInternal)
+	}
+	if n.warmWorkers.Load() == 0 {
+		t.Fatal("HandleWarm ran no warm worker")
+	}
+	bobC, bobW, ans := auth("bob")
+	if ans.Error != nil {
+		t.Fatalf("auth after a panic: %s: %s", ans.Error.Code, ans.Error.Message)
+	}
+	bob := &conn{t: t, c: bobC, w: bobW, ids: 1}
+	cl.send("alice", "hello")
+	bob.waitTexts("hello")
+
+	if err := n.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bobC.HandleWarm([]byte(`{"type":"command","id":"2","command":"ping"}`)) // returns: nothing waits for a worker
 }

@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1084,23 +1083,16 @@ func (e *events) OnMessage(socket *gws.Conn, message *gws.Message) {
 	c.handle(message.Bytes())
 }
 
-// handle hands a frame to the client on a goroutine of its own, and waits
-// for it: handling goes deep (JSON, the store), and the stack it would grow
-// on the reading goroutine stays with it for the connection's life (the
-// runtime halves a stack only when less than a quarter of it is in use),
-// while parked in a read the reader fits in 2 KiB. A panic is logged and
-// the connection goes on, as gws does for a panic in OnMessage.
+// handle hands a frame to the client, which handles it on one of the
+// node's warm workers and returns when it is done
+// (realtime.Client.HandleWarm): handling goes deep (JSON, the store), and
+// the stack it would grow on the reading goroutine stays with it for the
+// connection's life (the runtime halves a stack only when less than a
+// quarter of it is in use), while parked in a read the reader fits in
+// 2 KiB. On a warm worker, whose stack has grown already, neither the
+// frame's decoding nor an auth grows a fresh goroutine's stack, and an
+// auth needs no second hand-off. A panic is logged and the connection
+// goes on, as gws does for a panic in OnMessage.
 func (c *conn) handle(frame []byte) {
-	var done sync.WaitGroup
-	done.Add(1)
-	go func() {
-		defer done.Done()
-		defer func() {
-			if e := recover(); e != nil {
-				c.h.Logger.Error("panic while handling a frame", "panic", e, "stack", string(debug.Stack()))
-			}
-		}()
-		c.client.Handle(frame) // Handle keeps no reference to it
-	}()
-	done.Wait()
+	c.client.HandleWarm(frame) // HandleWarm keeps no reference to it
 }
