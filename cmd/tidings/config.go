@@ -68,6 +68,7 @@ type config struct {
 	MaxPresenceSubs int
 	MaxFrameBytes   int64
 	SendQueue       int
+	Writers         int
 	MemoryTrim      time.Duration
 	MaxConnsPerUser int
 	CommandRate     float64
@@ -245,6 +246,8 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 		"largest realtime frame from a client, in `bytes`")
 	fs.IntVar(&cfg.SendQueue, "send-queue", cfg.SendQueue,
 		"updates that may wait for one realtime connection (a `count`); past it the connection is closed as a slow consumer")
+	fs.IntVar(&cfg.Writers, "writers", cfg.Writers,
+		"goroutines that write the realtime connections' frames, each to its share of the connections (a `count`; 0: one per core)")
 	fs.IntVar(&cfg.MaxConnsPerUser, "max-conns-per-user", cfg.MaxConnsPerUser,
 		"realtime connections one user may hold (a `count`)")
 	fs.Float64Var(&cfg.CommandRate, "command-rate", cfg.CommandRate,
@@ -321,6 +324,8 @@ func (cfg *config) check() error {
 	case cfg.MaxFrameBytes <= cfg.MaxMessageBytes:
 		return fmt.Errorf("--max-frame-bytes (%d) must be larger than --max-message-bytes (%d): a message can be sent as a frame",
 			cfg.MaxFrameBytes, cfg.MaxMessageBytes)
+	case cfg.Writers < 0 || cfg.Writers > 1024:
+		return errors.New("--writers must be from 0 (one per core) to 1024")
 	case cfg.SendQueue < 16 || cfg.MaxConnsPerUser < 1 || cfg.CommandRate <= 0:
 		return errors.New("--send-queue must be at least 16, --max-conns-per-user at least 1 and --command-rate positive")
 	case cfg.Retention < time.Hour:

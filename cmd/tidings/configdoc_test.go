@@ -121,6 +121,8 @@ func TestConfigDocLimits(t *testing.T) {
 		{[]string{"--realtime-idle-timeout", "0s"}, []string{"--realtime-idle-timeout", "-1s"}},
 		{[]string{"--presence-limit", "0"}, []string{"--presence-limit", "-1"}},
 		{[]string{"--send-queue", "16"}, []string{"--send-queue", "15"}},
+		{[]string{"--writers", "1024"}, []string{"--writers", "1025"}},
+		{[]string{"--writers", "0"}, []string{"--writers", "-1"}},
 		{[]string{"--max-conns-per-user", "1"}, []string{"--max-conns-per-user", "0"}},
 		{[]string{"--command-rate", "0.5"}, []string{"--command-rate", "0"}},
 		{[]string{"--retention", "1h"}, []string{"--retention", "59m"}},

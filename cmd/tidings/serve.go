@@ -200,7 +200,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	limits := ratelimit.New(cfg.limits())
 	node.Limits = limits
 	wsHandler := &ws.Handler{Node: node, Logger: log, PingInterval: cfg.PingInterval, PongTimeout: cfg.PongTimeout,
-		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, AllowedOrigins: splitList(cfg.AllowedOrigins)}
+		MaxFrameBytes: int(cfg.MaxFrameBytes), WriteQueue: cfg.SendQueue, Writers: cfg.Writers, AllowedOrigins: splitList(cfg.AllowedOrigins)}
 	node.Batcher = wsHandler
 	if err := node.Open(); err != nil {
 		return err
