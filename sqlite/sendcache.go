@@ -57,8 +57,10 @@ type sendCache struct {
 	// yet; pending those of committed sends not flushed yet.
 	txn, pending marks
 	// txnThrough and pendingThrough: the newest event of the sends whose
-	// marks txn and pending hold.
+	// marks txn and pending hold; txnSenders and pendingSenders, how
+	// many senders' marks they hold.
 	txnThrough, pendingThrough int64
+	txnSenders, pendingSenders int
 	// flushed: pending was written in the open transaction.
 	flushed bool
 	// since is when the marks that are waiting longest began to wait
@@ -91,17 +93,9 @@ func (m marks) empty() bool { return len(m) == 0 }
 
 func (m marks) clear() { clear(m) }
 
-// senders counts the senders' marks.
-func (m marks) senders() int {
-	n := 0
-	for _, cm := range m {
-		n += len(cm.senders)
-	}
-	return n
-}
-
-// merge adds o's marks to m, keeping the newer of two.
-func (m marks) merge(o marks) {
+// merge adds o's marks to m, keeping the newer of two, and says how
+// many senders' marks m did not have.
+func (m marks) merge(o marks) (added int) {
 	for k, v := range o {
 		cm := m[k]
 		if cm == nil {
@@ -110,9 +104,14 @@ func (m marks) merge(o marks) {
 		}
 		cm.seq, cm.activity = max(cm.seq, v.seq), max(cm.activity, v.activity)
 		for u, seq := range v.senders {
-			cm.senders[u] = max(cm.senders[u], seq)
+			old, ok := cm.senders[u]
+			if !ok {
+				added++
+			}
+			cm.senders[u] = max(old, seq)
 		}
 	}
+	return added
 }
 
 type convKey struct{ app, conv string }
@@ -232,7 +231,11 @@ func (sc *sendCache) sent(s *senderState, seq, eventSeq, now int64) {
 		sc.txn[s.key.convKey] = cm
 	}
 	cm.seq, cm.activity = max(cm.seq, seq), max(cm.activity, now)
-	cm.senders[s.key.user] = max(cm.senders[s.key.user], seq)
+	old, ok := cm.senders[s.key.user]
+	if !ok {
+		sc.txnSenders++
+	}
+	cm.senders[s.key.user] = max(old, seq)
 	sc.txnThrough = max(sc.txnThrough, eventSeq)
 }
 
@@ -273,7 +276,7 @@ func (sc *sendCache) flush() error {
 		return err
 	}
 	sc.txn.clear()
-	sc.txnThrough = 0
+	sc.txnThrough, sc.txnSenders = 0, 0
 	sc.flushed = true
 	return nil
 }
@@ -304,7 +307,7 @@ func (sc *sendCache) flushDue(now time.Time) error {
 		return nil
 	}
 	if sc.plan == nil {
-		if sc.pending.empty() || now.Sub(sc.since) < sc.db.marksDue && sc.pending.senders()+sc.txn.senders() <= maxPendingMarks {
+		if sc.pending.empty() || now.Sub(sc.since) < sc.db.marksDue && sc.pendingSenders+sc.txnSenders <= maxPendingMarks {
 			return nil
 		}
 		sc.plan = make([]convKey, 0, len(sc.pending))
@@ -339,11 +342,12 @@ func (sc *sendCache) flushDue(now time.Time) error {
 func (sc *sendCache) committed(now time.Time) bool {
 	if sc.flushed {
 		sc.pending.clear()
-		sc.pendingThrough = 0
+		sc.pendingThrough, sc.pendingSenders = 0, 0
 		sc.plan = nil
 		sc.flushed = false
 	} else if sc.plan != nil {
 		for _, k := range sc.plan[sc.planDone:sc.planNext] {
+			sc.pendingSenders -= len(sc.pending[k].senders)
 			delete(sc.pending, k)
 		}
 		sc.planDone = sc.planNext
@@ -355,10 +359,10 @@ func (sc *sendCache) committed(now time.Time) bool {
 		if sc.pending.empty() && sc.plan == nil {
 			sc.since = now
 		}
-		sc.pending.merge(sc.txn)
+		sc.pendingSenders += sc.pending.merge(sc.txn)
 		sc.pendingThrough = max(sc.pendingThrough, sc.txnThrough)
 		sc.txn.clear()
-		sc.txnThrough = 0
+		sc.txnThrough, sc.txnSenders = 0, 0
 	}
 	return !sc.pending.empty()
 }
@@ -367,7 +371,7 @@ func (sc *sendCache) committed(now time.Time) bool {
 // was read.
 func (sc *sendCache) rolledBack() {
 	sc.txn.clear()
-	sc.txnThrough = 0
+	sc.txnThrough, sc.txnSenders = 0, 0
 	sc.flushed = false
 	sc.planNext = sc.planDone
 	sc.discard()
