@@ -93,14 +93,16 @@ func (m marks) empty() bool { return len(m) == 0 }
 
 func (m marks) clear() { clear(m) }
 
-// merge adds o's marks to m, keeping the newer of two, and says how
-// many senders' marks m did not have.
-func (m marks) merge(o marks) (added int) {
+// absorb moves o's marks into m, keeping the newer of two, and says how
+// many senders' marks m did not have. A conversation m lacks is taken
+// as it is, not copied: o must be cleared after.
+func (m marks) absorb(o marks) (added int) {
 	for k, v := range o {
 		cm := m[k]
 		if cm == nil {
-			cm = &convMarks{senders: make(map[string]int64, len(v.senders))}
-			m[k] = cm
+			m[k] = v
+			added += len(v.senders)
+			continue
 		}
 		cm.seq, cm.activity = max(cm.seq, v.seq), max(cm.activity, v.activity)
 		for u, seq := range v.senders {
@@ -259,16 +261,23 @@ func (sc *sendCache) flush() error {
 	if sc.txn.empty() && (sc.flushed || sc.pending.empty()) {
 		return nil
 	}
-	all := sc.txn
-	if !sc.flushed && !sc.pending.empty() {
-		all = newMarks()
-		all.merge(sc.pending)
-		all.merge(sc.txn)
+	// pending (unless written already in this transaction), then txn: a
+	// conversation in both is written twice, and keeps the newer marks.
+	write := func(m marks) error {
+		for k, cm := range m {
+			if err := sc.write(k, cm); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	for k, cm := range all {
-		if err := sc.write(k, cm); err != nil {
+	if !sc.flushed {
+		if err := write(sc.pending); err != nil {
 			return err
 		}
+	}
+	if err := write(sc.txn); err != nil {
+		return err
 	}
 	// Every event stored so far has its marks written.
 	if _, err := sc.db.control(`INSERT INTO meta (key, value) SELECT 'marks_seq', COALESCE(MAX(seq), 0) FROM events WHERE true
@@ -359,7 +368,7 @@ func (sc *sendCache) committed(now time.Time) bool {
 		if sc.pending.empty() && sc.plan == nil {
 			sc.since = now
 		}
-		sc.pendingSenders += sc.pending.merge(sc.txn)
+		sc.pendingSenders += sc.pending.absorb(sc.txn)
 		sc.pendingThrough = max(sc.pendingThrough, sc.txnThrough)
 		sc.txn.clear()
 		sc.txnThrough, sc.txnSenders = 0, 0
