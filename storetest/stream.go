@@ -330,6 +330,23 @@ func TestCursors(t *testing.T, newStores Factory) {
 			t.Errorf("cursor of %s/%s/%s: %d, want %d", tc.app, tc.user, tc.device, c, tc.want)
 		}
 	}
+	// One write that mixes a stored device moving back, a stored device
+	// moving on, a new device, and the same device twice: each ends at the
+	// highest it was given, never below what it had.
+	save(tidings.Cursor{AppID: "a", UserID: "alice", Device: "phone", Seq: 7},
+		tidings.Cursor{AppID: "a", UserID: "alice", Device: "laptop", Seq: 6},
+		tidings.Cursor{AppID: "a", UserID: "bob", Device: "tablet", Seq: 8},
+		tidings.Cursor{AppID: "a", UserID: "bob", Device: "tablet", Seq: 4},
+		tidings.Cursor{AppID: "a", UserID: "alice", Device: "laptop", Seq: 11},
+		tidings.Cursor{AppID: "a", UserID: "alice", Device: "laptop", Seq: 10})
+	for _, tc := range []struct {
+		device, user string
+		want         int64
+	}{{"phone", "alice", 9}, {"laptop", "alice", 11}, {"tablet", "bob", 8}} {
+		if c := cursor("a", tc.user, tc.device); c != tc.want {
+			t.Errorf("after a mixed write, cursor of %s/%s: %d, want %d", tc.user, tc.device, c, tc.want)
+		}
+	}
 	save() // nothing to save is fine
 	// A user who does not exist (deleted meanwhile) gets none.
 	save(tidings.Cursor{AppID: "a", UserID: "ghost", Device: "phone", Seq: 4})
