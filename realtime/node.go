@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -68,8 +69,9 @@ type Node struct {
 	// give the HTTP server the same Limiter, so that a user has one
 	// budget over both transports. Nil limits none.
 	Limits *ratelimit.Limiter
-	// CursorFlushInterval is how often acknowledged refs are stored
-	// (default 1s); they are also stored when a session ends.
+	// CursorFlushInterval is how long an acknowledged ref may wait before
+	// it is stored (default 1s; see cursorDelay); they are also stored
+	// when a session ends and at shutdown.
 	CursorFlushInterval time.Duration
 	// PresenceLimit is the largest number of online sessions a
 	// conversation may have for presence to go through it (default 100):
@@ -839,8 +841,8 @@ func (n *Node) tick() {
 		case <-t.C:
 		}
 		now := n.Now()
-		if now.Sub(lastFlush) >= n.CursorFlushInterval {
-			n.flushCursors(n.ctx)
+		if now.Sub(lastFlush) >= min(n.CursorFlushInterval, time.Second) {
+			n.flushDueCursors(n.ctx)
 			n.flushLastSeen(n.ctx)
 			lastFlush = now
 		}
@@ -860,10 +862,27 @@ const cursorChunk = 500
 // deviceKey names the cursor of one device of a user.
 type deviceKey struct{ app, user, device string }
 
-// cursorState is a device's acknowledged ref, and the one last stored.
+// cursorState is a device's acknowledged ref, and the one last stored;
+// due is when the tick stores it (see cursorDelay).
 type cursorState struct {
 	acked, saved int64
-	touched      time.Time
+	touched, due time.Time
+}
+
+// cursorDelay is how long after a device acknowledges a ref that was not
+// stored yet the tick stores it. With a CursorFlushInterval of a second
+// or less, the tick stores every cursor acknowledged since its last
+// flush, once a CursorFlushInterval. With a longer one, each device waits
+// a random time in the second half of the interval: devices that
+// acknowledged in the same second (every receiver of one message) are
+// then stored over several seconds rather than all in one write, and each
+// at most once a CursorFlushInterval however often it acknowledges.
+func (n *Node) cursorDelay() time.Duration {
+	d := n.CursorFlushInterval
+	if d <= time.Second {
+		return 0
+	}
+	return d - rand.N(d/2)
 }
 
 // noteAck records a device's acknowledged ref in memory; flushCursors
@@ -876,6 +895,9 @@ func (n *Node) noteAck(k deviceKey, seq int64, now time.Time) {
 	if c == nil {
 		c = &cursorState{}
 		n.acks[k] = c
+	}
+	if seq > c.acked && c.acked == c.saved {
+		c.due = now.Add(n.cursorDelay())
 	}
 	c.acked = max(c.acked, seq)
 	c.touched = now
@@ -891,11 +913,25 @@ func (n *Node) ackedInMemory(k deviceKey) int64 {
 	return 0
 }
 
-// flushCursors stores the refs acknowledged since the last flush (of the
-// given devices only, when keys are given), and forgets the cursors stored
-// and untouched for a minute.
+// flushCursors stores the refs acknowledged since the last flush: of the
+// given devices only when keys are given, else of every device.
 func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
+	return n.storeCursors(ctx, n.unsaved(keys, false))
+}
+
+// flushDueCursors stores the refs acknowledged since the last flush by
+// the devices whose time has come (cursorState.due), and forgets the
+// cursors stored and untouched for a minute.
+func (n *Node) flushDueCursors(ctx context.Context) error {
+	return n.storeCursors(ctx, n.unsaved(nil, true))
+}
+
+// unsaved returns the cursors acknowledged past what was stored, of the
+// given devices, or else of every device (only those due, if dueOnly),
+// and marks them stored.
+func (n *Node) unsaved(keys []deviceKey, dueOnly bool) []tidings.Cursor {
 	n.acksMu.Lock()
+	defer n.acksMu.Unlock()
 	var cs []tidings.Cursor
 	now := n.Now()
 	save := func(k deviceKey, c *cursorState) {
@@ -910,15 +946,23 @@ func (n *Node) flushCursors(ctx context.Context, keys ...deviceKey) error {
 				save(k, c)
 			}
 		}
-	} else {
-		for k, c := range n.acks {
-			save(k, c)
-			if c.acked == c.saved && now.Sub(c.touched) > time.Minute {
-				delete(n.acks, k)
-			}
+		return cs
+	}
+	for k, c := range n.acks {
+		if dueOnly && c.due.After(now) {
+			continue
+		}
+		save(k, c)
+		if c.acked == c.saved && now.Sub(c.touched) > time.Minute {
+			delete(n.acks, k)
 		}
 	}
-	n.acksMu.Unlock()
+	return cs
+}
+
+// storeCursors stores cs, which unsaved marked stored; those that could
+// not be stored are marked unsaved again, for the next flush.
+func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 	// In writes of cursorChunk cursors at most, one after the other: the
 	// store's writer commits the sends queued meanwhile between two, so a
 	// flush of thousands of cursors (every receiver of a busy second)

@@ -237,7 +237,7 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	fs.Var((*durationValue)(&cfg.AccessCheck), "access-check",
 		"how often (a `duration`) the node reads again the users of its realtime connections, and closes those whose access the app ended without the node being told")
 	fs.Var((*durationValue)(&cfg.CursorFlush), "cursor-flush-interval",
-		"how often (a `duration`) the refs that realtime clients acknowledged are stored; a crash sends again what was acknowledged since")
+		"how long (a `duration`) a ref that a realtime client acknowledged may wait before it is stored (longer than 1s: spread at random over the second half of it); a crash sends again what was acknowledged since")
 	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
 		"presence updates go through conversations of at most this many online connections (a `count`; 0: none)")
 	fs.IntVar(&cfg.MaxPresenceSubs, "max-presence-subscriptions", cfg.MaxPresenceSubs,
