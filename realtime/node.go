@@ -984,7 +984,9 @@ func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 			}
 			n.acksMu.Unlock()
 			errs = append(errs, err)
+			continue
 		}
+		n.metrics.cursors.Add(float64(len(chunk)))
 	}
 	return errors.Join(errs...)
 }
