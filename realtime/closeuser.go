@@ -108,7 +108,7 @@ func (c *Client) endAccount(s *Session, reason string, flush bool) {
 	if flush {
 		n.flushCursors(context.Background(), s.cursorKey())
 	}
-	c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
+	c.t.Write(n.liveFrame(c.v2, s.account, s.app, protocol.EventAccountEnds, nil, "",
 		protocol.AccountClosedPayload{Account: s.account, Reason: reason}))
 	if none {
 		c.close(protocol.CloseCode(reason), closeMessage(reason))

@@ -146,8 +146,13 @@ type Node struct {
 
 	queueMu sync.Mutex
 	queue   []*tidings.Event
-	items   []clusterItem // in cluster mode, instead of queue
-	wake    chan struct{}
+	// queued counts the events published, taken the events taken from
+	// queue and dispatched; waiters wait for taken to reach a count
+	// (afterDispatch). Guarded by queueMu.
+	queued, taken uint64
+	waiters       []dispatchWaiter
+	items         []clusterItem // in cluster mode, instead of queue
+	wake          chan struct{}
 
 	checkNow chan struct{} // wakes watchAccess at once
 	// closes counts the calls of closeUser: an auth that saw none while
@@ -395,6 +400,7 @@ func (n *Node) Publish(events ...*tidings.Event) {
 	}
 	n.queueMu.Lock()
 	n.queue = append(n.queue, events...)
+	n.queued += uint64(len(events))
 	n.queueMu.Unlock()
 	select {
 	case n.wake <- struct{}{}:
@@ -444,6 +450,7 @@ func (n *Node) run() {
 				delivered += n.dispatch(ev)
 				batch[i] = nil
 			}
+			n.dispatched(len(batch))
 			if delivered >= batchDeliveries || time.Since(start) >= batchHold {
 				break // the next wake delivers what came meanwhile
 			}
@@ -452,6 +459,44 @@ func (n *Node) run() {
 			n.Batcher.EndBatch()
 		}
 	}
+}
+
+// dispatchWaiter is closed once the node has dispatched the first at
+// events published.
+type dispatchWaiter struct {
+	at   uint64
+	done chan struct{}
+}
+
+// afterDispatch returns a channel closed once every event published so
+// far has been dispatched to the sessions.
+func (n *Node) afterDispatch() <-chan struct{} {
+	done := make(chan struct{})
+	n.queueMu.Lock()
+	defer n.queueMu.Unlock()
+	if n.taken >= n.queued {
+		close(done)
+		return done
+	}
+	n.waiters = append(n.waiters, dispatchWaiter{n.queued, done})
+	return done
+}
+
+// dispatched notes that k more events were dispatched.
+func (n *Node) dispatched(k int) {
+	n.queueMu.Lock()
+	defer n.queueMu.Unlock()
+	n.taken += uint64(k)
+	kept := n.waiters[:0]
+	for _, w := range n.waiters {
+		if w.at <= n.taken {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(n.waiters[len(kept):])
+	n.waiters = kept
 }
 
 // batchDeliveries and batchHold bound a batch made longer by the events
@@ -473,7 +518,7 @@ func (n *Node) dispatch(ev *tidings.Event) (delivered int) {
 	targets := n.audience(ev, n.targets[:0])
 	frames := framesFor(ev, body)
 	for _, s := range targets {
-		s.deliver(ev.Seq, frames.get(s))
+		s.deliverEvent(ev.Seq, frames)
 	}
 	clear(targets) // keeps no session alive
 	n.targets = targets[:0]
