@@ -83,6 +83,9 @@ func (n *Node) closeUser(appID, userID, reason string) {
 		if n.bodies != nil {
 			n.bodies.clear()
 		}
+		if n.bodiesV2 != nil {
+			n.bodiesV2.clear()
+		}
 	}
 	if len(sessions) > 0 {
 		n.Logger.Info("realtime: closed the sessions of a user", "app", appID, "user", userID, "reason", reason, "sessions", len(sessions))

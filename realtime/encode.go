@@ -353,6 +353,8 @@ type frameSet struct {
 	v2     eventBodyV2
 	v2done bool
 	v2err  error
+	// encodeV2 encodes it (encodeEventV2 unless set: the node's cache).
+	encodeV2 func(*tidings.Event) (eventBodyV2, error)
 }
 
 type builtFrame struct {
@@ -367,7 +369,11 @@ type builtFrame struct {
 func (fs *frameSet) bodyV2() (*eventBodyV2, error) {
 	if !fs.v2done {
 		fs.v2done = true
-		fs.v2, fs.v2err = encodeEventV2(fs.ev)
+		encode := fs.encodeV2
+		if encode == nil {
+			encode = encodeEventV2
+		}
+		fs.v2, fs.v2err = encode(fs.ev)
 	}
 	return &fs.v2, fs.v2err
 }

@@ -3,6 +3,7 @@ package realtime
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"github.com/tidings/tidings"
@@ -89,14 +90,20 @@ func encodeEventV2(ev *tidings.Event) (eventBodyV2, error) {
 	b = append(b, '}')
 	body := eventBodyV2{own: b, others: b, msg: msg.Message}
 	if msg.ClientID != "" {
-		p, err := json.Marshal(protocol.NewMessageV2(*msg, ev.Time, true))
-		if err != nil {
-			return eventBodyV2{}, err
+		// The sender's form: the others' with the clientId before the
+		// parts, where MessageV2 has it. The first ,"p":[ is the parts':
+		// a quote inside a string is escaped, and the keys before (the
+		// id, seq, sender) are none of them.
+		i := bytes.Index(b[start:], []byte(`,"p":[`))
+		if i < 0 {
+			return eventBodyV2{}, errors.New("realtime: a message without parts")
 		}
-		own := make([]byte, 0, start+len(p)+1)
-		own = append(own, b[:start]...)
-		own = append(own, p...)
-		body.own = append(own, '}')
+		i += start
+		own := make([]byte, 0, len(b)+len(msg.ClientID)+16)
+		own = append(own, b[:i]...)
+		own = append(own, `,"cid":`...)
+		own = appendString(own, msg.ClientID)
+		body.own = append(own, b[i:]...)
 	}
 	return body, nil
 }

@@ -141,8 +141,11 @@ type Node struct {
 	AccessCheck time.Duration
 
 	metrics *metrics
-	bodies  *bodyCache // encoded events, shared by live delivery and replays
-	targets []*Session // dispatch's scratch: the delivery goroutine's only
+	bodies  *bodyCache[eventBody] // encoded events, shared by live delivery and replays
+	// bodiesV2 is bodies in tidings.v2, filled when a tidings.v2 session
+	// gets an event.
+	bodiesV2 *bodyCache[eventBodyV2]
+	targets  []*Session // dispatch's scratch: the delivery goroutine's only
 
 	queueMu sync.Mutex
 	queue   []*tidings.Event
@@ -201,7 +204,7 @@ func NewNode() *Node {
 		MaxPresenceSubscriptions: 1000,
 		TailInterval:             time.Millisecond, TailIdle: 5 * time.Millisecond, TailBatch: 1000,
 		TailerTTL: 2 * time.Second, TailHeartbeat: time.Second, PresenceLease: 15 * time.Second,
-		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
+		metrics: newMetrics(), bodies: newBodyCache[eventBody](), bodiesV2: newBodyCache[eventBodyV2](), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -517,6 +520,7 @@ func (n *Node) dispatch(ev *tidings.Event) (delivered int) {
 	}
 	targets := n.audience(ev, n.targets[:0])
 	frames := framesFor(ev, body)
+	frames.encodeV2 = n.encodeStoredV2
 	for _, s := range targets {
 		s.deliverEvent(ev.Seq, frames)
 	}

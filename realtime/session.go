@@ -320,7 +320,7 @@ func (s *Session) replayBatch(evs []*tidings.Event, holder Holder) error {
 		}
 		var frame []byte
 		if s.client.v2 {
-			b, err := encodeEventV2(ev)
+			b, err := n.encodeStoredV2(ev)
 			if err != nil {
 				return err
 			}
