@@ -238,7 +238,16 @@ func FuzzMessageEventForms(f *testing.F) {
 				if string(gotJSON) != string(wantJSON) {
 					t.Fatalf("%s for %s: %s\nwant %s", evName, user, gotJSON, wantJSON)
 				}
-				// tidings.v2 says the same.
+				// tidings.v2 says the same, written as json.Marshal
+				// writes protocol.MessageV2.
+				var stored tidings.MessagePayload
+				json.Unmarshal(ev.Payload, &stored)
+				stored.Complete(ev)
+				hand, err := appendMessageV2(nil, stored, ev.Time)
+				viaJSON, _ := json.Marshal(protocol.NewMessageV2(stored, ev.Time, false))
+				if err != nil || string(hand) != string(viaJSON) {
+					t.Fatalf("appendMessageV2: %s, %v\njson.Marshal: %s", hand, err, viaJSON)
+				}
 				v2, err := encodeEventV2(ev)
 				if err != nil {
 					t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
@@ -82,11 +83,10 @@ func encodeEventV2(ev *tidings.Event) (eventBodyV2, error) {
 		return eventBodyV2{own: b, others: b}, nil
 	}
 	start := len(b)
-	p, err := json.Marshal(protocol.NewMessageV2(*msg, ev.Time, false))
+	b, err := appendMessageV2(b, *msg, ev.Time)
 	if err != nil {
 		return eventBodyV2{}, err
 	}
-	b = append(b, p...)
 	b = append(b, '}')
 	body := eventBodyV2{own: b, others: b, msg: msg.Message}
 	if msg.ClientID != "" {
@@ -159,4 +159,101 @@ func answerFrameV2(id string, result any, err error) []byte {
 	}
 	b, _ := json.Marshal(f)
 	return b
+}
+
+// appendMessageV2 appends the others' form of the message of p, a message
+// event of eventTime, as json.Marshal(protocol.NewMessageV2(p, eventTime,
+// false)) writes it, without its reflection.
+func appendMessageV2(b []byte, p tidings.MessagePayload, eventTime time.Time) ([]byte, error) {
+	m := p.Message
+	b = append(b, `{"i":`...)
+	b = appendString(b, m.ID)
+	b = append(b, `,"q":`...)
+	b = strconv.AppendInt(b, m.Seq, 10)
+	b = append(b, `,"s":{"i":`...)
+	b = appendString(b, m.Sender.ID)
+	if m.Sender.DisplayName != "" {
+		b = append(b, `,"n":`...)
+		b = appendString(b, m.Sender.DisplayName)
+	}
+	if m.Sender.AvatarURL != "" {
+		b = append(b, `,"av":`...)
+		b = appendString(b, m.Sender.AvatarURL)
+	}
+	if m.Sender.Identifier != nil {
+		idf, err := json.Marshal(m.Sender.Identifier)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"idf":`...)
+		b = append(b, idf...)
+	}
+	b = append(b, '}')
+	if m.System {
+		b = append(b, `,"sys":true`...)
+	}
+	b = append(b, `,"p":[`...)
+	for i, part := range m.Parts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		sep := false
+		field := func(key, value string) {
+			if value == "" {
+				return
+			}
+			if sep {
+				b = append(b, ',')
+			}
+			sep = true
+			b = append(b, key...)
+			b = appendString(b, value)
+		}
+		if part.Type != tidings.DefaultPartType {
+			field(`"t":`, part.Type)
+		}
+		field(`"n":`, part.Name)
+		field(`"d":`, part.Data)
+		field(`"f":`, part.FileID)
+		if part.Size != 0 {
+			if sep {
+				b = append(b, ',')
+			}
+			b = append(b, `"z":`...)
+			b = strconv.AppendInt(b, part.Size, 10)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if len(m.Metadata) > 0 {
+		b = append(b, `,"m":`...)
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, m.Metadata); err != nil {
+			return nil, err
+		}
+		b = append(b, buf.Bytes()...)
+	}
+	if m.Alert != "" {
+		b = append(b, `,"al":`...)
+		b = appendString(b, m.Alert)
+	}
+	micros := func(key string, t time.Time) {
+		b = append(b, key...)
+		b = strconv.AppendInt(b, protocol.Micros(t), 10)
+	}
+	if !m.SentAt.IsZero() && !m.SentAt.Equal(eventTime) {
+		micros(`,"st":`, m.SentAt)
+	}
+	if m.EditedAt != nil && !m.EditedAt.IsZero() {
+		micros(`,"et":`, *m.EditedAt)
+	}
+	if m.DeletedAt != nil && !m.DeletedAt.IsZero() {
+		micros(`,"dt":`, *m.DeletedAt)
+	}
+	if p.ReferrerID != "" {
+		b = append(b, `,"rid":`...)
+		b = appendString(b, p.ReferrerID)
+	}
+	return append(b, '}'), nil
 }

@@ -85,6 +85,15 @@ func TestV2SaysWhatV1Says(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if v2.msg != nil { // written by hand as encoding/json writes it
+			p := tidings.MessagePayload{Message: v2.msg}
+			json.Unmarshal(ev.Payload, &struct{ ReferrerID *string }{&p.ReferrerID})
+			hand, err := appendMessageV2(nil, p, ev.Time)
+			viaJSON, _ := json.Marshal(protocol.NewMessageV2(p, ev.Time, false))
+			if err != nil || string(hand) != string(viaJSON) {
+				t.Errorf("%s: appendMessageV2 %s, %v\njson.Marshal %s", ev.Name, hand, err, viaJSON)
+			}
+		}
 		for _, user := range []string{"u0", "u1"} {
 			own := v1.isSender(user)
 			silent := user == "u0"
