@@ -50,14 +50,20 @@ type conn struct {
 	c    *Client
 	ws   *gws.Conn
 	done chan struct{}
+	v2   bool // speaks tidings.v2 (protocol.SubprotocolV2), as the server chose
 
 	nextID   atomic.Uint64
 	dropping atomic.Bool // no longer takes updates (queue full, or closing)
 	replied  atomic.Bool // a reply was sent
 	wmu      sync.Mutex  // pairs each write with its deadline
 
-	mu       sync.Mutex
-	pending  map[string]chan *protocol.Frame
+	mu      sync.Mutex
+	pending map[string]chan *protocol.Frame
+	// sends are the message.send commands with a clientId waiting for their
+	// answer, in tidings.v2: an answer with a ref stands for the message's
+	// update, which the connection gets in no other way (see ownEcho).
+	// Kept until the answer comes, even when the command's caller gave up.
+	sends    map[string]ownSend
 	accounts map[string]*Account // by name: those authenticated on it, or being
 	err      error               // why it ended
 	ended    bool
@@ -255,9 +261,11 @@ func (c *Client) open(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	cn := &conn{c: c, done: make(chan struct{}), pending: make(map[string]chan *protocol.Frame), accounts: make(map[string]*Account)}
+	cn := &conn{c: c, done: make(chan struct{}), pending: make(map[string]chan *protocol.Frame),
+		sends: make(map[string]ownSend), accounts: make(map[string]*Account)}
 	header := http.Header{}
-	header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
+	// tidings.v2 if the server speaks it (servers before it choose v1).
+	header.Set("Sec-WebSocket-Protocol", protocol.SubprotocolV2+", "+protocol.Subprotocol)
 	header.Set("User-Agent", "tidings-go-client")
 	ws, _, err := gws.NewClientFromConn((*connEvents)(cn), &gws.ClientOption{
 		Addr:               c.wsURL,
@@ -275,6 +283,7 @@ func (c *Client) open(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("client: WebSocket handshake: %w", err)
 	}
 	cn.ws = ws
+	cn.v2 = ws.SubProtocol() == protocol.SubprotocolV2
 	c.goTracked(ws.ReadLoop)
 	return cn, nil
 }
@@ -292,6 +301,12 @@ func (c *Client) tlsConfig() *tls.Config {
 // waits for its answer: its result, or an *Error when the server answered
 // with an error.
 func (cn *conn) command(ctx context.Context, account, name string, data any) (json.RawMessage, error) {
+	return cn.commandWith(ctx, account, name, data, nil)
+}
+
+// commandWith is command; own, when set, is recorded under the command's
+// id in sends before the command is written.
+func (cn *conn) commandWith(ctx context.Context, account, name string, data any, own *ownSend) (json.RawMessage, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return nil, err
@@ -304,6 +319,9 @@ func (cn *conn) command(ctx context.Context, account, name string, data any) (js
 		return nil, ErrConnectionLost
 	}
 	cn.pending[id] = ch
+	if own != nil {
+		cn.sends[id] = *own
+	}
 	cn.mu.Unlock()
 	defer func() {
 		cn.mu.Lock()
@@ -439,15 +457,26 @@ func (e *connEvents) OnMessage(_ *gws.Conn, message *gws.Message) {
 			continue
 		}
 		var f protocol.Frame
-		if err := json.Unmarshal(line, &f); err != nil {
-			cn.c.opts.logger.Warn("tidings: the server sent a frame that is not JSON", "err", err)
+		var err error
+		if cn.v2 {
+			f, err = protocol.DecodeV2(line)
+		} else {
+			err = json.Unmarshal(line, &f)
+		}
+		if err != nil {
+			cn.c.opts.logger.Warn("tidings: the server sent a frame that cannot be read", "err", err)
 			continue
 		}
 		switch f.Type {
 		case protocol.TypeAnswer:
 			cn.mu.Lock()
 			ch := cn.pending[f.ID]
+			own, isSend := cn.sends[f.ID]
+			delete(cn.sends, f.ID)
 			cn.mu.Unlock()
+			if isSend && f.Error == nil {
+				cn.ownEcho(own, f.Result)
+			}
 			if ch != nil {
 				select {
 				case ch <- &f:
@@ -458,6 +487,40 @@ func (e *connEvents) OnMessage(_ *gws.Conn, message *gws.Message) {
 			cn.update(&f)
 		}
 	}
+}
+
+// ownSend is a message.send of a tidings.v2 connection waiting for its
+// answer (conn.sends).
+type ownSend struct {
+	account        string // as the frame names it
+	conversationID string
+	nm             tidings.NewMessage
+}
+
+// ownEcho queues, for a message.send answered in tidings.v2 with the ref
+// of the message's update, the update that the server left out: made
+// from the command and the answer, in the place of the answer among the
+// updates, as the server put it (docs/protocol.md, "tidings.v2").
+func (cn *conn) ownEcho(own ownSend, result json.RawMessage) {
+	var r2 protocol.SendResultV2
+	if err := json.Unmarshal(result, &r2); err != nil {
+		return
+	}
+	r, ref := r2.V1()
+	if ref == "" || r.Duplicate {
+		return // the update follows, if any
+	}
+	m := r.Message(own.conversationID, own.nm)
+	payload, err := json.Marshal(tidings.NewMessagePayload(m, ""))
+	if err != nil {
+		return
+	}
+	ev, err := json.Marshal(protocol.Event{Name: tidings.EventMessageSent, Time: m.SentAt, ConversationID: m.ConversationID,
+		Payload: payload})
+	if err != nil {
+		return
+	}
+	cn.update(&protocol.Frame{Type: protocol.TypeUpdate, Account: own.account, Ref: ref, Silent: true, Event: ev})
 }
 
 // update queues an update for the listeners.

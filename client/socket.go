@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
@@ -50,8 +52,36 @@ func (s Socket) SendMessage(ctx context.Context, conversationID string, m tiding
 		return nil, err
 	}
 	args := protocol.SendArgs{ConversationID: conversationID, ClientID: m.ClientID, Parts: parts, Metadata: m.Metadata, Alert: m.Alert}
+	cn, err := s.u.c.current()
+	if err != nil {
+		return nil, err
+	}
+	a := s.u.account()
+	if a == nil {
+		return nil, ErrNotLoggedIn
+	}
+	if !a.Connected() {
+		return nil, ErrNotConnected
+	}
+	var own *ownSend
+	if cn.v2 && m.ClientID != "" {
+		// The answer may stand for the message's update (conn.ownEcho).
+		own = &ownSend{account: wireAccount(a.name), conversationID: conversationID,
+			nm: tidings.NewMessage{ClientID: m.ClientID, Parts: slices.Clone(m.Parts), Metadata: bytes.Clone(m.Metadata), Alert: m.Alert}}
+	}
+	raw, err := cn.commandWith(ctx, a.name, protocol.CmdSend, args, own)
+	if err != nil {
+		return nil, err
+	}
 	var out protocol.SendResult
-	if err := s.command(ctx, protocol.CmdSend, args, &out); err != nil {
+	if cn.v2 {
+		var r2 protocol.SendResultV2
+		err = json.Unmarshal(raw, &r2)
+		out, _ = r2.V1()
+	} else {
+		err = json.Unmarshal(raw, &out)
+	}
+	if err != nil {
 		return nil, err
 	}
 	// The answer leaves out what the command said.

@@ -11,9 +11,12 @@ import (
 // replays it: when many clients come back together (a reconnect storm),
 // they replay the same recent events, and each would otherwise encode
 // them again. The live path fills it as it dispatches.
-type bodyCache struct {
+//
+// It is generic over the form kept: eventBody (tidings.v1) or
+// eventBodyV2, a cache for each.
+type bodyCache[T any] struct {
 	mu   sync.Mutex
-	m    map[int64]eventBody
+	m    map[int64]T
 	ring []int64 // the seqs kept, oldest at next
 	next int
 }
@@ -21,18 +24,18 @@ type bodyCache struct {
 // bodyCacheSize is how many encoded events are kept (a few MiB).
 const bodyCacheSize = 4096
 
-func newBodyCache() *bodyCache {
-	return &bodyCache{m: make(map[int64]eventBody, bodyCacheSize), ring: make([]int64, 0, bodyCacheSize)}
+func newBodyCache[T any]() *bodyCache[T] {
+	return &bodyCache[T]{m: make(map[int64]T, bodyCacheSize), ring: make([]int64, 0, bodyCacheSize)}
 }
 
-func (c *bodyCache) get(seq int64) (eventBody, bool) {
+func (c *bodyCache[T]) get(seq int64) (T, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, ok := c.m[seq]
 	return b, ok
 }
 
-func (c *bodyCache) put(seq int64, body eventBody) {
+func (c *bodyCache[T]) put(seq int64, body T) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[seq]; ok {
@@ -49,7 +52,7 @@ func (c *bodyCache) put(seq int64, body eventBody) {
 }
 
 // clear forgets every body (events were redacted: a user was deleted).
-func (c *bodyCache) clear() {
+func (c *bodyCache[T]) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.m)
@@ -69,5 +72,21 @@ func (n *Node) encodeStored(ev *tidings.Event) (eventBody, error) {
 		return eventBody{}, err
 	}
 	n.bodies.put(ev.Seq, b)
+	return b, nil
+}
+
+// encodeStoredV2 is encodeStored in tidings.v2.
+func (n *Node) encodeStoredV2(ev *tidings.Event) (eventBodyV2, error) {
+	if n.bodiesV2 == nil || ev.Seq <= 0 {
+		return encodeEventV2(ev)
+	}
+	if b, ok := n.bodiesV2.get(ev.Seq); ok {
+		return b, nil
+	}
+	b, err := encodeEventV2(ev)
+	if err != nil {
+		return eventBodyV2{}, err
+	}
+	n.bodiesV2.put(ev.Seq, b)
 	return b, nil
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestBodyCacheKeepsTheNewestEvents(t *testing.T) {
-	c := newBodyCache()
+	c := newBodyCache[eventBody]()
 	for seq := int64(1); seq <= bodyCacheSize+10; seq++ {
 		c.put(seq, eventBody{own: []byte(fmt.Sprint(seq))})
 	}

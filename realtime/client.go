@@ -36,6 +36,7 @@ type Transport interface {
 type Client struct {
 	node *Node
 	t    Transport
+	v2   bool // speaks tidings.v2 (protocol.SubprotocolV2); else tidings.v1
 
 	mu          sync.Mutex
 	accounts    map[string]*Session
@@ -64,11 +65,16 @@ type Client struct {
 // waiting for their commit at once; the next one waits for a place.
 const maxSendsInFlight = 64
 
-// Connect returns the client of a new connection.
-func (n *Node) Connect(t Transport) *Client {
+// Connect returns the client of a new connection speaking tidings.v1.
+func (n *Node) Connect(t Transport) *Client { return n.ConnectVersion(t, protocol.Subprotocol) }
+
+// ConnectVersion returns the client of a new connection speaking the
+// version of the protocol named by subprotocol: protocol.SubprotocolV2, or
+// else tidings.v1.
+func (n *Node) ConnectVersion(t Transport, subprotocol string) *Client {
 	now := n.Now()
-	c := &Client{node: n, t: t, accounts: make(map[string]*Session), connectedAt: now, lastActive: now,
-		tokens: n.CommandBurst, refilled: now}
+	c := &Client{node: n, t: t, v2: subprotocol == protocol.SubprotocolV2, accounts: make(map[string]*Session),
+		connectedAt: now, lastActive: now, tokens: n.CommandBurst, refilled: now}
 	c.checkAt.Store(now.Add(n.AuthTimeout).UnixNano())
 	n.mu.Lock()
 	closing := n.closing
@@ -189,7 +195,7 @@ func (c *Client) check(now time.Time) {
 	for _, s := range expired {
 		n.endSession(s)
 		n.flushCursors(context.Background(), s.cursorKey())
-		c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
+		c.t.Write(n.liveFrame(c.v2, s.account, s.app, protocol.EventAccountEnds, nil, "",
 			protocol.AccountClosedPayload{Account: s.account, Reason: protocol.ReasonTokenExpired}))
 	}
 	switch {
@@ -337,7 +343,7 @@ func (c *Client) answer(id string, result any, err error) {
 	if err != nil && tidings.ErrorCode(err) == tidings.EInternal {
 		c.node.Logger.Error("realtime command failed", "err", err)
 	}
-	if !c.t.Write(answerFrame(id, result, err)) {
+	if !c.t.Write(encodeAnswer(c.v2, id, result, err)) {
 		// An answer is never dropped silently: the peer reads too slowly.
 		c.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
 	}
@@ -502,6 +508,20 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 	}
 	sends := c.sends
 	sends <- struct{}{}
+	// In tidings.v2, the answer to a send with a clientId may take the
+	// place of the message's update (see ownSend): recorded before the
+	// write, whose update may come before its result.
+	var own *ownSend
+	if c.v2 && a.ClientID != "" {
+		own = &ownSend{id: id, conversationID: a.ConversationID, nm: nm}
+		own.nm.Parts = slices.Clone(nm.Parts)
+		s.addOwnSend(own)
+	}
+	answer := func(result any, err error) {
+		if own == nil || s.takeOwnSend(own) {
+			c.answer(id, result, err)
+		}
+	}
 	queued := make(chan struct{})
 	var once sync.Once
 	mark := func() { once.Do(func() { close(queued) }) }
@@ -509,7 +529,7 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 		defer func() { <-sends }()
 		defer mark()
 		defer c.recoverPanic("message.send", func() {
-			c.answer(id, nil, tidings.Errorf(tidings.EInternal, "the server failed to send the message"))
+			answer(nil, tidings.Errorf(tidings.EInternal, "the server failed to send the message"))
 		})
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
@@ -521,14 +541,26 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 		sent.Parts = slices.Clone(nm.Parts)
 		m, created, err := n.Messages.SendMessage(ctx, a.ConversationID, nm)
 		if err != nil {
-			c.answer(id, nil, err)
+			answer(nil, err)
 			return
 		}
-		c.answer(id, protocol.NewSendResult(sent, m, created), nil)
+		if own != nil && created {
+			// The store published the message's event before it
+			// returned (when it publishes at commit): once the node has
+			// dispatched it, the update was answered in its place, or
+			// did not reach the session live (it replays, or the event
+			// comes later: a cluster, PostgreSQL's publisher) and the
+			// answer goes without ref, the update following.
+			select {
+			case <-n.afterDispatch():
+			case <-ctx.Done():
+			}
+		}
+		answer(protocol.NewSendResult(sent, m, created), nil)
 	})
 	if !started {
 		<-sends
-		c.answer(id, nil, tidings.Errorf(tidings.EUnavailable, "the server is shutting down: reconnect"))
+		answer(nil, tidings.Errorf(tidings.EUnavailable, "the server is shutting down: reconnect"))
 		return
 	}
 	<-queued

@@ -83,6 +83,9 @@ func (n *Node) closeUser(appID, userID, reason string) {
 		if n.bodies != nil {
 			n.bodies.clear()
 		}
+		if n.bodiesV2 != nil {
+			n.bodiesV2.clear()
+		}
 	}
 	if len(sessions) > 0 {
 		n.Logger.Info("realtime: closed the sessions of a user", "app", appID, "user", userID, "reason", reason, "sessions", len(sessions))
@@ -108,7 +111,7 @@ func (c *Client) endAccount(s *Session, reason string, flush bool) {
 	if flush {
 		n.flushCursors(context.Background(), s.cursorKey())
 	}
-	c.t.Write(n.liveFrame(s.account, s.app, protocol.EventAccountEnds, nil, "",
+	c.t.Write(n.liveFrame(c.v2, s.account, s.app, protocol.EventAccountEnds, nil, "",
 		protocol.AccountClosedPayload{Account: s.account, Reason: reason}))
 	if none {
 		c.close(protocol.CloseCode(reason), closeMessage(reason))

@@ -309,11 +309,7 @@ func silentFor(ev *tidings.Event, user string) bool {
 func answerFrame(id string, result any, err error) []byte {
 	f := protocol.Frame{Type: protocol.TypeAnswer, ID: id}
 	if err != nil {
-		f.Error = &protocol.Error{Code: tidings.ErrorCode(err), Message: tidings.ErrorMessage(err)}
-		var re *resyncError
-		if asResync(err, &re) {
-			f.Error.Ref = protocol.FormatRef(re.latest)
-		}
+		f.Error = answerError(err)
 	} else {
 		r, merr := json.Marshal(result)
 		if merr != nil {
@@ -326,6 +322,25 @@ func answerFrame(id string, result any, err error) []byte {
 	return b
 }
 
+// answerError is the error of a failed answer.
+func answerError(err error) *protocol.Error {
+	e := &protocol.Error{Code: tidings.ErrorCode(err), Message: tidings.ErrorMessage(err)}
+	var re *resyncError
+	if asResync(err, &re) {
+		e.Ref = protocol.FormatRef(re.latest)
+	}
+	return e
+}
+
+// encodeAnswer encodes the answer to command id in the version of the
+// protocol v2 says.
+func encodeAnswer(v2 bool, id string, result any, err error) []byte {
+	if v2 {
+		return answerFrameV2(id, result, err)
+	}
+	return answerFrame(id, result, err)
+}
+
 // frameSet builds the update frames of one event for its receivers, once
 // per distinct (account, silent, form of the event) triple: usually two
 // or three frames for all.
@@ -333,32 +348,61 @@ type frameSet struct {
 	ev     *tidings.Event
 	body   eventBody
 	frames []builtFrame
+	// The event's tidings.v2 form, encoded for the first tidings.v2
+	// session (v2done; v2err when it failed).
+	v2     eventBodyV2
+	v2done bool
+	v2err  error
+	// encodeV2 encodes it (encodeEventV2 unless set: the node's cache).
+	encodeV2 func(*tidings.Event) (eventBodyV2, error)
 }
 
 type builtFrame struct {
 	account string
 	silent  bool
 	own     bool
+	v2      bool
 	frame   []byte
+}
+
+// bodyV2 returns the event's tidings.v2 form, encoded once.
+func (fs *frameSet) bodyV2() (*eventBodyV2, error) {
+	if !fs.v2done {
+		fs.v2done = true
+		encode := fs.encodeV2
+		if encode == nil {
+			encode = encodeEventV2
+		}
+		fs.v2, fs.v2err = encode(fs.ev)
+	}
+	return &fs.v2, fs.v2err
 }
 
 func framesFor(ev *tidings.Event, body eventBody) *frameSet {
 	return &frameSet{ev: ev, body: body}
 }
 
+// get returns the frame of the event for s, or nil when its tidings.v2
+// form could not be encoded (logged).
 func (fs *frameSet) get(s *Session) []byte {
 	silent := silentFor(fs.ev, s.user)
 	own := fs.body.isSender(s.user)
-	body := fs.body.others
-	if own {
-		body = fs.body.own
-	}
+	v2 := s.client.v2
 	for _, f := range fs.frames {
-		if f.account == s.account && f.silent == silent && f.own == own {
+		if f.account == s.account && f.silent == silent && f.own == own && f.v2 == v2 {
 			return f.frame
 		}
 	}
-	f := updateFrame(s.account, fs.ev.Seq, silent, body)
-	fs.frames = append(fs.frames, builtFrame{s.account, silent, own, f})
+	var f []byte
+	if v2 {
+		b, err := fs.bodyV2()
+		if err != nil {
+			return nil
+		}
+		f = updateFrameV2(s.account, fs.ev.Seq, silent, b.forUser(own))
+	} else {
+		f = updateFrame(s.account, fs.ev.Seq, silent, fs.body.forUser(s.user))
+	}
+	fs.frames = append(fs.frames, builtFrame{s.account, silent, own, v2, f})
 	return f
 }

@@ -238,6 +238,37 @@ func FuzzMessageEventForms(f *testing.F) {
 				if string(gotJSON) != string(wantJSON) {
 					t.Fatalf("%s for %s: %s\nwant %s", evName, user, gotJSON, wantJSON)
 				}
+				// tidings.v2 says the same, written as json.Marshal
+				// writes protocol.MessageV2.
+				var stored tidings.MessagePayload
+				json.Unmarshal(ev.Payload, &stored)
+				stored.Complete(ev)
+				hand, err := appendMessageV2(nil, stored, ev.Time)
+				viaJSON, _ := json.Marshal(protocol.NewMessageV2(stored, ev.Time, false))
+				if err != nil || string(hand) != string(viaJSON) {
+					t.Fatalf("appendMessageV2: %s, %v\njson.Marshal: %s", hand, err, viaJSON)
+				}
+				v2, err := encodeEventV2(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := protocol.DecodeV2(updateFrameV2("default", ev.Seq, false, v2.forUser(body.isSender(user))))
+				if err != nil {
+					t.Fatalf("%s for %s: %v\n%s", evName, user, err, v2.forUser(body.isSender(user)))
+				}
+				var e2 protocol.Event
+				var p2 tidings.MessagePayload
+				if err := json.Unmarshal(f.Event, &e2); err != nil || json.Unmarshal(e2.Payload, &p2) != nil || p2.Message == nil {
+					t.Fatalf("%s for %s: %v\n%s", evName, user, err, f.Event)
+				}
+				if gotID := protocol.EventID(e2.Name, e2.ID, p2.ID); gotID != ev.ID {
+					t.Fatalf("%s for %s: tidings.v2 event id %q, want %q", evName, user, gotID, ev.ID)
+				}
+				p2.Complete(&tidings.Event{})
+				p2.SentAt = time.Time{}
+				if got2, _ := json.Marshal(p2.Message); string(got2) != string(wantJSON) {
+					t.Fatalf("%s for %s: tidings.v2 %s\nwant %s\n%s", evName, user, got2, wantJSON, v2.forUser(body.isSender(user)))
+				}
 			}
 		}
 	})

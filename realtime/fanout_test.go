@@ -30,6 +30,11 @@ func (t *countingTransport) Close(int, string) {}
 // fanoutNode returns a node whose conversation "c" of app "a" has n online
 // sessions (users u0…), without a store.
 func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
+	return fanoutNodeOf(tb, n, false)
+}
+
+// fanoutNodeOf is fanoutNode, its sessions speaking tidings.v2 when v2.
+func fanoutNodeOf(tb testing.TB, n int, v2 bool) (*Node, []*countingTransport) {
 	node := NewNode()
 	node.convs = make(map[convKey]map[*Session]int64)
 	node.users = make(map[userKey]map[*Session]struct{})
@@ -41,7 +46,7 @@ func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
 	ts := make([]*countingTransport, n)
 	for i := range n {
 		ts[i] = &countingTransport{}
-		c := &Client{node: node, t: ts[i], accounts: map[string]*Session{}}
+		c := &Client{node: node, t: ts[i], v2: v2, accounts: map[string]*Session{}}
 		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("u", i)}
 		node.subscribeLocked(convKey{"a", "c"}, s, 0)
 	}
@@ -100,6 +105,24 @@ func BenchmarkFanout(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
 		})
+	}
+}
+
+// BenchmarkFanoutV2 is BenchmarkFanout with tidings.v2 sessions (and a
+// room of 5), each event new to the node.
+func BenchmarkFanoutV2(b *testing.B) {
+	for _, v2 := range []bool{false, true} {
+		for _, n := range []int{5, 1000} {
+			b.Run(fmt.Sprintf("v2=%t/subscribers=%d", v2, n), func(b *testing.B) {
+				node, _ := fanoutNodeOf(b, n, v2)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					node.dispatch(messageEvent(int64(i + 1)))
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+			})
+		}
 	}
 }
 

@@ -31,9 +31,14 @@ func (n *Node) liveEvent(app, name string, actor *tidings.Profile, convID string
 		Actor: actor, ConversationID: convID, Payload: body}
 }
 
-// liveFrame encodes a live-only update for one account.
-func (n *Node) liveFrame(account, app, name string, actor *tidings.Profile, convID string, payload any) []byte {
+// liveFrame encodes a live-only update for one account, in tidings.v2
+// when v2.
+func (n *Node) liveFrame(v2 bool, account, app, name string, actor *tidings.Profile, convID string, payload any) []byte {
 	ev := n.liveEvent(app, name, actor, convID, payload)
+	if v2 {
+		body, _ := encodeEventV2(ev)
+		return updateFrameV2(account, 0, true, body.others)
+	}
 	body, _ := encodeEvent(ev)
 	return updateFrame(account, 0, true, body.others)
 }

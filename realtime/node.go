@@ -143,13 +143,21 @@ type Node struct {
 	AccessCheck time.Duration
 
 	metrics *metrics
-	bodies  *bodyCache // encoded events, shared by live delivery and replays
-	targets []*Session // dispatch's scratch: the delivery goroutine's only
+	bodies  *bodyCache[eventBody] // encoded events, shared by live delivery and replays
+	// bodiesV2 is bodies in tidings.v2, filled when a tidings.v2 session
+	// gets an event.
+	bodiesV2 *bodyCache[eventBodyV2]
+	targets  []*Session // dispatch's scratch: the delivery goroutine's only
 
 	queueMu sync.Mutex
 	queue   []*tidings.Event
-	items   []clusterItem // in cluster mode, instead of queue
-	wake    chan struct{}
+	// queued counts the events published, taken the events taken from
+	// queue and dispatched; waiters wait for taken to reach a count
+	// (afterDispatch). Guarded by queueMu.
+	queued, taken uint64
+	waiters       []dispatchWaiter
+	items         []clusterItem // in cluster mode, instead of queue
+	wake          chan struct{}
 
 	checkNow chan struct{} // wakes watchAccess at once
 	// closes counts the calls of closeUser: an auth that saw none while
@@ -198,7 +206,7 @@ func NewNode() *Node {
 		MaxPresenceSubscriptions: 1000,
 		TailInterval:             time.Millisecond, TailIdle: 5 * time.Millisecond, TailBatch: 1000,
 		TailerTTL: 2 * time.Second, TailHeartbeat: time.Second, PresenceLease: 15 * time.Second,
-		metrics: newMetrics(), bodies: newBodyCache(), wake: make(chan struct{}, 1),
+		metrics: newMetrics(), bodies: newBodyCache[eventBody](), bodiesV2: newBodyCache[eventBodyV2](), wake: make(chan struct{}, 1),
 	}
 }
 
@@ -397,6 +405,7 @@ func (n *Node) Publish(events ...*tidings.Event) {
 	}
 	n.queueMu.Lock()
 	n.queue = append(n.queue, events...)
+	n.queued += uint64(len(events))
 	n.queueMu.Unlock()
 	select {
 	case n.wake <- struct{}{}:
@@ -446,6 +455,7 @@ func (n *Node) run() {
 				delivered += n.dispatch(ev)
 				batch[i] = nil
 			}
+			n.dispatched(len(batch))
 			if delivered >= batchDeliveries || time.Since(start) >= batchHold {
 				break // the next wake delivers what came meanwhile
 			}
@@ -454,6 +464,44 @@ func (n *Node) run() {
 			n.Batcher.EndBatch()
 		}
 	}
+}
+
+// dispatchWaiter is closed once the node has dispatched the first at
+// events published.
+type dispatchWaiter struct {
+	at   uint64
+	done chan struct{}
+}
+
+// afterDispatch returns a channel closed once every event published so
+// far has been dispatched to the sessions.
+func (n *Node) afterDispatch() <-chan struct{} {
+	done := make(chan struct{})
+	n.queueMu.Lock()
+	defer n.queueMu.Unlock()
+	if n.taken >= n.queued {
+		close(done)
+		return done
+	}
+	n.waiters = append(n.waiters, dispatchWaiter{n.queued, done})
+	return done
+}
+
+// dispatched notes that k more events were dispatched.
+func (n *Node) dispatched(k int) {
+	n.queueMu.Lock()
+	defer n.queueMu.Unlock()
+	n.taken += uint64(k)
+	kept := n.waiters[:0]
+	for _, w := range n.waiters {
+		if w.at <= n.taken {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(n.waiters[len(kept):])
+	n.waiters = kept
 }
 
 // batchDeliveries and batchHold bound a batch made longer by the events
@@ -474,8 +522,9 @@ func (n *Node) dispatch(ev *tidings.Event) (delivered int) {
 	}
 	targets := n.audience(ev, n.targets[:0])
 	frames := framesFor(ev, body)
+	frames.encodeV2 = n.encodeStoredV2
 	for _, s := range targets {
-		s.deliver(ev.Seq, frames.get(s))
+		s.deliverEvent(ev.Seq, frames)
 	}
 	clear(targets) // keeps no session alive
 	n.targets = targets[:0]

@@ -252,7 +252,7 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 		w[s] = struct{}{}
 		res.Users = append(res.Users, n.presenceOfLocked(uk, p, s.user, elsewhere[u]))
 	}
-	ok := s.client.t.Write(answerFrame(id, res, nil))
+	ok := s.client.t.Write(encodeAnswer(s.client.v2, id, res, nil))
 	n.mu.Unlock()
 	if !ok {
 		s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")

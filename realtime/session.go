@@ -53,6 +53,80 @@ type Session struct {
 	pending   []pendingUpdate // live updates that arrived during replay
 	lastSent  int64           // the highest ref written to the connection
 	closed    bool
+	// ownSends are its tidings.v2 connection's message.send commands with
+	// a clientId whose update has not come yet (see ownSend).
+	ownSends []*ownSend
+}
+
+// ownSend is a message.send of a tidings.v2 connection, which gets the
+// answer in place of the message's update (protocol.SubprotocolV2): the
+// first of the session's updates of a sent message with its conversation
+// and clientId is answered, once, by answerOwn; if none comes by the time
+// the send has its result and the node has dispatched what was published
+// before (Client.send), the send answers without ref and the update
+// follows as it comes.
+type ownSend struct {
+	id             string // the command's
+	conversationID string
+	nm             tidings.NewMessage // as the client sent it
+	answered       bool
+}
+
+// addOwnSend records a send in flight.
+func (s *Session) addOwnSend(o *ownSend) {
+	s.mu.Lock()
+	s.ownSends = append(s.ownSends, o)
+	s.mu.Unlock()
+}
+
+// takeOwnSend forgets o and says whether it is still to be answered.
+func (s *Session) takeOwnSend(o *ownSend) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.ownSends, o); i >= 0 {
+		s.ownSends = slices.Delete(s.ownSends, i, i+1)
+	}
+	if o.answered {
+		return false
+	}
+	o.answered = true
+	return true
+}
+
+// deliverEvent delivers a durable event's update (frameSet.get), or on a
+// tidings.v2 session the answer to the message.send whose message the
+// event sent, in its place (see ownSend).
+func (s *Session) deliverEvent(seq int64, fs *frameSet) {
+	if s.client.v2 && len(fs.body.sender) > 0 && fs.ev.Name == tidings.EventMessageSent && fs.body.isSender(s.user) && s.answerOwn(seq, fs) {
+		return
+	}
+	s.deliver(seq, fs.get(s))
+}
+
+// answerOwn answers, in the place of the update of seq, the send of s whose
+// message fs's event sent, and says whether it did.
+func (s *Session) answerOwn(seq int64, fs *frameSet) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ownSends) == 0 || s.closed || s.replaying || seq <= s.lastSent {
+		return false
+	}
+	b, err := fs.bodyV2()
+	if err != nil || b.msg == nil || b.msg.ClientID == "" {
+		return false
+	}
+	i := slices.IndexFunc(s.ownSends, func(o *ownSend) bool {
+		return o.conversationID == fs.ev.ConversationID && o.nm.ClientID == b.msg.ClientID
+	})
+	if i < 0 {
+		return false
+	}
+	o := s.ownSends[i]
+	s.ownSends = slices.Delete(s.ownSends, i, i+1)
+	o.answered = true
+	r := protocol.NewSendResult(o.nm, b.msg, true).V2(protocol.FormatRef(seq))
+	s.writeLocked(seq, answerFrameV2(o.id, r, nil))
+	return true
 }
 
 type pendingUpdate struct {
@@ -81,7 +155,7 @@ func (s *Session) deliver(seq int64, frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case s.closed:
+	case s.closed || frame == nil: // nil: it could not be encoded
 		return
 	case s.replaying:
 		if len(s.pending) >= s.client.node.QueueSize {
@@ -244,7 +318,16 @@ func (s *Session) replayBatch(evs []*tidings.Event, holder Holder) error {
 		if err != nil {
 			return err
 		}
-		frame := updateFrame(s.account, ev.Seq, silentFor(ev, s.user), body.forUser(s.user))
+		var frame []byte
+		if s.client.v2 {
+			b, err := n.encodeStoredV2(ev)
+			if err != nil {
+				return err
+			}
+			frame = updateFrameV2(s.account, ev.Seq, silentFor(ev, s.user), b.forUser(body.isSender(s.user)))
+		} else {
+			frame = updateFrame(s.account, ev.Seq, silentFor(ev, s.user), body.forUser(s.user))
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()

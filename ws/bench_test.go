@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	nethttp "net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -74,6 +75,11 @@ func BenchmarkSocketSends(b *testing.B) {
 // the sender ids[0], each member on a connection of its own that counts
 // the updates and WebSocket messages it receives, without replying.
 func fanoutAudience(b *testing.B, n int) (s *stack, ids []string, conv string, updates, messages *atomic.Int64) {
+	return fanoutAudienceOf(b, n, false)
+}
+
+// fanoutAudienceOf is fanoutAudience, its members on tidings.v2 when v2.
+func fanoutAudienceOf(b *testing.B, n int, v2 bool) (s *stack, ids []string, conv string, updates, messages *atomic.Int64) {
 	s = startStack(b, nil)
 	ids = make([]string, n+1)
 	for i := range ids {
@@ -83,11 +89,18 @@ func fanoutAudience(b *testing.B, n int) (s *stack, ids []string, conv string, u
 	conv = s.conv("a", ids[0], ids[1:]...)
 	updates, messages = new(atomic.Int64), new(atomic.Int64)
 	auth := []byte(`"id":"1"`)
+	update := []byte(`{"type":"update","ref":`) // durable: not presence
+	var header nethttp.Header
+	if v2 {
+		update = []byte(`{"r":`)
+		header = nethttp.Header{}
+		header.Set("Sec-WebSocket-Protocol", protocol.SubprotocolV2)
+	}
 	for _, id := range ids[1:] {
-		c := rawAuth(b, s, id, "d")
+		c := rawAuthWith(b, s, header, id, "d")
 		c.SetDeadline(time.Time{})
 		authed := make(chan struct{})
-		go countUpdates(c, auth, authed, updates, messages)
+		go countUpdates(c, auth, update, authed, updates, messages)
 		<-authed
 	}
 	return s, ids, conv, updates, messages
@@ -138,43 +151,52 @@ func BenchmarkFanoutWrites(b *testing.B) {
 // (and the readers', the same before and after a change).
 func BenchmarkFanoutDelivery(b *testing.B) {
 	for _, n := range []int{100, 1000} {
-		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
-			s, ids, conv, updates, messages := fanoutAudience(b, n)
-			m := s.send("a", ids[0], conv, "first")
-			waitFor(b, "the first message to reach everyone", func() bool { return updates.Load() == int64(n) })
-			updates.Store(0)
-			messages.Store(0)
-			payload, _ := json.Marshal(tidings.MessagePayload{Message: m})
-			last, _ := protocol.ParseRef(s.lastRef()) // the event of m
-			const window = 20
-			b.ResetTimer()
-			for i := range b.N {
-				for updates.Load() < int64(i+1-window)*int64(n) {
-					time.Sleep(20 * time.Microsecond)
-				}
-				s.node.Publish(&tidings.Event{Seq: last + int64(i) + 1, ID: fmt.Sprint("ev", i), AppID: "a",
-					Name: tidings.EventMessageSent, Time: time.Now(), Actor: &tidings.Profile{ID: ids[0]},
-					ConversationID: conv, Payload: payload})
-			}
-			want := int64(b.N * n)
-			for t0 := time.Now(); updates.Load() < want; {
-				if time.Since(t0) > 10*time.Second {
-					b.Fatalf("got %d updates want %d", updates.Load(), want)
-				}
-				time.Sleep(20 * time.Microsecond)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
-			b.ReportMetric(float64(messages.Load())/float64(want), "messages/delivery")
-		})
+		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) { benchFanoutDelivery(b, n, false) })
 	}
+}
+
+// BenchmarkFanoutDeliveryV2 is BenchmarkFanoutDelivery in tidings.v2
+// (v2=false: the same in tidings.v1, to compare within one run).
+func BenchmarkFanoutDeliveryV2(b *testing.B) {
+	for _, v2 := range []bool{false, true} {
+		b.Run(fmt.Sprintf("v2=%t/subscribers=1000", v2), func(b *testing.B) { benchFanoutDelivery(b, 1000, v2) })
+	}
+}
+
+func benchFanoutDelivery(b *testing.B, n int, v2 bool) {
+	s, ids, conv, updates, messages := fanoutAudienceOf(b, n, v2)
+	m := s.send("a", ids[0], conv, "first")
+	waitFor(b, "the first message to reach everyone", func() bool { return updates.Load() == int64(n) })
+	updates.Store(0)
+	messages.Store(0)
+	payload, _ := json.Marshal(tidings.MessagePayload{Message: m})
+	last, _ := protocol.ParseRef(s.lastRef()) // the event of m
+	const window = 20
+	b.ResetTimer()
+	for i := range b.N {
+		for updates.Load() < int64(i+1-window)*int64(n) {
+			time.Sleep(20 * time.Microsecond)
+		}
+		s.node.Publish(&tidings.Event{Seq: last + int64(i) + 1, ID: fmt.Sprint("ev", i), AppID: "a",
+			Name: tidings.EventMessageSent, Time: time.Now(), Actor: &tidings.Profile{ID: ids[0]},
+			ConversationID: conv, Payload: payload})
+	}
+	want := int64(b.N * n)
+	for t0 := time.Now(); updates.Load() < want; {
+		if time.Since(t0) > 10*time.Second {
+			b.Fatalf("got %d updates want %d", updates.Load(), want)
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(want), "ns/delivery")
+	b.ReportMetric(float64(messages.Load())/float64(want), "messages/delivery")
 }
 
 // countUpdates reads the server's frames of a raw connection, counting
 // the durable updates and the WebSocket messages that carried them; it closes
 // authed when the answer to auth (command "1") has come.
-func countUpdates(c *rawConn, auth []byte, authed chan struct{}, updates, messages *atomic.Int64) {
-	update := []byte(`{"type":"update","ref":`) // durable: not presence
+func countUpdates(c *rawConn, auth, update []byte, authed chan struct{}, updates, messages *atomic.Int64) {
 	var buf []byte
 	for {
 		var h [2]byte

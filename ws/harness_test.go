@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	nethttp "net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,6 +192,32 @@ type client struct {
 	code    uint16 // close code from the server
 	noPong  atomic.Bool
 	pings   atomic.Int64 // pings received from the server
+	v2      bool         // speaks tidings.v2: frames are read with protocol.DecodeV2
+	// frames are the frames received, as sent, in order.
+	framesMu sync.Mutex
+	frames   [][]byte
+}
+
+// dialV2 is dial asking for tidings.v2 only.
+func dialV2(t testing.TB, s *stack) *client {
+	t.Helper()
+	h := nethttp.Header{}
+	h.Set("Sec-WebSocket-Protocol", protocol.SubprotocolV2)
+	c, err := tryDial(t, s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.v2 {
+		t.Fatalf("the server chose %q", c.conn.SubProtocol())
+	}
+	return c
+}
+
+// received returns the frames received so far, in order.
+func (c *client) received() [][]byte {
+	c.framesMu.Lock()
+	defer c.framesMu.Unlock()
+	return slices.Clone(c.frames)
 }
 
 func dial(t testing.TB, s *stack) *client {
@@ -211,13 +238,16 @@ func tryDialURL(t testing.TB, url string, header nethttp.Header) (*client, error
 	if header == nil {
 		header = nethttp.Header{}
 	}
-	header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
+	if header.Get("Sec-WebSocket-Protocol") == "" {
+		header.Set("Sec-WebSocket-Protocol", protocol.Subprotocol)
+	}
 	conn, _, err := gws.NewClient((*clientEvents)(c), &gws.ClientOption{Addr: url, RequestHeader: header,
 		ReadMaxPayloadSize: 16 << 20})
 	if err != nil {
 		return nil, err
 	}
 	c.conn = conn
+	c.v2 = conn.SubProtocol() == protocol.SubprotocolV2
 	go conn.ReadLoop()
 	t.Cleanup(func() { conn.WriteClose(1000, nil) })
 	return c, nil
@@ -245,9 +275,18 @@ func (e *clientEvents) OnMessage(_ *gws.Conn, m *gws.Message) {
 	c := (*client)(e)
 	defer m.Close()
 	for _, line := range bytes.Split(m.Bytes(), []byte("\n")) {
+		c.framesMu.Lock()
+		c.frames = append(c.frames, bytes.Clone(line))
+		c.framesMu.Unlock()
 		var f protocol.Frame
-		if err := json.Unmarshal(line, &f); err != nil {
-			c.t.Errorf("server sent a frame that is not JSON: %q", line)
+		var err error
+		if c.v2 {
+			f, err = protocol.DecodeV2(line)
+		} else {
+			err = json.Unmarshal(line, &f)
+		}
+		if err != nil {
+			c.t.Errorf("server sent a frame that cannot be read: %q: %v", line, err)
 			continue
 		}
 		switch f.Type {

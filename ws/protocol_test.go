@@ -414,6 +414,9 @@ func TestHandshakePromises(t *testing.T) {
 	}{
 		{"offers tidings.v1", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "chat, tidings.v1"}, 101, "tidings.v1"},
 		{"offers no subprotocol", "/v1/realtime", nil, 101, ""},
+		{"offers tidings.v2", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "tidings.v2"}, 101, "tidings.v2"},
+		{"offers both", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "tidings.v1, tidings.v2"}, 101, "tidings.v2"},
+		{"offers both, v2 first", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "tidings.v2, tidings.v1"}, 101, "tidings.v2"},
 		{"query parameters are ignored", "/v1/realtime?token=x&v=2", nil, 101, ""},
 		{"offers only others", "/v1/realtime", map[string]string{"Sec-WebSocket-Protocol": "chat"}, 400, ""},
 		{"wrong version", "/v1/realtime", map[string]string{"Sec-WebSocket-Version": "8"}, 400, ""},

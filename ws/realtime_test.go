@@ -303,9 +303,27 @@ func TestSentUpdateIsCompact(t *testing.T) {
 // delivery in a room of 5, with ids shaped like the peer tool's (short
 // user ids, a room id like "r2k5-123", a clientId), to compare with other
 // servers (docs/benchmarks.md, issue #14): the updates to the 4 other
-// members, the sender's echo and the answer to message.send, over the 4
-// deliveries, with the 2-byte header of each WebSocket message.
+// members, the sender's echo (tidings.v1; none in tidings.v2) and the
+// answer to message.send, over the 4 deliveries, with the header of each
+// WebSocket message.
 func TestBytesPerDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		subprotocol string
+		max         int
+	}{
+		{protocol.Subprotocol, 460}, // 643 before issue #14, 501 before the event's id was its message's
+		{protocol.SubprotocolV2, 260},
+	} {
+		t.Run(tc.subprotocol, func(t *testing.T) {
+			perDelivery := bytesPerDelivery(t, tc.subprotocol)
+			if perDelivery > tc.max {
+				t.Errorf("%d bytes per delivery, want at most %d", perDelivery, tc.max)
+			}
+		})
+	}
+}
+
+func bytesPerDelivery(t *testing.T, subprotocol string) int {
 	s := startStack(t, nil)
 	users := []string{"u123", "u124", "u125", "u126", "u127"}
 	s.mkUsers("a", users...)
@@ -316,35 +334,57 @@ func TestBytesPerDelivery(t *testing.T) {
 	}
 	conns := make([]*client, len(users))
 	for i, u := range users {
-		conns[i] = dial(t, s)
+		if subprotocol == protocol.SubprotocolV2 {
+			conns[i] = dialV2(t, s)
+		} else {
+			conns[i] = dial(t, s)
+		}
 		conns[i].auth("", s.token("a", u), protocol.AuthArgs{})
 	}
+	before := len(conns[0].received())
 	ans := conns[0].command("", protocol.CmdSend, protocol.SendArgs{ConversationID: c.ID, ClientID: "u123-1764622564-1",
 		Parts: json.RawMessage(`[{"type":"text/plain","data":"` + strings.Repeat("x", 64) + `"}]`)})
 	if ans.Error != nil {
 		t.Fatal(ans.Error)
 	}
-	answer, _ := json.Marshal(ans)
 	hdr := func(n int) int { // RFC 6455: 2 bytes up to 125, 4 up to 64 KiB
 		if n > 125 {
 			return n + 4
 		}
 		return n + 2
 	}
-	total := hdr(len(answer))
-	echo := conns[0].nextNamed(tidings.EventMessageSent)
-	total += hdr(len(echo.raw))
 	var others int
 	var u update
+	total := 0
 	for _, cn := range conns[1:] {
 		u = cn.nextNamed(tidings.EventMessageSent)
 		others += len(u.raw)
 		total += hdr(len(u.raw))
 	}
-	t.Logf("per delivery: %d bytes (updates to the others %d each, echo %d, answer %d, with WebSocket headers)",
-		total/4, others/4, len(echo.raw), len(answer))
-	if total/4 > 460 { // 643 before issue #14, 501 before the event's id was its message's
-		t.Errorf("%d bytes per delivery, want at most 460", total/4)
+	var echo []byte
+	if subprotocol == protocol.Subprotocol {
+		echo = conns[0].nextNamed(tidings.EventMessageSent).raw
+	} else {
+		// None: the sender's next update is the next message's.
+		conns[1].command("", protocol.CmdSend, protocol.SendArgs{ConversationID: c.ID, Parts: json.RawMessage(`[{"type":"text/plain","data":"end"}]`)})
+		if next := conns[0].nextNamed(tidings.EventMessageSent); next.text() != "end" {
+			t.Fatalf("the sender got %s", next.raw)
+		}
 	}
-	t.Logf("%s\n%s\n%s", echo.raw, u.raw, answer)
+	// The frames the sender got for its send: the answer, and the echo.
+	var answer []byte
+	for _, f := range conns[0].received()[before:] {
+		if strings.HasPrefix(string(f), `{"type":"answer"`) || strings.HasPrefix(string(f), `{"id":`) {
+			answer = f
+			break
+		}
+	}
+	total += hdr(len(answer))
+	if echo != nil {
+		total += hdr(len(echo))
+	}
+	t.Logf("%s, per delivery: %d bytes (updates to the others %d each, echo %d, answer %d, with WebSocket headers)",
+		subprotocol, total/4, others/4, len(echo), len(answer))
+	t.Logf("%s\n%s\n%s", echo, u.raw, answer)
+	return total / 4
 }

@@ -997,7 +997,13 @@ func (c *rawConn) writeText(payload []byte) error {
 // device (command id "1"), without reading the answer.
 func rawAuth(t testing.TB, s *stack, user, device string) *rawConn {
 	t.Helper()
-	c, status := handshake(t, s, nil, 4096)
+	return rawAuthWith(t, s, nil, user, device)
+}
+
+// rawAuthWith is rawAuth with the handshake's header.
+func rawAuthWith(t testing.TB, s *stack, header nethttp.Header, user, device string) *rawConn {
+	t.Helper()
+	c, status := handshake(t, s, header, 4096)
 	if c == nil {
 		t.Fatalf("handshake: %d", status)
 	}

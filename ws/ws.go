@@ -72,7 +72,7 @@ type Handler struct {
 	next    atomic.Int64 // spreads the connections over the writers
 
 	once      sync.Once
-	upgraders [2]*gws.Upgrader // without and with the subprotocol
+	upgraders [3]*gws.Upgrader // without a subprotocol, with tidings.v1, with tidings.v2
 	mu        sync.Mutex
 	wheel     *pingWheel // the connections, by when the heartbeat looks at them; guarded by mu
 	stop      chan struct{}
@@ -99,7 +99,7 @@ func (h *Handler) init() {
 		if h.WriteTimeout <= 0 {
 			h.WriteTimeout = 10 * time.Second
 		}
-		for i, sub := range [][]string{nil, {protocol.Subprotocol}} {
+		for i, sub := range [][]string{nil, {protocol.Subprotocol}, {protocol.SubprotocolV2}} {
 			h.upgraders[i] = gws.NewUpgrader((*events)(h), &gws.ServerOption{
 				ReadMaxPayloadSize: h.MaxFrameBytes,
 				// Client frames are small commands; a larger one is read
@@ -146,9 +146,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, tidings.EInvalid, msg)
 		return
 	}
+	// A client that names subprotocols names ours (checked above): the
+	// newest it names is spoken. One that names none speaks tidings.v1.
 	up := h.upgraders[0]
-	if r.Header.Get("Sec-WebSocket-Protocol") != "" {
-		up = h.upgraders[1] // a client that names subprotocols names ours (checked above)
+	switch {
+	case headerHas(r.Header, "Sec-WebSocket-Protocol", protocol.SubprotocolV2):
+		up = h.upgraders[2]
+	case r.Header.Get("Sec-WebSocket-Protocol") != "":
+		up = h.upgraders[1]
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -186,8 +191,9 @@ func badHandshake(r *http.Request) string {
 		return "WebSocket version 13 is required"
 	case r.Header.Get("Sec-WebSocket-Key") == "":
 		return "Sec-WebSocket-Key is missing"
-	case r.Header.Get("Sec-WebSocket-Protocol") != "" && !headerHas(r.Header, "Sec-WebSocket-Protocol", protocol.Subprotocol):
-		return "the only subprotocol spoken here is " + protocol.Subprotocol
+	case r.Header.Get("Sec-WebSocket-Protocol") != "" && !headerHas(r.Header, "Sec-WebSocket-Protocol", protocol.Subprotocol) &&
+		!headerHas(r.Header, "Sec-WebSocket-Protocol", protocol.SubprotocolV2):
+		return "the subprotocols spoken here are " + protocol.Subprotocol + " and " + protocol.SubprotocolV2
 	}
 	return ""
 }
@@ -1024,7 +1030,7 @@ func (e *events) OnOpen(socket *gws.Conn) {
 	c.lastSeen.Store(now)
 	c.lastPing.Store(now)
 	socket.Session().Store("conn", c)
-	c.client = h.Node.Connect(c)
+	c.client = h.Node.ConnectVersion(c, socket.SubProtocol())
 	h.mu.Lock()
 	h.wheel.add(c, now+int64(h.PingInterval)+1)
 	h.mu.Unlock()
