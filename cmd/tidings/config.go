@@ -131,7 +131,7 @@ func defaultConfig() config {
 		AuthTimeout:       10 * time.Second,
 		TypingTimeout:     5 * time.Second,
 		AccessCheck:       time.Minute,
-		CursorFlush:       time.Second,
+		CursorFlush:       5 * time.Second,
 		CommitInterval:    2 * time.Millisecond,
 		PresenceLimit:     100,
 		MaxPresenceSubs:   1000,
