@@ -132,11 +132,12 @@ type Node struct {
 	// PresenceLease is the lease of this node's sessions in PresenceStore
 	// (default 15s), renewed every third of it.
 	PresenceLease time.Duration
-	// AccessCheck is how often the node reads again the users of its
-	// sessions and ends those whose access the app ended (deactivated,
-	// tokens revoked, deleted) without the node being told: CloseUser's
-	// update lost between nodes, or a command that changed the store
-	// directly. Default in cluster mode 1 minute, and it also runs when
+	// AccessCheck is how often the node ends the sessions whose access
+	// the app ended (deactivated, tokens revoked, deleted) without the
+	// node being told: CloseUser's update lost between nodes, or a command
+	// that changed the store directly. It reads again the users of its
+	// sessions that Users logged since the last check (tidings.AccessLog),
+	// or every one of them when Users keeps no such log (see checkAccess). Default in cluster mode 1 minute, and it also runs when
 	// the broker's ranges chain again after a loss; alone, 0 (never).
 	AccessCheck time.Duration
 
@@ -150,6 +151,11 @@ type Node struct {
 	wake    chan struct{}
 
 	checkNow chan struct{} // wakes watchAccess at once
+	// accessAt is the point of Users' access log (tidings.AccessLog) up
+	// to which the users of this node's sessions were checked, when
+	// accessKnown: watchAccess's own.
+	accessAt    int64
+	accessKnown bool
 	// closes counts the calls of closeUser: an auth that saw none while
 	// it read the user and indexed its session need not read the user
 	// again (see auth).
