@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -60,10 +61,7 @@ func (n *Node) closeUser(appID, userID, reason string) {
 	n.closes.Add(1) // before the sessions are looked for (see auth)
 	uk := userKey{appID, userID}
 	n.mu.Lock()
-	sessions := make([]*Session, 0, len(n.users[uk]))
-	for s := range n.users[uk] {
-		sessions = append(sessions, s)
-	}
+	sessions := slices.Clone(n.users[uk])
 	n.mu.Unlock()
 	deleted := reason == protocol.ReasonUserDeleted
 	for _, s := range sessions {
@@ -95,12 +93,12 @@ func (n *Node) closeUser(appID, userID, reason string) {
 func (c *Client) endAccount(s *Session, reason string, flush bool) {
 	n := c.node
 	c.mu.Lock()
-	if c.closed || c.accounts[s.account] != s {
+	if c.closed || c.accounts.get(s.account) != s {
 		c.mu.Unlock()
 		n.endSession(s) // not (or no longer) the client's: only the index
 		return
 	}
-	delete(c.accounts, s.account)
+	c.accounts.remove(s.account)
 	c.checkAt.Store(0)
 	none := len(c.accounts) == 0
 	c.mu.Unlock()
@@ -259,8 +257,8 @@ func (n *Node) sessionsOf(only *accessChanges) map[userKey][]*Session {
 	defer n.mu.Unlock()
 	users := make(map[userKey][]*Session)
 	add := func(uk userKey) {
-		for s := range n.users[uk] {
-			users[uk] = append(users[uk], s)
+		if ss := n.users[uk]; len(ss) > 0 {
+			users[uk] = slices.Clone(ss)
 		}
 	}
 	switch {

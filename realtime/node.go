@@ -165,8 +165,8 @@ type Node struct {
 	pos     atomic.Int64  // the position delivered up to (cluster mode)
 
 	mu       sync.Mutex
-	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
-	users    map[userKey]map[*Session]struct{}
+	convs    map[convKey]*convSubs  // the sessions of each conversation, with the seq from which it is theirs
+	users    map[userKey][]*Session // most users have one session on a node: a slice, not a map, of them
 	clients  map[*Client]struct{}
 	checks   checkQueue // the clients by when the tick checks them
 	due      []*Client  // the tick's clients due; its own
@@ -214,8 +214,8 @@ func (n *Node) Open() error {
 	if n.wake == nil {
 		n.wake = make(chan struct{}, 1)
 	}
-	n.convs = make(map[convKey]map[*Session]int64)
-	n.users = make(map[userKey]map[*Session]struct{})
+	n.convs = make(map[convKey]*convSubs)
+	n.users = make(map[userKey][]*Session)
 	n.clients = make(map[*Client]struct{})
 	n.typing = make(map[typingKey]typingState)
 	n.people = make(map[userKey]*presenceState)
@@ -506,9 +506,7 @@ func (n *Node) audience(ev *tidings.Event, targets []*Session) []*Session {
 		n.pos.Store(ev.Seq)
 	}
 	if ev.ConversationID == "" {
-		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
-			targets = append(targets, s)
-		}
+		targets = append(targets, n.users[userKey{ev.AppID, ev.UserID}]...)
 		return n.sharersLocked(ev, targets)
 	}
 	ck := convKey{ev.AppID, ev.ConversationID}
@@ -517,26 +515,26 @@ func (n *Node) audience(ev *tidings.Event, targets []*Session) []*Session {
 		var p tidings.ConversationPayload
 		if err := json.Unmarshal(ev.Payload, &p); err == nil {
 			for _, np := range p.Participants {
-				for s := range n.users[userKey{ev.AppID, np.UserID}] {
+				for _, s := range n.users[userKey{ev.AppID, np.UserID}] {
 					n.subscribeLocked(ck, s, ev.Seq)
 				}
 			}
 		}
 	}
 	if ev.Name == tidings.EventParticipantAdded && ev.UserID != "" {
-		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+		for _, s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.subscribeLocked(ck, s, ev.Seq)
 		}
 	}
 	subs := n.convs[ck]
-	targets = slices.Grow(targets, len(subs))
-	for s, from := range subs {
+	targets = slices.Grow(targets, subs.len())
+	for s, from := range subs.all() {
 		if ev.Seq >= from {
 			targets = append(targets, s)
 		}
 	}
 	if ev.Name == tidings.EventParticipantRemoved && ev.UserID != "" {
-		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+		for _, s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.unsubscribeLocked(ck, s)
 			if s.removed != nil { // registering: see register
 				s.removed[ck] = ev.Seq
@@ -560,7 +558,7 @@ func (n *Node) sharersLocked(ev *tidings.Event, targets []*Session) []*Session {
 		seen = make(map[*Session]struct{})
 	}
 	for _, conv := range ev.Conversations {
-		for s, from := range n.convs[convKey{ev.AppID, conv}] {
+		for s, from := range n.convs[convKey{ev.AppID, conv}].all() {
 			if s.user == ev.UserID || ev.Seq < from {
 				continue
 			}
@@ -579,19 +577,18 @@ func (n *Node) sharersLocked(ev *tidings.Event, targets []*Session) []*Session {
 func (n *Node) subscribeLocked(ck convKey, s *Session, from int64) {
 	m := n.convs[ck]
 	if m == nil {
-		m = make(map[*Session]int64)
+		m = &convSubs{}
 		n.convs[ck] = m
 	}
-	if _, ok := m[s]; !ok {
-		m[s] = from
+	if m.add(s, from) {
 		s.subs = append(s.subs, ck) // not there: m did not have s
 	}
 }
 
 func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 	if m := n.convs[ck]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
+		m.remove(s)
+		if m.len() == 0 {
 			delete(n.convs, ck)
 		}
 	}
@@ -615,10 +612,7 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	s.subs = nil
 	s.removed = make(map[convKey]int64)
 	uk := userKey{s.app, s.user}
-	if n.users[uk] == nil {
-		n.users[uk] = make(map[*Session]struct{})
-	}
-	n.users[uk][s] = struct{}{}
+	n.users[uk] = append(n.users[uk], s)
 	// The user's privacy switch is read below, after they are indexed: a
 	// profile update dispatched from then on is newer than the read, and
 	// wins (gen).
@@ -751,13 +745,15 @@ func (n *Node) streamReach(ctx context.Context, app, user string) (int64, error)
 func (n *Node) unregister(s *Session) {
 	n.mu.Lock()
 	uk := userKey{s.app, s.user}
-	if _, ok := n.users[uk][s]; !ok {
+	i := slices.Index(n.users[uk], s)
+	if i < 0 {
 		n.mu.Unlock()
 		return
 	}
-	delete(n.users[uk], s)
-	if len(n.users[uk]) == 0 {
+	if us := n.users[uk]; len(us) == 1 {
 		delete(n.users, uk)
+	} else {
+		n.users[uk] = slices.Delete(us, i, i+1)
 	}
 	var targets []*Session
 	var now time.Time
@@ -816,7 +812,7 @@ func (n *Node) unregister(s *Session) {
 // make the user present.
 func (n *Node) liveSessionsLocked(uk userKey) int {
 	count := 0
-	for s := range n.users[uk] {
+	for _, s := range n.users[uk] {
 		if !s.poll {
 			count++
 		}
