@@ -126,11 +126,15 @@ func closeMessage(reason string) string {
 }
 
 // watchAccess runs checkAccess every AccessCheck, and when asked to
-// (checkNow: the broker's ranges chain again after a loss).
+// (checkNow: the broker's ranges chain again after a loss). It runs it
+// once at once, too: as the node opens it holds no session, so that the
+// check only takes the access log's head, and the later checks read only
+// what was logged since, instead of the first reading every user.
 func (n *Node) watchAccess() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.AccessCheck)
 	defer t.Stop()
+	n.checkAccess()
 	for {
 		select {
 		case <-n.ctx.Done():
