@@ -217,6 +217,36 @@ type UserService interface {
 	DeleteUser(ctx context.Context, id string, messages MessagesOfDeleted) error
 }
 
+// UserRef names a user of an app.
+type UserRef struct {
+	AppID, UserID string
+}
+
+// AccessLog is a UserService whose store logs, in commit order, every
+// user whose access may have ended: deactivated, tokens revoked or
+// deleted, by whatever wrote the database (another node, a command that
+// opened the store directly). The realtime node's access check reads it
+// instead of reading every user of its sessions again: with nothing
+// changed, one read of the log and none of the users.
+//
+// A point is a position in the log: AccessLogHead returns the newest;
+// AccessChangesSince returns the users logged after one (oldest first, at
+// most limit of them, a user possibly more than once; a deleted user's
+// entries are replaced by one of their app with no UserID, which stands
+// for every user of the app, so that the log keeps no trace of them) and
+// the point to
+// ask from next, which is after when nothing was logged since. complete
+// is false when the log no longer holds everything logged after after
+// (the oldest entries go once the log is long, or after is not a point of
+// this log): the caller must then read every user it cares about, having
+// taken the head first. A user whose change is in the log was changed,
+// in the store, before the entry became readable. The caller needs no
+// app: the log covers every app.
+type AccessLog interface {
+	AccessLogHead(ctx context.Context) (int64, error)
+	AccessChangesSince(ctx context.Context, after int64, limit int) (users []UserRef, next int64, complete bool, err error)
+}
+
 // LastSeen is when a user's last realtime connection closed.
 type LastSeen struct {
 	AppID, UserID string

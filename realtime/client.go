@@ -39,7 +39,7 @@ type Client struct {
 	v2   bool // speaks tidings.v2 (protocol.SubprotocolV2); else tidings.v1
 
 	mu          sync.Mutex
-	accounts    map[string]*Session
+	accounts    accounts
 	closed      bool
 	connectedAt time.Time
 	lastActive  time.Time // last command or reply
@@ -73,7 +73,7 @@ func (n *Node) Connect(t Transport) *Client { return n.ConnectVersion(t, protoco
 // else tidings.v1.
 func (n *Node) ConnectVersion(t Transport, subprotocol string) *Client {
 	now := n.Now()
-	c := &Client{node: n, t: t, v2: subprotocol == protocol.SubprotocolV2, accounts: make(map[string]*Session),
+	c := &Client{node: n, t: t, v2: subprotocol == protocol.SubprotocolV2,
 		connectedAt: now, lastActive: now, tokens: n.CommandBurst, refilled: now}
 	c.checkAt.Store(now.Add(n.AuthTimeout).UnixNano())
 	n.mu.Lock()
@@ -157,14 +157,18 @@ func (c *Client) check(now time.Time) {
 		return
 	}
 	var expired []*Session
-	for name, s := range c.accounts {
+	kept := c.accounts[:0]
+	for _, s := range c.accounts {
 		s.mu.Lock()
 		if now.After(s.expires) {
 			expired = append(expired, s)
-			delete(c.accounts, name)
+		} else {
+			kept = append(kept, s)
 		}
 		s.mu.Unlock()
 	}
+	clear(c.accounts[len(kept):])
+	c.accounts = kept
 	noAccount := len(c.accounts) == 0
 	authLate := noAccount && len(expired) == 0 && now.Sub(c.connectedAt) > n.AuthTimeout
 	idle := n.IdleTimeout > 0 && now.Sub(c.lastActive) > n.IdleTimeout
@@ -284,7 +288,7 @@ func (c *Client) reply(ref, account string) {
 	c.lastActive = now
 	var s *Session
 	if ok {
-		s = c.accounts[accountName(account)]
+		s = c.accounts.get(accountName(account))
 	}
 	c.mu.Unlock()
 	if !ok {
@@ -306,6 +310,41 @@ func (c *Client) recoverPanic(what string, then func()) {
 	}
 }
 
+// accounts are the sessions of a client, one per account name: a slice,
+// not a map, since a connection has one account or a few.
+type accounts []*Session
+
+// get returns the session of the account name, nil if none.
+func (as accounts) get(name string) *Session {
+	for _, s := range as {
+		if s.account == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// set adds s, or puts it in the place of the session of its account.
+func (as *accounts) set(s *Session) {
+	for i, o := range *as {
+		if o.account == s.account {
+			(*as)[i] = s
+			return
+		}
+	}
+	*as = append(*as, s)
+}
+
+// remove removes the session of the account name, if any.
+func (as *accounts) remove(name string) {
+	for i, o := range *as {
+		if o.account == name {
+			*as = slices.Delete(*as, i, i+1)
+			return
+		}
+	}
+}
+
 // defaultAccount is the account of frames that name none.
 const defaultAccount = "default"
 
@@ -319,7 +358,7 @@ func accountName(a string) string {
 func (c *Client) session(account string) *Session {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.accounts[accountName(account)]
+	return c.accounts.get(accountName(account))
 }
 
 // allow takes a token from the command rate limit bucket.
@@ -431,7 +470,7 @@ func (c *Client) command(f *protocol.Frame, warm bool) {
 	switch f.Command {
 	case protocol.CmdLogout:
 		c.mu.Lock()
-		delete(c.accounts, s.account)
+		c.accounts.remove(s.account)
 		c.checkNextTickLocked()
 		none := len(c.accounts) == 0
 		c.mu.Unlock()
@@ -667,7 +706,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		n.endSession(s)
 		return
 	}
-	c.accounts[account] = s
+	c.accounts.set(s)
 	c.checkSoonerLocked(expires)
 	c.mu.Unlock()
 	// The app may have ended the user's access (CloseUser) after the user
@@ -681,8 +720,8 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 	if n.closes.Load() != closes {
 		if err := n.stillAccepted(server, caller.UserID, v.IssuedAt); err != nil {
 			c.mu.Lock()
-			if c.accounts[account] == s {
-				delete(c.accounts, account)
+			if c.accounts.get(account) == s {
+				c.accounts.remove(account)
 				c.checkNextTickLocked()
 			}
 			c.mu.Unlock()

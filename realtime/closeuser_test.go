@@ -3,13 +3,17 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/protocol"
+	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
 )
 
@@ -171,6 +175,162 @@ func TestAccessCheckAfterTheBrokerIsBack(t *testing.T) {
 	for name, cn := range map[string]*conn{"bob on A": bobA, "bob on B": bobB} {
 		waitUntil(t, name+" closed", func() bool { return cn.w.closeCode() == protocol.CloseUserDeactivated })
 	}
+	if carol.w.closeCode() != 0 {
+		t.Errorf("carol's connection closed: %d", carol.w.closeCode())
+	}
+}
+
+// countingUsers is a node's Users that counts the reads of each user and
+// of the access log.
+type countingUsers struct {
+	*sqlite.UserService
+	mu       sync.Mutex
+	reads    map[string]int // by user id
+	logReads int
+	// incomplete has the log say that it no longer holds what was
+	// logged since any point, and return nothing.
+	incomplete bool
+}
+
+func (c *countingUsers) count(ids ...string) {
+	c.mu.Lock()
+	for _, id := range ids {
+		c.reads[id]++
+	}
+	c.mu.Unlock()
+}
+
+func (c *countingUsers) FindUserByID(ctx context.Context, id string) (*tidings.User, error) {
+	c.count(id)
+	return c.UserService.FindUserByID(ctx, id)
+}
+
+func (c *countingUsers) FindUsersByIDs(ctx context.Context, ids []string) ([]*tidings.User, error) {
+	c.count(ids...)
+	return c.UserService.FindUsersByIDs(ctx, ids)
+}
+
+func (c *countingUsers) AccessChangesSince(ctx context.Context, after int64, limit int) ([]tidings.UserRef, int64, bool, error) {
+	c.mu.Lock()
+	c.logReads++
+	incomplete := c.incomplete
+	c.mu.Unlock()
+	if incomplete {
+		return nil, after, false, nil
+	}
+	return c.UserService.AccessChangesSince(ctx, after, limit)
+}
+
+func (c *countingUsers) snapshot() (map[string]int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.reads), c.logReads
+}
+
+// With a store that logs the users whose access changed, the access
+// check reads no user while nothing changed; and when another process
+// (a `tidings users` command, which opens the database itself) deactivates
+// a user, revokes another's tokens and deletes a third, the node, which
+// nobody told, still closes their connections within about AccessCheck,
+// reading again the users changed only (all the app's users for a
+// deletion, which the log keeps no trace of).
+func TestAccessCheckReadsOnlyWhatChanged(t *testing.T) {
+	cl := newCluster(t)
+	server := tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: "a", Server: true})
+	if _, err := cl.users.CreateUser(server, &tidings.User{ID: "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	users := &countingUsers{UserService: cl.users, reads: map[string]int{}}
+	a := cl.node("A", func(n *Node) { n.AccessCheck, n.Users = 20*time.Millisecond, users })
+	// The node's first check, as it opens, takes the log's head: the
+	// later ones read the log.
+	waitUntil(t, "the first check", func() bool { _, n := users.snapshot(); return n >= 1 })
+	conns := map[string]*conn{}
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+		conns[u] = cl.online(a, u, "", "")
+	}
+	// No check reads a user while nothing changed: not even once, since
+	// the node had no session when it took the log's head.
+	_, k := users.snapshot()
+	waitUntil(t, "three checks after the connections", func() bool { _, n := users.snapshot(); return n >= k+3 })
+	before, _ := users.snapshot()
+	if len(before) != 0 {
+		t.Fatalf("checks with nothing changed read users: %v", before)
+	}
+
+	// Another process writes the database.
+	other := sqlite.NewDB(cl.path)
+	other.Logger = slog.New(slog.DiscardHandler)
+	if err := other.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cli := sqlite.NewUserService(other)
+	if _, err := cli.DeactivateUser(server, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.RevokeTokens(server, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		who    string
+		code   int
+		reason string
+	}{{"bob", protocol.CloseUserDeactivated, protocol.ReasonUserDeactivated},
+		{"alice", protocol.CloseTokensRevoked, protocol.ReasonTokensRevoked}} {
+		cn := conns[c.who]
+		waitUntil(t, c.who+" closed", func() bool { return cn.w.closeCode() == c.code })
+		if got := cn.w.accountClosed(); !slices.Equal(got, []string{c.reason}) {
+			t.Errorf("%s got account.closed %v", c.who, got)
+		}
+	}
+	after, _ := users.snapshot()
+	for _, u := range []string{"carol", "dave"} {
+		if after[u] != before[u] {
+			t.Errorf("%s, unchanged, was read again: %d reads, %d before", u, after[u], before[u])
+		}
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if after[u] <= before[u] {
+			t.Errorf("%s was not read again (%d reads)", u, after[u])
+		}
+	}
+
+	// A deletion leaves no trace of the user in the log: the node reads
+	// its users of the app again, and closes the deleted user's
+	// connection.
+	if err := cli.DeleteUser(server, "carol", tidings.AnonymizeMessages); err != nil {
+		t.Fatal(err)
+	}
+	carol, dave := conns["carol"], conns["dave"]
+	waitUntil(t, "carol closed", func() bool { return carol.w.closeCode() == protocol.CloseUserDeleted })
+	if got := carol.w.accountClosed(); !slices.Equal(got, []string{protocol.ReasonUserDeleted}) {
+		t.Errorf("carol got account.closed %v", got)
+	}
+	if dave.w.closeCode() != 0 || len(dave.w.accountClosed()) != 0 {
+		t.Errorf("dave's connection: closed %d, account.closed %v", dave.w.closeCode(), dave.w.accountClosed())
+	}
+}
+
+// When the log no longer holds what was logged since the last check (its
+// oldest entries went, or the database was made again), the node reads
+// every user of its sessions again: a user deactivated meanwhile is
+// closed all the same.
+func TestAccessCheckReadsEveryoneWhenTheLogCannotTell(t *testing.T) {
+	cl := newCluster(t)
+	users := &countingUsers{UserService: cl.users, reads: map[string]int{}}
+	a := cl.node("A", func(n *Node) { n.AccessCheck, n.Users = 20*time.Millisecond, users })
+	bob, carol := cl.online(a, "bob", "", ""), cl.online(a, "carol", "", "")
+	_, k := users.snapshot()
+	waitUntil(t, "a check after the connections", func() bool { _, n := users.snapshot(); return n >= k+2 })
+	users.mu.Lock()
+	users.incomplete = true
+	users.mu.Unlock()
+	server := tidings.NewContextWithCaller(context.Background(), tidings.Caller{AppID: "a", Server: true})
+	if _, err := cl.users.DeactivateUser(server, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "bob closed", func() bool { return bob.w.closeCode() == protocol.CloseUserDeactivated })
 	if carol.w.closeCode() != 0 {
 		t.Errorf("carol's connection closed: %d", carol.w.closeCode())
 	}

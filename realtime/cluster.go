@@ -456,7 +456,7 @@ func (n *Node) announceOnline() {
 		if !st.online {
 			continue
 		}
-		for s := range n.users[uk] {
+		for _, s := range n.users[uk] {
 			if !s.poll {
 				all = append(all, online{s, convIDs(s), st.hidden})
 				break

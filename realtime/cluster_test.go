@@ -301,6 +301,7 @@ func (p *memPresence) Expired(ctx context.Context) ([]tidings.PresenceChange, er
 type cluster struct {
 	t        *testing.T
 	db       *sqlite.DB
+	path     string // the database's
 	app      *tidings.App
 	apps     *sqlite.AppService
 	users    *sqlite.UserService
@@ -336,7 +337,8 @@ func (cl *cluster) seed() {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	db := sqlite.NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	path := filepath.Join(t.TempDir(), "tidings.db")
+	db := sqlite.NewDB(path)
 	db.Logger = slog.New(slog.DiscardHandler)
 	db.Synchronous = "NORMAL"
 	// No publisher: in a cluster the nodes take the events from the tail.
@@ -344,7 +346,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	cl := &cluster{t: t, db: db, apps: sqlite.NewAppService(db), users: sqlite.NewUserService(db),
+	cl := &cluster{t: t, db: db, path: path, apps: sqlite.NewAppService(db), users: sqlite.NewUserService(db),
 		convs: sqlite.NewConversationService(db), messages: sqlite.NewMessageService(db, 0), log: sqlite.NewEventLog(db),
 		broker: &memBroker{}, leases: &memLeases{}, presence: &memPresence{}}
 	cl.seed()

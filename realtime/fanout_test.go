@@ -36,8 +36,8 @@ func fanoutNode(tb testing.TB, n int) (*Node, []*countingTransport) {
 // fanoutNodeOf is fanoutNode, its sessions speaking tidings.v2 when v2.
 func fanoutNodeOf(tb testing.TB, n int, v2 bool) (*Node, []*countingTransport) {
 	node := NewNode()
-	node.convs = make(map[convKey]map[*Session]int64)
-	node.users = make(map[userKey]map[*Session]struct{})
+	node.convs = make(map[convKey]*convSubs)
+	node.users = make(map[userKey][]*Session)
 	node.clients = make(map[*Client]struct{})
 	node.typing = make(map[typingKey]typingState)
 	node.people = make(map[userKey]*presenceState)
@@ -46,7 +46,7 @@ func fanoutNodeOf(tb testing.TB, n int, v2 bool) (*Node, []*countingTransport) {
 	ts := make([]*countingTransport, n)
 	for i := range n {
 		ts[i] = &countingTransport{}
-		c := &Client{node: node, t: ts[i], v2: v2, accounts: map[string]*Session{}}
+		c := &Client{node: node, t: ts[i], v2: v2}
 		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("u", i)}
 		node.subscribeLocked(convKey{"a", "c"}, s, 0)
 	}
@@ -153,7 +153,7 @@ func batchingNode(t *testing.T) (*Node, *recordingBatcher) {
 	b := &recordingBatcher{}
 	node.Batcher = b
 	for i := range 2 {
-		c := &Client{node: node, t: batchTransport{b}, accounts: map[string]*Session{}}
+		c := &Client{node: node, t: batchTransport{b}}
 		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("r", i)}
 		node.subscribeLocked(convKey{"a", "c"}, s, 0)
 	}
@@ -202,19 +202,16 @@ func TestALoneEventIsDeliveredWithoutABatch(t *testing.T) {
 // many they share), and to its user's own sessions, and to no one else.
 func TestProfileEventReachesThoseWhoShareAConversationOnce(t *testing.T) {
 	node := NewNode()
-	node.convs = make(map[convKey]map[*Session]int64)
-	node.users = make(map[userKey]map[*Session]struct{})
+	node.convs = make(map[convKey]*convSubs)
+	node.users = make(map[userKey][]*Session)
 	got := map[string]*countingTransport{}
 	session := func(user string, convs map[string]int64) {
 		tr := &countingTransport{}
 		got[user] = tr
-		c := &Client{node: node, t: tr, accounts: map[string]*Session{}}
+		c := &Client{node: node, t: tr}
 		s := &Session{client: c, account: "default", app: "a", user: user}
 		uk := userKey{"a", user}
-		if node.users[uk] == nil {
-			node.users[uk] = map[*Session]struct{}{}
-		}
-		node.users[uk][s] = struct{}{}
+		node.users[uk] = append(node.users[uk], s)
 		for conv, from := range convs {
 			node.subscribeLocked(convKey{"a", conv}, s, from)
 		}

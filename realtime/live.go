@@ -62,7 +62,7 @@ func (n *Node) broadcast(ev *tidings.Event, targets []*Session) {
 // othersLocked returns the sessions of a conversation but those of user.
 func (n *Node) othersLocked(ck convKey, user string) []*Session {
 	var out []*Session
-	for s := range n.convs[ck] {
+	for s := range n.convs[ck].all() {
 		if s.user != user {
 			out = append(out, s)
 		}
@@ -76,7 +76,7 @@ func (n *Node) othersLocked(ck convKey, user string) []*Session {
 func (n *Node) setTyping(s *Session, convID string, on bool) error {
 	ck := convKey{s.app, convID}
 	n.mu.Lock()
-	if _, ok := n.convs[ck][s]; !ok {
+	if !n.convs[ck].has(s) {
 		n.mu.Unlock()
 		return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
@@ -222,10 +222,10 @@ func (n *Node) peersLocked(s *Session) []*Session {
 	seen := make(map[*Session]struct{})
 	var out []*Session
 	for _, ck := range s.subs {
-		if len(n.convs[ck]) > n.PresenceLimit {
+		if n.convs[ck].len() > n.PresenceLimit {
 			continue
 		}
-		for p := range n.convs[ck] {
+		for p := range n.convs[ck].all() {
 			if _, ok := seen[p]; !ok && p.user != s.user {
 				seen[p] = struct{}{}
 				out = append(out, p)
@@ -241,7 +241,7 @@ func (n *Node) peersLocked(s *Session) []*Session {
 func (n *Node) presenceOf(ctx context.Context, s *Session, convID string) (protocol.PresenceResult, error) {
 	ck := convKey{s.app, convID}
 	n.mu.Lock()
-	if _, ok := n.convs[ck][s]; !ok {
+	if !n.convs[ck].has(s) {
 		n.mu.Unlock()
 		return protocol.PresenceResult{}, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
@@ -316,7 +316,7 @@ func (n *Node) onlineElsewhere(ctx context.Context, app, viewer, convID string, 
 // is held.
 func (n *Node) presenceLocked(ck convKey, viewer string) protocol.PresenceResult {
 	res := protocol.PresenceResult{Online: []string{}, Typing: []string{}}
-	for p := range n.convs[ck] {
+	for p := range n.convs[ck].all() {
 		if !p.poll && !slices.Contains(res.Online, p.user) && (p.user == viewer || !n.hiddenLocked(userKey{p.app, p.user})) {
 			res.Online = append(res.Online, p.user)
 		}

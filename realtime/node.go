@@ -134,11 +134,12 @@ type Node struct {
 	// PresenceLease is the lease of this node's sessions in PresenceStore
 	// (default 15s), renewed every third of it.
 	PresenceLease time.Duration
-	// AccessCheck is how often the node reads again the users of its
-	// sessions and ends those whose access the app ended (deactivated,
-	// tokens revoked, deleted) without the node being told: CloseUser's
-	// update lost between nodes, or a command that changed the store
-	// directly. Default in cluster mode 1 minute, and it also runs when
+	// AccessCheck is how often the node ends the sessions whose access
+	// the app ended (deactivated, tokens revoked, deleted) without the
+	// node being told: CloseUser's update lost between nodes, or a command
+	// that changed the store directly. It reads again the users of its
+	// sessions that Users logged since the last check (tidings.AccessLog),
+	// or every one of them when Users keeps no such log (see checkAccess). Default in cluster mode 1 minute, and it also runs when
 	// the broker's ranges chain again after a loss; alone, 0 (never).
 	AccessCheck time.Duration
 
@@ -160,6 +161,11 @@ type Node struct {
 	wake          chan struct{}
 
 	checkNow chan struct{} // wakes watchAccess at once
+	// accessAt is the point of Users' access log (tidings.AccessLog) up
+	// to which the users of this node's sessions were checked, when
+	// accessKnown: watchAccess's own.
+	accessAt    int64
+	accessKnown bool
 	// closes counts the calls of closeUser: an auth that saw none while
 	// it read the user and indexed its session need not read the user
 	// again (see auth).
@@ -169,8 +175,8 @@ type Node struct {
 	pos     atomic.Int64  // the position delivered up to (cluster mode)
 
 	mu       sync.Mutex
-	convs    map[convKey]map[*Session]int64 // session → seq from which the conversation is theirs
-	users    map[userKey]map[*Session]struct{}
+	convs    map[convKey]*convSubs  // the sessions of each conversation, with the seq from which it is theirs
+	users    map[userKey][]*Session // most users have one session on a node: a slice, not a map, of them
 	clients  map[*Client]struct{}
 	checks   checkQueue // the clients by when the tick checks them
 	due      []*Client  // the tick's clients due; its own
@@ -218,8 +224,8 @@ func (n *Node) Open() error {
 	if n.wake == nil {
 		n.wake = make(chan struct{}, 1)
 	}
-	n.convs = make(map[convKey]map[*Session]int64)
-	n.users = make(map[userKey]map[*Session]struct{})
+	n.convs = make(map[convKey]*convSubs)
+	n.users = make(map[userKey][]*Session)
 	n.clients = make(map[*Client]struct{})
 	n.typing = make(map[typingKey]typingState)
 	n.people = make(map[userKey]*presenceState)
@@ -551,9 +557,7 @@ func (n *Node) audience(ev *tidings.Event, targets []*Session) []*Session {
 		n.pos.Store(ev.Seq)
 	}
 	if ev.ConversationID == "" {
-		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
-			targets = append(targets, s)
-		}
+		targets = append(targets, n.users[userKey{ev.AppID, ev.UserID}]...)
 		return n.sharersLocked(ev, targets)
 	}
 	ck := convKey{ev.AppID, ev.ConversationID}
@@ -562,26 +566,26 @@ func (n *Node) audience(ev *tidings.Event, targets []*Session) []*Session {
 		var p tidings.ConversationPayload
 		if err := json.Unmarshal(ev.Payload, &p); err == nil {
 			for _, np := range p.Participants {
-				for s := range n.users[userKey{ev.AppID, np.UserID}] {
+				for _, s := range n.users[userKey{ev.AppID, np.UserID}] {
 					n.subscribeLocked(ck, s, ev.Seq)
 				}
 			}
 		}
 	}
 	if ev.Name == tidings.EventParticipantAdded && ev.UserID != "" {
-		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+		for _, s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.subscribeLocked(ck, s, ev.Seq)
 		}
 	}
 	subs := n.convs[ck]
-	targets = slices.Grow(targets, len(subs))
-	for s, from := range subs {
+	targets = slices.Grow(targets, subs.len())
+	for s, from := range subs.all() {
 		if ev.Seq >= from {
 			targets = append(targets, s)
 		}
 	}
 	if ev.Name == tidings.EventParticipantRemoved && ev.UserID != "" {
-		for s := range n.users[userKey{ev.AppID, ev.UserID}] {
+		for _, s := range n.users[userKey{ev.AppID, ev.UserID}] {
 			n.unsubscribeLocked(ck, s)
 			if s.removed != nil { // registering: see register
 				s.removed[ck] = ev.Seq
@@ -605,7 +609,7 @@ func (n *Node) sharersLocked(ev *tidings.Event, targets []*Session) []*Session {
 		seen = make(map[*Session]struct{})
 	}
 	for _, conv := range ev.Conversations {
-		for s, from := range n.convs[convKey{ev.AppID, conv}] {
+		for s, from := range n.convs[convKey{ev.AppID, conv}].all() {
 			if s.user == ev.UserID || ev.Seq < from {
 				continue
 			}
@@ -624,19 +628,18 @@ func (n *Node) sharersLocked(ev *tidings.Event, targets []*Session) []*Session {
 func (n *Node) subscribeLocked(ck convKey, s *Session, from int64) {
 	m := n.convs[ck]
 	if m == nil {
-		m = make(map[*Session]int64)
+		m = &convSubs{}
 		n.convs[ck] = m
 	}
-	if _, ok := m[s]; !ok {
-		m[s] = from
+	if m.add(s, from) {
 		s.subs = append(s.subs, ck) // not there: m did not have s
 	}
 }
 
 func (n *Node) unsubscribeLocked(ck convKey, s *Session) {
 	if m := n.convs[ck]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
+		m.remove(s)
+		if m.len() == 0 {
 			delete(n.convs, ck)
 		}
 	}
@@ -660,10 +663,7 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 	s.subs = nil
 	s.removed = make(map[convKey]int64)
 	uk := userKey{s.app, s.user}
-	if n.users[uk] == nil {
-		n.users[uk] = make(map[*Session]struct{})
-	}
-	n.users[uk][s] = struct{}{}
+	n.users[uk] = append(n.users[uk], s)
 	// The user's privacy switch is read below, after they are indexed: a
 	// profile update dispatched from then on is newer than the read, and
 	// wins (gen).
@@ -796,13 +796,15 @@ func (n *Node) streamReach(ctx context.Context, app, user string) (int64, error)
 func (n *Node) unregister(s *Session) {
 	n.mu.Lock()
 	uk := userKey{s.app, s.user}
-	if _, ok := n.users[uk][s]; !ok {
+	i := slices.Index(n.users[uk], s)
+	if i < 0 {
 		n.mu.Unlock()
 		return
 	}
-	delete(n.users[uk], s)
-	if len(n.users[uk]) == 0 {
+	if us := n.users[uk]; len(us) == 1 {
 		delete(n.users, uk)
+	} else {
+		n.users[uk] = slices.Delete(us, i, i+1)
 	}
 	var targets []*Session
 	var now time.Time
@@ -861,7 +863,7 @@ func (n *Node) unregister(s *Session) {
 // make the user present.
 func (n *Node) liveSessionsLocked(uk userKey) int {
 	count := 0
-	for s := range n.users[uk] {
+	for _, s := range n.users[uk] {
 		if !s.poll {
 			count++
 		}

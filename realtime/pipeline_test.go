@@ -41,9 +41,9 @@ func TestSendsOfAConnectionArePipelinedInOrder(t *testing.T) {
 	gate := &gatedMessages{release: make(chan struct{})}
 	node.Messages = gate
 	tr := &recordingTransport{}
-	c := &Client{node: node, t: tr, accounts: map[string]*Session{}, tokens: 100, refilled: node.Now(),
+	c := &Client{node: node, t: tr, tokens: 100, refilled: node.Now(),
 		sends: make(chan struct{}, maxSendsInFlight)}
-	c.accounts["default"] = &Session{client: c, account: "default", app: "a", user: "u"}
+	c.accounts.set(&Session{client: c, account: "default", app: "a", user: "u"})
 
 	const n = 5
 	handled := make(chan struct{})

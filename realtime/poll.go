@@ -90,7 +90,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 		return nil, err
 	}
 	c.mu.Lock()
-	c.accounts[s.account] = s
+	c.accounts.set(s)
 	c.checkSoonerLocked(s.expires)
 	c.mu.Unlock()
 	if err := s.replay(ctx, after); err != nil {

@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -76,10 +77,10 @@ func (n *Node) presenceTargetsOfLocked(app, user string, convs []string, hidden 
 	if !hidden {
 		for _, conv := range convs {
 			m := n.convs[convKey{app, conv}]
-			if len(m) > n.PresenceLimit {
+			if m.len() > n.PresenceLimit {
 				continue
 			}
-			for p := range m {
+			for p := range m.all() {
 				if _, ok := seen[p]; !ok && p.user != user {
 					seen[p] = struct{}{}
 					out = append(out, p)
@@ -137,7 +138,7 @@ func (n *Node) presenceSetting(ev *tidings.Event) {
 		// Told by every node that holds a session of the user, to the
 		// others' sessions on every node (the peers of one of its
 		// sessions, which all share the user's conversations).
-		for s := range n.users[uk] {
+		for _, s := range n.users[uk] {
 			if !s.poll {
 				convs := convIDs(s)
 				n.mu.Unlock()
@@ -148,7 +149,7 @@ func (n *Node) presenceSetting(ev *tidings.Event) {
 		}
 	}
 	if st.online {
-		for s := range n.users[uk] {
+		for _, s := range n.users[uk] {
 			if !s.poll {
 				// What the others saw changes; the user's own view does not.
 				for _, t := range n.presenceTargetsLocked(s, false) {
@@ -215,7 +216,7 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 	}
 	res := protocol.PresenceSubscribeResult{Users: []protocol.UserPresence{}, Unknown: []string{}}
 	n.mu.Lock()
-	if _, ok := n.users[userKey{s.app, s.user}][s]; !ok {
+	if !slices.Contains(n.users[userKey{s.app, s.user}], s) {
 		n.mu.Unlock()
 		return tidings.Errorf(tidings.EUnauthenticated, "account %q is not authenticated on this connection", s.account)
 	}

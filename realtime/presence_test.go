@@ -5,7 +5,7 @@ import "testing"
 func TestPresenceSkipsLargeConversations(t *testing.T) {
 	node, _ := fanoutNode(t, 5)
 	var s *Session
-	for x := range node.convs[convKey{"a", "c"}] {
+	for x := range node.convs[convKey{"a", "c"}].all() {
 		s = x
 		break
 	}

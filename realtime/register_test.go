@@ -30,7 +30,7 @@ func registering(t *testing.T, node *Node, ms []tidings.Membership) (*Session, *
 	t.Helper()
 	log := &slowMembershipsLog{ms: ms, entered: make(chan struct{}), release: make(chan struct{})}
 	node.Log = log
-	s := &Session{client: &Client{node: node, t: &recordingTransport{}, accounts: map[string]*Session{}},
+	s := &Session{client: &Client{node: node, t: &recordingTransport{}},
 		account: "default", app: "a", user: "new", replaying: true}
 	t.Cleanup(func() {
 		select {
@@ -97,8 +97,8 @@ func TestRegisteringKeepsRemovalsAndAdditionsDispatchedMeanwhile(t *testing.T) {
 	waitErr(t, registered, "register")
 
 	node.mu.Lock()
-	_, inC := node.convs[convKey{"a", "c"}][s]
-	fromD, inD := node.convs[convKey{"a", "d"}][s]
+	inC := node.convs[convKey{"a", "c"}].has(s)
+	fromD, inD := node.convs[convKey{"a", "d"}].from(s)
 	node.mu.Unlock()
 	if inC {
 		t.Fatal("the session is subscribed to a conversation its user was removed from while it registered")

@@ -59,7 +59,7 @@ func TestReplayHoldsLiveUpdatesThenSendsThemInOrder(t *testing.T) {
 	node.Log = log
 	node.ReplayBatch = 10
 	tr := &recordingTransport{}
-	c := &Client{node: node, t: tr, accounts: map[string]*Session{}}
+	c := &Client{node: node, t: tr}
 	s := &Session{client: c, account: "default", app: "a", user: "u1", replaying: true}
 
 	done := make(chan error, 1)

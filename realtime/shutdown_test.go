@@ -71,7 +71,7 @@ func onlineClients(t *testing.T, log tidings.EventLog, n int) (*Node, []*closeRe
 		if err := node.register(context.Background(), s); err != nil {
 			t.Fatal(err)
 		}
-		c.accounts[s.account] = s
+		c.accounts.set(s)
 		s.ack(10)
 	}
 	return node, ts

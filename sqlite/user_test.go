@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -200,4 +201,48 @@ func TestReadConnect(t *testing.T) {
 	}
 	_, _, _, _, err = e.apps.ReadConnect(ctx, "nope", "alice", "phone")
 	wantCode(t, err, tidings.ENotFound)
+}
+
+// The access log keeps its newest 10,000 entries: once older ones went, a
+// reader from before them learns that the log is no longer complete (and
+// reads every user), one from after them still reads it all. Entries
+// written by another connection to the database (a command that opened
+// it) are read like the store's own.
+func TestAccessLogKeepsItsNewest(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	ctx := context.Background()
+	raw, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE users SET deactivated_at = 1 WHERE app_id = 'a' AND id = 'alice'`); err != nil {
+		t.Fatal(err)
+	}
+	users, next, complete, err := e.users.AccessChangesSince(ctx, 0, 10)
+	if err != nil || !complete || next != 1 || len(users) != 1 || users[0] != (tidings.UserRef{AppID: "a", UserID: "alice"}) {
+		t.Fatalf("after another connection deactivated alice: %v, next %d, complete %v (%v)", users, next, complete, err)
+	}
+	if _, err := raw.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)
+		INSERT INTO access_changes (app_id, user_id) SELECT 'a', 'x' || i FROM n`); err != nil {
+		t.Fatal(err)
+	}
+	// Entries 1 to 10,000: nothing went yet.
+	if _, _, complete, err := e.users.AccessChangesSince(ctx, 0, 1); err != nil || !complete {
+		t.Fatalf("10,000 entries: complete %v (%v)", complete, err)
+	}
+	if _, err := e.users.DeactivateUser(server("a"), "bob"); err != nil { // entry 10,001: entry 1 goes
+		t.Fatal(err)
+	}
+	if _, _, complete, err := e.users.AccessChangesSince(ctx, 0, 1); err != nil || complete {
+		t.Errorf("from before the oldest entry kept: complete %v (%v), want false", complete, err)
+	}
+	users, next, complete, err = e.users.AccessChangesSince(ctx, 10000, 10)
+	if err != nil || !complete || next != 10001 || len(users) != 1 || users[0].UserID != "bob" {
+		t.Errorf("from entry 10,000: %v, next %d, complete %v (%v)", users, next, complete, err)
+	}
+	if _, _, complete, err := e.users.AccessChangesSince(ctx, 1, 1); err != nil || !complete {
+		t.Errorf("from the entry before the oldest kept: complete %v (%v), want true", complete, err)
+	}
 }

@@ -92,6 +92,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"ServerActsAsItself", TestServerActsAsItself},
 		{"DeactivateAndRevoke", TestDeactivateAndRevoke},
 		{"DeleteUser", TestDeleteUser},
+		{"AccessLog", TestAccessLog},
 		{"FindUsers", TestFindUsers},
 		{"MuteParticipant", TestMuteParticipant},
 		{"RotateSigningSecret", TestRotateSigningSecret},

@@ -235,7 +235,7 @@ func addServeFlags(fs *flag.FlagSet, cfg *config) {
 	fs.Var((*durationValue)(&cfg.TypingTimeout), "typing-timeout",
 		"the `duration` after which a typing indicator that was not refreshed ends")
 	fs.Var((*durationValue)(&cfg.AccessCheck), "access-check",
-		"how often (a `duration`) the node reads again the users of its realtime connections, and closes those whose access the app ended without the node being told")
+		"how often (a `duration`) the node reads the users whose access changed (the store logs them) and closes their realtime connections that the app ended without the node being told")
 	fs.Var((*durationValue)(&cfg.CursorFlush), "cursor-flush-interval",
 		"how long (a `duration`) a ref that a realtime client acknowledged may wait before it is stored (longer than 1s: spread at random over the second half of it); a crash sends again what was acknowledged since")
 	fs.IntVar(&cfg.PresenceLimit, "presence-limit", cfg.PresenceLimit,
