@@ -246,8 +246,15 @@ func (c *Conn) bucket(ctx context.Context, name string, ttl time.Duration, creat
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.opts.Replicas,
 		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // made meanwhile, or differently
-			kv, err = c.js.KeyValue(ctx, name)
+		if err != nil {
+			// Made meanwhile by another node, or differently: JetStream
+			// says so with ErrBucketExists, or, when the two creates
+			// cross, that the stream's subjects overlap with the stream
+			// just made (seen in CI, TestLeasesOneWinner). Either way the
+			// bucket is there to use.
+			if made, gerr := c.js.KeyValue(ctx, name); gerr == nil {
+				kv, err = made, nil
+			}
 		}
 	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {

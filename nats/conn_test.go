@@ -1,9 +1,12 @@
 package nats
 
 import (
+	"fmt"
 	"net"
 	"regexp"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -47,5 +50,27 @@ func TestConnectOptions(t *testing.T) {
 	l.Close()
 	if _, err := Connect("nats://"+addr, Options{}); tidings.ErrorCode(err) != tidings.EUnavailable {
 		t.Errorf("no server: %v, want unavailable", err)
+	}
+}
+
+// Nodes that need a bucket at the same moment all get it: the one whose
+// create loses the race uses the bucket the other made, whatever error
+// JetStream gave it (a bucket that exists, or its stream's subjects
+// overlapping with the stream just made).
+func TestBucketMadeByNodesAtOnce(t *testing.T) {
+	conns := sharedConns(t, 4)
+	ctx := testContext(t)
+	for round := range 10 {
+		name := fmt.Sprintf("%sat_once_%d", conns[0].bucketPrefix(), round)
+		var wg sync.WaitGroup
+		for i := range 12 {
+			c := conns[i%len(conns)]
+			wg.Go(func() {
+				if _, err := c.bucket(ctx, name, 10*time.Second, true); err != nil {
+					t.Errorf("round %d, node %d: %v", round, i, err)
+				}
+			})
+		}
+		wg.Wait()
 	}
 }
