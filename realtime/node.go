@@ -139,8 +139,9 @@ type Node struct {
 	// node being told: CloseUser's update lost between nodes, or a command
 	// that changed the store directly. It reads again the users of its
 	// sessions that Users logged since the last check (tidings.AccessLog),
-	// or every one of them when Users keeps no such log (see checkAccess). Default in cluster mode 1 minute, and it also runs when
-	// the broker's ranges chain again after a loss; alone, 0 (never).
+	// or every one of them when Users keeps no such log (see
+	// checkAccess). Default in cluster mode 1 minute, and it also runs
+	// when the broker's ranges chain again after a loss; alone, 0 (never).
 	AccessCheck time.Duration
 
 	metrics *metrics
