@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,9 @@ func startServe(t *testing.T, dir string, extra ...string) (url string, stop fun
 		case code := <-done:
 			return code, logs.String()
 		case <-time.After(10 * time.Second):
-			t.Fatalf("serve did not stop within 10s of its context being cancelled; logs:\n%s", logs)
+			var stacks strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Fatalf("serve did not stop within 10s of its context being cancelled; logs:\n%s\ngoroutines:\n%s", logs, stacks.String())
 			return 0, ""
 		}
 	}
