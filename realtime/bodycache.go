@@ -77,16 +77,21 @@ func (n *Node) encodeStored(ev *tidings.Event) (eventBody, error) {
 
 // encodeStoredV2 is encodeStored in tidings.v2.
 func (n *Node) encodeStoredV2(ev *tidings.Event) (eventBodyV2, error) {
-	if n.bodiesV2 == nil || ev.Seq <= 0 {
-		return encodeEventV2(ev)
-	}
-	if b, ok := n.bodiesV2.get(ev.Seq); ok {
-		return b, nil
+	cached := n.bodiesV2 != nil && ev.Seq > 0
+	if cached {
+		if b, ok := n.bodiesV2.get(ev.Seq); ok {
+			return b, nil
+		}
 	}
 	b, err := encodeEventV2(ev)
 	if err != nil {
+		// Its tidings.v2 receivers do not get it live (frameSet.get):
+		// never silently.
+		n.Logger.Error("realtime: encode an event in tidings.v2", "err", err, "event", ev.ID, "name", ev.Name, "seq", ev.Seq)
 		return eventBodyV2{}, err
 	}
-	n.bodiesV2.put(ev.Seq, b)
+	if cached {
+		n.bodiesV2.put(ev.Seq, b)
+	}
 	return b, nil
 }
