@@ -97,6 +97,13 @@ func (n *Node) ConnectVersion(t Transport, subprotocol string) *Client {
 // Gone ends the client after its connection ended.
 func (c *Client) Gone() { c.end(true) }
 
+// SlowConsumer ends the client whose connection's peer reads too slowly
+// (its transport could not write for a while): the connection is closed
+// with 4009, and the log keeps what it did not get.
+func (c *Client) SlowConsumer() {
+	c.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+}
+
 // close ends the client and closes its connection.
 func (c *Client) close(code int, reason string) {
 	if c.end(true) {
@@ -384,7 +391,7 @@ func (c *Client) answer(id string, result any, err error) {
 	}
 	if !c.t.Write(encodeAnswer(c.v2, id, result, err)) {
 		// An answer is never dropped silently: the peer reads too slowly.
-		c.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+		c.SlowConsumer()
 	}
 }
 

@@ -256,7 +256,7 @@ func (n *Node) subscribePresence(ctx context.Context, s *Session, id string, ids
 	ok := s.client.t.Write(encodeAnswer(s.client.v2, id, res, nil))
 	n.mu.Unlock()
 	if !ok {
-		s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+		s.client.SlowConsumer()
 	}
 	return nil
 }

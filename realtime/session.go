@@ -188,7 +188,7 @@ func (s *Session) writeLocked(seq int64, frame []byte) {
 // s.mu is held, so the connection is closed on a goroutine of its own.
 func (s *Session) closeSlowLocked() {
 	s.closed = true
-	go s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+	go s.client.SlowConsumer()
 }
 
 // replay sends the user's updates after `after` from the log, then turns
@@ -301,7 +301,7 @@ func (s *Session) slowConsumer() {
 	s.closed = true
 	s.mu.Unlock()
 	if !closed {
-		s.client.close(protocol.CloseSlowConsumer, "updates are not read fast enough: reconnect and resume")
+		s.client.SlowConsumer()
 	}
 }
 

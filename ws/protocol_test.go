@@ -116,45 +116,85 @@ func TestExpiredTokenIsRefusedOnEveryTransport(t *testing.T) {
 
 // A slow reader that replies to each update, as the protocol advises, is
 // closed with a clean close frame 4009 after the frames already on their
-// way: not cut in the middle of a frame, nor reset.
+// way: not cut in the middle of a frame, nor reset. Updates come live, or
+// replayed when the first sends race the auth.
 func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
 	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteQueue = 8 })
 	s.mkUsers("a", "alice", "bob")
 	conv := s.conv("a", "alice", "bob")
-	// A receive buffer larger than loopback's segments: a smaller one
-	// stalls TCP itself for seconds (zero window probes).
-	bob, status := handshake(t, s, nil, 256<<10)
-	if bob == nil {
-		t.Fatalf("handshake: %d", status)
-	}
-	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
-		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":"slow"}`, s.token("a", "bob")))})
-	if err := bob.writeText(auth); err != nil {
-		t.Fatal(err)
-	}
+	bob := slowReader(t, s, "slow")
 
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
-		big := strings.Repeat("x", 48<<10)
 		for i := 0; i < 5000; i++ {
 			select {
 			case <-stop:
 				return
 			default:
 			}
-			s.msgs.SendMessage(s.as("a", "alice"), conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint(i, " ", big)}}})
+			sendBig(s, conv, i)
 		}
 	}()
+	readSlowlyUntilClosed(t, s, bob)
+}
 
-	// The reader reads and replies, then stops reading until the server has
-	// given up on it (whatever the machine's speed, the queue overflows
-	// then), and reads and replies on: its replies reach a server that has
-	// closed its side, and the close frame must still come, whole.
+// A slow reader whose missed updates are replayed, and that reads nothing
+// for a while, is closed with a clean close frame 4009 too, whether the
+// replay gives up first (nothing drained for the write timeout) or the
+// write under way does (the peer took nothing for as long): it is a slow
+// consumer either way, not a connection that dropped.
+func TestSlowReaderOfAReplayGetsACleanCloseFrame(t *testing.T) {
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) {
+		h.WriteQueue = 8
+		h.WriteTimeout = 2 * time.Second
+	})
+	s.mkUsers("a", "alice", "bob")
+	conv := s.conv("a", "alice", "bob")
+	away := dial(t, s)
+	away.auth("", s.token("a", "bob"), protocol.AuthArgs{Device: "slow"})
+	away.hangUp()
+	// More than the socket buffers hold (4 MiB on Linux, at most).
+	for i := range 150 {
+		sendBig(s, conv, i)
+	}
+	readSlowlyUntilClosed(t, s, slowReader(t, s, "slow"))
+}
+
+// slowReader connects as bob's device with a receive buffer larger than
+// loopback's segments (a smaller one stalls TCP itself for seconds: zero
+// window probes), and authenticates without waiting for the answer.
+func slowReader(t *testing.T, s *stack, device string) *rawConn {
+	t.Helper()
+	c, status := handshake(t, s, nil, 256<<10)
+	if c == nil {
+		t.Fatalf("handshake: %d", status)
+	}
+	auth, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "1", Command: protocol.CmdAuth,
+		Data: json.RawMessage(fmt.Sprintf(`{"token":%q,"device":%q}`, s.token("a", "bob"), device))})
+	if err := c.writeText(auth); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sendBig sends alice's message i of 48 KiB.
+func sendBig(s *stack, conv string, i int) {
+	big := strings.Repeat("x", 48<<10)
+	s.msgs.SendMessage(s.as("a", "alice"), conv, tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", Data: fmt.Sprint(i, " ", big)}}})
+}
+
+// readSlowlyUntilClosed reads a frame and replies, then stops reading
+// until the server has given up on the reader (whatever the machine's
+// speed, the queue overflows or the write stalls then), and reads and
+// replies on: its replies reach a server that has closed its side, and
+// the close frame must still come, whole, with 4009.
+func readSlowlyUntilClosed(t *testing.T, s *stack, c *rawConn) {
+	t.Helper()
 	paused := false
-	bob.SetReadDeadline(time.Now().Add(90 * time.Second))
+	c.SetReadDeadline(time.Now().Add(90 * time.Second))
 	for {
-		op, p, err := bob.readFrame()
+		op, p, err := c.readFrame()
 		if err != nil {
 			t.Fatalf("the connection ended without a close frame: %v", err)
 		}
@@ -177,7 +217,7 @@ func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
 			}
 			if f.Type == protocol.TypeUpdate && f.Ref != "" {
 				reply, _ := json.Marshal(protocol.Frame{Type: protocol.TypeReply, Ref: f.Ref})
-				if err := bob.writeText(reply); err != nil {
+				if err := c.writeText(reply); err != nil {
 					t.Fatalf("reply: %v", err)
 				}
 			}

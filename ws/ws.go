@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -364,6 +365,8 @@ type lingerConn struct {
 	backlog    []byte // what drain has yet to write
 	closeAfter bool   // Close came while draining: drain closes when done
 	onDrained  func() // called when drain has written everything
+	onStalled  func() // called when the peer read nothing for linger (once)
+	stalled    bool   // onStalled was called
 }
 
 func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
@@ -475,11 +478,34 @@ func (c *lingerConn) drain() {
 		if c.cutting.Load() {
 			c.Conn.SetWriteDeadline(time.Now())
 		}
-		if _, err := c.Conn.Write(b); err != nil {
+		if n, err := c.Conn.Write(b); err != nil && !c.stall(b[n:], err) {
 			c.broken.Store(true)
 			c.Conn.Close() // the reader ends, and with it the connection
 		}
 	}
+}
+
+// stall handles a write of drain's that timed out: the peer read nothing
+// for linger while frames waited, so it reads too slowly. The first time,
+// unless the connection is cut (a dead peer) or its close frame is written
+// already, the connection is closed as a slow consumer (onStalled): what
+// is left waits, ahead of the close frame, for one more linger. It reports
+// whether drain goes on.
+func (c *lingerConn) stall(rest []byte, err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.cutting.Load() || c.closing.Load() {
+		return false
+	}
+	c.wmu.Lock()
+	f := c.onStalled
+	if c.stalled || f == nil {
+		c.wmu.Unlock()
+		return false
+	}
+	c.stalled = true
+	c.backlog = append(rest, c.backlog...)
+	c.wmu.Unlock()
+	go f() // it writes the close frame, through Write: not under wmu
+	return true
 }
 
 // cut makes the drain under way, if any, fail at once: the peer is dead.
@@ -1024,6 +1050,7 @@ func (e *events) OnOpen(socket *gws.Conn) {
 		c.lc = lc
 		lc.wmu.Lock()
 		lc.onDrained = func() { c.w.add(c) }
+		lc.onStalled = func() { c.client.SlowConsumer() }
 		lc.wmu.Unlock()
 	}
 	now := time.Now().UnixNano()
