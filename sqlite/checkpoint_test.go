@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/sqlite"
 )
@@ -111,4 +113,33 @@ func TestWALStaysSmallUnderSteadySends(t *testing.T) {
 	if st.Size() > 16<<20 {
 		t.Fatalf("the WAL grew to %d MiB", st.Size()>>20)
 	}
+	// An operator sees what the writer waited for: each send's time in
+	// the store, each commit's, and each hold of the checkpointer's.
+	if n := histogramCount(t, e.db, "tidings_store_write_seconds"); n < senders*each {
+		t.Errorf("%d writes timed, want at least the %d sends", n, senders*each)
+	}
+	if n := histogramCount(t, e.db, "tidings_store_commit_seconds"); n == 0 {
+		t.Error("no commit timed")
+	}
+	if n := histogramCount(t, e.db, "tidings_store_checkpoint_hold_seconds"); n == 0 {
+		t.Error("the WAL started again with no hold of the writer timed")
+	}
+}
+
+// histogramCount is the number of observations of the store's histogram.
+func histogramCount(t *testing.T, db *sqlite.DB, name string) uint64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(db.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -6,6 +6,12 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	batchSize prometheus.Histogram
 	commits   prometheus.Counter
+	// commitTime is the COMMIT statement's time (writing the WAL, and
+	// its fsync); writeTime a job's, from its queuing to its commit.
+	commitTime, writeTime prometheus.Histogram
+	// holdTime is how long the checkpointer held the writer (walMu) so
+	// that the WAL could start again.
+	holdTime prometheus.Histogram
 	// checkpoints run by the checkpointer's goroutine
 	checkpoints prometheus.Counter
 }
@@ -16,6 +22,21 @@ func newMetrics() *metrics {
 			Name:    "tidings_store_write_batch_jobs",
 			Help:    "Write jobs committed together in one SQLite transaction (group commit).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidings_store_commit_seconds",
+			Help:    "Time of each SQLite COMMIT: writing the transaction's pages to the WAL, and their fsync.",
+			Buckets: latencyBuckets,
+		}),
+		writeTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidings_store_write_seconds",
+			Help:    "Time of each write committed (a send, a mark, a cursor save...), from its queuing for the writer to its commit: the store's share of a send's latency.",
+			Buckets: latencyBuckets,
+		}),
+		holdTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidings_store_checkpoint_hold_seconds",
+			Help:    "Time the checkpointer held the SQLite writer between two transactions, to checkpoint what was left so that the WAL starts again from its beginning: writes wait meanwhile.",
+			Buckets: latencyBuckets,
 		}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidings_store_commits_total",
@@ -28,8 +49,13 @@ func newMetrics() *metrics {
 	}
 }
 
+// latencyBuckets are the bounds of the store's time histograms: 250 µs
+// to about 4 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
+
 // Collectors returns the store's Prometheus metrics, to be registered by
 // the program that serves /metrics.
 func (db *DB) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{db.metrics.batchSize, db.metrics.commits, db.metrics.checkpoints}
+	m := db.metrics
+	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints}
 }

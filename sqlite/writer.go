@@ -31,6 +31,7 @@ type job struct {
 	// message status, DB.syncMarks): the cache is flushed before it, not
 	// emptied.
 	marks  bool
+	queued time.Time // when it was submitted
 	err    error
 	events []*tidings.Event
 	done   chan struct{}
@@ -69,6 +70,7 @@ func (db *DB) submit(j *job) error {
 		db.closeMu.RUnlock()
 		return tidings.Errorf(tidings.EUnavailable, "the database is closed")
 	}
+	j.queued = time.Now()
 	select {
 	case db.jobs <- j:
 		db.closeMu.RUnlock()
@@ -208,8 +210,14 @@ func (db *DB) commit(batch []*job) {
 		}
 		return
 	}
+	now := time.Now()
 	db.metrics.commits.Inc()
-	db.marksPending.Store(db.cache.committed(time.Now()))
+	for _, j := range batch {
+		if j.err == nil && !j.queued.IsZero() {
+			db.metrics.writeTime.Observe(now.Sub(j.queued).Seconds())
+		}
+	}
+	db.marksPending.Store(db.cache.committed(now))
 	db.committed(len(batch))
 	// Before the events are published: the push dispatcher asks it for
 	// the messages of this commit.
@@ -294,7 +302,11 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		return err
 	}
 	db.cache.bound()
+	start := time.Now()
 	_, err := db.control("COMMIT")
+	if err == nil {
+		db.metrics.commitTime.Observe(time.Since(start).Seconds())
+	}
 	return err
 }
 
