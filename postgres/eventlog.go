@@ -89,11 +89,8 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	if limit <= 0 {
 		limit = 100
 	}
-	if pruned, err := l.prunedSeq(ctx); err != nil {
+	if err := l.Kept(ctx, after); err != nil {
 		return nil, err
-	} else if after < pruned {
-		return nil, tidings.Errorf(tidings.EResyncRequired,
-			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
 	}
 	upto, err := l.db.settled(ctx)
 	if err != nil {
@@ -116,6 +113,23 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 		evs = append(evs, e)
 	}
 	return evs, l.db.mapError(rows.Err())
+}
+
+// Kept returns EResyncRequired, as UserEvents does, when the events after
+// seq after are no longer all kept (retention removed some), and nil when
+// they are (realtime.KeptChecker): the check of UserEvents without the
+// read of the events, which a connect that only needs the check (the
+// resume point) would read and throw away.
+func (l *EventLog) Kept(ctx context.Context, after int64) error {
+	pruned, err := l.prunedSeq(ctx)
+	if err != nil {
+		return err
+	}
+	if after < pruned {
+		return tidings.Errorf(tidings.EResyncRequired,
+			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
+	}
+	return nil
 }
 
 // prunedSeq is the newest seq removed by retention (0 when none).

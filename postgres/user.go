@@ -139,6 +139,34 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	return users, s.db.mapError(rows.Err())
 }
 
+// FindUsersByIDs returns, in one query, those of the app's users with the
+// given ids that exist, in no particular order (realtime.UsersFinder: the
+// node reads the users of its sessions again with it every
+// --access-check). The caller is the app's server.
+func (s *UserService) FindUsersByIDs(ctx context.Context, ids []string) ([]*tidings.User, error) {
+	c, err := serverCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.query(ctx, `SELECT `+userColumns+` FROM users WHERE app_id = $1 AND id = ANY($2)`, c.AppID, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var users []*tidings.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, s.db.mapError(err)
+		}
+		users = append(users, u)
+	}
+	return users, s.db.mapError(rows.Err())
+}
+
 func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.UserUpdate) (*tidings.User, error) {
 	c, err := callerFrom(ctx)
 	if err != nil {

@@ -123,35 +123,6 @@ func TestListUsersPages(t *testing.T) {
 	}
 }
 
-// FindUsersByIDs (the realtime node's access check) reads, in one query,
-// the users of the caller's app that exist among the ids: not another
-// app's, not ids nobody has; and only for the app's server.
-func TestFindUsersByIDs(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob", "carol")
-	e.mkUsers(t, "b", "dave")
-	if _, err := e.users.DeactivateUser(server("a"), "bob"); err != nil {
-		t.Fatal(err)
-	}
-	got, err := e.users.FindUsersByIDs(server("a"), []string{"carol", "bob", "dave", "nobody"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]*tidings.User{}
-	for _, u := range got {
-		byID[u.ID] = u
-	}
-	if len(got) != 2 || byID["carol"] == nil || byID["bob"] == nil {
-		t.Fatalf("got %d users %v, want carol and bob", len(got), byID)
-	}
-	if byID["bob"].DeactivatedAt == nil || byID["carol"].DeactivatedAt != nil {
-		t.Errorf("deactivation not read: bob %v, carol %v", byID["bob"].DeactivatedAt, byID["carol"].DeactivatedAt)
-	}
-	if _, err := e.users.FindUsersByIDs(user("a", "alice"), []string{"alice"}); err == nil {
-		t.Error("a user's caller read users by ids")
-	}
-}
-
 // ReadConnect reads an app's secrets and one of its users as FindAppByID
 // and FindUserByID (as the app's server) do, never a user or cursor of
 // another app, with the log's newest seq and the device's cursor.

@@ -94,6 +94,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"DeleteUser", TestDeleteUser},
 		{"AccessLog", TestAccessLog},
 		{"FindUsers", TestFindUsers},
+		{"FindUsersByIDs", TestFindUsersByIDs},
 		{"MuteParticipant", TestMuteParticipant},
 		{"RotateSigningSecret", TestRotateSigningSecret},
 		{"TenantIsolation", TestTenantIsolation},

@@ -380,6 +380,18 @@ func TestRetention(t *testing.T, newStores Factory) {
 	}
 	_, err = f.EventLog.UserEvents(ctx, "a", "alice", 0, 10)
 	wantCode(t, "resume from before the pruned events", err, tidings.EResyncRequired)
+	// The same check without the read (realtime.KeptChecker), where the
+	// store has it.
+	if k, ok := f.EventLog.(interface {
+		Kept(ctx context.Context, after int64) error
+	}); ok {
+		wantCode(t, "Kept from before the pruned events", k.Kept(ctx, 0), tidings.EResyncRequired)
+		for _, after := range []int64{last - 1, last} {
+			if err := k.Kept(ctx, after); err != nil {
+				t.Errorf("Kept(%d), the newest being %d: %v", after, last, err)
+			}
+		}
+	}
 	evs, err := f.EventLog.UserEvents(ctx, "a", "alice", last-1, 10)
 	if err != nil || len(evs) != 1 || evs[0].Seq != last {
 		t.Errorf("resume after the last pruned event: %q, %v; want the newest event", describe(evs), err)

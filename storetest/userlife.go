@@ -319,3 +319,43 @@ func TestFindUsers(t *testing.T, newStores Factory) {
 	_, err := f.Users.ListUsers(as("a", "team-1"), tidings.UserFilter{Search: "bob"})
 	wantCode(t, "a user searches users", err, tidings.EForbidden)
 }
+
+// UsersByIDs is a UserService that reads many users of an app in one
+// query (realtime.UsersFinder): the realtime node's access check uses it
+// when the store has it.
+type UsersByIDs interface {
+	FindUsersByIDs(ctx context.Context, ids []string) ([]*tidings.User, error)
+}
+
+// TestFindUsersByIDs: the users of the caller's app that exist among the
+// ids, as they are stored (a deactivation included), in one read: not
+// another app's, not ids nobody has, and only for the app's server.
+func TestFindUsersByIDs(t *testing.T, newStores Factory) {
+	f := newFixture(t, newStores)
+	finder, ok := f.Users.(UsersByIDs)
+	if !ok {
+		t.Skip("the store has no FindUsersByIDs: the realtime node reads its users one at a time")
+	}
+	f.mkUsers("a", "alice", "bob", "carol")
+	f.mkUsers("b", "dave")
+	must[*tidings.User](t)(f.Users.DeactivateUser(server("a"), "bob"))
+	got, err := finder.FindUsersByIDs(server("a"), []string{"carol", "bob", "dave", "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*tidings.User{}
+	for _, u := range got {
+		byID[u.ID] = u
+	}
+	if len(got) != 2 || byID["carol"] == nil || byID["bob"] == nil {
+		t.Fatalf("got %d users %v, want carol and bob", len(got), byID)
+	}
+	if byID["bob"].DeactivatedAt == nil || byID["carol"].DeactivatedAt != nil {
+		t.Errorf("deactivation not read: bob %v, carol %v", byID["bob"].DeactivatedAt, byID["carol"].DeactivatedAt)
+	}
+	if got, err := finder.FindUsersByIDs(server("a"), nil); err != nil || len(got) != 0 {
+		t.Errorf("no ids: %d users, %v", len(got), err)
+	}
+	_, err = finder.FindUsersByIDs(as("a", "alice"), []string{"alice"})
+	wantCode(t, "a user reads users by ids", err, tidings.EForbidden)
+}
