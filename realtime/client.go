@@ -43,6 +43,7 @@ type Client struct {
 	closed      bool
 	connectedAt time.Time
 	lastActive  time.Time // last command or reply
+	authing     int       // auth commands running (see authenticate)
 	tokens      float64   // command rate limit bucket
 	refilled    time.Time
 	// checkAt (unix nanoseconds of the node's clock) is no later than the
@@ -177,7 +178,7 @@ func (c *Client) check(now time.Time) {
 	clear(c.accounts[len(kept):])
 	c.accounts = kept
 	noAccount := len(c.accounts) == 0
-	authLate := noAccount && len(expired) == 0 && now.Sub(c.connectedAt) > n.AuthTimeout
+	authLate := noAccount && len(expired) == 0 && c.authing == 0 && now.Sub(c.connectedAt) > n.AuthTimeout
 	idle := n.IdleTimeout > 0 && now.Sub(c.lastActive) > n.IdleTimeout
 	// The next time there may be something to do: the first token to
 	// expire, the end of the time to authenticate, the idle timeout
@@ -194,7 +195,7 @@ func (c *Client) check(now time.Time) {
 		sooner(s.expires)
 		s.mu.Unlock()
 	}
-	if noAccount {
+	if noAccount && c.authing == 0 { // else the auth's end looks
 		sooner(c.connectedAt.Add(n.AuthTimeout))
 	}
 	if n.IdleTimeout > 0 {
@@ -425,12 +426,7 @@ func (c *Client) command(f *protocol.Frame, warm bool) {
 	switch f.Command {
 	case protocol.CmdAuth:
 		if warm {
-			func() {
-				defer c.recoverPanic("auth", func() {
-					c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
-				})
-				c.auth(ctx, f)
-			}()
+			c.authenticate(ctx, f)
 			return
 		}
 		// On a warm worker, waited for: auth goes deep (token, store),
@@ -440,10 +436,7 @@ func (c *Client) command(f *protocol.Frame, warm bool) {
 		done := make(chan struct{})
 		started := n.goWarm(func() {
 			defer close(done)
-			defer c.recoverPanic("auth", func() {
-				c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
-			})
-			c.auth(ctx, f)
+			c.authenticate(ctx, f)
 		})
 		if !started {
 			c.answer(f.ID, nil, tidings.Errorf(tidings.EUnavailable, "the server is shutting down: reconnect"))
@@ -623,6 +616,32 @@ func deviceName(device string) (string, error) {
 		return "", tidings.Errorf(tidings.EInvalid, "device names are 1 to 64 letters, digits, _ and -")
 	}
 	return device, nil
+}
+
+// authenticate runs an auth command. The auth timeout does not close the
+// connection while an auth of its runs: a server slow to answer (a
+// reconnect storm, a slow store) must not close clients that sent their
+// auth in time, which would only reconnect and add to the load. An auth
+// that ends past the timeout with no account authenticated closes it
+// then.
+func (c *Client) authenticate(ctx context.Context, f *protocol.Frame) {
+	c.mu.Lock()
+	c.authing++
+	c.mu.Unlock()
+	defer func() {
+		n := c.node
+		c.mu.Lock()
+		c.authing--
+		late := c.authing == 0 && len(c.accounts) == 0 && !c.closed && n.Now().Sub(c.connectedAt) > n.AuthTimeout
+		c.mu.Unlock()
+		if late {
+			c.close(protocol.CloseAuthTimeout, "no account authenticated in time")
+		}
+	}()
+	defer c.recoverPanic("auth", func() {
+		c.answer(f.ID, nil, tidings.Errorf(tidings.EInternal, "the server failed to authenticate the account"))
+	})
+	c.auth(ctx, f)
 }
 
 // auth authenticates an account (or refreshes its token), then replays

@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -753,6 +754,49 @@ func TestConnectionWithoutAccountIsClosedAfterAuthTimeout(t *testing.T) {
 		}
 	}
 	wantOK(t, good.command("", protocol.CmdPing, nil))
+}
+
+// An auth sent in time but answered after the auth timeout (a slow
+// store, a reconnect storm) is not cut by it: the client gets its answer
+// and its account, instead of 4001 and a reconnect that adds to the load.
+// One that fails past the timeout closes the connection then, after its
+// answer.
+func TestSlowAuthIsNotCutByTheAuthTimeout(t *testing.T) {
+	var delay atomic.Int64 // of each read of an app, in nanoseconds
+	s := startStackWith(t, func(s *stack) {
+		s.node.AuthTimeout = time.Second
+		s.node.Apps = slowApps{AppService: s.apps, delay: &delay}
+	})
+	s.mkUsers("a", "bob")
+	delay.Store(int64(2500 * time.Millisecond)) // past the timeout and a tick
+
+	slow := dial(t, s)
+	start := time.Now()
+	wantOK(t, slow.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "bob")}))
+	if waited := time.Since(start); waited < 2*time.Second {
+		t.Fatalf("the auth was answered in %v: the store's delay did not apply", waited)
+	}
+	delay.Store(0)
+	time.Sleep(1500 * time.Millisecond) // more ticks of the node's
+	wantOK(t, slow.command("", protocol.CmdPing, nil))
+
+	delay.Store(int64(2500 * time.Millisecond))
+	failing := dial(t, s)
+	wantError(t, failing.command("", protocol.CmdAuth, protocol.AuthArgs{Token: s.token("a", "nobody")}), tidings.EUnauthenticated)
+	if code := failing.waitClosed(); code != protocol.CloseAuthTimeout {
+		t.Fatalf("a failed auth past the timeout: closed with %d, want %d", code, protocol.CloseAuthTimeout)
+	}
+}
+
+// slowApps is an AppService whose reads of an app take delay.
+type slowApps struct {
+	tidings.AppService
+	delay *atomic.Int64
+}
+
+func (a slowApps) FindAppByID(ctx context.Context, id string) (*tidings.App, error) {
+	time.Sleep(time.Duration(a.delay.Load()))
+	return a.AppService.FindAppByID(ctx, id)
 }
 
 func TestMalformedFramesCloseTheConnection(t *testing.T) {
