@@ -61,7 +61,9 @@ const userStream = `SELECT ` + eventColumns + ` FROM memberships m
 			AND (m.to_seq IS NULL OR m.to_seq > $3))
 	ORDER BY 1 LIMIT $5`
 
-func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
+// scanEvent reads an event of eventColumns; the events of one read share
+// actors (nil: none shared).
+func scanEvent(row interface{ Scan(...any) error }, actors *actorMemo) (*tidings.Event, error) {
 	var e tidings.Event
 	var actor, payload []byte
 	var conv, user *string
@@ -70,8 +72,8 @@ func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
 	}
 	e.Time = e.Time.UTC()
 	if actor != nil {
-		e.Actor = new(tidings.Profile)
-		if err := json.Unmarshal(actor, e.Actor); err != nil {
+		var err error
+		if e.Actor, err = actors.decode(actor); err != nil {
 			return nil, fmt.Errorf("event %d: bad actor: %w", e.Seq, err)
 		}
 	}
@@ -83,6 +85,34 @@ func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
 	}
 	e.Payload = json.RawMessage(payload)
 	return &e, nil
+}
+
+// actorMemo decodes the actors of the events of one read once each: a
+// replay's events mostly come from a few people (the senders), and the
+// JSON decoding of each event's actor was a tenth of a node's CPU in a
+// reconnect storm. The events of the read share the decoded Profile;
+// nothing changes an event's Actor once read.
+type actorMemo map[string]*tidings.Profile
+
+// decode returns the actor of the JSON b, decoded once per memo (a nil
+// memo decodes every time).
+func (m *actorMemo) decode(b []byte) (*tidings.Profile, error) {
+	if m != nil {
+		if p, ok := (*m)[string(b)]; ok {
+			return p, nil
+		}
+	}
+	p := new(tidings.Profile)
+	if err := json.Unmarshal(b, p); err != nil {
+		return nil, err
+	}
+	if m != nil {
+		if *m == nil {
+			*m = make(actorMemo)
+		}
+		(*m)[string(b)] = p
+	}
+	return p, nil
 }
 
 func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*tidings.Event, error) {
@@ -105,8 +135,9 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	}
 	defer rows.Close()
 	var evs []*tidings.Event
+	var actors actorMemo
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := scanEvent(rows, &actors)
 		if err != nil {
 			return nil, l.db.mapError(err)
 		}
@@ -323,8 +354,9 @@ func (l *EventLog) Final(ctx context.Context, after int64, limit int) (tidings.E
 	}
 	defer rows.Close()
 	var profiles []int64
+	var actors actorMemo
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := scanEvent(rows, &actors)
 		if err != nil {
 			return tidings.EventRange{}, l.db.mapError(err)
 		}

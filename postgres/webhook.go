@@ -380,8 +380,9 @@ func (s *WebhookService) WebhookEvents(ctx context.Context, after int64, limit i
 		if err != nil {
 			return nil, 0, err
 		}
+		var actors actorMemo
 		for rows.Next() {
-			e, err := scanEvent(rows)
+			e, err := scanEvent(rows, &actors)
 			if err != nil {
 				rows.Close()
 				return nil, 0, s.db.mapError(err)
