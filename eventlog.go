@@ -56,3 +56,15 @@ type Membership struct {
 	ConversationID string
 	FromSeq        int64
 }
+
+// Pruned is the error of a read of the events after seq after when
+// retention removed some of them, the newest removed being pruned
+// (EResyncRequired; nil when after is at or past pruned): what every
+// EventLog returns then.
+func Pruned(after, pruned int64) error {
+	if after >= pruned {
+		return nil
+	}
+	return Errorf(EResyncRequired,
+		"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
+}

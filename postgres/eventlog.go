@@ -156,11 +156,7 @@ func (l *EventLog) Kept(ctx context.Context, after int64) error {
 	if err != nil {
 		return err
 	}
-	if after < pruned {
-		return tidings.Errorf(tidings.EResyncRequired,
-			"updates after ref %d are no longer kept (kept from %d): rebuild your state from the REST API and resume from the newest ref", after, pruned+1)
-	}
-	return nil
+	return tidings.Pruned(after, pruned)
 }
 
 // prunedSeq is the newest seq removed by retention (0 when none).

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tidings/tidings"
 )
 
@@ -127,16 +129,7 @@ func (s *UserService) ListUsers(ctx context.Context, f tidings.UserFilter) ([]*t
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	users := []*tidings.User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, s.db.mapError(err)
-		}
-		users = append(users, u)
-	}
-	return users, s.db.mapError(rows.Err())
+	return s.scanUsers(rows)
 }
 
 // FindUsersByIDs returns, in one query, those of the app's users with the
@@ -155,8 +148,13 @@ func (s *UserService) FindUsersByIDs(ctx context.Context, ids []string) ([]*tidi
 	if err != nil {
 		return nil, err
 	}
+	return s.scanUsers(rows)
+}
+
+// scanUsers reads users of userColumns, and closes rows.
+func (s *UserService) scanUsers(rows pgx.Rows) ([]*tidings.User, error) {
 	defer rows.Close()
-	var users []*tidings.User
+	users := []*tidings.User{}
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
