@@ -67,3 +67,29 @@ func TestNewEventIDOfASentMessageIsTheMessages(t *testing.T) {
 		}
 	}
 }
+
+// The events of one read decode each actor once, and share it; a nil
+// *Actors (a read of one event) decodes every time; a bad actor is an
+// error.
+func TestActorsDecodeOnce(t *testing.T) {
+	var m Actors
+	alice := []byte(`{"id":"alice","displayName":"Alice","identifier":{"value":"a@example.com","kind":"email"}}`)
+	a1, err := m.Decode(alice)
+	if err != nil || a1.ID != "alice" || a1.DisplayName != "Alice" || a1.Identifier == nil || a1.Identifier.Value != "a@example.com" {
+		t.Fatalf("decode: %+v, %v", a1, err)
+	}
+	a2, _ := m.Decode(append([]byte(nil), alice...))
+	bob, _ := m.Decode([]byte(`{"id":"bob","displayName":"Bob"}`))
+	if a2 != a1 || bob == a1 || bob.ID != "bob" {
+		t.Errorf("alice twice: %p, %p; bob %+v", a1, a2, bob)
+	}
+	var none *Actors
+	x, err1 := none.Decode(alice)
+	y, err2 := none.Decode(alice)
+	if err1 != nil || err2 != nil || x == y || x.ID != "alice" {
+		t.Errorf("without an Actors: %p, %p (%v, %v)", x, y, err1, err2)
+	}
+	if _, err := m.Decode([]byte(`{"id":`)); err == nil {
+		t.Error("a bad actor decoded")
+	}
+}

@@ -63,7 +63,7 @@ const userStream = `SELECT ` + eventColumns + ` FROM memberships m
 
 // scanEvent reads an event of eventColumns; the events of one read share
 // actors (nil: none shared).
-func scanEvent(row interface{ Scan(...any) error }, actors *actorMemo) (*tidings.Event, error) {
+func scanEvent(row interface{ Scan(...any) error }, actors *tidings.Actors) (*tidings.Event, error) {
 	var e tidings.Event
 	var actor, payload []byte
 	var conv, user *string
@@ -73,7 +73,7 @@ func scanEvent(row interface{ Scan(...any) error }, actors *actorMemo) (*tidings
 	e.Time = e.Time.UTC()
 	if actor != nil {
 		var err error
-		if e.Actor, err = actors.decode(actor); err != nil {
+		if e.Actor, err = actors.Decode(actor); err != nil {
 			return nil, fmt.Errorf("event %d: bad actor: %w", e.Seq, err)
 		}
 	}
@@ -85,34 +85,6 @@ func scanEvent(row interface{ Scan(...any) error }, actors *actorMemo) (*tidings
 	}
 	e.Payload = json.RawMessage(payload)
 	return &e, nil
-}
-
-// actorMemo decodes the actors of the events of one read once each: a
-// replay's events mostly come from a few people (the senders), and the
-// JSON decoding of each event's actor was a tenth of a node's CPU in a
-// reconnect storm. The events of the read share the decoded Profile;
-// nothing changes an event's Actor once read.
-type actorMemo map[string]*tidings.Profile
-
-// decode returns the actor of the JSON b, decoded once per memo (a nil
-// memo decodes every time).
-func (m *actorMemo) decode(b []byte) (*tidings.Profile, error) {
-	if m != nil {
-		if p, ok := (*m)[string(b)]; ok {
-			return p, nil
-		}
-	}
-	p := new(tidings.Profile)
-	if err := json.Unmarshal(b, p); err != nil {
-		return nil, err
-	}
-	if m != nil {
-		if *m == nil {
-			*m = make(actorMemo)
-		}
-		(*m)[string(b)] = p
-	}
-	return p, nil
 }
 
 func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*tidings.Event, error) {
@@ -135,7 +107,7 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	}
 	defer rows.Close()
 	var evs []*tidings.Event
-	var actors actorMemo
+	var actors tidings.Actors
 	for rows.Next() {
 		e, err := scanEvent(rows, &actors)
 		if err != nil {
@@ -350,7 +322,7 @@ func (l *EventLog) Final(ctx context.Context, after int64, limit int) (tidings.E
 	}
 	defer rows.Close()
 	var profiles []int64
-	var actors actorMemo
+	var actors tidings.Actors
 	for rows.Next() {
 		e, err := scanEvent(rows, &actors)
 		if err != nil {

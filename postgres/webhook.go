@@ -380,7 +380,7 @@ func (s *WebhookService) WebhookEvents(ctx context.Context, after int64, limit i
 		if err != nil {
 			return nil, 0, err
 		}
-		var actors actorMemo
+		var actors tidings.Actors
 		for rows.Next() {
 			e, err := scanEvent(rows, &actors)
 			if err != nil {

@@ -74,18 +74,21 @@ func userStreamQuery(k int64) string {
 	ORDER BY 1 LIMIT ?`
 }
 
-func scanEvent(row interface{ Scan(...any) error }) (*tidings.Event, error) {
+// scanEvent reads an event of eventColumns; the events of one read share
+// actors (nil: none shared).
+func scanEvent(row interface{ Scan(...any) error }, actors *tidings.Actors) (*tidings.Event, error) {
 	var e tidings.Event
 	var at int64
-	var actor, conv, user sql.NullString
+	var conv, user sql.NullString
+	var actor []byte
 	var payload string
 	if err := row.Scan(&e.Seq, &e.ID, &e.AppID, &e.Name, &at, &actor, &conv, &user, &payload); err != nil {
 		return nil, err
 	}
 	e.Time = fromMicros(at)
-	if actor.Valid {
-		e.Actor = new(tidings.Profile)
-		if err := json.Unmarshal([]byte(actor.String), e.Actor); err != nil {
+	if actor != nil {
+		var err error
+		if e.Actor, err = actors.Decode(actor); err != nil {
 			return nil, fmt.Errorf("event %d: bad actor: %w", e.Seq, err)
 		}
 	}
@@ -111,8 +114,9 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	}
 	defer rows.Close()
 	var evs []*tidings.Event
+	var actors tidings.Actors
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := scanEvent(rows, &actors)
 		if err != nil {
 			return nil, err
 		}

@@ -34,8 +34,9 @@ func (t *Tail) Final(ctx context.Context, after int64, limit int) (tidings.Event
 	}
 	defer rows.Close()
 	profiles := make(map[int64]*tidings.Event)
+	var actors tidings.Actors
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := scanEvent(rows, &actors)
 		if err != nil {
 			return r, err
 		}

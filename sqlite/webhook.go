@@ -315,8 +315,9 @@ func (s *WebhookService) WebhookEvents(ctx context.Context, after int64, limit i
 		return nil, 0, err
 	}
 	var evs []*tidings.Event
+	var actors tidings.Actors
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := scanEvent(rows, &actors)
 		if err != nil {
 			rows.Close()
 			return nil, 0, err

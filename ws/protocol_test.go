@@ -147,7 +147,7 @@ func TestSlowReaderThatRepliesGetsACleanCloseFrame(t *testing.T) {
 func TestSlowReaderOfAReplayGetsACleanCloseFrame(t *testing.T) {
 	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) {
 		h.WriteQueue = 8
-		h.WriteTimeout = 2 * time.Second
+		h.WriteTimeout = 3 * time.Second // short, with room for a busy machine
 	})
 	s.mkUsers("a", "alice", "bob")
 	conv := s.conv("a", "alice", "bob")
