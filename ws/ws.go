@@ -365,7 +365,7 @@ type lingerConn struct {
 	backlog    []byte // what drain has yet to write
 	closeAfter bool   // Close came while draining: drain closes when done
 	onDrained  func() // called when drain has written everything
-	onStalled  func() // called when the peer read nothing for linger (once)
+	onStalled  func() // called when a write of drain's did not end within linger (once)
 	stalled    bool   // onStalled was called
 }
 
@@ -485,8 +485,8 @@ func (c *lingerConn) drain() {
 	}
 }
 
-// stall handles a write of drain's that timed out: the peer read nothing
-// for linger while frames waited, so it reads too slowly. The first time,
+// stall handles a write of drain's that timed out: the peer did not take
+// the backlog within linger, so it reads too slowly. The first time,
 // unless the connection is cut (a dead peer) or its close frame is written
 // already, the connection is closed as a slow consumer (onStalled): what
 // is left waits, ahead of the close frame, for one more linger. It reports
