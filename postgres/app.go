@@ -106,6 +106,60 @@ func (s *AppService) FindAppByID(ctx context.Context, id string) (*tidings.App, 
 	return a, err
 }
 
+// connectQuery reads an app's id and signing secrets, its user (the
+// columns of userColumns, those NOT NULL given a value when there is no
+// such user) and the cursor of the user's device. Arguments: app, user,
+// device.
+const connectQuery = `SELECT a.id, a.signing_secret, a.previous_signing_secret, a.previous_secret_until, u.id IS NOT NULL,
+	COALESCE(u.id, ''), COALESCE(u.display_name, ''), COALESCE(u.avatar_url, ''), u.identifier_value, u.identifier_kind,
+	u.metadata, COALESCE(u.created_at, 'epoch'), COALESCE(u.updated_at, 'epoch'), COALESCE(u.presence_hidden, false),
+	u.last_seen_at, u.deactivated_at, u.tokens_not_before,
+	(SELECT c.seq FROM cursors c WHERE c.app_id = a.id AND c.user_id = $2 AND c.device = $3)
+	FROM apps a LEFT JOIN users u ON u.app_id = a.id AND u.id = $2 WHERE a.id = $1`
+
+// ReadConnect reads what a WebSocket auth needs on every connect
+// (realtime.ConnectReader): the log's newest final seq, as
+// EventLog.LastEventSeq, then in one query (where FindAppByID,
+// FindUserByID and EventLog.Cursor are three) the app id with what
+// verifying its tokens needs (its id and signing secrets, not its other
+// settings), its user userID as the app's server sees it (nil when the
+// app has no such user), and the cursor of the user's device (0 when
+// none). ENotFound if there is no such app.
+func (s *AppService) ReadConnect(ctx context.Context, id, userID, device string) (app *tidings.App, u *tidings.User, latest, cursor int64, err error) {
+	if latest, err = s.db.settled(ctx); err != nil {
+		return nil, nil, 0, 0, err
+	}
+	row := s.db.queryRow(ctx, connectQuery, id, userID, device)
+	var a tidings.App
+	var until *time.Time
+	var found bool
+	var cur *int64
+	// scanUser scans once: its scan reads the whole row.
+	u, err = scanUser(scanFunc(func(user ...any) error {
+		all := append([]any{&a.ID, &a.SigningSecret, &a.PreviousSigningSecret, &until, &found}, user...)
+		return row.Scan(append(all, &cur)...)
+	}))
+	if isNoRows(err) {
+		return nil, nil, 0, 0, tidings.Errorf(tidings.ENotFound, "app %q not found", id)
+	}
+	if err != nil {
+		return nil, nil, 0, 0, s.db.mapError(err)
+	}
+	a.PreviousSecretUntil = fromNullTime(until)
+	if !found {
+		u = nil
+	}
+	if cur != nil {
+		cursor = *cur
+	}
+	return &a, u, latest, cursor, nil
+}
+
+// scanFunc is a row whose Scan is the function.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
 func (s *AppService) FindAppByServerKey(ctx context.Context, key string) (*tidings.App, error) {
 	a, err := scanApp(s.db.queryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE server_key = $1`, hashServerKey(key)))
 	if isNoRows(err) {

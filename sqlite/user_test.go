@@ -4,12 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"reflect"
 	"testing"
-	"time"
 
 	"github.com/tidings/tidings"
-	"github.com/tidings/tidings/sqlite"
 )
 
 func TestUserProfile(t *testing.T) {
@@ -121,57 +118,6 @@ func TestListUsersPages(t *testing.T) {
 	if len(seen) != 5 || seen[0] != "u1" || seen[4] != "u5" {
 		t.Fatalf("paged through %v", seen)
 	}
-}
-
-// ReadConnect reads an app's secrets and one of its users as FindAppByID
-// and FindUserByID (as the app's server) do, never a user or cursor of
-// another app, with the log's newest seq and the device's cursor.
-func TestReadConnect(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice")
-	e.mkUsers(t, "b", "bob", "alice")
-	ctx := context.Background()
-	name := "Alice A."
-	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "alice", tidings.UserUpdate{DisplayName: &name}))
-	must[*tidings.User](t)(e.users.DeactivateUser(server("a"), "alice"))
-	must[*tidings.App](t)(e.apps.RotateSigningSecret(ctx, "a", time.Hour))
-	log := sqlite.NewEventLog(e.db)
-	if err := log.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "alice", Device: "phone", Seq: 3},
-		{AppID: "b", UserID: "alice", Device: "laptop", Seq: 2}}); err != nil {
-		t.Fatal(err)
-	}
-	newest := must[int64](t)(log.LastEventSeq(ctx))
-
-	app, u, latest, cursor, err := e.apps.ReadConnect(ctx, "a", "alice", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantApp := must[*tidings.App](t)(e.apps.FindAppByID(ctx, "a"))
-	wantUser := must[*tidings.User](t)(e.users.FindUserByID(server("a"), "alice"))
-	if app.ID != wantApp.ID || app.SigningSecret != wantApp.SigningSecret || app.PreviousSigningSecret != wantApp.PreviousSigningSecret ||
-		app.PreviousSecretUntil == nil || !app.PreviousSecretUntil.Equal(*wantApp.PreviousSecretUntil) {
-		t.Fatalf("app %+v, want the id and secrets of %+v", app, wantApp)
-	}
-	if !reflect.DeepEqual(u, wantUser) {
-		t.Fatalf("user %+v, want %+v", u, wantUser)
-	}
-	if latest != newest || cursor != 3 {
-		t.Fatalf("newest seq %d and cursor %d, want %d and 3", latest, cursor, newest)
-	}
-	// Another device, or another app's device of the same user id: no
-	// cursor.
-	if _, _, _, cursor, _ := e.apps.ReadConnect(ctx, "a", "alice", "laptop"); cursor != 0 {
-		t.Fatalf("app a's alice has app b's alice's cursor %d", cursor)
-	}
-	// Another app's user, or none: the app, and no user.
-	for _, id := range []string{"bob", "nobody"} {
-		app, u, _, _, err := e.apps.ReadConnect(ctx, "a", id, "phone")
-		if err != nil || app == nil || app.ID != "a" || u != nil {
-			t.Fatalf("user %q of app a: app %v, user %v, err %v; want app a and no user", id, app, u, err)
-		}
-	}
-	_, _, _, _, err = e.apps.ReadConnect(ctx, "nope", "alice", "phone")
-	wantCode(t, err, tidings.ENotFound)
 }
 
 // The access log keeps its newest 10,000 entries: once older ones went, a

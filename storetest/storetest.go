@@ -95,6 +95,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"AccessLog", TestAccessLog},
 		{"FindUsers", TestFindUsers},
 		{"FindUsersByIDs", TestFindUsersByIDs},
+		{"ReadConnect", TestReadConnect},
 		{"MuteParticipant", TestMuteParticipant},
 		{"RotateSigningSecret", TestRotateSigningSecret},
 		{"TenantIsolation", TestTenantIsolation},

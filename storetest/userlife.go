@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -358,4 +359,67 @@ func TestFindUsersByIDs(t *testing.T, newStores Factory) {
 	}
 	_, err = finder.FindUsersByIDs(as("a", "alice"), []string{"alice"})
 	wantCode(t, "a user reads users by ids", err, tidings.EForbidden)
+}
+
+// ConnectReader is an AppService that reads what a WebSocket auth needs
+// in one go (realtime.ConnectReader): the realtime node uses it when the
+// store has it.
+type ConnectReader interface {
+	ReadConnect(ctx context.Context, appID, userID, device string) (app *tidings.App, user *tidings.User, latest, cursor int64, err error)
+}
+
+// TestReadConnect: ReadConnect reads an app's secrets and one of its
+// users as FindAppByID and FindUserByID (as the app's server) do, never a
+// user or cursor of another app, with the log's newest seq and the
+// device's cursor.
+func TestReadConnect(t *testing.T, newStores Factory) {
+	f := newFixture(t, newStores)
+	r, ok := f.Apps.(ConnectReader)
+	if !ok {
+		t.Skip("the store has no ReadConnect: the realtime node reads the app, the user, the newest seq and the cursor one at a time")
+	}
+	f.mkUsers("a", "alice")
+	f.mkUsers("b", "bob", "alice")
+	ctx := context.Background()
+	name := "Alice A."
+	must[*tidings.User](t)(f.Users.UpdateUser(server("a"), "alice", tidings.UserUpdate{DisplayName: &name,
+		Identifier: &tidings.Identifier{Value: "alice@example.com", Kind: "email"}}))
+	must[*tidings.User](t)(f.Users.DeactivateUser(server("a"), "alice"))
+	must[*tidings.App](t)(f.Apps.RotateSigningSecret(ctx, "a", time.Hour))
+	if err := f.EventLog.SaveCursors(ctx, []tidings.Cursor{{AppID: "a", UserID: "alice", Device: "phone", Seq: 3},
+		{AppID: "b", UserID: "alice", Device: "laptop", Seq: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	newest := must[int64](t)(f.EventLog.LastEventSeq(ctx))
+
+	app, u, latest, cursor, err := r.ReadConnect(ctx, "a", "alice", "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantApp := must[*tidings.App](t)(f.Apps.FindAppByID(ctx, "a"))
+	wantUser := must[*tidings.User](t)(f.Users.FindUserByID(server("a"), "alice"))
+	if app.ID != wantApp.ID || app.SigningSecret != wantApp.SigningSecret || app.PreviousSigningSecret != wantApp.PreviousSigningSecret ||
+		app.PreviousSecretUntil == nil || !app.PreviousSecretUntil.Equal(*wantApp.PreviousSecretUntil) {
+		t.Fatalf("app %+v, want the id and secrets of %+v", app, wantApp)
+	}
+	if !reflect.DeepEqual(u, wantUser) || u.DeactivatedAt == nil || u.DisplayName != name {
+		t.Fatalf("user %+v, want %+v", u, wantUser)
+	}
+	if latest != newest || cursor != 3 {
+		t.Fatalf("newest seq %d and cursor %d, want %d and 3", latest, cursor, newest)
+	}
+	// Another device, or another app's device of the same user id: no
+	// cursor.
+	if _, _, _, cursor, _ := r.ReadConnect(ctx, "a", "alice", "laptop"); cursor != 0 {
+		t.Fatalf("app a's alice has app b's alice's cursor %d", cursor)
+	}
+	// Another app's user, or none: the app, and no user.
+	for _, id := range []string{"bob", "nobody"} {
+		app, u, _, _, err := r.ReadConnect(ctx, "a", id, "phone")
+		if err != nil || app == nil || app.ID != "a" || u != nil {
+			t.Fatalf("user %q of app a: app %v, user %v, err %v; want app a and no user", id, app, u, err)
+		}
+	}
+	_, _, _, _, err = r.ReadConnect(ctx, "nope", "alice", "phone")
+	wantCode(t, "an unknown app", err, tidings.ENotFound)
 }
