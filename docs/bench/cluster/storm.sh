@@ -6,6 +6,8 @@ set -u
 LABEL=$1; BIN=$2; N=$3
 W=${STORM_WORK:-/tmp/storm}/$LABEL; rm -rf $W; mkdir -p $W
 DB=storm_$(date +%s)
+# The ports of a run before must be free.
+for p in 19201 19202 19203; do for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || break; sleep 0.2; done; done
 psql -h 127.0.0.1 -U postgres -d test -qc "CREATE DATABASE $DB" || exit 1
 DSN="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
 $BIN apps create --store "$DSN" default > $W/apps.log 2>&1
@@ -16,7 +18,7 @@ for i in 1 2 3; do
     --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $W/node$i.log 2>&1 &
   PIDS+=($!)
 done
-trap 'kill ${PIDS[@]} 2>/dev/null; sleep 1; psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
+trap 'kill -9 ${PIDS[@]} 2>/dev/null; wait ${PIDS[@]} 2>/dev/null; psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1' EXIT
 for p in 19201 19202 19203; do for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
 U=http://127.0.0.1:19201,http://127.0.0.1:19202,http://127.0.0.1:19203
 ( for i in $(seq 2000); do grep -q "away:" $W/bench.log 2>/dev/null && { sleep 8; curl -s -o $W/node1.prof "http://127.0.0.1:19211/debug/pprof/profile?seconds=20"; break; }; sleep 0.2; done ) &
