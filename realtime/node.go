@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,11 @@ type Node struct {
 	QueueSize int
 	// ReplayBatch is how many events a replay reads at a time (default 256).
 	ReplayBatch int
+	// ReplayReads bounds the replays reading from the log at once
+	// (default 2 × GOMAXPROCS): the others wait their turn here, not in
+	// the store's queue, where the auths of a reconnect storm would wait
+	// behind thousands of them.
+	ReplayReads int
 	// AuthTimeout closes a connection with no authenticated account after
 	// it (default 10s).
 	AuthTimeout time.Duration
@@ -193,8 +199,9 @@ type Node struct {
 	closing bool           // Shutdown has begun; guarded by mu
 	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
 
-	warm        chan func()  // hands work to an idle warm worker (goWarm)
-	warmWorkers atomic.Int32 // the warm workers running
+	warm        chan func()   // hands work to an idle warm worker (goWarm)
+	replayReads chan struct{} // a token per replay reading the log (ReplayReads)
+	warmWorkers atomic.Int32  // the warm workers running
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -235,6 +242,7 @@ func (n *Node) Open() error {
 	n.acks = make(map[deviceKey]*cursorState)
 	n.checkNow = make(chan struct{}, 1)
 	n.warm = make(chan func())
+	n.replayReads = make(chan struct{}, cmp.Or(n.ReplayReads, 2*runtime.GOMAXPROCS(0)))
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.clustered() {
 		n.TailInterval = cmp.Or(n.TailInterval, time.Millisecond)

@@ -227,7 +227,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 		if n.clustered() {
 			bound = n.position() // before the read: every event up to it is in the log
 		}
-		evs, err := n.Log.UserEvents(ctx, s.app, s.user, from, batch)
+		evs, err := n.readReplay(ctx, s.app, s.user, from, batch)
 		if err != nil {
 			return err
 		}
@@ -268,6 +268,18 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 			return nil
 		}
 	}
+}
+
+// readReplay reads a replay's batch from the log, once it is the turn of
+// the replay (Node.ReplayReads at once).
+func (n *Node) readReplay(ctx context.Context, app, user string, after int64, limit int) ([]*tidings.Event, error) {
+	select {
+	case n.replayReads <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-n.replayReads }()
+	return n.Log.UserEvents(ctx, app, user, after, limit)
 }
 
 // liveAt turns the session live with nothing to replay, when that is

@@ -788,6 +788,70 @@ func TestSlowAuthIsNotCutByTheAuthTimeout(t *testing.T) {
 	}
 }
 
+// Replays read the log a few at a time (Node.ReplayReads), whatever the
+// number of devices resuming at once, so that an auth never queues for
+// the store behind all of them; every replay still completes, in order.
+func TestReplaysReadTheLogAFewAtATime(t *testing.T) {
+	log := &countingLog{delay: 20 * time.Millisecond}
+	s := startStackWith(t, func(s *stack) {
+		s.node.ReplayReads = 2
+		log.EventLog = s.node.Log
+		s.node.Log = log
+	})
+	const devices, backlog = 8, 20
+	users := []string{"alice"}
+	for i := range devices {
+		users = append(users, fmt.Sprint("u", i))
+	}
+	s.mkUsers("a", users...)
+	conv := s.conv("a", "alice", users[1:]...)
+	for _, u := range users[1:] {
+		c := dial(t, s)
+		c.auth("", s.token("a", u), protocol.AuthArgs{Device: "d"})
+		c.hangUp()
+	}
+	for i := range backlog {
+		s.send("a", "alice", conv, fmt.Sprint(i))
+	}
+	var cs []*client
+	for _, u := range users[1:] {
+		c := dial(t, s)
+		c.auth("", s.token("a", u), protocol.AuthArgs{Device: "d"})
+		cs = append(cs, c)
+	}
+	want := make([]string, backlog)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	for i, c := range cs {
+		if got := textsUntil(c, fmt.Sprint(backlog-1)); !slices.Equal(got, want) {
+			t.Fatalf("device %d replayed %v", i, got)
+		}
+	}
+	if most := log.most.Load(); most > 2 || most == 0 {
+		t.Errorf("%d replays read the log at once, want 1 or 2", most)
+	}
+}
+
+// countingLog is an EventLog whose reads of more than one event take
+// delay, and which counts how many run at once (most).
+type countingLog struct {
+	tidings.EventLog
+	delay     time.Duration
+	now, most atomic.Int64
+}
+
+func (l *countingLog) UserEvents(ctx context.Context, app, user string, after int64, limit int) ([]*tidings.Event, error) {
+	if limit > 1 {
+		n := l.now.Add(1)
+		defer l.now.Add(-1)
+		for m := l.most.Load(); n > m && !l.most.CompareAndSwap(m, n); m = l.most.Load() {
+		}
+		time.Sleep(l.delay)
+	}
+	return l.EventLog.UserEvents(ctx, app, user, after, limit)
+}
+
 // slowApps is an AppService whose reads of an app take delay.
 type slowApps struct {
 	tidings.AppService
