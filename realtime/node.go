@@ -52,9 +52,9 @@ type Node struct {
 	// ReplayBatch is how many events a replay reads at a time (default 256).
 	ReplayBatch int
 	// ReplayReads bounds the replays reading from the log at once
-	// (default 2 × GOMAXPROCS): the others wait their turn here, not in
-	// the store's queue, where the auths of a reconnect storm would wait
-	// behind thousands of them.
+	// (default 4 × GOMAXPROCS, at least 16): the others wait their turn
+	// here, not in the store's queue, where the auths of a reconnect
+	// storm would wait behind thousands of them.
 	ReplayReads int
 	// AuthTimeout closes a connection with no authenticated account after
 	// it (default 10s).
@@ -242,7 +242,7 @@ func (n *Node) Open() error {
 	n.acks = make(map[deviceKey]*cursorState)
 	n.checkNow = make(chan struct{}, 1)
 	n.warm = make(chan func())
-	n.replayReads = make(chan struct{}, cmp.Or(n.ReplayReads, 2*runtime.GOMAXPROCS(0)))
+	n.replayReads = make(chan struct{}, cmp.Or(n.ReplayReads, max(16, 4*runtime.GOMAXPROCS(0))))
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if n.clustered() {
 		n.TailInterval = cmp.Or(n.TailInterval, time.Millisecond)
