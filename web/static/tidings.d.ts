@@ -80,6 +80,13 @@ export interface Options {
    * blocks upgrades. It then tries a WebSocket again every upgradeInterval.
    */
   transport?: 'auto' | 'websocket' | 'polling';
+  /**
+   * The protocol of the WebSocket (docs/protocol.md). "tidings.v2" (the
+   * default) asks for the compact one, and takes tidings.v1 from a server
+   * that does not speak it; "tidings.v1" asks for tidings.v1 only. Listeners
+   * get the same events with either. Polling speaks tidings.v1.
+   */
+  protocol?: 'tidings.v2' | 'tidings.v1';
   backoff?: Backoff;
   /** How often to ping an open WebSocket (ms; default 25000; 0 disables). */
   keepAlive?: number;
@@ -335,6 +342,8 @@ export declare class Client {
   readonly lastRef: string;
   /** "websocket" or "polling" while connected, else "". */
   readonly transport: '' | 'websocket' | 'polling';
+  /** The protocol the connection speaks while connected (polls speak tidings.v1), else ''. */
+  readonly protocol: '' | 'tidings.v2' | 'tidings.v1';
   readonly tokenExpiry: Date | null;
 
   /** The accounts, the default one (if logged in) first, then in the order they were added. */

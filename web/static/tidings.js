@@ -23,9 +23,12 @@
 // that blocks upgrades), with a WebSocket tried again every
 // upgradeInterval; polls are per token, so each account polls on its own.
 // Tokens travel in the first WebSocket frame and in Authorization headers,
-// never in a URL. The protocol is described in docs/protocol.md.
+// never in a URL. The protocol is described in docs/protocol.md: the
+// WebSocket speaks tidings.v2 (fewer bytes per update) when the server
+// does, else tidings.v1; listeners get the same events either way.
 
-const SUBPROTOCOL = 'tidings.v1';
+const V1 = 'tidings.v1';
+const V2 = 'tidings.v2';
 const DEFAULT_ACCOUNT = 'default';
 // Replies are cumulative: one per account at most every ACK_DELAY ms, or
 // after ACK_EVERY updates processed, whichever comes first.
@@ -172,6 +175,97 @@ function sentMessage(conversationId, m, r) {
   return out;
 }
 
+// ---- tidings.v2 ----------------------------------------------------------
+//
+// A tidings.v2 frame says what a tidings.v1 frame says, with short keys,
+// times in microseconds and message.X for conversationMessage.X
+// (docs/protocol.md, "tidings.v2"); the functions below turn what the
+// server sends back into tidings.v1, so that everything past SocketConn
+// reads one form.
+
+/**
+ * The time of us microseconds since the Unix epoch as tidings.v1 writes
+ * it: RFC 3339 in UTC, the fraction without trailing zeros.
+ */
+function timeV1(us) {
+  const ms = Math.floor(us / 1000);
+  const frac = String(us % 1000000).padStart(6, '0').replace(/0+$/, '');
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, frac ? '.' + frac + 'Z' : 'Z');
+}
+
+/** A tidings.v2 Profile in tidings.v1; reduced, an actor named by its id only. */
+function profileV1(p, reduced) {
+  if (reduced && p.n === undefined && p.av === undefined && p.idf === undefined) return { id: p.i };
+  const out = { id: p.i, displayName: p.n ?? '' };
+  if (p.av !== undefined) out.avatarUrl = p.av;
+  if (p.idf !== undefined) out.identifier = p.idf;
+  return out;
+}
+
+/** tidings.v2 Parts in tidings.v1 (a part without a type is text/plain). */
+function partsV1(parts) {
+  return (parts || []).map(p => {
+    const out = { type: p.t ?? 'text/plain' };
+    if (p.n !== undefined) out.name = p.n;
+    if (p.d !== undefined) out.data = p.d;
+    if (p.f !== undefined) out.fileId = p.f;
+    if (p.z !== undefined) out.size = p.z;
+    return out;
+  });
+}
+
+/** Sets out[k] to f(v) when v is present. */
+function maybe(out, k, v, f = x => x) {
+  if (v !== undefined && v !== null) out[k] = f(v);
+}
+
+const messageEvents = new Set(['conversationMessage.sent', 'conversationMessage.edited', 'conversationMessage.deleted']);
+
+/** The tidings.v1 event of a tidings.v2 event object. */
+function eventV1(e) {
+  const name = /^message\./.test(e.n) ? 'conversation' + e.n[0].toUpperCase() + e.n.slice(1) : e.n;
+  const ev = { name, time: timeV1(e.t) };
+  maybe(ev, 'id', e.i);
+  maybe(ev, 'actor', e.a, a => profileV1(a, name === 'conversationMessage.edited'));
+  maybe(ev, 'conversationId', e.c);
+  maybe(ev, 'userId', e.u);
+  const m = e.p;
+  if (!messageEvents.has(name) || !m || typeof m !== 'object') {
+    ev.payload = m;
+    return ev;
+  }
+  const p = { id: m.i, conversationId: e.c, seq: m.q, sender: profileV1(m.s || { i: '' }) };
+  if (m.sys) p.system = true;
+  maybe(p, 'clientId', m.cid);
+  p.parts = partsV1(m.p);
+  maybe(p, 'metadata', m.m);
+  maybe(p, 'alert', m.al);
+  p.sentAt = m.st ? timeV1(m.st) : ev.time;
+  maybe(p, 'editedAt', m.et || undefined, timeV1);
+  maybe(p, 'deletedAt', m.dt || undefined, timeV1);
+  maybe(p, 'referrerId', m.rid);
+  ev.payload = p;
+  return ev;
+}
+
+/** The tidings.v1 result of message.send of a tidings.v2 one (without its r). */
+function sendResultV1(r) {
+  const out = { id: r.i };
+  maybe(out, 'conversationId', r.c);
+  out.seq = r.q;
+  out.sender = profileV1(r.s || { i: '' });
+  if (r.sys) out.system = true;
+  maybe(out, 'clientId', r.cid);
+  maybe(out, 'parts', r.p, partsV1);
+  maybe(out, 'metadata', r.m);
+  maybe(out, 'alert', r.al);
+  out.sentAt = timeV1(r.t);
+  maybe(out, 'editedAt', r.et || undefined, timeV1);
+  maybe(out, 'deletedAt', r.dt || undefined, timeV1);
+  if (r.dup) out.duplicate = true;
+  return out;
+}
+
 /** Compares two refs (decimal strings, up to 2^63-1) as integers. */
 function refAfter(a, b) {
   if (!b) return !!a;
@@ -258,24 +352,30 @@ function withTimeout(p, ms, what) {
 
 /**
  * One WebSocket connection: commands matched to their answers by id,
- * updates handed to onUpdate in order. Several accounts may be
+ * updates handed to onUpdate in order, in tidings.v1 form whichever
+ * protocol the server chose among protocols. Several accounts may be
  * authenticated on it; commands and replies name theirs.
  */
 class SocketConn {
-  constructor(url, onUpdate) {
+  constructor(url, onUpdate, protocols) {
     this.kind = 'websocket';
     this.onUpdate = onUpdate;
     this.pending = new Map();
+    // tidings.v2: the message.send commands with a clientId not answered
+    // yet, by id, kept past a timeout: the answer may stand for an update.
+    this.sends = new Map();
     this.nextId = 1;
     this.ended = false;
     this.opened = false;
+    this.v2 = false;
     this.closed = new Promise(resolve => { this.resolveClosed = resolve; });
-    this.ws = new WebSocket(url, SUBPROTOCOL);
+    this.ws = new WebSocket(url, protocols);
     this.open = new Promise((resolve, reject) => {
       this.ws.onopen = () => {
         this.opened = true;
-        if (this.ws.protocol !== SUBPROTOCOL) {
-          this.abort(sdkError(ErrorCode.Network, `the server did not select the subprotocol ${SUBPROTOCOL}`));
+        this.v2 = this.ws.protocol === V2;
+        if (!protocols.includes(this.ws.protocol)) {
+          this.abort(sdkError(ErrorCode.Network, `the server did not select the subprotocol ${protocols.join(' or ')}`));
         }
         resolve();
       };
@@ -300,16 +400,44 @@ class SocketConn {
       if (!line.trim()) continue;
       let f;
       try { f = JSON.parse(line); } catch { continue; }
-      if (f.type === 'answer') {
-        const p = this.pending.get(f.id);
-        if (!p) continue;
-        this.pending.delete(f.id);
-        if (f.error) p.reject(sdkError(f.error.code, f.error.message, { ref: f.error.ref }));
-        else p.resolve(f.result);
+      if (!f || typeof f !== 'object') continue;
+      if (this.v2) {
+        if (f.id !== undefined) this.answer(f.id, f.err, f.ok);
+        else if (f.e && typeof f.e === 'object') {
+          try {
+            f = { type: 'update', account: f.a, ref: f.r, silent: f.s, event: eventV1(f.e) };
+          } catch { continue; }
+          this.onUpdate(this, f);
+        }
+      } else if (f.type === 'answer') {
+        this.answer(f.id, f.error, f.result);
       } else if (f.type === 'update') {
         this.onUpdate(this, f);
       }
     }
+  }
+
+  answer(id, error, result) {
+    const own = this.sends.get(id);
+    this.sends.delete(id);
+    if (own && !error && result) {
+      // tidings.v2: the answer to message.send is in tidings.v2 form, and
+      // with r (the command had a clientId) it stands for the message's
+      // update, which the server does not send to this connection: it is
+      // made here, in the answer's place among the updates.
+      const r = result;
+      result = sendResultV1(r);
+      if (r.r && !r.dup) {
+        const m = sentMessage(own.conversationId, own.m, result);
+        const event = { name: 'conversationMessage.sent', time: m.sentAt, conversationId: own.conversationId, payload: m };
+        this.onUpdate(this, { type: 'update', account: own.account, ref: r.r, silent: true, event });
+      }
+    }
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (error) p.reject(sdkError(error.code, error.message, { ref: error.ref }));
+    else p.resolve(result);
   }
 
   /** Sends a command for an account (the default one when not named) and waits for its answer. */
@@ -321,6 +449,10 @@ class SocketConn {
     const p = new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
     const frame = { type: 'command', id, command: name };
     if (account && account !== DEFAULT_ACCOUNT) frame.account = account;
+    if (this.v2 && name === 'message.send' && data) {
+      const { conversationId, ...m } = data;
+      this.sends.set(id, { account: frame.account, conversationId, m });
+    }
     if (data !== undefined) frame.data = data;
     this.ws.send(JSON.stringify(frame));
     return withTimeout(p, timeout, name).finally(() => this.pending.delete(id));
@@ -360,6 +492,7 @@ class SocketConn {
       p.reject(sdkError(ErrorCode.ConnectionLost, 'the connection ended before the answer'));
     }
     this.pending.clear();
+    this.sends.clear();
     this.resolveClosed(err);
   }
 }
@@ -746,6 +879,7 @@ export class Client extends UserAPI {
       device: 'default',
       mode: 'auto',
       transport: 'auto',
+      protocol: V2,
       keepAlive: 25000,
       keepAliveTimeout: 10000,
       dialTimeout: 30000,
@@ -766,6 +900,9 @@ export class Client extends UserAPI {
     if (!['auto', 'websocket', 'polling'].includes(this.options.transport)) {
       throw new TypeError(`tidings: unknown transport "${this.options.transport}"`);
     }
+    if (![V1, V2].includes(this.options.protocol)) throw new TypeError(`tidings: unknown protocol "${this.options.protocol}"`);
+    // tidings.v2 falls back to tidings.v1 on a server that does not speak it.
+    this._protocols = this.options.protocol === V2 ? [V2, V1] : [V1];
     /** The device name of this installation. */
     this.device = this.options.device;
     /** 'auto' or 'manual'. */
@@ -829,6 +966,9 @@ export class Client extends UserAPI {
 
   /** 'websocket' or 'polling' while connected, else ''. */
   get transport() { return this._conn ? this._conn.kind : ''; }
+
+  /** The protocol the connection speaks while connected ('tidings.v2' or 'tidings.v1'; polls speak tidings.v1), else ''. */
+  get protocol() { return this._conn ? (this._conn.v2 ? V2 : V1) : ''; }
 
   /** When the token accepted on the realtime connection expires (a Date, or null). */
   get tokenExpiry() { const s = this._default(); return s?.expiresAt ? new Date(s.expiresAt) : null; }
@@ -1429,7 +1569,7 @@ export class Client extends UserAPI {
   async _open(polling, attempt) {
     const cn = polling
       ? new PollConn(this, (cn, sess, updates) => this._receiveBatch(cn, sess, updates), (cn, sess, err, tok) => this._pollFailed(cn, sess, err, tok))
-      : new SocketConn(this.wsURL, (cn, f) => this._receive(cn, f));
+      : new SocketConn(this.wsURL, (cn, f) => this._receive(cn, f), this._protocols);
     attempt.conn = cn;
     cn.closed.then(() => this._detach(cn));
     if (!polling) await cn.open; // if it never opens, _startDial tells a blocked WebSocket from a server gone
@@ -1574,7 +1714,7 @@ export class Client extends UserAPI {
     this._arm('upgrade', this.options.upgradeInterval, () => {
       let probe;
       try {
-        probe = new WebSocket(this.wsURL, SUBPROTOCOL);
+        probe = new WebSocket(this.wsURL, this._protocols);
       } catch {
         this._armUpgrade(cn);
         return;
@@ -1595,7 +1735,7 @@ export class Client extends UserAPI {
       };
       // A probe left unanswered fails too, after the time a dial may take.
       const timer = setTimeout(() => done(false), this.options.dialTimeout);
-      probe.onopen = () => { clearTimeout(timer); done(probe.protocol === SUBPROTOCOL); };
+      probe.onopen = () => { clearTimeout(timer); done(this._protocols.includes(probe.protocol)); };
       probe.onclose = probe.onerror = () => { clearTimeout(timer); done(false); };
     });
   }
