@@ -19,8 +19,10 @@ import (
 // users it has authenticated.
 type EventLog interface {
 	// UserEvents returns, in seq order, up to limit events of userID's
-	// stream with seq > after. It returns EResyncRequired when events after
-	// `after` were pruned by retention.
+	// stream with seq > after. Fewer than limit means that it returned
+	// every event of the stream committed before the call (realtime's
+	// replay ends on it). It returns EResyncRequired when events after `after` were
+	// pruned by retention.
 	UserEvents(ctx context.Context, appID, userID string, after int64, limit int) ([]*Event, error)
 	// LastEventSeq returns the seq of the newest event (0 when none). In
 	// a cluster it must be final (see LogTail): every event at or below

@@ -704,9 +704,6 @@ func (n *Node) register(ctx context.Context, s *Session) error {
 			read, err = store.UsersPresence(ctx, s.app, []string{s.user})
 		}
 	}
-	if err == nil && n.clustered() {
-		s.reach, err = n.streamReach(ctx, s.app, s.user)
-	}
 	if err != nil {
 		n.unregister(s)
 		return err
@@ -776,10 +773,12 @@ type MembershipPresenceReader interface {
 // streamReach returns the position of the newest event of a user's
 // stream committed now (0 when none is above the node's position). A
 // session's replay reaches it before turning live: its conversations
-// were just read from the store, which may be ahead of the node's
+// were read from the store by register, which may be ahead of the node's
 // delivery (a removal committed but not delivered yet), and the events
 // the list no longer has would reach it neither live nor, above the
-// node's position, from the log.
+// node's position, from the log. Any read of the stream after register
+// that sees its end tells as much: the replay calls streamReach only when
+// none of its reads did.
 func (n *Node) streamReach(ctx context.Context, app, user string) (int64, error) {
 	const limit = 1000
 	after, reach := n.position(), int64(0)

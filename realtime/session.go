@@ -33,8 +33,9 @@ type Session struct {
 	watching map[string]struct{}
 	// In cluster mode: counted says the session is counted in the node's
 	// PresenceStore, first that it was its user's first session in the
-	// cluster; reach is the newest event of its stream committed when its
-	// conversations were read (see streamReach). Set before register.
+	// cluster; reach is at least the newest event of its stream committed
+	// when its conversations were read (see streamReach), set by the
+	// replay (guarded by mu).
 	counted, first bool
 	reach          int64
 	// indexed is, alone (not in cluster mode), the newest event the node
@@ -202,12 +203,14 @@ func (s *Session) closeSlowLocked() {
 // live. An event of the stream above the position is delivered after the
 // position is read, so after the session's conversations were indexed:
 // it reaches pending. The replay still goes on until the position
-// reaches s.reach (see streamReach).
+// reaches s.reach (see streamReach): the last event of the first read that
+// saw the end of the stream, or else streamReach's.
 func (s *Session) replay(ctx context.Context, after int64) error {
 	n := s.client.node
 	s.mu.Lock()
 	s.lastSent = after
 	s.mu.Unlock()
+	reached := !n.clustered() // s.reach is known (alone, the bound is no bound)
 	// Batches of at most the room left in the connection's queue, handed
 	// over at once so that the connection writes each in one go.
 	holder, _ := s.client.t.(Holder)
@@ -231,22 +234,43 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 		if err != nil {
 			return err
 		}
+		// Fewer than asked: the log had no more of the stream when it was
+		// read (every event up to bound, at least); what came after reaches
+		// the session live, so no read is needed to see the end. Read after
+		// register, that read also tells the reach.
+		end := len(evs) < batch
+		if end && !reached {
+			reached = true
+			s.setReach(evs)
+		}
 		if i := slices.IndexFunc(evs, func(ev *tidings.Event) bool { return ev.Seq > bound }); i >= 0 {
 			evs = evs[:i]
 		}
-		if len(evs) == 0 {
-			if bound >= s.reach {
-				break
-			}
-			if err := n.waitPosition(ctx, s.reach); err != nil {
+		if len(evs) > 0 {
+			if err := s.replayBatch(evs, holder); err != nil || s.isClosed() {
 				return err
 			}
+			n.metrics.replayed.Add(float64(len(evs)))
+		}
+		if !end && len(evs) > 0 {
 			continue
 		}
-		if err := s.replayBatch(evs, holder); err != nil || s.isClosed() {
+		if !reached {
+			reach, err := n.streamReach(ctx, s.app, s.user)
+			if err != nil {
+				return err
+			}
+			reached = true
+			s.mu.Lock()
+			s.reach = reach
+			s.mu.Unlock()
+		}
+		if bound >= s.reach {
+			break
+		}
+		if err := n.waitPosition(ctx, s.reach); err != nil {
 			return err
 		}
-		n.metrics.replayed.Add(float64(len(evs)))
 	}
 	// Then what came live meanwhile, paced the same way; the session turns
 	// live once none is left.
@@ -268,6 +292,18 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 			return nil
 		}
 	}
+}
+
+// setReach sets the reach from a read of the stream, after register, that
+// saw its end: its last event (0: none).
+func (s *Session) setReach(evs []*tidings.Event) {
+	var reach int64
+	if len(evs) > 0 {
+		reach = evs[len(evs)-1].Seq
+	}
+	s.mu.Lock()
+	s.reach = reach
+	s.mu.Unlock()
 }
 
 // readReplay reads a replay's batch from the log, once it is the turn of
