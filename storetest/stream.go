@@ -380,6 +380,9 @@ func TestRetention(t *testing.T, newStores Factory) {
 	}
 	_, err = f.EventLog.UserEvents(ctx, "a", "alice", 0, 10)
 	wantCode(t, "resume from before the pruned events", err, tidings.EResyncRequired)
+	if want := fmt.Sprintf("kept from %d", last); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("resume from before the pruned events: %v, want it to say %q", err, want)
+	}
 	// The same check without the read (realtime.KeptChecker), where the
 	// store has it.
 	if k, ok := f.EventLog.(interface {
