@@ -33,8 +33,9 @@ const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversa
 // those conversations at the same time, found through profile_shares
 // within the same memberships (a range seek per membership, as for the
 // conversations' events, and once each however many conversations the
-// two share). Arguments: app, user, after, after; after, app, user,
-// after, after; app, user, after; app, user, user, after, after; limit.
+// two share). Arguments: after; app, user, after, after; after, app,
+// user, after, after; app, user, after; app, user, user, after, after;
+// limit.
 //
 // A conversation's events come in two parts. Those in
 // events_by_conversation (all but the sent events after k, the
@@ -47,8 +48,17 @@ const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversa
 // found by walking the conversation's messages back from the newest, as
 // many as the replay returns plus one; the events themselves by rowid,
 // as stored.
+//
+// The query is led, when retention removed events after the resume point,
+// by a row that says so: its seq is the newest seq removed, negated
+// (events have positive seqs, so it comes first). Read in the same
+// statement as the events, the check cannot miss a prune committed
+// between the two, which removes events and moves pruned_seq at once.
+// Its argument comes first: after.
 func userStreamQuery(k int64) string {
-	return `SELECT ` + eventColumns + ` FROM memberships m
+	return `SELECT -value, '', '', '', 0, NULL, NULL, NULL, 'null' FROM meta WHERE key = 'pruned_seq' AND value > ?
+	UNION ALL
+	SELECT ` + eventColumns + ` FROM memberships m
 	JOIN events e ON e.app_id = m.app_id AND e.conversation_id = m.conversation_id
 		AND e.seq >= m.from_seq AND (m.to_seq IS NULL OR e.seq <= m.to_seq)
 	WHERE m.app_id = ? AND m.user_id = ? AND e.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?) AND ` + eventIndexed(k, "e") + `
@@ -101,13 +111,10 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	if limit <= 0 {
 		limit = 100
 	}
-	if err := l.Kept(ctx, after); err != nil {
-		return nil, err
-	}
 	// Prepared once (as every read): parsing this query again for every
 	// read was a third of the CPU of a reconnect storm, which reads each
-	// client's stream two or three times.
-	rows, err := l.db.query(ctx, l.db.userStream, appID, userID, after, after, after, appID, userID, after, after,
+	// client's stream two or three times. It checks retention too.
+	rows, err := l.db.query(ctx, l.db.userStream, after, appID, userID, after, after, after, appID, userID, after, after,
 		appID, userID, after, appID, userID, userID, after, after, limit)
 	if err != nil {
 		return nil, err
@@ -119,6 +126,9 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 		e, err := scanEvent(rows, &actors)
 		if err != nil {
 			return nil, err
+		}
+		if e.Seq < 0 {
+			return nil, tidings.Pruned(after, -e.Seq)
 		}
 		evs = append(evs, e)
 	}

@@ -38,7 +38,7 @@ func TestReplaySeeksEachConversation(t *testing.T) {
 	defer db.Close()
 	check := func(k int64) {
 		t.Helper()
-		steps := plan(t, db, userStreamQuery(k), "a", "u", 1, 1, 1, "a", "u", 1, 1, "a", "u", 1, "a", "u", "u", 1, 1, 100)
+		steps := plan(t, db, userStreamQuery(k), 1, "a", "u", 1, 1, 1, "a", "u", 1, 1, "a", "u", 1, "a", "u", "u", 1, 1, 100)
 		all := strings.Join(steps, "\n")
 		for _, want := range []string{
 			"SEARCH e USING INDEX events_by_conversation (app_id=? AND conversation_id=? AND seq>?)",
