@@ -98,6 +98,12 @@ func TestWebChat(t *testing.T) {
 	{
 		a.send("Noon at the usual place?")
 		bp.waitMessages("Noon at the usual place?")
+		// Sent over the open socket, not by the REST API.
+		if !slices.ContainsFunc(a.sentFrames(), func(f string) bool {
+			return strings.Contains(f, `"command":"message.send"`) && strings.Contains(f, "Noon at the usual place?")
+		}) {
+			t.Errorf("alice's message did not go over the WebSocket; frames sent: %v", a.sentFrames())
+		}
 		bp.send("See you there!")
 		a.waitMessages("Noon at the usual place?", "See you there!")
 		// Bob read alice's message on his open page: her tick says so.

@@ -1065,6 +1065,19 @@ function dropFromOutbox(clientId) {
 let flushing = false;
 let flushTimer = 0;
 /**
+ * Sends a message over the socket when there is one (faster, and the
+ * server commits the sends of one socket together), else by the REST API.
+ */
+function send(c, conversationId, m) {
+  return c.transport === 'websocket' ? c.socket.sendMessage(conversationId, m) : c.sendMessage(conversationId, m);
+}
+
+// The errors after which a send is tried again later: the network, or the
+// connection it went out on, failed; not the message.
+const retryLater = new Set(['network_error', 'unavailable', 'internal', 'rate_limited', 'token_rejected',
+  'not_connected', 'connection_lost', 'timeout']);
+
+/**
  * Sends the outbox in order. The client id makes a resend after a lost
  * answer return the message already sent rather than a second one.
  */
@@ -1076,15 +1089,13 @@ async function flushOutbox() {
     for (const item of [...state.outbox]) {
       if (item.error || !state.outbox.includes(item)) continue;
       try {
-        const m = await state.client.sendMessage(item.conversationId, {
+        const m = await send(state.client, item.conversationId, {
           clientId: item.clientId, parts: [{ type: 'text/plain', data: item.text }],
         });
         dropFromOutbox(item.clientId);
         onMessage(m, { silent: true });
       } catch (err) {
-        if (err.code === 'network_error' || err.code === 'unavailable' || err.code === 'internal' || err.code === 'rate_limited' || err.code === 'token_rejected') {
-          break; // try again later
-        }
+        if (retryLater.has(err.code)) break; // try again later
         item.error = err.message;
         saveOutbox();
         placeMessage(pendingMessage(item));
@@ -1107,7 +1118,7 @@ $('file').addEventListener('change', async e => {
   status.textContent = `Uploading ${file.name}…`;
   try {
     const f = await state.client.uploadFile(id, file, file.name);
-    const m = await state.client.sendMessage(id, {
+    const m = await send(state.client, id, {
       clientId: crypto.randomUUID(), parts: [{ type: f.type, name: f.name, fileId: f.id, size: f.size }],
     });
     onMessage(m, { silent: true });
