@@ -361,8 +361,9 @@ class SocketConn {
     this.kind = 'websocket';
     this.onUpdate = onUpdate;
     this.pending = new Map();
-    // tidings.v2: the message.send commands with a clientId not answered
-    // yet, by id, kept past a timeout: the answer may stand for an update.
+    // tidings.v2: the message.send commands not answered yet, by id, kept
+    // past a timeout: their answers are in tidings.v2 form, and one with a
+    // ref stands for an update.
     this.sends = new Map();
     this.nextId = 1;
     this.ended = false;
