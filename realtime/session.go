@@ -241,7 +241,11 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 		end := len(evs) < batch
 		if end && !reached {
 			reached = true
-			s.setReach(evs)
+			var last int64 // none: nothing of the stream is above `from`
+			if len(evs) > 0 {
+				last = evs[len(evs)-1].Seq
+			}
+			s.setReach(last)
 		}
 		if i := slices.IndexFunc(evs, func(ev *tidings.Event) bool { return ev.Seq > bound }); i >= 0 {
 			evs = evs[:i]
@@ -261,9 +265,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 				return err
 			}
 			reached = true
-			s.mu.Lock()
-			s.reach = reach
-			s.mu.Unlock()
+			s.setReach(reach)
 		}
 		if bound >= s.reach {
 			break
@@ -294,13 +296,8 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 	}
 }
 
-// setReach sets the reach from a read of the stream, after register, that
-// saw its end: its last event (0: none).
-func (s *Session) setReach(evs []*tidings.Event) {
-	var reach int64
-	if len(evs) > 0 {
-		reach = evs[len(evs)-1].Seq
-	}
+// setReach sets the replay's reach (see streamReach).
+func (s *Session) setReach(reach int64) {
 	s.mu.Lock()
 	s.reach = reach
 	s.mu.Unlock()
