@@ -240,6 +240,14 @@ func (c *Client) Handle(data []byte) { c.handle(data, false) }
 // shutting down, the frame is handled on a goroutine of its own, as
 // Handle would be (an auth is then refused).
 func (c *Client) HandleWarm(data []byte) {
+	// A reply (most of what a receiving client sends) is handled here, on
+	// the caller's goroutine: it is parsed by hand and moves a cursor in
+	// memory, shallow enough for a reader's small stack, and the hand-off
+	// to a worker and back would cost more than handling it.
+	if ref, account, ok := parseReply(data); ok {
+		c.reply(ref, account)
+		return
+	}
 	done := make(chan struct{})
 	handle := func(warm bool) func() {
 		return func() {
