@@ -307,6 +307,11 @@ func silentFor(ev *tidings.Event, user string) bool {
 
 // answerFrame encodes the answer to command id.
 func answerFrame(id string, result any, err error) []byte {
+	if r, ok := result.(protocol.SendResult); ok && err == nil {
+		if b, err := sendAnswerFrame(id, r); err == nil {
+			return b
+		}
+	}
 	f := protocol.Frame{Type: protocol.TypeAnswer, ID: id}
 	if err != nil {
 		f.Error = answerError(err)

@@ -143,6 +143,13 @@ func updateFrameV2(account string, seq int64, silent bool, event []byte) []byte 
 // answerFrameV2 encodes the answer to command id in tidings.v2
 // (protocol.FrameV2): a message.send's result as a protocol.SendResultV2.
 func answerFrameV2(id string, result any, err error) []byte {
+	if err == nil {
+		if r, ok := sendResultV2(result); ok {
+			if b, err := sendAnswerFrameV2(id, r); err == nil {
+				return b
+			}
+		}
+	}
 	f := protocol.FrameV2{ID: id}
 	if err != nil {
 		f.Err = answerError(err)
@@ -159,6 +166,18 @@ func answerFrameV2(id string, result any, err error) []byte {
 	}
 	b, _ := json.Marshal(f)
 	return b
+}
+
+// sendResultV2 returns a message.send's result in its tidings.v2 form;
+// false if result is none.
+func sendResultV2(result any) (protocol.SendResultV2, bool) {
+	switch r := result.(type) {
+	case protocol.SendResult:
+		return r.V2(""), true
+	case protocol.SendResultV2:
+		return r, true
+	}
+	return protocol.SendResultV2{}, false
 }
 
 // appendMessageV2 appends the others' form of the message of p, a message
