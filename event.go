@@ -60,6 +60,12 @@ type Event struct {
 	// readers find the same audience through the log's memberships), but
 	// for those of LogTail.Final, which are delivered live in a cluster.
 	Conversations []string `json:"-"`
+	// Message, on a message event just emitted by a store in this process,
+	// is its payload before encoding: what Payload holds, decoded, so that
+	// live delivery need not decode it again. In memory only: never
+	// encoded, nil on events read from the log or from another node.
+	// Nothing changes it once the event is emitted.
+	Message *MessagePayload `json:"-"`
 }
 
 // ProfilePayload is the payload of profile.update.

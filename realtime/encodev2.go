@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,7 +27,19 @@ type eventBodyV2 struct {
 // protocol.MessageV2.
 func encodeEventV2(ev *tidings.Event) (eventBodyV2, error) {
 	var msg *tidings.MessagePayload
-	if isMessageEvent(ev.Name) && len(ev.Payload) > 0 {
+	switch {
+	case ev.Message != nil && ev.Message.Message != nil && isMessageEvent(ev.Name):
+		// Emitted in this process: the payload's message without decoding
+		// it, copied before Complete fills it in.
+		p := *ev.Message
+		m := *p.Message
+		if slices.ContainsFunc(m.Parts, func(part tidings.Part) bool { return part.Type == "" }) {
+			m.Parts = slices.Clone(m.Parts)
+		}
+		p.Message = &m
+		p.Complete(ev)
+		msg = &p
+	case isMessageEvent(ev.Name) && len(ev.Payload) > 0:
 		// A payload that is no message (none stored so) goes as it is.
 		var p tidings.MessagePayload
 		if err := json.Unmarshal(ev.Payload, &p); err == nil && p.Message != nil {

@@ -119,3 +119,81 @@ func BenchmarkSentUpdateV2(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "bytes/frame")
 }
+
+// emitted returns the event a store emits about m in this process: its
+// payload encoded, and the payload itself (tidings.Event.Message).
+func emitted(t testing.TB, name string, seq int64, at time.Time, m *tidings.Message, referrerID string) *tidings.Event {
+	t.Helper()
+	p := tidings.NewMessagePayload(m, referrerID)
+	body, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tidings.Event{Seq: seq, ID: tidings.NewEventID(name, p), AppID: "a", Name: name, Time: at, Actor: &m.Sender,
+		ConversationID: m.ConversationID, Payload: body, Message: &p}
+}
+
+// A message event emitted in this process is encoded from its payload as
+// it was before encoding (no decoding), into the same bytes as from the
+// stored payload, and the message it came from is left as it was.
+func TestV2EncodesAnEmittedMessageAsItsStoredPayload(t *testing.T) {
+	at := time.Date(2026, 12, 2, 9, 0, 0, 123456000, time.UTC)
+	alice := tidings.Profile{ID: "u0", DisplayName: "Alice <&>", AvatarURL: "https://example.com/a.png",
+		Identifier: &tidings.Identifier{Value: "a@example.com", Kind: "email"}}
+	edited, deleted := at.Add(time.Minute), at.Add(time.Hour)
+	events := []*tidings.Event{
+		emitted(t, tidings.EventMessageSent, 1, at, &tidings.Message{ID: "m1", ConversationID: "c", Seq: 1, Sender: alice,
+			ClientID: "k1", Parts: []tidings.Part{{Data: "no type"}, {Type: "image/png", Name: "a.png", FileID: "f", Size: 3}},
+			Metadata: json.RawMessage(`{ "a" : [1, 2] }`), Alert: "Alice: hi", SentAt: at}, ""),
+		emitted(t, tidings.EventMessageSent, 2, at, &tidings.Message{ID: "m2", ConversationID: "c", Seq: 2, System: true,
+			Parts: []tidings.Part{{Type: "text/plain", Data: "system"}}, SentAt: at}, ""),
+		emitted(t, tidings.EventMessageEdited, 3, edited, &tidings.Message{ID: "m1", ConversationID: "c", Seq: 1, Sender: alice,
+			ClientID: "k1", Parts: []tidings.Part{{Type: "text/plain", Data: "edited"}}, SentAt: at, EditedAt: &edited}, "m1"),
+		emitted(t, tidings.EventMessageDeleted, 4, deleted, &tidings.Message{ID: "m1", ConversationID: "c", Seq: 1, Sender: alice,
+			Parts: []tidings.Part{}, SentAt: at, DeletedAt: &deleted}, "m1"),
+	}
+	for _, ev := range events {
+		before, _ := json.Marshal(ev.Message.Message)
+		fromMemory, err := encodeEventV2(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := *ev
+		stored.Message = nil
+		fromPayload, err := encodeEventV2(&stored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(fromMemory.own) != string(fromPayload.own) || string(fromMemory.others) != string(fromPayload.others) {
+			t.Errorf("%s:\nfrom memory  %s\n             %s\nfrom payload %s\n             %s", ev.Name,
+				fromMemory.own, fromMemory.others, fromPayload.own, fromPayload.others)
+		}
+		if fromMemory.msg == nil || fromMemory.msg.ClientID != fromPayload.msg.ClientID || fromMemory.msg.ID != fromPayload.msg.ID {
+			t.Errorf("%s: the message of the body: %+v, want %+v", ev.Name, fromMemory.msg, fromPayload.msg)
+		}
+		if after, _ := json.Marshal(ev.Message.Message); string(after) != string(before) {
+			t.Errorf("%s: the emitted message changed:\n%s\nwas %s", ev.Name, after, before)
+		}
+	}
+}
+
+// BenchmarkSentUpdateV2Emitted is BenchmarkSentUpdateV2 for an event
+// emitted in this process (no payload to decode).
+func BenchmarkSentUpdateV2Emitted(b *testing.B) {
+	at := time.Date(2026, 12, 2, 9, 0, 0, 123456000, time.UTC)
+	ev := emitted(b, tidings.EventMessageSent, 123456, at, &tidings.Message{ID: "06h3apbiignlsgm6rqg2pt2ljs", ConversationID: "r2k5-123",
+		Seq: 1, Sender: tidings.Profile{ID: "u123", DisplayName: "u123"}, ClientID: "u123-x-17",
+		Parts: []tidings.Part{{Type: "text/plain", Data: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}, SentAt: at}, "")
+	b.Run("emitted", func(b *testing.B) {
+		for b.Loop() {
+			encodeEventV2(ev)
+		}
+	})
+	stored := *ev
+	stored.Message = nil
+	b.Run("stored", func(b *testing.B) {
+		for b.Loop() {
+			encodeEventV2(&stored)
+		}
+	})
+}

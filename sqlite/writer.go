@@ -404,6 +404,11 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 		ID: tidings.NewEventID(name, payload), AppID: appID, Name: name, Time: tx.now, Actor: actor,
 		ConversationID: conversationID, UserID: userID, Payload: body,
 	}
+	if p, ok := payload.(tidings.MessagePayload); ok && p.Message != nil {
+		m := *p.Message // the caller's message may change after this
+		p.Message = &m
+		ev.Message = &p
+	}
 	var actorJSON []byte
 	if actor != nil {
 		if actorJSON, err = json.Marshal(actor); err != nil {
