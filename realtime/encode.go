@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/jsonenc"
 	"github.com/tidings/tidings/protocol"
 )
 
@@ -253,17 +254,7 @@ func senderIsActor(name string) bool {
 }
 
 // appendString appends s as a JSON string, as encoding/json writes it.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
+func appendString(b []byte, s string) []byte { return jsonenc.String(b, s) }
 
 // updateFrame builds an update frame around an encoded event. Only the
 // account, ref and silent flag differ between receivers, so the event's

@@ -1,10 +1,10 @@
 package realtime
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 
+	"github.com/tidings/tidings/internal/jsonenc"
 	"github.com/tidings/tidings/protocol"
 )
 
@@ -151,18 +151,10 @@ func sendAnswerFrameV2(id string, r protocol.SendResultV2) ([]byte, error) {
 
 // appendJSON appends key and v as json.Marshal writes v.
 func appendJSON(b []byte, key string, v any) ([]byte, error) {
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	b = append(b, key...)
-	return append(b, j...), nil
+	return jsonenc.Value(append(b, key...), v)
 }
 
 // appendTime appends key and t as json.Marshal writes a time.Time.
 func appendTime(b []byte, key string, t time.Time) []byte {
-	b = append(b, key...)
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"')
+	return jsonenc.Time(append(b, key...), t)
 }
