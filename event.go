@@ -2,7 +2,10 @@ package tidings
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
+
+	"github.com/tidings/tidings/internal/jsonenc"
 )
 
 // Event names. Durable events are stored in the event log; typing and
@@ -164,18 +167,97 @@ func NewMessagePayload(m *Message, referrerID string) MessagePayload {
 }
 
 // MarshalJSON encodes the payload without the message's conversationId,
-// nor its sentAt when it is a sent message's (no ReferrerID).
+// nor its sentAt when it is a sent message's (no ReferrerID). It writes
+// what encoding/json writes of a messageInEvent, by hand: a store encodes
+// one per message it stores, in its one writer (TestMessagePayloadJSON).
 func (p MessagePayload) MarshalJSON() ([]byte, error) {
 	if p.Message == nil {
 		return []byte("null"), nil
 	}
 	m := p.Message
-	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, System: m.System, ClientID: m.ClientID, Parts: m.Parts,
-		Metadata: m.Metadata, Alert: m.Alert, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, ReferrerID: p.ReferrerID}
-	if p.ReferrerID != "" {
-		w.SentAt = &m.SentAt
+	b := make([]byte, 0, 192+len(m.Parts)*32)
+	b = append(b, `{"id":`...)
+	b = jsonenc.String(b, m.ID)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, m.Seq, 10)
+	b = append(b, `,"sender":{"id":`...)
+	b = jsonenc.String(b, m.Sender.ID)
+	b = append(b, `,"displayName":`...)
+	b = jsonenc.String(b, m.Sender.DisplayName)
+	if m.Sender.AvatarURL != "" {
+		b = append(b, `,"avatarUrl":`...)
+		b = jsonenc.String(b, m.Sender.AvatarURL)
 	}
-	return json.Marshal(w)
+	if idf := m.Sender.Identifier; idf != nil {
+		b = append(b, `,"identifier":{"value":`...)
+		b = jsonenc.String(b, idf.Value)
+		b = append(b, `,"kind":`...)
+		b = jsonenc.String(b, idf.Kind)
+		b = append(b, '}')
+	}
+	b = append(b, '}')
+	if m.System {
+		b = append(b, `,"system":true`...)
+	}
+	if m.ClientID != "" {
+		b = append(b, `,"clientId":`...)
+		b = jsonenc.String(b, m.ClientID)
+	}
+	b = append(b, `,"parts":`...)
+	if m.Parts == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, part := range m.Parts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"type":`...)
+			b = jsonenc.String(b, part.Type)
+			if part.Name != "" {
+				b = append(b, `,"name":`...)
+				b = jsonenc.String(b, part.Name)
+			}
+			if part.Data != "" {
+				b = append(b, `,"data":`...)
+				b = jsonenc.String(b, part.Data)
+			}
+			if part.FileID != "" {
+				b = append(b, `,"fileId":`...)
+				b = jsonenc.String(b, part.FileID)
+			}
+			if part.Size != 0 {
+				b = append(b, `,"size":`...)
+				b = strconv.AppendInt(b, part.Size, 10)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if len(m.Metadata) > 0 {
+		var err error
+		if b, err = jsonenc.Value(append(b, `,"metadata":`...), m.Metadata); err != nil {
+			return nil, err
+		}
+	}
+	if m.Alert != "" {
+		b = append(b, `,"alert":`...)
+		b = jsonenc.String(b, m.Alert)
+	}
+	if p.ReferrerID != "" {
+		b = jsonenc.Time(append(b, `,"sentAt":`...), m.SentAt)
+	}
+	if m.EditedAt != nil {
+		b = jsonenc.Time(append(b, `,"editedAt":`...), *m.EditedAt)
+	}
+	if m.DeletedAt != nil {
+		b = jsonenc.Time(append(b, `,"deletedAt":`...), *m.DeletedAt)
+	}
+	if p.ReferrerID != "" {
+		b = append(b, `,"referrerId":`...)
+		b = jsonenc.String(b, p.ReferrerID)
+	}
+	return append(b, '}'), nil
 }
 
 // messageInEvent is a Message as a MessagePayload encodes it.

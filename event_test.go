@@ -93,3 +93,93 @@ func TestActorsDecodeOnce(t *testing.T) {
 		t.Error("a bad actor decoded")
 	}
 }
+
+// marshalReflect is MessagePayload.MarshalJSON through encoding/json, as it
+// was written before: the hand encoding must write the same bytes.
+func (p MessagePayload) marshalReflect() ([]byte, error) {
+	if p.Message == nil {
+		return []byte("null"), nil
+	}
+	m := p.Message
+	w := messageInEvent{ID: m.ID, Seq: m.Seq, Sender: m.Sender, System: m.System, ClientID: m.ClientID, Parts: m.Parts,
+		Metadata: m.Metadata, Alert: m.Alert, EditedAt: m.EditedAt, DeletedAt: m.DeletedAt, ReferrerID: p.ReferrerID}
+	if p.ReferrerID != "" {
+		w.SentAt = &m.SentAt
+	}
+	return json.Marshal(w)
+}
+
+// A message event's payload, stored and sent to every receiver, is written
+// by hand: byte for byte what encoding/json writes, for sent, edited,
+// deleted and system messages, and for strings that JSON escapes.
+func TestMessagePayloadJSON(t *testing.T) {
+	at := time.Date(2026, 12, 2, 9, 0, 0, 123456789, time.UTC)
+	edited, deleted := at.Add(time.Minute), at.Add(time.Hour).In(time.FixedZone("X", -3600))
+	payloads := []MessagePayload{
+		{},
+		NewMessagePayload(&Message{ID: "m1", ConversationID: "c", Seq: 1, Sender: Profile{ID: "u0", DisplayName: "Alice"},
+			ClientID: "k1", Parts: []Part{{Type: "text/plain", Data: "hi"}}, SentAt: at}, ""),
+		NewMessagePayload(&Message{ID: "m2", Seq: 1 << 50, Sender: Profile{ID: "u1", AvatarURL: "https://x.test/a?b=<1>&c",
+			Identifier: &Identifier{Value: "a@x.test", Kind: "email\u2028"}}, System: true,
+			Parts:    []Part{{Type: "image/png", Name: "a.png", FileID: "f1", Size: 12}, {Type: "", Data: "\x00\"\\é😀"}},
+			Metadata: json.RawMessage(`{ "a" : "<b>", "n" : [ 1, 2 ] }`), Alert: "Alice: <hi>", SentAt: at, EditedAt: &edited}, "m2"),
+		NewMessagePayload(&Message{ID: "m3", Seq: 3, Sender: Profile{}, Parts: []Part{}, SentAt: at, DeletedAt: &deleted}, "m3"),
+		NewMessagePayload(&Message{ID: "m4", Seq: 4, Parts: nil, Metadata: json.RawMessage(`null`), SentAt: at}, ""),
+	}
+	alphabet := []rune("aZ09-_ \"\\<>&\n\t\x01\u2028\u00e9\U0001F600/")
+	r := uint64(1)
+	randString := func() string {
+		r = r*6364136223846793005 + 1442695040888963407
+		s := make([]rune, r>>60)
+		for i := range s {
+			r = r*6364136223846793005 + 1442695040888963407
+			s[i] = alphabet[(r>>33)%uint64(len(alphabet))]
+		}
+		return string(s)
+	}
+	for i := range 300 {
+		m := &Message{ID: randString(), Seq: int64(i), Sender: Profile{ID: randString(), DisplayName: randString(), AvatarURL: randString()},
+			ClientID: randString(), Parts: []Part{{Type: randString(), Name: randString(), Data: randString(), FileID: randString(), Size: int64(i % 3)}},
+			Alert: randString(), SentAt: at.Add(time.Duration(i) * time.Hour * 1000)}
+		ref := ""
+		if i%2 == 1 {
+			ref = randString()
+		}
+		payloads = append(payloads, NewMessagePayload(m, ref))
+	}
+	for i, p := range payloads {
+		want, err := p.marshalReflect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.MarshalJSON()
+		if err != nil || string(got) != string(want) {
+			t.Errorf("payload %d:\n got %s, %v\nwant %s", i, got, err, want)
+		}
+		if viaJSON, err := json.Marshal(p); err != nil || string(viaJSON) != string(want) {
+			t.Errorf("payload %d through json.Marshal:\n got %s, %v\nwant %s", i, viaJSON, err, want)
+		}
+	}
+	bad := NewMessagePayload(&Message{ID: "m", Metadata: json.RawMessage(`{"a":`)}, "")
+	if _, err := bad.MarshalJSON(); err == nil {
+		t.Error("a payload with metadata that is not JSON was encoded")
+	}
+}
+
+// BenchmarkMessagePayloadJSON is the encoding of a sent 64-byte text's
+// payload, by hand and through encoding/json.
+func BenchmarkMessagePayloadJSON(b *testing.B) {
+	p := NewMessagePayload(&Message{ID: "06h3apbiignlsgm6rqg2pt2ljs", ConversationID: "r2k5-123", Seq: 17,
+		Sender: Profile{ID: "u123", DisplayName: "u123"}, ClientID: "u123-x-17",
+		Parts: []Part{{Type: "text/plain", Data: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}, SentAt: time.Now()}, "")
+	b.Run("hand", func(b *testing.B) {
+		for b.Loop() {
+			p.MarshalJSON()
+		}
+	})
+	b.Run("reflect", func(b *testing.B) {
+		for b.Loop() {
+			p.marshalReflect()
+		}
+	})
+}

@@ -396,7 +396,13 @@ func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, u
 
 // emitEvent is emit returning the event, whose Seq is set.
 func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) (*tidings.Event, error) {
-	body, err := json.Marshal(payload)
+	var body []byte
+	var err error
+	if p, ok := payload.(tidings.MessagePayload); ok {
+		body, err = p.MarshalJSON() // compact already: no pass of encoding/json over it
+	} else {
+		body, err = json.Marshal(payload)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encode %s payload: %w", name, err)
 	}
