@@ -91,23 +91,11 @@ func sendAnswerFrameV2(id string, r protocol.SendResultV2) ([]byte, error) {
 	}
 	b = append(b, `,"q":`...)
 	b = strconv.AppendInt(b, r.Seq, 10)
-	b = append(b, `,"s":{"i":`...)
-	b = appendString(b, r.Sender.ID)
-	if r.Sender.DisplayName != "" {
-		b = append(b, `,"n":`...)
-		b = appendString(b, r.Sender.DisplayName)
+	b = append(b, `,"s":`...)
+	b, err := appendProfileV2(b, r.Sender)
+	if err != nil {
+		return nil, err
 	}
-	if r.Sender.AvatarURL != "" {
-		b = append(b, `,"av":`...)
-		b = appendString(b, r.Sender.AvatarURL)
-	}
-	var err error
-	if r.Sender.Identifier != nil {
-		if b, err = appendJSON(b, `,"idf":`, r.Sender.Identifier); err != nil {
-			return nil, err
-		}
-	}
-	b = append(b, '}')
 	if r.System {
 		b = append(b, `,"sys":true`...)
 	}

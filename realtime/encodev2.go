@@ -193,6 +193,27 @@ func sendResultV2(result any) (protocol.SendResultV2, bool) {
 	return protocol.SendResultV2{}, false
 }
 
+// appendProfileV2 appends p as json.Marshal writes it.
+func appendProfileV2(b []byte, p protocol.ProfileV2) ([]byte, error) {
+	b = append(b, `{"i":`...)
+	b = appendString(b, p.ID)
+	if p.DisplayName != "" {
+		b = append(b, `,"n":`...)
+		b = appendString(b, p.DisplayName)
+	}
+	if p.AvatarURL != "" {
+		b = append(b, `,"av":`...)
+		b = appendString(b, p.AvatarURL)
+	}
+	if p.Identifier != nil {
+		var err error
+		if b, err = appendJSON(b, `,"idf":`, p.Identifier); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
 // appendMessageV2 appends the others' form of the message of p, a message
 // event of eventTime, as json.Marshal(protocol.NewMessageV2(p, eventTime,
 // false)) writes it, without its reflection.
@@ -202,25 +223,11 @@ func appendMessageV2(b []byte, p tidings.MessagePayload, eventTime time.Time) ([
 	b = appendString(b, m.ID)
 	b = append(b, `,"q":`...)
 	b = strconv.AppendInt(b, m.Seq, 10)
-	b = append(b, `,"s":{"i":`...)
-	b = appendString(b, m.Sender.ID)
-	if m.Sender.DisplayName != "" {
-		b = append(b, `,"n":`...)
-		b = appendString(b, m.Sender.DisplayName)
+	b = append(b, `,"s":`...)
+	b, err := appendProfileV2(b, protocol.NewProfileV2(m.Sender))
+	if err != nil {
+		return nil, err
 	}
-	if m.Sender.AvatarURL != "" {
-		b = append(b, `,"av":`...)
-		b = appendString(b, m.Sender.AvatarURL)
-	}
-	if m.Sender.Identifier != nil {
-		idf, err := json.Marshal(m.Sender.Identifier)
-		if err != nil {
-			return nil, err
-		}
-		b = append(b, `,"idf":`...)
-		b = append(b, idf...)
-	}
-	b = append(b, '}')
 	if m.System {
 		b = append(b, `,"sys":true`...)
 	}
