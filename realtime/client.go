@@ -269,10 +269,12 @@ func (c *Client) handle(data []byte, warm bool) {
 		c.reply(ref, account)
 		return
 	}
-	var f protocol.Frame
-	if err := json.Unmarshal(data, &f); err != nil {
-		c.close(protocol.CloseBadFrame, "a frame is not valid JSON")
-		return
+	f, send, fast := parseSendFrame(data)
+	if !fast {
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.close(protocol.CloseBadFrame, "a frame is not valid JSON")
+			return
+		}
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -283,7 +285,11 @@ func (c *Client) handle(data []byte, warm bool) {
 	c.mu.Unlock()
 	switch f.Type {
 	case protocol.TypeCommand:
-		c.command(&f, warm)
+		if fast {
+			c.command(&f, warm, &send)
+		} else {
+			c.command(&f, warm, nil)
+		}
 	case protocol.TypeReply:
 		c.reply(f.Ref, f.Account)
 	default:
@@ -418,8 +424,9 @@ func decode(data json.RawMessage, v any) error {
 }
 
 // command runs a command frame; warm says whether it runs on a warm
-// worker already (HandleWarm).
-func (c *Client) command(f *protocol.Frame, warm bool) {
+// worker already (HandleWarm). send is a message.send's arguments when
+// parseSendFrame read them (f has no data then), else nil.
+func (c *Client) command(f *protocol.Frame, warm bool, send *sendCommand) {
 	if f.ID == "" {
 		c.close(protocol.CloseBadFrame, "a command has no id")
 		return
@@ -429,10 +436,10 @@ func (c *Client) command(f *protocol.Frame, warm bool) {
 		return
 	}
 	n := c.node
-	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
-	defer cancel()
 	switch f.Command {
 	case protocol.CmdAuth:
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
 		if warm {
 			c.authenticate(ctx, f)
 			return
@@ -469,9 +476,15 @@ func (c *Client) command(f *protocol.Frame, warm bool) {
 		}
 	}
 	if f.Command == protocol.CmdSend {
-		c.send(f.ID, f.Data, s)
+		if send != nil {
+			c.sendMessage(f.ID, send.conversationID, send.nm, s)
+		} else {
+			c.send(f.ID, f.Data, s)
+		}
 		return
 	}
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
 	ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
 	var result any
 	var err error
@@ -535,7 +548,6 @@ func (c *Client) command(f *protocol.Frame, warm bool) {
 // messages of one connection keep the order it sent them in, while those
 // sent back to back share a commit instead of waiting each for the last.
 func (c *Client) send(id string, data json.RawMessage, s *Session) {
-	n := c.node
 	var a protocol.SendArgs
 	if err := decode(data, &a); err != nil {
 		c.answer(id, nil, err)
@@ -548,6 +560,12 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 			return
 		}
 	}
+	c.sendMessage(id, a.ConversationID, nm, s)
+}
+
+// sendMessage is send with its arguments decoded.
+func (c *Client) sendMessage(id, conversationID string, nm tidings.NewMessage, s *Session) {
+	n := c.node
 	// Commands run one at a time (the transport's Handle): only this
 	// goroutine makes or reads c.sends here.
 	if c.sends == nil {
@@ -559,8 +577,8 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 	// place of the message's update (see ownSend): recorded before the
 	// write, whose update may come before its result.
 	var own *ownSend
-	if c.v2 && a.ClientID != "" {
-		own = &ownSend{id: id, conversationID: a.ConversationID, nm: nm}
+	if c.v2 && nm.ClientID != "" {
+		own = &ownSend{id: id, conversationID: conversationID, nm: nm}
 		own.nm.Parts = slices.Clone(nm.Parts)
 		s.addOwnSend(own)
 	}
@@ -586,7 +604,7 @@ func (c *Client) send(id string, data json.RawMessage, s *Session) {
 		// message has it unchanged (a store may not keep its slice as is).
 		sent := nm
 		sent.Parts = slices.Clone(nm.Parts)
-		m, created, err := n.Messages.SendMessage(ctx, a.ConversationID, nm)
+		m, created, err := n.Messages.SendMessage(ctx, conversationID, nm)
 		if err != nil {
 			answer(nil, err)
 			return
