@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"slices"
 	"unicode/utf8"
 
 	"github.com/tidings/tidings"
@@ -34,84 +35,54 @@ type sendCommand struct {
 func parseSendFrame(data []byte) (protocol.Frame, sendCommand, bool) {
 	var f protocol.Frame
 	var cmd sendCommand
-	var seen [5]bool // type, id, command, account, data
-	i, ok := objectStart(data, 0)
-	if !ok {
-		return f, cmd, false
-	}
-	for more := true; more; {
-		var key string
-		if key, i, ok = objectKey(data, i); !ok {
-			return f, cmd, false
-		}
-		k := -1
-		switch key {
-		case "type":
-			k = 0
+	var hasData bool
+	i, ok := parseObject(data, 0, frameKeys, func(k, i int) (int, bool) {
+		var ok bool
+		switch k {
+		case 0:
 			f.Type, i, ok = plainString(data, i)
-		case "id":
-			k = 1
+		case 1:
 			f.ID, i, ok = plainString(data, i)
-		case "command":
-			k = 2
+		case 2:
 			f.Command, i, ok = plainString(data, i)
-		case "account":
-			k = 3
+		case 3:
 			f.Account, i, ok = plainString(data, i)
-		case "data":
-			k = 4
+		case 4:
+			hasData = true
 			i, ok = parseSendData(data, i, &cmd)
 		}
-		if k < 0 || !ok || seen[k] {
-			return f, cmd, false
-		}
-		seen[k] = true
-		if i, more, ok = objectNext(data, i); !ok {
-			return f, cmd, false
-		}
-	}
-	if skipSpace(data, i) != len(data) || !seen[4] || f.Type != protocol.TypeCommand || f.Command != protocol.CmdSend || f.ID == "" {
+		return i, ok
+	})
+	if !ok || skipSpace(data, i) != len(data) || !hasData || f.Type != protocol.TypeCommand || f.Command != protocol.CmdSend || f.ID == "" {
 		return f, cmd, false
 	}
 	return f, cmd, true
 }
 
+// The keys parseSendFrame reads, of the frame, of a message.send's data
+// and of a part: any other is left to encoding/json.
+var (
+	frameKeys    = []string{"type", "id", "command", "account", "data"}
+	sendDataKeys = []string{"conversationId", "clientId", "alert", "parts"}
+	partKeys     = []string{"type", "name", "data", "fileId", "size"}
+)
+
 // parseSendData reads the data of a message.send at data[i] into cmd.
 func parseSendData(data []byte, i int, cmd *sendCommand) (int, bool) {
-	var seen [4]bool // conversationId, clientId, alert, parts
-	i, ok := objectStart(data, i)
-	if !ok {
-		return i, false
-	}
-	for more := true; more; {
-		var key string
-		if key, i, ok = objectKey(data, i); !ok {
-			return i, false
-		}
-		k := -1
-		switch key {
-		case "conversationId":
-			k = 0
+	return parseObject(data, i, sendDataKeys, func(k, i int) (int, bool) {
+		var ok bool
+		switch k {
+		case 0:
 			cmd.conversationID, i, ok = textString(data, i)
-		case "clientId":
-			k = 1
+		case 1:
 			cmd.nm.ClientID, i, ok = textString(data, i)
-		case "alert":
-			k = 2
+		case 2:
 			cmd.nm.Alert, i, ok = textString(data, i)
-		case "parts":
-			k = 3
+		case 3:
 			cmd.nm.Parts, i, ok = parseParts(data, i)
 		}
-		if k < 0 || !ok || seen[k] {
-			return i, false
-		}
-		seen[k] = true
-		if i, more, ok = objectNext(data, i); !ok {
-			return i, false
-		}
-	}
-	return i, true
+		return i, ok
+	})
 }
 
 // parseParts reads an array of parts at data[i]: never nil, as
@@ -150,82 +121,64 @@ func parseParts(data []byte, i int) ([]tidings.Part, int, bool) {
 
 // parsePart reads a part at data[i] into p.
 func parsePart(data []byte, i int, p *tidings.Part) (int, bool) {
-	var seen [5]bool // type, name, data, fileId, size
-	i, ok := objectStart(data, i)
-	if !ok {
-		return i, false
-	}
-	for more := true; more; {
-		var key string
-		if key, i, ok = objectKey(data, i); !ok {
-			return i, false
-		}
-		k := -1
-		switch key {
-		case "type":
-			k = 0
+	return parseObject(data, i, partKeys, func(k, i int) (int, bool) {
+		var ok bool
+		switch k {
+		case 0:
 			p.Type, i, ok = textString(data, i)
-		case "name":
-			k = 1
+		case 1:
 			p.Name, i, ok = textString(data, i)
-		case "data":
-			k = 2
+		case 2:
 			p.Data, i, ok = textString(data, i)
-		case "fileId":
-			k = 3
+		case 3:
 			p.FileID, i, ok = textString(data, i)
-		case "size":
-			k = 4
+		case 4:
 			p.Size, i, ok = plainInt(data, i)
 		}
-		if k < 0 || !ok || seen[k] {
-			return i, false
-		}
-		seen[k] = true
-		if i, more, ok = objectNext(data, i); !ok {
-			return i, false
-		}
-	}
-	return i, true
+		return i, ok
+	})
 }
 
-// objectStart reads the opening brace of an object at data[i] (after
-// whitespace); an empty object is refused.
-func objectStart(data []byte, i int) (int, bool) {
+// parseObject reads a non-empty object at data[i] (after whitespace)
+// whose keys are among keys, each at most once, handing each value to
+// value with the key's index in keys and the value's position; value
+// returns the position after it. It returns the position after the
+// object.
+func parseObject(data []byte, i int, keys []string, value func(k, i int) (int, bool)) (int, bool) {
 	i = skipSpace(data, i)
 	if i >= len(data) || data[i] != '{' {
 		return i, false
 	}
-	return i + 1, true
-}
-
-// objectKey reads a key and its colon; the value follows (after
-// whitespace, which the value's reader skips).
-func objectKey(data []byte, i int) (string, int, bool) {
-	key, i, ok := plainString(data, skipSpace(data, i))
-	if !ok {
-		return "", i, false
+	i++
+	var seen uint32
+	for {
+		key, j, ok := plainString(data, skipSpace(data, i))
+		if !ok {
+			return j, false
+		}
+		if j = skipSpace(data, j); j >= len(data) || data[j] != ':' {
+			return j, false
+		}
+		k := slices.Index(keys, key)
+		if k < 0 || seen&(1<<k) != 0 {
+			return j, false
+		}
+		seen |= 1 << k
+		if i, ok = value(k, skipSpace(data, j+1)); !ok {
+			return i, false
+		}
+		if i = skipSpace(data, i); i >= len(data) {
+			return i, false
+		}
+		switch data[i] {
+		case ',':
+			i++
+		case '}':
+			return i + 1, true
+		default:
+			return i, false
+		}
 	}
-	if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
-		return "", i, false
-	}
-	return key, skipSpace(data, i+1), true
-}
-
-// objectNext reads what follows a value in an object: a comma (more) or
-// the closing brace.
-func objectNext(data []byte, i int) (int, bool, bool) {
-	i = skipSpace(data, i)
-	if i >= len(data) {
-		return i, false, false
-	}
-	switch data[i] {
-	case ',':
-		return i + 1, true, true
-	case '}':
-		return i + 1, false, true
-	}
-	return i, false, false
 }
 
 // textString reads a JSON string at data[i] without escapes or control
