@@ -180,22 +180,7 @@ func (p MessagePayload) MarshalJSON() ([]byte, error) {
 	b = jsonenc.String(b, m.ID)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, m.Seq, 10)
-	b = append(b, `,"sender":{"id":`...)
-	b = jsonenc.String(b, m.Sender.ID)
-	b = append(b, `,"displayName":`...)
-	b = jsonenc.String(b, m.Sender.DisplayName)
-	if m.Sender.AvatarURL != "" {
-		b = append(b, `,"avatarUrl":`...)
-		b = jsonenc.String(b, m.Sender.AvatarURL)
-	}
-	if idf := m.Sender.Identifier; idf != nil {
-		b = append(b, `,"identifier":{"value":`...)
-		b = jsonenc.String(b, idf.Value)
-		b = append(b, `,"kind":`...)
-		b = jsonenc.String(b, idf.Kind)
-		b = append(b, '}')
-	}
-	b = append(b, '}')
+	b = m.Sender.AppendJSON(append(b, `,"sender":`...))
 	if m.System {
 		b = append(b, `,"system":true`...)
 	}

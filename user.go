@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/tidings/tidings/internal/jsonenc"
 )
 
 // Identifier is how people know a user outside Tidings, e.g.
@@ -92,6 +94,28 @@ type Profile struct {
 	DisplayName string      `json:"displayName"`
 	AvatarURL   string      `json:"avatarUrl,omitempty"`
 	Identifier  *Identifier `json:"identifier,omitempty"`
+}
+
+// AppendJSON appends p as encoding/json writes it, without its
+// reflection: for the encodings paid once per message (a message event's
+// payload, the answer to a send).
+func (p Profile) AppendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = jsonenc.String(b, p.ID)
+	b = append(b, `,"displayName":`...)
+	b = jsonenc.String(b, p.DisplayName)
+	if p.AvatarURL != "" {
+		b = append(b, `,"avatarUrl":`...)
+		b = jsonenc.String(b, p.AvatarURL)
+	}
+	if idf := p.Identifier; idf != nil {
+		b = append(b, `,"identifier":{"value":`...)
+		b = jsonenc.String(b, idf.Value)
+		b = append(b, `,"kind":`...)
+		b = jsonenc.String(b, idf.Kind)
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }
 
 // UserUpdate holds the fields to change; nil fields are left alone.

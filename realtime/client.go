@@ -229,7 +229,13 @@ func (c *Client) checkSoonerLocked(t time.Time) {
 }
 
 // Handle processes one frame from the peer.
-func (c *Client) Handle(data []byte) { c.handle(data, false) }
+func (c *Client) Handle(data []byte) {
+	if ref, account, ok := parseReply(data); ok {
+		c.reply(ref, account)
+		return
+	}
+	c.handle(data, false)
+}
 
 // HandleWarm is Handle on one of the node's warm workers (see goWarm),
 // waited for: a transport that would otherwise start a goroutine per
@@ -265,10 +271,6 @@ func (c *Client) HandleWarm(data []byte) {
 // handle processes one frame; warm says whether it runs on a warm worker
 // (HandleWarm), where an auth runs without a hand-off.
 func (c *Client) handle(data []byte, warm bool) {
-	if ref, account, ok := parseReply(data); ok {
-		c.reply(ref, account)
-		return
-	}
 	f, send, fast := parseSendFrame(data)
 	if !fast {
 		if err := json.Unmarshal(data, &f); err != nil {

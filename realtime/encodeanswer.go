@@ -28,21 +28,8 @@ func sendAnswerFrame(id string, r protocol.SendResult) ([]byte, error) {
 	}
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, r.Seq, 10)
-	b = append(b, `,"sender":{"id":`...)
-	b = appendString(b, r.Sender.ID)
-	b = append(b, `,"displayName":`...)
-	b = appendString(b, r.Sender.DisplayName)
-	if r.Sender.AvatarURL != "" {
-		b = append(b, `,"avatarUrl":`...)
-		b = appendString(b, r.Sender.AvatarURL)
-	}
+	b = r.Sender.AppendJSON(append(b, `,"sender":`...))
 	var err error
-	if r.Sender.Identifier != nil {
-		if b, err = appendJSON(b, `,"identifier":`, r.Sender.Identifier); err != nil {
-			return nil, err
-		}
-	}
-	b = append(b, '}')
 	if r.System {
 		b = append(b, `,"system":true`...)
 	}

@@ -41,10 +41,12 @@ func parseSendFrame(data []byte) (protocol.Frame, sendCommand, bool) {
 		switch k {
 		case 0:
 			f.Type, i, ok = plainString(data, i)
+			ok = ok && f.Type == protocol.TypeCommand
 		case 1:
 			f.ID, i, ok = plainString(data, i)
 		case 2:
 			f.Command, i, ok = plainString(data, i)
+			ok = ok && f.Command == protocol.CmdSend // other commands: encoding/json
 		case 3:
 			f.Account, i, ok = plainString(data, i)
 		case 4:

@@ -398,8 +398,9 @@ func (tx *Tx) emit(appID, name string, actor *tidings.Profile, conversationID, u
 func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversationID, userID string, payload any) (*tidings.Event, error) {
 	var body []byte
 	var err error
-	if p, ok := payload.(tidings.MessagePayload); ok {
-		body, err = p.MarshalJSON() // compact already: no pass of encoding/json over it
+	msg, isMsg := payload.(tidings.MessagePayload)
+	if isMsg {
+		body, err = msg.MarshalJSON() // compact already: no pass of encoding/json over it
 	} else {
 		body, err = json.Marshal(payload)
 	}
@@ -410,10 +411,10 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 		ID: tidings.NewEventID(name, payload), AppID: appID, Name: name, Time: tx.now, Actor: actor,
 		ConversationID: conversationID, UserID: userID, Payload: body,
 	}
-	if p, ok := payload.(tidings.MessagePayload); ok && p.Message != nil {
-		m := *p.Message // the caller's message may change after this
-		p.Message = &m
-		ev.Message = &p
+	if isMsg && msg.Message != nil {
+		m := *msg.Message // the caller's message may change after this
+		msg.Message = &m
+		ev.Message = &msg
 	}
 	var actorJSON []byte
 	if actor != nil {
