@@ -119,6 +119,7 @@ func (db *DB) checkpoint() {
 	if !passive() {
 		return
 	}
+	db.checkSize(ctx)
 	if frames >= db.restartFrames {
 		// What was committed while the first one copied; no commit
 		// meanwhile. A PASSIVE checkpoint never waits for the writer.

@@ -53,7 +53,8 @@ type DB struct {
 	// together (0: a commit starts as soon as the last one ended).
 	CommitInterval time.Duration
 	// CacheMiB is the size of the write connection's page cache (default
-	// 64 MiB).
+	// 64 MiB) once the database is 1 GiB or more; smaller, it is 4 MiB
+	// (see pagecache.go).
 	CacheMiB int
 	// PageSize is the page size, in bytes, of a database that Open
 	// creates (a power of two from 512 to 65536; 0: SQLite's default,
@@ -84,6 +85,15 @@ type DB struct {
 	// markChunk (see sendCache; tests set others).
 	marksDue, marksIdle time.Duration
 	marksChunk          int
+
+	// largePages: from this many pages the database is past its
+	// lock-byte page and the writer's cache is CacheMiB (see
+	// pagecache.go; tests set less); dbPages, the size the checkpointer
+	// read last; cacheLarge and cacheSet, the writer's cache (writer
+	// only).
+	largePages           int64
+	dbPages              atomic.Int64
+	cacheLarge, cacheSet bool
 
 	ckpt  *sql.DB    // the checkpointer's connection
 	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
@@ -169,7 +179,7 @@ func (db *DB) Open() error {
 	// one's messages and indexes (about 6 pages, 24 KiB, per conversation).
 	// With SQLite's default of 2 MiB they were read again from the file
 	// for most sends, and spilled to the WAL before the commit.
-	wpragmas := pragmas + fmt.Sprintf("&_pragma=cache_size(%d)", -db.cacheKiB())
+	wpragmas := pragmas + fmt.Sprintf("&_pragma=cache_size(%d)", -smallCacheMiB<<10)
 	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+wpragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
 		return fmt.Errorf("sqlite: open: %w", err)
@@ -193,6 +203,11 @@ func (db *DB) Open() error {
 		return fmt.Errorf("sqlite: open: %w", err)
 	}
 	db.userStream = userStreamQuery(db.sendsIndexedThrough)
+	if err := db.openCacheSize(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return err
+	}
 	if err := db.hashServerKeys(ctx); err != nil {
 		db.wconn.Close()
 		db.write.Close()
@@ -214,6 +229,11 @@ func (db *DB) Open() error {
 			db.Logger.Warn("could not make a database file private", "file", db.path+suffix, "err", err)
 		}
 	}
+	// The read connections' and the checkpointer's page caches are small:
+	// every connection of the process shares one budget of pages with the
+	// writer (see pagecache.go), and a read connection's cache is dropped
+	// anyway at its next read after any commit (WAL).
+	pragmas += fmt.Sprintf("&_pragma=cache_size(%d)", -otherCacheKiB)
 	db.read, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		db.wconn.Close()
@@ -283,13 +303,6 @@ func (db *DB) setPageSize() error {
 		}
 	}
 	return nil
-}
-
-func (db *DB) cacheKiB() int {
-	if db.CacheMiB <= 0 {
-		return 64 << 10
-	}
-	return db.CacheMiB << 10
 }
 
 // Close stops the writer after the jobs already queued and closes the

@@ -85,3 +85,26 @@ func HoldWriter(db *DB) (release func()) {
 		}
 	}
 }
+
+// SetLargePages sets the size, in pages, from which the writer's page
+// cache is CacheMiB. Set it before Open.
+func SetLargePages(db *DB, n int64) { db.largePages = n }
+
+// WriterCacheKiB reads the writer's page cache size, in KiB, on the writer
+// between two transactions' jobs.
+func WriterCacheKiB(db *DB) (int64, error) {
+	var n int64
+	err := db.updateAside(context.Background(), func(tx *Tx) error {
+		return tx.queryRow(`PRAGMA cache_size`, nil, &n)
+	})
+	return -n, err
+}
+
+// DatabasePages reads the database's size, in pages, on the writer.
+func DatabasePages(db *DB) (int64, error) {
+	var n int64
+	err := db.updateAside(context.Background(), func(tx *Tx) error {
+		return tx.queryRow(`PRAGMA page_count`, nil, &n)
+	})
+	return n, err
+}

@@ -157,6 +157,7 @@ func (db *DB) writer() {
 			}
 		}
 		lastStart = time.Now()
+		db.resizeCache()
 		db.walMu.Lock()
 		db.commit(batch)
 		db.walMu.Unlock()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# warm-run.sh LABEL BIN ROOMS MEMBERS RATE NRUNS: one server on a copy of
+# prepared rooms, NRUNS peerbench runs against it one after the other (a
+# server that has run a while: its page cache full), a 15 s CPU profile
+# in the last; prints each run's summary. RATE 0: saturation, window 2.
+# SENV: the server's environment; EXTRA: its flags; PBEXTRA: peerbench's.
+# Needs /work/peers-work/peerbench (see docs/benchmarks.md, "The peer
+# tool and the rate limits").
+set -u
+LABEL=$1; BIN=$2; ROOMS=$3; MEMBERS=$4; RATE=$5; NRUNS=$6
+PB=/work/peers-work/peerbench
+PORT=18402; DPORT=18412
+PREP=/work/bench/shape-r${ROOMS}m${MEMBERS}
+if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 2"; else RARGS="-rate $RATE"; fi
+ARGS="-rooms $ROOMS -members $MEMBERS -room-prefix r${ROOMS}m${MEMBERS}- ${PBEXTRA:-}"
+OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT
+if [ ! -d $PREP ]; then
+  mkdir -p $PREP
+  $BIN serve --data $PREP/data --addr 127.0.0.1:$PORT --command-rate 1000000 --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $PREP/server.log 2>&1 &
+  P=$!; sleep 2
+  KEY=$($BIN apps show --data $PREP/data default | sed -n 's/^server key: *//p'); echo "$KEY" > $PREP/key
+  TIDINGS_SERVER_KEY=$KEY $PB rooms $ARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $PREP/cache.json -prepare-only > $PREP/prepare.log 2>&1
+  kill $P; wait $P
+fi
+cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/cache.json
+env ${SENV:-} $BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
+  --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn ${EXTRA:-} > $OUT/server.log 2>&1 &
+SPID=$!
+trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
+for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+for n in $(seq $NRUNS); do
+  CPID=
+  if [ $n = $NRUNS ]; then (sleep 8; curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=15") & CPID=$!; fi
+  TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB rooms $ARGS $RARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $OUT/cache.json -server-pid $SPID -duration ${DUR:-25s} -label "$LABEL/$n" -out /work/bench/results.jsonl > $OUT/run$n.log 2>&1
+  [ -n "$CPID" ] && wait $CPID
+  r=$(tail -1 $OUT/run$n.log | tr ' ' '\n' | grep -E '^(p50_ms|p90_ms|p99_ms|server_us_per_msg|other_cpu_pct|lost|pub_per_s|server_writes_per_delivery)=' | tr '\n' ' ')
+  echo "$LABEL/$n $r"
+done

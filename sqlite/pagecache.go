@@ -1,0 +1,116 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+)
+
+// The write connection's page cache, and why its size follows the
+// database's.
+//
+// At the end of every write transaction SQLite drops from the page cache
+// the pages past the end of the database (sqlite3PcacheTruncate). The
+// cache remembers the largest page number it has held and looks only when
+// that number is past the end; then, unless it is only a few pages past,
+// it scans every bucket of its hash table and every page it holds. A
+// B-tree balance that reorders sibling pages (balance_nonroot, after a
+// page split in the middle of a B-tree, which the sends into thousands of
+// conversations cause every few commits) moves a page through the number
+// of the lock-byte page, 1 GiB into the file. In a database smaller than
+// that, the number is far past the end, and the next commit scans the
+// whole cache: a cost that grows with the cache, not with the
+// transaction. With a 64 MiB cache, full after a few minutes of sends,
+// that was 25 % of the server's CPU in 1:1 rooms (docs/benchmarks.md,
+// "SQLite's page cache scan").
+//
+// So while the database is smaller than the lock-byte page, the writer's
+// cache is small (smallCacheMiB): what it does not hold is read again from
+// the file, which the operating system's cache holds, for less than the
+// scans cost. From then on no balance leaves a number past the end, and
+// the cache is CacheMiB: the last pages of thousands of active
+// conversations stay in memory. A database does not shrink (nothing
+// vacuums it), so the switch happens once; the checkpointer, which knows
+// the database's size after each checkpoint, tells the writer, which
+// resizes its cache between two transactions.
+
+// otherCacheKiB is the page cache of each read connection and of the
+// checkpointer's.
+const otherCacheKiB = 512
+
+// smallCacheMiB is the writer's page cache while the database is smaller
+// than its lock-byte page.
+const smallCacheMiB = 4
+
+// lockBytePage is the number of the page that holds SQLite's lock bytes
+// (at byte offset 2^30) for a page size.
+func lockBytePage(pageSize int64) int64 { return 1<<30/pageSize + 1 }
+
+// sizeCache sets the writer's page cache for a database of pages pages,
+// on the write connection, between two transactions (or before the writer
+// starts).
+func (db *DB) sizeCache(pages int64) error {
+	large := pages >= db.largePages
+	if large == db.cacheLarge && db.cacheSet {
+		return nil
+	}
+	mib := smallCacheMiB
+	if large {
+		mib = db.cacheMiB()
+	}
+	if _, err := db.wconn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA cache_size = %d", -mib<<10)); err != nil {
+		return fmt.Errorf("sqlite: size the page cache: %w", err)
+	}
+	db.cacheLarge, db.cacheSet = large, true
+	return nil
+}
+
+// cacheMiB is CacheMiB or its default.
+func (db *DB) cacheMiB() int {
+	if db.CacheMiB <= 0 {
+		return 64
+	}
+	return db.CacheMiB
+}
+
+// openCacheSize reads the page size and count on the write connection,
+// before the writer starts, and sizes the cache.
+func (db *DB) openCacheSize(ctx context.Context) error {
+	var pageSize, pages int64
+	if err := db.wconn.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	if err := db.wconn.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	if db.largePages <= 0 {
+		db.largePages = lockBytePage(pageSize)
+	}
+	db.dbPages.Store(pages)
+	return db.sizeCache(pages)
+}
+
+// checkSize reads the database's size on the checkpointer's connection,
+// after a checkpoint, until the database is large.
+func (db *DB) checkSize(ctx context.Context) {
+	if db.dbPages.Load() >= db.largePages {
+		return
+	}
+	var pages int64
+	if err := db.ckpt.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		db.Logger.Warn("could not read the database's size", "err", err)
+		return
+	}
+	db.dbPages.Store(pages)
+}
+
+// resizeCache, on the writer between two transactions, follows the size
+// the checkpointer read last.
+func (db *DB) resizeCache() {
+	pages := db.dbPages.Load()
+	if (pages >= db.largePages) == db.cacheLarge {
+		return
+	}
+	if err := db.sizeCache(pages); err != nil {
+		db.Logger.Warn("could not resize the page cache", "err", err)
+	}
+}
