@@ -53,7 +53,7 @@ type DB struct {
 	// together (0: a commit starts as soon as the last one ended).
 	CommitInterval time.Duration
 	// CacheMiB is the size of the write connection's page cache (default
-	// 64 MiB) once the database is 1 GiB or more; smaller, it is 4 MiB
+	// 64 MiB) once the database is 1 GiB or more; smaller, it is 8 MiB
 	// (see pagecache.go).
 	CacheMiB int
 	// PageSize is the page size, in bytes, of a database that Open

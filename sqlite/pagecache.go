@@ -21,25 +21,37 @@ import (
 // whole cache: a cost that grows with the cache, not with the
 // transaction. With a 64 MiB cache, full after a few minutes of sends,
 // that was 25 % of the server's CPU in 1:1 rooms (docs/benchmarks.md,
-// "SQLite's page cache scan").
+// "The writer's page cache and SQLite's scan of it").
 //
 // So while the database is smaller than the lock-byte page, the writer's
 // cache is small (smallCacheMiB): what it does not hold is read again from
 // the file, which the operating system's cache holds, for less than the
-// scans cost. From then on no balance leaves a number past the end, and
-// the cache is CacheMiB: the last pages of thousands of active
-// conversations stay in memory. A database does not shrink (nothing
+// scans cost. The cache's size alone does not bound it: the SQLite that
+// modernc builds gives every connection of the process one budget of
+// pages (pcache1's shared group), and a cache that is full takes the
+// pages the other connections hold unused. With the read connections'
+// default 2 MiB each, a writer's cache set to 4 MiB grew to 5,200 pages
+// (20 MiB). The read connections' and the checkpointer's caches are
+// therefore small too (otherCacheKiB): a read connection's cache is
+// dropped at its next read after any commit (WAL), so it held little
+// that a next read could use.
+//
+// Once the database has passed its lock-byte page, no balance leaves a
+// number past its end, and the writer's cache is CacheMiB: the last pages
+// of thousands of active conversations stay in memory. A database does not shrink (nothing
 // vacuums it), so the switch happens once; the checkpointer, which knows
 // the database's size after each checkpoint, tells the writer, which
 // resizes its cache between two transactions.
 
 // otherCacheKiB is the page cache of each read connection and of the
 // checkpointer's.
-const otherCacheKiB = 512
+const otherCacheKiB = 128
 
 // smallCacheMiB is the writer's page cache while the database is smaller
-// than its lock-byte page.
-const smallCacheMiB = 4
+// than its lock-byte page. 2 MiB scanned less still, but held less of a
+// large transaction's pages (more written per send at saturation, where
+// commits are few and large); 8 MiB cost the same as 2 at low rates.
+const smallCacheMiB = 8
 
 // lockBytePage is the number of the page that holds SQLite's lock bytes
 // (at byte offset 2^30) for a page size.

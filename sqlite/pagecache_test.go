@@ -19,15 +19,15 @@ func TestWriterCacheFollowsTheDatabaseSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tidings.db")
 	const large = 400 // pages: a few hundred KiB of messages
 	configure := func(db *sqlite.DB) {
-		db.CacheMiB = 8
+		db.CacheMiB = 16
 		db.Synchronous = "NORMAL"
 		db.CheckpointInterval = time.Millisecond
 		sqlite.SetCheckpointJobs(db, 1)
 		sqlite.SetLargePages(db, large)
 	}
 	e := openDBWith(t, path, configure)
-	if kib, err := sqlite.WriterCacheKiB(e.db); err != nil || kib != 4<<10 {
-		t.Fatalf("a new database's writer cache: %d KiB, %v; want 4096", kib, err)
+	if kib, err := sqlite.WriterCacheKiB(e.db); err != nil || kib != 8<<10 {
+		t.Fatalf("a new database's writer cache: %d KiB, %v; want 8192", kib, err)
 	}
 	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
 		t.Fatal(err)
@@ -42,11 +42,11 @@ func TestWriterCacheFollowsTheDatabaseSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if kib == 8<<10 {
+		if kib == 16<<10 {
 			break
 		}
-		if kib != 4<<10 {
-			t.Fatalf("writer cache: %d KiB, want 4096 or 8192", kib)
+		if kib != 8<<10 {
+			t.Fatalf("writer cache: %d KiB, want 8192 or 16384", kib)
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the writer's cache stayed small while the database grew")
@@ -64,7 +64,7 @@ func TestWriterCacheFollowsTheDatabaseSize(t *testing.T) {
 	}
 
 	again := openDBWith(t, path, configure)
-	if kib, err := sqlite.WriterCacheKiB(again.db); err != nil || kib != 8<<10 {
-		t.Fatalf("a large database's writer cache at the next start: %d KiB, %v; want 8192", kib, err)
+	if kib, err := sqlite.WriterCacheKiB(again.db); err != nil || kib != 16<<10 {
+		t.Fatalf("a large database's writer cache at the next start: %d KiB, %v; want 16384", kib, err)
 	}
 }
