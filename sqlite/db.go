@@ -176,9 +176,9 @@ func (db *DB) Open() error {
 	var err error
 	// The writer's page cache holds the pages that sends write again and
 	// again: with thousands of active conversations, the last page of each
-	// one's messages and indexes (about 6 pages, 24 KiB, per conversation).
-	// With SQLite's default of 2 MiB they were read again from the file
-	// for most sends, and spilled to the WAL before the commit.
+	// one's messages and indexes. Its size follows the database's (see
+	// pagecache.go): small until the database is 1 GiB, since SQLite scans
+	// the whole cache at most commits until then.
 	wpragmas := pragmas + fmt.Sprintf("&_pragma=cache_size(%d)", -smallCacheMiB<<10)
 	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+wpragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {

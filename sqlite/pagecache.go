@@ -38,10 +38,10 @@ import (
 //
 // Once the database has passed its lock-byte page, no balance leaves a
 // number past its end, and the writer's cache is CacheMiB: the last pages
-// of thousands of active conversations stay in memory. A database does not shrink (nothing
-// vacuums it), so the switch happens once; the checkpointer, which knows
-// the database's size after each checkpoint, tells the writer, which
-// resizes its cache between two transactions.
+// of thousands of active conversations stay in memory. A database does
+// not shrink (nothing vacuums it), so the switch happens once; the
+// checkpointer, which reads the database's size after each checkpoint,
+// tells the writer, which resizes its cache between two transactions.
 
 // otherCacheKiB is the page cache of each read connection and of the
 // checkpointer's.

@@ -7,14 +7,7 @@ PORT=18512; DPORT=18513
 PREP=/work/bench/prep-r2k5
 ARGS="-rooms 2000 -members 5 -room-prefix r2k5- ${AB_ARGS:--rate 1000}"
 OUT=/work/bench/ab/$LABEL; rm -rf $OUT; mkdir -p $OUT
-if [ ! -d $PREP ]; then
-  mkdir -p $PREP
-  $BIN serve --data $PREP/data --addr 127.0.0.1:$PORT --command-rate 1000000 --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $PREP/server.log 2>&1 &
-  P=$!; sleep 2
-  KEY=$($BIN apps show --data $PREP/data default | sed -n 's/^server key: *//p'); echo "$KEY" > $PREP/key
-  TIDINGS_SERVER_KEY=$KEY $PB rooms $ARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $PREP/cache.json -prepare-only > $PREP/prepare.log 2>&1
-  kill $P; wait $P
-fi
+"$(dirname "$0")/prepare-rooms.sh" $BIN $PREP $PORT $ARGS
 cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/cache.json
 env "$@" $BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
   --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $OUT/server.log 2>&1 &

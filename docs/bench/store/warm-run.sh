@@ -14,14 +14,7 @@ PREP=/work/bench/shape-r${ROOMS}m${MEMBERS}
 if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 2"; else RARGS="-rate $RATE"; fi
 ARGS="-rooms $ROOMS -members $MEMBERS -room-prefix r${ROOMS}m${MEMBERS}- ${PBEXTRA:-}"
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT
-if [ ! -d $PREP ]; then
-  mkdir -p $PREP
-  $BIN serve --data $PREP/data --addr 127.0.0.1:$PORT --command-rate 1000000 --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $PREP/server.log 2>&1 &
-  P=$!; sleep 2
-  KEY=$($BIN apps show --data $PREP/data default | sed -n 's/^server key: *//p'); echo "$KEY" > $PREP/key
-  TIDINGS_SERVER_KEY=$KEY $PB rooms $ARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $PREP/cache.json -prepare-only > $PREP/prepare.log 2>&1
-  kill $P; wait $P
-fi
+"$(dirname "$0")/prepare-rooms.sh" $BIN $PREP $PORT $ARGS
 cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/cache.json
 env ${SENV:-} $BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
   --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn ${EXTRA:-} > $OUT/server.log 2>&1 &
