@@ -89,11 +89,11 @@ type DB struct {
 	// largePages: from this many pages the database is past its
 	// lock-byte page and the writer's cache is CacheMiB (see
 	// pagecache.go; tests set less); dbPages, the size the checkpointer
-	// read last; cacheLarge and cacheSet, the writer's cache (writer
-	// only).
-	largePages           int64
-	dbPages              atomic.Int64
-	cacheLarge, cacheSet bool
+	// read last; cacheLarge, whether the writer's cache is CacheMiB
+	// (writer only).
+	largePages int64
+	dbPages    atomic.Int64
+	cacheLarge bool
 
 	ckpt  *sql.DB    // the checkpointer's connection
 	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
@@ -174,13 +174,7 @@ func (db *DB) Open() error {
 	// memory instead of temporary files.
 	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
 	var err error
-	// The writer's page cache holds the pages that sends write again and
-	// again: with thousands of active conversations, the last page of each
-	// one's messages and indexes. Its size follows the database's (see
-	// pagecache.go): small until the database is 1 GiB, since SQLite scans
-	// the whole cache at most commits until then.
-	wpragmas := pragmas + fmt.Sprintf("&_pragma=cache_size(%d)", -smallCacheMiB<<10)
-	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+wpragmas+"&_pragma=synchronous("+db.Synchronous+")")
+	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
 		return fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -191,6 +185,16 @@ func (db *DB) Open() error {
 	if db.wconn, err = db.write.Conn(ctx); err != nil {
 		db.write.Close()
 		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	// The writer's page cache holds the pages that sends write again and
+	// again: with thousands of active conversations, the last page of each
+	// one's messages and indexes. Its size follows the database's (see
+	// pagecache.go): small until the database is 1 GiB, since SQLite scans
+	// the whole cache at most commits until then.
+	if err := db.openCacheSize(ctx); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return err
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.wconn.Close()
@@ -203,11 +207,6 @@ func (db *DB) Open() error {
 		return fmt.Errorf("sqlite: open: %w", err)
 	}
 	db.userStream = userStreamQuery(db.sendsIndexedThrough)
-	if err := db.openCacheSize(ctx); err != nil {
-		db.wconn.Close()
-		db.write.Close()
-		return err
-	}
 	if err := db.hashServerKeys(ctx); err != nil {
 		db.wconn.Close()
 		db.write.Close()

@@ -62,9 +62,6 @@ func lockBytePage(pageSize int64) int64 { return 1<<30/pageSize + 1 }
 // starts).
 func (db *DB) sizeCache(pages int64) error {
 	large := pages >= db.largePages
-	if large == db.cacheLarge && db.cacheSet {
-		return nil
-	}
 	mib := smallCacheMiB
 	if large {
 		mib = db.cacheMiB()
@@ -72,7 +69,7 @@ func (db *DB) sizeCache(pages int64) error {
 	if _, err := db.wconn.ExecContext(context.Background(), fmt.Sprintf("PRAGMA cache_size = %d", -mib<<10)); err != nil {
 		return fmt.Errorf("sqlite: size the page cache: %w", err)
 	}
-	db.cacheLarge, db.cacheSet = large, true
+	db.cacheLarge = large
 	return nil
 }
 
