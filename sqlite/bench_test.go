@@ -97,11 +97,19 @@ func BenchmarkFindUserByID(b *testing.B) {
 // server's at 1,000 messages a second.
 func BenchmarkSendRooms(b *testing.B) {
 	for _, history := range []int{0, 50, 500} {
-		b.Run(fmt.Sprintf("history=%dx2000", history), func(b *testing.B) { benchSendRooms(b, 2000, 5, history) })
+		b.Run(fmt.Sprintf("history=%dx2000", history), func(b *testing.B) { benchSendRooms(b, 2000, 5, history, 0) })
+	}
+	// While the push dispatcher asks, 250 or 1,000 times a second, for the
+	// unread counts of members who are offline (push.Dispatcher.send).
+	for _, pushes := range []int{250, 1000} {
+		b.Run(fmt.Sprintf("history=0x2000/pushes=%d", pushes), func(b *testing.B) { benchSendRooms(b, 2000, 5, 0, pushes) })
 	}
 }
 
-func benchSendRooms(b *testing.B, rooms, members, history int) {
+// benchSendRooms sends b.N messages into rooms rooms of members each,
+// from 16 goroutines; with pushes > 0, another asks PushRecipient that
+// many times a second for a member of the room of a recent send.
+func benchSendRooms(b *testing.B, rooms, members, history, pushes int) {
 	template := roomsTemplate(b, rooms, members)
 	path := filepath.Join(b.TempDir(), "bench.db")
 	if err := copyFile(template, path); err != nil {
@@ -119,6 +127,33 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 	latency := make([]time.Duration, b.N+1) // of each send, by i
 	io0 := procIO(b)
 	cpu0 := cpuTime()
+	push := sqlite.NewPushService(e.db)
+	pushDone := make(chan struct{})
+	var pwg sync.WaitGroup
+	var asked atomic.Int64
+	if pushes > 0 {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			t := time.NewTicker(time.Second / time.Duration(pushes))
+			defer t.Stop()
+			for {
+				select {
+				case <-pushDone:
+					return
+				case <-t.C:
+				}
+				i := int(n.Load())
+				r := (i * 7919) % rooms
+				to := fmt.Sprintf("u%d", r*members+(i+1)%members)
+				if _, err := push.PushRecipient(context.Background(), "a", to, fmt.Sprintf("r%d", r)); err != nil {
+					b.Error(err)
+					return
+				}
+				asked.Add(1)
+			}
+		}()
+	}
 	b.ResetTimer()
 	var swg sync.WaitGroup
 	for range 16 {
@@ -148,7 +183,12 @@ func benchSendRooms(b *testing.B, rooms, members, history int) {
 	}
 	swg.Wait()
 	b.StopTimer()
+	close(pushDone)
+	pwg.Wait()
 	io1 := procIO(b)
+	if pushes > 0 {
+		b.ReportMetric(float64(asked.Load())/b.Elapsed().Seconds(), "pushes/s")
+	}
 	slices.Sort(latency[1:])
 	b.ReportMetric(float64(latency[1+(b.N-1)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")

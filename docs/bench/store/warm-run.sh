@@ -4,6 +4,8 @@
 # server that has run a while: its page cache full), a 15 s CPU profile
 # in the last; prints each run's summary. RATE 0: saturation, window 2.
 # SENV: the server's environment; EXTRA: its flags; PBEXTRA: peerbench's.
+# PROFALL=1: a profile in every run (LABEL-N.prof), to compare them.
+# Each run's /metrics is kept beside its log ($OUT/metricsN.txt).
 # Needs /work/peers-work/peerbench (see docs/benchmarks.md, "The peer
 # tool and the rate limits").
 set -u
@@ -23,9 +25,11 @@ trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
 for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 for n in $(seq $NRUNS); do
   CPID=
-  if [ $n = $NRUNS ]; then (sleep 8; curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=15") & CPID=$!; fi
+  PF=/work/bench/$LABEL.prof; [ -n "${PROFALL:-}" ] && PF=/work/bench/$LABEL-$n.prof
+  if [ $n = $NRUNS ] || [ -n "${PROFALL:-}" ]; then (sleep 8; curl -s -o $PF "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=15") & CPID=$!; fi
   TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB rooms $ARGS $RARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $OUT/cache.json -server-pid $SPID -duration ${DUR:-25s} -label "$LABEL/$n" -out /work/bench/results.jsonl > $OUT/run$n.log 2>&1
   [ -n "$CPID" ] && wait $CPID
+  curl -s -o $OUT/metrics$n.txt http://127.0.0.1:$PORT/metrics
   r=$(tail -1 $OUT/run$n.log | tr ' ' '\n' | grep -E '^(p50_ms|p90_ms|p99_ms|server_us_per_msg|other_cpu_pct|lost|pub_per_s|server_writes_per_delivery)=' | tr '\n' ' ')
   echo "$LABEL/$n $r"
 done
