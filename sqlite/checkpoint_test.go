@@ -71,7 +71,14 @@ func fileHasMessage(t *testing.T, path, id string) bool {
 // beginning, once it holds the pages set (64 here): a checkpoint that
 // runs beside the commits never catches up alone, and the WAL would grow
 // with every message.
-func TestWALStaysSmallUnderSteadySends(t *testing.T) {
+func TestWALStaysSmallUnderSteadySends(t *testing.T) { testWALStaysSmall(t, 0) }
+
+// So it does while reads run one after the other without a pause (as the
+// push dispatcher's do under load): the reads that began before a
+// checkpoint ended use the WAL, which can start again only once they end.
+func TestWALStaysSmallUnderSteadySendsAndReads(t *testing.T) { testWALStaysSmall(t, 2) }
+
+func testWALStaysSmall(t *testing.T, readers int) {
 	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
 		db.CheckpointInterval = time.Millisecond
 		db.Synchronous = "NORMAL"
@@ -91,6 +98,40 @@ func TestWALStaysSmallUnderSteadySends(t *testing.T) {
 	for i := range senders {
 		convs = append(convs, e.mkConv(t, "a", ids[i], tidings.NewConversation{}).ID)
 	}
+	// Each reader reads in transactions of about a millisecond, one
+	// after the other, on a connection of its own.
+	stop := make(chan struct{})
+	var rg sync.WaitGroup
+	for range readers {
+		rdb, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=query_only(1)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb.SetMaxOpenConns(1)
+		defer rdb.Close()
+		rg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tx, err := rdb.Begin()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var n int
+				err = tx.QueryRow(`SELECT COUNT(*) FROM conversations`).Scan(&n)
+				time.Sleep(time.Millisecond)
+				tx.Rollback()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	for i := range senders {
 		wg.Go(func() {
@@ -104,6 +145,8 @@ func TestWALStaysSmallUnderSteadySends(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(stop)
+	rg.Wait()
 	// 3,200 messages wrote about 4 pages each, more than 50 MiB of WAL
 	// had it not started again.
 	st, err := os.Stat(e.path + "-wal")

@@ -35,6 +35,10 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// busyTimeout is how long a connection waits for a lock that another
+// holds (another process's writer, a checkpoint) before it fails.
+const busyTimeout = 10 * time.Second
+
 // DB is the SQLite database behind every service of this package.
 type DB struct {
 	path string
@@ -172,7 +176,7 @@ func (db *DB) Open() error {
 	}
 	// temp_store(MEMORY) keeps the savepoint journals of group commit in
 	// memory instead of temporary files.
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
+	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeout.Milliseconds()) + "&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
 	var err error
 	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {

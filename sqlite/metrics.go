@@ -14,6 +14,9 @@ type metrics struct {
 	holdTime prometheus.Histogram
 	// checkpoints run by the checkpointer's goroutine
 	checkpoints prometheus.Counter
+	// restartsMissed: holds after which the WAL could not start again,
+	// reads using it having held on past restartWait
+	restartsMissed prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -46,6 +49,10 @@ func newMetrics() *metrics {
 			Name: "tidings_store_checkpoints_total",
 			Help: "SQLite WAL checkpoints run (off the writer, from a connection of their own).",
 		}),
+		restartsMissed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tidings_store_wal_restarts_missed_total",
+			Help: "Checkpoints that held the writer so that the WAL would start again from its beginning, and could not start it: reads that used it went on past the wait (20 ms).",
+		}),
 	}
 }
 
@@ -57,5 +64,5 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
 // the program that serves /metrics.
 func (db *DB) Collectors() []prometheus.Collector {
 	m := db.metrics
-	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints}
+	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed}
 }
