@@ -85,6 +85,9 @@ type DB struct {
 	// marksPending: committed sends have marks not written yet (see
 	// sendCache and syncMarks).
 	marksPending atomic.Bool
+	// unwritten: the marks of committed sends not written yet, for
+	// readers (see unwritten.go)
+	unwritten *unwritten
 	// marksDue, marksIdle and marksChunk: markDelay, markDelay and
 	// markChunk (see sendCache; tests set others).
 	marksDue, marksIdle time.Duration
@@ -138,7 +141,7 @@ type DB struct {
 // with its directory, on Open).
 func NewDB(path string) *DB {
 	return &DB{path: path, Now: time.Now, MaxBatch: 512, Synchronous: "FULL", metrics: newMetrics(),
-		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk}
+		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk, unwritten: newUnwritten()}
 }
 
 // Open opens the database, applies pending migrations and starts the

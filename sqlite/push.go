@@ -390,29 +390,89 @@ func (s *PushService) PushCandidates(ctx context.Context, appID, conversationID,
 }
 
 func (s *PushService) PushRecipient(ctx context.Context, appID, userID, conversationID string) (*tidings.PushRecipient, error) {
-	// The badge counts the conversations' last seqs.
-	if err := s.db.syncMarks(ctx); err != nil {
-		return nil, err
-	}
 	var r tidings.PushRecipient
 	var disabled, muted int
-	var unread sql.NullInt64
 	err := s.db.queryRow(ctx, `SELECT
 		  COALESCE((SELECT disabled FROM push_settings WHERE app_id = ?1 AND user_id = ?2), 0),
-		  EXISTS (SELECT 1 FROM push_mutes WHERE app_id = ?1 AND user_id = ?2 AND conversation_id = ?3),
-		  (SELECT MAX(c.last_seq - p.read_seq, 0) FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
-		   WHERE p.app_id = ?1 AND p.user_id = ?2 AND p.conversation_id = ?3 AND c.deleted_at IS NULL),
-		  (SELECT COALESCE(SUM(MAX(c.last_seq - p.read_seq, 0)), 0) FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
-		   WHERE p.app_id = ?1 AND p.user_id = ?2 AND c.deleted_at IS NULL)`,
-		appID, userID, conversationID).Scan(&disabled, &muted, &unread, &r.Badge)
+		  EXISTS (SELECT 1 FROM push_mutes WHERE app_id = ?1 AND user_id = ?2 AND conversation_id = ?3)`,
+		appID, userID, conversationID).Scan(&disabled, &muted)
 	if err != nil {
 		return nil, err
 	}
-	r.Disabled, r.Muted, r.Unread = disabled != 0, muted != 0, unread.Int64
+	r.Disabled, r.Muted = disabled != 0, muted != 0
+	// The badge counts the conversations' last seqs past the user's read
+	// marks: those of sends whose marks are not written yet are added
+	// (see unwritten); asking for them to be written would write them
+	// after almost every message once members are offline.
+	counted, err := s.db.unwritten.read(func(l *unwrittenLookup) error {
+		r.Unread, r.Badge = 0, 0
+		rows, err := s.db.query(ctx, `SELECT p.conversation_id, c.last_seq, p.read_seq
+			FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
+			WHERE p.app_id = ? AND p.user_id = ? AND c.deleted_at IS NULL`, appID, userID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		type seqs struct {
+			conv       string
+			last, read int64
+		}
+		var all []seqs
+		for rows.Next() {
+			var q seqs
+			if err := rows.Scan(&q.conv, &q.last, &q.read); err != nil {
+				return err
+			}
+			all = append(all, q)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		for _, q := range all {
+			k := convKey{appID, q.conv}
+			unread := max(l.lastSeq(k, q.last)-l.readSeq(k, userID, q.read), 0)
+			r.Badge += unread
+			if q.conv == conversationID {
+				r.Unread = unread
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !counted {
+		return s.pushRecipientSynced(ctx, appID, userID, conversationID, &r)
+	}
 	if r.Targets, err = s.userTargets(ctx, appID, userID); err != nil {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// pushRecipientSynced counts the unread messages of r once every mark is
+// written: the marks not written yet changed under each of several
+// counts (unwritten.read).
+func (s *PushService) pushRecipientSynced(ctx context.Context, appID, userID, conversationID string, r *tidings.PushRecipient) (*tidings.PushRecipient, error) {
+	if err := s.db.syncMarks(ctx); err != nil {
+		return nil, err
+	}
+	var unread sql.NullInt64
+	err := s.db.queryRow(ctx, `SELECT
+		  (SELECT MAX(c.last_seq - p.read_seq, 0) FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
+		   WHERE p.app_id = ?1 AND p.user_id = ?2 AND p.conversation_id = ?3 AND c.deleted_at IS NULL),
+		  (SELECT COALESCE(SUM(MAX(c.last_seq - p.read_seq, 0)), 0) FROM participants p JOIN conversations c ON c.app_id = p.app_id AND c.id = p.conversation_id
+		   WHERE p.app_id = ?1 AND p.user_id = ?2 AND c.deleted_at IS NULL)`,
+		appID, userID, conversationID).Scan(&unread, &r.Badge)
+	if err != nil {
+		return nil, err
+	}
+	r.Unread = unread.Int64
+	if r.Targets, err = s.userTargets(ctx, appID, userID); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func (s *PushService) RemovePushTargets(ctx context.Context, appID string, ids []string) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -348,12 +349,17 @@ func (sc *sendCache) flushDue(now time.Time) error {
 // committed moves the marks of the transaction that has just committed to
 // pending, less those it wrote. It reports whether marks are left
 // pending.
+//
+// It keeps sc.db.unwritten, which readers add to what they read, up to
+// date: the marks written by a flush or by a plan now done leave it, the
+// transaction's own marks come into it.
 func (sc *sendCache) committed(now time.Time) bool {
 	if sc.flushed {
 		sc.pending.clear()
 		sc.pendingThrough, sc.pendingSenders = 0, 0
 		sc.plan = nil
 		sc.flushed = false
+		sc.db.unwritten.written(math.MaxInt64) // all it held was pending
 	} else if sc.plan != nil {
 		for _, k := range sc.plan[sc.planDone:sc.planNext] {
 			sc.pendingSenders -= len(sc.pending[k].senders)
@@ -362,9 +368,11 @@ func (sc *sendCache) committed(now time.Time) bool {
 		sc.planDone = sc.planNext
 		if sc.planDone == len(sc.plan) {
 			sc.plan = nil
+			sc.db.unwritten.written(sc.planThrough)
 		}
 	}
 	if !sc.txn.empty() {
+		sc.db.unwritten.add(sc.txn, sc.txnThrough)
 		if sc.pending.empty() && sc.plan == nil {
 			sc.since = now
 		}
