@@ -35,6 +35,15 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// defaultMaxBatch is the default of DB.MaxBatch. Batches reach it only
+// when writes come faster than the writer commits them, and then the
+// larger the batch, the more of its sends share the pages they write (two
+// sends to one conversation, its leaf pages): sends into 2,000 rooms of 5
+// at saturation went from about 5,400 a second with 512 to 6,300 with
+// 1,024 and 7,300 with 2,048 or 4,096 (docs/benchmarks.md, "Larger
+// batches under overload").
+const defaultMaxBatch = 2048
+
 // busyTimeout is how long a connection waits for a lock that another
 // holds (another process's writer, a checkpoint) before it fails.
 const busyTimeout = 10 * time.Second
@@ -50,7 +59,8 @@ type DB struct {
 	Logger *slog.Logger
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
-	// MaxBatch caps the number of jobs committed together (default 512).
+	// MaxBatch caps the number of jobs committed together (default
+	// defaultMaxBatch).
 	MaxBatch int
 	// CommitInterval is the least time from one commit's start to the
 	// next's: the jobs that come meanwhile wait for it and commit
@@ -101,6 +111,12 @@ type DB struct {
 	largePages int64
 	dbPages    atomic.Int64
 	cacheLarge bool
+	// overloadedAt: when the writer last ran a batch of overloadBatch
+	// jobs or more; overloaded, whether that was less than overloadHold
+	// (tests set less) ago (writer only; see pagecache.go).
+	overloadedAt time.Time
+	overloaded   bool
+	overloadHold time.Duration
 
 	ckpt  *sql.DB    // the checkpointer's connection
 	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
@@ -140,8 +156,8 @@ type DB struct {
 // NewDB returns a DB that will use the database file at path (created,
 // with its directory, on Open).
 func NewDB(path string) *DB {
-	return &DB{path: path, Now: time.Now, MaxBatch: 512, Synchronous: "FULL", metrics: newMetrics(),
-		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk, unwritten: newUnwritten()}
+	return &DB{path: path, Now: time.Now, MaxBatch: defaultMaxBatch, Synchronous: "FULL", metrics: newMetrics(),
+		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk, unwritten: newUnwritten(), overloadHold: overloadHold}
 }
 
 // Open opens the database, applies pending migrations and starts the
@@ -154,7 +170,7 @@ func (db *DB) Open() error {
 		db.Now = time.Now
 	}
 	if db.MaxBatch <= 0 {
-		db.MaxBatch = 512
+		db.MaxBatch = defaultMaxBatch
 	}
 	switch strings.ToUpper(db.Synchronous) {
 	case "":

@@ -90,6 +90,13 @@ func HoldWriter(db *DB) (release func()) {
 // cache is CacheMiB. Set it before Open.
 func SetLargePages(db *DB, n int64) { db.largePages = n }
 
+// SetOverloadHold sets how long the writer's cache stays large after its
+// last batch of overloadBatch jobs or more. Set it before Open.
+func SetOverloadHold(db *DB, d time.Duration) { db.overloadHold = d }
+
+// OverloadBatch is the batch, in jobs, from which the writer is behind.
+const OverloadBatch = overloadBatch
+
 // WriterCacheKiB reads the writer's page cache size, in KiB, on the writer
 // between two transactions' jobs.
 func WriterCacheKiB(db *DB) (int64, error) {

@@ -3,6 +3,8 @@ package sqlite_test
 import (
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,4 +69,44 @@ func TestWriterCacheFollowsTheDatabaseSize(t *testing.T) {
 	if kib, err := sqlite.WriterCacheKiB(again.db); err != nil || kib != 16<<10 {
 		t.Fatalf("a large database's writer cache at the next start: %d KiB, %v; want 16384", kib, err)
 	}
+}
+
+// While writes come faster than the writer commits them (its batches are
+// large), its cache is CacheMiB whatever the database's size: commits are
+// few then, and a large transaction in a small cache writes its pages
+// twice. Once no batch has been large for a while, it is small again.
+func TestWriterCacheIsLargeWhileTheWriterIsBehind(t *testing.T) {
+	var offset atomic.Int64 // the writer's clock, ahead of the real one
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		db.CacheMiB = 16
+		db.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		sqlite.SetOverloadHold(db, time.Minute)
+	})
+	cache := func(want int64) {
+		t.Helper()
+		if kib, err := sqlite.WriterCacheKiB(e.db); err != nil || kib != want {
+			t.Fatalf("writer cache: %d KiB, %v; want %d", kib, err, want)
+		}
+	}
+	if _, err := e.apps.CreateApp(t.Context(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	cache(8 << 10)
+
+	release := sqlite.HoldWriter(e.db)
+	var wg sync.WaitGroup
+	for range sqlite.OverloadBatch {
+		wg.Go(func() { e.send(t, "alice", c.ID, "hi") })
+	}
+	for sqlite.QueuedJobs(e.db) < sqlite.OverloadBatch {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	wg.Wait()
+	cache(16 << 10) // the batches after the large one
+	cache(16 << 10)
+	offset.Store(int64(time.Minute))
+	cache(8 << 10)
 }

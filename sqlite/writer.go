@@ -157,7 +157,7 @@ func (db *DB) writer() {
 			}
 		}
 		lastStart = time.Now()
-		db.resizeCache()
+		db.resizeCache(len(batch), db.Now())
 		db.walMu.Lock()
 		db.commit(batch)
 		db.walMu.Unlock()
