@@ -14,6 +14,9 @@ type metrics struct {
 	holdTime prometheus.Histogram
 	// checkpoints run by the checkpointer's goroutine
 	checkpoints prometheus.Counter
+	// reruns: batches run again, each job in a savepoint, after a job
+	// failed once it had written
+	reruns prometheus.Counter
 	// restartsMissed: holds after which the WAL could not start again,
 	// reads using it having held on past restartWait
 	restartsMissed prometheus.Counter
@@ -49,6 +52,10 @@ func newMetrics() *metrics {
 			Name: "tidings_store_checkpoints_total",
 			Help: "SQLite WAL checkpoints run (off the writer, from a connection of their own).",
 		}),
+		reruns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tidings_store_batch_reruns_total",
+			Help: "Write batches run again, each job in a savepoint of its own, because a job failed after it had written (a job refused before it wrote is not undone and costs no rerun).",
+		}),
 		restartsMissed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidings_store_wal_restarts_missed_total",
 			Help: "Checkpoints that held the writer so that the WAL would start again from its beginning, and could not start it: reads that used it went on past the wait (20 ms).",
@@ -64,5 +71,5 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
 // the program that serves /metrics.
 func (db *DB) Collectors() []prometheus.Collector {
 	m := db.metrics
-	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed}
+	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed, m.reruns}
 }

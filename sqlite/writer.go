@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -191,6 +192,7 @@ func (db *DB) commit(batch []*job) {
 	}()
 	err := db.runBatch(batch, false)
 	if errors.Is(err, errJobFailed) {
+		db.metrics.reruns.Inc()
 		for _, j := range batch {
 			if j.err == nil {
 				j.events = nil
@@ -280,6 +282,13 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		tx := &Tx{db: db, ctx: context.WithoutCancel(j.ctx), now: db.Now().UTC().Truncate(time.Microsecond)}
 		if err := tx.run(j.fn); err != nil {
 			j.err = err
+			if !savepoints && !tx.wrote {
+				// Refused before it wrote anything (a send to a
+				// conversation its sender may not see): nothing to undo,
+				// and the others go on. Running the batch again would
+				// let each such job cost a whole batch.
+				continue
+			}
 			if !savepoints {
 				db.cache.rolledBack()
 				if _, err := db.control("ROLLBACK"); err != nil {
@@ -326,11 +335,17 @@ func (db *DB) control(query string, args ...any) (sql.Result, error) {
 }
 
 // Tx is one job's view of the write transaction.
+//
+// A job writes through exec, or query (a write with RETURNING); queryRow,
+// stmt and the write connection itself are for reads. A job that fails
+// before it called exec or query has written nothing (Tx.wrote), and is
+// not undone.
 type Tx struct {
 	db     *DB
 	ctx    context.Context
 	now    time.Time
 	events []*tidings.Event
+	wrote  bool // exec or query was called (see Tx)
 }
 
 // run calls fn, turning a panic into an internal error so that one bad job
@@ -360,6 +375,7 @@ func (tx *Tx) stmt(query string) (*sql.Stmt, error) {
 }
 
 func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
+	tx.wrote = true
 	s, err := tx.stmt(query)
 	if err != nil {
 		return nil, err
@@ -370,6 +386,9 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 // queryRow runs a query expected to return one row and scans it into dest.
 // It returns sql.ErrNoRows when there is none.
 func (tx *Tx) queryRow(query string, args []any, dest ...any) error {
+	if !isRead(query) {
+		tx.wrote = true
+	}
 	s, err := tx.stmt(query)
 	if err != nil {
 		return err
@@ -377,9 +396,17 @@ func (tx *Tx) queryRow(query string, args []any, dest ...any) error {
 	return s.QueryRowContext(tx.ctx, args...).Scan(dest...)
 }
 
+// isRead says whether query only reads: a SELECT (anything else counts as
+// a write).
+func isRead(query string) bool {
+	q := strings.TrimLeft(query, " \t\n")
+	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
+}
+
 // query runs a query (SELECT, or a write with RETURNING) in the
 // transaction, through a statement prepared once.
 func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	tx.wrote = true
 	s, err := tx.stmt(query)
 	if err != nil {
 		return nil, err
