@@ -97,19 +97,24 @@ func BenchmarkFindUserByID(b *testing.B) {
 // server's at 1,000 messages a second.
 func BenchmarkSendRooms(b *testing.B) {
 	for _, history := range []int{0, 50, 500} {
-		b.Run(fmt.Sprintf("history=%dx2000", history), func(b *testing.B) { benchSendRooms(b, 2000, 5, history, 0) })
+		b.Run(fmt.Sprintf("history=%dx2000", history), func(b *testing.B) { benchSendRooms(b, 2000, 5, history, 0, 0) })
 	}
+	// One send in 100 from a user who is not a member of the room (and so
+	// refused in the writer).
+	b.Run("history=0x2000/refused=1in100", func(b *testing.B) { benchSendRooms(b, 2000, 5, 0, 0, 100) })
 	// While the push dispatcher asks, 250 or 1,000 times a second, for the
 	// unread counts of members who are offline (push.Dispatcher.send).
 	for _, pushes := range []int{250, 1000} {
-		b.Run(fmt.Sprintf("history=0x2000/pushes=%d", pushes), func(b *testing.B) { benchSendRooms(b, 2000, 5, 0, pushes) })
+		b.Run(fmt.Sprintf("history=0x2000/pushes=%d", pushes), func(b *testing.B) { benchSendRooms(b, 2000, 5, 0, pushes, 0) })
 	}
 }
 
 // benchSendRooms sends b.N messages into rooms rooms of members each,
 // from 16 goroutines; with pushes > 0, another asks PushRecipient that
-// many times a second for a member of the room of a recent send.
-func benchSendRooms(b *testing.B, rooms, members, history, pushes int) {
+// many times a second for a member of the room of a recent send. With
+// refusedEvery > 0, every refusedEvery-th send comes from a member of
+// another room, and is refused.
+func benchSendRooms(b *testing.B, rooms, members, history, pushes, refusedEvery int) {
 	template := roomsTemplate(b, rooms, members)
 	path := filepath.Join(b.TempDir(), "bench.db")
 	if err := copyFile(template, path); err != nil {
@@ -167,6 +172,10 @@ func benchSendRooms(b *testing.B, rooms, members, history, pushes int) {
 				}
 				r := (i * 7919) % rooms // another room each time
 				from := fmt.Sprintf("u%d", r*members+i%members)
+				refused := refusedEvery > 0 && i%refusedEvery == 0
+				if refused {
+					from = fmt.Sprintf("u%d", ((r+1)%rooms)*members)
+				}
 				nm := tidings.NewMessage{Parts: parts, ClientID: fmt.Sprintf("c%d", i)}
 				if noClientID {
 					nm.ClientID = "" // no entry in messages_by_client_id
@@ -174,6 +183,13 @@ func benchSendRooms(b *testing.B, rooms, members, history, pushes int) {
 				start := time.Now()
 				_, _, err := e.messages.SendMessage(user("a", from), fmt.Sprintf("r%d", r), nm)
 				latency[i] = time.Since(start)
+				if refused {
+					if err == nil {
+						b.Error("a send from a member of another room was stored")
+						return
+					}
+					err = nil
+				}
 				if err != nil {
 					b.Error(err)
 					return
