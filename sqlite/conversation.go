@@ -188,10 +188,35 @@ func (s *ConversationService) FindConversationByID(ctx context.Context, id strin
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.syncMarks(ctx); err != nil {
+	// The marks of sends not written yet are added to what is read (see
+	// unwritten), rather than written first: a client opening a
+	// conversation would otherwise cost a write of every waiting mark.
+	var conv *tidings.Conversation
+	counted, err := s.db.unwritten.read(func(l *unwrittenLookup) error {
+		cv, err := visibleConversation(ctx, s.db.read, c, id)
+		if err != nil {
+			return err
+		}
+		k := convKey{c.AppID, id}
+		cv.LastSeq = l.lastSeq(k, cv.LastSeq)
+		cv.LastActivityAt = fromMicros(l.activity(k, micros(cv.LastActivityAt)))
+		if cv.Role != "" && cv.Role != tidings.RoleServer {
+			cv.ReadSeq = l.readSeq(k, c.UserID, cv.ReadSeq)
+			cv.UnreadCount = max(0, cv.LastSeq-cv.ReadSeq)
+		}
+		conv = cv
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	return shown(visibleConversation(ctx, s.db.read, c, id))
+	if !counted {
+		if err := s.db.syncMarks(ctx); err != nil {
+			return nil, err
+		}
+		return shown(visibleConversation(ctx, s.db.read, c, id))
+	}
+	return shown(conv, nil)
 }
 
 // The list cursor is the last conversation's activity time and id.

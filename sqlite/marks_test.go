@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -388,5 +389,92 @@ func TestOpenWhileAnotherWrites(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatalf("close %d: %v", i+1, err)
 		}
+	}
+}
+
+// The unread counts of a push, and a conversation read by one of its
+// participants, count the sends whose marks are not written yet, without
+// having them written (which would cost a write of every waiting mark per
+// read): with marks never due, written by plans a conversation per
+// commit, and written all at once by a read that asks for them (the list
+// of conversations), in any order.
+func TestReadsCountMarksNotWrittenYet(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		due  time.Duration
+	}{{"never due", time.Hour}, {"due at once", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+				sqlite.SetMarkFlush(db, tc.due, time.Hour, 1)
+			})
+			if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
+				t.Fatal(err)
+			}
+			e.mkUsers(t, "a", "alice", "bob")
+			convs := []string{"c0", "c1", "c2", "c3"}
+			for _, id := range convs {
+				e.mkConv(t, "a", "alice", tidings.NewConversation{ID: id, Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+			}
+			ps := sqlite.NewPushService(e.db)
+			last := map[string]int64{}
+			sent := map[string]time.Time{} // just before the last send to each
+			read := map[string]map[string]int64{"alice": {}, "bob": {}}
+			rng := rand.New(rand.NewPCG(1, 2))
+			for i := range 120 {
+				if i%7 == 6 {
+					// A send to each conversation, in one commit: plans
+					// then write them over the next commits.
+					release := sqlite.HoldWriter(e.db)
+					var wg sync.WaitGroup
+					for _, conv := range convs {
+						from := []string{"alice", "bob"}[rng.IntN(2)]
+						sent[conv] = time.Now().Add(-time.Millisecond)
+						last[conv]++
+						read[from][conv] = last[conv]
+						wg.Go(func() { e.sendEach(t, "a", conv, from) })
+					}
+					for sqlite.QueuedJobs(e.db) < len(convs) {
+						time.Sleep(time.Millisecond)
+					}
+					release()
+					wg.Wait()
+				} else {
+					from, conv := []string{"alice", "bob"}[rng.IntN(2)], convs[rng.IntN(len(convs))]
+					sent[conv] = time.Now().Add(-time.Millisecond)
+					e.sendEach(t, "a", conv, from)
+					last[conv]++
+					read[from][conv] = last[conv]
+				}
+				if i%29 == 28 { // a read that has every mark written
+					if _, err := e.convs.ListConversations(user("a", "bob"), tidings.ConversationFilter{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				commits, pending := sqlite.Commits(e.db), sqlite.MarksPending(e.db)
+				for _, u := range []string{"alice", "bob"} {
+					for _, c := range convs {
+						var badge int64
+						for _, c := range convs {
+							badge += last[c] - read[u][c]
+						}
+						r := must[*tidings.PushRecipient](t)(ps.PushRecipient(context.Background(), "a", u, c))
+						if r.Unread != last[c]-read[u][c] || r.Badge != badge {
+							t.Fatalf("after send %d: %s in %s: %d unread, badge %d; want %d and %d", i+1, u, c, r.Unread, r.Badge, last[c]-read[u][c], badge)
+						}
+						conv := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", u), c))
+						if conv.LastSeq != last[c] || conv.ReadSeq != read[u][c] || conv.UnreadCount != last[c]-read[u][c] {
+							t.Fatalf("after send %d: %s reads %s at last seq %d, read seq %d, %d unread; want %d, %d, %d",
+								i+1, u, c, conv.LastSeq, conv.ReadSeq, conv.UnreadCount, last[c], read[u][c], last[c]-read[u][c])
+						}
+						if last[c] > 0 && !conv.LastActivityAt.After(sent[c]) {
+							t.Fatalf("after send %d: %s reads %s active last at %v, before its last send (%v)", i+1, u, c, conv.LastActivityAt, sent[c])
+						}
+					}
+				}
+				if sqlite.Commits(e.db) != commits || pending && !sqlite.MarksPending(e.db) {
+					t.Fatalf("after send %d: counting for pushes and conversation reads wrote the marks", i+1)
+				}
+			}
+		})
 	}
 }

@@ -31,8 +31,9 @@ type unwritten struct {
 	round   atomic.Uint64
 }
 
-// unwrittenMark is a seq, and the newest event of the sends that set it.
-type unwrittenMark struct{ seq, through int64 }
+// unwrittenMark is a seq (and for a conversation, its activity time in
+// microseconds), and the newest event of the sends that set them.
+type unwrittenMark struct{ seq, activity, through int64 }
 
 func newUnwritten() *unwritten {
 	return &unwritten{convs: map[convKey]unwrittenMark{}, senders: map[senderKey]unwrittenMark{}}
@@ -46,16 +47,16 @@ func (u *unwritten) add(m marks, through int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for k, cm := range m {
-		u.convs[k] = grow(u.convs[k], cm.seq, through)
+		u.convs[k] = grow(u.convs[k], cm.seq, cm.activity, through)
 		for user, seq := range cm.senders {
 			sk := senderKey{k, user}
-			u.senders[sk] = grow(u.senders[sk], seq, through)
+			u.senders[sk] = grow(u.senders[sk], seq, 0, through)
 		}
 	}
 }
 
-func grow(m unwrittenMark, seq, through int64) unwrittenMark {
-	return unwrittenMark{seq: max(m.seq, seq), through: max(m.through, through)}
+func grow(m unwrittenMark, seq, activity, through int64) unwrittenMark {
+	return unwrittenMark{seq: max(m.seq, seq), activity: max(m.activity, activity), through: max(m.through, through)}
 }
 
 // written removes the marks set by sends up to event through, which
@@ -122,6 +123,13 @@ func (l *unwrittenLookup) lock() {
 func (l *unwrittenLookup) lastSeq(k convKey, stored int64) int64 {
 	l.lock()
 	return max(stored, l.u.convs[k].seq)
+}
+
+// activity is conversation k's last activity time, in microseconds: the
+// later of stored and the unwritten one.
+func (l *unwrittenLookup) activity(k convKey, stored int64) int64 {
+	l.lock()
+	return max(stored, l.u.convs[k].activity)
 }
 
 // readSeq is user's read mark in conversation k: the larger of stored and
