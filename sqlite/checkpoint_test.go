@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/sqlite"
@@ -172,6 +173,18 @@ func testWALStaysSmall(t *testing.T, readers int) {
 // histogramCount is the number of observations of the store's histogram.
 func histogramCount(t *testing.T, db *sqlite.DB, name string) uint64 {
 	t.Helper()
+	return storeMetric(t, db, name).GetHistogram().GetSampleCount()
+}
+
+// counter is the value of the store's counter.
+func counter(t *testing.T, db *sqlite.DB, name string) float64 {
+	t.Helper()
+	return storeMetric(t, db, name).GetCounter().GetValue()
+}
+
+// storeMetric gathers the store's metric (of no labels) called name.
+func storeMetric(t *testing.T, db *sqlite.DB, name string) *dto.Metric {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(db.Collectors()...)
 	mfs, err := reg.Gather()
@@ -180,9 +193,9 @@ func histogramCount(t *testing.T, db *sqlite.DB, name string) uint64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+			return mf.GetMetric()[0]
 		}
 	}
 	t.Fatalf("no metric %s", name)
-	return 0
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/sqlite"
 )
@@ -73,22 +72,4 @@ func TestAJobRefusedBeforeWritingCostsNoRerun(t *testing.T) {
 			t.Fatalf("message %d is mallory's", i)
 		}
 	}
-}
-
-// counter is the value of the store's counter.
-func counter(t *testing.T, db *sqlite.DB, name string) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(db.Collectors()...)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
