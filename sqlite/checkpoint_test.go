@@ -104,7 +104,7 @@ func testWALStaysSmall(t *testing.T, readers int) {
 	stop := make(chan struct{})
 	var rg sync.WaitGroup
 	for range readers {
-		rdb, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=query_only(1)")
+		rdb, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=query_only(1)&_pragma=busy_timeout(10000)")
 		if err != nil {
 			t.Fatal(err)
 		}
