@@ -414,9 +414,6 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.syncMarks(ctx); err != nil {
-		return nil, err
-	}
 	limit := f.Limit
 	switch {
 	case limit <= 0:
@@ -427,10 +424,33 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 	if _, err := visibleConversation(ctx, s.db.read, c, id); err != nil {
 		return nil, err
 	}
+	// The senders' marks not written yet are added to what is read (see
+	// unwritten), rather than written first.
+	var page *tidings.ParticipantPage
+	counted, err := s.db.unwritten.read(func(l *unwrittenLookup) error {
+		var err error
+		page, err = s.participantPage(ctx, c, id, f.Cursor, limit, l)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !counted {
+		if err := s.db.syncMarks(ctx); err != nil {
+			return nil, err
+		}
+		return s.participantPage(ctx, c, id, f.Cursor, limit, nil)
+	}
+	return page, nil
+}
+
+// participantPage reads a page of conversation id's participants, adding
+// the marks l holds that are not written yet (l nil: all are written).
+func (s *ConversationService) participantPage(ctx context.Context, c tidings.Caller, id, cursor string, limit int, l *unwrittenLookup) (*tidings.ParticipantPage, error) {
 	query := `SELECT ` + participantColumns + participantFrom + ` WHERE p.app_id = ? AND p.conversation_id = ?`
 	args := []any{c.AppID, id}
-	if f.Cursor != "" {
-		at, userID, err := decodeCursor(f.Cursor)
+	if cursor != "" {
+		at, userID, err := decodeCursor(cursor)
 		if err != nil {
 			return nil, err
 		}
@@ -454,6 +474,15 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	rows.Close()
+	if l != nil {
+		k := convKey{c.AppID, id}
+		for _, p := range page.Participants {
+			// A sender has seen their own message: both marks are its seq.
+			p.DeliveredSeq = l.readSeq(k, p.UserID, p.DeliveredSeq)
+			p.ReadSeq = l.readSeq(k, p.UserID, p.ReadSeq)
+		}
 	}
 	if len(page.Participants) > limit {
 		page.Participants = page.Participants[:limit]

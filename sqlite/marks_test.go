@@ -392,12 +392,12 @@ func TestOpenWhileAnotherWrites(t *testing.T) {
 	}
 }
 
-// The unread counts of a push, and a conversation read by one of its
-// participants, count the sends whose marks are not written yet, without
-// having them written (which would cost a write of every waiting mark per
-// read): with marks never due, written by plans a conversation per
-// commit, and written all at once by a read that asks for them (the list
-// of conversations), in any order.
+// The unread counts of a push, a conversation read by one of its
+// participants and its list of participants count the sends whose marks
+// are not written yet, without having them written (which would cost a
+// write of every waiting mark per read): with marks never due, written by
+// plans a conversation per commit, and written all at once by a read that
+// asks for them (the list of conversations), in any order.
 func TestReadsCountMarksNotWrittenYet(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -465,6 +465,14 @@ func TestReadsCountMarksNotWrittenYet(t *testing.T) {
 						if conv.LastSeq != last[c] || conv.ReadSeq != read[u][c] || conv.UnreadCount != last[c]-read[u][c] {
 							t.Fatalf("after send %d: %s reads %s at last seq %d, read seq %d, %d unread; want %d, %d, %d",
 								i+1, u, c, conv.LastSeq, conv.ReadSeq, conv.UnreadCount, last[c], read[u][c], last[c]-read[u][c])
+						}
+						if u == "alice" { // once per conversation
+							page := must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", u), c, tidings.ParticipantFilter{}))
+							for _, p := range page.Participants {
+								if p.ReadSeq != read[p.UserID][c] || p.DeliveredSeq != read[p.UserID][c] {
+									t.Fatalf("after send %d: %s lists %s at read seq %d, delivered seq %d; want %d", i+1, c, p.UserID, p.ReadSeq, p.DeliveredSeq, read[p.UserID][c])
+								}
+							}
 						}
 						if last[c] > 0 && !conv.LastActivityAt.After(sent[c]) {
 							t.Fatalf("after send %d: %s reads %s active last at %v, before its last send (%v)", i+1, u, c, conv.LastActivityAt, sent[c])
