@@ -141,7 +141,10 @@ func TestChat(t *testing.T) {
 func TestChatTellsJoinLeaveAddRemove(t *testing.T) {
 	w := newWorld(t)
 	chat := start(t, w.env("alice"), "chat", "lunch")
-	chat.waitOutput(t, false, "/help lists the commands")
+	// Connected: the history is read once the updates are listened to
+	// (the header comes before; a new device gets the updates from its
+	// connection on, and one made before it would be missed).
+	chat.waitOutput(t, false, "No messages yet.\n")
 	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
 	if err := bob.Leave(ctxT(t), "lunch"); err != nil {
 		t.Fatal(err)
@@ -167,7 +170,10 @@ func TestChatTellsJoinLeaveAddRemove(t *testing.T) {
 func TestChatShowsRenames(t *testing.T) {
 	w := newWorld(t)
 	chat := start(t, w.env("alice"), "chat", "lunch")
-	chat.waitOutput(t, false, "/help lists the commands")
+	// Connected: the history is read once the updates are listened to
+	// (the header comes before; a new device gets the updates from its
+	// connection on, and one made before it would be missed).
+	chat.waitOutput(t, false, "No messages yet.\n")
 	bob := w.client(t, "bob", client.WithMode(client.ManualMode))
 	name := "Bob Smith"
 	if _, err := bob.UpdateUser(ctxT(t), "bob", tidings.UserUpdate{DisplayName: &name}); err != nil {
