@@ -26,7 +26,8 @@ import (
 // without end. So when the WAL holds restartFrames pages or more, the
 // checkpointer, once its checkpoint is done, holds the writer between two
 // transactions (walMu) and checkpoints again: only the frames committed
-// meanwhile are left to copy, and the next commit starts the WAL again.
+// meanwhile are left to copy, and that checkpoint starts the WAL again
+// itself once the reads that use it have ended (RESTART, see restart).
 //
 // A PASSIVE checkpoint cannot copy the frames that a reader's snapshot
 // still needs, nor can the WAL start again from its beginning while one
