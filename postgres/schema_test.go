@@ -14,6 +14,10 @@ import (
 // SQLite store has after all its migrations, so that the stores hold the
 // same data. (PostgreSQL may hold more.)
 func TestSchemaAsSQLite(t *testing.T) {
+	// How SQLite stores, not what: message_journal holds the newest
+	// messages for a while (sqlite/journal.go), PostgreSQL stores them
+	// straight into messages.
+	sqliteOnly := map[string]bool{"message_journal": true}
 	path := filepath.Join(t.TempDir(), "tidings.db")
 	lite := sqlite.NewDB(path)
 	lite.Logger = discard()
@@ -57,6 +61,9 @@ func TestSchemaAsSQLite(t *testing.T) {
 	}
 	prows.Close()
 	for table, cols := range want {
+		if sqliteOnly[table] {
+			continue
+		}
 		if got[table] == nil {
 			t.Errorf("table %s is missing in PostgreSQL", table)
 			continue

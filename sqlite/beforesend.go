@@ -118,6 +118,13 @@ func (s *BeforeSendService) FindSentMessage(ctx context.Context, convID, clientI
 	if c.Server {
 		sender = ""
 	}
+	// Moved out of the journal first only when the message is there: a
+	// retry is rare, and a move per send would cost a commit.
+	if s.db.journal.pendingClientID(convKey{c.AppID, convID}, sender, clientID) {
+		if err := s.db.syncMessages(ctx, c.AppID, convID); err != nil {
+			return nil, err
+		}
+	}
 	m, err := scanMessage(s.db.queryRow(ctx, `SELECT `+messageColumns+messageFrom+`
 		WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = ? AND m.client_id = ?`, c.AppID, convID, sender, clientID))
 	if isNoRows(err) {

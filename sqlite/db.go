@@ -102,6 +102,11 @@ type DB struct {
 	// markChunk (see sendCache; tests set others).
 	marksDue, marksIdle time.Duration
 	marksChunk          int
+	// journal: the messages sent and not moved into messages yet (see
+	// journal.go); moveDelay, how long they may wait (moveDelay; tests
+	// set others).
+	journal   *journal
+	moveDelay time.Duration
 
 	// largePages: from this many pages the database is past its
 	// lock-byte page and the writer's cache is CacheMiB (see
@@ -156,8 +161,11 @@ type DB struct {
 // NewDB returns a DB that will use the database file at path (created,
 // with its directory, on Open).
 func NewDB(path string) *DB {
-	return &DB{path: path, Now: time.Now, MaxBatch: defaultMaxBatch, Synchronous: "FULL", metrics: newMetrics(),
-		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk, unwritten: newUnwritten(), overloadHold: overloadHold}
+	db := &DB{path: path, Now: time.Now, MaxBatch: defaultMaxBatch, Synchronous: "FULL", metrics: newMetrics(),
+		marksDue: markDelay, marksIdle: markDelay, marksChunk: markChunk, unwritten: newUnwritten(), overloadHold: overloadHold,
+		moveDelay: moveDelay}
+	db.journal = newJournal(db.metrics.journalMoved)
+	return db
 }
 
 // Open opens the database, applies pending migrations and starts the
@@ -234,6 +242,14 @@ func (db *DB) Open() error {
 		db.wconn.Close()
 		db.write.Close()
 		return err
+	}
+	// Before the marks are repaired: they are repaired from messages.
+	if n, err := moveJournal(ctx, db.wconn); err != nil {
+		db.wconn.Close()
+		db.write.Close()
+		return err
+	} else if n > 0 {
+		db.Logger.Info("moved the messages a stop left in the journal", "messages", n)
 	}
 	if err := db.repairMarks(ctx); err != nil {
 		db.wconn.Close()

@@ -35,7 +35,7 @@ const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversa
 // conversations' events, and once each however many conversations the
 // two share). Arguments: after; app, user, after, after; after, app,
 // user, after, after; app, user, after; app, user, user, after, after;
-// limit.
+// user, after, app; limit.
 //
 // A conversation's events come in two parts. Those in
 // events_by_conversation (all but the sent events after k, the
@@ -48,6 +48,12 @@ const eventColumns = `e.seq, e.id, e.app_id, e.name, e.time, e.actor, e.conversa
 // found by walking the conversation's messages back from the newest, as
 // many as the replay returns plus one; the events themselves by rowid,
 // as stored.
+//
+// The sends whose messages are still in the message journal (the newest
+// of their conversations, see journal.go) come through it: its rows after
+// the resume point, each within a membership of the user and past its
+// conversation's newest message in messages (the rows of moved messages
+// stay a while). The journal holds a few seconds of sends.
 //
 // The query is led, when retention removed events after the resume point,
 // by a row that says so: its seq is the newest seq removed, negated
@@ -81,6 +87,14 @@ func userStreamQuery(k int64) string {
 		JOIN profile_shares s ON s.app_id = m.app_id AND s.conversation_id = m.conversation_id
 			AND s.seq >= m.from_seq AND (m.to_seq IS NULL OR s.seq <= m.to_seq)
 		WHERE m.app_id = ? AND m.user_id = ? AND s.user_id <> ? AND s.seq > ? AND (m.to_seq IS NULL OR m.to_seq > ?))
+	UNION ALL
+	SELECT ` + eventColumns + ` FROM message_journal j
+	CROSS JOIN memberships m ON m.app_id = j.app_id AND m.user_id = ? AND m.conversation_id = j.conversation_id
+		AND j.event_seq >= m.from_seq AND (m.to_seq IS NULL OR j.event_seq <= m.to_seq)
+	JOIN events e ON e.seq = j.event_seq
+	WHERE j.event_seq > ? AND j.app_id = ?
+		AND j.seq > COALESCE((SELECT x.seq FROM messages x WHERE x.app_id = j.app_id AND x.conversation_id = j.conversation_id
+			ORDER BY x.seq DESC LIMIT 1), 0)
 	ORDER BY 1 LIMIT ?`
 }
 
@@ -115,7 +129,7 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 	// read was a third of the CPU of a reconnect storm, which reads each
 	// client's stream two or three times. It checks retention too.
 	rows, err := l.db.query(ctx, l.db.userStream, after, appID, userID, after, after, after, appID, userID, after, after,
-		appID, userID, after, appID, userID, userID, after, after, limit)
+		appID, userID, after, appID, userID, userID, after, after, userID, after, appID, limit)
 	if err != nil {
 		return nil, err
 	}

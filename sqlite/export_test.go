@@ -115,3 +115,15 @@ func DatabasePages(db *DB) (int64, error) {
 	})
 	return n, err
 }
+
+// SetMoveDelay sets how long the messages of a conversation wait in the
+// message journal before they are due to move. Set it before Open.
+func SetMoveDelay(db *DB, d time.Duration) { db.moveDelay = d }
+
+// JournalWaiting says how many committed messages wait in the message
+// journal.
+func JournalWaiting(db *DB) int {
+	db.journal.mu.RLock()
+	defer db.journal.mu.RUnlock()
+	return db.journal.count
+}

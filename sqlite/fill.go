@@ -40,6 +40,11 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 		return 0, fmt.Errorf("sqlite: fill: %w", err)
 	}
 	defer conn.Close()
+	// The messages a server left in the message journal come before those
+	// added here.
+	if _, err := moveJournal(ctx, conn); err != nil {
+		return 0, err
+	}
 	// Without a journal, a transaction cut short cannot be rolled back:
 	// ctx is checked between transactions only, never interrupts one.
 	txCtx := context.WithoutCancel(ctx)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/tidings/tidings"
 )
@@ -34,6 +33,12 @@ const messageColumns = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_id
 // messageFrom joins the sender's profile: none for a system message (and
 // one whose sender was deleted), whose sender_id is ”.
 const messageFrom = ` FROM messages m LEFT JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
+
+// journalFrom is messageFrom for a message still in the journal (see
+// journal.go), which has not been edited or deleted, and is no system
+// message.
+const journalFrom = ` FROM (SELECT *, NULL AS edited_at, NULL AS deleted_at, 0 AS system FROM message_journal) m
+	LEFT JOIN users u ON u.app_id = m.app_id AND u.id = m.sender_id`
 
 func scanMessage(row interface{ Scan(...any) error }) (*tidings.Message, error) {
 	var m tidings.Message
@@ -110,29 +115,34 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		if err := tidings.CanSendMessage(convID, &view); err != nil {
 			return err
 		}
-		// A client id seen before is found by the insert, which then
-		// changes nothing: the earlier message is the answer. Reading it
-		// first would cost every send a query for what seldom happens.
-		earlier := func() (bool, error) {
-			s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
-				WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = ? AND m.client_id = ?`)
-			if err != nil {
-				return false, err
+		// A client id seen before: the earlier message is the answer, in
+		// the journal (journal.go) or moved into messages. Looked for
+		// before anything is written: resolving the files of a retry
+		// would attach them (or fail if they are gone).
+		key := convKey{c.AppID, convID}
+		if nm.ClientID != "" {
+			if r, ok := tx.db.journal.find(key, c.UserID, nm.ClientID); ok {
+				s, err := tx.stmt(`SELECT ` + messageColumns + journalFrom + ` WHERE m.event_seq = ?`)
+				if err != nil {
+					return err
+				}
+				msg, err = scanMessage(s.QueryRowContext(tx.ctx, r.eventSeq))
+				return err
 			}
-			m, err := scanMessage(s.QueryRowContext(tx.ctx, c.AppID, convID, c.UserID, nm.ClientID))
-			if isNoRows(err) {
-				return false, nil
-			} else if err != nil {
-				return false, err
-			}
-			msg = m
-			return true, nil
-		}
-		// With files, the earlier message is looked for first: resolving
-		// the files of a retry would attach them (or fail if they are
-		// gone) before the insert found it.
-		if nm.ClientID != "" && slices.ContainsFunc(nm.Parts, func(p tidings.Part) bool { return p.FileID != "" }) {
-			if found, err := earlier(); found || err != nil {
+			// Looked for in the client-id index alone first: most
+			// client ids are new.
+			var found int
+			err := tx.queryRow(`SELECT 1 FROM messages WHERE app_id = ? AND conversation_id = ? AND sender_id = ? AND client_id = ?`,
+				[]any{c.AppID, convID, c.UserID, nm.ClientID}, &found)
+			if err == nil {
+				s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
+					WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = ? AND m.client_id = ?`)
+				if err != nil {
+					return err
+				}
+				msg, err = scanMessage(s.QueryRowContext(tx.ctx, c.AppID, convID, c.UserID, nm.ClientID))
+				return err
+			} else if !isNoRows(err) {
 				return err
 			}
 		}
@@ -148,38 +158,22 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 			ID: tidings.NewID(), ConversationID: convID, Seq: conv.lastSeq + 1, ClientID: nm.ClientID,
 			Sender: *sender.profile, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
 		}
-		// The event first: the message names it (event_seq; replay reads
-		// sends through messages, see userStreamQuery).
+		// The event first: the message is keyed by it (event_seq; replay
+		// reads sends through messages and the journal, see
+		// userStreamQuery).
 		ev, err := tx.emitEvent(c.AppID, tidings.EventMessageSent, sender.profile, convID, "", tidings.NewMessagePayload(msg, ""))
 		if err != nil {
 			return err
 		}
-		res, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`,
-			c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now), ev.Seq)
-		if err != nil {
+		if _, err := tx.exec(`INSERT INTO message_journal (event_seq, app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			ev.Seq, c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
 			return err
-		}
-		if nm.ClientID != "" {
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
-				// A message sent before: no new message, no new event.
-				if err := tx.unemit(ev); err != nil {
-					return err
-				}
-				msg = nil
-				found, err := earlier()
-				if err == nil && !found {
-					err = fmt.Errorf("the message of client id %q conflicted with none", nm.ClientID)
-				}
-				return err
-			}
 		}
 		// Last, once nothing can fail: the conversation's last seq and the
 		// sender's marks are written when the cache is flushed.
 		tx.db.cache.sent(sender, msg.Seq, ev.Seq, micros(tx.now))
+		tx.db.journal.added(journalRow{key: key, eventSeq: ev.Seq, seq: msg.Seq, id: msg.ID, sender: c.UserID, clientID: nm.ClientID})
 		created = true
 		return nil
 	})
@@ -301,6 +295,9 @@ func (s *MessageService) FindMessage(ctx context.Context, convID, msgID string) 
 	if _, err := readable(ctx, s.db.read, c, convID); err != nil {
 		return nil, err
 	}
+	if err := s.db.syncMessages(ctx, c.AppID, convID); err != nil {
+		return nil, err
+	}
 	return findMessage(ctx, s.db.read, c.AppID, convID, msgID)
 }
 
@@ -316,6 +313,9 @@ func (s *MessageService) ListMessages(ctx context.Context, convID string, f tidi
 		return nil, tidings.Errorf(tidings.EInvalid, "before and after must not be negative")
 	}
 	if _, err := readable(ctx, s.db.read, c, convID); err != nil {
+		return nil, err
+	}
+	if err := s.db.syncMessages(ctx, c.AppID, convID); err != nil {
 		return nil, err
 	}
 	limit := clampLimit(f.Limit)
@@ -498,10 +498,14 @@ func (s *MessageService) mark(ctx context.Context, convID string, seq int64, rea
 			st.DeliveredSeq, st.ReadSeq, c.AppID, convID, c.UserID); err != nil {
 			return err
 		}
-		var msgID string
-		if err := tx.queryRow(`SELECT id FROM messages WHERE app_id = ? AND conversation_id = ? AND seq = ?`,
-			[]any{c.AppID, convID, seq}, &msgID); err != nil {
-			return err
+		// A marks job: the messages of the journal are not moved before
+		// it (see runBatch).
+		msgID, ok := tx.db.journal.idAt(convKey{c.AppID, convID}, seq)
+		if !ok {
+			if err := tx.queryRow(`SELECT id FROM messages WHERE app_id = ? AND conversation_id = ? AND seq = ?`,
+				[]any{c.AppID, convID, seq}, &msgID); err != nil {
+				return err
+			}
 		}
 		actor, err := tx.actor(c)
 		if err != nil {

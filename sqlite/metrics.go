@@ -20,6 +20,9 @@ type metrics struct {
 	// restartsMissed: holds after which the WAL could not start again,
 	// reads using it having held on past restartWait
 	restartsMissed prometheus.Counter
+	// journalMoved: messages moved from the message journal into
+	// messages, by why they moved (see journal.go)
+	journalMoved *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -56,6 +59,10 @@ func newMetrics() *metrics {
 			Name: "tidings_store_batch_reruns_total",
 			Help: "Write batches run again, each job in a savepoint of its own, because a job failed after it had written (a job refused before it wrote is not undone and costs no rerun).",
 		}),
+		journalMoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidings_store_journal_moved_total",
+			Help: "Messages moved from the message journal, where sends store them, into the messages table, by why: due (their conversation's first waited the move delay, or too many waited), write (before a write that may read them), read (a reader of their conversation asked), idle (the writer had nothing else to do, or the database closed). The fewer moves for the same messages, the fewer pages written.",
+		}, []string{"why"}),
 		restartsMissed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidings_store_wal_restarts_missed_total",
 			Help: "Checkpoints that held the writer so that the WAL would start again from its beginning, and could not start it: reads that used it went on past the wait (20 ms).",
@@ -71,5 +78,5 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
 // the program that serves /metrics.
 func (db *DB) Collectors() []prometheus.Collector {
 	m := db.metrics
-	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed, m.reruns}
+	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed, m.reruns, m.journalMoved}
 }

@@ -45,7 +45,11 @@ func TestMigration0003MarksAttachedFiles(t *testing.T) {
 		{Type: "text/plain", Data: "see"}, {Type: "text/plain", FileID: ids[0]}}}); err != nil {
 		t.Fatal(err)
 	}
-	// As a database from before the migration: nothing marked.
+	// As a database from before the migration: its messages in messages
+	// (not in the journal, which came later), nothing marked.
+	if err := db.syncMessages(ctx, "a", conv.ID); err != nil {
+		t.Fatal(err)
+	}
 	body, err := migrationFS.ReadFile("migrations/0003_file_quotas.sql")
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,8 @@ func plan(t *testing.T, db *DB, query string, args ...any) []string {
 
 // The replay of a stream seeks each membership's events: through
 // events_by_conversation, despite its condition, and the sends through
-// their messages by primary key, never scanning a table.
+// their messages by primary key, and those of the message journal from
+// the resume point on, never scanning a table.
 func TestReplaySeeksEachConversation(t *testing.T) {
 	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
 	if err := db.Open(); err != nil {
@@ -38,13 +39,15 @@ func TestReplaySeeksEachConversation(t *testing.T) {
 	defer db.Close()
 	check := func(k int64) {
 		t.Helper()
-		steps := plan(t, db, userStreamQuery(k), 1, "a", "u", 1, 1, 1, "a", "u", 1, 1, "a", "u", 1, "a", "u", "u", 1, 1, 100)
+		steps := plan(t, db, userStreamQuery(k), 1, "a", "u", 1, 1, 1, "a", "u", 1, 1, "a", "u", 1, "a", "u", "u", 1, 1, "u", 1, "a", 100)
 		all := strings.Join(steps, "\n")
 		for _, want := range []string{
 			"SEARCH e USING INDEX events_by_conversation (app_id=? AND conversation_id=? AND seq>?)",
 			"SEARCH s USING PRIMARY KEY (app_id=? AND conversation_id=? AND seq>?)",
 			"SEARCH x USING PRIMARY KEY (app_id=? AND conversation_id=?)",
 			"SEARCH e USING INTEGER PRIMARY KEY (rowid=?)",
+			"SEARCH j USING INTEGER PRIMARY KEY (rowid>?)",
+			"SEARCH m USING PRIMARY KEY (app_id=? AND user_id=? AND conversation_id=? AND from_seq<?)",
 		} {
 			if !strings.Contains(all, want) {
 				t.Errorf("sends indexed through %d: no %q in the plan:\n%s", k, want, all)

@@ -104,9 +104,22 @@ func marksJob(ctx context.Context) *job {
 	return &job{ctx: ctx, fn: func(*Tx) error { return nil }, marks: true, done: make(chan struct{})}
 }
 
+// idleJob writes the marks of the sends committed so far and moves the
+// messages of the journal: what the writer does when it has nothing else
+// to do, and before the database closes.
+func idleJob() *job {
+	j := marksJob(context.Background())
+	j.fn = func(tx *Tx) error {
+		tx.wrote = true
+		return tx.db.journal.moveAll(tx.execOnly, moveWhyIdle)
+	}
+	return j
+}
+
 // writer commits the queued jobs in groups until the queue is closed.
-// When marks are left waiting and no job comes for markDelay, it writes
-// them; it writes those left when the queue closes.
+// When marks or messages of the journal are left waiting and no job comes
+// for markDelay, it writes them (idleJob); it writes those left when the
+// queue closes.
 func (db *DB) writer() {
 	defer close(db.done)
 	batch := make([]*job, 0, db.MaxBatch)
@@ -115,12 +128,12 @@ func (db *DB) writer() {
 	var lastStart time.Time
 	for {
 		var j *job
-		if db.marksPending.Load() {
+		if db.marksPending.Load() || !db.journal.empty() {
 			idle.Reset(db.marksIdle)
 			select {
 			case j = <-db.jobs:
 			case <-idle.C:
-				j = marksJob(context.Background())
+				j = idleJob()
 			}
 		} else {
 			j = <-db.jobs
@@ -164,13 +177,13 @@ func (db *DB) writer() {
 		db.walMu.Unlock()
 		db.metrics.batchSize.Observe(float64(len(batch)))
 	}
-	if db.marksPending.Load() {
-		j := marksJob(context.Background())
+	if db.marksPending.Load() || !db.journal.empty() {
+		j := idleJob()
 		db.walMu.Lock()
 		db.commit([]*job{j})
 		db.walMu.Unlock()
 		if j.err != nil {
-			db.Logger.Error("the marks of the last sends could not be written: they are put right at the next start", "err", j.err)
+			db.Logger.Error("the marks of the last sends, or the messages of the journal, could not be written: they are put right at the next start", "err", j.err)
 		}
 	}
 }
@@ -204,6 +217,7 @@ func (db *DB) commit(batch []*job) {
 		db.Logger.Error("write transaction failed", "err", err, "jobs", len(batch))
 		db.control("ROLLBACK")
 		db.cache.rolledBack()
+		db.journal.rolledBack()
 		db.checkPushApps()
 		for _, j := range batch {
 			if j.err == nil {
@@ -221,6 +235,7 @@ func (db *DB) commit(batch []*job) {
 		}
 	}
 	db.marksPending.Store(db.cache.committed(now))
+	db.journal.committed(now)
 	db.committed(len(batch))
 	// Before the events are published: the push dispatcher asks it for
 	// the messages of this commit.
@@ -263,6 +278,9 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 			if !j.marks {
 				db.cache.discard()
+				if err := db.journal.moveAll(db.controlOnly, moveWhyWrite); err != nil {
+					return err
+				}
 			}
 		}
 		if err := j.ctx.Err(); err != nil {
@@ -291,6 +309,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 			if !savepoints {
 				db.cache.rolledBack()
+				db.journal.rolledBack()
 				if _, err := db.control("ROLLBACK"); err != nil {
 					return err
 				}
@@ -311,12 +330,24 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if err := db.cache.flushDue(time.Now()); err != nil {
 		return err
 	}
+	if err := db.journal.moveDue(db.controlOnly, time.Now(), db.moveDelay); err != nil {
+		return err
+	}
+	if err := db.journal.dropMoved(db.controlOnly); err != nil {
+		return err
+	}
 	db.cache.bound()
 	start := time.Now()
 	_, err := db.control("COMMIT")
 	if err == nil {
 		db.metrics.commitTime.Observe(time.Since(start).Seconds())
 	}
+	return err
+}
+
+// controlOnly is control without its result.
+func (db *DB) controlOnly(query string, args ...any) error {
+	_, err := db.control(query, args...)
 	return err
 }
 
@@ -385,6 +416,12 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 
 // queryRow runs a query expected to return one row and scans it into dest.
 // It returns sql.ErrNoRows when there is none.
+// execOnly is exec without its result.
+func (tx *Tx) execOnly(query string, args ...any) error {
+	_, err := tx.exec(query, args...)
+	return err
+}
+
 func (tx *Tx) queryRow(query string, args []any, dest ...any) error {
 	if !isRead(query) {
 		tx.wrote = true

@@ -1,0 +1,277 @@
+package sqlite_test
+
+import (
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/sqlite"
+)
+
+// rawStored counts, straight from the file, conversation conv's messages
+// in the message journal (not moved yet: past the newest in messages) and
+// in messages.
+func rawStored(t *testing.T, path, conv string) (journal, moved int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM message_journal WHERE conversation_id = ?1
+			AND seq > (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?1)),
+		(SELECT COUNT(*) FROM messages WHERE conversation_id = ?1)`, conv).Scan(&journal, &moved); err != nil {
+		t.Fatal(err)
+	}
+	return journal, moved
+}
+
+// history lists conversation conv's messages as user sees them, oldest
+// first, and checks their seqs run from 1.
+func (e *env) history(t *testing.T, app, who, conv string) []*tidings.Message {
+	t.Helper()
+	page := must[*tidings.MessagePage](t)(e.messages.ListMessages(user(app, who), conv, tidings.MessageFilter{After: new(int64)}))
+	for i, m := range page.Messages {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("%s's history of %s: message %d has seq %d", who, conv, i, m.Seq)
+		}
+	}
+	return page.Messages
+}
+
+// A send stores its message in the journal; a reader of the conversation's
+// messages has them moved first and reads them all, and the other
+// conversations' messages stay where they are.
+func TestSentMessagesAreJournaledAndMovedForTheirReaders(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
+	e.sendEach(t, "a", d.ID, "bob", "alice")
+	if j, m := rawStored(t, e.path, c.ID); j != 3 || m != 0 {
+		t.Fatalf("after the sends: %d in the journal, %d in messages; want 3 and 0", j, m)
+	}
+	if got := e.history(t, "a", "bob", c.ID); len(got) != 3 || got[1].Sender.ID != "bob" {
+		t.Fatalf("bob's history: %d messages (%+v), want 3, the second his", len(got), got)
+	}
+	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 3 {
+		t.Fatalf("after the read: %d in the journal, %d in messages; want 0 and 3", j, m)
+	}
+	if j, m := rawStored(t, e.path, d.ID); j != 2 || m != 0 {
+		t.Fatalf("the other conversation: %d in the journal, %d in messages; want 2 and 0", j, m)
+	}
+	// Sends after the move go on from the right seq, to the journal again.
+	e.sendEach(t, "a", c.ID, "bob")
+	if got := e.history(t, "a", "alice", c.ID); len(got) != 4 {
+		t.Fatalf("alice's history after one more: %d messages, want 4", len(got))
+	}
+	m := must[*tidings.Message](t)(e.messages.FindMessage(user("a", "alice"), d.ID, e.history(t, "a", "alice", d.ID)[1].ID))
+	if m.Seq != 2 || m.Sender.ID != "alice" {
+		t.Fatalf("found %+v, want d's second message, alice's", m)
+	}
+}
+
+// A send retried with its client id gets its first message back, whether
+// that one is still in the journal (committed or in the same commit) or
+// moved, and stores nothing more.
+func TestRetriedSendFindsItsMessageInTheJournalOrMoved(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	send := func(who, clientID string) (*tidings.Message, bool) {
+		t.Helper()
+		m, created, err := e.messages.SendMessage(user("a", who), c.ID, tidings.NewMessage{ClientID: clientID, Parts: text("once " + clientID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, created
+	}
+	first, created := send("alice", "x")
+	if !created {
+		t.Fatal("the first send was not created")
+	}
+	if again, created := send("alice", "x"); created || again.ID != first.ID || again.Seq != 1 || again.Parts[0].Data != "once x" {
+		t.Fatalf("retried from the journal: %+v, created %v; want message %s", again, created, first.ID)
+	}
+	// Another sender may use the same client id.
+	if other, created := send("bob", "x"); !created || other.Seq != 2 {
+		t.Fatalf("bob's send with alice's client id: %+v, created %v; want a new message, seq 2", other, created)
+	}
+	// Both sends of one commit: the writer held while they queue.
+	release := sqlite.HoldWriter(e.db)
+	type result struct {
+		m       *tidings.Message
+		created bool
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			m, created, err := e.messages.SendMessage(user("a", "alice"), c.ID, tidings.NewMessage{ClientID: "y", Parts: text("once y")})
+			if err != nil {
+				t.Error(err)
+			}
+			results <- result{m, created}
+		}()
+	}
+	for sqlite.QueuedJobs(e.db) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	r1, r2 := <-results, <-results
+	if r1.m == nil || r2.m == nil || r1.m.ID != r2.m.ID || r1.created == r2.created {
+		t.Fatalf("two sends of client id y in one commit: %+v and %+v; want one message, created once", r1, r2)
+	}
+	if got := e.history(t, "a", "alice", c.ID); len(got) != 3 {
+		t.Fatalf("history: %d messages, want 3", len(got))
+	}
+	// Moved by the read above.
+	if again, created := send("alice", "x"); created || again.ID != first.ID {
+		t.Fatalf("retried once moved: %+v, created %v; want message %s", again, created, first.ID)
+	}
+	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 3 {
+		t.Fatalf("stored: %d in the journal, %d in messages; want 0 and 3", j, m)
+	}
+}
+
+// Under a steady load, a conversation's messages move by themselves once
+// the first of them has waited the move delay, and those of a
+// conversation that has just begun to wait stay.
+func TestJournaledMessagesMoveWhenDue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tidings.db")
+	e := openDBWith(t, path, func(db *sqlite.DB) {
+		sqlite.SetMoveDelay(db, 200*time.Millisecond)
+		sqlite.SetMarkFlush(db, time.Second, time.Hour, 128) // no idle flush
+	})
+	must[*tidings.App](t)(e.apps.CreateApp(server("a"), "a", ""))
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice", "bob")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("the messages of c still waited after 30 s of sends to d")
+		}
+		e.sendEach(t, "a", d.ID, "alice")
+		if j, _ := rawStored(t, path, c.ID); j == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, m := rawStored(t, path, c.ID); m != 2 {
+		t.Fatalf("c has %d messages in messages, want 2", m)
+	}
+	f := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", f.ID, "bob")
+	if j, _ := rawStored(t, path, f.ID); j != 1 {
+		t.Fatal("a new conversation's first message moved at once")
+	}
+}
+
+// A crash with messages in the journal loses none: the next start moves
+// them, replay and history read them, and sending goes on from the right
+// seq.
+func TestJournaledMessagesSurviveACrash(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	for try := 0; ; try++ {
+		if try == 5 {
+			t.Fatal("the journal was moved before the files could be copied, five times")
+		}
+		e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
+		// Nothing is sent or read while the files are copied, and the
+		// journal was not moved before the copy ended if it still
+		// waits after it.
+		if sqlite.JournalWaiting(e.db) == 0 {
+			continue
+		}
+		copyDB(t, e.path, crashed)
+		if sqlite.JournalWaiting(e.db) > 0 {
+			break
+		}
+	}
+	want := int64(len(e.history(t, "a", "alice", c.ID)))
+	if j, _ := rawStored(t, crashed, c.ID); j == 0 {
+		t.Fatal("the copy has no message in the journal: it shows no crash before the move")
+	}
+	r := openDB(t, crashed)
+	if j, m := rawStored(t, crashed, c.ID); j != 0 || int64(m) != want {
+		t.Fatalf("after the start: %d in the journal, %d in messages; want 0 and %d", j, m, want)
+	}
+	if got := r.history(t, "a", "bob", c.ID); int64(len(got)) != want {
+		t.Fatalf("bob's history after the crash: %d messages, want %d", len(got), want)
+	}
+	m, _, err := r.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("after the crash")})
+	if err != nil || m.Seq != want+1 {
+		t.Fatalf("the first send after the crash: %+v, %v; want seq %d", m, err, want+1)
+	}
+}
+
+// Closing the database moves the messages still in the journal, and
+// empties it.
+func TestCloseMovesTheJournal(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice", "bob")
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 2 {
+		t.Fatalf("in the file after Close: %d in the journal, %d in messages; want 0 and 2", j, m)
+	}
+	db, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM message_journal`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("the journal keeps %d rows (%v) after Close, want none: moved messages are deleted from it", rows, err)
+	}
+}
+
+// Replay reads a conversation's sends from both places, the older moved
+// into messages and the newer still in the journal, in order, from any
+// resume point.
+func TestReplayReadsMovedAndJournaledSends(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
+	e.history(t, "a", "alice", c.ID) // moves them
+	e.sendEach(t, "a", c.ID, "bob", "alice", "bob")
+	if j, m := rawStored(t, e.path, c.ID); j != 3 || m != 3 {
+		t.Fatalf("stored: %d in the journal, %d in messages; want 3 and 3", j, m)
+	}
+	log := sqlite.NewEventLog(e.db)
+	sends := func(after int64) []int64 {
+		names, seqs := stream(t, log, "a", "bob", after)
+		var sent []int64
+		for i, n := range names {
+			if n == tidings.EventMessageSent {
+				sent = append(sent, seqs[i])
+			}
+		}
+		return sent
+	}
+	all := sends(0)
+	if len(all) != 6 {
+		t.Fatalf("bob's stream has %d sends, want 6", len(all))
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i] <= all[i-1] {
+			t.Fatalf("sends out of order: %v", all)
+		}
+	}
+	for from := range all {
+		if got := sends(all[from]); len(got) != 5-from {
+			t.Fatalf("after send %d: %d sends (%v), want %d", from+1, len(got), got, 5-from)
+		}
+	}
+}
