@@ -69,6 +69,10 @@ type journal struct {
 	// (moved); txnDropped, through which the open transaction deleted
 	// them (0: none). newest: the newest event seq added.
 	dropped, txnDropped, newest int64
+	// allMoved: the open transaction moved every message committed and
+	// its own first allMovedTxn (moveAll).
+	allMoved    bool
+	allMovedTxn int
 	// movedTotal counts the messages moved, by why (metrics).
 	movedTotal *prometheus.CounterVec
 }
@@ -191,19 +195,33 @@ func (j *journal) moveAll(exec func(query string, args ...any) error, why string
 	if j.empty() {
 		return nil
 	}
-	keys := make([]convKey, 0, len(j.pending))
-	for k := range j.pending {
-		keys = append(keys, k)
+	// Once all moved in this transaction, only the sends since.
+	var keys []convKey
+	from := 0
+	if j.allMoved {
+		from = j.allMovedTxn
+	} else {
+		keys = make([]convKey, 0, len(j.pending))
+		for k := range j.pending {
+			keys = append(keys, k)
+		}
 	}
-	for _, r := range j.txn {
+	for _, r := range j.txn[from:] {
 		keys = append(keys, r.key)
 	}
-	return j.move(exec, keys, why)
+	if err := j.move(exec, keys, why); err != nil {
+		return err
+	}
+	j.allMoved, j.allMovedTxn = true, len(j.txn)
+	return nil
 }
 
 // moveDue moves the conversations whose messages are due, the longest
 // waiting first, at most about moveChunk messages.
 func (j *journal) moveDue(exec func(query string, args ...any) error, now time.Time, delay time.Duration) error {
+	if j.allMoved {
+		return nil // what came since is not due
+	}
 	var keys []convKey
 	n, over := 0, j.count-maxJournal
 	for i := j.head; i < len(j.due) && n < moveChunk; i++ {
@@ -294,7 +312,7 @@ func seqList(seqs []int64) string {
 // Deleted from its start, they free its pages whole.
 func (j *journal) dropMoved(exec func(query string, args ...any) error) error {
 	through := j.newest
-	for i := j.head; i < len(j.due); i++ {
+	for i := j.head; i < len(j.due) && !j.allMoved; i++ {
 		d := j.due[i]
 		if pc := j.pending[d.key]; pc != nil && pc.gen == d.gen && !j.moved[d.key] {
 			through = pc.rows[0].eventSeq - 1
@@ -328,6 +346,7 @@ func (j *journal) committed(now time.Time) {
 	if j.txnDropped > 0 {
 		j.dropped, j.txnDropped = j.txnDropped, 0
 	}
+	j.allMoved = false
 	if len(j.moved) == 0 && len(j.txn) == 0 {
 		return
 	}
@@ -390,6 +409,7 @@ func (j *journal) committed(now time.Time) {
 // rolledBack forgets what the open transaction added and moved.
 func (j *journal) rolledBack() {
 	j.txnDropped = 0
+	j.allMoved = false
 	clear(j.moved)
 	clear(j.txnClients)
 	j.txn = j.txn[:0]

@@ -179,22 +179,9 @@ func TestJournaledMessagesSurviveACrash(t *testing.T) {
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	crashed := filepath.Join(t.TempDir(), "crashed.db")
-	for try := 0; ; try++ {
-		if try == 5 {
-			t.Fatal("the journal was moved before the files could be copied, five times")
-		}
+	copyAsCrashed(t, e, crashed, "the journal was moved", func() {
 		e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
-		// Nothing is sent or read while the files are copied, and the
-		// journal was not moved before the copy ended if it still
-		// waits after it.
-		if sqlite.JournalWaiting(e.db) == 0 {
-			continue
-		}
-		copyDB(t, e.path, crashed)
-		if sqlite.JournalWaiting(e.db) > 0 {
-			break
-		}
-	}
+	}, func() bool { return sqlite.JournalWaiting(e.db) > 0 })
 	want := int64(len(e.history(t, "a", "alice", c.ID)))
 	if j, _ := rawStored(t, crashed, c.ID); j == 0 {
 		t.Fatal("the copy has no message in the journal: it shows no crash before the move")
@@ -206,10 +193,7 @@ func TestJournaledMessagesSurviveACrash(t *testing.T) {
 	if got := r.history(t, "a", "bob", c.ID); int64(len(got)) != want {
 		t.Fatalf("bob's history after the crash: %d messages, want %d", len(got), want)
 	}
-	m, _, err := r.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("after the crash")})
-	if err != nil || m.Seq != want+1 {
-		t.Fatalf("the first send after the crash: %+v, %v; want seq %d", m, err, want+1)
-	}
+	r.sendsAfterCrash(t, "bob", c.ID, want+1)
 }
 
 // Closing the database moves the messages still in the journal, and
@@ -272,6 +256,55 @@ func TestReplayReadsMovedAndJournaledSends(t *testing.T) {
 	for from := range all {
 		if got := sends(all[from]); len(got) != 5-from {
 			t.Fatalf("after send %d: %d sends (%v), want %d", from+1, len(got), got, 5-from)
+		}
+	}
+}
+
+// In one commit, each write that is not a send moves what the sends
+// before it left in the journal, those of the same commit included.
+func TestWritesInOneCommitMoveTheSendsBeforeThem(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", d.ID, "bob") // committed before, waiting
+	release := sqlite.HoldWriter(e.db)
+	errs := make(chan error, 5)
+	queue := func(write func() error) {
+		n := sqlite.QueuedJobs(e.db)
+		go func() { errs <- write() }()
+		for sqlite.QueuedJobs(e.db) == n {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	send := func(conv string) func() error {
+		return func() error {
+			_, _, err := e.messages.SendMessage(user("a", "alice"), conv, tidings.NewMessage{Parts: text("hi")})
+			return err
+		}
+	}
+	other := func() error {
+		_, err := e.convs.CreateConversation(user("a", "alice"), tidings.NewConversation{})
+		return err
+	}
+	queue(send(c.ID))
+	queue(other)
+	queue(send(c.ID))
+	queue(send(d.ID))
+	queue(other)
+	commits := sqlite.Commits(e.db)
+	release()
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sqlite.Commits(e.db) - commits; n != 2 {
+		t.Fatalf("%d commits, want 2: the held job's and one for the five", n)
+	}
+	for conv, want := range map[string]int{c.ID: 2, d.ID: 2} {
+		if j, m := rawStored(t, e.path, conv); j != 0 || m != want {
+			t.Fatalf("conversation %s: %d in the journal, %d in messages; want 0 and %d", conv, j, m, want)
 		}
 	}
 }

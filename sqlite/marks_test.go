@@ -118,6 +118,29 @@ func copyDB(t *testing.T, from, to string) {
 	}
 }
 
+// copyAsCrashed copies the database's files to to as a crash would leave
+// them while waiting holds: it calls send, and copies the files once
+// waiting holds, until it still holds after the copy. No transaction runs
+// while the files are copied (nothing is sent, nothing read), so what
+// waited before the copy ended if it still waits after it. It gives up
+// after five tries (what: what ended the wait each time).
+func copyAsCrashed(t *testing.T, e *env, to, what string, send func(), waiting func() bool) {
+	t.Helper()
+	for try := 0; ; try++ {
+		if try == 5 {
+			t.Fatalf("%s before the files could be copied, five times", what)
+		}
+		send()
+		if !waiting() {
+			continue
+		}
+		copyDB(t, e.path, to)
+		if waiting() {
+			return
+		}
+	}
+}
+
 // A crash after sends committed but before their marks were written loses
 // neither: the next start writes them from the messages, and sending goes
 // on from the right seq.
@@ -126,22 +149,9 @@ func TestMarksOfSendsSurviveACrash(t *testing.T) {
 	e.mkUsers(t, "a", "alice", "bob", "carol")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}}})
 	crashed := filepath.Join(t.TempDir(), "crashed.db")
-	for try := 0; ; try++ {
-		if try == 5 {
-			t.Fatal("the marks were written before the files could be copied, five times")
-		}
+	copyAsCrashed(t, e, crashed, "the marks were written", func() {
 		e.sendEach(t, "a", c.ID, "alice", "bob", "bob", "alice", "bob")
-		// No transaction runs while the files are copied (nothing is
-		// sent, nothing read), and the marks were not written before
-		// the copy ended if they are still waiting after it.
-		if !sqlite.MarksPending(e.db) {
-			continue
-		}
-		copyDB(t, e.path, crashed)
-		if sqlite.MarksPending(e.db) {
-			break
-		}
-	}
+	}, func() bool { return sqlite.MarksPending(e.db) })
 	want := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), c.ID)).LastSeq
 	if last, _ := rawMarks(t, crashed, c.ID); last >= want {
 		t.Fatalf("the copy already has last seq %d: it shows no crash before the marks were written", last)
@@ -156,9 +166,16 @@ func TestMarksOfSendsSurviveACrash(t *testing.T) {
 	if read["bob"] != want || read["alice"] != want-1 {
 		t.Fatalf("after the crash the read marks are %v, want bob %d (he sent last) and alice %d", read, want, want-1)
 	}
-	m, _, err := r.messages.SendMessage(user("a", "carol"), c.ID, tidings.NewMessage{Parts: text("after the crash")})
-	if err != nil || m.Seq != want+1 {
-		t.Fatalf("the first send after the crash: %+v, %v; want seq %d", m, err, want+1)
+	r.sendsAfterCrash(t, "carol", c.ID, want+1)
+}
+
+// sendsAfterCrash checks that who's first send to conversation conv of
+// app "a", after a crash, gets seq want.
+func (e *env) sendsAfterCrash(t *testing.T, who, conv string, want int64) {
+	t.Helper()
+	m, _, err := e.messages.SendMessage(user("a", who), conv, tidings.NewMessage{Parts: text("after the crash")})
+	if err != nil || m.Seq != want {
+		t.Fatalf("the first send after the crash: %+v, %v; want seq %d", m, err, want)
 	}
 }
 
