@@ -501,19 +501,6 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 	return ev, nil
 }
 
-// unemit takes back ev, the last event emitted: the write that emitted
-// it turned out to change nothing.
-func (tx *Tx) unemit(ev *tidings.Event) error {
-	if n := len(tx.events); n == 0 || tx.events[n-1] != ev {
-		return fmt.Errorf("unemit: event %d is not the last one emitted", ev.Seq)
-	}
-	if _, err := tx.exec(`DELETE FROM events WHERE seq = ?`, ev.Seq); err != nil {
-		return err
-	}
-	tx.events = tx.events[:len(tx.events)-1]
-	return nil
-}
-
 func nullString(s string) any {
 	if s == "" {
 		return nil
