@@ -300,7 +300,8 @@ func (c *Client) handle(data []byte, warm bool) {
 }
 
 // reply handles a reply frame: the account's session acknowledges every
-// update up to ref, in memory (the node stores cursors every second).
+// update up to ref, in memory (noted by the node's tick, which stores
+// cursors every second; see Session.replied).
 func (c *Client) reply(ref, account string) {
 	seq, ok := protocol.ParseRef(ref)
 	now := c.node.Now()
@@ -320,7 +321,7 @@ func (c *Client) reply(ref, account string) {
 		return
 	}
 	if s != nil {
-		s.ackAt(seq, now)
+		s.replied(seq)
 	}
 }
 

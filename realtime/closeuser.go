@@ -68,6 +68,7 @@ func (n *Node) closeUser(appID, userID, reason string) {
 		s.client.endAccount(s, reason, !deleted)
 	}
 	if deleted {
+		n.noteReplies() // none noted after the deletion
 		n.acksMu.Lock()
 		for k := range n.acks {
 			if k.app == appID && k.user == userID {

@@ -195,6 +195,9 @@ type Node struct {
 
 	acksMu sync.Mutex
 	acks   map[deviceKey]*cursorState // acknowledged refs, stored by flushCursors
+	// replies lists the sessions whose clients replied since their
+	// replies were last noted into acks (Session.replied, noteReplies).
+	replies atomic.Pointer[Session]
 
 	closing bool           // Shutdown has begun; guarded by mu
 	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
@@ -947,6 +950,27 @@ func (n *Node) cursorDelay() time.Duration {
 // noteAck records a device's acknowledged ref in memory; flushCursors
 // stores it. A reconnecting device resumes from it even before it is
 // stored (see resumePoint).
+// noteReplies notes the replies recorded since it last ran
+// (Session.replied) as acknowledgements: the node's tick runs it (with the
+// cursors' flush), and so does every reader of acks first, so that a
+// reply is never missed by what reads them (a flush, a resume).
+func (n *Node) noteReplies() {
+	s := n.replies.Swap(nil)
+	if s == nil {
+		return
+	}
+	now := n.Now()
+	for s != nil {
+		next := s.nextReply
+		s.nextReply = nil
+		// Cleared before the ref is read: a reply recorded from here on
+		// queues the session again, or is read below.
+		s.replyQueued.Store(false)
+		s.ackAt(s.repliedSeq.Load(), now)
+		s = next
+	}
+}
+
 func (n *Node) noteAck(k deviceKey, seq int64, now time.Time) {
 	n.acksMu.Lock()
 	defer n.acksMu.Unlock()
@@ -964,6 +988,7 @@ func (n *Node) noteAck(k deviceKey, seq int64, now time.Time) {
 
 // ackedInMemory returns a device's acknowledged ref not yet forgotten.
 func (n *Node) ackedInMemory(k deviceKey) int64 {
+	n.noteReplies()
 	n.acksMu.Lock()
 	defer n.acksMu.Unlock()
 	if c := n.acks[k]; c != nil {
@@ -989,6 +1014,7 @@ func (n *Node) flushDueCursors(ctx context.Context) error {
 // given devices, or else of every device (only those due, if dueOnly),
 // and marks them stored.
 func (n *Node) unsaved(keys []deviceKey, dueOnly bool) []tidings.Cursor {
+	n.noteReplies()
 	n.acksMu.Lock()
 	defer n.acksMu.Unlock()
 	var cs []tidings.Cursor

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidings/tidings"
@@ -43,6 +44,14 @@ type Session struct {
 	// and conversations: every later event reaches it live. Set by
 	// register.
 	indexed int64
+	// sentSeq is lastSent, read without mu (by replied). repliedSeq is
+	// the newest ref its client replied, up to lastSent then (see replied);
+	// replyQueued says it is on the node's list of sessions with replies
+	// to note, nextReply is the next on that list.
+	sentSeq     atomic.Int64
+	repliedSeq  atomic.Int64
+	replyQueued atomic.Bool
+	nextReply   *Session
 	// stayed: when it ended, its user still had sessions on other nodes
 	// (their typing indicators stay on). Set by unregister.
 	stayed bool
@@ -181,6 +190,7 @@ func (s *Session) writeLocked(seq int64, frame []byte) {
 	}
 	if seq > 0 {
 		s.lastSent = seq
+		s.sentSeq.Store(seq)
 	}
 }
 
@@ -209,6 +219,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 	n := s.client.node
 	s.mu.Lock()
 	s.lastSent = after
+	s.sentSeq.Store(after)
 	s.mu.Unlock()
 	reached := !n.clustered() // s.reach is known (alone, the bound is no bound)
 	// Batches of at most the room left in the connection's queue, handed
@@ -337,6 +348,7 @@ func (s *Session) liveAt(after int64) bool {
 		return false
 	}
 	s.lastSent, s.replaying = after, false
+	s.sentSeq.Store(after)
 	return true
 }
 
@@ -424,6 +436,34 @@ func (s *Session) waitRoom(ctx context.Context) (int, bool) {
 
 // ack records that the client processed every update up to ref.
 func (s *Session) ack(seq int64) { s.ackAt(seq, s.client.node.Now()) }
+
+// replied records a reply up to seq, for the node to note later
+// (Node.noteReplies): a reply is handled on the connection's reading
+// goroutine, whose stack must stay small (2 KiB once idle), and noting an
+// acknowledgement (a session's lock, the node's map of cursors) went
+// deeper than a reply's frames leave room for. Only atomics here: the
+// newest ref replied, and the session pushed once onto the node's list
+// of sessions with replies to note.
+func (s *Session) replied(seq int64) {
+	seq = min(seq, s.sentSeq.Load()) // cannot acknowledge what was not sent
+	for {
+		old := s.repliedSeq.Load()
+		if seq <= old || s.repliedSeq.CompareAndSwap(old, seq) {
+			break
+		}
+	}
+	if !s.replyQueued.CompareAndSwap(false, true) {
+		return
+	}
+	n := s.client.node
+	for {
+		head := n.replies.Load()
+		s.nextReply = head
+		if n.replies.CompareAndSwap(head, s) {
+			return
+		}
+	}
+}
 
 // ackAt is ack at a time already read.
 func (s *Session) ackAt(seq int64, now time.Time) {
