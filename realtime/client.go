@@ -710,7 +710,7 @@ func (c *Client) auth(ctx context.Context, f *protocol.Frame) {
 		}
 		s.mu.Lock()
 		s.expires, s.issued = expires, v.IssuedAt
-		result.Device, result.ResumedAfter = s.device, protocol.FormatRef(s.lastSent)
+		result.Device, result.ResumedAfter = s.device, protocol.FormatRef(s.lastSent.Load())
 		s.mu.Unlock()
 		c.mu.Lock()
 		c.checkSoonerLocked(expires) // a token may replace one that expires later

@@ -947,9 +947,6 @@ func (n *Node) cursorDelay() time.Duration {
 	return d - rand.N(d/2)
 }
 
-// noteAck records a device's acknowledged ref in memory; flushCursors
-// stores it. A reconnecting device resumes from it even before it is
-// stored (see resumePoint).
 // noteReplies notes the replies recorded since it last ran
 // (Session.replied) as acknowledgements: the node's tick runs it (with the
 // cursors' flush), and so does every reader of acks first, so that a
@@ -971,6 +968,9 @@ func (n *Node) noteReplies() {
 	}
 }
 
+// noteAck records a device's acknowledged ref in memory; flushCursors
+// stores it. A reconnecting device resumes from it even before it is
+// stored (see resumePoint).
 func (n *Node) noteAck(k deviceKey, seq int64, now time.Time) {
 	n.acksMu.Lock()
 	defer n.acksMu.Unlock()

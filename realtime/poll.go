@@ -116,7 +116,7 @@ func (n *Node) Poll(ctx context.Context, caller tidings.Caller, req PollRequest)
 		res.Updates = []json.RawMessage{}
 	}
 	s.mu.Lock()
-	last := s.lastSent
+	last := s.lastSent.Load()
 	s.mu.Unlock()
 	res.LastRef = protocol.FormatRef(max(last, after))
 	return res, nil

@@ -44,11 +44,9 @@ type Session struct {
 	// and conversations: every later event reaches it live. Set by
 	// register.
 	indexed int64
-	// sentSeq is lastSent, read without mu (by replied). repliedSeq is
-	// the newest ref its client replied, up to lastSent then (see replied);
-	// replyQueued says it is on the node's list of sessions with replies
-	// to note, nextReply is the next on that list.
-	sentSeq     atomic.Int64
+	// repliedSeq is the newest ref its client replied, up to lastSent
+	// then (see replied); replyQueued says it is on the node's list of
+	// sessions with replies to note, nextReply is the next on that list.
 	repliedSeq  atomic.Int64
 	replyQueued atomic.Bool
 	nextReply   *Session
@@ -61,8 +59,10 @@ type Session struct {
 	issued    time.Time // when its token was issued (checkAccess); zero for a poll
 	replaying bool
 	pending   []pendingUpdate // live updates that arrived during replay
-	lastSent  int64           // the highest ref written to the connection
-	closed    bool
+	// lastSent is the highest ref written to the connection: set under
+	// mu, read under mu or by replied, which takes no lock.
+	lastSent atomic.Int64
+	closed   bool
 	// ownSends are its tidings.v2 connection's message.send commands with
 	// a clientId whose update has not come yet (see ownSend).
 	ownSends []*ownSend
@@ -118,7 +118,7 @@ func (s *Session) deliverEvent(seq int64, fs *frameSet) {
 func (s *Session) answerOwn(seq int64, fs *frameSet) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ownSends) == 0 || s.closed || s.replaying || seq <= s.lastSent {
+	if len(s.ownSends) == 0 || s.closed || s.replaying || seq <= s.lastSent.Load() {
 		return false
 	}
 	b, err := fs.bodyV2()
@@ -174,7 +174,7 @@ func (s *Session) deliver(seq int64, frame []byte) {
 		}
 		s.pending = append(s.pending, pendingUpdate{seq, frame})
 		return
-	case seq > 0 && seq <= s.lastSent:
+	case seq > 0 && seq <= s.lastSent.Load():
 		return // already sent by the replay
 	}
 	s.writeLocked(seq, frame)
@@ -189,8 +189,7 @@ func (s *Session) writeLocked(seq int64, frame []byte) {
 		return
 	}
 	if seq > 0 {
-		s.lastSent = seq
-		s.sentSeq.Store(seq)
+		s.lastSent.Store(seq)
 	}
 }
 
@@ -218,8 +217,7 @@ func (s *Session) closeSlowLocked() {
 func (s *Session) replay(ctx context.Context, after int64) error {
 	n := s.client.node
 	s.mu.Lock()
-	s.lastSent = after
-	s.sentSeq.Store(after)
+	s.lastSent.Store(after)
 	s.mu.Unlock()
 	reached := !n.clustered() // s.reach is known (alone, the bound is no bound)
 	// Batches of at most the room left in the connection's queue, handed
@@ -235,7 +233,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 			batch = min(batch, room)
 		}
 		s.mu.Lock()
-		from := s.lastSent
+		from := s.lastSent.Load()
 		s.mu.Unlock()
 		bound := int64(math.MaxInt64)
 		if n.clustered() {
@@ -296,7 +294,7 @@ func (s *Session) replay(ctx context.Context, after int64) error {
 		}
 		p := s.pending[0]
 		s.pending = s.pending[1:]
-		if p.seq == 0 || p.seq > s.lastSent {
+		if p.seq == 0 || p.seq > s.lastSent.Load() {
 			s.writeLocked(p.seq, p.frame)
 		}
 		s.mu.Unlock()
@@ -347,8 +345,8 @@ func (s *Session) liveAt(after int64) bool {
 	if !s.replaying || len(s.pending) > 0 {
 		return false
 	}
-	s.lastSent, s.replaying = after, false
-	s.sentSeq.Store(after)
+	s.lastSent.Store(after)
+	s.replaying = false
 	return true
 }
 
@@ -392,7 +390,7 @@ func (s *Session) replayBatch(evs []*tidings.Event, holder Holder) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if ev.Seq > s.lastSent {
+		if ev.Seq > s.lastSent.Load() {
 			s.writeLocked(ev.Seq, frame)
 		}
 		s.mu.Unlock()
@@ -445,7 +443,7 @@ func (s *Session) ack(seq int64) { s.ackAt(seq, s.client.node.Now()) }
 // newest ref replied, and the session pushed once onto the node's list
 // of sessions with replies to note.
 func (s *Session) replied(seq int64) {
-	seq = min(seq, s.sentSeq.Load()) // cannot acknowledge what was not sent
+	seq = min(seq, s.lastSent.Load()) // cannot acknowledge what was not sent
 	for {
 		old := s.repliedSeq.Load()
 		if seq <= old || s.repliedSeq.CompareAndSwap(old, seq) {
@@ -468,7 +466,7 @@ func (s *Session) replied(seq int64) {
 // ackAt is ack at a time already read.
 func (s *Session) ackAt(seq int64, now time.Time) {
 	s.mu.Lock()
-	seq = min(seq, s.lastSent) // cannot acknowledge what was not sent
+	seq = min(seq, s.lastSent.Load()) // cannot acknowledge what was not sent
 	s.mu.Unlock()
 	s.client.node.noteAck(s.cursorKey(), seq, now)
 }

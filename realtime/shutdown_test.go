@@ -67,7 +67,8 @@ func onlineClients(t *testing.T, log tidings.EventLog, n int) (*Node, []*closeRe
 	for i := range n {
 		ts[i] = &closeRecorder{code: make(chan int, 1)}
 		c := node.Connect(ts[i])
-		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("u", i), device: "d", lastSent: 10}
+		s := &Session{client: c, account: "default", app: "a", user: fmt.Sprint("u", i), device: "d"}
+		s.lastSent.Store(10)
 		if err := node.register(context.Background(), s); err != nil {
 			t.Fatal(err)
 		}

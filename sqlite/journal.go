@@ -39,8 +39,8 @@ import (
 // (userStreamQuery) reads the older in messages and these in the
 // journal. A message is durable at its send's commit, in the journal.
 //
-// The writer goroutine alone changes it, under mu; readers call has and
-// pendingClientID under mu too. A send job adds its message once all its
+// The writer goroutine alone uses it, but for pending and clients, which
+// it changes under mu and readers read under mu (has, pendingClientID). A send job adds its message once all its
 // statements succeeded (added), so a job rolled back to its savepoint
 // leaves no trace; a transaction rolled back forgets what it added and
 // moved.
@@ -243,10 +243,7 @@ func (j *journal) moveDue(exec func(query string, args ...any) error, now time.T
 }
 
 // move moves the messages of conversations keys, committed and of the
-// open transaction, into messages, in key order. A message whose client
-// id the conversation's sender used before is not moved: the send found
-// the earlier one, so none should be (the insert would fail otherwise,
-// and with it every commit after).
+// open transaction, into messages, in key order (moveQuery).
 func (j *journal) move(exec func(query string, args ...any) error, keys []convKey, why string) error {
 	var seqs []int64
 	want := make(map[convKey]bool, len(keys))
@@ -283,12 +280,22 @@ func (j *journal) move(exec func(query string, args ...any) error, keys []convKe
 }
 
 // moveQuery copies the journal's messages whose event seqs are listed (a
-// JSON array) into messages, in key order.
-const moveQuery = `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
+// JSON array) into messages.
+var moveQuery = moveSQL(`event_seq IN (SELECT value FROM json_each(?))`)
+
+// moveSQL copies the journal's messages that match where into messages,
+// in key order. One already there under a key of messages is skipped:
+// moved before (Open's move after a stop: its row was left for
+// dropMoved), or, with a client id its sender used before, a send that
+// should have found the earlier message (inserted, it would fail the
+// commit, and with it every commit after).
+func moveSQL(where string) string {
+	return `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
 	SELECT app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq
-	FROM message_journal WHERE event_seq IN (SELECT value FROM json_each(?))
+	FROM message_journal WHERE ` + where + `
 	ORDER BY app_id, conversation_id, seq
-	ON CONFLICT (app_id, conversation_id, sender_id, client_id) WHERE client_id IS NOT NULL DO NOTHING`
+	ON CONFLICT DO NOTHING`
+}
 
 func seqList(seqs []int64) string {
 	var b strings.Builder
@@ -448,10 +455,7 @@ func moveJournal(ctx context.Context, conn *sql.Conn) (n int64, err error) {
 			err = fmt.Errorf("sqlite: move the message journal: %w", err)
 		}
 	}()
-	res, err := conn.ExecContext(ctx, `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
-		SELECT app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq
-		FROM message_journal WHERE true ORDER BY app_id, conversation_id, seq
-		ON CONFLICT DO NOTHING`)
+	res, err := conn.ExecContext(ctx, moveSQL("true"))
 	if err != nil {
 		return 0, err
 	}
