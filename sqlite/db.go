@@ -107,6 +107,12 @@ type DB struct {
 	// set others).
 	journal   *journal
 	moveDelay time.Duration
+	// clientIDs says which client ids messages certainly has not (see
+	// clientfilter.go).
+	clientIDs *clientFilter
+	// clientIDsHold, if set (tests), holds the filter's read of messages
+	// until closed.
+	clientIDsHold chan struct{}
 
 	// largePages: from this many pages the database is past its
 	// lock-byte page and the writer's cache is CacheMiB (see
@@ -292,6 +298,10 @@ func (db *DB) Open() error {
 		db.read.Close()
 		return err
 	}
+	// After the journal's move: every message stored before the writer
+	// starts is in messages, where the filter's goroutine reads them.
+	db.clientIDs = newClientFilter()
+	go db.buildBase(db.clientIDs)
 	db.stmts = make(map[string]*sql.Stmt)
 	db.roles = make(map[string]tidings.Roles)
 	db.cache = newSendCache(db)
@@ -355,6 +365,8 @@ func (db *DB) Close() error {
 	close(db.jobs)
 	db.closeMu.Unlock()
 	<-db.done
+	close(db.clientIDs.stop)
+	<-db.clientIDs.built
 	ckErr := db.closeCheckpointer()
 	for _, s := range db.stmts {
 		s.Close()

@@ -127,3 +127,32 @@ func JournalWaiting(db *DB) int {
 	defer db.journal.mu.RUnlock()
 	return db.journal.count
 }
+
+// HoldClientFilter has the client-id filter wait, once the database is
+// open, until release is called before it reads the client ids of
+// messages. Call it before Open.
+func HoldClientFilter(db *DB) (release func()) {
+	db.clientIDsHold = make(chan struct{})
+	return func() { close(db.clientIDsHold) }
+}
+
+// WaitClientFilter waits until the client-id filter has read the client
+// ids of messages, and says whether it can be used (false: its read
+// failed).
+func WaitClientFilter(db *DB) bool {
+	<-db.clientIDs.built
+	return db.clientIDs.base.Load() != nil
+}
+
+// ClientIDChecks says how many sends' client ids the filter found new
+// without a read (filtered) and how many were looked for in messages.
+func ClientIDChecks(db *DB) (filtered, looked int64) {
+	var f, l dto.Metric
+	if err := db.metrics.clientIDFiltered.Write(&f); err != nil {
+		panic(err)
+	}
+	if err := db.metrics.clientIDLooked.Write(&l); err != nil {
+		panic(err)
+	}
+	return int64(f.GetCounter().GetValue()), int64(l.GetCounter().GetValue())
+}

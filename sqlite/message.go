@@ -129,11 +129,19 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 				msg, err = scanMessage(s.QueryRowContext(tx.ctx, r.eventSeq))
 				return err
 			}
-			// Looked for in the client-id index alone first: most
-			// client ids are new.
-			var found int
-			err := tx.queryRow(`SELECT 1 FROM messages WHERE app_id = ? AND conversation_id = ? AND sender_id = ? AND client_id = ?`,
-				[]any{c.AppID, convID, c.UserID, nm.ClientID}, &found)
+			// Most client ids are new: the filter says so without a
+			// read (clientfilter.go), or the client-id index alone is
+			// read first.
+			var err error
+			if tx.db.clientIDs.absent(key, c.UserID, nm.ClientID) {
+				tx.db.metrics.clientIDFiltered.Inc()
+				err = sql.ErrNoRows
+			} else {
+				tx.db.metrics.clientIDLooked.Inc()
+				var found int
+				err = tx.queryRow(`SELECT 1 FROM messages WHERE app_id = ? AND conversation_id = ? AND sender_id = ? AND client_id = ?`,
+					[]any{c.AppID, convID, c.UserID, nm.ClientID}, &found)
+			}
 			if err == nil {
 				s, err := tx.stmt(`SELECT ` + messageColumns + messageFrom + `
 					WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = ? AND m.client_id = ?`)
@@ -174,6 +182,9 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		// sender's marks are written when the cache is flushed.
 		tx.db.cache.sent(sender, msg.Seq, ev.Seq, micros(tx.now))
 		tx.db.journal.added(journalRow{key: key, eventSeq: ev.Seq, seq: msg.Seq, id: msg.ID, sender: c.UserID, clientID: nm.ClientID})
+		if nm.ClientID != "" {
+			tx.db.clientIDs.added(key, c.UserID, nm.ClientID)
+		}
 		created = true
 		return nil
 	})

@@ -23,10 +23,15 @@ type metrics struct {
 	// journalMoved: messages moved from the message journal into
 	// messages, by why they moved (see journal.go)
 	journalMoved *prometheus.CounterVec
+	// clientIDChecks: sends with a client id not in the journal, by how
+	// they were found new or not (see clientfilter.go)
+	clientIDChecks *prometheus.CounterVec
+	// its two counters, resolved once
+	clientIDFiltered, clientIDLooked prometheus.Counter
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tidings_store_write_batch_jobs",
 			Help:    "Write jobs committed together in one SQLite transaction (group commit).",
@@ -63,11 +68,18 @@ func newMetrics() *metrics {
 			Name: "tidings_store_journal_moved_total",
 			Help: "Messages moved from the message journal, where sends store them, into the messages table, by why: due (their conversation's first waited the move delay, or too many waited), write (before a write that may read them), read (a reader of their conversation asked), idle (the writer had nothing else to do, or the database closed). The fewer moves for the same messages, the fewer pages written.",
 		}, []string{"why"}),
+		clientIDChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidings_store_client_id_checks_total",
+			Help: "Sends with a client id that the message journal does not hold, by how the store checked that no earlier message has it: filter (known new from memory, without a read), index (looked for in the database: the filter said it may be there, or its start-up read of the stored client ids is not done).",
+		}, []string{"by"}),
 		restartsMissed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidings_store_wal_restarts_missed_total",
 			Help: "Checkpoints that held the writer so that the WAL would start again from its beginning, and could not start it: reads that used it went on past the wait (20 ms).",
 		}),
 	}
+	m.clientIDFiltered = m.clientIDChecks.WithLabelValues(clientIDByFilter)
+	m.clientIDLooked = m.clientIDChecks.WithLabelValues(clientIDByIndex)
+	return m
 }
 
 // latencyBuckets are the bounds of the store's time histograms: 250 µs
@@ -78,5 +90,5 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
 // the program that serves /metrics.
 func (db *DB) Collectors() []prometheus.Collector {
 	m := db.metrics
-	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed, m.reruns, m.journalMoved}
+	return []prometheus.Collector{m.batchSize, m.commits, m.commitTime, m.writeTime, m.holdTime, m.checkpoints, m.restartsMissed, m.reruns, m.journalMoved, m.clientIDChecks}
 }
