@@ -486,9 +486,7 @@ func (c *Client) command(f *protocol.Frame, warm bool, send *sendCommand) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
-	defer cancel()
-	ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
+	ctx := tidings.NewContextWithCaller(n.commandContext(), tidings.Caller{AppID: s.app, UserID: s.user})
 	var result any
 	var err error
 	switch f.Command {
@@ -599,9 +597,7 @@ func (c *Client) sendMessage(id, conversationID string, nm tidings.NewMessage, s
 		defer c.recoverPanic("message.send", func() {
 			answer(nil, tidings.Errorf(tidings.EInternal, "the server failed to send the message"))
 		})
-		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
-		defer cancel()
-		ctx = tidings.NewContextWithCaller(ctx, tidings.Caller{AppID: s.app, UserID: s.user})
+		ctx := tidings.NewContextWithCaller(n.commandContext(), tidings.Caller{AppID: s.app, UserID: s.user})
 		ctx = tidings.NewContextWithQueued(ctx, mark)
 		// What the client sent, which the answer leaves out when the
 		// message has it unchanged (a store may not keep its slice as is).
