@@ -288,13 +288,16 @@ var moveQuery = moveSQL(`event_seq IN (SELECT value FROM json_each(?))`)
 // moved before (Open's move after a stop: its row was left for
 // dropMoved), or, with a client id its sender used before, a send that
 // should have found the earlier message (inserted, it would fail the
-// commit, and with it every commit after).
+// commit, and with it every commit after). OR IGNORE rather than ON
+// CONFLICT DO NOTHING, which skips the same rows here (messages has no
+// CHECK, and the journal's NOT NULL columns are messages'): it cost 14 %
+// more per message moved (docs/benchmarks.md, "The journal's move:
+// INSERT OR IGNORE").
 func moveSQL(where string) string {
-	return `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
+	return `INSERT OR IGNORE INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq)
 	SELECT app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, event_seq
 	FROM message_journal WHERE ` + where + `
-	ORDER BY app_id, conversation_id, seq
-	ON CONFLICT DO NOTHING`
+	ORDER BY app_id, conversation_id, seq`
 }
 
 func seqList(seqs []int64) string {
