@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,19 +25,26 @@ import (
 // says is absent is absent, what it says may be there is looked for as
 // before. It is two parts:
 //
-//   - base holds the client ids messages held when the database opened. A
+//   - base holds the client ids messages held when it was read. A
 //     goroutine reads them from messages_by_client_id after Open, in
 //     chunks of read transactions of their own (a long read would hold
 //     the WAL from starting again), and publishes the filter once it has
 //     read them all. Until then every send looks in the index, as
-//     before. Rows only come into messages after Open through the
-//     writer's sends, which recent holds, so any read after Open sees all
-//     those base needs, whatever moves meanwhile.
-//   - recent holds the client ids of the sends since Open, added by the
-//     writer when a send stores its message (a send rolled back leaves
-//     its id: the filter then says "maybe", which costs a look-up, never
-//     a wrong answer). Its layers double in size as they fill, so that it
-//     needs no rebuild.
+//     before. Rows only come into messages through the writer's moves of
+//     the journal's messages, whose client ids recent holds, so any read
+//     after Open sees all those base needs, whatever moves meanwhile.
+//   - recent holds the client ids of the sends since, added by the writer
+//     when a send stores its message (a send rolled back leaves its id:
+//     the filter then says "maybe", which costs a look-up, never a wrong
+//     answer). Its layers double in size as they fill.
+//
+// So that its memory follows the messages stored, not the sends since
+// Open, the filter is read again once recent holds more client ids than
+// base (and at least rebuildFrom): the writer starts a next recent, with
+// the client ids the journal holds then (they may move before the read
+// reaches them) and the sends' from then on, and a goroutine reads a next
+// base; once it is read, the writer drops the old two. Meanwhile recent
+// still gets every client id, so the old two stay whole.
 //
 // A message deleted leaves its bits: a look-up more, no wrong answer.
 // Each layer uses about 10 to 20 bits per client id (its size is rounded
@@ -49,9 +57,17 @@ type clientFilter struct {
 	base atomic.Pointer[bloom]
 	// recent: the writer's only.
 	recent []*bloom
-	// built is closed when the base goroutine is done (base published,
-	// or failed); stop ends it early.
-	built, stop chan struct{}
+	// next and nextBase: a read again under way. next is the writer's
+	// only (nil: none under way); nextBase, published by the read.
+	next     []*bloom
+	nextBase atomic.Pointer[bloom]
+	// rebuildFrom: recent's size from which the filter is read again
+	// (rebuildFrom; tests set less); reads counts the reads started.
+	rebuildFrom int
+	reads       int
+	// reading counts the goroutines reading messages; stop ends them.
+	reading sync.WaitGroup
+	stop    chan struct{}
 }
 
 // bloom is one Bloom filter of a fixed capacity.
@@ -106,8 +122,12 @@ func (b *bloom) has(h uint64) bool {
 
 func newClientFilter() *clientFilter {
 	return &clientFilter{seed: maphash.MakeSeed(), recent: []*bloom{newBloom(recentFirst)},
-		built: make(chan struct{}), stop: make(chan struct{})}
+		rebuildFrom: rebuildFrom, stop: make(chan struct{})}
 }
+
+// rebuildFrom is the least number of client ids recent holds before the
+// filter is read again (when it also holds more than base).
+const rebuildFrom = 1 << 20
 
 // hash hashes a client id with what makes it unique: its app,
 // conversation and sender.
@@ -127,18 +147,30 @@ func (f *clientFilter) hash(k convKey, sender, clientID string) uint64 {
 // added records a client id the writer stored a message with. Writer
 // only.
 func (f *clientFilter) added(k convKey, sender, clientID string) {
-	last := f.recent[len(f.recent)-1]
+	h := f.hash(k, sender, clientID)
+	f.recent = addLayered(f.recent, h)
+	if f.next != nil {
+		f.next = addLayered(f.next, h)
+	}
+}
+
+// addLayered adds h to the last of layers, or to a new one twice its size
+// once it is full.
+func addLayered(layers []*bloom, h uint64) []*bloom {
+	last := layers[len(layers)-1]
 	if last.n >= last.capacity {
 		last = newBloom(2 * last.capacity)
-		f.recent = append(f.recent, last)
+		layers = append(layers, last)
 	}
-	last.add(f.hash(k, sender, clientID))
+	last.add(h)
+	return layers
 }
 
 // absent says whether no message of messages has this client id (of
 // this sender in this conversation): false when it may have one, or
 // while base is not read yet. Writer only.
 func (f *clientFilter) absent(k convKey, sender, clientID string) bool {
+	f.switchToNext()
 	base := f.base.Load()
 	if base == nil {
 		return false
@@ -155,15 +187,67 @@ func (f *clientFilter) absent(k convKey, sender, clientID string) bool {
 	return true
 }
 
+// switchToNext drops base and recent for the next ones once the next base
+// is read. Writer only.
+func (f *clientFilter) switchToNext() {
+	if f.next == nil {
+		return
+	}
+	b := f.nextBase.Load()
+	if b == nil {
+		return
+	}
+	f.base.Store(b)
+	f.recent, f.next = f.next, nil
+	f.nextBase.Store(nil)
+}
+
+// full says whether recent holds enough client ids that the filter
+// should be read again, and none is under way. Writer only.
+func (f *clientFilter) full() bool {
+	if f.next != nil {
+		return false
+	}
+	base := f.base.Load()
+	if base == nil {
+		return false // the first read is under way
+	}
+	n := 0
+	for _, b := range f.recent {
+		n += b.n
+	}
+	return n >= f.rebuildFrom && n > base.n
+}
+
+// readAgain starts a read again of the client ids of messages (see
+// clientFilter): from now on the sends' client ids also go to a next
+// recent, which first gets those of the journal (committed, and of the
+// open transaction). Writer only, in a transaction.
+func (db *DB) readAgain(f *clientFilter) {
+	f.next = []*bloom{newBloom(recentFirst)}
+	j := db.journal
+	for ck := range j.clients {
+		f.next = addLayered(f.next, f.hash(ck.convKey, ck.sender, ck.clientID))
+	}
+	for _, r := range j.txn {
+		if r.clientID != "" {
+			f.next = addLayered(f.next, f.hash(r.key, r.sender, r.clientID))
+		}
+	}
+	f.reads++
+	f.reading.Add(1)
+	go db.readBase(f, &f.nextBase)
+}
+
 // clientFilterChunk is how many client ids base's goroutine reads per
 // read transaction.
 const clientFilterChunk = 20000
 
-// buildBase reads the client ids of messages into base and publishes it,
-// then closes built. It runs in a goroutine of its own from Open; a
-// failure leaves base nil (every send looks in the index) and is logged.
-func (db *DB) buildBase(f *clientFilter) {
-	defer close(f.built)
+// readBase reads the client ids of messages into a bloom and publishes
+// it in to. It runs in a goroutine of its own; a failure leaves to nil
+// (every send looks in the index until a read succeeds) and is logged.
+func (db *DB) readBase(f *clientFilter, to *atomic.Pointer[bloom]) {
+	defer f.reading.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -184,12 +268,31 @@ func (db *DB) buildBase(f *clientFilter) {
 	b, err := db.readClientIDs(ctx, f)
 	if err != nil {
 		if ctx.Err() == nil {
-			db.Logger.Error("could not read the client ids of the stored messages: every send with a client id looks for it in the database", "err", err)
+			db.Logger.Error("could not read the client ids of the stored messages: sends with a client id look for it in the database", "err", err)
 		}
 		return
 	}
-	f.base.Store(b)
+	to.Store(b)
 	db.Logger.Debug("read the client ids of the stored messages", "ids", b.n, "took", time.Since(start))
+}
+
+// startClientFilter makes the client-id filter and starts its first
+// read; Open calls it once the journal is empty, before the writer
+// starts.
+func (db *DB) startClientFilter() {
+	f := newClientFilter()
+	if db.clientIDsRebuildFrom > 0 {
+		f.rebuildFrom = db.clientIDsRebuildFrom
+	}
+	db.clientIDs = f
+	f.reading.Add(1)
+	go db.readBase(f, &f.base)
+}
+
+// stopClientFilter ends the filter's reads and waits for them.
+func (db *DB) stopClientFilter() {
+	close(db.clientIDs.stop)
+	db.clientIDs.reading.Wait()
 }
 
 // clientIDsFirst reads the first client ids of messages, in key order;

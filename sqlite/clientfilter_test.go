@@ -1,7 +1,9 @@
 package sqlite_test
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/tidings/tidings"
@@ -84,5 +86,73 @@ func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
 	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	if _, created, err := e.messages.SendMessage(user("a", "alice"), d.ID, tidings.NewMessage{ClientID: "before-1", Parts: text("again")}); err != nil || !created {
 		t.Fatalf("alice's before-1 in another conversation: created %v, %v; want a new message", created, err)
+	}
+}
+
+// Once the sends since its last read outgrow it, the client-id filter
+// reads messages again and drops what it held: its memory follows the
+// messages stored, not the sends since start-up. Every retry is still
+// found, those of messages in the journal when the read started and
+// moved after it read past them included.
+func TestClientFilterIsReadAgainWhenItsSendsOutgrowIt(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) { sqlite.SetClientFilterRebuild(db, 100) })
+	for _, app := range []string{"a", "b"} {
+		if _, err := e.apps.CreateApp(context.Background(), app, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	if !sqlite.WaitClientFilter(e.db) {
+		t.Fatal("the client-id filter's first read failed")
+	}
+	first := map[string]*tidings.Message{}
+	send := func(clientID string) (*tidings.Message, bool) {
+		t.Helper()
+		m, created, err := e.messages.SendMessage(user("a", "alice"), c.ID, tidings.NewMessage{ClientID: clientID, Parts: text(clientID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, created
+	}
+	sendNew := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			id := fmt.Sprintf("%s-%d", prefix, i)
+			m, created := send(id)
+			if !created {
+				t.Fatalf("the first send of %s was not created", id)
+			}
+			first[id] = m
+		}
+	}
+	sendNew("moved", 60)
+	e.history(t, "a", "alice", c.ID)
+	// The 100th client id starts a read, held: the 20 of "journal" before
+	// it wait in the journal, and stay there until the read is done.
+	release := sqlite.HoldClientFilter(e.db)
+	sendNew("journal", 60)
+	if reads, _, err := sqlite.ClientFilterState(e.db); err != nil || reads != 1 {
+		t.Fatalf("after 120 client ids: %d reads again started (%v), want 1", reads, err)
+	}
+	release()
+	sqlite.WaitClientFilter(e.db)
+	if j, _ := rawStored(t, e.path, c.ID); j != 60 {
+		t.Fatalf("%d messages in the journal, want the 60 of journal", j)
+	}
+	e.history(t, "a", "alice", c.ID) // moved after the read
+	sendNew("after", 10)
+	reads, recent, err := sqlite.ClientFilterState(e.db)
+	if err != nil || reads != 1 || recent != 60+10 {
+		t.Fatalf("after the read: %d reads, %d client ids in recent (%v); want 1, and the 60 of journal and the 10 after, no more", reads, recent, err)
+	}
+	e.history(t, "a", "alice", c.ID)
+	for id, want := range first {
+		if got, created := send(id); created || got.ID != want.ID {
+			t.Fatalf("%s retried: %+v, created %v; want its first message %s", id, got, created, want.ID)
+		}
+	}
+	if j, m := rawStored(t, e.path, c.ID); j+m != len(first) {
+		t.Fatalf("%d messages stored, want %d: retries stored more", j+m, len(first))
 	}
 }

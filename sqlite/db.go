@@ -113,6 +113,8 @@ type DB struct {
 	// clientIDsHold, if set (tests), holds the filter's read of messages
 	// until closed.
 	clientIDsHold chan struct{}
+	// clientIDsRebuildFrom, if set (tests), is the filter's rebuildFrom.
+	clientIDsRebuildFrom int
 
 	// largePages: from this many pages the database is past its
 	// lock-byte page and the writer's cache is CacheMiB (see
@@ -300,8 +302,7 @@ func (db *DB) Open() error {
 	}
 	// After the journal's move: every message stored before the writer
 	// starts is in messages, where the filter's goroutine reads them.
-	db.clientIDs = newClientFilter()
-	go db.buildBase(db.clientIDs)
+	db.startClientFilter()
 	db.stmts = make(map[string]*sql.Stmt)
 	db.roles = make(map[string]tidings.Roles)
 	db.cache = newSendCache(db)
@@ -365,8 +366,7 @@ func (db *DB) Close() error {
 	close(db.jobs)
 	db.closeMu.Unlock()
 	<-db.done
-	close(db.clientIDs.stop)
-	<-db.clientIDs.built
+	db.stopClientFilter()
 	ckErr := db.closeCheckpointer()
 	for _, s := range db.stmts {
 		s.Close()

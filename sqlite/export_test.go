@@ -128,20 +128,40 @@ func JournalWaiting(db *DB) int {
 	return db.journal.count
 }
 
-// HoldClientFilter has the client-id filter wait, once the database is
-// open, until release is called before it reads the client ids of
-// messages. Call it before Open.
+// HoldClientFilter has the client-id filter's reads of the client ids of
+// messages wait, from now on, until release is called. Call it before
+// Open to hold the first, or before the writes that start a read again.
 func HoldClientFilter(db *DB) (release func()) {
 	db.clientIDsHold = make(chan struct{})
 	return func() { close(db.clientIDsHold) }
 }
 
-// WaitClientFilter waits until the client-id filter has read the client
-// ids of messages, and says whether it can be used (false: its read
+// SetClientFilterRebuild sets from how many client ids sent since its
+// last read the filter reads messages again. Set it before Open.
+func SetClientFilterRebuild(db *DB, n int) { db.clientIDsRebuildFrom = n }
+
+// WaitClientFilter waits until the client-id filter's reads under way
+// are done, and says whether it can be used (false: its first read
 // failed).
 func WaitClientFilter(db *DB) bool {
-	<-db.clientIDs.built
+	db.clientIDs.reading.Wait()
 	return db.clientIDs.base.Load() != nil
+}
+
+// ClientFilterState says how many reads again of messages the client-id
+// filter started, and how many client ids its recent part holds, as the
+// writer sees them.
+func ClientFilterState(db *DB) (reads, recent int, err error) {
+	err = db.updateAside(context.Background(), func(tx *Tx) error {
+		f := tx.db.clientIDs
+		f.switchToNext()
+		reads = f.reads
+		for _, b := range f.recent {
+			recent += b.n
+		}
+		return nil
+	})
+	return reads, recent, err
 }
 
 // ClientIDChecks says how many sends' client ids the filter found new

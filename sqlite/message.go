@@ -184,6 +184,9 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		tx.db.journal.added(journalRow{key: key, eventSeq: ev.Seq, seq: msg.Seq, id: msg.ID, sender: c.UserID, clientID: nm.ClientID})
 		if nm.ClientID != "" {
 			tx.db.clientIDs.added(key, c.UserID, nm.ClientID)
+			if tx.db.clientIDs.full() {
+				tx.db.readAgain(tx.db.clientIDs)
+			}
 		}
 		created = true
 		return nil
