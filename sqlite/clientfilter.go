@@ -243,9 +243,15 @@ func (db *DB) readAgain(f *clientFilter) {
 // read transaction.
 const clientFilterChunk = 20000
 
+// readRetry is how long the filter waits to read messages again after a
+// read failed.
+const readRetry = time.Minute
+
 // readBase reads the client ids of messages into a bloom and publishes
-// it in to. It runs in a goroutine of its own; a failure leaves to nil
-// (every send looks in the index until a read succeeds) and is logged.
+// it in to. It runs in a goroutine of its own until it has, or the
+// filter stops; a failed read is logged and tried again readRetry later
+// (meanwhile sends look in the index, or the filter it should replace
+// goes on).
 func (db *DB) readBase(f *clientFilter, to *atomic.Pointer[bloom]) {
 	defer f.reading.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -266,11 +272,17 @@ func (db *DB) readBase(f *clientFilter, to *atomic.Pointer[bloom]) {
 	}
 	start := time.Now()
 	b, err := db.readClientIDs(ctx, f)
-	if err != nil {
-		if ctx.Err() == nil {
-			db.Logger.Error("could not read the client ids of the stored messages: sends with a client id look for it in the database", "err", err)
+	for err != nil {
+		if ctx.Err() != nil {
+			return
 		}
-		return
+		db.Logger.Error("could not read the client ids of the stored messages, tried again in a minute: meanwhile sends with a client id look for it in the database", "err", err)
+		select {
+		case <-time.After(readRetry):
+		case <-ctx.Done():
+			return
+		}
+		b, err = db.readClientIDs(ctx, f)
 	}
 	to.Store(b)
 	db.Logger.Debug("read the client ids of the stored messages", "ids", b.n, "took", time.Since(start))
@@ -315,9 +327,8 @@ func (db *DB) readClientIDs(ctx context.Context, f *clientFilter) (*bloom, error
 	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM messages INDEXED BY messages_by_client_id WHERE client_id IS NOT NULL`).Scan(&count); err != nil {
 		return nil, fmt.Errorf("count: %w", err)
 	}
-	// Room for what a long outage of this goroutine's reads may have
-	// missed in the count: none is missed, but a fuller bloom says
-	// "maybe" more often.
+	// Room for the rows moved into messages while it reads, which it
+	// may read too: a fuller bloom says "maybe" more often.
 	b := newBloom(count + count/4)
 	var app, conv, sender, clientID string
 	for first := true; ; first = false {

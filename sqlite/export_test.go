@@ -141,8 +141,8 @@ func HoldClientFilter(db *DB) (release func()) {
 func SetClientFilterRebuild(db *DB, n int) { db.clientIDsRebuildFrom = n }
 
 // WaitClientFilter waits until the client-id filter's reads under way
-// are done, and says whether it can be used (false: its first read
-// failed).
+// are done, and says whether it can be used (false: the database closed
+// before its first read was).
 func WaitClientFilter(db *DB) bool {
 	db.clientIDs.reading.Wait()
 	return db.clientIDs.base.Load() != nil
