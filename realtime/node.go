@@ -227,7 +227,7 @@ const (
 
 type commandDeadline struct {
 	ctx    context.Context
-	cancel context.CancelFunc // called by its own timer, at its deadline
+	cancel context.CancelFunc // kept, never called: it ends at its deadline, or with the node
 	until  time.Time          // the last start that may share it
 }
 
