@@ -480,3 +480,25 @@ func TestCursorSavesKeepTheSendCache(t *testing.T) {
 		t.Fatalf("bob sees last seq %d and %d unread, want 3 and 0 (his own messages are read)", conv.LastSeq, conv.UnreadCount)
 	}
 }
+
+// A send's event names its sender as they were when it was sent, on
+// replay too: a sender's profile changed between two sends shows in the
+// second only.
+func TestSentEventsActorFollowsTheSendersProfile(t *testing.T) {
+	e, conv := pair(t)
+	e.send(t, "alice", conv, "one")
+	e.send(t, "alice", conv, "two")
+	name := "Alice A."
+	must[*tidings.User](t)(e.users.UpdateUser(user("a", "alice"), "alice", tidings.UserUpdate{DisplayName: &name}))
+	e.send(t, "alice", conv, "three")
+	evs := must[[]*tidings.Event](t)(sqlite.NewEventLog(e.db).UserEvents(context.Background(), "a", "bob", 0, 100))
+	var names []string
+	for _, ev := range evs {
+		if ev.Name == tidings.EventMessageSent {
+			names = append(names, ev.Actor.DisplayName)
+		}
+	}
+	if want := []string{"alice", "alice", name}; !slices.Equal(names, want) {
+		t.Fatalf("the sends' actors on replay: %q, want %q", names, want)
+	}
+}
