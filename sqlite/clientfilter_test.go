@@ -1,9 +1,7 @@
 package sqlite_test
 
 import (
-	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -96,18 +94,13 @@ func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
 // found, those of messages in the journal when the read started and
 // moved after it read past them included.
 func TestClientFilterIsReadAgainWhenItsSendsOutgrowIt(t *testing.T) {
-	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+	e := newEnvWith(t, func(db *sqlite.DB) {
 		sqlite.SetClientFilterRebuild(db, 100)
 		// Nothing moves but when the test reads: not when the writer is
 		// idle for a second on a busy machine.
 		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
 		sqlite.SetMoveDelay(db, time.Hour)
 	})
-	for _, app := range []string{"a", "b"} {
-		if _, err := e.apps.CreateApp(context.Background(), app, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	if !sqlite.WaitClientFilter(e.db) {

@@ -71,9 +71,12 @@ func openDBWith(t testing.TB, path string, configure func(*sqlite.DB)) *env {
 		convs: sqlite.NewConversationService(db), messages: sqlite.NewMessageService(db, 0)}
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv on a database configure sets up first.
+func newEnvWith(t testing.TB, configure func(*sqlite.DB)) *env {
 	t.Helper()
-	e := openDB(t, filepath.Join(t.TempDir(), "tidings.db"))
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), configure)
 	for _, app := range []string{"a", "b"} {
 		if _, err := e.apps.CreateApp(context.Background(), app, ""); err != nil {
 			t.Fatal(err)
