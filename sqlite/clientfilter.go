@@ -30,9 +30,12 @@ import (
 //     chunks of read transactions of their own (a long read would hold
 //     the WAL from starting again), and publishes the filter once it has
 //     read them all. Until then every send looks in the index, as
-//     before. Rows only come into messages through the writer's moves of
-//     the journal's messages, whose client ids recent holds, so any read
-//     after Open sees all those base needs, whatever moves meanwhile.
+//     before. Users' messages only come into messages through the
+//     writer's moves of the journal's messages, whose client ids recent
+//     holds, so any read after Open sees all those base needs, whatever
+//     moves meanwhile. (System messages, stored straight into messages,
+//     are looked for by their own path. Like the journal, the filter
+//     takes this process for the only server writing the file.)
 //   - recent holds the client ids of the sends since, added by the writer
 //     when a send stores its message (a send rolled back leaves its id:
 //     the filter then says "maybe", which costs a look-up, never a wrong
