@@ -181,6 +181,13 @@ func TestAccountsResumeFromTheirOwnCursors(t *testing.T) {
 	done2()
 	checkSequence(t, textsOf(t, rec, "default", personal), n)
 	checkSequence(t, textsOf(t, rec, "work", work), n)
+	// The last cut may come once every message is in: wait for the
+	// connection that follows it, on which Close sends the
+	// acknowledgements waiting (closed while offline, a client has none
+	// to send them on).
+	waitFor(t, "the connection after the last cut", func() bool { return statuses.count(client.StatusConnected) > cuts })
+	waitAccount(t, w)
+	waitAccount(t, c.Account(client.DefaultAccount))
 	if statuses.count(client.StatusReconnecting) < cuts {
 		t.Errorf("status changes %v", statuses.all())
 	}

@@ -198,6 +198,9 @@ type Node struct {
 	// replies lists the sessions whose clients replied since their
 	// replies were last noted into acks (Session.replied, noteReplies).
 	replies atomic.Pointer[Session]
+	// notingMu is held while replies are noted, so that a reader of acks
+	// that notes them first waits for a noting under way (noteReplies).
+	notingMu sync.Mutex
 
 	closing bool           // Shutdown has begun; guarded by mu
 	tasks   sync.WaitGroup // the goroutines of clients (auth, replay); Add under mu, while not closing
@@ -994,6 +997,11 @@ func (n *Node) cursorDelay() time.Duration {
 // cursors' flush), and so does every reader of acks first, so that a
 // reply is never missed by what reads them (a flush, a resume).
 func (n *Node) noteReplies() {
+	// Held while noting: another goroutine's noting under way (the
+	// tick's) has taken the list, and a reader that found it empty must
+	// not read acks before that noting is done.
+	n.notingMu.Lock()
+	defer n.notingMu.Unlock()
 	s := n.replies.Swap(nil)
 	if s == nil {
 		return
