@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"hash/maphash"
 	"math/bits"
@@ -68,9 +67,11 @@ type clientFilter struct {
 	// (rebuildFrom; tests set less); reads counts the reads started.
 	rebuildFrom int
 	reads       int
-	// reading counts the goroutines reading messages; stop ends them.
+	// reading counts the goroutines reading messages; ctx ends them
+	// (cancel).
 	reading sync.WaitGroup
-	stop    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // bloom is one Bloom filter of a fixed capacity.
@@ -124,8 +125,9 @@ func (b *bloom) has(h uint64) bool {
 }
 
 func newClientFilter() *clientFilter {
-	return &clientFilter{seed: maphash.MakeSeed(), recent: []*bloom{newBloom(recentFirst)},
-		rebuildFrom: rebuildFrom, stop: make(chan struct{})}
+	f := &clientFilter{seed: maphash.MakeSeed(), recent: []*bloom{newBloom(recentFirst)}, rebuildFrom: rebuildFrom}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f
 }
 
 // rebuildFrom is the least number of client ids recent holds before the
@@ -257,15 +259,7 @@ const readRetry = time.Minute
 // goes on).
 func (db *DB) readBase(f *clientFilter, to *atomic.Pointer[bloom]) {
 	defer f.reading.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-f.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := f.ctx
 	if db.clientIDsHold != nil { // tests: sends and moves before the read
 		select {
 		case <-db.clientIDsHold:
@@ -306,22 +300,18 @@ func (db *DB) startClientFilter() {
 
 // stopClientFilter ends the filter's reads and waits for them.
 func (db *DB) stopClientFilter() {
-	close(db.clientIDs.stop)
+	db.clientIDs.cancel()
 	db.clientIDs.reading.Wait()
 }
 
-// clientIDsFirst reads the first client ids of messages, in key order;
-// clientIDsAfter those after one (a chunk of readClientIDs). Both read
-// the index alone, from where they start (TestClientIDsReadTheIndex).
-const (
-	clientIDsFirst = `SELECT app_id, conversation_id, sender_id, client_id
-		FROM messages INDEXED BY messages_by_client_id WHERE client_id IS NOT NULL
-		ORDER BY app_id, conversation_id, sender_id, client_id LIMIT ?`
-	clientIDsAfter = `SELECT app_id, conversation_id, sender_id, client_id
-		FROM messages INDEXED BY messages_by_client_id
-		WHERE client_id IS NOT NULL AND (app_id, conversation_id, sender_id, client_id) > (?, ?, ?, ?)
-		ORDER BY app_id, conversation_id, sender_id, client_id LIMIT ?`
-)
+// clientIDsAfter reads the client ids of messages after a key, in key
+// order (a chunk of readClientIDs; the first chunk starts after four
+// empty strings, before any app's id). It reads the index alone, from
+// where it starts (TestClientIDsReadTheIndex).
+const clientIDsAfter = `SELECT app_id, conversation_id, sender_id, client_id
+	FROM messages INDEXED BY messages_by_client_id
+	WHERE client_id IS NOT NULL AND (app_id, conversation_id, sender_id, client_id) > (?, ?, ?, ?)
+	ORDER BY app_id, conversation_id, sender_id, client_id LIMIT ?`
 
 // readClientIDs counts the client ids of messages, then reads them into
 // a bloom of that capacity, clientFilterChunk at a time, in key order.
@@ -334,14 +324,8 @@ func (db *DB) readClientIDs(ctx context.Context, f *clientFilter) (*bloom, error
 	// may read too: a fuller bloom says "maybe" more often.
 	b := newBloom(count + count/4)
 	var app, conv, sender, clientID string
-	for first := true; ; first = false {
-		var rows *sql.Rows
-		var err error
-		if first {
-			rows, err = db.read.QueryContext(ctx, clientIDsFirst, clientFilterChunk)
-		} else {
-			rows, err = db.read.QueryContext(ctx, clientIDsAfter, app, conv, sender, clientID, clientFilterChunk)
-		}
+	for {
+		rows, err := db.read.QueryContext(ctx, clientIDsAfter, app, conv, sender, clientID, clientFilterChunk)
 		if err != nil {
 			return nil, err
 		}

@@ -16,13 +16,11 @@ import (
 // without a look in the database, but for the filter's few false
 // positives.
 func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e, conv := pair(t)
 	first := map[[2]string]*tidings.Message{} // by sender and client id
 	send := func(e *env, who, clientID string) (*tidings.Message, bool) {
 		t.Helper()
-		m, created, err := e.messages.SendMessage(user("a", who), c.ID, tidings.NewMessage{ClientID: clientID, Parts: text(who + " " + clientID)})
+		m, created, err := e.messages.SendMessage(user("a", who), conv, tidings.NewMessage{ClientID: clientID, Parts: text(who + " " + clientID)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +40,7 @@ func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
 		}
 	}
 	sendNew(e, "before", 50)
-	e.history(t, "a", "alice", c.ID) // moved into messages
+	e.history(t, "a", "alice", conv) // moved into messages
 	e.db.Close()
 
 	// Open again, the filter's read of messages held: sends come and move
@@ -53,7 +51,7 @@ func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
 	if _, looked := sqlite.ClientIDChecks(e.db); looked != 100 {
 		t.Fatalf("before the filter's read: %d client ids looked for in messages, want all 100", looked)
 	}
-	e.history(t, "a", "alice", c.ID)
+	e.history(t, "a", "alice", conv)
 	sendNew(e, "journal", 20)
 	release()
 	if !sqlite.WaitClientFilter(e.db) {
@@ -68,7 +66,7 @@ func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
 	// Some retried while in the journal, then all once moved.
 	for pass, move := range []bool{false, true} {
 		if move {
-			e.history(t, "a", "alice", c.ID)
+			e.history(t, "a", "alice", conv)
 		}
 		for key, want := range first {
 			who, id := key[0], key[1]
@@ -78,7 +76,7 @@ func TestRetriedSendsFoundWithTheClientFilter(t *testing.T) {
 			}
 		}
 	}
-	if j, m := rawStored(t, e.path, c.ID); j+m != len(first) {
+	if j, m := rawStored(t, e.path, conv); j+m != len(first) {
 		t.Fatalf("%d messages stored (%d in the journal), want %d: retries stored more", j+m, j, len(first))
 	}
 	// The same client id from another conversation is new.

@@ -45,27 +45,25 @@ func (e *env) history(t *testing.T, app, who, conv string) []*tidings.Message {
 // messages has them moved first and reads them all, and the other
 // conversations' messages stay where they are.
 func TestSentMessagesAreJournaledAndMovedForTheirReaders(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e, conv := pair(t)
 	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
+	e.sendEach(t, "a", conv, "alice", "bob", "alice")
 	e.sendEach(t, "a", d.ID, "bob", "alice")
-	if j, m := rawStored(t, e.path, c.ID); j != 3 || m != 0 {
+	if j, m := rawStored(t, e.path, conv); j != 3 || m != 0 {
 		t.Fatalf("after the sends: %d in the journal, %d in messages; want 3 and 0", j, m)
 	}
-	if got := e.history(t, "a", "bob", c.ID); len(got) != 3 || got[1].Sender.ID != "bob" {
+	if got := e.history(t, "a", "bob", conv); len(got) != 3 || got[1].Sender.ID != "bob" {
 		t.Fatalf("bob's history: %d messages (%+v), want 3, the second his", len(got), got)
 	}
-	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 3 {
+	if j, m := rawStored(t, e.path, conv); j != 0 || m != 3 {
 		t.Fatalf("after the read: %d in the journal, %d in messages; want 0 and 3", j, m)
 	}
 	if j, m := rawStored(t, e.path, d.ID); j != 2 || m != 0 {
 		t.Fatalf("the other conversation: %d in the journal, %d in messages; want 2 and 0", j, m)
 	}
 	// Sends after the move go on from the right seq, to the journal again.
-	e.sendEach(t, "a", c.ID, "bob")
-	if got := e.history(t, "a", "alice", c.ID); len(got) != 4 {
+	e.sendEach(t, "a", conv, "bob")
+	if got := e.history(t, "a", "alice", conv); len(got) != 4 {
 		t.Fatalf("alice's history after one more: %d messages, want 4", len(got))
 	}
 	m := must[*tidings.Message](t)(e.messages.FindMessage(user("a", "alice"), d.ID, e.history(t, "a", "alice", d.ID)[1].ID))
@@ -78,12 +76,10 @@ func TestSentMessagesAreJournaledAndMovedForTheirReaders(t *testing.T) {
 // that one is still in the journal (committed or in the same commit) or
 // moved, and stores nothing more.
 func TestRetriedSendFindsItsMessageInTheJournalOrMoved(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e, conv := pair(t)
 	send := func(who, clientID string) (*tidings.Message, bool) {
 		t.Helper()
-		m, created, err := e.messages.SendMessage(user("a", who), c.ID, tidings.NewMessage{ClientID: clientID, Parts: text("once " + clientID)})
+		m, created, err := e.messages.SendMessage(user("a", who), conv, tidings.NewMessage{ClientID: clientID, Parts: text("once " + clientID)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +105,7 @@ func TestRetriedSendFindsItsMessageInTheJournalOrMoved(t *testing.T) {
 	results := make(chan result, 2)
 	for range 2 {
 		go func() {
-			m, created, err := e.messages.SendMessage(user("a", "alice"), c.ID, tidings.NewMessage{ClientID: "y", Parts: text("once y")})
+			m, created, err := e.messages.SendMessage(user("a", "alice"), conv, tidings.NewMessage{ClientID: "y", Parts: text("once y")})
 			if err != nil {
 				t.Error(err)
 			}
@@ -124,14 +120,14 @@ func TestRetriedSendFindsItsMessageInTheJournalOrMoved(t *testing.T) {
 	if r1.m == nil || r2.m == nil || r1.m.ID != r2.m.ID || r1.created == r2.created {
 		t.Fatalf("two sends of client id y in one commit: %+v and %+v; want one message, created once", r1, r2)
 	}
-	if got := e.history(t, "a", "alice", c.ID); len(got) != 3 {
+	if got := e.history(t, "a", "alice", conv); len(got) != 3 {
 		t.Fatalf("history: %d messages, want 3", len(got))
 	}
 	// Moved by the read above.
 	if again, created := send("alice", "x"); created || again.ID != first.ID {
 		t.Fatalf("retried once moved: %+v, created %v; want message %s", again, created, first.ID)
 	}
-	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 3 {
+	if j, m := rawStored(t, e.path, conv); j != 0 || m != 3 {
 		t.Fatalf("stored: %d in the journal, %d in messages; want 0 and 3", j, m)
 	}
 }
@@ -175,38 +171,34 @@ func TestJournaledMessagesMoveWhenDue(t *testing.T) {
 // them, replay and history read them, and sending goes on from the right
 // seq.
 func TestJournaledMessagesSurviveACrash(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e, conv := pair(t)
 	crashed := filepath.Join(t.TempDir(), "crashed.db")
 	copyAsCrashed(t, e, crashed, "the journal was moved", func() {
-		e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
+		e.sendEach(t, "a", conv, "alice", "bob", "alice")
 	}, func() bool { return sqlite.JournalWaiting(e.db) > 0 })
-	want := int64(len(e.history(t, "a", "alice", c.ID)))
-	if j, _ := rawStored(t, crashed, c.ID); j == 0 {
+	want := int64(len(e.history(t, "a", "alice", conv)))
+	if j, _ := rawStored(t, crashed, conv); j == 0 {
 		t.Fatal("the copy has no message in the journal: it shows no crash before the move")
 	}
 	r := openDB(t, crashed)
-	if j, m := rawStored(t, crashed, c.ID); j != 0 || int64(m) != want {
+	if j, m := rawStored(t, crashed, conv); j != 0 || int64(m) != want {
 		t.Fatalf("after the start: %d in the journal, %d in messages; want 0 and %d", j, m, want)
 	}
-	if got := r.history(t, "a", "bob", c.ID); int64(len(got)) != want {
+	if got := r.history(t, "a", "bob", conv); int64(len(got)) != want {
 		t.Fatalf("bob's history after the crash: %d messages, want %d", len(got), want)
 	}
-	r.sendsAfterCrash(t, "bob", c.ID, want+1)
+	r.sendsAfterCrash(t, "bob", conv, want+1)
 }
 
 // Closing the database moves the messages still in the journal, and
 // empties it.
 func TestCloseMovesTheJournal(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	e.sendEach(t, "a", c.ID, "alice", "bob")
+	e, conv := pair(t)
+	e.sendEach(t, "a", conv, "alice", "bob")
 	if err := e.db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 2 {
+	if j, m := rawStored(t, e.path, conv); j != 0 || m != 2 {
 		t.Fatalf("in the file after Close: %d in the journal, %d in messages; want 0 and 2", j, m)
 	}
 	db, err := sql.Open("sqlite", "file:"+e.path+"?_pragma=query_only(1)")
@@ -224,13 +216,11 @@ func TestCloseMovesTheJournal(t *testing.T) {
 // into messages and the newer still in the journal, in order, from any
 // resume point.
 func TestReplayReadsMovedAndJournaledSends(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	e.sendEach(t, "a", c.ID, "alice", "bob", "alice")
-	e.history(t, "a", "alice", c.ID) // moves them
-	e.sendEach(t, "a", c.ID, "bob", "alice", "bob")
-	if j, m := rawStored(t, e.path, c.ID); j != 3 || m != 3 {
+	e, conv := pair(t)
+	e.sendEach(t, "a", conv, "alice", "bob", "alice")
+	e.history(t, "a", "alice", conv) // moves them
+	e.sendEach(t, "a", conv, "bob", "alice", "bob")
+	if j, m := rawStored(t, e.path, conv); j != 3 || m != 3 {
 		t.Fatalf("stored: %d in the journal, %d in messages; want 3 and 3", j, m)
 	}
 	log := sqlite.NewEventLog(e.db)

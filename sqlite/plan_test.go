@@ -94,21 +94,17 @@ func TestErasureSeeksEachConversation(t *testing.T) {
 }
 
 // The client-id filter's start-up read takes each chunk from the
-// client-id index, from where the last ended: no table read, no sort, no
-// scan from the index's start.
+// client-id index, from where the last ended (the first from before any
+// key): no table read, no sort, no scan from the index's start.
 func TestClientIDsReadTheIndex(t *testing.T) {
 	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
 	if err := db.Open(); err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	first := strings.Join(plan(t, db, clientIDsFirst, 10), "\n")
 	after := strings.Join(plan(t, db, clientIDsAfter, "a", "c", "u", "m", 10), "\n")
-	t.Logf("first:\n%s\nafter:\n%s", first, after)
-	if !strings.Contains(first, "USING COVERING INDEX messages_by_client_id") || strings.Contains(first, "TEMP B-TREE") {
-		t.Errorf("the first chunk's plan does not read the client-id index alone, in its order:\n%s", first)
-	}
+	t.Logf("%s", after)
 	if !strings.Contains(after, "SEARCH messages USING COVERING INDEX messages_by_client_id") || strings.Contains(after, "TEMP B-TREE") {
-		t.Errorf("a next chunk's plan does not seek the client-id index past the last, in its order:\n%s", after)
+		t.Errorf("a chunk's plan does not seek the client-id index past the last key, in its order:\n%s", after)
 	}
 }
