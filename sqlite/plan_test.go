@@ -108,3 +108,19 @@ func TestClientIDsReadTheIndex(t *testing.T) {
 		t.Errorf("a chunk's plan does not seek the client-id index past the last key, in its order:\n%s", after)
 	}
 }
+
+// A message is found by id through messages_by_id, whose entries are
+// grouped by conversation (migration 0014): the messages a move brings
+// into messages share their conversation's page of the index.
+func TestMessagesByIDAreGroupedByConversation(t *testing.T) {
+	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	all := strings.Join(plan(t, db, `SELECT `+messageColumns+messageFrom+`
+		WHERE m.app_id = ? AND m.conversation_id = ? AND m.id = ?`, "a", "c", "m"), "\n")
+	if want := "SEARCH m USING INDEX messages_by_id (app_id=? AND conversation_id=? AND id=?)"; !strings.Contains(all, want) {
+		t.Errorf("no %q in the plan:\n%s", want, all)
+	}
+}
