@@ -87,7 +87,7 @@ func follow(path string, dur time.Duration) (pages []uint32, commits, restarts i
 	fh := make([]byte, frameHeader)
 	var salt [2]uint32
 	pageSize := int64(0)
-	off := int64(-1) // the next frame's offset; -1: not found yet
+	off := int64(-1)  // the next frame's offset; -1: not found yet
 	var open []uint32 // the frames of a commit not seen whole yet
 	for end := time.Now().Add(dur); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
 		if _, err := f.ReadAt(hdr, 0); err != nil {
