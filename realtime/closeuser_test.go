@@ -260,6 +260,7 @@ func TestAccessCheckReadsOnlyWhatChanged(t *testing.T) {
 
 	// Another process writes the database.
 	other := sqlite.NewDB(cl.path)
+	other.Beside = true // an operator command's
 	other.Logger = slog.New(slog.DiscardHandler)
 	if err := other.Open(); err != nil {
 		t.Fatal(err)

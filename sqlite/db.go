@@ -80,18 +80,24 @@ type DB struct {
 	// committed write survives power loss) or "NORMAL" (survives a crash of
 	// the process, may lose the last commits on power loss).
 	Synchronous string
+	// Beside opens the database beside the server that may have it open
+	// (an operator command's): Open does not take the database's lock
+	// (see lock.go), and the DB must not be used to send messages.
+	Beside bool
 	// CheckpointInterval is the least time between two checkpoints, which
 	// a goroutine of their own runs every 200 jobs committed (default
 	// 200 ms; see checkpoint.go).
 	CheckpointInterval time.Duration
 
-	write *sql.DB
-	wconn *sql.Conn
-	read  *sql.DB
-	reads readStmts                // statements prepared on read
-	stmts map[string]*sql.Stmt     // prepared on wconn; used by the writer only
-	roles map[string]tidings.Roles // decoded roles columns; writer only
-	cache *sendCache               // writer only
+	lockFile *os.File // the database's lock (lock.go); nil when Beside
+	turnFile *os.File // the operators' lock (lock.go)
+	write    *sql.DB
+	wconn    *sql.Conn
+	read     *sql.DB
+	reads    readStmts                // statements prepared on read
+	stmts    map[string]*sql.Stmt     // prepared on wconn; used by the writer only
+	roles    map[string]tidings.Roles // decoded roles columns; writer only
+	cache    *sendCache               // writer only
 	// marksPending: committed sends have marks not written yet (see
 	// sendCache and syncMarks).
 	marksPending atomic.Bool
@@ -178,7 +184,7 @@ func NewDB(path string) *DB {
 
 // Open opens the database, applies pending migrations and starts the
 // writer.
-func (db *DB) Open() error {
+func (db *DB) Open() (err error) {
 	if db.Logger == nil {
 		db.Logger = slog.Default()
 	}
@@ -206,13 +212,27 @@ func (db *DB) Open() error {
 	if err := createPrivate(db.path); err != nil {
 		return err
 	}
+	if db.Beside {
+		// Its writes, migrations and moves take their turn (lock.go).
+		if err := db.openTurns(); err != nil {
+			return err
+		}
+		db.takeTurn()
+		defer db.endTurn()
+	} else if err := db.lock(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			db.unlock()
+		}
+	}()
 	if err := db.setPageSize(); err != nil {
 		return err
 	}
 	// temp_store(MEMORY) keeps the savepoint journals of group commit in
 	// memory instead of temporary files.
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeout.Milliseconds()) + "&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=temp_store(MEMORY)"
-	var err error
 	db.write, err = sql.Open("sqlite", "file:"+db.path+"?"+pragmas+"&_pragma=synchronous("+db.Synchronous+")")
 	if err != nil {
 		return fmt.Errorf("sqlite: open: %w", err)
@@ -372,7 +392,8 @@ func (db *DB) Close() error {
 		s.Close()
 	}
 	db.closeReadStmts()
-	return errors.Join(ckErr, db.wconn.Close(), db.write.Close(), db.read.Close())
+	// Last: the lock is the database's until its connections are closed.
+	return errors.Join(ckErr, db.wconn.Close(), db.write.Close(), db.read.Close(), db.unlock())
 }
 
 // Ping reports whether the database answers (for readiness checks).

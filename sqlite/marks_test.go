@@ -400,6 +400,7 @@ func TestOpenWhileAnotherWrites(t *testing.T) {
 	defer close(stop)
 	for i := range 3 {
 		db := sqlite.NewDB(e.path)
+		db.Beside = true
 		if err := db.Open(); err != nil {
 			t.Fatalf("open %d while another writes: %v", i+1, err)
 		}

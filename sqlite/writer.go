@@ -173,14 +173,18 @@ func (db *DB) writer() {
 		lastStart = time.Now()
 		db.resizeCache(len(batch), db.Now())
 		db.walMu.Lock()
+		db.takeTurn()
 		db.commit(batch)
+		db.endTurn()
 		db.walMu.Unlock()
 		db.metrics.batchSize.Observe(float64(len(batch)))
 	}
 	if db.marksPending.Load() || !db.journal.empty() {
 		j := idleJob()
 		db.walMu.Lock()
+		db.takeTurn()
 		db.commit([]*job{j})
+		db.endTurn()
 		db.walMu.Unlock()
 		if j.err != nil {
 			db.Logger.Error("the marks of the last sends, or the messages of the journal, could not be written: they are put right at the next start", "err", j.err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,6 +172,30 @@ func TestServeFailsOnBusyAddress(t *testing.T) {
 	r := runCLI(t, nil, "serve", "--addr", addr, "--data", t.TempDir())
 	if r.code != exitFailure {
 		t.Errorf("serve on a busy address: exit code %d, want %d; stderr:\n%s", r.code, exitFailure, r.stderr)
+	}
+}
+
+// A second server on the data directory of a running one is refused at
+// once, naming the process that holds it (two would give messages the
+// same seqs, and one of them would be lost). The lock ends with the
+// process, even killed: a server starts again at once after a kill -9.
+// The operator commands still open it beside the server.
+func TestServeRefusesADataDirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	first := startServeProcess(t, dir)
+	r := runCLI(t, nil, "serve", "--addr", "127.0.0.1:0", "--data", dir)
+	if r.code != exitFailure {
+		t.Fatalf("a second serve on the same data directory: exit code %d, want %d; stderr:\n%s", r.code, exitFailure, r.stderr)
+	}
+	if want := fmt.Sprintf("in use by another server (process %d)", first.cmd.Process.Pid); !strings.Contains(r.stderr, want) {
+		t.Errorf("the second serve's error does not say %q:\n%s", want, r.stderr)
+	}
+	mustRun(t, nil, "apps", "create", "--data", dir, "beside")
+	first.kill()
+	url, stop := startServe(t, dir)
+	defer stop()
+	if code := get(t, url+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz of the server started after the kill: %d", code)
 	}
 }
 

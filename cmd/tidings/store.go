@@ -187,6 +187,10 @@ type storeOptions struct {
 	// Create, for SQLite, creates the database when there is none; else a
 	// missing database is an error (most likely a wrong --data).
 	Create bool
+	// Beside, for SQLite, opens the database beside the server that may
+	// be running on it (an operator command's), without the lock that
+	// keeps a second server off it (sqlite.DB.Beside).
+	Beside bool
 	Logger *slog.Logger
 
 	MaxMessageBytes                   int
@@ -227,6 +231,7 @@ func openSQLite(opts storeOptions) (*stores, error) {
 	db := sqlite.NewDB(path)
 	db.Logger = opts.Logger
 	db.CommitInterval = opts.CommitInterval
+	db.Beside = opts.Beside
 	if opts.Publisher != nil {
 		db.Publisher = opts.Publisher // before Open: the writer reads it
 	}
@@ -273,6 +278,7 @@ func openAdminStores(cfg config, c *cli, create bool) (*stores, error) {
 	return openStores(cfg, storeOptions{
 		Data:   cfg.Data,
 		Create: create,
+		Beside: true,
 		Logger: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 }

@@ -1,0 +1,133 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// One server per database. The writer keeps state of its own in memory
+// that the database alone does not give again: the messages waiting in
+// the journal, the conversations' next seqs (the send cache) and the
+// client ids known (the filter). Two servers on one file would each give
+// a conversation's next message the same seq, both answer the send, and
+// the second move into messages would skip the other's message (INSERT
+// OR IGNORE): an acknowledged message lost. So Open takes an exclusive
+// lock on the file beside the database (path + ".lock", with the pid of
+// its holder in it), which the system releases when the process ends,
+// however it ends: a second server's Open fails at once, saying which
+// process holds it.
+//
+// An operator command that opens the database beside a running server
+// (DB.Beside) writes no messages and does not take that lock. Its write
+// transactions take turns with the server's: SQLite lets a connection
+// that waits for the write lock only poll for it (every 1 to 100 ms),
+// and a server that commits back to back (its commits as long as its
+// commit interval) frees it for microseconds between two transactions,
+// so an operator's write could wait out its busy timeout and fail. An
+// operator's DB holds a shared lock on path + ".operator.lock" for each
+// of its write transactions (and for its Open, which may write); the
+// server's writer, before each transaction, waits while one is held (at
+// most operatorWait), so the operator's transaction comes in between.
+
+// ErrInUse is wrapped by Open's error when another DB, of this process
+// or another, has the database open (not Beside).
+var ErrInUse = errors.New("the database is in use by another server")
+
+// operatorWait bounds how long the server's writer waits for an operator
+// command's transaction before it begins its own (which then waits in
+// SQLite for the operator's commit, up to the busy timeout).
+const operatorWait = time.Second
+
+// lock takes the database's lock (a server's), and opens the operators'
+// lock file.
+func (db *DB) lock() error {
+	if err := db.openTurns(); err != nil {
+		return err
+	}
+	path := db.path + ".lock"
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		db.unlock()
+		return fmt.Errorf("sqlite: open the lock file: %w", err)
+	}
+	held, err := lockFile(f)
+	if err != nil {
+		f.Close()
+		db.unlock()
+		return fmt.Errorf("sqlite: lock %s: %w", path, err)
+	}
+	if held {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		db.unlock()
+		holder := ""
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			holder = fmt.Sprintf(" (process %d)", pid)
+		}
+		return fmt.Errorf("sqlite: %s: %w%s: one server per database; stop it, or give this one a database of its own",
+			db.path, ErrInUse, holder)
+	}
+	// Who holds it, for the error above; the lock holds without it.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	db.lockFile = f
+	return nil
+}
+
+// openTurns opens the operators' lock file.
+func (db *DB) openTurns() error {
+	f, err := os.OpenFile(db.path+".operator.lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: open the lock file: %w", err)
+	}
+	db.turnFile = f
+	return nil
+}
+
+// unlock releases the locks (a no-op without them).
+func (db *DB) unlock() error {
+	var errs []error
+	for _, f := range []**os.File{&db.lockFile, &db.turnFile} {
+		if *f != nil {
+			errs = append(errs, (*f).Close()) // releases its lock
+			*f = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// takeTurn comes before each write transaction of the writer, endTurn
+// after it. An operator's DB (Beside) holds the operators' lock, shared,
+// meanwhile; a server's waits while an operator holds it, at most
+// operatorWait.
+func (db *DB) takeTurn() {
+	if db.turnFile == nil {
+		return
+	}
+	if db.Beside {
+		if err := lockShared(db.turnFile); err != nil {
+			db.Logger.Warn("could not take the operators' lock: this write may wait for the server's commits", "err", err)
+		}
+		return
+	}
+	for deadline := time.Now().Add(operatorWait); ; time.Sleep(time.Millisecond) {
+		held, err := lockFile(db.turnFile)
+		if err == nil && !held {
+			unlockFile(db.turnFile)
+		}
+		if err != nil || !held || time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+func (db *DB) endTurn() {
+	if db.Beside && db.turnFile != nil {
+		unlockFile(db.turnFile)
+	}
+}

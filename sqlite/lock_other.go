@@ -1,0 +1,12 @@
+//go:build !unix
+
+package sqlite
+
+import "os"
+
+// Without flock(2) nothing locks: nothing stops a second server on the
+// same database, and operators' writes wait in SQLite alone.
+
+func lockFile(*os.File) (held bool, err error) { return false, nil }
+func lockShared(*os.File) error                { return nil }
+func unlockFile(*os.File) error                { return nil }
