@@ -111,14 +111,16 @@ func RunPersist(ctx context.Context, cfg PersistConfig) (*Result, error) {
 	}
 
 	// Each conversation must hold every message acknowledged: its last
-	// seq is at least their number.
+	// seq is at least their number. Read as setup is (a request refused
+	// as rate limited is tried again): the API senders may have used
+	// their users' whole allowance of requests.
 	e.prog.set(func() string { return "checking the conversations" })
 	var lost atomic.Int64
 	err = parallel(ctx, n, e.cfg.Workers, func(i int) error {
 		var c struct {
 			LastSeq int64 `json:"lastSeq"`
 		}
-		if err := e.api.do(ctx, "GET", "/v1/conversations/"+url.PathEscape(ss[i].conv), tokens[2*i], nil, &c); err != nil {
+		if err := e.api.setup(ctx, "GET", "/v1/conversations/"+url.PathEscape(ss[i].conv), tokens[2*i], nil, &c); err != nil {
 			return err
 		}
 		if acked := ss[i].ackedN.Load(); c.LastSeq < acked {
