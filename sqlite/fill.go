@@ -27,6 +27,13 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 	if perConv <= 0 {
 		return 0, errors.New("sqlite: fill: perConv must be positive")
 	}
+	// The server's lock: filling without a journal beside a server would
+	// corrupt the file.
+	lf, err := lockServer(path)
+	if err != nil {
+		return 0, err
+	}
+	defer lf.Close()
 	// No journal while filling: pages are written once, straight to the
 	// database file. The database goes back to WAL at the end.
 	h, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=journal_mode(OFF)&_pragma=synchronous(OFF)&_pragma=cache_size(-262144)&_pragma=temp_store(MEMORY)")

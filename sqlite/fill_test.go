@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -22,6 +23,10 @@ func TestFillHistoryStoresMessagesAsSendsDo(t *testing.T) {
 	c1 := e.mkConv(t, "a", "alice", tidings.NewConversation{ID: "f-1", Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	e.mkConv(t, "a", "bob", tidings.NewConversation{ID: "f-2"})
 	e.mkConv(t, "a", "bob", tidings.NewConversation{ID: "other"})
+	// Not beside a server: it writes without a journal.
+	if _, err := sqlite.FillHistory(context.Background(), path, "a", "f-", 7, nil); !errors.Is(err, sqlite.ErrInUse) {
+		t.Fatalf("fill while a server has the database: %v, want ErrInUse", err)
+	}
 	if err := e.db.Close(); err != nil {
 		t.Fatal(err)
 	}

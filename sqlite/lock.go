@@ -48,35 +48,43 @@ func (db *DB) lock() error {
 	if err := db.openTurns(); err != nil {
 		return err
 	}
-	path := db.path + ".lock"
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := lockServer(db.path)
 	if err != nil {
 		db.unlock()
-		return fmt.Errorf("sqlite: open the lock file: %w", err)
+		return err
+	}
+	db.lockFile = f
+	return nil
+}
+
+// lockServer takes the lock of the database at path, which closing the
+// file it returns releases.
+func lockServer(path string) (*os.File, error) {
+	lpath := path + ".lock"
+	f, err := os.OpenFile(lpath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open the lock file: %w", err)
 	}
 	held, err := lockFile(f)
 	if err != nil {
 		f.Close()
-		db.unlock()
-		return fmt.Errorf("sqlite: lock %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: lock %s: %w", lpath, err)
 	}
 	if held {
-		b, _ := os.ReadFile(path)
+		b, _ := os.ReadFile(lpath)
 		f.Close()
-		db.unlock()
 		holder := ""
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			holder = fmt.Sprintf(" (process %d)", pid)
 		}
-		return fmt.Errorf("sqlite: %s: %w%s: one server per database; stop it, or give this one a database of its own",
-			db.path, ErrInUse, holder)
+		return nil, fmt.Errorf("sqlite: %s: %w%s: one server per database; stop it, or give this one a database of its own",
+			path, ErrInUse, holder)
 	}
 	// Who holds it, for the error above; the lock holds without it.
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	db.lockFile = f
-	return nil
+	return f, nil
 }
 
 // openTurns opens the operators' lock file.
