@@ -33,8 +33,9 @@ import (
 // server's writer, before each transaction, waits while one is held (at
 // most operatorWait), so the operator's transaction comes in between.
 
-// ErrInUse is wrapped by Open's error when another DB, of this process
-// or another, has the database open (not Beside).
+// ErrInUse is wrapped by the error of Open (and FillHistory) when
+// another DB, of this process or another, has the database open (not
+// Beside).
 var ErrInUse = errors.New("the database is in use by another server")
 
 // operatorWait bounds how long the server's writer waits for an operator
