@@ -373,6 +373,52 @@ func TestMarksAreWrittenAChunkPerCommit(t *testing.T) {
 		map[string]map[string]int64{"c0": bob2, "c1": alice1, "c2": alice1, "c3": alice1, "c4": alice1, "c5": alice1}, mid)
 }
 
+// A plan writes as many conversations a commit as the commit has jobs
+// when they are more than its chunk: under load, where a commit holds
+// hundreds of sends, a plan still ends within about a second, and at low
+// rates each commit carries a small chunk.
+func TestMarksChunkGrowsWithTheCommit(t *testing.T) {
+	e := openDBWith(t, filepath.Join(t.TempDir(), "tidings.db"), func(db *sqlite.DB) {
+		sqlite.SetMarkFlush(db, 0, time.Hour, 1) // due at once, one conversation a commit
+	})
+	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.mkUsers(t, "a", "alice", "bob")
+	convs := []string{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"}
+	for _, id := range append(convs, "x") {
+		e.mkConv(t, "a", "alice", tidings.NewConversation{ID: id, Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	}
+	together := func(conv string, n int) {
+		t.Helper()
+		release := sqlite.HoldWriter(e.db) // a commit of its own (one job)
+		var wg sync.WaitGroup
+		for _, id := range convs[:n] {
+			if conv != "" {
+				id = conv
+			}
+			wg.Go(func() { e.sendEach(t, "a", id, "alice") })
+		}
+		for sqlite.QueuedJobs(e.db) < n {
+			time.Sleep(time.Millisecond)
+		}
+		release()
+		wg.Wait()
+	}
+	together("", len(convs)) // eight conversations wait
+	// The held job's commit writes one, the five sends' commit five more.
+	together("x", 5)
+	for i, id := range convs {
+		want := int64(0)
+		if i < 6 {
+			want = 1
+		}
+		if last, _ := rawMarks(t, e.path, id); last != want {
+			t.Errorf("%s has last seq %d in the file, want %d", id, last, want)
+		}
+	}
+}
+
 // A second process may open the database while a server writes to it
 // (the CLI's commands that open the store directly): the repair of marks
 // at Open waits for the server's commit instead of failing with

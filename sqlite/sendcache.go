@@ -34,7 +34,8 @@ import (
 // database closes; those flushes write them all at once. Under load, the
 // marks waiting for markDelay (or more than maxPendingMarks) are written
 // by a plan instead: its conversations in key order, markChunk of them
-// (with their senders' marks) in each of the following commits, so that
+// (with their senders' marks; as many as the commit has jobs if that is
+// more) in each of the following commits, so that
 // no commit holds the sends behind it for the whole flush (2,000
 // conversations took 30 to 55 ms, the sends' p99). Under a steady load, a
 // conversation's row and its senders' rows are then written once per
@@ -249,11 +250,18 @@ const maxCachedSenders = 1 << 14
 // markDelay is how long the marks of committed sends may wait before a
 // plan writes them, and how long the writer waits idle before it writes
 // them all; maxPendingMarks how many senders' marks may wait; markChunk
-// how many conversations' marks a plan writes per commit.
+// how many conversations' marks a plan writes per commit at least: as
+// many as the commit has jobs if that is more. A chunk costs about 20 µs
+// a conversation of 1:1 rooms, more in larger rooms (a statement per
+// sender): 128 a commit, as before, made about one commit in twelve of
+// 1:1 rooms at 2,000 msgs/s last 2 to 3 ms more, and the sends behind it
+// waited (docs/benchmarks.md, "The marks' chunks and the 1:1 p90").
+// Under load commits hold more jobs, and the chunk grows with them, so
+// that a plan still ends within about a second.
 const (
 	markDelay       = time.Second
 	maxPendingMarks = 1 << 14
-	markChunk       = 128
+	markChunk       = 32
 )
 
 // flush writes the marks of the committed sends and of the open
@@ -308,11 +316,12 @@ func (sc *sendCache) write(k convKey, cm *convMarks) error {
 }
 
 // flushDue writes, before the open transaction commits, the next chunk of
-// the plan under way, or of a new one when the marks waiting are due.
+// the plan under way, or of a new one when the marks waiting are due; the
+// transaction has jobs jobs.
 // A conversation's marks are written with its senders', so that the
 // repair after a crash (from the conversation's last seq on) finds every
 // sender's mark that is missing.
-func (sc *sendCache) flushDue(now time.Time) error {
+func (sc *sendCache) flushDue(now time.Time, jobs int) error {
 	if sc.flushed {
 		return nil
 	}
@@ -328,7 +337,7 @@ func (sc *sendCache) flushDue(now time.Time) error {
 		sc.planDone, sc.planNext, sc.planThrough = 0, 0, sc.pendingThrough
 		sc.since = now // what comes to wait from now on waits for the next plan
 	}
-	end := min(len(sc.plan), sc.planNext+sc.db.marksChunk)
+	end := min(len(sc.plan), sc.planNext+max(sc.db.marksChunk, jobs))
 	for _, k := range sc.plan[sc.planNext:end] {
 		if err := sc.write(k, sc.pending[k]); err != nil {
 			return err

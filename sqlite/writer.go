@@ -331,7 +331,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		}
 	}
-	if err := db.cache.flushDue(time.Now()); err != nil {
+	if err := db.cache.flushDue(time.Now(), len(batch)); err != nil {
 		return err
 	}
 	if err := db.journal.moveDue(db.controlOnly, time.Now(), db.moveDelay); err != nil {
