@@ -91,13 +91,17 @@ type DB struct {
 
 	lockFile *os.File // the database's lock (lock.go); nil when Beside
 	turnFile *os.File // the operators' lock (lock.go)
-	write    *sql.DB
-	wconn    *sql.Conn
-	read     *sql.DB
-	reads    readStmts                // statements prepared on read
-	stmts    map[string]*sql.Stmt     // prepared on wconn; used by the writer only
-	roles    map[string]tidings.Roles // decoded roles columns; writer only
-	cache    *sendCache               // writer only
+	// turnRespite: the server's writer does not wait for operators until
+	// then (writer only); turnWaitsOut counts the waits that ran out.
+	turnRespite  time.Time
+	turnWaitsOut atomic.Int64
+	write        *sql.DB
+	wconn        *sql.Conn
+	read         *sql.DB
+	reads        readStmts                // statements prepared on read
+	stmts        map[string]*sql.Stmt     // prepared on wconn; used by the writer only
+	roles        map[string]tidings.Roles // decoded roles columns; writer only
+	cache        *sendCache               // writer only
 	// marksPending: committed sends have marks not written yet (see
 	// sendCache and syncMarks).
 	marksPending atomic.Bool

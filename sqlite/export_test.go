@@ -176,3 +176,7 @@ func ClientIDChecks(db *DB) (filtered, looked int64) {
 	}
 	return int64(f.GetCounter().GetValue()), int64(l.GetCounter().GetValue())
 }
+
+// OperatorWaitsOut says how many times the writer stopped waiting for an
+// operator command's lock (lock.go).
+func OperatorWaitsOut(db *DB) int64 { return db.turnWaitsOut.Load() }

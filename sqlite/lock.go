@@ -40,8 +40,14 @@ var ErrInUse = errors.New("the database is in use by another server")
 
 // operatorWait bounds how long the server's writer waits for an operator
 // command's transaction before it begins its own (which then waits in
-// SQLite for the operator's commit, up to the busy timeout).
-const operatorWait = time.Second
+// SQLite for the operator's commit, up to the busy timeout, as without
+// turns). An operator that held its lock that long (a long erasure, or
+// a command suspended with ^Z) is not waited for again for
+// operatorRespite: each wait holds every send.
+const (
+	operatorWait    = 250 * time.Millisecond
+	operatorRespite = 10 * time.Second
+)
 
 // lock takes the database's lock (a server's), and opens the operators'
 // lock file.
@@ -113,7 +119,7 @@ func (db *DB) unlock() error {
 // takeTurn comes before each write transaction of the writer, endTurn
 // after it. An operator's DB (Beside) holds the operators' lock, shared,
 // meanwhile; a server's waits while an operator holds it, at most
-// operatorWait.
+// operatorWait (and not at all for operatorRespite after such a wait).
 func (db *DB) takeTurn() {
 	if db.turnFile == nil {
 		return
@@ -124,12 +130,22 @@ func (db *DB) takeTurn() {
 		}
 		return
 	}
+	if time.Now().Before(db.turnRespite) {
+		return
+	}
 	for deadline := time.Now().Add(operatorWait); ; time.Sleep(time.Millisecond) {
 		held, err := lockFile(db.turnFile)
 		if err == nil && !held {
 			unlockFile(db.turnFile)
 		}
-		if err != nil || !held || time.Now().After(deadline) {
+		if err != nil || !held {
+			return
+		}
+		if now := time.Now(); now.After(deadline) {
+			db.turnRespite = now.Add(operatorRespite)
+			db.turnWaitsOut.Add(1)
+			db.Logger.Warn("an operator command has held the database's operator lock for longer than the server waits for it: not waiting for it for a while",
+				"waited", operatorWait, "for", operatorRespite)
 			return
 		}
 	}
