@@ -326,9 +326,11 @@ func (c *conn) ping() {
 // lingerConn is the network connection under a WebSocket.
 //
 // Its Close ends what the server sends (a FIN after the close frame) but
-// goes on reading, for up to linger, until the peer closes too; the
+// goes on reading, for up to linger after the last thing the peer sent
+// (and maxLingers lingers in all), until the peer closes too; the
 // connection is closed for good when the reading ends (see
-// events.OnClose). Closing at once while the peer still sends (replies,
+// events.OnClose). A peer that still reads what was sent before the
+// close frame, and replies meanwhile, is not cut in the middle of it. Closing at once while the peer still sends (replies,
 // pings: a reader that is slow does not know yet) would reset the
 // connection, and a reset makes the peer's system discard what it had not
 // read yet: the close frame first.
@@ -367,7 +369,17 @@ type lingerConn struct {
 	onDrained  func() // called when drain has written everything
 	onStalled  func() // called when a write of drain's did not end within linger (once)
 	stalled    bool   // onStalled was called
+
+	// After the half-close: shutTimer closes the connection for good once
+	// the peer has sent nothing for linger, or at lingerEnd.
+	lingerMu  sync.Mutex
+	shutTimer *time.Timer
+	lingerEnd time.Time
 }
+
+// maxLingers bounds how long a connection half-closed by the server may be
+// kept open by a peer that goes on sending: maxLingers lingers.
+const maxLingers = 4
 
 func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
 	c := &lingerConn{Conn: nc, linger: linger}
@@ -554,7 +566,26 @@ func (c *lingerConn) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
+	if c.closing.Load() {
+		c.lingerOn()
+	}
 	return n, nil
+}
+
+// lingerOn gives a half-closed connection whose peer has just sent
+// something one more linger, up to lingerEnd.
+func (c *lingerConn) lingerOn() {
+	c.lingerMu.Lock()
+	defer c.lingerMu.Unlock()
+	if c.shutTimer == nil {
+		return // not half-closed yet
+	}
+	end := time.Now().Add(c.linger)
+	if end.After(c.lingerEnd) {
+		end = c.lingerEnd
+	}
+	c.Conn.SetReadDeadline(end)
+	c.shutTimer.Reset(time.Until(end))
 }
 
 // readFn reads into c.rp what the socket holds; it reports false (wait,
@@ -598,8 +629,12 @@ func (c *lingerConn) closeWrite() error {
 		return c.Conn.Close()
 	}
 	err := cw.CloseWrite()
-	c.Conn.SetReadDeadline(time.Now().Add(c.linger))
-	time.AfterFunc(c.linger, c.shut) // when nothing reads it (a failed handshake)
+	c.lingerMu.Lock()
+	now := time.Now()
+	c.lingerEnd = now.Add(maxLingers * c.linger)
+	c.Conn.SetReadDeadline(now.Add(c.linger))
+	c.shutTimer = time.AfterFunc(c.linger, c.shut) // also when nothing reads it (a failed handshake)
+	c.lingerMu.Unlock()
 	return err
 }
 
