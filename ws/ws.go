@@ -329,11 +329,12 @@ func (c *conn) ping() {
 // goes on reading, for up to linger after the last thing the peer sent
 // (and maxLingers lingers in all), until the peer closes too; the
 // connection is closed for good when the reading ends (see
-// events.OnClose). A peer that still reads what was sent before the
-// close frame, and replies meanwhile, is not cut in the middle of it. Closing at once while the peer still sends (replies,
+// events.OnClose). Closing at once while the peer still sends (replies,
 // pings: a reader that is slow does not know yet) would reset the
 // connection, and a reset makes the peer's system discard what it had not
-// read yet: the close frame first.
+// read yet: the close frame first. So a peer that still reads what came
+// before the close frame, and replies meanwhile, is not cut in the middle
+// of it.
 //
 // Its Write never blocks the writer that calls it: it writes what the
 // socket takes at once, and when the peer's window is full, the rest
