@@ -30,7 +30,7 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 	// The server's lock: filling without a journal beside a server would
 	// corrupt the file.
 	lf, err := lockServer(path)
-	if err != nil {
+	if err != nil && !errors.Is(err, errNoLocks) {
 		return 0, err
 	}
 	defer lf.Close()

@@ -56,6 +56,10 @@ func (db *DB) lock() error {
 		return err
 	}
 	f, err := lockServer(db.path)
+	if errors.Is(err, errNoLocks) {
+		db.Logger.Warn("the database's file system does not lock files: nothing keeps a second server off this database; run one only", "path", db.path, "err", err)
+		err = nil
+	}
 	if err != nil {
 		db.unlock()
 		return err
@@ -63,6 +67,10 @@ func (db *DB) lock() error {
 	db.lockFile = f
 	return nil
 }
+
+// errNoLocks is lockFile's error on a file system without flock(2) (some
+// network and FUSE file systems): the database opens without its lock.
+var errNoLocks = errors.New("the file system does not lock files")
 
 // lockServer takes the lock of the database at path, which closing the
 // file it returns releases.
@@ -73,6 +81,9 @@ func lockServer(path string) (*os.File, error) {
 		return nil, fmt.Errorf("sqlite: open the lock file: %w", err)
 	}
 	held, err := lockFile(f)
+	if errors.Is(err, errNoLocks) {
+		return f, err // the caller goes on without it, and says so
+	}
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("sqlite: lock %s: %w", lpath, err)
@@ -125,7 +136,7 @@ func (db *DB) takeTurn() {
 		return
 	}
 	if db.Beside {
-		if err := lockShared(db.turnFile); err != nil {
+		if err := lockShared(db.turnFile); err != nil && !errors.Is(err, errNoLocks) {
 			db.Logger.Warn("could not take the operators' lock: this write may wait for the server's commits", "err", err)
 		}
 		return

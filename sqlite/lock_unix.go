@@ -4,6 +4,7 @@ package sqlite
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 )
@@ -17,8 +18,11 @@ import (
 // that another open file has a lock on it.
 func lockFile(f *os.File) (held bool, err error) {
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
 		return true, nil
+	case noLocks(err):
+		return false, fmt.Errorf("%w: %w", errNoLocks, err)
 	}
 	return false, err
 }
@@ -27,10 +31,19 @@ func lockFile(f *os.File) (held bool, err error) {
 func lockShared(f *os.File) error {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
-		if !errors.Is(err, syscall.EINTR) {
-			return err
+		if errors.Is(err, syscall.EINTR) {
+			continue
 		}
+		if noLocks(err) {
+			return fmt.Errorf("%w: %w", errNoLocks, err)
+		}
+		return err
 	}
+}
+
+// noLocks reports whether err says the file system has no flock(2).
+func noLocks(err error) bool {
+	return errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.ENOLCK)
 }
 
 // unlockFile releases f's lock.
