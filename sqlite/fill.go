@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tidings/tidings"
 )
 
 // FillHistory adds perConv messages to each conversation of app whose id
@@ -74,13 +76,15 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 		return 0, fmt.Errorf("sqlite: fill: app %q has no conversation whose id starts with %q", app, prefix)
 	}
 	// Each round: one message per conversation, at seq last_seq + round,
-	// with an id that sorts by time as the real ones do (NewID).
+	// with an id that sorts by time as the real ones do (NewID), and a
+	// client id, as the SDKs give every send (the server's client-id
+	// filter reads them all at start-up).
 	const text = `64 bytes of message text, which is about one line of a chat.....`
 	// Each message names its event (event_seq, see userStreamQuery): the
 	// events are inserted next, in the same order, each at the newest seq
 	// plus one, and fill_convs's rowids run from 1.
 	insMessages := `INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, sent_at, event_seq)
-		SELECT ?1, id, last_seq + ?2, printf('%013x%013x', ?3, rowid), sender, NULL,
+		SELECT ?1, id, last_seq + ?2, printf('%013x%013x', ?3, rowid), sender, printf('fill-%013x%013x', ?3, rowid),
 			'[{"type":"text/plain","data":"` + text + `"}]', ?3,
 			(SELECT COALESCE(MAX(seq), 0) FROM events) + rowid
 		FROM temp.fill_convs ORDER BY rowid`
@@ -89,11 +93,24 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 			json_object('id', sender, 'displayName', name), id, NULL,
 			json_object('id', printf('%013x%013x', ?3, rowid), 'conversationId', id, 'seq', last_seq + ?2,
 				'sender', json_object('id', sender, 'displayName', name),
+				'clientId', printf('fill-%013x%013x', ?3, rowid),
 				'parts', json('[{"type":"text/plain","data":"` + text + `"}]'),
 				'sentAt', strftime('%Y-%m-%dT%H:%M:%fZ', ?3 / 1e6, 'unixepoch'),
 				'messageId', printf('%013x%013x', ?3, rowid), 'profileId', sender,
 				'timestamp', strftime('%Y-%m-%dT%H:%M:%fZ', ?3 / 1e6, 'unixepoch'))
 		FROM temp.fill_convs ORDER BY rowid`
+	// The marks a send moves after its commit (its conversation's last
+	// seq, its sender's read mark, see sendCache) are written here in the
+	// same commit: meta's marks_seq moves with them, unless a crash left
+	// marks unwritten before the fill (the next start repairs those, and
+	// then these too). Left behind, the next start would read every
+	// filled event to repair them.
+	var marksWritten bool
+	if err := conn.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM events WHERE name = ?
+		AND seq > COALESCE((SELECT value FROM meta WHERE key = 'marks_seq'), (SELECT MAX(seq) FROM events)))`,
+		tidings.EventMessageSent).Scan(&marksWritten); err != nil {
+		return 0, fmt.Errorf("sqlite: fill: %w", err)
+	}
 	start := time.Now().UnixMicro() - int64(perConv)*1000 // 1 ms per round, ending now
 	var added int64
 	const roundsPerTx = 500
@@ -121,6 +138,18 @@ func FillHistory(ctx context.Context, path, app, prefix string, perConv int, pro
 			FROM temp.fill_convs f WHERE conversations.app_id = ?3 AND conversations.id = f.id`, end-1, start+int64(end-1)*1000, app); err != nil {
 			exec(`ROLLBACK`)
 			return added, fmt.Errorf("sqlite: fill: conversations: %w", err)
+		}
+		if err := exec(`UPDATE participants SET delivered_seq = max(delivered_seq, f.last_seq + ?1), read_seq = max(read_seq, f.last_seq + ?1)
+			FROM temp.fill_convs f WHERE participants.app_id = ?2 AND participants.conversation_id = f.id AND participants.user_id = f.sender`, end-1, app); err != nil {
+			exec(`ROLLBACK`)
+			return added, fmt.Errorf("sqlite: fill: senders' marks: %w", err)
+		}
+		if marksWritten {
+			if err := exec(`INSERT INTO meta (key, value) SELECT 'marks_seq', MAX(seq) FROM events WHERE true
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value`); err != nil {
+				exec(`ROLLBACK`)
+				return added, fmt.Errorf("sqlite: fill: %w", err)
+			}
 		}
 		if err := exec(`COMMIT`); err != nil {
 			exec(`ROLLBACK`)
