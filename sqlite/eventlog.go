@@ -303,14 +303,21 @@ const cursorChunk = 1000
 // through, rather than one that holds the writer for seconds.
 const PruneChunk = 2000
 
+// Prune removes the oldest events, from the start of the log up to the
+// first one not older than before (events are in seq order, and their
+// times grow with it), and never the newest event, whose seq
+// LastEventSeq gives. It reads only the events it removes, a chunk per
+// write, plus one: a query for the newest event older than before read
+// the whole table, a read of 27 s holding one snapshot with 10 million
+// events, during which no checkpoint could copy the WAL past it
+// (docs/benchmarks.md, "Ten million messages again").
 func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 	chunk := l.PruneChunk
 	if chunk <= 0 {
 		chunk = PruneChunk
 	}
 	var cut sql.NullInt64
-	if err := l.db.queryRow(ctx, `SELECT MAX(seq) FROM events WHERE time < ? AND seq < (SELECT MAX(seq) FROM events)`,
-		micros(before)).Scan(&cut); err != nil || !cut.Valid {
+	if err := l.db.queryRow(ctx, `SELECT MAX(seq) - 1 FROM events`).Scan(&cut); err != nil || !cut.Valid {
 		return 0, err
 	}
 	// Nor the events a webhook endpoint in good standing (enabled, not
@@ -339,13 +346,38 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 			l.beforeChunk()
 		}
 		err := l.db.update(ctx, func(tx *Tx) error {
-			var upto sql.NullInt64
-			if err := tx.queryRow(`SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT 1 OFFSET ?`,
-				[]any{cut.Int64, chunk - 1}, &upto); err != nil && !isNoRows(err) {
+			n, done = 0, false
+			// The oldest chunk events up to the cut, up to the first one
+			// not older than before.
+			rows, err := tx.query(`SELECT seq, time FROM events WHERE seq <= ? ORDER BY seq LIMIT ?`, cut.Int64, chunk)
+			if err != nil {
 				return err
 			}
-			if !upto.Valid || upto.Int64 >= cut.Int64 {
-				upto, done = cut, true
+			var upto sql.NullInt64
+			read := 0
+			for rows.Next() {
+				var seq, at int64
+				if err := rows.Scan(&seq, &at); err != nil {
+					rows.Close()
+					return err
+				}
+				read++
+				if at >= micros(before) {
+					done = true
+					break
+				}
+				upto = sql.NullInt64{Int64: seq, Valid: true}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if read < chunk {
+				done = true
+			}
+			if !upto.Valid {
+				done = true
+				return nil
 			}
 			// Read the webhooks' bound again in the job: a replay or an
 			// endpoint enabled since the bound above was read committed

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +129,45 @@ func TestCursorsAndRetention(t *testing.T) {
 	names, _ := stream(t, log, "a", "bob", last)
 	if !slices.Equal(names, []string{tidings.EventMessageSent}) {
 		t.Fatalf("after the newest ref: %v", names)
+	}
+}
+
+// Prune removes the log's oldest events, up to the first one not older
+// than its bound, a chunk a write, and keeps the rest: those after a
+// newer one too (a clock set back), and the stream goes on from the
+// newest removed.
+func TestPruneRemovesTheOldestEventsOnly(t *testing.T) {
+	e, conv := pair(t)
+	log := sqlite.NewEventLog(e.db)
+	log.PruneChunk = 2
+	ctx := context.Background()
+	var clock atomic.Int64
+	e.db.Now = func() time.Time { return time.UnixMicro(clock.Load()) }
+	old := time.Now().Add(time.Hour)
+	clock.Store(old.UnixMicro())
+	for range 5 {
+		e.send(t, "alice", conv, "old")
+	}
+	lastOld := must[int64](t)(log.LastEventSeq(ctx))
+	clock.Store(old.Add(2 * time.Hour).UnixMicro())
+	for range 3 {
+		e.send(t, "alice", conv, "new")
+	}
+	clock.Store(old.UnixMicro()) // set back: an old time after new ones
+	e.send(t, "alice", conv, "old again")
+	clock.Store(old.Add(2 * time.Hour).UnixMicro())
+	e.send(t, "alice", conv, "new again")
+	n, err := log.Prune(ctx, old.Add(time.Hour))
+	if err != nil || n != lastOld {
+		t.Fatalf("pruned %d events (%v), want the %d before the first newer one", n, err, lastOld)
+	}
+	_, err = log.UserEvents(ctx, "a", "bob", lastOld-1, 10)
+	wantCode(t, err, tidings.EResyncRequired)
+	if names, _ := stream(t, log, "a", "bob", lastOld); len(names) != 5 {
+		t.Fatalf("after the newest pruned: %v, want the 5 sends after it", names)
+	}
+	if n, err := log.Prune(ctx, old.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("pruned again: %d, %v; want none", n, err)
 	}
 }
 
