@@ -43,12 +43,14 @@ const defaultCheckpointInterval = 200 * time.Millisecond
 const checkpointJobs = 200
 
 // restartFrames is the size of the WAL, in pages, from which the
-// checkpointer has it start again (64 MiB). Each start holds the writer
-// for two fsyncs (10 to 25 ms on a loaded disk): at 16 MiB, sends at
-// 1,000 a second met one every 0.85 s, and they were the largest part
-// of the sends' p99 (docs/benchmarks.md, "Where a small room's p99
-// goes").
-const restartFrames = 16384
+// checkpointer has it start again (128 MiB). Each start holds the writer
+// for two fsyncs (10 to 25 ms on a loaded disk, 70 to 150 ms on a slow
+// one): at 16 MiB, sends at 1,000 a second met one every 0.85 s, and
+// they were the largest part of the sends' p99; at 64 MiB, every 8 s,
+// and still the p99 on a slow disk (docs/benchmarks.md, "Where a small
+// room's p99 goes" and "Ten million messages again"). Reads look up
+// only the frames not yet checkpointed: the size costs disk, not time.
+const restartFrames = 32768
 
 // maxWALFrames is the size of the WAL, in pages, past which the
 // checkpointer makes sure it empties (about 256 MiB).
