@@ -129,7 +129,8 @@ app whose id starts with --conversations, straight into the database of
 the data directory, with the server stopped: to measure a server that
 already stores millions of messages without sending them one by one (10
 million take a few minutes). The messages are stored as sends store them,
-one to each conversation in turn, from its creator. The writes are not
+one to each conversation in turn, from its creator, each with a client
+id as the SDKs give (their marks written too). The writes are not
 synced: use it on a benchmark's data directory only.`,
 	run: runBenchFill,
 }
