@@ -3,8 +3,9 @@
 # itself (not a copy: a filled one is gigabytes), then NRUNS peerbench
 # runs of the 2,000 rooms × 5 of /work/bench/shape-r2000m5 (prepared by
 # warm-run.sh), one after the other. Prints how long the server took to
-# listen and to read its stored client ids, each run's summary and the
-# server's resident memory. RATE 0: saturation, window 2. BIN: the
+# listen and to read its stored client ids, each run's summary, the
+# server's resident memory and what it read from the disk in the run
+# (not from the page cache). RATE 0: saturation, window 2. BIN: the
 # server's binary. The room set is in docs/benchmarks.md, "Ten million
 # messages again", with the fill that makes DATA.
 set -u
@@ -24,9 +25,11 @@ echo "$LABEL listening after $(echo "$(date +%s.%N) - $T0" | bc) s"
 for i in $(seq 600); do grep -q 'read the client ids' $OUT/server.log && break; sleep 0.1; done
 grep 'read the client ids' $OUT/server.log | head -1
 for n in $(seq $NRUNS); do
+  RB0=$(awk '/^read_bytes/{print $2}' /proc/$SPID/io)
   TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB rooms $ARGS $RARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $PREP/cache.json -server-pid $SPID -duration ${DUR:-25s} -label "$LABEL/$n" -out /work/bench/results.jsonl > $OUT/run$n.log 2>&1
   r=$(tail -1 $OUT/run$n.log | tr ' ' '\n' | grep -E '^(p50_ms|p90_ms|p99_ms|server_us_per_msg|other_cpu_pct|lost|dup|pub_per_s|server_writes_per_delivery)=' | tr '\n' ' ')
   curl -s -o $OUT/metrics$n.txt http://127.0.0.1:$PORT/metrics
-  echo "$LABEL/$n $r rss_mb=$(( $(awk '/VmRSS/{print $2}' /proc/$SPID/status) / 1024 ))"
+  RB1=$(awk '/^read_bytes/{print $2}' /proc/$SPID/io)
+  echo "$LABEL/$n $r rss_mb=$(( $(awk '/VmRSS/{print $2}' /proc/$SPID/status) / 1024 )) disk_read_mb=$(( (RB1 - RB0) >> 20 ))"
 done
 
