@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,10 +75,14 @@ type clientFilter struct {
 	cancel  context.CancelFunc
 }
 
-// bloom is one Bloom filter of a fixed capacity.
+// bloom is one Bloom filter of a fixed capacity, blocked: a client id's
+// bits are all in one block of eight words (64 bytes, a cache line), one
+// bit in each word, so that an add or a look reads one line of memory
+// where seven probes over the whole filter read seven. With 10 million
+// ids (16 MiB) those misses were a quarter of the start-up read.
 type bloom struct {
 	words    []uint64
-	mask     uint64 // bit count - 1 (a power of two)
+	mask     uint64 // block count - 1 (a power of two)
 	capacity int
 	n        int
 }
@@ -89,35 +94,43 @@ const (
 	clientIDByIndex  = "index"
 )
 
-// bloomProbes is the number of bits a client id sets in a bloom;
-// bloomBitsPerID the bits a bloom holds per client id of its capacity,
-// before rounding up; recentFirst the capacity of recent's first layer.
+// bloomBitsPerID is the bits a bloom holds per client id of its
+// capacity, before rounding up; bloomBlock the words of a block, each
+// of which a client id sets one bit in; recentFirst the capacity of
+// recent's first layer.
 const (
-	bloomProbes    = 7
 	bloomBitsPerID = 10
+	bloomBlock     = 8
 	recentFirst    = 1 << 16
 )
 
 func newBloom(capacity int) *bloom {
 	capacity = max(capacity, 1024)
 	nbits := uint64(1) << bits.Len64(uint64(capacity*bloomBitsPerID-1))
-	return &bloom{words: make([]uint64, nbits/64), mask: nbits - 1, capacity: capacity}
+	blocks := nbits / (64 * bloomBlock)
+	return &bloom{words: make([]uint64, blocks*bloomBlock), mask: blocks - 1, capacity: capacity}
+}
+
+// block is the block of h, and the bits it sets: the block from h's low
+// bits, the bit of each word from six bits each of the high 48 of h
+// multiplied by an odd constant, which mixes all of h into them.
+func (b *bloom) block(h uint64) ([]uint64, uint64) {
+	i := (h & b.mask) * bloomBlock
+	return b.words[i : i+bloomBlock : i+bloomBlock], (h * 0x9e3779b97f4a7c15) >> 16
 }
 
 func (b *bloom) add(h uint64) {
-	h1, h2 := h, bits.RotateLeft64(h, 32)|1
-	for i := uint64(0); i < bloomProbes; i++ {
-		bit := (h1 + i*h2) & b.mask
-		b.words[bit/64] |= 1 << (bit % 64)
+	w, p := b.block(h)
+	for i := range w {
+		w[i] |= 1 << (p >> (6 * i) & 63)
 	}
 	b.n++
 }
 
 func (b *bloom) has(h uint64) bool {
-	h1, h2 := h, bits.RotateLeft64(h, 32)|1
-	for i := uint64(0); i < bloomProbes; i++ {
-		bit := (h1 + i*h2) & b.mask
-		if b.words[bit/64]&(1<<(bit%64)) == 0 {
+	w, p := b.block(h)
+	for i := range w {
+		if w[i]&(1<<(p>>(6*i)&63)) == 0 {
 			return false
 		}
 	}
@@ -146,6 +159,15 @@ func (f *clientFilter) hash(k convKey, sender, clientID string) uint64 {
 	h.WriteString(sender)
 	h.WriteByte(0)
 	h.WriteString(clientID)
+	return h.Sum64()
+}
+
+// hashKey is hash of a key whose parts are each followed by a zero byte
+// but the last, as clientIDsAfter reads them.
+func (f *clientFilter) hashKey(key string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(key)
 	return h.Sum64()
 }
 
@@ -246,7 +268,7 @@ func (db *DB) readAgain(f *clientFilter) {
 
 // clientFilterChunk is how many client ids base's goroutine reads per
 // read transaction.
-const clientFilterChunk = 20000
+var clientFilterChunk = 20000 // tests set less
 
 // readRetry is how long the filter waits to read messages again after a
 // read failed.
@@ -307,8 +329,12 @@ func (db *DB) stopClientFilter() {
 // clientIDsAfter reads the client ids of messages after a key, in key
 // order (a chunk of readClientIDs; the first chunk starts after four
 // empty strings, before any app's id). It reads the index alone, from
-// where it starts (TestClientIDsReadTheIndex).
-const clientIDsAfter = `SELECT app_id, conversation_id, sender_id, client_id
+// where it starts (TestClientIDsReadTheIndex). Each row is one column,
+// the key's four parts each followed by a zero byte but the last (what
+// hash hashes): each column read through the driver takes SQLite's
+// mutex twice and makes a string, and with four columns that was half
+// the read's time (10 million ids in 16 to 25 s).
+const clientIDsAfter = `SELECT app_id || char(0) || conversation_id || char(0) || sender_id || char(0) || client_id
 	FROM messages INDEXED BY messages_by_client_id
 	WHERE client_id IS NOT NULL AND (app_id, conversation_id, sender_id, client_id) > (?, ?, ?, ?)
 	ORDER BY app_id, conversation_id, sender_id, client_id LIMIT ?`
@@ -323,19 +349,20 @@ func (db *DB) readClientIDs(ctx context.Context, f *clientFilter) (*bloom, error
 	// Room for the rows moved into messages while it reads, which it
 	// may read too: a fuller bloom says "maybe" more often.
 	b := newBloom(count + count/4)
-	var app, conv, sender, clientID string
+	var after [4]string // the last key read
 	for {
-		rows, err := db.read.QueryContext(ctx, clientIDsAfter, app, conv, sender, clientID, clientFilterChunk)
+		rows, err := db.read.QueryContext(ctx, clientIDsAfter, after[0], after[1], after[2], after[3], clientFilterChunk)
 		if err != nil {
 			return nil, err
 		}
 		n := 0
+		var key string
 		for rows.Next() {
-			if err := rows.Scan(&app, &conv, &sender, &clientID); err != nil {
+			if err := rows.Scan(&key); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			b.add(f.hash(convKey{app, conv}, sender, clientID))
+			b.add(f.hashKey(key))
 			n++
 		}
 		err = rows.Err()
@@ -346,5 +373,10 @@ func (db *DB) readClientIDs(ctx context.Context, f *clientFilter) (*bloom, error
 		if n < clientFilterChunk {
 			return b, nil
 		}
+		parts := strings.SplitN(key, "\x00", 4)
+		if len(parts) != 4 {
+			return nil, fmt.Errorf("client id key %q: not four parts", key)
+		}
+		after = [4]string(parts)
 	}
 }

@@ -1,7 +1,9 @@
 package sqlite
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 )
 
@@ -49,5 +51,54 @@ func TestClientFilterHasNoFalseNegatives(t *testing.T) {
 	}
 	if rate := float64(maybe) / 101000; rate > 0.02 {
 		t.Fatalf("%.2f %% of client ids never given said maybe there, want under 2 %%", 100*rate)
+	}
+}
+
+// The start-up read goes through the index a chunk at a time, each
+// after the last key of the one before: it reads every stored client
+// id once, whatever the chunks' bounds fall on.
+func TestReadClientIDsInChunks(t *testing.T) {
+	defer func(n int) { clientFilterChunk = n }(clientFilterChunk)
+	clientFilterChunk = 3
+	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	type key struct{ app, conv, sender, clientID string }
+	var keys []key
+	for _, app := range []string{"a", "b"} {
+		for _, conv := range []string{"c", "c2"} {
+			for _, sender := range []string{"u", "v", "w"} {
+				for _, id := range []string{"m1", "m2"} {
+					keys = append(keys, key{app, conv, sender, id})
+				}
+			}
+		}
+	}
+	err := db.update(context.Background(), func(tx *Tx) error {
+		for i, k := range keys {
+			if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, sent_at)
+				VALUES (?, ?, ?, ?, ?, ?, '[]', 0)`, k.app, k.conv, i+1, fmt.Sprint("id", i), k.sender, k.clientID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newClientFilter()
+	b, err := db.readClientIDs(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.n != len(keys) {
+		t.Fatalf("read %d client ids, want the %d stored, each once", b.n, len(keys))
+	}
+	for _, k := range keys {
+		if !b.has(f.hash(convKey{k.app, k.conv}, k.sender, k.clientID)) {
+			t.Errorf("%+v not read", k)
+		}
 	}
 }
