@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,4 +199,23 @@ func storeMetric(t *testing.T, db *sqlite.DB, name string) *dto.Metric {
 	}
 	t.Fatalf("no metric %s", name)
 	return nil
+}
+
+// The start's warm-up reads the pages of the conversations active in
+// the last day, and of no other.
+func TestWarmUpReadsTheRecentConversations(t *testing.T) {
+	var clock atomic.Int64
+	e := newEnvWith(t, func(db *sqlite.DB) { db.Now = func() time.Time { return time.UnixMicro(clock.Load()) } })
+	now := time.Now()
+	clock.Store(now.Add(-48 * time.Hour).UnixMicro())
+	e.mkUsers(t, "a", "alice", "bob")
+	e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	clock.Store(now.UnixMicro())
+	for range 2 {
+		e.mkConv(t, "a", "bob", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "alice"}}})
+	}
+	n, err := sqlite.Warm(e.db)
+	if err != nil || n != 2 {
+		t.Fatalf("the warm-up read %d conversations (%v), want the 2 created now", n, err)
+	}
 }

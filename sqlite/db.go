@@ -141,6 +141,10 @@ type DB struct {
 	overloaded   bool
 	overloadHold time.Duration
 
+	// warmStop ends the start's warm-up (warm.go), warmDone closed once it has
+	warmStop context.CancelFunc
+	warmDone chan struct{}
+
 	ckpt  *sql.DB    // the checkpointer's connection
 	walMu sync.Mutex // held by the writer for each transaction; see checkpoint.go
 	// restartFrames is the WAL's size, in pages, from which the
@@ -327,6 +331,7 @@ func (db *DB) Open() (err error) {
 	// After the journal's move: every message stored before the writer
 	// starts is in messages, where the filter's goroutine reads them.
 	db.startClientFilter()
+	db.startWarm()
 	db.stmts = make(map[string]*sql.Stmt)
 	db.roles = make(map[string]tidings.Roles)
 	db.cache = newSendCache(db)
@@ -391,6 +396,7 @@ func (db *DB) Close() error {
 	db.closeMu.Unlock()
 	<-db.done
 	db.stopClientFilter()
+	db.stopWarm()
 	ckErr := db.closeCheckpointer()
 	for _, s := range db.stmts {
 		s.Close()

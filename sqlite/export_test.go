@@ -180,3 +180,7 @@ func ClientIDChecks(db *DB) (filtered, looked int64) {
 // OperatorWaitsOut says how many times the writer stopped waiting for an
 // operator command's lock (lock.go).
 func OperatorWaitsOut(db *DB) int64 { return db.turnWaitsOut.Load() }
+
+// Warm runs the start's warm-up again and says how many conversations it
+// read.
+func Warm(db *DB) (int, error) { return db.warm(context.Background()) }

@@ -124,3 +124,26 @@ func TestMessagesByIDAreGroupedByConversation(t *testing.T) {
 		t.Errorf("no %q in the plan:\n%s", want, all)
 	}
 }
+
+// The start's warm-up seeks each recent conversation's last entry in
+// messages and in messages_by_id: the pages a move writes, and no more.
+func TestWarmUpSeeksTheLastEntries(t *testing.T) {
+	db := NewDB(filepath.Join(t.TempDir(), "tidings.db"))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	all := strings.Join(plan(t, db, warmLast, "a", "c"), "\n")
+	t.Logf("%s", all)
+	for _, want := range []string{
+		"SEARCH messages USING PRIMARY KEY (app_id=? AND conversation_id=?)",
+		"SEARCH messages USING COVERING INDEX messages_by_id (app_id=? AND conversation_id=?)",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q in the plan:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "SCAN messages") || strings.Contains(all, "TEMP B-TREE") {
+		t.Errorf("the warm-up reads more than the last entries:\n%s", all)
+	}
+}
