@@ -36,7 +36,11 @@ const warmLast = `SELECT (SELECT seq FROM messages WHERE app_id = ?1 AND convers
 	(SELECT id FROM messages INDEXED BY messages_by_id WHERE app_id = ?1 AND conversation_id = ?2 ORDER BY id DESC LIMIT 1)`
 
 // startWarm starts the warm-up's goroutine; stopWarm ends it and waits.
+// An operator's command (Beside) reads what it reads, and no more.
 func (db *DB) startWarm() {
+	if db.Beside {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	db.warmStop = cancel
 	db.warmDone = make(chan struct{})
