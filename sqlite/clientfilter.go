@@ -374,8 +374,9 @@ func (db *DB) readClientIDs(ctx context.Context, f *clientFilter) (*bloom, error
 			return b, nil
 		}
 		parts := strings.SplitN(key, "\x00", 4)
-		if len(parts) != 4 {
-			return nil, fmt.Errorf("client id key %q: not four parts", key)
+		if len(parts) != 4 || [4]string(parts) == after {
+			// A part with a zero byte in it (ids are checked for none).
+			return nil, fmt.Errorf("client id key %q: not four parts after the last", key)
 		}
 		after = [4]string(parts)
 	}
