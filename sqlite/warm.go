@@ -65,7 +65,9 @@ func (db *DB) stopWarm() {
 
 // warm reads the last pages of the conversations active within
 // warmWindow (warmConversations at most, the most recent first), and
-// says how many conversations it read.
+// says how many conversations it read. Finding them reads the whole
+// conversations table (no index on the last activity), once, a small
+// table next to messages.
 func (db *DB) warm(ctx context.Context) (int, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT app_id, id FROM conversations
 		WHERE last_activity_at >= ? ORDER BY last_activity_at DESC LIMIT ?`,
@@ -86,18 +88,17 @@ func (db *DB) warm(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	// The first failed read ends the warm-up: the others would fail too.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	next := make(chan convKey)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
 	for range warmReaders {
 		wg.Go(func() {
 			for k := range next {
 				var seq, id any
 				if err := db.read.QueryRowContext(ctx, warmLast, k.app, k.conv).Scan(&seq, &id); err != nil {
-					mu.Lock()
-					first = firstError(first, err)
-					mu.Unlock()
+					cancel(err) // the first cause stays
 				}
 			}
 		})
@@ -112,16 +113,5 @@ func (db *DB) warm(ctx context.Context) (int, error) {
 	}
 	close(next)
 	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return n, first
-}
-
-// firstError is err if first is nil, else first.
-func firstError(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
+	return n, context.Cause(ctx)
 }
