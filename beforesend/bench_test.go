@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/beforesend"
+	"github.com/tidings/tidings/internal/cputime"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/webhook"
 )
@@ -75,7 +75,7 @@ func BenchmarkSend(b *testing.B) {
 				}
 			}
 			parts := text("a message of a few words, as most are")
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if _, _, err := svc.SendMessage(as("alice"), "c", tidings.NewMessage{ClientID: fmt.Sprint("k", i), Parts: parts}); err != nil {
@@ -83,13 +83,7 @@ func BenchmarkSend(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/send")
+			b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/send")
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

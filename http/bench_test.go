@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"runtime"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/cputime"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
 )
@@ -69,7 +69,7 @@ func benchHTTPSend(b *testing.B, parallelism int) {
 	b.SetParallelism(parallelism)
 	b.ReportAllocs()
 	batches0, jobs0 := benchBatches(b, db)
-	cpu0 := benchCPUTime()
+	cpu0 := cputime.Self()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -96,7 +96,7 @@ func benchHTTPSend(b *testing.B, parallelism int) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64((benchCPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	batches, jobs := benchBatches(b, db)
 	b.ReportMetric((jobs-jobs0)/float64(batches-batches0), "jobs/batch")
 }
@@ -127,12 +127,4 @@ func BenchmarkHTTPSendMessage(b *testing.B) {
 	for _, senders := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("senders=%dxP", senders), func(b *testing.B) { benchHTTPSend(b, senders) })
 	}
-}
-
-// benchCPUTime is the CPU time (user and system) this process has used:
-// with a noisy machine, CPU per message compares better than wall time.
-func benchCPUTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

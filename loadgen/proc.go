@@ -10,8 +10,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/tidings/tidings/internal/cputime"
 )
 
 // clockTicks is the unit of the CPU times of /proc/PID/stat (USER_HZ),
@@ -66,12 +67,10 @@ func SampleProc(pid int) (ProcSample, error) {
 	return s, nil
 }
 
-// SampleSelf returns the CPU time of this process (from getrusage) and
-// its resident memory.
+// SampleSelf returns the CPU time of this process and its resident
+// memory (where /proc tells).
 func SampleSelf() ProcSample {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	s := ProcSample{At: time.Now(), CPU: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	s := ProcSample{At: time.Now(), CPU: cputime.Self()}
 	if p, err := SampleProc(os.Getpid()); err == nil {
 		s.RSS = p.RSS
 	}
@@ -120,22 +119,6 @@ func FindListener(port int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("the process listening on port %d is not visible to this user", port)
-}
-
-// RaiseFileLimit raises this process's soft limit of open files to its
-// hard limit and returns the limit in force.
-func RaiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return lim.Cur, err
-		}
-	}
-	return lim.Cur, nil
 }
 
 // Machine describes where a benchmark ran.

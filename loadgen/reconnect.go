@@ -3,8 +3,8 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tidings/tidings/protocol"
@@ -118,7 +118,7 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	// share of Missed more.
 	phase.Store("away")
 	if cfg.Failover {
-		if err := syscall.Kill(victimPID, syscall.SIGKILL); err != nil {
+		if err := kill(victimPID); err != nil {
 			return nil, fmt.Errorf("kill the node %s (process %d): %w", victim.urls[0], victimPID, err)
 		}
 	} else {
@@ -219,4 +219,14 @@ func RunReconnect(ctx context.Context, cfg ReconnectConfig) (*Result, error) {
 	}
 	r.finish(e)
 	return r, nil
+}
+
+// kill kills process pid at once (SIGKILL where there are signals): a
+// node that dies without closing anything.
+func kill(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
 }

@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/cputime"
 	"github.com/tidings/tidings/protocol"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/token"
@@ -118,7 +118,7 @@ func BenchmarkConnect(b *testing.B) {
 			tr := &answerCounter{}
 			work := make(chan struct{})
 			var wg sync.WaitGroup
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			b.ResetTimer()
 			for range 64 {
 				wg.Go(func() {
@@ -139,7 +139,7 @@ func BenchmarkConnect(b *testing.B) {
 			wg.Wait()
 			n.tasks.Wait() // the replays too, where there are
 			b.StopTimer()
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			if got := tr.answers.Load(); got != int64(b.N) || tr.errors.Load() > 0 {
 				b.Fatalf("%d answers, %d errors, want %d answers and no error", got, tr.errors.Load(), b.N)
 			}
@@ -148,13 +148,4 @@ func BenchmarkConnect(b *testing.B) {
 			}
 		})
 	}
-}
-
-// cpuTime is the CPU time (user and system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -12,11 +12,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/cputime"
 	"github.com/tidings/tidings/sqlite"
 )
 
@@ -39,7 +39,7 @@ func benchSend(b *testing.B, parallelism int, synchronous string) {
 	var n atomic.Int64
 	b.SetParallelism(parallelism)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -53,7 +53,7 @@ func benchSend(b *testing.B, parallelism int, synchronous string) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 }
 
 func BenchmarkSendMessage(b *testing.B) {
@@ -61,14 +61,6 @@ func BenchmarkSendMessage(b *testing.B) {
 		b.Run(fmt.Sprintf("senders=%dxP/sync=FULL", senders), func(b *testing.B) { benchSend(b, senders, "FULL") })
 	}
 	b.Run("senders=64xP/sync=NORMAL", func(b *testing.B) { benchSend(b, 64, "NORMAL") })
-}
-
-// cpuTime is the CPU time (user and system) this process has used: with a
-// noisy machine, CPU per message compares better than wall time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkFindUserByID measures the read that every authenticated API
@@ -131,7 +123,7 @@ func benchSendRooms(b *testing.B, rooms, members, history, pushes, refusedEvery 
 	var n atomic.Int64
 	latency := make([]time.Duration, b.N+1) // of each send, by i
 	io0 := procIO(b)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	push := sqlite.NewPushService(e.db)
 	pushDone := make(chan struct{})
 	var pwg sync.WaitGroup
@@ -214,7 +206,7 @@ func benchSendRooms(b *testing.B, rooms, members, history, pushes, refusedEvery 
 	slices.Sort(latency[1:])
 	b.ReportMetric(float64(latency[1+(b.N-1)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 	b.ReportMetric(float64(io1["syscw"]-io0["syscw"])/float64(b.N), "writes/msg")
 	b.ReportMetric(float64(io1["syscr"]-io0["syscr"])/float64(b.N), "reads/msg")
 	b.ReportMetric(float64(io1["write_bytes"]-io0["write_bytes"])/float64(b.N)/1024, "KiB-written/msg")
@@ -350,7 +342,7 @@ func BenchmarkSaveCursors(b *testing.B) {
 	for i := range cursors {
 		cursors[i] = tidings.Cursor{AppID: "a", UserID: fmt.Sprintf("u%d", i), Device: "phone"}
 	}
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	b.ResetTimer()
 	for n := range b.N {
 		for i := range cursors {
@@ -361,5 +353,5 @@ func BenchmarkSaveCursors(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*len(cursors)), "cpu-µs/cursor")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N*len(cursors)), "cpu-µs/cursor")
 }

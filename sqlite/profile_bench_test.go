@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/cputime"
 	"github.com/tidings/tidings/sqlite"
 )
 
@@ -81,7 +82,7 @@ func BenchmarkProfileUpdate(b *testing.B) {
 		b.Run(w.name, func(b *testing.B) {
 			e := profileWorld(b, w.members, w.convs)
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			i := 0
 			for b.Loop() {
 				i++
@@ -90,7 +91,7 @@ func BenchmarkProfileUpdate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 		if w.members+w.convs == 0 {
 			continue
@@ -107,7 +108,7 @@ func BenchmarkProfileUpdate(b *testing.B) {
 				b.Fatal(err)
 			}
 			var rows int64
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			i := int64(0)
 			for b.Loop() {
 				i++
@@ -127,7 +128,7 @@ func BenchmarkProfileUpdate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(rows), "rows/op")
 		})
 	}
@@ -178,7 +179,7 @@ func BenchmarkReplayWithProfiles(b *testing.B) {
 			}
 			var got int
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			for b.Loop() {
 				evs, err := log.UserEvents(ctx, "a", "u1", after, 256)
 				if err != nil {
@@ -186,7 +187,7 @@ func BenchmarkReplayWithProfiles(b *testing.B) {
 				}
 				got = len(evs)
 			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(got), "events/op")
 		})
 	}

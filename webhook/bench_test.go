@@ -8,11 +8,11 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidings/tidings"
+	"github.com/tidings/tidings/internal/cputime"
 	"github.com/tidings/tidings/sqlite"
 	"github.com/tidings/tidings/webhook"
 )
@@ -107,7 +107,7 @@ func BenchmarkDeliveries(b *testing.B) {
 	e := newBenchEnv(b, true)
 	b.SetParallelism(16)
 	e.sendParallel(b, b.N)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	b.ResetTimer()
 	stop := e.startHook()
 	defer stop()
@@ -116,7 +116,7 @@ func BenchmarkDeliveries(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/delivery")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/delivery")
 }
 
 // BenchmarkSendWithWebhook measures sends (16 senders per core) without
@@ -136,7 +136,7 @@ func BenchmarkSendWithWebhook(b *testing.B) {
 				defer e.startHook()()
 			}
 			b.SetParallelism(16)
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			b.ResetTimer()
 			e.sendParallel(b, b.N)
 			sendTime := b.Elapsed()
@@ -145,13 +145,7 @@ func BenchmarkSendWithWebhook(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(sendTime.Microseconds())/float64(b.N), "send-µs/msg")
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+			b.ReportMetric(float64((cputime.Self()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

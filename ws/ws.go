@@ -385,7 +385,7 @@ const maxLingers = 4
 func newLingerConn(nc net.Conn, linger time.Duration) *lingerConn {
 	c := &lingerConn{Conn: nc, linger: linger}
 	c.writeFd, c.readFd = c.writeFn, c.readFn
-	if sc, ok := nc.(syscall.Conn); ok {
+	if sc, ok := nc.(syscall.Conn); ok && rawIO {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 		}
@@ -443,7 +443,7 @@ func (c *lingerConn) tryWrite(p []byte) (int, error) {
 // writeFn writes c.wp from c.wn on, what the socket takes at once.
 func (c *lingerConn) writeFn(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		m, e := syscall.Write(int(fd), c.wp[c.wn:])
+		m, e := sysWrite(fd, c.wp[c.wn:])
 		if m > 0 {
 			c.wn += m
 		}
@@ -593,7 +593,7 @@ func (c *lingerConn) lingerOn() {
 // then call again) when it holds nothing yet.
 func (c *lingerConn) readFn(fd uintptr) bool {
 	for {
-		n, err := syscall.Read(int(fd), c.rp)
+		n, err := sysRead(fd, c.rp)
 		switch err {
 		case syscall.EINTR:
 			continue

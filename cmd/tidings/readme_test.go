@@ -1,5 +1,3 @@
-//go:build unix
-
 package main
 
 import (
@@ -11,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -105,7 +102,7 @@ while IFS= read -r f <&3; do source "$f"; echo "::end of block::"; done
 	s.cmd.WaitDelay = 5 * time.Second
 	// In a process group of its own, so that the test ends the jobs a
 	// block leaves running, with the shell.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	inOwnProcessGroup(s.cmd)
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +121,7 @@ while IFS= read -r f <&3; do source "$f"; echo "::end of block::"; done
 		case <-s.exited:
 		case <-time.After(20 * time.Second):
 		}
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		killProcessGroup(s.cmd)
 		<-s.exited
 	})
 	return s

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -142,7 +141,7 @@ func startServeProcess(t *testing.T, dir string, extra ...string) *serveProcess 
 
 // kill ends the server with SIGKILL: no shutdown, nothing saved.
 func (p *serveProcess) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Process.Kill()
 	<-p.done
 }
 
