@@ -3,9 +3,12 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidings/tidings"
 )
 
 // fakeClock is a Node.Now that moves only when told.
@@ -133,5 +136,45 @@ func TestCursorsAreStoredAtTheNextFlushWithAShortInterval(t *testing.T) {
 	}
 	if got := len(log.stored()); got != 100 {
 		t.Errorf("%d of 100 cursors stored by the next flush, want all", got)
+	}
+}
+
+// A flush stores its cursors in the stores' key order (app, user,
+// device), each write a range of keys after the last write's, so that the
+// writes of a flush of thousands of devices cover a part of the cursors
+// table each rather than pages all over it.
+func TestCursorsAreStoredInKeyOrder(t *testing.T) {
+	log := &cursorLog{cursors: map[string]int64{}}
+	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: t0}
+	n := cursorNode(t, log, clock, time.Second)
+	const devices = 3*cursorChunk + 17
+	for _, i := range rand.Perm(devices) {
+		app := []string{"b", "a"}[i%2]
+		n.noteAck(deviceKey{app, fmt.Sprintf("u%d", i/4), []string{"phone", "laptop"}[i/2%2]}, int64(i+1), t0)
+	}
+	if err := n.flushDueCursors(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.chunks) != 4 {
+		t.Fatalf("%d cursors stored in %d writes, want 4 (%d a write)", devices, len(log.chunks), cursorChunk)
+	}
+	var all []tidings.Cursor
+	for _, c := range log.chunks {
+		all = append(all, c...)
+	}
+	if len(all) != devices {
+		t.Fatalf("%d cursors stored, want %d", len(all), devices)
+	}
+	for i := 1; i < len(all); i++ {
+		if compareCursors(all[i-1], all[i]) >= 0 {
+			t.Fatalf("cursor %d (%s/%s/%s) stored after %s/%s/%s: want the key order over all the writes",
+				i, all[i].AppID, all[i].UserID, all[i].Device, all[i-1].AppID, all[i-1].UserID, all[i-1].Device)
+		}
+	}
+	if all[0].AppID != "a" || all[0].UserID != "u0" || all[0].Device != "laptop" {
+		t.Errorf("first cursor stored %s/%s/%s, want a/u0/laptop", all[0].AppID, all[0].UserID, all[0].Device)
 	}
 }

@@ -1102,6 +1102,14 @@ func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 	// store's writer commits the sends queued meanwhile between two, so a
 	// flush of thousands of cursors (every receiver of a busy second)
 	// does not hold them up for its whole length.
+	//
+	// In the order of the stores' key (app, user, device), so that each
+	// write covers a range of the cursors table rather than rows all over
+	// it: unsorted (acks is a map), 500 cursors of 10,000 devices fell on
+	// most of the table's pages, each written again to the log and the
+	// file. Sorted, the writes of one flush share out the pages between
+	// them (docs/benchmarks.md, "Cursors stored in key order").
+	slices.SortFunc(cs, compareCursors)
 	var errs []error
 	for len(cs) > 0 {
 		chunk := cs[:min(len(cs), cursorChunk)]
@@ -1124,6 +1132,12 @@ func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 		n.metrics.cursors.Add(float64(len(chunk)))
 	}
 	return errors.Join(errs...)
+}
+
+// compareCursors orders cursors as the stores' key does: app, user, then
+// device, each a byte string (SQLite's BINARY collation).
+func compareCursors(a, b tidings.Cursor) int {
+	return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Device, b.Device))
 }
 
 // checkClients closes the clients whose time is up: no account in time,

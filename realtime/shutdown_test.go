@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type cursorLog struct {
 	mu      sync.Mutex
 	writes  int
 	cursors map[string]int64
+	chunks  [][]tidings.Cursor // each write's cursors, in its order
 }
 
 func (l *cursorLog) UserConversations(context.Context, string, string) ([]tidings.Membership, error) {
@@ -39,6 +41,7 @@ func (l *cursorLog) SaveCursors(ctx context.Context, cs []tidings.Cursor) error 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.writes++
+	l.chunks = append(l.chunks, slices.Clone(cs))
 	for _, c := range cs {
 		l.cursors[c.UserID+"/"+c.Device] = c.Seq
 	}
