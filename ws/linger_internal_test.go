@@ -76,3 +76,80 @@ func TestLingerGoesOnWhileThePeerSends(t *testing.T) {
 		t.Fatal("the server's reads went on past maxLingers lingers")
 	}
 }
+
+// tcpPair returns both ends of a loopback TCP connection, the server's
+// under a lingerConn of linger whose peer's receive buffer is small.
+func tcpPair(t *testing.T, linger time.Duration) (*lingerConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, _ := ln.Accept()
+		accepted <- nc
+	}()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	p := peer.(*net.TCPConn)
+	p.SetReadBuffer(32 << 10)
+	nc := <-accepted
+	if nc == nil {
+		t.Fatal("no connection accepted")
+	}
+	nc.(*net.TCPConn).SetWriteBuffer(32 << 10)
+	c := newLingerConn(nc, linger)
+	t.Cleanup(c.shut)
+	return c, p
+}
+
+// A peer that takes a large backlog steadily, though it takes longer than
+// one linger to take all of it, gets all of it: it is slow, not stalled.
+// Only a peer that takes nothing for a linger is a slow consumer.
+func TestDrainGoesOnWhileThePeerReads(t *testing.T) {
+	const linger = time.Second
+	c, peer := tcpPair(t, linger)
+	stalled := make(chan struct{}, 1)
+	c.wmu.Lock()
+	c.onStalled = func() { stalled <- struct{}{} }
+	c.wmu.Unlock()
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	// At most 32 KiB every 20 ms: about 1.6 MB a linger, so the backlog
+	// takes two lingers or more, and a chunk of drain's about 40 ms (25
+	// times less than a linger: room for a busy machine).
+	got := make([]byte, 0, len(data))
+	buf := make([]byte, 32<<10)
+	peer.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for len(got) < len(data) {
+		n, err := peer.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", len(got), len(data), err)
+		}
+		got = append(got, buf[:n]...)
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case <-stalled:
+		t.Fatal("a peer that read all along was taken for a slow consumer")
+	default:
+	}
+	for i := range got {
+		if got[i] != data[i] {
+			t.Fatalf("byte %d differs", i)
+		}
+	}
+	if c.broken.Load() {
+		t.Fatal("the connection is broken")
+	}
+}

@@ -63,7 +63,9 @@ type Handler struct {
 	// WriteQueue bounds the frames waiting to be written to one connection
 	// (default 4096); past it the connection is closed as a slow consumer.
 	WriteQueue int
-	// WriteTimeout bounds one write to a connection (default 10s).
+	// WriteTimeout bounds how long a connection whose socket is full may
+	// take nothing (less than 64 KiB) of what waits for it (default 10s):
+	// past it, it is closed as a slow consumer.
 	WriteTimeout time.Duration
 	// Writers is how many goroutines write the connections' frames, each
 	// to its share of the connections (default GOMAXPROCS).
@@ -487,19 +489,32 @@ func (c *lingerConn) drain() {
 			return
 		}
 		c.wmu.Unlock()
-		c.Conn.SetWriteDeadline(time.Now().Add(c.linger))
-		if c.cutting.Load() {
-			c.Conn.SetWriteDeadline(time.Now())
-		}
-		if n, err := c.Conn.Write(b); err != nil && !c.stall(b[n:], err) {
-			c.broken.Store(true)
-			c.Conn.Close() // the reader ends, and with it the connection
+		// A drainChunk at a time, each within linger: a peer that takes
+		// the backlog steadily, however slowly, is not cut; one that
+		// takes (next to) nothing for linger is.
+		for len(b) > 0 {
+			c.Conn.SetWriteDeadline(time.Now().Add(c.linger))
+			if c.cutting.Load() {
+				c.Conn.SetWriteDeadline(time.Now())
+			}
+			n, err := c.Conn.Write(b[:min(len(b), drainChunk)])
+			b = b[n:]
+			if err != nil {
+				if !c.stall(b, err) {
+					c.broken.Store(true)
+					c.Conn.Close() // the reader ends, and with it the connection
+				}
+				break
+			}
 		}
 	}
 }
 
+// drainChunk is the most drain writes within one linger.
+const drainChunk = 64 << 10
+
 // stall handles a write of drain's that timed out: the peer did not take
-// the backlog within linger, so it reads too slowly. The first time,
+// a drainChunk of the backlog within linger, so it reads too slowly. The first time,
 // unless the connection is cut (a dead peer) or its close frame is written
 // already, the connection is closed as a slow consumer (onStalled): what
 // is left waits, ahead of the close frame, for one more linger. It reports
