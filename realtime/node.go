@@ -1108,7 +1108,7 @@ func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 	// it: unsorted (acks is a map), 500 cursors of 10,000 devices fell on
 	// most of the table's pages, each written again to the log and the
 	// file. Sorted, the writes of one flush share out the pages between
-	// them (docs/benchmarks.md, "Cursors stored in key order").
+	// them (docs/benchmarks.md, "… cursors stored in key order").
 	slices.SortFunc(cs, compareCursors)
 	var errs []error
 	for len(cs) > 0 {
