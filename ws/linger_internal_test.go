@@ -15,31 +15,7 @@ import (
 // system dropped what it had not read yet: the close frame first.
 func TestLingerGoesOnWhileThePeerSends(t *testing.T) {
 	const linger = 300 * time.Millisecond
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- nc
-	}()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc := <-accepted
-	if nc == nil {
-		t.Fatal("no connection accepted")
-	}
-	c := newLingerConn(nc, linger)
-	defer c.shut()
+	c, peer := tcpPair(t, linger, 0)
 	if _, err := c.Write([]byte("the close frame")); err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +54,9 @@ func TestLingerGoesOnWhileThePeerSends(t *testing.T) {
 }
 
 // tcpPair returns both ends of a loopback TCP connection, the server's
-// under a lingerConn of linger whose peer's receive buffer is small.
-func tcpPair(t *testing.T, linger time.Duration) (*lingerConn, *net.TCPConn) {
+// under a lingerConn of linger; with buf > 0, the socket buffers facing
+// each other (the server's send, the peer's receive) are that small.
+func tcpPair(t *testing.T, linger time.Duration, buf int) (*lingerConn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,12 +74,14 @@ func tcpPair(t *testing.T, linger time.Duration) (*lingerConn, *net.TCPConn) {
 	}
 	t.Cleanup(func() { peer.Close() })
 	p := peer.(*net.TCPConn)
-	p.SetReadBuffer(32 << 10)
 	nc := <-accepted
 	if nc == nil {
 		t.Fatal("no connection accepted")
 	}
-	nc.(*net.TCPConn).SetWriteBuffer(32 << 10)
+	if buf > 0 {
+		p.SetReadBuffer(buf)
+		nc.(*net.TCPConn).SetWriteBuffer(buf)
+	}
 	c := newLingerConn(nc, linger)
 	t.Cleanup(c.shut)
 	return c, p
@@ -113,7 +92,7 @@ func tcpPair(t *testing.T, linger time.Duration) (*lingerConn, *net.TCPConn) {
 // Only a peer that takes nothing for a linger is a slow consumer.
 func TestDrainGoesOnWhileThePeerReads(t *testing.T) {
 	const linger = time.Second
-	c, peer := tcpPair(t, linger)
+	c, peer := tcpPair(t, linger, 32<<10)
 	stalled := make(chan struct{}, 1)
 	c.wmu.Lock()
 	c.onStalled = func() { stalled <- struct{}{} }
