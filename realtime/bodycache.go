@@ -75,6 +75,17 @@ func (n *Node) encodeStored(ev *tidings.Event) (eventBody, error) {
 	return b, nil
 }
 
+// encodeStoredLive is encodeStored for the live update of the event:
+// its tidings.v1 receivers do not get it live when it fails, which is
+// logged.
+func (n *Node) encodeStoredLive(ev *tidings.Event) (eventBody, error) {
+	b, err := n.encodeStored(ev)
+	if err != nil {
+		n.Logger.Error("realtime: encode an event", "err", err, "event", ev.ID, "name", ev.Name, "seq", ev.Seq)
+	}
+	return b, err
+}
+
 // encodeStoredV2 is encodeStored in tidings.v2.
 func (n *Node) encodeStoredV2(ev *tidings.Event) (eventBodyV2, error) {
 	cached := n.bodiesV2 != nil && ev.Seq > 0

@@ -340,17 +340,28 @@ func encodeAnswer(v2 bool, id string, result any, err error) []byte {
 // frameSet builds the update frames of one event for its receivers, once
 // per distinct (account, silent, form of the event) triple: usually two
 // or three frames for all.
+//
+// Each form of the event is encoded when the first session that speaks
+// it needs it: an audience that speaks tidings.v2 alone (the SDKs'
+// protocol) costs no tidings.v1 encoding, and the other way round.
 type frameSet struct {
-	ev     *tidings.Event
-	body   eventBody
+	ev *tidings.Event
+	// sender is the id of the message's sender, on message events.
+	sender []byte
 	frames []builtFrame
-	// The event's tidings.v2 form, encoded for the first tidings.v2
-	// session (v2done; v2err when it failed).
+	// node, if set, encodes the event's forms through its caches of
+	// stored events (and logs a failure); else encodeEvent and
+	// encodeEventV2 do.
+	node *Node
+	// The event's tidings.v1 form, encoded for the first tidings.v1
+	// session (v1done; v1err when it failed).
+	v1     eventBody
+	v1done bool
+	v1err  error
+	// The event's tidings.v2 form, likewise.
 	v2     eventBodyV2
 	v2done bool
 	v2err  error
-	// encodeV2 encodes it (encodeEventV2 unless set: the node's cache).
-	encodeV2 func(*tidings.Event) (eventBodyV2, error)
 }
 
 type builtFrame struct {
@@ -361,28 +372,61 @@ type builtFrame struct {
 	frame   []byte
 }
 
+// isSender says whether user sent the message of a message event.
+func (fs *frameSet) isSender(user string) bool {
+	return len(fs.sender) > 0 && string(fs.sender) == user
+}
+
+// bodyV1 returns the event's tidings.v1 form, encoded once.
+func (fs *frameSet) bodyV1() (*eventBody, error) {
+	if !fs.v1done {
+		fs.v1done = true
+		if fs.node != nil {
+			fs.v1, fs.v1err = fs.node.encodeStoredLive(fs.ev)
+		} else {
+			fs.v1, fs.v1err = encodeEvent(fs.ev)
+		}
+	}
+	return &fs.v1, fs.v1err
+}
+
 // bodyV2 returns the event's tidings.v2 form, encoded once.
 func (fs *frameSet) bodyV2() (*eventBodyV2, error) {
 	if !fs.v2done {
 		fs.v2done = true
-		encode := fs.encodeV2
-		if encode == nil {
-			encode = encodeEventV2
+		if fs.node != nil {
+			fs.v2, fs.v2err = fs.node.encodeStoredV2(fs.ev)
+		} else {
+			fs.v2, fs.v2err = encodeEventV2(fs.ev)
 		}
-		fs.v2, fs.v2err = encode(fs.ev)
 	}
 	return &fs.v2, fs.v2err
 }
 
-func framesFor(ev *tidings.Event, body eventBody) *frameSet {
-	return &frameSet{ev: ev, body: body}
+// framesFor returns the frames of ev, whose forms are encoded as
+// sessions need them: through node's caches of stored events, or without
+// a cache if node is nil (live-only events).
+// (Small enough to be inlined, so that the set stays on its caller's
+// stack.)
+func framesFor(ev *tidings.Event, node *Node) *frameSet {
+	return &frameSet{ev: ev, node: node, sender: eventSender(ev)}
 }
 
-// get returns the frame of the event for s, or nil when its tidings.v2
-// form could not be encoded (logged).
+// eventSender returns the id of the sender of a message event's message,
+// as encodeEvent reads it; nil on other events.
+func eventSender(ev *tidings.Event) []byte {
+	if !isMessageEvent(ev.Name) {
+		return nil
+	}
+	return messageSender(ev.Payload)
+}
+
+// get returns the frame of the event for s, or nil when the event's form
+// in s's protocol could not be encoded (logged by the encoder the node
+// gives).
 func (fs *frameSet) get(s *Session) []byte {
 	silent := silentFor(fs.ev, s.user)
-	own := fs.body.isSender(s.user)
+	own := fs.isSender(s.user)
 	v2 := s.client.v2
 	for _, f := range fs.frames {
 		if f.account == s.account && f.silent == silent && f.own == own && f.v2 == v2 {
@@ -397,7 +441,11 @@ func (fs *frameSet) get(s *Session) []byte {
 		}
 		f = updateFrameV2(s.account, fs.ev.Seq, silent, b.forUser(own))
 	} else {
-		f = updateFrame(s.account, fs.ev.Seq, silent, fs.body.forUser(s.user))
+		b, err := fs.bodyV1()
+		if err != nil {
+			return nil
+		}
+		f = updateFrame(s.account, fs.ev.Seq, silent, b.forUser(s.user))
 	}
 	fs.frames = append(fs.frames, builtFrame{s.account, silent, own, v2, f})
 	return f

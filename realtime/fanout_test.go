@@ -237,3 +237,23 @@ func TestProfileEventReachesThoseWhoShareAConversationOnce(t *testing.T) {
 		t.Fatalf("bob's frame %s: want ref 10, silent, update", got["bob"].last)
 	}
 }
+
+// Each form of an event is encoded only for an audience that speaks it:
+// the tidings.v2 sessions of the SDKs cost no tidings.v1 encoding (and
+// the other way round), and both reach everyone.
+func TestDispatchEncodesOnlyTheFormsItsAudienceSpeaks(t *testing.T) {
+	for _, v2 := range []bool{false, true} {
+		node, ts := fanoutNodeOf(t, 3, v2)
+		node.dispatch(messageEvent(7))
+		for i, tr := range ts {
+			if tr.frames.Load() != 1 {
+				t.Fatalf("v2=%t: session %d got %d frames, want 1", v2, i, tr.frames.Load())
+			}
+		}
+		_, hasV1 := node.bodies.get(7)
+		_, hasV2 := node.bodiesV2.get(7)
+		if hasV1 == v2 || hasV2 != v2 {
+			t.Errorf("sessions speaking v2=%t: tidings.v1 form encoded %t, tidings.v2 form %t; want only their own", v2, hasV1, hasV2)
+		}
+	}
+}

@@ -48,11 +48,7 @@ func (n *Node) broadcast(ev *tidings.Event, targets []*Session) {
 	if len(targets) == 0 {
 		return
 	}
-	body, err := encodeEvent(ev)
-	if err != nil {
-		return
-	}
-	fs := framesFor(ev, body)
+	fs := framesFor(ev, nil)
 	for _, s := range targets {
 		s.deliver(0, fs.get(s))
 	}

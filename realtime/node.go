@@ -578,14 +578,8 @@ const (
 // dispatch delivers one durable event to the sessions that may see it,
 // keeping the conversation index in step with membership events.
 func (n *Node) dispatch(ev *tidings.Event) (delivered int) {
-	body, err := n.encodeStored(ev)
-	if err != nil {
-		n.Logger.Error("encode event", "err", err, "event", ev.Name)
-		return 0
-	}
 	targets := n.audience(ev, n.targets[:0])
-	frames := framesFor(ev, body)
-	frames.encodeV2 = n.encodeStoredV2
+	frames := framesFor(ev, n)
 	for _, s := range targets {
 		s.deliverEvent(ev.Seq, frames)
 	}

@@ -107,7 +107,7 @@ func (s *Session) takeOwnSend(o *ownSend) bool {
 // tidings.v2 session the answer to the message.send whose message the
 // event sent, in its place (see ownSend).
 func (s *Session) deliverEvent(seq int64, fs *frameSet) {
-	if s.client.v2 && len(fs.body.sender) > 0 && fs.ev.Name == tidings.EventMessageSent && fs.body.isSender(s.user) && s.answerOwn(seq, fs) {
+	if s.client.v2 && fs.ev.Name == tidings.EventMessageSent && fs.isSender(s.user) && s.answerOwn(seq, fs) {
 		return
 	}
 	s.deliver(seq, fs.get(s))
