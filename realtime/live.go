@@ -66,13 +66,36 @@ func (n *Node) othersLocked(ck convKey, user string) []*Session {
 	return out
 }
 
+// lockFollowing locks n.mu and says whether s follows conversation ck in
+// the index. The index follows the events as they are dispatched: a
+// conversation created, or a participant added, just before the command
+// that asks (through the REST API, say) may not be in it yet. So when s
+// is not there, the events published so far are dispatched first and the
+// index asked again. n.mu is held on return either way.
+func (n *Node) lockFollowing(s *Session, ck convKey) bool {
+	n.mu.Lock()
+	if n.convs[ck].has(s) {
+		return true
+	}
+	n.mu.Unlock() // dispatch takes it
+	var stop <-chan struct{}
+	if n.ctx != nil {
+		stop = n.ctx.Done()
+	}
+	select {
+	case <-n.afterDispatch():
+	case <-stop:
+	}
+	n.mu.Lock()
+	return n.convs[ck].has(s)
+}
+
 // setTyping starts or stops the typing indicator of s's user in a
 // conversation they take part in. Starting again refreshes it; it stops by
 // itself after TypingTimeout.
 func (n *Node) setTyping(s *Session, convID string, on bool) error {
 	ck := convKey{s.app, convID}
-	n.mu.Lock()
-	if !n.convs[ck].has(s) {
+	if !n.lockFollowing(s, ck) {
 		n.mu.Unlock()
 		return tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
@@ -236,8 +259,7 @@ func (n *Node) peersLocked(s *Session) []*Session {
 // when it opens the conversation, before presence and typing updates come.
 func (n *Node) presenceOf(ctx context.Context, s *Session, convID string) (protocol.PresenceResult, error) {
 	ck := convKey{s.app, convID}
-	n.mu.Lock()
-	if !n.convs[ck].has(s) {
+	if !n.lockFollowing(s, ck) {
 		n.mu.Unlock()
 		return protocol.PresenceResult{}, tidings.Errorf(tidings.ENotFound, "conversation %q not found", convID)
 	}
