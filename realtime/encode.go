@@ -353,15 +353,31 @@ type frameSet struct {
 	// stored events (and logs a failure); else encodeEvent and
 	// encodeEventV2 do.
 	node *Node
-	// The event's tidings.v1 form, encoded for the first tidings.v1
-	// session (v1done; v1err when it failed).
-	v1     eventBody
-	v1done bool
-	v1err  error
-	// The event's tidings.v2 form, likewise.
-	v2     eventBodyV2
-	v2done bool
-	v2err  error
+	// The event's tidings.v1 and tidings.v2 forms, each encoded for the
+	// first session that speaks it.
+	v1 lazyForm[eventBody]
+	v2 lazyForm[eventBodyV2]
+}
+
+// lazyForm is one form of an event, encoded once, when first asked for.
+type lazyForm[T any] struct {
+	body T
+	done bool
+	err  error // the encoding's
+}
+
+// get returns the form, encoding it with node's encode (if node is set:
+// through its cache) or else with encode, the first time.
+func (l *lazyForm[T]) get(ev *tidings.Event, node *Node, cached func(*Node, *tidings.Event) (T, error), encode func(*tidings.Event) (T, error)) (*T, error) {
+	if !l.done {
+		l.done = true
+		if node != nil {
+			l.body, l.err = cached(node, ev)
+		} else {
+			l.body, l.err = encode(ev)
+		}
+	}
+	return &l.body, l.err
 }
 
 type builtFrame struct {
@@ -379,28 +395,12 @@ func (fs *frameSet) isSender(user string) bool {
 
 // bodyV1 returns the event's tidings.v1 form, encoded once.
 func (fs *frameSet) bodyV1() (*eventBody, error) {
-	if !fs.v1done {
-		fs.v1done = true
-		if fs.node != nil {
-			fs.v1, fs.v1err = fs.node.encodeStoredLive(fs.ev)
-		} else {
-			fs.v1, fs.v1err = encodeEvent(fs.ev)
-		}
-	}
-	return &fs.v1, fs.v1err
+	return fs.v1.get(fs.ev, fs.node, (*Node).encodeStoredLive, encodeEvent)
 }
 
 // bodyV2 returns the event's tidings.v2 form, encoded once.
 func (fs *frameSet) bodyV2() (*eventBodyV2, error) {
-	if !fs.v2done {
-		fs.v2done = true
-		if fs.node != nil {
-			fs.v2, fs.v2err = fs.node.encodeStoredV2(fs.ev)
-		} else {
-			fs.v2, fs.v2err = encodeEventV2(fs.ev)
-		}
-	}
-	return &fs.v2, fs.v2err
+	return fs.v2.get(fs.ev, fs.node, (*Node).encodeStoredV2, encodeEventV2)
 }
 
 // framesFor returns the frames of ev, whose forms are encoded as

@@ -33,16 +33,7 @@ func TestPresenceSkipsLargeConversations(t *testing.T) {
 // index): the command waits for that dispatch instead of answering that
 // the conversation is not found.
 func TestTypingRightAfterTheConversationIsCreated(t *testing.T) {
-	node := NewNode()
-	node.Log = &cursorLog{cursors: map[string]int64{}}
-	if err := node.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		node.Shutdown(ctx)
-	})
+	node := cursorNode(t, &cursorLog{cursors: map[string]int64{}}, &fakeClock{t: time.Now()}, time.Second)
 	c := node.Connect(&closeRecorder{code: make(chan int, 1)})
 	s := &Session{client: c, account: "default", app: "a", user: "u0", device: "d"}
 	if err := node.register(context.Background(), s); err != nil {
