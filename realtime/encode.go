@@ -366,8 +366,8 @@ type lazyForm[T any] struct {
 	err  error // the encoding's
 }
 
-// get returns the form, encoding it with node's encode (if node is set:
-// through its cache) or else with encode, the first time.
+// get returns the form, encoded the first time: by cached on node (its
+// cache of stored events) if node is set, else by encode.
 func (l *lazyForm[T]) get(ev *tidings.Event, node *Node, cached func(*Node, *tidings.Event) (T, error), encode func(*tidings.Event) (T, error)) (*T, error) {
 	if !l.done {
 		l.done = true
