@@ -1,6 +1,7 @@
 package tidings
 
 import (
+	"cmp"
 	"context"
 	"time"
 )
@@ -51,6 +52,14 @@ type Cursor struct {
 	UserID string
 	Device string
 	Seq    int64
+}
+
+// CompareCursorKeys orders cursors by their device, as the stores key
+// them: app, user, then device, each compared as bytes. Writes of many
+// cursors go in this order, so that each covers a range of the stores'
+// table and concurrent writes lock rows in one order.
+func CompareCursorKeys(a, b Cursor) int {
+	return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Device, b.Device))
 }
 
 // Membership says from which event on a user sees a conversation's events.

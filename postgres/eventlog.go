@@ -201,7 +201,7 @@ func (l *EventLog) SaveCursors(ctx context.Context, cursors []tidings.Cursor) er
 	// same order and never deadlock.
 	cs := slices.Clone(cursors)
 	slices.SortFunc(cs, func(a, b tidings.Cursor) int {
-		return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Device, b.Device), cmp.Compare(b.Seq, a.Seq))
+		return cmp.Or(tidings.CompareCursorKeys(a, b), cmp.Compare(b.Seq, a.Seq))
 	})
 	cs = slices.CompactFunc(cs, func(a, b tidings.Cursor) bool {
 		return a.AppID == b.AppID && a.UserID == b.UserID && a.Device == b.Device

@@ -169,7 +169,7 @@ func TestCursorsAreStoredInKeyOrder(t *testing.T) {
 		t.Fatalf("%d cursors stored, want %d", len(all), devices)
 	}
 	for i := 1; i < len(all); i++ {
-		if compareCursors(all[i-1], all[i]) >= 0 {
+		if tidings.CompareCursorKeys(all[i-1], all[i]) >= 0 {
 			t.Fatalf("cursor %d (%s/%s/%s) stored after %s/%s/%s: want the key order over all the writes",
 				i, all[i].AppID, all[i].UserID, all[i].Device, all[i-1].AppID, all[i-1].UserID, all[i-1].Device)
 		}

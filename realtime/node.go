@@ -1103,7 +1103,7 @@ func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 	// most of the table's pages, each written again to the log and the
 	// file. Sorted, the writes of one flush share out the pages between
 	// them (docs/benchmarks.md, "… cursors stored in key order").
-	slices.SortFunc(cs, compareCursors)
+	slices.SortFunc(cs, tidings.CompareCursorKeys)
 	var errs []error
 	for len(cs) > 0 {
 		chunk := cs[:min(len(cs), cursorChunk)]
@@ -1126,12 +1126,6 @@ func (n *Node) storeCursors(ctx context.Context, cs []tidings.Cursor) error {
 		n.metrics.cursors.Add(float64(len(chunk)))
 	}
 	return errors.Join(errs...)
-}
-
-// compareCursors orders cursors as the stores' key does: app, user, then
-// device, each a byte string (SQLite's BINARY collation).
-func compareCursors(a, b tidings.Cursor) int {
-	return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Device, b.Device))
 }
 
 // checkClients closes the clients whose time is up: no account in time,

@@ -1,7 +1,6 @@
 package sqlite_test
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -373,9 +372,7 @@ func benchSaveCursors(b *testing.B, perFlush, perWrite int, order string) {
 			flush = append(flush, c)
 		}
 		if order == "key" {
-			slices.SortFunc(flush, func(a, b tidings.Cursor) int {
-				return cmp.Or(cmp.Compare(a.AppID, b.AppID), cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Device, b.Device))
-			})
+			slices.SortFunc(flush, tidings.CompareCursorKeys)
 		}
 		for w := flush; len(w) > 0; {
 			chunk := w[:min(len(w), perWrite)]

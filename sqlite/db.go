@@ -141,7 +141,8 @@ type DB struct {
 	overloaded   bool
 	overloadHold time.Duration
 
-	// warmStop ends the start's warm-up (warm.go), warmDone closed once it has
+	// warmStop ends the start's warm-up (warm.go); warmDone is closed
+	// once the warm-up has ended.
 	warmStop context.CancelFunc
 	warmDone chan struct{}
 
