@@ -160,8 +160,11 @@ func testWALStaysSmall(t *testing.T, readers int) {
 	}
 	// An operator sees what the writer waited for: each send's time in
 	// the store, each commit's, and each hold of the checkpointer's.
-	if n := histogramCount(t, e.db, "tidings_store_write_seconds"); n < senders*each {
-		t.Errorf("%d writes timed, want at least the %d sends", n, senders*each)
+	if n := histogramCount(t, e.db, "tidings_store_write_seconds", "job", "send"); n != senders*each {
+		t.Errorf("%d sends timed, want the %d sent", n, senders*each)
+	}
+	if n := histogramCount(t, e.db, "tidings_store_write_seconds", "job", "other"); n < senders {
+		t.Errorf("%d other writes timed, want at least the %d conversations created", n, senders)
 	}
 	if n := histogramCount(t, e.db, "tidings_store_commit_seconds"); n == 0 {
 		t.Error("no commit timed")
@@ -171,10 +174,11 @@ func testWALStaysSmall(t *testing.T, readers int) {
 	}
 }
 
-// histogramCount is the number of observations of the store's histogram.
-func histogramCount(t *testing.T, db *sqlite.DB, name string) uint64 {
+// histogramCount is the number of observations of the store's histogram,
+// or of its series with the label given (name, value).
+func histogramCount(t *testing.T, db *sqlite.DB, name string, label ...string) uint64 {
 	t.Helper()
-	return storeMetric(t, db, name).GetHistogram().GetSampleCount()
+	return storeMetric(t, db, name, label...).GetHistogram().GetSampleCount()
 }
 
 // counter is the value of the store's counter.
@@ -183,8 +187,9 @@ func counter(t *testing.T, db *sqlite.DB, name string) float64 {
 	return storeMetric(t, db, name).GetCounter().GetValue()
 }
 
-// storeMetric gathers the store's metric (of no labels) called name.
-func storeMetric(t *testing.T, db *sqlite.DB, name string) *dto.Metric {
+// storeMetric gathers the store's metric called name: its only series,
+// or the one with the label given (name, value).
+func storeMetric(t *testing.T, db *sqlite.DB, name string, label ...string) *dto.Metric {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(db.Collectors()...)
@@ -193,8 +198,18 @@ func storeMetric(t *testing.T, db *sqlite.DB, name string) *dto.Metric {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0]
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(label) == 0 {
+				return m
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label[0] && l.GetValue() == label[1] {
+					return m
+				}
+			}
 		}
 	}
 	t.Fatalf("no metric %s", name)

@@ -7,8 +7,13 @@ type metrics struct {
 	batchSize prometheus.Histogram
 	commits   prometheus.Counter
 	// commitTime is the COMMIT statement's time (writing the WAL, and
-	// its fsync); writeTime a job's, from its queuing to its commit.
-	commitTime, writeTime prometheus.Histogram
+	// its fsync)
+	commitTime prometheus.Histogram
+	// writeTime is a job's, from its queuing to its commit, by whether
+	// it sends messages; writeSend and writeOther are its two series,
+	// resolved once
+	writeTime             *prometheus.HistogramVec
+	writeSend, writeOther prometheus.Observer
 	// holdTime is how long the checkpointer held the writer (walMu) so
 	// that the WAL could start again.
 	holdTime prometheus.Histogram
@@ -42,11 +47,11 @@ func newMetrics() *metrics {
 			Help:    "Time of each SQLite COMMIT: writing the transaction's pages to the WAL, and their fsync.",
 			Buckets: latencyBuckets,
 		}),
-		writeTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+		writeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tidings_store_write_seconds",
-			Help:    "Time of each write committed (a send, a mark, a cursor save...), from its queuing for the writer to its commit: the store's share of a send's latency.",
+			Help:    "Time of each write committed, from its queuing for the writer to its commit, by job: send (a message a user sent: the store's share of its latency) or other (a mark, a cursor save, a change to a conversation, a message sent through the server API...).",
 			Buckets: latencyBuckets,
-		}),
+		}, []string{"job"}),
 		holdTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tidings_store_checkpoint_hold_seconds",
 			Help:    "Time the checkpointer held the SQLite writer between two transactions, to checkpoint what was left so that the WAL starts again from its beginning: writes wait meanwhile.",
@@ -77,6 +82,8 @@ func newMetrics() *metrics {
 			Help: "Checkpoints that held the writer so that the WAL would start again from its beginning, and could not start it: reads that used it went on past the wait (20 ms).",
 		}),
 	}
+	m.writeSend = m.writeTime.WithLabelValues("send")
+	m.writeOther = m.writeTime.WithLabelValues("other")
 	m.clientIDFiltered = m.clientIDChecks.WithLabelValues(clientIDByFilter)
 	m.clientIDLooked = m.clientIDChecks.WithLabelValues(clientIDByIndex)
 	return m

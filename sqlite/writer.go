@@ -235,7 +235,11 @@ func (db *DB) commit(batch []*job) {
 	db.metrics.commits.Inc()
 	for _, j := range batch {
 		if j.err == nil && !j.queued.IsZero() {
-			db.metrics.writeTime.Observe(now.Sub(j.queued).Seconds())
+			o := db.metrics.writeOther
+			if j.sends {
+				o = db.metrics.writeSend
+			}
+			o.Observe(now.Sub(j.queued).Seconds())
 		}
 	}
 	db.marksPending.Store(db.cache.committed(now))
