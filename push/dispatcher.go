@@ -88,7 +88,8 @@ type Dispatcher struct {
 	messages, pushes, sent, failed, removed, dropped atomic.Int64
 
 	mu        sync.Mutex
-	heldUntil time.Time // with Leases: until when this node surely holds the lease
+	index     TargetIndex // Store's, from Open on (nil if it is none)
+	heldUntil time.Time   // with Leases: until when this node surely holds the lease
 	queue     []*tidings.Event
 	pending   map[pendingKey]*pending
 	closed    bool
@@ -146,6 +147,7 @@ func (d *Dispatcher) Open() error {
 		d.wake = make(chan struct{}, 1)
 	}
 	d.pending = make(map[pendingKey]*pending)
+	d.index, _ = d.Store.(TargetIndex)
 	d.sem = make(chan struct{}, d.Workers)
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.mu.Unlock()
@@ -250,7 +252,10 @@ func (d *Dispatcher) Close() error {
 // queued for the dispatcher's goroutine. With Leases, a dispatcher that
 // does not hold the lease drops them: the holder takes them. (The
 // messages it took before it lost the lease are still pushed, as no
-// other node took them.)
+// other node took them.) Once open, with a Store that is a TargetIndex,
+// it looks at the messages of apps without push targets here, and its
+// goroutine is not woken for them: an app that does not use push costs
+// no wake-up per commit.
 func (d *Dispatcher) Publish(events ...*tidings.Event) {
 	var sent []*tidings.Event
 	for _, ev := range events {
@@ -265,6 +270,19 @@ func (d *Dispatcher) Publish(events ...*tidings.Event) {
 	if d.closed || !d.holdingLocked() {
 		d.mu.Unlock()
 		return
+	}
+	if d.index != nil {
+		kept := sent[:0]
+		for _, ev := range sent {
+			if d.index.HasPushTargets(ev.AppID) {
+				kept = append(kept, ev)
+			}
+		}
+		d.messages.Add(int64(len(sent) - len(kept))) // looked at: nobody of their app may get a push
+		if sent = kept; len(sent) == 0 {
+			d.mu.Unlock()
+			return
+		}
 	}
 	if len(d.queue)+len(sent) > maxQueue {
 		// The store is too slow to answer: drop rather than grow without
