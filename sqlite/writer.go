@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -36,6 +37,19 @@ type job struct {
 	err    error
 	events []*tidings.Event
 	done   chan struct{}
+}
+
+// region names j's part of a batch in the execution trace.
+func (j *job) region() string {
+	switch {
+	case j.sends:
+		return "sqlite.job.send"
+	case j.aside:
+		return "sqlite.job.aside"
+	case j.marks:
+		return "sqlite.job.marks"
+	}
+	return "sqlite.job.other"
 }
 
 // update runs fn in a write transaction and returns once that transaction
@@ -272,6 +286,11 @@ var errJobFailed = errors.New("a job failed")
 // aside from it (job.aside); before a marks job it is flushed. The marks
 // of committed sends are also written when they are due, a chunk per
 // commit (sendCache.flushDue).
+//
+// Its parts are regions of the execution trace (go tool trace, from
+// /debug/pprof/trace): sqlite.job.send, .aside, .marks and .other for
+// each job, sqlite.flushDue, sqlite.moveDue, sqlite.dropMoved and
+// sqlite.commit, so that a slow batch shows what made it slow.
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -306,7 +325,10 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		// costs a goroutine (the driver's, to interrupt it; database/sql's,
 		// to close its rows) and a progress handler.
 		tx := &Tx{db: db, ctx: context.WithoutCancel(j.ctx), now: db.Now().UTC().Truncate(time.Microsecond)}
-		if err := tx.run(j.fn); err != nil {
+		region := trace.StartRegion(context.Background(), j.region())
+		err := tx.run(j.fn)
+		region.End()
+		if err != nil {
 			j.err = err
 			if !savepoints && !tx.wrote {
 				// Refused before it wrote anything (a send to a
@@ -335,18 +357,29 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		}
 	}
-	if err := db.cache.flushDue(time.Now(), len(batch)); err != nil {
+	region := trace.StartRegion(context.Background(), "sqlite.flushDue")
+	err := db.cache.flushDue(time.Now(), len(batch))
+	region.End()
+	if err != nil {
 		return err
 	}
-	if err := db.journal.moveDue(db.controlOnly, time.Now(), db.moveDelay); err != nil {
+	region = trace.StartRegion(context.Background(), "sqlite.moveDue")
+	err = db.journal.moveDue(db.controlOnly, time.Now(), db.moveDelay)
+	region.End()
+	if err != nil {
 		return err
 	}
-	if err := db.journal.dropMoved(db.controlOnly); err != nil {
+	region = trace.StartRegion(context.Background(), "sqlite.dropMoved")
+	err = db.journal.dropMoved(db.controlOnly)
+	region.End()
+	if err != nil {
 		return err
 	}
 	db.cache.bound()
 	start := time.Now()
-	_, err := db.control("COMMIT")
+	region = trace.StartRegion(context.Background(), "sqlite.commit")
+	_, err = db.control("COMMIT")
+	region.End()
 	if err == nil {
 		db.metrics.commitTime.Observe(time.Since(start).Seconds())
 	}
