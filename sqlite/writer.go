@@ -289,8 +289,9 @@ var errJobFailed = errors.New("a job failed")
 //
 // Its parts are regions of the execution trace (go tool trace, from
 // /debug/pprof/trace): sqlite.job.send, .aside, .marks and .other for
-// each job, sqlite.flushDue, sqlite.moveDue, sqlite.dropMoved and
-// sqlite.commit, so that a slow batch shows what made it slow.
+// each job, sqlite.flush and sqlite.moveAll before a job that needs them,
+// sqlite.flushDue, sqlite.moveDue, sqlite.dropMoved and sqlite.commit, so
+// that a slow batch shows what made it slow.
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
 	if _, err := db.control("BEGIN IMMEDIATE"); err != nil {
 		return err
@@ -300,12 +301,18 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			continue
 		}
 		if !j.sends && !j.aside {
-			if err := db.cache.flush(); err != nil {
+			region := trace.StartRegion(context.Background(), "sqlite.flush")
+			err := db.cache.flush()
+			region.End()
+			if err != nil {
 				return err
 			}
 			if !j.marks {
 				db.cache.discard()
-				if err := db.journal.moveAll(db.controlOnly, moveWhyWrite); err != nil {
+				region := trace.StartRegion(context.Background(), "sqlite.moveAll")
+				err := db.journal.moveAll(db.controlOnly, moveWhyWrite)
+				region.End()
+				if err != nil {
 					return err
 				}
 			}
