@@ -1,10 +1,12 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -232,5 +234,25 @@ func TestWarmUpReadsTheRecentConversations(t *testing.T) {
 	n, err := sqlite.Warm(e.db)
 	if err != nil || n != 2 {
 		t.Fatalf("the warm-up read %d conversations (%v), want the 2 created now", n, err)
+	}
+}
+
+// The parts of a writer batch are regions of the execution trace, under
+// the names docs/bench/tracewriter and docs/architecture.md give them.
+func TestBatchPartsAreTraceRegions(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Skipf("an execution trace runs already: %v", err)
+	}
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice")
+	trace.Stop()
+	for _, name := range []string{"sqlite.job.send", "sqlite.job.other", "sqlite.flush", "sqlite.moveAll",
+		"sqlite.flushDue", "sqlite.moveDue", "sqlite.dropMoved", "sqlite.commit"} {
+		if !bytes.Contains(buf.Bytes(), []byte(name)) {
+			t.Errorf("no region %s in the trace of a conversation's creation and a send", name)
+		}
 	}
 }

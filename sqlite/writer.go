@@ -301,18 +301,14 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			continue
 		}
 		if !j.sends && !j.aside {
-			region := trace.StartRegion(context.Background(), "sqlite.flush")
-			err := db.cache.flush()
-			region.End()
-			if err != nil {
+			if err := traced("sqlite.flush", db.cache.flush); err != nil {
 				return err
 			}
 			if !j.marks {
 				db.cache.discard()
-				region := trace.StartRegion(context.Background(), "sqlite.moveAll")
-				err := db.journal.moveAll(db.controlOnly, moveWhyWrite)
-				region.End()
-				if err != nil {
+				if err := traced("sqlite.moveAll", func() error {
+					return db.journal.moveAll(db.controlOnly, moveWhyWrite)
+				}); err != nil {
 					return err
 				}
 			}
@@ -332,10 +328,7 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		// costs a goroutine (the driver's, to interrupt it; database/sql's,
 		// to close its rows) and a progress handler.
 		tx := &Tx{db: db, ctx: context.WithoutCancel(j.ctx), now: db.Now().UTC().Truncate(time.Microsecond)}
-		region := trace.StartRegion(context.Background(), j.region())
-		err := tx.run(j.fn)
-		region.End()
-		if err != nil {
+		if err := traced(j.region(), func() error { return tx.run(j.fn) }); err != nil {
 			j.err = err
 			if !savepoints && !tx.wrote {
 				// Refused before it wrote anything (a send to a
@@ -364,33 +357,29 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 			}
 		}
 	}
-	region := trace.StartRegion(context.Background(), "sqlite.flushDue")
-	err := db.cache.flushDue(time.Now(), len(batch))
-	region.End()
-	if err != nil {
+	if err := traced("sqlite.flushDue", func() error { return db.cache.flushDue(time.Now(), len(batch)) }); err != nil {
 		return err
 	}
-	region = trace.StartRegion(context.Background(), "sqlite.moveDue")
-	err = db.journal.moveDue(db.controlOnly, time.Now(), db.moveDelay)
-	region.End()
-	if err != nil {
+	if err := traced("sqlite.moveDue", func() error { return db.journal.moveDue(db.controlOnly, time.Now(), db.moveDelay) }); err != nil {
 		return err
 	}
-	region = trace.StartRegion(context.Background(), "sqlite.dropMoved")
-	err = db.journal.dropMoved(db.controlOnly)
-	region.End()
-	if err != nil {
+	if err := traced("sqlite.dropMoved", func() error { return db.journal.dropMoved(db.controlOnly) }); err != nil {
 		return err
 	}
 	db.cache.bound()
 	start := time.Now()
-	region = trace.StartRegion(context.Background(), "sqlite.commit")
-	_, err = db.control("COMMIT")
-	region.End()
+	err := traced("sqlite.commit", func() error { return db.controlOnly("COMMIT") })
 	if err == nil {
 		db.metrics.commitTime.Observe(time.Since(start).Seconds())
 	}
 	return err
+}
+
+// traced runs fn as a region of the execution trace called name (see
+// runBatch); nothing is recorded while no trace is taken.
+func traced(name string, fn func() error) error {
+	defer trace.StartRegion(context.Background(), name).End()
+	return fn()
 }
 
 // controlOnly is control without its result.
