@@ -63,7 +63,7 @@ func (s *AppService) CreateApp(ctx context.Context, id, name string) (*tidings.A
 		return nil, tidings.Errorf(tidings.EInvalid, "app name is longer than %d bytes", tidings.MaxNameLen)
 	}
 	var app *tidings.App
-	err := s.db.update(ctx, func(tx *Tx) error {
+	err := s.db.updateAside(ctx, func(tx *Tx) error {
 		var n int
 		if err := tx.queryRow(`SELECT COUNT(*) FROM apps WHERE id = ?`, []any{id}, &n); err != nil {
 			return err
@@ -169,7 +169,7 @@ func (s *AppService) ListApps(ctx context.Context) ([]*tidings.App, error) {
 
 func (s *AppService) RotateServerKey(ctx context.Context, id string) (*tidings.App, error) {
 	key := tidings.NewSecret("tsk_", 24)
-	err := s.db.update(ctx, func(tx *Tx) error {
+	err := s.db.updateAside(ctx, func(tx *Tx) error {
 		res, err := tx.exec(`UPDATE apps SET server_key = ? WHERE id = ?`, hashServerKey(key), id)
 		if err != nil {
 			return err
@@ -195,7 +195,7 @@ func (s *AppService) RotateSigningSecret(ctx context.Context, id string, overlap
 		return nil, tidings.Errorf(tidings.EInvalid, "the overlap must not be negative")
 	}
 	var app *tidings.App
-	err := s.db.update(ctx, func(tx *Tx) error {
+	err := s.db.updateAside(ctx, func(tx *Tx) error {
 		var err error
 		if app, err = tx.findApp(id); err != nil {
 			return err
@@ -215,7 +215,7 @@ func (s *AppService) RotateSigningSecret(ctx context.Context, id string, overlap
 
 func (s *AppService) UpdateApp(ctx context.Context, id string, upd tidings.AppUpdate) (*tidings.App, error) {
 	var app *tidings.App
-	err := s.db.update(ctx, func(tx *Tx) error {
+	err := s.db.updateAside(ctx, func(tx *Tx) error {
 		var err error
 		if app, err = tx.findApp(id); err != nil {
 			return err

@@ -59,7 +59,7 @@ func (s *BeforeSendService) SetBeforeSend(ctx context.Context, cfg tidings.Befor
 		return nil, err
 	}
 	var h *tidings.BeforeSendHook
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		st, err := tx.stmt(`SELECT ` + beforeSendColumns + ` FROM before_send_hooks WHERE app_id = ?`)
 		if err != nil {
 			return err
@@ -100,7 +100,7 @@ func (s *BeforeSendService) DeleteBeforeSend(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateAside(ctx, func(tx *Tx) error {
 		_, err := tx.exec(`DELETE FROM before_send_hooks WHERE app_id = ?`, caller.AppID)
 		return err
 	})

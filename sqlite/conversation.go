@@ -114,7 +114,7 @@ func (s *ConversationService) CreateConversation(ctx context.Context, nc tidings
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, nc.ID, func(tx *Tx) error {
 		actor, err := tx.actor(c)
 		if err != nil {
 			return err
@@ -292,7 +292,7 @@ func (s *ConversationService) UpdateConversation(ctx context.Context, id string,
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -341,7 +341,7 @@ func (s *ConversationService) setDeleted(ctx context.Context, id string, deleted
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -500,7 +500,7 @@ func (s *ConversationService) AddParticipant(ctx context.Context, id string, np 
 	if err := np.Validate(); err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -544,7 +544,7 @@ func (s *ConversationService) UpdateParticipant(ctx context.Context, id, userID 
 	if !role.Valid() {
 		return nil, tidings.Errorf(tidings.EInvalid, "role %q is not a role: use owner, admin or member", role)
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -579,7 +579,7 @@ func (s *ConversationService) MuteParticipant(ctx context.Context, id, userID st
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -625,7 +625,7 @@ func (s *ConversationService) RemoveParticipant(ctx context.Context, id, userID 
 	if c.IsUser() && userID == c.UserID {
 		return s.Leave(ctx, id)
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -675,7 +675,7 @@ func (s *ConversationService) Join(ctx context.Context, id string) (*tidings.Par
 	if err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err
@@ -696,7 +696,7 @@ func (s *ConversationService) Leave(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateConv(ctx, c.AppID, id, func(tx *Tx) error {
 		conv, err := tx.conversation(c, id)
 		if err != nil {
 			return err

@@ -72,7 +72,7 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 		return nil, err
 	}
 	// Check the right to upload before reading anything.
-	if err := s.db.update(ctx, func(tx *Tx) error {
+	if err := s.db.updateConv(ctx, c.AppID, convID, func(tx *Tx) error {
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
 			return err
@@ -94,7 +94,7 @@ func (s *FileService) CreateFile(ctx context.Context, convID, name, contentType 
 		}
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, convID, func(tx *Tx) error {
 		// Checked again: the caller may have been removed meanwhile.
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
@@ -226,7 +226,7 @@ func (s *FileService) RemoveUnattached(ctx context.Context, grace time.Duration)
 	total := 0
 	for {
 		var keys []string
-		err := s.db.update(ctx, func(tx *Tx) error {
+		err := s.db.updateAside(ctx, func(tx *Tx) error {
 			keys = keys[:0]
 			rows, err := tx.query(`DELETE FROM files WHERE (app_id, conversation_id, id) IN
 				(SELECT app_id, conversation_id, id FROM files WHERE attached = 0 AND created_at < ? LIMIT 500)

@@ -30,7 +30,8 @@ import (
 //     message not moved, or less once more than maxJournal messages wait;
 //     a commit moves at most moveChunk of them (moveDue);
 //   - before any job that may read or change messages, that is any job
-//     but sends, marks jobs and jobs set aside (moveAll in runBatch);
+//     but sends, marks jobs and jobs set aside: those of the job's
+//     conversations if it has a scope, all of them if not (DB.prepare);
 //   - when a reader of a conversation's messages asks (DB.syncMessages);
 //   - when the database closes, and at Open for what a crash left.
 //

@@ -251,50 +251,76 @@ func TestReplayReadsMovedAndJournaledSends(t *testing.T) {
 }
 
 // In one commit, each write that is not a send moves what the sends
-// before it left in the journal, those of the same commit included.
+// before it left in the journal, those of the same commit included: all
+// of it before a write without a scope (a user deleted), only its
+// conversation's before a write to one conversation.
 func TestWritesInOneCommitMoveTheSendsBeforeThem(t *testing.T) {
-	e := newEnv(t)
-	e.mkUsers(t, "a", "alice", "bob")
-	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
-	e.sendEach(t, "a", d.ID, "bob") // committed before, waiting
-	release := sqlite.HoldWriter(e.db)
-	errs := make(chan error, 5)
-	queue := func(write func() error) {
-		n := sqlite.QueuedJobs(e.db)
-		go func() { errs <- write() }()
-		for sqlite.QueuedJobs(e.db) == n {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	send := func(conv string) func() error {
-		return func() error {
-			_, _, err := e.messages.SendMessage(user("a", "alice"), conv, tidings.NewMessage{Parts: text("hi")})
-			return err
-		}
-	}
-	other := func() error {
-		_, err := e.convs.CreateConversation(user("a", "alice"), tidings.NewConversation{})
-		return err
-	}
-	queue(send(c.ID))
-	queue(other)
-	queue(send(c.ID))
-	queue(send(d.ID))
-	queue(other)
-	commits := sqlite.Commits(e.db)
-	release()
-	for range 5 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := sqlite.Commits(e.db) - commits; n != 2 {
-		t.Fatalf("%d commits, want 2: the held job's and one for the five", n)
-	}
-	for conv, want := range map[string]int{c.ID: 2, d.ID: 2} {
-		if j, m := rawStored(t, e.path, conv); j != 0 || m != want {
-			t.Fatalf("conversation %s: %d in the journal, %d in messages; want 0 and %d", conv, j, m, want)
-		}
+	for _, tc := range []struct {
+		name    string
+		scoped  bool // the write is one to conversation c
+		waiting int  // d's messages left in the journal
+	}{
+		{name: "without a scope", waiting: 0},
+		{name: "to one conversation", scoped: true, waiting: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, func(db *sqlite.DB) {
+				// Nothing moves on its own while the test runs.
+				sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
+				sqlite.SetMoveDelay(db, time.Hour)
+			})
+			e.mkUsers(t, "a", "alice", "bob", "carol", "dave")
+			c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+			d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+			e.sendEach(t, "a", c.ID, "bob") // committed before, waiting
+			e.sendEach(t, "a", d.ID, "bob")
+			release := sqlite.HoldWriter(e.db)
+			errs := make(chan error, 5)
+			queue := func(write func() error) {
+				n := sqlite.QueuedJobs(e.db)
+				go func() { errs <- write() }()
+				for sqlite.QueuedJobs(e.db) == n {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			send := func(conv string) func() error {
+				return func() error {
+					_, _, err := e.messages.SendMessage(user("a", "alice"), conv, tidings.NewMessage{Parts: text("hi")})
+					return err
+				}
+			}
+			// other is the write that is not a send: the rename of c, or
+			// the deletion of user u (a write without a scope).
+			other := func(u string) func() error {
+				return func() error {
+					if tc.scoped {
+						name := "renamed"
+						_, err := e.convs.UpdateConversation(user("a", "alice"), c.ID, tidings.ConversationUpdate{Name: &name})
+						return err
+					}
+					return e.users.DeleteUser(server("a"), u, tidings.EraseMessages)
+				}
+			}
+			queue(send(c.ID))
+			queue(other("carol"))
+			queue(send(c.ID))
+			queue(send(d.ID))
+			queue(other("dave"))
+			commits := sqlite.Commits(e.db)
+			release()
+			for range 5 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := sqlite.Commits(e.db) - commits; n != 2 {
+				t.Fatalf("%d commits, want 2: the held job's and one for the five", n)
+			}
+			for conv, want := range map[string][2]int{c.ID: {0, 3}, d.ID: {tc.waiting, 2 - tc.waiting}} {
+				if j, m := rawStored(t, e.path, conv); j != want[0] || m != want[1] {
+					t.Fatalf("conversation %s: %d in the journal, %d in messages; want %d and %d", conv, j, m, want[0], want[1])
+				}
+			}
+		})
 	}
 }

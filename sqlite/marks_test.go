@@ -550,3 +550,133 @@ func TestReadsCountMarksNotWrittenYet(t *testing.T) {
 		})
 	}
 }
+
+// A write to one conversation (a participant added, a message edited...)
+// writes that conversation's waiting marks and moves its messages, and
+// leaves the other conversations' waiting, cached senders included; so
+// does a user created: under load, each such write used to write every
+// mark and move the whole journal first, and the sends behind it waited
+// 100 to 200 ms. What waits is read back all the same, and survives a
+// crash.
+func TestAWriteToOneConversationWritesItsMarksAlone(t *testing.T) {
+	e := newEnvWith(t, func(db *sqlite.DB) {
+		// Nothing is written or moved on its own while the test runs.
+		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
+		sqlite.SetMoveDelay(db, time.Hour)
+	})
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice")
+	e.sendEach(t, "a", d.ID, "alice", "bob")
+	marks := func(when, conv string, last int64, read map[string]int64) {
+		t.Helper()
+		l, r := rawMarks(t, e.path, conv)
+		if l != last || r["alice"] != read["alice"] || r["bob"] != read["bob"] {
+			t.Fatalf("%s: the file has last seq %d and read marks %v for %s, want %d and %v", when, l, r, conv, last, read)
+		}
+	}
+	cached := func(when string, want int) {
+		t.Helper()
+		if n, err := sqlite.CachedSenders(e.db); err != nil || n != want {
+			t.Fatalf("%s: the send cache holds %d senders (err %v), want %d", when, n, err, want)
+		}
+	}
+	cached("after the sends", 3)
+
+	name := "renamed"
+	must[*tidings.Conversation](t)(e.convs.UpdateConversation(user("a", "alice"), c.ID, tidings.ConversationUpdate{Name: &name}))
+	marks("after c is renamed", c.ID, 1, map[string]int64{"alice": 1})
+	marks("after c is renamed", d.ID, 0, nil)
+	cached("after c is renamed", 2) // alice and bob in d
+	if j, m := rawStored(t, e.path, c.ID); j != 0 || m != 1 {
+		t.Fatalf("after c is renamed: %d of c's messages in the journal, %d in messages; want 0 and 1", j, m)
+	}
+	if j, m := rawStored(t, e.path, d.ID); j != 2 || m != 0 {
+		t.Fatalf("after c is renamed: %d of d's messages in the journal, %d in messages; want 2 and 0", j, m)
+	}
+
+	e.mkUsers(t, "a", "carol")
+	marks("after a user is created", d.ID, 0, nil)
+	cached("after a user is created", 2)
+	if got := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), d.ID)); got.LastSeq != 2 {
+		t.Fatalf("d read back with last seq %d, want 2", got.LastSeq)
+	}
+	if got := e.history(t, "a", "bob", d.ID); len(got) != 2 {
+		t.Fatalf("d's history has %d messages, want 2", len(got))
+	}
+
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	copyDB(t, e.path, crashed) // nothing runs: no job is in flight
+	r := openDB(t, crashed)
+	if got := must[*tidings.Conversation](t)(r.convs.FindConversationByID(user("a", "alice"), d.ID)); got.LastSeq != 2 || got.ReadSeq != 1 {
+		t.Fatalf("d after a crash: last seq %d, alice's read seq %d; want 2 and 1", got.LastSeq, got.ReadSeq)
+	}
+	r.sendsAfterCrash(t, "bob", d.ID, 3)
+
+	// A read receipt in d writes d's marks (it reads them), and keeps
+	// the senders cached.
+	if st, err := e.messages.MarkRead(user("a", "alice"), d.ID, 0); err != nil || st.ReadSeq != 2 {
+		t.Fatalf("alice marks d read: %+v, %v; want read seq 2", st, err)
+	}
+	marks("after alice's receipt", d.ID, 2, map[string]int64{"alice": 2, "bob": 2})
+	cached("after alice's receipt", 2)
+}
+
+// A participant removed and added again starts where one added for the
+// first time does: the marks their sends left waiting before the removal
+// are not written over the new participant's, nor read back for them.
+func TestAParticipantAddedAgainStartsAfresh(t *testing.T) {
+	e := newEnvWith(t, func(db *sqlite.DB) {
+		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
+		sqlite.SetMoveDelay(db, time.Hour)
+	})
+	e.mkUsers(t, "a", "alice", "carol", "dave")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "carol"}}})
+	e.sendEach(t, "a", c.ID, "carol", "carol", "carol") // carol's read mark, 3, waits
+	if err := e.convs.RemoveParticipant(user("a", "alice"), c.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	e.sendEach(t, "a", c.ID, "alice")
+	for _, u := range []string{"carol", "dave"} {
+		must[*tidings.Participant](t)(e.convs.AddParticipant(user("a", "alice"), c.ID, tidings.NewParticipant{UserID: u}))
+	}
+	e.sendEach(t, "a", c.ID, "alice")
+	check := func(when string) {
+		t.Helper()
+		ps := must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", "alice"), c.ID, tidings.ParticipantFilter{})).Participants
+		read := map[string]int64{}
+		for _, p := range ps {
+			read[p.UserID] = p.ReadSeq
+		}
+		if read["carol"] != read["dave"] || read["alice"] != 5 {
+			t.Fatalf("%s: read marks %v; want carol's the same as dave's, who was never in, and alice's 5", when, read)
+		}
+	}
+	check("read back")
+	if err := e.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, read := rawMarks(t, e.path, c.ID)
+	if read["carol"] != read["dave"] || read["alice"] != 5 {
+		t.Fatalf("in the file after Close: read marks %v; want carol's the same as dave's, and alice's 5", read)
+	}
+}
+
+// A sender's profile changed (a user-only write) is the one their next
+// message carries, while the senders of others stay cached.
+func TestASendAfterAProfileChangeCarriesTheNewProfile(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice", "bob")
+	name := "Robert"
+	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "bob", tidings.UserUpdate{DisplayName: &name}))
+	if n, err := sqlite.CachedSenders(e.db); err != nil || n != 1 {
+		t.Fatalf("after bob's profile changed, the send cache holds %d senders (err %v), want alice alone", n, err)
+	}
+	m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("hi")})
+	if err != nil || m.Sender.DisplayName != "Robert" || m.Seq != 3 {
+		t.Fatalf("bob's send after the change: %+v, %v; want seq 3 from Robert", m, err)
+	}
+}

@@ -203,12 +203,13 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 }
 
 // sendSystem sends a system message: the app's server's, without a
-// sender. It does not use the send cache (update flushes it first), and
-// moves nobody's marks.
+// sender. It does not use the send cache (the conversation's marks are
+// written and what the cache read of it forgotten before the job, see
+// scope), and moves nobody's marks.
 func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convID string, nm tidings.NewMessage) (*tidings.Message, bool, error) {
 	var msg *tidings.Message
 	created := false
-	err := s.db.update(ctx, func(tx *Tx) error {
+	err := s.db.updateConv(ctx, c.AppID, convID, func(tx *Tx) error {
 		created = false
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
@@ -389,7 +390,7 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 		return nil, err
 	}
 	var msg *tidings.Message
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, convID, func(tx *Tx) error {
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
 			return err
@@ -433,7 +434,7 @@ func (s *MessageService) DeleteMessage(ctx context.Context, convID, msgID string
 		return nil, err
 	}
 	var msg *tidings.Message
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateConv(ctx, c.AppID, convID, func(tx *Tx) error {
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
 			return err
@@ -482,7 +483,7 @@ func (s *MessageService) mark(ctx context.Context, convID string, seq int64, rea
 	var st *tidings.MessageStatus
 	// A mark moves the caller's own marks only: the senders cached for
 	// sending stay cached.
-	err = s.db.updateMarks(ctx, func(tx *Tx) error {
+	err = s.db.updateMarksOf(ctx, c.AppID, convID, func(tx *Tx) error {
 		conv, err := tx.conversation(c, convID)
 		if err != nil {
 			return err

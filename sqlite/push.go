@@ -114,7 +114,7 @@ func (s *PushService) RegisterPushTarget(ctx context.Context, nt tidings.NewPush
 	}
 	var id string
 	now := s.db.Now()
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		tx.pushTargetsChanged(c.AppID)
 		err := tx.queryRow(`SELECT id FROM push_targets WHERE app_id = ? AND kind = ? AND address = ?`,
 			[]any{c.AppID, nt.Kind, address}, &id)
@@ -181,7 +181,7 @@ func (s *PushService) DeletePushTarget(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateAside(ctx, func(tx *Tx) error {
 		tx.pushTargetsChanged(c.AppID)
 		res, err := tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND user_id = ? AND id = ?`, c.AppID, c.UserID, id)
 		if err != nil {
@@ -234,7 +234,7 @@ func (s *PushService) UpdatePushSettings(ctx context.Context, upd tidings.PushSe
 		if !*upd.Enabled {
 			disabled = 1
 		}
-		err := s.db.update(ctx, func(tx *Tx) error {
+		err := s.db.updateAside(ctx, func(tx *Tx) error {
 			_, err := tx.exec(`INSERT INTO push_settings (app_id, user_id, disabled) VALUES (?, ?, ?)
 				ON CONFLICT (app_id, user_id) DO UPDATE SET disabled = excluded.disabled`, c.AppID, c.UserID, disabled)
 			return err
@@ -251,7 +251,7 @@ func (s *PushService) MuteConversation(ctx context.Context, conversationID strin
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateAside(ctx, func(tx *Tx) error {
 		var one int
 		err := tx.queryRow(`SELECT 1 FROM participants WHERE app_id = ? AND conversation_id = ? AND user_id = ?`,
 			[]any{c.AppID, conversationID, c.UserID}, &one)
@@ -297,7 +297,7 @@ func (s *PushService) UpdatePushConfig(ctx context.Context, upd tidings.PushConf
 		return nil, err
 	}
 	var cfg *tidings.PushConfig
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		var err error
 		if cfg, err = tx.pushConfig(c.AppID); err != nil {
 			return err
@@ -330,7 +330,7 @@ func (s *PushService) AppPushConfig(ctx context.Context, appID string) (*tidings
 	if err == nil || !isNoRows(err) {
 		return cfg, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		cfg, err = tx.pushConfig(appID)
 		return err
 	})
@@ -479,7 +479,7 @@ func (s *PushService) RemovePushTargets(ctx context.Context, appID string, ids [
 	if len(ids) == 0 {
 		return nil
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateAside(ctx, func(tx *Tx) error {
 		tx.pushTargetsChanged(appID)
 		for _, id := range ids {
 			if _, err := tx.exec(`DELETE FROM push_targets WHERE app_id = ? AND id = ?`, appID, id); err != nil {

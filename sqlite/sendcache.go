@@ -23,12 +23,15 @@ import (
 // commit, since every other write goes through the writer too, as a job
 // that is not a send: the cache is kept from one transaction to the next,
 // and emptied before any other job runs (unless that job is set aside
-// from it, see job.aside), when a transaction is rolled back, and when it
-// holds more than maxCachedSenders senders.
+// from it, see job.aside, or has a scope, see scope: then only what it
+// read of the scope's conversations and users is forgotten), when a
+// transaction is rolled back, and when it holds more than
+// maxCachedSenders senders.
 //
 // The marks of committed sends are written (flushed) in a later
 // transaction: before any job that is not a send or set aside (which may
-// read them), when a reader of conversations or participants asks for
+// read them; only those of its conversations before a job with a scope,
+// flushConvs), when a reader of conversations or participants asks for
 // them (DB.syncMarks: what anyone was told has committed is read back),
 // when the writer has had nothing to do for markDelay, and when the
 // database closes; those flushes write them all at once. Under load, the
@@ -63,8 +66,11 @@ type sendCache struct {
 	// many senders' marks they hold.
 	txnThrough, pendingThrough int64
 	txnSenders, pendingSenders int
-	// flushed: pending was written in the open transaction.
+	// flushed: pending was written in the open transaction; written,
+	// the conversations of pending whose marks it wrote before a job with
+	// a scope (flushConvs).
 	flushed bool
+	written map[convKey]bool
 	// since is when the marks that are waiting longest began to wait
 	// (when pending became non-empty, or the last plan started).
 	since time.Time
@@ -131,6 +137,8 @@ type convState struct {
 	deletedAt *time.Time
 	roles     tidings.Roles
 	lastSeq   int64
+	// senders: those read in it (some may be forgotten since).
+	senders []senderKey
 }
 
 // senderState is a sender as sending needs it.
@@ -144,7 +152,7 @@ type senderState struct {
 
 func newSendCache(db *DB) *sendCache {
 	return &sendCache{db: db, senders: map[senderKey]*senderState{}, convs: map[convKey]*convState{},
-		txn: newMarks(), pending: newMarks()}
+		txn: newMarks(), pending: newMarks(), written: map[convKey]bool{}}
 }
 
 // sender returns what sending in conversation conv as user needs, reading
@@ -199,6 +207,7 @@ func (sc *sendCache) sender(tx *Tx, app, conv, user string) (*senderState, error
 		}
 	}
 	sc.senders[k] = s
+	cs.senders = append(cs.senders, k)
 	return s, nil
 }
 
@@ -222,6 +231,7 @@ func (sc *sendCache) newSender(tx *Tx, k senderKey, cs *convState) (*senderState
 		}
 	}
 	sc.senders[k] = s
+	cs.senders = append(cs.senders, k)
 	return s, nil
 }
 
@@ -299,6 +309,30 @@ func (sc *sendCache) flush() error {
 	return nil
 }
 
+// flushConvs writes the marks of conversations keys, of committed sends
+// and of the open transaction's: what a job with these conversations in
+// its scope needs before it runs (see scope). Those of committed sends
+// leave pending once the transaction commits (committed); a conversation
+// whose marks were written is in no plan's way: a plan skips it.
+func (sc *sendCache) flushConvs(keys []convKey) error {
+	for _, k := range keys {
+		if cm := sc.pending[k]; cm != nil && !sc.flushed && !sc.written[k] {
+			if err := sc.write(k, cm); err != nil {
+				return err
+			}
+			sc.written[k] = true
+		}
+		if cm := sc.txn[k]; cm != nil {
+			if err := sc.write(k, cm); err != nil {
+				return err
+			}
+			sc.txnSenders -= len(cm.senders)
+			delete(sc.txn, k)
+		}
+	}
+	return nil
+}
+
 // write writes the marks of conversation k.
 func (sc *sendCache) write(k convKey, cm *convMarks) error {
 	if _, err := sc.db.control(`UPDATE conversations SET last_seq = max(last_seq, ?), last_activity_at = max(last_activity_at, ?) WHERE app_id = ? AND id = ?`,
@@ -339,7 +373,11 @@ func (sc *sendCache) flushDue(now time.Time, jobs int) error {
 	}
 	end := min(len(sc.plan), sc.planNext+max(sc.db.marksChunk, jobs))
 	for _, k := range sc.plan[sc.planNext:end] {
-		if err := sc.write(k, sc.pending[k]); err != nil {
+		cm := sc.pending[k]
+		if cm == nil || sc.written[k] {
+			continue // written before a job with a scope
+		}
+		if err := sc.write(k, cm); err != nil {
 			return err
 		}
 	}
@@ -369,10 +407,20 @@ func (sc *sendCache) committed(now time.Time) bool {
 		sc.plan = nil
 		sc.flushed = false
 		sc.db.unwritten.written(math.MaxInt64) // all it held was pending
-	} else if sc.plan != nil {
+	} else {
+		for k := range sc.written {
+			sc.drop(k)
+		}
+		if len(sc.written) > 0 {
+			// Not kept for readers either: they would add a removed
+			// participant's marks to those of one added again.
+			sc.db.unwritten.forget(sc.written)
+		}
+	}
+	clear(sc.written)
+	if sc.plan != nil {
 		for _, k := range sc.plan[sc.planDone:sc.planNext] {
-			sc.pendingSenders -= len(sc.pending[k].senders)
-			delete(sc.pending, k)
+			sc.drop(k)
 		}
 		sc.planDone = sc.planNext
 		if sc.planDone == len(sc.plan) {
@@ -393,12 +441,21 @@ func (sc *sendCache) committed(now time.Time) bool {
 	return !sc.pending.empty()
 }
 
+// drop removes conversation k's marks from pending, written.
+func (sc *sendCache) drop(k convKey) {
+	if cm := sc.pending[k]; cm != nil {
+		sc.pendingSenders -= len(cm.senders)
+		delete(sc.pending, k)
+	}
+}
+
 // rolledBack forgets the marks of the transaction rolled back, and what
 // was read.
 func (sc *sendCache) rolledBack() {
 	sc.txn.clear()
 	sc.txnThrough, sc.txnSenders = 0, 0
 	sc.flushed = false
+	clear(sc.written)
 	sc.planNext = sc.planDone
 	sc.discard()
 }
@@ -407,6 +464,29 @@ func (sc *sendCache) rolledBack() {
 func (sc *sendCache) bound() {
 	if len(sc.senders) > maxCachedSenders {
 		sc.discard()
+	}
+}
+
+// forget forgets what the cache read of the conversations and users of
+// scope s. Marks are kept.
+func (sc *sendCache) forget(s *scope) {
+	for _, k := range s.convs {
+		if cs := sc.convs[k]; cs != nil {
+			for _, sk := range cs.senders {
+				delete(sc.senders, sk)
+			}
+			delete(sc.convs, k)
+		}
+	}
+	if len(s.users) == 0 {
+		return
+	}
+	for k := range sc.senders {
+		for _, u := range s.users {
+			if k.app == u.app && k.user == u.user {
+				delete(sc.senders, k)
+			}
+		}
 	}
 }
 

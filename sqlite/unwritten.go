@@ -82,6 +82,22 @@ func (u *unwritten) written(through int64) {
 	}
 }
 
+// forget removes the marks of conversations convs, which the open
+// transaction wrote and which has committed, and moves the round.
+func (u *unwritten) forget(convs map[convKey]bool) {
+	u.mu.Lock()
+	for k := range convs {
+		delete(u.convs, k)
+	}
+	for k := range u.senders {
+		if convs[k.convKey] {
+			delete(u.senders, k)
+		}
+	}
+	u.mu.Unlock()
+	u.round.Add(1)
+}
+
 // read runs fn, which reads the database and then calls the lookup it is
 // given for the marks not written yet, until no round of them was written
 // while it ran (see unwritten). It gives up after a few tries and reports

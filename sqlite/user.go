@@ -59,7 +59,7 @@ func (s *UserService) CreateUser(ctx context.Context, u *tidings.User) (*tidings
 	if err := nu.Validate(); err != nil {
 		return nil, err
 	}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateUser(ctx, c.AppID, nu.ID, func(tx *Tx) error {
 		var n int
 		if err := tx.queryRow(`SELECT COUNT(*) FROM users WHERE app_id = ? AND id = ?`, []any{c.AppID, nu.ID}, &n); err != nil {
 			return err
@@ -147,7 +147,7 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 		return nil, tidings.Errorf(tidings.EForbidden, "a user can only update their own profile")
 	}
 	var u *tidings.User
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateUser(ctx, c.AppID, id, func(tx *Tx) error {
 		if !c.Server {
 			app, err := tx.findApp(c.AppID)
 			if err != nil {

@@ -27,7 +27,7 @@ func (s *UserService) setDeactivated(ctx context.Context, id string, on bool) (*
 		return nil, err
 	}
 	var u *tidings.User
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateUser(ctx, c.AppID, id, func(tx *Tx) error {
 		var err error
 		if u, err = tx.findUser(c.AppID, id); err != nil {
 			return err
@@ -58,7 +58,7 @@ func (s *UserService) RevokeTokens(ctx context.Context, id string) (*tidings.Use
 		return nil, err
 	}
 	var u *tidings.User
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateUser(ctx, c.AppID, id, func(tx *Tx) error {
 		var err error
 		if u, err = tx.findUser(c.AppID, id); err != nil {
 			return err

@@ -71,7 +71,7 @@ func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhoo
 	}
 	w := &tidings.WebhookEndpoint{ID: tidings.NewID(), AppID: caller.AppID, URL: nw.URL, Secret: nw.Secret,
 		Events: nw.Events, Disabled: nw.Disabled, Version: 1}
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		var n int
 		if err := tx.queryRow(`SELECT COUNT(*) FROM webhook_endpoints WHERE app_id = ?`, []any{caller.AppID}, &n); err != nil {
 			return err
@@ -180,7 +180,7 @@ func (s *WebhookService) UpdateWebhook(ctx context.Context, id string, upd tidin
 		}
 	}
 	var w *tidings.WebhookEndpoint
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		var err error
 		if w, err = tx.findWebhook(caller.AppID, id); err != nil {
 			return err
@@ -207,7 +207,7 @@ func (s *WebhookService) DeleteWebhook(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	return s.db.updateAside(ctx, func(tx *Tx) error {
 		res, err := tx.exec(`DELETE FROM webhook_endpoints WHERE app_id = ? AND id = ?`, caller.AppID, id)
 		if err != nil {
 			return err
@@ -271,7 +271,7 @@ func (s *WebhookService) ReplayWebhook(ctx context.Context, id string, r tidings
 		}
 	}
 	var w *tidings.WebhookEndpoint
-	err = s.db.update(ctx, func(tx *Tx) error {
+	err = s.db.updateAside(ctx, func(tx *Tx) error {
 		var err error
 		if w, err = tx.findWebhook(caller.AppID, id); err != nil {
 			return err

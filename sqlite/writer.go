@@ -32,12 +32,39 @@ type job struct {
 	// flush, and changes none of what the cache holds (the marks of
 	// message status, DB.syncMarks): the cache is flushed before it, not
 	// emptied.
-	marks  bool
+	marks bool
+	// scope, for a job that is neither a send nor set aside, names the
+	// conversations and users whose part of what the send cache and the
+	// journal hold it reads or changes; nil: any (see scope).
+	scope  *scope
 	queued time.Time // when it was submitted
 	err    error
 	events []*tidings.Event
 	done   chan struct{}
 }
+
+// scope is what a job reads or changes among what the send cache holds
+// or will write and what the journal keeps: conversations (their row,
+// participants, marks and messages) and users (their profile). Before a
+// job with a scope, the writer writes the waiting marks of its
+// conversations alone, forgets what the cache read of them and of its
+// users, and moves their messages of the journal, where before a job
+// without one it writes every mark, empties the cache and moves the whole
+// journal: under 2,000 sends a second, that took 100 to 200 ms and every
+// send waited behind it (docs/benchmarks.md, "Found last: any write that
+// is not a send stalls the sends").
+//
+// A job with a scope must not read or change, beyond its scope,
+// conversations, participants, marks, messages or the profiles of users
+// (reading who takes part in a conversation is fine: the cache leaves
+// that to the database); such a job (a user deleted, events pruned) has
+// none.
+type scope struct {
+	convs []convKey
+	users []userKey
+}
+
+type userKey struct{ app, user string }
 
 // region names j's part of a batch in the execution trace.
 func (j *job) region() string {
@@ -71,6 +98,27 @@ func (db *DB) updateAside(ctx context.Context, fn func(*Tx) error) error {
 // changes nothing the send cache holds (see job.marks).
 func (db *DB) updateMarks(ctx context.Context, fn func(*Tx) error) error {
 	return db.submit(&job{ctx: ctx, fn: fn, marks: true, done: make(chan struct{})})
+}
+
+// updateConv is update for a job whose scope is conversation conv of app:
+// it reads or changes nothing the send cache holds or the journal keeps
+// of other conversations, nor any user's profile (see scope).
+func (db *DB) updateConv(ctx context.Context, app, conv string, fn func(*Tx) error) error {
+	return db.submit(&job{ctx: ctx, fn: fn, scope: &scope{convs: []convKey{{app, conv}}}, done: make(chan struct{})})
+}
+
+// updateUser is update for a job whose scope is user of app: it changes
+// their profile, and reads or changes no conversation's marks or
+// messages (see scope).
+func (db *DB) updateUser(ctx context.Context, app, user string, fn func(*Tx) error) error {
+	return db.submit(&job{ctx: ctx, fn: fn, scope: &scope{users: []userKey{{app, user}}}, done: make(chan struct{})})
+}
+
+// updateMarksOf is updateMarks for a job that reads the marks of
+// conversation conv of app alone: only that conversation's are written
+// before it.
+func (db *DB) updateMarksOf(ctx context.Context, app, conv string, fn func(*Tx) error) error {
+	return db.submit(&job{ctx: ctx, fn: fn, marks: true, scope: &scope{convs: []convKey{{app, conv}}}, done: make(chan struct{})})
 }
 
 // updateSends is update for a job that only sends messages.
@@ -283,13 +331,17 @@ var errJobFailed = errors.New("a job failed")
 // The send cache outlives the transaction when only sends ran since it
 // was filled (see sendCache): before any other job it is flushed and
 // emptied, since that job may change what it holds, unless the job is set
-// aside from it (job.aside); before a marks job it is flushed. The marks
-// of committed sends are also written when they are due, a chunk per
-// commit (sendCache.flushDue).
+// aside from it (job.aside), or only for the conversations and users of
+// the job's scope (job.scope); before a marks job it is flushed. The
+// marks of committed sends are also written when they are due, a chunk
+// per commit (sendCache.flushDue). The journal is moved likewise (see
+// prepare).
 //
 // Its parts are regions of the execution trace (go tool trace, from
 // /debug/pprof/trace): sqlite.job.send, .aside, .marks and .other for
-// each job, sqlite.flush and sqlite.moveAll before a job that needs them,
+// each job, sqlite.flush before a job that needs it, sqlite.move (a
+// scope's conversations) or sqlite.moveAll (the whole journal) before a
+// job that needs it,
 // sqlite.flushDue, sqlite.moveDue, sqlite.dropMoved and sqlite.commit, so
 // that a slow batch shows what made it slow.
 func (db *DB) runBatch(batch []*job, savepoints bool) error {
@@ -300,18 +352,8 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		if j.err != nil {
 			continue
 		}
-		if !j.sends && !j.aside {
-			if err := traced("sqlite.flush", db.cache.flush); err != nil {
-				return err
-			}
-			if !j.marks {
-				db.cache.discard()
-				if err := traced("sqlite.moveAll", func() error {
-					return db.journal.moveAll(db.controlOnly, moveWhyWrite)
-				}); err != nil {
-					return err
-				}
-			}
+		if err := db.prepare(j); err != nil {
+			return err
 		}
 		if err := j.ctx.Err(); err != nil {
 			j.err = err
@@ -373,6 +415,38 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 		db.metrics.commitTime.Observe(time.Since(start).Seconds())
 	}
 	return err
+}
+
+// prepare makes the send cache and the journal ready for job j (see
+// runBatch): for a job with a scope, the marks of its conversations are
+// written, what the cache read of them and of its users is forgotten and
+// their messages moved; for one without, all of it.
+func (db *DB) prepare(j *job) error {
+	switch {
+	case j.sends || j.aside:
+		return nil
+	case j.scope != nil:
+		if err := traced("sqlite.flush", func() error { return db.cache.flushConvs(j.scope.convs) }); err != nil {
+			return err
+		}
+		if j.marks {
+			return nil
+		}
+		db.cache.forget(j.scope)
+		return traced("sqlite.move", func() error {
+			return db.journal.move(db.controlOnly, j.scope.convs, moveWhyWrite)
+		})
+	}
+	if err := traced("sqlite.flush", db.cache.flush); err != nil {
+		return err
+	}
+	if j.marks {
+		return nil
+	}
+	db.cache.discard()
+	return traced("sqlite.moveAll", func() error {
+		return db.journal.moveAll(db.controlOnly, moveWhyWrite)
+	})
 }
 
 // traced runs fn as a region of the execution trace called name (see
