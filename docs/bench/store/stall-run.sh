@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# stall-run.sh LABEL BIN INTERVAL: warm-run.sh LABEL BIN 5000 2 2000 2
+# (1:1 rooms at 2,000 msgs/s, two runs, PERFSTAT=1) and, from the end of
+# run 1 to the end of run 2, a user created through the API every
+# INTERVAL s: how much a write that is not a send costs the sends.
+# READONLY=1: a read of a user that does not exist instead of each
+# creation (the control: what the loop's own processes cost).
+# TRACE=1: a 5 s execution trace 12 s into run 2, in
+# /work/bench/LABEL.trace (read it with docs/bench/tracewriter).
+set -u
+LABEL=$1; BIN=$2; IV=$3
+OUT=/work/bench/run/$LABEL; rm -rf $OUT
+URL=http://127.0.0.1:18402
+( while [ ! -f $OUT/metrics1.txt ]; do sleep 0.2; done
+  KEY=$(cat /work/bench/shape-r5000m2/key); i=0
+  while [ ! -f $OUT/metrics2.txt ]; do
+    i=$((i+1))
+    if [ -n "${READONLY:-}" ]; then
+      curl -s -o /dev/null -H "Authorization: Bearer $KEY" $URL/v1/users/nobody-$i
+    else
+      curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+        -d "{\"id\":\"stall-$LABEL-$i-$RANDOM\",\"displayName\":\"x\"}" $URL/v1/users
+    fi
+    sleep $IV
+  done
+  echo "$i requests" > $OUT/requests.txt ) &
+LP=$!
+if [ -n "${TRACE:-}" ]; then
+  ( while [ ! -f $OUT/metrics1.txt ]; do sleep 0.2; done; sleep 12
+    curl -s -o /work/bench/$LABEL.trace "http://127.0.0.1:18412/debug/pprof/trace?seconds=5" ) &
+fi
+PERFSTAT=1 "$(dirname "$0")/warm-run.sh" $LABEL $BIN 5000 2 2000 2
+wait $LP; cat $OUT/requests.txt
