@@ -43,6 +43,20 @@ func CachedSenders(db *DB) (int, error) {
 	return n, err
 }
 
+// ListedSenders says how many senders the send cache lists for
+// conversation conv of app (-1: the conversation is not cached), read on
+// the writer like CachedSenders.
+func ListedSenders(db *DB, app, conv string) (int, error) {
+	n := -1
+	err := db.updateAside(context.Background(), func(tx *Tx) error {
+		if cs := tx.db.cache.convs[convKey{app, conv}]; cs != nil {
+			n = len(cs.senders)
+		}
+		return nil
+	})
+	return n, err
+}
+
 // MarksPending says whether committed sends have marks not written yet.
 func MarksPending(db *DB) bool { return db.marksPending.Load() }
 

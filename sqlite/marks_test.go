@@ -670,13 +670,19 @@ func TestASendAfterAProfileChangeCarriesTheNewProfile(t *testing.T) {
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	e.sendEach(t, "a", c.ID, "alice", "bob")
-	name := "Robert"
-	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "bob", tidings.UserUpdate{DisplayName: &name}))
-	if n, err := sqlite.CachedSenders(e.db); err != nil || n != 1 {
-		t.Fatalf("after bob's profile changed, the send cache holds %d senders (err %v), want alice alone", n, err)
+	for i, name := range []string{"Robert", "Bobby", "Rob"} {
+		must[*tidings.User](t)(e.users.UpdateUser(server("a"), "bob", tidings.UserUpdate{DisplayName: &name}))
+		if n, err := sqlite.CachedSenders(e.db); err != nil || n != 1 {
+			t.Fatalf("after bob's profile changed, the send cache holds %d senders (err %v), want alice alone", n, err)
+		}
+		m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("hi")})
+		if want := int64(3 + i); err != nil || m.Sender.DisplayName != name || m.Seq != want {
+			t.Fatalf("bob's send after the change: %+v, %v; want seq %d from %s", m, err, want, name)
+		}
 	}
-	m, _, err := e.messages.SendMessage(user("a", "bob"), c.ID, tidings.NewMessage{Parts: text("hi")})
-	if err != nil || m.Sender.DisplayName != "Robert" || m.Seq != 3 {
-		t.Fatalf("bob's send after the change: %+v, %v; want seq 3 from Robert", m, err)
+	// Read again after each change, bob is listed once in the cached
+	// conversation: the list does not grow with the changes.
+	if n, err := sqlite.ListedSenders(e.db, "a", c.ID); err != nil || n != 2 {
+		t.Fatalf("the cached conversation lists %d senders (err %v), want 2", n, err)
 	}
 }

@@ -137,7 +137,7 @@ type convState struct {
 	deletedAt *time.Time
 	roles     tidings.Roles
 	lastSeq   int64
-	// senders: those read in it (some may be forgotten since).
+	// senders: those read in it, for forgetting them with it.
 	senders []senderKey
 }
 
@@ -481,10 +481,12 @@ func (sc *sendCache) forget(s *scope) {
 	if len(s.users) == 0 {
 		return
 	}
-	for k := range sc.senders {
+	for k, st := range sc.senders {
 		for _, u := range s.users {
 			if k.app == u.app && k.user == u.user {
 				delete(sc.senders, k)
+				// Read again, the sender would be listed twice.
+				st.conv.senders = slices.DeleteFunc(st.conv.senders, func(o senderKey) bool { return o == k })
 			}
 		}
 	}
