@@ -686,3 +686,38 @@ func TestASendAfterAProfileChangeCarriesTheNewProfile(t *testing.T) {
 		t.Fatalf("the cached conversation lists %d senders (err %v), want 2", n, err)
 	}
 }
+
+// A user's list of conversations, ordered by last activity, sees the
+// newest sends of their conversations, and has those conversations'
+// marks written alone: a list each time an app opens no longer writes
+// every conversation's waiting marks.
+func TestAUsersListWritesTheMarksOfTheirConversationsAlone(t *testing.T) {
+	e := newEnvWith(t, func(db *sqlite.DB) {
+		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
+		sqlite.SetMoveDelay(db, time.Hour)
+	})
+	e.mkUsers(t, "a", "alice", "bob", "carol")
+	older := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	newer := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	theirs := e.mkConv(t, "a", "carol", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", newer.ID, "alice")
+	time.Sleep(2 * time.Millisecond) // activity times are microseconds apart at least
+	e.sendEach(t, "a", older.ID, "bob", "bob")
+	e.sendEach(t, "a", theirs.ID, "carol")
+	page := must[*tidings.ConversationPage](t)(e.convs.ListConversations(user("a", "alice"), tidings.ConversationFilter{}))
+	if len(page.Conversations) != 2 || page.Conversations[0].ID != older.ID || page.Conversations[0].UnreadCount != 2 ||
+		page.Conversations[1].ID != newer.ID || page.Conversations[1].UnreadCount != 0 {
+		t.Fatalf("alice's list: %+v; want %s (2 unread) then %s (none)", page.Conversations, older.ID, newer.ID)
+	}
+	if l, _ := rawMarks(t, e.path, older.ID); l != 2 {
+		t.Fatalf("after alice's list, the file has last seq %d for one of her conversations, want 2", l)
+	}
+	if l, _ := rawMarks(t, e.path, theirs.ID); l != 0 {
+		t.Fatalf("after alice's list, the file has last seq %d for a conversation she is not in, want 0 (still waiting)", l)
+	}
+	// The app's server lists them all, each with its newest message.
+	all := must[*tidings.ConversationPage](t)(e.convs.ListConversations(server("a"), tidings.ConversationFilter{}))
+	if len(all.Conversations) != 3 || all.Conversations[0].ID != theirs.ID || all.Conversations[0].LastSeq != 1 {
+		t.Fatalf("the server's list: %+v; want 3, %s first with last seq 1", all.Conversations, theirs.ID)
+	}
+}

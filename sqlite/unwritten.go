@@ -82,6 +82,14 @@ func (u *unwritten) written(through int64) {
 	}
 }
 
+// has says whether conversation k has marks not written.
+func (u *unwritten) has(k convKey) bool {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	_, ok := u.convs[k]
+	return ok
+}
+
 // forget removes the marks of conversations convs, which the open
 // transaction wrote and which has committed, and moves the round.
 func (u *unwritten) forget(convs map[convKey]bool) {

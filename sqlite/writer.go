@@ -94,12 +94,6 @@ func (db *DB) updateAside(ctx context.Context, fn func(*Tx) error) error {
 	return db.submit(&job{ctx: ctx, fn: fn, aside: true, done: make(chan struct{})})
 }
 
-// updateMarks is update for a job that reads the marks of sends and
-// changes nothing the send cache holds (see job.marks).
-func (db *DB) updateMarks(ctx context.Context, fn func(*Tx) error) error {
-	return db.submit(&job{ctx: ctx, fn: fn, marks: true, done: make(chan struct{})})
-}
-
 // updateConv is update for a job whose scope is conversation conv of app:
 // it reads or changes nothing the send cache holds or the journal keeps
 // of other conversations, nor any user's profile (see scope).
@@ -114,8 +108,9 @@ func (db *DB) updateUser(ctx context.Context, app, user string, fn func(*Tx) err
 	return db.submit(&job{ctx: ctx, fn: fn, scope: &scope{users: []userKey{{app, user}}}, done: make(chan struct{})})
 }
 
-// updateMarksOf is updateMarks for a job that reads the marks of
-// conversation conv of app alone: only that conversation's are written
+// updateMarksOf is update for a job that reads the marks of sends in
+// conversation conv of app alone, and changes nothing the send cache
+// holds (see job.marks): only that conversation's marks are written
 // before it.
 func (db *DB) updateMarksOf(ctx context.Context, app, conv string, fn func(*Tx) error) error {
 	return db.submit(&job{ctx: ctx, fn: fn, marks: true, scope: &scope{convs: []convKey{{app, conv}}}, done: make(chan struct{})})
@@ -160,6 +155,17 @@ func (db *DB) syncMarks(ctx context.Context) error {
 	// The caller's next write may not start on this job being queued:
 	// it is not the caller's write (a send after a read, in order).
 	return db.submit(marksJob(tidings.WithoutQueued(ctx)))
+}
+
+// syncMarksOf is syncMarks for the marks of conversations keys alone:
+// only theirs are written (see scope).
+func (db *DB) syncMarksOf(ctx context.Context, keys []convKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	j := marksJob(tidings.WithoutQueued(ctx))
+	j.scope = &scope{convs: keys}
+	return db.submit(j)
 }
 
 func marksJob(ctx context.Context) *job {
