@@ -3,8 +3,10 @@
 # (1:1 rooms at 2,000 msgs/s, two runs, PERFSTAT=1) and, from the end of
 # run 1 to the end of run 2, a user created through the API every
 # INTERVAL s: how much a write that is not a send costs the sends.
-# READONLY=1: a read of a user that does not exist instead of each
+# MODE=read: a read of a user that does not exist instead of each
 # creation (the control: what the loop's own processes cost).
+# MODE=list: a list of the conversations of a user of the rooms (the
+# first page, as an app opening asks for it) instead.
 # TRACE=1: a 5 s execution trace 12 s into run 2, in
 # /work/bench/LABEL.trace (read it with docs/bench/tracewriter).
 set -u
@@ -13,17 +15,20 @@ OUT=/work/bench/run/$LABEL; rm -rf $OUT
 URL=http://127.0.0.1:18402
 ( while [ ! -f $OUT/metrics1.txt ]; do sleep 0.2; done
   KEY=$(cat /work/bench/shape-r5000m2/key); i=0
+  TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokens"]["r5000m2-u0"]["token"])' $OUT/cache.json)
   while [ ! -f $OUT/metrics2.txt ]; do
     i=$((i+1))
-    if [ -n "${READONLY:-}" ]; then
-      curl -s -o /dev/null -H "Authorization: Bearer $KEY" $URL/v1/users/nobody-$i
+    if [ "${MODE:-}" = read ]; then
+      curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $KEY" $URL/v1/users/nobody-$i
+    elif [ "${MODE:-}" = list ]; then
+      curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $TOKEN" "$URL/v1/conversations?limit=20"
     else
-      curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+      curl -s -o /dev/null -w "%{http_code}\n" -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
         -d "{\"id\":\"stall-$LABEL-$i-$RANDOM\",\"displayName\":\"x\"}" $URL/v1/users
-    fi
+    fi >> $OUT/codes.txt
     sleep $IV
   done
-  echo "$i requests" > $OUT/requests.txt ) &
+  echo "$i requests, answered: $(sort $OUT/codes.txt | uniq -c | tr -s ' \n' ' ')" > $OUT/requests.txt ) &
 LP=$!
 if [ -n "${TRACE:-}" ]; then
   ( while [ ! -f $OUT/metrics1.txt ]; do sleep 0.2; done; sleep 12
