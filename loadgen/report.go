@@ -46,6 +46,10 @@ type Result struct {
 	Lost             int64    `json:"lost"`
 	Duplicated       int64    `json:"duplicated"`
 	OutOfOrder       int64    `json:"outOfOrder"`
+	// ReadReceipts counts the read receipts sent (rooms --read-every);
+	// ReadReceiptErrors those answered with an error.
+	ReadReceipts      int64 `json:"readReceipts,omitempty"`
+	ReadReceiptErrors int64 `json:"readReceiptErrors,omitempty"`
 
 	// Reconnect storm.
 	Missed           int64    `json:"missedPerClient,omitempty"`
@@ -145,6 +149,9 @@ func (r *Result) WriteTable(w io.Writer) error {
 	}
 	if r.Latency != nil {
 		row("latency", "%s (send to receipt)", lat(r.Latency))
+	}
+	if r.ReadReceipts > 0 {
+		row("read receipts", "%d sent, %d failed", r.ReadReceipts, r.ReadReceiptErrors)
 	}
 	if r.Missed > 0 {
 		row("missed per client", "%d messages while away", r.Missed)

@@ -21,7 +21,9 @@ import (
 // delivered, with at most Window messages in flight per room (sent and not
 // yet received by all its other members). Members acknowledge what they
 // received with a reply at most every ReplyEvery while updates flow, as
-// clients do, and at the end.
+// clients do, and at the end. With ReadEvery, members also mark their
+// room read (message.read) at most that often while messages come, as
+// an app showing the conversation does.
 type RoomsConfig struct {
 	Config
 	Rooms   int
@@ -31,6 +33,9 @@ type RoomsConfig struct {
 	// ReplyEvery is the longest a member waits before acknowledging what
 	// it received (default 1s).
 	ReplyEvery time.Duration
+	// ReadEvery is the least time between two read receipts of a member
+	// (0: none).
+	ReadEvery time.Duration
 	// Size is the length of a message's text in bytes (default 64).
 	Size int
 	// Warmup runs the load before measuring (default 2s).
@@ -77,6 +82,7 @@ type member struct {
 	replyMu   sync.Mutex
 	lastReply time.Time
 	replied   int64
+	lastRead  time.Time // guarded by replyMu
 }
 
 // roomsRun is what the members of a run share.
@@ -86,6 +92,8 @@ type roomsRun struct {
 	echoes    atomic.Int64 // copies received by their sender
 	hist      Histogram
 	from, to  atomic.Int64 // latency recorded for messages sent within [from, to) (unix ns)
+	// reads: read receipts sent; readErrs: those answered with an error.
+	reads, readErrs atomic.Int64
 }
 
 // observe processes an update received by member m of room rm.
@@ -109,6 +117,9 @@ func (run *roomsRun) observe(rm *room, m *member, frame []byte, at time.Time) {
 	}
 	run.delivered.Add(1)
 	rm.got.Add(1)
+	if run.cfg.ReadEvery > 0 {
+		run.markRead(rm, m, at)
+	}
 	select {
 	case rm.wake <- struct{}{}:
 	default:
@@ -135,6 +146,31 @@ func (m *member) reply(ref int64, at time.Time, every time.Duration) {
 	}
 }
 
+// markRead sends m's read receipt for room rm (up to its newest message)
+// if its last one is older than ReadEvery.
+func (run *roomsRun) markRead(rm *room, m *member, at time.Time) {
+	m.replyMu.Lock()
+	if at.Sub(m.lastRead) < run.cfg.ReadEvery {
+		m.replyMu.Unlock()
+		return
+	}
+	m.lastRead = at
+	m.replyMu.Unlock()
+	s := m.recv.socket()
+	if s == nil {
+		return
+	}
+	run.reads.Add(1)
+	err := s.command(protocol.CmdMarkRead, map[string]string{"conversationId": rm.conv}, func(f *protocol.Frame) {
+		if f.Error != nil {
+			run.readErrs.Add(1)
+		}
+	})
+	if err != nil {
+		run.readErrs.Add(1)
+	}
+}
+
 // RunRooms runs the rooms scenario: it reports messages and deliveries per
 // second, the latency from send to receipt, the server's CPU time per
 // message, and what was lost or duplicated.
@@ -146,7 +182,7 @@ func RunRooms(ctx context.Context, cfg RoomsConfig) (*Result, error) {
 	}
 	defer e.prog.close()
 	r := e.result("rooms", map[string]any{"rooms": cfg.Rooms, "members": cfg.Members, "rate": cfg.Rate,
-		"window": cfg.Window, "size": cfg.Size, "replyEvery": cfg.ReplyEvery.String(),
+		"window": cfg.Window, "size": cfg.Size, "replyEvery": cfg.ReplyEvery.String(), "readEvery": cfg.ReadEvery.String(),
 		"duration": cfg.Duration.String(), "warmup": cfg.Warmup.String()})
 	run := &roomsRun{cfg: cfg}
 	run.to.Store(-1)
@@ -307,6 +343,7 @@ func RunRooms(ctx context.Context, cfg RoomsConfig) (*Result, error) {
 			rs = append(rs, &mb.recv)
 		}
 	}
+	r.ReadReceipts, r.ReadReceiptErrors = run.reads.Load(), run.readErrs.Load()
 	r.UnexpectedClose, r.CloseCodes = closes(rs)
 	if r.UnexpectedClose > 0 {
 		e.note("the first connection closed: %s", closeReason(rs))

@@ -111,7 +111,9 @@ second in all, spread evenly over the rooms, each from a random member of
 its room; with --rate 0, as fast as they are delivered, with at most
 --window messages per room sent and not yet received by all its other
 members. Members acknowledge what they received with a reply at most
-every --reply-every while updates flow, as clients do. It reports
+every --reply-every while updates flow, as clients do, and with
+--read-every mark their room read at most that often, as an app showing
+the conversation does. It reports
 messages and deliveries per second, the latency from send to receipt, the
 server's CPU time per message (the receivers' replies, the senders' own
 copies and the answers included), and checks that every acknowledged
@@ -301,6 +303,7 @@ func runBenchRooms(ctx context.Context, c *cli, args []string) error {
 	fs.Float64Var(&f.Rate, "rate", 100, "messages per second sent in all (a `rate`); 0 sends as fast as they are delivered")
 	fs.IntVar(&f.Window, "window", 2, "with --rate 0: messages in flight per room, at most (a `count`)")
 	fs.DurationVar(&f.ReplyEvery, "reply-every", time.Second, "longest wait before a member acknowledges what it received (a `duration`)")
+	fs.DurationVar(&f.ReadEvery, "read-every", 0, "least time between two read receipts (message.read) of a member while messages come to it (a `duration`); 0 sends none")
 	fs.IntVar(&f.Size, "size", 64, "length of a message's text (`bytes`)")
 	fs.DurationVar(&f.Warmup, "warmup", 2*time.Second, "load before measuring (a `duration`)")
 	if err := parseBench(c, fs, &b, args); err != nil {

@@ -78,6 +78,15 @@ func TestBenchScenarios(t *testing.T) {
 					t.Errorf("rooms at saturation: %+v", r)
 				}
 			}},
+		{[]string{"bench", "rooms", "--rooms", "2", "--members", "2", "--rate", "40", "--read-every", "1ms", "--duration", "500ms", "--warmup", "1ms"},
+			func(t *testing.T, r *loadgen.Result) {
+				// Members mark their room read as messages come: every
+				// receipt is answered without an error, and the messages
+				// still all arrive.
+				if r.ReadReceipts == 0 || r.ReadReceiptErrors != 0 || r.Acked == 0 || r.Acked != r.Sent-r.SendErrors {
+					t.Errorf("rooms with read receipts: %+v", r)
+				}
+			}},
 		{[]string{"bench", "reconnect", "--clients", "5", "--missed", "4", "--rate", "50", "--duration", "100ms"},
 			func(t *testing.T, r *loadgen.Result) {
 				if r.CaughtUp != 5 || r.Missed < 4 {
