@@ -85,7 +85,7 @@ func shown(conv *tidings.Conversation, err error) (*tidings.Conversation, error)
 // conversation loads a conversation in the write transaction (see
 // loadConversation).
 func (tx *Tx) conversation(c tidings.Caller, id string) (*tidings.Conversation, error) {
-	return loadConversation(tx.ctx, tx.db.wconn, c, id)
+	return loadConversation(tx.ctx, tx, c, id)
 }
 
 // visibleConversation loads a conversation as the user caller sees it
@@ -434,7 +434,7 @@ func findParticipant(ctx context.Context, q rowQuerier, appID, convID, userID st
 // participant loads a participant in the write transaction, as the access
 // policy needs it: nil when the user does not take part.
 func (tx *Tx) participant(appID, convID, userID string) (*tidings.Participant, error) {
-	p, err := findParticipant(tx.ctx, tx.db.wconn, appID, convID, userID)
+	p, err := findParticipant(tx.ctx, tx, appID, convID, userID)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
 		return nil, nil
 	}

@@ -78,7 +78,7 @@ func findMessage(ctx context.Context, q rowQuerier, appID, convID, msgID string)
 // message loads a message in the write transaction, as the access policy
 // needs it: nil when there is none.
 func (tx *Tx) message(appID, convID, msgID string) (*tidings.Message, error) {
-	m, err := findMessage(tx.ctx, tx.db.wconn, appID, convID, msgID)
+	m, err := findMessage(tx.ctx, tx, appID, convID, msgID)
 	if tidings.ErrorCode(err) == tidings.ENotFound {
 		return nil, nil
 	}
@@ -219,7 +219,7 @@ func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convI
 			return err
 		}
 		if nm.ClientID != "" {
-			msg, err = scanMessage(tx.db.wconn.QueryRowContext(tx.ctx, `SELECT `+messageColumns+messageFrom+`
+			msg, err = scanMessage(tx.QueryRowContext(tx.ctx, `SELECT `+messageColumns+messageFrom+`
 				WHERE m.app_id = ? AND m.conversation_id = ? AND m.sender_id = '' AND m.client_id = ?`, c.AppID, convID, nm.ClientID))
 			if err == nil || !isNoRows(err) {
 				return err // found: the earlier message is the answer
@@ -497,7 +497,7 @@ func (s *MessageService) mark(ctx context.Context, convID string, seq int64, rea
 		if seq > conv.LastSeq {
 			return tidings.Errorf(tidings.EInvalid, "seq %d is beyond the newest message (%d)", seq, conv.LastSeq)
 		}
-		p, err := findParticipant(tx.ctx, tx.db.wconn, c.AppID, convID, c.UserID)
+		p, err := findParticipant(tx.ctx, tx, c.AppID, convID, c.UserID)
 		if err != nil {
 			return err
 		}
