@@ -75,3 +75,46 @@ func BenchmarkSendMessageLoads(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSendThenRead is a chat's exchange in 1:1 conversations: in
+// each of 16 conversations, a message, then its read receipt by the other
+// participant (MarkRead), by 16 goroutines. It reports exchanges/s;
+// against BenchmarkSendMessageLoads's spread/senders=16, what a receipt
+// adds to a message.
+//
+//	go test ./sqlite/ -run XXX -bench SendThenRead -benchtime 2000x -count 4
+func BenchmarkSendThenRead(b *testing.B) {
+	const convs = 16
+	e := openDBWith(b, filepath.Join(b.TempDir(), "bench.db"), nil)
+	if _, err := e.apps.CreateApp(context.Background(), "a", ""); err != nil {
+		b.Fatal(err)
+	}
+	for i := range convs {
+		from, to := fmt.Sprint("s", i), fmt.Sprint("r", i)
+		e.mkUsers(b, "a", from, to)
+		e.mkConv(b, "a", from, tidings.NewConversation{ID: fmt.Sprint("c", i), Participants: []tidings.NewParticipant{{UserID: to}}})
+	}
+	parts := text("64 bytes of message text, which is about one line of a chat.....")
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := range convs {
+		conv, from, to := fmt.Sprint("c", i), user("a", fmt.Sprint("s", i)), user("a", fmt.Sprint("r", i))
+		wg.Go(func() {
+			for n.Add(1) <= int64(b.N) {
+				m, _, err := e.messages.SendMessage(from, conv, tidings.NewMessage{Parts: parts})
+				if err != nil {
+					b.Errorf("send: %v", err)
+					return
+				}
+				if st, err := e.messages.MarkRead(to, conv, m.Seq); err != nil || st.ReadSeq != m.Seq {
+					b.Errorf("mark read: %+v, %v", st, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "exchanges/s")
+}
