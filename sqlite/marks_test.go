@@ -721,3 +721,45 @@ func TestAUsersListWritesTheMarksOfTheirConversationsAlone(t *testing.T) {
 		t.Fatalf("the server's list: %+v; want 3, %s first with last seq 1", all.Conversations, theirs.ID)
 	}
 }
+
+// A read receipt takes the conversation, the caller's role and profile
+// from the send cache, as a send does: what a write changed since is what
+// it sees. The receipt's event names the reader's new profile, a reader
+// removed is refused, and a deleted conversation can still be marked read.
+func TestReadReceiptsSeeWhatWritesChanged(t *testing.T) {
+	e := newEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", c.ID, "alice")
+	must[*tidings.MessageStatus](t)(e.messages.MarkRead(user("a", "bob"), c.ID, 0)) // bob cached
+	name := "Robert"
+	must[*tidings.User](t)(e.users.UpdateUser(server("a"), "bob", tidings.UserUpdate{DisplayName: &name}))
+	e.sendEach(t, "a", c.ID, "alice")
+	e.events.take()
+	if st, err := e.messages.MarkRead(user("a", "bob"), c.ID, 0); err != nil || st.ReadSeq != 2 || st.UnreadCount != 0 {
+		t.Fatalf("bob's second receipt: %+v, %v; want read seq 2", st, err)
+	}
+	evs := e.events.take()
+	if len(evs) != 1 || evs[0].Name != tidings.EventMessageRead || evs[0].Actor == nil || evs[0].Actor.DisplayName != "Robert" {
+		t.Fatalf("the receipt's events: %v; want one %s by Robert", evs, tidings.EventMessageRead)
+	}
+
+	must[*tidings.Conversation](t)(e.convs.UndeleteConversation(user("a", "alice"), c.ID)) // not deleted: nothing changes
+	if err := e.convs.DeleteConversation(user("a", "alice"), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.messages.MarkDelivered(user("a", "alice"), c.ID, 2); err != nil || st.DeliveredSeq != 2 {
+		t.Fatalf("alice marks the deleted conversation delivered: %+v, %v", st, err)
+	}
+	must[*tidings.Conversation](t)(e.convs.UndeleteConversation(user("a", "alice"), c.ID))
+
+	if err := e.convs.RemoveParticipant(user("a", "alice"), c.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	e.sendEach(t, "a", c.ID, "alice")
+	_, err := e.messages.MarkRead(user("a", "bob"), c.ID, 0)
+	wantCode(t, err, tidings.ENotFound)
+	if st, err := e.messages.MarkRead(user("a", "alice"), c.ID, 7); tidings.ErrorCode(err) != tidings.EInvalid {
+		t.Fatalf("alice marks seq 7 of 3 read: %+v, %v; want %s", st, err, tidings.EInvalid)
+	}
+}
