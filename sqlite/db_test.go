@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/sqlite"
@@ -83,6 +84,17 @@ func newEnvWith(t testing.TB, configure func(*sqlite.DB)) *env {
 		}
 	}
 	return e
+}
+
+// newQuietEnv is newEnv on a database that writes the sends' marks and
+// moves the journal's messages only when a job or a reader asks: not on
+// its own once due, nor when the writer is idle for a second on a busy
+// machine, so that a test sees in the file what its own calls wrote.
+func newQuietEnv(t testing.TB) *env {
+	return newEnvWith(t, func(db *sqlite.DB) {
+		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
+		sqlite.SetMoveDelay(db, time.Hour)
+	})
 }
 
 func server(app string) context.Context {

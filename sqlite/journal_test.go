@@ -264,11 +264,7 @@ func TestWritesInOneCommitMoveTheSendsBeforeThem(t *testing.T) {
 		{name: "to one conversation", scoped: true, waiting: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnvWith(t, func(db *sqlite.DB) {
-				// Nothing moves on its own while the test runs.
-				sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
-				sqlite.SetMoveDelay(db, time.Hour)
-			})
+			e := newQuietEnv(t)
 			e.mkUsers(t, "a", "alice", "bob", "carol", "dave")
 			c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 			d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})

@@ -559,11 +559,7 @@ func TestReadsCountMarksNotWrittenYet(t *testing.T) {
 // 100 to 200 ms. What waits is read back all the same, and survives a
 // crash.
 func TestAWriteToOneConversationWritesItsMarksAlone(t *testing.T) {
-	e := newEnvWith(t, func(db *sqlite.DB) {
-		// Nothing is written or moved on its own while the test runs.
-		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
-		sqlite.SetMoveDelay(db, time.Hour)
-	})
+	e := newQuietEnv(t)
 	e.mkUsers(t, "a", "alice", "bob")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
@@ -627,10 +623,7 @@ func TestAWriteToOneConversationWritesItsMarksAlone(t *testing.T) {
 // first time does: the marks their sends left waiting before the removal
 // are not written over the new participant's, nor read back for them.
 func TestAParticipantAddedAgainStartsAfresh(t *testing.T) {
-	e := newEnvWith(t, func(db *sqlite.DB) {
-		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
-		sqlite.SetMoveDelay(db, time.Hour)
-	})
+	e := newQuietEnv(t)
 	e.mkUsers(t, "a", "alice", "carol", "dave")
 	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "carol"}}})
 	e.sendEach(t, "a", c.ID, "carol", "carol", "carol") // carol's read mark, 3, waits
@@ -692,10 +685,7 @@ func TestASendAfterAProfileChangeCarriesTheNewProfile(t *testing.T) {
 // marks written alone: a list each time an app opens no longer writes
 // every conversation's waiting marks.
 func TestAUsersListWritesTheMarksOfTheirConversationsAlone(t *testing.T) {
-	e := newEnvWith(t, func(db *sqlite.DB) {
-		sqlite.SetMarkFlush(db, time.Hour, time.Hour, 128)
-		sqlite.SetMoveDelay(db, time.Hour)
-	})
+	e := newQuietEnv(t)
 	e.mkUsers(t, "a", "alice", "bob", "carol")
 	older := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 	newer := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
