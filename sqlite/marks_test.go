@@ -753,3 +753,57 @@ func TestReadReceiptsSeeWhatWritesChanged(t *testing.T) {
 		t.Fatalf("alice marks seq 7 of 3 read: %+v, %v; want %s", st, err, tidings.EInvalid)
 	}
 }
+
+// A participant removed and added again starts afresh even when the marks
+// of their sends were written by a plan while newer ones came: the marks
+// kept for readers after such a plan (until the next plan ends) are
+// forgotten with the removal too.
+func TestAParticipantAddedAgainAfterAPlanStartsAfresh(t *testing.T) {
+	e := newEnvWith(t, func(db *sqlite.DB) {
+		// Due at once, one conversation per commit of one job, never
+		// written for an idle writer (the test commits one job at a time).
+		sqlite.SetMarkFlush(db, 0, time.Hour, 1)
+		sqlite.SetMoveDelay(db, time.Hour)
+	})
+	e.mkUsers(t, "a", "alice", "carol", "dave")
+	convs := []string{"c0", "c1", "c2", "c3", "c4", "c5"}
+	for i, id := range convs {
+		with := "carol"
+		if i > 1 {
+			with = "dave"
+		}
+		e.mkConv(t, "a", "alice", tidings.NewConversation{ID: id, Participants: []tidings.NewParticipant{{UserID: with}}})
+	}
+	together := func(sends map[string]string) {
+		release := sqlite.HoldWriter(e.db)
+		var wg sync.WaitGroup
+		for conv, who := range sends {
+			wg.Go(func() { e.sendEach(t, "a", conv, who) })
+		}
+		for sqlite.QueuedJobs(e.db) < len(sends) {
+			time.Sleep(time.Millisecond)
+		}
+		release()
+		wg.Wait()
+	}
+	together(map[string]string{"c0": "alice", "c1": "carol"})
+	e.sendEach(t, "a", "c1", "carol") // a plan of c0 and c1 starts, and writes c0
+	// The plan writes c1, carol's second send included, and ends; her
+	// second mark is kept for readers until the next plan (of these five)
+	// ends.
+	together(map[string]string{"c0": "alice", "c2": "alice", "c3": "alice", "c4": "alice", "c5": "alice"})
+	if err := e.convs.RemoveParticipant(user("a", "alice"), "c1", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"carol", "dave"} {
+		must[*tidings.Participant](t)(e.convs.AddParticipant(user("a", "alice"), "c1", tidings.NewParticipant{UserID: u}))
+	}
+	ps := must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", "alice"), "c1", tidings.ParticipantFilter{})).Participants
+	read := map[string]int64{}
+	for _, p := range ps {
+		read[p.UserID] = p.ReadSeq
+	}
+	if read["carol"] != read["dave"] {
+		t.Fatalf("read marks %v: carol, added again, should start where dave, never in, does", read)
+	}
+}

@@ -67,8 +67,8 @@ type sendCache struct {
 	txnThrough, pendingThrough int64
 	txnSenders, pendingSenders int
 	// flushed: pending was written in the open transaction; written,
-	// the conversations of pending whose marks it wrote before a job with
-	// a scope (flushConvs).
+	// the conversations whose marks it wrote (those pending, if any)
+	// before a job with a scope (flushConvs).
 	flushed bool
 	written map[convKey]bool
 	// since is when the marks that are waiting longest began to wait
@@ -320,8 +320,11 @@ func (sc *sendCache) flushConvs(keys []convKey) error {
 			if err := sc.write(k, cm); err != nil {
 				return err
 			}
-			sc.written[k] = true
 		}
+		// With no marks pending, k may still have some kept for readers
+		// (a plan wrote them, with marks newer than it, and ends later):
+		// they are forgotten too (committed).
+		sc.written[k] = true
 		if cm := sc.txn[k]; cm != nil {
 			if err := sc.write(k, cm); err != nil {
 				return err

@@ -25,9 +25,10 @@ import (
 // Values only grow: an entry kept after its mark was written holds no more
 // than the database does, and a reader takes the larger of the two.
 type unwritten struct {
-	mu      sync.RWMutex
-	convs   map[convKey]unwrittenMark
-	senders map[senderKey]unwrittenMark
+	mu    sync.RWMutex
+	convs map[convKey]unwrittenMark
+	// senders: by conversation, by user.
+	senders map[convKey]map[string]unwrittenMark
 	round   atomic.Uint64
 }
 
@@ -36,7 +37,7 @@ type unwritten struct {
 type unwrittenMark struct{ seq, activity, through int64 }
 
 func newUnwritten() *unwritten {
-	return &unwritten{convs: map[convKey]unwrittenMark{}, senders: map[senderKey]unwrittenMark{}}
+	return &unwritten{convs: map[convKey]unwrittenMark{}, senders: map[convKey]map[string]unwrittenMark{}}
 }
 
 // add adds the marks of committed sends (the writer's, after a commit).
@@ -48,9 +49,13 @@ func (u *unwritten) add(m marks, through int64) {
 	defer u.mu.Unlock()
 	for k, cm := range m {
 		u.convs[k] = grow(u.convs[k], cm.seq, cm.activity, through)
+		us := u.senders[k]
+		if us == nil && len(cm.senders) > 0 {
+			us = map[string]unwrittenMark{}
+			u.senders[k] = us
+		}
 		for user, seq := range cm.senders {
-			sk := senderKey{k, user}
-			u.senders[sk] = grow(u.senders[sk], seq, 0, through)
+			us[user] = grow(us[user], seq, 0, through)
 		}
 	}
 }
@@ -70,10 +75,15 @@ func (u *unwritten) written(through int64) {
 			removed = true
 		}
 	}
-	for k, m := range u.senders {
-		if m.through <= through {
+	for k, us := range u.senders {
+		for user, m := range us {
+			if m.through <= through {
+				delete(us, user)
+				removed = true
+			}
+		}
+		if len(us) == 0 {
 			delete(u.senders, k)
-			removed = true
 		}
 	}
 	u.mu.Unlock()
@@ -90,20 +100,25 @@ func (u *unwritten) has(k convKey) bool {
 	return ok
 }
 
-// forget removes the marks of conversations convs, which the open
-// transaction wrote and which has committed, and moves the round.
+// forget removes the marks of conversations convs, which a transaction
+// that has committed wrote, and moves the round if it removed any.
 func (u *unwritten) forget(convs map[convKey]bool) {
 	u.mu.Lock()
+	removed := false
 	for k := range convs {
-		delete(u.convs, k)
-	}
-	for k := range u.senders {
-		if convs[k.convKey] {
+		if _, ok := u.convs[k]; ok {
+			delete(u.convs, k)
+			removed = true
+		}
+		if _, ok := u.senders[k]; ok {
 			delete(u.senders, k)
+			removed = true
 		}
 	}
 	u.mu.Unlock()
-	u.round.Add(1)
+	if removed {
+		u.round.Add(1)
+	}
 }
 
 // read runs fn, which reads the database and then calls the lookup it is
@@ -160,5 +175,5 @@ func (l *unwrittenLookup) activity(k convKey, stored int64) int64 {
 // the unwritten one.
 func (l *unwrittenLookup) readSeq(k convKey, user string, stored int64) int64 {
 	l.lock()
-	return max(stored, l.u.senders[senderKey{k, user}].seq)
+	return max(stored, l.u.senders[k][user].seq)
 }
