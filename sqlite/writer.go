@@ -23,10 +23,13 @@ type job struct {
 	sends bool
 	// aside marks a job that reads and writes none of what the send
 	// cache holds or will write (conversations, participants, the
-	// profiles of users): the cache is neither flushed before it nor
-	// emptied. The once-a-second saves of cursors, last seen times and
-	// webhook positions are such jobs; were they not, each would empty
-	// the cache and the sends after it would read their senders again.
+	// profiles of users) nor the messages the journal keeps: the cache
+	// is neither flushed before it nor emptied, and nothing is moved. The
+	// once-a-second saves of cursors, last seen times and webhook
+	// positions are such jobs (were they not, each would empty the cache
+	// and the sends after it would read their senders again), and so are
+	// the writes of apps, webhooks, push targets and settings and the
+	// before-send hook.
 	aside bool
 	// marks marks a job that reads the marks sends leave to the cache's
 	// flush, and changes none of what the cache holds (the marks of
@@ -51,8 +54,8 @@ type job struct {
 // users, and moves their messages of the journal, where before a job
 // without one it writes every mark, empties the cache and moves the whole
 // journal: under 2,000 sends a second, that took 100 to 200 ms and every
-// send waited behind it (docs/benchmarks.md, "Found last: any write that
-// is not a send stalls the sends").
+// send waited behind it (docs/benchmarks.md, "A write that is not a send
+// no longer stalls the sends").
 //
 // A job with a scope must not read or change, beyond its scope,
 // conversations, participants, marks, messages or the profiles of users
