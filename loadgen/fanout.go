@@ -31,8 +31,9 @@ type FanoutConfig struct {
 	// WebSocket (the poll scenario).
 	Poll bool
 	// Messages, when set, is how many messages are sent in all (warmup
-	// included): the measured phase ends when they are, rather than after
-	// Duration. A run that must check what was delivered, not how fast.
+	// included): the measured phase ends when they are all delivered,
+	// rather than after Duration. A run that must check what was
+	// delivered, not how fast.
 	Messages int
 }
 
@@ -158,6 +159,18 @@ func RunFanout(ctx context.Context, cfg FanoutConfig) (*Result, error) {
 	case <-done:
 	case <-time.After(time.Until(end)):
 	case <-ctx.Done():
+	}
+	if cfg.Messages > 0 {
+		// A fixed number of messages is measured until its last
+		// delivery, not its last send: on a busy machine, a few messages
+		// were all sent before the first was delivered, and the run
+		// measured no delivery at all.
+		<-done
+		for _, s := range ss {
+			s.wait(10 * time.Second)
+		}
+		_, acked, _, _ := senderTotals(ss)
+		drain(ctx, cfg.Drain, aud.delivered.Load, acked*n)
 	}
 	aud.stopMeasuring()
 	d1 := aud.delivered.Load()
