@@ -137,7 +137,10 @@ func Parse(tok string) (*Parsed, error) {
 		return nil, unauthenticated("missing access token")
 	}
 	p := &Parsed{}
-	t, parts, err := jwt.NewParser().ParseUnverified(tok, &p.c)
+	// Strict decoding: one token, one spelling. A lenient base64 decoder
+	// ignores the unused bits of a segment's last character, so a token
+	// changed there would verify as the one minted.
+	t, parts, err := jwt.NewParser(jwt.WithStrictDecoding()).ParseUnverified(tok, &p.c)
 	if err != nil {
 		return nil, verifyError(err)
 	}

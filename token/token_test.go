@@ -1,6 +1,7 @@
 package token_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -341,4 +342,29 @@ func TestMintRejectsBadInput(t *testing.T) {
 	if _, _, err := token.Mint(appA, "alice", 0, now); tidings.ErrorCode(err) != tidings.EInvalid {
 		t.Errorf("zero ttl: err = %v; want invalid_argument", err)
 	}
+}
+
+// TestVerifyRejectsAnotherSpellingOfTheSignature: the last character of a
+// base64url HS256 signature carries two unused bits, so four spellings
+// decode to the same bytes; a lenient decoder would accept a token that
+// is not the string minted. Only the minted string verifies.
+func TestVerifyRejectsAnotherSpellingOfTheSignature(t *testing.T) {
+	tok, _, err := token.Mint(appA, "alice", time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	other := tok[:len(tok)-1] + string(alphabet[last^1]) // flips an unused bit
+	sig := func(s string) []byte {
+		b, err := base64.RawURLEncoding.DecodeString(s[strings.LastIndexByte(s, '.')+1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if !bytes.Equal(sig(tok), sig(other)) {
+		t.Fatalf("the two spellings decode to different signatures: the test does not test what it says")
+	}
+	assertRejected(t, other, "malformed", now)
 }

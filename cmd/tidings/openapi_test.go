@@ -420,7 +420,12 @@ func TestServedAPIMatchesOpenAPI(t *testing.T) {
 
 	// The common errors, documented on every operation that can have
 	// them: 401 with WWW-Authenticate, 403, 400, 413, 415.
-	for _, cred := range []string{"", "nonsense", "tsk_nonsense", alice[:len(alice)-2] + "xx"} {
+	// A signature changed in its first character, which carries six bits
+	// of it: never the one minted (changing its last characters could
+	// leave it as it was).
+	sig := strings.LastIndexByte(alice, '.') + 1
+	tampered := alice[:sig] + map[bool]string{true: "B", false: "A"}[alice[sig] == 'A'] + alice[sig+1:]
+	for _, cred := range []string{"", "nonsense", "tsk_nonsense", tampered} {
 		a := c.call(401, "GET", "/v1/users", cred, "", "")
 		if a.header.Get("WWW-Authenticate") != "Bearer" || a.errorCode() != "unauthenticated" {
 			t.Errorf("credential %q: WWW-Authenticate %q, code %q", cred, a.header.Get("WWW-Authenticate"), a.errorCode())
