@@ -345,7 +345,13 @@ func (l *EventLog) Prune(ctx context.Context, before time.Time) (int64, error) {
 		if l.beforeChunk != nil {
 			l.beforeChunk()
 		}
-		err := l.db.update(ctx, func(tx *Tx) error {
+		// Set aside (job.aside): events, ended spans of membership and
+		// profile shares are none of what the send cache holds or the
+		// journal keeps (the journal's messages name their events, but
+		// neither a move nor a read of history needs them), so a chunk
+		// does not write every mark, empty the cache and move the whole
+		// journal, which stalled the sends once a chunk.
+		err := l.db.updateAside(ctx, func(tx *Tx) error {
 			n, done = 0, false
 			// The oldest chunk events up to the cut, up to the first one
 			// not older than before.

@@ -807,3 +807,48 @@ func TestAParticipantAddedAgainAfterAPlanStartsAfresh(t *testing.T) {
 		t.Fatalf("read marks %v: carol, added again, should start where dave, never in, does", read)
 	}
 }
+
+// A prune of old events (hourly, a chunk of 2,000 a write) reads and
+// changes nothing of what the send cache holds or the journal keeps: it
+// neither writes the marks waiting nor empties the cache nor moves the
+// journal, which under load stalled the sends once a chunk. What it
+// leaves is read back whole, and kept through a crash.
+func TestAPruneLeavesTheSendCacheAndTheJournalAlone(t *testing.T) {
+	e := newQuietEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	e.sendEach(t, "a", d.ID, "alice", "bob")
+	log := sqlite.NewEventLog(e.db)
+	log.PruneChunk = 1
+	// Every event but the newest is older than the bound.
+	n, err := log.Prune(context.Background(), time.Now().Add(time.Hour))
+	if err != nil || n == 0 {
+		t.Fatalf("prune: %d events, %v; want some", n, err)
+	}
+	if l, r := rawMarks(t, e.path, d.ID); l != 0 || r["alice"] != 0 || r["bob"] != 0 {
+		t.Fatalf("after the prune the file has last seq %d and read marks %v, want none written yet", l, r)
+	}
+	if n, err := sqlite.CachedSenders(e.db); err != nil || n != 2 {
+		t.Fatalf("after the prune the send cache holds %d senders (err %v), want 2", n, err)
+	}
+	if j, m := rawStored(t, e.path, d.ID); j != 2 || m != 0 {
+		t.Fatalf("after the prune: %d messages in the journal, %d in messages; want 2 and 0", j, m)
+	}
+	if got := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), d.ID)); got.LastSeq != 2 {
+		t.Fatalf("d read back with last seq %d, want 2", got.LastSeq)
+	}
+	if got := e.history(t, "a", "bob", d.ID); len(got) != 2 {
+		t.Fatalf("d's history has %d messages, want 2", len(got))
+	}
+
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	copyDB(t, e.path, crashed)
+	r := openDB(t, crashed)
+	if got := must[*tidings.Conversation](t)(r.convs.FindConversationByID(user("a", "alice"), d.ID)); got.LastSeq != 2 || got.ReadSeq != 1 {
+		t.Fatalf("d after a crash: last seq %d, alice's read seq %d; want 2 and 1", got.LastSeq, got.ReadSeq)
+	}
+	if got := r.history(t, "a", "bob", d.ID); len(got) != 2 {
+		t.Fatalf("d's history after a crash has %d messages, want 2", len(got))
+	}
+	r.sendsAfterCrash(t, "bob", d.ID, 3)
+}

@@ -28,8 +28,8 @@ type job struct {
 	// once-a-second saves of cursors, last seen times and webhook
 	// positions are such jobs (were they not, each would empty the cache
 	// and the sends after it would read their senders again), and so are
-	// the writes of apps, webhooks, push targets and settings and the
-	// before-send hook.
+	// the writes of apps, webhooks, push targets and settings, the
+	// before-send hook and the prune of old events.
 	aside bool
 	// marks marks a job that reads the marks sends leave to the cache's
 	// flush, and changes none of what the cache holds (the marks of
@@ -60,8 +60,7 @@ type job struct {
 // A job with a scope must not read or change, beyond its scope,
 // conversations, participants, marks, messages or the profiles of users
 // (reading who takes part in a conversation is fine: the cache leaves
-// that to the database); such a job (a user deleted, events pruned) has
-// none.
+// that to the database); such a job (a user deleted) has none.
 type scope struct {
 	convs []convKey
 	users []userKey
