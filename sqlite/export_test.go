@@ -198,3 +198,14 @@ func OperatorWaitsOut(db *DB) int64 { return db.turnWaitsOut.Load() }
 // Warm runs the start's warm-up again and says how many conversations it
 // read.
 func Warm(db *DB) (int, error) { return db.warm(context.Background()) }
+
+// JournalCount says how many committed messages the journal holds, not
+// moved yet, read on the writer like CachedSenders.
+func JournalCount(db *DB) (int, error) {
+	var n int
+	err := db.updateAside(context.Background(), func(tx *Tx) error {
+		n = tx.db.journal.count
+		return nil
+	})
+	return n, err
+}

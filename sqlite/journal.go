@@ -70,6 +70,11 @@ type journal struct {
 	// (moved); txnDropped, through which the open transaction deleted
 	// them (0: none). newest: the newest event seq added.
 	dropped, txnDropped, newest int64
+	// newestCommitted is the newest event seq of a committed message that
+	// came into pending (or was moved by its own transaction), under mu:
+	// every message of the journal at or before it is in pending or
+	// moved (see replayRows).
+	newestCommitted int64
 	// allMoved: the open transaction moved every message committed and
 	// its own first allMovedTxn (moveAll).
 	allMoved    bool
@@ -175,6 +180,43 @@ func (j *journal) has(k convKey) bool {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	return j.pending[k] != nil
+}
+
+// replayBound is where a replay's read of the journal starts: the newest
+// event seq of a message committed into it so far. Readers.
+func (j *journal) replayBound() int64 {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return j.newestCommitted
+}
+
+// replayRows appends to seqs the event seqs, after after and at or before
+// bound, of the messages of conversations convs of app that wait in the
+// journal. Readers.
+//
+// With bound read first (replayBound), then the user's conversations,
+// then these, a replay finds every message of the journal it must
+// without scanning it: those after bound by the table's key, those at or
+// before it here. A message at or before bound had come into pending
+// when bound was read: it is here unless it was moved since (then
+// messages has it); in a conversation the user joined after their
+// conversations were read, it came before the join, which they do not
+// see.
+func (j *journal) replayRows(seqs []int64, app string, convs []string, after, bound int64) []int64 {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	for _, c := range convs {
+		pc := j.pending[convKey{app, c}]
+		if pc == nil {
+			continue
+		}
+		for _, r := range pc.rows {
+			if r.eventSeq > after && r.eventSeq <= bound {
+				seqs = append(seqs, r.eventSeq)
+			}
+		}
+	}
+	return seqs
 }
 
 // pendingClientID says whether a committed message of conversation k that
@@ -374,6 +416,7 @@ func (j *journal) committed(now time.Time) {
 		}
 	}
 	for _, r := range j.txn {
+		j.newestCommitted = max(j.newestCommitted, r.eventSeq)
 		if r.moved {
 			continue
 		}

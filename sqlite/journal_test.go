@@ -1,8 +1,13 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,5 +323,100 @@ func TestWritesInOneCommitMoveTheSendsBeforeThem(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A replay from a resume point far back, while the journal holds many
+// messages, reads its user's messages there by their key (journal.go,
+// replayRows) rather than scanning it: the same events, in the same
+// order, as a replay of the same database with every message moved into
+// messages, over conversations with messages in the journal, moved, in
+// both, left and joined meanwhile, and others' conversations.
+func TestAReplayFarBackFindsItsMessagesInABusyJournal(t *testing.T) {
+	e := newQuietEnv(t)
+	e.mkUsers(t, "a", "alice", "bob", "carol", "dave")
+	mk := func(owner string, others ...string) string {
+		var ps []tidings.NewParticipant
+		for _, o := range others {
+			ps = append(ps, tidings.NewParticipant{UserID: o})
+		}
+		return e.mkConv(t, "a", owner, tidings.NewConversation{Participants: ps}).ID
+	}
+	both, left, others, joined := mk("alice", "bob"), mk("carol", "alice"), mk("bob", "carol"), mk("bob", "dave")
+	log := sqlite.NewEventLog(e.db)
+	ctx := context.Background()
+	from := must[int64](t)(log.LastEventSeq(ctx))
+	busy := func(n int) { // others' sends, many: the journal is busy
+		t.Helper()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < n; i += 8 {
+					if _, _, err := e.messages.SendMessage(user("a", []string{"bob", "carol"}[i%2]), others,
+						tidings.NewMessage{Parts: text(fmt.Sprint("busy ", i))}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i := range 3 {
+		e.send(t, "alice", both, fmt.Sprint("both ", i))
+		e.send(t, "carol", left, fmt.Sprint("left ", i))
+		e.send(t, "dave", joined, fmt.Sprint("before the join ", i))
+	}
+	busy(600)
+	name := "moved"
+	must[*tidings.Conversation](t)(e.convs.UpdateConversation(user("a", "alice"), both, tidings.ConversationUpdate{Name: &name}))
+	e.send(t, "bob", both, "both after the move")
+	must[*tidings.Participant](t)(e.convs.AddParticipant(user("a", "bob"), joined, tidings.NewParticipant{UserID: "alice"}))
+	if err := e.convs.Leave(user("a", "alice"), left); err != nil {
+		t.Fatal(err)
+	}
+	busy(600)
+	e.send(t, "carol", left, "after alice left")
+	e.send(t, "dave", joined, "after the join")
+	e.send(t, "bob", both, "both, last")
+	if n := must[int](t)(sqlite.JournalCount(e.db)); n < 1200 {
+		t.Fatalf("the journal holds %d messages, want the busy ones at least", n)
+	}
+
+	replay := func(log *sqlite.EventLog) (seqs []int64, texts []string) {
+		t.Helper()
+		for after := from; ; {
+			evs := must[[]*tidings.Event](t)(log.UserEvents(ctx, "a", "alice", after, 50))
+			if len(evs) == 0 {
+				return seqs, texts
+			}
+			for _, ev := range evs {
+				seqs = append(seqs, ev.Seq)
+				if ev.Name == tidings.EventMessageSent {
+					var m struct{ Parts []tidings.Part }
+					if err := json.Unmarshal(ev.Payload, &m); err != nil || len(m.Parts) != 1 {
+						t.Fatalf("event %d: payload %s (%v)", ev.Seq, ev.Payload, err)
+					}
+					texts = append(texts, m.Parts[0].Data)
+				}
+				after = ev.Seq
+			}
+		}
+	}
+	seqs, texts := replay(log)
+	want := []string{"both 0", "left 0", "both 1", "left 1", "both 2", "left 2", "both after the move", "after the join", "both, last"}
+	if !slices.Equal(texts, want) {
+		t.Fatalf("alice's replay has the messages %q, want %q", texts, want)
+	}
+
+	moved := filepath.Join(t.TempDir(), "moved.db")
+	copyDB(t, e.path, moved) // nothing runs: no job is in flight
+	r := openDB(t, moved)    // Open moves the journal
+	if n := must[int](t)(sqlite.JournalCount(r.db)); n != 0 {
+		t.Fatalf("reopened, the journal holds %d messages, want none", n)
+	}
+	wantSeqs, _ := replay(sqlite.NewEventLog(r.db))
+	if !slices.Equal(seqs, wantSeqs) {
+		t.Fatalf("alice's replay beside the journal has the events %v, want those of the replay with none in it: %v", seqs, wantSeqs)
 	}
 }
