@@ -201,7 +201,9 @@ func (j *journal) replayBound() int64 {
 // when bound was read: it is here unless it was moved since (then
 // messages has it); in a conversation the user joined after their
 // conversations were read, it came before the join, which they do not
-// see.
+// see. Only this writer adds rows to the journal (one server per
+// database; the operator commands send no messages, and their Open only
+// moves rows out).
 func (j *journal) replayRows(seqs []int64, app string, convs []string, after, bound int64) []int64 {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
