@@ -187,21 +187,8 @@ const journalScan = 64
 // replayConversations returns the conversations that user of app took
 // part in after seq after.
 func (l *EventLog) replayConversations(ctx context.Context, appID, userID string, after int64) ([]string, error) {
-	rows, err := l.db.query(ctx, `SELECT DISTINCT conversation_id FROM memberships
+	return l.db.strings(ctx, `SELECT DISTINCT conversation_id FROM memberships
 		WHERE app_id = ? AND user_id = ? AND (to_seq IS NULL OR to_seq > ?)`, appID, userID, after)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var convs []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		convs = append(convs, c)
-	}
-	return convs, rows.Err()
 }
 
 // Kept returns EResyncRequired, as UserEvents does, when the events after

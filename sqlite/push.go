@@ -368,25 +368,12 @@ func (tx *Tx) pushConfig(appID string) (*tidings.PushConfig, error) {
 }
 
 func (s *PushService) PushCandidates(ctx context.Context, appID, conversationID, exclude string) ([]string, error) {
-	rows, err := s.db.query(ctx, `SELECT p.user_id FROM participants p
+	return s.db.strings(ctx, `SELECT p.user_id FROM participants p
 		WHERE p.app_id = ? AND p.conversation_id = ? AND p.user_id <> ?
 		  AND EXISTS (SELECT 1 FROM push_targets t WHERE t.app_id = p.app_id AND t.user_id = p.user_id)
 		  AND NOT EXISTS (SELECT 1 FROM push_mutes m WHERE m.app_id = p.app_id AND m.user_id = p.user_id AND m.conversation_id = p.conversation_id)
 		  AND NOT EXISTS (SELECT 1 FROM push_settings s WHERE s.app_id = p.app_id AND s.user_id = p.user_id AND s.disabled <> 0)`,
 		appID, conversationID, exclude)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 func (s *PushService) PushRecipient(ctx context.Context, appID, userID, conversationID string) (*tidings.PushRecipient, error) {

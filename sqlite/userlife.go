@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"strconv"
 	"time"
 
@@ -243,7 +244,17 @@ func (tx *Tx) eraseMessages(app, conv, userID string) error {
 
 // strings runs a query of one text column and returns its values.
 func (tx *Tx) strings(query string, args ...any) ([]string, error) {
-	rows, err := tx.query(query, args...)
+	return scanStrings(tx.query(query, args...))
+}
+
+// strings is Tx.strings for a reader.
+func (db *DB) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	return scanStrings(db.query(ctx, query, args...))
+}
+
+// scanStrings returns the values of rows' one text column, and closes
+// them.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
