@@ -140,18 +140,18 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 		limit = 100
 	}
 	// The journal's part: the rows after after, scanned, when they are
-	// few; else those of the user's conversations up to the newest the
+	// few; else the first limit of the user's rows up to the newest the
 	// journal knows of, by their key, and the rows after it, scanned
 	// (journal.replayRows). A scan of the whole journal was 23 ms of CPU
 	// with 20,000 messages in it (BenchmarkReplayBesideTheJournal).
 	bound, listed := after, "[]"
 	if b := l.db.journal.replayBound(); b-after > journalScan {
-		convs, err := l.replayConversations(ctx, appID, userID, after)
+		spans, err := l.replaySpans(ctx, appID, userID, after)
 		if err != nil {
 			return nil, err
 		}
 		bound = b
-		listed = seqList(l.db.journal.replayRows(nil, appID, convs, after, b))
+		listed = seqList(l.db.journal.replayRows(appID, spans, after, b, limit))
 	}
 	// Prepared once (as every read): parsing this query again for every
 	// read was a third of the CPU of a reconnect storm, which reads each
@@ -184,11 +184,24 @@ func (l *EventLog) UserEvents(ctx context.Context, appID, userID string, after i
 // user's conversations 37 to 52 (BenchmarkReplayBesideTheJournal).
 const journalScan = 64
 
-// replayConversations returns the conversations that user of app took
-// part in after seq after.
-func (l *EventLog) replayConversations(ctx context.Context, appID, userID string, after int64) ([]string, error) {
-	return l.db.strings(ctx, `SELECT DISTINCT conversation_id FROM memberships
+// replaySpans returns the memberships of user of app that end after seq
+// after (or have not ended).
+func (l *EventLog) replaySpans(ctx context.Context, appID, userID string, after int64) ([]span, error) {
+	rows, err := l.db.query(ctx, `SELECT conversation_id, from_seq, COALESCE(to_seq, 0) FROM memberships
 		WHERE app_id = ? AND user_id = ? AND (to_seq IS NULL OR to_seq > ?)`, appID, userID, after)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var spans []span
+	for rows.Next() {
+		var sp span
+		if err := rows.Scan(&sp.conv, &sp.from, &sp.to); err != nil {
+			return nil, err
+		}
+		spans = append(spans, sp)
+	}
+	return spans, rows.Err()
 }
 
 // Kept returns EResyncRequired, as UserEvents does, when the events after

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,35 +191,51 @@ func (j *journal) replayBound() int64 {
 	return j.newestCommitted
 }
 
-// replayRows appends to seqs the event seqs, after after and at or before
-// bound, of the messages of conversations convs of app that wait in the
-// journal. Readers.
+// span is a membership of a user in a conversation, for replayRows:
+// from event seq from through to (0: still a member).
+type span struct {
+	conv     string
+	from, to int64
+}
+
+// replayRows returns the event seqs, after after and at or before bound,
+// of the messages that wait in the journal within spans of app, in
+// order: the first limit of them, those a replay of limit events may
+// return. Readers.
 //
-// With bound read first (replayBound), then the user's conversations,
-// then these, a replay finds every message of the journal it must
-// without scanning it: those after bound by the table's key, those at or
-// before it here. A message at or before bound had come into pending
-// when bound was read: it is here unless it was moved since (then
-// messages has it); in a conversation the user joined after their
-// conversations were read, it came before the join, which they do not
-// see. Only this writer adds rows to the journal (one server per
-// database; the operator commands send no messages, and their Open only
-// moves rows out).
-func (j *journal) replayRows(seqs []int64, app string, convs []string, after, bound int64) []int64 {
+// With bound read first (replayBound), then the user's spans, then these,
+// a replay finds every message of the journal it must without scanning
+// it: those after bound by the table's key, those at or before it here.
+// A message at or before bound had come into pending when bound was read:
+// it is here unless it was moved since (then messages has it, and the
+// replay's read of messages returns it: it still counts towards limit);
+// in a conversation the user joined after their spans were read, it came
+// before the join, which they do not see. Only this writer adds rows to
+// the journal (one server per database; the operator commands send no
+// messages, and their Open only moves rows out).
+func (j *journal) replayRows(app string, spans []span, after, bound int64, limit int) []int64 {
+	var seqs []int64
 	j.mu.RLock()
-	defer j.mu.RUnlock()
-	for _, c := range convs {
-		pc := j.pending[convKey{app, c}]
+	for _, sp := range spans {
+		pc := j.pending[convKey{app, sp.conv}]
 		if pc == nil {
 			continue
 		}
-		for _, r := range pc.rows {
-			if r.eventSeq > after && r.eventSeq <= bound {
-				seqs = append(seqs, r.eventSeq)
+		n := 0
+		for _, r := range pc.rows { // in seq order
+			if r.eventSeq <= after || r.eventSeq < sp.from {
+				continue
 			}
+			if r.eventSeq > bound || (sp.to > 0 && r.eventSeq > sp.to) || n == limit {
+				break
+			}
+			seqs = append(seqs, r.eventSeq)
+			n++
 		}
 	}
-	return seqs
+	j.mu.RUnlock()
+	slices.Sort(seqs)
+	return seqs[:min(len(seqs), limit)]
 }
 
 // pendingClientID says whether a committed message of conversation k that
