@@ -385,24 +385,17 @@ func TestAReplayFarBackFindsItsMessagesInABusyJournal(t *testing.T) {
 
 	replay := func(log *sqlite.EventLog) (seqs []int64, texts []string) {
 		t.Helper()
-		// As the node reads it: a page short of the limit is the end.
-		for after := from; ; {
-			evs := must[[]*tidings.Event](t)(log.UserEvents(ctx, "a", "alice", after, 50))
-			for _, ev := range evs {
-				seqs = append(seqs, ev.Seq)
-				if ev.Name == tidings.EventMessageSent {
-					var m struct{ Parts []tidings.Part }
-					if err := json.Unmarshal(ev.Payload, &m); err != nil || len(m.Parts) != 1 {
-						t.Fatalf("event %d: payload %s (%v)", ev.Seq, ev.Payload, err)
-					}
-					texts = append(texts, m.Parts[0].Data)
+		for _, ev := range replayPages(t, log, "alice", from) {
+			seqs = append(seqs, ev.Seq)
+			if ev.Name == tidings.EventMessageSent {
+				var m struct{ Parts []tidings.Part }
+				if err := json.Unmarshal(ev.Payload, &m); err != nil || len(m.Parts) != 1 {
+					t.Fatalf("event %d: payload %s (%v)", ev.Seq, ev.Payload, err)
 				}
-				after = ev.Seq
-			}
-			if len(evs) < 50 {
-				return seqs, texts
+				texts = append(texts, m.Parts[0].Data)
 			}
 		}
+		return seqs, texts
 	}
 	seqs, texts := replay(log)
 	want := []string{"both 0", "left 0", "both 1", "left 1", "both 2", "left 2", "both after the move", "after the join", "both, last"}
@@ -461,20 +454,13 @@ func TestAReplayFarBackPagesThroughABusyConversation(t *testing.T) {
 	}
 	replay := func(log *sqlite.EventLog) (seqs []int64, sent int) {
 		t.Helper()
-		// As the node reads it: a page short of the limit is the end.
-		for after := from; ; {
-			evs := must[[]*tidings.Event](t)(log.UserEvents(ctx, "a", "alice", after, 50))
-			for _, ev := range evs {
-				seqs = append(seqs, ev.Seq)
-				if ev.Name == tidings.EventMessageSent {
-					sent++
-				}
-				after = ev.Seq
-			}
-			if len(evs) < 50 {
-				return seqs, sent
+		for _, ev := range replayPages(t, log, "alice", from) {
+			seqs = append(seqs, ev.Seq)
+			if ev.Name == tidings.EventMessageSent {
+				sent++
 			}
 		}
+		return seqs, sent
 	}
 	seqs, sent := replay(log)
 	if sent != 235 {
@@ -485,5 +471,20 @@ func TestAReplayFarBackPagesThroughABusyConversation(t *testing.T) {
 	r := openDB(t, moved)
 	if wantSeqs, _ := replay(sqlite.NewEventLog(r.db)); !slices.Equal(seqs, wantSeqs) {
 		t.Fatalf("alice's replay beside the journal has the events %v, want those of the replay with none in it: %v", seqs, wantSeqs)
+	}
+}
+
+// replayPages reads the stream of who in app "a" after seq from in pages
+// of 50, as the node reads it: a page short of the limit is the end.
+func replayPages(t *testing.T, log *sqlite.EventLog, who string, from int64) []*tidings.Event {
+	t.Helper()
+	var all []*tidings.Event
+	for after := from; ; {
+		evs := must[[]*tidings.Event](t)(log.UserEvents(context.Background(), "a", who, after, 50))
+		all = append(all, evs...)
+		if len(evs) < 50 {
+			return all
+		}
+		after = evs[len(evs)-1].Seq
 	}
 }
