@@ -129,6 +129,14 @@ type Parsed struct {
 	c      claims
 }
 
+// parser decodes every token, through ParseUnverified alone, which
+// changes nothing in it (ParseWithClaims sets its validator on first
+// use: not for concurrent callers). Strict
+// decoding: one token, one spelling. A lenient base64 decoder ignores the
+// unused bits of a segment's last character, so a token changed there
+// would verify as the one minted.
+var parser = jwt.NewParser(jwt.WithStrictDecoding())
+
 // Parse decodes tok without verifying it (see Parsed). Its errors are
 // those of VerifyToken for a token malformed, signed with another
 // algorithm, or without an app claim.
@@ -137,10 +145,7 @@ func Parse(tok string) (*Parsed, error) {
 		return nil, unauthenticated("missing access token")
 	}
 	p := &Parsed{}
-	// Strict decoding: one token, one spelling. A lenient base64 decoder
-	// ignores the unused bits of a segment's last character, so a token
-	// changed there would verify as the one minted.
-	t, parts, err := jwt.NewParser(jwt.WithStrictDecoding()).ParseUnverified(tok, &p.c)
+	t, parts, err := parser.ParseUnverified(tok, &p.c)
 	if err != nil {
 		return nil, verifyError(err)
 	}
