@@ -175,7 +175,7 @@ func (p MessagePayload) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	m := p.Message
-	b := make([]byte, 0, 192+len(m.Parts)*32)
+	b := make([]byte, 0, m.encodedSize())
 	b = append(b, `{"id":`...)
 	b = jsonenc.String(b, m.ID)
 	b = append(b, `,"seq":`...)
@@ -188,37 +188,7 @@ func (p MessagePayload) MarshalJSON() ([]byte, error) {
 		b = append(b, `,"clientId":`...)
 		b = jsonenc.String(b, m.ClientID)
 	}
-	b = append(b, `,"parts":`...)
-	if m.Parts == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, part := range m.Parts {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"type":`...)
-			b = jsonenc.String(b, part.Type)
-			if part.Name != "" {
-				b = append(b, `,"name":`...)
-				b = jsonenc.String(b, part.Name)
-			}
-			if part.Data != "" {
-				b = append(b, `,"data":`...)
-				b = jsonenc.String(b, part.Data)
-			}
-			if part.FileID != "" {
-				b = append(b, `,"fileId":`...)
-				b = jsonenc.String(b, part.FileID)
-			}
-			if part.Size != 0 {
-				b = append(b, `,"size":`...)
-				b = strconv.AppendInt(b, part.Size, 10)
-			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
+	b = AppendPartsJSON(append(b, `,"parts":`...), m.Parts)
 	if len(m.Metadata) > 0 {
 		var err error
 		if b, err = jsonenc.Value(append(b, `,"metadata":`...), m.Metadata); err != nil {
@@ -243,6 +213,57 @@ func (p MessagePayload) MarshalJSON() ([]byte, error) {
 		b = jsonenc.String(b, p.ReferrerID)
 	}
 	return append(b, '}'), nil
+}
+
+// encodedSize is about the size of m encoded (MarshalJSON), so that one
+// allocation holds it: JSON's quotes, names and escapes aside, the
+// strings' bytes.
+func (m *Message) encodedSize() int {
+	n := 224 + len(m.ID) + len(m.ClientID) + len(m.Metadata) + len(m.Alert) + m.Sender.encodedSize() + PartsSize(m.Parts)
+	return n + n/16
+}
+
+// PartsSize is about the size of parts encoded (AppendPartsJSON), escapes
+// aside.
+func PartsSize(parts []Part) int {
+	n := 2
+	for _, p := range parts {
+		n += 64 + len(p.Type) + len(p.Name) + len(p.Data) + len(p.FileID)
+	}
+	return n
+}
+
+// AppendPartsJSON appends parts as encoding/json writes them.
+func AppendPartsJSON(b []byte, parts []Part) []byte {
+	if parts == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, part := range parts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"type":`...)
+		b = jsonenc.String(b, part.Type)
+		if part.Name != "" {
+			b = append(b, `,"name":`...)
+			b = jsonenc.String(b, part.Name)
+		}
+		if part.Data != "" {
+			b = append(b, `,"data":`...)
+			b = jsonenc.String(b, part.Data)
+		}
+		if part.FileID != "" {
+			b = append(b, `,"fileId":`...)
+			b = jsonenc.String(b, part.FileID)
+		}
+		if part.Size != 0 {
+			b = append(b, `,"size":`...)
+			b = strconv.AppendInt(b, part.Size, 10)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // messageInEvent is a Message as a MessagePayload encodes it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -159,10 +160,32 @@ func TestMessagePayloadJSON(t *testing.T) {
 		if viaJSON, err := json.Marshal(p); err != nil || string(viaJSON) != string(want) {
 			t.Errorf("payload %d through json.Marshal:\n got %s, %v\nwant %s", i, viaJSON, err, want)
 		}
+		if p.Message == nil {
+			continue
+		}
+		// The store keeps a message's parts as AppendPartsJSON writes them.
+		if want, _ := json.Marshal(p.Parts); string(AppendPartsJSON(nil, p.Parts)) != string(want) {
+			t.Errorf("payload %d's parts:\n got %s\nwant %s", i, AppendPartsJSON(nil, p.Parts), want)
+		}
 	}
 	bad := NewMessagePayload(&Message{ID: "m", Metadata: json.RawMessage(`{"a":`)}, "")
 	if _, err := bad.MarshalJSON(); err == nil {
 		t.Error("a payload with metadata that is not JSON was encoded")
+	}
+}
+
+// A sent message's payload is encoded once per message, in one
+// allocation: growing its buffer as it went cost more than the rest.
+func TestMessagePayloadJSONAllocatesOnce(t *testing.T) {
+	p := NewMessagePayload(&Message{ID: "06h3apbiignlsgm6rqg2pt2ljs", Seq: 17,
+		Sender: Profile{ID: "u123", DisplayName: "Some One", AvatarURL: "https://cdn.example.com/avatars/u123.png"}, ClientID: "u123-x-17",
+		Parts:    []Part{{Type: "text/plain", Data: strings.Repeat("x", 2000)}, {Type: "image/png", Name: "a.png", FileID: "f1", Size: 12}},
+		Metadata: json.RawMessage(`{"a":1}`), Alert: "Some One: hi", SentAt: time.Now()}, "")
+	// Metadata goes through encoding/json (jsonenc.Value): its
+	// allocations aside, the payload's buffer is one.
+	meta := testing.AllocsPerRun(100, func() { json.Marshal(p.Metadata) })
+	if n := testing.AllocsPerRun(100, func() { p.MarshalJSON() }); n > meta+1 {
+		t.Errorf("MarshalJSON made %v allocations, want %v", n, meta+1)
 	}
 }
 

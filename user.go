@@ -96,6 +96,15 @@ type Profile struct {
 	Identifier  *Identifier `json:"identifier,omitempty"`
 }
 
+// encodedSize is about the size of p encoded (AppendJSON), escapes aside.
+func (p Profile) encodedSize() int {
+	n := 64 + len(p.ID) + len(p.DisplayName) + len(p.AvatarURL)
+	if p.Identifier != nil {
+		n += 40 + len(p.Identifier.Value) + len(p.Identifier.Kind)
+	}
+	return n
+}
+
 // AppendJSON appends p as encoding/json writes it, without its
 // reflection: for the encodings paid once per message (a message event's
 // payload, the answer to a send).

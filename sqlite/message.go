@@ -163,10 +163,6 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		if err != nil {
 			return err
 		}
-		partsJSON, err := json.Marshal(parts)
-		if err != nil {
-			return err
-		}
 		msg = &tidings.Message{
 			ID: tidings.NewID(), ConversationID: convID, Seq: conv.lastSeq + 1, ClientID: nm.ClientID,
 			Sender: *sender.profile, Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
@@ -180,7 +176,7 @@ func (s *MessageService) SendMessage(ctx context.Context, convID string, nm tidi
 		}
 		if _, err := tx.exec(`INSERT INTO message_journal (event_seq, app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			ev.Seq, c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
+			ev.Seq, c.AppID, convID, msg.Seq, msg.ID, c.UserID, nullString(nm.ClientID), partsText(parts), nullBytes(nm.Metadata), nm.Alert, micros(tx.now)); err != nil {
 			return err
 		}
 		// Last, once nothing can fail: the conversation's last seq and the
@@ -229,10 +225,6 @@ func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convI
 		if err != nil {
 			return err
 		}
-		partsJSON, err := json.Marshal(parts)
-		if err != nil {
-			return err
-		}
 		msg = &tidings.Message{
 			ID: tidings.NewID(), ConversationID: convID, Seq: conv.LastSeq + 1, ClientID: nm.ClientID, System: true,
 			Parts: parts, Metadata: nm.Metadata, Alert: nm.Alert, SentAt: tx.now,
@@ -243,7 +235,7 @@ func (s *MessageService) sendSystem(ctx context.Context, c tidings.Caller, convI
 		}
 		if _, err := tx.exec(`INSERT INTO messages (app_id, conversation_id, seq, id, sender_id, client_id, parts, metadata, alert, sent_at, system, event_seq)
 			VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, 1, ?)`,
-			c.AppID, convID, msg.Seq, msg.ID, nullString(nm.ClientID), string(partsJSON), nullBytes(nm.Metadata), nm.Alert, micros(tx.now), ev.Seq); err != nil {
+			c.AppID, convID, msg.Seq, msg.ID, nullString(nm.ClientID), partsText(parts), nullBytes(nm.Metadata), nm.Alert, micros(tx.now), ev.Seq); err != nil {
 			return err
 		}
 		if _, err := tx.exec(`UPDATE conversations SET last_seq = ?, last_activity_at = ? WHERE app_id = ? AND id = ?`,
@@ -407,13 +399,9 @@ func (s *MessageService) EditMessage(ctx context.Context, convID, msgID string, 
 		if e.Metadata != nil {
 			msg.Metadata = *e.Metadata
 		}
-		partsJSON, err := json.Marshal(msg.Parts)
-		if err != nil {
-			return err
-		}
 		msg.EditedAt = &tx.now
 		if _, err := tx.exec(`UPDATE messages SET parts = ?, metadata = ?, edited_at = ? WHERE app_id = ? AND conversation_id = ? AND id = ?`,
-			string(partsJSON), nullBytes(msg.Metadata), micros(tx.now), c.AppID, convID, msgID); err != nil {
+			partsText(msg.Parts), nullBytes(msg.Metadata), micros(tx.now), c.AppID, convID, msgID); err != nil {
 			return err
 		}
 		actor, err := tx.actor(c) // the sender, or nil for the app's server

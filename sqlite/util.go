@@ -5,9 +5,22 @@ import (
 	"database/sql"
 	"errors"
 	"time"
+	"unsafe"
 
 	"github.com/tidings/tidings"
 )
+
+// text returns b as a string without copying it, for an argument of a
+// statement: the driver copies a text argument into SQLite as it binds
+// it. b must not change afterwards (the callers' are never written
+// again).
+func text(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// partsText returns a message's parts as the messages and the journal
+// store them: their JSON, as encoding/json writes it.
+func partsText(parts []tidings.Part) string {
+	return text(tidings.AppendPartsJSON(make([]byte, 0, tidings.PartsSize(parts)), parts))
+}
 
 // callerFrom returns the caller of ctx, or EUnauthenticated.
 func callerFrom(ctx context.Context) (tidings.Caller, error) {

@@ -630,14 +630,12 @@ func (tx *Tx) emitEvent(appID, name string, actor *tidings.Profile, conversation
 	}
 	var actorJSON []byte
 	if actor != nil {
-		if actorJSON, err = json.Marshal(actor); err != nil {
-			return nil, err
-		}
+		actorJSON = actor.AppendJSON(make([]byte, 0, 128))
 	}
 	// LastInsertId rather than RETURNING: it costs far less in SQLite.
 	res, err := tx.exec(`INSERT INTO events (id, app_id, name, time, actor, conversation_id, user_id, payload)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		ev.ID, appID, name, tx.now.UnixMicro(), nullBytes(actorJSON), nullString(conversationID), nullString(userID), string(body))
+		ev.ID, appID, name, tx.now.UnixMicro(), nullText(actorJSON), nullString(conversationID), nullString(userID), text(body))
 	if err == nil {
 		ev.Seq, err = res.LastInsertId()
 	}
@@ -653,6 +651,14 @@ func nullString(s string) any {
 		return nil
 	}
 	return s
+}
+
+// nullText is nullBytes without a copy of b (see text).
+func nullText(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return text(b)
 }
 
 func nullBytes(b []byte) any {
