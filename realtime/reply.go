@@ -16,23 +16,23 @@ func parseReply(data []byte) (ref, account string, ok bool) {
 	isReply := false
 	for {
 		i = skipSpace(data, i)
-		var key, val string
-		if key, i, ok = plainString(data, i); !ok {
+		var key, val []byte
+		if key, i, ok = plainBytes(data, i); !ok {
 			return "", "", false
 		}
 		if i = skipSpace(data, i); i >= len(data) || data[i] != ':' {
 			return "", "", false
 		}
-		if val, i, ok = plainString(data, skipSpace(data, i+1)); !ok {
+		if val, i, ok = plainBytes(data, skipSpace(data, i+1)); !ok {
 			return "", "", false
 		}
-		switch key {
+		switch string(key) {
 		case "type":
-			isReply = val == "reply"
+			isReply = string(val) == "reply"
 		case "ref":
-			ref = val
+			ref = string(val)
 		case "account":
-			account = val
+			account = string(val)
 		default:
 			return "", "", false
 		}
@@ -63,16 +63,23 @@ func skipSpace(data []byte, i int) int {
 // plainString reads a JSON string at data[i] made of printable ASCII
 // without escapes, and returns it and the index after its closing quote.
 func plainString(data []byte, i int) (string, int, bool) {
+	b, j, ok := plainBytes(data, i)
+	return string(b), j, ok
+}
+
+// plainBytes is plainString returning the string's bytes in data: keys
+// and names compared to constants need no string of their own.
+func plainBytes(data []byte, i int) ([]byte, int, bool) {
 	if i >= len(data) || data[i] != '"' {
-		return "", i, false
+		return nil, i, false
 	}
 	for j := i + 1; j < len(data); j++ {
 		switch c := data[j]; {
 		case c == '"':
-			return string(data[i+1 : j]), j + 1, true
+			return data[i+1 : j], j + 1, true
 		case c == '\\' || c < 0x20 || c >= 0x7f:
-			return "", i, false
+			return nil, i, false
 		}
 	}
-	return "", i, false
+	return nil, i, false
 }

@@ -40,13 +40,17 @@ func parseSendFrame(data []byte) (protocol.Frame, sendCommand, bool) {
 		var ok bool
 		switch k {
 		case 0:
-			f.Type, i, ok = plainString(data, i)
-			ok = ok && f.Type == protocol.TypeCommand
+			var v []byte
+			v, i, ok = plainBytes(data, i)
+			ok = ok && string(v) == protocol.TypeCommand
+			f.Type = protocol.TypeCommand
 		case 1:
 			f.ID, i, ok = plainString(data, i)
 		case 2:
-			f.Command, i, ok = plainString(data, i)
-			ok = ok && f.Command == protocol.CmdSend // other commands: encoding/json
+			var v []byte
+			v, i, ok = plainBytes(data, i)
+			ok = ok && string(v) == protocol.CmdSend // other commands: encoding/json
+			f.Command = protocol.CmdSend
 		case 3:
 			f.Account, i, ok = plainString(data, i)
 		case 4:
@@ -154,14 +158,14 @@ func parseObject(data []byte, i int, keys []string, value func(k, i int) (int, b
 	i++
 	var seen uint32
 	for {
-		key, j, ok := plainString(data, skipSpace(data, i))
+		key, j, ok := plainBytes(data, skipSpace(data, i))
 		if !ok {
 			return j, false
 		}
 		if j = skipSpace(data, j); j >= len(data) || data[j] != ':' {
 			return j, false
 		}
-		k := slices.Index(keys, key)
+		k := slices.IndexFunc(keys, func(s string) bool { return s == string(key) })
 		if k < 0 || seen&(1<<k) != 0 {
 			return j, false
 		}
