@@ -24,6 +24,15 @@ func InsertPushTargetThenFail(db *DB, app, user string) error {
 	})
 }
 
+// WriteUnscoped runs a write without a scope (see scope) that changes
+// nothing.
+func WriteUnscoped(db *DB) error {
+	return db.update(context.Background(), func(tx *Tx) error {
+		_, err := tx.exec(`UPDATE meta SET value = value WHERE key = 'marks_seq'`)
+		return err
+	})
+}
+
 // SetWALRestartPages sets the size of the WAL, in pages, from which the
 // checkpointer has it start again. Set it before Open.
 func SetWALRestartPages(db *DB, n int) { db.restartFrames = n }

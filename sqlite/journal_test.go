@@ -257,21 +257,23 @@ func TestReplayReadsMovedAndJournaledSends(t *testing.T) {
 
 // In one commit, each write that is not a send moves what the sends
 // before it left in the journal, those of the same commit included: all
-// of it before a write without a scope (a user deleted), only its
-// conversation's before a write to one conversation.
+// of it before a write without a scope, only its conversations' before
+// a write with one (a rename of c; the deletion of a user who took part
+// in c alone).
 func TestWritesInOneCommitMoveTheSendsBeforeThem(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		scoped  bool // the write is one to conversation c
-		waiting int  // d's messages left in the journal
+		other   string // the write that is not a send: "unscoped", "rename" or "delete"
+		waiting int    // d's messages left in the journal
 	}{
-		{name: "without a scope", waiting: 0},
-		{name: "to one conversation", scoped: true, waiting: 2},
+		{name: "without a scope", other: "unscoped", waiting: 0},
+		{name: "to one conversation", other: "rename", waiting: 2},
+		{name: "a user of one conversation deleted", other: "delete", waiting: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newQuietEnv(t)
 			e.mkUsers(t, "a", "alice", "bob", "carol", "dave")
-			c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+			c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}, {UserID: "carol"}, {UserID: "dave"}}})
 			d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
 			e.sendEach(t, "a", c.ID, "bob") // committed before, waiting
 			e.sendEach(t, "a", d.ID, "bob")
@@ -290,16 +292,20 @@ func TestWritesInOneCommitMoveTheSendsBeforeThem(t *testing.T) {
 					return err
 				}
 			}
-			// other is the write that is not a send: the rename of c, or
-			// the deletion of user u (a write without a scope).
+			// other is the write that is not a send: a write without a
+			// scope, the rename of c, or the deletion of user u, who takes
+			// part in c.
 			other := func(u string) func() error {
 				return func() error {
-					if tc.scoped {
+					switch tc.other {
+					case "rename":
 						name := "renamed"
 						_, err := e.convs.UpdateConversation(user("a", "alice"), c.ID, tidings.ConversationUpdate{Name: &name})
 						return err
+					case "delete":
+						return e.users.DeleteUser(server("a"), u, tidings.EraseMessages)
 					}
-					return e.users.DeleteUser(server("a"), u, tidings.EraseMessages)
+					return sqlite.WriteUnscoped(e.db)
 				}
 			}
 			queue(send(c.ID))

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"strconv"
 	"time"
 
@@ -89,18 +90,37 @@ func (s *UserService) DeleteUser(ctx context.Context, id string, messages tiding
 	if messages != tidings.EraseMessages && messages != tidings.AnonymizeMessages {
 		return tidings.Errorf(tidings.EInvalid, "messages must be %q or %q, not %q", tidings.EraseMessages, tidings.AnonymizeMessages, messages)
 	}
-	return s.db.update(ctx, func(tx *Tx) error {
+	app := c.AppID
+	// Every conversation they ever took part in: the only ones whose
+	// events and messages can name them, and the only ones the job reads
+	// or changes of what the send cache and the journal hold (its scope,
+	// read by the writer just before the job: a join committed before it
+	// in the batch counts).
+	ofUser := func(tx *Tx) (convs, current []string, err error) {
+		if convs, err = tx.strings(`SELECT DISTINCT conversation_id FROM memberships WHERE app_id = ? AND user_id = ?`, app, id); err != nil {
+			return nil, nil, err
+		}
+		current, err = tx.strings(`SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, app, id)
+		return convs, current, err
+	}
+	scopeOf := func(tx *Tx) (*scope, error) {
+		convs, current, err := ofUser(tx)
+		if err != nil {
+			return nil, err
+		}
+		s := &scope{users: []userKey{{app, id}}}
+		all := slices.Concat(convs, current)
+		slices.Sort(all)
+		for _, conv := range slices.Compact(all) {
+			s.convs = append(s.convs, convKey{app, conv})
+		}
+		return s, nil
+	}
+	return s.db.updateScopedBy(ctx, scopeOf, func(tx *Tx) error {
 		if _, err := tx.findUser(c.AppID, id); err != nil {
 			return err
 		}
-		app := c.AppID
-		// Every conversation they ever took part in: the only ones whose
-		// events and messages can name them.
-		convs, err := tx.strings(`SELECT DISTINCT conversation_id FROM memberships WHERE app_id = ? AND user_id = ?`, app, id)
-		if err != nil {
-			return err
-		}
-		current, err := tx.strings(`SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, app, id)
+		convs, current, err := ofUser(tx)
 		if err != nil {
 			return err
 		}

@@ -39,8 +39,12 @@ type job struct {
 	// scope, for a job that is neither a send nor set aside, names the
 	// conversations and users whose part of what the send cache and the
 	// journal hold it reads or changes; nil: any (see scope).
-	scope  *scope
-	queued time.Time // when it was submitted
+	scope *scope
+	// scopeOf, for a job whose scope only the writer can read (a user
+	// deleted: every conversation they took part in), reads it in the
+	// job's transaction, just before the job (see prepare).
+	scopeOf func(*Tx) (*scope, error)
+	queued  time.Time // when it was submitted
 	err    error
 	events []*tidings.Event
 	done   chan struct{}
@@ -60,7 +64,10 @@ type job struct {
 // A job with a scope must not read or change, beyond its scope,
 // conversations, participants, marks, messages or the profiles of users
 // (reading who takes part in a conversation is fine: the cache leaves
-// that to the database); such a job (a user deleted) has none.
+// that to the database). A job whose scope depends on what the
+// transaction holds when it runs (a user deleted: the conversations they
+// took part in, which a job before it in the batch may change) has it
+// read by the writer just before it (job.scopeOf).
 type scope struct {
 	convs []convKey
 	users []userKey
@@ -108,6 +115,12 @@ func (db *DB) updateConv(ctx context.Context, app, conv string, fn func(*Tx) err
 // messages (see scope).
 func (db *DB) updateUser(ctx context.Context, app, user string, fn func(*Tx) error) error {
 	return db.submit(&job{ctx: ctx, fn: fn, scope: &scope{users: []userKey{{app, user}}}, done: make(chan struct{})})
+}
+
+// updateScopedBy is update for a job whose scope scopeOf reads in the
+// job's transaction, just before the job (see job.scopeOf).
+func (db *DB) updateScopedBy(ctx context.Context, scopeOf func(*Tx) (*scope, error), fn func(*Tx) error) error {
+	return db.submit(&job{ctx: ctx, fn: fn, scopeOf: scopeOf, done: make(chan struct{})})
 }
 
 // updateMarksOf is update for a job that reads the marks of sends in
@@ -430,6 +443,13 @@ func (db *DB) runBatch(batch []*job, savepoints bool) error {
 // written, what the cache read of them and of its users is forgotten and
 // their messages moved; for one without, all of it.
 func (db *DB) prepare(j *job) error {
+	if j.scopeOf != nil {
+		s, err := j.scopeOf(&Tx{db: db, ctx: context.WithoutCancel(j.ctx)})
+		if err != nil {
+			return err
+		}
+		j.scope = s
+	}
 	switch {
 	case j.sends || j.aside:
 		return nil
