@@ -8,6 +8,8 @@
 # Each run's /metrics is kept beside its log ($OUT/metricsN.txt).
 # PERFSTAT=1: perf stat's count of the server's system calls and context
 # switches over the profile's 15 s ($OUT/perfN.txt).
+# Each run's line ends with alloc_kib_per_msg: the server's heap
+# allocations over the run (connects included), per message sent.
 # Needs /work/peers-work/peerbench (see docs/benchmarks.md, "The peer
 # tool and the rate limits").
 set -u
@@ -26,6 +28,8 @@ env ${SENV:-} $BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 12
 SPID=$!
 trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
 for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+curl -s -o $OUT/metrics0.txt http://127.0.0.1:$PORT/metrics
+allocated() { awk '$1 == "go_memstats_alloc_bytes_total" { printf "%.0f", $2 }' "$1"; }
 for n in $(seq $NRUNS); do
   CPID=
   PF=/work/bench/$LABEL.prof; [ -n "${PROFALL:-}" ] && PF=/work/bench/$LABEL-$n.prof
@@ -35,5 +39,7 @@ for n in $(seq $NRUNS); do
   [ -n "$CPID" ] && wait $CPID
   curl -s -o $OUT/metrics$n.txt http://127.0.0.1:$PORT/metrics
   r=$(tail -1 $OUT/run$n.log | tr ' ' '\n' | grep -E '^(p50_ms|p90_ms|p99_ms|server_us_per_msg|other_cpu_pct|lost|pub_per_s|server_writes_per_delivery)=' | tr '\n' ' ')
-  echo "$LABEL/$n $r"
+  pub=$(tail -1 $OUT/run$n.log | tr ' ' '\n' | sed -n 's/^published=//p')
+  a=$(awk -v a="$(allocated $OUT/metrics$((n-1)).txt)" -v b="$(allocated $OUT/metrics$n.txt)" -v m="${pub:-0}" 'BEGIN { if (m > 0) printf "%.2f", (b - a) / m / 1024 }')
+  echo "$LABEL/$n $r alloc_kib_per_msg=$a"
 done
