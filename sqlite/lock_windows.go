@@ -16,7 +16,7 @@ import (
 // Windows' locks keep other handles from reading and writing the bytes
 // they cover: they cover one byte far past the end of the file, so that
 // the holder's pid at its start stays readable.
-var lockRegion = windows.Overlapped{OffsetHigh: 1 << 8} // 2^40
+var lockRegion = windows.Overlapped{Offset: 1 << 30} // 1 GiB: within any file system's limit
 
 func lockRange(f *os.File, flags uint32) error {
 	ol := lockRegion
