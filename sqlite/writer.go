@@ -45,9 +45,9 @@ type job struct {
 	// job's transaction, just before the job (see prepare).
 	scopeOf func(*Tx) (*scope, error)
 	queued  time.Time // when it was submitted
-	err    error
-	events []*tidings.Event
-	done   chan struct{}
+	err     error
+	events  []*tidings.Event
+	done    chan struct{}
 }
 
 // scope is what a job reads or changes among what the send cache holds

@@ -7,6 +7,8 @@
 # creation (the control: what the loop's own processes cost).
 # MODE=list: a list of the conversations of a user of the rooms (the
 # first page, as an app opening asks for it) instead.
+# MODE=delete: a user created, and the one created before deleted
+# (?messages=anonymize), at each step instead.
 # TRACE=1: a 5 s execution trace 12 s into run 2, in
 # /work/bench/LABEL.trace (read it with docs/bench/tracewriter).
 set -u
@@ -20,6 +22,10 @@ URL=http://127.0.0.1:18402
     i=$((i+1))
     if [ "${MODE:-}" = read ]; then
       curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $KEY" $URL/v1/users/nobody-$i
+    elif [ "${MODE:-}" = delete ]; then
+      curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+        -d "{\"id\":\"stall-$LABEL-$i\",\"displayName\":\"x\"}" $URL/v1/users
+      curl -s -o /dev/null -w "%{http_code}\n" -X DELETE -H "Authorization: Bearer $KEY" "$URL/v1/users/stall-$LABEL-$((i-1))?messages=anonymize"
     elif [ "${MODE:-}" = list ]; then
       curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $TOKEN" "$URL/v1/conversations?limit=20"
     else
