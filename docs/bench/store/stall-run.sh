@@ -9,6 +9,8 @@
 # first page, as an app opening asks for it) instead.
 # MODE=delete: a user created, and the one created before deleted
 # (?messages=anonymize), at each step instead.
+# MODE=serverlist: the first page of the app's conversations, listed with
+# the server key (which writes every waiting mark first) instead.
 # TRACE=1: a 5 s execution trace 12 s into run 2, in
 # /work/bench/LABEL.trace (read it with docs/bench/tracewriter).
 set -u
@@ -26,6 +28,8 @@ URL=http://127.0.0.1:18402
       curl -s -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
         -d "{\"id\":\"stall-$LABEL-$i\",\"displayName\":\"x\"}" $URL/v1/users
       curl -s -o /dev/null -w "%{http_code}\n" -X DELETE -H "Authorization: Bearer $KEY" "$URL/v1/users/stall-$LABEL-$((i-1))?messages=anonymize"
+    elif [ "${MODE:-}" = serverlist ]; then
+      curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $KEY" "$URL/v1/conversations?limit=20"
     elif [ "${MODE:-}" = list ]; then
       curl -s -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $TOKEN" "$URL/v1/conversations?limit=20"
     else
