@@ -289,14 +289,19 @@ func (s *ConversationService) ListConversations(ctx context.Context, f tidings.C
 
 // syncListMarks has the marks that order c's list of conversations by
 // their last activity written, as syncMarks, but for a user only those of
-// the conversations they take part in: a client listing its
-// conversations (each time an app opens) would otherwise cost a write of
-// every conversation's waiting marks, and the sends behind it would wait
-// for it (docs/benchmarks.md, "A list of conversations no longer writes
-// every mark").
+// the conversations they take part in, and for the app's server only its
+// app's: a client listing its conversations (each time an app opens)
+// would otherwise cost a write of every conversation's waiting marks, and
+// the sends behind it would wait for it (docs/benchmarks.md, "A list of
+// conversations no longer writes every mark"); an app's server listing
+// its conversations, a write of every other app's. A committed send's
+// marks are in unwritten before anyone is told of it.
 func (s *ConversationService) syncListMarks(ctx context.Context, c tidings.Caller) error {
-	if c.Server || !s.db.marksPending.Load() {
-		return s.db.syncMarks(ctx)
+	if !s.db.marksPending.Load() {
+		return s.db.syncMarks(ctx) // nothing waits: no write
+	}
+	if c.Server {
+		return s.db.syncMarksOf(ctx, s.db.unwritten.appConvs(c.AppID))
 	}
 	rows, err := s.db.query(ctx, `SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, c.AppID, c.UserID)
 	if err != nil {

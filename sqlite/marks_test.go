@@ -712,6 +712,35 @@ func TestAUsersListWritesTheMarksOfTheirConversationsAlone(t *testing.T) {
 	}
 }
 
+// The app's server's list of conversations writes the marks of its app's
+// conversations alone: another app's sends go on as they were.
+func TestAServersListWritesTheMarksOfItsAppAlone(t *testing.T) {
+	e := newQuietEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	e.mkUsers(t, "b", "carol", "dave")
+	mine := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	other := e.mkConv(t, "b", "carol", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "dave"}}})
+	e.sendEach(t, "a", mine.ID, "alice", "bob")
+	e.sendEach(t, "b", other.ID, "carol")
+	page := must[*tidings.ConversationPage](t)(e.convs.ListConversations(server("a"), tidings.ConversationFilter{}))
+	if len(page.Conversations) != 1 || page.Conversations[0].ID != mine.ID || page.Conversations[0].LastSeq != 2 {
+		t.Fatalf("app a's server lists %+v; want %s with last seq 2", page.Conversations, mine.ID)
+	}
+	if l, r := rawMarks(t, e.path, mine.ID); l != 2 || r["alice"] != 1 || r["bob"] != 2 {
+		t.Fatalf("after a's list, the file has last seq %d and read marks %v for a's conversation, want 2, alice 1, bob 2", l, r)
+	}
+	if l, r := rawMarks(t, e.path, other.ID); l != 0 || r["carol"] != 0 {
+		t.Fatalf("after a's list, the file has last seq %d and read marks %v for b's conversation, want none written yet", l, r)
+	}
+	if n, err := sqlite.CachedSenders(e.db); err != nil || n != 3 {
+		t.Fatalf("after a's list the send cache holds %d senders (err %v), want 3", n, err)
+	}
+	page = must[*tidings.ConversationPage](t)(e.convs.ListConversations(server("b"), tidings.ConversationFilter{}))
+	if len(page.Conversations) != 1 || page.Conversations[0].ID != other.ID || page.Conversations[0].LastSeq != 1 {
+		t.Fatalf("app b's server lists %+v; want %s with last seq 1", page.Conversations, other.ID)
+	}
+}
+
 // A read receipt takes the conversation, the caller's role and profile
 // from the send cache, as a send does: what a write changed since is what
 // it sees. The receipt's event names the reader's new profile, a reader

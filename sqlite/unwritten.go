@@ -100,6 +100,19 @@ func (u *unwritten) has(k convKey) bool {
 	return ok
 }
 
+// appConvs returns the conversations of app that have marks not written.
+func (u *unwritten) appConvs(app string) []convKey {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	var keys []convKey
+	for k := range u.convs {
+		if k.app == app {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
 // forget removes the marks of conversations convs, which a transaction
 // that has committed wrote, and moves the round if it removed any.
 func (u *unwritten) forget(convs map[convKey]bool) {
