@@ -211,7 +211,9 @@ func (s *ConversationService) FindConversationByID(ctx context.Context, id strin
 		return nil, err
 	}
 	if !counted {
-		if err := s.db.syncMarks(ctx); err != nil {
+		// What it reads of the marks is this conversation's: its row
+		// and its participants' (the caller's among them).
+		if err := s.db.syncMarksOf(ctx, []convKey{{c.AppID, id}}); err != nil {
 			return nil, err
 		}
 		return shown(visibleConversation(ctx, s.db.read, c, id))
@@ -473,7 +475,7 @@ func (s *ConversationService) ListParticipants(ctx context.Context, id string, f
 		return nil, err
 	}
 	if !counted {
-		if err := s.db.syncMarks(ctx); err != nil {
+		if err := s.db.syncMarksOf(ctx, []convKey{{c.AppID, id}}); err != nil {
 			return nil, err
 		}
 		return s.participantPage(ctx, c, id, f.Cursor, limit, nil)

@@ -24,6 +24,11 @@ func InsertPushTargetThenFail(db *DB, app, user string) error {
 	})
 }
 
+// SetUnwrittenTries sets how many times a read that adds the marks not
+// written yet reads before it gives up and has them written (see
+// unwritten.read).
+func SetUnwrittenTries(db *DB, n int) { db.unwritten.tries = n }
+
 // WriteUnscoped runs a write without a scope (see scope) that changes
 // nothing.
 func WriteUnscoped(db *DB) error {

@@ -741,6 +741,47 @@ func TestAServersListWritesTheMarksOfItsAppAlone(t *testing.T) {
 	}
 }
 
+// A read of one conversation, or of its participants, that cannot count
+// the marks not written yet (they moved under each of its reads) has its
+// conversation's marks written, and those alone, then reads again.
+func TestAReadThatGivesUpWritesItsConversationsMarksAlone(t *testing.T) {
+	e := newQuietEnv(t)
+	e.mkUsers(t, "a", "alice", "bob")
+	c := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	d := e.mkConv(t, "a", "alice", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "bob"}}})
+	other := e.mkConv(t, "a", "bob", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "alice"}}})
+	e.sendEach(t, "a", c.ID, "alice", "bob")
+	e.sendEach(t, "a", d.ID, "bob")
+	e.sendEach(t, "a", other.ID, "bob")
+	sqlite.SetUnwrittenTries(e.db, 0)
+
+	got := must[*tidings.Conversation](t)(e.convs.FindConversationByID(user("a", "alice"), c.ID))
+	if got.LastSeq != 2 || got.ReadSeq != 1 || got.UnreadCount != 1 {
+		t.Fatalf("alice reads c: last seq %d, read seq %d, %d unread; want 2, 1, 1", got.LastSeq, got.ReadSeq, got.UnreadCount)
+	}
+	if l, r := rawMarks(t, e.path, c.ID); l != 2 || r["alice"] != 1 || r["bob"] != 2 {
+		t.Fatalf("after alice's read of c, the file has last seq %d and read marks %v for c, want 2, alice 1, bob 2", l, r)
+	}
+	if l, r := rawMarks(t, e.path, d.ID); l != 0 || r["bob"] != 0 {
+		t.Fatalf("after alice's read of c, the file has last seq %d and read marks %v for d, want none written yet", l, r)
+	}
+
+	ps := must[*tidings.ParticipantPage](t)(e.convs.ListParticipants(user("a", "alice"), d.ID, tidings.ParticipantFilter{})).Participants
+	read := map[string]int64{}
+	for _, p := range ps {
+		read[p.UserID] = p.ReadSeq
+	}
+	if len(ps) != 2 || read["bob"] != 1 || read["alice"] != 0 {
+		t.Fatalf("d's participants: %+v; want bob at read seq 1, alice at 0", ps)
+	}
+	if l, r := rawMarks(t, e.path, d.ID); l != 1 || r["bob"] != 1 {
+		t.Fatalf("after the list of d's participants, the file has last seq %d and read marks %v for d, want 1 and bob's 1", l, r)
+	}
+	if l, r := rawMarks(t, e.path, other.ID); l != 0 || r["bob"] != 0 {
+		t.Fatalf("after both reads, the file has last seq %d and read marks %v for a third conversation, want none written yet", l, r)
+	}
+}
+
 // A read receipt takes the conversation, the caller's role and profile
 // from the send cache, as a send does: what a write changed since is what
 // it sees. The receipt's event names the reader's new profile, a reader

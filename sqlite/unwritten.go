@@ -30,6 +30,8 @@ type unwritten struct {
 	// senders: by conversation, by user.
 	senders map[convKey]map[string]unwrittenMark
 	round   atomic.Uint64
+	// tries: how many reads read gives (tests set fewer).
+	tries int
 }
 
 // unwrittenMark is a seq (and for a conversation, its activity time in
@@ -37,7 +39,7 @@ type unwritten struct {
 type unwrittenMark struct{ seq, activity, through int64 }
 
 func newUnwritten() *unwritten {
-	return &unwritten{convs: map[convKey]unwrittenMark{}, senders: map[convKey]map[string]unwrittenMark{}}
+	return &unwritten{convs: map[convKey]unwrittenMark{}, senders: map[convKey]map[string]unwrittenMark{}, tries: 4}
 }
 
 // add adds the marks of committed sends (the writer's, after a commit).
@@ -139,7 +141,7 @@ func (u *unwritten) forget(convs map[convKey]bool) {
 // while it ran (see unwritten). It gives up after a few tries and reports
 // false: the caller then asks for the marks to be written and reads again.
 func (u *unwritten) read(fn func(lookup *unwrittenLookup) error) (bool, error) {
-	for range 4 {
+	for range u.tries {
 		round := u.round.Load()
 		l := &unwrittenLookup{u: u}
 		err := fn(l)
