@@ -305,25 +305,31 @@ func (s *ConversationService) syncListMarks(ctx context.Context, c tidings.Calle
 	if c.Server {
 		return s.db.syncMarksOf(ctx, s.db.unwritten.appConvs(c.AppID))
 	}
-	rows, err := s.db.query(ctx, `SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, c.AppID, c.UserID)
+	return s.db.syncMarksOfUser(ctx, c.AppID, c.UserID)
+}
+
+// syncMarksOfUser is syncMarks for the marks of the conversations user of
+// app takes part in alone.
+func (db *DB) syncMarksOfUser(ctx context.Context, app, user string) error {
+	rows, err := db.query(ctx, `SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, app, user)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	var keys []convKey
 	for rows.Next() {
-		k := convKey{app: c.AppID}
+		k := convKey{app: app}
 		if err := rows.Scan(&k.conv); err != nil {
 			return err
 		}
-		if s.db.unwritten.has(k) {
+		if db.unwritten.has(k) {
 			keys = append(keys, k)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	return s.db.syncMarksOf(ctx, keys)
+	return db.syncMarksOf(ctx, keys)
 }
 
 func (s *ConversationService) UpdateConversation(ctx context.Context, id string, upd tidings.ConversationUpdate) (*tidings.Conversation, error) {

@@ -743,7 +743,8 @@ func TestAServersListWritesTheMarksOfItsAppAlone(t *testing.T) {
 
 // A read of one conversation, or of its participants, that cannot count
 // the marks not written yet (they moved under each of its reads) has its
-// conversation's marks written, and those alone, then reads again.
+// conversation's marks written, and those alone, then reads again; a
+// push's unread counts, those of the recipient's conversations.
 func TestAReadThatGivesUpWritesItsConversationsMarksAlone(t *testing.T) {
 	e := newQuietEnv(t)
 	e.mkUsers(t, "a", "alice", "bob")
@@ -779,6 +780,23 @@ func TestAReadThatGivesUpWritesItsConversationsMarksAlone(t *testing.T) {
 	}
 	if l, r := rawMarks(t, e.path, other.ID); l != 0 || r["bob"] != 0 {
 		t.Fatalf("after both reads, the file has last seq %d and read marks %v for a third conversation, want none written yet", l, r)
+	}
+
+	// A push's unread counts, likewise: those of the recipient's
+	// conversations.
+	e.mkUsers(t, "a", "carol", "dave")
+	theirs := e.mkConv(t, "a", "carol", tidings.NewConversation{Participants: []tidings.NewParticipant{{UserID: "dave"}}})
+	e.sendEach(t, "a", theirs.ID, "carol")
+	e.sendEach(t, "a", other.ID, "bob")
+	r := must[*tidings.PushRecipient](t)(sqlite.NewPushService(e.db).PushRecipient(context.Background(), "a", "alice", other.ID))
+	if r.Unread != 2 || r.Badge != 4 {
+		t.Fatalf("alice's push: %d unread, badge %d; want 2 and 4 (c's 1, d's 1 and other's 2)", r.Unread, r.Badge)
+	}
+	if l, _ := rawMarks(t, e.path, other.ID); l != 2 {
+		t.Fatalf("after alice's push, the file has last seq %d for one of her conversations, want 2", l)
+	}
+	if l, r := rawMarks(t, e.path, theirs.ID); l != 0 || r["carol"] != 0 {
+		t.Fatalf("after alice's push, the file has last seq %d and read marks %v for a conversation she is not in, want none written yet", l, r)
 	}
 }
 

@@ -438,11 +438,11 @@ func (s *PushService) PushRecipient(ctx context.Context, appID, userID, conversa
 	return &r, nil
 }
 
-// pushRecipientSynced counts the unread messages of r once every mark is
-// written: the marks not written yet changed under each of several
-// counts (unwritten.read).
+// pushRecipientSynced counts the unread messages of r once the marks of
+// the user's conversations are written: the marks not written yet
+// changed under each of several counts (unwritten.read).
 func (s *PushService) pushRecipientSynced(ctx context.Context, appID, userID, conversationID string, r *tidings.PushRecipient) (*tidings.PushRecipient, error) {
-	if err := s.db.syncMarks(ctx); err != nil {
+	if err := s.db.syncMarksOfUser(ctx, appID, userID); err != nil {
 		return nil, err
 	}
 	var unread sql.NullInt64
