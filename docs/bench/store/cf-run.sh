@@ -30,9 +30,12 @@ for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 2"; else RARGS="-rate $RATE"; fi
 (sleep 8; curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$PORT/debug/pprof/profile?seconds=15") &
 (sleep 8; perf stat -x, -e $PERFEVENTS -p $SPID -o $OUT/perf.txt -- sleep 15) &
+# The API key and the token secret, from the same config.
+KEY=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["http_api"]["key"])' $OUT/cf/config.json)
+SECRET=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["client"]["token"]["hmac_secret_key"])' $OUT/cf/config.json)
 /work/peers-work/peerbench rooms -rooms $ROOMS -members $MEMBERS -room-prefix cf- $RARGS -target centrifugo \
   -centrifugo.ws ws://127.0.0.1:$PORT/connection/websocket -centrifugo.api http://127.0.0.1:$PORT/api \
-  -centrifugo.api-key peer-api-key -centrifugo.secret peer-bench-secret-please-change-0123456789abcdef \
+  -centrifugo.api-key "$KEY" -centrifugo.secret "$SECRET" \
   -centrifugo.origin http://127.0.0.1:$PORT -server-pid $SPID -duration ${DUR:-25s} -label "$LABEL" \
   -out /work/bench/results.jsonl > $OUT/run.log 2>&1
 sleep 1
