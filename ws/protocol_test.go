@@ -618,3 +618,64 @@ func TestBadCommandDataIsWordedForPeople(t *testing.T) {
 		}
 	}
 }
+
+// A frame the protocol forbids (text that is not UTF-8, a binary frame)
+// closes the connection, and what the client sent after it is not acted
+// on: a send right behind a bad frame stores nothing.
+func TestBadFrameEndsTheCommands(t *testing.T) {
+	// The server lingers for the peer's close for WriteTimeout: the send
+	// would have time to be stored meanwhile.
+	s := startStack(t, func(_ *realtime.Node, h *ws.Handler) { h.WriteTimeout = time.Second })
+	s.mkUsers("a", "bob", "carol")
+	for _, tc := range []struct {
+		name   string
+		device string
+		bad    []byte
+		code   uint16
+	}{
+		{"text that is not UTF-8", "utf8", maskedFrame(0x1, []byte{'"', 0xff, 0xfe, '"'}), 1007},
+		{"a binary frame", "binary", maskedFrame(0x2, []byte(`{"type":"command","id":"9","name":"ping"}`)), protocol.CloseBadFrame},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conv := s.conv("a", "bob", "carol")
+			c := rawAuth(t, s, "bob", tc.device)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if op, p, err := c.readFrame(); err != nil || op != 1 || !strings.Contains(string(p), `"id":"1"`) || strings.Contains(string(p), `"error"`) {
+				t.Fatalf("auth answer: op %d %q %v", op, p, err)
+			}
+			args, _ := json.Marshal(protocol.SendArgs{ConversationID: conv, Parts: json.RawMessage(`[{"type":"text/plain","data":"after the bad frame"}]`)})
+			send, _ := json.Marshal(protocol.Frame{Type: protocol.TypeCommand, ID: "2", Command: protocol.CmdSend, Data: args})
+			// Both in one write: the send is read before the close.
+			if _, err := c.Write(append(append([]byte(nil), tc.bad...), maskedFrame(0x1, send)...)); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				op, p, err := c.readFrame()
+				if err != nil {
+					t.Fatalf("no close frame: %v", err)
+				}
+				if op == 1 {
+					t.Fatalf("a frame after the bad one was answered: %s", p)
+				}
+				if op == 8 {
+					if len(p) < 2 || binary.BigEndian.Uint16(p) != tc.code {
+						t.Fatalf("close frame %q, want %d", p, tc.code)
+					}
+					break
+				}
+			}
+			// The client stays silent and keeps its socket open: the server
+			// ends the connection after its linger (a second), time enough
+			// for a send it had taken to be stored.
+			waitFor(t, "the connection to end", func() bool { return s.metric("tidings_realtime_connections") == 0 })
+			c.Close()
+			page, err := s.msgs.ListMessages(s.as("a", "bob"), conv, tidings.MessageFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Messages) != 0 {
+				t.Fatalf("the send after the bad frame stored %d message(s)", len(page.Messages))
+			}
+		})
+	}
+}

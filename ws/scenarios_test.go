@@ -1079,7 +1079,13 @@ func handshake(t testing.TB, s *stack, header nethttp.Header, readBuffer int) (*
 
 // writeText sends a masked text frame, as a client must.
 func (c *rawConn) writeText(payload []byte) error {
-	b := []byte{0x81}
+	_, err := c.Write(maskedFrame(0x1, payload))
+	return err
+}
+
+// maskedFrame is a final frame of opcode op, masked, as a client sends it.
+func maskedFrame(op byte, payload []byte) []byte {
+	b := []byte{0x80 | op}
 	switch n := len(payload); {
 	case n < 126:
 		b = append(b, 0x80|byte(n))
@@ -1096,8 +1102,7 @@ func (c *rawConn) writeText(payload []byte) error {
 	for i, x := range payload {
 		b = append(b, x^mask[i%4])
 	}
-	_, err := c.Write(b)
-	return err
+	return b
 }
 
 // readFrame reads one (unmasked, unfragmented) frame from the server.
