@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# fanout-run.sh LABEL BIN RATE NRUNS: 1,000 subscribers and one socket
+# publisher (the peer tool's fanout1k and sat1k sets) against a Tidings
+# server alone, on a fresh database, NRUNS runs of 15 s one after the
+# other; a 10 s CPU profile in the last (/work/bench/LABEL.prof). RATE 0:
+# saturation, window 20. Prints each run's deliveries a second and the
+# server's CPU per delivery. N: subscribers (1000). PBEXTRA: peerbench's flags (-publishers 4);
+# EXTRA: the server's (--writers 1).
+# Needs /work/peers-work/peerbench.
+set -u
+LABEL=$1; BIN=$2; RATE=$3; NRUNS=$4
+PB=/work/peers-work/peerbench; PORT=18402; DPORT=18412
+if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 20"; else RARGS="-rate $RATE"; fi
+OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT/data
+$BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
+  --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn ${EXTRA:-} > $OUT/server.log 2>&1 &
+SPID=$!
+trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
+for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+KEY=$(cat $OUT/data/default-server-key)
+for n in $(seq $NRUNS); do
+  CPID=
+  if [ $n = $NRUNS ]; then (sleep 5; curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=10") & CPID=$!; fi
+  TIDINGS_SERVER_KEY=$KEY $PB fanout -n ${N:-1000} -pub socket $RARGS ${PBEXTRA:-} -duration 15s -target tidings \
+    -tidings.url http://127.0.0.1:$PORT -tidings.cache $OUT/cache.json -server-pid $SPID -label "$LABEL/$n" \
+    -out /work/bench/results.jsonl > $OUT/run$n.log 2>&1
+  [ -n "$CPID" ] && wait $CPID
+  tail -1 /work/bench/results.jsonl | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["label"], "deliveries_per_s=%d" % d["deliveries_per_s"], "server_cpu_pct=%s" % d["server_cpu_pct"], "server_us_per_delivery=%s" % d["server_us_per_delivery"], "tool_us_per_delivery=%s" % d["tool_us_per_delivery"], "p50_ms=%s" % d["p50_ms"], "lost=%s" % d["lost"])'
+done
