@@ -883,10 +883,14 @@ func (c *conn) scheduleLocked() {
 // are large (see bigBatch) one of the first half of the writers.
 func (h *Handler) writerOf(c *conn) *writer {
 	if h.bigBatches.Load() {
-		return h.writers[c.writerIndex%((len(h.writers)+1)/2)]
+		return h.writers[c.writerIndex%h.bigWriters()]
 	}
 	return c.w
 }
+
+// bigWriters is how many writers write the large batches: the first
+// half (at least one).
+func (h *Handler) bigWriters() int { return (len(h.writers) + 1) / 2 }
 
 // Hold makes the frames written next wait for Release, to go out in one
 // write (realtime.Holder: a replay hands over its updates a batch at a
@@ -966,7 +970,7 @@ func (h *Handler) endBigBatch() {
 		w.held = w.held[:0]
 		w.mu.Unlock()
 	}
-	k := (len(h.writers) + 1) / 2
+	k := h.bigWriters()
 	per := (len(all) + k - 1) / k
 	for i := 0; i < k && i*per < len(all); i++ {
 		h.writers[i].add(all[i*per : min((i+1)*per, len(all))]...)
