@@ -132,3 +132,57 @@ func TestDrainGoesOnWhileThePeerReads(t *testing.T) {
 		t.Fatal("the connection is broken")
 	}
 }
+
+// A connection closed while its backlog waits for a peer that reads
+// nothing (a replay that gave up on a slow reader: the close frame is
+// queued behind the backlog) gives the peer one more linger, as a stall
+// does: a peer that reads again gets the backlog, the close frame, then
+// EOF, not a connection cut without its close frame. It is not reported
+// as stalled: the connection is closed already, for its own reason.
+func TestCloseBehindAStalledBacklogGetsOneMoreLinger(t *testing.T) {
+	const linger = 500 * time.Millisecond
+	c, peer := tcpPair(t, linger, 32<<10)
+	stalled := make(chan struct{}, 1)
+	c.wmu.Lock()
+	c.onStalled = func() { stalled <- struct{}{} }
+	c.wmu.Unlock()
+	data := make([]byte, 2<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if !c.busy() {
+		t.Fatal("2 MiB went out at once: the test needs a backlog")
+	}
+	// The close frame, then the close, as gws writes them.
+	if _, err := c.Write([]byte("the close frame")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The peer reads nothing for more than a linger: drain's write under
+	// way times out meanwhile.
+	time.Sleep(linger + linger/2)
+	peer.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.ReadAll(peer)
+	if err != nil {
+		t.Fatalf("after %d bytes: %v", len(got), err)
+	}
+	want := append(data, "the close frame"...)
+	if len(got) != len(want) {
+		t.Fatalf("the peer read %d bytes, want %d (the backlog and the close frame)", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("byte %d differs", i)
+		}
+	}
+	select {
+	case <-stalled:
+		t.Fatal("a connection closed already was reported as stalled")
+	default:
+	}
+}

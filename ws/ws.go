@@ -526,13 +526,15 @@ func (c *lingerConn) drain() {
 const drainChunk = 64 << 10
 
 // stall handles a write of drain's that timed out: the peer did not take
-// a drainChunk of the backlog within linger, so it reads too slowly. The first time,
-// unless the connection is cut (a dead peer) or its close frame is written
-// already, the connection is closed as a slow consumer (onStalled): what
-// is left waits, ahead of the close frame, for one more linger. It reports
-// whether drain goes on.
+// a drainChunk of the backlog within linger, so it reads too slowly. The
+// first time, unless the connection is cut (a dead peer), what is left
+// waits, ahead of the close frame, for one more linger: the connection is
+// closed as a slow consumer (onStalled), or, when it is closing already
+// (a replay that gave up on the same peer queued its close frame behind
+// the backlog), it is left to that close. It reports whether drain goes
+// on.
 func (c *lingerConn) stall(rest []byte, err error) bool {
-	if !errors.Is(err, os.ErrDeadlineExceeded) || c.cutting.Load() || c.closing.Load() {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.cutting.Load() {
 		return false
 	}
 	c.wmu.Lock()
@@ -544,7 +546,9 @@ func (c *lingerConn) stall(rest []byte, err error) bool {
 	c.stalled = true
 	c.backlog = append(rest, c.backlog...)
 	c.wmu.Unlock()
-	go f() // it writes the close frame, through Write: not under wmu
+	if !c.closing.Load() {
+		go f() // it writes the close frame, through Write: not under wmu
+	}
 	return true
 }
 
