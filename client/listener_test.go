@@ -124,23 +124,21 @@ func TestTokenRefreshedBeforeExpiry(t *testing.T) {
 		defer mu.Unlock()
 		return slices.Clone(minted)
 	}
-	alice := newClient(t, s.URL(), client.WithTokenProvider(provider), client.WithClock(clock),
-		client.WithRefreshMargin(time.Minute), fastBackoff)
 	var statuses statusLog
-	alice.AddStatusListener(statuses.listen)
 	rec := newRecorder()
-	alice.AddEventListener(rec.listen)
+	alice := newClient(t, s.URL(), client.WithTokenProvider(provider), client.WithClock(clock),
+		client.WithRefreshMargin(time.Minute), fastBackoff,
+		client.WithStatusListener(statuses.listen), client.WithEventListener(rec.listen))
 	waitConnected(t, alice)
 	first := calls()
 	if len(first) != 1 || !alice.TokenExpiry().Equal(first[0]) {
 		t.Fatalf("provider calls %v, token expiry %v", first, alice.TokenExpiry())
 	}
 	// Carol's token is the same age as Alice's first, and is not refreshed.
-	carol := newClient(t, s.URL(), client.WithToken(s.token(t, "carol", 10*time.Minute, clock.Now())))
 	var carolStatuses statusLog
-	carol.AddStatusListener(carolStatuses.listen)
 	carolEvents := newRecorder()
-	carol.AddEventListener(carolEvents.listen)
+	carol := newClient(t, s.URL(), client.WithToken(s.token(t, "carol", 10*time.Minute, clock.Now())),
+		client.WithStatusListener(carolStatuses.listen), client.WithEventListener(carolEvents.listen))
 	waitConnected(t, carol)
 
 	// A minute before the expiry, the client gets a new token and
@@ -192,9 +190,9 @@ func TestCloseLeavesTheServerCursorAfterWhatWasProcessed(t *testing.T) {
 	s.mkUsers(t, "alice", "bob")
 	conv := s.conv(t, "bob", "alice")
 	for round := range 5 {
-		c := newClient(t, s.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("cli"))
 		rec := newRecorder()
-		c.AddEventListener(rec.listen)
+		c := newClient(t, s.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("cli"),
+			client.WithEventListener(rec.listen))
 		waitConnected(t, c)
 		text := expected(round + 1)[round]
 		s.send(t, "bob", conv, text)

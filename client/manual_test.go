@@ -171,9 +171,9 @@ func TestConnectionModeErrors(t *testing.T) {
 	}
 
 	// An auto-mode client whose token the server refuses stops trying.
-	b := newClient(t, s.URL(), client.WithToken(expired), fastBackoff)
 	var statuses statusLog
-	b.AddStatusListener(statuses.listen)
+	b := newClient(t, s.URL(), client.WithToken(expired), fastBackoff,
+		client.WithStatusListener(statuses.listen))
 	waitStatus(t, b, client.StatusDisconnected)
 	waitFor(t, "the reason of the failure", func() bool {
 		ch := statuses.all()

@@ -63,11 +63,10 @@ func TestAutoModeResumesAfterCutsWithoutLossOrDuplicate(t *testing.T) {
 	conv := s.conv(t, "bob", "alice")
 	p := newProxy(t, s.Addr())
 
-	alice := newClient(t, p.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("phone"), fastBackoff)
 	rec := newRecorder()
-	alice.AddEventListener(rec.listen)
 	var statuses statusLog
-	alice.AddStatusListener(statuses.listen)
+	alice := newClient(t, p.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("phone"), fastBackoff,
+		client.WithEventListener(rec.listen), client.WithStatusListener(statuses.listen))
 	waitConnected(t, alice)
 
 	bob := newClient(t, s.URL(), client.WithToken(s.token(t, "bob", time.Hour)), client.WithMode(client.ManualMode))
@@ -104,11 +103,10 @@ func TestAutoModeSurvivesServerRestart(t *testing.T) {
 	s.mkUsers(t, "alice", "bob")
 	conv := s.conv(t, "bob", "alice")
 
-	alice := newClient(t, s.URL(), client.WithToken(s.token(t, "alice", time.Hour)), fastBackoff)
 	rec := newRecorder()
-	alice.AddEventListener(rec.listen)
 	var statuses statusLog
-	alice.AddStatusListener(statuses.listen)
+	alice := newClient(t, s.URL(), client.WithToken(s.token(t, "alice", time.Hour)), fastBackoff,
+		client.WithEventListener(rec.listen), client.WithStatusListener(statuses.listen))
 	waitConnected(t, alice)
 
 	bob := newClient(t, s.URL(), client.WithToken(s.token(t, "bob", time.Hour)), client.WithMode(client.ManualMode))

@@ -69,11 +69,10 @@ func TestOwnMessagesComeOnceInOrderThroughCuts(t *testing.T) {
 	s.mkUsers(t, "alice", "bob")
 	conv := s.conv(t, "bob", "alice")
 	p := newProxy(t, s.Addr())
-	alice := newClient(t, p.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("phone"), fastBackoff)
 	rec := newRecorder()
-	alice.AddEventListener(rec.listen)
 	var statuses statusLog
-	alice.AddStatusListener(statuses.listen)
+	alice := newClient(t, p.URL(), client.WithToken(s.token(t, "alice", time.Hour)), client.WithDevice("phone"), fastBackoff,
+		client.WithEventListener(rec.listen), client.WithStatusListener(statuses.listen))
 	waitConnected(t, alice)
 	bob := newClient(t, s.URL(), client.WithToken(s.token(t, "bob", time.Hour)), client.WithMode(client.ManualMode))
 
