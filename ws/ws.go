@@ -526,15 +526,13 @@ func (c *lingerConn) drain() {
 const drainChunk = 64 << 10
 
 // stall handles a write of drain's that timed out: the peer did not take
-// a drainChunk of the backlog within linger, so it reads too slowly. The
-// first time, unless the connection is cut (a dead peer), what is left
-// waits, ahead of the close frame, for one more linger: the connection is
-// closed as a slow consumer (onStalled), or, when it is closing already
-// (a replay that gave up on the same peer queued its close frame behind
-// the backlog), it is left to that close. It reports whether drain goes
-// on.
+// a drainChunk of the backlog within linger, so it reads too slowly. The first time,
+// unless the connection is cut (a dead peer) or its close frame is written
+// already, the connection is closed as a slow consumer (onStalled): what
+// is left waits, ahead of the close frame, for one more linger. It reports
+// whether drain goes on.
 func (c *lingerConn) stall(rest []byte, err error) bool {
-	if !errors.Is(err, os.ErrDeadlineExceeded) || c.cutting.Load() {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.cutting.Load() || c.closing.Load() {
 		return false
 	}
 	c.wmu.Lock()
@@ -546,9 +544,7 @@ func (c *lingerConn) stall(rest []byte, err error) bool {
 	c.stalled = true
 	c.backlog = append(rest, c.backlog...)
 	c.wmu.Unlock()
-	if !c.closing.Load() {
-		go f() // it writes the close frame, through Write: not under wmu
-	}
+	go f() // it writes the close frame, through Write: not under wmu
 	return true
 }
 
@@ -1088,7 +1084,9 @@ func (c *conn) signalDrained() {
 // how many frames the replay may add: up to half the queue, the other half
 // is for the answers to commands and the live updates that come
 // meanwhile. It returns 0 when it gives up: after WriteTimeout without
-// anything drained, or when the connection closes or ctx ends.
+// anything drained while the socket takes frames at once (while it does
+// not, drain's write decides: see lingerConn.stall), or when the
+// connection closes or ctx ends.
 func (c *conn) WaitRoom(ctx context.Context) int {
 	half := max(c.h.WriteQueue/2, 1)
 	var timer *time.Timer
@@ -1115,6 +1113,16 @@ func (c *conn) WaitRoom(ctx context.Context) int {
 			// Something was written: the peer reads. Wait on, anew.
 			timer.Reset(c.h.WriteTimeout)
 		case <-timer.C:
+			if c.lc != nil && c.lc.busy() {
+				// The socket's backlog is being written (lingerConn.drain):
+				// the peer takes it, however slowly, or drain's write times
+				// out and closes the connection as a slow consumer
+				// (onStalled), with one more linger for what is ahead of the
+				// close frame. Giving up here too would race that: the close
+				// frame, queued behind the backlog, would be cut with it.
+				timer.Reset(c.h.WriteTimeout)
+				continue
+			}
 			return 0
 		case <-ctx.Done():
 			return 0
