@@ -59,8 +59,9 @@ type Session struct {
 	issued    time.Time // when its token was issued (checkAccess); zero for a poll
 	replaying bool
 	pending   []pendingUpdate // live updates that arrived during replay
-	// lastSent is the highest ref written to the connection: set under
-	// mu, read under mu or by replied, which takes no lock.
+	// lastSent is the highest ref written to the connection (set just
+	// before the write: see writeLocked): set under mu, read under mu or
+	// by replied, which takes no lock.
 	lastSent atomic.Int64
 	closed   bool
 	// ownSends are its tidings.v2 connection's message.send commands with
@@ -183,13 +184,19 @@ func (s *Session) deliver(seq int64, frame []byte) {
 // writeLocked writes the frame of update seq (0: live-only). A full queue
 // means a slow consumer, whose connection is closed: the log keeps what it
 // did not get, and lastSent stays the last ref actually written.
+//
+// lastSent is set before the write: once queued, the frame may reach the
+// client, and its reply come back (replied, which takes no lock), before
+// this goroutine runs on; a reply then was cut down to the ref before,
+// and lost.
 func (s *Session) writeLocked(seq int64, frame []byte) {
-	if !s.client.t.Write(frame) {
-		s.closeSlowLocked()
-		return
-	}
+	prev := s.lastSent.Load()
 	if seq > 0 {
 		s.lastSent.Store(seq)
+	}
+	if !s.client.t.Write(frame) {
+		s.lastSent.Store(prev)
+		s.closeSlowLocked()
 	}
 }
 

@@ -117,3 +117,40 @@ func encodeTestUpdate(t *testing.T, seq int64) []byte {
 	}
 	return updateFrame("default", seq, false, body.others)
 }
+
+// replyingTransport replies to each update as it is written, before Write
+// returns: a client on another core can read the frame and reply before
+// the goroutine that queued it runs on.
+type replyingTransport struct{ s *Session }
+
+func (t *replyingTransport) Write(f []byte) bool {
+	var fr protocol.Frame
+	if json.Unmarshal(f, &fr) == nil {
+		if seq, ok := protocol.ParseRef(fr.Ref); ok {
+			t.s.replied(seq)
+		}
+	}
+	return true
+}
+func (t *replyingTransport) Close(int, string) {}
+
+// A reply that comes while the update it acknowledges is still being
+// written is not lost: the update counts as sent once it can reach the
+// client. (The ref was recorded only after the write, and a reply in
+// between was cut down to the ref before: the device's next connection
+// got the update again, though the client had processed it and its Close
+// had returned. TestCloseLeavesTheServerCursorAfterWhatWasProcessed in
+// client failed so under load.)
+func TestAReplyDuringTheWriteIsNotLost(t *testing.T) {
+	node := NewNode()
+	node.acks = make(map[deviceKey]*cursorState) // as Open makes it
+	tr := &replyingTransport{}
+	s := &Session{client: &Client{node: node, t: tr}, account: "default", app: "a", user: "u1", device: "d"}
+	tr.s = s
+	for seq := int64(1); seq <= 3; seq++ {
+		s.deliver(seq, encodeTestUpdate(t, seq))
+		if got := node.ackedInMemory(s.cursorKey()); got != seq {
+			t.Fatalf("after update %d and its reply, the device's acknowledged ref is %d", seq, got)
+		}
+	}
+}
