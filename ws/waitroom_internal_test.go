@@ -30,13 +30,8 @@ func TestWaitRoomLeavesADrainingSocketToDrain(t *testing.T) {
 	lc.wmu.Lock()
 	lc.draining = false
 	lc.wmu.Unlock()
-	select {
-	case n := <-got:
-		if n != 0 {
-			t.Fatalf("room for %d frames in a full queue", n)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still waiting for a socket that takes frames but a queue that does not shrink")
+	if n := waitResult(t, got, "a socket that takes frames but a queue that does not shrink"); n != 0 {
+		t.Fatalf("room for %d frames in a full queue", n)
 	}
 
 	// Room made while the socket drains ends the wait: half the queue,
@@ -48,12 +43,19 @@ func TestWaitRoomLeavesADrainingSocketToDrain(t *testing.T) {
 	c.queue = c.queue[:1]
 	c.signalDrained()
 	c.mu.Unlock()
+	if n := waitResult(t, got, "room made in the queue"); n != 3 {
+		t.Fatalf("room for %d frames, want 3", n)
+	}
+}
+
+// waitResult returns what WaitRoom returned on got, within 10 s.
+func waitResult(t *testing.T, got <-chan int, after string) int {
+	t.Helper()
 	select {
 	case n := <-got:
-		if n != 3 {
-			t.Fatalf("room for %d frames, want 3", n)
-		}
+		return n
 	case <-time.After(10 * time.Second):
-		t.Fatal("room made in the queue did not end the wait")
+		t.Fatalf("WaitRoom still waits after %s", after)
+		return 0
 	}
 }
