@@ -108,6 +108,14 @@ func (p *proxy) start(addr string) {
 				continue
 			}
 			p.mu.Lock()
+			if p.ln != ln {
+				// stop ran between the Accept and here: this
+				// connection must not outlive it.
+				p.mu.Unlock()
+				c.Close()
+				s.Close()
+				continue
+			}
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			go func() { p.forward(s, c); s.Close(); c.Close() }()
@@ -139,7 +147,10 @@ func (p *proxy) forward(server, client net.Conn) {
 func (p *proxy) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ln.Close()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
 	for _, c := range p.conns {
 		c.Close()
 	}
