@@ -103,11 +103,17 @@ func (s *UserService) DeleteUser(ctx context.Context, id string, messages tiding
 		current, err = tx.strings(`SELECT conversation_id FROM participants WHERE app_id = ? AND user_id = ?`, app, id)
 		return convs, current, err
 	}
+	// The writer reads the scope in the job's transaction just before the
+	// job (DB.prepare), and nothing between changes who took part where:
+	// the job uses the lists the scope was made of.
+	var convs, current []string
+	read := false
 	scopeOf := func(tx *Tx) (*scope, error) {
-		convs, current, err := ofUser(tx)
-		if err != nil {
+		var err error
+		if convs, current, err = ofUser(tx); err != nil {
 			return nil, err
 		}
+		read = true
 		s := &scope{users: []userKey{{app, id}}}
 		all := slices.Concat(convs, current)
 		slices.Sort(all)
@@ -120,10 +126,13 @@ func (s *UserService) DeleteUser(ctx context.Context, id string, messages tiding
 		if _, err := tx.findUser(c.AppID, id); err != nil {
 			return err
 		}
-		convs, current, err := ofUser(tx)
-		if err != nil {
-			return err
+		if !read {
+			var err error
+			if convs, current, err = ofUser(tx); err != nil {
+				return err
+			}
 		}
+		read = false // a batch run again reads the scope again
 
 		// The log first: the events about them go, the others stop naming
 		// them. (The events emitted below name no one.)
