@@ -18,7 +18,7 @@ func TestWaitRoomLeavesADrainingSocketToDrain(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	h := &Handler{WriteQueue: 8, WriteTimeout: timeout}
 	lc := &lingerConn{}
-	lc.draining = true
+	lc.draining.Store(true)
 	c := &conn{h: h, lc: lc, queue: make([][]byte, 8)}
 	got := make(chan int, 1)
 	go func() { got <- c.WaitRoom(context.Background()) }()
@@ -28,7 +28,7 @@ func TestWaitRoomLeavesADrainingSocketToDrain(t *testing.T) {
 	case <-time.After(5 * timeout):
 	}
 	lc.wmu.Lock()
-	lc.draining = false
+	lc.draining.Store(false)
 	lc.wmu.Unlock()
 	if n := waitResult(t, got, "a socket that takes frames but a queue that does not shrink"); n != 0 {
 		t.Fatalf("room for %d frames in a full queue", n)
@@ -36,7 +36,7 @@ func TestWaitRoomLeavesADrainingSocketToDrain(t *testing.T) {
 
 	// Room made while the socket drains ends the wait: half the queue,
 	// less what is still queued.
-	lc.draining = true
+	lc.draining.Store(true)
 	go func() { got <- c.WaitRoom(context.Background()) }()
 	time.Sleep(2 * timeout)
 	c.mu.Lock()

@@ -378,12 +378,12 @@ type lingerConn struct {
 	readFd func(fd uintptr) bool
 
 	wmu        sync.Mutex
-	draining   bool   // drain runs: writes go to backlog
-	backlog    []byte // what drain has yet to write
-	closeAfter bool   // Close came while draining: drain closes when done
-	onDrained  func() // called when drain has written everything
-	onStalled  func() // called when a write of drain's did not end within linger (once)
-	stalled    bool   // onStalled was called
+	draining   atomic.Bool // drain runs: writes go to backlog (changed under wmu)
+	backlog    []byte      // what drain has yet to write
+	closeAfter bool        // Close came while draining: drain closes when done
+	onDrained  func()      // called when drain has written everything
+	onStalled  func()      // called when a write of drain's did not end within linger (once)
+	stalled    bool        // onStalled was called
 
 	// After the half-close: shutTimer closes the connection for good once
 	// the peer has sent nothing for linger, or at lingerEnd.
@@ -413,14 +413,18 @@ func (c *lingerConn) Write(p []byte) (int, error) {
 	if c.broken.Load() {
 		return 0, errBroken
 	}
-	c.wmu.Lock()
-	if c.draining {
-		c.backlog = append(c.backlog, p...)
+	// Only Write starts a drain, and gws serializes its writes: seen
+	// false here, no drain runs, nor starts before this write is done.
+	if c.draining.Load() {
+		c.wmu.Lock()
+		if c.draining.Load() {
+			c.backlog = append(c.backlog, p...)
+			c.wmu.Unlock()
+			return len(p), nil
+		}
 		c.wmu.Unlock()
-		return len(p), nil
 	}
-	c.wmu.Unlock()
-	// Not draining: no other goroutine writes (gws serializes its writes).
+	// Not draining: no other goroutine writes.
 	n, err := c.tryWrite(p)
 	if err != nil {
 		c.broken.Store(true)
@@ -428,7 +432,7 @@ func (c *lingerConn) Write(p []byte) (int, error) {
 	}
 	if n < len(p) {
 		c.wmu.Lock()
-		c.draining = true
+		c.draining.Store(true)
 		c.backlog = append(c.backlog[:0], p[n:]...)
 		c.wmu.Unlock()
 		go c.drain()
@@ -476,9 +480,7 @@ func (c *lingerConn) writeFn(fd uintptr) bool {
 
 // busy says whether drain runs: the connection's writer waits for it.
 func (c *lingerConn) busy() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.draining
+	return c.draining.Load()
 }
 
 // drain writes the backlog, waiting for the peer, within linger per write.
@@ -489,7 +491,7 @@ func (c *lingerConn) drain() {
 		c.backlog = nil
 		if len(b) == 0 || c.broken.Load() {
 			c.Conn.SetWriteDeadline(time.Time{}) // the next writes do not wait
-			c.draining = false
+			c.draining.Store(false)
 			closeAfter := c.closeAfter
 			c.wmu.Unlock()
 			if closeAfter {
@@ -553,7 +555,7 @@ func (c *lingerConn) cut() {
 	c.cutting.Store(true)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.draining || c.raw == nil {
+	if c.draining.Load() || c.raw == nil {
 		c.Conn.SetWriteDeadline(time.Now())
 	}
 }
@@ -642,7 +644,7 @@ func (c *lingerConn) Close() error {
 		return nil
 	}
 	c.wmu.Lock()
-	if c.draining && !c.broken.Load() {
+	if c.draining.Load() && !c.broken.Load() {
 		c.closeAfter = true
 		c.wmu.Unlock()
 		return nil
