@@ -24,10 +24,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/tidings/tidings/internal/cputime"
 )
 
 // The rows of one send, as the server's are in the peer tool's rooms: the
@@ -59,11 +60,11 @@ func main() {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				fail(err)
 			}
-			cpu0, wall0, w0 := cpu(), time.Now(), written()
+			cpu0, wall0, w0 := cputime.Self(), time.Now(), written()
 			if err := e.run(d, sends, group); err != nil {
 				fail(fmt.Errorf("%s: %w", e.name, err))
 			}
-			cpu1, wall1, w1 := cpu(), time.Now(), written()
+			cpu1, wall1, w1 := cputime.Self(), time.Now(), written()
 			n := float64(sends)
 			fmt.Printf("round=%d engine=%s sends=%d group=%d cpu_us_per_send=%.1f wall_us_per_send=%.1f kib_written_per_send=%.2f\n",
 				r, e.name, sends, group, float64(cpu1-cpu0)/1e3/n, float64(wall1.Sub(wall0))/1e3/n, float64(w1-w0)/1024/n)
@@ -154,14 +155,6 @@ func runAppend(dir string, sends, group int) error {
 		}
 	}
 	return nil
-}
-
-func cpu() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		fail(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // written is the bytes the process wrote to storage so far (0 where
