@@ -1,0 +1,5 @@
+//go:build !race
+
+package tidings
+
+const raceEnabled = false
