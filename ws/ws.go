@@ -528,11 +528,11 @@ func (c *lingerConn) drain() {
 const drainChunk = 64 << 10
 
 // stall handles a write of drain's that timed out: the peer did not take
-// a drainChunk of the backlog within linger, so it reads too slowly. The first time,
-// unless the connection is cut (a dead peer) or its close frame is written
-// already, the connection is closed as a slow consumer (onStalled): what
-// is left waits, ahead of the close frame, for one more linger. It reports
-// whether drain goes on.
+// a drainChunk of the backlog within linger, so it reads too slowly. The
+// first time, unless the connection is cut (a dead peer) or its close
+// frame is written already, the connection is closed as a slow consumer
+// (onStalled): what is left waits, ahead of the close frame, for one more
+// linger. It reports whether drain goes on.
 func (c *lingerConn) stall(rest []byte, err error) bool {
 	if !errors.Is(err, os.ErrDeadlineExceeded) || c.cutting.Load() || c.closing.Load() {
 		return false
