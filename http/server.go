@@ -35,7 +35,7 @@ import (
 // Defaults of the Server's limits and timeouts.
 const (
 	DefaultMaxBodyBytes      = 1 << 20
-	DefaultMaxFileBytes      = 25 << 20
+	DefaultMaxFileBytes      = tidings.DefaultMaxFileBytes
 	DefaultMaxTokenTTL       = 24 * time.Hour
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultReadTimeout       = 2 * time.Minute // long enough to upload a large file

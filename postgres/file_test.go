@@ -182,7 +182,7 @@ func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 		if _, _, err := files.OpenFile(userCtx("a", "bob"), e.conv, f.ID); tidings.ErrorCode(err) != tidings.ENotFound {
 			t.Errorf("unattached file still there: %v", err)
 		}
-		if _, err := blobs.Open(ctx, blobKey("a", e.conv, f.ID)); tidings.ErrorCode(err) != tidings.ENotFound {
+		if _, err := blobs.Open(ctx, tidings.BlobKey("a", e.conv, f.ID)); tidings.ErrorCode(err) != tidings.ENotFound {
 			t.Errorf("content of an unattached file still there: %v", err)
 		}
 	}

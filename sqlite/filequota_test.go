@@ -104,6 +104,45 @@ func TestUploadQuotaHoldsUnderConcurrentUploads(t *testing.T) {
 	}
 }
 
+// The app's server has the app's quota only, and each of its uploads in
+// progress counts once in it: with 300 bytes of room and uploads of at
+// most 100, three may be under way at once.
+func TestServerUploadsInProgressCountOnce(t *testing.T) {
+	e, _, conv := clockEnv(t)
+	files := sqlite.NewFileService(e.db, disk.NewBlobStore(t.TempDir()), 100)
+	files.AppQuota = 300
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			pr, pw := io.Pipe()
+			go func() {
+				pw.Write([]byte("x"))
+				started <- struct{}{}
+				<-release
+				pw.Close()
+			}()
+			_, err := files.CreateFile(server("a"), conv, "f.bin", "application/octet-stream", pr)
+			pr.Close() // a refused upload does not leave its writer waiting
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	<-started
+	<-started // both have reserved, and are reading
+	f, err := files.CreateFile(server("a"), conv, "third.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", 100)))
+	close(release)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("a third server upload beside two in progress: %v; want it stored (100 of 300 bytes left)", err)
+	}
+	if f.UploaderID != "" || f.Size != 100 {
+		t.Errorf("stored %+v; want 100 bytes, no uploader", f)
+	}
+}
+
 func TestUnattachedFilesAreRemovedAfterGrace(t *testing.T) {
 	e, offset, conv := clockEnv(t)
 	dir := t.TempDir()
