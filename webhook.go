@@ -74,6 +74,70 @@ type WebhookUpdate struct {
 	Disabled *bool     `json:"disabled"`
 }
 
+// MaxWebhooksPerApp bounds the endpoints of one app.
+const MaxWebhooksPerApp = 20
+
+// CheckWebhookCount returns EConflict if an app that has n endpoints may
+// not make another.
+func CheckWebhookCount(n int) error {
+	if n >= MaxWebhooksPerApp {
+		return Errorf(EConflict, "an app may have at most %d webhook endpoints", MaxWebhooksPerApp)
+	}
+	return nil
+}
+
+// Validate checks nw and fills in its defaults: the URL without
+// surrounding spaces, every event ("*") if Events is nil, a new secret if
+// Secret is empty.
+func (nw *NewWebhook) Validate() error {
+	nw.URL = strings.TrimSpace(nw.URL)
+	if err := CheckWebhookURL(nw.URL); err != nil {
+		return err
+	}
+	if nw.Events == nil {
+		nw.Events = []string{"*"}
+	}
+	if err := CheckWebhookEvents(nw.Events); err != nil {
+		return err
+	}
+	if nw.Secret == "" {
+		nw.Secret = NewWebhookSecret()
+	} else if _, err := WebhookSecretKey(nw.Secret); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Validate checks upd, its URL without surrounding spaces.
+func (upd *WebhookUpdate) Validate() error {
+	if upd.URL != nil {
+		u := strings.TrimSpace(*upd.URL)
+		if err := CheckWebhookURL(u); err != nil {
+			return err
+		}
+		upd.URL = &u
+	}
+	if upd.Events != nil {
+		if err := CheckWebhookEvents(*upd.Events); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Apply sets the fields upd holds on w; upd was validated.
+func (upd WebhookUpdate) Apply(w *WebhookEndpoint) {
+	if upd.URL != nil {
+		w.URL = *upd.URL
+	}
+	if upd.Events != nil {
+		w.Events = *upd.Events
+	}
+	if upd.Disabled != nil {
+		w.Disabled = *upd.Disabled
+	}
+}
+
 // WebhookReplay moves an endpoint's position so that delivery resumes at
 // an event: FromEventID names it, or FromSeq gives its position. Earlier
 // than where the endpoint stands, the events from there are delivered

@@ -31,9 +31,6 @@ var (
 
 func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db} }
 
-// MaxWebhooksPerApp bounds the endpoints of one app.
-const MaxWebhooksPerApp = 20
-
 // retentionLock is the advisory lock (in the two-key space, apart from
 // the conversations' one-key locks) that each transaction of Prune takes
 // exclusively, and the changes that set an endpoint's position (creation,
@@ -74,19 +71,7 @@ func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhoo
 	if err != nil {
 		return nil, err
 	}
-	nw.URL = strings.TrimSpace(nw.URL)
-	if err := tidings.CheckWebhookURL(nw.URL); err != nil {
-		return nil, err
-	}
-	if nw.Events == nil {
-		nw.Events = []string{"*"}
-	}
-	if err := tidings.CheckWebhookEvents(nw.Events); err != nil {
-		return nil, err
-	}
-	if nw.Secret == "" {
-		nw.Secret = tidings.NewWebhookSecret()
-	} else if _, err := tidings.WebhookSecretKey(nw.Secret); err != nil {
+	if err := nw.Validate(); err != nil {
 		return nil, err
 	}
 	final, err := s.db.settled(ctx)
@@ -111,8 +96,8 @@ func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhoo
 		if err := tx.queryRow(`SELECT count(*) FROM webhook_endpoints WHERE app_id = $1`, caller.AppID).Scan(&n); err != nil {
 			return err
 		}
-		if n >= MaxWebhooksPerApp {
-			return tidings.Errorf(tidings.EConflict, "an app may have at most %d webhook endpoints", MaxWebhooksPerApp)
+		if err := tidings.CheckWebhookCount(n); err != nil {
+			return err
 		}
 		// Never behind what retention removed: it would count as missed.
 		pruned, err := tx.prunedSeq()
@@ -215,17 +200,8 @@ func (s *WebhookService) UpdateWebhook(ctx context.Context, id string, upd tidin
 	if err != nil {
 		return nil, err
 	}
-	if upd.URL != nil {
-		u := strings.TrimSpace(*upd.URL)
-		if err := tidings.CheckWebhookURL(u); err != nil {
-			return nil, err
-		}
-		upd.URL = &u
-	}
-	if upd.Events != nil {
-		if err := tidings.CheckWebhookEvents(*upd.Events); err != nil {
-			return nil, err
-		}
+	if err := upd.Validate(); err != nil {
+		return nil, err
 	}
 	var w *tidings.WebhookEndpoint
 	err = s.db.update(ctx, func(tx *Tx) error {
@@ -233,15 +209,7 @@ func (s *WebhookService) UpdateWebhook(ctx context.Context, id string, upd tidin
 		if w, err = tx.findWebhook(caller.AppID, id); err != nil {
 			return err
 		}
-		if upd.URL != nil {
-			w.URL = *upd.URL
-		}
-		if upd.Events != nil {
-			w.Events = *upd.Events
-		}
-		if upd.Disabled != nil {
-			w.Disabled = *upd.Disabled
-		}
+		upd.Apply(w)
 		return tx.saveWebhook(w)
 	})
 	if err != nil {

@@ -40,7 +40,7 @@ func findHook(t *testing.T, hooks *WebhookService, app, id string) *tidings.Webh
 	return ep
 }
 
-// TestWebhooksPerApp: an app has at most MaxWebhooksPerApp endpoints,
+// TestWebhooksPerApp: an app has at most tidings.MaxWebhooksPerApp endpoints,
 // however many creations run at once (on several nodes); another app has
 // its own; each lists its own, oldest first.
 func TestWebhooksPerApp(t *testing.T) {
@@ -62,7 +62,7 @@ func TestWebhooksPerApp(t *testing.T) {
 		created   int
 		conflicts int
 	)
-	for i := range MaxWebhooksPerApp + 10 {
+	for i := range tidings.MaxWebhooksPerApp + 10 {
 		wg.Go(func() {
 			_, err := nodes[i%2].CreateWebhook(serverCtx("a"), tidings.NewWebhook{URL: fmt.Sprintf("https://example.com/%d", i)})
 			mu.Lock()
@@ -78,11 +78,11 @@ func TestWebhooksPerApp(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if created != MaxWebhooksPerApp || conflicts != 10 {
-		t.Errorf("%d created, %d refused; want %d and 10", created, conflicts, MaxWebhooksPerApp)
+	if created != tidings.MaxWebhooksPerApp || conflicts != 10 {
+		t.Errorf("%d created, %d refused; want %d and 10", created, conflicts, tidings.MaxWebhooksPerApp)
 	}
 	list, err := nodes[0].ListWebhooks(serverCtx("a"))
-	if err != nil || len(list) != MaxWebhooksPerApp {
+	if err != nil || len(list) != tidings.MaxWebhooksPerApp {
 		t.Fatalf("app a lists %d endpoints, %v", len(list), err)
 	}
 	if !slices.IsSortedFunc(list, func(x, y *tidings.WebhookEndpoint) int { return x.CreatedAt.Compare(y.CreatedAt) }) {
@@ -92,7 +92,7 @@ func TestWebhooksPerApp(t *testing.T) {
 	if l, err := nodes[0].ListWebhooks(serverCtx("b")); err != nil || len(l) != 1 || l[0].ID != b.ID || l[0].AppID != "b" {
 		t.Errorf("app b lists %v, %v", l, err)
 	}
-	if all, err := nodes[0].AllWebhooks(context.Background()); err != nil || len(all) != MaxWebhooksPerApp+1 {
+	if all, err := nodes[0].AllWebhooks(context.Background()); err != nil || len(all) != tidings.MaxWebhooksPerApp+1 {
 		t.Errorf("AllWebhooks: %d, %v", len(all), err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"strings"
 
 	"github.com/tidings/tidings"
 )
@@ -21,9 +20,6 @@ var (
 )
 
 func NewWebhookService(db *DB) *WebhookService { return &WebhookService{db: db} }
-
-// MaxWebhooksPerApp bounds the endpoints of one app.
-const MaxWebhooksPerApp = 20
 
 const webhookColumns = `app_id, id, url, secret, events, disabled, failing, failing_since, last_seq,
 	missed_up_to, missed_at, version, created_at, updated_at`
@@ -54,19 +50,7 @@ func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhoo
 	if err != nil {
 		return nil, err
 	}
-	nw.URL = strings.TrimSpace(nw.URL)
-	if err := tidings.CheckWebhookURL(nw.URL); err != nil {
-		return nil, err
-	}
-	if nw.Events == nil {
-		nw.Events = []string{"*"}
-	}
-	if err := tidings.CheckWebhookEvents(nw.Events); err != nil {
-		return nil, err
-	}
-	if nw.Secret == "" {
-		nw.Secret = tidings.NewWebhookSecret()
-	} else if _, err := tidings.WebhookSecretKey(nw.Secret); err != nil {
+	if err := nw.Validate(); err != nil {
 		return nil, err
 	}
 	w := &tidings.WebhookEndpoint{ID: tidings.NewID(), AppID: caller.AppID, URL: nw.URL, Secret: nw.Secret,
@@ -76,8 +60,8 @@ func (s *WebhookService) CreateWebhook(ctx context.Context, nw tidings.NewWebhoo
 		if err := tx.queryRow(`SELECT COUNT(*) FROM webhook_endpoints WHERE app_id = ?`, []any{caller.AppID}, &n); err != nil {
 			return err
 		}
-		if n >= MaxWebhooksPerApp {
-			return tidings.Errorf(tidings.EConflict, "an app may have at most %d webhook endpoints", MaxWebhooksPerApp)
+		if err := tidings.CheckWebhookCount(n); err != nil {
+			return err
 		}
 		// It receives the events committed from now on.
 		var last sql.NullInt64
@@ -167,17 +151,8 @@ func (s *WebhookService) UpdateWebhook(ctx context.Context, id string, upd tidin
 	if err != nil {
 		return nil, err
 	}
-	if upd.URL != nil {
-		u := strings.TrimSpace(*upd.URL)
-		if err := tidings.CheckWebhookURL(u); err != nil {
-			return nil, err
-		}
-		upd.URL = &u
-	}
-	if upd.Events != nil {
-		if err := tidings.CheckWebhookEvents(*upd.Events); err != nil {
-			return nil, err
-		}
+	if err := upd.Validate(); err != nil {
+		return nil, err
 	}
 	var w *tidings.WebhookEndpoint
 	err = s.db.updateAside(ctx, func(tx *Tx) error {
@@ -185,15 +160,7 @@ func (s *WebhookService) UpdateWebhook(ctx context.Context, id string, upd tidin
 		if w, err = tx.findWebhook(caller.AppID, id); err != nil {
 			return err
 		}
-		if upd.URL != nil {
-			w.URL = *upd.URL
-		}
-		if upd.Events != nil {
-			w.Events = *upd.Events
-		}
-		if upd.Disabled != nil {
-			w.Disabled = *upd.Disabled
-		}
+		upd.Apply(w)
 		return tx.saveWebhook(w)
 	})
 	if err != nil {

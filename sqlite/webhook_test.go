@@ -15,7 +15,7 @@ import (
 func TestWebhooksPerApp(t *testing.T) {
 	e := newEnv(t)
 	hooks := sqlite.NewWebhookService(e.db)
-	for range sqlite.MaxWebhooksPerApp {
+	for range tidings.MaxWebhooksPerApp {
 		must[*tidings.WebhookEndpoint](t)(hooks.CreateWebhook(server("a"), tidings.NewWebhook{URL: "http://127.0.0.1:1/h"}))
 	}
 	_, err := hooks.CreateWebhook(server("a"), tidings.NewWebhook{URL: "https://example.com/hook"})
