@@ -77,6 +77,17 @@ type ProfilePayload struct {
 	User      *User  `json:"profile"`
 }
 
+// NewProfilePayload is the payload of the profile.update event of a change
+// to u. Last seen is presence, not profile: the event, which everyone
+// sharing a conversation with u receives, never carries it (it would show
+// it despite the privacy switch, and stale on replay); nor the tokens'
+// not-before, the app server's alone.
+func NewProfilePayload(u *User) ProfilePayload {
+	pu := *u
+	pu.LastSeenAt, pu.TokensNotBefore = nil, nil
+	return ProfilePayload{ProfileID: u.ID, User: &pu}
+}
+
 // ConversationPayload is the payload of conversation.create and
 // conversation.update: the conversation's state after the change.
 // Participants is set on create only.

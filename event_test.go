@@ -219,3 +219,25 @@ func BenchmarkMessagePayloadJSON(b *testing.B) {
 		}
 	})
 }
+
+// A profile.update reaches everyone who shares a conversation with the
+// user: it never carries their last seen time (presence, with a privacy
+// switch of its own) or their tokens' not-before (the app server's).
+func TestProfilePayloadLeavesPresenceAndTokensOut(t *testing.T) {
+	seen, nbf := time.Unix(1800000000, 0), time.Unix(1800000100, 0)
+	u := &User{ID: "alice", DisplayName: "Alice", AvatarURL: "https://example.com/a.png", LastSeenAt: &seen, TokensNotBefore: &nbf}
+	p := NewProfilePayload(u)
+	if p.ProfileID != "alice" || p.User.DisplayName != "Alice" || p.User.AvatarURL != "https://example.com/a.png" {
+		t.Errorf("payload %+v: want the profile", p.User)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "lastSeenAt") || strings.Contains(string(b), "tokensNotBefore") {
+		t.Errorf("payload %s carries last seen or the tokens' not-before", b)
+	}
+	if u.LastSeenAt != &seen || u.TokensNotBefore != &nbf {
+		t.Errorf("the user itself was changed: %+v", u)
+	}
+}

@@ -195,14 +195,9 @@ func (s *UserService) UpdateUser(ctx context.Context, id string, upd tidings.Use
 
 // emitProfile emits the profile.update event of u's change, made by
 // actor (nil: the app's server), to u and every user who shares a
-// conversation with them. Last seen is presence, not profile: the event,
-// which everyone sharing a conversation receives, never carries it (it
-// would show it despite the privacy switch, and stale on replay); nor the
-// tokens' not-before, the app server's alone.
+// conversation with them (tidings.NewProfilePayload says what it carries).
 func (tx *Tx) emitProfile(c tidings.Caller, u *tidings.User, actor *tidings.Profile) error {
-	pu := *u
-	pu.LastSeenAt, pu.TokensNotBefore = nil, nil
-	ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.ProfilePayload{ProfileID: u.ID, User: &pu})
+	ev, err := tx.emitEvent(c.AppID, tidings.EventProfileUpdate, actor, "", u.ID, tidings.NewProfilePayload(u))
 	if err != nil {
 		return err
 	}
