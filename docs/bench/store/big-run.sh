@@ -16,11 +16,8 @@ if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 2"; else RARGS="-rate $RATE"; fi
 ARGS="-rooms 2000 -members 5 -room-prefix r2000m5-"
 OUT=/work/bench/run/$LABEL; mkdir -p $OUT
 T0=$(date +%s.%N)
-$BIN serve --data $DATA --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
-  --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level debug > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.05; done
+. "$(dirname "$0")/serve.sh"
+WAIT_TRIES=300 start_server $BIN $DATA $OUT/server.log --log-level debug
 echo "$LABEL listening after $(echo "$(date +%s.%N) - $T0" | bc) s"
 for i in $(seq 600); do grep -q 'read the client ids' $OUT/server.log && break; sleep 0.1; done
 grep 'read the client ids' $OUT/server.log | head -1

@@ -26,7 +26,8 @@ PY
 (cd $OUT/cf && ulimit -n 20000 && exec /work/peers-work/bin/centrifugo --config config.json) > $OUT/server.log 2>&1 &
 SPID=$!
 trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/serve.sh"
+wait_port $PORT
 if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 2"; else RARGS="-rate $RATE"; fi
 (sleep 8; curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$PORT/debug/pprof/profile?seconds=15") &
 (sleep 8; perf stat -x, -e $PERFEVENTS -p $SPID -o $OUT/perf.txt -- sleep 15) &

@@ -8,19 +8,17 @@ set -u
 LABEL=$1; BIN=$2
 PB=/work/peers-work/peerbench; PORT=18402; DPORT=18412
 PREP=/work/bench/idle/prep
+. "$(dirname "$0")/serve.sh"
 if [ ! -d $PREP ]; then
   mkdir -p $PREP/data
-  $BIN serve --data $PREP/data --addr 127.0.0.1:$PORT --command-rate 1000000 --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $PREP/server.log 2>&1 &
-  P=$!; for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+  $BIN serve --data $PREP/data --addr 127.0.0.1:$PORT $BENCH_FLAGS > $PREP/server.log 2>&1 &
+  P=$!; wait_port $PORT
   cat $PREP/data/default-server-key > $PREP/key
   TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB idle -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $PREP/cache.json -server-pid $P -c 10000 -room-prefix idle- -prepare-only > $PREP/prepare.log 2>&1
   kill $P; wait $P
 fi
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT; cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/
-$BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+start_server $BIN $OUT/data $OUT/server.log
 (curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=4") &
 TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB idle -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $OUT/cache.json -server-pid $SPID -c 10000 -room-prefix idle- -hold 5s > $OUT/run.log 2>&1
 sleep 1

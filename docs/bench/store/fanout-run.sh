@@ -12,11 +12,8 @@ LABEL=$1; BIN=$2; RATE=$3; NRUNS=$4
 PB=/work/peers-work/peerbench; PORT=18402; DPORT=18412
 if [ "$RATE" = 0 ]; then RARGS="-rate 0 -window 20"; else RARGS="-rate $RATE"; fi
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT/data
-$BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
-  --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn ${EXTRA:-} > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/serve.sh"
+start_server $BIN $OUT/data $OUT/server.log ${EXTRA:-}
 KEY=$(cat $OUT/data/default-server-key)
 for n in $(seq $NRUNS); do
   CPID=

@@ -9,24 +9,18 @@ set -u
 LABEL=$1; BIN=$2; C=$3
 PB=/work/peers-work/peerbench; PORT=18502; DPORT=18512
 D=/work/bench/idle/data
-serve() { # extra flags
-  $BIN serve --data $D/tidings --addr 127.0.0.1:$PORT --command-rate 1000000 --user-rate 0 \
-    --conversation-rate 0 --participant-rate 0 --log-level warn "$@" > /work/bench/idle/$LABEL-server.log 2>&1 &
-  SPID=$!
-  for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-}
+. "$(dirname "$0")/serve.sh"
 ulimit -n 20000
 mkdir -p /work/bench/idle
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
 if [ ! -f $D/key ]; then
   mkdir -p $D
-  serve
+  DPORT= start_server $BIN $D/tidings /work/bench/idle/$LABEL-server.log
   $BIN apps show --data $D/tidings default | sed -n 's/^server key: *//p' > $D/key
   TIDINGS_SERVER_KEY=$(cat $D/key) $PB idle -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $D/cache.json \
     -server-pid $SPID -c 19000 -room-prefix idle- -prepare-only > /work/bench/idle/prepare.log 2>&1
   kill $SPID; wait $SPID
 fi
-serve --debug-addr 127.0.0.1:$DPORT ${EXTRA:-}
+start_server $BIN $D/tidings /work/bench/idle/$LABEL-server.log ${EXTRA:-}
 (sleep 12; curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=30") & CPID=$!
 TIDINGS_SERVER_KEY=$(cat $D/key) $PB idle -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $D/cache.json \
   -server-pid $SPID -c $C -room-prefix idle- -hold 45s > /work/bench/idle/$LABEL.log 2>&1

@@ -10,11 +10,8 @@ PREP=/work/bench/shape-r2000m5
 ARGS="-rooms 2000 -members 5 -room-prefix r2000m5-"
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT
 cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/cache.json
-$BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
-  --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/serve.sh"
+start_server $BIN $OUT/data $OUT/server.log
 for n in 1 2 3 4; do
   if [ $n -le 2 ]; then RARGS="-rate 1000"; else RARGS="-rate 0 -window 2"; fi
   TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB rooms $ARGS $RARGS -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $OUT/cache.json -server-pid $SPID -duration 15s -label "$LABEL/$n" -out /work/bench/results.jsonl > $OUT/run$n.log 2>&1

@@ -8,8 +8,9 @@ BIN=$1; PREP=$2; PORT=$3; shift 3
 PB=/work/peers-work/peerbench
 [ -d "$PREP" ] && exit 0
 mkdir -p "$PREP"
-$BIN serve --data $PREP/data --addr 127.0.0.1:$PORT --command-rate 1000000 --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $PREP/server.log 2>&1 &
-P=$!; sleep 2
+. "$(dirname "$0")/serve.sh"
+$BIN serve --data $PREP/data --addr 127.0.0.1:$PORT $BENCH_FLAGS > $PREP/server.log 2>&1 &
+P=$!; wait_port $PORT
 KEY=$($BIN apps show --data $PREP/data default | sed -n 's/^server key: *//p'); echo "$KEY" > $PREP/key
 TIDINGS_SERVER_KEY=$KEY $PB rooms "$@" -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $PREP/cache.json -prepare-only > $PREP/prepare.log 2>&1
 kill $P; wait $P

@@ -11,17 +11,14 @@
 # /work/bench/run/LABEL/result.json.
 set -u
 LABEL=$1; BIN=$2; shift 2
-PORT=18422
+PORT=18422; DPORT=18432
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT
-$BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:18432 --command-rate 1000000 --user-rate 0 --conversation-rate 0 \
-  --participant-rate 0 --log-level warn > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/serve.sh"
+start_server $BIN $OUT/data $OUT/server.log
 KEY=$($BIN apps show --data $OUT/data default | sed -n 's/^server key: *//p')
 if [ -n "${PROF:-}" ]; then
   ( until grep -q deliveries $OUT/bench.log 2>/dev/null; do sleep 0.5; done; sleep 8
-    curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:18432/debug/pprof/profile?seconds=10" ) &
+    curl -s -o /work/bench/$LABEL.prof "http://127.0.0.1:$DPORT/debug/pprof/profile?seconds=10" ) &
 fi
 TIDINGS_SERVER_KEY=$KEY ${TOOL:-$BIN} bench rooms --url http://127.0.0.1:$PORT --server-pid $SPID \
   --rooms 2000 --members 2 --rate 1000 --read-every 1s --duration 20s --warmup 5s "$@" --json > $OUT/result.json 2> $OUT/bench.log

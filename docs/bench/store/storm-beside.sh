@@ -15,11 +15,8 @@ ARGS="-rooms 5000 -members 2 -room-prefix r5000m2-"
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT
 "$(dirname "$0")/prepare-rooms.sh" $BIN $PREP $PORT $ARGS
 cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/cache.json
-$BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
-  --user-rate 0 --app-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/serve.sh"
+start_server $BIN $OUT/data $OUT/server.log
 ( sleep 12; $BIN bench reconnect --url http://127.0.0.1:$PORT --key "$(cat $PREP/key)" --server-pid $SPID \
     --clients ${CLIENTS:-2000} --missed ${MISSED:-20} --rate 5 --run "$LABEL-$RANDOM" > $OUT/storm.log 2>&1 ) &
 STORM=$!

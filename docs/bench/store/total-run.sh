@@ -18,11 +18,8 @@ ARGS="-rooms $ROOMS -members $MEMBERS -room-prefix r${ROOMS}m${MEMBERS}-"
 OUT=/work/bench/run/$LABEL; rm -rf $OUT; mkdir -p $OUT
 "$(dirname "$0")/prepare-rooms.sh" $BIN $PREP $PORT $ARGS
 cp -a $PREP/data $OUT/data; cp $PREP/cache.json $OUT/cache.json
-env ${SENV:-} $BIN serve --data $OUT/data --addr 127.0.0.1:$PORT --debug-addr 127.0.0.1:$DPORT --command-rate 1000000 \
-  --user-rate 0 --conversation-rate 0 --participant-rate 0 --log-level warn ${EXTRA:-} > $OUT/server.log 2>&1 &
-SPID=$!
-trap 'kill $SPID 2>/dev/null; wait $SPID 2>/dev/null' EXIT
-for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/serve.sh"
+start_server $BIN $OUT/data $OUT/server.log ${EXTRA:-}
 ticks() { awk '{print $14+$15}' /proc/$SPID/stat; }
 t0=$(ticks)
 TIDINGS_SERVER_KEY=$(cat $PREP/key) $PB rooms $ARGS -rate $RATE -target tidings -tidings.url http://127.0.0.1:$PORT -tidings.cache $OUT/cache.json -server-pid $SPID -duration ${DUR:-60s} -label "$LABEL" -out /work/bench/results.jsonl > $OUT/run.log 2>&1
