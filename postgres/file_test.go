@@ -2,11 +2,9 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,84 +54,6 @@ func wantCode(t *testing.T, err error, code string) {
 	t.Helper()
 	if got := tidings.ErrorCode(err); got != code {
 		t.Fatalf("error %v (%s), want %s", err, got, code)
-	}
-}
-
-func wantRetry(t *testing.T, err error, mention string) *tidings.RetryError {
-	t.Helper()
-	var re *tidings.RetryError
-	if !errors.As(err, &re) || tidings.ErrorCode(err) != tidings.ERateLimited || re.After <= 0 {
-		t.Fatalf("error %v; want rate_limited with a time to retry", err)
-	}
-	if !strings.Contains(tidings.ErrorMessage(err), mention) {
-		t.Fatalf("message %q does not mention %q", tidings.ErrorMessage(err), mention)
-	}
-	return re
-}
-
-// TestUploadQuotas: the same quotas as on SQLite, per user over a window
-// and per app in all.
-func TestUploadQuotas(t *testing.T) {
-	e := newFileEnv(t)
-	files := NewFileService(e.db, disk.NewBlobStore(t.TempDir()), 100)
-	files.UserQuota, files.UserQuotaWindow = 250, time.Hour
-	files.AppQuota = 400
-	up := func(who string, n int) (*tidings.File, error) {
-		return files.CreateFile(userCtx("a", who), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", n)))
-	}
-	ok := func(who string, n int) {
-		t.Helper()
-		if _, err := up(who, n); err != nil {
-			t.Fatalf("%s uploads %d bytes: %v", who, n, err)
-		}
-	}
-
-	_, err := up("alice", 101)
-	wantCode(t, err, tidings.ETooLarge)
-	ok("alice", 100)
-	ok("alice", 100)
-	// 200 of 250 used: a file of 50 fits, one of 51 does not.
-	_, err = up("alice", 51)
-	re := wantRetry(t, err, "upload quota")
-	if re.After > time.Hour || re.After < 59*time.Minute {
-		t.Errorf("retry after %s; want about an hour, when the first upload leaves the window", re.After)
-	}
-	ok("alice", 50)
-	_, err = up("alice", 1)
-	wantRetry(t, err, "upload quota")
-	// Bob has his own quota, but the app's storage is shared: 250 + 150.
-	ok("bob", 100)
-	ok("bob", 50)
-	_, err = up("bob", 1)
-	wantRetry(t, err, "storage is full")
-
-	// An hour on, Alice's uploads have left the window, not the storage.
-	e.offset.Store(int64(61 * time.Minute))
-	_, err = up("alice", 1)
-	wantRetry(t, err, "storage is full")
-}
-
-// TestUploadQuotaHoldsUnderConcurrentUploads: concurrent uploads cannot
-// overrun a quota together: each counts with what it may still write.
-func TestUploadQuotaHoldsUnderConcurrentUploads(t *testing.T) {
-	e := newFileEnv(t)
-	files := NewFileService(e.db, disk.NewBlobStore(t.TempDir()), 100)
-	files.UserQuota = 300
-	var wg sync.WaitGroup
-	var stored atomic.Int64
-	for range 8 {
-		wg.Go(func() {
-			f, err := files.CreateFile(userCtx("a", "alice"), e.conv, "f.bin", "application/octet-stream", strings.NewReader(strings.Repeat("x", 100)))
-			if err == nil {
-				stored.Add(f.Size)
-			} else if tidings.ErrorCode(err) != tidings.ERateLimited {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if n := stored.Load(); n > 300 || n < 100 {
-		t.Errorf("8 concurrent uploads of 100 bytes stored %d bytes under a quota of 300", n)
 	}
 }
 

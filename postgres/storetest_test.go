@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
@@ -16,19 +18,24 @@ func TestConformance(t *testing.T) {
 		db := NewDB(freshDSN(t))
 		db.Publisher = pub
 		db.Logger = slog.New(slog.DiscardHandler) // migrations are logged at each open
+		var offset atomic.Int64
+		db.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 		if err := db.Open(); err != nil {
 			t.Fatalf("open: %v", err)
 		}
 		t.Cleanup(func() { db.Close() })
 		const maxFile = 4 << 10
+		files := NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile)
 		return storetest.Stores{
 			Apps:            NewAppService(db),
 			Users:           NewUserService(db),
 			Conversations:   NewConversationService(db),
 			Messages:        NewMessageService(db, 0),
 			EventLog:        NewEventLog(db),
-			Files:           NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile),
+			Files:           files,
 			MaxFileBytes:    maxFile,
+			UploadQuotas:    &files.UploadQuotas,
+			Advance:         func(d time.Duration) { offset.Add(int64(d)) },
 			Webhooks:        NewWebhookService(db),
 			WebhookStore:    NewWebhookService(db),
 			BeforeSend:      NewBeforeSendService(db),

@@ -3,7 +3,9 @@ package sqlite_test
 import (
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 	"github.com/tidings/tidings/disk"
@@ -18,11 +20,14 @@ func TestConformance(t *testing.T) {
 		db := sqlite.NewDB(filepath.Join(dir, "tidings.db"))
 		db.Publisher = pub
 		db.Logger = slog.New(slog.DiscardHandler) // migrations are logged at each open
+		var offset atomic.Int64
+		db.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 		if err := db.Open(); err != nil {
 			t.Fatalf("open: %v", err)
 		}
 		t.Cleanup(func() { db.Close() })
 		const maxFile = 4 << 10
+		files := sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile)
 		return storetest.Stores{
 			Apps:            sqlite.NewAppService(db),
 			Users:           sqlite.NewUserService(db),
@@ -30,8 +35,10 @@ func TestConformance(t *testing.T) {
 			Messages:        sqlite.NewMessageService(db, 0),
 			EventLog:        sqlite.NewEventLog(db),
 			Push:            sqlite.NewPushService(db),
-			Files:           sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile),
+			Files:           files,
 			MaxFileBytes:    maxFile,
+			UploadQuotas:    &files.UploadQuotas,
+			Advance:         func(d time.Duration) { offset.Add(int64(d)) },
 			Webhooks:        sqlite.NewWebhookService(db),
 			WebhookStore:    sqlite.NewWebhookService(db),
 			BeforeSend:      sqlite.NewBeforeSendService(db),

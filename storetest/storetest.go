@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidings/tidings"
 )
@@ -41,6 +42,12 @@ type Stores struct {
 	// accept files of at least 1 KiB, and refuse those over MaxFileBytes.
 	Files        tidings.FileService
 	MaxFileBytes int64
+	// UploadQuotas, if set, are those Files applies: the quota tests set
+	// their fields (and are skipped without it).
+	UploadQuotas *tidings.UploadQuotas
+	// Advance, if set, moves the stores' clock forward: the tests that
+	// need time to pass are skipped without it.
+	Advance func(time.Duration)
 	// Push is optional: the push tests are skipped without it.
 	Push PushStore
 	// MaxMessageBytes is the message size limit the message service was
@@ -100,6 +107,9 @@ func Run(t *testing.T, newStores Factory) {
 		{"RotateSigningSecret", TestRotateSigningSecret},
 		{"TenantIsolation", TestTenantIsolation},
 		{"Files", TestFiles},
+		{"UploadQuotas", TestUploadQuotas},
+		{"UploadQuotasUnderConcurrentUploads", TestUploadQuotasUnderConcurrentUploads},
+		{"ServerUploadsCountOnce", TestServerUploadsCountOnce},
 		{"Webhooks", TestWebhooks},
 		{"BeforeSend", TestBeforeSend},
 	}
