@@ -25,22 +25,25 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { db.Close() })
 		const maxFile = 4 << 10
-		files := NewFileService(db, disk.NewBlobStore(t.TempDir()), maxFile)
+		blobs := disk.NewBlobStore(t.TempDir())
+		files := NewFileService(db, blobs, maxFile)
 		return storetest.Stores{
-			Apps:            NewAppService(db),
-			Users:           NewUserService(db),
-			Conversations:   NewConversationService(db),
-			Messages:        NewMessageService(db, 0),
-			EventLog:        NewEventLog(db),
-			Files:           files,
-			MaxFileBytes:    maxFile,
-			UploadQuotas:    &files.UploadQuotas,
-			Advance:         func(d time.Duration) { offset.Add(int64(d)) },
-			Webhooks:        NewWebhookService(db),
-			WebhookStore:    NewWebhookService(db),
-			BeforeSend:      NewBeforeSendService(db),
-			BeforeSendStore: NewBeforeSendService(db),
-			Push:            NewPushService(db),
+			Apps:                  NewAppService(db),
+			Users:                 NewUserService(db),
+			Conversations:         NewConversationService(db),
+			Messages:              NewMessageService(db, 0),
+			EventLog:              NewEventLog(db),
+			Files:                 files,
+			MaxFileBytes:          maxFile,
+			UploadQuotas:          &files.UploadQuotas,
+			Advance:               func(d time.Duration) { offset.Add(int64(d)) },
+			RemoveUnattachedFiles: files.RemoveUnattached,
+			Blobs:                 blobs,
+			Webhooks:              NewWebhookService(db),
+			WebhookStore:          NewWebhookService(db),
+			BeforeSend:            NewBeforeSendService(db),
+			BeforeSendStore:       NewBeforeSendService(db),
+			Push:                  NewPushService(db),
 		}
 	})
 }

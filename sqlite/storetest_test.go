@@ -27,22 +27,25 @@ func TestConformance(t *testing.T) {
 		}
 		t.Cleanup(func() { db.Close() })
 		const maxFile = 4 << 10
-		files := sqlite.NewFileService(db, disk.NewBlobStore(filepath.Join(dir, "files")), maxFile)
+		blobs := disk.NewBlobStore(filepath.Join(dir, "files"))
+		files := sqlite.NewFileService(db, blobs, maxFile)
 		return storetest.Stores{
-			Apps:            sqlite.NewAppService(db),
-			Users:           sqlite.NewUserService(db),
-			Conversations:   sqlite.NewConversationService(db),
-			Messages:        sqlite.NewMessageService(db, 0),
-			EventLog:        sqlite.NewEventLog(db),
-			Push:            sqlite.NewPushService(db),
-			Files:           files,
-			MaxFileBytes:    maxFile,
-			UploadQuotas:    &files.UploadQuotas,
-			Advance:         func(d time.Duration) { offset.Add(int64(d)) },
-			Webhooks:        sqlite.NewWebhookService(db),
-			WebhookStore:    sqlite.NewWebhookService(db),
-			BeforeSend:      sqlite.NewBeforeSendService(db),
-			BeforeSendStore: sqlite.NewBeforeSendService(db),
+			Apps:                  sqlite.NewAppService(db),
+			Users:                 sqlite.NewUserService(db),
+			Conversations:         sqlite.NewConversationService(db),
+			Messages:              sqlite.NewMessageService(db, 0),
+			EventLog:              sqlite.NewEventLog(db),
+			Push:                  sqlite.NewPushService(db),
+			Files:                 files,
+			MaxFileBytes:          maxFile,
+			UploadQuotas:          &files.UploadQuotas,
+			Advance:               func(d time.Duration) { offset.Add(int64(d)) },
+			RemoveUnattachedFiles: files.RemoveUnattached,
+			Blobs:                 blobs,
+			Webhooks:              sqlite.NewWebhookService(db),
+			WebhookStore:          sqlite.NewWebhookService(db),
+			BeforeSend:            sqlite.NewBeforeSendService(db),
+			BeforeSendStore:       sqlite.NewBeforeSendService(db),
 		}
 	})
 }

@@ -48,6 +48,11 @@ type Stores struct {
 	// Advance, if set, moves the stores' clock forward: the tests that
 	// need time to pass are skipped without it.
 	Advance func(time.Duration)
+	// RemoveUnattachedFiles, if set, is Files' removal of the files no
+	// message refers to (RemoveUnattached); Blobs is where Files keeps
+	// their content. The removal test is skipped without them.
+	RemoveUnattachedFiles func(ctx context.Context, grace time.Duration) (int, error)
+	Blobs                 tidings.BlobStore
 	// Push is optional: the push tests are skipped without it.
 	Push PushStore
 	// MaxMessageBytes is the message size limit the message service was
@@ -110,6 +115,7 @@ func Run(t *testing.T, newStores Factory) {
 		{"UploadQuotas", TestUploadQuotas},
 		{"UploadQuotasUnderConcurrentUploads", TestUploadQuotasUnderConcurrentUploads},
 		{"ServerUploadsCountOnce", TestServerUploadsCountOnce},
+		{"UnattachedFilesAreRemoved", TestUnattachedFilesAreRemoved},
 		{"Webhooks", TestWebhooks},
 		{"BeforeSend", TestBeforeSend},
 	}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -163,4 +164,57 @@ func TestServerUploadsCountOnce(t *testing.T, newStores Factory) {
 	wantRetry(t, "the server past the app's storage", err, "storage is full")
 	_, err = f.upload("a", "bob", 1)
 	wantRetry(t, "bob past the app's storage", err, "storage is full")
+}
+
+// TestUnattachedFilesAreRemoved: files no message refers to are removed,
+// content included, once their grace period is over; attached ones stay,
+// and a removed file can no longer be attached.
+func TestUnattachedFilesAreRemoved(t *testing.T, newStores Factory) {
+	f := newFixture(t, newStores)
+	if f.Files == nil || f.RemoveUnattachedFiles == nil || f.Blobs == nil || f.Advance == nil {
+		t.Skip("the store has no file service that removes unattached files, or its clock cannot be moved")
+	}
+	f.mkUsers("a", "alice", "bob")
+	f.mkConv("a", "alice", tidings.NewConversation{ID: "c"}, "bob")
+	ctx := context.Background()
+	up := func() *tidings.File {
+		t.Helper()
+		return must[*tidings.File](t)(f.Files.CreateFile(as("a", "alice"), "c", "f.txt", "text/plain", strings.NewReader("hello")))
+	}
+	kept, edited, orphan, late := up(), up(), up(), up()
+	f.sendParts("a", "alice", "c", []tidings.Part{{Type: "text/plain", FileID: kept.ID}})
+	other := f.send("a", "bob", "c", "other")
+	if _, err := f.Messages.EditMessage(as("a", "bob"), "c", other.ID, tidings.MessageEdit{Parts: []tidings.Part{{Type: "text/plain", FileID: edited.ID}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Within the grace period nothing goes.
+	f.Advance(23 * time.Hour)
+	if n, err := f.RemoveUnattachedFiles(ctx, 24*time.Hour); err != nil || n != 0 {
+		t.Fatalf("removed %d files within the grace period (%v)", n, err)
+	}
+	f.Advance(2 * time.Hour)
+	late2 := up() // uploaded now: in its grace period
+	if n, err := f.RemoveUnattachedFiles(ctx, 24*time.Hour); err != nil || n != 2 {
+		t.Fatalf("removed %d files (%v); want the 2 never attached", n, err)
+	}
+	for _, file := range []*tidings.File{orphan, late} {
+		_, _, err := f.Files.OpenFile(as("a", "bob"), "c", file.ID)
+		wantCode(t, "an unattached file", err, tidings.ENotFound)
+		_, err = f.Blobs.Open(ctx, tidings.BlobKey("a", "c", file.ID))
+		wantCode(t, "the content of an unattached file", err, tidings.ENotFound)
+	}
+	for _, file := range []*tidings.File{kept, edited, late2} {
+		_, rc, err := f.Files.OpenFile(as("a", "bob"), "c", file.ID)
+		if err != nil {
+			t.Fatalf("attached or recent file removed: %v", err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != "hello" {
+			t.Errorf("file content %q", b)
+		}
+	}
+	_, _, err := f.Messages.SendMessage(as("a", "alice"), "c", tidings.NewMessage{Parts: []tidings.Part{{Type: "text/plain", FileID: orphan.ID}}})
+	wantCode(t, "a removed file attached", err, tidings.EInvalid)
 }
